@@ -1,0 +1,192 @@
+# Columnar aggregate state, indexed by the dense int32 *slot* that ``GroupTable`` hands out for
+# each (window, group).
+#
+# One accumulator object per aggregate in a query. Its state lives in C++ vectors indexed by slot,
+# grown by ``ensure_capacity`` (new slots start empty: every "empty" state is all zeros, so a plain
+# value-initialising resize is the reset), cleared by ``reset`` when a window closes, and folded
+# together by ``merge`` (session merges, two-phase aggregation across partitions).
+#
+# Division of labour, as in pandas' ``_libs/window/aggregations.pyx``: the ``def`` methods on
+# ``Aggregate`` validate shapes and dtypes and allocate with the GIL held, then release it once and
+# call a per-class ``noexcept nogil`` hook (``_update`` / ``_result`` / ``_reset`` / ``_merge``)
+# that loops over the rows with the tiny inline per-element updates declared below. Hooks report
+# failures as an ``AggStatus`` code; the wrapper raises once the GIL is back.
+
+from libc.math cimport fabs, isfinite
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libcpp.unordered_set cimport unordered_set
+from libcpp.vector cimport vector
+
+
+cdef extern from *:
+    # GCC/Clang 128-bit integer: the exact running sum behind SUM/AVG of BIGINT, so that sums
+    # whose partial results leave the int64 range still come out exact (DuckDB sums into HUGEINT).
+    # Cython only sees "a C integer"; it is never converted to a Python object.
+    ctypedef long long int128_t "__int128"
+
+
+# Values an aggregate can consume: BIGINT (and DECIMAL/TIMESTAMP, stored as int64) or DOUBLE.
+ctypedef fused value_t:
+    int64_t
+    double
+
+
+# Status codes returned by the nogil hooks; ``Aggregate`` raises the matching exception.
+cdef enum AggStatus:
+    AGG_OK = 0
+    AGG_NO_MEMORY = 1          # a C++ container failed to allocate: MemoryError
+    AGG_OVERFLOW = 2           # an exact BIGINT sum does not fit in int64: OverflowError
+
+
+cdef class Aggregate:
+    cdef bint is_float         # input dtype: 1 for float64, 0 for int64
+    cdef bint result_is_float  # result dtype: 1 for float64, 0 for int64
+    cdef bint takes_values     # 0 for COUNT(*), which ignores values and validity
+    cdef Py_ssize_t capacity   # slots allocated in every state vector; valid slots are [0, capacity)
+    cdef int64_t next_seq      # arrival number given to the next row when update() gets no seq
+    cdef bint busy             # set while a method runs without the GIL, so a second thread that
+                               # enters the same object gets RuntimeError instead of torn state
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil
+
+
+cdef class _CountBase(Aggregate):
+    cdef vector[int64_t] counts    # rows (COUNT(*)) or valid values (COUNT(x)) per slot
+
+
+cdef class CountStar(_CountBase):
+    pass
+
+
+cdef class Count(_CountBase):
+    pass
+
+
+cdef class _SumBase(Aggregate):
+    cdef bint mean                 # 1 for AVG (result sum / nobs as float64), 0 for SUM
+    cdef vector[int64_t] nobs      # valid values per slot; 0 means the result is NULL
+    cdef vector[int128_t] isum     # int64 input: exact running sum (float input: unused, empty)
+    cdef vector[double] fsum       # float64 input: Neumaier running sum (int input: empty)
+    cdef vector[double] fcomp      # float64 input: Neumaier compensation term (int input: empty)
+
+
+cdef class Sum(_SumBase):
+    pass
+
+
+cdef class Avg(_SumBase):
+    pass
+
+
+cdef class _MinMaxBase(Aggregate):
+    cdef bint is_max               # 1 for MAX, 0 for MIN
+    cdef vector[uint8_t] has       # 1 once the slot has seen a valid value
+    cdef vector[int64_t] ival      # current extreme, int64 input (float input: empty)
+    cdef vector[double] fval       # current extreme, float64 input (int input: empty)
+
+
+cdef class Min(_MinMaxBase):
+    pass
+
+
+cdef class Max(_MinMaxBase):
+    pass
+
+
+cdef class Variance(Aggregate):
+    cdef bint sample               # 1: divide by n - 1 (VAR_SAMP/STDDEV_SAMP); 0: by n (_POP)
+    cdef bint root                 # 1: return the square root (STDDEV_*)
+    cdef vector[int64_t] nobs      # Welford count of valid values per slot
+    cdef vector[double] mean       # Welford running mean
+    cdef vector[double] m2         # Welford sum of squared deviations from the mean
+
+
+cdef class CountDistinct(Aggregate):
+    # Distinct valid values per slot, as int64 keys (float64 by bit pattern, -0.0 folded into 0.0
+    # and every NaN into one key). Reset swaps a slot's set with an empty one to free its buckets.
+    cdef vector[unordered_set[int64_t]] sets
+
+
+cdef class ApproxCountDistinct(CountDistinct):
+    pass
+
+
+cdef class _PickBase(Aggregate):
+    cdef bint last                 # 1 for LAST (latest seq wins), 0 for FIRST (earliest wins)
+    cdef vector[uint8_t] state     # 0 empty, 1 picked row was NULL, 2 picked row has a value
+    cdef vector[int64_t] seq       # arrival number of the picked row, compared by merge
+    cdef vector[int64_t] ival      # picked value, int64 input (float input: empty)
+    cdef vector[double] fval       # picked value, float64 input (int input: empty)
+
+
+cdef class First(_PickBase):
+    pass
+
+
+cdef class Last(_PickBase):
+    pass
+
+
+cdef class Median(Aggregate):
+    # Exact running median as two heaps per slot over the non-NaN values: ``lo`` is a max-heap of
+    # the smaller values, ``hi`` holds the larger ones negated (so it too is a max-heap and both use
+    # std::push_heap's default order). NaNs sort after every number (as in DuckDB) and are only
+    # counted. Invariant: every lo <= every hi, and len(lo) == min(len(lo) + len(hi), ceil(N / 2))
+    # with N = len(lo) + len(hi) + n_nan, so the middle element(s) are the heap tops (or a NaN).
+    cdef vector[vector[double]] lo
+    cdef vector[vector[double]] hi
+    cdef vector[int64_t] n_nan     # NaN values per slot
+
+
+# ---- per-element updates (pandas ``add_sum`` style: running state through pointers) ----------
+
+cdef inline void add_sum(double x, double* s, double* comp) noexcept nogil:
+    """Neumaier-compensated ``s += x``; the rounding error accumulates in ``comp``."""
+    cdef double t = s[0] + x
+    if fabs(s[0]) >= fabs(x):
+        comp[0] += (s[0] - t) + x
+    else:
+        comp[0] += (x - t) + s[0]
+    s[0] = t
+
+
+cdef inline double sum_value(double s, double comp) noexcept nogil:
+    # Once the plain sum is inf or NaN the compensation is NaN garbage (inf - inf) and the plain
+    # sum is already the IEEE answer.
+    if not isfinite(s):
+        return s
+    return s + comp
+
+
+cdef inline void add_var(double x, int64_t* nobs, double* mean, double* m2) noexcept nogil:
+    """Welford's update of (count, mean, sum of squared deviations); DuckDB uses the same one."""
+    cdef double delta = x - mean[0]
+    nobs[0] += 1
+    mean[0] += delta / <double>nobs[0]
+    m2[0] += delta * (x - mean[0])
+
+
+cdef inline void merge_var(int64_t nb, double mb, double m2b,
+                           int64_t* na, double* ma, double* m2a) noexcept nogil:
+    """Chan et al.'s pairwise combination: fold (nb, mb, m2b) into (na, ma, m2a)."""
+    cdef double n, delta
+    if nb == 0:
+        return
+    if na[0] == 0:
+        na[0] = nb
+        ma[0] = mb
+        m2a[0] = m2b
+        return
+    n = <double>(na[0] + nb)
+    delta = mb - ma[0]
+    ma[0] += delta * (<double>nb / n)
+    m2a[0] += m2b + delta * delta * (<double>na[0] * <double>nb / n)
+    na[0] += nb

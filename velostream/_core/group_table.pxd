@@ -1,0 +1,74 @@
+# Hash table behind GROUP BY, windows, ROWS partitions and the hash router.
+#
+# A group key is ``n_words`` int64 words per row. The table maps each distinct key to a dense
+# int32 *slot* that indexes columnar aggregate state kept elsewhere; removed slots are reused.
+#
+# Layout (all buffers malloc'ed, freed in ``GroupTable.__dealloc__``):
+#   keys[slot * n_words + w]   the stored words, slot-major so one key is one cache line or less
+#   hashes[slot]               the full 64-bit hash, compared before the words and used to rehash
+#   index[pos]                 open-addressing array of slots (-1 empty), power-of-two size,
+#                              linear probing, backward-shift deletion (no tombstones)
+#
+# The hash is a murmur3-style per-word round followed by the fmix64 finaliser; it is inlined here
+# so that other kernels (the router) can cimport it and agree with ``hash_columns`` bit for bit.
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+
+# Status codes returned by the nogil routines; the ``def`` wrappers turn them into exceptions
+# once the GIL is held again.
+cdef enum GTStatus:
+    GT_OK = 0
+    GT_NO_MEMORY = 1          # malloc/realloc failed: MemoryError
+    GT_TOO_MANY_GROUPS = 2    # slot ids would overflow int32: OverflowError
+    GT_BAD_SLOT = 3           # a slot that is not live was passed in: ValueError
+
+
+cdef struct GTState:
+    int n_words               # words per key, >= 1, fixed for the table's life
+    int64_t* keys             # slot-major key words, slot_cap * n_words entries
+    uint64_t* hashes          # hash of the key held by each slot, slot_cap entries
+    uint8_t* live             # 1 when the slot holds a group, 0 when free or never used; remove()
+                              # briefly uses 2 to mark slots already seen in the same call
+    int32_t* free_slots       # stack of freed slot ids, handed out again before new ids
+    Py_ssize_t n_free         # entries on the free_slots stack
+    Py_ssize_t slot_cap       # allocated length of keys / hashes / live / free_slots, in slots
+    Py_ssize_t next_slot      # 1 + the largest slot id ever handed out (slot_capacity)
+    Py_ssize_t n_groups       # live groups
+    int32_t* index            # open-addressing array of slot ids, -1 when empty
+    Py_ssize_t index_mask     # index length - 1; the length is a power of two >= 2 * n_groups
+
+
+cdef class GroupTable:
+    cdef GTState st           # all table state; a plain struct so the nogil code can take &st
+    cdef bint busy            # set while a method runs without the GIL: a second Python thread
+                              # entering the same table gets RuntimeError instead of a torn table
+
+
+cdef inline uint64_t _rotl64(uint64_t x, int r) noexcept nogil:
+    return (x << r) | (x >> (64 - r))
+
+
+cdef inline uint64_t hash_start() noexcept nogil:
+    """Seed of every key hash: a nonzero start keeps the all-zero key away from hash 0."""
+    return 0x9E3779B97F4A7C15ULL
+
+
+cdef inline uint64_t hash_round(uint64_t h, int64_t word) noexcept nogil:
+    """Fold one key word into the running hash (murmur3 x64 body step)."""
+    cdef uint64_t k = <uint64_t>word * 0x87C37B91114253D5ULL
+    k = _rotl64(k, 31) * 0x4CF5AD432745937FULL
+    h ^= k
+    return _rotl64(h, 27) * 5 + 0x52DCE729ULL
+
+
+cdef inline uint64_t hash_finish(uint64_t h, int n_words) noexcept nogil:
+    """Close a key hash: mix in the word count, then fmix64 so every output bit (and so
+    ``hash % n_partitions``) depends on every input bit, even for sequential small codes."""
+    h ^= <uint64_t>n_words * 8
+    h ^= h >> 33
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 33
+    return h

@@ -1,0 +1,697 @@
+"""Hash table from multi-word int64 group keys to dense int32 slots, plus the router's hashing
+and partition-scatter kernels.
+
+Every ``def`` validates its arguments and gathers raw pointers with the GIL held, runs the whole
+batch ``with nogil:``, and raises from a status code once the GIL is back. The table layout and
+the hash function are documented in ``group_table.pxd``.
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+cnp.import_array()
+
+
+# Rows hashed per block before probing: the block's hashes stay in L1 between the column-major
+# hashing passes (cheap, independent per row) and the probe loop.
+cdef enum:
+    CHUNK = 512
+    # Smallest index, so tiny tables do not regrow on every other insert.
+    MIN_INDEX = 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument gathering (GIL held)
+# ---------------------------------------------------------------------------------------------
+
+cdef tuple _as_columns(object columns, Py_ssize_t expected):
+    """The key columns as a tuple, so that the arrays stay referenced while the GIL is released
+    even if the caller's list is mutated by another thread."""
+    cdef tuple cols = tuple(columns)
+    if expected >= 0 and len(cols) != expected:
+        raise ValueError(f"expected {expected} key columns, got {len(cols)}")
+    if len(cols) == 0:
+        raise ValueError("at least one key column is required")
+    return cols
+
+
+cdef Py_ssize_t _gather(tuple cols, const int64_t** ptrs) except -1:
+    """Store each column's data pointer in ``ptrs`` and return the common length."""
+    cdef Py_ssize_t k, n = -1
+    cdef cnp.ndarray a
+    for k in range(len(cols)):
+        obj = cols[k]
+        if not isinstance(obj, cnp.ndarray):
+            raise TypeError(f"key column {k} is {type(obj).__name__}, expected numpy.ndarray")
+        a = <cnp.ndarray>obj
+        # Any signed 8-byte integer type (int64 is 'l' or 'q' depending on the platform).
+        if not (cnp.PyArray_ISSIGNED(a) and cnp.PyArray_ITEMSIZE(a) == 8):
+            raise TypeError(f"key column {k} has dtype {a.dtype}, expected int64")
+        if cnp.PyArray_NDIM(a) != 1:
+            raise ValueError(f"key column {k} has {cnp.PyArray_NDIM(a)} dimensions, expected 1")
+        # Also rejects misaligned and byte-swapped arrays, which the loops would misread.
+        if not cnp.PyArray_ISCARRAY_RO(a):
+            raise ValueError(f"key column {k} must be C-contiguous, aligned, native byte order")
+        if n < 0:
+            n = cnp.PyArray_DIM(a, 0)
+        elif cnp.PyArray_DIM(a, 0) != n:
+            raise ValueError(
+                f"key column {k} has length {cnp.PyArray_DIM(a, 0)}, column 0 has {n}")
+        ptrs[k] = <const int64_t*>cnp.PyArray_DATA(a)
+    return n
+
+
+cdef inline int _check_out_len(Py_ssize_t got, Py_ssize_t n) except -1:
+    if got != n:
+        raise ValueError(f"output has length {got}, key columns have length {n}")
+    return 0
+
+
+cdef int _enter(GroupTable t) except -1:
+    """Claim the table for a call that releases the GIL (cleared by the caller's finally)."""
+    if t.busy:
+        raise RuntimeError("GroupTable is in use by another thread")
+    t.busy = True
+    return 0
+
+
+cdef int _raise_status(int status, Py_ssize_t bad_pos, const int32_t* bad_vals) except -1:
+    if status == GT_NO_MEMORY:
+        raise MemoryError("GroupTable could not grow")
+    if status == GT_TOO_MANY_GROUPS:
+        raise OverflowError("GroupTable cannot hold more than 2**31 - 1 groups")
+    if status == GT_BAD_SLOT:
+        raise ValueError(f"slot {bad_vals[bad_pos]} (position {bad_pos}) is not a live group")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing kernels (nogil)
+# ---------------------------------------------------------------------------------------------
+
+cdef inline void _hash_block(const int64_t** cols, int n_cols, Py_ssize_t start, Py_ssize_t m,
+                             uint64_t* h) noexcept nogil:
+    """h[i] = hash of row start + i. Column-major passes: each pass is a tight loop over one
+    contiguous column with no dependency between rows, so rows hash in parallel in the CPU."""
+    cdef Py_ssize_t i
+    cdef int w
+    cdef const int64_t* c = cols[0] + start
+    cdef uint64_t seed = hash_start()
+    for i in range(m):
+        h[i] = hash_round(seed, c[i])
+    for w in range(1, n_cols):
+        c = cols[w] + start
+        for i in range(m):
+            h[i] = hash_round(h[i], c[i])
+    for i in range(m):
+        h[i] = hash_finish(h[i], n_cols)
+
+
+cdef inline bint _key_eq(const int64_t* stored, const int64_t** cols, int nw,
+                         Py_ssize_t row) noexcept nogil:
+    cdef int w
+    for w in range(nw):
+        if stored[w] != cols[w][row]:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Table kernels (nogil)
+# ---------------------------------------------------------------------------------------------
+
+cdef int _alloc(GTState* t, int n_words, Py_ssize_t capacity) noexcept nogil:
+    cdef Py_ssize_t index_len = MIN_INDEX
+    while index_len < 2 * capacity:
+        index_len *= 2
+    if capacity < 1:
+        capacity = 1
+    t.n_words = n_words
+    t.keys = <int64_t*>malloc(capacity * n_words * sizeof(int64_t))
+    t.hashes = <uint64_t*>malloc(capacity * sizeof(uint64_t))
+    t.live = <uint8_t*>malloc(capacity * sizeof(uint8_t))
+    t.free_slots = <int32_t*>malloc(capacity * sizeof(int32_t))
+    t.index = <int32_t*>malloc(index_len * sizeof(int32_t))
+    if (t.keys == NULL or t.hashes == NULL or t.live == NULL or t.free_slots == NULL
+            or t.index == NULL):
+        return GT_NO_MEMORY
+    t.slot_cap = capacity
+    t.index_mask = index_len - 1
+    _reset(t)
+    return GT_OK
+
+
+cdef void _release(GTState* t) noexcept nogil:
+    free(t.keys)
+    free(t.hashes)
+    free(t.live)
+    free(t.free_slots)
+    free(t.index)
+    t.keys = NULL
+    t.hashes = NULL
+    t.live = NULL
+    t.free_slots = NULL
+    t.index = NULL
+    t.slot_cap = 0
+
+
+cdef void _reset(GTState* t) noexcept nogil:
+    # All-ones bytes are int32 -1 (empty) in every index entry.
+    memset(t.index, 0xFF, (t.index_mask + 1) * sizeof(int32_t))
+    memset(t.live, 0, t.slot_cap * sizeof(uint8_t))
+    t.n_free = 0
+    t.next_slot = 0
+    t.n_groups = 0
+
+
+cdef int _grow_slots(GTState* t) noexcept nogil:
+    """Double the per-slot buffers. Each pointer is kept as soon as its realloc succeeds, and
+    slot_cap only moves once all have, so a failure leaves a consistent (if roomier) table."""
+    cdef Py_ssize_t cap = t.slot_cap * 2
+    cdef void* p
+    if cap > INT32_MAX:
+        cap = INT32_MAX
+    p = realloc(t.keys, cap * t.n_words * sizeof(int64_t))
+    if p == NULL:
+        return GT_NO_MEMORY
+    t.keys = <int64_t*>p
+    p = realloc(t.hashes, cap * sizeof(uint64_t))
+    if p == NULL:
+        return GT_NO_MEMORY
+    t.hashes = <uint64_t*>p
+    p = realloc(t.free_slots, cap * sizeof(int32_t))
+    if p == NULL:
+        return GT_NO_MEMORY
+    t.free_slots = <int32_t*>p
+    p = realloc(t.live, cap * sizeof(uint8_t))
+    if p == NULL:
+        return GT_NO_MEMORY
+    t.live = <uint8_t*>p
+    memset(t.live + t.slot_cap, 0, (cap - t.slot_cap) * sizeof(uint8_t))
+    t.slot_cap = cap
+    return GT_OK
+
+
+cdef int _grow_index(GTState* t) noexcept nogil:
+    """Double the index and re-place every slot from its stored hash (keys are not re-read)."""
+    cdef Py_ssize_t old_len = t.index_mask + 1
+    cdef Py_ssize_t new_mask = 2 * old_len - 1
+    cdef int32_t* old = t.index
+    cdef int32_t* idx = <int32_t*>malloc(2 * old_len * sizeof(int32_t))
+    cdef Py_ssize_t p, pos
+    cdef int32_t s
+    if idx == NULL:
+        return GT_NO_MEMORY
+    memset(idx, 0xFF, 2 * old_len * sizeof(int32_t))
+    for p in range(old_len):
+        s = old[p]
+        if s >= 0:
+            pos = <Py_ssize_t>(t.hashes[s] & <uint64_t>new_mask)
+            while idx[pos] >= 0:
+                pos = (pos + 1) & new_mask
+            idx[pos] = s
+    free(old)
+    t.index = idx
+    t.index_mask = new_mask
+    return GT_OK
+
+
+cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t* out,
+                         Py_ssize_t* created) noexcept nogil:
+    cdef uint64_t hbuf[CHUNK]
+    cdef int nw = t.n_words
+    cdef int w, status
+    cdef Py_ssize_t blk, start, m, i, row, pos, mask
+    cdef uint64_t h
+    cdef int32_t s
+    # Local copies: stores through ``out`` would otherwise force the compiler to reload them.
+    cdef int32_t* index
+    cdef const uint64_t* hashes
+    cdef const int64_t* keys
+    cdef int64_t* dst
+    created[0] = 0
+    for blk in range((n + CHUNK - 1) // CHUNK):
+        start = blk * CHUNK
+        m = n - start if n - start < CHUNK else CHUNK
+        _hash_block(cols, nw, start, m, hbuf)
+        index = t.index
+        mask = t.index_mask
+        hashes = t.hashes
+        keys = t.keys
+        for i in range(m):
+            h = hbuf[i]
+            row = start + i
+            pos = <Py_ssize_t>(h & <uint64_t>mask)
+            s = index[pos]
+            while s >= 0:
+                if hashes[s] == h and _key_eq(keys + <Py_ssize_t>s * nw, cols, nw, row):
+                    break
+                pos = (pos + 1) & mask
+                s = index[pos]
+            if s < 0:
+                # New key. Keep the load at most 1/2 so probe runs stay short.
+                if 2 * (t.n_groups + 1) > mask + 1:
+                    status = _grow_index(t)
+                    if status != GT_OK:
+                        return status
+                    index = t.index
+                    mask = t.index_mask
+                    pos = <Py_ssize_t>(h & <uint64_t>mask)
+                    while index[pos] >= 0:
+                        pos = (pos + 1) & mask
+                if t.n_free > 0:
+                    t.n_free -= 1
+                    s = t.free_slots[t.n_free]
+                else:
+                    if t.next_slot >= INT32_MAX:
+                        return GT_TOO_MANY_GROUPS
+                    if t.next_slot == t.slot_cap:
+                        status = _grow_slots(t)
+                        if status != GT_OK:
+                            return status
+                        hashes = t.hashes
+                        keys = t.keys
+                    s = <int32_t>t.next_slot
+                    t.next_slot += 1
+                dst = t.keys + <Py_ssize_t>s * nw
+                for w in range(nw):
+                    dst[w] = cols[w][row]
+                t.hashes[s] = h
+                t.live[s] = 1
+                index[pos] = s
+                t.n_groups += 1
+                created[0] += 1
+            out[row] = s
+    return GT_OK
+
+
+cdef void _lookup(const GTState* t, const int64_t** cols, Py_ssize_t n,
+                  int32_t* out) noexcept nogil:
+    cdef uint64_t hbuf[CHUNK]
+    cdef int nw = t.n_words
+    cdef Py_ssize_t blk, start, m, i, row, pos
+    cdef Py_ssize_t mask = t.index_mask
+    cdef const int32_t* index = t.index
+    cdef const uint64_t* hashes = t.hashes
+    cdef const int64_t* keys = t.keys
+    cdef uint64_t h
+    cdef int32_t s
+    for blk in range((n + CHUNK - 1) // CHUNK):
+        start = blk * CHUNK
+        m = n - start if n - start < CHUNK else CHUNK
+        _hash_block(cols, nw, start, m, hbuf)
+        for i in range(m):
+            h = hbuf[i]
+            row = start + i
+            pos = <Py_ssize_t>(h & <uint64_t>mask)
+            s = index[pos]
+            while s >= 0:
+                if hashes[s] == h and _key_eq(keys + <Py_ssize_t>s * nw, cols, nw, row):
+                    break
+                pos = (pos + 1) & mask
+                s = index[pos]
+            out[row] = s  # -1 when the probe reached an empty entry
+
+
+cdef void _unlink(GTState* t, int32_t s) noexcept nogil:
+    """Take live slot ``s`` out of the index with backward-shift deletion: later entries of the
+    same probe run slide back into the hole, so lookups never need tombstones."""
+    cdef Py_ssize_t mask = t.index_mask
+    cdef int32_t* index = t.index
+    cdef Py_ssize_t hole = <Py_ssize_t>(t.hashes[s] & <uint64_t>mask)
+    cdef Py_ssize_t j, home
+    cdef int32_t e
+    while index[hole] != s:
+        hole = (hole + 1) & mask
+    j = hole
+    while True:
+        j = (j + 1) & mask
+        e = index[j]
+        if e < 0:
+            break
+        home = <Py_ssize_t>(t.hashes[e] & <uint64_t>mask)
+        # e may fill the hole only if the hole lies on its probe path, i.e. between its home and
+        # j (cyclically): its distance from home is at least the hole's distance back from j.
+        if ((j - home) & mask) >= ((j - hole) & mask):
+            index[hole] = e
+            hole = j
+    index[hole] = -1
+
+
+cdef int _remove(GTState* t, const int32_t* slots, Py_ssize_t m, Py_ssize_t* bad) noexcept nogil:
+    """All or nothing: every slot is checked (live, not repeated) before any is removed."""
+    cdef Py_ssize_t k, j
+    cdef int32_t s
+    for k in range(m):
+        s = slots[k]
+        if s < 0 or s >= t.next_slot or t.live[s] != 1:
+            for j in range(k):
+                t.live[slots[j]] = 1
+            bad[0] = k
+            return GT_BAD_SLOT
+        t.live[s] = 2  # seen in this call: a repeat fails the check above
+    for k in range(m):
+        s = slots[k]
+        _unlink(t, s)
+        t.live[s] = 0
+        t.free_slots[t.n_free] = s
+        t.n_free += 1
+    t.n_groups -= m
+    return GT_OK
+
+
+cdef int _check_live(const GTState* t, const int32_t* slots, Py_ssize_t m,
+                     Py_ssize_t* bad) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef int32_t s
+    for k in range(m):
+        s = slots[k]
+        if s < 0 or s >= t.next_slot or t.live[s] != 1:
+            bad[0] = k
+            return GT_BAD_SLOT
+    return GT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Python API
+# ---------------------------------------------------------------------------------------------
+
+cdef class GroupTable:
+    """Map multi-word int64 group keys to dense int32 slots.
+
+    Each key is ``n_words`` int64 words, given column-wise (one array per word). Slots are
+    handed out densely from 0, and slots of removed groups are reused by later inserts, so
+    aggregate state kept in arrays of length ``slot_capacity`` stays compact.
+
+    >>> import numpy as np
+    >>> t = GroupTable(2)
+    >>> a = np.array([1, 2, 1, 3], dtype=np.int64)
+    >>> b = np.array([7, 7, 7, 7], dtype=np.int64)
+    >>> slots = np.empty(4, dtype=np.int32)
+    >>> t.find_or_insert([a, b], slots)
+    3
+    >>> slots.tolist()
+    [0, 1, 0, 2]
+    >>> t.remove(np.array([1], dtype=np.int32))
+    >>> t.lookup([a, b], slots); slots.tolist()
+    [0, -1, 0, 2]
+    >>> t.keys_of(np.array([2], dtype=np.int32)).tolist()
+    [[3, 7]]
+    """
+
+    def __cinit__(self, int n_words, Py_ssize_t capacity=1024):
+        if n_words < 1:
+            raise ValueError(f"n_words must be at least 1, got {n_words}")
+        if capacity < 0 or capacity > INT32_MAX:
+            raise ValueError(f"capacity must be in [0, 2**31 - 1], got {capacity}")
+        if _alloc(&self.st, n_words, capacity) != GT_OK:
+            _release(&self.st)
+            raise MemoryError("GroupTable could not allocate its buffers")
+
+    def __dealloc__(self):
+        _release(&self.st)
+
+    @property
+    def n_words(self) -> int:
+        """Number of int64 words per key."""
+        return self.st.n_words
+
+    @property
+    def n_groups(self) -> int:
+        """Number of live groups."""
+        return self.st.n_groups
+
+    @property
+    def slot_capacity(self) -> int:
+        """1 + the largest slot id handed out since creation (or the last ``clear``): the
+        length aggregate state arrays need."""
+        return self.st.next_slot
+
+    def __len__(self):
+        return self.st.n_groups
+
+    def find_or_insert(self, columns, int32_t[::1] out_slots):
+        """Write each row's slot to ``out_slots``, inserting keys not yet in the table.
+
+        ``columns`` holds ``n_words`` int64 arrays of one length n; ``out_slots`` is int32[n].
+        Returns how many groups were created. If growing fails (MemoryError) the rows before
+        the failing one have been inserted.
+        """
+        cdef tuple cols = _as_columns(columns, self.st.n_words)
+        cdef const int64_t** ptrs = <const int64_t**>malloc(len(cols) * sizeof(int64_t*))
+        cdef Py_ssize_t n, created = 0
+        cdef int status = GT_OK
+        if ptrs == NULL:
+            raise MemoryError()
+        try:
+            n = _gather(cols, ptrs)
+            _check_out_len(out_slots.shape[0], n)
+            _enter(self)
+            try:
+                with nogil:
+                    status = _find_or_insert(&self.st, ptrs, n, &out_slots[0] if n else NULL,
+                                             &created)
+            finally:
+                self.busy = False
+            _raise_status(status, 0, NULL)
+            return created
+        finally:
+            free(ptrs)
+
+    def lookup(self, columns, int32_t[::1] out_slots):
+        """Write each row's slot to ``out_slots``, -1 where the key is not in the table."""
+        cdef tuple cols = _as_columns(columns, self.st.n_words)
+        cdef const int64_t** ptrs = <const int64_t**>malloc(len(cols) * sizeof(int64_t*))
+        cdef Py_ssize_t n
+        if ptrs == NULL:
+            raise MemoryError()
+        try:
+            n = _gather(cols, ptrs)
+            _check_out_len(out_slots.shape[0], n)
+            _enter(self)
+            try:
+                with nogil:
+                    _lookup(&self.st, ptrs, n, &out_slots[0] if n else NULL)
+            finally:
+                self.busy = False
+        finally:
+            free(ptrs)
+
+    def remove(self, const int32_t[::1] slots):
+        """Delete the groups held by ``slots``; their slots are reused by later inserts.
+
+        Raises ValueError, and removes nothing, if any slot is not live or appears twice.
+        """
+        cdef Py_ssize_t m = slots.shape[0], bad = 0
+        cdef int status
+        if m == 0:
+            return
+        _enter(self)
+        try:
+            with nogil:
+                status = _remove(&self.st, &slots[0], m, &bad)
+        finally:
+            self.busy = False
+        _raise_status(status, bad, &slots[0])
+
+    def keys_of(self, const int32_t[::1] slots):
+        """The stored key words of ``slots`` as an int64 array of shape (len(slots), n_words).
+
+        Raises ValueError if any slot is not live.
+        """
+        cdef Py_ssize_t m = slots.shape[0], bad = 0, k
+        cdef int nw = self.st.n_words
+        cdef int status = GT_OK
+        out_arr = np.empty((m, nw), dtype=np.int64)
+        cdef int64_t[:, ::1] out = out_arr
+        if m == 0:
+            return out_arr
+        with nogil:
+            status = _check_live(&self.st, &slots[0], m, &bad)
+            if status == GT_OK:
+                for k in range(m):
+                    memcpy(&out[k, 0], self.st.keys + <Py_ssize_t>slots[k] * nw,
+                           nw * sizeof(int64_t))
+        _raise_status(status, bad, &slots[0])
+        return out_arr
+
+    def live_slots(self):
+        """The live slots, ascending, as int32."""
+        out_arr = np.empty(self.st.n_groups, dtype=np.int32)
+        cdef int32_t[::1] out = out_arr
+        cdef Py_ssize_t s, k = 0
+        cdef Py_ssize_t hi = self.st.next_slot
+        cdef const uint8_t* live = self.st.live
+        with nogil:
+            for s in range(hi):
+                if live[s]:
+                    out[k] = <int32_t>s
+                    k += 1
+        return out_arr
+
+    def clear(self):
+        """Remove every group and restart slot numbering at 0 (``slot_capacity`` becomes 0).
+        Allocated memory is kept for reuse."""
+        _enter(self)
+        try:
+            with nogil:
+                _reset(&self.st)
+        finally:
+            self.busy = False
+
+    def __repr__(self):
+        return (f"GroupTable(n_words={self.st.n_words}, n_groups={self.st.n_groups}, "
+                f"slot_capacity={self.st.next_slot})")
+
+
+def hash_columns(columns, uint64_t[::1] out):
+    """Hash each row of the int64 key ``columns`` into ``out`` (uint64[n]).
+
+    The same hash ``GroupTable`` uses for a key of ``len(columns)`` words; ``hash % N`` spreads
+    even sequential small codes evenly over N partitions.
+
+    >>> import numpy as np
+    >>> h = np.empty(3, dtype=np.uint64)
+    >>> hash_columns([np.arange(3, dtype=np.int64)], h)
+    >>> len(set(h.tolist()))
+    3
+    """
+    cdef tuple cols = _as_columns(columns, -1)
+    cdef int n_cols = <int>len(cols)
+    cdef const int64_t** ptrs = <const int64_t**>malloc(n_cols * sizeof(int64_t*))
+    cdef Py_ssize_t n, blk, start
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        n = _gather(cols, ptrs)
+        _check_out_len(out.shape[0], n)
+        with nogil:
+            for blk in range((n + CHUNK - 1) // CHUNK):
+                start = blk * CHUNK
+                _hash_block(ptrs, n_cols, start, n - start if n - start < CHUNK else CHUNK,
+                            &out[start])
+    finally:
+        free(ptrs)
+
+
+def partition_of(columns, int n_partitions, int32_t[::1] out):
+    """Write ``hash_columns(columns) % n_partitions`` for each row into ``out`` (int32[n]).
+
+    >>> import numpy as np
+    >>> p = np.empty(4, dtype=np.int32)
+    >>> partition_of([np.arange(4, dtype=np.int64)], 2, p)
+    >>> bool(((p >= 0) & (p < 2)).all())
+    True
+    """
+    cdef tuple cols = _as_columns(columns, -1)
+    cdef int n_cols = <int>len(cols)
+    cdef const int64_t** ptrs
+    cdef uint64_t hbuf[CHUNK]
+    cdef Py_ssize_t n, blk, start, m, i
+    cdef uint64_t np_ = <uint64_t>n_partitions
+    if n_partitions < 1:
+        raise ValueError(f"n_partitions must be at least 1, got {n_partitions}")
+    ptrs = <const int64_t**>malloc(n_cols * sizeof(int64_t*))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        n = _gather(cols, ptrs)
+        _check_out_len(out.shape[0], n)
+        with nogil:
+            for blk in range((n + CHUNK - 1) // CHUNK):
+                start = blk * CHUNK
+                m = n - start if n - start < CHUNK else CHUNK
+                _hash_block(ptrs, n_cols, start, m, hbuf)
+                for i in range(m):
+                    out[start + i] = <int32_t>(hbuf[i] % np_)
+    finally:
+        free(ptrs)
+
+
+cdef int _count(const int32_t* part, Py_ssize_t n_rows, int n, int64_t* counts,
+                Py_ssize_t* bad) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t p
+    memset(counts, 0, n * sizeof(int64_t))
+    for i in range(n_rows):
+        p = part[i]
+        if p < 0 or p >= n:
+            bad[0] = i
+            return GT_BAD_SLOT
+        counts[p] += 1
+    return GT_OK
+
+
+cdef int _check_n(int n) except -1:
+    if n < 1:
+        raise ValueError(f"the number of partitions must be at least 1, got {n}")
+    return 0
+
+
+cdef int _raise_bad_part(int status, const int32_t[::1] part, Py_ssize_t bad, int n) except -1:
+    if status != GT_OK:
+        raise ValueError(f"partition {part[bad]} at row {bad} is outside [0, {n})")
+    return 0
+
+
+def scatter_counts(const int32_t[::1] part, int n):
+    """Rows per partition: int64[n] with ``counts[p] == (part == p).sum()``.
+
+    >>> import numpy as np
+    >>> scatter_counts(np.array([1, 0, 1], dtype=np.int32), 3).tolist()
+    [1, 2, 0]
+    """
+    _check_n(n)
+    counts_arr = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] counts = counts_arr
+    cdef Py_ssize_t bad = 0
+    cdef int status
+    with nogil:
+        status = _count(&part[0] if part.shape[0] else NULL, part.shape[0], n, &counts[0],
+                        &bad)
+    _raise_bad_part(status, part, bad, n)
+    return counts_arr
+
+
+def scatter_index(const int32_t[::1] part, int n):
+    """Stable counting sort of rows by partition.
+
+    Returns ``(order, offsets)``: int64[len(part)] and int64[n + 1]; the rows of partition p are
+    ``order[offsets[p]:offsets[p + 1]]``, in input order.
+
+    >>> import numpy as np
+    >>> order, offsets = scatter_index(np.array([1, 0, 1, 0], dtype=np.int32), 2)
+    >>> order.tolist(), offsets.tolist()
+    ([1, 3, 0, 2], [0, 2, 4])
+    """
+    _check_n(n)
+    cdef Py_ssize_t n_rows = part.shape[0]
+    order_arr = np.empty(n_rows, dtype=np.int64)
+    offsets_arr = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] order = order_arr
+    cdef int64_t[::1] offsets = offsets_arr
+    cdef int64_t* cursor = <int64_t*>malloc(n * sizeof(int64_t))
+    cdef Py_ssize_t bad = 0, i
+    cdef int p, status
+    if cursor == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            status = _count(&part[0] if n_rows else NULL, n_rows, n, cursor, &bad)
+            if status == GT_OK:
+                offsets[0] = 0
+                for p in range(n):
+                    offsets[p + 1] = offsets[p] + cursor[p]
+                    cursor[p] = offsets[p]
+                for i in range(n_rows):
+                    p = part[i]
+                    order[cursor[p]] = i
+                    cursor[p] += 1
+        _raise_bad_part(status, part, bad, n)
+    finally:
+        free(cursor)
+    return order_arr, offsets_arr

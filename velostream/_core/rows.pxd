@@ -1,0 +1,75 @@
+# cython: language_level=3
+"""State of ROWS windows: ``f(x) OVER (ROWS WINDOW BUFFER n ROWS PARTITION BY k ...)``.
+
+Per-slot state lives in C++ vectors indexed by the dense partition slot the engine assigns;
+buffers of ``n`` entries per slot are laid out slot-major (``slot * n + pos``) so that growing
+the number of slots keeps every existing entry where it is.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libcpp.vector cimport vector
+
+ctypedef fused num_t:
+    int64_t
+    double
+
+
+cdef struct SumAcc:
+    # Running SUM / AVG / COUNT state of one slot over its buffer.
+    int64_t nobs        # valid (non-NULL) values in the buffer, NaN and infinities included
+    int64_t isum        # int64 input: exact sum, wrapping mod 2**64 (right whenever the true sum fits)
+    double fsum         # float64 input: Neumaier running sum of the finite values
+    double fcomp        # float64 input: Neumaier compensation; the sum is fsum + fcomp
+    int64_t n_nan       # float64 input: NaN values in the buffer
+    int64_t n_posinf    # float64 input: +inf values in the buffer
+    int64_t n_neginf    # float64 input: -inf values in the buffer
+
+
+cdef struct VarAcc:
+    # Welford add/remove state of one slot over its buffer (pandas add_var/remove_var).
+    int64_t nobs        # finite valid values in the buffer (those that are in mean/ssqdm)
+    int64_t n_nonfinite # NaN/inf valid values in the buffer: any makes the result NaN, as in DuckDB
+    double mean         # running mean of the finite values
+    double ssqdm        # running sum of squared differences from the mean
+    double comp         # Kahan compensation of the mean updates
+    int64_t n_same      # length of the run of equal finite values added last (run >= nobs: var is 0)
+    double prev         # last finite value added (NaN before the first)
+
+
+cdef class _Ring:
+    # The last n values of one argument column per slot, for evictions, LAG and FIRST_VALUE.
+    cdef bint is_float              # values live in fvalues (float64) rather than ivalues (int64)
+    cdef bint need_evicted          # some add/remove function on this argument reads evictions
+    cdef list reads                 # function indices answered by a ring read (LAG, FIRST_VALUE)
+    cdef vector[int64_t] ivalues    # int64 values, slot * n + pos
+    cdef vector[double] fvalues     # float64 values, slot * n + pos
+    cdef vector[uint8_t] valid      # 1 where the stored value is not NULL, slot * n + pos
+
+    cdef int grow(self, int64_t n_slots, int64_t n) except -1
+
+
+cdef class _FuncState:
+    # Per-slot running state of one function (only the vectors its kind uses are sized).
+    cdef int kind                   # function code (K_SUM ... K_LAST_VALUE in rows.pyx)
+    cdef bint is_float              # argument dtype is float64
+    cdef vector[SumAcc] sums        # SUM, AVG, COUNT: one accumulator per slot
+    cdef vector[VarAcc] vars        # STDDEV, STDDEV_POP, VARIANCE, VAR_POP: one per slot
+    cdef vector[int32_t] dq_head    # MIN/MAX: ring index of each slot's deque front
+    cdef vector[int32_t] dq_len     # MIN/MAX: entries in each slot's deque
+    cdef vector[int64_t] dq_seq     # MIN/MAX: slot row number of each deque entry, slot * n + i
+    cdef vector[int64_t] dq_ival    # MIN/MAX of int64: value of each deque entry, slot * n + i
+    cdef vector[double] dq_fval     # MIN/MAX of float64: value of each deque entry, slot * n + i
+
+    cdef int grow(self, int64_t n_slots, int64_t n) except -1
+
+
+cdef class RowsWindow:
+    cdef readonly int64_t buffer_rows   # n: rows in each partition's buffer, current row included
+    cdef int64_t capacity               # slots with allocated state (grown geometrically)
+    cdef vector[int64_t] slot_rows      # rows seen so far per slot (ROW_NUMBER of its latest row)
+    cdef vector[int32_t] slot_pos       # ring position of each slot's next row (slot_rows % n)
+    cdef list kinds                     # function code per function
+    cdef list arg_of                    # argument index per function (-1: none)
+    cdef list offsets                   # LAG offset per function (0 for the others)
+    cdef list arg_dtypes                # np.dtype per argument column (int64 or float64)
+    cdef list rings                     # per argument: _Ring, or None when no function needs history
+    cdef list states                    # per function: _FuncState, or None when it keeps no state

@@ -1,0 +1,55 @@
+# Session-window bookkeeping for ``GROUP BY k WINDOW SESSION(gap)`` (SEMANTICS.md §4).
+#
+# A session of a key is the set of its records closer than ``gap`` to each other; it spans
+# ``[first, last + gap)``. Each session owns a dense id (``sid``) that indexes aggregate state kept
+# elsewhere; ids are recycled through a free list. See session.pyx for the rules.
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libcpp.set cimport set as cpp_set
+from libcpp.utility cimport pair
+from libcpp.vector cimport vector
+
+
+cdef enum SidState:
+    SID_FREE = 0      # on the free list, or never handed out
+    SID_LIVE = 1      # open, present in its key's session vector and in ``ends``
+    SID_EXPIRED = 2   # a row's watermark passed its end: no longer joinable, still in ``ends``
+    SID_CLOSED = 3    # returned by close(); its aggregate state is being read until release()
+
+
+cdef struct SessionEntry:
+    int64_t first     # earliest record time of the session (ms)
+    int64_t last      # latest record time of the session (ms); the session ends at last + gap
+    int32_t sid       # session id
+
+
+cdef struct SidInfo:
+    int32_t key_slot  # key slot that owns the session (meaningless while SID_FREE)
+    uint8_t state     # a SidState
+
+
+# (end, (first, sid)): std::pair orders lexicographically, so ``ends`` iterates in the order
+# close() promises: by end, then start, then sid.
+ctypedef pair[int64_t, int32_t] FirstSid
+ctypedef pair[int64_t, FirstSid] EndKey
+
+
+cdef class SessionWindows:
+    cdef readonly int64_t gap_ms
+    # session gap in ms (> 0)
+    cdef vector[vector[SessionEntry]] by_key
+    # key slot -> its LIVE sessions sorted by first; consecutive ones satisfy
+    # a.last + gap <= b.first, so they are sorted by last too and a row touches a contiguous run
+    cdef cpp_set[EndKey] ends
+    # every session not yet returned by close() (LIVE and EXPIRED), ordered by (end, first, sid)
+    cdef vector[SidInfo] sids
+    # sid -> owner and state; its size is sid_capacity
+    cdef vector[int32_t] free_sids
+    # released sids, reused last-in first-out so the id space stays as small as possible
+    cdef vector[int32_t] merge_buf
+    # flattened (dst, src) pairs of the merge that stopped the last assign() call
+
+    cdef int _purge_expired(self, vector[SessionEntry]* sess, int64_t wm) noexcept nogil
+    cdef int32_t _new_sid(self, int32_t key_slot) noexcept nogil
+    cdef int _reindex(self, int64_t old_end, int64_t old_first, const SessionEntry* e) noexcept nogil
+    cdef void _unlink(self, int32_t key_slot, int64_t first) noexcept nogil
+    cdef tuple _close(self, int64_t watermark, bint everything)

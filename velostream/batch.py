@@ -1,0 +1,434 @@
+"""Columnar batches: what flows between the source, the operators and the sink.
+
+A ``Batch`` is a set of named ``Column``\\ s of equal length. A column is a numpy array of values plus
+an optional validity mask (``None`` means no NULLs), typed by a ``SqlType`` (SEMANTICS.md §2):
+
+==========  ===============================================================
+SQL type    values
+==========  ===============================================================
+INT64       int64
+FLOAT64     float64
+DECIMAL     int64 scaled by 10**scale (exact sums)
+STRING      int32 codes into the job's ``StringDict`` (stable for the job)
+BOOL        bool
+TIMESTAMP   int64 epoch milliseconds
+==========  ===============================================================
+
+Columns arriving from Arrow convert lazily: a column the query never touches is never decoded, and
+a column that is only projected is filtered in its Arrow form (late materialisation). Strings never
+become per-row Python objects: Arrow's C++ dictionary encoder finds each batch's distinct values, and
+only those (not the rows) are looked up in the job-wide dictionary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# --------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class SqlType:
+    """A column's logical type. ``scale``/``precision`` only for DECIMAL. TIMESTAMP values are
+    epoch milliseconds and go out as int64 (as ``_WINDOW_START`` does)."""
+    kind: str  # INT64 FLOAT64 DECIMAL STRING BOOL TIMESTAMP NULL
+    scale: int = 0
+    precision: int = 18
+
+    def __str__(self) -> str:
+        if self.kind == "DECIMAL":
+            return f"DECIMAL({self.precision},{self.scale})"
+        return self.kind
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind in ("INT64", "FLOAT64", "DECIMAL", "TIMESTAMP", "BOOL", "NULL")
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return _NUMPY_DTYPE[self.kind]
+
+
+INT64 = SqlType("INT64")
+FLOAT64 = SqlType("FLOAT64")
+STRING = SqlType("STRING")
+BOOL = SqlType("BOOL")
+TIMESTAMP = SqlType("TIMESTAMP")
+NULLTYPE = SqlType("NULL")
+
+
+def DECIMAL(precision: int = 18, scale: int = 0) -> SqlType:
+    return SqlType("DECIMAL", scale=scale, precision=min(precision, 18))
+
+
+_NUMPY_DTYPE = {
+    "INT64": np.dtype(np.int64), "FLOAT64": np.dtype(np.float64), "DECIMAL": np.dtype(np.int64),
+    "STRING": np.dtype(np.int32), "BOOL": np.dtype(np.bool_), "TIMESTAMP": np.dtype(np.int64),
+    "NULL": np.dtype(np.int64),
+}
+
+
+def type_of_arrow(t: pa.DataType) -> SqlType:
+    """The SQL type an Arrow column maps to (raises TypeError for types we do not take)."""
+    if pa.types.is_dictionary(t):
+        return type_of_arrow(t.value_type)
+    if pa.types.is_integer(t):
+        return INT64
+    if pa.types.is_floating(t):
+        return FLOAT64
+    if pa.types.is_boolean(t):
+        return BOOL
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return STRING
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return TIMESTAMP
+    if pa.types.is_decimal(t):
+        if t.precision > 18:
+            raise TypeError(f"DECIMAL({t.precision},{t.scale}) exceeds 18 digits (int64 scaled)")
+        return DECIMAL(t.precision, t.scale)
+    if pa.types.is_null(t):
+        return NULLTYPE
+    raise TypeError(f"unsupported column type {t}")
+
+
+def arrow_type_of(t: SqlType) -> pa.DataType:
+    return {
+        "INT64": pa.int64(), "FLOAT64": pa.float64(), "STRING": pa.string(), "BOOL": pa.bool_(),
+        "TIMESTAMP": pa.int64(), "NULL": pa.null(),
+    }.get(t.kind) or pa.decimal128(max(t.precision, t.scale, 1), t.scale)
+
+
+# ---------------------------------------------------------------------------- string dictionary
+
+
+class StringDict:
+    """The job-wide string dictionary: each distinct string gets a stable int32 code.
+
+    Codes never change for the life of the job, so they can be hashed as group keys, stored in
+    window state and compared across batches and partitions.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._values: list[str] = []
+        self._arrow: Optional[pa.Array] = None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def code(self, s: str) -> int:
+        c = self._index.get(s)
+        if c is None:
+            c = len(self._values)
+            self._index[s] = c
+            self._values.append(s)
+            self._arrow = None
+        return c
+
+    def lookup(self, s: str) -> int:
+        """The code of ``s`` or -1 when the job has never seen it (no insertion)."""
+        return self._index.get(s, -1)
+
+    def codes_for(self, strings: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self.code(s) for s in strings), dtype=np.int32)
+
+    def encode_arrow(self, arr: pa.Array) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Codes (int32) and validity for an Arrow string / dictionary array."""
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not pa.types.is_dictionary(arr.type):
+            arr = pc.dictionary_encode(arr)
+        dictionary = arr.dictionary
+        if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
+            dictionary = dictionary.cast(pa.string())
+        mapping = self.codes_for(dictionary.to_pylist())  # per distinct value, not per row
+        indices = arr.indices
+        valid = None
+        if indices.null_count:
+            valid = indices.is_valid().to_numpy(zero_copy_only=False)
+            indices = indices.fill_null(0)
+        idx = indices.to_numpy(zero_copy_only=False)
+        if len(mapping) == 0:
+            return np.zeros(len(idx), dtype=np.int32), valid
+        return mapping[idx], valid
+
+    def arrow_values(self) -> pa.Array:
+        if self._arrow is None or len(self._arrow) != len(self._values):
+            self._arrow = pa.array(self._values, type=pa.string())
+        return self._arrow
+
+    def decode(self, codes: np.ndarray, valid: Optional[np.ndarray] = None) -> pa.Array:
+        """An Arrow string array for ``codes`` (NULL where not ``valid``)."""
+        codes = np.asarray(codes, dtype=np.int32)
+        if len(self._values) == 0:
+            return pa.nulls(len(codes), type=pa.string())
+        mask = None if valid is None else ~valid
+        if mask is not None:
+            codes = np.where(valid, codes, 0)
+        idx = pa.array(codes, type=pa.int32(), mask=mask)
+        return self.arrow_values().take(idx)
+
+    def values_of(self, codes: np.ndarray) -> list[str]:
+        return [self._values[c] for c in codes]
+
+
+# ---------------------------------------------------------------------------------- columns
+
+
+class Column:
+    """One column: ``values`` (numpy), ``valid`` (numpy bool or None = no NULLs), ``type``.
+
+    A column may instead hold its original Arrow array (``arrow``) and convert on first access to
+    ``values``/``valid``; ``to_arrow``/``take``/``filter`` work on either form without converting.
+    """
+
+    __slots__ = ("type", "_values", "_valid", "arrow", "strings")
+
+    def __init__(self, type: SqlType, values: Optional[np.ndarray] = None,
+                 valid: Optional[np.ndarray] = None, arrow: Optional[pa.Array] = None,
+                 strings: Optional[StringDict] = None):
+        self.type = type
+        self._values = values
+        self._valid = None if (valid is None or (values is not None and valid.all())) else valid
+        self.arrow = arrow
+        self.strings = strings
+
+    # -- lazy conversion from Arrow
+    def _convert(self) -> None:
+        arr = self.arrow
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        kind = self.type.kind
+        if kind == "STRING":
+            self._values, self._valid = self.strings.encode_arrow(arr)
+            return
+        valid = None
+        if arr.null_count:
+            valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        if kind == "DECIMAL":
+            values = _decimal_to_scaled(arr, self.type.scale)
+        elif kind == "TIMESTAMP":
+            values = _timestamp_to_ms(arr)
+        elif kind == "NULL":
+            values = np.zeros(len(arr), dtype=np.int64)
+            valid = np.zeros(len(arr), dtype=bool)
+        else:
+            if valid is not None:
+                arr = arr.fill_null(False if kind == "BOOL" else 0)
+            values = arr.to_numpy(zero_copy_only=False)
+            dtype = self.type.numpy_dtype
+            if values.dtype != dtype:
+                values = values.astype(dtype)
+        self._values, self._valid = values, valid
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._convert()
+        return self._values
+
+    @property
+    def valid(self) -> Optional[np.ndarray]:
+        if self._values is None:
+            self._convert()
+        return self._valid
+
+    def __len__(self) -> int:
+        return len(self._values) if self._values is not None else len(self.arrow)
+
+    def valid_mask(self) -> np.ndarray:
+        """Validity as a bool array (all True when the column has no NULLs)."""
+        v = self.valid
+        return np.ones(len(self), dtype=bool) if v is None else v
+
+    def valid_u8(self) -> Optional[np.ndarray]:
+        """Validity as the uint8 view the kernels take, or None."""
+        v = self.valid
+        return None if v is None else v.view(np.uint8)
+
+    # -- row selection, in whichever form the column is
+    def take(self, idx: np.ndarray) -> "Column":
+        if self._values is None:
+            return Column(self.type, arrow=self.arrow.take(pa.array(idx)), strings=self.strings)
+        valid = None if self._valid is None else self._valid[idx]
+        return Column(self.type, self._values[idx], valid, strings=self.strings)
+
+    def filter(self, mask: np.ndarray) -> "Column":
+        if self._values is None:
+            return Column(self.type, arrow=self.arrow.filter(pa.array(mask)), strings=self.strings)
+        valid = None if self._valid is None else self._valid[mask]
+        return Column(self.type, self._values[mask], valid, strings=self.strings)
+
+    def to_arrow(self) -> pa.Array:
+        if self._values is None:
+            arr = self.arrow
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_decode()
+            if self.type.kind == "STRING" and not pa.types.is_string(arr.type):
+                arr = arr.cast(pa.string())
+            return arr
+        kind = self.type.kind
+        mask = None if self._valid is None else ~self._valid
+        if kind == "STRING":
+            return self.strings.decode(self._values, self._valid)
+        if kind == "DECIMAL":
+            return _scaled_to_decimal(self._values, mask, self.type)
+        if kind == "NULL":
+            return pa.nulls(len(self._values))
+        return pa.array(self._values, type=arrow_type_of(self.type), mask=mask)
+
+    def to_pylist(self) -> list:
+        return self.to_arrow().to_pylist()
+
+    @staticmethod
+    def constant(value: Any, type: SqlType, n: int, strings: Optional[StringDict] = None) -> "Column":
+        """A column repeating one value (``None`` gives an all-NULL column)."""
+        if value is None:
+            return Column(type, np.zeros(n, dtype=type.numpy_dtype), np.zeros(n, dtype=bool),
+                          strings=strings)
+        if type.kind == "STRING":
+            value = strings.code(value)
+        return Column(type, np.full(n, value, dtype=type.numpy_dtype), strings=strings)
+
+
+def _decimal_to_scaled(arr: pa.Array, scale: int) -> np.ndarray:
+    """decimal128 -> int64 scaled by 10**scale, by reading the low 64 bits of each value."""
+    t = arr.type
+    if t.scale != scale:
+        arr = arr.cast(pa.decimal128(t.precision + max(0, scale - t.scale), scale))
+    if not pa.types.is_decimal128(arr.type):
+        arr = arr.cast(pa.decimal128(18, scale))
+    buf = arr.buffers()[1]
+    words = np.frombuffer(buf, dtype=np.int64, count=2 * (len(arr) + arr.offset))
+    return words[2 * arr.offset::2].copy()
+
+
+def _scaled_to_decimal(values: np.ndarray, mask, t: SqlType) -> pa.Array:
+    precision = max(t.precision, t.scale, 1)
+    # Build the 128-bit little-endian words directly: low word = value, high word = sign.
+    words = np.empty(2 * len(values), dtype=np.int64)
+    words[0::2] = values
+    words[1::2] = values >> 63
+    validity = None if mask is None else pa.array(~mask).buffers()[1]
+    null_count = 0 if mask is None else int(mask.sum())
+    return pa.Array.from_buffers(pa.decimal128(precision, t.scale), len(values),
+                                 [validity, pa.py_buffer(words)], null_count=null_count)
+
+
+def _timestamp_to_ms(arr: pa.Array) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_date(t):
+        arr = arr.cast(pa.timestamp("ms"))
+    elif t.unit != "ms":
+        arr = pc.cast(arr, pa.timestamp("ms"), safe=False)
+    if arr.null_count:
+        arr = arr.fill_null(0)
+    return arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+# ------------------------------------------------------------------------------------ batches
+
+
+class Batch:
+    """Named columns of one length. Column lookup is case-insensitive (exact match wins)."""
+
+    __slots__ = ("columns", "length", "_lower")
+
+    def __init__(self, columns: dict[str, Column], length: int):
+        self.columns = columns
+        self.length = length
+        self._lower = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def resolve(self, name: str) -> Optional[str]:
+        if name in self.columns:
+            return name
+        if self._lower is None:
+            self._lower = {}
+            for k in self.columns:
+                self._lower.setdefault(k.lower(), k)
+        return self._lower.get(name.lower())
+
+    def __getitem__(self, name: str) -> Column:
+        return self.columns[name]
+
+    def take(self, idx: np.ndarray) -> "Batch":
+        return Batch({k: c.take(idx) for k, c in self.columns.items()}, len(idx))
+
+    def filter(self, mask: np.ndarray) -> "Batch":
+        n = int(np.count_nonzero(mask))
+        if n == self.length:
+            return self
+        return Batch({k: c.filter(mask) for k, c in self.columns.items()}, n)
+
+    @classmethod
+    def from_arrow(cls, rb: pa.RecordBatch, strings: StringDict) -> "Batch":
+        cols = {}
+        for name, arr in zip(rb.schema.names, rb.columns):
+            cols[name] = Column(type_of_arrow(arr.type), arrow=arr, strings=strings)
+        return cls(cols, rb.num_rows)
+
+    def to_arrow(self, names: Optional[list[str]] = None) -> pa.RecordBatch:
+        names = list(self.columns) if names is None else names
+        arrays = [self.columns[n].to_arrow() for n in names]
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+# ----------------------------------------------------------------------------------- ingestion
+
+
+def to_record_batches(data: Any) -> Iterator[pa.RecordBatch]:
+    """Every accepted input shape as Arrow record batches.
+
+    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame, a dict of sequences or arrays, a
+    list of dicts (rows), or an iterable of any of those (a stream of micro-batches).
+
+    >>> [rb.num_rows for rb in to_record_batches({"a": [1, 2, 3]})]
+    [3]
+    """
+    if isinstance(data, pa.RecordBatch):
+        yield data
+    elif isinstance(data, pa.Table):
+        yield from data.to_batches()
+    elif isinstance(data, dict):
+        yield _dict_to_batch(data)
+    elif _is_pandas(data):
+        yield pa.RecordBatch.from_pandas(data, preserve_index=False)
+    elif isinstance(data, (list, tuple)) and (not data or isinstance(data[0], dict)):
+        if data:
+            yield pa.RecordBatch.from_pylist(list(data))
+    elif hasattr(data, "__iter__"):
+        for part in data:
+            yield from to_record_batches(part)
+    else:
+        raise TypeError(f"cannot read a {type(data).__name__} as input: give a pyarrow Table or "
+                        "RecordBatch, a pandas DataFrame, a dict of columns or a list of dicts")
+
+
+def _dict_to_batch(data: dict) -> pa.RecordBatch:
+    arrays = {}
+    for k, v in data.items():
+        if isinstance(v, (pa.Array, pa.ChunkedArray)):
+            arrays[k] = v
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "iufb":
+            arrays[k] = pa.array(v)
+        elif isinstance(v, np.ndarray) and v.dtype.kind == "M":
+            arrays[k] = pa.array(v.astype("datetime64[ms]"))
+        else:
+            arrays[k] = pa.array(list(v) if not isinstance(v, list) else v)
+    return pa.RecordBatch.from_pydict(arrays)
+
+
+def _is_pandas(obj) -> bool:
+    mod = type(obj).__module__
+    return mod.startswith("pandas") and type(obj).__name__ == "DataFrame"

@@ -1,0 +1,58 @@
+"""Errors users see. ``SqlError`` points at the line and column of the offending SQL text."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+
+class VelostreamError(Exception):
+    """Base class of every error velostream raises on purpose."""
+
+
+class SqlError(VelostreamError, ValueError):
+    """A SQL text that cannot be parsed or planned.
+
+    ``line`` and ``column`` are 1-based. ``str(err)`` shows the message, the offending line and a
+    caret under the column, e.g.::
+
+        expected FROM, found 'FRM' at line 1, column 13
+          SELECT a, b FRM t
+                      ^
+    """
+
+    def __init__(self, message: str, sql: str = "", line: int = 1, column: int = 1):
+        self.message = message
+        self.sql = sql
+        self.line = line
+        self.column = column
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"{self.message} at line {self.line}, column {self.column}"
+        lines = self.sql.splitlines() or [""]
+        if not self.sql or not (1 <= self.line <= len(lines)):
+            return head
+        text = lines[self.line - 1]
+        caret = " " * (self.column - 1) + "^"
+        return f"{head}\n  {text}\n  {caret}"
+
+    @classmethod
+    def at(cls, sql: str, pos: Optional[tuple[int, int]], message: str) -> "SqlError":
+        line, column = pos if pos else (1, 1)
+        return cls(message, sql, line, column)
+
+
+class UnsupportedError(SqlError):
+    """Valid SQL that this version of the engine does not execute yet (never a silent wrong answer)."""
+
+
+class JobError(VelostreamError, RuntimeError):
+    """A job failed at run time (bad records under FailBatch, a failing sink, a crashed partition)."""
+
+
+def nearest(name: str, candidates: Iterable[str]) -> Optional[str]:
+    """The closest valid name to ``name`` (case-insensitive), for 'did you mean' hints."""
+    cands = list(candidates)
+    lowered = {c.lower(): c for c in cands}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return lowered[hits[0]] if hits else None

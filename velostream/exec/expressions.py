@@ -1,0 +1,852 @@
+"""Scalar expressions: binding (names and types, at plan time) and evaluation over whole batches.
+
+``bind`` turns a parsed expression into a typed ``Bound`` tree, raising ``SqlError`` with line,
+column and the nearest valid name for unknown columns and functions. ``evaluate`` runs a bound tree
+over a ``Batch`` column-at-a-time with numpy ufuncs (compiled loops that release the GIL; no
+per-row Python) and Arrow compute for string work. NULLs travel as validity masks. Semantics follow
+DuckDB (SEMANTICS.md §2): ``/`` is float division (x/0 gives ±inf or NaN as IEEE says), ``%`` and
+``MOD`` are truncating remainders and NULL for a zero divisor, ROUND rounds half away from zero.
+Decimal literals such as ``1.5`` are DOUBLE here (DuckDB would make them DECIMAL).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
+                     SqlType, StringDict)
+from ..errors import SqlError, UnsupportedError, nearest
+from ..sql import ast
+
+# ------------------------------------------------------------------------------ bound tree
+
+
+@dataclass(frozen=True)
+class Bound:
+    type: SqlType
+
+
+@dataclass(frozen=True)
+class BCol(Bound):
+    name: str  # the key in the Batch
+
+
+@dataclass(frozen=True)
+class BConst(Bound):
+    value: object  # python value in the column's representation (decimal: scaled int), None = NULL
+
+
+@dataclass(frozen=True)
+class BCall(Bound):
+    fn: str
+    args: tuple
+
+
+SCALAR_FUNCTIONS = {
+    "ABS", "ROUND", "FLOOR", "CEIL", "CEILING", "SQRT", "POWER", "POW", "MOD", "UPPER", "LOWER",
+    "LENGTH", "LEN", "CHAR_LENGTH", "SUBSTRING", "SUBSTR", "CONCAT", "COALESCE", "NULLIF", "LEAST",
+    "GREATEST", "EXP", "LN", "LOG10", "SIGN", "TRIM",
+}
+
+
+class Scope:
+    """What names an expression may use: column name -> (batch key, type)."""
+
+    def __init__(self, sql: str, columns: dict[str, SqlType]):
+        self.sql = sql
+        self.columns = dict(columns)
+        self.lower = {}
+        for k in self.columns:
+            self.lower.setdefault(k.lower(), k)
+
+    def resolve(self, col: ast.Column) -> tuple[str, SqlType]:
+        name = col.name
+        key = name if name in self.columns else (None if col.quoted else self.lower.get(name.lower()))
+        if key is None and name.lower() == "timestamp" and "_TIMESTAMP" in self.columns:
+            key = "_TIMESTAMP"  # the original engine's name for the record time
+        if key is None:
+            visible = [c for c in self.columns if not c.startswith("__")]
+            hint = nearest(name, visible)
+            msg = f"unknown column '{name}'"
+            msg += f"; did you mean '{hint}'?" if hint else f" (columns: {', '.join(visible)})"
+            raise SqlError.at(self.sql, col.pos, msg)
+        return key, self.columns[key]
+
+
+def _numeric_result(a: SqlType, b: SqlType, op: str) -> SqlType:
+    kinds = {a.kind, b.kind}
+    if op == "/":
+        return FLOAT64
+    if "FLOAT64" in kinds:
+        return FLOAT64
+    if "DECIMAL" in kinds:
+        sa = a.scale if a.kind == "DECIMAL" else 0
+        sb = b.scale if b.kind == "DECIMAL" else 0
+        if op == "*":
+            return DECIMAL(18, min(18, sa + sb))
+        return DECIMAL(18, max(sa, sb))
+    return INT64
+
+
+def _common_type(types: list[SqlType]) -> SqlType:
+    ts = [t for t in types if t.kind != "NULL"]
+    if not ts:
+        return NULLTYPE
+    kinds = {t.kind for t in ts}
+    if len(kinds) == 1:
+        if ts[0].kind == "DECIMAL":
+            return DECIMAL(18, max(t.scale for t in ts))
+        return ts[0]
+    if "STRING" in kinds:
+        return STRING
+    if "FLOAT64" in kinds:
+        return FLOAT64
+    if "DECIMAL" in kinds:
+        return DECIMAL(18, max(t.scale for t in ts if t.kind == "DECIMAL"))
+    if kinds <= {"INT64", "TIMESTAMP", "BOOL"}:
+        return INT64
+    return ts[0]
+
+
+def _cast_type(t: ast.TypeName) -> SqlType:
+    n = t.name
+    if n in ("INTEGER", "INT", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT"):
+        return INT64
+    if n in ("DOUBLE", "FLOAT", "REAL"):
+        return FLOAT64
+    if n in ("DECIMAL", "NUMERIC"):
+        p, s = (tuple(t.params) + (18, 3))[:2] if t.params else (18, 3)
+        if len(t.params) == 1:
+            s = 0
+        return DECIMAL(p, s)
+    if n in ("VARCHAR", "STRING", "TEXT", "CHAR"):
+        return STRING
+    if n in ("BOOLEAN", "BOOL"):
+        return BOOL
+    if n in ("TIMESTAMP", "DATETIME"):
+        return TIMESTAMP
+    raise UnsupportedError(f"unsupported type {n} in CAST")
+
+
+def parse_timestamp_ms(text: str) -> Optional[int]:
+    """ISO-8601 text to epoch ms (UTC when no zone), or None when it is not a timestamp."""
+    try:
+        arr = pc.cast(pa.array([text]), pa.timestamp("ms"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        try:
+            arr = pc.strptime(pa.array([text]), format="%Y-%m-%d", unit="ms")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return int(arr.cast(pa.int64())[0].as_py())
+
+
+def bind(e, scope: Scope, strings: StringDict) -> Bound:
+    """Resolve names and types of a scalar expression (aggregates must be rewritten away first)."""
+    sql = scope.sql
+    if isinstance(e, ast.Column):
+        key, t = scope.resolve(e)
+        return BCol(t, key)
+    if isinstance(e, ast.Literal):
+        if e.type == "INTEGER":
+            return BConst(INT64, int(e.value))
+        if e.type == "DOUBLE":
+            return BConst(FLOAT64, float(e.value))
+        if e.type == "STRING":
+            return BConst(STRING, str(e.value))
+        if e.type == "BOOLEAN":
+            return BConst(BOOL, bool(e.value))
+        if e.type == "DECIMAL":
+            text = str(e.value)
+            scale = len(text.split(".")[1]) if "." in text else 0
+            return BConst(DECIMAL(18, scale), int(round(float(text) * 10 ** scale)))
+        return BConst(NULLTYPE, None)
+    if isinstance(e, ast.IntervalLiteral):
+        return BConst(INT64, int(e.millis))
+    if isinstance(e, ast.Star):
+        raise SqlError.at(sql, e.pos, "'*' is only allowed in the select list and in COUNT(*)")
+    if isinstance(e, ast.UnaryOp):
+        a = bind(e.operand, scope, strings)
+        if e.op == "NOT":
+            _expect_bool(a, e.operand, sql)
+            return BCall(BOOL, "NOT", (a,))
+        _expect_numeric(a, e.operand, sql, e.op)
+        return a if e.op == "+" else BCall(a.type if a.type.kind != "BOOL" else INT64, "NEG", (a,))
+    if isinstance(e, ast.BinaryOp):
+        a, b = bind(e.left, scope, strings), bind(e.right, scope, strings)
+        op = e.op
+        if op in ("AND", "OR"):
+            _expect_bool(a, e.left, sql)
+            _expect_bool(b, e.right, sql)
+            return BCall(BOOL, op, (a, b))
+        if op in ("=", "!=", "<", "<=", ">", ">="):
+            a, b = _coerce_compare(a, b, e, sql)
+            return BCall(BOOL, op, (a, b))
+        if op == "||":
+            return BCall(STRING, "CONCAT_STRICT", (a, b))
+        _expect_numeric(a, e.left, sql, op)
+        _expect_numeric(b, e.right, sql, op)
+        return BCall(_numeric_result(a.type, b.type, op), op, (a, b))
+    if isinstance(e, ast.IsNull):
+        return BCall(BOOL, "IS_NOT_NULL" if e.negated else "IS_NULL", (bind(e.operand, scope, strings),))
+    if isinstance(e, ast.InList):
+        a = bind(e.operand, scope, strings)
+        items = []
+        for it in e.items:
+            x, y = _coerce_compare(a, bind(it, scope, strings), e, sql)
+            a = x
+            items.append(y)
+        r = BCall(BOOL, "IN", (a,) + tuple(items))
+        return BCall(BOOL, "NOT", (r,)) if e.negated else r
+    if isinstance(e, ast.Between):
+        a = bind(e.operand, scope, strings)
+        lo, hi = bind(e.low, scope, strings), bind(e.high, scope, strings)
+        a1, lo = _coerce_compare(a, lo, e, sql)
+        a2, hi = _coerce_compare(a, hi, e, sql)
+        r = BCall(BOOL, "AND", (BCall(BOOL, ">=", (a1, lo)), BCall(BOOL, "<=", (a2, hi))))
+        return BCall(BOOL, "NOT", (r,)) if e.negated else r
+    if isinstance(e, ast.Like):
+        a, p = bind(e.operand, scope, strings), bind(e.pattern, scope, strings)
+        if a.type.kind != "STRING" or p.type.kind not in ("STRING", "NULL"):
+            raise SqlError.at(sql, e.pos, "LIKE needs a string operand and a string pattern")
+        r = BCall(BOOL, "ILIKE" if e.case_insensitive else "LIKE", (a, p))
+        return BCall(BOOL, "NOT", (r,)) if e.negated else r
+    if isinstance(e, ast.Case):
+        whens = []
+        for w, t in e.whens:
+            cond = ast.BinaryOp("=", e.operand, w, pos=w.pos) if e.operand is not None else w
+            bc = bind(cond, scope, strings)
+            _expect_bool(bc, w, sql)
+            whens.append((bc, bind(t, scope, strings)))
+        els = bind(e.else_, scope, strings) if e.else_ is not None else BConst(NULLTYPE, None)
+        rt = _common_type([t.type for _, t in whens] + [els.type])
+        args = []
+        for c, t in whens:
+            args += [c, _convert(t, rt)]
+        args.append(_convert(els, rt))
+        return BCall(rt, "CASE", tuple(args))
+    if isinstance(e, ast.Cast):
+        a = bind(e.operand, scope, strings)
+        return _convert(a, _cast_type(e.type), explicit=True)
+    if isinstance(e, ast.FunctionCall):
+        return _bind_function(e, scope, strings)
+    raise SqlError.at(sql, getattr(e, "pos", None), f"unsupported expression {type(e).__name__}")
+
+
+def _expect_bool(b: Bound, e, sql):
+    if b.type.kind not in ("BOOL", "NULL"):
+        raise SqlError.at(sql, getattr(e, "pos", None), f"expected a boolean condition, found {b.type}")
+
+
+def _expect_numeric(b: Bound, e, sql, op):
+    if not b.type.is_numeric:
+        raise SqlError.at(sql, getattr(e, "pos", None),
+                          f"operator '{op}' needs numbers, found {b.type}")
+
+
+def _coerce_compare(a: Bound, b: Bound, e, sql) -> tuple[Bound, Bound]:
+    ka, kb = a.type.kind, b.type.kind
+    if ka == kb and ka != "DECIMAL" or "NULL" in (ka, kb):
+        return a, b
+    # a timestamp compared with ISO text: convert the text once, at plan time
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        if x.type.kind in ("TIMESTAMP", "INT64") and isinstance(y, BConst) and y.type.kind == "STRING":
+            ms = parse_timestamp_ms(y.value)
+            if ms is None:
+                raise SqlError.at(sql, e.pos, f"cannot compare {x.type} with '{y.value}'")
+            y = BConst(x.type, ms)
+            return (y, x) if swap else (x, y)
+    if a.type.is_numeric and b.type.is_numeric:
+        t = _common_type([a.type, b.type])
+        return _convert(a, t), _convert(b, t)
+    raise SqlError.at(sql, e.pos, f"cannot compare {a.type} with {b.type}")
+
+
+def _convert(b: Bound, t: SqlType, explicit: bool = False) -> Bound:
+    """Implicit or explicit conversion of ``b`` to type ``t`` (constant-folded when possible)."""
+    if b.type == t:
+        return b
+    if b.type.kind == "NULL":
+        return BConst(t, None)
+    return BCall(t, "CAST", (b,))
+
+
+def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bound:
+    sql, name = scope.sql, e.name
+    if e.over is not None:
+        raise SqlError.at(sql, e.pos, f"{name}(...) OVER is only allowed in the select list")
+    if name not in SCALAR_FUNCTIONS:
+        from ..planner import AGGREGATES  # a name the planner knows but did not expect here
+        if name in AGGREGATES or name == "COUNT_DISTINCT":
+            raise SqlError.at(sql, e.pos, f"aggregate {name} is not allowed here")
+        hint = nearest(name, sorted(SCALAR_FUNCTIONS | set(AGGREGATES)))
+        raise SqlError.at(sql, e.pos, f"unknown function {name}" + (f"; did you mean {hint}?" if hint else ""))
+    args = tuple(bind(a, scope, strings) for a in e.args)
+    n = len(args)
+
+    def arity(lo, hi=None):
+        hi = lo if hi is None else hi
+        if not lo <= n <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise SqlError.at(sql, e.pos, f"{name} takes {want} argument(s), got {n}")
+
+    def numeric(i):
+        if not args[i].type.is_numeric:
+            raise SqlError.at(sql, e.pos, f"{name} needs a number, found {args[i].type}")
+
+    if name in ("ABS", "SIGN", "FLOOR", "CEIL", "CEILING"):
+        arity(1)
+        numeric(0)
+        t = args[0].type if args[0].type.kind != "BOOL" else INT64
+        return BCall(INT64 if name == "SIGN" else t, "CEIL" if name == "CEILING" else name, args)
+    if name == "ROUND":
+        arity(1, 2)
+        numeric(0)
+        return BCall(args[0].type if args[0].type.kind != "BOOL" else INT64, name, args)
+    if name in ("SQRT", "EXP", "LN", "LOG10"):
+        arity(1)
+        numeric(0)
+        return BCall(FLOAT64, name, (_convert(args[0], FLOAT64),))
+    if name in ("POWER", "POW"):
+        arity(2)
+        numeric(0), numeric(1)
+        return BCall(FLOAT64, "POWER", tuple(_convert(a, FLOAT64) for a in args))
+    if name == "MOD":
+        arity(2)
+        numeric(0), numeric(1)
+        return BCall(_numeric_result(args[0].type, args[1].type, "%"), "%", args)
+    if name in ("UPPER", "LOWER", "TRIM"):
+        arity(1)
+        return BCall(STRING, name, (_to_string(args[0]),))
+    if name in ("LENGTH", "LEN", "CHAR_LENGTH"):
+        arity(1)
+        return BCall(INT64, "LENGTH", (_to_string(args[0]),))
+    if name in ("SUBSTRING", "SUBSTR"):
+        arity(2, 3)
+        return BCall(STRING, "SUBSTRING", (_to_string(args[0]),) + args[1:])
+    if name == "CONCAT":
+        arity(1, 64)
+        return BCall(STRING, "CONCAT", tuple(_to_string(a) for a in args))
+    if name in ("COALESCE", "LEAST", "GREATEST"):
+        arity(1, 64)
+        t = _common_type([a.type for a in args])
+        return BCall(t, name, tuple(_convert(a, t) for a in args))
+    if name == "NULLIF":
+        arity(2)
+        a, b = _coerce_compare(args[0], args[1], e, sql)
+        return BCall(a.type, "NULLIF", (a, b))
+    raise SqlError.at(sql, e.pos, f"unknown function {name}")  # pragma: no cover
+
+
+def _to_string(b: Bound) -> Bound:
+    return b if b.type.kind in ("STRING", "NULL") else BCall(STRING, "CAST", (b,))
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+class Val:
+    """An evaluated operand: ``v`` is an array (or a numpy scalar for constants), ``ok`` its validity
+    (``None`` = no NULLs; a bool scalar for constants)."""
+
+    __slots__ = ("v", "ok", "type")
+
+    def __init__(self, v, ok, type: SqlType):
+        self.v, self.ok, self.type = v, ok, type
+
+    @property
+    def is_scalar(self) -> bool:
+        return np.ndim(self.v) == 0
+
+
+def _and_valid(*oks):
+    out = None
+    for ok in oks:
+        if ok is None or ok is True:
+            continue
+        if ok is False:
+            return False
+        out = ok if out is None else (out & ok)
+    return out
+
+
+class Evaluator:
+    """Evaluates bound expressions over batches. One per job: it holds the string dictionary and
+    per-pattern caches (LIKE over dictionary values)."""
+
+    def __init__(self, strings: StringDict):
+        self.strings = strings
+
+    def column(self, b: Bound, batch: Batch) -> Column:
+        """Evaluate to a full-length Column."""
+        if isinstance(b, BCol):
+            return batch.columns[b.name]
+        val = self.eval(b, batch)
+        n = batch.length
+        v, ok = val.v, val.ok
+        if np.ndim(v) == 0:
+            if ok is False or v is None:
+                return Column.constant(None, b.type, n, self.strings)
+            v = np.full(n, v, dtype=b.type.numpy_dtype)
+        if ok is False:
+            ok = np.zeros(n, dtype=bool)
+        elif ok is True:
+            ok = None
+        if v.dtype != b.type.numpy_dtype and b.type.kind != "NULL":
+            v = v.astype(b.type.numpy_dtype)
+        return Column(b.type, v, ok, strings=self.strings)
+
+    def mask(self, b: Bound, batch: Batch) -> np.ndarray:
+        """A WHERE/HAVING condition as a row mask (NULL counts as false)."""
+        val = self.eval(b, batch)
+        v, ok = val.v, val.ok
+        if np.ndim(v) == 0:
+            keep = bool(v) and ok is not False and v is not None
+            return np.full(batch.length, keep, dtype=bool)
+        if ok is None or ok is True:
+            return v
+        if ok is False:
+            return np.zeros(batch.length, dtype=bool)
+        return v & ok
+
+    # -- the interpreter: one numpy/Arrow call per node and batch
+    def eval(self, b: Bound, batch: Batch) -> Val:
+        if isinstance(b, BCol):
+            c = batch.columns[b.name]
+            return Val(c.values, c.valid, c.type)
+        if isinstance(b, BConst):
+            if b.value is None:
+                return Val(np.int64(0), False, b.type)
+            if b.type.kind == "STRING":
+                return Val(np.int32(self.strings.code(b.value)), True, b.type)
+            return Val(np.asarray(b.value, dtype=b.type.numpy_dtype)[()], True, b.type)
+        fn = _OPS.get(b.fn)
+        if fn is None:  # pragma: no cover - the binder only produces known functions
+            raise UnsupportedError(f"function {b.fn} is not implemented")
+        return fn(self, b, batch)
+
+    # helpers for string work in Arrow
+    def to_arrow_strings(self, val: Val, n: int) -> pa.Array:
+        if val.is_scalar:
+            if val.ok is False:
+                return pa.nulls(n, pa.string())
+            return pa.array([self.strings.values_of([int(val.v)])[0]] * n, pa.string())
+        valid = None if (val.ok is None or val.ok is True) else val.ok
+        return self.strings.decode(val.v, valid)
+
+    def from_arrow_strings(self, arr: pa.Array) -> Val:
+        codes, valid = self.strings.encode_arrow(arr)
+        return Val(codes, valid, STRING)
+
+
+# -- operator implementations ---------------------------------------------------------------
+
+def _num(val: Val, target: SqlType):
+    """Values of ``val`` in the representation of numeric type ``target``."""
+    v = val.v
+    if target.kind == "FLOAT64":
+        if val.type.kind == "DECIMAL":
+            return np.asarray(v, dtype=np.float64) / (10 ** val.type.scale)
+        return v.astype(np.float64) if isinstance(v, np.ndarray) else np.float64(v)
+    if target.kind == "DECIMAL":
+        s_from = val.type.scale if val.type.kind == "DECIMAL" else 0
+        if val.type.kind == "FLOAT64":
+            return _round_half_away(np.asarray(v, dtype=np.float64) * 10 ** target.scale).astype(np.int64)
+        f = 10 ** (target.scale - s_from)
+        return np.asarray(v, dtype=np.int64) * f if f != 1 else np.asarray(v, dtype=np.int64)
+    return np.asarray(v, dtype=np.int64) if val.type.kind == "BOOL" else v
+
+
+def _round_half_away(x):
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    t, op = b.type, b.fn
+    ok = _and_valid(a.ok, c.ok)
+    with np.errstate(all="ignore"):
+        if op == "/":
+            x, y = _num(a, FLOAT64), _num(c, FLOAT64)
+            return Val(np.true_divide(x, y), ok, t)
+        if t.kind == "DECIMAL" and op == "*":
+            x = _num(a, DECIMAL(18, a.type.scale if a.type.kind == "DECIMAL" else 0))
+            y = _num(c, DECIMAL(18, c.type.scale if c.type.kind == "DECIMAL" else 0))
+            return Val(np.multiply(x, y), ok, t)
+        x, y = _num(a, t), _num(c, t)
+        if op == "+":
+            return Val(np.add(x, y), ok, t)
+        if op == "-":
+            return Val(np.subtract(x, y), ok, t)
+        if op == "*":
+            return Val(np.multiply(x, y), ok, t)
+        if op == "%":
+            zero = np.equal(y, 0)
+            if t.kind == "FLOAT64":
+                r = np.fmod(x, y)
+            else:
+                r = np.fmod(x, np.where(zero, 1, y))
+            if np.any(zero):
+                ok = _and_valid(ok, ~zero if np.ndim(zero) else (not bool(zero)))
+            return Val(r, ok, t)
+    raise AssertionError(op)
+
+
+def _compare(ev: Evaluator, b: BCall, batch: Batch) -> Val:
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    op = b.fn
+    ok = _and_valid(a.ok, c.ok)
+    if a.type.kind == "STRING" and op not in ("=", "!="):
+        n = batch.length
+        x, y = ev.to_arrow_strings(a, n), ev.to_arrow_strings(c, n)
+        fn = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal}[op]
+        r = fn(x, y)
+        return Val(r.fill_null(False).to_numpy(zero_copy_only=False), ok, BOOL)
+    x, y = a.v, c.v
+    if a.type.kind == "FLOAT64" or c.type.kind == "FLOAT64":
+        x, y = _num(a, FLOAT64), _num(c, FLOAT64)
+    fn = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+          ">": np.greater, ">=": np.greater_equal}[op]
+    return Val(fn(x, y), ok, BOOL)
+
+
+def _truth(val: Val):
+    """(definitely true, definitely false) masks of a three-valued boolean."""
+    v, ok = val.v, val.ok
+    if ok is False:
+        return np.bool_(False), np.bool_(False)
+    if ok is None or ok is True:
+        return v, ~v if isinstance(v, np.ndarray) else np.bool_(not v)
+    return v & ok, ~v & ok
+
+
+def _and_or(ev: Evaluator, b: BCall, batch: Batch) -> Val:
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    at, af = _truth(a)
+    ct, cf = _truth(c)
+    if b.fn == "AND":
+        t, f = at & ct, af | cf
+    else:
+        t, f = at | ct, af & cf
+    if (a.ok is None or a.ok is True) and (c.ok is None or c.ok is True):
+        return Val(t, None, BOOL)
+    return Val(t, t | f, BOOL)
+
+
+def _not(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    return Val(~a.v if isinstance(a.v, np.ndarray) else np.bool_(not a.v), a.ok, BOOL)
+
+
+def _neg(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    return Val(np.negative(_num(a, b.type)), a.ok, b.type)
+
+
+def _is_null(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    n = batch.length
+    if a.ok is None or a.ok is True:
+        r = np.zeros(n, dtype=bool)
+    elif a.ok is False:
+        r = np.ones(n, dtype=bool)
+    else:
+        r = ~a.ok
+    return Val(~r if b.fn == "IS_NOT_NULL" else r, None, BOOL)
+
+
+def _in(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    items = [ev.eval(x, batch) for x in b.args[1:]]
+    if all(i.is_scalar and i.ok is not False for i in items) and not a.is_scalar:
+        x = a.v
+        vals = [i.v for i in items]
+        if a.type.kind == "FLOAT64":
+            x, vals = _num(a, FLOAT64), [_num(i, FLOAT64) for i in items]
+        return Val(np.isin(x, np.array(vals)), a.ok, BOOL)
+    # general three-valued form: OR of equalities
+    acc = None
+    for it in items:
+        ok = _and_valid(a.ok, it.ok)
+        v = np.equal(a.v, it.v)
+        cur = Val(v, ok, BOOL)
+        acc = cur if acc is None else _or_vals(acc, cur)
+    return acc
+
+
+def _or_vals(a: Val, c: Val) -> Val:
+    at, af = _truth(a)
+    ct, cf = _truth(c)
+    t, f = at | ct, af & cf
+    return Val(t, t | f, BOOL)
+
+
+def _like(ev, b, batch):
+    a, p = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    ignore_case = b.fn == "ILIKE"
+    if p.is_scalar and p.ok is not False and not a.is_scalar:
+        # Match the pattern against the dictionary's values once, then look rows up by code.
+        pattern = ev.strings.values_of([int(p.v)])[0]
+        dv = ev.strings.arrow_values()
+        table = pc.match_like(dv, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
+        return Val(table[a.v], a.ok, BOOL)
+    n = batch.length
+    x = ev.to_arrow_strings(a, n)
+    pats = ev.to_arrow_strings(p, n).to_pylist()
+    r = np.array([bool(pc.match_like(pa.array([s]), q, ignore_case=ignore_case)[0].as_py())
+                  if s is not None and q is not None else False
+                  for s, q in zip(x.to_pylist(), pats)], dtype=bool)
+    return Val(r, _and_valid(a.ok, p.ok), BOOL)
+
+
+def _case(ev, b, batch):
+    n = batch.length
+    args = b.args
+    t = b.type
+    out_v = None
+    out_ok = None
+    decided = np.zeros(n, dtype=bool)
+    pairs = [(args[i], args[i + 1]) for i in range(0, len(args) - 1, 2)]
+    for cond, res in pairs + [(None, args[-1])]:
+        if cond is None:
+            take = ~decided
+        else:
+            take = ev.mask(cond, batch) & ~decided
+        if not take.any():
+            continue
+        col = ev.column(res, batch)
+        if out_v is None:
+            out_v = np.zeros(n, dtype=t.numpy_dtype)
+            out_ok = np.zeros(n, dtype=bool)
+        out_v[take] = col.values[take]
+        out_ok[take] = col.valid_mask()[take]
+        decided |= take
+    if out_v is None:
+        return Val(np.zeros(n, dtype=t.numpy_dtype), np.zeros(n, dtype=bool), t)
+    return Val(out_v, out_ok, t)
+
+
+def _cast(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    src, dst = a.type, b.type
+    n = batch.length
+    if dst.kind == "STRING":
+        if src.kind == "STRING":
+            return a
+        col = ev.column(b.args[0], batch)
+        arr = col.to_arrow()
+        if src.kind == "BOOL":
+            arr = pc.if_else(arr, "true", "false")
+        return ev.from_arrow_strings(arr.cast(pa.string()))
+    if src.kind == "STRING":
+        arr = ev.to_arrow_strings(a, n)
+        try:
+            if dst.kind == "TIMESTAMP":
+                conv = pc.cast(arr, pa.timestamp("ms")).cast(pa.int64())
+            elif dst.kind == "DECIMAL":
+                conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
+                c = Column(dst, arrow=conv)
+                return Val(c.values, c.valid, dst)
+            elif dst.kind == "INT64":
+                conv = _round_half_away(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False))
+                conv = pa.array(conv, mask=~arr.is_valid().to_numpy(zero_copy_only=False)).cast(pa.int64())
+            else:
+                conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"CAST to {dst} failed: {exc}") from None
+        c = Column(dst, arrow=conv)
+        return Val(c.values, _and_valid(a.ok, c.valid), dst)
+    with np.errstate(all="ignore"):
+        if dst.kind == "FLOAT64":
+            return Val(_num(a, FLOAT64), a.ok, dst)
+        if dst.kind == "DECIMAL":
+            return Val(_num(a, dst), a.ok, dst)
+        if dst.kind in ("INT64", "TIMESTAMP"):
+            if src.kind == "FLOAT64":
+                return Val(_round_half_away(a.v).astype(np.int64), a.ok, dst)
+            if src.kind == "DECIMAL":
+                f = 10 ** src.scale
+                return Val(_round_half_away(np.asarray(a.v, dtype=np.float64) / f).astype(np.int64), a.ok, dst)
+            return Val(np.asarray(a.v, dtype=np.int64), a.ok, dst)
+        if dst.kind == "BOOL":
+            return Val(np.not_equal(a.v, 0), a.ok, dst)
+    raise UnsupportedError(f"cannot CAST {src} to {dst}")
+
+
+def _math1(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    t, fn = b.type, b.fn
+    v = a.v
+    with np.errstate(all="ignore"):
+        if fn == "ABS":
+            return Val(np.abs(_num(a, t)), a.ok, t)
+        if fn == "SIGN":
+            return Val(np.sign(v).astype(np.int64), a.ok, t)
+        if fn in ("FLOOR", "CEIL"):
+            f = np.floor if fn == "FLOOR" else np.ceil
+            if t.kind == "FLOAT64":
+                return Val(f(v), a.ok, t)
+            if t.kind == "DECIMAL":
+                s = 10 ** t.scale
+                return Val((f(np.asarray(v, dtype=np.float64) / s) * s).astype(np.int64), a.ok, t)
+            return Val(v, a.ok, t)
+        if fn == "SQRT":
+            return Val(np.sqrt(v), a.ok, t)
+        if fn == "EXP":
+            return Val(np.exp(v), a.ok, t)
+        if fn == "LN":
+            return Val(np.log(v), a.ok, t)
+        if fn == "LOG10":
+            return Val(np.log10(v), a.ok, t)
+    raise AssertionError(fn)
+
+
+def _round(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    digits = 0
+    if len(b.args) > 1:
+        d = b.args[1]
+        if not isinstance(d, BConst) or d.value is None:
+            raise UnsupportedError("ROUND's second argument must be a constant")
+        digits = int(d.value)
+    t = b.type
+    with np.errstate(all="ignore"):
+        if t.kind == "FLOAT64":
+            f = 10.0 ** digits
+            return Val(_round_half_away(a.v * f) / f, a.ok, t)
+        if t.kind == "DECIMAL":
+            drop = t.scale - digits
+            if drop <= 0:
+                return Val(a.v, a.ok, t)
+            f = 10 ** drop
+            v = np.asarray(a.v, dtype=np.int64)
+            q = (np.abs(v) + f // 2) // f * f
+            return Val(np.sign(v) * q, a.ok, t)
+        if digits >= 0:
+            return Val(a.v, a.ok, t)
+        f = 10 ** (-digits)
+        v = np.asarray(a.v, dtype=np.int64)
+        return Val(np.sign(v) * ((np.abs(v) + f // 2) // f * f), a.ok, t)
+
+
+def _power(ev, b, batch):
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    with np.errstate(all="ignore"):
+        return Val(np.power(a.v, c.v), _and_valid(a.ok, c.ok), FLOAT64)
+
+
+def _string_fn(ev, b, batch):
+    n = batch.length
+    vals = [ev.eval(x, batch) for x in b.args]
+    arr = ev.to_arrow_strings(vals[0], n)
+    fn = b.fn
+    if fn == "UPPER":
+        return ev.from_arrow_strings(pc.utf8_upper(arr))
+    if fn == "LOWER":
+        return ev.from_arrow_strings(pc.utf8_lower(arr))
+    if fn == "TRIM":
+        return ev.from_arrow_strings(pc.utf8_trim_whitespace(arr))
+    if fn == "LENGTH":
+        r = pc.utf8_length(arr)
+        return Val(r.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), vals[0].ok, INT64)
+    if fn == "SUBSTRING":
+        start = b.args[1]
+        length = b.args[2] if len(b.args) > 2 else None
+        if not isinstance(start, BConst) or (length is not None and not isinstance(length, BConst)):
+            raise UnsupportedError("SUBSTRING's start and length must be constants")
+        s = int(start.value)
+        begin = s - 1 if s > 0 else 0
+        stop = None
+        if length is not None:
+            stop = s - 1 + int(length.value)
+            stop = max(stop, 0)
+        return ev.from_arrow_strings(pc.utf8_slice_codeunits(arr, begin, stop))
+    if fn in ("CONCAT", "CONCAT_STRICT"):
+        arrs = [ev.to_arrow_strings(v, n) for v in vals]
+        if fn == "CONCAT":  # CONCAT skips NULLs (DuckDB); || propagates them
+            arrs = [x.fill_null("") for x in arrs]
+        return ev.from_arrow_strings(pc.binary_join_element_wise(*arrs, ""))
+    raise AssertionError(fn)
+
+
+def _coalesce_like(ev, b, batch):
+    n = batch.length
+    t = b.type
+    cols = [ev.column(x, batch) for x in b.args]
+    if b.fn == "COALESCE":
+        out = np.zeros(n, dtype=t.numpy_dtype)
+        ok = np.zeros(n, dtype=bool)
+        for c in cols:
+            take = c.valid_mask() & ~ok
+            out[take] = c.values[take]
+            ok |= take
+        return Val(out, ok, t)
+    if t.kind == "STRING":
+        arrs = [c.to_arrow() for c in cols]
+        f = pc.min_element_wise if b.fn == "LEAST" else pc.max_element_wise
+        return ev.from_arrow_strings(f(*arrs, skip_nulls=True))
+    pick = np.minimum if b.fn == "LEAST" else np.maximum
+    out, ok = None, None
+    for c in cols:
+        v, m = c.values, c.valid_mask()
+        if out is None:
+            out, ok = v.copy(), m.copy()
+            continue
+        both = ok & m
+        out = np.where(both, pick(out, v), np.where(m, v, out))
+        ok = ok | m
+    return Val(out, ok, t)
+
+
+def _nullif(ev, b, batch):
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    eq = np.equal(a.v, c.v)
+    if c.ok is not None and c.ok is not True:
+        eq = eq & c.ok if c.ok is not False else np.zeros_like(eq)
+    n = batch.length
+    base = np.ones(n, dtype=bool) if a.ok is None or a.ok is True else (
+        np.zeros(n, dtype=bool) if a.ok is False else a.ok)
+    v = a.v if not a.is_scalar else np.full(n, a.v)
+    return Val(v, base & ~eq, b.type)
+
+
+_OPS: dict[str, Callable] = {
+    "+": _arith, "-": _arith, "*": _arith, "/": _arith, "%": _arith,
+    "=": _compare, "!=": _compare, "<": _compare, "<=": _compare, ">": _compare, ">=": _compare,
+    "AND": _and_or, "OR": _and_or, "NOT": _not, "NEG": _neg,
+    "IS_NULL": _is_null, "IS_NOT_NULL": _is_null, "IN": _in, "LIKE": _like, "ILIKE": _like,
+    "CASE": _case, "CAST": _cast,
+    "ABS": _math1, "SIGN": _math1, "FLOOR": _math1, "CEIL": _math1, "SQRT": _math1, "EXP": _math1,
+    "LN": _math1, "LOG10": _math1, "ROUND": _round, "POWER": _power,
+    "UPPER": _string_fn, "LOWER": _string_fn, "TRIM": _string_fn, "LENGTH": _string_fn,
+    "SUBSTRING": _string_fn, "CONCAT": _string_fn, "CONCAT_STRICT": _string_fn,
+    "COALESCE": _coalesce_like, "LEAST": _coalesce_like, "GREATEST": _coalesce_like,
+    "NULLIF": _nullif,
+}
+
+
+def columns_used(b: Bound) -> set[str]:
+    """The batch columns a bound expression reads."""
+    if isinstance(b, BCol):
+        return {b.name}
+    if isinstance(b, BCall):
+        out = set()
+        for a in b.args:
+            out |= columns_used(a)
+        return out
+    return set()
+
+
+def render(b: Bound) -> str:
+    """A readable form of a bound expression, for explain()."""
+    if isinstance(b, BCol):
+        return b.name
+    if isinstance(b, BConst):
+        return "NULL" if b.value is None else repr(b.value)
+    if b.fn in ("+", "-", "*", "/", "%", "=", "!=", "<", "<=", ">", ">=", "AND", "OR"):
+        return f"({render(b.args[0])} {b.fn} {render(b.args[1])})"
+    return f"{b.fn}({', '.join(render(a) for a in b.args)})"

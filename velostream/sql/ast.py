@@ -1,0 +1,216 @@
+"""The typed syntax tree the parser produces and the planner consumes (SEMANTICS.md §1, §4, §6).
+
+Nodes are frozen dataclasses, so they hash and compare structurally: the planner matches a SELECT
+expression against a GROUP BY expression with ``==``. ``pos`` is the (line, column) of the node's
+first token, 1-based; it is excluded from comparison so that equal expressions at different places
+compare equal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+Pos = Optional[tuple[int, int]]
+
+
+def _pos():
+    return field(default=None, compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------------------- types
+@dataclass(frozen=True)
+class TypeName:
+    """A SQL type in CAST: name is upper case (INTEGER, BIGINT, DOUBLE, FLOAT, DECIMAL, VARCHAR,
+    STRING, BOOLEAN, TIMESTAMP); params are DECIMAL's (precision, scale), else ()."""
+    name: str
+    params: tuple[int, ...] = ()
+
+
+# ----------------------------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Column:
+    """A column reference. ``name`` is lower-cased unless ``quoted`` (double quotes keep case).
+    System columns keep their canonical upper-case names: _TIMESTAMP, _PARTITION, _OFFSET, _KEY,
+    _WINDOW_START, _WINDOW_END. ``table`` is the qualifier in ``t.col`` (lower-cased) or None."""
+    name: str
+    table: Optional[str] = None
+    quoted: bool = False
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A constant. ``type`` is one of INTEGER (int), DOUBLE (float), STRING (str), BOOLEAN (bool),
+    NULL (value None), DECIMAL (value is the literal text, e.g. '12.50', only from CAST folding)."""
+    value: object
+    type: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class IntervalLiteral:
+    """``INTERVAL '5' MINUTE`` or a shorthand duration (``5m``) as milliseconds."""
+    millis: int
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Star:
+    """``*`` or ``t.*`` in a select list, and the argument of ``COUNT(*)``."""
+    table: Optional[str] = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class UnaryOp:
+    """op: '-', '+', 'NOT'."""
+    op: str
+    operand: "Expr"
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    """op: '+', '-', '*', '/', '%', '||', '=', '!=' ('<>' is normalised to '!='), '<', '<=', '>',
+    '>=', 'AND', 'OR'."""
+    op: str
+    left: "Expr"
+    right: "Expr"
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: "Expr"
+    negated: bool = False
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class InList:
+    operand: "Expr"
+    items: tuple["Expr", ...]
+    negated: bool = False
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Between:
+    operand: "Expr"
+    low: "Expr"
+    high: "Expr"
+    negated: bool = False
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Like:
+    """``x [NOT] LIKE pattern`` (``%`` and ``_`` wildcards); ``case_insensitive`` for ILIKE."""
+    operand: "Expr"
+    pattern: "Expr"
+    negated: bool = False
+    case_insensitive: bool = False
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Case:
+    """``CASE [operand] WHEN w THEN t ... [ELSE e] END``; ``operand`` None for the searched form."""
+    operand: Optional["Expr"]
+    whens: tuple[tuple["Expr", "Expr"], ...]
+    else_: Optional["Expr"] = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Cast:
+    operand: "Expr"
+    type: TypeName
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    expr: "Expr"
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class RowsOver:
+    """``OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])`` (SEMANTICS.md §6)."""
+    buffer_rows: int
+    partition_by: tuple["Expr", ...] = ()
+    order_by: tuple[OrderItem, ...] = ()
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A scalar, aggregate or analytic call. ``name`` is upper case. ``COUNT(*)`` has
+    ``args == (Star(),)``; ``COUNT(DISTINCT x)`` has ``distinct=True``; analytic calls carry
+    ``over``."""
+    name: str
+    args: tuple["Expr", ...] = ()
+    distinct: bool = False
+    over: Optional[RowsOver] = None
+    pos: Pos = _pos()
+
+
+Expr = Union[Column, Literal, IntervalLiteral, Star, UnaryOp, BinaryOp, IsNull, InList, Between,
+             Like, Case, Cast, FunctionCall]
+
+
+# ------------------------------------------------------------------------------------ statements
+@dataclass(frozen=True)
+class SelectItem:
+    expr: Expr
+    alias: Optional[str] = None  # lower-cased unless quoted
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class TableRef:
+    name: str  # lower-cased unless quoted
+    alias: Optional[str] = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """``WINDOW TUMBLING|SLIDING|SESSION (...)``. ``time_column`` None means ``_TIMESTAMP``.
+    TUMBLING: size_ms. SLIDING: size_ms and advance_ms. SESSION: gap_ms (size_ms is None)."""
+    kind: str  # 'TUMBLING' | 'SLIDING' | 'SESSION'
+    time_column: Optional[Column] = None
+    size_ms: Optional[int] = None
+    advance_ms: Optional[int] = None
+    gap_ms: Optional[int] = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Select:
+    items: tuple[SelectItem, ...]
+    source: TableRef
+    distinct: bool = False
+    where: Optional[Expr] = None
+    group_by: tuple[Expr, ...] = ()
+    window: Optional[WindowSpec] = None
+    having: Optional[Expr] = None
+    limit: Optional[int] = None
+    emit: Optional[str] = None  # 'CHANGES' | 'FINAL' | None (the default for the query shape)
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A whole statement: an optional ``CREATE STREAM|TABLE name AS``, the SELECT, and the
+    ``WITH (...)`` properties (keys and values as written, after ``${VAR}`` substitution)."""
+    select: Select
+    create_kind: Optional[str] = None  # 'STREAM' | 'TABLE'
+    create_name: Optional[str] = None
+    properties: tuple[tuple[str, str], ...] = ()
+    sql: str = field(default="", compare=False, repr=False)  # the text after substitution
+
+    @property
+    def props(self) -> dict[str, str]:
+        return dict(self.properties)
