@@ -42,11 +42,15 @@ cdef class Aggregate:
     cdef bint is_float         # input dtype: 1 for float64, 0 for int64
     cdef bint result_is_float  # result dtype: 1 for float64, 0 for int64
     cdef bint takes_values     # 0 for COUNT(*), which ignores values and validity
-    cdef Py_ssize_t capacity   # slots allocated in every state vector; valid slots are [0, capacity)
+    cdef Py_ssize_t n_slots    # slots allocated in every state vector; valid slots are [0, n_slots)
     cdef int64_t next_seq      # arrival number given to the next row when update() gets no seq
     cdef bint busy             # set while a method runs without the GIL, so a second thread that
                                # enters the same object gets RuntimeError instead of torn state
 
+    # Shared body of update/update_emit: validate and take pointers with the GIL, run _update
+    # without it. out_values/out_valid are None for update.
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid)
+    # Hooks every concrete class overrides; slots reaching them are already < n_slots.
     cdef int _grow(self, Py_ssize_t n_slots) except -1
     cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
                      const uint8_t* valid, const int64_t* seq, int64_t seq0,
@@ -102,7 +106,7 @@ cdef class Max(_MinMaxBase):
 
 
 cdef class Variance(Aggregate):
-    cdef bint sample               # 1: divide by n - 1 (VAR_SAMP/STDDEV_SAMP); 0: by n (_POP)
+    cdef bint samp                 # 1: divide by n - 1 (VAR_SAMP/STDDEV_SAMP); 0: by n (_POP)
     cdef bint root                 # 1: return the square root (STDDEV_*)
     cdef vector[int64_t] nobs      # Welford count of valid values per slot
     cdef vector[double] mean       # Welford running mean

@@ -7,7 +7,7 @@ the hash function are documented in ``group_table.pxd``.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
@@ -22,6 +22,19 @@ cdef enum:
     CHUNK = 512
     # Smallest index, so tiny tables do not regrow on every other insert.
     MIN_INDEX = 16
+    # Rows ahead whose index entry is prefetched: enough to cover an L2/L3 miss at a few ns/row.
+    PREFETCH = 16
+
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define VS_PREFETCH(p) __builtin_prefetch(p)
+    #else
+    #define VS_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void VS_PREFETCH(const void* p) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +148,7 @@ cdef int _alloc(GTState* t, int n_words, Py_ssize_t capacity) noexcept nogil:
     t.hashes = <uint64_t*>malloc(capacity * sizeof(uint64_t))
     t.live = <uint8_t*>malloc(capacity * sizeof(uint8_t))
     t.free_slots = <int32_t*>malloc(capacity * sizeof(int32_t))
-    t.index = <int32_t*>malloc(index_len * sizeof(int32_t))
+    t.index = <GTEntry*>malloc(index_len * sizeof(GTEntry))
     if (t.keys == NULL or t.hashes == NULL or t.live == NULL or t.free_slots == NULL
             or t.index == NULL):
         return GT_NO_MEMORY
@@ -159,9 +172,13 @@ cdef void _release(GTState* t) noexcept nogil:
     t.slot_cap = 0
 
 
+cdef inline void _clear_index(GTEntry* index, Py_ssize_t length) noexcept nogil:
+    # All-ones bytes make slot -1 (empty); the tag of an empty entry is never read.
+    memset(index, 0xFF, length * sizeof(GTEntry))
+
+
 cdef void _reset(GTState* t) noexcept nogil:
-    # All-ones bytes are int32 -1 (empty) in every index entry.
-    memset(t.index, 0xFF, (t.index_mask + 1) * sizeof(int32_t))
+    _clear_index(t.index, t.index_mask + 1)
     memset(t.live, 0, t.slot_cap * sizeof(uint8_t))
     t.n_free = 0
     t.next_slot = 0
@@ -197,27 +214,41 @@ cdef int _grow_slots(GTState* t) noexcept nogil:
 
 
 cdef int _grow_index(GTState* t) noexcept nogil:
-    """Double the index and re-place every slot from its stored hash (keys are not re-read)."""
+    """Double the index and re-place every entry from its slot's stored hash (keys are not
+    re-read)."""
     cdef Py_ssize_t old_len = t.index_mask + 1
     cdef Py_ssize_t new_mask = 2 * old_len - 1
-    cdef int32_t* old = t.index
-    cdef int32_t* idx = <int32_t*>malloc(2 * old_len * sizeof(int32_t))
+    cdef GTEntry* old = t.index
+    cdef GTEntry* idx = <GTEntry*>malloc(2 * old_len * sizeof(GTEntry))
     cdef Py_ssize_t p, pos
-    cdef int32_t s
     if idx == NULL:
         return GT_NO_MEMORY
-    memset(idx, 0xFF, 2 * old_len * sizeof(int32_t))
+    _clear_index(idx, 2 * old_len)
     for p in range(old_len):
-        s = old[p]
-        if s >= 0:
-            pos = <Py_ssize_t>(t.hashes[s] & <uint64_t>new_mask)
-            while idx[pos] >= 0:
+        if old[p].slot >= 0:
+            pos = <Py_ssize_t>(t.hashes[old[p].slot] & <uint64_t>new_mask)
+            while idx[pos].slot >= 0:
                 pos = (pos + 1) & new_mask
-            idx[pos] = s
+            idx[pos] = old[p]
     free(old)
     t.index = idx
     t.index_mask = new_mask
     return GT_OK
+
+
+cdef inline Py_ssize_t _probe(const GTEntry* index, Py_ssize_t mask, uint64_t h,
+                              const int64_t* keys, int nw, const int64_t** cols,
+                              Py_ssize_t row) noexcept nogil:
+    """Position of the row's key in the index, or of the empty entry that ends its probe run."""
+    cdef Py_ssize_t pos = <Py_ssize_t>(h & <uint64_t>mask)
+    cdef uint32_t tag = <uint32_t>(h >> 32)
+    cdef GTEntry e = index[pos]
+    while e.slot >= 0:
+        if e.tag == tag and _key_eq(keys + <Py_ssize_t>e.slot * nw, cols, nw, row):
+            break
+        pos = (pos + 1) & mask
+        e = index[pos]
+    return pos
 
 
 cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t* out,
@@ -229,8 +260,7 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
     cdef uint64_t h
     cdef int32_t s
     # Local copies: stores through ``out`` would otherwise force the compiler to reload them.
-    cdef int32_t* index
-    cdef const uint64_t* hashes
+    cdef GTEntry* index
     cdef const int64_t* keys
     cdef int64_t* dst
     created[0] = 0
@@ -240,18 +270,15 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
         _hash_block(cols, nw, start, m, hbuf)
         index = t.index
         mask = t.index_mask
-        hashes = t.hashes
         keys = t.keys
         for i in range(m):
+            if i + PREFETCH < m:
+                # Rows are independent: start the index cache miss of a later row now.
+                VS_PREFETCH(&index[hbuf[i + PREFETCH] & <uint64_t>mask])
             h = hbuf[i]
             row = start + i
-            pos = <Py_ssize_t>(h & <uint64_t>mask)
-            s = index[pos]
-            while s >= 0:
-                if hashes[s] == h and _key_eq(keys + <Py_ssize_t>s * nw, cols, nw, row):
-                    break
-                pos = (pos + 1) & mask
-                s = index[pos]
+            pos = _probe(index, mask, h, keys, nw, cols, row)
+            s = index[pos].slot
             if s < 0:
                 # New key. Keep the load at most 1/2 so probe runs stay short.
                 if 2 * (t.n_groups + 1) > mask + 1:
@@ -261,7 +288,7 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
                     index = t.index
                     mask = t.index_mask
                     pos = <Py_ssize_t>(h & <uint64_t>mask)
-                    while index[pos] >= 0:
+                    while index[pos].slot >= 0:
                         pos = (pos + 1) & mask
                 if t.n_free > 0:
                     t.n_free -= 1
@@ -273,7 +300,6 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
                         status = _grow_slots(t)
                         if status != GT_OK:
                             return status
-                        hashes = t.hashes
                         keys = t.keys
                     s = <int32_t>t.next_slot
                     t.next_slot += 1
@@ -282,7 +308,8 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
                     dst[w] = cols[w][row]
                 t.hashes[s] = h
                 t.live[s] = 1
-                index[pos] = s
+                index[pos].slot = s
+                index[pos].tag = <uint32_t>(h >> 32)
                 t.n_groups += 1
                 created[0] += 1
             out[row] = s
@@ -293,53 +320,42 @@ cdef void _lookup(const GTState* t, const int64_t** cols, Py_ssize_t n,
                   int32_t* out) noexcept nogil:
     cdef uint64_t hbuf[CHUNK]
     cdef int nw = t.n_words
-    cdef Py_ssize_t blk, start, m, i, row, pos
+    cdef Py_ssize_t blk, start, m, i
     cdef Py_ssize_t mask = t.index_mask
-    cdef const int32_t* index = t.index
-    cdef const uint64_t* hashes = t.hashes
+    cdef const GTEntry* index = t.index
     cdef const int64_t* keys = t.keys
-    cdef uint64_t h
-    cdef int32_t s
     for blk in range((n + CHUNK - 1) // CHUNK):
         start = blk * CHUNK
         m = n - start if n - start < CHUNK else CHUNK
         _hash_block(cols, nw, start, m, hbuf)
         for i in range(m):
-            h = hbuf[i]
-            row = start + i
-            pos = <Py_ssize_t>(h & <uint64_t>mask)
-            s = index[pos]
-            while s >= 0:
-                if hashes[s] == h and _key_eq(keys + <Py_ssize_t>s * nw, cols, nw, row):
-                    break
-                pos = (pos + 1) & mask
-                s = index[pos]
-            out[row] = s  # -1 when the probe reached an empty entry
+            if i + PREFETCH < m:
+                VS_PREFETCH(&index[hbuf[i + PREFETCH] & <uint64_t>mask])
+            # slot -1 when the probe ended on an empty entry
+            out[start + i] = index[_probe(index, mask, hbuf[i], keys, nw, cols, start + i)].slot
 
 
 cdef void _unlink(GTState* t, int32_t s) noexcept nogil:
     """Take live slot ``s`` out of the index with backward-shift deletion: later entries of the
     same probe run slide back into the hole, so lookups never need tombstones."""
     cdef Py_ssize_t mask = t.index_mask
-    cdef int32_t* index = t.index
+    cdef GTEntry* index = t.index
     cdef Py_ssize_t hole = <Py_ssize_t>(t.hashes[s] & <uint64_t>mask)
     cdef Py_ssize_t j, home
-    cdef int32_t e
-    while index[hole] != s:
+    while index[hole].slot != s:
         hole = (hole + 1) & mask
     j = hole
     while True:
         j = (j + 1) & mask
-        e = index[j]
-        if e < 0:
+        if index[j].slot < 0:
             break
-        home = <Py_ssize_t>(t.hashes[e] & <uint64_t>mask)
-        # e may fill the hole only if the hole lies on its probe path, i.e. between its home and
-        # j (cyclically): its distance from home is at least the hole's distance back from j.
+        home = <Py_ssize_t>(t.hashes[index[j].slot] & <uint64_t>mask)
+        # The entry may fill the hole only if the hole lies on its probe path, between its home
+        # and j (cyclically): its distance from home is at least the hole's distance back from j.
         if ((j - home) & mask) >= ((j - hole) & mask):
-            index[hole] = e
+            index[hole] = index[j]
             hole = j
-    index[hole] = -1
+    index[hole].slot = -1
 
 
 cdef int _remove(GTState* t, const int32_t* slots, Py_ssize_t m, Py_ssize_t* bad) noexcept nogil:

@@ -32,7 +32,7 @@ cdef struct VarAcc:
     double ssqdm        # running sum of squared differences from the mean
     double comp         # Kahan compensation of the mean updates
     int64_t n_same      # length of the run of equal finite values added last (run >= nobs: var is 0)
-    double prev         # last finite value added (NaN before the first)
+    double prev         # last finite value added (meaningless while n_same is 0)
 
 
 cdef class _Ring:
@@ -73,3 +73,5 @@ cdef class RowsWindow:
     cdef list arg_dtypes                # np.dtype per argument column (int64 or float64)
     cdef list rings                     # per argument: _Ring, or None when no function needs history
     cdef list states                    # per function: _FuncState, or None when it keeps no state
+
+    cdef int _grow(self, int64_t n_slots) except -1

@@ -85,17 +85,17 @@ cdef class SessionWindows:
     >>> import numpy as np
     >>> sw = SessionWindows(10)
     >>> keys = np.array([0, 0, 0], np.int32)
-    >>> times = np.array([100, 130, 120], np.int64)   # 120 bridges [100, 110) and [130, 140)
+    >>> times = np.array([100, 118, 109], np.int64)   # 109 bridges [100, 110) and [118, 128)
     >>> wm = np.full(3, -10**15, np.int64)
     >>> sid = np.empty(3, np.int32); lo = np.empty(3, np.int64); hi = np.empty(3, np.int64)
     >>> end, merges = sw.assign(keys, times, wm, sid, lo, hi, 0)
-    >>> end, merges.tolist(), sid.tolist(), lo[2], hi[2]
-    (3, [[0, 1]], [0, 1, 0], 100, 140)
+    >>> end, merges.tolist(), sid.tolist(), int(lo[2]), int(hi[2])
+    (3, [[0, 1]], [0, 1, 0], 100, 128)
     >>> sw.n_open
     1
-    >>> closed = sw.close(140)
+    >>> closed = sw.close(128)
     >>> [a.tolist() for a in closed]
-    [[0], [0], [100], [140]]
+    [[0], [0], [100], [128]]
     >>> sw.release(closed[0])
     """
 

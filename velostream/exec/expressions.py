@@ -59,6 +59,8 @@ class Scope:
 
     def __init__(self, sql: str, columns: dict[str, SqlType]):
         self.sql = sql
+        # An open schema (explain without data) knows every column, typed NULL (any).
+        self.open = getattr(columns, "open_schema", False)
         self.columns = dict(columns)
         self.lower = {}
         for k in self.columns:
@@ -69,6 +71,9 @@ class Scope:
         key = name if name in self.columns else (None if col.quoted else self.lower.get(name.lower()))
         if key is None and name.lower() == "timestamp" and "_TIMESTAMP" in self.columns:
             key = "_TIMESTAMP"  # the original engine's name for the record time
+        if key is None and self.open:
+            key = name
+            self.columns[key] = NULLTYPE
         if key is None:
             visible = [c for c in self.columns if not c.startswith("__")]
             hint = nearest(name, visible)

@@ -1,0 +1,17 @@
+"""S0: pure SELECT + WHERE over 'orders' (SCENARIOS.md).
+
+    python bench/s0_select_where/run_benchmark.py --records 2000000 --system duckdb -o out.json
+
+Every pyperf option works (--fast, --rigorous, --debug-single-value, -p, -n, ...). Setup (data
+generation, DuckDB's reference checksum) happens once per worker process, outside the timed
+calls; each timed call is verified against the reference before its time counts.
+"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+from bench._harness import run_benchmark_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run_benchmark_main("s0_select_where"))

@@ -1,0 +1,18 @@
+"""S2: GROUP BY symbol over 'market_data'; --emit changes (the default, one row per
+record) or final (one row per symbol at end of input), or all.
+
+    python bench/s2_group_by/run_benchmark.py --records 2000000 --system duckdb -o out.json
+
+Every pyperf option works (--fast, --rigorous, --debug-single-value, -p, -n, ...). Setup (data
+generation, DuckDB's reference checksum) happens once per worker process, outside the timed
+calls; each timed call is verified against the reference before its time counts.
+"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+from bench._harness import run_benchmark_main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run_benchmark_main("s2_group_by"))

@@ -1,0 +1,13 @@
+"""velostream: streaming SQL over event streams, with compiled (Cython, nogil) hot paths.
+
+>>> import velostream as vs
+>>> vs.query("SELECT x FROM s WHERE x > 1", {"s": {"x": [1, 2, 3]}}).to_pylist()
+[{'x': 2}, {'x': 3}]
+"""
+from .engine import Engine, explain, query
+from .errors import JobError, SqlError, UnsupportedError, VelostreamError
+from .result import Result
+
+__version__ = "0.1.0"
+__all__ = ["Engine", "JobError", "Result", "SqlError", "UnsupportedError", "VelostreamError",
+           "explain", "query", "__version__"]

@@ -1,0 +1,1209 @@
+"""Columnar aggregate accumulators indexed by slot; state layout in ``aggregate.pxd``.
+
+Each class holds the state of one aggregate of a query for every slot (one slot per
+(window, group), assigned by ``GroupTable``). ``update`` folds rows in, ``update_emit`` also writes
+each row's post-update value (EMIT CHANGES), ``result`` reads slots out, ``reset`` empties slots
+whose window closed, and ``merge`` folds one slot into another (session merges, two-phase
+aggregation). NULL handling follows DuckDB: NULLs are skipped, SUM/AVG/MIN/MAX/... of no values is
+NULL, COUNT of no values is 0, FIRST/LAST return the first/last row's value even when it is NULL.
+
+>>> import numpy as np
+>>> agg = Sum(np.float64)
+>>> agg.ensure_capacity(2)
+>>> agg.update(np.array([0, 1, 0, -1], np.int32), np.array([1.5, 2.0, 3.0, 9.0]),
+...            np.array([True, False, True, True]))
+>>> agg.result(np.array([0, 1], np.int32))
+(array([4.5, 0. ]), array([ True, False]))
+"""
+import numpy as np
+
+from libc.math cimport NAN, sqrt
+from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
+from libc.string cimport memcpy
+from libcpp.unordered_set cimport unordered_set
+from libcpp.vector cimport vector
+
+
+cdef extern from *:
+    """
+    #include <algorithm>
+    #include <cstdint>
+    #include <unordered_set>
+    #include <vector>
+
+    /* C++ containers report allocation failure by throwing. These wrappers turn that into a
+       status code so that no exception can escape a nogil kernel; every one leaves its container
+       unchanged when it fails. */
+    static inline int vs_set_insert(std::unordered_set<int64_t>& s, int64_t v) noexcept {
+        try { s.insert(v); } catch (...) { return -1; }
+        return 0;
+    }
+    static inline int vs_set_merge(std::unordered_set<int64_t>& dst,
+                                   const std::unordered_set<int64_t>& src) noexcept {
+        try { dst.insert(src.begin(), src.end()); } catch (...) { return -1; }
+        return 0;
+    }
+    /* clear() keeps the bucket array; swapping with an empty set gives the memory back. */
+    static inline void vs_set_free(std::unordered_set<int64_t>& s) noexcept {
+        std::unordered_set<int64_t>().swap(s);
+    }
+    static inline int vs_heap_push(std::vector<double>& h, double v) noexcept {
+        try { h.push_back(v); } catch (...) { return -1; }
+        std::push_heap(h.begin(), h.end());
+        return 0;
+    }
+    static inline void vs_heap_pop(std::vector<double>& h) noexcept {
+        std::pop_heap(h.begin(), h.end());
+        h.pop_back();
+    }
+    static inline void vs_vec_free(std::vector<double>& v) noexcept {
+        std::vector<double>().swap(v);
+    }
+    """
+    int vs_set_insert(unordered_set[int64_t]& s, int64_t v) noexcept nogil
+    int vs_set_merge(unordered_set[int64_t]& dst, const unordered_set[int64_t]& src) noexcept nogil
+    void vs_set_free(unordered_set[int64_t]& s) noexcept nogil
+    int vs_heap_push(vector[double]& h, double v) noexcept nogil
+    void vs_heap_pop(vector[double]& h) noexcept nogil
+    void vs_vec_free(vector[double]& v) noexcept nogil
+
+
+# ---- validation helpers (GIL held) -----------------------------------------------------------
+
+cdef object _input_dtype(object dtype):
+    dt = np.dtype(dtype)
+    if dt != np.int64 and dt != np.float64:
+        raise TypeError(f"aggregate input dtype must be int64 or float64, not {dt}")
+    return dt
+
+
+cdef inline object _as_u8(object mask):
+    # numpy bool has buffer format '?', which a uint8 memoryview refuses: view it instead.
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        return mask.view(np.uint8)
+    return mask
+
+
+cdef inline int _check_len(Py_ssize_t got, Py_ssize_t n, str what) except -1:
+    if got != n:
+        raise ValueError(f"{what} has {got} rows, slots has {n}")
+    return 0
+
+
+cdef inline int32_t _max_slot(const int32_t* slots, Py_ssize_t n) noexcept nogil:
+    cdef int32_t mx = -1
+    cdef Py_ssize_t i
+    for i in range(n):
+        if slots[i] > mx:
+            mx = slots[i]
+    return mx
+
+
+cdef int _raise_status(int status) except -1:
+    if status == AGG_NO_MEMORY:
+        raise MemoryError("aggregate state could not grow")
+    if status == AGG_OVERFLOW:
+        raise OverflowError("BIGINT sum out of int64 range")
+    return 0
+
+
+cdef inline int _enter(Aggregate agg) except -1:
+    if agg.busy:
+        raise RuntimeError(f"{type(agg).__name__} is in use by another thread")
+    agg.busy = True
+    return 0
+
+
+# ---- base class: validation, allocation, GIL handling ----------------------------------------
+
+cdef class Aggregate:
+    """Base of every accumulator: validates with the GIL, then runs the class's nogil hook."""
+
+    def __init__(self, dtype):
+        if type(self) is Aggregate:
+            raise TypeError("Aggregate is abstract; use Sum, Count, ...")
+        self.is_float = _input_dtype(dtype) == np.float64
+        self.result_is_float = self.is_float
+        self.takes_values = True
+
+    @property
+    def dtype(self):
+        """Input dtype (int64 or float64)."""
+        return np.dtype(np.float64 if self.is_float else np.int64)
+
+    @property
+    def result_dtype(self):
+        """dtype of the values returned by ``result`` and written by ``update_emit``."""
+        return np.dtype(np.float64 if self.result_is_float else np.int64)
+
+    @property
+    def capacity(self):
+        """Number of slots allocated; valid slot ids are ``0 <= slot < capacity``."""
+        return self.n_slots
+
+    def __repr__(self):
+        return f"{type(self).__name__}(dtype={self.dtype})"
+
+    def ensure_capacity(self, Py_ssize_t n_slots):
+        """Grow the state to at least ``n_slots`` slots; new slots start empty. Never shrinks."""
+        if n_slots < 0 or n_slots > <Py_ssize_t>INT32_MAX + 1:
+            raise ValueError(f"n_slots must be in [0, 2**31], got {n_slots}")
+        if n_slots <= self.n_slots:
+            return
+        _enter(self)
+        try:
+            self._grow(n_slots)
+            self.n_slots = n_slots
+        finally:
+            self.busy = False
+
+    def update(self, slots, values, valid=None, seq=None):
+        """Fold rows into their slots. ``slots``: int32 (``< 0`` skips the row); ``values``: the
+        input dtype (ignored by CountStar); ``valid``: bool/uint8 mask or None (all valid);
+        ``seq``: int64 arrival numbers (FIRST/LAST), or None to number rows in call order."""
+        self._run(slots, values, valid, seq, None, None)
+
+    def update_emit(self, slots, values, valid, out_values, out_valid, seq=None):
+        """``update``, also writing for each row its slot's value right after that row
+        (EMIT CHANGES): ``out_values`` of ``result_dtype`` and ``out_valid`` (uint8/bool), one
+        entry per row; skipped rows (slot < 0) get ``out_valid = 0``."""
+        if out_values is None or out_valid is None:
+            raise TypeError("update_emit needs out_values and out_valid arrays")
+        self._run(slots, values, valid, seq, out_values, out_valid)
+
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid):
+        cdef const int32_t[::1] sl = slots
+        cdef const int64_t[::1] ivals
+        cdef const double[::1] fvals
+        cdef const uint8_t[::1] vmask
+        cdef const int64_t[::1] seqs
+        cdef int64_t[::1] iout
+        cdef double[::1] fout
+        cdef uint8_t[::1] omask
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const void* vp = NULL
+        cdef const uint8_t* mp = NULL
+        cdef const int64_t* qp = NULL
+        cdef void* op = NULL
+        cdef uint8_t* omp = NULL
+        cdef int64_t seq0 = self.next_seq
+        cdef int32_t mx = -1
+        cdef int status = AGG_OK
+
+        if self.takes_values:
+            if values is None:
+                raise TypeError(f"{type(self).__name__} needs a values array")
+            if self.is_float:
+                fvals = values
+                _check_len(fvals.shape[0], n, "values")
+                if n:
+                    vp = &fvals[0]
+            else:
+                ivals = values
+                _check_len(ivals.shape[0], n, "values")
+                if n:
+                    vp = &ivals[0]
+            if valid is not None:
+                vmask = _as_u8(valid)
+                _check_len(vmask.shape[0], n, "valid")
+                if n:
+                    mp = &vmask[0]
+        if seq is not None:
+            seqs = seq
+            _check_len(seqs.shape[0], n, "seq")
+            if n:
+                qp = &seqs[0]
+        if out_valid is not None:
+            if self.result_is_float:
+                fout = out_values
+                _check_len(fout.shape[0], n, "out_values")
+                if n:
+                    op = &fout[0]
+            else:
+                iout = out_values
+                _check_len(iout.shape[0], n, "out_values")
+                if n:
+                    op = &iout[0]
+            omask = _as_u8(out_valid)
+            _check_len(omask.shape[0], n, "out_valid")
+            if n:
+                omp = &omask[0]
+        if n == 0:
+            return
+
+        _enter(self)
+        try:
+            with nogil:
+                mx = _max_slot(&sl[0], n)
+                if mx < self.n_slots:
+                    status = self._update(n, &sl[0], vp, mp, qp, seq0, op, omp)
+        finally:
+            self.busy = False
+        if mx >= self.n_slots:
+            raise ValueError(f"slot {mx} out of range: capacity is {self.n_slots}")
+        self.next_seq = seq0 + n
+        _raise_status(status)
+
+    def result(self, slots):
+        """Current values of ``slots`` as ``(values of result_dtype, valid as bool)``; a slot < 0
+        reads as NULL."""
+        cdef const int32_t[::1] sl = slots
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef int64_t[::1] iout
+        cdef double[::1] fout
+        cdef uint8_t[::1] omask
+        cdef void* op = NULL
+        cdef int32_t mx = -1
+        cdef int status = AGG_OK
+        out = np.empty(n, dtype=self.result_dtype)
+        ok = np.empty(n, dtype=np.uint8)
+        if n == 0:
+            return out, ok.view(np.bool_)
+        if self.result_is_float:
+            fout = out
+            op = &fout[0]
+        else:
+            iout = out
+            op = &iout[0]
+        omask = ok
+        _enter(self)
+        try:
+            with nogil:
+                mx = _max_slot(&sl[0], n)
+                if mx < self.n_slots:
+                    status = self._result(n, &sl[0], op, &omask[0])
+        finally:
+            self.busy = False
+        if mx >= self.n_slots:
+            raise ValueError(f"slot {mx} out of range: capacity is {self.n_slots}")
+        _raise_status(status)
+        return out, ok.view(np.bool_)
+
+    def reset(self, slots):
+        """Make ``slots`` empty again (their window closed); entries < 0 are ignored."""
+        cdef const int32_t[::1] sl = slots
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef int32_t mx = -1
+        if n == 0:
+            return
+        _enter(self)
+        try:
+            with nogil:
+                mx = _max_slot(&sl[0], n)
+                if mx < self.n_slots:
+                    self._reset(n, &sl[0])
+        finally:
+            self.busy = False
+        if mx >= self.n_slots:
+            raise ValueError(f"slot {mx} out of range: capacity is {self.n_slots}")
+
+    def merge(self, dst_slots, Aggregate other not None, src_slots):
+        """Fold ``other``'s state of ``src_slots[i]`` into this object's ``dst_slots[i]``, pair by
+        pair in order. ``other`` must be the same class and dtype and may be ``self``; the source
+        slots are left as they were (reset them if they are done). Pairs with a negative slot, and
+        a slot merged into itself, are skipped."""
+        cdef const int32_t[::1] dst = dst_slots
+        cdef const int32_t[::1] src = src_slots
+        cdef Py_ssize_t n = dst.shape[0]
+        cdef int32_t mxd = -1, mxs = -1
+        cdef int status = AGG_OK
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if other.is_float != self.is_float:
+            raise TypeError(f"cannot merge {other.dtype} state into {self.dtype} state")
+        _check_len(src.shape[0], n, "src_slots")
+        if n == 0:
+            return
+        _enter(self)
+        if other is not self:
+            try:
+                _enter(other)
+            except RuntimeError:
+                self.busy = False
+                raise
+        try:
+            with nogil:
+                mxd = _max_slot(&dst[0], n)
+                mxs = _max_slot(&src[0], n)
+                if mxd < self.n_slots and mxs < other.n_slots:
+                    status = self._merge(other, n, &dst[0], &src[0])
+        finally:
+            self.busy = False
+            other.busy = False
+        if mxd >= self.n_slots:
+            raise ValueError(f"dst slot {mxd} out of range: capacity is {self.n_slots}")
+        if mxs >= other.n_slots:
+            raise ValueError(f"src slot {mxs} out of range: capacity is {other.n_slots}")
+        _raise_status(status)
+
+    # Hooks, overridden by every concrete class. Slots reaching them are < capacity.
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        return AGG_OK
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        pass
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        return AGG_OK
+
+
+# ---- COUNT(*), COUNT(x) ----------------------------------------------------------------------
+
+cdef class _CountBase(Aggregate):
+
+    def __init__(self, dtype):
+        Aggregate.__init__(self, dtype)
+        self.result_is_float = False
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.counts.resize(n_slots)
+        return 0
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef int64_t* res = <int64_t*>out
+        cdef int64_t* counts = self.counts.data()
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            res[i] = counts[s] if s >= 0 else 0
+            out_valid[i] = s >= 0
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                self.counts[slots[i]] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef int64_t* a = self.counts.data()
+        cdef const int64_t* b = (<_CountBase>other).counts.data()
+        cdef Py_ssize_t i
+        for i in range(n):
+            if dst[i] >= 0 and src[i] >= 0 and not (<void*>other == <void*>self
+                                                    and dst[i] == src[i]):
+                a[dst[i]] += b[src[i]]
+        return AGG_OK
+
+
+cdef class CountStar(_CountBase):
+    """COUNT(*): rows per slot, int64, never NULL (an empty slot counts 0). Ignores values/valid.
+
+    >>> import numpy as np
+    >>> c = CountStar()
+    >>> c.ensure_capacity(1)
+    >>> c.update(np.zeros(3, np.int32), None)
+    >>> c.result(np.array([0], np.int32))
+    (array([3]), array([ True]))
+    """
+
+    def __init__(self, dtype=np.int64):
+        _CountBase.__init__(self, np.int64)
+        self.takes_values = False
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef int64_t* counts = self.counts.data()
+        cdef int64_t* res = <int64_t*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        if out_valid == NULL:
+            for i in range(n):
+                s = slots[i]
+                if s >= 0:
+                    counts[s] += 1
+            return AGG_OK
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                counts[s] += 1
+                res[i] = counts[s]
+                out_valid[i] = 1
+            else:
+                res[i] = 0
+                out_valid[i] = 0
+        return AGG_OK
+
+
+cdef class Count(_CountBase):
+    """COUNT(x): valid (non-NULL) values per slot, int64, never NULL."""
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef int64_t* counts = self.counts.data()
+        cdef int64_t* res = <int64_t*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                counts[s] += valid == NULL or valid[i] != 0
+            if out_valid != NULL:
+                res[i] = counts[s] if s >= 0 else 0
+                out_valid[i] = s >= 0
+        return AGG_OK
+
+
+# ---- SUM, AVG --------------------------------------------------------------------------------
+
+cdef inline int _put_int_sum(int128_t total, int64_t nobs, bint mean, void* out, Py_ssize_t i,
+                             uint8_t* out_valid) noexcept nogil:
+    if nobs == 0:
+        out_valid[i] = 0
+        if mean:
+            (<double*>out)[i] = 0.0
+        else:
+            (<int64_t*>out)[i] = 0
+        return AGG_OK
+    if mean:
+        (<double*>out)[i] = <double>total / <double>nobs
+        out_valid[i] = 1
+        return AGG_OK
+    if total > INT64_MAX or total < INT64_MIN:
+        (<int64_t*>out)[i] = 0
+        out_valid[i] = 0
+        return AGG_OVERFLOW
+    (<int64_t*>out)[i] = <int64_t>total
+    out_valid[i] = 1
+    return AGG_OK
+
+
+cdef inline void _put_float_sum(double s, double comp, int64_t nobs, bint mean, double* out,
+                                Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
+    if nobs == 0:
+        out[i] = 0.0
+        out_valid[i] = 0
+        return
+    out[i] = sum_value(s, comp) / <double>nobs if mean else sum_value(s, comp)
+    out_valid[i] = 1
+
+
+cdef class _SumBase(Aggregate):
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.nobs.resize(n_slots)
+        if self.is_float:
+            self.fsum.resize(n_slots)
+            self.fcomp.resize(n_slots)
+        else:
+            self.isum.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef int64_t* nobs = self.nobs.data()
+        cdef int128_t* isum = self.isum.data()
+        cdef double* fsum = self.fsum.data()
+        cdef double* fcomp = self.fcomp.data()
+        cdef const int64_t* iv = <const int64_t*>values
+        cdef const double* fv = <const double*>values
+        cdef Py_ssize_t i
+        cdef int32_t s
+        cdef int status = AGG_OK
+        if self.is_float:
+            for i in range(n):
+                s = slots[i]
+                if s < 0:
+                    if out_valid != NULL:
+                        (<double*>out)[i] = 0.0
+                        out_valid[i] = 0
+                    continue
+                if valid == NULL or valid[i]:
+                    add_sum(fv[i], &fsum[s], &fcomp[s])
+                    nobs[s] += 1
+                if out_valid != NULL:
+                    _put_float_sum(fsum[s], fcomp[s], nobs[s], self.mean, <double*>out, i,
+                                   out_valid)
+        else:
+            for i in range(n):
+                s = slots[i]
+                if s < 0:
+                    if out_valid != NULL:
+                        _put_int_sum(0, 0, self.mean, out, i, out_valid)
+                    continue
+                if valid == NULL or valid[i]:
+                    isum[s] += iv[i]
+                    nobs[s] += 1
+                if out_valid != NULL:
+                    status |= _put_int_sum(isum[s], nobs[s], self.mean, out, i, out_valid)
+        return status
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        cdef int status = AGG_OK
+        for i in range(n):
+            s = slots[i]
+            if self.is_float:
+                if s < 0:
+                    _put_float_sum(0.0, 0.0, 0, self.mean, <double*>out, i, out_valid)
+                else:
+                    _put_float_sum(self.fsum[s], self.fcomp[s], self.nobs[s], self.mean,
+                                   <double*>out, i, out_valid)
+            elif s < 0:
+                _put_int_sum(0, 0, self.mean, out, i, out_valid)
+            else:
+                status |= _put_int_sum(self.isum[s], self.nobs[s], self.mean, out, i, out_valid)
+        return status
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s < 0:
+                continue
+            self.nobs[s] = 0
+            if self.is_float:
+                self.fsum[s] = 0.0
+                self.fcomp[s] = 0.0
+            else:
+                self.isum[s] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef int64_t* nobs = self.nobs.data()
+        cdef int128_t* isum = self.isum.data()
+        cdef double* fsum = self.fsum.data()
+        cdef double* fcomp = self.fcomp.data()
+        cdef const int64_t* o_nobs = (<_SumBase>other).nobs.data()
+        cdef const int128_t* o_isum = (<_SumBase>other).isum.data()
+        cdef const double* o_fsum = (<_SumBase>other).fsum.data()
+        cdef const double* o_fcomp = (<_SumBase>other).fcomp.data()
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            nobs[d] += o_nobs[s]
+            if self.is_float:
+                # Two compensated sums: add the plain parts with compensation, then the errors.
+                add_sum(o_fsum[s], &fsum[d], &fcomp[d])
+                fcomp[d] += o_fcomp[s]
+            else:
+                isum[d] += o_isum[s]
+        return AGG_OK
+
+
+cdef class Sum(_SumBase):
+    """SUM(x): int64 (exact; OverflowError if the total leaves int64) for int64 input,
+    Neumaier-compensated float64 for float64 input. NULL when the slot has no valid value."""
+
+
+cdef class Avg(_SumBase):
+    """AVG(x) as float64: exact BIGINT sum / count, or compensated DOUBLE sum / count. NULL when
+    the slot has no valid value."""
+
+    def __init__(self, dtype):
+        _SumBase.__init__(self, dtype)
+        self.mean = True
+        self.result_is_float = True
+
+
+# ---- MIN, MAX --------------------------------------------------------------------------------
+
+cdef inline bint _before(value_t a, value_t b) noexcept nogil:
+    # Strictly-before in DuckDB's order, where NaN sorts after every number.
+    if value_t is double:
+        return a < b or (b != b and a == a)
+    else:
+        return a < b
+
+
+cdef int _minmax_update(value_t* cur, uint8_t* has, bint is_max, Py_ssize_t n,
+                        const int32_t* slots, const value_t* values, const uint8_t* valid,
+                        value_t* out, uint8_t* out_valid) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t s
+    cdef value_t v
+    for i in range(n):
+        s = slots[i]
+        if s >= 0 and (valid == NULL or valid[i]):
+            v = values[i]
+            # Ties replace the held value, as DuckDB does (visible only for -0.0 vs 0.0).
+            if not has[s] or not (_before(v, cur[s]) if is_max else _before(cur[s], v)):
+                cur[s] = v
+                has[s] = 1
+        if out_valid != NULL:
+            if s >= 0 and has[s]:
+                out[i] = cur[s]
+                out_valid[i] = 1
+            else:
+                out[i] = 0
+                out_valid[i] = 0
+    return AGG_OK
+
+
+cdef void _minmax_merge(value_t* cur_d, uint8_t* has_d, const value_t* cur_s,
+                        const uint8_t* has_s, bint is_max, Py_ssize_t n, const int32_t* dst,
+                        const int32_t* src) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t d, s
+    for i in range(n):
+        d = dst[i]
+        s = src[i]
+        if d < 0 or s < 0 or not has_s[s]:
+            continue
+        if not has_d[d] or not (_before(cur_s[s], cur_d[d]) if is_max
+                                else _before(cur_d[d], cur_s[s])):
+            cur_d[d] = cur_s[s]
+            has_d[d] = 1
+
+
+cdef void _copy_out(const value_t* cur, const uint8_t* present, uint8_t want, Py_ssize_t n,
+                    const int32_t* slots, value_t* out, uint8_t* out_valid) noexcept nogil:
+    # result() of MIN/MAX/FIRST/LAST: the held value where present[s] == want, else NULL.
+    cdef Py_ssize_t i
+    cdef int32_t s
+    for i in range(n):
+        s = slots[i]
+        if s >= 0 and present[s] == want:
+            out[i] = cur[s]
+            out_valid[i] = 1
+        else:
+            out[i] = 0
+            out_valid[i] = 0
+
+
+cdef class _MinMaxBase(Aggregate):
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.has.resize(n_slots)
+        if self.is_float:
+            self.fval.resize(n_slots)
+        else:
+            self.ival.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            return _minmax_update(self.fval.data(), self.has.data(), self.is_max, n, slots,
+                                  <const double*>values, valid, <double*>out, out_valid)
+        return _minmax_update(self.ival.data(), self.has.data(), self.is_max, n, slots,
+                              <const int64_t*>values, valid, <int64_t*>out, out_valid)
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            _copy_out(<const double*>self.fval.data(), self.has.data(), 1, n, slots,
+                      <double*>out, out_valid)
+        else:
+            _copy_out(<const int64_t*>self.ival.data(), self.has.data(), 1, n, slots,
+                      <int64_t*>out, out_valid)
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                self.has[slots[i]] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        if self.is_float:
+            _minmax_merge(self.fval.data(), self.has.data(),
+                          <const double*>(<_MinMaxBase>other).fval.data(),
+                          (<_MinMaxBase>other).has.data(), self.is_max, n, dst, src)
+        else:
+            _minmax_merge(self.ival.data(), self.has.data(),
+                          <const int64_t*>(<_MinMaxBase>other).ival.data(),
+                          (<_MinMaxBase>other).has.data(), self.is_max, n, dst, src)
+        return AGG_OK
+
+
+cdef class Min(_MinMaxBase):
+    """MIN(x), same dtype as the input; NaN sorts after every number. NULL when no valid value."""
+
+
+cdef class Max(_MinMaxBase):
+    """MAX(x), same dtype as the input; NaN sorts after every number. NULL when no valid value."""
+
+    def __init__(self, dtype):
+        _MinMaxBase.__init__(self, dtype)
+        self.is_max = True
+
+
+# ---- VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP ----------------------------------------------
+
+cdef inline void _put_var(int64_t nobs, double m2, bint sample, bint root, double* out,
+                          Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
+    cdef double v
+    if nobs < 1 + sample:
+        out[i] = 0.0
+        out_valid[i] = 0
+        return
+    v = m2 / <double>(nobs - sample)
+    out[i] = sqrt(v) if root else v
+    out_valid[i] = 1
+
+
+cdef int _var_update(int64_t* nobs, double* mean, double* m2, bint sample, bint root,
+                     Py_ssize_t n, const int32_t* slots, const value_t* values,
+                     const uint8_t* valid, double* out, uint8_t* out_valid) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t s
+    for i in range(n):
+        s = slots[i]
+        if s >= 0 and (valid == NULL or valid[i]):
+            add_var(<double>values[i], &nobs[s], &mean[s], &m2[s])
+        if out_valid != NULL:
+            if s >= 0:
+                _put_var(nobs[s], m2[s], sample, root, out, i, out_valid)
+            else:
+                _put_var(0, 0.0, sample, root, out, i, out_valid)
+    return AGG_OK
+
+
+cdef class Variance(Aggregate):
+    """VAR_SAMP / VAR_POP / STDDEV_SAMP / STDDEV_POP as float64 (Welford; Chan for merge).
+    ``sample``: divide by n - 1 (NULL below 2 values) rather than n (NULL at 0 values);
+    ``sqrt``: standard deviation instead of variance."""
+
+    def __init__(self, dtype, sample=True, sqrt=False):
+        Aggregate.__init__(self, dtype)
+        self.result_is_float = True
+        self.samp = bool(sample)
+        self.root = bool(sqrt)
+
+    @property
+    def sample(self):
+        return bool(self.samp)
+
+    @property
+    def sqrt(self):
+        return bool(self.root)
+
+    def __repr__(self):
+        return f"Variance(dtype={self.dtype}, sample={self.sample}, sqrt={self.sqrt})"
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.nobs.resize(n_slots)
+        self.mean.resize(n_slots)
+        self.m2.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            return _var_update(self.nobs.data(), self.mean.data(), self.m2.data(), self.samp,
+                               self.root, n, slots, <const double*>values, valid,
+                               <double*>out, out_valid)
+        return _var_update(self.nobs.data(), self.mean.data(), self.m2.data(), self.samp,
+                           self.root, n, slots, <const int64_t*>values, valid,
+                           <double*>out, out_valid)
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                _put_var(self.nobs[s], self.m2[s], self.samp, self.root, <double*>out, i,
+                         out_valid)
+            else:
+                _put_var(0, 0.0, self.samp, self.root, <double*>out, i, out_valid)
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                self.nobs[s] = 0
+                self.mean[s] = 0.0
+                self.m2[s] = 0.0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef int64_t* nobs = self.nobs.data()
+        cdef double* mean = self.mean.data()
+        cdef double* m2 = self.m2.data()
+        cdef const int64_t* o_nobs = (<Variance>other).nobs.data()
+        cdef const double* o_mean = (<Variance>other).mean.data()
+        cdef const double* o_m2 = (<Variance>other).m2.data()
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            merge_var(o_nobs[s], o_mean[s], o_m2[s], &nobs[d], &mean[d], &m2[d])
+        return AGG_OK
+
+
+# ---- COUNT(DISTINCT x), APPROX_COUNT_DISTINCT ------------------------------------------------
+
+cdef inline int64_t _distinct_key(value_t v) noexcept nogil:
+    cdef int64_t k
+    cdef double d
+    if value_t is double:
+        if v != v:
+            return 0x7FF8000000000000        # one key for every NaN payload
+        d = 0.0 if v == 0.0 else v             # -0.0 and 0.0 are one value
+        memcpy(&k, &d, sizeof(k))
+        return k
+    else:
+        return v
+
+
+cdef int _distinct_update(vector[unordered_set[int64_t]]* sets, Py_ssize_t n,
+                          const int32_t* slots, const value_t* values, const uint8_t* valid,
+                          int64_t* out, uint8_t* out_valid) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t s
+    for i in range(n):
+        s = slots[i]
+        if s >= 0 and (valid == NULL or valid[i]):
+            if vs_set_insert(sets[0][s], _distinct_key(values[i])) != 0:
+                return AGG_NO_MEMORY
+        if out_valid != NULL:
+            out[i] = <int64_t>sets[0][s].size() if s >= 0 else 0
+            out_valid[i] = s >= 0
+    return AGG_OK
+
+
+cdef class CountDistinct(Aggregate):
+    """COUNT(DISTINCT x): exact number of distinct valid values per slot, int64, never NULL.
+    Floats compare by value with -0.0 == 0.0 and all NaNs equal."""
+
+    def __init__(self, dtype):
+        Aggregate.__init__(self, dtype)
+        self.result_is_float = False
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.sets.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            return _distinct_update(&self.sets, n, slots, <const double*>values, valid,
+                                    <int64_t*>out, out_valid)
+        return _distinct_update(&self.sets, n, slots, <const int64_t*>values, valid,
+                                <int64_t*>out, out_valid)
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef int64_t* res = <int64_t*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            res[i] = <int64_t>self.sets[s].size() if s >= 0 else 0
+            out_valid[i] = s >= 0
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                vs_set_free(self.sets[slots[i]])
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef vector[unordered_set[int64_t]]* o_sets = &(<CountDistinct>other).sets
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            if vs_set_merge(self.sets[d], o_sets[0][s]) != 0:
+                return AGG_NO_MEMORY
+        return AGG_OK
+
+
+cdef class ApproxCountDistinct(CountDistinct):
+    """APPROX_COUNT_DISTINCT(x), answered exactly (same as COUNT(DISTINCT x))."""
+
+
+# ---- FIRST_VALUE, LAST_VALUE -----------------------------------------------------------------
+
+cdef int _pick_update(value_t* val, uint8_t* state, int64_t* pseq, bint last, Py_ssize_t n,
+                      const int32_t* slots, const value_t* values, const uint8_t* valid,
+                      const int64_t* seq, int64_t seq0, value_t* out,
+                      uint8_t* out_valid) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t s
+    cdef int64_t q
+    cdef bint ok
+    for i in range(n):
+        s = slots[i]
+        if s >= 0:
+            q = seq[i] if seq != NULL else seq0 + i
+            # On equal seq LAST takes the newer row and FIRST keeps the older one.
+            if state[s] == 0 or (q >= pseq[s] if last else q < pseq[s]):
+                ok = valid == NULL or valid[i] != 0
+                state[s] = 2 if ok else 1
+                val[s] = values[i] if ok else 0
+                pseq[s] = q
+        if out_valid != NULL:
+            if s >= 0 and state[s] == 2:
+                out[i] = val[s]
+                out_valid[i] = 1
+            else:
+                out[i] = 0
+                out_valid[i] = 0
+    return AGG_OK
+
+
+cdef void _pick_merge(value_t* val_d, uint8_t* state_d, int64_t* seq_d, const value_t* val_s,
+                      const uint8_t* state_s, const int64_t* seq_s, bint last, Py_ssize_t n,
+                      const int32_t* dst, const int32_t* src) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t d, s
+    for i in range(n):
+        d = dst[i]
+        s = src[i]
+        if d < 0 or s < 0 or state_s[s] == 0:
+            continue
+        # The source counts as the newer side on equal seq, as an incoming row does in update.
+        if state_d[d] == 0 or (seq_s[s] >= seq_d[d] if last else seq_s[s] < seq_d[d]):
+            val_d[d] = val_s[s]
+            state_d[d] = state_s[s]
+            seq_d[d] = seq_s[s]
+
+
+cdef class _PickBase(Aggregate):
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.state.resize(n_slots)
+        self.seq.resize(n_slots)
+        if self.is_float:
+            self.fval.resize(n_slots)
+        else:
+            self.ival.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            return _pick_update(self.fval.data(), self.state.data(), self.seq.data(), self.last,
+                                n, slots, <const double*>values, valid, seq, seq0,
+                                <double*>out, out_valid)
+        return _pick_update(self.ival.data(), self.state.data(), self.seq.data(), self.last,
+                            n, slots, <const int64_t*>values, valid, seq, seq0,
+                            <int64_t*>out, out_valid)
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            _copy_out(<const double*>self.fval.data(), self.state.data(), 2, n, slots,
+                      <double*>out, out_valid)
+        else:
+            _copy_out(<const int64_t*>self.ival.data(), self.state.data(), 2, n, slots,
+                      <int64_t*>out, out_valid)
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                self.state[slots[i]] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef const uint8_t* o_state = (<_PickBase>other).state.data()
+        cdef const int64_t* o_seq = (<_PickBase>other).seq.data()
+        if self.is_float:
+            _pick_merge(self.fval.data(), self.state.data(), self.seq.data(),
+                        <const double*>(<_PickBase>other).fval.data(), o_state, o_seq,
+                        self.last, n, dst, src)
+        else:
+            _pick_merge(self.ival.data(), self.state.data(), self.seq.data(),
+                        <const int64_t*>(<_PickBase>other).ival.data(), o_state, o_seq,
+                        self.last, n, dst, src)
+        return AGG_OK
+
+
+cdef class First(_PickBase):
+    """FIRST_VALUE(x): the value of the earliest row by arrival (``seq``), NULL if that row's
+    value is NULL or the slot is empty. Without ``seq`` rows are numbered per object in call
+    order, so pass ``seq`` when states from different objects will be merged."""
+
+
+cdef class Last(_PickBase):
+    """LAST_VALUE(x): the value of the latest row by arrival (``seq``); see ``First``."""
+
+    def __init__(self, dtype):
+        _PickBase.__init__(self, dtype)
+        self.last = True
+
+
+# ---- MEDIAN ----------------------------------------------------------------------------------
+
+cdef inline int _median_push(vector[double]& lo, vector[double]& hi, double x) noexcept nogil:
+    # Keeps every lo <= every hi whatever the heap sizes; _median_balance then fixes the sizes.
+    if lo.size() > 0 and x <= lo.front():
+        return vs_heap_push(lo, x)
+    return vs_heap_push(hi, -x)
+
+
+cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) noexcept nogil:
+    cdef size_t m = lo.size() + hi.size()
+    cdef size_t half = (m + <size_t>n_nan + 1) // 2
+    cdef size_t target = m if m < half else half
+    # Push before pop: a failed push leaves both heaps intact.
+    while lo.size() > target:
+        if vs_heap_push(hi, -lo.front()) != 0:
+            return AGG_NO_MEMORY
+        vs_heap_pop(lo)
+    while lo.size() < target:
+        if vs_heap_push(lo, -hi.front()) != 0:
+            return AGG_NO_MEMORY
+        vs_heap_pop(hi)
+    return AGG_OK
+
+
+cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_nan, double* out,
+                             Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
+    cdef size_t total = lo.size() + hi.size() + <size_t>n_nan
+    cdef double a, b
+    if total == 0:
+        out[i] = 0.0
+        out_valid[i] = 0
+        return
+    out_valid[i] = 1
+    if lo.size() < (total + 1) // 2:
+        out[i] = NAN                           # the middle falls among the NaNs
+        return
+    a = lo.front()
+    if total % 2 == 1:
+        out[i] = a
+    elif hi.size() == 0:
+        out[i] = NAN
+    else:
+        # DuckDB's quantile_cont interpolation: lo + (hi - lo) / 2, exact when lo == hi (so
+        # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2.
+        b = -hi.front()
+        out[i] = a if a == b else a + (b - a) * 0.5
+
+
+cdef int _median_update(vector[vector[double]]* lo, vector[vector[double]]* hi, int64_t* n_nan,
+                        Py_ssize_t n, const int32_t* slots, const value_t* values,
+                        const uint8_t* valid, double* out, uint8_t* out_valid) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int32_t s
+    cdef double x
+    for i in range(n):
+        s = slots[i]
+        if s >= 0 and (valid == NULL or valid[i]):
+            x = <double>values[i]
+            if x != x:
+                n_nan[s] += 1
+            elif _median_push(lo[0][s], hi[0][s], x) != 0:
+                return AGG_NO_MEMORY
+            if _median_balance(lo[0][s], hi[0][s], n_nan[s]) != 0:
+                return AGG_NO_MEMORY
+        if out_valid != NULL:
+            if s >= 0:
+                _put_median(lo[0][s], hi[0][s], n_nan[s], out, i, out_valid)
+            else:
+                out[i] = 0.0
+                out_valid[i] = 0
+    return AGG_OK
+
+
+cdef class Median(Aggregate):
+    """MEDIAN(x) as float64, exact: the middle value, or DuckDB's ``quantile_cont(x, 0.5)``
+    interpolation of the two middle values for an even count; NaN sorts last. NULL when the slot
+    has no valid value. Two heaps per slot make every update O(log n) and every read O(1)."""
+
+    def __init__(self, dtype):
+        Aggregate.__init__(self, dtype)
+        self.result_is_float = True
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.lo.resize(n_slots)
+        self.hi.resize(n_slots)
+        self.n_nan.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        if self.is_float:
+            return _median_update(&self.lo, &self.hi, self.n_nan.data(), n, slots,
+                                  <const double*>values, valid, <double*>out, out_valid)
+        return _median_update(&self.lo, &self.hi, self.n_nan.data(), n, slots,
+                              <const int64_t*>values, valid, <double*>out, out_valid)
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                _put_median(self.lo[s], self.hi[s], self.n_nan[s], <double*>out, i, out_valid)
+            else:
+                (<double*>out)[i] = 0.0
+                out_valid[i] = 0
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                vs_vec_free(self.lo[s])
+                vs_vec_free(self.hi[s])
+                self.n_nan[s] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef vector[vector[double]]* o_lo = &(<Median>other).lo
+        cdef vector[vector[double]]* o_hi = &(<Median>other).hi
+        cdef const int64_t* o_nan = (<Median>other).n_nan.data()
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef size_t j
+        cdef int32_t d, s
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            for j in range(o_lo[0][s].size()):
+                if _median_push(self.lo[d], self.hi[d], o_lo[0][s][j]) != 0:
+                    return AGG_NO_MEMORY
+            for j in range(o_hi[0][s].size()):
+                if _median_push(self.lo[d], self.hi[d], -o_hi[0][s][j]) != 0:
+                    return AGG_NO_MEMORY
+            self.n_nan[d] += o_nan[s]
+            if _median_balance(self.lo[d], self.hi[d], self.n_nan[d]) != 0:
+                return AGG_NO_MEMORY
+        return AGG_OK

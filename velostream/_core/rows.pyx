@@ -1,0 +1,685 @@
+"""Kernels of ROWS windows: ``f(x) OVER (ROWS WINDOW BUFFER n ROWS PARTITION BY k ORDER BY t)``.
+
+Every input row produces one output row. Per partition slot the buffer is the last ``n`` rows of
+that slot, the current one included, in arrival order (SEMANTICS.md section 6); the answers equal
+DuckDB's ``f(x) OVER (PARTITION BY k ORDER BY seq ROWS BETWEEN n-1 PRECEDING AND CURRENT ROW)``.
+
+One ``process`` call runs in passes, each a ``with nogil:`` loop over typed memoryviews:
+
+1. ``_advance``: the slot row number and ring position of every row.
+2. ``_push_ring``, once per argument that needs history: writes each row into its slot's ring and
+   records what the write evicted, plus the LAG / FIRST_VALUE values, which need the ring as it is
+   at that row.
+3. One pass per function over (input, evicted) arrays with per-slot running state: add/remove
+   sums (Neumaier-compensated for float64), Welford add/remove for the variance family, and
+   monotonic deques for MIN/MAX. Cost per row does not depend on ``n``.
+"""
+import numpy as np
+
+from libc.math cimport INFINITY, NAN, fabs, isfinite, sqrt
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libcpp.vector cimport vector
+
+cdef enum:
+    K_SUM = 0
+    K_AVG = 1
+    K_MIN = 2
+    K_MAX = 3
+    K_COUNT = 4
+    K_COUNT_STAR = 5
+    K_STDDEV = 6
+    K_STDDEV_POP = 7
+    K_VARIANCE = 8
+    K_VAR_POP = 9
+    K_LAG = 10
+    K_ROW_NUMBER = 11
+    K_FIRST_VALUE = 12
+    K_LAST_VALUE = 13
+
+_KINDS = {
+    "SUM": K_SUM, "AVG": K_AVG, "MIN": K_MIN, "MAX": K_MAX, "COUNT": K_COUNT,
+    "COUNT_STAR": K_COUNT_STAR, "STDDEV": K_STDDEV, "STDDEV_POP": K_STDDEV_POP,
+    "VARIANCE": K_VARIANCE, "VAR_POP": K_VAR_POP, "LAG": K_LAG, "ROW_NUMBER": K_ROW_NUMBER,
+    "FIRST_VALUE": K_FIRST_VALUE, "LAST_VALUE": K_LAST_VALUE,
+}
+# Functions that keep add/remove state and so read the values their buffer evicts.
+_EVICTING = frozenset([K_SUM, K_AVG, K_COUNT, K_STDDEV, K_STDDEV_POP, K_VARIANCE, K_VAR_POP])
+_VARIANCE = frozenset([K_STDDEV, K_STDDEV_POP, K_VARIANCE, K_VAR_POP])
+_NO_ARG = frozenset([K_COUNT_STAR, K_ROW_NUMBER])
+
+_INT64 = np.dtype(np.int64)
+_FLOAT64 = np.dtype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-element updates
+
+cdef inline void _neumaier(double* s, double* c, double v) noexcept nogil:
+    # Kahan-Babuska: unlike plain Kahan it keeps a small sum that a large value passed over, so a
+    # big value entering and later leaving the buffer does not wipe out what was there before.
+    cdef double t = s[0] + v
+    if fabs(s[0]) >= fabs(v):
+        c[0] += (s[0] - t) + v
+    else:
+        c[0] += (v - t) + s[0]
+    s[0] = t
+
+
+cdef inline void add_sum(SumAcc* a, num_t v) noexcept nogil:
+    a.nobs += 1
+    if num_t is int64_t:
+        # Unsigned arithmetic wraps instead of overflowing (UB): the window sum comes out right
+        # whenever it fits in int64, even if the running total went out of range on the way.
+        a.isum = <int64_t>(<uint64_t>a.isum + <uint64_t>v)
+    else:
+        if isfinite(v):
+            _neumaier(&a.fsum, &a.fcomp, v)
+        elif v != v:
+            a.n_nan += 1
+        elif v > 0:
+            a.n_posinf += 1
+        else:
+            a.n_neginf += 1
+
+
+cdef inline void remove_sum(SumAcc* a, num_t v) noexcept nogil:
+    a.nobs -= 1
+    if num_t is int64_t:
+        a.isum = <int64_t>(<uint64_t>a.isum - <uint64_t>v)
+    else:
+        if isfinite(v):
+            if a.nobs == a.n_nan + a.n_posinf + a.n_neginf:
+                # No finite value left: restart from an exact zero so drift cannot outlive the data.
+                a.fsum = 0.0
+                a.fcomp = 0.0
+            else:
+                _neumaier(&a.fsum, &a.fcomp, -v)
+        elif v != v:
+            a.n_nan -= 1
+        elif v > 0:
+            a.n_posinf -= 1
+        else:
+            a.n_neginf -= 1
+
+
+cdef inline double fsum_value(const SumAcc* a) noexcept nogil:
+    # IEEE rules over the whole buffer, as DuckDB gives them: NaN wins, +inf and -inf make NaN.
+    if a.n_nan or (a.n_posinf and a.n_neginf):
+        return NAN
+    if a.n_posinf:
+        return INFINITY
+    if a.n_neginf:
+        return -INFINITY
+    return a.fsum + a.fcomp
+
+
+cdef inline void add_var(VarAcc* a, double v) noexcept nogil:
+    cdef double delta
+    if not isfinite(v):
+        a.n_nonfinite += 1
+        return
+    if a.n_same and v == a.prev:
+        a.n_same += 1
+    else:
+        a.n_same = 1
+    a.prev = v
+    a.nobs += 1
+    delta = v - a.mean
+    a.mean += delta / a.nobs
+    a.ssqdm += delta * (v - a.mean)
+
+
+cdef inline void remove_var(VarAcc* a, double v) noexcept nogil:
+    cdef double delta
+    if not isfinite(v):
+        a.n_nonfinite -= 1
+        return
+    a.nobs -= 1
+    if a.nobs == 0:
+        a.mean = 0.0
+        a.ssqdm = 0.0
+    else:
+        delta = v - a.mean
+        a.mean -= delta / a.nobs
+        a.ssqdm -= delta * (v - a.mean)
+
+
+cdef inline bint le(num_t a, num_t b) noexcept nogil:
+    # DuckDB's order: NaN is greater than every other value and equal to itself.
+    if num_t is double:
+        if b != b:
+            return True
+        if a != a:
+            return False
+    return a <= b
+
+
+# ---------------------------------------------------------------------------------------------
+# Passes
+
+cdef void _slot_range(const int32_t[::1] slots, int64_t* lo, int64_t* hi) noexcept:
+    cdef Py_ssize_t r
+    cdef int32_t s, mn = 0, mx = -1
+    if slots.shape[0]:
+        mn = slots[0]
+        mx = slots[0]
+    with nogil:
+        for r in range(slots.shape[0]):
+            s = slots[r]
+            if s < mn:
+                mn = s
+            if s > mx:
+                mx = s
+    lo[0] = mn
+    hi[0] = mx
+
+
+cdef void _advance(const int32_t[::1] slots,        # IN  slot per row
+                   int64_t n,
+                   int64_t* slot_rows,               # INOUT rows seen per slot
+                   int32_t* slot_pos,                # INOUT next ring position per slot
+                   int64_t[::1] row_seq,             # OUT 0-based row number of the row in its slot
+                   int32_t[::1] row_pos) noexcept:   # OUT ring position of the row
+    cdef Py_ssize_t r
+    cdef int32_t s, p
+    with nogil:
+        for r in range(slots.shape[0]):
+            s = slots[r]
+            row_seq[r] = slot_rows[s]
+            slot_rows[s] += 1
+            p = slot_pos[s]
+            row_pos[r] = p
+            p += 1
+            if p == n:
+                p = 0
+            slot_pos[s] = p
+
+
+cdef void _push_ring(const int32_t[::1] slots,       # IN  slot per row
+                     const int64_t[::1] row_seq,     # IN  row number in slot
+                     const int32_t[::1] row_pos,     # IN  ring position
+                     int64_t n,
+                     const num_t[::1] x,             # IN  argument values
+                     const uint8_t[::1] xv,          # IN  argument validity
+                     num_t* ring,                    # INOUT ring values, slot * n + pos
+                     uint8_t* ring_valid,            # INOUT ring validity
+                     bint need_evicted,
+                     num_t[::1] ev,                  # OUT evicted value (read only where evv)
+                     uint8_t[::1] evv,               # OUT 1 where a valid value was evicted
+                     const int64_t[::1] read_k,      # IN  per read: LAG offset, 0 for FIRST_VALUE
+                     num_t[:, ::1] rd,               # OUT per read, per row: value
+                     uint8_t[:, ::1] rdv) noexcept:  # OUT per read, per row: validity
+    cdef Py_ssize_t r, j, nreads = read_k.shape[0]
+    cdef int64_t q, k, p, base, idx
+    cdef uint8_t valid
+    with nogil:
+        for r in range(slots.shape[0]):
+            q = row_seq[r]
+            base = <int64_t>slots[r] * n
+            idx = base + row_pos[r]
+            if need_evicted:
+                if q >= n and ring_valid[idx]:
+                    ev[r] = ring[idx]
+                    evv[r] = 1
+                else:
+                    evv[r] = 0
+            valid = xv[r] != 0
+            ring_valid[idx] = valid
+            ring[idx] = x[r] if valid else 0
+            for j in range(nreads):
+                k = read_k[j]
+                if k == 0:
+                    # Oldest row of the buffer: the slot's first row until the buffer is full,
+                    # then the one the next row will overwrite.
+                    p = 0
+                    if q >= n - 1:
+                        p = row_pos[r] + 1
+                        if p == n:
+                            p = 0
+                elif q >= k:
+                    p = row_pos[r] - k
+                    if p < 0:
+                        p += n
+                else:
+                    rd[j, r] = 0
+                    rdv[j, r] = 0
+                    continue
+                rd[j, r] = ring[base + p]
+                rdv[j, r] = ring_valid[base + p]
+
+
+cdef void _sum_pass(int kind,
+                    const int32_t[::1] slots,        # IN  slot per row
+                    const num_t[::1] x,              # IN  values
+                    const uint8_t[::1] xv,           # IN  validity
+                    const num_t[::1] ev,             # IN  evicted values
+                    const uint8_t[::1] evv,          # IN  1 where a valid value was evicted
+                    SumAcc* acc,                     # INOUT per-slot state
+                    num_t[::1] out_sum,              # OUT SUM (kind K_SUM)
+                    double[::1] out_avg,             # OUT AVG (kind K_AVG)
+                    uint8_t[::1] outv) noexcept:     # OUT validity
+    cdef Py_ssize_t r
+    cdef SumAcc* a
+    with nogil:
+        for r in range(slots.shape[0]):
+            a = &acc[slots[r]]
+            if evv[r]:
+                remove_sum(a, ev[r])
+            if xv[r]:
+                add_sum(a, x[r])
+            if a.nobs == 0:
+                outv[r] = 0
+                if kind == K_SUM:
+                    out_sum[r] = 0
+                else:
+                    out_avg[r] = 0.0
+                continue
+            outv[r] = 1
+            if num_t is int64_t:
+                if kind == K_SUM:
+                    out_sum[r] = a.isum
+                else:
+                    out_avg[r] = <double>a.isum / a.nobs
+            else:
+                if kind == K_SUM:
+                    out_sum[r] = fsum_value(a)
+                else:
+                    out_avg[r] = fsum_value(a) / a.nobs
+
+
+cdef void _count_pass(const int32_t[::1] slots,      # IN  slot per row
+                      const uint8_t[::1] xv,         # IN  validity
+                      const uint8_t[::1] evv,        # IN  1 where a valid value was evicted
+                      SumAcc* acc,                   # INOUT per-slot state (nobs only)
+                      int64_t[::1] out) noexcept:    # OUT COUNT(x)
+    cdef Py_ssize_t r
+    cdef SumAcc* a
+    with nogil:
+        for r in range(slots.shape[0]):
+            a = &acc[slots[r]]
+            a.nobs += (xv[r] != 0) - <int64_t>evv[r]
+            out[r] = a.nobs
+
+
+cdef void _var_pass(int ddof, bint take_sqrt,
+                    const int32_t[::1] slots,        # IN  slot per row
+                    const num_t[::1] x,              # IN  values
+                    const uint8_t[::1] xv,           # IN  validity
+                    const num_t[::1] ev,             # IN  evicted values
+                    const uint8_t[::1] evv,          # IN  1 where a valid value was evicted
+                    VarAcc* acc,                     # INOUT per-slot state
+                    double[::1] out,                 # OUT variance or standard deviation
+                    uint8_t[::1] outv) noexcept:     # OUT validity
+    cdef Py_ssize_t r
+    cdef VarAcc* a
+    cdef double v
+    with nogil:
+        for r in range(slots.shape[0]):
+            a = &acc[slots[r]]
+            if evv[r]:
+                remove_var(a, <double>ev[r])
+            if xv[r]:
+                add_var(a, <double>x[r])
+            if a.nobs + a.n_nonfinite <= ddof:
+                out[r] = 0.0
+                outv[r] = 0
+                continue
+            outv[r] = 1
+            if a.n_nonfinite:
+                v = NAN
+            elif a.nobs == 1 or a.n_same >= a.nobs:
+                # Equal values: exactly 0, not the rounding residue of add/remove.
+                v = 0.0
+            else:
+                v = a.ssqdm / (a.nobs - ddof)
+                if v < 0.0:
+                    v = 0.0
+            out[r] = sqrt(v) if take_sqrt else v
+
+
+cdef void _minmax_pass(bint is_min, int64_t n,
+                       const int32_t[::1] slots,     # IN  slot per row
+                       const int64_t[::1] row_seq,   # IN  row number in slot
+                       const num_t[::1] x,           # IN  values
+                       const uint8_t[::1] xv,        # IN  validity
+                       int32_t* head,                # INOUT deque front index per slot
+                       int32_t* length,              # INOUT deque length per slot
+                       int64_t* dq_seq,              # INOUT entry row numbers, slot * n + i
+                       num_t* dq_val,                # INOUT entry values, slot * n + i
+                       num_t[::1] out,               # OUT MIN or MAX
+                       uint8_t[::1] outv) noexcept:  # OUT validity
+    # Monotonic deque per slot (capacity n, a ring): front is the answer; entries behind it are
+    # the candidates that could become the answer once older rows leave the buffer.
+    cdef Py_ssize_t r
+    cdef int64_t q, base
+    cdef int32_t s, h, ln, b
+    cdef num_t v
+    with nogil:
+        for r in range(slots.shape[0]):
+            s = slots[r]
+            q = row_seq[r]
+            base = <int64_t>s * n
+            h = head[s]
+            ln = length[s]
+            # The buffer slides by one row, so at most the front entry expires.
+            if ln and dq_seq[base + h] <= q - n:
+                h += 1
+                if h == n:
+                    h = 0
+                ln -= 1
+            if xv[r]:
+                v = x[r]
+                while ln:
+                    b = h + ln - 1
+                    if b >= n:
+                        b -= n
+                    if is_min:
+                        if not le(v, dq_val[base + b]):
+                            break
+                    elif not le(dq_val[base + b], v):
+                        break
+                    ln -= 1
+                b = h + ln
+                if b >= n:
+                    b -= n
+                dq_seq[base + b] = q
+                dq_val[base + b] = v
+                ln += 1
+            if ln:
+                out[r] = dq_val[base + h]
+                outv[r] = 1
+            else:
+                out[r] = 0
+                outv[r] = 0
+            head[s] = h
+            length[s] = ln
+
+
+cdef void _row_number_pass(int64_t n, bint clamp,
+                           const int64_t[::1] row_seq,   # IN  row number in slot
+                           int64_t[::1] out) noexcept:   # OUT ROW_NUMBER, or COUNT(*) if clamp
+    cdef Py_ssize_t r
+    cdef int64_t v
+    with nogil:
+        for r in range(row_seq.shape[0]):
+            v = row_seq[r] + 1
+            if clamp and v > n:
+                v = n
+            out[r] = v
+
+
+# ---------------------------------------------------------------------------------------------
+# State objects
+
+cdef class _Ring:
+    def __cinit__(self, bint is_float):
+        self.is_float = is_float
+        self.need_evicted = False
+        self.reads = []
+
+    cdef int grow(self, int64_t n_slots, int64_t n) except -1:
+        if self.is_float:
+            self.fvalues.resize(n_slots * n)
+        else:
+            self.ivalues.resize(n_slots * n)
+        self.valid.resize(n_slots * n)
+        return 0
+
+
+cdef class _FuncState:
+    def __cinit__(self, int kind, bint is_float):
+        self.kind = kind
+        self.is_float = is_float
+
+    cdef int grow(self, int64_t n_slots, int64_t n) except -1:
+        if self.kind in (K_SUM, K_AVG, K_COUNT):
+            self.sums.resize(n_slots)
+        elif self.kind in (K_STDDEV, K_STDDEV_POP, K_VARIANCE, K_VAR_POP):
+            self.vars.resize(n_slots)
+        elif self.kind in (K_MIN, K_MAX):
+            self.dq_head.resize(n_slots)
+            self.dq_len.resize(n_slots)
+            self.dq_seq.resize(n_slots * n)
+            if self.is_float:
+                self.dq_fval.resize(n_slots * n)
+            else:
+                self.dq_ival.resize(n_slots * n)
+        return 0
+
+
+cdef object _bool_view(object a):
+    return a.view(np.bool_)
+
+
+cdef class RowsWindow:
+    """State and kernels of one ROWS window spec (buffer size and PARTITION BY) and all the
+    functions computed over it.
+
+    ``functions`` is a list of ``(name, arg_index, offset)``: ``arg_index`` indexes
+    ``arg_dtypes`` and the ``args`` given to :meth:`process` (-1 for ``COUNT_STAR`` and
+    ``ROW_NUMBER``); ``offset`` is LAG's ``k`` (``1 <= k < buffer_rows``), ignored otherwise.
+
+    >>> import numpy as np
+    >>> w = RowsWindow(2, [("SUM", 0, 0), ("LAG", 0, 1), ("ROW_NUMBER", -1, 0)], [np.int64])
+    >>> slots = np.array([0, 1, 0, 0], dtype=np.int32)
+    >>> x = np.array([1, 10, 2, 3], dtype=np.int64)
+    >>> (s, sv), (lag, lv), (rn, _) = w.process(slots, [(x, None)])
+    >>> s.tolist(), lag.tolist(), lv.tolist(), rn.tolist()
+    ([1, 10, 3, 5], [0, 0, 1, 2], [False, False, True, True], [1, 1, 2, 3])
+    """
+
+    def __init__(self, int buffer_rows, list functions, list arg_dtypes):
+        cdef int kind, arg, offset
+        cdef _Ring ring
+        if buffer_rows < 1:
+            raise ValueError(f"ROWS WINDOW BUFFER must be at least 1 row, got {buffer_rows}")
+        self.buffer_rows = buffer_rows
+        self.capacity = 0
+        self.arg_dtypes = []
+        for d in arg_dtypes:
+            d = np.dtype(d)
+            if d != _INT64 and d != _FLOAT64:
+                raise TypeError(f"ROWS window arguments must be int64 or float64, got {d}")
+            self.arg_dtypes.append(d)
+        self.kinds = []
+        self.arg_of = []
+        self.offsets = []
+        self.rings = [None] * len(self.arg_dtypes)
+        self.states = []
+        for i, spec in enumerate(functions):
+            name, arg, offset = spec
+            key = str(name).upper()
+            if key not in _KINDS:
+                raise ValueError(f"unsupported ROWS window function {name!r}")
+            kind = _KINDS[key]
+            if kind in _NO_ARG:
+                arg = -1
+            elif not 0 <= arg < len(self.arg_dtypes):
+                raise ValueError(f"{key}: argument index {arg} out of range")
+            if kind == K_LAG:
+                if not 1 <= offset < buffer_rows:
+                    raise ValueError(
+                        f"LAG offset must satisfy 1 <= k < buffer size {buffer_rows}, got {offset}")
+            else:
+                offset = 0
+            self.kinds.append(kind)
+            self.arg_of.append(arg)
+            self.offsets.append(offset)
+            is_float = arg >= 0 and self.arg_dtypes[arg] == _FLOAT64
+            if kind in _EVICTING or kind == K_LAG or kind == K_FIRST_VALUE:
+                ring = self.rings[arg]
+                if ring is None:
+                    ring = _Ring(is_float)
+                    self.rings[arg] = ring
+                if kind in _EVICTING:
+                    ring.need_evicted = True
+                else:
+                    ring.reads.append(i)
+            if kind in _EVICTING or kind == K_MIN or kind == K_MAX:
+                self.states.append(_FuncState(kind, is_float))
+            else:
+                self.states.append(None)
+
+    def result_dtypes(self):
+        """The dtype of each function's values, in order."""
+        out = []
+        for kind, arg in zip(self.kinds, self.arg_of):
+            if kind in (K_COUNT, K_COUNT_STAR, K_ROW_NUMBER):
+                out.append(_INT64)
+            elif kind == K_AVG or kind in _VARIANCE:
+                out.append(_FLOAT64)
+            else:
+                out.append(self.arg_dtypes[arg])
+        return out
+
+    cdef int _grow(self, int64_t n_slots) except -1:
+        cdef int64_t cap
+        if n_slots <= self.capacity:
+            return 0
+        cap = max(n_slots, 2 * self.capacity)
+        self.slot_rows.resize(cap)
+        self.slot_pos.resize(cap)
+        for ring in self.rings:
+            if ring is not None:
+                (<_Ring>ring).grow(cap, self.buffer_rows)
+        for st in self.states:
+            if st is not None:
+                (<_FuncState>st).grow(cap, self.buffer_rows)
+        self.capacity = cap
+        return 0
+
+    def process(self, slots, list args):
+        """Push one batch; return one ``(values, valid)`` pair per function, in order.
+
+        ``slots``: contiguous int32 array, the partition slot of each row (>= 0).
+        ``args``: one ``(values, valid)`` per argument column: contiguous int64/float64 values
+        and a uint8/bool validity array or None (all valid). Inputs may be read-only.
+        """
+        cdef const int32_t[::1] sl = slots
+        cdef Py_ssize_t nrows = sl.shape[0]
+        cdef int64_t n = self.buffer_rows, lo, hi
+        cdef int kind, a
+        cdef _Ring ring
+        cdef _FuncState st
+        if len(args) != len(self.arg_dtypes):
+            raise ValueError(f"expected {len(self.arg_dtypes)} argument columns, got {len(args)}")
+        values = []
+        valids = []
+        ones = None
+        for i, item in enumerate(args):
+            v, m = item
+            v = np.asarray(v)
+            if v.dtype != self.arg_dtypes[i]:
+                raise TypeError(f"argument {i}: expected {self.arg_dtypes[i]}, got {v.dtype}")
+            if v.ndim != 1 or v.shape[0] != nrows or not v.flags.c_contiguous:
+                raise ValueError(f"argument {i}: expected a contiguous array of {nrows} values")
+            if m is None:
+                if ones is None:
+                    ones = np.ones(nrows, dtype=np.uint8)
+                m = ones
+            else:
+                m = np.asarray(m)
+                if m.dtype == np.bool_:
+                    m = m.view(np.uint8)
+                elif m.dtype != np.uint8:
+                    raise TypeError(f"argument {i}: validity must be bool or uint8, got {m.dtype}")
+                if m.ndim != 1 or m.shape[0] != nrows or not m.flags.c_contiguous:
+                    raise ValueError(f"argument {i}: expected a contiguous validity mask of {nrows}")
+            values.append(v)
+            valids.append(m)
+
+        _slot_range(sl, &lo, &hi)
+        if lo < 0:
+            raise ValueError(f"partition slots must be >= 0, got {lo}")
+        self._grow(hi + 1)
+
+        # Everything is validated: from here on state changes.
+        row_seq = np.empty(nrows, dtype=np.int64)
+        row_pos = np.empty(nrows, dtype=np.int32)
+        _advance(sl, n, self.slot_rows.data(), self.slot_pos.data(), row_seq, row_pos)
+
+        results = [None] * len(self.kinds)
+        evicted = [None] * len(self.arg_dtypes)
+        for a in range(len(self.arg_dtypes)):
+            if self.rings[a] is None:
+                continue
+            ring = self.rings[a]
+            dt = self.arg_dtypes[a]
+            if ring.need_evicted:
+                ev = np.empty(nrows, dtype=dt)
+                evv = np.empty(nrows, dtype=np.uint8)
+                evicted[a] = (ev, evv)
+            else:
+                ev = np.empty(0, dtype=dt)
+                evv = np.empty(0, dtype=np.uint8)
+            read_k = np.array([self.offsets[i] for i in ring.reads], dtype=np.int64)
+            rd = np.empty((len(ring.reads), nrows), dtype=dt)
+            rdv = np.empty((len(ring.reads), nrows), dtype=np.uint8)
+            if ring.is_float:
+                _push_ring[double](sl, row_seq, row_pos, n, values[a], valids[a],
+                                   ring.fvalues.data(), ring.valid.data(),
+                                   ring.need_evicted, ev, evv, read_k, rd, rdv)
+            else:
+                _push_ring[int64_t](sl, row_seq, row_pos, n, values[a], valids[a],
+                                    ring.ivalues.data(), ring.valid.data(),
+                                    ring.need_evicted, ev, evv, read_k, rd, rdv)
+            for j, i in enumerate(ring.reads):
+                results[i] = (rd[j], _bool_view(rdv[j]))
+
+        for i in range(len(self.kinds)):
+            kind = self.kinds[i]
+            a = self.arg_of[i]
+            if kind == K_LAG or kind == K_FIRST_VALUE:
+                continue
+            if kind == K_ROW_NUMBER or kind == K_COUNT_STAR:
+                out = np.empty(nrows, dtype=np.int64)
+                _row_number_pass(n, kind == K_COUNT_STAR, row_seq, out)
+                results[i] = (out, np.ones(nrows, dtype=np.bool_))
+                continue
+            if kind == K_LAST_VALUE:
+                results[i] = (values[a].copy(), valids[a].astype(np.bool_))
+                continue
+            st = self.states[i]
+            dt = self.arg_dtypes[a]
+            outv = np.empty(nrows, dtype=np.uint8)
+            if kind == K_COUNT:
+                ev, evv = evicted[a]
+                out = np.empty(nrows, dtype=np.int64)
+                _count_pass(sl, valids[a], evv, st.sums.data(), out)
+                results[i] = (out, np.ones(nrows, dtype=np.bool_))
+                continue
+            if kind == K_SUM or kind == K_AVG:
+                ev, evv = evicted[a]
+                out = np.empty(nrows, dtype=dt if kind == K_SUM else _FLOAT64)
+                # The unused output gets a zero-length stand-in of the right type.
+                if st.is_float:
+                    _sum_pass[double](kind, sl, values[a], valids[a], ev, evv, st.sums.data(),
+                                      out if kind == K_SUM else np.empty(0, _FLOAT64),
+                                      out if kind == K_AVG else np.empty(0, _FLOAT64), outv)
+                else:
+                    _sum_pass[int64_t](kind, sl, values[a], valids[a], ev, evv, st.sums.data(),
+                                       out if kind == K_SUM else np.empty(0, _INT64),
+                                       out if kind == K_AVG else np.empty(0, _FLOAT64), outv)
+            elif kind in _VARIANCE:
+                ev, evv = evicted[a]
+                out = np.empty(nrows, dtype=_FLOAT64)
+                ddof = 0 if kind == K_STDDEV_POP or kind == K_VAR_POP else 1
+                take_sqrt = kind == K_STDDEV or kind == K_STDDEV_POP
+                if st.is_float:
+                    _var_pass[double](ddof, take_sqrt, sl, values[a], valids[a], ev, evv,
+                                      st.vars.data(), out, outv)
+                else:
+                    _var_pass[int64_t](ddof, take_sqrt, sl, values[a], valids[a], ev, evv,
+                                       st.vars.data(), out, outv)
+            else:  # MIN / MAX
+                out = np.empty(nrows, dtype=dt)
+                if st.is_float:
+                    _minmax_pass[double](kind == K_MIN, n, sl, row_seq, values[a], valids[a],
+                                         st.dq_head.data(), st.dq_len.data(), st.dq_seq.data(),
+                                         st.dq_fval.data(), out, outv)
+                else:
+                    _minmax_pass[int64_t](kind == K_MIN, n, sl, row_seq, values[a], valids[a],
+                                          st.dq_head.data(), st.dq_len.data(),
+                                          st.dq_seq.data(), st.dq_ival.data(), out, outv)
+            results[i] = (out, _bool_view(outv))
+        return results

@@ -1,0 +1,305 @@
+"""The V1 engine: one pipeline in the calling thread, fed batch by batch (``vs.Engine``), and
+``vs.query`` / ``vs.explain`` on top of it.
+
+``Engine`` is also the job-level half that V2 reuses: parsing and planning, the string dictionary,
+the watermark, DISTINCT and LIMIT are decided once per job; only ``Pipeline`` state is per partition.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
+from .errors import SqlError
+from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, Pipeline, key_words
+from .planner import Plan, plan_statement
+from .result import Result
+from .sql import parse
+
+
+class Watermark:
+    """The job's event-time progress: largest event time seen minus the allowed lateness.
+
+    ``stamp`` returns, per row, the watermark *just before* that row, so a row is judged late against
+    the rows that preceded it in the job's input, whatever the batch boundaries or partition count.
+    """
+
+    def __init__(self, lateness_ms: int):
+        self.lateness = int(lateness_ms)
+        self.max_time = INT64_MIN
+
+    @property
+    def current(self) -> int:
+        return INT64_MIN if self.max_time == INT64_MIN else self.max_time - self.lateness
+
+    def stamp(self, times: np.ndarray) -> np.ndarray:
+        n = len(times)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        cm = np.maximum.accumulate(times)
+        before = np.empty(n, dtype=np.int64)
+        before[0] = self.max_time
+        np.maximum(cm[:-1], self.max_time, out=before[1:])
+        self.max_time = max(self.max_time, int(cm[-1]))
+        if self.lateness:
+            unset = before == INT64_MIN
+            before -= self.lateness
+            before[unset] = INT64_MIN
+        return before
+
+
+def schema_of(rb: pa.RecordBatch) -> dict[str, SqlType]:
+    return {name: type_of_arrow(t) for name, t in zip(rb.schema.names, rb.schema.types)}
+
+
+class EngineStats(dict):
+    """Counters of one engine: records_in, records_out, late_records, failed_records, batches."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
+class Engine:
+    """A push-based streaming query: feed batches, get the rows each batch emits.
+
+    >>> import velostream as vs
+    >>> eng = vs.Engine("SELECT k, COUNT(*) AS n FROM s GROUP BY k")
+    >>> eng.push("s", {"k": ["a", "b", "a"]}).to_pylist()
+    [{'k': 'a', 'n': 1}, {'k': 'b', 'n': 1}, {'k': 'a', 'n': 2}]
+    >>> eng.stats["records_in"]
+    3
+
+    The plan is bound to the input's schema at the first ``push`` (or at construction when
+    ``schemas`` is given).
+    """
+
+    def __init__(self, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
+                 *, env: Optional[Mapping[str, str]] = None):
+        self.statement = parse(sql, env)
+        self.sql = self.statement.sql
+        self.strings = StringDict()
+        self.plan: Optional[Plan] = None
+        self.pipeline: Optional[Pipeline] = None
+        self.stats = EngineStats(records_in=0, records_out=0, late_records=0, failed_records=0,
+                                 batches=0)
+        self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
+        self._emitted = 0
+        self._distinct = None
+        self._flushed = False
+        if schemas is not None:
+            self._bind(dict(schemas))
+
+    # -- binding ------------------------------------------------------------------------
+    def _bind(self, schemas: dict) -> None:
+        self.plan = plan_statement(self.statement, schemas, self.strings)
+        self.watermark = Watermark(self.plan.lateness_ms)
+        self.out_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
+        self.pipeline = self.make_pipeline()
+
+    def make_pipeline(self) -> Pipeline:
+        return Pipeline(self.plan, self.strings)
+
+    @property
+    def source(self) -> str:
+        return self.statement.select.source.name
+
+    def _check_source(self, source: str) -> None:
+        if source.lower() != self.source.lower():
+            raise SqlError.at(self.sql, self.statement.select.source.pos,
+                              f"the query reads '{self.source}', not '{source}'")
+
+    # -- the job-level steps V2 reuses ----------------------------------------------------
+    def prepare(self, rb: pa.RecordBatch) -> Optional[Batch]:
+        """Arrow batch -> engine batch, stamped with event time and watermark when windowed.
+        Rows without an event time are failed records (counted, dead-lettered)."""
+        if self.plan is None:
+            self._bind({self.source: schema_of(rb)})
+        batch = Batch.from_arrow(rb, self.strings)
+        self.stats["records_in"] += batch.length
+        self.stats["batches"] += 1
+        w = self.plan.window
+        if w is None:
+            return batch
+        tcol = self.pipeline.ev.column(w.time, batch)
+        if tcol.valid is not None:
+            bad = ~tcol.valid
+            self._dead_letter("NULL event time", rb.filter(pa.array(bad)))
+            self.stats["failed_records"] += int(bad.sum())
+            batch = batch.filter(tcol.valid)
+            tcol = tcol.filter(tcol.valid)
+        t = np.ascontiguousarray(tcol.values, dtype=np.int64)
+        batch.columns[TIME_COL] = Column(_INT, t)
+        batch.columns[WM_COL] = Column(_INT, self.watermark.stamp(t))
+        return batch
+
+    def _dead_letter(self, reason: str, rb: pa.RecordBatch) -> None:
+        if rb.num_rows:
+            self.dead_letters.append((reason, rb))
+
+    def finish(self, batches: list[Batch]) -> Result:
+        """Job-level tail: DISTINCT, LIMIT, conversion to Arrow, counters."""
+        out = []
+        for b in batches:
+            if b.length == 0:
+                continue
+            if self.plan.distinct:
+                b = self._first_occurrences(b)
+            if self.plan.limit is not None:
+                room = self.plan.limit - self._emitted
+                if room <= 0:
+                    break
+                if b.length > room:
+                    b = b.take(np.arange(room))
+            if b.length:
+                self._emitted += b.length
+                out.append(b.to_arrow(self.out_schema.names).cast(self.out_schema)
+                           if _needs_cast(b, self.out_schema) else b.to_arrow(self.out_schema.names))
+        self.stats["records_out"] += sum(r.num_rows for r in out)
+        return Result(self.out_schema, out)
+
+    def _first_occurrences(self, b: Batch) -> Batch:
+        from ._core.group_table import GroupTable
+        cols = [b.columns[n] for n in self.out_schema.names]
+        words = [key_words(c) for c in cols]
+        nulls = np.zeros(b.length, dtype=np.int64)
+        for i, c in enumerate(cols):
+            if c.valid is not None:
+                nulls |= (~c.valid).astype(np.int64) << i
+        words.append(nulls)
+        if self._distinct is None:
+            self._distinct = GroupTable(len(words))
+        before = self._distinct.slot_capacity
+        slots = np.empty(b.length, dtype=np.int32)
+        self._distinct.find_or_insert(words, slots)
+        _, first = np.unique(slots, return_index=True)
+        first = np.sort(first[slots[first] >= before])
+        return b.take(first)
+
+    def _sync_counters(self) -> None:
+        p = self.pipeline
+        self.stats["late_records"] = p.late_records
+        while p.dead_letters:
+            reason, rows = p.dead_letters.pop(0)
+            names = [n for n in rows.columns if not n.startswith("__")]
+            self._dead_letter(reason, rows.to_arrow(names))
+
+    # -- public API --------------------------------------------------------------------
+    def push(self, source: str, data: Any) -> Result:
+        """Feed ``data`` (any input shape ``vs.query`` takes) from ``source``; returns the rows
+        this input emitted."""
+        self._check_source(source)
+        out: list[Batch] = []
+        for rb in to_record_batches(data):
+            batch = self.prepare(rb)
+            out += self.pipeline.process(batch)
+            if self.plan.window is not None:
+                out += self.pipeline.advance(self.watermark.current)
+        if self.plan is None:
+            return Result(pa.schema([]))
+        self._sync_counters()
+        return self.finish(out)
+
+    def flush(self) -> Result:
+        """End of input: every open window closes (SEMANTICS.md §4)."""
+        if self.plan is None:
+            return Result(pa.schema([]))
+        out = self.pipeline.flush()
+        self._sync_counters()
+        return self.finish(out)
+
+    def explain(self) -> str:
+        return self.plan.explain() if self.plan is not None else explain(self.sql)
+
+
+_INT = SqlType("INT64")
+
+
+def _needs_cast(b: Batch, schema: pa.Schema) -> bool:
+    return any(b.columns[n].type.kind == "NULL" for n in schema.names)
+
+
+def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
+          env: Optional[Mapping[str, str]] = None) -> Result:
+    """Run ``sql`` over finite inputs to the end (end-of-input flush included).
+
+    ``sources`` maps each FROM name to its data: a pyarrow Table or RecordBatch, a list of record
+    batches, a pandas DataFrame, a dict of columns or a list of row dicts.
+
+    >>> import velostream as vs
+    >>> trades = {"symbol": ["A", "B", "A"], "price": [10.0, 20.0, 30.0],
+    ...           "_TIMESTAMP": [0, 1_000, 61_000]}
+    >>> sql = '''SELECT symbol, AVG(price) AS avg_price, _WINDOW_START AS ws FROM trades
+    ...          GROUP BY symbol WINDOW TUMBLING(1m)'''
+    >>> vs.query(sql, {"trades": trades}).to_pylist()
+    [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
+    """
+    if partitions > 1:
+        from .jobs import run_partitioned  # the V2 job server
+        return run_partitioned(sql, sources, partitions=partitions, env=env)
+    eng = Engine(sql, env=env)
+    data = _pick_source(eng, sources)
+    result = Result(pa.schema([]))
+    first = True
+    for rb in to_record_batches(data):
+        r = eng.push(eng.source, rb)
+        if first:
+            result = Result(r.schema)
+            first = False
+        result.extend(r)
+        if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
+            break
+    if eng.plan is None:
+        raise ValueError(f"source '{eng.source}' gave no record batch: its schema is unknown")
+    tail = eng.flush()
+    result.extend(tail)
+    result.schema = eng.out_schema
+    return result
+
+
+def _pick_source(eng: Engine, sources: Mapping[str, Any]):
+    for name, data in sources.items():
+        if name.lower() == eng.source.lower():
+            return data
+    raise SqlError.at(eng.sql, eng.statement.select.source.pos,
+                      f"no input for source '{eng.source}' (given: {', '.join(sources) or 'none'})")
+
+
+def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
+            env: Optional[Mapping[str, str]] = None) -> str:
+    """A readable plan: operators, emission mode and partitioning strategy (and why).
+
+    Without ``sources`` the column types are unknown and shown as NULL (any).
+
+    >>> import velostream as vs
+    >>> print(vs.explain("SELECT k, COUNT(*) AS n FROM s GROUP BY k", {"s": {"k": ["a"]}}))
+    Source: s
+    Aggregate: keys [k]
+      __a0 = COUNT_STAR(*) -> INT64
+    Emit: CHANGES
+    Output: k STRING, n INT64
+    Partitioning: hash(k): GROUP BY keys: each group lives in one partition
+    """
+    stmt = parse(sql, env)
+    src = stmt.select.source.name
+    if sources is not None:
+        schemas = {}
+        for name, data in sources.items():
+            rb = next(iter(to_record_batches(data)), None)
+            if rb is not None:
+                schemas[name] = schema_of(rb)
+    else:
+        schemas = {src: _AnySchema()}
+    return plan_statement(stmt, schemas).explain()
+
+
+class _AnySchema(dict):
+    """A schema that knows every column, typed NULL (any), for explain without data."""
+
+    open_schema = True

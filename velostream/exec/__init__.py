@@ -1,0 +1,1 @@
+"""Execution: expression evaluation and the per-partition pipeline."""

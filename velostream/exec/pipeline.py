@@ -1,0 +1,511 @@
+"""Per-partition execution: one ``Pipeline`` holds one partition's state and turns input batches into
+output batches. The V1 engine runs one pipeline in the calling thread; the V2 job server runs one per
+partition thread. Pipelines share nothing but the (append-only) string dictionary.
+
+Time is decided outside: the job stamps each input row with ``__time`` (event time) and ``__wm``
+(the job's watermark just before that row, SEMANTICS.md §3) before routing, and tells every partition
+the watermark after each batch through ``advance``. That is what makes results independent of the
+partition count, and of how the input was cut into batches.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .._core.group_table import GroupTable
+from ..batch import Batch, Column, SqlType, StringDict
+from ..planner import AggSpec, OverPlan, Plan
+from .expressions import Evaluator
+
+TIME_COL = "__time"
+WM_COL = "__wm"
+INT64_MIN = np.iinfo(np.int64).min
+
+
+# ---------------------------------------------------------------------------- key encoding
+
+
+def key_words(col: Column) -> np.ndarray:
+    """A column as int64 words for the group table (NULL rows become 0; the null mask is apart)."""
+    t = col.type.kind
+    v = col.values
+    if t == "FLOAT64":
+        v = v + 0.0  # -0.0 -> 0.0 so equal keys have equal bits
+        v[np.isnan(v)] = np.nan  # one NaN bit pattern
+        w = v.view(np.int64)
+    elif t in ("INT64", "TIMESTAMP", "DECIMAL"):
+        w = v
+    else:  # STRING codes, BOOL
+        w = v.astype(np.int64)
+    valid = col.valid
+    if valid is not None:
+        w = np.where(valid, w, 0)
+    return np.ascontiguousarray(w, dtype=np.int64)
+
+
+def null_word(cols: list[Column], n: int) -> np.ndarray:
+    """Bit i set where key column i is NULL (so NULL and 0 are different keys)."""
+    w = np.zeros(n, dtype=np.int64)
+    for i, c in enumerate(cols):
+        if c.valid is not None:
+            w |= (~c.valid).astype(np.int64) << i
+    return w
+
+
+def decode_words(words: np.ndarray, nulls: np.ndarray, i: int, t: SqlType,
+                 strings: StringDict) -> Column:
+    """Inverse of ``key_words`` for key column ``i`` of the stored words."""
+    k = t.kind
+    if k == "FLOAT64":
+        v = words.view(np.float64)
+    elif k == "STRING":
+        v = words.astype(np.int32)
+    elif k == "BOOL":
+        v = words.astype(bool)
+    else:
+        v = words
+    valid = ((nulls >> i) & 1) == 0
+    return Column(t, np.ascontiguousarray(v), None if valid.all() else valid, strings=strings)
+
+
+# ------------------------------------------------------------------------------ aggregates
+
+
+def make_aggregator(spec: AggSpec):
+    from .._core import aggregate as _agg
+    dt = np.float64 if spec.kernel_dtype == "float64" else np.int64
+    f = spec.func
+    if f == "COUNT_STAR":
+        return _agg.CountStar(np.int64)
+    if f in ("VARIANCE", "VAR_POP", "STDDEV", "STDDEV_POP"):
+        return _agg.Variance(dt, sample=f in ("VARIANCE", "STDDEV"), sqrt=f.startswith("STDDEV"))
+    cls = {"COUNT": _agg.Count, "SUM": _agg.Sum, "AVG": _agg.Avg, "MIN": _agg.Min, "MAX": _agg.Max,
+           "COUNT_DISTINCT": _agg.CountDistinct, "APPROX_COUNT_DISTINCT": _agg.ApproxCountDistinct,
+           "FIRST_VALUE": _agg.First, "LAST_VALUE": _agg.Last, "MEDIAN": _agg.Median}[f]
+    return cls(dt)
+
+
+def kernel_values(col: Column, dtype: str) -> np.ndarray:
+    v = col.values
+    want = np.float64 if dtype == "float64" else np.int64
+    if v.dtype != want:
+        v = v.astype(want)
+    return np.ascontiguousarray(v)
+
+
+def finish_values(values: np.ndarray, valid: np.ndarray, t: SqlType, unscale: int,
+                  scale: int, strings: StringDict) -> Column:
+    """A kernel result as a typed column (decimal unscaling, codes back to int32...)."""
+    if unscale:
+        values = values / float(10 ** (scale * unscale))
+    k = t.kind
+    if k == "STRING":
+        values = values.astype(np.int32)
+    elif k == "BOOL":
+        values = values.astype(bool)
+    valid = np.asarray(valid, dtype=bool)
+    return Column(t, values, None if valid.all() else valid, strings=strings)
+
+
+class _GrowableInt64:
+    """An int64 array indexed by slot that grows with the slot space."""
+
+    __slots__ = ("data",)
+
+    def __init__(self):
+        self.data = np.zeros(1024, dtype=np.int64)
+
+    def ensure(self, n: int) -> None:
+        if n > len(self.data):
+            new = np.zeros(max(n, 2 * len(self.data)), dtype=np.int64)
+            new[: len(self.data)] = self.data
+            self.data = new
+
+
+# -------------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    """One partition's operators and state for a plan."""
+
+    def __init__(self, plan: Plan, strings: StringDict):
+        self.plan = plan
+        self.strings = strings
+        self.ev = Evaluator(strings)
+        self.late_records = 0
+        self.dead_letters: list[tuple[str, Batch]] = []  # (reason, rows)
+        shape = plan.shape
+        if shape == "aggregate":
+            self._init_aggregate()
+        elif shape == "rows":
+            self._init_rows()
+
+    # -- public protocol ----------------------------------------------------------------
+    def process(self, batch: Batch) -> list[Batch]:
+        """Rows the batch emits (projected to the output columns)."""
+        plan = self.plan
+        if plan.where is not None:
+            batch = batch.filter(self.ev.mask(plan.where, batch))
+        if batch.length == 0:
+            return []
+        if plan.shape == "project":
+            return [self._project(batch)]
+        if plan.shape == "rows":
+            return self._process_rows(batch)
+        if self.session is not None:
+            return self._process_session(batch)
+        return self._process_groups(batch)
+
+    def advance(self, watermark: int) -> list[Batch]:
+        """Close the windows the watermark has passed; EMIT FINAL rows come out here."""
+        if self.plan.shape != "aggregate" or self.plan.window is None:
+            return []
+        if self.session is not None:
+            return self._emit_sessions(self.session.close(watermark))
+        if watermark < self.min_open_end:
+            return []
+        return self._close_windows(watermark)
+
+    def flush(self) -> list[Batch]:
+        """End of input: every open window closes; non-windowed EMIT FINAL emits every group."""
+        plan = self.plan
+        if plan.shape != "aggregate":
+            return []
+        if self.session is not None:
+            return self._emit_sessions(self.session.close_all())
+        if plan.window is not None:
+            return self._close_windows(None)
+        if plan.emit == "FINAL":
+            slots = self.table.live_slots()
+            if len(slots) == 0 and not plan.keys:
+                slots = self._global_slot()
+            return self._emit_groups(slots, None)
+        return []
+
+    def partial_state(self):
+        """For two-phase aggregation: (key words, aggregators, slots) of every live group."""
+        slots = self.table.live_slots()
+        return self.table.keys_of(slots), self.aggs, slots
+
+    # -- project ----------------------------------------------------------------------------
+    def _project(self, batch: Batch) -> Batch:
+        cols = {name: self.ev.column(b, batch) for name, b in self.plan.outputs}
+        return Batch(cols, batch.length)
+
+    def _project_group_rows(self, cols: dict[str, Column], n: int) -> list[Batch]:
+        gb = Batch(cols, n)
+        if self.plan.having is not None:
+            gb = gb.filter(self.ev.mask(self.plan.having, gb))
+            if gb.length == 0:
+                return []
+        return [self._project(gb)]
+
+    # -- GROUP BY (optionally TUMBLING / SLIDING) --------------------------------------------
+    def _init_aggregate(self):
+        plan = self.plan
+        w = plan.window
+        self.session = None
+        self.windowed = w is not None and w.kind in ("TUMBLING", "SLIDING")
+        self.aggs = [make_aggregator(a) for a in plan.aggs]
+        self.nk = len(plan.keys)
+        self.min_open_end = np.iinfo(np.int64).max
+        if w is not None and w.kind == "SESSION":
+            from .._core.session import SessionWindows
+            self.session = SessionWindows(int(w.gap_ms))
+            self.table = GroupTable(self.nk + 1)  # key slots; sessions index the aggregates
+            return
+        self.table = GroupTable(self.nk + 1 + (1 if self.windowed else 0))
+        self.wstart = _GrowableInt64()
+
+    def _key_columns(self, batch: Batch) -> list[Column]:
+        return [self.ev.column(k, batch) for k in self.plan.keys]
+
+    def _key_word_list(self, keycols: list[Column], n: int) -> list[np.ndarray]:
+        return [key_words(c) for c in keycols] + [null_word(keycols, n)]
+
+    def _assign_windows(self, t: np.ndarray, wm: np.ndarray):
+        """(row index or None for identity, window start) of every open (row, window) pair."""
+        w = self.plan.window
+        size = w.size_ms
+        if w.kind == "TUMBLING":
+            ws = (t // size) * size
+            keep = ws + size > wm
+            if keep.all():
+                return None, ws
+            rows = np.flatnonzero(keep)
+            return rows, ws[rows]
+        adv = w.advance_ms
+        k = -(-size // adv)  # windows a record can belong to
+        last = (t // adv) * adv  # the latest window start <= t
+        n = len(t)
+        rows = np.repeat(np.arange(n), k)
+        ws = np.repeat(last, k) - np.tile(np.arange(k, dtype=np.int64) * adv, n)
+        keep = (ws + size > np.repeat(t, k)) & (ws + size > np.repeat(wm, k))
+        return rows[keep], ws[keep]
+
+    def _late(self, batch: Batch, rows: Optional[np.ndarray]) -> None:
+        present = np.zeros(batch.length, dtype=bool)
+        if rows is None:
+            return
+        present[rows] = True
+        nlate = batch.length - int(np.count_nonzero(present))
+        if nlate:
+            self.late_records += nlate
+            self.dead_letters.append(("late", batch.filter(~present)))
+
+    def _process_groups(self, batch: Batch) -> list[Batch]:
+        plan = self.plan
+        n = batch.length
+        keycols = self._key_columns(batch)
+        words = self._key_word_list(keycols, n)
+        rows = None
+        ws = None
+        if self.windowed:
+            rows, ws = self._assign_windows(batch[TIME_COL].values, batch[WM_COL].values)
+            if rows is not None:
+                self._late(batch, rows)
+                if len(rows) == 0:
+                    return []
+                words = [w[rows] for w in words]
+            words.append(ws)
+        m = len(words[0])
+        slots = np.empty(m, dtype=np.int32)
+        self.table.find_or_insert(words, slots)
+        cap = self.table.slot_capacity
+        for a in self.aggs:
+            a.ensure_capacity(cap)
+        if self.windowed:
+            self.wstart.ensure(cap)
+            self.wstart.data[slots] = ws
+            self.min_open_end = min(self.min_open_end, int(ws.min()) + plan.window.size_ms)
+        changes = plan.emit == "CHANGES"
+        cols: dict[str, Column] = {}
+        for spec, agg in zip(plan.aggs, self.aggs):
+            vals, valid = self._agg_input(spec, batch, rows)
+            if changes:
+                out = np.empty(m, dtype=agg.result_dtype)
+                out_ok = np.empty(m, dtype=np.uint8)
+                agg.update_emit(slots, vals, valid, out, out_ok)
+                cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
+                                                _scale(spec), self.strings)
+            else:
+                agg.update(slots, vals, valid)
+        if not changes:
+            return []
+        for i, c in enumerate(keycols):
+            cols[f"__k{i}"] = c if rows is None else c.take(rows)
+        if self.windowed:
+            cols["_WINDOW_START"] = Column(_INT, ws)
+            cols["_WINDOW_END"] = Column(_INT, ws + plan.window.size_ms)
+        return self._project_group_rows(cols, m)
+
+    def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray]):
+        if spec.arg is None:
+            return None, None
+        col = self.ev.column(spec.arg, batch)
+        if rows is not None:
+            col = col.take(rows)
+        return kernel_values(col, spec.kernel_dtype), col.valid_u8()
+
+    def _close_windows(self, watermark: Optional[int]) -> list[Batch]:
+        live = self.table.live_slots()
+        if len(live) == 0:
+            self.min_open_end = np.iinfo(np.int64).max
+            return []
+        ends = self.wstart.data[live] + self.plan.window.size_ms
+        if watermark is None:
+            closing = np.ones(len(live), dtype=bool)
+        else:
+            closing = ends <= watermark
+        closed = live[closing]
+        rest = ends[~closing]
+        self.min_open_end = int(rest.min()) if len(rest) else np.iinfo(np.int64).max
+        if len(closed) == 0:
+            return []
+        order = np.argsort(ends[closing], kind="stable")
+        closed = np.ascontiguousarray(closed[order])
+        out = self._emit_groups(closed, self.wstart.data[closed]) if self.plan.emit == "FINAL" else []
+        for a in self.aggs:
+            a.reset(closed)
+        self.table.remove(closed)
+        return out
+
+    def _emit_groups(self, slots: np.ndarray, wstart: Optional[np.ndarray]) -> list[Batch]:
+        plan = self.plan
+        slots = np.ascontiguousarray(slots, dtype=np.int32)
+        n = len(slots)
+        if n == 0:
+            return []
+        words = self.table.keys_of(slots)
+        cols: dict[str, Column] = {}
+        for i, k in enumerate(plan.keys):
+            cols[f"__k{i}"] = decode_words(np.ascontiguousarray(words[:, i]), words[:, self.nk], i,
+                                           k.type, self.strings)
+        for spec, agg in zip(plan.aggs, self.aggs):
+            v, ok = agg.result(slots)
+            cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
+                                            self.strings)
+        if wstart is not None:
+            cols["_WINDOW_START"] = Column(_INT, wstart)
+            cols["_WINDOW_END"] = Column(_INT, wstart + plan.window.size_ms)
+        return self._project_group_rows(cols, n)
+
+    def _global_slot(self) -> np.ndarray:
+        slots = np.empty(1, dtype=np.int32)
+        self.table.find_or_insert([np.zeros(1, dtype=np.int64)], slots)
+        for a in self.aggs:
+            a.ensure_capacity(self.table.slot_capacity)
+        return slots
+
+    # -- SESSION windows ---------------------------------------------------------------------
+    def _process_session(self, batch: Batch) -> list[Batch]:
+        plan = self.plan
+        n = batch.length
+        keycols = self._key_columns(batch)
+        key_slots = np.empty(n, dtype=np.int32)
+        self.table.find_or_insert(self._key_word_list(keycols, n), key_slots)
+        t = np.ascontiguousarray(batch[TIME_COL].values, dtype=np.int64)
+        wm = np.ascontiguousarray(batch[WM_COL].values, dtype=np.int64)
+        sid = np.empty(n, dtype=np.int32)
+        starts = np.empty(n, dtype=np.int64)
+        ends = np.empty(n, dtype=np.int64)
+        inputs = [self._agg_input(spec, batch, None) for spec in plan.aggs]
+        changes = plan.emit == "CHANGES"
+        outs = [(np.empty(n, dtype=a.result_dtype), np.zeros(n, dtype=np.uint8)) for a in self.aggs] \
+            if changes else None
+
+        def aggregate(lo: int, hi: int) -> None:
+            if hi <= lo:
+                return
+            for a in self.aggs:
+                a.ensure_capacity(self.session.sid_capacity)
+            s = sid[lo:hi]
+            for j, ((vals, valid), a) in enumerate(zip(inputs, self.aggs)):
+                v = None if vals is None else vals[lo:hi]
+                ok = None if valid is None else valid[lo:hi]
+                if changes:
+                    a.update_emit(s, v, ok, outs[j][0][lo:hi], outs[j][1][lo:hi])
+                else:
+                    a.update(s, v, ok)
+
+        start = seg = 0
+        while start < n:
+            end, merges = self.session.assign(key_slots, t, wm, sid, starts, ends, start)
+            if len(merges):
+                aggregate(seg, end - 1)
+                for a in self.aggs:
+                    a.ensure_capacity(self.session.sid_capacity)
+                    dst = np.ascontiguousarray(merges[:, 0], dtype=np.int32)
+                    src = np.ascontiguousarray(merges[:, 1], dtype=np.int32)
+                    a.merge(dst, a, src)
+                    a.reset(src)
+                seg = end - 1
+            else:
+                aggregate(seg, end)
+                seg = end
+            start = end
+        late = sid < 0
+        if late.any():
+            self.late_records += int(late.sum())
+            self.dead_letters.append(("late", batch.filter(late)))
+        if not changes:
+            return []
+        keep = ~late
+        rows = None if keep.all() else np.flatnonzero(keep)
+        cols: dict[str, Column] = {}
+        for i, c in enumerate(keycols):
+            cols[f"__k{i}"] = c if rows is None else c.take(rows)
+        for spec, (v, ok) in zip(plan.aggs, outs):
+            if rows is not None:
+                v, ok = v[rows], ok[rows]
+            cols[spec.name] = finish_values(v, ok.view(bool), spec.result_type, spec.unscale,
+                                            _scale(spec), self.strings)
+        cols["_WINDOW_START"] = Column(_INT, starts if rows is None else starts[rows])
+        cols["_WINDOW_END"] = Column(_INT, ends if rows is None else ends[rows])
+        m = n if rows is None else len(rows)
+        return self._project_group_rows(cols, m) if m else []
+
+    def _emit_sessions(self, closed) -> list[Batch]:
+        sids, kslots, starts, ends = closed
+        if len(sids) == 0:
+            return []
+        sids = np.ascontiguousarray(sids, dtype=np.int32)
+        out = []
+        if self.plan.emit == "FINAL":
+            words = self.table.keys_of(np.ascontiguousarray(kslots, dtype=np.int32))
+            cols: dict[str, Column] = {}
+            for i, k in enumerate(self.plan.keys):
+                cols[f"__k{i}"] = decode_words(np.ascontiguousarray(words[:, i]), words[:, self.nk], i,
+                                               k.type, self.strings)
+            for spec, agg in zip(self.plan.aggs, self.aggs):
+                v, ok = agg.result(sids)
+                cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
+                                                self.strings)
+            cols["_WINDOW_START"] = Column(_INT, np.asarray(starts, dtype=np.int64))
+            cols["_WINDOW_END"] = Column(_INT, np.asarray(ends, dtype=np.int64))
+            out = self._project_group_rows(cols, len(sids))
+        for a in self.aggs:
+            a.reset(sids)
+        self.session.release(sids)
+        return out
+
+    # -- ROWS windows --------------------------------------------------------------------
+    def _init_rows(self):
+        from .._core.rows import RowsWindow
+        self.overs = []
+        for o in self.plan.overs:
+            args: list = []  # distinct argument expressions of this OVER spec
+            funcs = []
+            needs_rn = any(f.func == "LAG" and f.default is not None for f in o.functions)
+            for f in o.functions:
+                idx = -1
+                if f.arg is not None:
+                    if f.arg not in args:
+                        args.append(f.arg)
+                    idx = args.index(f.arg)
+                funcs.append((f.func, idx, f.offset))
+            if needs_rn:
+                funcs.append(("ROW_NUMBER", -1, 1))
+            dtypes = [np.float64 if a.type.kind == "FLOAT64" else np.int64 for a in args]
+            table = GroupTable(len(o.partition_by) + 1) if o.partition_by else None
+            self.overs.append((o, args, RowsWindow(o.buffer_rows, funcs, dtypes), table, needs_rn))
+
+    def _process_rows(self, batch: Batch) -> list[Batch]:
+        n = batch.length
+        cols = dict(batch.columns)
+        for o, args, window, table, needs_rn in self.overs:
+            if table is not None:
+                kc = [self.ev.column(p, batch) for p in o.partition_by]
+                slots = np.empty(n, dtype=np.int32)
+                table.find_or_insert(self._key_word_list(kc, n), slots)
+            else:
+                slots = np.zeros(n, dtype=np.int32)
+            arg_cols = [self.ev.column(a, batch) for a in args]
+            kernel_args = [(kernel_values(c, "float64" if c.type.kind == "FLOAT64" else "int64"),
+                            c.valid_u8()) for c in arg_cols]
+            results = window.process(slots, kernel_args)
+            rn = results[-1][0] if needs_rn else None
+            for f, (v, ok) in zip(o.functions, results):
+                scale = f.arg.type.scale if f.arg is not None and f.arg.type.kind == "DECIMAL" else 0
+                unscale = 0
+                if scale and f.func in ("AVG", "STDDEV", "STDDEV_POP"):
+                    unscale = 1
+                elif scale and f.func in ("VARIANCE", "VAR_POP"):
+                    unscale = 2
+                col = finish_values(v, ok, f.result_type, unscale, scale, self.strings)
+                if f.func == "LAG" and f.default is not None:
+                    dflt = self.ev.column(f.default, batch)
+                    out_of_range = rn <= f.offset
+                    vals = np.where(out_of_range, dflt.values.astype(col.values.dtype), col.values)
+                    valid = np.where(out_of_range, dflt.valid_mask(), col.valid_mask())
+                    col = Column(f.result_type, vals, valid, strings=self.strings)
+                cols[f.name] = col
+        return [self._project(Batch(cols, n))]
+
+
+_INT = SqlType("INT64")
+
+
+def _scale(spec: AggSpec) -> int:
+    return spec.arg.type.scale if spec.arg is not None and spec.arg.type.kind == "DECIMAL" else 0

@@ -1,0 +1,587 @@
+"""From a parsed statement and the input's schema to an executable plan.
+
+The planner resolves names and types, pulls aggregates and analytic calls out of the select list
+(replacing them by references to the columns the kernels will produce), decides the emission mode
+from the query shape (SEMANTICS.md §5), and records how the query may be spread over partitions
+(the job server reads ``Plan.partitioning``).
+
+Three plan shapes, named after what does the work:
+
+* ``project``: WHERE + SELECT expressions, row for row (S0).
+* ``aggregate``: GROUP BY and/or aggregates, optionally windowed (S2, S3a, S3b).
+* ``rows``: analytic functions over ROWS WINDOW BUFFER (S1).
+
+Namespaces: expressions before aggregation are bound over the input columns; the select list and
+HAVING of an aggregate query are bound over the *group row*: ``__k<i>`` (GROUP BY values),
+``__a<j>`` (aggregate results), ``_WINDOW_START`` and ``_WINDOW_END``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .batch import BOOL, FLOAT64, INT64, NULLTYPE, STRING, SqlType
+from .errors import SqlError, UnsupportedError, nearest
+from .exec.expressions import (SCALAR_FUNCTIONS, BCol, Bound, Scope, bind, columns_used, render)
+from .sql import ast
+from .batch import StringDict
+
+AGGREGATES = {
+    "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
+    "VAR_SAMP", "VAR_POP", "COUNT_DISTINCT", "FIRST_VALUE", "LAST_VALUE", "MEDIAN",
+    "APPROX_COUNT_DISTINCT",
+}
+ANALYTIC = {
+    "AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
+    "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE",
+}
+_CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE"}
+SYSTEM_COLUMNS = ("_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY")
+WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
+
+
+# ------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class AggSpec:
+    func: str                 # COUNT_STAR COUNT SUM AVG MIN MAX VARIANCE VAR_POP STDDEV STDDEV_POP
+    #                           COUNT_DISTINCT APPROX_COUNT_DISTINCT FIRST_VALUE LAST_VALUE MEDIAN
+    arg: Optional[Bound]      # over the input columns; None for COUNT(*)
+    result_type: SqlType
+    name: str                 # __a<j> in the group row
+    # Decimal inputs are aggregated as scaled integers; results in value units are divided by
+    # 10**(scale*power) when they leave the kernel (AVG/MEDIAN/STDDEV: 1, VARIANCE: 2).
+    unscale: int = 0
+
+    @property
+    def kernel_dtype(self) -> str:
+        if self.arg is None or self.arg.type.kind != "FLOAT64":
+            return "int64"
+        return "float64"
+
+    def describe(self) -> str:
+        return f"{self.func}({render(self.arg) if self.arg is not None else '*'})"
+
+
+@dataclass
+class WindowPlan:
+    kind: str                 # TUMBLING SLIDING SESSION
+    time: Bound               # event time (epoch ms) over the input columns
+    size_ms: Optional[int] = None
+    advance_ms: Optional[int] = None
+    gap_ms: Optional[int] = None
+
+    def describe(self) -> str:
+        if self.kind == "TUMBLING":
+            return f"TUMBLING size {self.size_ms} ms on {render(self.time)}"
+        if self.kind == "SLIDING":
+            return f"SLIDING size {self.size_ms} ms advance {self.advance_ms} ms on {render(self.time)}"
+        return f"SESSION gap {self.gap_ms} ms on {render(self.time)}"
+
+
+@dataclass
+class AnalyticSpec:
+    func: str                 # see rows.RowsWindow
+    arg: Optional[Bound]
+    offset: int               # LAG's k
+    default: Optional[Bound]  # LAG's default
+    result_type: SqlType
+    name: str                 # __w<j> in the row namespace
+
+
+@dataclass
+class OverPlan:
+    buffer_rows: int
+    partition_by: list[Bound]
+    functions: list[AnalyticSpec] = field(default_factory=list)
+
+
+@dataclass
+class Partitioning:
+    strategy: str             # round_robin | hash | two_phase | single
+    keys: list[Bound]         # hash keys over the input columns
+    reason: str
+
+
+@dataclass
+class Plan:
+    statement: ast.Statement
+    sql: str
+    source: str
+    input_schema: dict[str, SqlType]
+    shape: str                                   # project | aggregate | rows
+    where: Optional[Bound] = None
+    outputs: list[tuple[str, Bound]] = field(default_factory=list)
+    keys: list[Bound] = field(default_factory=list)
+    aggs: list[AggSpec] = field(default_factory=list)
+    window: Optional[WindowPlan] = None
+    having: Optional[Bound] = None
+    emit: Optional[str] = None                   # CHANGES | FINAL (aggregate plans)
+    overs: list[OverPlan] = field(default_factory=list)
+    distinct: bool = False
+    limit: Optional[int] = None
+    lateness_ms: int = 0
+    partitioning: Optional[Partitioning] = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def output_schema(self) -> list[tuple[str, SqlType]]:
+        return [(n, b.type) for n, b in self.outputs]
+
+    @property
+    def input_columns_used(self) -> set[str]:
+        used = set()
+        for b in [self.where] + self.keys + [a.arg for a in self.aggs]:
+            if b is not None:
+                used |= columns_used(b)
+        if self.window is not None:
+            used |= columns_used(self.window.time)
+        if self.shape != "aggregate":
+            for _, b in self.outputs:
+                used |= columns_used(b)
+        for o in self.overs:
+            for b in o.partition_by:
+                used |= columns_used(b)
+            for f in o.functions:
+                if f.arg is not None:
+                    used |= columns_used(f.arg)
+        return {u for u in used if not u.startswith("__")}
+
+    def explain(self) -> str:
+        lines = [f"Source: {self.source}"]
+        if self.where is not None:
+            lines.append(f"Filter: {render(self.where)}")
+        if self.shape == "aggregate":
+            keys = ", ".join(render(k) for k in self.keys) or "(global)"
+            lines.append(f"Aggregate: keys [{keys}]")
+            if self.window is not None:
+                lines.append(f"  window: {self.window.describe()}, allowed lateness {self.lateness_ms} ms")
+            for a in self.aggs:
+                lines.append(f"  {a.name} = {a.describe()} -> {a.result_type}")
+            if self.having is not None:
+                lines.append(f"Having: {render(self.having)}")
+            lines.append(f"Emit: {self.emit}")
+        if self.shape == "rows":
+            for i, o in enumerate(self.overs):
+                pb = ", ".join(render(p) for p in o.partition_by) or "(none)"
+                lines.append(f"Rows window {i}: BUFFER {o.buffer_rows} ROWS PARTITION BY {pb}")
+                for f in o.functions:
+                    arg = render(f.arg) if f.arg is not None else ""
+                    lines.append(f"  {f.name} = {f.func}({arg})")
+        if self.distinct:
+            lines.append("Distinct: first occurrence of each row")
+        if self.limit is not None:
+            lines.append(f"Limit: {self.limit}")
+        lines.append("Output: " + ", ".join(f"{n} {t}" for n, t in self.output_schema))
+        if self.partitioning is not None:
+            p = self.partitioning
+            keys = f"({', '.join(render(k) for k in p.keys)})" if p.keys else ""
+            lines.append(f"Partitioning: {p.strategy}{keys}: {p.reason}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- planner
+
+
+def parse_duration_ms(text: str) -> int:
+    """'500ms', '5s', '1m', '2h', '1d' or a bare number of milliseconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 5s, 1m)")
+    n, unit = int(m.group(1)), m.group(2) or "ms"
+    return n * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
+
+
+def plan_statement(stmt: ast.Statement, schemas: dict[str, dict[str, SqlType]],
+                   strings: Optional[StringDict] = None) -> Plan:
+    """Plan ``stmt`` against ``schemas`` (FROM name -> column -> type)."""
+    return _Planner(stmt, schemas, strings or StringDict()).plan()
+
+
+class _Planner:
+    def __init__(self, stmt: ast.Statement, schemas, strings: StringDict):
+        self.stmt = stmt
+        self.sel = stmt.select
+        self.sql = stmt.sql
+        self.schemas = schemas
+        self.strings = strings
+
+    def err(self, node, msg) -> SqlError:
+        return SqlError.at(self.sql, getattr(node, "pos", None), msg)
+
+    def plan(self) -> Plan:
+        sel = self.sel
+        src = sel.source.name
+        schema = self.schemas.get(src)
+        if schema is None:
+            lowered = {k.lower(): k for k in self.schemas}
+            if src.lower() in lowered:
+                schema = self.schemas[lowered[src.lower()]]
+            else:
+                hint = nearest(src, self.schemas)
+                raise self.err(sel.source, f"unknown source '{src}'" +
+                               (f"; did you mean '{hint}'?" if hint else
+                                f" (sources: {', '.join(self.schemas) or 'none given'})"))
+        props = self.stmt.props
+        plan = Plan(self.stmt, self.sql, src, dict(schema), "project", properties=props)
+        try:
+            plan.lateness_ms = parse_duration_ms(props.get("allowed.lateness", "0"))
+        except ValueError as exc:
+            raise SqlError(str(exc), self.sql) from None
+        self.input_scope = Scope(self.sql, schema)
+        if getattr(schema, "open_schema", False):
+            self.input_scope.open = True
+        plan.where = self._bind_condition(sel.where, self.input_scope) if sel.where is not None else None
+        plan.distinct = sel.distinct
+        plan.limit = sel.limit
+
+        has_agg = bool(sel.group_by) or any(self._contains_aggregate(i.expr) for i in sel.items) \
+            or (sel.having is not None)
+        has_over = any(self._contains_over(i.expr) for i in sel.items)
+        if sel.window is not None and not sel.group_by and not has_agg:
+            raise self.err(sel.window, "a WINDOW needs GROUP BY or aggregates in the select list")
+        if has_agg and has_over:
+            raise UnsupportedError.at(self.sql, sel.pos, "aggregates and OVER (...) analytic "
+                                      "functions cannot be mixed in one query yet")
+        if sel.emit and not has_agg:
+            raise self.err(sel, f"EMIT {sel.emit} applies to GROUP BY / aggregate queries")
+        if has_agg:
+            self._plan_aggregate(plan)
+        elif has_over:
+            self._plan_rows(plan)
+        else:
+            self._plan_project(plan)
+        if plan.distinct and plan.shape != "project":
+            raise UnsupportedError.at(self.sql, sel.pos, "SELECT DISTINCT is only supported "
+                                      "without GROUP BY and analytic functions")
+        plan.partitioning = self._partitioning(plan, props.get("partitioning.strategy"))
+        return plan
+
+    # -- shapes ---------------------------------------------------------------------------
+    def _plan_project(self, plan: Plan) -> None:
+        plan.shape = "project"
+        plan.outputs = self._select_list(self.input_scope, rewrite=None)
+
+    def _plan_rows(self, plan: Plan) -> None:
+        plan.shape = "rows"
+        overs: dict[tuple, OverPlan] = {}
+        analytics: dict[ast.FunctionCall, str] = {}
+        extra_cols: dict[str, SqlType] = {}
+
+        def rewrite(e):
+            if isinstance(e, ast.FunctionCall) and e.over is not None:
+                if e in analytics:
+                    return ast.Column(analytics[e], quoted=True, pos=e.pos)
+                name = self._add_analytic(e, overs, extra_cols)
+                analytics[e] = name
+                return ast.Column(name, quoted=True, pos=e.pos)
+            return self._rewrite_children(e, rewrite)
+
+        rewritten = [dataclasses.replace(i, expr=rewrite(i.expr)) for i in self.sel.items]
+        scope = Scope(self.sql, {**self.input_scope.columns, **extra_cols})
+        plan.overs = list(overs.values())
+        plan.outputs = self._select_list(scope, items=rewritten)
+
+    def _add_analytic(self, e: ast.FunctionCall, overs, extra_cols) -> str:
+        name = e.name
+        if name == "LEAD":
+            raise UnsupportedError.at(self.sql, e.pos, "LEAD needs rows that have not arrived yet; "
+                                      "a streaming ROWS window cannot look ahead (use LAG)")
+        if name not in ANALYTIC:
+            hint = nearest(name, sorted(ANALYTIC))
+            raise self.err(e, f"unknown analytic function {name}" + (f"; did you mean {hint}?" if hint else ""))
+        over = e.over
+        if over.buffer_rows < 1:
+            raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
+        pkeys = tuple(bind(p, self.input_scope, self.strings) for p in over.partition_by)
+        for o in over.order_by:
+            bind(o.expr, self.input_scope, self.strings)  # must name a real column
+        key = (over.buffer_rows, pkeys)
+        op = overs.get(key)
+        if op is None:
+            op = overs[key] = OverPlan(over.buffer_rows, list(pkeys))
+        func = _CANONICAL.get(name, name)
+        arg, offset, default = None, 1, None
+        args = e.args
+        if func == "ROW_NUMBER":
+            if args:
+                raise self.err(e, "ROW_NUMBER takes no argument")
+        elif func == "COUNT" and (not args or isinstance(args[0], ast.Star)):
+            func = "COUNT_STAR"
+        else:
+            if not args:
+                raise self.err(e, f"{name} needs an argument")
+            arg = self._bind_kernel_arg(args[0], func)
+            if func == "LAG":
+                if len(args) > 1:
+                    if not isinstance(args[1], ast.Literal) or args[1].type != "INTEGER":
+                        raise self.err(args[1], "LAG's offset must be an integer constant")
+                    offset = int(args[1].value)
+                if not 1 <= offset < over.buffer_rows:
+                    raise self.err(e, f"LAG offset must be between 1 and {over.buffer_rows - 1} "
+                                   f"(less than the buffer of {over.buffer_rows} rows)")
+                if len(args) > 2:
+                    default = bind(args[2], self.input_scope, self.strings)
+                if len(args) > 3:
+                    raise self.err(e, "LAG takes at most 3 arguments")
+            elif len(args) > 1:
+                raise self.err(e, f"{name} takes one argument")
+        rt = self._analytic_type(func, arg)
+        if default is not None and default.type != rt and default.type.kind != "NULL":
+            from .exec.expressions import _coerce_compare
+            _, default = _coerce_compare(BCol(rt, "__x"), default, e, self.sql)
+        fname = f"__w{sum(len(o.functions) for o in overs.values())}"
+        op.functions.append(AnalyticSpec(func, arg, offset, default, rt, fname))
+        extra_cols[fname] = rt
+        return fname
+
+    def _analytic_type(self, func: str, arg: Optional[Bound]) -> SqlType:
+        if func in ("COUNT", "COUNT_STAR", "ROW_NUMBER"):
+            return INT64
+        if func in ("AVG", "STDDEV", "STDDEV_POP", "VARIANCE", "VAR_POP"):
+            return FLOAT64
+        return arg.type  # SUM MIN MAX LAG FIRST_VALUE LAST_VALUE keep the input type
+
+    def _bind_kernel_arg(self, e, func: str) -> Bound:
+        b = bind(e, self.input_scope, self.strings)
+        if b.type.kind == "STRING" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
+                                                "VAR_POP", "MEDIAN"):
+            raise self.err(e, f"{func} needs a number, found STRING")
+        if b.type.kind == "STRING" and func in ("MIN", "MAX"):
+            raise UnsupportedError.at(self.sql, getattr(e, "pos", None),
+                                      f"{func} over strings is not supported yet")
+        return b
+
+    def _plan_aggregate(self, plan: Plan) -> None:
+        sel = self.sel
+        plan.shape = "aggregate"
+        for g in sel.group_by:
+            if self._contains_aggregate(g):
+                raise self.err(g, "aggregates are not allowed in GROUP BY")
+        plan.keys = [bind(g, self.input_scope, self.strings) for g in sel.group_by]
+        group_scope_cols: dict[str, SqlType] = {f"__k{i}": k.type for i, k in enumerate(plan.keys)}
+        aggs: dict[tuple, AggSpec] = {}
+
+        if sel.window is not None:
+            w = sel.window
+            tcol = w.time_column or ast.Column("_TIMESTAMP", pos=w.pos)
+            tb = bind(tcol, self.input_scope, self.strings)
+            if tb.type.kind == "STRING":  # ISO-8601 text: converted at ingestion
+                from .exec.expressions import BCall
+                from .batch import TIMESTAMP
+                tb = BCall(TIMESTAMP, "CAST", (tb,))
+            if tb.type.kind not in ("INT64", "TIMESTAMP", "NULL"):
+                raise self.err(tcol, f"window time column must be a TIMESTAMP or epoch-ms integer, found {tb.type}")
+            plan.window = WindowPlan(w.kind, tb, w.size_ms, w.advance_ms, w.gap_ms)
+            if w.kind == "SLIDING" and w.size_ms // w.advance_ms > 10_000:
+                raise UnsupportedError.at(self.sql, w.pos, "a SLIDING window may overlap at most "
+                                          "10,000 windows per record")
+            group_scope_cols["_WINDOW_START"] = INT64
+            group_scope_cols["_WINDOW_END"] = INT64
+
+        def rewrite(e):
+            for i, g in enumerate(sel.group_by):
+                if e == g:
+                    return ast.Column(f"__k{i}", quoted=True, pos=getattr(e, "pos", None))
+            if isinstance(e, ast.FunctionCall) and e.over is None and (
+                    e.name in AGGREGATES or (e.name == "COUNT")):
+                return ast.Column(self._add_agg(e, aggs, group_scope_cols), quoted=True, pos=e.pos)
+            if isinstance(e, ast.FunctionCall) and e.over is not None:
+                raise UnsupportedError.at(self.sql, e.pos, "analytic functions cannot be mixed with GROUP BY")
+            if isinstance(e, ast.Column):
+                if e.name in WINDOW_COLUMNS and not e.quoted:
+                    if plan.window is None:
+                        raise self.err(e, f"{e.name} needs a WINDOW clause")
+                    return e
+                self.input_scope.resolve(e)  # unknown column -> error with a hint
+                raise self.err(e, f"column '{e.name}' must appear in GROUP BY or be used in an aggregate")
+            if isinstance(e, ast.Star):
+                raise self.err(e, "SELECT * is not allowed with GROUP BY; name the columns")
+            return self._rewrite_children(e, rewrite)
+
+        items = [dataclasses.replace(i, expr=rewrite(i.expr)) for i in sel.items]
+        having = rewrite(sel.having) if sel.having is not None else None
+        plan.aggs = list(aggs.values())
+        group_scope = Scope(self.sql, group_scope_cols)
+        plan.outputs = self._select_list(group_scope, items=items)
+        if having is not None:
+            plan.having = self._bind_condition(having, group_scope)
+        default = "FINAL" if plan.window is not None else "CHANGES"
+        plan.emit = sel.emit or default
+
+    def _add_agg(self, e: ast.FunctionCall, aggs: dict, cols: dict) -> str:
+        name = _CANONICAL.get(e.name, e.name)
+        args = e.args
+        for a in args:
+            if self._contains_aggregate(a):
+                raise self.err(a, "aggregates cannot be nested")
+        if name == "COUNT" and e.distinct:
+            name = "COUNT_DISTINCT"
+        elif e.distinct and name not in ("COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
+            raise UnsupportedError.at(self.sql, e.pos, f"{name}(DISTINCT ...) is not supported; "
+                                      "COUNT(DISTINCT x) is")
+        if name == "COUNT" and (not args or isinstance(args[0], ast.Star)):
+            func, arg = "COUNT_STAR", None
+        else:
+            if len(args) != 1 or isinstance(args[0], ast.Star):
+                raise self.err(e, f"{e.name} takes exactly one argument")
+            func = name
+            arg = self._bind_kernel_arg(args[0], func)
+        key = (func, arg)
+        if key in aggs:
+            return aggs[key].name
+        rt, unscale = self._agg_type(func, arg)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale)
+        aggs[key] = spec
+        cols[spec.name] = rt
+        return spec.name
+
+    def _agg_type(self, func: str, arg: Optional[Bound]) -> tuple[SqlType, int]:
+        if func in ("COUNT_STAR", "COUNT", "COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
+            return INT64, 0
+        t = arg.type
+        dec = t.kind == "DECIMAL"
+        if func == "SUM":
+            return (t if t.kind in ("DECIMAL", "FLOAT64") else INT64), 0
+        if func in ("AVG", "MEDIAN", "STDDEV", "STDDEV_POP"):
+            return FLOAT64, (1 if dec else 0)
+        if func in ("VARIANCE", "VAR_POP"):
+            return FLOAT64, (2 if dec else 0)
+        if t.kind == "BOOL" and func in ("MIN", "MAX"):
+            return BOOL, 0
+        return t, 0  # MIN MAX FIRST_VALUE LAST_VALUE keep the input type
+
+    # -- helpers ------------------------------------------------------------------------
+    def _select_list(self, scope: Scope, items=None, rewrite=None) -> list[tuple[str, Bound]]:
+        items = self.sel.items if items is None else items
+        out: list[tuple[str, Bound]] = []
+        used: dict[str, int] = {}
+        for idx, item in enumerate(items):
+            if isinstance(item.expr, ast.Star):
+                for name, t in scope.columns.items():
+                    if not name.startswith("__"):
+                        out.append((self._unique(name, used), BCol(t, name)))
+                continue
+            b = bind(item.expr, scope, self.strings)
+            name = item.alias or self._default_name(self.sel.items[idx].expr, b, idx)
+            out.append((self._unique(name, used), b))
+        return out
+
+    @staticmethod
+    def _unique(name: str, used: dict[str, int]) -> str:
+        if name not in used:
+            used[name] = 0
+            return name
+        used[name] += 1
+        return f"{name}_{used[name]}"
+
+    def _default_name(self, e, b: Bound, idx: int) -> str:
+        if isinstance(e, ast.Column):
+            return b.name if isinstance(b, BCol) and not b.name.startswith("__") else e.name
+        if isinstance(e, ast.FunctionCall):
+            fname = e.name.lower()
+            if e.name == "COUNT" and e.distinct:
+                fname = "count_distinct"
+            if not e.args or isinstance(e.args[0], ast.Star):
+                return f"{fname}_star" if e.args else fname
+            if all(isinstance(a, ast.Column) for a in e.args[:1]):
+                return f"{fname}_{e.args[0].name.lower()}"
+            return fname
+        return f"col{idx}"
+
+    def _bind_condition(self, e, scope: Scope) -> Bound:
+        b = bind(e, scope, self.strings)
+        if b.type.kind not in ("BOOL", "NULL"):
+            raise self.err(e, f"expected a boolean condition, found {b.type}")
+        return b
+
+    def _contains_aggregate(self, e) -> bool:
+        if isinstance(e, ast.FunctionCall) and e.over is None and e.name in AGGREGATES:
+            return True
+        return any(self._contains_aggregate(c) for c in _children(e))
+
+    def _contains_over(self, e) -> bool:
+        if isinstance(e, ast.FunctionCall) and e.over is not None:
+            return True
+        return any(self._contains_over(c) for c in _children(e))
+
+    @staticmethod
+    def _rewrite_children(e, fn):
+        if not dataclasses.is_dataclass(e):
+            return e
+        changes = {}
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            nv = _map_node(v, fn)
+            if nv is not v:
+                changes[f.name] = nv
+        return dataclasses.replace(e, **changes) if changes else e
+
+    def _partitioning(self, plan: Plan, override: Optional[str]) -> Partitioning:
+        if plan.shape == "aggregate":
+            if plan.keys:
+                auto = Partitioning("hash", list(plan.keys), "GROUP BY keys: each group lives in one partition")
+            elif plan.emit == "FINAL":
+                auto = Partitioning("two_phase", [], "global aggregate: partial state per partition, "
+                                    "merged by the coordinator")
+            else:
+                auto = Partitioning("single", [], "global aggregate with EMIT CHANGES: one changelog "
+                                    "needs one partition")
+        elif plan.shape == "rows":
+            common = None
+            for o in plan.overs:
+                ks = set(o.partition_by)
+                common = ks if common is None else (common & ks)
+            keys = [k for k in plan.overs[0].partition_by if k in (common or set())]
+            if keys:
+                auto = Partitioning("hash", keys, "PARTITION BY keys: each buffer lives in one partition")
+            else:
+                auto = Partitioning("single", [], "ROWS window without PARTITION BY: one buffer")
+        elif plan.distinct:
+            auto = Partitioning("hash", [b for _, b in plan.outputs], "DISTINCT: equal rows meet in one partition")
+        else:
+            auto = Partitioning("round_robin", [], "row-by-row query: any record can go anywhere")
+        if not override:
+            return auto
+        o = override.strip().lower().replace("-", "_")
+        allowed = {"hash", "round_robin", "sticky", "two_phase", "single"}
+        if o not in allowed:
+            raise SqlError(f"unknown partitioning.strategy '{override}' (one of {', '.join(sorted(allowed))})", self.sql)
+        if o == auto.strategy:
+            return auto
+        if o == "single" or (o in ("round_robin", "sticky") and auto.strategy == "round_robin"):
+            return Partitioning(o, [], f"set by partitioning.strategy (automatic: {auto.strategy})")
+        if o == "sticky" and auto.strategy == "hash":
+            return Partitioning("sticky", [], "set by partitioning.strategy: records stay in their "
+                                "source partition (input must be keyed by the GROUP BY columns)")
+        raise SqlError(f"partitioning.strategy '{override}' would give wrong results for this query "
+                       f"(it needs {auto.strategy}: {auto.reason})", self.sql)
+
+
+def _children(e):
+    if not dataclasses.is_dataclass(e) or isinstance(e, (ast.RowsOver,)):
+        return []
+    out = []
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple):
+            for x in v:
+                if isinstance(x, tuple):
+                    out.extend(y for y in x if dataclasses.is_dataclass(y))
+                elif dataclasses.is_dataclass(x):
+                    out.append(x)
+        elif dataclasses.is_dataclass(v):
+            out.append(v)
+    return out
+
+
+def _map_node(v, fn):
+    if isinstance(v, tuple):
+        new = tuple(_map_node(x, fn) for x in v)
+        return v if all(a is b for a, b in zip(new, v)) else new
+    if dataclasses.is_dataclass(v) and not isinstance(v, (ast.TypeName, ast.RowsOver)):
+        return fn(v)
+    return v

@@ -1,0 +1,5 @@
+"""The SQL front end: ``parse(sql, env=None) -> ast.Statement`` (SEMANTICS.md §1)."""
+from . import ast
+from .parser import parse
+
+__all__ = ["ast", "parse"]

@@ -1,0 +1,845 @@
+"""A hand-written recursive-descent parser for the velostream dialect (SEMANTICS.md §1, §4, §6, §7).
+
+``parse(sql, env)`` substitutes ``${VAR}`` / ``${VAR:-default}`` from ``env`` (default
+``os.environ``), tokenizes, and returns an ``ast.Statement``. Every syntax error is an ``SqlError``
+at the line and column of the offending token.
+
+Expression precedence, loosest first::
+
+    OR < AND < NOT < comparison (= != < <= > >= IS [NOT] NULL, [NOT] IN, [NOT] BETWEEN, [NOT] [I]LIKE)
+       < || < + - < * / % < unary - + < postfix ::type < primary
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping, Optional
+
+from ..errors import SqlError, UnsupportedError, nearest
+from . import ast
+from .lexer import DURATION, EOF, FLOAT, INT, OP, PUNCT, QIDENT, STRING, WORD, Token, tokenize
+
+__all__ = ["parse", "substitute_env"]
+
+# ----------------------------------------------------------------------------- ${VAR} substitution
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# strings and quoted identifiers (substituted inside) and comments (left alone)
+_SPAN_RE = re.compile(r"'(?:''|[^'])*'?|\"(?:\"\"|[^\"])*\"?|--[^\r\n]*|/\*.*?(?:\*/|\Z)", re.S)
+
+
+def substitute_env(sql: str, env: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` outside comments; unset without default -> error."""
+    comments = [(m.start(), m.end()) for m in _SPAN_RE.finditer(sql)
+                if m.group().startswith(("--", "/*"))]
+    out: list[str] = []
+    i = 0
+    for start in (m.start() for m in re.finditer(r"\$\{", sql)):
+        if start < i or any(a <= start < b for a, b in comments):
+            continue
+        m = _VAR_RE.match(sql, start)
+        if not m:
+            raise SqlError.at(sql, _line_col(sql, start),
+                              "malformed variable reference, expected ${NAME} or ${NAME:-default}")
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            value = env[name]
+        elif default is not None:
+            value = default
+        else:
+            raise SqlError.at(sql, _line_col(sql, start),
+                              f"environment variable '{name}' is not set and has no default "
+                              f"(write ${{{name}:-default}} to give one)")
+        out.append(sql[i:start])
+        out.append(value)
+        i = m.end()
+    out.append(sql[i:])
+    return "".join(out)
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset].replace("\r\n", "\n").replace("\r", "\n")
+    line = before.count("\n") + 1
+    return line, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def parse(sql: str, env: Optional[Mapping[str, str]] = None) -> ast.Statement:
+    """Parse one statement. ``env`` (default ``os.environ``) feeds ``${VAR}`` substitution."""
+    text = substitute_env(sql, os.environ if env is None else env)
+    return _Parser(text).statement()
+
+
+# ----------------------------------------------------------------------------------- vocabulary
+SYSTEM_COLUMNS = {"_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY", "_WINDOW_START", "_WINDOW_END"}
+
+# Words that can never be a bare column reference (an expression is expected but one of these is
+# found -> "expected an expression"). Everything else, e.g. timestamp, date, key, window, symbol,
+# is a column name where an expression is expected.
+RESERVED = {
+    "SELECT", "FROM", "WHERE", "GROUP", "HAVING", "LIMIT", "AND", "OR", "NOT", "IS", "IN",
+    "BETWEEN", "LIKE", "ILIKE", "CASE", "WHEN", "THEN", "ELSE", "END", "AS", "BY", "ORDER", "ON",
+    "JOIN", "UNION", "DISTINCT", "OVER", "WITH", "CREATE", "NULL", "TRUE", "FALSE", "INTERVAL",
+    "CAST",
+}
+# Clause and join words that cannot be an alias written without AS.
+CLAUSE_WORDS = {"FROM", "WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH", "ORDER"}
+JOIN_WORDS = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "OUTER", "NATURAL", "ON", "UNION"}
+NO_IMPLICIT_ALIAS = RESERVED | CLAUSE_WORDS | JOIN_WORDS
+
+COMPARISON_OPS = {"=", "!=", "<", "<=", ">", ">="}
+
+INTERVAL_UNITS_MS = {
+    "MILLISECOND": 1, "MILLISECONDS": 1,
+    "SECOND": 1000, "SECONDS": 1000,
+    "MINUTE": 60_000, "MINUTES": 60_000,
+    "HOUR": 3_600_000, "HOURS": 3_600_000,
+    "DAY": 86_400_000, "DAYS": 86_400_000,
+}
+_SHORTHAND_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+# CAST type names: spelling -> canonical name (ast.TypeName)
+TYPE_NAMES = {
+    "INTEGER": "INTEGER", "INT": "INTEGER", "INT4": "INTEGER", "SIGNED": "INTEGER",
+    "BIGINT": "BIGINT", "INT8": "BIGINT", "LONG": "BIGINT",
+    "DOUBLE": "DOUBLE", "FLOAT8": "DOUBLE",
+    "FLOAT": "FLOAT", "FLOAT4": "FLOAT", "REAL": "FLOAT",
+    "DECIMAL": "DECIMAL", "NUMERIC": "DECIMAL",
+    "VARCHAR": "VARCHAR", "TEXT": "VARCHAR", "CHAR": "VARCHAR",
+    "STRING": "STRING",
+    "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMP",
+}
+DECIMAL_DEFAULT = (18, 3)  # DuckDB's DECIMAL without parameters
+DECIMAL_MAX_PRECISION = 38
+
+# clause -> rank: a clause may not follow one of a higher rank (GROUP BY, WINDOW, HAVING share one)
+_CLAUSE_RANK = {"WHERE": 1, "GROUP BY": 2, "WINDOW": 2, "HAVING": 2, "LIMIT": 3, "EMIT": 3, "WITH": 4}
+_CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, LIMIT, EMIT, WITH"
+
+
+# ----------------------------------------------------------------------------------------- parser
+class _Parser:
+    def __init__(self, sql: str):
+        self.sql = sql
+        self.toks = tokenize(sql)
+        self.i = 0
+        self.implicit_alias: Optional[Token] = None
+
+    # ---------------------------------------------------------------------------- token helpers
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.i]
+
+    def peek(self, k: int = 1) -> Token:
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def advance(self) -> Token:
+        t = self.toks[self.i]
+        if t.kind != EOF:
+            self.i += 1
+        return t
+
+    def error(self, tok: Token, message: str) -> SqlError:
+        return SqlError.at(self.sql, tok.pos, message)
+
+    def unsupported(self, tok: Token, message: str) -> UnsupportedError:
+        return UnsupportedError(message, self.sql, tok.line, tok.column)
+
+    def expected(self, what: str, tok: Optional[Token] = None) -> SqlError:
+        tok = tok or self.tok
+        return self.error(tok, f"expected {what}, found {tok.describe()}")
+
+    @staticmethod
+    def is_kw(tok: Token, *words: str) -> bool:
+        return tok.kind == WORD and tok.upper in words
+
+    def at_kw(self, *words: str) -> bool:
+        return self.is_kw(self.tok, *words)
+
+    def accept_kw(self, *words: str) -> Optional[Token]:
+        if self.at_kw(*words):
+            return self.advance()
+        return None
+
+    def expect_kw(self, word: str, what: Optional[str] = None) -> Token:
+        if not self.at_kw(word):
+            raise self.expected(what or word)
+        return self.advance()
+
+    def at_punct(self, p: str) -> bool:
+        return self.tok.kind == PUNCT and self.tok.value == p
+
+    def accept_punct(self, p: str) -> Optional[Token]:
+        if self.at_punct(p):
+            return self.advance()
+        return None
+
+    def expect_punct(self, p: str, what: Optional[str] = None) -> Token:
+        if not self.at_punct(p):
+            raise self.expected(what or f"'{p}'")
+        return self.advance()
+
+    def at_op(self, *ops: str) -> bool:
+        return self.tok.kind == OP and self.tok.value in ops
+
+    # ------------------------------------------------------------------------------- identifiers
+    @staticmethod
+    def ident_of(tok: Token) -> tuple[str, bool]:
+        """(name, quoted) of an identifier token: unquoted names are lower-cased."""
+        if tok.kind == QIDENT:
+            return tok.value, True
+        return tok.text.lower(), False
+
+    def is_identifier(self, tok: Token, reserved=RESERVED) -> bool:
+        return tok.kind == QIDENT or (tok.kind == WORD and tok.upper not in reserved)
+
+    def identifier(self, what: str = "an identifier", reserved=RESERVED) -> tuple[str, bool, Token]:
+        tok = self.tok
+        if not self.is_identifier(tok, reserved):
+            raise self.expected(what)
+        self.advance()
+        name, quoted = self.ident_of(tok)
+        return name, quoted, tok
+
+    @staticmethod
+    def column_name(tok: Token) -> str:
+        if tok.kind == WORD and tok.upper in SYSTEM_COLUMNS:
+            return tok.upper
+        return tok.value if tok.kind == QIDENT else tok.text.lower()
+
+    # -------------------------------------------------------------------------------- statement
+    def statement(self) -> ast.Statement:
+        create_kind = create_name = None
+        if self.at_kw("CREATE"):
+            self.advance()
+            kind = self.tok
+            if not self.is_kw(kind, "STREAM", "TABLE"):
+                raise self.expected("STREAM or TABLE after CREATE")
+            self.advance()
+            create_kind = kind.upper
+            create_name, _, _ = self.identifier(f"a {create_kind.lower()} name")
+            self.expect_kw("AS")
+        if not self.at_kw("SELECT"):
+            raise self.expected("SELECT" if create_kind else "SELECT or CREATE")
+        select, properties = self.select()
+        self.accept_punct(";")
+        if self.tok.kind != EOF:
+            raise self.expected("end of statement")
+        return ast.Statement(select=select, create_kind=create_kind, create_name=create_name,
+                             properties=properties, sql=self.sql)
+
+    def select(self) -> tuple[ast.Select, tuple[tuple[str, str], ...]]:
+        select_tok = self.expect_kw("SELECT")
+        distinct = bool(self.accept_kw("DISTINCT"))
+        if not distinct:
+            self.accept_kw("ALL")
+        items = [self.select_item()]
+        while self.accept_punct(","):
+            items.append(self.select_item())
+        if not self.at_kw("FROM"):
+            # 'SELECT a, b FRM t': 'FRM' was taken for an alias of b, but it is the misspelt FROM
+            if self.is_identifier(self.tok) and self.implicit_alias is not None:
+                raise self.expected("FROM", self.implicit_alias)
+            raise self.expected("FROM" if self.tok.kind == EOF or self.is_kw(self.tok, *CLAUSE_WORDS)
+                                else "',' or FROM")
+        self.advance()
+        source = self.table_ref()
+
+        clauses: dict[str, object] = {}
+        seen_rank = 0
+        while True:
+            tok = self.tok
+            if self.is_kw(tok, "GROUP") and self.is_kw(self.peek(), "BY"):
+                name = "GROUP BY"
+            elif self.is_kw(tok, "WHERE", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH"):
+                name = tok.upper
+            elif self.is_kw(tok, "GROUP"):
+                self.advance()
+                raise self.expected("BY after GROUP")
+            else:
+                break
+            if name in clauses:
+                raise self.error(tok, f"duplicate {name} clause")
+            rank = _CLAUSE_RANK[name]
+            if rank < seen_rank:
+                later = [c for c in clauses if _CLAUSE_RANK[c] > rank]
+                raise self.error(tok, f"{name} must come before {later[0]}")
+            seen_rank = max(seen_rank, rank)
+            clauses[name] = self.clause(name)
+
+        if self.tok.kind != EOF and not self.at_punct(";"):
+            tok = self.tok
+            if self.is_kw(tok, *JOIN_WORDS) or self.at_punct(","):
+                raise self.unsupported(tok, "joins are not supported: a query reads one source")
+            if tok.kind == WORD and tok.upper not in RESERVED:
+                hint = nearest(tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH"])
+                if hint:
+                    raise self.error(tok, f"expected {_CLAUSE_LIST} or end of statement, found "
+                                          f"{tok.describe()} (did you mean {hint}?)")
+            raise self.expected("end of statement")
+
+        select = ast.Select(
+            items=tuple(items), source=source, distinct=distinct,
+            where=clauses.get("WHERE"), group_by=clauses.get("GROUP BY", ()),
+            window=clauses.get("WINDOW"), having=clauses.get("HAVING"),
+            limit=clauses.get("LIMIT"), emit=clauses.get("EMIT"), pos=select_tok.pos)
+        return select, clauses.get("WITH", ())
+
+    def clause(self, name: str):
+        self.advance()
+        if name == "WHERE":
+            return self.expr()
+        if name == "GROUP BY":
+            self.advance()  # BY
+            exprs = [self.expr()]
+            while self.accept_punct(","):
+                exprs.append(self.expr())
+            return tuple(exprs)
+        if name == "WINDOW":
+            return self.window_spec()
+        if name == "HAVING":
+            return self.expr()
+        if name == "LIMIT":
+            tok = self.tok
+            if tok.kind != INT:
+                raise self.expected("a non-negative integer after LIMIT")
+            self.advance()
+            return tok.value
+        if name == "EMIT":
+            tok = self.tok
+            if not self.is_kw(tok, "CHANGES", "FINAL"):
+                raise self.expected("CHANGES or FINAL after EMIT")
+            self.advance()
+            return tok.upper
+        if name == "WITH":
+            return self.properties()
+        raise AssertionError(name)
+
+    # ------------------------------------------------------------------------- select list, FROM
+    def select_item(self) -> ast.SelectItem:
+        tok = self.tok
+        if self.at_op("*"):
+            self.advance()
+            self.implicit_alias = None
+            return ast.SelectItem(ast.Star(pos=tok.pos), pos=tok.pos)
+        if (self.is_identifier(tok) and self.peek().kind == PUNCT and self.peek().value == "."
+                and self.peek(2).kind == OP and self.peek(2).value == "*"):
+            self.i += 3
+            self.implicit_alias = None
+            return ast.SelectItem(ast.Star(table=self.ident_of(tok)[0], pos=tok.pos), pos=tok.pos)
+        expr = self.expr()
+        alias = None
+        implicit = None
+        if self.accept_kw("AS"):
+            alias, _, _ = self.identifier("an alias after AS")
+        elif self.is_identifier(self.tok, NO_IMPLICIT_ALIAS):
+            implicit = self.advance()
+            alias = self.ident_of(implicit)[0]
+        self.implicit_alias = implicit  # for the 'FRM' hint in select()
+        return ast.SelectItem(expr, alias, pos=tok.pos)
+
+    def table_ref(self) -> ast.TableRef:
+        tok = self.tok
+        if self.at_punct("("):
+            if self.is_kw(self.peek(), "SELECT"):
+                raise self.unsupported(tok, "subqueries are not supported in FROM")
+            raise self.expected("a source name")
+        name, _, _ = self.identifier("a source name")
+        if self.at_punct("."):
+            raise self.unsupported(self.tok, "qualified source names (a.b) are not supported")
+        alias = None
+        if self.accept_kw("AS"):
+            alias, _, _ = self.identifier("an alias after AS")
+        elif self.is_identifier(self.tok, NO_IMPLICIT_ALIAS):
+            alias_tok = self.tok
+            # 'FROM t WHER x > 1': a misspelt clause word, not an alias
+            nxt = self.peek()
+            if nxt.kind not in (EOF,) and not (nxt.kind == PUNCT and nxt.value == ";") \
+                    and not self.is_kw(nxt, *CLAUSE_WORDS, "GROUP", *JOIN_WORDS):
+                hint = nearest(alias_tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT",
+                                                "EMIT", "WITH"])
+                if hint:
+                    raise self.error(alias_tok, f"expected {_CLAUSE_LIST} or end of statement, "
+                                                f"found {alias_tok.describe()} (did you mean {hint}?)")
+            self.advance()
+            alias = self.ident_of(alias_tok)[0]
+        return ast.TableRef(name, alias, pos=tok.pos)
+
+    # ----------------------------------------------------------------------------------- WINDOW
+    def window_spec(self) -> ast.WindowSpec:
+        kind_tok = self.tok
+        if not self.is_kw(kind_tok, "TUMBLING", "SLIDING", "SESSION"):
+            raise self.expected("TUMBLING, SLIDING or SESSION after WINDOW")
+        self.advance()
+        kind = kind_tok.upper
+        self.expect_punct("(", f"'(' after {kind}")
+        time_column = None
+        if self.is_identifier(self.tok) and not self.at_kw("INTERVAL"):
+            time_column = self.column_ref()
+            self.expect_punct(",", f"',' after the time column of {kind}")
+        durations: list[tuple[int, Token]] = []
+        while True:
+            durations.append(self.duration())
+            if not self.accept_punct(","):
+                break
+        self.expect_punct(")", "',' or ')'")
+        want = {"TUMBLING": ("size",), "SLIDING": ("size", "advance"), "SESSION": ("gap",)}[kind]
+        if len(durations) != len(want):
+            shape = ", ".join(want)
+            raise self.error(kind_tok, f"{kind} takes ({shape}) or (time_column, {shape}), "
+                                       f"got {len(durations)} duration(s)")
+        for (ms, tok), what in zip(durations, want):
+            if ms <= 0:
+                raise self.error(tok, f"window {what} must be positive, got {ms} ms")
+        if kind == "TUMBLING":
+            return ast.WindowSpec(kind, time_column, size_ms=durations[0][0], pos=kind_tok.pos)
+        if kind == "SLIDING":
+            (size, _), (advance, adv_tok) = durations
+            if advance > size:
+                raise self.error(adv_tok, f"window advance ({advance} ms) must not exceed its size "
+                                          f"({size} ms)")
+            return ast.WindowSpec(kind, time_column, size_ms=size, advance_ms=advance,
+                                  pos=kind_tok.pos)
+        return ast.WindowSpec(kind, time_column, gap_ms=durations[0][0], pos=kind_tok.pos)
+
+    def duration(self) -> tuple[int, Token]:
+        tok = self.tok
+        if tok.kind == DURATION:
+            self.advance()
+            return tok.value, tok
+        if self.is_kw(tok, "INTERVAL"):
+            return self.interval().millis, tok
+        raise self.expected("a duration (INTERVAL '1' MINUTE or 500ms, 30s, 1m, 2h, 1d)")
+
+    def interval(self) -> ast.IntervalLiteral:
+        """``INTERVAL 'n' UNIT``, ``INTERVAL n UNIT``, ``INTERVAL 'n unit'``, ``INTERVAL '1m'``."""
+        start = self.expect_kw("INTERVAL")
+        tok = self.tok
+        units = "MILLISECOND, SECOND, MINUTE, HOUR or DAY"
+        if tok.kind in (INT, FLOAT):
+            self.advance()
+            amount_text = tok.text
+            unit_tok = self.tok
+            if unit_tok.kind != WORD or unit_tok.upper not in INTERVAL_UNITS_MS:
+                raise self.expected(f"an interval unit ({units})")
+            self.advance()
+            unit = unit_tok.upper
+        elif tok.kind == STRING:
+            self.advance()
+            text = tok.value.strip()
+            m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+))\s*([A-Za-z]*)", text)
+            if not m:
+                raise self.error(tok, f"invalid interval {tok.text}: expected a number, "
+                                      f"e.g. INTERVAL '5' MINUTE")
+            amount_text, inner_unit = m.group(1), m.group(2)
+            if inner_unit:
+                if inner_unit.upper() in INTERVAL_UNITS_MS:
+                    unit = inner_unit.upper()
+                elif inner_unit.lower() in _SHORTHAND_MS and re.fullmatch(r"\d+", amount_text):
+                    return ast.IntervalLiteral(int(amount_text) * _SHORTHAND_MS[inner_unit.lower()],
+                                               pos=start.pos)
+                else:
+                    raise self.error(tok, f"invalid interval unit '{inner_unit}' in {tok.text}, "
+                                          f"expected {units}")
+                if self.is_kw(self.tok, *INTERVAL_UNITS_MS):
+                    raise self.expected("end of interval (the unit is already in the string)")
+            else:
+                unit_tok = self.tok
+                if unit_tok.kind != WORD or unit_tok.upper not in INTERVAL_UNITS_MS:
+                    raise self.expected(f"an interval unit ({units})")
+                self.advance()
+                unit = unit_tok.upper
+        else:
+            raise self.expected("an interval amount, e.g. INTERVAL '5' MINUTE")
+        scale = INTERVAL_UNITS_MS[unit]
+        if re.fullmatch(r"[-+]?\d+", amount_text):
+            millis = int(amount_text) * scale
+        else:
+            from fractions import Fraction
+            exact = Fraction(amount_text) * scale
+            if exact.denominator != 1:
+                raise self.error(tok, f"interval {amount_text} {unit} is not a whole number of "
+                                      f"milliseconds")
+            millis = int(exact)
+        return ast.IntervalLiteral(millis, pos=start.pos)
+
+    # ------------------------------------------------------------------------------------- WITH
+    def properties(self) -> tuple[tuple[str, str], ...]:
+        self.expect_punct("(", "'(' after WITH")
+        props: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        while True:
+            key_tok = self.tok
+            if key_tok.kind != STRING:
+                raise self.expected("a property name in single quotes")
+            self.advance()
+            key = key_tok.value
+            if key in seen:
+                raise self.error(key_tok, f"duplicate property '{key}'")
+            seen.add(key)
+            if not self.at_op("="):
+                raise self.expected(f"'=' after property '{key}'")
+            self.advance()
+            props.append((key, self.property_value()))
+            if self.accept_punct(")"):
+                break
+            self.expect_punct(",", "',' or ')'")
+        return tuple(props)
+
+    def property_value(self) -> str:
+        tok = self.tok
+        if tok.kind == STRING:
+            self.advance()
+            return tok.value
+        sign = ""
+        if self.at_op("-", "+"):
+            sign = tok.text
+            self.advance()
+            tok = self.tok
+            if tok.kind not in (INT, FLOAT):
+                raise self.expected("a number after the sign")
+        if tok.kind in (INT, FLOAT, DURATION, WORD):
+            self.advance()
+            return sign + tok.text
+        raise self.expected("a property value (a 'string', number or word)")
+
+    # ------------------------------------------------------------------------------ expressions
+    def expr(self) -> ast.Expr:
+        return self.or_expr()
+
+    def or_expr(self) -> ast.Expr:
+        left = self.and_expr()
+        while self.at_kw("OR"):
+            self.advance()
+            left = ast.BinaryOp("OR", left, self.and_expr(), pos=left.pos)
+        return left
+
+    def and_expr(self) -> ast.Expr:
+        left = self.not_expr()
+        while self.at_kw("AND"):
+            self.advance()
+            left = ast.BinaryOp("AND", left, self.not_expr(), pos=left.pos)
+        return left
+
+    def not_expr(self) -> ast.Expr:
+        if self.at_kw("NOT"):
+            tok = self.advance()
+            return ast.UnaryOp("NOT", self.not_expr(), pos=tok.pos)
+        return self.comparison()
+
+    def comparison(self) -> ast.Expr:
+        left = self.concat()
+        while True:
+            tok = self.tok
+            if tok.kind == OP and tok.value in COMPARISON_OPS:
+                self.advance()
+                left = ast.BinaryOp(tok.value, left, self.concat(), pos=left.pos)
+                continue
+            if self.is_kw(tok, "IS"):
+                self.advance()
+                negated = bool(self.accept_kw("NOT"))
+                if not self.accept_kw("NULL"):
+                    raise self.expected("NULL or NOT NULL after IS")
+                left = ast.IsNull(left, negated, pos=left.pos)
+                continue
+            negated = False
+            if self.is_kw(tok, "NOT") and self.is_kw(self.peek(), "IN", "BETWEEN", "LIKE", "ILIKE"):
+                self.advance()
+                negated = True
+            op = self.tok
+            if self.is_kw(op, "IN"):
+                self.advance()
+                left = ast.InList(left, self.in_list(), negated, pos=left.pos)
+            elif self.is_kw(op, "BETWEEN"):
+                self.advance()
+                low = self.concat()
+                self.expect_kw("AND", "AND in BETWEEN ... AND ...")
+                high = self.concat()
+                left = ast.Between(left, low, high, negated, pos=left.pos)
+            elif self.is_kw(op, "LIKE", "ILIKE"):
+                self.advance()
+                pattern = self.concat()
+                if self.at_kw("ESCAPE"):
+                    raise self.unsupported(self.tok, "LIKE ... ESCAPE is not supported")
+                left = ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos)
+            else:
+                return left
+
+    def in_list(self) -> tuple[ast.Expr, ...]:
+        self.expect_punct("(", "'(' after IN")
+        if self.at_kw("SELECT"):
+            raise self.unsupported(self.tok, "subqueries are not supported in IN")
+        items = [self.expr()]
+        while self.accept_punct(","):
+            items.append(self.expr())
+        self.expect_punct(")", "',' or ')'")
+        return tuple(items)
+
+    def concat(self) -> ast.Expr:
+        left = self.additive()
+        while self.at_op("||"):
+            self.advance()
+            left = ast.BinaryOp("||", left, self.additive(), pos=left.pos)
+        return left
+
+    def additive(self) -> ast.Expr:
+        left = self.multiplicative()
+        while self.at_op("+", "-"):
+            op = self.advance().value
+            left = ast.BinaryOp(op, left, self.multiplicative(), pos=left.pos)
+        return left
+
+    def multiplicative(self) -> ast.Expr:
+        left = self.unary()
+        while self.at_op("*", "/", "%"):
+            op = self.advance().value
+            left = ast.BinaryOp(op, left, self.unary(), pos=left.pos)
+        return left
+
+    def unary(self) -> ast.Expr:
+        if self.at_op("-", "+"):
+            tok = self.advance()
+            operand = self.unary()
+            # fold signs into numeric literals: -5 is Literal(-5), not UnaryOp('-', Literal(5))
+            if isinstance(operand, ast.Literal) and operand.type in ("INTEGER", "DOUBLE"):
+                value = -operand.value if tok.value == "-" else operand.value
+                return ast.Literal(value, operand.type, pos=tok.pos)
+            if isinstance(operand, ast.IntervalLiteral):
+                millis = -operand.millis if tok.value == "-" else operand.millis
+                return ast.IntervalLiteral(millis, pos=tok.pos)
+            return ast.UnaryOp(tok.value, operand, pos=tok.pos)
+        return self.postfix()
+
+    def postfix(self) -> ast.Expr:
+        e = self.primary()
+        while self.accept_punct("::"):
+            e = ast.Cast(e, self.type_name(), pos=e.pos)
+        return e
+
+    def primary(self) -> ast.Expr:
+        tok = self.tok
+        k = tok.kind
+        if k == INT:
+            self.advance()
+            return ast.Literal(tok.value, "INTEGER", pos=tok.pos)
+        if k == FLOAT:
+            self.advance()
+            return ast.Literal(tok.value, "DOUBLE", pos=tok.pos)
+        if k == STRING:
+            self.advance()
+            return ast.Literal(tok.value, "STRING", pos=tok.pos)
+        if k == DURATION:
+            self.advance()
+            return ast.IntervalLiteral(tok.value, pos=tok.pos)
+        if k == PUNCT and tok.value == "(":
+            self.advance()
+            if self.at_kw("SELECT"):
+                raise self.unsupported(self.tok, "subqueries are not supported")
+            e = self.expr()
+            self.expect_punct(")", "')'")
+            return e
+        if k == WORD:
+            u = tok.upper
+            nxt = self.peek()
+            if u in ("TRUE", "FALSE"):
+                self.advance()
+                return ast.Literal(u == "TRUE", "BOOLEAN", pos=tok.pos)
+            if u == "NULL":
+                self.advance()
+                return ast.Literal(None, "NULL", pos=tok.pos)
+            if u == "CASE":
+                return self.case()
+            if u == "INTERVAL":
+                return self.interval()
+            if u == "CAST" and nxt.kind == PUNCT and nxt.value == "(":
+                return self.cast()
+            if u == "EXISTS" and nxt.kind == PUNCT and nxt.value == "(":
+                raise self.unsupported(tok, "EXISTS subqueries are not supported")
+            if u in RESERVED:
+                raise self.expected("an expression")
+            if nxt.kind == PUNCT and nxt.value == "(":
+                return self.function_call()
+            return self.column_ref()
+        if k == QIDENT:
+            return self.column_ref()
+        raise self.expected("an expression")
+
+    def column_ref(self) -> ast.Column:
+        tok = self.tok
+        if not self.is_identifier(tok):
+            raise self.expected("a column name")
+        self.advance()
+        if self.at_punct("."):
+            self.advance()
+            col = self.tok
+            if self.at_op("*"):
+                raise self.error(col, f"{tok.text}.* is only allowed as a select item")
+            if not self.is_identifier(col):
+                raise self.expected("a column name after '.'")
+            self.advance()
+            if self.at_punct("."):
+                raise self.unsupported(self.tok, "names with more than two parts (a.b.c) are not "
+                                                 "supported")
+            table = self.ident_of(tok)[0]
+            return ast.Column(self.column_name(col), table, col.kind == QIDENT, pos=tok.pos)
+        return ast.Column(self.column_name(tok), None, tok.kind == QIDENT, pos=tok.pos)
+
+    def case(self) -> ast.Case:
+        start = self.expect_kw("CASE")
+        operand = None if self.at_kw("WHEN") else self.expr()
+        whens = []
+        while self.accept_kw("WHEN"):
+            cond = self.expr()
+            self.expect_kw("THEN")
+            whens.append((cond, self.expr()))
+        if not whens:
+            raise self.expected("WHEN")
+        else_ = self.expr() if self.accept_kw("ELSE") else None
+        self.expect_kw("END", "WHEN, ELSE or END")
+        return ast.Case(operand, tuple(whens), else_, pos=start.pos)
+
+    def cast(self) -> ast.Cast:
+        start = self.advance()  # CAST
+        self.expect_punct("(")
+        operand = self.expr()
+        self.expect_kw("AS", "AS in CAST(... AS type)")
+        type_ = self.type_name()
+        self.expect_punct(")", "')'")
+        return ast.Cast(operand, type_, pos=start.pos)
+
+    def type_name(self) -> ast.TypeName:
+        tok = self.tok
+        if tok.kind != WORD or tok.upper not in TYPE_NAMES:
+            raise self.expected("a type name (" + ", ".join(
+                ["INTEGER", "BIGINT", "DOUBLE", "FLOAT", "DECIMAL(p, s)", "VARCHAR", "STRING",
+                 "BOOLEAN", "TIMESTAMP"]) + ")")
+        self.advance()
+        name = TYPE_NAMES[tok.upper]
+        if tok.upper == "DOUBLE":
+            self.accept_kw("PRECISION")
+        params: list[int] = []
+        if self.at_punct("(") and name in ("DECIMAL", "VARCHAR"):
+            self.advance()
+            while True:
+                p = self.tok
+                if p.kind != INT:
+                    raise self.expected("an integer type parameter")
+                self.advance()
+                params.append(p.value)
+                if not self.accept_punct(","):
+                    break
+            self.expect_punct(")", "')'")
+            limit = 2 if name == "DECIMAL" else 1
+            if len(params) > limit:
+                raise self.error(tok, f"{tok.upper} takes at most {limit} parameter(s)")
+        if name == "DECIMAL":
+            if not params:
+                params = list(DECIMAL_DEFAULT)
+            elif len(params) == 1:
+                params.append(0)
+            precision, scale = params
+            if not 1 <= precision <= DECIMAL_MAX_PRECISION:
+                raise self.error(tok, f"DECIMAL precision must be between 1 and "
+                                      f"{DECIMAL_MAX_PRECISION}, got {precision}")
+            if not 0 <= scale <= precision:
+                raise self.error(tok, f"DECIMAL scale must be between 0 and the precision "
+                                      f"({precision}), got {scale}")
+            return ast.TypeName("DECIMAL", (precision, scale))
+        return ast.TypeName(name)  # VARCHAR(n): the length is not enforced (as in DuckDB)
+
+    def function_call(self) -> ast.FunctionCall:
+        name_tok = self.advance()
+        name = name_tok.upper
+        self.expect_punct("(")
+        distinct = False
+        args: list[ast.Expr] = []
+        if self.at_op("*"):
+            star = self.advance()
+            args.append(ast.Star(pos=star.pos))
+            self.expect_punct(")", "')' after *")
+        elif self.accept_punct(")"):
+            pass
+        else:
+            if self.accept_kw("DISTINCT"):
+                distinct = True
+            elif self.at_kw("ALL") and not (self.peek().kind in (PUNCT, OP)):
+                self.advance()
+            args.append(self.expr())
+            if name == "SUBSTRING" and self.at_kw("FROM"):
+                self.advance()
+                args.append(self.expr())
+                if self.accept_kw("FOR"):
+                    args.append(self.expr())
+            else:
+                while self.accept_punct(","):
+                    args.append(self.expr())
+            self.expect_punct(")", "',' or ')'")
+        over = self.over() if self.at_kw("OVER") else None
+        return ast.FunctionCall(name, tuple(args), distinct, over, pos=name_tok.pos)
+
+    def over(self) -> ast.RowsOver:
+        over_tok = self.advance()
+        shape = "OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])"
+        if not self.at_punct("("):
+            raise self.expected(f"'(' after OVER: {shape}")
+        self.advance()
+        buffer_rows = None
+        partition_by: Optional[tuple] = None
+        order_by: Optional[tuple] = None
+        while not self.at_punct(")"):
+            tok = self.tok
+            if self.is_kw(tok, "ROWS"):
+                if buffer_rows is not None:
+                    raise self.error(tok, "duplicate ROWS WINDOW BUFFER in OVER (...)")
+                self.advance()
+                if self.at_kw("BETWEEN", "UNBOUNDED", "CURRENT") or self.tok.kind == INT:
+                    raise self.unsupported(self.tok, f"only ROWS WINDOW BUFFER n ROWS frames are "
+                                                     f"supported: {shape}")
+                self.expect_kw("WINDOW", "WINDOW BUFFER n ROWS after ROWS")
+                self.expect_kw("BUFFER", "BUFFER n ROWS after ROWS WINDOW")
+                n = self.tok
+                if n.kind != INT:
+                    raise self.expected("the buffer size (a positive integer) after ROWS WINDOW BUFFER")
+                if n.value < 1:
+                    raise self.error(n, f"the ROWS WINDOW BUFFER size must be at least 1, got {n.value}")
+                self.advance()
+                self.expect_kw("ROWS", "ROWS after the buffer size")
+                buffer_rows = n.value
+            elif self.is_kw(tok, "PARTITION"):
+                if partition_by is not None:
+                    raise self.error(tok, "duplicate PARTITION BY in OVER (...)")
+                self.advance()
+                self.expect_kw("BY", "BY after PARTITION")
+                items = [self.expr()]
+                while self.accept_punct(","):
+                    items.append(self.expr())
+                partition_by = tuple(items)
+            elif self.is_kw(tok, "ORDER"):
+                if order_by is not None:
+                    raise self.error(tok, "duplicate ORDER BY in OVER (...)")
+                self.advance()
+                self.expect_kw("BY", "BY after ORDER")
+                order = [self.order_item()]
+                while self.accept_punct(","):
+                    order.append(self.order_item())
+                order_by = tuple(order)
+            elif self.is_kw(tok, "RANGE", "GROUPS"):
+                raise self.unsupported(tok, f"{tok.upper} frames are not supported: {shape}")
+            else:
+                if tok.kind == EOF:
+                    raise self.expected("')' to close OVER (")
+                raise self.expected("ROWS WINDOW BUFFER, PARTITION BY, ORDER BY or ')' in OVER (...)")
+        close = self.advance()
+        if buffer_rows is None:
+            raise self.error(close, f"expected ROWS WINDOW BUFFER n ROWS in OVER (...), found "
+                                    f"{close.describe()}: analytic functions need a row buffer, "
+                                    f"{shape}")
+        return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos)
+
+    def order_item(self) -> ast.OrderItem:
+        e = self.expr()
+        descending = False
+        if self.at_kw("ASC", "DESC"):
+            descending = self.advance().upper == "DESC"
+        if self.at_kw("NULLS"):
+            raise self.unsupported(self.tok, "NULLS FIRST/LAST is not supported in OVER (...)")
+        return ast.OrderItem(e, descending)
