@@ -8,6 +8,7 @@ afterwards, so verification is outside the timed region but no unverified time i
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import sys
 import time
@@ -49,11 +50,22 @@ def available(system: str) -> tuple[bool, str]:
     return peers.available(system)
 
 
+#: Self-test of the verification path: the named system's output loses its last row.
+CORRUPT_ENV = "VELOSTREAM_BENCH_CORRUPT"
+
+
 def prepare(system: str, sc: Scenario, batches: list[pa.RecordBatch]):
     """Untimed setup; returns the zero-argument callable whose call is the timed work."""
     if velostream_runner.is_velostream(system):
-        return velostream_runner.prepare(system, sc, batches)
-    return peers.PEERS[system](sc, batches)
+        run = velostream_runner.prepare(system, sc, batches)
+    else:
+        run = peers.PEERS[system](sc, batches)
+    if os.environ.get(CORRUPT_ENV) == system:
+        clean = run
+        def run():  # noqa: E306
+            out = clean()
+            return out.slice(0, max(out.num_rows - 1, 0))
+    return run
 
 
 def partitions_of(system: str) -> int:
@@ -143,7 +155,6 @@ def host_description() -> str:
                     break
     except OSError:
         pass
-    import os
     return (f"{platform.node()}: {cpu}, {os.cpu_count()} logical CPUs, "
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 

@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from velostream._core.session import SessionWindows
@@ -93,6 +93,7 @@ class Driver:
         self.total = np.zeros(0, np.int64)
         self.in_use: dict[int, int] = {}  # sid -> key slot, for sids handed out and not released
         self.peak = 0
+        self.n_merges = self.n_late = 0  # how much of the interesting paths a stream exercised
         self.closes: list[list[tuple]] = []
 
     def _grow(self):
@@ -126,6 +127,7 @@ class Driver:
                 s = int(sid[r])
                 if s < 0:
                     assert s == -1
+                    self.n_late += 1
                     continue
                 if s not in self.in_use:  # a fresh session: its state must have been reset
                     assert self.count[s] == 0 and self.total[s] == 0
@@ -137,6 +139,7 @@ class Driver:
                 self._aggregate(sid, keys, values, seg, n)
                 break
             self._aggregate(sid, keys, values, seg, end - 1)
+            self.n_merges += len(merges)
             for dst, src in merges.tolist():
                 assert dst == sid[end - 1] and dst != src
                 assert self.in_use[dst] == self.in_use[src] == keys[end - 1]
@@ -238,24 +241,24 @@ def test_three_sessions_merge_in_a_chain():
     # sessions takes two rows, each stopping assign() with one merge pair.
     sw = SessionWindows(10)
     keys = np.zeros(5, np.int32)
-    times = np.array([100, 120, 140, 111, 130], np.int64)
+    times = np.array([100, 115, 130, 107, 122], np.int64)
     wm = np.full(5, NO_WM, np.int64)
     sid = np.zeros(5, np.int32)
     lo = np.zeros(5, np.int64)
     hi = np.zeros(5, np.int64)
     end, merges = sw.assign(keys, times, wm, sid, lo, hi, 0)
-    assert end == 4 and merges.tolist() == [[0, 1]]  # 111 bridges [100] and [120]
-    assert (sid[3], lo[3], hi[3]) == (0, 100, 130)
+    assert end == 4 and merges.tolist() == [[0, 1]]  # 107 bridges [100] and [115]
+    assert (sid[3], lo[3], hi[3]) == (0, 100, 125)
     end, merges = sw.assign(keys, times, wm, sid, lo, hi, 4)
-    assert end == 5 and merges.tolist() == [[0, 2]]  # 130 bridges [100..120] and [140]
-    assert (sid[4], lo[4], hi[4]) == (0, 100, 150)
+    assert end == 5 and merges.tolist() == [[0, 2]]  # 122 bridges [100..115] and [130]
+    assert (sid[4], lo[4], hi[4]) == (0, 100, 140)
     assert sw.n_open == 1
-    assert closed(sw.close_all()) == [[0], [0], [100], [150]]
+    assert closed(sw.close_all()) == [[0], [0], [100], [140]]
     # the survivor is the earliest session even when the bridging row reaches it last
     sw = SessionWindows(10)
-    end, merges, sid, lo, hi = one_batch(sw, [0, 0, 0], [140, 120, 131])
+    end, merges, sid, lo, hi = one_batch(sw, [0, 0, 0], [135, 120, 128])
     assert (end, merges, sid) == (3, [[1, 0]], [0, 1, 1])
-    assert (lo[2], hi[2]) == (120, 150)
+    assert (lo[2], hi[2]) == (120, 145)
 
 
 def test_out_of_order_rows_extend_first_backwards():
@@ -370,7 +373,8 @@ def test_engine_driver_on_hand_case():
     keys = np.array([0, 0, 1, 0, 1, 0, 0], np.int32)
     times = np.array([100, 118, 100, 109, 300, 50, 400], np.int64)
     values = np.array([1, 2, 3, 4, 5, 6, 7], np.int64)
-    drv = run_both(10, keys, times, values, lateness=0, cuts=[2, 5])
+    # lateness 100: the first close (watermark 18) closes nothing, the merge happens in batch 2
+    drv = run_both(10, keys, times, values, lateness=100, cuts=[2, 5])
     assert drv.closes[-2:] == [[(0, 100, 128, 3, 7), (1, 100, 110, 1, 3)],
                                [(0, 400, 410, 1, 7), (1, 300, 310, 1, 5)]]
 
@@ -379,44 +383,69 @@ def test_engine_driver_on_hand_case():
 # randomized against the reference
 
 
-def random_stream(rng, n, n_keys, span, disorder):
-    keys = np.array([rng.choice(range(0, 3 * n_keys, 3)) for _ in range(n)], np.int32)
-    base = sorted(rng.randrange(span) for _ in range(n))
-    times = np.array([b - rng.randrange(disorder + 1) for b in base], np.int64)
+def random_stream(rng, n, n_keys, gap, spacing, disorder):
+    """``n`` rows over ``n_keys`` sparse key slots, a key's rows about ``spacing * gap`` apart on
+    average, each arriving up to ``disorder * gap`` late: sessions form, merge and close."""
+    keys = np.array([3 * rng.randrange(n_keys) for _ in range(n)], np.int32)
+    step = max(1, round(2 * spacing * gap / n_keys))
+    clock = np.cumsum([rng.randrange(step + 1) for _ in range(n)])
+    times = np.array([c - rng.randrange(int(disorder * gap) + 1) for c in clock], np.int64)
     values = np.array([rng.randrange(-50, 100) for _ in range(n)], np.int64)
     return keys, times, values
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_random_streams_match_reference(seed):
     rng = random.Random(seed)
     n = rng.choice([50, 400, 2000])
     gap = rng.choice([1, 3, 10, 50])
-    keys, times, values = random_stream(rng, n, rng.choice([1, 3, 20]), span=n * rng.choice([2, 10]),
-                                        disorder=rng.choice([0, 5, 40, 200]))
+    keys, times, values = random_stream(rng, n, rng.choice([1, 3, 20]), gap,
+                                        spacing=rng.choice([0.3, 1, 2]),
+                                        disorder=rng.choice([0, 1, 3, 10]))
     cuts = [rng.randrange(n) for _ in range(rng.choice([0, 3, n // 10]))]
-    run_both(gap, keys, times, values, lateness=rng.choice([0, 5, 100]), cuts=cuts)
+    run_both(gap, keys, times, values, lateness=gap * rng.choice([0, 2, 10, 10]), cuts=cuts)
 
 
 def test_close_cadence_does_not_change_results():
     rng = random.Random(99)
-    keys, times, values = random_stream(rng, 1500, 4, span=3000, disorder=60)
-    every_row = run_both(10, keys, times, values, lateness=3, cuts=list(range(1500)))
-    once = run_both(10, keys, times, values, lateness=3, cuts=[])
+    keys, times, values = random_stream(rng, 1500, 4, 10, spacing=1, disorder=5)
+    every_row = run_both(10, keys, times, values, lateness=15, cuts=list(range(1500)))
+    once = run_both(10, keys, times, values, lateness=15, cuts=[])
     assert sorted(x for c in every_row.closes for x in c) == once.closes[-1]
+    # the stream exercises merges, late rows and sid reuse
+    assert every_row.n_merges > 20 and every_row.n_late > 20
+    assert every_row.sw.sid_capacity < len(once.closes[-1]) // 10
 
 
+# (key, clock step, how late the row arrives, value): the time is clock - lateness of the row
 rows = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 12), st.integers(0, 25), st.integers(-9, 9)),
+    st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 40), st.integers(-9, 9)),
     min_size=1, max_size=80)
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=rows, gap=st.integers(1, 15), lateness=st.integers(0, 20),
+@given(rows=rows, gap=st.integers(1, 15), lateness=st.integers(0, 60),
        cuts=st.lists(st.integers(0, 80), max_size=6))
 def test_hypothesis_matches_reference(rows, gap, lateness, cuts):
     keys = np.array([r[0] for r in rows], np.int32)
     clock = np.cumsum([r[1] for r in rows])
     times = (clock - np.array([r[2] for r in rows])).astype(np.int64)
     values = np.array([r[3] for r in rows], np.int64)
-    run_both(gap, keys, times, values, lateness, cuts)
+    drv = run_both(gap, keys, times, values, lateness, cuts)
+    event("merges" if drv.n_merges else "no merge")
+    event("late rows" if drv.n_late else "no late row")
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(st.integers(0, 100), min_size=1, max_size=60),
+       n_keys=st.integers(1, 3), gap=st.integers(1, 15), lateness=st.integers(0, 120),
+       cuts=st.lists(st.integers(0, 60), max_size=6), data=st.data())
+def test_hypothesis_shuffled_times_match_reference(times, n_keys, gap, lateness, cuts, data):
+    # arrival order unrelated to time: many sessions open at once, many bridges
+    keys = np.array(data.draw(st.lists(st.integers(0, n_keys - 1), min_size=len(times),
+                                       max_size=len(times))), np.int32)
+    times = np.array(times, np.int64)
+    values = np.arange(len(times), dtype=np.int64) % 7
+    drv = run_both(gap, keys, times, values, lateness, cuts)
+    event("merges" if drv.n_merges else "no merge")
+    event("late rows" if drv.n_late else "no late row")

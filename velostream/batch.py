@@ -109,71 +109,61 @@ class StringDict:
     """The job-wide string dictionary: each distinct string gets a stable int32 code.
 
     Codes never change for the life of the job, so they can be hashed as group keys, stored in
-    window state and compared across batches and partitions.
+    window state and compared across batches and partitions. The work is done by the compiled
+    ``StringInterner`` straight from Arrow's string buffers (no per-row Python objects).
+
+    >>> d = StringDict()
+    >>> d.encode_arrow(pa.array(["x", None, "y", "x"]))[0].tolist()
+    [0, 1, 2, 0]
     """
 
     def __init__(self) -> None:
-        self._index: dict[str, int] = {}
-        self._values: list[str] = []
-        self._arrow: Optional[pa.Array] = None
+        from ._core.strings import StringInterner
+        self._interner = StringInterner()
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._interner)
 
     def code(self, s: str) -> int:
-        c = self._index.get(s)
-        if c is None:
-            c = len(self._values)
-            self._index[s] = c
-            self._values.append(s)
-            self._arrow = None
+        c = self._interner.lookup_bytes(s.encode())
+        if c < 0:
+            c = int(self._interner.encode_arrow(pa.array([s], pa.string()))[0])
         return c
 
     def lookup(self, s: str) -> int:
         """The code of ``s`` or -1 when the job has never seen it (no insertion)."""
-        return self._index.get(s, -1)
-
-    def codes_for(self, strings: Iterable[str]) -> np.ndarray:
-        return np.fromiter((self.code(s) for s in strings), dtype=np.int32)
+        return self._interner.lookup_bytes(s.encode())
 
     def encode_arrow(self, arr: pa.Array) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Codes (int32) and validity for an Arrow string / dictionary array."""
+        """Codes (int32) and validity (None when no NULLs) for an Arrow string array."""
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        if not pa.types.is_dictionary(arr.type):
-            arr = pc.dictionary_encode(arr)
-        dictionary = arr.dictionary
-        if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
-            dictionary = dictionary.cast(pa.string())
-        mapping = self.codes_for(dictionary.to_pylist())  # per distinct value, not per row
-        indices = arr.indices
-        valid = None
-        if indices.null_count:
-            valid = indices.is_valid().to_numpy(zero_copy_only=False)
-            indices = indices.fill_null(0)
-        idx = indices.to_numpy(zero_copy_only=False)
-        if len(mapping) == 0:
-            return np.zeros(len(idx), dtype=np.int32), valid
-        return mapping[idx], valid
+        valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+        if pa.types.is_dictionary(arr.type):
+            mapping = self._interner.encode_arrow(arr.dictionary)  # per distinct value
+            idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            return (mapping[idx] if len(mapping) else np.zeros(len(idx), np.int32)), valid
+        if not pa.types.is_string(arr.type):
+            arr = arr.cast(pa.string())
+        return self._interner.encode_arrow(arr), valid
 
     def arrow_values(self) -> pa.Array:
-        if self._arrow is None or len(self._arrow) != len(self._values):
-            self._arrow = pa.array(self._values, type=pa.string())
-        return self._arrow
+        """Every string in code order (a zero-copy view)."""
+        return self._interner.values()
 
     def decode(self, codes: np.ndarray, valid: Optional[np.ndarray] = None) -> pa.Array:
         """An Arrow string array for ``codes`` (NULL where not ``valid``)."""
         codes = np.asarray(codes, dtype=np.int32)
-        if len(self._values) == 0:
+        if len(self) == 0:
             return pa.nulls(len(codes), type=pa.string())
-        mask = None if valid is None else ~valid
-        if mask is not None:
+        mask = None
+        if valid is not None:
+            mask = ~valid
             codes = np.where(valid, codes, 0)
-        idx = pa.array(codes, type=pa.int32(), mask=mask)
-        return self.arrow_values().take(idx)
+        return self.arrow_values().take(pa.array(codes, type=pa.int32(), mask=mask))
 
-    def values_of(self, codes: np.ndarray) -> list[str]:
-        return [self._values[c] for c in codes]
+    def values_of(self, codes) -> list[str]:
+        return self.arrow_values().take(pa.array(np.asarray(codes, dtype=np.int32))).to_pylist()
 
 
 # ---------------------------------------------------------------------------------- columns

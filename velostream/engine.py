@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
 from .errors import SqlError
-from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, Pipeline, key_words
+from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, KeyCodec, Pipeline
 from .planner import Plan, plan_statement
 from .result import Result
 from .sql import parse
@@ -167,14 +167,10 @@ class Engine:
     def _first_occurrences(self, b: Batch) -> Batch:
         from ._core.group_table import GroupTable
         cols = [b.columns[n] for n in self.out_schema.names]
-        words = [key_words(c) for c in cols]
-        nulls = np.zeros(b.length, dtype=np.int64)
-        for i, c in enumerate(cols):
-            if c.valid is not None:
-                nulls |= (~c.valid).astype(np.int64) << i
-        words.append(nulls)
         if self._distinct is None:
-            self._distinct = GroupTable(len(words))
+            self._distinct_codec = KeyCodec([c.type for c in cols])
+            self._distinct = GroupTable(self._distinct_codec.n_words)
+        words = self._distinct_codec.encode(cols, b.length)
         before = self._distinct.slot_capacity
         slots = np.empty(b.length, dtype=np.int32)
         self._distinct.find_or_insert(words, slots)

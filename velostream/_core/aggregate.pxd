@@ -140,14 +140,20 @@ cdef class Last(_PickBase):
 
 
 cdef class Median(Aggregate):
-    # Exact running median as two heaps per slot over the non-NaN values: ``lo`` is a max-heap of
-    # the smaller values, ``hi`` holds the larger ones negated (so it too is a max-heap and both use
-    # std::push_heap's default order). NaNs sort after every number (as in DuckDB) and are only
-    # counted. Invariant: every lo <= every hi, and len(lo) == min(len(lo) + len(hi), ceil(N / 2))
-    # with N = len(lo) + len(hi) + n_nan, so the middle element(s) are the heap tops (or a NaN).
+    # Exact median of the non-NaN values per slot; NaNs sort after every number (as in DuckDB) and
+    # are only counted. A slot is in one of two forms:
+    #   bag   (heaped == 0): every value unsorted in ``lo``, ``hi`` empty. update() only appends,
+    #         so EMIT FINAL costs an amortised O(1) per row plus one O(n) nth_element per read.
+    #   heaps (heaped == 1): ``lo`` is a max-heap of the smaller values and ``hi`` holds the larger
+    #         ones negated (a max-heap too, so both use std::push_heap's default order); every
+    #         lo <= every hi and len(lo) == min(len(lo) + len(hi), ceil(N / 2)) with
+    #         N = len(lo) + len(hi) + n_nan, so the middle value(s) are the heap tops (or a NaN).
+    #         An update is O(log n) and a read O(1), which keeps EMIT CHANGES from going quadratic.
+    # update_emit turns a slot's bag into heaps (O(n), once); result reads a bag with nth_element.
     cdef vector[vector[double]] lo
     cdef vector[vector[double]] hi
     cdef vector[int64_t] n_nan     # NaN values per slot
+    cdef vector[uint8_t] heaped    # 0: slot in bag form, 1: in heap form (see above)
 
 
 # ---- per-element updates (pandas ``add_sum`` style: running state through pointers) ----------
@@ -155,10 +161,12 @@ cdef class Median(Aggregate):
 cdef inline void add_sum(double x, double* s, double* comp) noexcept nogil:
     """Neumaier-compensated ``s += x``; the rounding error accumulates in ``comp``."""
     cdef double t = s[0] + x
-    if fabs(s[0]) >= fabs(x):
-        comp[0] += (s[0] - t) + x
-    else:
-        comp[0] += (x - t) + s[0]
+    # Selects rather than an if: which operand is larger is a coin flip on real data, and a
+    # mispredicted branch costs more than the whole update.
+    cdef bint s_big = fabs(s[0]) >= fabs(x)
+    cdef double big = s[0] if s_big else x
+    cdef double small = x if s_big else s[0]
+    comp[0] += (big - t) + small
     s[0] = t
 
 

@@ -59,6 +59,31 @@ cdef extern from *:
     static inline void vs_vec_free(std::vector<double>& v) noexcept {
         std::vector<double>().swap(v);
     }
+    static inline int vs_vec_append(std::vector<double>& v, double x) noexcept {
+        try { v.push_back(x); } catch (...) { return -1; }
+        return 0;
+    }
+    /* MEDIAN: split an unsorted bag (all in lo, hi empty) into the two heaps, len(lo) == target:
+       nth_element leaves the target smallest values in front, O(n) in all. */
+    static inline int vs_bag_to_heaps(std::vector<double>& lo, std::vector<double>& hi,
+                                      size_t target) noexcept {
+        try { hi.reserve(lo.size() - target); } catch (...) { return -1; }
+        std::nth_element(lo.begin(), lo.begin() + target, lo.end());
+        for (size_t j = target; j < lo.size(); ++j) hi.push_back(-lo[j]);
+        lo.resize(target);
+        std::make_heap(lo.begin(), lo.end());
+        std::make_heap(hi.begin(), hi.end());
+        return 0;
+    }
+    /* MEDIAN of a bag, read in place: the k-th smallest (reorders the bag, which is still a bag),
+       and the smallest of what lies after it. */
+    static inline double vs_bag_nth(std::vector<double>& v, size_t k) noexcept {
+        std::nth_element(v.begin(), v.begin() + k, v.end());
+        return v[k];
+    }
+    static inline double vs_min_from(const std::vector<double>& v, size_t k) noexcept {
+        return *std::min_element(v.begin() + k, v.end());
+    }
     """
     int vs_set_insert(unordered_set[int64_t]& s, int64_t v) noexcept nogil
     int vs_set_merge(unordered_set[int64_t]& dst, const unordered_set[int64_t]& src) noexcept nogil
@@ -66,6 +91,10 @@ cdef extern from *:
     int vs_heap_push(vector[double]& h, double v) noexcept nogil
     void vs_heap_pop(vector[double]& h) noexcept nogil
     void vs_vec_free(vector[double]& v) noexcept nogil
+    int vs_vec_append(vector[double]& v, double x) noexcept nogil
+    int vs_bag_to_heaps(vector[double]& lo, vector[double]& hi, size_t target) noexcept nogil
+    double vs_bag_nth(vector[double]& v, size_t k) noexcept nogil
+    double vs_min_from(const vector[double]& v, size_t k) noexcept nogil
 
 
 # ---- validation helpers (GIL held) -----------------------------------------------------------
@@ -1064,17 +1093,23 @@ cdef class Last(_PickBase):
 
 # ---- MEDIAN ----------------------------------------------------------------------------------
 
+cdef inline size_t _median_target(size_t m, int64_t n_nan) noexcept nogil:
+    # Size of ``lo`` in heap form: the ceil(N / 2) smallest of N values, or all m numbers when the
+    # middle reaches into the NaNs.
+    cdef size_t half = (m + <size_t>n_nan + 1) // 2
+    return m if m < half else half
+
+
 cdef inline int _median_push(vector[double]& lo, vector[double]& hi, double x) noexcept nogil:
-    # Keeps every lo <= every hi whatever the heap sizes; _median_balance then fixes the sizes.
+    # Heap form. Keeps every lo <= every hi whatever the heap sizes; _median_balance then fixes
+    # the sizes.
     if lo.size() > 0 and x <= lo.front():
         return vs_heap_push(lo, x)
     return vs_heap_push(hi, -x)
 
 
 cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) noexcept nogil:
-    cdef size_t m = lo.size() + hi.size()
-    cdef size_t half = (m + <size_t>n_nan + 1) // 2
-    cdef size_t target = m if m < half else half
+    cdef size_t target = _median_target(lo.size() + hi.size(), n_nan)
     # Push before pop: a failed push leaves both heaps intact.
     while lo.size() > target:
         if vs_heap_push(hi, -lo.front()) != 0:
@@ -1087,59 +1122,68 @@ cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) 
     return AGG_OK
 
 
-cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_nan, double* out,
-                             Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
-    cdef size_t total = lo.size() + hi.size() + <size_t>n_nan
+cdef inline double _interpolate_middle(double a, double b) noexcept nogil:
+    # DuckDB's quantile_cont interpolation: lo + (hi - lo) / 2, exact when lo == hi (so
+    # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2.
+    return a if a == b else a + (b - a) * 0.5
+
+
+cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_nan, bint heaped,
+                             double* out, Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
+    # With N values sorted (NaNs last) the middle is index k = ceil(N / 2) - 1, and for an even N
+    # also k + 1; an index at or past the m numbers is a NaN.
+    cdef size_t m = lo.size() + hi.size()
+    cdef size_t total = m + <size_t>n_nan
+    cdef size_t k
     cdef double a, b
     if total == 0:
         out[i] = 0.0
         out_valid[i] = 0
         return
     out_valid[i] = 1
-    if lo.size() < (total + 1) // 2:
-        out[i] = NAN                           # the middle falls among the NaNs
+    k = (total + 1) // 2 - 1
+    if k >= m:
+        out[i] = NAN
         return
-    a = lo.front()
+    if heaped:
+        a = lo.front()                         # the invariant puts index k on top of lo
+    else:
+        a = vs_bag_nth(lo, k)
     if total % 2 == 1:
         out[i] = a
-    elif hi.size() == 0:
+    elif k + 1 >= m:
         out[i] = NAN
     else:
-        # DuckDB's quantile_cont interpolation: lo + (hi - lo) / 2, exact when lo == hi (so
-        # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2.
-        b = -hi.front()
-        out[i] = a if a == b else a + (b - a) * 0.5
+        b = -hi.front() if heaped else vs_min_from(lo, k + 1)
+        out[i] = _interpolate_middle(a, b)
 
 
-cdef int _median_update(vector[vector[double]]* lo, vector[vector[double]]* hi, int64_t* n_nan,
-                        Py_ssize_t n, const int32_t* slots, const value_t* values,
-                        const uint8_t* valid, double* out, uint8_t* out_valid) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef int32_t s
-    cdef double x
-    for i in range(n):
-        s = slots[i]
-        if s >= 0 and (valid == NULL or valid[i]):
-            x = <double>values[i]
-            if x != x:
-                n_nan[s] += 1
-            elif _median_push(lo[0][s], hi[0][s], x) != 0:
-                return AGG_NO_MEMORY
-            if _median_balance(lo[0][s], hi[0][s], n_nan[s]) != 0:
-                return AGG_NO_MEMORY
-        if out_valid != NULL:
-            if s >= 0:
-                _put_median(lo[0][s], hi[0][s], n_nan[s], out, i, out_valid)
-            else:
-                out[i] = 0.0
-                out_valid[i] = 0
+cdef inline int _median_heapify(Median m, int32_t s) noexcept nogil:
+    # Bag form -> heap form (no-op when already heaps).
+    if m.heaped[s]:
+        return AGG_OK
+    if vs_bag_to_heaps(m.lo[s], m.hi[s], _median_target(m.lo[s].size(), m.n_nan[s])) != 0:
+        return AGG_NO_MEMORY
+    m.heaped[s] = 1
     return AGG_OK
+
+
+cdef inline int _median_add(Median m, int32_t s, double x) noexcept nogil:
+    if x != x:
+        m.n_nan[s] += 1
+        if not m.heaped[s]:
+            return AGG_OK
+    elif not m.heaped[s]:
+        return AGG_NO_MEMORY if vs_vec_append(m.lo[s], x) != 0 else AGG_OK
+    elif _median_push(m.lo[s], m.hi[s], x) != 0:
+        return AGG_NO_MEMORY
+    return _median_balance(m.lo[s], m.hi[s], m.n_nan[s])
 
 
 cdef class Median(Aggregate):
     """MEDIAN(x) as float64, exact: the middle value, or DuckDB's ``quantile_cont(x, 0.5)``
     interpolation of the two middle values for an even count; NaN sorts last. NULL when the slot
-    has no valid value. Two heaps per slot make every update O(log n) and every read O(1)."""
+    has no valid value."""
 
     def __init__(self, dtype):
         Aggregate.__init__(self, dtype)
@@ -1149,16 +1193,32 @@ cdef class Median(Aggregate):
         self.lo.resize(n_slots)
         self.hi.resize(n_slots)
         self.n_nan.resize(n_slots)
+        self.heaped.resize(n_slots)
         return 0
 
     cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
                      const uint8_t* valid, const int64_t* seq, int64_t seq0,
                      void* out, uint8_t* out_valid) noexcept nogil:
-        if self.is_float:
-            return _median_update(&self.lo, &self.hi, self.n_nan.data(), n, slots,
-                                  <const double*>values, valid, <double*>out, out_valid)
-        return _median_update(&self.lo, &self.hi, self.n_nan.data(), n, slots,
-                              <const int64_t*>values, valid, <double*>out, out_valid)
+        cdef const int64_t* iv = <const int64_t*>values
+        cdef const double* fv = <const double*>values
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s < 0:
+                if out_valid != NULL:
+                    (<double*>out)[i] = 0.0
+                    out_valid[i] = 0
+                continue
+            if out_valid != NULL and _median_heapify(self, s) != AGG_OK:
+                return AGG_NO_MEMORY
+            if valid == NULL or valid[i]:
+                if _median_add(self, s, fv[i] if self.is_float else <double>iv[i]) != AGG_OK:
+                    return AGG_NO_MEMORY
+            if out_valid != NULL:
+                _put_median(self.lo[s], self.hi[s], self.n_nan[s], True, <double*>out, i,
+                            out_valid)
+        return AGG_OK
 
     cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
                      uint8_t* out_valid) noexcept nogil:
@@ -1166,11 +1226,14 @@ cdef class Median(Aggregate):
         cdef int32_t s
         for i in range(n):
             s = slots[i]
-            if s >= 0:
-                _put_median(self.lo[s], self.hi[s], self.n_nan[s], <double*>out, i, out_valid)
-            else:
+            if s < 0:
                 (<double*>out)[i] = 0.0
                 out_valid[i] = 0
+                continue
+            # A bag is read with nth_element and stays a bag: after EMIT FINAL's one read the
+            # slot is reset, so building heaps would be wasted.
+            _put_median(self.lo[s], self.hi[s], self.n_nan[s], self.heaped[s], <double*>out, i,
+                        out_valid)
         return AGG_OK
 
     cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
@@ -1182,15 +1245,19 @@ cdef class Median(Aggregate):
                 vs_vec_free(self.lo[s])
                 vs_vec_free(self.hi[s])
                 self.n_nan[s] = 0
+                self.heaped[s] = 0
 
     cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
                     const int32_t* src) noexcept nogil:
+        # Values are copied one by one through _add, so the destination keeps its form (a bag
+        # stays a bag) whatever the source's form; a heap-form source's hi holds negated values.
         cdef vector[vector[double]]* o_lo = &(<Median>other).lo
         cdef vector[vector[double]]* o_hi = &(<Median>other).hi
         cdef const int64_t* o_nan = (<Median>other).n_nan.data()
         cdef bint same = <void*>other == <void*>self
         cdef Py_ssize_t i
         cdef size_t j
+        cdef int64_t k
         cdef int32_t d, s
         for i in range(n):
             d = dst[i]
@@ -1198,12 +1265,12 @@ cdef class Median(Aggregate):
             if d < 0 or s < 0 or (same and d == s):
                 continue
             for j in range(o_lo[0][s].size()):
-                if _median_push(self.lo[d], self.hi[d], o_lo[0][s][j]) != 0:
+                if _median_add(self, d, o_lo[0][s][j]) != AGG_OK:
                     return AGG_NO_MEMORY
             for j in range(o_hi[0][s].size()):
-                if _median_push(self.lo[d], self.hi[d], -o_hi[0][s][j]) != 0:
+                if _median_add(self, d, -o_hi[0][s][j]) != AGG_OK:
                     return AGG_NO_MEMORY
-            self.n_nan[d] += o_nan[s]
-            if _median_balance(self.lo[d], self.hi[d], self.n_nan[d]) != 0:
-                return AGG_NO_MEMORY
+            for k in range(o_nan[s]):
+                if _median_add(self, d, NAN) != AGG_OK:
+                    return AGG_NO_MEMORY
         return AGG_OK

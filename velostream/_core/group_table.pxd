@@ -5,10 +5,12 @@
 #
 # Layout (all buffers malloc'ed, freed in ``GroupTable.__dealloc__``):
 #   keys[slot * n_words + w]   the stored words, slot-major so one key is one cache line or less
-#   hashes[slot]               the full 64-bit hash, compared before the words and used to rehash
-#   index[pos]                 open-addressing array of (slot, hash tag) entries, slot -1 when
-#                              empty; power-of-two size, linear probing, backward-shift deletion
-#                              (no tombstones)
+#   index[pos]                 open-addressing array of (slot, low 32 hash bits) entries, slot -1
+#                              when empty; power-of-two size, linear probing, backward-shift
+#                              deletion (no tombstones)
+#
+# The index entry carries the hash bits that place it, so growing and deleting work from the
+# index alone (sequential, no key reads); only remove() recomputes the hash of the slot it drops.
 #
 # The hash is a multiply/xor-shift round per word followed by murmur3's fmix64 finaliser. It is
 # inlined here so other kernels (the router) can cimport it and agree with ``hash_columns``.
@@ -27,19 +29,20 @@ cdef enum GTStatus:
 
 cdef struct GTEntry:
     int32_t slot              # group slot, -1 when the entry is empty
-    uint32_t tag              # high 32 bits of the key's hash: a probe rejects almost every
-                              # other key here, without a dependent load of its hash or words
+    uint32_t hash_lo          # low 32 bits of the key's hash. The home position is
+                              # hash_lo & index_mask (the index never exceeds 2**32 entries);
+                              # the bits above the mask reject almost every other key in a
+                              # probe run without a dependent load of its words
 
 
 cdef struct GTState:
     int n_words               # words per key, >= 1, fixed for the table's life
     int64_t* keys             # slot-major key words, slot_cap * n_words entries
-    uint64_t* hashes          # hash of the key held by each slot, slot_cap entries
     uint8_t* live             # 1 when the slot holds a group, 0 when free or never used; remove()
                               # briefly uses 2 to mark slots already seen in the same call
     int32_t* free_slots       # stack of freed slot ids, handed out again before new ids
     Py_ssize_t n_free         # entries on the free_slots stack
-    Py_ssize_t slot_cap       # allocated length of keys / hashes / live / free_slots, in slots
+    Py_ssize_t slot_cap       # allocated length of keys / live / free_slots, in slots
     Py_ssize_t next_slot      # 1 + the largest slot id ever handed out (slot_capacity)
     Py_ssize_t n_groups       # live groups
     GTEntry* index            # open-addressing array, index_mask + 1 entries

@@ -16,8 +16,8 @@ import numpy as np
 cnp.import_array()
 
 
-# Rows hashed per block before probing: the block's hashes stay in L1 between the column-major
-# hashing passes (cheap, independent per row) and the probe loop.
+# Rows hashed per block before probing: the block's hashes stay in L1 between the hashing loop
+# (cheap, independent per row) and the probe loop, which reads them ahead to prefetch.
 cdef enum:
     CHUNK = 512
     # Smallest index, so tiny tables do not regrow on every other insert.
@@ -106,22 +106,79 @@ cdef int _raise_status(int status, Py_ssize_t bad_pos, const int32_t* bad_vals) 
 # Hashing kernels (nogil)
 # ---------------------------------------------------------------------------------------------
 
-cdef inline void _hash_block(const int64_t** cols, int n_cols, Py_ssize_t start, Py_ssize_t m,
-                             uint64_t* h) noexcept nogil:
-    """h[i] = hash of row start + i. Column-major passes: each pass is a tight loop over one
-    contiguous column with no dependency between rows, so rows hash in parallel in the CPU."""
+# Key widths as types, so that Cython emits one copy of each hot kernel per common width: with
+# n_words a compile-time constant the C compiler unrolls the per-word hashing and comparison
+# loops and keeps the column pointers in registers. _WN is the generic copy (runtime n_words).
+# The structs are never instantiated; kernels take a NULL pointer of one of them.
+ctypedef struct _W1:
+    char unused
+ctypedef struct _W2:
+    char unused
+ctypedef struct _W3:
+    char unused
+ctypedef struct _WN:
+    char unused
+ctypedef fused _Width:
+    _W1
+    _W2
+    _W3
+    _WN
+
+
+cdef inline int _nw(_Width* width, int n_words) noexcept nogil:
+    if _Width is _W1:
+        return 1
+    elif _Width is _W2:
+        return 2
+    elif _Width is _W3:
+        return 3
+    else:
+        return n_words
+
+
+cdef inline void _hash_block(_Width* width, const int64_t** cols, int n_cols, Py_ssize_t start,
+                             Py_ssize_t m, uint64_t* h) noexcept nogil:
+    """h[i] = hash of row start + i. Rows are independent, so the CPU overlaps their multiplies;
+    the fixed widths hash row by row from registers, the generic one column by column."""
     cdef Py_ssize_t i
     cdef int w
-    cdef const int64_t* c = cols[0] + start
     cdef uint64_t seed = hash_start()
-    for i in range(m):
-        h[i] = hash_round(seed, c[i])
-    for w in range(1, n_cols):
-        c = cols[w] + start
+    cdef const int64_t* c0 = cols[0] + start
+    cdef const int64_t* c1
+    cdef const int64_t* c2
+    if _Width is _W1:
         for i in range(m):
-            h[i] = hash_round(h[i], c[i])
-    for i in range(m):
-        h[i] = hash_finish(h[i], n_cols)
+            h[i] = hash_finish(hash_round(seed, c0[i]), 1)
+    elif _Width is _W2:
+        c1 = cols[1] + start
+        for i in range(m):
+            h[i] = hash_finish(hash_round(hash_round(seed, c0[i]), c1[i]), 2)
+    elif _Width is _W3:
+        c1 = cols[1] + start
+        c2 = cols[2] + start
+        for i in range(m):
+            h[i] = hash_finish(hash_round(hash_round(hash_round(seed, c0[i]), c1[i]), c2[i]), 3)
+    else:
+        for i in range(m):
+            h[i] = hash_round(seed, c0[i])
+        for w in range(1, n_cols):
+            c1 = cols[w] + start
+            for i in range(m):
+                h[i] = hash_round(h[i], c1[i])
+        for i in range(m):
+            h[i] = hash_finish(h[i], n_cols)
+
+
+cdef void _hash_rows(const int64_t** cols, int n_cols, Py_ssize_t start, Py_ssize_t m,
+                     uint64_t* h) noexcept nogil:
+    if n_cols == 1:
+        _hash_block(<_W1*>NULL, cols, n_cols, start, m, h)
+    elif n_cols == 2:
+        _hash_block(<_W2*>NULL, cols, n_cols, start, m, h)
+    elif n_cols == 3:
+        _hash_block(<_W3*>NULL, cols, n_cols, start, m, h)
+    else:
+        _hash_block(<_WN*>NULL, cols, n_cols, start, m, h)
 
 
 cdef inline bint _key_eq(const int64_t* stored, const int64_t** cols, int nw,
@@ -145,12 +202,10 @@ cdef int _alloc(GTState* t, int n_words, Py_ssize_t capacity) noexcept nogil:
         capacity = 1
     t.n_words = n_words
     t.keys = <int64_t*>malloc(capacity * n_words * sizeof(int64_t))
-    t.hashes = <uint64_t*>malloc(capacity * sizeof(uint64_t))
     t.live = <uint8_t*>malloc(capacity * sizeof(uint8_t))
     t.free_slots = <int32_t*>malloc(capacity * sizeof(int32_t))
     t.index = <GTEntry*>malloc(index_len * sizeof(GTEntry))
-    if (t.keys == NULL or t.hashes == NULL or t.live == NULL or t.free_slots == NULL
-            or t.index == NULL):
+    if t.keys == NULL or t.live == NULL or t.free_slots == NULL or t.index == NULL:
         return GT_NO_MEMORY
     t.slot_cap = capacity
     t.index_mask = index_len - 1
@@ -160,12 +215,10 @@ cdef int _alloc(GTState* t, int n_words, Py_ssize_t capacity) noexcept nogil:
 
 cdef void _release(GTState* t) noexcept nogil:
     free(t.keys)
-    free(t.hashes)
     free(t.live)
     free(t.free_slots)
     free(t.index)
     t.keys = NULL
-    t.hashes = NULL
     t.live = NULL
     t.free_slots = NULL
     t.index = NULL
@@ -173,7 +226,7 @@ cdef void _release(GTState* t) noexcept nogil:
 
 
 cdef inline void _clear_index(GTEntry* index, Py_ssize_t length) noexcept nogil:
-    # All-ones bytes make slot -1 (empty); the tag of an empty entry is never read.
+    # All-ones bytes make slot -1 (empty); the hash bits of an empty entry are never read.
     memset(index, 0xFF, length * sizeof(GTEntry))
 
 
@@ -196,10 +249,6 @@ cdef int _grow_slots(GTState* t) noexcept nogil:
     if p == NULL:
         return GT_NO_MEMORY
     t.keys = <int64_t*>p
-    p = realloc(t.hashes, cap * sizeof(uint64_t))
-    if p == NULL:
-        return GT_NO_MEMORY
-    t.hashes = <uint64_t*>p
     p = realloc(t.free_slots, cap * sizeof(int32_t))
     if p == NULL:
         return GT_NO_MEMORY
@@ -214,8 +263,7 @@ cdef int _grow_slots(GTState* t) noexcept nogil:
 
 
 cdef int _grow_index(GTState* t) noexcept nogil:
-    """Double the index and re-place every entry from its slot's stored hash (keys are not
-    re-read)."""
+    """Double the index, re-placing every entry from its own hash bits (keys are not read)."""
     cdef Py_ssize_t old_len = t.index_mask + 1
     cdef Py_ssize_t new_mask = 2 * old_len - 1
     cdef GTEntry* old = t.index
@@ -226,7 +274,7 @@ cdef int _grow_index(GTState* t) noexcept nogil:
     _clear_index(idx, 2 * old_len)
     for p in range(old_len):
         if old[p].slot >= 0:
-            pos = <Py_ssize_t>(t.hashes[old[p].slot] & <uint64_t>new_mask)
+            pos = <Py_ssize_t>(old[p].hash_lo & new_mask)
             while idx[pos].slot >= 0:
                 pos = (pos + 1) & new_mask
             idx[pos] = old[p]
@@ -236,25 +284,38 @@ cdef int _grow_index(GTState* t) noexcept nogil:
     return GT_OK
 
 
-cdef inline Py_ssize_t _probe(const GTEntry* index, Py_ssize_t mask, uint64_t h,
+cdef inline void _prefetch_ahead(const GTEntry* index, Py_ssize_t mask, const int64_t* keys,
+                                int nw, const uint64_t* hbuf, Py_ssize_t i,
+                                Py_ssize_t m) noexcept nogil:
+    """Rows are independent, so start later rows' cache misses now: the index entry of row
+    i + PREFETCH, and the key words of row i + PREFETCH / 2 (whose entry was fetched earlier)."""
+    cdef int32_t s
+    if i + PREFETCH < m:
+        VS_PREFETCH(&index[hbuf[i + PREFETCH] & <uint64_t>mask])
+    if i + PREFETCH // 2 < m:
+        s = index[hbuf[i + PREFETCH // 2] & <uint64_t>mask].slot
+        VS_PREFETCH(keys + <Py_ssize_t>(s if s >= 0 else 0) * nw)
+
+
+cdef inline Py_ssize_t _probe(_Width* width, const GTEntry* index, Py_ssize_t mask, uint64_t h,
                               const int64_t* keys, int nw, const int64_t** cols,
                               Py_ssize_t row) noexcept nogil:
     """Position of the row's key in the index, or of the empty entry that ends its probe run."""
     cdef Py_ssize_t pos = <Py_ssize_t>(h & <uint64_t>mask)
-    cdef uint32_t tag = <uint32_t>(h >> 32)
+    cdef uint32_t lo = <uint32_t>h
     cdef GTEntry e = index[pos]
     while e.slot >= 0:
-        if e.tag == tag and _key_eq(keys + <Py_ssize_t>e.slot * nw, cols, nw, row):
+        if _key_eq(keys + <Py_ssize_t>e.slot * nw, cols, _nw(width, nw), row):
             break
         pos = (pos + 1) & mask
         e = index[pos]
     return pos
 
 
-cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t* out,
-                         Py_ssize_t* created) noexcept nogil:
+cdef int _find_or_insert(_Width* width, GTState* t, const int64_t** cols, Py_ssize_t n,
+                         int32_t* out, Py_ssize_t* created) noexcept nogil:
     cdef uint64_t hbuf[CHUNK]
-    cdef int nw = t.n_words
+    cdef int nw = _nw(width, t.n_words)
     cdef int w, status
     cdef Py_ssize_t blk, start, m, i, row, pos, mask
     cdef uint64_t h
@@ -267,17 +328,15 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
     for blk in range((n + CHUNK - 1) // CHUNK):
         start = blk * CHUNK
         m = n - start if n - start < CHUNK else CHUNK
-        _hash_block(cols, nw, start, m, hbuf)
+        _hash_block(width, cols, nw, start, m, hbuf)
         index = t.index
         mask = t.index_mask
         keys = t.keys
         for i in range(m):
-            if i + PREFETCH < m:
-                # Rows are independent: start the index cache miss of a later row now.
-                VS_PREFETCH(&index[hbuf[i + PREFETCH] & <uint64_t>mask])
+            _prefetch_ahead(index, mask, keys, nw, hbuf, i, m)
             h = hbuf[i]
             row = start + i
-            pos = _probe(index, mask, h, keys, nw, cols, row)
+            pos = _probe(width, index, mask, h, keys, nw, cols, row)
             s = index[pos].slot
             if s < 0:
                 # New key. Keep the load at most 1/2 so probe runs stay short.
@@ -306,20 +365,19 @@ cdef int _find_or_insert(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t
                 dst = t.keys + <Py_ssize_t>s * nw
                 for w in range(nw):
                     dst[w] = cols[w][row]
-                t.hashes[s] = h
                 t.live[s] = 1
                 index[pos].slot = s
-                index[pos].tag = <uint32_t>(h >> 32)
+                index[pos].hash_lo = <uint32_t>h
                 t.n_groups += 1
                 created[0] += 1
             out[row] = s
     return GT_OK
 
 
-cdef void _lookup(const GTState* t, const int64_t** cols, Py_ssize_t n,
+cdef void _lookup(_Width* width, const GTState* t, const int64_t** cols, Py_ssize_t n,
                   int32_t* out) noexcept nogil:
     cdef uint64_t hbuf[CHUNK]
-    cdef int nw = t.n_words
+    cdef int nw = _nw(width, t.n_words)
     cdef Py_ssize_t blk, start, m, i
     cdef Py_ssize_t mask = t.index_mask
     cdef const GTEntry* index = t.index
@@ -327,12 +385,45 @@ cdef void _lookup(const GTState* t, const int64_t** cols, Py_ssize_t n,
     for blk in range((n + CHUNK - 1) // CHUNK):
         start = blk * CHUNK
         m = n - start if n - start < CHUNK else CHUNK
-        _hash_block(cols, nw, start, m, hbuf)
+        _hash_block(width, cols, nw, start, m, hbuf)
         for i in range(m):
-            if i + PREFETCH < m:
-                VS_PREFETCH(&index[hbuf[i + PREFETCH] & <uint64_t>mask])
+            _prefetch_ahead(index, mask, keys, nw, hbuf, i, m)
             # slot -1 when the probe ended on an empty entry
-            out[start + i] = index[_probe(index, mask, hbuf[i], keys, nw, cols, start + i)].slot
+            out[start + i] = index[_probe(width, index, mask, hbuf[i], keys, nw, cols,
+                                          start + i)].slot
+
+
+cdef int _find_or_insert_any(GTState* t, const int64_t** cols, Py_ssize_t n, int32_t* out,
+                             Py_ssize_t* created) noexcept nogil:
+    if t.n_words == 1:
+        return _find_or_insert(<_W1*>NULL, t, cols, n, out, created)
+    elif t.n_words == 2:
+        return _find_or_insert(<_W2*>NULL, t, cols, n, out, created)
+    elif t.n_words == 3:
+        return _find_or_insert(<_W3*>NULL, t, cols, n, out, created)
+    return _find_or_insert(<_WN*>NULL, t, cols, n, out, created)
+
+
+cdef void _lookup_any(const GTState* t, const int64_t** cols, Py_ssize_t n,
+                      int32_t* out) noexcept nogil:
+    if t.n_words == 1:
+        _lookup(<_W1*>NULL, t, cols, n, out)
+    elif t.n_words == 2:
+        _lookup(<_W2*>NULL, t, cols, n, out)
+    elif t.n_words == 3:
+        _lookup(<_W3*>NULL, t, cols, n, out)
+    else:
+        _lookup(<_WN*>NULL, t, cols, n, out)
+
+
+cdef inline uint64_t _stored_hash(const GTState* t, int32_t s) noexcept nogil:
+    """The hash of the key held by slot ``s``, recomputed from its words as _hash_block would."""
+    cdef const int64_t* key = t.keys + <Py_ssize_t>s * t.n_words
+    cdef uint64_t h = hash_start()
+    cdef int w
+    for w in range(t.n_words):
+        h = hash_round(h, key[w])
+    return hash_finish(h, t.n_words)
 
 
 cdef void _unlink(GTState* t, int32_t s) noexcept nogil:
@@ -340,7 +431,7 @@ cdef void _unlink(GTState* t, int32_t s) noexcept nogil:
     same probe run slide back into the hole, so lookups never need tombstones."""
     cdef Py_ssize_t mask = t.index_mask
     cdef GTEntry* index = t.index
-    cdef Py_ssize_t hole = <Py_ssize_t>(t.hashes[s] & <uint64_t>mask)
+    cdef Py_ssize_t hole = <Py_ssize_t>(_stored_hash(t, s) & <uint64_t>mask)
     cdef Py_ssize_t j, home
     while index[hole].slot != s:
         hole = (hole + 1) & mask
@@ -349,7 +440,7 @@ cdef void _unlink(GTState* t, int32_t s) noexcept nogil:
         j = (j + 1) & mask
         if index[j].slot < 0:
             break
-        home = <Py_ssize_t>(t.hashes[index[j].slot] & <uint64_t>mask)
+        home = <Py_ssize_t>(index[j].hash_lo & mask)
         # The entry may fill the hole only if the hole lies on its probe path, between its home
         # and j (cyclically): its distance from home is at least the hole's distance back from j.
         if ((j - home) & mask) >= ((j - hole) & mask):
@@ -469,7 +560,7 @@ cdef class GroupTable:
             _enter(self)
             try:
                 with nogil:
-                    status = _find_or_insert(&self.st, ptrs, n, &out_slots[0] if n else NULL,
+                    status = _find_or_insert_any(&self.st, ptrs, n, &out_slots[0] if n else NULL,
                                              &created)
             finally:
                 self.busy = False
@@ -491,7 +582,7 @@ cdef class GroupTable:
             _enter(self)
             try:
                 with nogil:
-                    _lookup(&self.st, ptrs, n, &out_slots[0] if n else NULL)
+                    _lookup_any(&self.st, ptrs, n, &out_slots[0] if n else NULL)
             finally:
                 self.busy = False
         finally:
@@ -588,8 +679,8 @@ def hash_columns(columns, uint64_t[::1] out):
         with nogil:
             for blk in range((n + CHUNK - 1) // CHUNK):
                 start = blk * CHUNK
-                _hash_block(ptrs, n_cols, start, n - start if n - start < CHUNK else CHUNK,
-                            &out[start])
+                _hash_rows(ptrs, n_cols, start, n - start if n - start < CHUNK else CHUNK,
+                           &out[start])
     finally:
         free(ptrs)
 
@@ -621,7 +712,7 @@ def partition_of(columns, int n_partitions, int32_t[::1] out):
             for blk in range((n + CHUNK - 1) // CHUNK):
                 start = blk * CHUNK
                 m = n - start if n - start < CHUNK else CHUNK
-                _hash_block(ptrs, n_cols, start, m, hbuf)
+                _hash_rows(ptrs, n_cols, start, m, hbuf)
                 for i in range(m):
                     out[start + i] = <int32_t>(hbuf[i] % np_)
     finally:

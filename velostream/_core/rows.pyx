@@ -325,9 +325,12 @@ cdef void _var_pass(int ddof, bint take_sqrt,
                 outv[r] = 0
                 continue
             outv[r] = 1
-            if a.n_nonfinite:
+            if a.nobs + a.n_nonfinite == 1:
+                # DuckDB: the population variance of one value is 0, even of NaN or inf.
+                v = 0.0
+            elif a.n_nonfinite:
                 v = NAN
-            elif a.nobs == 1 or a.n_same >= a.nobs:
+            elif a.n_same >= a.nobs:
                 # Equal values: exactly 0, not the rounding residue of add/remove.
                 v = 0.0
             else:

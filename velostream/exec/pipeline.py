@@ -27,46 +27,100 @@ INT64_MIN = np.iinfo(np.int64).min
 
 
 def key_words(col: Column) -> np.ndarray:
-    """A column as int64 words for the group table (NULL rows become 0; the null mask is apart)."""
+    """A 64-bit key column as int64 words (NULL rows become 0; the null mask is a word apart)."""
     t = col.type.kind
     v = col.values
     if t == "FLOAT64":
         v = v + 0.0  # -0.0 -> 0.0 so equal keys have equal bits
         v[np.isnan(v)] = np.nan  # one NaN bit pattern
         w = v.view(np.int64)
-    elif t in ("INT64", "TIMESTAMP", "DECIMAL"):
-        w = v
-    else:  # STRING codes, BOOL
-        w = v.astype(np.int64)
+    else:
+        w = v.astype(np.int64, copy=False)
     valid = col.valid
     if valid is not None:
         w = np.where(valid, w, 0)
     return np.ascontiguousarray(w, dtype=np.int64)
 
 
-def null_word(cols: list[Column], n: int) -> np.ndarray:
-    """Bit i set where key column i is NULL (so NULL and 0 are different keys)."""
-    w = np.zeros(n, dtype=np.int64)
-    for i, c in enumerate(cols):
-        if c.valid is not None:
-            w |= (~c.valid).astype(np.int64) << i
+def _narrow(col: Column) -> np.ndarray:
+    """A 32-bit key (string code, bool) as int64 with NULL as -1 (codes are never negative)."""
+    w = col.values.astype(np.int64)
+    if col.valid is not None:
+        w[~col.valid] = -1
     return w
 
 
-def decode_words(words: np.ndarray, nulls: np.ndarray, i: int, t: SqlType,
-                 strings: StringDict) -> Column:
-    """Inverse of ``key_words`` for key column ``i`` of the stored words."""
-    k = t.kind
-    if k == "FLOAT64":
-        v = words.view(np.float64)
-    elif k == "STRING":
-        v = words.astype(np.int32)
-    elif k == "BOOL":
-        v = words.astype(bool)
-    else:
-        v = words
-    valid = ((nulls >> i) & 1) == 0
-    return Column(t, np.ascontiguousarray(v), None if valid.all() else valid, strings=strings)
+class KeyCodec:
+    """How GROUP BY / PARTITION BY values become group-table words, and back.
+
+    Fewer words make hashing and comparing cheaper, so 32-bit keys (string codes, booleans) are
+    packed two to a word with NULL encoded as -1; 64-bit keys (integers, floats, timestamps,
+    decimals) take a word each, plus one word of NULL bits. A query without keys uses one
+    constant word.
+    """
+
+    def __init__(self, types: list[SqlType]):
+        self.types = types
+        narrow = [i for i, t in enumerate(types) if t.kind in ("STRING", "BOOL")]
+        wide = [i for i, t in enumerate(types) if t.kind not in ("STRING", "BOOL")]
+        self.layout: list[tuple] = [("pair", a, b) for a, b in zip(narrow[0::2], narrow[1::2])]
+        if len(narrow) % 2:
+            self.layout.append(("narrow", narrow[-1]))
+        self.layout += [("wide", i) for i in wide]
+        self.wide = wide
+        if not self.layout:
+            self.layout.append(("zero",))
+        self.n_words = len(self.layout) + (1 if wide else 0)
+
+    def encode(self, cols: list[Column], n: int) -> list[np.ndarray]:
+        words = []
+        for item in self.layout:
+            kind = item[0]
+            if kind == "pair":
+                hi, lo = _narrow(cols[item[1]]), _narrow(cols[item[2]])
+                words.append((hi << 32) | (lo & 0xFFFFFFFF))
+            elif kind == "narrow":
+                words.append(_narrow(cols[item[1]]))
+            elif kind == "wide":
+                words.append(key_words(cols[item[1]]))
+            else:
+                words.append(np.zeros(n, dtype=np.int64))
+        if self.wide:
+            nulls = np.zeros(n, dtype=np.int64)
+            for bit, i in enumerate(self.wide):
+                if cols[i].valid is not None:
+                    nulls |= (~cols[i].valid).astype(np.int64) << bit
+            words.append(nulls)
+        return words
+
+    def decode(self, words: np.ndarray, strings: StringDict) -> list[Column]:
+        """Key columns from stored words (``words``: shape (n, >= n_words))."""
+        out: list[Optional[Column]] = [None] * len(self.types)
+        nulls = words[:, len(self.layout)] if self.wide else None
+        for w, item in enumerate(self.layout):
+            col = words[:, w]
+            if item[0] == "pair":
+                out[item[1]] = self._narrow_col(col >> 32, item[1], strings)
+                out[item[2]] = self._narrow_col((col & 0xFFFFFFFF).astype(np.uint32).view(np.int32),
+                                                item[2], strings)
+            elif item[0] == "narrow":
+                out[item[1]] = self._narrow_col(col, item[1], strings)
+            elif item[0] == "wide":
+                i = item[1]
+                t = self.types[i]
+                v = np.ascontiguousarray(col)
+                if t.kind == "FLOAT64":
+                    v = v.view(np.float64)
+                valid = ((nulls >> self.wide.index(i)) & 1) == 0
+                out[i] = Column(t, v, None if valid.all() else valid, strings=strings)
+        return out
+
+    def _narrow_col(self, v: np.ndarray, i: int, strings: StringDict) -> Column:
+        t = self.types[i]
+        valid = v >= 0
+        v = np.where(valid, v, 0)
+        v = v.astype(bool) if t.kind == "BOOL" else v.astype(np.int32)
+        return Column(t, v, None if valid.all() else valid, strings=strings)
 
 
 # ------------------------------------------------------------------------------ aggregates
@@ -106,21 +160,6 @@ def finish_values(values: np.ndarray, valid: np.ndarray, t: SqlType, unscale: in
         values = values.astype(bool)
     valid = np.asarray(valid, dtype=bool)
     return Column(t, values, None if valid.all() else valid, strings=strings)
-
-
-class _GrowableInt64:
-    """An int64 array indexed by slot that grows with the slot space."""
-
-    __slots__ = ("data",)
-
-    def __init__(self):
-        self.data = np.zeros(1024, dtype=np.int64)
-
-    def ensure(self, n: int) -> None:
-        if n > len(self.data):
-            new = np.zeros(max(n, 2 * len(self.data)), dtype=np.int64)
-            new[: len(self.data)] = self.data
-            self.data = new
 
 
 # -------------------------------------------------------------------------------- pipeline
@@ -180,7 +219,7 @@ class Pipeline:
             slots = self.table.live_slots()
             if len(slots) == 0 and not plan.keys:
                 slots = self._global_slot()
-            return self._emit_groups(slots, None)
+            return self._emit_groups(slots)
         return []
 
     def partial_state(self):
@@ -208,21 +247,18 @@ class Pipeline:
         self.session = None
         self.windowed = w is not None and w.kind in ("TUMBLING", "SLIDING")
         self.aggs = [make_aggregator(a) for a in plan.aggs]
-        self.nk = len(plan.keys)
+        self.codec = KeyCodec([k.type for k in plan.keys])
         self.min_open_end = np.iinfo(np.int64).max
         if w is not None and w.kind == "SESSION":
             from .._core.session import SessionWindows
             self.session = SessionWindows(int(w.gap_ms))
-            self.table = GroupTable(self.nk + 1)  # key slots; sessions index the aggregates
+            self.table = GroupTable(self.codec.n_words)  # key slots; sessions index the aggregates
             return
-        self.table = GroupTable(self.nk + 1 + (1 if self.windowed else 0))
-        self.wstart = _GrowableInt64()
+        # A windowed group's key ends with its window start: one table holds every open window.
+        self.table = GroupTable(self.codec.n_words + (1 if self.windowed else 0))
 
     def _key_columns(self, batch: Batch) -> list[Column]:
         return [self.ev.column(k, batch) for k in self.plan.keys]
-
-    def _key_word_list(self, keycols: list[Column], n: int) -> list[np.ndarray]:
-        return [key_words(c) for c in keycols] + [null_word(keycols, n)]
 
     def _assign_windows(self, t: np.ndarray, wm: np.ndarray):
         """(row index or None for identity, window start) of every open (row, window) pair."""
@@ -258,7 +294,7 @@ class Pipeline:
         plan = self.plan
         n = batch.length
         keycols = self._key_columns(batch)
-        words = self._key_word_list(keycols, n)
+        words = self.codec.encode(keycols, n)
         rows = None
         ws = None
         if self.windowed:
@@ -276,8 +312,6 @@ class Pipeline:
         for a in self.aggs:
             a.ensure_capacity(cap)
         if self.windowed:
-            self.wstart.ensure(cap)
-            self.wstart.data[slots] = ws
             self.min_open_end = min(self.min_open_end, int(ws.min()) + plan.window.size_ms)
         changes = plan.emit == "CHANGES"
         cols: dict[str, Column] = {}
@@ -313,7 +347,8 @@ class Pipeline:
         if len(live) == 0:
             self.min_open_end = np.iinfo(np.int64).max
             return []
-        ends = self.wstart.data[live] + self.plan.window.size_ms
+        starts = self.table.keys_of(live)[:, -1]
+        ends = starts + self.plan.window.size_ms
         if watermark is None:
             closing = np.ones(len(live), dtype=bool)
         else:
@@ -325,13 +360,13 @@ class Pipeline:
             return []
         order = np.argsort(ends[closing], kind="stable")
         closed = np.ascontiguousarray(closed[order])
-        out = self._emit_groups(closed, self.wstart.data[closed]) if self.plan.emit == "FINAL" else []
+        out = self._emit_groups(closed) if self.plan.emit == "FINAL" else []
         for a in self.aggs:
             a.reset(closed)
         self.table.remove(closed)
         return out
 
-    def _emit_groups(self, slots: np.ndarray, wstart: Optional[np.ndarray]) -> list[Batch]:
+    def _emit_groups(self, slots: np.ndarray) -> list[Batch]:
         plan = self.plan
         slots = np.ascontiguousarray(slots, dtype=np.int32)
         n = len(slots)
@@ -339,21 +374,21 @@ class Pipeline:
             return []
         words = self.table.keys_of(slots)
         cols: dict[str, Column] = {}
-        for i, k in enumerate(plan.keys):
-            cols[f"__k{i}"] = decode_words(np.ascontiguousarray(words[:, i]), words[:, self.nk], i,
-                                           k.type, self.strings)
+        for i, c in enumerate(self.codec.decode(words, self.strings)):
+            cols[f"__k{i}"] = c
         for spec, agg in zip(plan.aggs, self.aggs):
             v, ok = agg.result(slots)
             cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
                                             self.strings)
-        if wstart is not None:
+        if self.windowed:
+            wstart = np.ascontiguousarray(words[:, -1])
             cols["_WINDOW_START"] = Column(_INT, wstart)
             cols["_WINDOW_END"] = Column(_INT, wstart + plan.window.size_ms)
         return self._project_group_rows(cols, n)
 
     def _global_slot(self) -> np.ndarray:
         slots = np.empty(1, dtype=np.int32)
-        self.table.find_or_insert([np.zeros(1, dtype=np.int64)], slots)
+        self.table.find_or_insert(self.codec.encode([], 1), slots)
         for a in self.aggs:
             a.ensure_capacity(self.table.slot_capacity)
         return slots
@@ -364,7 +399,7 @@ class Pipeline:
         n = batch.length
         keycols = self._key_columns(batch)
         key_slots = np.empty(n, dtype=np.int32)
-        self.table.find_or_insert(self._key_word_list(keycols, n), key_slots)
+        self.table.find_or_insert(self.codec.encode(keycols, n), key_slots)
         t = np.ascontiguousarray(batch[TIME_COL].values, dtype=np.int64)
         wm = np.ascontiguousarray(batch[WM_COL].values, dtype=np.int64)
         sid = np.empty(n, dtype=np.int32)
@@ -435,9 +470,8 @@ class Pipeline:
         if self.plan.emit == "FINAL":
             words = self.table.keys_of(np.ascontiguousarray(kslots, dtype=np.int32))
             cols: dict[str, Column] = {}
-            for i, k in enumerate(self.plan.keys):
-                cols[f"__k{i}"] = decode_words(np.ascontiguousarray(words[:, i]), words[:, self.nk], i,
-                                               k.type, self.strings)
+            for i, c in enumerate(self.codec.decode(words, self.strings)):
+                cols[f"__k{i}"] = c
             for spec, agg in zip(self.plan.aggs, self.aggs):
                 v, ok = agg.result(sids)
                 cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
@@ -468,17 +502,18 @@ class Pipeline:
             if needs_rn:
                 funcs.append(("ROW_NUMBER", -1, 1))
             dtypes = [np.float64 if a.type.kind == "FLOAT64" else np.int64 for a in args]
-            table = GroupTable(len(o.partition_by) + 1) if o.partition_by else None
-            self.overs.append((o, args, RowsWindow(o.buffer_rows, funcs, dtypes), table, needs_rn))
+            codec = KeyCodec([p.type for p in o.partition_by])
+            table = GroupTable(codec.n_words) if o.partition_by else None
+            self.overs.append((o, args, RowsWindow(o.buffer_rows, funcs, dtypes), table, codec, needs_rn))
 
     def _process_rows(self, batch: Batch) -> list[Batch]:
         n = batch.length
         cols = dict(batch.columns)
-        for o, args, window, table, needs_rn in self.overs:
+        for o, args, window, table, codec, needs_rn in self.overs:
             if table is not None:
                 kc = [self.ev.column(p, batch) for p in o.partition_by]
                 slots = np.empty(n, dtype=np.int32)
-                table.find_or_insert(self._key_word_list(kc, n), slots)
+                table.find_or_insert(codec.encode(kc, n), slots)
             else:
                 slots = np.zeros(n, dtype=np.int32)
             arg_cols = [self.ev.column(a, batch) for a in args]

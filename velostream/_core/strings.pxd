@@ -1,0 +1,14 @@
+# The job-wide string dictionary: raw UTF-8 bytes of Arrow string arrays -> stable int32 codes.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+cdef class StringInterner:
+    cdef object _data        # np.uint8 array: every distinct string's bytes, back to back
+    cdef object _offsets     # np.int32 array: string c is _data[_offsets[c]:_offsets[c+1]]
+    cdef object _hashes      # np.uint64 array: hash of string c (rehashing without rereading bytes)
+    cdef object _heads       # np.uint64 array (2 per code): head_words of string c, compared before bytes
+    cdef object _index       # np.int32 array, power-of-two size: open addressing, -1 = empty
+    cdef Py_ssize_t count    # distinct strings so far (codes are 0..count-1)
+    cdef Py_ssize_t nbytes   # bytes used in _data
+    cdef Py_ssize_t mask     # len(_index) - 1
+
+    cdef void _reserve(self, Py_ssize_t more_strings, Py_ssize_t more_bytes)

@@ -1,0 +1,250 @@
+"""String interning for the hot path: Arrow string buffers in, stable int32 codes out.
+
+Strings never become Python objects on the hot path. Each row's bytes are hashed and looked up in
+an open-addressing table of the distinct strings seen so far; unseen strings are appended. Codes
+are dense, start at 0 and never change for the life of the job, so they serve as group keys and
+window state across batches and partition threads. Storage lives in numpy arrays that are only ever
+appended to (a full one is replaced by a larger copy), so Arrow views of a prefix stay valid: that
+is how codes decode back to strings without copying.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memcmp, memcpy
+
+cnp.import_array()
+
+DEF EMPTY = -1
+
+
+cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
+    # murmur3 fmix64: every input bit affects every output bit
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= 0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline uint64_t _load64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t w
+    memcpy(&w, p, 8)
+    return w
+
+
+cdef inline uint64_t _load32(const uint8_t* p) noexcept nogil:
+    cdef uint32_t w
+    memcpy(&w, p, 4)
+    return w
+
+
+cdef inline void head_words(const uint8_t* p, Py_ssize_t n, uint64_t* w0, uint64_t* w1) noexcept nogil:
+    """Two words that, together with the length, identify a string of up to 16 bytes exactly
+    (overlapping loads cover every byte without reading past the string). Longer strings get
+    their first 16 bytes here and are compared in full on a match."""
+    if n >= 16:
+        w0[0] = _load64(p)
+        w1[0] = _load64(p + 8)
+    elif n >= 8:
+        w0[0] = _load64(p)
+        w1[0] = _load64(p + n - 8)
+    elif n >= 4:
+        w0[0] = _load32(p) | (_load32(p + n - 4) << 32)
+        w1[0] = 0
+    elif n > 0:
+        w0[0] = p[0] | (<uint64_t>p[n >> 1] << 8) | (<uint64_t>p[n - 1] << 16)
+        w1[0] = 0
+    else:
+        w0[0] = 0
+        w1[0] = 0
+
+
+cdef inline uint64_t hash_string(const uint8_t* p, Py_ssize_t n, uint64_t w0, uint64_t w1) noexcept nogil:
+    cdef uint64_t h = (w0 * 0x9e3779b97f4a7c15ULL) ^ (w1 * 0xc2b2ae3d27d4eb4fULL) ^ <uint64_t>n
+    cdef Py_ssize_t i = 16
+    while i + 8 <= n:  # only strings longer than 16 bytes
+        h = (h ^ _mix(_load64(p + i))) * 0x9fb21c651e98df25ULL
+        i += 8
+    if n > 16 and i < n:
+        h = (h ^ _mix(_load64(p + n - 8))) * 0x9fb21c651e98df25ULL
+    return _mix(h)
+
+
+cdef inline uint64_t hash_bytes(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t w0, w1
+    head_words(p, n, &w0, &w1)
+    return hash_string(p, n, w0, w1)
+
+
+cdef class StringInterner:
+    """Distinct strings -> dense int32 codes.
+
+    >>> import pyarrow as pa
+    >>> si = StringInterner()
+    >>> si.encode_arrow(pa.array(["b", "a", "b"]))
+    array([0, 1, 0], dtype=int32)
+    >>> si.values().to_pylist()
+    ['b', 'a']
+    """
+
+    def __cinit__(self):
+        self._data = np.empty(1 << 12, dtype=np.uint8)
+        self._offsets = np.zeros(1 << 10, dtype=np.int32)
+        self._hashes = np.empty(1 << 10, dtype=np.uint64)
+        self._heads = np.empty(2 << 10, dtype=np.uint64)
+        self._index = np.full(1 << 11, EMPTY, dtype=np.int32)
+        self.count = 0
+        self.nbytes = 0
+        self.mask = (1 << 11) - 1
+
+    def __len__(self):
+        return self.count
+
+    cdef void _reserve(self, Py_ssize_t more_strings, Py_ssize_t more_bytes):
+        """Room for ``more_strings`` new strings of ``more_bytes`` bytes in the stores. The index is
+        sized by the strings actually present (small and cache-resident); the nogil loop stops
+        when it fills up and ``encode_buffers`` grows it and resumes."""
+        cdef Py_ssize_t need_s = self.count + more_strings
+        cdef Py_ssize_t need_b = self.nbytes + more_bytes
+        if need_b > len(self._data):
+            new = np.empty(max(need_b, 2 * len(self._data)), dtype=np.uint8)
+            new[:self.nbytes] = self._data[:self.nbytes]
+            self._data = new
+        if need_s + 1 > len(self._offsets):
+            size = max(need_s + 1, 2 * len(self._offsets))
+            new_o = np.zeros(size, dtype=np.int32)
+            new_o[:self.count + 1] = self._offsets[:self.count + 1]
+            self._offsets = new_o
+            new_h = np.empty(size, dtype=np.uint64)
+            new_h[:self.count] = self._hashes[:self.count]
+            self._hashes = new_h
+            new_w = np.empty(2 * size, dtype=np.uint64)
+            new_w[:2 * self.count] = self._heads[:2 * self.count]
+            self._heads = new_w
+
+    def _rehash(self, Py_ssize_t at_least):
+        cdef Py_ssize_t size = len(self._index)
+        while size < at_least:
+            size *= 2
+        index = np.full(size, EMPTY, dtype=np.int32)
+        cdef int32_t[::1] idx = index
+        cdef const uint64_t[::1] hashes = self._hashes
+        cdef Py_ssize_t m = size - 1, c, pos
+        with nogil:
+            for c in range(self.count):
+                pos = hashes[c] & m
+                while idx[pos] != EMPTY:
+                    pos = (pos + 1) & m
+                idx[pos] = <int32_t>c
+        self._index = index
+        self.mask = m
+
+    def encode_buffers(self, const int32_t[::1] offsets, const uint8_t[::1] data, int32_t[::1] out):
+        """Codes for the strings ``data[offsets[i]:offsets[i+1]]`` (i < len(out)); returns how many
+        new strings were added. ``offsets`` has len(out) + 1 entries."""
+        cdef Py_ssize_t n = out.shape[0]
+        if offsets.shape[0] != n + 1:
+            raise ValueError("offsets must have one more entry than out")
+        if n == 0:
+            return 0
+        cdef Py_ssize_t span = offsets[n] - offsets[0]
+        if offsets[0] < 0 or span < 0 or offsets[n] > data.shape[0]:
+            raise ValueError("offsets do not fit the data buffer")
+        if self.nbytes + span > 2_000_000_000:
+            raise OverflowError("string dictionary exceeds 2 GB")
+        self._reserve(n, span)
+        cdef uint8_t[::1] store = self._data
+        cdef int32_t[::1] soff = self._offsets
+        cdef uint64_t[::1] shash = self._hashes
+        cdef uint64_t[::1] heads = self._heads
+        cdef uint64_t w0, w1
+        cdef int32_t[::1] idx
+        cdef Py_ssize_t m, limit, before = self.count
+        cdef Py_ssize_t i = 0, pos, length, c
+        cdef const uint8_t* src = &data[0] if data.shape[0] else NULL
+        cdef const uint8_t* p
+        cdef uint64_t h
+        cdef int32_t hit
+        while i < n:
+            if 2 * (self.count + 1) > len(self._index):
+                self._rehash(4 * (self.count + 1))
+            idx = self._index
+            m = self.mask
+            limit = (m + 1) // 2  # load factor at most 1/2
+            with nogil:
+                while i < n:
+                    p = src + offsets[i]
+                    length = offsets[i + 1] - offsets[i]
+                    head_words(p, length, &w0, &w1)
+                    h = hash_string(p, length, w0, w1)
+                    pos = h & m
+                    while True:
+                        hit = idx[pos]
+                        if hit == EMPTY:
+                            break
+                        if (heads[2 * hit] == w0 and heads[2 * hit + 1] == w1
+                                and soff[hit + 1] - soff[hit] == length
+                                and (length <= 16 or memcmp(&store[soff[hit]], p, length) == 0)):
+                            break
+                        pos = (pos + 1) & m
+                    if hit == EMPTY:
+                        if self.count >= limit:
+                            break  # grow the index with the GIL, then resume at row i
+                        c = self.count
+                        soff[c + 1] = soff[c] + <int32_t>length
+                        if length:
+                            memcpy(&store[soff[c]], p, length)
+                        shash[c] = h
+                        heads[2 * c] = w0
+                        heads[2 * c + 1] = w1
+                        idx[pos] = <int32_t>c
+                        self.count += 1
+                        self.nbytes += length
+                        hit = <int32_t>c
+                    out[i] = hit
+                    i += 1
+        return self.count - before
+
+    def lookup_bytes(self, bytes s):
+        """The code of ``s`` or -1 (no insertion)."""
+        cdef const uint8_t* p = <const uint8_t*> s
+        cdef Py_ssize_t length = len(s)
+        cdef uint64_t h = hash_bytes(p, length)
+        cdef Py_ssize_t pos = h & self.mask
+        cdef int32_t[::1] idx = self._index
+        cdef const int32_t[::1] soff = self._offsets
+        cdef const uint64_t[::1] shash = self._hashes
+        cdef const uint8_t[::1] store = self._data
+        cdef int32_t hit
+        while True:
+            hit = idx[pos]
+            if hit == EMPTY:
+                return -1
+            if shash[hit] == h and soff[hit + 1] - soff[hit] == length and (
+                    length == 0 or memcmp(&store[soff[hit]], p, length) == 0):
+                return hit
+            pos = (pos + 1) & self.mask
+
+    def encode_arrow(self, arr):
+        """Codes (int32) for a pyarrow string array (nulls get the code of ''; callers keep the
+        validity apart)."""
+        import pyarrow as pa
+        if not pa.types.is_string(arr.type):
+            arr = arr.cast(pa.string())
+        n = len(arr)
+        out = np.empty(n, dtype=np.int32)
+        if n == 0:
+            return out
+        bufs = arr.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
+        self.encode_buffers(offsets, data, out)
+        return out
+
+    def values(self):
+        """Every distinct string, in code order, as a pyarrow string array (zero-copy view)."""
+        import pyarrow as pa
+        n = self.count
+        offsets = self._offsets[:n + 1]
+        data = self._data[:max(self.nbytes, 1)]
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
