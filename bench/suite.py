@@ -196,6 +196,29 @@ def _run_pyperf(sc, system, records, settings, args, tmpdir, statuses):
     return bench
 
 
+def _availability(systems: list[str]) -> dict[str, tuple[bool, str]]:
+    """Peers are checked here; velostream systems in a child process (they run a probe query)."""
+    import json
+    import signal
+
+    result = {s: _harness.available(s) for s in systems
+              if not _harness.velostream_runner.is_velostream(s)}
+    engine = [s for s in systems if s not in result]
+    if engine:
+        proc = subprocess.run([sys.executable, "-m", "bench._quick", "--probe", *engine],
+                              capture_output=True, text=True, cwd=BENCH_DIR.parent)
+        for line in proc.stdout.splitlines():
+            if line.startswith("AVAILABLE "):
+                r = json.loads(line[10:])
+                result[r["system"]] = (r["ok"], r["reason"])
+        code = proc.returncode
+        for s in engine:
+            if s not in result:
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                result[s] = (False, f"failed: the availability probe crashed ({how})")
+    return result
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -207,14 +230,16 @@ def main(argv=None) -> int:
 
     statuses: dict[tuple[str, str], str] = {}
     runnable = []
+    availability = _availability(systems)
     for system in systems:
-        ok, reason = _harness.available(system)
+        ok, reason = availability[system]
         if ok:
             runnable.append(system)
         else:
             _log(f"skipping {system}: {reason}")
             for sc in scenarios:
-                statuses[(sc.name, system)] = f"skipped: {reason}"
+                statuses[(sc.name, system)] = reason if reason.startswith("failed") else \
+                    f"skipped: {reason}"
     if "duckdb" not in runnable and _harness.peers.available("duckdb")[0] is False:
         raise SystemExit("python -m bench: DuckDB is required: it computes the reference output")
 

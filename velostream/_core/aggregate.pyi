@@ -1,0 +1,111 @@
+"""Typing stub of the compiled aggregate accumulators (``velostream/_core/aggregate.pyx``).
+
+Every class keeps one aggregate's state per *slot* (int32, from ``GroupTable``). ``slots`` arrays
+hold one slot per row; a slot < 0 skips the row. ``valid`` masks are bool or uint8 (None: all
+valid). Inputs may be read-only; every array must be C-contiguous.
+"""
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Slots = npt.NDArray[np.int32]
+_Values = npt.NDArray[np.int64] | npt.NDArray[np.float64]
+_Valid = npt.NDArray[np.uint8] | npt.NDArray[np.bool_]
+_Seq = npt.NDArray[np.int64]
+
+class Aggregate:
+    """Base class; not instantiable."""
+
+    def __init__(self, dtype: Any) -> None: ...
+    @property
+    def dtype(self) -> np.dtype:
+        """Input dtype: int64 or float64."""
+        ...
+    @property
+    def result_dtype(self) -> np.dtype: ...
+    @property
+    def capacity(self) -> int:
+        """Slots allocated; valid slot ids are ``0 <= slot < capacity``."""
+        ...
+    def ensure_capacity(self, n_slots: int) -> None:
+        """Grow to at least ``n_slots`` slots (new slots empty); never shrinks."""
+        ...
+    def update(
+        self,
+        slots: _Slots,
+        values: _Values | None,
+        valid: _Valid | None = None,
+        seq: _Seq | None = None,
+    ) -> None:
+        """Fold rows into their slots. ``seq``: arrival numbers (only FIRST/LAST read them);
+        None numbers rows per object in call order. ValueError for a slot >= capacity or a length
+        or dtype mismatch."""
+        ...
+    def update_emit(
+        self,
+        slots: _Slots,
+        values: _Values | None,
+        valid: _Valid | None,
+        out_values: np.ndarray,
+        out_valid: _Valid,
+        seq: _Seq | None = None,
+    ) -> None:
+        """``update`` that also writes, per row, its slot's value just after that row
+        (EMIT CHANGES) into ``out_values`` (``result_dtype``) and ``out_valid``."""
+        ...
+    def result(self, slots: _Slots) -> tuple[np.ndarray, npt.NDArray[np.bool_]]:
+        """``(values of result_dtype, valid)`` for each slot; a slot < 0 reads as NULL."""
+        ...
+    def reset(self, slots: _Slots) -> None:
+        """Empty the slots (entries < 0 ignored); CountDistinct and Median free their memory."""
+        ...
+    def merge(self, dst_slots: _Slots, other: Aggregate, src_slots: _Slots) -> None:
+        """Fold ``other``'s ``src_slots[i]`` into ``dst_slots[i]``; ``other`` is the same class
+        and dtype, possibly ``self``. Sources are left unchanged."""
+        ...
+
+class CountStar(Aggregate):
+    """COUNT(*) -> int64, never NULL. ``dtype`` is ignored; ``values`` and ``valid`` too."""
+
+    def __init__(self, dtype: Any = ...) -> None: ...
+
+class Count(Aggregate):
+    """COUNT(x) -> int64, never NULL."""
+
+class Sum(Aggregate):
+    """SUM(x) -> int64 (exact; OverflowError when the total leaves int64) or float64
+    (Neumaier-compensated). NULL with no valid value."""
+
+class Avg(Aggregate):
+    """AVG(x) -> float64. NULL with no valid value."""
+
+class Min(Aggregate):
+    """MIN(x) -> input dtype; NaN sorts after every number. NULL with no valid value."""
+
+class Max(Aggregate):
+    """MAX(x) -> input dtype; NaN sorts after every number. NULL with no valid value."""
+
+class Variance(Aggregate):
+    """VAR_SAMP (default), VAR_POP (``sample=False``), STDDEV_* (``sqrt=True``) -> float64."""
+
+    def __init__(self, dtype: Any, sample: bool = True, sqrt: bool = False) -> None: ...
+    @property
+    def sample(self) -> bool: ...
+    @property
+    def sqrt(self) -> bool: ...
+
+class CountDistinct(Aggregate):
+    """COUNT(DISTINCT x) -> int64, exact; -0.0 == 0.0 and all NaNs are one value."""
+
+class ApproxCountDistinct(CountDistinct):
+    """APPROX_COUNT_DISTINCT(x): answered exactly."""
+
+class First(Aggregate):
+    """FIRST_VALUE(x) -> input dtype: the earliest row's value (NULL if that value is NULL)."""
+
+class Last(Aggregate):
+    """LAST_VALUE(x) -> input dtype: the latest row's value (NULL if that value is NULL)."""
+
+class Median(Aggregate):
+    """MEDIAN(x) -> float64, exact (``quantile_cont(x, 0.5)``); NaN sorts last."""
