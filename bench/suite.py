@@ -103,6 +103,14 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _child_env() -> dict[str, str]:
+    """Children resolve imports (``bench``, ``velostream``) exactly as this process does."""
+    paths = [p or os.getcwd() for p in sys.path]
+    if str(BENCH_DIR.parent) not in paths:
+        paths.append(str(BENCH_DIR.parent))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
 # --- quick: in a child process, restarted after a crash ----------------------------------------
 
 def _run_quick(scenarios, systems, records, statuses):
@@ -115,7 +123,7 @@ def _run_quick(scenarios, systems, records, statuses):
     while remaining:
         cmd = [sys.executable, "-m", "bench._quick", str(records), *remaining]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=BENCH_DIR.parent)
+                                env=_child_env())
         current = None
         for line in proc.stdout:
             if line.startswith("START "):
@@ -173,12 +181,15 @@ def _run_pyperf(sc, system, records, settings, args, tmpdir, statuses):
         cmd += ["--emit", sc.emit]
     if not args.verbose:
         cmd.append("--quiet")
+    # pyperf workers only inherit the variables named here
+    inherit = ["PYTHONPATH"] + [v for v in (_harness.CORRUPT_ENV,) if v in os.environ]
+    cmd += ["--inherit-environ", ",".join(inherit)]
     name = _harness.benchmark_name(sc.name, system)
     _log(f"{name}: running ({processes} processes x {values} values, {warmups} warmup) ...")
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=not args.verbose, text=True,
-                              timeout=args.timeout, cwd=BENCH_DIR.parent)
+                              timeout=args.timeout, env=_child_env())
     except subprocess.TimeoutExpired:
         statuses[(sc.name, system)] = f"failed: timed out after {args.timeout:g} s"
         _log(f"{name}: TIMED OUT")
@@ -206,7 +217,7 @@ def _availability(systems: list[str]) -> dict[str, tuple[bool, str]]:
     engine = [s for s in systems if s not in result]
     if engine:
         proc = subprocess.run([sys.executable, "-m", "bench._quick", "--probe", *engine],
-                              capture_output=True, text=True, cwd=BENCH_DIR.parent)
+                              capture_output=True, text=True, env=_child_env())
         for line in proc.stdout.splitlines():
             if line.startswith("AVAILABLE "):
                 r = json.loads(line[10:])

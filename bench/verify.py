@@ -166,5 +166,6 @@ def verify(table: pa.Table, reference: Checksum, *, system: str = "", scenario: 
     if problems:
         where = " ".join(x for x in (scenario, system) if x)
         prefix = f"{where}: " if where else ""
+        more = f"; and {len(problems) - 4} more differences" if len(problems) > 4 else ""
         raise VerificationError(f"{prefix}output does not match the reference: "
-                                + "; ".join(problems))
+                                + "; ".join(problems[:4]) + more)

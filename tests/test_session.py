@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, given, settings, target
 from hypothesis import strategies as st
 
 from velostream._core.session import SessionWindows
@@ -420,10 +420,10 @@ def test_close_cadence_does_not_change_results():
 # (key, clock step, how late the row arrives, value): the time is clock - lateness of the row
 rows = st.lists(
     st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 40), st.integers(-9, 9)),
-    min_size=1, max_size=80)
+    min_size=4, max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(rows=rows, gap=st.integers(1, 15), lateness=st.integers(0, 60),
        cuts=st.lists(st.integers(0, 80), max_size=6))
 def test_hypothesis_matches_reference(rows, gap, lateness, cuts):
@@ -432,12 +432,13 @@ def test_hypothesis_matches_reference(rows, gap, lateness, cuts):
     times = (clock - np.array([r[2] for r in rows])).astype(np.int64)
     values = np.array([r[3] for r in rows], np.int64)
     drv = run_both(gap, keys, times, values, lateness, cuts)
+    target(float(drv.n_merges), label="merges")
     event("merges" if drv.n_merges else "no merge")
     event("late rows" if drv.n_late else "no late row")
 
 
-@settings(max_examples=300, deadline=None)
-@given(times=st.lists(st.integers(0, 100), min_size=1, max_size=60),
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(st.integers(0, 100), min_size=8, max_size=60),
        n_keys=st.integers(1, 3), gap=st.integers(1, 15), lateness=st.integers(0, 120),
        cuts=st.lists(st.integers(0, 60), max_size=6), data=st.data())
 def test_hypothesis_shuffled_times_match_reference(times, n_keys, gap, lateness, cuts, data):
@@ -447,5 +448,6 @@ def test_hypothesis_shuffled_times_match_reference(times, n_keys, gap, lateness,
     times = np.array(times, np.int64)
     values = np.arange(len(times), dtype=np.int64) % 7
     drv = run_both(gap, keys, times, values, lateness, cuts)
+    target(float(drv.n_merges), label="merges")
     event("merges" if drv.n_merges else "no merge")
     event("late rows" if drv.n_late else "no late row")

@@ -6,8 +6,11 @@
 """
 from .engine import Engine, explain, query
 from .errors import JobError, SqlError, UnsupportedError, VelostreamError
+from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
+                   RetryWithBackoff, SendToDLQ)
 from .result import Result
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "JobError", "Result", "SqlError", "UnsupportedError", "VelostreamError",
-           "explain", "query", "__version__"]
+__all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
+           "MemoryWriter", "Result", "RetryWithBackoff", "SendToDLQ", "SqlError", "UnsupportedError",
+           "VelostreamError", "explain", "query", "__version__"]

@@ -422,3 +422,26 @@ def _dict_to_batch(data: dict) -> pa.RecordBatch:
 def _is_pandas(obj) -> bool:
     mod = type(obj).__module__
     return mod.startswith("pandas") and type(obj).__name__ == "DataFrame"
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    """One batch holding the rows of ``batches`` in order (same column names in each)."""
+    batches = [b for b in batches if b.length]
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return Batch({}, 0)
+    cols = {}
+    for name in batches[0].columns:
+        parts = [b.columns[name] for b in batches]
+        t = parts[0].type
+        if all(p._values is not None for p in parts):
+            values = np.concatenate([p._values for p in parts])
+            valid = None
+            if any(p._valid is not None for p in parts):
+                valid = np.concatenate([p.valid_mask() for p in parts])
+            cols[name] = Column(t, values, valid, strings=parts[0].strings)
+        else:
+            arrays = [p.to_arrow() for p in parts]
+            cols[name] = Column(t, arrow=pa.concat_arrays(arrays), strings=parts[0].strings)
+    return Batch(cols, sum(b.length for b in batches))

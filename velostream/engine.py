@@ -237,7 +237,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
     """
     if partitions > 1:
-        from .jobs import run_partitioned  # the V2 job server
+        from .jobs import run_partitioned  # the V2 job server (imported late: it builds on this module)
         return run_partitioned(sql, sources, partitions=partitions, env=env)
     eng = Engine(sql, env=env)
     data = _pick_source(eng, sources)

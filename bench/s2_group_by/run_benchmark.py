@@ -7,10 +7,12 @@ Every pyperf option works (--fast, --rigorous, --debug-single-value, -p, -n, ...
 generation, DuckDB's reference checksum) happens once per worker process, outside the timed
 calls; each timed call is verified against the reference before its time counts.
 """
+import importlib.util
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+if importlib.util.find_spec("bench") is None:  # run directly, not from `python -m bench`
+    sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 
 from bench._harness import run_benchmark_main  # noqa: E402
 

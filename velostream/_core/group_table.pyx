@@ -305,7 +305,7 @@ cdef inline Py_ssize_t _probe(_Width* width, const GTEntry* index, Py_ssize_t ma
     cdef uint32_t lo = <uint32_t>h
     cdef GTEntry e = index[pos]
     while e.slot >= 0:
-        if _key_eq(keys + <Py_ssize_t>e.slot * nw, cols, _nw(width, nw), row):
+        if e.hash_lo == lo and _key_eq(keys + <Py_ssize_t>e.slot * nw, cols, _nw(width, nw), row):
             break
         pos = (pos + 1) & mask
         e = index[pos]

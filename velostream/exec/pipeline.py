@@ -20,6 +20,8 @@ from .expressions import Evaluator
 
 TIME_COL = "__time"
 WM_COL = "__wm"
+SEQ_COL = "__seq"   # the record's position in the job's input (V2 two-phase FIRST/LAST order)
+END_COL = "__end"   # window end of an EMIT FINAL row, for ordering rows across partitions
 INT64_MIN = np.iinfo(np.int64).min
 
 
@@ -165,11 +167,28 @@ def finish_values(values: np.ndarray, valid: np.ndarray, t: SqlType, unscale: in
 # -------------------------------------------------------------------------------- pipeline
 
 
-class Pipeline:
-    """One partition's operators and state for a plan."""
+class Partial:
+    """Aggregate state of some groups, handed from a partition to the coordinator (two-phase
+    aggregation): the groups' key words and one aggregator per aggregate holding their state in
+    slots 0..n-1."""
 
-    def __init__(self, plan: Plan, strings: StringDict):
+    __slots__ = ("words", "aggs")
+
+    def __init__(self, words: np.ndarray, aggs: list):
+        self.words, self.aggs = words, aggs
+
+
+class Pipeline:
+    """One partition's operators and state for a plan.
+
+    ``role`` is ``"full"`` (emit results), ``"partial"`` (two-phase: ``advance``/``flush`` hand back
+    ``Partial`` state instead of rows) or ``"merge"`` (the coordinator's side: ``absorb`` partials,
+    then ``advance``/``flush`` emit as usual).
+    """
+
+    def __init__(self, plan: Plan, strings: StringDict, role: str = "full"):
         self.plan = plan
+        self.role = role
         self.strings = strings
         self.ev = Evaluator(strings)
         self.late_records = 0
@@ -217,15 +236,39 @@ class Pipeline:
             return self._close_windows(None)
         if plan.emit == "FINAL":
             slots = self.table.live_slots()
+            if self.role == "partial":
+                return self._snapshot(slots)
             if len(slots) == 0 and not plan.keys:
                 slots = self._global_slot()
             return self._emit_groups(slots)
         return []
 
-    def partial_state(self):
-        """For two-phase aggregation: (key words, aggregators, slots) of every live group."""
-        slots = self.table.live_slots()
-        return self.table.keys_of(slots), self.aggs, slots
+    def absorb(self, partial: Partial) -> None:
+        """Merge a partition's partial state into this (coordinator-side) pipeline."""
+        n = len(partial.words)
+        if n == 0:
+            return
+        words = [np.ascontiguousarray(partial.words[:, w]) for w in range(partial.words.shape[1])]
+        slots = np.empty(n, dtype=np.int32)
+        self.table.find_or_insert(words, slots)
+        src = np.arange(n, dtype=np.int32)
+        for agg, snap in zip(self.aggs, partial.aggs):
+            agg.ensure_capacity(self.table.slot_capacity)
+            agg.merge(slots, snap, src)
+        if self.windowed:
+            self.min_open_end = min(self.min_open_end,
+                                    int(partial.words[:, -1].min()) + self.plan.window.size_ms)
+
+    def _snapshot(self, slots: np.ndarray) -> list:
+        """A ``Partial`` copy of these groups' state (the partition then frees them)."""
+        idx = np.arange(len(slots), dtype=np.int32)
+        snaps = []
+        for spec, agg in zip(self.plan.aggs, self.aggs):
+            snap = make_aggregator(spec)
+            snap.ensure_capacity(len(slots))
+            snap.merge(idx, agg, slots)
+            snaps.append(snap)
+        return [Partial(self.table.keys_of(slots), snaps)]
 
     # -- project ----------------------------------------------------------------------------
     def _project(self, batch: Batch) -> Batch:
@@ -238,7 +281,10 @@ class Pipeline:
             gb = gb.filter(self.ev.mask(self.plan.having, gb))
             if gb.length == 0:
                 return []
-        return [self._project(gb)]
+        out = self._project(gb)
+        if END_COL in gb.columns:  # carried along, unselected, for cross-partition ordering
+            out.columns[END_COL] = gb.columns[END_COL]
+        return [out]
 
     # -- GROUP BY (optionally TUMBLING / SLIDING) --------------------------------------------
     def _init_aggregate(self):
@@ -314,17 +360,20 @@ class Pipeline:
         if self.windowed:
             self.min_open_end = min(self.min_open_end, int(ws.min()) + plan.window.size_ms)
         changes = plan.emit == "CHANGES"
+        seq = None
+        if SEQ_COL in batch.columns:
+            seq = batch[SEQ_COL].values if rows is None else batch[SEQ_COL].values[rows]
         cols: dict[str, Column] = {}
         for spec, agg in zip(plan.aggs, self.aggs):
             vals, valid = self._agg_input(spec, batch, rows)
             if changes:
                 out = np.empty(m, dtype=agg.result_dtype)
                 out_ok = np.empty(m, dtype=np.uint8)
-                agg.update_emit(slots, vals, valid, out, out_ok)
+                agg.update_emit(slots, vals, valid, out, out_ok, seq)
                 cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
                                                 _scale(spec), self.strings)
             else:
-                agg.update(slots, vals, valid)
+                agg.update(slots, vals, valid, seq)
         if not changes:
             return []
         for i, c in enumerate(keycols):
@@ -360,7 +409,10 @@ class Pipeline:
             return []
         order = np.argsort(ends[closing], kind="stable")
         closed = np.ascontiguousarray(closed[order])
-        out = self._emit_groups(closed) if self.plan.emit == "FINAL" else []
+        if self.role == "partial":
+            out = self._snapshot(closed)
+        else:
+            out = self._emit_groups(closed) if self.plan.emit == "FINAL" else []
         for a in self.aggs:
             a.reset(closed)
         self.table.remove(closed)
@@ -383,7 +435,7 @@ class Pipeline:
         if self.windowed:
             wstart = np.ascontiguousarray(words[:, -1])
             cols["_WINDOW_START"] = Column(_INT, wstart)
-            cols["_WINDOW_END"] = Column(_INT, wstart + plan.window.size_ms)
+            cols["_WINDOW_END"] = cols[END_COL] = Column(_INT, wstart + plan.window.size_ms)
         return self._project_group_rows(cols, n)
 
     def _global_slot(self) -> np.ndarray:
@@ -477,7 +529,7 @@ class Pipeline:
                 cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
                                                 self.strings)
             cols["_WINDOW_START"] = Column(_INT, np.asarray(starts, dtype=np.int64))
-            cols["_WINDOW_END"] = Column(_INT, np.asarray(ends, dtype=np.int64))
+            cols["_WINDOW_END"] = cols[END_COL] = Column(_INT, np.asarray(ends, dtype=np.int64))
             out = self._project_group_rows(cols, len(sids))
         for a in self.aggs:
             a.reset(sids)

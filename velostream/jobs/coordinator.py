@@ -1,0 +1,465 @@
+"""Jobs: a query from readers to writers, on one engine (V1) or N partition threads (V2).
+
+V2 data path::
+
+    reader -> Engine.prepare (decode, event time, job watermark) -> Router (Cython hash + scatter)
+      -> bounded queue -> partition thread i: Pipeline.process + advance(watermark) -> results queue
+      -> coordinator: reorder by batch sequence, merge partitions' rows (window-end order for
+         EMIT FINAL), DISTINCT / LIMIT -> writer
+
+Each partition owns its pipeline outright: no state is shared or locked between partition threads
+(the string dictionary is append-only and only the coordinator appends to it). The kernels release
+the GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
+including partitions that got no records, so windows close identically at any partition count.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from ..batch import Batch, Column, SqlType, concat_batches
+from ..engine import Engine
+from ..errors import JobError
+from ..exec.pipeline import END_COL, SEQ_COL, Partial, Pipeline
+from ..result import Result
+from .failure import FailBatch, LogAndContinue, RetryWithBackoff, SendToDLQ, parse_strategy
+from .protocols import MemoryReader, MemoryWriter, Reader, Writer
+from .router import Router
+
+log = logging.getLogger("velostream.jobs")
+
+_INT = SqlType("INT64")
+_STOP = object()
+
+
+@dataclass
+class JobStats:
+    """What a job did. ``to_dict()`` for logs and metrics."""
+    records_read: int = 0
+    records_emitted: int = 0
+    records_failed: int = 0
+    records_late: int = 0
+    batches: int = 0
+    partitions: int = 1
+    processor: str = "v2"
+    strategy: str = ""
+    time_reading_s: float = 0.0
+    time_routing_s: float = 0.0
+    time_processing_s: float = 0.0   # summed over partition threads
+    time_writing_s: float = 0.0
+    wall_s: float = 0.0
+    partition_records: list = field(default_factory=list)
+    max_queue_depths: list = field(default_factory=list)
+    latency_ms: dict = field(default_factory=dict)  # p50 / p95 / p99 arrival -> emission
+
+    @property
+    def throughput(self) -> float:
+        """Records read per wall-clock second."""
+        return self.records_read / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["throughput"] = self.throughput
+        return d
+
+
+@dataclass
+class _Step:
+    seq: int
+    batch: Optional[Batch]
+    watermark: Optional[int]
+    flush: bool = False
+
+
+class _Partition(threading.Thread):
+    """One partition: its own pipeline, fed by its own bounded queue."""
+
+    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int):
+        super().__init__(name=f"velostream-partition-{index}", daemon=True)
+        self.index = index
+        self.pipeline = pipeline
+        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.results = results
+        self.records = 0
+        self.busy_s = 0.0
+        self.failed = False
+
+    def run(self) -> None:
+        while True:
+            step = self.inbox.get()
+            if step is _STOP:
+                return
+            if self.failed:  # keep draining so the coordinator never blocks on a dead partition
+                continue
+            t0 = time.perf_counter()
+            try:
+                out = []
+                if step.batch is not None:
+                    self.records += step.batch.length
+                    out += self.pipeline.process(step.batch)
+                if step.watermark is not None:
+                    out += self.pipeline.advance(step.watermark)
+                if step.flush:
+                    out += self.pipeline.flush()
+                late = self.pipeline.late_records
+                dead = self.pipeline.dead_letters
+                self.pipeline.dead_letters = []
+                self.results.put((step.seq, self.index, out, late, dead, None))
+            except BaseException as exc:  # reported to the coordinator, raised from run()/join()
+                self.failed = True
+                self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
+            self.busy_s += time.perf_counter() - t0
+
+
+class Job:
+    """A query over sources into sinks.
+
+    >>> import velostream as vs
+    >>> job = vs.Job("SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT FINAL",
+    ...              sources={"s": {"k": ["a", "b", "a"]}}, partitions=2)
+    >>> stats = job.run()
+    >>> sorted(job.result().to_pylist(), key=lambda r: r["k"])
+    [{'k': 'a', 'n': 2}, {'k': 'b', 'n': 1}]
+
+    ``sources`` maps the FROM name to a ``Reader`` or any in-memory input; ``sink`` is a ``Writer``
+    (default: an in-memory writer, read back with ``result()``). ``processor="v1"`` runs one engine
+    in the calling thread; ``"v2"`` (default) runs ``partitions`` pipelines on native threads.
+    ``failure_strategy``: LogAndContinue (default), SendToDLQ (needs ``dead_letter``), FailBatch or
+    RetryWithBackoff, as objects or names.
+    """
+
+    def __init__(self, sql: str, sources: Mapping[str, Any], sink: Optional[Writer] = None, *,
+                 partitions: int = 1, processor: str = "v2", failure_strategy: Any = None,
+                 dead_letter: Optional[Writer] = None, queue_depth: int = 4,
+                 env: Optional[Mapping[str, str]] = None):
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        if processor not in ("v1", "v2"):
+            raise ValueError("processor is 'v1' or 'v2'")
+        self.engine = Engine(sql, env=env)
+        self.reader = self._reader_for(sources)
+        self.sink = sink if sink is not None else MemoryWriter()
+        self.partitions = partitions if processor == "v2" else 1
+        self.processor = processor
+        self.failure = parse_strategy(failure_strategy)
+        self.dead_letter = dead_letter
+        if isinstance(self.failure, SendToDLQ) and dead_letter is None:
+            raise ValueError("SendToDLQ needs a dead_letter writer")
+        self.queue_depth = queue_depth
+        self.stats = JobStats(partitions=self.partitions, processor=processor)
+        self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+        self._workers: list[_Partition] = []
+        self._latencies: list[tuple[float, int]] = []
+
+    def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
+        name = self.engine.source
+        for k, v in sources.items():
+            if k.lower() == name.lower():
+                return v if isinstance(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
+        raise JobError(f"no source named '{name}' (given: {', '.join(sources) or 'none'})")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> JobStats:
+        """Run a bounded input to its end (end-of-input flush included); returns the stats."""
+        self._run()
+        return self.stats
+
+    def start(self) -> "Job":
+        """Run in a background thread until the input ends or ``stop()``."""
+        self._thread = threading.Thread(target=self._run_captured, name="velostream-job", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask a running job to stop promptly: no further input is read, what was read is
+        processed, windows are flushed and the sink committed."""
+        self._stop.set()
+
+    def join(self, timeout: Optional[float] = None) -> JobStats:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError("job did not finish in time")
+        if self._error is not None:
+            raise self._error
+        return self.stats
+
+    def result(self) -> Result:
+        """What the default in-memory sink received."""
+        if not isinstance(self.sink, MemoryWriter):
+            raise TypeError("result() is for the default in-memory sink")
+        schema = self.engine.out_schema if self.engine.plan is not None else pa.schema([])
+        return Result(schema, self.sink.batches)
+
+    def _run_captured(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self._error = exc
+
+    # -- the coordinator --------------------------------------------------------------------
+    def _run(self) -> None:
+        t_start = time.perf_counter()
+        try:
+            if self.processor == "v1":
+                self._run_v1()
+            else:
+                self._run_v2()
+            self._timed_write(self.sink.flush, "writing")
+            self.sink.commit()
+            self.reader.commit()
+        except BaseException:
+            try:
+                self.sink.rollback()
+            finally:
+                self._shutdown_workers()
+            raise
+        finally:
+            self.stats.wall_s = time.perf_counter() - t_start
+            self._final_stats()
+        self._shutdown_workers()
+
+    def _next_input(self) -> Optional[pa.RecordBatch]:
+        """The next batch, or None at the end of a bounded input or on stop()."""
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            rb = self.reader.read()
+            self.stats.time_reading_s += time.perf_counter() - t0
+            if rb is not None:
+                return rb
+            if not self.reader.has_more():
+                return None
+            time.sleep(0.001)
+        return None
+
+    def _run_v1(self) -> None:
+        eng = self.engine
+        while True:
+            rb = self._next_input()
+            if rb is None:
+                break
+            arrived = time.perf_counter()
+            t0 = time.perf_counter()
+            r = eng.push(eng.source, rb)
+            self.stats.time_processing_s += time.perf_counter() - t0
+            self._deliver(r, arrived)
+        if eng.plan is not None:
+            self._deliver(eng.flush(), time.perf_counter())
+        self.stats.partition_records = [eng.stats["records_in"]]
+
+    def _run_v2(self) -> None:
+        eng = self.engine
+        n = self.partitions
+        results: "queue.Queue" = queue.Queue()
+        started = False
+        seq = 0
+        pending: dict[int, dict] = {}
+        arrivals: dict[int, tuple[float, Optional[int], bool]] = {}
+        next_seq = 0
+        merger = None
+        router = None
+        max_depth = [0] * n
+        limit_reached = False
+
+        def collect(block: bool) -> None:
+            nonlocal next_seq, limit_reached
+            while next_seq < seq:
+                try:
+                    item = results.get(block=block, timeout=0.05 if block else None)
+                except queue.Empty:
+                    if self._workers and any(not w.is_alive() for w in self._workers):
+                        raise JobError("a partition thread exited unexpectedly")
+                    if not block:
+                        return
+                    continue
+                s, p, out, late, dead, err = item
+                if err is not None:
+                    exc, tb = err
+                    raise JobError(f"partition {p} failed: {exc!r}\n{tb}") from exc
+                pending.setdefault(s, {})[p] = (out, late, dead)
+                while next_seq in pending and len(pending[next_seq]) == n:
+                    parts = pending.pop(next_seq)
+                    arrived, wm, flush = arrivals.pop(next_seq)
+                    self._merge_step(parts, merger, wm, flush, arrived)
+                    next_seq += 1
+                    if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
+                        limit_reached = True
+
+        while not limit_reached:
+            rb = self._next_input()
+            if rb is None:
+                break
+            arrived = time.perf_counter()
+            t0 = time.perf_counter()
+            batch = eng.prepare(rb)
+            if not started:
+                started = True
+                plan = eng.plan
+                self.stats.strategy = plan.partitioning.strategy
+                role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
+                if role == "partial":
+                    merger = Pipeline(plan, eng.strings, role="merge")
+                self._workers = [_Partition(i, Pipeline(plan, eng.strings, role=role), results,
+                                            self.queue_depth) for i in range(n)]
+                for w in self._workers:
+                    w.start()
+                router = Router(plan, n, eng.pipeline.ev)
+                self._used = plan.input_columns_used
+            batch = self._restrict(batch, seq_base=self.stats.records_read if merger else None)
+            self.stats.records_read += rb.num_rows
+            parts = router.split(batch) if batch.length else [None] * n
+            self.stats.time_routing_s += time.perf_counter() - t0
+            wm = eng.watermark.current if eng.plan.window is not None else None
+            arrivals[seq] = (arrived, wm, False)
+            for i, w in enumerate(self._workers):
+                self._put(w, _Step(seq, parts[i], wm))
+                max_depth[i] = max(max_depth[i], w.inbox.qsize())
+            seq += 1
+            self.stats.batches += 1
+            collect(block=False)
+        if started:
+            wm = eng.watermark.current if eng.plan.window is not None else None
+            arrivals[seq] = (time.perf_counter(), wm, True)
+            for w in self._workers:
+                self._put(w, _Step(seq, None, None, flush=True))
+            seq += 1
+            collect(block=True)
+            self.stats.partition_records = [w.records for w in self._workers]
+            self.stats.time_processing_s = sum(w.busy_s for w in self._workers)
+        self.stats.max_queue_depths = max_depth
+
+    def _put(self, worker: _Partition, step: _Step) -> None:
+        """Blocking put (backpressure) that notices a failed partition instead of hanging."""
+        while True:
+            try:
+                worker.inbox.put(step, timeout=0.1)
+                return
+            except queue.Full:
+                if not worker.is_alive():
+                    raise JobError(f"partition {worker.index} stopped")
+
+    def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
+        """Only the columns the plan reads travel to the partitions."""
+        cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
+        if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
+            cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
+        return Batch(cols, batch.length)
+
+    def _merge_step(self, parts: dict, merger: Optional[Pipeline], wm: Optional[int], flush: bool,
+                    arrived: float) -> None:
+        eng = self.engine
+        outs: list[Batch] = []
+        late = 0
+        for p in range(self.partitions):
+            out, p_late, dead = parts[p]
+            late += p_late
+            for reason, rows in dead:
+                names = [c for c in rows.columns if not c.startswith("__")]
+                eng._dead_letter(reason, rows.to_arrow(names))
+            if merger is not None:
+                for partial in out:
+                    merger.absorb(partial)
+            else:
+                outs += out
+        self.stats.records_late = late
+        if merger is not None:
+            if wm is not None:
+                outs += merger.advance(wm)
+            if flush:
+                outs += merger.flush()
+        if outs and any(END_COL in b.columns for b in outs):
+            merged = concat_batches(outs)
+            order = np.argsort(merged[END_COL].values, kind="stable")
+            outs = [merged.take(order)]
+        self._deliver(eng.finish(outs), arrived)
+
+    def _deliver(self, r: Result, arrived: float) -> None:
+        for rb in r.batches:
+            self._write(rb)
+        if len(r):
+            self._latencies.append((time.perf_counter() - arrived, len(r)))
+            self.stats.records_emitted += len(r)
+
+    def _timed_write(self, fn, what: str, *args) -> None:
+        t0 = time.perf_counter()
+        try:
+            fn(*args)
+        finally:
+            self.stats.time_writing_s += time.perf_counter() - t0
+
+    def _write(self, rb: pa.RecordBatch) -> None:
+        strategy = self.failure
+        delays = iter(strategy.delays()) if isinstance(strategy, RetryWithBackoff) else iter(())
+        while True:
+            try:
+                self._timed_write(self.sink.write_batch, "writing", rb)
+                return
+            except Exception as exc:
+                if isinstance(strategy, RetryWithBackoff):
+                    delay = next(delays, None)
+                    if delay is not None:
+                        log.warning("sink write failed (%s); retrying in %.3fs", exc, delay)
+                        time.sleep(delay)
+                        continue
+                if isinstance(strategy, (FailBatch, RetryWithBackoff)):
+                    raise JobError(f"sink write failed ({strategy.name}): {exc!r}") from exc
+                # LogAndContinue / SendToDLQ: the rows go to the dead-letter output, counted
+                log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
+                self.stats.records_failed += rb.num_rows
+                self.dead_letters.append((f"sink write failed: {exc!r}", rb))
+                if self.dead_letter is not None:
+                    self.dead_letter.write_batch(rb)
+                    self.dead_letter.flush()
+                    self.dead_letter.commit()
+                return
+
+    def _shutdown_workers(self) -> None:
+        for w in self._workers:
+            while w.is_alive():
+                try:
+                    w.inbox.put(_STOP, timeout=0.1)
+                    break
+                except queue.Full:
+                    try:  # a wedged queue: make room, the job is over anyway
+                        w.inbox.get_nowait()
+                    except queue.Empty:
+                        pass
+        for w in self._workers:
+            w.join(timeout=10)
+        self._workers_alive = [w.index for w in self._workers if w.is_alive()]
+
+    def _final_stats(self) -> None:
+        eng = self.engine
+        if self.processor == "v1":
+            self.stats.records_read = eng.stats["records_in"]
+            self.stats.batches = eng.stats["batches"]
+            self.stats.records_late = eng.stats["late_records"]
+        self.stats.records_failed += eng.stats["failed_records"]
+        self.dead_letters = eng.dead_letters + self.dead_letters
+        if self._latencies:
+            lat = np.array([l for l, _ in self._latencies])
+            w = np.array([c for _, c in self._latencies], dtype=np.float64)
+            order = np.argsort(lat)
+            cum = np.cumsum(w[order]) / w.sum()
+            self.stats.latency_ms = {
+                f"p{q}": float(lat[order][min(np.searchsorted(cum, q / 100), len(lat) - 1)] * 1000)
+                for q in (50, 95, 99)}
+
+
+def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
+                    env: Optional[Mapping[str, str]] = None) -> Result:
+    """``vs.query(..., partitions=N)``: the V2 job server with an in-memory sink."""
+    job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
+    job.run()
+    return job.result()

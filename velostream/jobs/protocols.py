@@ -1,0 +1,97 @@
+"""The reader and writer protocols every source and sink implements, and the in-memory ones.
+
+The lifecycle follows the original engine: a reader hands out batches and is told to ``commit``
+once everything derived from them is safely written; a writer buffers ``write_batch`` calls until
+``flush`` and makes them durable on ``commit`` (or forgets them on ``rollback``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from ..batch import to_record_batches
+
+
+@runtime_checkable
+class Reader(Protocol):
+    def read(self) -> Optional[pa.RecordBatch]:
+        """The next batch, or None when nothing is available right now (or the input ended)."""
+
+    def has_more(self) -> bool:
+        """False once a bounded input is exhausted; an unbounded one always has more."""
+
+    def commit(self) -> None:
+        """Everything read so far is accounted for downstream."""
+
+    def seek(self, position: Any) -> None:
+        """Continue reading from ``position`` (source-specific: an offset, a batch index)."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    def write_batch(self, batch: pa.RecordBatch) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryReader:
+    """Reads any in-memory input ``vs.query`` accepts, batch by batch (a bounded source)."""
+
+    def __init__(self, data: Any):
+        self._batches = list(to_record_batches(data))
+        self.position = 0
+        self.committed = 0
+
+    def read(self) -> Optional[pa.RecordBatch]:
+        if self.position >= len(self._batches):
+            return None
+        rb = self._batches[self.position]
+        self.position += 1
+        return rb
+
+    def has_more(self) -> bool:
+        return self.position < len(self._batches)
+
+    def commit(self) -> None:
+        self.committed = self.position
+
+    def seek(self, position: int) -> None:
+        self.position = int(position)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryWriter:
+    """Keeps written batches in memory: ``batches`` holds what was committed."""
+
+    def __init__(self):
+        self.batches: list[pa.RecordBatch] = []
+        self._pending: list[pa.RecordBatch] = []
+        self.flushes = 0
+        self.closed = False
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def commit(self) -> None:
+        self.batches.extend(self._pending)
+        self._pending = []
+
+    def rollback(self) -> None:
+        self._pending = []
+
+    def close(self) -> None:
+        self.closed = True

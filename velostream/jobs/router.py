@@ -1,0 +1,60 @@
+"""Which partition each record goes to: the plan's strategy, computed by compiled kernels.
+
+``hash`` hashes the key columns (the same words the group tables use) with
+``group_table.partition_of`` and scatters the batch with a stable counting sort
+(``scatter_index``), so each partition's rows keep their input order. ``round_robin`` and
+``two_phase`` cut the batch into contiguous slices (any row may go anywhere); ``single`` sends
+everything to partition 0; ``sticky`` keeps records in their source partition (``_PARTITION``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .._core.group_table import partition_of, scatter_index
+from ..batch import Batch
+from ..exec.expressions import Evaluator
+from ..exec.pipeline import KeyCodec
+from ..planner import Plan
+
+
+class Router:
+    def __init__(self, plan: Plan, n_partitions: int, evaluator: Evaluator):
+        self.n = n_partitions
+        self.strategy = plan.partitioning.strategy
+        self.keys = list(plan.partitioning.keys)
+        self.ev = evaluator
+        self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
+
+    def split(self, batch: Batch) -> list[Optional[Batch]]:
+        """One sub-batch (or None) per partition."""
+        n = self.n
+        if n == 1:
+            return [batch]
+        if self.strategy == "single":
+            return [batch] + [None] * (n - 1)
+        if self.strategy == "hash":
+            cols = [self.ev.column(k, batch) for k in self.keys]
+            return self._scatter(batch, self.codec.encode(cols, batch.length))
+        if self.strategy == "sticky":
+            name = batch.resolve("_PARTITION")
+            if name is not None:
+                part = (batch[name].values.astype(np.int64) % n).astype(np.int32)
+                return self._scatter_parts(batch, np.ascontiguousarray(part))
+        bounds = np.linspace(0, batch.length, n + 1).astype(np.int64)
+        return [batch.take(np.arange(bounds[i], bounds[i + 1])) if bounds[i + 1] > bounds[i] else None
+                for i in range(n)]
+
+    def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list[Optional[Batch]]:
+        part = np.empty(batch.length, dtype=np.int32)
+        partition_of(words, self.n, part)
+        return self._scatter_parts(batch, part)
+
+    def _scatter_parts(self, batch: Batch, part: np.ndarray) -> list[Optional[Batch]]:
+        order, offsets = scatter_index(part, self.n)
+        out: list[Optional[Batch]] = []
+        for p in range(self.n):
+            lo, hi = offsets[p], offsets[p + 1]
+            out.append(batch.take(order[lo:hi]) if hi > lo else None)
+        return out
