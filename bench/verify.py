@@ -6,8 +6,9 @@ promises no order across keys). It compares:
 - the row count;
 - per column, the null count;
 - per string column, the number of distinct values and a sum of stable per-row hashes (crc32);
-- per numeric column, the plain sum and a key-weighted sum, where each row's weight (in [1, 2)) comes
-  from the hashes of its string (key) columns: a value attributed to the wrong key changes it.
+- per numeric column, the plain sum and a key-weighted sum, where each row's weight (in [1, 2))
+  comes from the hashes of its string (key) columns: a value attributed to the wrong key changes
+  it.
 
 Floats compare with a relative tolerance (``REL_TOL`` of the sum of absolute values), so
 systems that sum in another order or with another algorithm still agree.

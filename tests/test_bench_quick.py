@@ -94,7 +94,7 @@ def test_quick_suite_writes_results(tmp_path):
     names = set(suite.get_benchmark_names())
     for name in SCENARIOS:
         assert f"{name}/duckdb" in names
-    bench = suite.get_benchmark(f"s2_group_by/duckdb")
+    bench = suite.get_benchmark("s2_group_by/duckdb")
     assert bench.get_metadata()["records"] == RECORDS
     table = result.with_suffix(".md").read_text()
     assert "| scenario |" in table and "duckdb" in table

@@ -73,9 +73,10 @@ XK = [("xi", "ks"), ("xf", "ki"), ("xf", "ks"), ("xi", "ki")]
 
 @pytest.mark.parametrize("x,k", XK[:2], ids=lambda v: v)
 @pytest.mark.parametrize("agg", list(AGGS))
-def test_group_by_emit_final(agg, x, k, partitions):
+def test_group_by_emit_final(agg, x, k):
+    # one aggregate at a time at 1 partition; the all-aggregates tests cover 2 and 4
     e, d, _ = (s.format(x=x) for s in AGGS[agg])
-    got = run(f"SELECT {k}, {e} AS a FROM t GROUP BY {k} EMIT FINAL", partitions=partitions)
+    got = run(f"SELECT {k}, {e} AS a FROM t GROUP BY {k} EMIT FINAL")
     want = duck(f"SELECT {k}, {d} FROM t GROUP BY {k}", t=TABLE)
     assert_rows_equal(got, want, what=f"{agg}({x}) GROUP BY {k}")
 
@@ -92,18 +93,29 @@ def test_all_aggregates_two_keys_emit_final(x, partitions):
 
 @pytest.mark.parametrize("x,k", XK[:2], ids=lambda v: v)
 @pytest.mark.parametrize("agg", list(AGGS))
-def test_group_by_emit_changes_changelog(agg, x, k, partitions):
+def test_group_by_emit_changes_changelog(agg, x, k):
     """EMIT CHANGES: one row per input row after WHERE; per group the changelog equals DuckDB's
-    running aggregate, and the last change equals the GROUP BY row."""
+    running aggregate, and the last change equals the GROUP BY row. (One aggregate at a time at
+    1 partition; test_all_aggregates_emit_changes covers 2 and 4.)"""
     e, d, w = (s.format(x=x) for s in AGGS[agg])
     where = "WHERE xi IS NULL OR xi % 3 <> 0"
-    got = run(f"SELECT {k}, {e} AS a FROM t {where} GROUP BY {k} EMIT CHANGES", partitions=partitions)
+    got = run(f"SELECT {k}, {e} AS a FROM t {where} GROUP BY {k} EMIT CHANGES")
     n_after_where = duck(f"SELECT count(*) FROM t {where}", t=TABLE)[0][0]
     assert len(got) == n_after_where
     want = duck(f"SELECT {k}, {w} {RUNNING.format(k=k)} FROM t {where} ORDER BY seq", t=TABLE)
     assert_changelog_equal(got, want, key_idx=[0], what=f"{agg}({x}) changes")
     final = duck(f"SELECT {k}, {d} FROM t {where} GROUP BY {k}", t=TABLE)
     assert_rows_equal(last_per_key(got, [0]), final, what="last change per group")
+
+
+@pytest.mark.parametrize("x,k", XK[2:], ids=lambda v: v)
+def test_all_aggregates_emit_changes(x, k, partitions):
+    names = list(AGGS)
+    eng = ", ".join(f"{AGGS[a][0].format(x=x)} AS {a}" for a in names)
+    run_ref = ", ".join(f"{AGGS[a][2].format(x=x)} {RUNNING.format(k=k)}" for a in names)
+    got = run(f"SELECT {k}, {eng} FROM t GROUP BY {k} EMIT CHANGES", partitions=partitions)
+    assert len(got) == N
+    assert_changelog_equal(got, duck(f"SELECT {k}, {run_ref} FROM t ORDER BY seq", t=TABLE), [0])
 
 
 def test_group_by_default_is_changes(partitions):
@@ -146,7 +158,7 @@ def small_groups(draw):
     return t, cuts
 
 
-@HYPO
+@settings(HYPO, max_examples=15)
 @given(data=small_groups())
 def test_hypothesis_all_aggregates(data, partitions):
     """Tiny groups: all-NULL groups, single values (sample stddev NULL), ties, empty distincts."""
@@ -300,9 +312,34 @@ def test_tumbling_where_before_aggregation(partitions):
     assert_rows_equal(got, want)
 
 
+JITTERED = TABLE.set_column(TABLE.schema.get_field_index("ts"), "ts",
+                            pa.array(TABLE.column("ts").to_numpy()
+                                     + np.random.default_rng(1).integers(-4000, 4000, N)))
+
+
+@pytest.mark.parametrize("spec,ref_ws,size", [
+    ("TUMBLING(ts, 10s)", "(ts // 10000) * 10000", 10_000),
+    ("SESSION(ts, 3s)", None, None),
+], ids=["tumbling", "session_count"])
+def test_out_of_order_within_lateness_equals_in_order(spec, ref_ws, size, partitions):
+    """Disorder up to 8 s with 'allowed.lateness' = '10s': nothing is late, results as if sorted."""
+    sql = (f"SELECT ks, _WINDOW_START AS ws, _WINDOW_END AS we, COUNT(*) AS n, SUM(xi) AS s, "
+           f"MAX(xf) AS m FROM t GROUP BY ks WINDOW {spec} EMIT FINAL WITH ('allowed.lateness' = '10s')")
+    got = run(sql, table=JITTERED, partitions=partitions)
+    if ref_ws is not None:
+        want = duck(f"SELECT ks, ws, ws + {size}, count(*), sum(xi), max(xf) FROM "
+                    f"(SELECT *, {ref_ws} AS ws FROM t) GROUP BY ks, ws", t=JITTERED)
+        assert_rows_equal(got, want)
+    else:  # the same query over the time-sorted input
+        sorted_t = JITTERED.sort_by([("ts", "ascending"), ("seq", "ascending")])
+        assert_rows_equal(got, run(sql, table=sorted_t, partitions=partitions))
+        assert sum(r[3] for r in got) == N
+    assert nondecreasing([r[2] for r in got])
+
+
 # ------------------------------------------------------------------------- SLIDING windows
 
-SLIDE_SPECS = [(10_000, 5_000), (7_000, 3_000), (4_000, 4_000), (30_000, 1_000)]
+SLIDE_SPECS = [(10_000, 5_000), (7_000, 3_000), (4_000, 4_000), (20_000, 2_000)]
 
 
 def _slide_ref(key: str, size: int, adv: int, aggs: str, where: str = "") -> str:
@@ -394,9 +431,10 @@ def _groups(rows, key_idx):
 @pytest.mark.parametrize("n", [3, 40])
 @pytest.mark.parametrize("x", ["xi", "xf"])
 @pytest.mark.parametrize("fn", list(ROWS_FUNCS))
-def test_rows_window_function(fn, x, n, partitions):
+def test_rows_window_function(fn, x, n):
+    # one function at a time at 1 partition; the multi-function tests below cover 2 and 4
     e, d = (s.format(x=x) for s in ROWS_FUNCS[fn])
-    got = run(f"SELECT seq, ks, {x}, {e} {_over(n)} AS r FROM t", partitions=partitions)
+    got = run(f"SELECT seq, ks, {x}, {e} {_over(n)} AS r FROM t")
     want = duck(f"SELECT seq, ks, {x}, {d} {_frame(n)} FROM t", t=TABLE)
     _check_rows(got, want)
 
@@ -405,6 +443,16 @@ def test_rows_window_buffer_of_one(partitions):
     names = [f for f in ROWS_FUNCS]
     eng = ", ".join(f"{ROWS_FUNCS[f][0].format(x='xf')} {_over(1)} AS {f}" for f in names)
     ref = ", ".join(f"{ROWS_FUNCS[f][1].format(x='xf')} {_frame(1)}" for f in names)
+    _check_rows(run(f"SELECT seq, ks, {eng} FROM t", partitions=partitions),
+                duck(f"SELECT seq, ks, {ref} FROM t", t=TABLE))
+
+
+def test_rows_window_all_functions(partitions):
+    fs = list(ROWS_FUNCS)
+    eng = ", ".join(f"{ROWS_FUNCS[f][0].format(x=x)} {_over(n)} AS {f}_{x}_{n}"
+                    for f in fs for x in ("xi", "xf") for n in (3, 40))
+    ref = ", ".join(f"{ROWS_FUNCS[f][1].format(x=x)} {_frame(n)}" for f in fs for x in ("xi", "xf")
+                    for n in (3, 40))
     _check_rows(run(f"SELECT seq, ks, {eng} FROM t", partitions=partitions),
                 duck(f"SELECT seq, ks, {ref} FROM t", t=TABLE))
 

@@ -213,6 +213,16 @@ def test_watermark_is_job_wide_not_per_key(partitions):
     assert_rows_equal(got, [("a", 0, 10 * S, 1, 1), ("b", 0, 10 * S, 1, 1), ("a", 20 * S, 30 * S, 1, 1)])
 
 
+def test_watermark_counts_records_filtered_by_where(partitions):
+    """The watermark follows the job's input, before WHERE: a filtered-out record still
+    advances event time (and so makes a later record late)."""
+    data = records([("a", 1 * S, 1), ("b", 30 * S, 1), ("a", 2 * S, 5), ("a", 31 * S, 2)])
+    sql = ("SELECT k, _WINDOW_START AS ws, _WINDOW_END AS we, COUNT(*) AS n, SUM(x) AS s FROM t "
+           "WHERE k = 'a' GROUP BY k WINDOW TUMBLING(t, 10s)")
+    got = q(sql, data, partitions)
+    assert got == [("a", 0, 10 * S, 1, 1), ("a", 30 * S, 40 * S, 1, 2)]
+
+
 def test_null_event_time_is_a_failed_record():
     eng = vs.Engine(TUMBLE_SQL)
     data = pa.table({"k": ["a", "a", "a"], "t": pa.array([1000, None, 2000], pa.int64()),

@@ -153,14 +153,12 @@ class StringDict:
 
     def decode(self, codes: np.ndarray, valid: Optional[np.ndarray] = None) -> pa.Array:
         """An Arrow string array for ``codes`` (NULL where not ``valid``)."""
-        codes = np.asarray(codes, dtype=np.int32)
+        codes = np.ascontiguousarray(codes, dtype=np.int32)
         if len(self) == 0:
             return pa.nulls(len(codes), type=pa.string())
-        mask = None
         if valid is not None:
-            mask = ~valid
-            codes = np.where(valid, codes, 0)
-        return self.arrow_values().take(pa.array(codes, type=pa.int32(), mask=mask))
+            codes = np.where(valid, codes, 0).astype(np.int32)
+        return self._interner.decode(codes, valid)
 
     def values_of(self, codes) -> list[str]:
         return self.arrow_values().take(pa.array(np.asarray(codes, dtype=np.int32))).to_pylist()
@@ -256,7 +254,7 @@ class Column:
         return Column(self.type, self._values[mask], valid, strings=self.strings)
 
     def to_arrow(self) -> pa.Array:
-        if self._values is None:
+        if self.arrow is not None:  # still the rows it arrived with: hand the original back
             arr = self.arrow
             if isinstance(arr, pa.ChunkedArray):
                 arr = arr.combine_chunks()

@@ -28,7 +28,11 @@ cdef enum:
 
 cdef extern from *:
     """
-    #if defined(__GNUC__) || defined(__clang__)
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    /* Inline asm, not __builtin_prefetch: GCC 12's dead-code elimination deletes the builtin
+       from these loops (it counts as side-effect free), leaving no prefetch at all. */
+    #define VS_PREFETCH(p) __asm__ __volatile__("prefetcht0 %0" : : "m"(*(const char*)(p)))
+    #elif defined(__GNUC__) || defined(__clang__)
     #define VS_PREFETCH(p) __builtin_prefetch(p)
     #else
     #define VS_PREFETCH(p) ((void)0)

@@ -248,3 +248,42 @@ cdef class StringInterner:
         offsets = self._offsets[:n + 1]
         data = self._data[:max(self.nbytes, 1)]
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+    def decode(self, const int32_t[::1] codes, valid=None):
+        """A pyarrow string array holding the strings of ``codes`` (NULL where ``valid`` is False).
+        Two nogil passes: output offsets, then the bytes."""
+        import pyarrow as pa
+        cdef Py_ssize_t n = codes.shape[0], i, total = 0
+        cdef int32_t c, count = <int32_t>self.count
+        cdef const int32_t[::1] soff = self._offsets
+        cdef const uint8_t[::1] store = self._data
+        offsets_arr = np.empty(n + 1, dtype=np.int32)
+        cdef int32_t[::1] offs = offsets_arr
+        cdef int bad = 0
+        with nogil:
+            offs[0] = 0
+            for i in range(n):
+                c = codes[i]
+                if c < 0 or c >= count:
+                    bad = 1
+                    break
+                total += soff[c + 1] - soff[c]
+                offs[i + 1] = <int32_t>total
+        if bad:
+            raise IndexError("string code out of range")
+        data_arr = np.empty(max(total, 1), dtype=np.uint8)
+        cdef uint8_t[::1] data = data_arr
+        with nogil:
+            for i in range(n):
+                c = codes[i]
+                if soff[c + 1] > soff[c]:
+                    memcpy(&data[offs[i]], &store[soff[c]], soff[c + 1] - soff[c])
+        validity = None
+        null_count = 0
+        if valid is not None:
+            v = np.asarray(valid, dtype=bool)
+            null_count = int(n - np.count_nonzero(v))
+            if null_count:
+                validity = pa.py_buffer(np.packbits(v, bitorder="little"))
+        return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets_arr),
+                                                      pa.py_buffer(data_arr)], null_count=null_count)
