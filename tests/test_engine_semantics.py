@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import velostream as vs
@@ -126,6 +126,7 @@ def session_input(draw):
 
 @HYPO
 @given(data=session_input())
+@example(data=([("a", 0, None), ("a", 3000, None), ("a", 500, None)], []))  # bridging, batch end
 def test_session_random_vs_reference(data, partitions):
     """Out-of-order input within the allowed lateness: sessions are the per-key time-sorted
     chains of records closer than the gap, whatever the arrival order and batch cuts."""

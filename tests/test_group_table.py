@@ -331,6 +331,8 @@ def test_constructor_and_attributes():
     with pytest.raises(ValueError):
         GroupTable(0)
     with pytest.raises(ValueError):
+        GroupTable(1 << 20)
+    with pytest.raises(ValueError):
         GroupTable(1, capacity=-1)
     with pytest.raises(AttributeError):
         table.n_words = 2

@@ -170,8 +170,9 @@ class Driver:
         return out
 
 
-def run_both(gap, keys, times, values, lateness, cuts):
-    """Feed the same rows to kernel (in batches split at ``cuts``) and reference; compare."""
+def run_both(gap, keys, times, values, lateness, cuts, flushes=()):
+    """Feed the same rows to kernel (in batches split at ``cuts``) and reference; compare.
+    After a batch ending at a row in ``flushes`` every session closes (a mid-stream flush())."""
     n = len(keys)
     wm = watermarks(times, lateness)
     ref = RefSessions(gap)
@@ -184,7 +185,7 @@ def run_both(gap, keys, times, values, lateness, cuts):
             assert (sid[r - b0] == -1) == late, r
             assert (lo[r - b0], hi[r - b0]) == (a, b), r
         if b1 < n:
-            w = int(wm[b1])  # the watermark after this batch
+            w = None if b1 in flushes else int(wm[b1])  # the watermark after this batch
             assert drv.close(w) == ref.close(w)
             assert drv.sw.n_open == len(ref.sessions)
     assert drv.close() == ref.close()
@@ -310,6 +311,19 @@ def test_keys_are_independent():
     assert sw.n_open == 1
 
 
+def test_rows_after_a_flush_open_new_sessions():
+    # flush() closes sessions the watermark has not reached; later rows must not join them
+    sw = SessionWindows(10)
+    one_batch(sw, [0, 1], [100, 100])
+    assert closed(sw.close_all()) == [[0, 1], [0, 1], [100, 100], [110, 110]]
+    end, merges, sid, lo, hi = one_batch(sw, [0, 0], [105, 97])
+    assert sid == [2, 2] and (lo[1], hi[1]) == (97, 115)
+    sw.release(np.array([0, 1], np.int32))
+    end, merges, sid, lo, hi = one_batch(sw, [1], [101])
+    assert sid == [1] and (lo, hi) == ([101], [111])
+    assert sw.n_open == 2 and sw.sid_capacity == 3
+
+
 def test_close_order_and_release_reuse():
     sw = SessionWindows(5)
     one_batch(sw, [0, 1, 2, 3], [30, 10, 20, 10])
@@ -431,7 +445,7 @@ def test_hypothesis_matches_reference(rows, gap, lateness, cuts):
     clock = np.cumsum([r[1] for r in rows])
     times = (clock - np.array([r[2] for r in rows])).astype(np.int64)
     values = np.array([r[3] for r in rows], np.int64)
-    drv = run_both(gap, keys, times, values, lateness, cuts)
+    drv = run_both(gap, keys, times, values, lateness, cuts, flushes=cuts[:1])
     target(float(drv.n_merges), label="merges")
     event("merges" if drv.n_merges else "no merge")
     event("late rows" if drv.n_late else "no late row")

@@ -1,0 +1,34 @@
+"""The annotation check finds Python inside nogil code, and the kernels have none."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import annotate  # noqa: E402
+
+pytest.importorskip("Cython")
+
+
+def test_kernels_are_white():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "annotate.py")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "strings.pyx: white" in r.stdout and "aggregate.pyx: white" in r.stdout
+
+
+def test_detects_python_inside_nogil(tmp_path):
+    bad = tmp_path / "bad.pyx"
+    bad.write_text(
+        "def f(double[::1] x):\n"
+        "    cdef Py_ssize_t i\n"
+        "    cdef double s = 0\n"
+        "    with nogil:\n"
+        "        for i in range(x.shape[0]):\n"
+        "            s += x[i]\n"
+        "            with gil:\n"
+        "                print(s)\n"
+        "    return s\n")
+    problems = annotate.check(bad, None)
+    assert any("print(s)" in p for p in problems)
