@@ -165,6 +165,28 @@ def assert_rows_equal(actual, expected, *, ordered: bool = False, what: str = "r
             f"  only in the reference ({len(unmatched)}):\n    {_fmt(unmatched)}")
 
 
+def assert_rows_by_id(actual, expected, names: Sequence[str], what: str = "rows") -> None:
+    """Rows keyed by a unique first column (``seq``): same ids, and every column equal. On a
+    mismatch, says which columns differ, how often, with examples."""
+    actual, expected = as_tuples(actual), as_tuples(expected)
+    a = {r[0]: r for r in actual}
+    e = {r[0]: r for r in expected}
+    assert len(a) == len(actual), f"{what}: duplicate ids in the engine's output"
+    missing, extra = sorted(set(e) - set(a)), sorted(set(a) - set(e))
+    assert not missing and not extra, (f"{what}: ids only in the reference {missing[:10]} "
+                                       f"({len(missing)}), only in the engine {extra[:10]} ({len(extra)})")
+    bad: dict[str, list] = defaultdict(list)
+    for i, row in e.items():
+        for j, (x, y) in enumerate(zip(a[i], row)):
+            if not values_equal(x, y):
+                bad[names[j]].append((i, x, y))
+    if bad:
+        lines = [f"{col}: {len(v)} of {len(e)} rows differ, e.g. " +
+                 ", ".join(f"id {i}: engine {x!r} expected {y!r}" for i, x, y in v[:3])
+                 for col, v in bad.items()]
+        raise AssertionError(f"{what}:\n  " + "\n  ".join(lines))
+
+
 def group_in_order(rows: Iterable[tuple], key_idx: Sequence[int]) -> dict[tuple, list[tuple]]:
     """Rows grouped by the columns ``key_idx`` (NaN-safe keys), each group in input order."""
     out: dict[tuple, list[tuple]] = defaultdict(list)
@@ -184,7 +206,8 @@ def assert_changelog_equal(actual, expected, key_idx: Sequence[int], what: str =
     no order is promised)."""
     a = group_in_order(as_tuples(actual), key_idx)
     e = group_in_order(as_tuples(expected), key_idx)
-    assert set(a) == set(e), f"{what}: keys differ: only engine {set(a) - set(e)}, only expected {set(e) - set(a)}"
+    assert set(a) == set(e), (f"{what}: keys differ: only engine {set(a) - set(e)}, "
+                              f"only expected {set(e) - set(a)}")
     for k in e:
         assert_rows_equal(a[k], e[k], ordered=True, what=f"{what} key {k!r}")
 

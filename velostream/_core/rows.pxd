@@ -25,12 +25,11 @@ cdef struct SumAcc:
 
 
 cdef struct VarAcc:
-    # Welford add/remove state of one slot over its buffer (pandas add_var/remove_var).
+    # Welford add/remove state of one slot over its buffer (as pandas add_var/remove_var).
     int64_t nobs        # finite valid values in the buffer (those that are in mean/ssqdm)
     int64_t n_nonfinite # NaN/inf valid values in the buffer: any makes the result NaN, as in DuckDB
     double mean         # running mean of the finite values
     double ssqdm        # running sum of squared differences from the mean
-    double comp         # Kahan compensation of the mean updates
     int64_t n_same      # length of the run of equal finite values added last (run >= nobs: var is 0)
     double prev         # last finite value added (meaningless while n_same is 0)
 
@@ -43,6 +42,8 @@ cdef class _Ring:
     cdef vector[int64_t] ivalues    # int64 values, slot * n + pos
     cdef vector[double] fvalues     # float64 values, slot * n + pos
     cdef vector[uint8_t] valid      # 1 where the stored value is not NULL, slot * n + pos
+    cdef object ev_buf              # scratch ndarray reused across batches: evicted values
+    cdef object evv_buf             # scratch ndarray reused across batches: evicted validity
 
     cdef int grow(self, int64_t n_slots, int64_t n) except -1
 
@@ -53,11 +54,13 @@ cdef class _FuncState:
     cdef bint is_float              # argument dtype is float64
     cdef vector[SumAcc] sums        # SUM, AVG, COUNT: one accumulator per slot
     cdef vector[VarAcc] vars        # STDDEV, STDDEV_POP, VARIANCE, VAR_POP: one per slot
-    cdef vector[int32_t] dq_head    # MIN/MAX: ring index of each slot's deque front
-    cdef vector[int32_t] dq_len     # MIN/MAX: entries in each slot's deque
-    cdef vector[int64_t] dq_seq     # MIN/MAX: slot row number of each deque entry, slot * n + i
-    cdef vector[int64_t] dq_ival    # MIN/MAX of int64: value of each deque entry, slot * n + i
-    cdef vector[double] dq_fval     # MIN/MAX of float64: value of each deque entry, slot * n + i
+    cdef vector[int64_t] mm_iblk    # MIN/MAX of int64: per slot n entries; at block position i,
+                                    #   0..i hold this block's values, i+1.. the previous block's
+                                    #   suffix MIN/MAX (van Herk / Gil-Werman), slot * n + pos
+    cdef vector[double] mm_fblk     # MIN/MAX of float64: the same
+    cdef vector[int64_t] mm_iprefix # MIN/MAX of int64: per slot, MIN/MAX of its block so far
+    cdef vector[double] mm_fprefix  # MIN/MAX of float64: the same
+    cdef vector[int64_t] mm_last_valid  # MIN/MAX: per slot, row number of its last non-NULL row
 
     cdef int grow(self, int64_t n_slots, int64_t n) except -1
 
@@ -73,5 +76,8 @@ cdef class RowsWindow:
     cdef list arg_dtypes                # np.dtype per argument column (int64 or float64)
     cdef list rings                     # per argument: _Ring, or None when no function needs history
     cdef list states                    # per function: _FuncState, or None when it keeps no state
+    cdef object seq_buf                 # scratch ndarray reused across batches: row_seq (int64)
+    cdef object pos_buf                 # scratch ndarray reused across batches: row_pos (int32)
+    cdef object ones_buf                # scratch ndarray reused across batches: all-valid mask
 
     cdef int _grow(self, int64_t n_slots) except -1

@@ -12,12 +12,17 @@ One ``process`` call runs in passes, each a ``with nogil:`` loop over typed memo
    at that row.
 3. One pass per function over (input, evicted) arrays with per-slot running state: add/remove
    sums (Neumaier-compensated for float64), Welford add/remove for the variance family, and
-   monotonic deques for MIN/MAX. Cost per row does not depend on ``n``.
+   van Herk / Gil-Werman blocks for MIN/MAX. Cost per row does not depend on ``n`` (for
+   MIN/MAX amortised: n steps once every n rows of a slot).
+
+Results follow DuckDB also for NaN and infinities: NaN sorts above every value (MIN skips it
+unless nothing else is there, MAX returns it), SUM/AVG follow IEEE over the whole buffer, and any
+NaN or infinity makes a variance NaN except that one value alone has population variance 0.
 """
 import numpy as np
 
 from libc.math cimport INFINITY, NAN, fabs, isfinite, sqrt
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
 from libcpp.vector cimport vector
 
 cdef enum:
@@ -144,14 +149,20 @@ cdef inline void remove_var(VarAcc* a, double v) noexcept nogil:
         a.ssqdm -= delta * (v - a.mean)
 
 
-cdef inline bint le(num_t a, num_t b) noexcept nogil:
-    # DuckDB's order: NaN is greater than every other value and equal to itself.
+cdef inline num_t min_op(num_t a, num_t b) noexcept nogil:
+    # DuckDB's order: NaN is greater than every other value, so NaN is MIN's neutral element.
     if num_t is double:
-        if b != b:
-            return True
-        if a != a:
-            return False
-    return a <= b
+        return b if (b < a) | (a != a) else a
+    else:
+        return b if b < a else a
+
+
+cdef inline num_t max_op(num_t a, num_t b) noexcept nogil:
+    # NaN is the greatest value: once in, it stays the MAX.
+    if num_t is double:
+        return b if (b > a) | (b != b) else a
+    else:
+        return b if b > a else a
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,59 +354,63 @@ cdef void _var_pass(int ddof, bint take_sqrt,
 cdef void _minmax_pass(bint is_min, int64_t n,
                        const int32_t[::1] slots,     # IN  slot per row
                        const int64_t[::1] row_seq,   # IN  row number in slot
+                       const int32_t[::1] row_pos,   # IN  position in the slot's block (seq % n)
                        const num_t[::1] x,           # IN  values
                        const uint8_t[::1] xv,        # IN  validity
-                       int32_t* head,                # INOUT deque front index per slot
-                       int32_t* length,              # INOUT deque length per slot
-                       int64_t* dq_seq,              # INOUT entry row numbers, slot * n + i
-                       num_t* dq_val,                # INOUT entry values, slot * n + i
+                       num_t identity,               # neutral element (NULL rows contribute it)
+                       num_t* blk,                   # INOUT per slot n entries, see below
+                       num_t* prefix,                # INOUT per slot: MIN/MAX of its block so far
+                       int64_t* last_valid,          # INOUT per slot: row number of last non-NULL
                        num_t[::1] out,               # OUT MIN or MAX
                        uint8_t[::1] outv) noexcept:  # OUT validity
-    # Monotonic deque per slot (capacity n, a ring): front is the answer; entries behind it are
-    # the candidates that could become the answer once older rows leave the buffer.
+    # van Herk / Gil-Werman: a slot's rows are cut into blocks of n (block position = seq % n).
+    # The buffer of the row at position i is positions 0..i of the current block (``prefix``)
+    # plus positions i+1..n-1 of the previous block, whose suffix MIN/MAX ``blk`` still holds
+    # there; positions 0..i of ``blk`` already hold this block's values. When a block ends its
+    # suffix MIN/MAX is built in place: n steps every n rows. No data-dependent branch per row,
+    # unlike a monotonic deque, whose pop loop mispredicts about once per row on noisy data.
     cdef Py_ssize_t r
-    cdef int64_t q, base
-    cdef int32_t s, h, ln, b
-    cdef num_t v
+    cdef int64_t q, base, i, j
+    cdef int32_t s
+    cdef num_t v, p, res
     with nogil:
         for r in range(slots.shape[0]):
             s = slots[r]
             q = row_seq[r]
+            i = row_pos[r]
             base = <int64_t>s * n
-            h = head[s]
-            ln = length[s]
-            # The buffer slides by one row, so at most the front entry expires.
-            if ln and dq_seq[base + h] <= q - n:
-                h += 1
-                if h == n:
-                    h = 0
-                ln -= 1
             if xv[r]:
                 v = x[r]
-                while ln:
-                    b = h + ln - 1
-                    if b >= n:
-                        b -= n
-                    if is_min:
-                        if not le(v, dq_val[base + b]):
-                            break
-                    elif not le(dq_val[base + b], v):
-                        break
-                    ln -= 1
-                b = h + ln
-                if b >= n:
-                    b -= n
-                dq_seq[base + b] = q
-                dq_val[base + b] = v
-                ln += 1
-            if ln:
-                out[r] = dq_val[base + h]
+                last_valid[s] = q
+            else:
+                v = identity
+            if i == 0:
+                p = v
+            elif is_min:
+                p = min_op(prefix[s], v)
+            else:
+                p = max_op(prefix[s], v)
+            prefix[s] = p
+            blk[base + i] = v
+            if i + 1 < n:
+                res = min_op(p, blk[base + i + 1]) if is_min else max_op(p, blk[base + i + 1])
+            else:
+                res = p
+                j = n - 2
+                if is_min:
+                    while j >= 0:
+                        blk[base + j] = min_op(blk[base + j], blk[base + j + 1])
+                        j -= 1
+                else:
+                    while j >= 0:
+                        blk[base + j] = max_op(blk[base + j], blk[base + j + 1])
+                        j -= 1
+            if last_valid[s] > q - n:
+                out[r] = res
                 outv[r] = 1
             else:
                 out[r] = 0
                 outv[r] = 0
-            head[s] = h
-            length[s] = ln
 
 
 cdef void _row_number_pass(int64_t n, bint clamp,
@@ -440,18 +455,26 @@ cdef class _FuncState:
         elif self.kind in (K_STDDEV, K_STDDEV_POP, K_VARIANCE, K_VAR_POP):
             self.vars.resize(n_slots)
         elif self.kind in (K_MIN, K_MAX):
-            self.dq_head.resize(n_slots)
-            self.dq_len.resize(n_slots)
-            self.dq_seq.resize(n_slots * n)
+            # New slots start from the neutral element everywhere and no non-NULL row.
             if self.is_float:
-                self.dq_fval.resize(n_slots * n)
+                self.mm_fblk.resize(n_slots * n, NAN if self.kind == K_MIN else -INFINITY)
+                self.mm_fprefix.resize(n_slots)
             else:
-                self.dq_ival.resize(n_slots * n)
+                self.mm_iblk.resize(n_slots * n, INT64_MAX if self.kind == K_MIN else INT64_MIN)
+                self.mm_iprefix.resize(n_slots)
+            self.mm_last_valid.resize(n_slots, -n - 1)
         return 0
 
 
 cdef object _bool_view(object a):
     return a.view(np.bool_)
+
+
+cdef object _scratch(object buf, Py_ssize_t nrows, object dtype):
+    # Scratch arrays are kept between batches: fresh ones cost a page fault per 4 KiB.
+    if buf is None or buf.shape[0] < nrows:
+        return np.empty(max(nrows, 1024), dtype=dtype)
+    return buf
 
 
 cdef class RowsWindow:
@@ -578,7 +601,9 @@ cdef class RowsWindow:
                 raise ValueError(f"argument {i}: expected a contiguous array of {nrows} values")
             if m is None:
                 if ones is None:
-                    ones = np.ones(nrows, dtype=np.uint8)
+                    if self.ones_buf is None or self.ones_buf.shape[0] < nrows:
+                        self.ones_buf = np.ones(max(nrows, 1024), dtype=np.uint8)
+                    ones = self.ones_buf[:nrows]
                 m = ones
             else:
                 m = np.asarray(m)
@@ -597,8 +622,10 @@ cdef class RowsWindow:
         self._grow(hi + 1)
 
         # Everything is validated: from here on state changes.
-        row_seq = np.empty(nrows, dtype=np.int64)
-        row_pos = np.empty(nrows, dtype=np.int32)
+        self.seq_buf = _scratch(self.seq_buf, nrows, _INT64)
+        self.pos_buf = _scratch(self.pos_buf, nrows, np.int32)
+        row_seq = self.seq_buf[:nrows]
+        row_pos = self.pos_buf[:nrows]
         _advance(sl, n, self.slot_rows.data(), self.slot_pos.data(), row_seq, row_pos)
 
         results = [None] * len(self.kinds)
@@ -609,8 +636,10 @@ cdef class RowsWindow:
             ring = self.rings[a]
             dt = self.arg_dtypes[a]
             if ring.need_evicted:
-                ev = np.empty(nrows, dtype=dt)
-                evv = np.empty(nrows, dtype=np.uint8)
+                ring.ev_buf = _scratch(ring.ev_buf, nrows, dt)
+                ring.evv_buf = _scratch(ring.evv_buf, nrows, np.uint8)
+                ev = ring.ev_buf[:nrows]
+                evv = ring.evv_buf[:nrows]
                 evicted[a] = (ev, evv)
             else:
                 ev = np.empty(0, dtype=dt)
@@ -677,12 +706,14 @@ cdef class RowsWindow:
             else:  # MIN / MAX
                 out = np.empty(nrows, dtype=dt)
                 if st.is_float:
-                    _minmax_pass[double](kind == K_MIN, n, sl, row_seq, values[a], valids[a],
-                                         st.dq_head.data(), st.dq_len.data(), st.dq_seq.data(),
-                                         st.dq_fval.data(), out, outv)
+                    _minmax_pass[double](kind == K_MIN, n, sl, row_seq, row_pos, values[a],
+                                         valids[a], NAN if kind == K_MIN else -INFINITY,
+                                         st.mm_fblk.data(), st.mm_fprefix.data(),
+                                         st.mm_last_valid.data(), out, outv)
                 else:
-                    _minmax_pass[int64_t](kind == K_MIN, n, sl, row_seq, values[a], valids[a],
-                                          st.dq_head.data(), st.dq_len.data(),
-                                          st.dq_seq.data(), st.dq_ival.data(), out, outv)
+                    _minmax_pass[int64_t](kind == K_MIN, n, sl, row_seq, row_pos, values[a],
+                                          valids[a], INT64_MAX if kind == K_MIN else INT64_MIN,
+                                          st.mm_iblk.data(), st.mm_iprefix.data(),
+                                          st.mm_last_valid.data(), out, outv)
             results[i] = (out, _bool_view(outv))
         return results

@@ -268,6 +268,11 @@ class _Parser:
 
         if self.tok.kind != EOF and not self.at_punct(";"):
             tok = self.tok
+            if self.is_kw(tok, "ORDER") and self.is_kw(self.peek(), "BY"):
+                raise self.unsupported(tok, "ORDER BY is not supported: a streaming query emits "
+                                            "rows as they are produced")
+            if self.is_kw(tok, "UNION"):
+                raise self.unsupported(tok, "UNION is not supported")
             if self.is_kw(tok, *JOIN_WORDS) or self.at_punct(","):
                 raise self.unsupported(tok, "joins are not supported: a query reads one source")
             if tok.kind == WORD and tok.upper not in RESERVED:
