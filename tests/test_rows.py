@@ -326,23 +326,42 @@ def test_constant_values_have_exact_zero_variance():
     np.testing.assert_allclose(avg[5049:], 0.1, rtol=1e-12)
 
 
-def test_long_stream_drift_is_bounded():
-    # A million rows through one slot, values of mixed magnitudes: the running sums and the
-    # Welford state must still agree with a direct computation over the last window.
+@pytest.mark.parametrize("mean,sd", [(1000.0, None), (1e6, 1e-2)])
+def test_long_stream_drift_is_bounded(mean, sd):
+    # A million rows through one slot. Mixed magnitudes stress the compensated sums; a mean
+    # 1e8 standard deviations from zero stresses Welford add/remove, whose drift only the
+    # recomputation every n rows keeps from growing with the length of the stream.
     rng = np.random.default_rng(1)
     rows, n = 1_000_000, 100
-    x = rng.normal(0, 1, rows) * 10.0 ** rng.integers(-3, 4, rows) + 1000.0
+    if sd is None:
+        x = rng.normal(0, 1, rows) * 10.0 ** rng.integers(-3, 4, rows) + mean
+    else:
+        x = rng.normal(mean, sd, rows)
     slots = np.zeros(rows, np.int32)
     w = RowsWindow(n, [("SUM", 0, 0), ("AVG", 0, 0), ("VARIANCE", 0, 0)], [np.float64])
     for lo in range(0, rows, 65_536):
         res = w.process(slots[lo:lo + 65_536], [(x[lo:lo + 65_536], None)])
-    tail = x[-(n + 50):]
-    for i in range(1, 51):
-        win = tail[len(tail) - n - 51 + i:len(tail) - 51 + i] if i < 51 else None
-    win = x[-n:]
-    assert math.isclose(res[0][0][-1], math.fsum(win), rel_tol=1e-12, abs_tol=1e-9)
-    assert math.isclose(res[1][0][-1], math.fsum(win) / n, rel_tol=1e-12, abs_tol=1e-11)
-    assert math.isclose(res[2][0][-1], statistics.variance(win), rel_tol=1e-8)
+    for back in range(1, 2 * n + 2, 7):  # positions all over the block
+        win = x[rows - back - n + 1:rows - back + 1]
+        assert math.isclose(res[0][0][-back], math.fsum(win), rel_tol=1e-13, abs_tol=1e-9)
+        assert math.isclose(res[1][0][-back], math.fsum(win) / n, rel_tol=1e-13)
+        assert math.isclose(res[2][0][-back], statistics.variance(win.tolist()), rel_tol=2e-7)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_min_max_extreme_int64_and_null_runs(n):
+    # INT64_MAX / INT64_MIN are real values here, not "empty" markers; NULL runs longer than
+    # the buffer leave it without a value.
+    rng = np.random.default_rng(n)
+    hi, lo = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    x = rng.choice(np.array([hi, lo, 0, 7, -7, hi - 1], np.int64), 2000)
+    valid = rng.random(2000) < 0.5
+    valid[100:120] = False
+    slots = rng.integers(0, 3, 2000).astype(np.int32)
+    funcs = [("MIN", 0, 0), ("MAX", 0, 0), ("FIRST_VALUE", 0, 0), ("COUNT", 0, 0)]
+    got = run_window(n, funcs, [np.int64], slots, [(x, valid)], random_batches(rng, 2000))
+    want = reference_window(n, funcs, slots, x, valid)
+    assert_same(funcs, got, want, x.astype(np.float64), n, "extreme int64")
 
 
 def test_int64_sum_wraps_back_into_range():

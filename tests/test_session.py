@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from velostream._core.session import SessionWindows
 
-NO_WM = -(2**62)  # watermark before any record
+NO_WM = int(np.iinfo(np.int64).min)  # watermark before any record
 
 
 # --------------------------------------------------------------------------------------------

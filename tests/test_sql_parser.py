@@ -394,7 +394,7 @@ def test_case():
     ("DECIMAL(9)", "DECIMAL", (9, 0)), ("DECIMAL", "DECIMAL", (18, 3)),
     ("VARCHAR", "VARCHAR", ()), ("VARCHAR(20)", "VARCHAR", ()), ("TEXT", "VARCHAR", ()),
     ("STRING", "STRING", ()), ("BOOLEAN", "BOOLEAN", ()), ("BOOL", "BOOLEAN", ()),
-    ("TIMESTAMP", "TIMESTAMP", ()),
+    ("TIMESTAMP", "TIMESTAMP", ()), ("DATETIME", "TIMESTAMP", ()),
 ])
 def test_cast_types(written, name, params):
     t = ast.TypeName(name, params)
@@ -414,6 +414,7 @@ def test_cast_forms():
 
 @pytest.mark.parametrize("sql,line,column,part", [
     ("SELECT CAST(a AS BLOB) FROM t", 1, 18, "expected a type name"),
+    ("SELECT CAST(a AS TINYINT) FROM t", 1, 18, "expected a type name"),  # DuckDB's range differs
     ("SELECT CAST(a INT) FROM t", 1, 15, "expected AS in CAST"),
     ("SELECT a::DECIMAL(40, 2) FROM t", 1, 11, "DECIMAL precision must be between 1 and 38"),
     ("SELECT a::DECIMAL(4, 6) FROM t", 1, 11, "DECIMAL scale must be between 0 and the precision"),

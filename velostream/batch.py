@@ -387,7 +387,11 @@ def to_record_batches(data: Any) -> Iterator[pa.RecordBatch]:
     if isinstance(data, pa.RecordBatch):
         yield data
     elif isinstance(data, pa.Table):
-        yield from data.to_batches()
+        batches = data.to_batches()
+        if batches:
+            yield from batches
+        else:  # an empty table still says what its columns are
+            yield pa.RecordBatch.from_pylist([], schema=data.schema)
     elif isinstance(data, dict):
         yield _dict_to_batch(data)
     elif _is_pandas(data):

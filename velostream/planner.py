@@ -403,7 +403,15 @@ class _Planner:
             return self._rewrite_children(e, rewrite)
 
         items = [dataclasses.replace(i, expr=rewrite(i.expr)) for i in sel.items]
-        having = rewrite(sel.having) if sel.having is not None else None
+        aliases = {i.alias: i.expr for i in sel.items if i.alias}
+
+        def alias_to_expr(e):  # HAVING may name a select alias (as in DuckDB) unless a column has it
+            if (isinstance(e, ast.Column) and e.table is None and e.name in aliases
+                    and self.input_scope.lower.get(e.name.lower()) is None):
+                return aliases[e.name]
+            return self._rewrite_children(e, alias_to_expr)
+
+        having = rewrite(alias_to_expr(sel.having)) if sel.having is not None else None
         plan.aggs = list(aggs.values())
         group_scope = Scope(self.sql, group_scope_cols)
         plan.outputs = self._select_list(group_scope, items=items)

@@ -25,7 +25,8 @@ cdef struct SumAcc:
 
 
 cdef struct VarAcc:
-    # Welford add/remove state of one slot over its buffer (as pandas add_var/remove_var).
+    # Welford add/remove state of one slot over its buffer (as pandas add_var/remove_var),
+    # replaced by an exact recomputation every n rows of the slot.
     int64_t nobs        # finite valid values in the buffer (those that are in mean/ssqdm)
     int64_t n_nonfinite # NaN/inf valid values in the buffer: any makes the result NaN, as in DuckDB
     double mean         # running mean of the finite values
@@ -54,6 +55,9 @@ cdef class _FuncState:
     cdef bint is_float              # argument dtype is float64
     cdef vector[SumAcc] sums        # SUM, AVG, COUNT: one accumulator per slot
     cdef vector[VarAcc] vars        # STDDEV, STDDEV_POP, VARIANCE, VAR_POP: one per slot
+    cdef vector[double] var_blk     # variance family: the slot's current block of n values (as
+                                    #   float64), recomputed from exactly when it is full
+    cdef vector[uint8_t] var_blk_ok # variance family: validity of var_blk entries
     cdef vector[int64_t] mm_iblk    # MIN/MAX of int64: per slot n entries; at block position i,
                                     #   0..i hold this block's values, i+1.. the previous block's
                                     #   suffix MIN/MAX (van Herk / Gil-Werman), slot * n + pos

@@ -11,9 +11,10 @@ One ``process`` call runs in passes, each a ``with nogil:`` loop over typed memo
    records what the write evicted, plus the LAG / FIRST_VALUE values, which need the ring as it is
    at that row.
 3. One pass per function over (input, evicted) arrays with per-slot running state: add/remove
-   sums (Neumaier-compensated for float64), Welford add/remove for the variance family, and
-   van Herk / Gil-Werman blocks for MIN/MAX. Cost per row does not depend on ``n`` (for
-   MIN/MAX amortised: n steps once every n rows of a slot).
+   sums (Neumaier-compensated for float64), Welford add/remove for the variance family
+   (recomputed exactly from the slot's last n values once every n rows, so its drift stays
+   bounded on an endless stream), and van Herk / Gil-Werman blocks for MIN/MAX. Cost per row
+   does not depend on ``n``: where a pass does n steps, it does them once every n rows.
 
 Results follow DuckDB also for NaN and infinities: NaN sorts above every value (MIN skips it
 unless nothing else is there, MAX returns it), SUM/AVG follow IEEE over the whole buffer, and any
@@ -147,6 +148,35 @@ cdef inline void remove_var(VarAcc* a, double v) noexcept nogil:
         delta = v - a.mean
         a.mean -= delta / a.nobs
         a.ssqdm -= delta * (v - a.mean)
+
+
+cdef inline void recompute_var(VarAcc* a, const double* vals, const uint8_t* ok,
+                               int64_t n) noexcept nogil:
+    # Exact state of a full buffer by the corrected two-pass formula. Run once every n rows of
+    # a slot, it bounds the drift of add/remove to n steps whatever the length of the stream.
+    cdef int64_t j, m = 0, nonfinite = 0
+    cdef double total = 0.0, mean, d, ssq = 0.0, corr = 0.0
+    for j in range(n):
+        if ok[j]:
+            if isfinite(vals[j]):
+                total += vals[j]
+                m += 1
+            else:
+                nonfinite += 1
+    a.nobs = m
+    a.n_nonfinite = nonfinite
+    if m == 0:
+        a.mean = 0.0
+        a.ssqdm = 0.0
+        return
+    mean = total / m
+    for j in range(n):
+        if ok[j] and isfinite(vals[j]):
+            d = vals[j] - mean
+            ssq += d * d
+            corr += d
+    a.mean = mean + corr / m
+    a.ssqdm = ssq - corr * corr / m
 
 
 cdef inline num_t min_op(num_t a, num_t b) noexcept nogil:
@@ -312,18 +342,22 @@ cdef void _count_pass(const int32_t[::1] slots,      # IN  slot per row
             out[r] = a.nobs
 
 
-cdef void _var_pass(int ddof, bint take_sqrt,
+cdef void _var_pass(int ddof, bint take_sqrt, int64_t n,
                     const int32_t[::1] slots,        # IN  slot per row
+                    const int32_t[::1] row_pos,      # IN  position in the slot's block (seq % n)
                     const num_t[::1] x,              # IN  values
                     const uint8_t[::1] xv,           # IN  validity
                     const num_t[::1] ev,             # IN  evicted values
                     const uint8_t[::1] evv,          # IN  1 where a valid value was evicted
                     VarAcc* acc,                     # INOUT per-slot state
+                    double* blk,                     # INOUT per slot: its current block's values
+                    uint8_t* blk_ok,                 # INOUT per slot: their validity
                     double[::1] out,                 # OUT variance or standard deviation
                     uint8_t[::1] outv) noexcept:     # OUT validity
     cdef Py_ssize_t r
     cdef VarAcc* a
     cdef double v
+    cdef int64_t base, i
     with nogil:
         for r in range(slots.shape[0]):
             a = &acc[slots[r]]
@@ -331,6 +365,13 @@ cdef void _var_pass(int ddof, bint take_sqrt,
                 remove_var(a, <double>ev[r])
             if xv[r]:
                 add_var(a, <double>x[r])
+            base = <int64_t>slots[r] * n
+            i = row_pos[r]
+            blk[base + i] = <double>x[r]
+            blk_ok[base + i] = xv[r]
+            if i == n - 1:
+                # The block is the whole buffer now: replace the running state by an exact one.
+                recompute_var(a, &blk[base], &blk_ok[base], n)
             if a.nobs + a.n_nonfinite <= ddof:
                 out[r] = 0.0
                 outv[r] = 0
@@ -454,6 +495,8 @@ cdef class _FuncState:
             self.sums.resize(n_slots)
         elif self.kind in (K_STDDEV, K_STDDEV_POP, K_VARIANCE, K_VAR_POP):
             self.vars.resize(n_slots)
+            self.var_blk.resize(n_slots * n)
+            self.var_blk_ok.resize(n_slots * n)
         elif self.kind in (K_MIN, K_MAX):
             # New slots start from the neutral element everywhere and no non-NULL row.
             if self.is_float:
@@ -698,11 +741,13 @@ cdef class RowsWindow:
                 ddof = 0 if kind == K_STDDEV_POP or kind == K_VAR_POP else 1
                 take_sqrt = kind == K_STDDEV or kind == K_STDDEV_POP
                 if st.is_float:
-                    _var_pass[double](ddof, take_sqrt, sl, values[a], valids[a], ev, evv,
-                                      st.vars.data(), out, outv)
+                    _var_pass[double](ddof, take_sqrt, n, sl, row_pos, values[a], valids[a],
+                                      ev, evv, st.vars.data(), st.var_blk.data(),
+                                      st.var_blk_ok.data(), out, outv)
                 else:
-                    _var_pass[int64_t](ddof, take_sqrt, sl, values[a], valids[a], ev, evv,
-                                       st.vars.data(), out, outv)
+                    _var_pass[int64_t](ddof, take_sqrt, n, sl, row_pos, values[a], valids[a],
+                                       ev, evv, st.vars.data(), st.var_blk.data(),
+                                       st.var_blk_ok.data(), out, outv)
             else:  # MIN / MAX
                 out = np.empty(nrows, dtype=dt)
                 if st.is_float:

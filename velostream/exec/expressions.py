@@ -368,6 +368,17 @@ class Val:
         return np.ndim(self.v) == 0
 
 
+def _norm_valid(ok):
+    """Validity as None (all valid), False (all NULL) or a bool array; scalars folded."""
+    if ok is None or ok is True:
+        return None
+    if ok is False:
+        return False
+    if np.ndim(ok) == 0:
+        return None if bool(ok) else False
+    return ok
+
+
 def _and_valid(*oks):
     out = None
     for ok in oks:
@@ -392,27 +403,28 @@ class Evaluator:
             return batch.columns[b.name]
         val = self.eval(b, batch)
         n = batch.length
-        v, ok = val.v, val.ok
+        v, ok = val.v, _norm_valid(val.ok)
         if np.ndim(v) == 0:
-            if ok is False or v is None:
+            if ok is False or v is None or (isinstance(ok, np.ndarray) and not ok.any()):
                 return Column.constant(None, b.type, n, self.strings)
             v = np.full(n, v, dtype=b.type.numpy_dtype)
         if ok is False:
             ok = np.zeros(n, dtype=bool)
-        elif ok is True:
-            ok = None
         if v.dtype != b.type.numpy_dtype and b.type.kind != "NULL":
             v = v.astype(b.type.numpy_dtype)
         return Column(b.type, v, ok, strings=self.strings)
 
     def mask(self, b: Bound, batch: Batch) -> np.ndarray:
         """A WHERE/HAVING condition as a row mask (NULL counts as false)."""
+        if b.type.kind == "NULL":  # e.g. WHERE NULL, WHERE COALESCE(NULL, NULL)
+            return np.zeros(batch.length, dtype=bool)
         val = self.eval(b, batch)
-        v, ok = val.v, val.ok
+        v, ok = val.v, _norm_valid(val.ok)
         if np.ndim(v) == 0:
             keep = bool(v) and ok is not False and v is not None
             return np.full(batch.length, keep, dtype=bool)
-        if ok is None or ok is True:
+        v = np.asarray(v, dtype=bool)
+        if ok is None:
             return v
         if ok is False:
             return np.zeros(batch.length, dtype=bool)
@@ -512,10 +524,19 @@ def _compare(ev: Evaluator, b: BCall, batch: Batch) -> Val:
         r = fn(x, y)
         return Val(r.fill_null(False).to_numpy(zero_copy_only=False), ok, BOOL)
     x, y = a.v, c.v
-    if a.type.kind == "FLOAT64" or c.type.kind == "FLOAT64":
-        x, y = _num(a, FLOAT64), _num(c, FLOAT64)
     fn = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
           ">": np.greater, ">=": np.greater_equal}[op]
+    if a.type.kind == "FLOAT64" or c.type.kind == "FLOAT64":
+        x, y = _num(a, FLOAT64), _num(c, FLOAT64)
+        xn, yn = np.isnan(x), np.isnan(y)
+        if np.any(xn) or np.any(yn):
+            # DuckDB orders NaN above every number and equal to itself: compare (is_nan, value)
+            x = np.where(xn, 0.0, x)
+            y = np.where(yn, 0.0, y)
+            eq = (xn == yn) & ((xn & yn) | (x == y))
+            lt = (~xn & yn) | ((xn == yn) & ~xn & (x < y))
+            r = {"=": eq, "!=": ~eq, "<": lt, "<=": lt | eq, ">": ~(lt | eq), ">=": ~lt}[op]
+            return Val(r, ok, BOOL)
     return Val(fn(x, y), ok, BOOL)
 
 
@@ -651,13 +672,13 @@ def _cast(ev, b, batch):
         arr = ev.to_arrow_strings(a, n)
         try:
             if dst.kind == "TIMESTAMP":
-                conv = pc.cast(arr, pa.timestamp("ms")).cast(pa.int64())
+                conv = pc.cast(arr, pa.timestamp("ms"))
             elif dst.kind == "DECIMAL":
                 conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
                 c = Column(dst, arrow=conv)
                 return Val(c.values, c.valid, dst)
             elif dst.kind == "INT64":
-                conv = _round_half_away(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False))
+                conv = np.rint(pc.cast(arr, pa.float64()).fill_null(0).to_numpy(zero_copy_only=False))
                 conv = pa.array(conv, mask=~arr.is_valid().to_numpy(zero_copy_only=False)).cast(pa.int64())
             else:
                 conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
@@ -671,8 +692,8 @@ def _cast(ev, b, batch):
         if dst.kind == "DECIMAL":
             return Val(_num(a, dst), a.ok, dst)
         if dst.kind in ("INT64", "TIMESTAMP"):
-            if src.kind == "FLOAT64":
-                return Val(_round_half_away(a.v).astype(np.int64), a.ok, dst)
+            if src.kind == "FLOAT64":  # DuckDB: nearest, ties to even
+                return Val(np.rint(a.v).astype(np.int64), a.ok, dst)
             if src.kind == "DECIMAL":
                 f = 10 ** src.scale
                 return Val(_round_half_away(np.asarray(a.v, dtype=np.float64) / f).astype(np.int64), a.ok, dst)
@@ -764,11 +785,15 @@ def _string_fn(ev, b, batch):
         if not isinstance(start, BConst) or (length is not None and not isinstance(length, BConst)):
             raise UnsupportedError("SUBSTRING's start and length must be constants")
         s = int(start.value)
-        begin = s - 1 if s > 0 else 0
         stop = None
-        if length is not None:
-            stop = s - 1 + int(length.value)
-            stop = max(stop, 0)
+        if s < 0:  # counted from the end, as DuckDB does
+            begin = s
+            if length is not None and s + int(length.value) < 0:
+                stop = s + int(length.value)
+        else:
+            begin = s - 1 if s > 0 else 0
+            if length is not None:
+                stop = max(s - 1 + int(length.value), 0)
         return ev.from_arrow_strings(pc.utf8_slice_codeunits(arr, begin, stop))
     if fn in ("CONCAT", "CONCAT_STRICT"):
         arrs = [ev.to_arrow_strings(v, n) for v in vals]

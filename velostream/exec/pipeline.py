@@ -192,6 +192,7 @@ class Pipeline:
         self.strings = strings
         self.ev = Evaluator(strings)
         self.late_records = 0
+        self.flushed = False
         self.dead_letters: list[tuple[str, Batch]] = []  # (reason, rows)
         shape = plan.shape
         if shape == "aggregate":
@@ -237,11 +238,22 @@ class Pipeline:
         if plan.emit == "FINAL":
             slots = self.table.live_slots()
             if self.role == "partial":
-                return self._snapshot(slots)
-            if len(slots) == 0 and not plan.keys:
-                slots = self._global_slot()
-            return self._emit_groups(slots)
+                out = self._snapshot(slots)
+                self._retire(slots)
+                return out
+            if len(slots) == 0 and not plan.keys and not self.flushed:
+                slots = self._global_slot()  # a global aggregate answers even for empty input
+            self.flushed = True
+            out = self._emit_groups(slots)
+            self._retire(slots)  # emitted once: a second flush has nothing left to say
+            return out
         return []
+
+    def _retire(self, slots: np.ndarray) -> None:
+        slots = np.ascontiguousarray(slots, dtype=np.int32)
+        for a in self.aggs:
+            a.reset(slots)
+        self.table.remove(slots)
 
     def absorb(self, partial: Partial) -> None:
         """Merge a partition's partial state into this (coordinator-side) pipeline."""
@@ -413,9 +425,7 @@ class Pipeline:
             out = self._snapshot(closed)
         else:
             out = self._emit_groups(closed) if self.plan.emit == "FINAL" else []
-        for a in self.aggs:
-            a.reset(closed)
-        self.table.remove(closed)
+        self._retire(closed)
         return out
 
     def _emit_groups(self, slots: np.ndarray) -> list[Batch]:
@@ -487,11 +497,12 @@ class Pipeline:
                     src = np.ascontiguousarray(merges[:, 1], dtype=np.int32)
                     a.merge(dst, a, src)
                     a.reset(src)
-                seg = end - 1
+                seg = end - 1  # the merging row itself is aggregated with the next segment
             else:
                 aggregate(seg, end)
                 seg = end
             start = end
+        aggregate(seg, n)  # a merge on the batch's last row leaves that row pending
         late = sid < 0
         if late.any():
             self.late_records += int(late.sum())
