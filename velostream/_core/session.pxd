@@ -22,15 +22,18 @@ cdef struct SessionEntry:
     int32_t sid       # session id
 
 
-cdef struct SidInfo:
-    int32_t key_slot  # key slot that owns the session (meaningless while SID_FREE)
-    uint8_t state     # a SidState
-
-
 # (end, (first, sid)): std::pair orders lexicographically, so ``ends`` iterates in the order
 # close() promises: by end, then start, then sid.
 ctypedef pair[int64_t, int32_t] FirstSid
 ctypedef pair[int64_t, FirstSid] EndKey
+ctypedef cpp_set[EndKey].iterator EndPos
+
+
+cdef struct SidInfo:
+    EndPos pos        # the session's node in ``ends`` (valid while SID_LIVE or SID_EXPIRED):
+                      # updates re-key that node in place instead of searching and reallocating
+    int32_t key_slot  # key slot that owns the session (meaningless while SID_FREE)
+    uint8_t state     # a SidState
 
 
 cdef class SessionWindows:
@@ -50,6 +53,6 @@ cdef class SessionWindows:
 
     cdef int _purge_expired(self, vector[SessionEntry]* sess, int64_t wm) noexcept nogil
     cdef int32_t _new_sid(self, int32_t key_slot) noexcept nogil
-    cdef int _reindex(self, int64_t old_end, int64_t old_first, const SessionEntry* e) noexcept nogil
+    cdef void _reindex(self, const SessionEntry* e) noexcept nogil
     cdef void _unlink(self, int32_t key_slot, int64_t first) noexcept nogil
     cdef tuple _close(self, int64_t watermark, bint everything)

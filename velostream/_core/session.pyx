@@ -28,6 +28,8 @@ cnp.import_array()
 
 cdef extern from *:
     """
+    #include <iterator>
+    #include <utility>
     // Growing a container can throw std::bad_alloc. These wrappers turn that into a status code
     // (0 ok, -1 out of memory) so the nogil loops carry no C++-to-Python exception plumbing.
     template <class V, class T>
@@ -40,10 +42,21 @@ cdef extern from *:
         try { v.insert(v.begin() + i, x); } catch (...) { return -1; }
         return 0;
     }
-    template <class S, class T>
-    static inline int vs_set_insert(S& s, const T& x) noexcept {
-        try { s.insert(x); } catch (...) { return -1; }
+    // Session ends mostly grow with the stream, so a new key usually goes last: hint end().
+    template <class S>
+    static inline int vs_set_insert(S& s, const typename S::value_type& x,
+                                    typename S::iterator* pos) noexcept {
+        try { *pos = s.insert(s.end(), x); } catch (...) { return -1; }
         return 0;
+    }
+    // Give the node at pos a new key without freeing or allocating it (C++17 node handles).
+    template <class S>
+    static inline typename S::iterator vs_set_rekey(S& s, typename S::iterator pos,
+                                                    const typename S::value_type& x) noexcept {
+        auto next = std::next(pos);
+        auto node = s.extract(pos);
+        node.value() = x;
+        return s.insert((next != s.end() && x < *next) ? next : s.end(), std::move(node));
     }
     // Erasing elements of a trivially copyable type never throws.
     template <class V>
@@ -53,7 +66,8 @@ cdef extern from *:
     """
     int vs_push_back[V, T](V& v, const T& x) noexcept nogil
     int vs_insert_at[V, T](V& v, Py_ssize_t i, const T& x) noexcept nogil
-    int vs_set_insert[S, T](S& s, const T& x) noexcept nogil
+    int vs_set_insert(cpp_set[EndKey]& s, const EndKey& x, EndPos* pos) noexcept nogil
+    EndPos vs_set_rekey(cpp_set[EndKey]& s, EndPos pos, const EndKey& x) noexcept nogil
     void vs_erase_range[V](V& v, Py_ssize_t i, Py_ssize_t j) noexcept nogil
 
 
@@ -134,7 +148,7 @@ cdef class SessionWindows:
         cdef Py_ssize_t n = key_slots.shape[0]
         cdef Py_ssize_t i, lo, hi, mid, j, m
         cdef int32_t k, sid, src, kmin = 0, kmax = -1
-        cdef int64_t t, w, old_first, old_end, new_first, new_last
+        cdef int64_t t, w, new_first, new_last
         cdef int64_t gap = self.gap_ms
         cdef int status = ST_OK
         cdef vector[SessionEntry]* sess
@@ -201,7 +215,8 @@ cdef class SessionWindows:
                     fresh.last = t
                     fresh.sid = sid
                     if (vs_insert_at(sess[0], lo, fresh) != 0
-                            or vs_set_insert(self.ends, end_key(t + gap, t, sid)) != 0):
+                            or vs_set_insert(self.ends, end_key(t + gap, t, sid),
+                                             &self.sids[sid].pos) != 0):
                         status = ST_NOMEM
                         break
                     out_sid[i] = sid
@@ -211,15 +226,11 @@ cdef class SessionWindows:
                     continue
 
                 e = &data[lo]
-                old_first = e.first
-                old_end = e.last + gap
                 if hi == lo + 1:
                     if t < e.first or t > e.last:
                         e.first = min(e.first, t)
                         e.last = max(e.last, t)
-                        if self._reindex(old_end, old_first, e) != 0:
-                            status = ST_NOMEM
-                            break
+                        self._reindex(e)
                     out_sid[i] = e.sid
                     out_start[i] = e.first
                     out_end[i] = e.last + gap
@@ -232,7 +243,7 @@ cdef class SessionWindows:
                 new_last = max(new_last, t)
                 for j in range(lo + 1, hi):
                     src = data[j].sid
-                    self.ends.erase(end_key(data[j].last + gap, data[j].first, src))
+                    self.ends.erase(self.sids[src].pos)
                     self.sids[src].state = SID_FREE
                     if (vs_push_back(self.merge_buf, e.sid) != 0
                             or vs_push_back(self.merge_buf, src) != 0
@@ -243,9 +254,7 @@ cdef class SessionWindows:
                     break
                 e.first = new_first
                 e.last = new_last
-                if self._reindex(old_end, old_first, e) != 0:
-                    status = ST_NOMEM
-                    break
+                self._reindex(e)
                 out_sid[i] = e.sid
                 out_start[i] = new_first
                 out_end[i] = new_last + gap
@@ -333,10 +342,10 @@ cdef class SessionWindows:
             return ST_NOMEM
         return sid
 
-    cdef int _reindex(self, int64_t old_end, int64_t old_first, const SessionEntry* e) noexcept nogil:
+    cdef void _reindex(self, const SessionEntry* e) noexcept nogil:
         """Move ``e`` in ``ends`` after its first/last changed."""
-        self.ends.erase(end_key(old_end, old_first, e.sid))
-        return vs_set_insert(self.ends, end_key(e.last + self.gap_ms, e.first, e.sid))
+        cdef SidInfo* info = &self.sids[e.sid]
+        info.pos = vs_set_rekey(self.ends, info.pos, end_key(e.last + self.gap_ms, e.first, e.sid))
 
     cdef void _unlink(self, int32_t key_slot, int64_t first) noexcept nogil:
         """Remove the session starting at ``first`` from its key's session vector."""
@@ -380,8 +389,11 @@ cdef class SessionWindows:
                 o_key[i] = info.key_slot
                 o_start[i] = key.second.first
                 o_end[i] = key.first
-                if info.state == SID_LIVE:
+                if info.state == SID_LIVE and not everything:
                     self._unlink(info.key_slot, key.second.first)
                 info.state = SID_CLOSED
                 self.ends.erase(it)
+            if everything:
+                for i in range(<Py_ssize_t>self.by_key.size()):
+                    self.by_key[i].clear()
         return sids, keys, starts, ends
