@@ -165,14 +165,14 @@ def run_benchmark_main(folder: str, argv=None) -> int:
     """pyperf program for the scenario(s) in ``bench/<folder>``."""
     import pyperf
 
-    scenarios = [s for s in SCENARIOS.values() if s.folder == folder]
-    emits = [s.emit for s in scenarios]
+    in_folder = [s for s in SCENARIOS.values() if s.folder == folder]
+    emits = [s.emit for s in in_folder]
 
     def add_cmdline_args(cmd, args):
         cmd.extend(("--records", str(args.records)))
         for system in args.system:
             cmd.extend(("--system", system))
-        if len(scenarios) > 1:
+        if len(in_folder) > 1:
             cmd.extend(("--emit", args.emit))
 
     runner = pyperf.Runner(add_cmdline_args=add_cmdline_args, loops=1)
@@ -182,12 +182,13 @@ def run_benchmark_main(folder: str, argv=None) -> int:
         "--system", action="append", default=None, metavar="SYSTEM",
         help=f"system to run, repeatable (default: every available one of {', '.join(ALL_SYSTEMS)};"
              " velostream-v2-pN for any N)")
-    if len(scenarios) > 1:
+    if len(in_folder) > 1:
         runner.argparser.add_argument("--emit", choices=emits + ["all"], default=emits[0],
                                       help="which variant to run (default: %(default)s)")
     args = runner.parse_args(argv)
-    if len(scenarios) > 1 and args.emit != "all":
-        scenarios = [s for s in scenarios if s.emit == args.emit]
+    scenarios = in_folder
+    if len(in_folder) > 1 and args.emit != "all":
+        scenarios = [s for s in in_folder if s.emit == args.emit]
 
     requested = args.system or list(ALL_SYSTEMS)
     args.system = []

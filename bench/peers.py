@@ -40,6 +40,11 @@ def _table(batches: list[pa.RecordBatch]) -> pa.Table:
     return pa.Table.from_batches(batches)
 
 
+def _rows_to_table(rows: list[tuple], names) -> pa.Table:
+    cols = list(zip(*rows)) if rows else [()] * len(names)
+    return pa.table({n: list(c) for n, c in zip(names, cols)})
+
+
 # --- DuckDB ------------------------------------------------------------------------------------
 
 _RUNNING = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
@@ -275,8 +280,14 @@ def _py_s3(batches, changes: bool, time_column: str):
     # A window closes (is emitted, when final, and freed) once the watermark, the largest
     # time seen, reaches its end.
     windows: dict[int, dict] = {}
-    out = {k: [] for k in _S3_COLUMNS}
-    t_o, s_o, n_o, a_o, q_o, v_o, ws_o, we_o = (out[k].append for k in _S3_COLUMNS)
+    rows: list[tuple] = []
+    emit = rows.append
+
+    def close(start, groups):
+        end = start + WINDOW_MS
+        for (t, s), (n, sp, sq, sv) in groups.items():
+            emit((t, s, n, sp / n, sq, sv, start, end))
+
     current = None
     watermark = -math.inf
     for b in batches:
@@ -289,9 +300,7 @@ def _py_s3(batches, changes: bool, time_column: str):
                 for start in [w for w in windows if w + WINDOW_MS <= watermark]:
                     closed = windows.pop(start)
                     if not changes:
-                        for (ct, cs), (n, sp, sq, sv) in closed.items():
-                            t_o(ct); s_o(cs); n_o(n); a_o(sp / n); q_o(sq); v_o(sv)
-                            ws_o(start); we_o(start + WINDOW_MS)
+                        close(start, closed)
                 current = ws
                 groups = windows.get(ws)
                 if groups is None:
@@ -306,14 +315,11 @@ def _py_s3(batches, changes: bool, time_column: str):
                 st[2] += q
                 st[3] += p * q
             if changes:
-                t_o(t); s_o(s); n_o(st[0]); a_o(st[1] / st[0]); q_o(st[2]); v_o(st[3])
-                ws_o(ws); we_o(ws + WINDOW_MS)
+                emit((t, s, st[0], st[1] / st[0], st[2], st[3], ws, ws + WINDOW_MS))
     if not changes:  # end of input closes every window
         for start, closed in sorted(windows.items()):
-            for (ct, cs), (n, sp, sq, sv) in closed.items():
-                t_o(ct); s_o(cs); n_o(n); a_o(sp / n); q_o(sq); v_o(sv)
-                ws_o(start); we_o(start + WINDOW_MS)
-    return pa.table(out)
+            close(start, closed)
+    return _rows_to_table(rows, _S3_COLUMNS)
 
 
 _PYTHON = {
@@ -380,11 +386,6 @@ def _bytewax_io():
             return _ListPartition(self._rows)
 
     return ArrowSource, ListSink
-
-
-def _rows_to_table(rows: list[tuple], names) -> pa.Table:
-    cols = list(zip(*rows)) if rows else [()] * len(names)
-    return pa.table({n: list(c) for n, c in zip(names, cols)})
 
 
 def prepare_bytewax(sc: Scenario, batches: list[pa.RecordBatch]) -> Runner:

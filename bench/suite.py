@@ -2,8 +2,9 @@
 
 Each (scenario, system) pair runs as its own pyperf program (``bench/<folder>/run_benchmark.py``)
 in a subprocess, so one system's failure (a verification mismatch, a crash) costs only its own
-row, and pyperf's worker processes isolate the timings. ``--quick`` instead runs every pair once,
-in this process, on a tiny input: a smoke test of the whole pipeline, with no timing claims.
+row, and pyperf's worker processes isolate the timings. ``--quick`` instead runs every pair once
+on a tiny input, in one child process (restarted after a crash): a smoke test of the whole
+pipeline, verification included, with no timing claims.
 
 >>> main(["--quick", "--systems", "duckdb,python", "--scenarios", "S0", "--output-dir", "/tmp"])
 ... # doctest: +SKIP
@@ -53,7 +54,7 @@ def _parse_args(argv):
                         f"--quick: {QUICK_RECORDS:,})")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="smoke run: tiny input, one in-process run per pair, no timing claims")
+                      help="smoke run: tiny input, one run per pair, no timing claims")
     mode.add_argument("--fast", action="store_true",
                       help="fewer pyperf processes and values: a rough local table")
     p.add_argument("--output-dir", type=pathlib.Path, default=BENCH_DIR / "results",
@@ -201,6 +202,11 @@ def _run_pyperf(sc, system, records, settings, args, tmpdir, statuses):
         _log(f"{name}: {statuses[(sc.name, system)]}")
         return None
     bench = pyperf.Benchmark.load(str(out))
+    if bench.get_name() != name:
+        statuses[(sc.name, system)] = (f"failed: the pyperf program ran {bench.get_name()!r} "
+                                       f"instead of {name!r}")
+        _log(f"{name}: {statuses[(sc.name, system)]}")
+        return None
     statuses[(sc.name, system)] = "ok"
     _log(f"{name}: {records / bench.mean():,.0f} rec/s (mean {bench.mean() * 1e3:.1f} ms, "
          f"{len(bench.get_values())} values, {time.perf_counter() - t0:.0f} s)")
@@ -256,6 +262,9 @@ def main(argv=None) -> int:
 
     host = _harness.host_description()
     _log(f"{len(scenarios)} scenarios x {len(runnable)} systems, {records:,} records; {host}")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = _stem(args)
+    paths = {ext: args.output_dir / f"{stem}.{ext}" for ext in ("json", "md", "png")}
     started = time.perf_counter()
     if args.quick:
         benchmarks = _run_quick(scenarios, runnable, records, statuses)
@@ -270,10 +279,9 @@ def main(argv=None) -> int:
                                         statuses)
                     if bench is not None:
                         benchmarks.append(bench)
+                        # saved as it goes: a long run interrupted keeps what it measured
+                        pyperf.BenchmarkSuite(benchmarks).dump(str(paths["json"]), replace=True)
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = _stem(args)
-    paths = {ext: args.output_dir / f"{stem}.{ext}" for ext in ("json", "md", "png")}
     suite = pyperf.BenchmarkSuite(benchmarks) if benchmarks else None
     if suite is not None:
         suite.dump(str(paths["json"]), replace=True)

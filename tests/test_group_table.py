@@ -531,3 +531,24 @@ def test_scatter_rejects_out_of_range_partitions():
         scatter_index(ro([0], np.int32), 0)
     order, offsets = scatter_index(ro([], np.int32), 2)
     assert order.tolist() == [] and offsets.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("share", [0.01, 0.5, 0.999])
+def test_remove_small_and_bulk_paths_keep_lookups_right(share):
+    # a small removal unlinks entry by entry; a large one rebuilds the index from survivors
+    rng = np.random.default_rng(int(share * 1000))
+    n = 20_000
+    a = rng.integers(-50, 50, n).astype(np.int64)
+    b = rng.integers(0, 10**12, n).astype(np.int64)
+    t = GroupTable(2)
+    slots = np.empty(n, dtype=np.int32)
+    t.find_or_insert([a, b], slots)
+    live = t.live_slots()
+    gone = np.sort(rng.choice(live, size=max(1, int(share * len(live))), replace=False)).astype(np.int32)
+    t.remove(gone)
+    again = np.empty(n, dtype=np.int32)
+    t.lookup([a, b], again)
+    removed = np.isin(slots, gone)
+    assert (again[removed] == -1).all()
+    assert (again[~removed] == slots[~removed]).all()
+    assert len(t) == len(live) - len(gone)

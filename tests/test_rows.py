@@ -112,7 +112,7 @@ def duckdb_window(n, funcs, keys, x, valid, dtype):
         " FROM tbl ORDER BY seq"
     con = duckdb.connect()
     con.register("tbl", table)
-    res = con.execute(sql).to_arrow_table()
+    res = con.sql(sql).to_arrow_table()
     out = []
     for i in range(len(cols)):
         col = res.column(f"c{i}")

@@ -170,9 +170,10 @@ class Driver:
         return out
 
 
-def run_both(gap, keys, times, values, lateness, cuts, flushes=()):
+def run_both(gap, keys, times, values, lateness, cuts, flushes=(), ahead=0):
     """Feed the same rows to kernel (in batches split at ``cuts``) and reference; compare.
-    After a batch ending at a row in ``flushes`` every session closes (a mid-stream flush())."""
+    After a batch ending at a row in ``flushes`` every session closes (a mid-stream flush()).
+    ``ahead > 0`` closes at a watermark beyond the next rows' (the kernel must cope)."""
     n = len(keys)
     wm = watermarks(times, lateness)
     ref = RefSessions(gap)
@@ -185,7 +186,7 @@ def run_both(gap, keys, times, values, lateness, cuts, flushes=()):
             assert (sid[r - b0] == -1) == late, r
             assert (lo[r - b0], hi[r - b0]) == (a, b), r
         if b1 < n:
-            w = None if b1 in flushes else int(wm[b1])  # the watermark after this batch
+            w = None if b1 in flushes else int(wm[b1]) + ahead  # the watermark after the batch
             assert drv.close(w) == ref.close(w)
             assert drv.sw.n_open == len(ref.sessions)
     assert drv.close() == ref.close()
@@ -312,6 +313,12 @@ def test_keys_are_independent():
 
 
 def test_rows_after_a_flush_open_new_sessions():
+    # close() ahead of the rows' watermark: later rows must not join what it closed
+    sw = SessionWindows(10)
+    one_batch(sw, [0, 0], [100, 200])
+    assert closed(sw.close(150)) == [[0], [0], [100], [110]]
+    end, merges, sid, lo, hi = one_batch(sw, [0], [105])
+    assert sid == [2] and (lo, hi) == ([105], [115])
     # flush() closes sessions the watermark has not reached; later rows must not join them
     sw = SessionWindows(10)
     one_batch(sw, [0, 1], [100, 100])
@@ -439,13 +446,14 @@ rows = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(rows=rows, gap=st.integers(1, 15), lateness=st.integers(0, 60),
-       cuts=st.lists(st.integers(0, 80), max_size=6))
-def test_hypothesis_matches_reference(rows, gap, lateness, cuts):
+       cuts=st.lists(st.integers(0, 80), max_size=6),
+       ahead=st.sampled_from([0, 0, 0, 5, 30]))
+def test_hypothesis_matches_reference(rows, gap, lateness, cuts, ahead):
     keys = np.array([r[0] for r in rows], np.int32)
     clock = np.cumsum([r[1] for r in rows])
     times = (clock - np.array([r[2] for r in rows])).astype(np.int64)
     values = np.array([r[3] for r in rows], np.int64)
-    drv = run_both(gap, keys, times, values, lateness, cuts, flushes=cuts[:1])
+    drv = run_both(gap, keys, times, values, lateness, cuts, flushes=cuts[:1], ahead=ahead)
     target(float(drv.n_merges), label="merges")
     event("merges" if drv.n_merges else "no merge")
     event("late rows" if drv.n_late else "no late row")
