@@ -242,10 +242,18 @@ class Column:
 
     # -- row selection, in whichever form the column is
     def take(self, idx: np.ndarray) -> "Column":
-        if self._values is None:
+        if self._values is None and self.type.kind == "STRING":  # no need to encode to move rows
             return Column(self.type, arrow=self.arrow.take(pa.array(idx)), strings=self.strings)
-        valid = None if self._valid is None else self._valid[idx]
-        return Column(self.type, self._values[idx], valid, strings=self.strings)
+        values, valid = self.values, self.valid  # numeric Arrow columns convert without a copy
+        return Column(self.type, values[idx], None if valid is None else valid[idx],
+                      strings=self.strings)
+
+    def slice(self, lo: int, hi: int) -> "Column":
+        """Rows lo..hi-1 without copying."""
+        if self._values is None:
+            return Column(self.type, arrow=self.arrow.slice(lo, hi - lo), strings=self.strings)
+        valid = None if self._valid is None else self._valid[lo:hi]
+        return Column(self.type, self._values[lo:hi], valid, strings=self.strings)
 
     def filter(self, mask: np.ndarray) -> "Column":
         if self._values is None:
@@ -352,6 +360,9 @@ class Batch:
 
     def take(self, idx: np.ndarray) -> "Batch":
         return Batch({k: c.take(idx) for k, c in self.columns.items()}, len(idx))
+
+    def slice(self, lo: int, hi: int) -> "Batch":
+        return Batch({k: c.slice(lo, hi) for k, c in self.columns.items()}, hi - lo)
 
     def filter(self, mask: np.ndarray) -> "Batch":
         n = int(np.count_nonzero(mask))

@@ -43,7 +43,7 @@ class Router:
                 part = (batch[name].values.astype(np.int64) % n).astype(np.int32)
                 return self._scatter_parts(batch, np.ascontiguousarray(part))
         bounds = np.linspace(0, batch.length, n + 1).astype(np.int64)
-        return [batch.take(np.arange(bounds[i], bounds[i + 1])) if bounds[i + 1] > bounds[i] else None
+        return [batch.slice(bounds[i], bounds[i + 1]) if bounds[i + 1] > bounds[i] else None
                 for i in range(n)]
 
     def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list[Optional[Batch]]:
