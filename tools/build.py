@@ -1,24 +1,32 @@
 """Build compiled modules in place for development: ``python tools/build.py [module ...]``.
 
-With no module names every ``velostream/_core/*.pyx`` is built. Each module gets its own
-temporary build folder so that several builds can run side by side without clobbering each other.
+With no module names every ``velostream/_core/*.pyx`` is built. Each module builds in its own
+temporary folder and its ``.so`` is then renamed into ``velostream/_core``: a rename never
+disturbs a process that has the old file loaded (overwriting it in place would crash that process).
 """
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "velostream" / "_core"
 
 
 def build(modules):
-    targets = modules or sorted(p.stem for p in (ROOT / "velostream/_core").glob("*.pyx"))
+    targets = modules or sorted(p.stem for p in CORE.glob("*.pyx"))
     for name in targets:
         env = dict(os.environ, VELOSTREAM_BUILD_ONLY=name)
-        cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace",
-               "--build-temp", f"build/tmp-{name}"]
         print("building", name, flush=True)
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        with tempfile.TemporaryDirectory(dir=ROOT / "build" if (ROOT / "build").exists() else None) as lib:
+            cmd = [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", lib,
+                   "--build-temp", f"build/tmp-{name}"]
+            subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+            for so in Path(lib).rglob(f"{name}.*.so"):
+                tmp = CORE / (so.name + ".new")
+                tmp.write_bytes(so.read_bytes())
+                os.replace(tmp, CORE / so.name)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,6 @@ from libc.stdint cimport INT32_MAX, int32_t, int64_t
 
 import numpy as np
 
-cimport numpy as cnp
-
-cnp.import_array()
-
 
 cdef extern from *:
     """
