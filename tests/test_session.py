@@ -6,6 +6,7 @@ closed sessions' state, release() them.
 """
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -23,7 +24,7 @@ NO_WM = int(np.iinfo(np.int64).min)  # watermark before any record
 
 
 class _RefSession:
-    __slots__ = ("key", "first", "last", "count", "total")
+    __slots__ = ("count", "first", "key", "last", "total")
 
     def __init__(self, key, t):
         self.key, self.first, self.last, self.count, self.total = key, t, t, 0, 0
@@ -118,6 +119,7 @@ class Driver:
         lo = np.zeros(n, np.int64)
         hi = np.zeros(n, np.int64)
         start = seg = 0
+        self.merged = {}  # row of this batch -> number of merge pairs it produced
         while True:
             end, merges = self.sw.assign(keys, times, wm, sid, lo, hi, start)
             assert start < end <= n or start == end == n
@@ -140,6 +142,7 @@ class Driver:
                 break
             self._aggregate(sid, keys, values, seg, end - 1)
             self.n_merges += len(merges)
+            self.merged[end - 1] = len(merges)
             for dst, src in merges.tolist():
                 assert dst == sid[end - 1] and dst != src
                 assert self.in_use[dst] == self.in_use[src] == keys[end - 1]
@@ -178,13 +181,14 @@ def run_both(gap, keys, times, values, lateness, cuts, flushes=(), ahead=0):
     wm = watermarks(times, lateness)
     ref = RefSessions(gap)
     drv = Driver(gap)
-    bounds = [0] + sorted(set(c for c in cuts if 0 < c < n)) + [n]
-    for b0, b1 in zip(bounds, bounds[1:]):
+    bounds = [0, *sorted({c for c in cuts if 0 < c < n}), n]
+    for b0, b1 in itertools.pairwise(bounds):
         sid, lo, hi = drv.batch(keys[b0:b1], times[b0:b1], wm[b0:b1], values[b0:b1])
         for r in range(b0, b1):
-            late, a, b, _ = ref.row(int(keys[r]), int(times[r]), int(wm[r]), int(values[r]))
+            late, a, b, n_merged = ref.row(int(keys[r]), int(times[r]), int(wm[r]), int(values[r]))
             assert (sid[r - b0] == -1) == late, r
             assert (lo[r - b0], hi[r - b0]) == (a, b), r
+            assert drv.merged.get(r - b0, 0) == n_merged, r
         if b1 < n:
             w = None if b1 in flushes else int(wm[b1]) + ahead  # the watermark after the batch
             assert drv.close(w) == ref.close(w)
@@ -318,15 +322,15 @@ def test_rows_after_a_flush_open_new_sessions():
     one_batch(sw, [0, 0], [100, 200])
     assert closed(sw.close(150)) == [[0], [0], [100], [110]]
     end, merges, sid, lo, hi = one_batch(sw, [0], [105])
-    assert sid == [2] and (lo, hi) == ([105], [115])
+    assert (end, merges, sid, lo, hi) == (1, [], [2], [105], [115])
     # flush() closes sessions the watermark has not reached; later rows must not join them
     sw = SessionWindows(10)
     one_batch(sw, [0, 1], [100, 100])
     assert closed(sw.close_all()) == [[0, 1], [0, 1], [100, 100], [110, 110]]
     end, merges, sid, lo, hi = one_batch(sw, [0, 0], [105, 97])
-    assert sid == [2, 2] and (lo[1], hi[1]) == (97, 115)
+    assert (end, merges, sid) == (2, [], [2, 2]) and (lo[1], hi[1]) == (97, 115)
     sw.release(np.array([0, 1], np.int32))
-    end, merges, sid, lo, hi = one_batch(sw, [1], [101])
+    _, _, sid, lo, hi = one_batch(sw, [1], [101])
     assert sid == [1] and (lo, hi) == ([101], [111])
     assert sw.n_open == 2 and sw.sid_capacity == 3
 
@@ -473,3 +477,11 @@ def test_hypothesis_shuffled_times_match_reference(times, n_keys, gap, lateness,
     target(float(drv.n_merges), label="merges")
     event("merges" if drv.n_merges else "no merge")
     event("late rows" if drv.n_late else "no late row")
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import velostream._core.session as mod
+
+    assert doctest.testmod(mod).failed == 0

@@ -37,19 +37,19 @@ cdef struct SidInfo:
 
 
 cdef class SessionWindows:
-    cdef readonly int64_t gap_ms
     # session gap in ms (> 0)
-    cdef vector[vector[SessionEntry]] by_key
+    cdef readonly int64_t gap_ms
     # key slot -> its LIVE sessions sorted by first; consecutive ones satisfy
     # a.last + gap <= b.first, so they are sorted by last too and a row touches a contiguous run
-    cdef cpp_set[EndKey] ends
+    cdef vector[vector[SessionEntry]] by_key
     # every session not yet returned by close() (LIVE and EXPIRED), ordered by (end, first, sid)
+    cdef cpp_set[EndKey] ends
+    # sid -> owner, state and node in ``ends``; its size is sid_capacity
     cdef vector[SidInfo] sids
-    # sid -> owner and state; its size is sid_capacity
-    cdef vector[int32_t] free_sids
     # released sids, reused last-in first-out so the id space stays as small as possible
-    cdef vector[int32_t] merge_buf
+    cdef vector[int32_t] free_sids
     # flattened (dst, src) pairs of the merge that stopped the last assign() call
+    cdef vector[int32_t] merge_buf
 
     cdef int _purge_expired(self, vector[SessionEntry]* sess, int64_t wm) noexcept nogil
     cdef int32_t _new_sid(self, int32_t key_slot) noexcept nogil

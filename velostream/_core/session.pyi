@@ -1,9 +1,11 @@
 """Type stub of the compiled ``velostream._core.session`` module."""
+from typing import TypeAlias
+
 import numpy as np
 import numpy.typing as npt
 
-_I32 = npt.NDArray[np.int32]
-_I64 = npt.NDArray[np.int64]
+_I32: TypeAlias = npt.NDArray[np.int32]
+_I64: TypeAlias = npt.NDArray[np.int64]
 
 class SessionWindows:
     """Per-key session windows: assigns each row a dense session id, tracks merges and closes."""
