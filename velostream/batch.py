@@ -102,6 +102,9 @@ def arrow_type_of(t: SqlType) -> pa.DataType:
     }.get(t.kind) or pa.decimal128(max(t.precision, t.scale, 1), t.scale)
 
 
+_SCHEMA_TYPES: dict = {}
+_ARROW_TYPES = {t: arrow_type_of(t) for t in (INT64, FLOAT64, STRING, BOOL, TIMESTAMP)}
+
 # ---------------------------------------------------------------------------- string dictionary
 
 
@@ -279,7 +282,8 @@ class Column:
             return _scaled_to_decimal(self._values, mask, self.type)
         if kind == "NULL":
             return pa.nulls(len(self._values))
-        return pa.array(self._values, type=arrow_type_of(self.type), mask=mask)
+        return pa.array(self._values, type=_ARROW_TYPES.get(self.type) or arrow_type_of(self.type),
+                        mask=mask)
 
     def to_pylist(self) -> list:
         return self.to_arrow().to_pylist()
@@ -372,9 +376,11 @@ class Batch:
 
     @classmethod
     def from_arrow(cls, rb: pa.RecordBatch, strings: StringDict) -> "Batch":
-        cols = {}
-        for name, arr in zip(rb.schema.names, rb.columns):
-            cols[name] = Column(type_of_arrow(arr.type), arrow=arr, strings=strings)
+        schema = rb.schema
+        types = _SCHEMA_TYPES.get(schema)
+        if types is None:  # a stream repeats one schema: map it once
+            types = _SCHEMA_TYPES[schema] = [(n, type_of_arrow(t)) for n, t in zip(schema.names, schema.types)]
+        cols = {name: Column(t, arrow=arr, strings=strings) for (name, t), arr in zip(types, rb.columns)}
         return cls(cols, rb.num_rows)
 
     def to_arrow(self, names: Optional[list[str]] = None) -> pa.RecordBatch:
