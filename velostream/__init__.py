@@ -4,6 +4,7 @@
 >>> vs.query("SELECT x FROM s WHERE x > 1", {"s": {"x": [1, 2, 3]}}).to_pylist()
 [{'x': 2}, {'x': 3}]
 """
+from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
 from .engine import Engine, explain, query
 from .errors import JobError, SqlError, UnsupportedError, VelostreamError
 from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,

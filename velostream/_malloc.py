@@ -1,0 +1,35 @@
+"""Keep freed batch memory in the process instead of handing it back to the kernel.
+
+Every batch allocates and frees a few megabytes of column arrays. With glibc's defaults, blocks
+that large are mmap'ed and unmapped each time, and every page of the next batch's arrays is a fresh
+page fault: a quarter of the run time of an EMIT CHANGES query went to the kernel. Raising the mmap
+and trim thresholds makes freed blocks reusable (the same effect as ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_``). Peak memory is unchanged; memory is simply returned later.
+
+Only glibc is touched; ``VELOSTREAM_MALLOC_TUNING=0`` turns it off.
+"""
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def tune() -> bool:
+    """Apply the thresholds once; returns whether they were applied."""
+    if os.environ.get("VELOSTREAM_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1
+    ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+    return bool(ok)
+
+
+TUNED = tune()
