@@ -27,8 +27,7 @@ from bench.data import S0_SQL, Scenario, orders
 DEFAULT_PARTITIONS = (1, 2, 4)
 
 #: keyword arguments of ``vs.query`` that could select the V2 job server, tried in this order
-_V2_SWITCHES = (("server", "v2"), ("job_server", "v2"), ("mode", "v2"), ("engine", "v2"),
-                ("version", 2), ("v2", True))
+_V2_SWITCHES = (("processor", "v2"),)  # vs.query(..., processor="v2") runs the job server
 
 
 def system_name(partitions: int | None) -> str:

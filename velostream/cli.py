@@ -51,8 +51,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    sys.path.insert(0, str(Path.cwd()))  # the suite lives in the source checkout, not the wheel
     try:
-        from bench.__main__ import main as bench_main
+        from bench.suite import main as bench_main
     except ImportError:
         print("the benchmark suite runs from a source checkout: cd into it and run "
               "`python -m bench` (pip install '.[bench]' first)", file=sys.stderr)

@@ -222,11 +222,12 @@ def _needs_cast(b: Batch, schema: pa.Schema) -> bool:
 
 
 def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
-          env: Optional[Mapping[str, str]] = None) -> Result:
+          processor: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Result:
     """Run ``sql`` over finite inputs to the end (end-of-input flush included).
 
     ``sources`` maps each FROM name to its data: a pyarrow Table or RecordBatch, a list of record
-    batches, a pandas DataFrame, a dict of columns or a list of row dicts.
+    batches, a pandas DataFrame, a dict of columns or a list of row dicts. ``partitions > 1`` runs
+    the V2 job server (N partition threads); ``processor="v2"`` forces it even for one partition.
 
     >>> import velostream as vs
     >>> trades = {"symbol": ["A", "B", "A"], "price": [10.0, 20.0, 30.0],
@@ -236,9 +237,14 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     >>> vs.query(sql, {"trades": trades}).to_pylist()
     [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
     """
-    if partitions > 1:
+    processor = processor or ("v2" if partitions > 1 else "v1")
+    if processor == "v2":
         from .jobs import run_partitioned  # the V2 job server (imported late: it builds on this module)
         return run_partitioned(sql, sources, partitions=partitions, env=env)
+    if processor != "v1":
+        raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
+    if partitions != 1:
+        raise ValueError("the V1 processor runs one partition; use processor='v2'")
     eng = Engine(sql, env=env)
     data = _pick_source(eng, sources)
     result = Result(pa.schema([]))
