@@ -239,3 +239,15 @@ def test_partitioning_override():
     bad = QUERIES["group_changes"] + " WITH ('partitioning.strategy' = 'round_robin')"
     with pytest.raises(vs.SqlError, match="wrong results"):
         vs.explain(bad, {"market_data": data})
+
+
+def test_partitions_intern_strings_concurrently():
+    # round-robin partitions each intern new strings (LIKE, UPPER) into the job's one dictionary
+    n = 120_000
+    s = pa.array([f"user{i}" for i in range(n)])
+    data = pa.table({"s": s, "x": np.arange(n)}).to_batches(max_chunksize=4_000)
+    sql = "SELECT UPPER(s) AS u, x FROM t WHERE s LIKE 'user1%' OR x % 7 = 0"
+    v1 = collections.Counter(_rows(vs.query(sql, {"t": data})))
+    for _ in range(3):
+        v2 = collections.Counter(_rows(vs.query(sql, {"t": data}, partitions=4)))
+        assert v2 == v1

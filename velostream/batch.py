@@ -21,6 +21,7 @@ only those (not the rows) are looked up in the job-wide dictionary.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional
 
@@ -123,6 +124,10 @@ class StringDict:
     def __init__(self) -> None:
         from ._core.strings import StringInterner
         self._interner = StringInterner()
+        # Partition threads intern concurrently; the interner appends in a nogil loop, so
+        # additions take turns (a waiting thread does not hold the GIL). Reads need no lock: the
+        # stores are append-only and a full one is replaced, never changed in place.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._interner)
@@ -130,7 +135,8 @@ class StringDict:
     def code(self, s: str) -> int:
         c = self._interner.lookup_bytes(s.encode())
         if c < 0:
-            c = int(self._interner.encode_arrow(pa.array([s], pa.string()))[0])
+            with self._lock:
+                c = int(self._interner.encode_arrow(pa.array([s], pa.string()))[0])
         return c
 
     def lookup(self, s: str) -> int:
@@ -143,12 +149,14 @@ class StringDict:
             arr = arr.combine_chunks()
         valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
         if pa.types.is_dictionary(arr.type):
-            mapping = self._interner.encode_arrow(arr.dictionary)  # per distinct value
+            with self._lock:
+                mapping = self._interner.encode_arrow(arr.dictionary)  # per distinct value
             idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
             return (mapping[idx] if len(mapping) else np.zeros(len(idx), np.int32)), valid
         if not pa.types.is_string(arr.type):
             arr = arr.cast(pa.string())
-        return self._interner.encode_arrow(arr), valid
+        with self._lock:
+            return self._interner.encode_arrow(arr), valid
 
     def arrow_values(self) -> pa.Array:
         """Every string in code order (a zero-copy view)."""

@@ -32,7 +32,7 @@ from ..exec.pipeline import END_COL, SEQ_COL, Partial, Pipeline
 from ..result import Result
 from .failure import FailBatch, LogAndContinue, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
-from .router import Router
+from .router import Router, Rows
 
 log = logging.getLogger("velostream.jobs")
 
@@ -103,8 +103,9 @@ class _Partition(threading.Thread):
             try:
                 out = []
                 if step.batch is not None:
-                    self.records += step.batch.length
-                    out += self.pipeline.process(step.batch)
+                    batch = step.batch.gather() if isinstance(step.batch, Rows) else step.batch
+                    self.records += batch.length
+                    out += self.pipeline.process(batch)
                 if step.watermark is not None:
                     out += self.pipeline.advance(step.watermark)
                 if step.flush:

@@ -27,8 +27,8 @@ class Router:
         self.ev = evaluator
         self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
 
-    def split(self, batch: Batch) -> list[Optional[Batch]]:
-        """One sub-batch (or None) per partition."""
+    def split(self, batch: Batch) -> list:
+        """Per partition: a Batch, ``Rows`` of the batch (gathered by the partition), or None."""
         n = self.n
         if n == 1:
             return [batch]
@@ -46,15 +46,33 @@ class Router:
         return [batch.slice(bounds[i], bounds[i + 1]) if bounds[i + 1] > bounds[i] else None
                 for i in range(n)]
 
-    def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list[Optional[Batch]]:
+    def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list:
         part = np.empty(batch.length, dtype=np.int32)
         partition_of(words, self.n, part)
         return self._scatter_parts(batch, part)
 
-    def _scatter_parts(self, batch: Batch, part: np.ndarray) -> list[Optional[Batch]]:
+    def _scatter_parts(self, batch: Batch, part: np.ndarray) -> list:
+        """Each partition gets the batch and its row numbers: the copying (``take``) then happens
+        in the partition threads, in parallel, instead of serially here."""
         order, offsets = scatter_index(part, self.n)
-        out: list[Optional[Batch]] = []
+        out: list = []
         for p in range(self.n):
             lo, hi = offsets[p], offsets[p + 1]
-            out.append(batch.take(order[lo:hi]) if hi > lo else None)
+            out.append(Rows(batch, order[lo:hi]) if hi > lo else None)
         return out
+
+
+class Rows:
+    """Some rows of a batch, gathered by whoever processes them."""
+
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: Batch, index: np.ndarray):
+        self.batch, self.index = batch, index
+
+    @property
+    def length(self) -> int:
+        return len(self.index)
+
+    def gather(self) -> Batch:
+        return self.batch.take(self.index)
