@@ -254,7 +254,7 @@ class Column:
     # -- row selection, in whichever form the column is
     def take(self, idx: np.ndarray) -> "Column":
         if self._values is None and self.type.kind == "STRING":  # no need to encode to move rows
-            return Column(self.type, arrow=self.arrow.take(pa.array(idx)), strings=self.strings)
+            return Column(self.type, arrow=_take_strings(self.arrow, idx), strings=self.strings)
         values, valid = self.values, self.valid  # numeric Arrow columns convert without a copy
         return Column(self.type, values[idx], None if valid is None else valid[idx],
                       strings=self.strings)
@@ -305,6 +305,15 @@ class Column:
         if type.kind == "STRING":
             value = strings.code(value)
         return Column(type, np.full(n, value, dtype=type.numpy_dtype), strings=strings)
+
+
+def _take_strings(arr, idx: np.ndarray) -> pa.Array:
+    from ._core.strings import take_strings
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_string(arr.type):
+        return take_strings(arr, np.ascontiguousarray(idx, dtype=np.int64))
+    return arr.take(pa.array(idx))  # dictionary, large or view strings: Arrow's own take
 
 
 def _decimal_to_scaled(arr: pa.Array, scale: int) -> np.ndarray:

@@ -287,3 +287,78 @@ cdef class StringInterner:
                 validity = pa.py_buffer(np.packbits(v, bitorder="little"))
         return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets_arr),
                                                       pa.py_buffer(data_arr)], null_count=null_count)
+
+
+def hash_arrow(arr, uint64_t[::1] out):
+    """The interner's hash of each string of a pyarrow string array, without interning it
+    (the V2 router partitions on these, so the coordinator never touches the dictionary).
+    NULL rows hash to a fixed value of their own."""
+    import pyarrow as pa
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    cdef Py_ssize_t n = len(arr), i
+    if out.shape[0] != n:
+        raise ValueError("out must have one entry per row")
+    if n == 0:
+        return
+    bufs = arr.buffers()
+    offsets_arr = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
+    data_arr = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    if len(data_arr) == 0:
+        data_arr = np.zeros(1, np.uint8)
+    cdef const int32_t[::1] offs = offsets_arr
+    cdef const uint8_t[::1] data = data_arr
+    cdef const uint8_t* base = &data[0]
+    with nogil:
+        for i in range(n):
+            out[i] = hash_bytes(base + offs[i], offs[i + 1] - offs[i])
+    if arr.null_count:
+        nulls = ~arr.is_valid().to_numpy(zero_copy_only=False)
+        np.asarray(out)[nulls] = 0x6E756C6C  # 'null': any fixed value
+
+
+def take_strings(arr, const int64_t[::1] index):
+    """``arr.take(index)`` for a pyarrow string array: gathered lengths, then one memcpy per row
+    (the V2 partitions use it to collect their rows)."""
+    import pyarrow as pa
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    cdef Py_ssize_t n = len(arr), m = index.shape[0], i, total = 0
+    cdef int64_t r
+    bufs = arr.buffers()
+    offsets_arr = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
+    data_arr = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    if len(data_arr) == 0:
+        data_arr = np.zeros(1, np.uint8)
+    cdef const int32_t[::1] offs = offsets_arr
+    cdef const uint8_t[::1] data = data_arr
+    out_off_arr = np.empty(m + 1, dtype=np.int32)
+    cdef int32_t[::1] out_off = out_off_arr
+    cdef int bad = 0
+    with nogil:
+        out_off[0] = 0
+        for i in range(m):
+            r = index[i]
+            if r < 0 or r >= n:
+                bad = 1
+                break
+            total += offs[r + 1] - offs[r]
+            out_off[i + 1] = <int32_t>total
+    if bad:
+        raise IndexError("row index out of range")
+    out_data_arr = np.empty(max(total, 1), dtype=np.uint8)
+    cdef uint8_t[::1] out_data = out_data_arr
+    with nogil:
+        for i in range(m):
+            r = index[i]
+            if offs[r + 1] > offs[r]:
+                memcpy(&out_data[out_off[i]], &data[offs[r]], offs[r + 1] - offs[r])
+    validity = None
+    null_count = 0
+    if arr.null_count:
+        v = arr.is_valid().to_numpy(zero_copy_only=False)[np.asarray(index)]
+        null_count = int(m - np.count_nonzero(v))
+        if null_count:
+            validity = pa.py_buffer(np.packbits(v, bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), m, [validity, pa.py_buffer(out_off_arr),
+                                                  pa.py_buffer(out_data_arr)], null_count=null_count)

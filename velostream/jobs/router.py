@@ -12,9 +12,12 @@ from typing import Optional
 
 import numpy as np
 
+import pyarrow as pa
+
 from .._core.group_table import partition_of, scatter_index
-from ..batch import Batch
-from ..exec.expressions import Evaluator
+from .._core.strings import hash_arrow
+from ..batch import Batch, Column
+from ..exec.expressions import BCol, Evaluator
 from ..exec.pipeline import KeyCodec
 from ..planner import Plan
 
@@ -35,8 +38,7 @@ class Router:
         if self.strategy == "single":
             return [batch] + [None] * (n - 1)
         if self.strategy == "hash":
-            cols = [self.ev.column(k, batch) for k in self.keys]
-            return self._scatter(batch, self.codec.encode(cols, batch.length))
+            return self._scatter(batch, self._key_words(batch))
         if self.strategy == "sticky":
             name = batch.resolve("_PARTITION")
             if name is not None:
@@ -45,6 +47,20 @@ class Router:
         bounds = np.linspace(0, batch.length, n + 1).astype(np.int64)
         return [batch.slice(bounds[i], bounds[i + 1]) if bounds[i + 1] > bounds[i] else None
                 for i in range(n)]
+
+    def _key_words(self, batch: Batch) -> list[np.ndarray]:
+        """Words that identify each row's key. A string column still in its Arrow form is hashed
+        from its raw bytes: interning it here would serialise that work in the coordinator,
+        while the partitions can intern their own rows in parallel."""
+        if all(isinstance(k, BCol) and _raw_strings(batch.columns[k.name]) for k in self.keys):
+            words = []
+            for k in self.keys:
+                h = np.empty(batch.length, dtype=np.uint64)
+                hash_arrow(_combined(batch.columns[k.name].arrow), h)
+                words.append(h.view(np.int64))
+            return words
+        cols = [self.ev.column(k, batch) for k in self.keys]
+        return self.codec.encode(cols, batch.length)
 
     def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list:
         part = np.empty(batch.length, dtype=np.int32)
@@ -60,6 +76,19 @@ class Router:
             lo, hi = offsets[p], offsets[p + 1]
             out.append(Rows(batch, order[lo:hi]) if hi > lo else None)
         return out
+
+
+def _raw_strings(col: Column) -> bool:
+    """A string column nobody has interned yet (still its original Arrow array)."""
+    return col.type.kind == "STRING" and col._values is None and col.arrow is not None
+
+
+def _combined(arr):
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    return arr
 
 
 class Rows:
