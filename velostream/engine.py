@@ -6,8 +6,6 @@ the watermark, DISTINCT and LIMIT are decided once per job; only ``Pipeline`` st
 """
 from __future__ import annotations
 
-import os
-import time
 from typing import Any, Mapping, Optional
 
 import numpy as np

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .batch import BOOL, FLOAT64, INT64, NULLTYPE, STRING, SqlType
+from .batch import BOOL, FLOAT64, INT64, SqlType
 from .errors import SqlError, UnsupportedError, nearest
-from .exec.expressions import (SCALAR_FUNCTIONS, BCol, Bound, Scope, bind, columns_used, render)
+from .exec.expressions import BCol, Bound, Scope, bind, columns_used, render
 from .sql import ast
 from .batch import StringDict
 

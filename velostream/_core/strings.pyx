@@ -60,7 +60,9 @@ cdef inline void head_words(const uint8_t* p, Py_ssize_t n, uint64_t* w0, uint64
 
 
 cdef inline uint64_t hash_string(const uint8_t* p, Py_ssize_t n, uint64_t w0, uint64_t w1) noexcept nogil:
-    cdef uint64_t h = (w0 * 0x9e3779b97f4a7c15ULL) ^ (w1 * 0xc2b2ae3d27d4eb4fULL) ^ <uint64_t>n
+    # w0 goes through a full mix before w1 joins: a plain xor of the two products is linear, and
+    # structured keys (TRADER0..TRADER499, where w0 == w1 at 8 bytes) collided.
+    cdef uint64_t h = _mix(w0 ^ (<uint64_t>n * 0x9e3779b97f4a7c15ULL)) ^ (w1 * 0xc2b2ae3d27d4eb4fULL)
     cdef Py_ssize_t i = 16
     while i + 8 <= n:  # only strings longer than 16 bytes
         h = (h ^ _mix(_load64(p + i))) * 0x9fb21c651e98df25ULL
@@ -250,44 +252,11 @@ cdef class StringInterner:
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
     def decode(self, const int32_t[::1] codes, valid=None):
-        """A pyarrow string array holding the strings of ``codes`` (NULL where ``valid`` is False).
-        Two nogil passes: output offsets, then the bytes."""
-        import pyarrow as pa
-        cdef Py_ssize_t n = codes.shape[0], i, total = 0
-        cdef int32_t c, count = <int32_t>self.count
-        cdef const int32_t[::1] soff = self._offsets
-        cdef const uint8_t[::1] store = self._data
-        offsets_arr = np.empty(n + 1, dtype=np.int32)
-        cdef int32_t[::1] offs = offsets_arr
-        cdef int bad = 0
-        with nogil:
-            offs[0] = 0
-            for i in range(n):
-                c = codes[i]
-                if c < 0 or c >= count:
-                    bad = 1
-                    break
-                total += soff[c + 1] - soff[c]
-                offs[i + 1] = <int32_t>total
-        if bad:
-            raise IndexError("string code out of range")
-        data_arr = np.empty(max(total, 1), dtype=np.uint8)
-        cdef uint8_t[::1] data = data_arr
-        with nogil:
-            for i in range(n):
-                c = codes[i]
-                if soff[c + 1] > soff[c]:
-                    memcpy(&data[offs[i]], &store[soff[c]], soff[c + 1] - soff[c])
-        validity = None
-        null_count = 0
-        if valid is not None:
-            v = np.asarray(valid, dtype=bool)
-            null_count = int(n - np.count_nonzero(v))
-            if null_count:
-                validity = pa.py_buffer(np.packbits(v, bitorder="little"))
-        return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets_arr),
-                                                      pa.py_buffer(data_arr)], null_count=null_count)
-
+        """A pyarrow string array holding the strings of ``codes`` (NULL where ``valid`` is False)."""
+        index = np.asarray(codes, dtype=np.int64)
+        validity = None if valid is None else np.asarray(valid, dtype=bool)
+        return _gather(self._offsets[:self.count + 1], self._data[:max(self.nbytes, 1)], index,
+                       validity, "string code out of range")
 
 def hash_arrow(arr, uint64_t[::1] out):
     """The interner's hash of each string of a pyarrow string array, without interning it
@@ -317,24 +286,35 @@ def hash_arrow(arr, uint64_t[::1] out):
         np.asarray(out)[nulls] = 0x6E756C6C  # 'null': any fixed value
 
 
-def take_strings(arr, const int64_t[::1] index):
-    """``arr.take(index)`` for a pyarrow string array: gathered lengths, then one memcpy per row
-    (the V2 partitions use it to collect their rows)."""
+
+def take_strings(arr, index):
+    """``arr.take(index)`` for a pyarrow string array, by memcpy (the V2 partitions use it to
+    collect their rows)."""
     import pyarrow as pa
     if not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
-    cdef Py_ssize_t n = len(arr), m = index.shape[0], i, total = 0
-    cdef int64_t r
+    n = len(arr)
     bufs = arr.buffers()
-    offsets_arr = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
-    data_arr = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
-    if len(data_arr) == 0:
-        data_arr = np.zeros(1, np.uint8)
-    cdef const int32_t[::1] offs = offsets_arr
-    cdef const uint8_t[::1] data = data_arr
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    validity = None
+    if arr.null_count:
+        validity = arr.is_valid().to_numpy(zero_copy_only=False)[index]
+    return _gather(offsets, data if len(data) else np.zeros(1, np.uint8), index, validity,
+                   "row index out of range")
+
+
+def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1] index, valid,
+            str what):
+    """Strings number ``index[i]`` of (offsets, data) as a new pyarrow string array: lengths and
+    output offsets in one nogil pass, the bytes in a second. ``valid``: bool per output row."""
+    import pyarrow as pa
+    cdef Py_ssize_t n = offs.shape[0] - 1, m = index.shape[0], i, total = 0
+    cdef int64_t r
+    cdef int bad = 0
     out_off_arr = np.empty(m + 1, dtype=np.int32)
     cdef int32_t[::1] out_off = out_off_arr
-    cdef int bad = 0
     with nogil:
         out_off[0] = 0
         for i in range(m):
@@ -345,7 +325,7 @@ def take_strings(arr, const int64_t[::1] index):
             total += offs[r + 1] - offs[r]
             out_off[i + 1] = <int32_t>total
     if bad:
-        raise IndexError("row index out of range")
+        raise IndexError(what)
     out_data_arr = np.empty(max(total, 1), dtype=np.uint8)
     cdef uint8_t[::1] out_data = out_data_arr
     with nogil:
@@ -355,10 +335,9 @@ def take_strings(arr, const int64_t[::1] index):
                 memcpy(&out_data[out_off[i]], &data[offs[r]], offs[r + 1] - offs[r])
     validity = None
     null_count = 0
-    if arr.null_count:
-        v = arr.is_valid().to_numpy(zero_copy_only=False)[np.asarray(index)]
-        null_count = int(m - np.count_nonzero(v))
+    if valid is not None:
+        null_count = int(m - np.count_nonzero(valid))
         if null_count:
-            validity = pa.py_buffer(np.packbits(v, bitorder="little"))
+            validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(pa.string(), m, [validity, pa.py_buffer(out_off_arr),
                                                   pa.py_buffer(out_data_arr)], null_count=null_count)

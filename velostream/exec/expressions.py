@@ -10,7 +10,6 @@ Decimal literals such as ``1.5`` are DOUBLE here (DuckDB would make them DECIMAL
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 

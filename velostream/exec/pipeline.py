@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core.group_table import GroupTable
 from ..batch import Batch, Column, SqlType, StringDict
-from ..planner import AggSpec, OverPlan, Plan
+from ..planner import AggSpec, Plan
 from .expressions import Evaluator
 
 TIME_COL = "__time"

@@ -28,9 +28,9 @@ import pyarrow as pa
 from ..batch import Batch, Column, SqlType, concat_batches
 from ..engine import Engine
 from ..errors import JobError
-from ..exec.pipeline import END_COL, SEQ_COL, Partial, Pipeline
+from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..result import Result
-from .failure import FailBatch, LogAndContinue, RetryWithBackoff, SendToDLQ, parse_strategy
+from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
 from .router import Router, Rows
 
@@ -217,7 +217,7 @@ class Job:
                 self._run_v1()
             else:
                 self._run_v2()
-            self._timed_write(self.sink.flush, "writing")
+            self._timed_write(self.sink.flush)
             self.sink.commit()
             self.reader.commit()
         except BaseException:
@@ -392,7 +392,7 @@ class Job:
             self._latencies.append((time.perf_counter() - arrived, len(r)))
             self.stats.records_emitted += len(r)
 
-    def _timed_write(self, fn, what: str, *args) -> None:
+    def _timed_write(self, fn, *args) -> None:
         t0 = time.perf_counter()
         try:
             fn(*args)
@@ -404,7 +404,7 @@ class Job:
         delays = iter(strategy.delays()) if isinstance(strategy, RetryWithBackoff) else iter(())
         while True:
             try:
-                self._timed_write(self.sink.write_batch, "writing", rb)
+                self._timed_write(self.sink.write_batch, rb)
                 return
             except Exception as exc:
                 if isinstance(strategy, RetryWithBackoff):
@@ -438,7 +438,6 @@ class Job:
                         pass
         for w in self._workers:
             w.join(timeout=10)
-        self._workers_alive = [w.index for w in self._workers if w.is_alive()]
 
     def _final_stats(self) -> None:
         eng = self.engine

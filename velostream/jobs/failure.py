@@ -5,7 +5,6 @@ error, in the dead-letter output (``Job.dead_letters``, or the configured dead-l
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 
@@ -53,7 +52,3 @@ def parse_strategy(value) -> object:
             return cls()
     raise ValueError(f"unknown failure strategy {value!r} (LogAndContinue, SendToDLQ, FailBatch, "
                      "RetryWithBackoff)")
-
-
-def sleep(seconds: float) -> None:
-    time.sleep(seconds)

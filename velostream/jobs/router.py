@@ -8,8 +8,6 @@ everything to partition 0; ``sticky`` keeps records in their source partition (`
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 import pyarrow as pa
