@@ -282,7 +282,7 @@ class Pipeline:
             self.min_open_end = min(self.min_open_end,
                                     int(partial.words[:, -1].min()) + self.plan.window.size_ms)
 
-    def _snapshot(self, slots: np.ndarray) -> list:
+    def _snapshot(self, slots: np.ndarray, words: Optional[np.ndarray] = None) -> list:
         """A ``Partial`` copy of these groups' state (the partition then frees them)."""
         idx = np.arange(len(slots), dtype=np.int32)
         snaps = []
@@ -291,7 +291,7 @@ class Pipeline:
             snap.ensure_capacity(len(slots))
             snap.merge(idx, agg, slots)
             snaps.append(snap)
-        return [Partial(self.table.keys_of(slots), snaps)]
+        return [Partial(self.table.keys_of(slots) if words is None else words, snaps)]
 
     # -- project ----------------------------------------------------------------------------
     def _project(self, batch: Batch) -> Batch:
@@ -421,32 +421,34 @@ class Pipeline:
         if len(live) == 0:
             self.min_open_end = np.iinfo(np.int64).max
             return []
-        starts = self.table.keys_of(live)[:, -1]
-        ends = starts + self.plan.window.size_ms
+        words = self.table.keys_of(live)  # read once: window starts now, keys for the output
+        ends = words[:, -1] + self.plan.window.size_ms
         if watermark is None:
             closing = np.ones(len(live), dtype=bool)
         else:
             closing = ends <= watermark
-        closed = live[closing]
         rest = ends[~closing]
         self.min_open_end = int(rest.min()) if len(rest) else np.iinfo(np.int64).max
-        if len(closed) == 0:
+        picked = np.flatnonzero(closing)
+        if len(picked) == 0:
             return []
-        closed = np.ascontiguousarray(closed[_order_by_end(ends[closing], self._window_step)])
+        picked = picked[_order_by_end(ends[picked], self._window_step)]
+        closed = np.ascontiguousarray(live[picked])
         if self.role == "partial":
-            out = self._snapshot(closed)
+            out = self._snapshot(closed, words[picked])
         else:
-            out = self._emit_groups(closed) if self.plan.emit == "FINAL" else []
+            out = self._emit_groups(closed, words[picked]) if self.plan.emit == "FINAL" else []
         self._retire(closed)
         return out
 
-    def _emit_groups(self, slots: np.ndarray) -> list[Batch]:
+    def _emit_groups(self, slots: np.ndarray, words: Optional[np.ndarray] = None) -> list[Batch]:
         plan = self.plan
         slots = np.ascontiguousarray(slots, dtype=np.int32)
         n = len(slots)
         if n == 0:
             return []
-        words = self.table.keys_of(slots)
+        if words is None:
+            words = self.table.keys_of(slots)
         cols: dict[str, Column] = {}
         for i, c in enumerate(self.codec.decode(words, self.strings)):
             cols[f"__k{i}"] = c
