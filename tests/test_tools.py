@@ -32,3 +32,17 @@ def test_detects_python_inside_nogil(tmp_path):
         "    return s\n")
     problems = annotate.check(bad, None)
     assert any("print(s)" in p for p in problems)
+
+
+def test_detects_python_in_a_nogil_function_with_a_wrapped_signature(tmp_path):
+    bad = tmp_path / "wrapped.pyx"
+    bad.write_text(
+        "cdef double g(double a,\n"
+        "              double b) noexcept nogil:\n"
+        "    with gil:\n"
+        "        print(a)\n"
+        "    return a + b\n"
+        "def f():\n"
+        "    return g(1.0, 2.0)\n")
+    problems = annotate.check(bad, None)
+    assert any("print(a)" in p for p in problems)

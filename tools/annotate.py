@@ -27,9 +27,11 @@ _LINE = re.compile(r'<pre class="cython line score-(\d+)"[^>]*>(?:.*?)<span clas
 
 def nogil_lines(source: list[str]) -> set[int]:
     """1-based numbers of the lines that run without the GIL: bodies of ``with nogil:`` blocks and
-    of functions declared ``nogil``."""
+    of functions declared ``nogil`` (also when the signature wraps over several lines)."""
     inside: set[int] = set()
     stack: list[int] = []  # indentation of the open nogil headers
+    header: list[str] = []  # a cdef signature still being read, and its indentation
+    header_indent = 0
     for no, raw in enumerate(source, 1):
         line = raw.rstrip()
         stripped = line.lstrip()
@@ -38,14 +40,25 @@ def nogil_lines(source: list[str]) -> set[int]:
                 inside.add(no)
             continue
         indent = len(line) - len(stripped)
+        if header:  # continuation of a wrapped signature
+            header.append(stripped)
+            if stripped.endswith(":"):
+                if "nogil" in " ".join(header):
+                    stack.append(header_indent)
+                header = []
+            continue
         while stack and indent <= stack[-1]:
             stack.pop()
         if stack:
             inside.add(no)
         if re.match(r"with\s+nogil\s*:", stripped):
             stack.append(indent)
-        elif stripped.startswith("cdef") and "nogil" in stripped and stripped.endswith(":"):
-            stack.append(indent)
+        elif stripped.startswith(("cdef ", "cpdef ")) and "(" in stripped:
+            if stripped.endswith(":"):
+                if "nogil" in stripped:
+                    stack.append(indent)
+            elif stripped.count("(") > stripped.count(")"):
+                header, header_indent = [stripped], indent
     return inside
 
 
