@@ -1,53 +1,223 @@
-"""The ``velostream`` command line: ``demo``, ``explain``, ``validate``, ``bench``."""
+"""The ``velostream`` command line: ``run``, ``explain``, ``validate``, ``demo``, ``bench``.
+
+Exit codes: 0 done (a bounded input ended, or a graceful stop on SIGINT/SIGTERM); 1 the job failed
+while running; 2 the job cannot start (bad SQL, bad properties, unreadable file, unknown topic);
+3 a broker could not be reached.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Optional
 
-from .errors import SqlError
+from .errors import ConnectError, JobError, SqlError, UnsupportedError, VelostreamError
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
-def _read_sql(arg: str) -> str:
-    p = Path(arg)
-    return p.read_text() if p.suffix.lower() == ".sql" or p.is_file() else arg
+def _fail(kind: str, exc: BaseException, code: int) -> int:
+    print(f"velostream: {kind}: {exc}", file=sys.stderr)
+    return code
+
+
+def _start_errors(fn):
+    """Map the errors a job can raise before it runs to messages and exit codes."""
+    def wrapped(args) -> int:
+        try:
+            return fn(args)
+        except (SqlError, UnsupportedError) as exc:
+            return _fail("error in SQL", exc, EXIT_CANNOT_START)
+        except ConnectError as exc:
+            return _fail("cannot connect", exc, EXIT_UNREACHABLE)
+        except JobError as exc:
+            return _fail("job failed", exc, EXIT_FAILED)
+        except (VelostreamError, OSError) as exc:
+            return _fail("cannot start", exc, EXIT_CANNOT_START)
+    return wrapped
+
+
+# ---------------------------------------------------------------------------------------- run
+class Progress:
+    """The live progress line on stderr: rewritten in place on a terminal, one line per interval
+    otherwise (logs)."""
+
+    def __init__(self, job, interval: float, enabled: bool):
+        self.job = job
+        self.tty = sys.stderr.isatty()
+        self.interval = interval if not self.tty else min(interval, 1.0)
+        self.enabled = enabled
+        self._last = (time.monotonic(), 0)
+
+    def line(self) -> str:
+        s = self.job.stats
+        now = time.monotonic()
+        t0, n0 = self._last
+        rate = (s.records_read - n0) / max(now - t0, 1e-9)
+        self._last = (now, s.records_read)
+        lag = self.job.lag()
+        return (f"{rate / 1e6:7.3f} M rec/s | {s.records_read:,} in | {s.records_emitted:,} out | "
+                f"lag {'-' if lag is None else f'{lag:,}'} | late {s.records_late:,} | "
+                f"failed {s.records_failed:,}")
+
+    def tick(self) -> None:
+        if self.enabled:
+            end = "\r" if self.tty else "\n"
+            print(f"[velostream] {self.line()}", end=end, file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        s = self.job.stats
+        if self.tty and self.enabled:
+            print(file=sys.stderr)
+        print(f"[velostream] done: {s.records_read:,} records in, {s.records_emitted:,} rows out, "
+              f"{s.records_failed:,} failed, {s.records_late:,} late, in {s.wall_s:.2f} s "
+              f"({s.throughput / 1e6:.3f} M rec/s)", file=sys.stderr)
+
+
+def build_job(spec, *, partitions: int, bounded: bool):
+    """A ``Job`` with the spec's source, sink and dead-letter output."""
+    from .io import open_dead_letter, open_sink, open_source
+    from .jobs import Job
+
+    source = open_source(spec, bounded=bounded)
+    sink = open_sink(spec)
+    dead = open_dead_letter(spec)
+    interval_ms = spec.job.get("commit.interval.ms", "5000")
+    try:
+        interval = int(interval_ms) / 1000
+    except ValueError:
+        raise SqlError(f"commit.interval.ms must be an integer, got {interval_ms!r}") from None
+    return Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
+               processor="v1" if partitions == 1 else "v2",
+               failure_strategy=spec.job.get("failure.strategy"), dead_letter=dead, env={},
+               commit_interval_s=interval)
+
+
+@_start_errors
+def cmd_run(args) -> int:
+    from .jobs.spec import JobSpec
+
+    spec = JobSpec.load(args.job)
+    job = build_job(spec, partitions=args.partitions, bounded=args.bounded)
+    if args.metrics_port is not None:
+        from .metrics import serve
+        serve(job, args.metrics_port, name=spec.sink_name or spec.source_name)
+        print(f"[velostream] metrics on http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stopping.is_set():  # a second signal: the user insists
+            print("[velostream] stopping now", file=sys.stderr)
+            os._exit(130)
+        stopping.set()
+        print(f"\n[velostream] {signal.Signals(signum).name}: stopping (flush, commit)...",
+              file=sys.stderr)
+        job.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    progress = Progress(job, args.progress_interval, enabled=not args.quiet)
+    job.start()
+    try:
+        while job._thread.is_alive():
+            job._thread.join(progress.interval)
+            if job._thread.is_alive():
+                progress.tick()
+        job.join()
+    except JobError as exc:
+        return _fail("job failed", exc, EXIT_FAILED)
+    finally:
+        job.reader.close()
+        job.sink.close()
+        if job.dead_letter is not None:
+            job.dead_letter.close()
+    progress.done()
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ explain, validate
+@_start_errors
+def cmd_explain(args) -> int:
+    import velostream as vs
+    from .jobs.spec import JobSpec
+
+    spec = JobSpec.load(args.job)
+    print(vs.explain(spec.sql, env={}))
+    print(spec.describe())
+    return EXIT_OK
+
+
+@_start_errors
+def cmd_validate(args) -> int:
+    """Parse, plan and check the properties; connects to nothing and writes nothing."""
+    import velostream as vs
+    from .jobs.spec import JobSpec
+
+    spec = JobSpec.load(args.job)
+    vs.explain(spec.sql, env={})
+    print(f"ok: {spec.source_name} ({spec.source_type or 'no source type'}) -> "
+          f"{spec.sink_name or 'stdout'} ({spec.sink_type})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ demo
+def _demo_job(name: str, sql: str, source: str, data_path: Path, out_path: Path) -> str:
+    """A scenario query as a job file: file source in, JSON-lines file out."""
+    props = {f"{source}.type": "file_source", f"{source}.path": str(data_path),
+             f"{name.lower()}_out.type": "file_sink", f"{name.lower()}_out.path": str(out_path)}
+    with_clause = ",\n      ".join(f"'{k}' = '{v}'" for k, v in props.items())
+    return f"CREATE STREAM {name.lower()}_out AS\n{sql.strip()}\nWITH ({with_clause})"
 
 
 def cmd_demo(args) -> int:
-    """The embedded default: the five benchmark scenarios on generated trading data."""
+    """The embedded default: the five scenarios of SCENARIOS.md, from generated files, through
+    the file source and the job server, into JSON-lines files."""
+    import pyarrow.csv as pcsv
+
     import velostream as vs
     from .datagen import SCENARIOS, scenario_input
+    from .jobs.spec import JobSpec
 
     n = args.records
-    print(f"velostream {vs.__version__} demo: the five scenarios of SCENARIOS.md on {n:,} generated "
-          f"records each, {args.partitions} partition(s)\n")
+    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="velostream-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"velostream {vs.__version__} demo: the five scenarios of SCENARIOS.md, {n:,} generated "
+          f"records each, read from CSV files in {workdir}, {args.partitions} partition(s)\n")
+    written: dict[str, Path] = {}
     for name, (_, sql) in SCENARIOS.items():
         source, batches = scenario_input(name, n)
-        t0 = time.perf_counter()
-        res = vs.query(sql, {source: batches}, partitions=args.partitions)
-        secs = time.perf_counter() - t0
+        path = workdir / f"{source}.csv"
+        if source not in written:
+            import pyarrow as pa
+            pcsv.write_csv(pa.Table.from_batches(batches), path)
+            written[source] = path
+        out = workdir / f"{name.lower()}_out.jsonl"
+        out.unlink(missing_ok=True)
+        job_sql = _demo_job(name, sql, source, written[source], out)
+        (workdir / f"{name.lower()}.sql").write_text(job_sql + "\n")
+        spec = JobSpec.from_sql(job_sql, env={})
+        job = build_job(spec, partitions=args.partitions, bounded=True)
+        stats = job.run()
+        job.sink.close()
         first_line = " ".join(sql.split())[:90]
         print(f"{name}: {first_line}...")
-        print(f"    {n:,} records in {secs * 1000:.1f} ms = {n / secs / 1e6:.2f} M rec/s, "
-              f"{len(res):,} rows out")
-        for row in res.to_arrow().slice(0, 2).to_pylist():
-            print("    ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+        print(f"    {n:,} records in {stats.wall_s * 1000:.1f} ms = {stats.throughput / 1e6:.2f} M rec/s "
+              f"(CSV file -> {args.partitions} partition(s) -> JSON lines), "
+              f"{stats.records_emitted:,} rows out to {out.name}")
+        with open(out) as f:
+            for _, line in zip(range(2), f):
+                row = json.loads(line)
+                print("    ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
         print()
-    return 0
-
-
-def cmd_explain(args) -> int:
-    import velostream as vs
-    print(vs.explain(_read_sql(args.sql)))
-    return 0
-
-
-def cmd_validate(args) -> int:
-    import velostream as vs
-    vs.explain(_read_sql(args.sql))
-    print("ok")
-    return 0
+    print(f"The job files are in {workdir} (velostream run {workdir / 's3a.sql'} runs one again).")
+    return EXIT_OK
 
 
 def cmd_bench(args) -> int:
@@ -57,32 +227,41 @@ def cmd_bench(args) -> int:
     except ImportError:
         print("the benchmark suite runs from a source checkout: cd into it and run "
               "`python -m bench` (pip install '.[bench]' first)", file=sys.stderr)
-        return 2
+        return EXIT_CANNOT_START
     return bench_main(args.rest)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams")
+    ap.add_argument("--log-level", default=os.environ.get("VELOSTREAM_LOG", "WARNING"))
     sub = ap.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the five benchmark scenarios on generated data")
-    d.add_argument("--records", type=int, default=1_000_000)
-    d.add_argument("--partitions", type=int, default=1)
-    d.set_defaults(fn=cmd_demo)
-    e = sub.add_parser("explain", help="show the plan of a query (SQL text or a .sql file)")
-    e.add_argument("sql")
+    r = sub.add_parser("run", help="run a job file until stopped (or to the end with --bounded)")
+    r.add_argument("job", help="a .sql job file (or the SQL text)")
+    r.add_argument("--partitions", type=int, default=1, help="partition threads (default 1)")
+    r.add_argument("--bounded", action="store_true",
+                   help="read each Kafka partition to the end offset seen at start, then exit")
+    r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
+    r.add_argument("--progress-interval", type=float, default=10.0,
+                   help="seconds between progress lines when stderr is not a terminal")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    r.set_defaults(fn=cmd_run)
+    e = sub.add_parser("explain", help="show the plan, strategy, source and sink of a job")
+    e.add_argument("job")
     e.set_defaults(fn=cmd_explain)
-    v = sub.add_parser("validate", help="parse and plan a query without running it")
-    v.add_argument("sql")
+    v = sub.add_parser("validate", help="check a job file without running it (no side effects)")
+    v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
+    d = sub.add_parser("demo", help="the five benchmark scenarios on generated files")
+    d.add_argument("--records", type=int, default=1_000_000)
+    d.add_argument("--partitions", type=int, default=2)
+    d.add_argument("--dir", default=None, help="where to write the data and results (default: a temp dir)")
+    d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="run the benchmark suite (from a source checkout)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
     args = ap.parse_args(argv)
-    try:
-        return args.fn(args)
-    except SqlError as exc:
-        print(f"SQL error: {exc}", file=sys.stderr)
-        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="[velostream] %(levelname)s %(message)s")
+    return args.fn(args)
 
 
 if __name__ == "__main__":

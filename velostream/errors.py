@@ -56,3 +56,7 @@ def nearest(name: str, candidates: Iterable[str]) -> Optional[str]:
     lowered = {c.lower(): c for c in cands}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
     return lowered[hits[0]] if hits else None
+
+
+class ConnectError(VelostreamError):
+    """A broker (or other service) a job needs could not be reached, after retrying."""

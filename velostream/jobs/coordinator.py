@@ -14,6 +14,8 @@ including partitions that got no records, so windows close identically at any pa
 """
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import queue
 import threading
@@ -29,6 +31,7 @@ from ..batch import Batch, Column, SqlType, concat_batches
 from ..engine import Engine
 from ..errors import JobError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
+from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
@@ -47,7 +50,9 @@ class JobStats:
     records_emitted: int = 0
     records_failed: int = 0
     records_late: int = 0
+    records_rejected: int = 0        # bad input records (also counted in records_failed)
     batches: int = 0
+    commits: int = 0
     partitions: int = 1
     processor: str = "v2"
     strategy: str = ""
@@ -134,13 +139,23 @@ class Job:
     (default: an in-memory writer, read back with ``result()``). ``processor="v1"`` runs one engine
     in the calling thread; ``"v2"`` (default) runs ``partitions`` pipelines on native threads.
     ``failure_strategy``: LogAndContinue (default), SendToDLQ (needs ``dead_letter``), FailBatch or
-    RetryWithBackoff, as objects or names.
+    RetryWithBackoff, as objects or names. Bad input records (a reader's ``rejects()``) fail the
+    job under FailBatch and go to the dead-letter output otherwise.
+
+    ``dead_letter``: a Writer (gets the failed rows as record batches) or a dead-letter output
+    with ``write(rejects)`` (``velostream.io.files.DeadLetterFile``, ``...kafka.KafkaDeadLetter``),
+    which also receives late records and every rejected input record as they happen. Without
+    one, they are kept in ``Job.dead_letters``.
+
+    ``commit_interval_s``: how often a long-running job flushes the sink, then commits the sink
+    and the reader (the source's offsets), so a restart resumes there. None: only at the end.
     """
 
     def __init__(self, sql: str, sources: Mapping[str, Any], sink: Optional[Writer] = None, *,
                  partitions: int = 1, processor: str = "v2", failure_strategy: Any = None,
-                 dead_letter: Optional[Writer] = None, queue_depth: int = 4,
-                 env: Optional[Mapping[str, str]] = None):
+                 dead_letter: Any = None, queue_depth: int = 4,
+                 env: Optional[Mapping[str, str]] = None,
+                 commit_interval_s: Optional[float] = None):
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         if processor not in ("v1", "v2"):
@@ -161,7 +176,11 @@ class Job:
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self._workers: list[_Partition] = []
-        self._latencies: list[tuple[float, int]] = []
+        # a rolling sample, so a job that runs for days keeps constant memory
+        self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = time.monotonic()
+        self._dead_rows_written = 0
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
         name = self.engine.source
@@ -203,6 +222,35 @@ class Job:
         schema = self.engine.out_schema if self.engine.plan is not None else pa.schema([])
         return Result(schema, self.sink.batches)
 
+    # -- live views, for metrics and progress ---------------------------------------------------
+    def lag(self) -> Optional[int]:
+        """Messages the source has not read yet (Kafka), or None when the source cannot tell."""
+        fn = getattr(self.reader, "lag", None)
+        try:
+            return fn() if fn is not None else None
+        except Exception:  # a metrics scrape must never disturb the job
+            return None
+
+    def queue_depths(self) -> list[int]:
+        return [w.inbox.qsize() for w in self._workers]
+
+    def latency_quantiles(self) -> dict[str, float]:
+        """p50/p95/p99 seconds from a batch's arrival to the write of the rows it caused, over
+        the recent sample (weighted by rows)."""
+        sample = list(self._latencies)
+        if not sample:
+            return {}
+        lat = np.array([l for l, _ in sample])
+        w = np.array([c for _, c in sample], dtype=np.float64)
+        order = np.argsort(lat)
+        cum = np.cumsum(w[order]) / w.sum()
+        at = lambda q: float(lat[order][min(np.searchsorted(cum, q / 100), len(lat) - 1)])  # noqa: E731
+        return {f"0.{q}": at(q) for q in (50, 95, 99)}
+
+    def latency_sample_totals(self) -> tuple[int, float]:
+        sample = list(self._latencies)
+        return len(sample), float(sum(l for l, _ in sample))
+
     def _run_captured(self) -> None:
         try:
             self._run()
@@ -217,9 +265,7 @@ class Job:
                 self._run_v1()
             else:
                 self._run_v2()
-            self._timed_write(self.sink.flush)
-            self.sink.commit()
-            self.reader.commit()
+            self._commit()
         except BaseException:
             try:
                 self.sink.rollback()
@@ -233,16 +279,86 @@ class Job:
 
     def _next_input(self) -> Optional[pa.RecordBatch]:
         """The next batch, or None at the end of a bounded input or on stop()."""
+        take_rejects = getattr(self.reader, "rejects", None)
         while not self._stop.is_set():
             t0 = time.perf_counter()
             rb = self.reader.read()
             self.stats.time_reading_s += time.perf_counter() - t0
-            if rb is not None:
+            if take_rejects is not None:
+                rejects = take_rejects()
+                if rejects:
+                    self._rejected(rejects)
+            if rb is not None and rb.num_rows:
                 return rb
-            if not self.reader.has_more():
+            if rb is None and not self.reader.has_more():
                 return None
-            time.sleep(0.001)
+            if rb is None:
+                time.sleep(0.001)
         return None
+
+    # -- failed records and commits ----------------------------------------------------------
+    def _rejected(self, rejects: list[Reject]) -> None:
+        """Bad input records: counted, then failed (FailBatch) or dead-lettered."""
+        self.stats.records_rejected += len(rejects)
+        self.stats.records_failed += len(rejects)
+        first = rejects[0]
+        if isinstance(self.failure, FailBatch):
+            raise JobError(f"bad input record at {first.position}: {first.error} "
+                           f"(failure strategy FailBatch; {len(rejects)} bad record(s) in this read)")
+        log.warning("%d bad input record(s) sent to the dead-letter output; first at %s: %s",
+                    len(rejects), first.position, first.error)
+        self._send_dead(rejects, None)
+
+    def _send_dead(self, rejects: list[Reject], rows: Optional[tuple[str, pa.RecordBatch]]) -> None:
+        """To the dead-letter output if there is one, else kept in ``dead_letters``."""
+        dl = self.dead_letter
+        if dl is not None and hasattr(dl, "write"):
+            if rows is not None:
+                rejects = _rows_as_rejects(self.engine.source, *rows)
+            dl.write(rejects)
+            self._dead_rows_written += len(rejects)
+        elif dl is not None:  # a Writer: record batches
+            dl.write_batch(rows[1] if rows is not None else Reject.to_arrow(rejects))
+            dl.flush()
+            dl.commit()
+        else:
+            self.dead_letters.append(rows if rows is not None else
+                                     ("bad input record", Reject.to_arrow(rejects)))
+
+    def _drain_engine_dead_letters(self) -> None:
+        """Late records and rows without event time, as the engine finds them."""
+        eng = self.engine
+        if self.dead_letter is None or not eng.dead_letters:
+            return
+        while eng.dead_letters:
+            self._send_dead([], eng.dead_letters.pop(0))
+
+    def _commit_due(self) -> bool:
+        return (self.commit_interval_s is not None
+                and time.monotonic() - self._last_commit >= self.commit_interval_s)
+
+    def _commit(self) -> None:
+        """Everything emitted so far is written: flush and commit the sink and the dead-letter
+        output, then commit the reader (a Kafka source commits its offsets)."""
+        self._drain_engine_dead_letters()
+        try:
+            self._timed_write(self.sink.flush)
+        except Exception as exc:
+            self._flush_failed(exc)
+        self.sink.commit()
+        if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
+            self.dead_letter.flush()
+        self.reader.commit()
+        self.stats.commits += 1
+        self._last_commit = time.monotonic()
+
+    def _flush_failed(self, exc: Exception) -> None:
+        """The sink could not deliver what it buffered (e.g. Kafka delivery errors)."""
+        failed = int(getattr(exc, "failed", 0) or 0)
+        if isinstance(self.failure, (FailBatch, RetryWithBackoff)):
+            raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from exc
+        self.stats.records_failed += failed
+        log.error("sink flush failed, %d row(s) not delivered: %s", failed, exc)
 
     def _run_v1(self) -> None:
         eng = self.engine
@@ -254,7 +370,12 @@ class Job:
             t0 = time.perf_counter()
             r = eng.push(eng.source, rb)
             self.stats.time_processing_s += time.perf_counter() - t0
+            self.stats.records_read = eng.stats["records_in"]
+            self.stats.records_late = eng.stats["late_records"]
+            self.stats.batches += 1
             self._deliver(r, arrived)
+            if self._commit_due():
+                self._commit()
         if eng.plan is not None:
             self._deliver(eng.flush(), time.perf_counter())
         self.stats.partition_records = [eng.stats["records_in"]]
@@ -329,6 +450,9 @@ class Job:
             seq += 1
             self.stats.batches += 1
             collect(block=False)
+            if self._commit_due():
+                collect(block=True)  # every step read so far has reached the sink
+                self._commit()
         if started:
             wm = eng.watermark.current if eng.plan.window is not None else None
             arrivals[seq] = (time.perf_counter(), wm, True)
@@ -386,6 +510,7 @@ class Job:
         self._deliver(eng.finish(outs), arrived)
 
     def _deliver(self, r: Result, arrived: float) -> None:
+        self._drain_engine_dead_letters()
         for rb in r.batches:
             self._write(rb)
         if len(r):
@@ -418,7 +543,11 @@ class Job:
                 # LogAndContinue / SendToDLQ: the rows go to the dead-letter output, counted
                 log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
                 self.stats.records_failed += rb.num_rows
-                self.dead_letters.append((f"sink write failed: {exc!r}", rb))
+                reason = f"sink write failed: {exc!r}"
+                if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
+                    self._send_dead([], (reason, rb))
+                    return
+                self.dead_letters.append((reason, rb))
                 if self.dead_letter is not None:
                     self.dead_letter.write_batch(rb)
                     self.dead_letter.flush()
@@ -447,14 +576,9 @@ class Job:
             self.stats.records_late = eng.stats["late_records"]
         self.stats.records_failed += eng.stats["failed_records"]
         self.dead_letters = eng.dead_letters + self.dead_letters
-        if self._latencies:
-            lat = np.array([l for l, _ in self._latencies])
-            w = np.array([c for _, c in self._latencies], dtype=np.float64)
-            order = np.argsort(lat)
-            cum = np.cumsum(w[order]) / w.sum()
-            self.stats.latency_ms = {
-                f"p{q}": float(lat[order][min(np.searchsorted(cum, q / 100), len(lat) - 1)] * 1000)
-                for q in (50, 95, 99)}
+        q = self.latency_quantiles()
+        if q:
+            self.stats.latency_ms = {f"p{k[2:]}": v * 1000 for k, v in q.items()}
 
 
 def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
@@ -463,3 +587,10 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
     job.run()
     return job.result()
+
+
+def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:
+    """Rows the engine set aside (late, no event time, not written) as dead-letter records: the
+    row as JSON is the payload."""
+    return [Reject(source, reason, reason, json.dumps(row, default=str).encode())
+            for row in rb.to_pylist()]

@@ -1,0 +1,71 @@
+"""Sources and sinks: files (CSV, JSON lines), Kafka, stdout, and dead-letter outputs.
+
+``open_source`` / ``open_sink`` / ``open_dead_letter`` build them from a job file's properties
+(see ``velostream.jobs.spec``). Kafka support needs the ``kafka`` extra (confluent-kafka); it is
+imported only when a job uses it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .base import ConfigError, Properties, Reject
+
+if TYPE_CHECKING:
+    from ..jobs.spec import JobSpec
+
+__all__ = ["ConfigError", "Properties", "Reject", "open_dead_letter", "open_sink", "open_source"]
+
+
+def _kafka():
+    try:
+        from . import kafka
+    except ImportError as exc:
+        raise ConfigError("Kafka sources and sinks need confluent-kafka: "
+                          "pip install 'velostream[kafka]'") from exc
+    return kafka
+
+
+def open_source(spec: "JobSpec", *, bounded: bool = False):
+    """The job's source as a Reader. ``bounded``: a Kafka source stops at the end offsets it saw
+    at start (a file source always ends at the end of its files)."""
+    t = spec.source_type
+    if t is None:
+        raise ConfigError(f"no source type: add '{spec.source_name}.type' = 'kafka_source' or "
+                          f"'file_source' to the WITH properties")
+    if t == "file_source":
+        from .files import FileSource
+        return FileSource(spec.source_name, spec.source)
+    return _kafka().KafkaSource(spec.source_name, spec.source, bounded=bounded)
+
+
+def open_sink(spec: "JobSpec"):
+    """The job's sink as a Writer (stdout when the job names none)."""
+    t = spec.sink_type
+    if t == "stdout":
+        from .files import StdoutSink
+        return StdoutSink(spec.sink.name, spec.sink)
+    if t == "file_sink":
+        from .files import FileSink
+        return FileSink(spec.sink.name, spec.sink)
+    return _kafka().KafkaSink(spec.sink.name, spec.sink, spec.key_columns)
+
+
+def open_dead_letter(spec: "JobSpec"):
+    """Where rejected records and failed rows go: ``dead.letter.path`` (JSON lines) or
+    ``dead.letter.topic`` (Kafka), or None."""
+    path = spec.job.get("dead.letter.path")
+    topic = spec.job.get("dead.letter.topic")
+    if path and topic:
+        raise ConfigError("give dead.letter.path or dead.letter.topic, not both")
+    if path:
+        from .files import DeadLetterFile
+        return DeadLetterFile(path)
+    if topic:
+        servers: Optional[str] = (spec.job.get("dead.letter.bootstrap.servers")
+                                  or spec.source.values.get("bootstrap.servers")
+                                  or spec.sink.values.get("bootstrap.servers"))
+        if not servers:
+            raise ConfigError("dead.letter.topic needs dead.letter.bootstrap.servers (or a Kafka "
+                              "source or sink to borrow them from)")
+        return _kafka().KafkaDeadLetter(servers, topic)
+    return None

@@ -1,0 +1,152 @@
+"""What every source and sink shares: rejected records, and the properties that configure them.
+
+A source never drops a record it cannot decode: it keeps a ``Reject`` (the original bytes, where
+they came from and why they failed) and hands it over through ``Reader.rejects()``; the job counts
+it and routes it by its failure strategy (dead-letter file or topic, or fail the job).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pyarrow as pa
+
+from ..errors import VelostreamError
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One input record a source could not turn into a row."""
+    source: str        # the source's name in the job (the FROM name)
+    position: str      # human-readable origin: "trades.csv:1043" (line), "trades/2@1045" (topic/partition@offset)
+    error: str         # what was wrong, e.g. "line 1043: expected 5 fields, got 3"
+    payload: bytes     # the original record, byte for byte
+
+    @staticmethod
+    def to_arrow(rejects: "list[Reject]") -> pa.RecordBatch:
+        """Rejects as a record batch (source, position, error, payload): the dead-letter shape."""
+        return pa.RecordBatch.from_pydict({
+            "source": pa.array([r.source for r in rejects], pa.string()),
+            "position": pa.array([r.position for r in rejects], pa.string()),
+            "error": pa.array([r.error for r in rejects], pa.string()),
+            "payload": pa.array([r.payload for r in rejects], pa.binary()),
+        })
+
+
+class ConfigError(VelostreamError, ValueError):
+    """A source or sink property is missing or wrong; the message names the property."""
+
+
+class Properties:
+    """The ``WITH`` properties of one source or sink, with the ``name.`` prefix removed.
+
+    ``get``/``require``/``get_int``/``get_bool`` read and *mark* a key as used, so ``unused()``
+    can list the rest (passed through to librdkafka by the Kafka source and sink, reported as
+    unknown by the others).
+    """
+
+    def __init__(self, name: str, values: Mapping[str, str]):
+        self.name = name
+        self.values = dict(values)
+        self._used: set[str] = set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        self._used.add(key)
+        return self.values.get(key, default)
+
+    def require(self, key: str) -> str:
+        self._used.add(key)
+        if key not in self.values:
+            raise ConfigError(f"'{self.name}.{key}' is required for {self.name} "
+                              f"(type {self.values.get('type', '?')})")
+        return self.values[key]
+
+    def get_int(self, key: str, default: int) -> int:
+        v = self.get(key)
+        if v is None:
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            raise ConfigError(f"'{self.name}.{key}' must be an integer, got {v!r}") from None
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        v = self.get(key)
+        if v is None:
+            return default
+        if v.lower() in ("true", "1", "yes", "on"):
+            return True
+        if v.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"'{self.name}.{key}' must be true or false, got {v!r}")
+
+    def unused(self) -> dict[str, str]:
+        return {k: v for k, v in self.values.items() if k not in self._used and k != "type"}
+
+
+def to_epoch_ms(col: pa.Array, what: str) -> pa.Array:
+    """An event-time column as int64 epoch milliseconds: integers pass as they are (already ms),
+    timestamps and ISO-8601 text are converted. Raises ``ConfigError`` for anything else."""
+    import pyarrow.compute as pc
+    t = col.type
+    if pa.types.is_integer(t):
+        return col.cast(pa.int64())
+    if pa.types.is_floating(t):
+        return pc.cast(pc.floor(col), pa.int64())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        col = _parse_iso(col)
+        t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return pc.cast(pc.cast(col, pa.timestamp("ms")), pa.int64())
+    raise ConfigError(f"{what} must be epoch milliseconds, a timestamp or ISO-8601 text, not {t}")
+
+
+def with_event_time(rb: pa.RecordBatch, field: Optional[str], fallback_ms=None) -> pa.RecordBatch:
+    """Set the ``_TIMESTAMP`` system column (SEMANTICS §3).
+
+    ``field`` (the ``event.time.field`` property) names the payload column holding event time;
+    without it an existing ``_TIMESTAMP`` column is kept, else ``fallback_ms`` is used (the Kafka
+    message timestamps as an int64 array, or None for ingestion time: the wall clock now).
+    """
+    import time
+    import numpy as np
+    names = rb.schema.names
+    if field is not None:
+        if field not in names:
+            raise ConfigError(f"event.time.field '{field}' is not a field of the input "
+                              f"(fields: {', '.join(names)})")
+        ts = to_epoch_ms(rb.column(field), f"event.time.field '{field}'")
+    elif "_TIMESTAMP" in names:
+        return rb
+    elif fallback_ms is not None:
+        ts = pa.array(fallback_ms, pa.int64())
+    else:
+        ts = pa.array(np.full(rb.num_rows, int(time.time() * 1000), dtype=np.int64))
+    if "_TIMESTAMP" in names:
+        return rb.set_column(names.index("_TIMESTAMP"), "_TIMESTAMP", ts)
+    return rb.append_column("_TIMESTAMP", ts)
+
+
+def _parse_iso(col: pa.Array) -> pa.Array:
+    """ISO-8601 text to timestamp[ms]: Arrow's parser for uniform text (all with a zone offset or
+    all without; no offset means UTC), Python's for a mix."""
+    import datetime as dt
+    import pyarrow.compute as pc
+    for target in (pa.timestamp("ms"), pa.timestamp("ms", tz="UTC")):
+        try:
+            return pc.cast(col, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    out = []
+    for v in col.to_pylist():
+        if v is None:
+            out.append(None)
+            continue
+        d = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.timezone.utc)
+        out.append(int(d.timestamp() * 1000))
+    return pa.array(out, pa.int64()).cast(pa.timestamp("ms"))

@@ -1,0 +1,147 @@
+"""Job files: one ``CREATE STREAM|TABLE name AS SELECT ... WITH (...)`` statement that names its
+source and sink and configures both.
+
+Properties prefixed by a connector's name configure that connector (the prefix is removed)::
+
+    CREATE STREAM trade_stats AS
+    SELECT symbol, COUNT(*) AS trades FROM market_data GROUP BY symbol WINDOW TUMBLING(1m)
+    WITH ('market_data.type' = 'kafka_source', 'market_data.topic' = 'trades',
+          'market_data.bootstrap.servers' = '${BROKERS:-localhost:9092}',
+          'trade_stats.type' = 'file_sink', 'trade_stats.path' = 'out/stats.jsonl',
+          'allowed.lateness' = '5s', 'failure.strategy' = 'LogAndContinue',
+          'dead.letter.path' = 'out/rejected.jsonl')
+
+The source is the FROM name; the sink is the CREATE name (a plain SELECT, or a sink without a
+``type``, writes a table to stdout). Properties without a connector prefix configure the job:
+``allowed.lateness``, ``partitioning.strategy``, ``failure.strategy``, ``commit.interval.ms``,
+``dead.letter.path`` (a JSON-lines file) or ``dead.letter.topic`` (a Kafka topic, on the source's
+brokers unless ``dead.letter.bootstrap.servers`` says otherwise).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+from ..errors import SqlError
+from ..io.base import ConfigError, Properties
+from ..sql import ast, parse
+
+SOURCE_TYPES = ("kafka_source", "file_source")
+SINK_TYPES = ("kafka_sink", "file_sink", "stdout")
+REQUIRED = {"kafka_source": ("topic", "bootstrap.servers"), "file_source": ("path",),
+            "kafka_sink": ("topic", "bootstrap.servers"), "file_sink": ("path",), "stdout": ()}
+JOB_KEYS = ("allowed.lateness", "partitioning.strategy", "failure.strategy", "commit.interval.ms",
+            "dead.letter.path", "dead.letter.topic", "dead.letter.bootstrap.servers")
+
+
+@dataclass
+class JobSpec:
+    """A parsed job file: the SQL after ``${VAR}`` substitution, and the properties split by owner."""
+    statement: ast.Statement
+    source_name: str
+    sink_name: Optional[str]
+    source: Properties
+    sink: Properties
+    job: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sql(self) -> str:
+        return self.statement.sql
+
+    @property
+    def source_type(self) -> Optional[str]:
+        return self.source.values.get("type")
+
+    @property
+    def sink_type(self) -> str:
+        return self.sink.values.get("type", "stdout")
+
+    @property
+    def key_columns(self) -> list[str]:
+        """Output columns that key the sink's messages: the sink's ``key.columns`` property if
+        given, else the output columns that are GROUP BY expressions (in GROUP BY order)."""
+        explicit = self.sink.values.get("key.columns")
+        if explicit is not None:
+            return [c.strip() for c in explicit.split(",") if c.strip()]
+        sel = self.statement.select
+        out = []
+        for g in sel.group_by:
+            for item in sel.items:
+                if item.expr == g:
+                    name = item.alias or (item.expr.name if isinstance(item.expr, ast.Column) else None)
+                    if name is not None:
+                        out.append(name)
+                    break
+        return out
+
+    @classmethod
+    def load(cls, path_or_sql: str, env: Optional[Mapping[str, str]] = None) -> "JobSpec":
+        """From a ``.sql`` file path or the SQL text itself."""
+        p = Path(path_or_sql)
+        if p.suffix.lower() == ".sql" or (len(path_or_sql) < 4096 and "\n" not in path_or_sql
+                                          and p.is_file()):
+            try:
+                text = p.read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read job file {path_or_sql}: {exc.strerror or exc}") from None
+        else:
+            text = path_or_sql
+        return cls.from_sql(text, env)
+
+    @classmethod
+    def from_sql(cls, sql: str, env: Optional[Mapping[str, str]] = None) -> "JobSpec":
+        stmt = parse(sql, env)
+        props = stmt.props
+        src = stmt.select.source.name
+        sink = stmt.create_name
+        named = {src.lower(), (sink or "").lower()} | {
+            k.rsplit(".", 1)[0].lower() for k in props if k.lower().endswith(".type")}
+        by_owner: dict[str, dict[str, str]] = {}
+        job: dict[str, str] = {}
+        for key, value in props.items():
+            owner, _, rest = key.partition(".")
+            if rest and owner.lower() in named and key not in JOB_KEYS:
+                by_owner.setdefault(owner.lower(), {})[rest] = value
+            else:
+                job[key] = value
+        extra = set(by_owner) - {src.lower(), (sink or "").lower()}
+        if extra:
+            raise SqlError(f"properties for '{sorted(extra)[0]}', which is neither the source "
+                           f"('{src}') nor the sink ('{sink or 'stdout'}')", stmt.sql)
+        spec = cls(stmt, src, sink, Properties(src, by_owner.get(src.lower(), {})),
+                   Properties(sink or "stdout", by_owner.get((sink or "").lower(), {})), job)
+        spec._check()
+        return spec
+
+    def _check(self) -> None:
+        t = self.source_type
+        if t is not None and t not in SOURCE_TYPES:
+            raise ConfigError(f"'{self.source_name}.type' = '{t}' is not a source type "
+                              f"(one of {', '.join(SOURCE_TYPES)})")
+        if self.sink_type not in SINK_TYPES:
+            raise ConfigError(f"'{self.sink_name}.type' = '{self.sink_type}' is not a sink type "
+                              f"(one of {', '.join(SINK_TYPES)})")
+        for props, kind in ((self.source, t), (self.sink, self.sink_type)):
+            for key in REQUIRED.get(kind or "", ()):
+                if key not in props:
+                    raise ConfigError(f"'{props.name}.{key}' is required for a {kind}")
+        for key in self.job:
+            if "." in key and key not in JOB_KEYS and not key.startswith(("partitioning.", "allowed.")):
+                raise ConfigError(f"unknown property '{key}': connector properties start with the "
+                                  f"source name ('{self.source_name}.') or the sink name "
+                                  f"('{self.sink_name or 'stdout'}.'); job properties are "
+                                  f"{', '.join(JOB_KEYS)}")
+
+    def describe(self) -> str:
+        """The sources, sinks and job properties, for ``velostream explain``."""
+        def show(p: Properties) -> str:
+            return ", ".join(f"{k}={v}" for k, v in sorted(p.values.items()) if k != "type") or "-"
+        src_type = self.source_type or f"no type: give '{self.source_name}.type'"
+        lines = [f"Source: {self.source_name} ({src_type}) {show(self.source)}",
+                 f"Sink: {self.sink_name or 'stdout'} ({self.sink_type}) {show(self.sink)}"]
+        if self.key_columns and self.sink_type == "kafka_sink":
+            lines.append(f"  message key: {' | '.join(self.key_columns)}")
+        if self.job:
+            lines.append("Job: " + ", ".join(f"{k}={v}" for k, v in sorted(self.job.items())))
+        return "\n".join(lines)
