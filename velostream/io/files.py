@@ -1,0 +1,750 @@
+"""File sources and sinks: CSV and JSON Lines, read in bounded chunks; stdout; dead-letter files.
+
+``FileSource`` reads a file (or a sorted glob of files) in chunks of whole records, never the
+whole file at once, and decodes each chunk with Arrow's multi-threaded parsers: no per-record
+Python unless a chunk holds a bad record. A bad record (a CSV row with the wrong number of fields,
+a value that does not convert to its column's type, invalid JSON) becomes a ``Reject`` with its
+``path:line`` and original text, and every good record of the chunk is still read.
+
+>>> import os, tempfile
+>>> from velostream.io.base import Properties
+>>> d = tempfile.mkdtemp()
+>>> p = os.path.join(d, "t.csv")
+>>> _ = open(p, "w").write("sym,price\\nA,1.5\\nB,abc\\nC,2\\n")
+>>> src = FileSource("t", Properties("t", {"path": p, "schema": "price DOUBLE"}))
+>>> src.read().to_pylist()
+[{'sym': 'A', 'price': 1.5}, {'sym': 'C', 'price': 2.0}]
+>>> [(r.position.split(os.sep)[-1], r.error) for r in src.rejects()]
+[('t.csv:3', "column 'price': expected DOUBLE, got 'abc'")]
+"""
+from __future__ import annotations
+
+import base64
+import glob
+import io
+import os
+import queue
+import sys
+import threading
+import warnings
+from typing import Optional
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from .base import ConfigError, Properties, Reject, with_event_time
+from .codecs import TIMESTAMP_MS, JsonDecoder, parse_schema, sql_type_name
+
+__all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]
+
+#: Bytes read per chunk at least: Arrow parses a chunk on all cores, and chunks much smaller
+#: than this spend more time in per-call overhead than in parsing.
+MIN_CHUNK_BYTES = 8 << 20
+MAX_CHUNK_BYTES = 64 << 20
+
+
+def _format_of(name: str, props: Properties, path: str) -> str:
+    fmt = props.get("format")
+    if fmt is None:
+        ext = os.path.splitext(path)[1].lower()
+        fmt = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+               ".ndjson": "jsonl"}.get(ext)
+        if fmt is None:
+            raise ConfigError(f"'{name}.format' is required: cannot tell it from {path!r} "
+                              f"(csv or jsonl)")
+    fmt = fmt.lower()
+    if fmt in ("json", "ndjson"):
+        fmt = "jsonl"
+    if fmt not in ("csv", "jsonl"):
+        raise ConfigError(f"'{name}.format' must be csv or jsonl, got {fmt!r}")
+    return fmt
+
+
+def _warn_unused(name: str, props: Properties) -> None:
+    unused = props.unused()
+    if unused:
+        warnings.warn(f"{name}: unknown properties ignored: {', '.join(sorted(unused))}",
+                      stacklevel=3)
+
+
+# ------------------------------------------------------------------------------ reading chunks
+
+class _Chunker:
+    """A file read in chunks that end on a record boundary.
+
+    For CSV a newline inside a quoted field is not a boundary: a newline is one when the number
+    of quote characters before it (in the pending bytes, which start on a boundary) is even;
+    doubled quotes inside a field keep that parity, so counting is enough.
+    """
+
+    def __init__(self, path: str, quote: Optional[bytes]):
+        self.path = path
+        self.f = open(path, "rb")
+        self.quote = quote
+        self.carry = b""
+        self.eof = False
+        self.line = 1  # the line number of the next chunk's first line
+
+    def next(self, nbytes: int) -> Optional[bytes]:
+        while True:
+            if not self.eof:
+                more = self.f.read(nbytes)
+                if len(more) < nbytes:
+                    self.eof = True
+                buf = self.carry + more if self.carry else more
+            else:
+                buf = self.carry
+            if self.eof:
+                self.carry = b""
+                if not buf:
+                    return None
+                if not buf.endswith(b"\n"):
+                    buf += b"\n"
+                return self._emit(buf)
+            cut = self._boundary(buf)
+            if cut > 0:
+                self.carry = buf[cut:]
+                return self._emit(buf[:cut])
+            self.carry = buf  # one record longer than a chunk: read more
+
+    def _emit(self, chunk: bytes) -> bytes:
+        self.first_line = self.line
+        self.line += chunk.count(b"\n")
+        return chunk
+
+    def _boundary(self, buf: bytes) -> int:
+        end = len(buf)
+        while True:
+            nl = buf.rfind(b"\n", 0, end)
+            if nl < 0:
+                return 0
+            if self.quote is None or buf.count(self.quote, 0, nl) % 2 == 0:
+                return nl + 1
+            end = nl
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _records(chunk: bytes, quote: Optional[bytes]) -> list[tuple[int, bytes]]:
+    """(line number offset, text) of each record of a chunk, a quoted newline kept inside its
+    record: the slow path's map from rows back to their original text."""
+    out = []
+    lines = chunk.split(b"\n")
+    if chunk.endswith(b"\n"):
+        lines.pop()
+    i = 0
+    while i < len(lines):
+        start, rec = i, lines[i]
+        while quote is not None and rec.count(quote) % 2 == 1 and i + 1 < len(lines):
+            i += 1
+            rec = rec + b"\n" + lines[i]
+        out.append((start, rec))
+        i += 1
+    return out
+
+
+# ------------------------------------------------------------------------------ CSV decoding
+
+class _CsvDecoder:
+    """CSV chunks (whole records, no header) into batches of one fixed schema, with rejects."""
+
+    def __init__(self, source: str, names: list[str], override: Optional[pa.Schema],
+                 delimiter: str):
+        self.source = source
+        self.names = names
+        self.override = {f.name: f.type for f in override} if override is not None else {}
+        unknown = [n for n in self.override if n not in names]
+        if unknown:
+            raise ConfigError(f"{source}: schema names {', '.join(unknown)}, not columns of the "
+                              f"file (columns: {', '.join(names)})")
+        self.parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                       invalid_row_handler=self._invalid)
+        self.schema: Optional[pa.Schema] = None
+        self._invalid_rows: list = []
+
+    def _invalid(self, row) -> str:
+        self._invalid_rows.append(row)
+        return "skip"
+
+    def _read(self, chunk: bytes, types: dict) -> pa.Table:
+        self._invalid_rows = []
+        ro = pcsv.ReadOptions(column_names=self.names, block_size=max(1 << 20, len(chunk) // 2 + 1))
+        co = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                 quoted_strings_can_be_null=False)
+        return pcsv.read_csv(io.BytesIO(chunk), read_options=ro, parse_options=self.parse,
+                             convert_options=co)
+
+    def _types_for_parse(self) -> dict:
+        # TIMESTAMP columns are read as text and converted here: the text may be ISO-8601 or
+        # epoch milliseconds, which Arrow's timestamp parser does not take.
+        if self.schema is None:
+            return {n: (pa.string() if pa.types.is_timestamp(t) else t) for n, t in self.override.items()}
+        return {f.name: (pa.string() if pa.types.is_timestamp(f.type) and f.name in self.override
+                         else f.type) for f in self.schema}
+
+    def _fix_schema(self, table: pa.Table) -> None:
+        fields = []
+        for f in table.schema:
+            t = self.override.get(f.name, f.type)
+            if pa.types.is_null(t):
+                t = pa.string()  # empty in the whole first chunk: text keeps any later value
+            elif pa.types.is_timestamp(t):
+                t = TIMESTAMP_MS
+            fields.append(pa.field(f.name, t))
+        self.schema = pa.schema(fields)
+
+    def decode(self, chunk: bytes, first_line: int, path: str) -> tuple[Optional[pa.RecordBatch], list[Reject]]:
+        first = self.schema is None
+        try:
+            table = self._read(chunk, self._types_for_parse())
+            if first:
+                self._fix_schema(table)
+            out = self._conform(table)
+            bad: dict[int, str] = {}
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            out, bad = self._slow(chunk, first)
+        rejects = self._rejects(chunk, first_line, path, bad) if (bad or self._invalid_rows) else []
+        if out is None or out.num_rows == 0:
+            return None, rejects
+        return out, rejects
+
+    def _conform(self, table: pa.Table) -> pa.RecordBatch:
+        cols = []
+        for f in self.schema:
+            col = table.column(f.name)
+            if col.type != f.type:
+                col = _convert_text(col, f.type) if pa.types.is_string(col.type) else col.cast(f.type)
+            cols.append(col)
+        t = pa.Table.from_arrays(cols, schema=self.schema).combine_chunks()
+        batches = t.to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=self.schema)
+
+    def _slow(self, chunk: bytes, first: bool) -> tuple[Optional[pa.RecordBatch], dict[int, str]]:
+        """Read the chunk as text and convert column by column; the rows whose value does not
+        convert are found by bisection (a few casts per bad row, never one per good row)."""
+        if first:
+            # Infer the columns the override does not name; read the named ones as text.
+            table = self._read(chunk, {n: pa.string() for n in self.override})
+            self._fix_schema(table)
+        table = self._read(chunk, {n: pa.string() for n in self.names})
+        n = table.num_rows
+        bad: dict[int, str] = {}
+        for f in self.schema:
+            col = table.column(f.name).combine_chunks()
+            if pa.types.is_string(f.type):
+                continue
+            for i in _failing(col, f.type, 0, n):
+                bad.setdefault(i, f"column '{f.name}': expected {sql_type_name(f.type)}, "
+                                  f"got {col[i].as_py()!r}")
+        if bad:
+            keep = np.ones(n, dtype=bool)
+            keep[list(bad)] = False
+            table = table.filter(pa.array(keep))
+        cols = [_convert_text(table.column(f.name).combine_chunks(), f.type) for f in self.schema]
+        return pa.RecordBatch.from_arrays(cols, schema=self.schema), bad
+
+    def _rejects(self, chunk: bytes, first_line: int, path: str, bad: dict[int, str]) -> list[Reject]:
+        """Rejects for the invalid rows (from Arrow's handler) and the rows that did not convert,
+        in file order, each with its line number and original text."""
+        invalid = {}
+        for row in self._invalid_rows:
+            invalid.setdefault(row.text, []).append(row)
+        found: list[tuple[int, str, bytes]] = []
+        k = 0  # index of the next row Arrow kept
+        for off, rec in _records(chunk, b'"'):
+            if rec in (b"", b"\r"):
+                continue  # Arrow skips empty lines
+            text = rec.decode("utf-8", "replace")
+            rows = invalid.get(text) or invalid.get(text.rstrip("\r"))
+            if rows:
+                row = rows.pop(0)
+                found.append((first_line + off, f"line {first_line + off}: expected "
+                              f"{row.expected_columns} fields, got {row.actual_columns}", rec))
+                continue
+            if k in bad:
+                found.append((first_line + off, bad[k], rec))
+            k += 1
+        return [Reject(self.source, f"{path}:{line}", err, text) for line, err, text in found]
+
+
+def _convert_text(col: pa.Array, t: pa.DataType) -> pa.Array:
+    """Text to ``t``: a cast, except TIMESTAMP, which takes epoch ms digits or ISO-8601."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_string(t) or col.type == t:
+        return col
+    if pa.types.is_timestamp(t):
+        if pa.types.is_integer(col.type):
+            return col.cast(t)
+        digits = pc.match_substring_regex(col, r"^\s*-?\d+\s*$")
+        if pc.all(pc.or_kleene(digits, pc.is_null(col))).as_py():
+            return pc.cast(pc.utf8_trim_whitespace(col), pa.int64()).cast(t)
+        if pc.any(digits).as_py():
+            raise pa.ArrowInvalid("a mix of epoch milliseconds and ISO-8601 text")
+        for target in (t, pa.timestamp("ms", tz="UTC")):
+            try:
+                return pc.cast(col, target).cast(t)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        from .base import _parse_iso  # Python's parser, for mixed zone offsets
+        try:
+            return _parse_iso(col).cast(t)
+        except ValueError as e:
+            raise pa.ArrowInvalid(str(e)) from None
+    return pc.cast(col, t)
+
+
+def _failing(col: pa.Array, t: pa.DataType, lo: int, hi: int) -> list[int]:
+    """Indices in [lo, hi) whose value does not convert to ``t`` (bisection)."""
+    if hi <= lo:
+        return []
+    try:
+        _convert_text(col.slice(lo, hi - lo), t)
+        return []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        if hi - lo == 1:
+            return [lo]
+    mid = (lo + hi) // 2
+    return _failing(col, t, lo, mid) + _failing(col, t, mid, hi)
+
+
+# ------------------------------------------------------------------------------ the source
+
+class FileSource:
+    """A bounded source over a CSV or JSON Lines file, or a sorted glob of them.
+
+    Properties: ``path`` (required; a glob reads its files in sorted order), ``format`` (csv or
+    jsonl; default from the extension), ``schema`` (SQL types of some or all columns, the others
+    inferred from the first chunk), ``header`` and ``delimiter`` (csv), ``batch.size`` (rows per
+    batch at most, default 65536), ``event.time.field``, ``fail.on.missing.field`` (jsonl).
+
+    A background thread decodes the next chunk while the job processes the current one (Arrow's
+    parsers release the GIL); at most ``READ_AHEAD`` decoded chunks wait, so memory stays
+    bounded whatever the file size. ``position`` is ``(file index, rows read from that file)``;
+    ``seek`` takes one back.
+    """
+
+    READ_AHEAD = 2
+
+    def __init__(self, name: str, props: Properties):
+        self.name = name
+        pattern = props.require("path")
+        if glob.has_magic(pattern):
+            self.paths = sorted(glob.glob(pattern))
+            if not self.paths:
+                raise ConfigError(f"'{name}.path': no file matches {pattern!r}")
+        else:
+            self.paths = [pattern]
+        for p in self.paths:
+            try:
+                with open(p, "rb") as f:
+                    f.read(1)
+            except OSError as e:
+                raise ConfigError(f"'{name}.path': cannot read {p}: {e.strerror or e}") from e
+        self.format = _format_of(name, props, self.paths[0])
+        schema_text = props.get("schema")
+        self.override = parse_schema(schema_text) if schema_text else None
+        self.header = props.get_bool("header", True)
+        delim = props.get("delimiter", "\t" if self.paths[0].lower().endswith(".tsv") else ",")
+        delim = {"\\t": "\t", "tab": "\t"}.get(delim, delim)
+        if len(delim) != 1:
+            raise ConfigError(f"'{name}.delimiter' must be one character, got {delim!r}")
+        self.delimiter = delim
+        self.batch_size = props.get_int("batch.size", 65536)
+        if self.batch_size < 1:
+            raise ConfigError(f"'{name}.batch.size' must be at least 1")
+        self.event_time_field = props.get("event.time.field")
+        self.fail_on_missing = props.get_bool("fail.on.missing.field", False)
+        _warn_unused(name, props)
+        self._json = (JsonDecoder(name, self.override, self.fail_on_missing)
+                      if self.format == "jsonl" else None)
+        self._csv: Optional[_CsvDecoder] = None
+        self._rejects: list[Reject] = []
+        self._ready: list[pa.RecordBatch] = []
+        self._file = 0
+        self._rows_in_file = 0
+        self._done = False
+        self.committed = (0, 0)
+        self._producer: Optional[_Producer] = None
+        self._start_file = 0
+
+    # -- Reader -------------------------------------------------------------------------------
+    def read(self) -> Optional[pa.RecordBatch]:
+        while not self._ready:
+            if self._done:
+                return None
+            if self._producer is None:
+                self._producer = _Producer(self, self._start_file)
+            item = self._producer.get()
+            if item is None:
+                self._done = True
+                self._producer = None
+                return None
+            fi, batches, rejects = item
+            if fi != self._file:
+                self._file, self._rows_in_file = fi, 0
+            self._ready.extend(batches)
+            self._rejects.extend(rejects)
+        rb = self._ready.pop(0)
+        self._rows_in_file += rb.num_rows
+        return rb
+
+    def has_more(self) -> bool:
+        return not self._done or bool(self._ready)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self._file, self._rows_in_file)
+
+    def commit(self) -> None:
+        self.committed = self.position
+
+    def seek(self, position) -> None:
+        """Continue from ``(file index, rows of that file already read)``."""
+        fi, rows = int(position[0]), int(position[1])
+        self.close()
+        self._start_file, self._file, self._rows_in_file = fi, fi, 0
+        self._done = fi >= len(self.paths)
+        while rows > 0:
+            rb = self.read()
+            if rb is None:
+                break
+            if self._file != fi:  # the file was shorter: continue with the next one
+                self._ready.insert(0, rb)
+                self._rows_in_file -= rb.num_rows
+                break
+            if rb.num_rows > rows:
+                self._ready.insert(0, rb.slice(rows))
+                self._rows_in_file -= rb.num_rows - rows
+            rows -= min(rows, rb.num_rows)
+        self._rejects = []
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.stop()
+            self._producer = None
+        self._ready = []
+
+    def rejects(self) -> list[Reject]:
+        """The rejects found since the last call (in the chunks read so far)."""
+        out, self._rejects = self._rejects, []
+        return out
+
+    # -- decoding (runs in the producer thread) ------------------------------------------------
+    def _open(self, fi: int) -> _Chunker:
+        path = self.paths[fi]
+        ch = _Chunker(path, b'"' if self.format == "csv" else None)
+        if self.format == "csv":
+            self._open_csv(path, ch)
+        return ch
+
+    def _open_csv(self, path: str, ch: _Chunker) -> None:
+        """Read the header (or take the names from the schema) and, for the second and later
+        files of a glob, check they have the first one's columns."""
+        names = None
+        if self.header:
+            first = b""
+            while True:  # the first record, which may hold quoted newlines
+                line = ch.f.readline()
+                ch.line += 1
+                first += line
+                if not line or first.count(b'"') % 2 == 0:
+                    break
+            if first.strip():
+                t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter))
+                names = t.column_names
+        if names is None:
+            with open(path, "rb") as f:  # count the fields of the first row
+                sample = f.readline()
+            ncols = len(pcsv.read_csv(
+                io.BytesIO(sample), read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+                parse_options=pcsv.ParseOptions(delimiter=self.delimiter)).column_names) if sample.strip() else 0
+            given = self.override.names if self.override is not None and not self.header else []
+            names = given[:max(ncols, len(given))] + [f"c{i}" for i in range(len(given), ncols)]
+        if self._csv is None:
+            self._csv = _CsvDecoder(self.name, names, self.override, self.delimiter)
+        elif names != self._csv.names:
+            raise ConfigError(f"{self.name}: {path} has columns {', '.join(names)}, not those of "
+                              f"{self.paths[0]} ({', '.join(self._csv.names)})")
+
+    def _decode(self, fi: int, ch: _Chunker, chunk_bytes: int):
+        """The next chunk of file ``fi`` as (batches, rejects), or None at its end."""
+        chunk = ch.next(chunk_bytes)
+        if chunk is None:
+            return None
+        path = self.paths[fi]
+        if self._json is not None:
+            rb, rejects = self._json.decode_lines(chunk, ch.first_line, f"{path}:",
+                                                  n_lines=ch.line - ch.first_line)
+        elif self._csv.names:
+            rb, rejects = self._csv.decode(chunk, ch.first_line, path)
+        else:
+            rb, rejects = None, []
+        batches = []
+        if rb is not None and rb.num_rows:
+            if self.event_time_field:
+                rb = with_event_time(rb, self.event_time_field, None)
+            batches = [rb.slice(lo, self.batch_size) for lo in range(0, rb.num_rows, self.batch_size)]
+        return batches, rejects, (len(chunk) / rb.num_rows if rb is not None and rb.num_rows else 0)
+
+
+class _Producer:
+    """The read-ahead thread of a FileSource: decodes chunks into a bounded queue; an exception
+    is handed over to the reader, raised by ``get``."""
+
+    def __init__(self, src: FileSource, start_file: int):
+        self.src = src
+        self.q: queue.Queue = queue.Queue(maxsize=src.READ_AHEAD)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(start_file,),
+                                       name=f"velostream-file-{src.name}", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self, start_file: int) -> None:
+        src = self.src
+        try:
+            bytes_per_row = 0.0
+            for fi in range(start_file, len(src.paths)):
+                ch = src._open(fi)
+                try:
+                    while not self._stop.is_set():
+                        want = int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, bytes_per_row * src.batch_size)))
+                        out = src._decode(fi, ch, want)
+                        if out is None:
+                            break
+                        batches, rejects, bpr = out
+                        bytes_per_row = bpr or bytes_per_row
+                        if (batches or rejects) and not self._put((fi, batches, rejects)):
+                            return
+                finally:
+                    ch.close()
+            self._put(None)
+        except BaseException as e:  # handed to the reader's thread
+            self._put(e)
+
+    def get(self):
+        item = self.q.get()
+        if isinstance(item, BaseException):
+            self.stop()
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
+# ------------------------------------------------------------------------------ JSON text of columns
+
+def _json_column(col: pa.Array) -> pa.Array:
+    """Each value's JSON text (``null`` for NULL), vectorised: no per-row Python for numbers,
+    booleans and strings without control characters."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    if pa.types.is_integer(t) or pa.types.is_decimal(t):
+        text = col.cast(pa.string())
+    elif pa.types.is_floating(t):
+        finite = pc.is_finite(col)
+        text = pc.if_else(finite, col.cast(pa.string()), pa.scalar(None, pa.string()))
+        # "100" would read back as an integer: keep it a float ("100.0"), as orjson does.
+        plain = pc.invert(pc.match_substring_regex(text, r"[.eEn]"))
+        text = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
+    elif pa.types.is_boolean(t):
+        text = pc.if_else(col, "true", "false")
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
+        s = col.cast(pa.string())
+        if pc.any(pc.match_substring_regex(s, r"[\x00-\x1f]")).as_py():
+            text = pa.array([None if v is None else orjson.dumps(v).decode() for v in s.to_pylist()],
+                            pa.string())
+        else:
+            esc = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
+            text = pc.binary_join_element_wise('"', esc, '"', "")
+    else:
+        text = pa.array([None if v is None else orjson.dumps(v, default=str).decode()
+                         for v in col.to_pylist()], pa.string())
+    return pc.fill_null(text, "null")
+
+
+def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
+    """A batch as JSON Lines, one object per row, built column-wise by Arrow.
+
+    >>> jsonl_bytes(pa.RecordBatch.from_pydict({"a": [1, None], "b": ['x"', "y"], "c": [1.0, 2.5]}))
+    b'{"a":1,"b":"x\\\\"","c":1.0}\\n{"a":null,"b":"y","c":2.5}\\n'
+    """
+    if rb.num_rows == 0:
+        return b""
+    parts: list = []
+    for i, (name, col) in enumerate(zip(rb.schema.names, rb.columns)):
+        key = orjson.dumps(name).decode()
+        parts.append(("{" if i == 0 else ",") + key + ":")
+        parts.append(_json_column(col))
+    parts.append("}\n")
+    if len(parts) == 1:
+        return b"{}\n" * rb.num_rows
+    lines = pc.binary_join_element_wise(*parts, "")
+    # The rows are contiguous in the result's value buffer: write it as it is.
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
+    return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+
+
+def csv_bytes(rb: pa.RecordBatch, header: bool) -> bytes:
+    buf = io.BytesIO()
+    pcsv.write_csv(rb, buf, pcsv.WriteOptions(include_header=header))
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ sinks
+
+class FileSink:
+    """Writes CSV or JSON Lines. ``write_batch`` buffers, ``flush`` writes, ``commit`` makes the
+    flushed bytes durable (fsync) and remembers the size, ``rollback`` drops what was not
+    flushed and truncates the file back to the last commit. The file is created (or emptied) when
+    the sink is made. Properties: ``path`` (required), ``format`` (default from the extension),
+    ``header`` (csv, default true)."""
+
+    def __init__(self, name: str, props: Properties):
+        self.name = name
+        self.path = props.require("path")
+        self.format = _format_of(name, props, self.path)
+        self.header = props.get_bool("header", True)
+        _warn_unused(name, props)
+        try:
+            self._f = open(self.path, "wb")
+        except OSError as e:
+            raise ConfigError(f"'{name}.path': cannot write {self.path}: {e.strerror or e}") from e
+        self.schema: Optional[pa.Schema] = None
+        self._pending: list[pa.RecordBatch] = []
+        self.committed_size = 0
+        self._header_done = False
+        self._header_committed = False
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if self.schema is None:
+            self.schema = batch.schema
+        self._pending.append(batch)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for rb in pending:
+            if self.format == "jsonl":
+                self._f.write(jsonl_bytes(rb))
+            else:
+                self._f.write(csv_bytes(rb, self.header and not self._header_done))
+                self._header_done = True
+        self._f.flush()
+
+    def commit(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.committed_size = self._f.tell()
+        self._header_committed = self._header_done
+
+    def rollback(self) -> None:
+        self._pending = []
+        self._f.flush()
+        self._f.truncate(self.committed_size)
+        self._f.seek(self.committed_size)
+        self._header_done = self._header_committed
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self.flush()
+            self._f.close()
+
+
+class StdoutSink:
+    """Prints results to ``sys.stdout`` at flush: ``format`` = ``table`` (aligned columns, the
+    header once, widths from the first batch) or ``jsonl``."""
+
+    def __init__(self, name: str, props: Properties):
+        self.name = name
+        self.format = (props.get("format") or "table").lower()
+        if self.format in ("json", "ndjson"):
+            self.format = "jsonl"
+        if self.format not in ("table", "jsonl"):
+            raise ConfigError(f"'{name}.format' must be table or jsonl, got {self.format!r}")
+        _warn_unused(name, props)
+        self._pending: list[pa.RecordBatch] = []
+        self._widths: Optional[list[int]] = None
+        self._numeric: list[bool] = []
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+
+    @staticmethod
+    def _cell(v) -> str:
+        return "NULL" if v is None else (repr(v) if isinstance(v, float) else str(v))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        out = sys.stdout
+        for rb in pending:
+            if rb.num_rows == 0:
+                continue
+            if self.format == "jsonl":
+                out.write(jsonl_bytes(rb).decode())
+                continue
+            cols = [[self._cell(v) for v in c.to_pylist()] for c in rb.columns]
+            if self._widths is None:
+                names = rb.schema.names
+                self._widths = [max([len(n)] + [len(v) for v in c]) for n, c in zip(names, cols)]
+                self._numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                                 for t in rb.schema.types]
+                out.write(" | ".join(n.ljust(w) for n, w in zip(names, self._widths)).rstrip() + "\n")
+                out.write("-+-".join("-" * w for w in self._widths) + "\n")
+            for row in zip(*cols):
+                out.write(" | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num
+                                     in zip(row, self._widths, self._numeric)).rstrip() + "\n")
+        out.flush()
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        self._pending = []
+
+    def close(self) -> None:
+        self.flush()
+
+
+class DeadLetterFile:
+    """Appends rejects to a JSON Lines file, one object per reject:
+    ``{"source", "position", "error", "payload"}`` (or ``"payload_base64"`` when the payload is
+    not UTF-8 text)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._f = open(path, "ab")
+        except OSError as e:
+            raise ConfigError(f"dead-letter file: cannot write {path}: {e.strerror or e}") from e
+
+    def write(self, rejects: list[Reject]) -> None:
+        for r in rejects:
+            rec = {"source": r.source, "position": r.position, "error": r.error}
+            try:
+                rec["payload"] = bytes(r.payload).decode("utf-8")
+            except UnicodeDecodeError:
+                rec["payload_base64"] = base64.b64encode(r.payload).decode("ascii")
+            self._f.write(orjson.dumps(rec) + b"\n")
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
