@@ -170,7 +170,10 @@ def cmd_validate(args) -> int:
 # ------------------------------------------------------------------------------------------ demo
 def _demo_job(name: str, sql: str, source: str, data_path: Path, out_path: Path) -> str:
     """A scenario query as a job file: file source in, JSON-lines file out."""
+    # CSV writes 150.0 as "150": the schema says which columns are floating point
+    schema = {"orders": "total_amount DOUBLE", "market_data": "price DOUBLE"}[source]
     props = {f"{source}.type": "file_source", f"{source}.path": str(data_path),
+             f"{source}.schema": schema,
              f"{name.lower()}_out.type": "file_sink", f"{name.lower()}_out.path": str(out_path)}
     with_clause = ",\n      ".join(f"'{k}' = '{v}'" for k, v in props.items())
     return f"CREATE STREAM {name.lower()}_out AS\n{sql.strip()}\nWITH ({with_clause})"

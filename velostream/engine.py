@@ -24,30 +24,79 @@ class Watermark:
 
     ``stamp`` returns, per row, the watermark *just before* that row, so a row is judged late against
     the rows that preceded it in the job's input, whatever the batch boundaries or partition count.
+
+    A source made of independently ordered partitions (Kafka) passes each row's source partition:
+    the watermark is then the *smallest* of the partitions' largest event times (minus the
+    lateness), as in Flink, because a consumer interleaves partitions arbitrarily: one partition
+    read ahead of another must not make the other's records late. Partitions not seen yet do not
+    hold the watermark back. It is still one value for the whole job, and it never decreases.
     """
 
     def __init__(self, lateness_ms: int):
         self.lateness = int(lateness_ms)
-        self.max_time = INT64_MIN
+        self.max_time = INT64_MIN          # the watermark before lateness
+        self.partition_max: dict[int, int] = {}
 
     @property
     def current(self) -> int:
         return INT64_MIN if self.max_time == INT64_MIN else self.max_time - self.lateness
 
-    def stamp(self, times: np.ndarray) -> np.ndarray:
+    def stamp(self, times: np.ndarray, partitions: Optional[np.ndarray] = None) -> np.ndarray:
         n = len(times)
         if n == 0:
             return np.empty(0, dtype=np.int64)
+        if partitions is not None:
+            return self._stamp_partitioned(times, partitions)
         cm = np.maximum.accumulate(times)
         before = np.empty(n, dtype=np.int64)
         before[0] = self.max_time
         np.maximum(cm[:-1], self.max_time, out=before[1:])
         self.max_time = max(self.max_time, int(cm[-1]))
+        return self._less_lateness(before)
+
+    def _less_lateness(self, before: np.ndarray) -> np.ndarray:
         if self.lateness:
             unset = before == INT64_MIN
             before -= self.lateness
             before[unset] = INT64_MIN
         return before
+
+    def track(self, active, idle=()) -> None:
+        """The source's partitions: ``active`` ones hold the watermark back even before their
+        first record (so a partition read late is not late); ``idle`` ones (caught up, nothing
+        to read) do not hold it back."""
+        for k in active:
+            self.partition_max.setdefault(int(k), INT64_MIN)
+        self.idle = {int(k) for k in idle}
+
+    def _stamp_partitioned(self, times: np.ndarray, partitions: np.ndarray) -> np.ndarray:
+        n = len(times)
+        idle = getattr(self, "idle", set())
+        present = set(np.unique(partitions).tolist())
+        registered = {k for k in self.partition_max if k not in idle}
+        # per partition: its running maximum before each row (rows of other partitions carry the
+        # value forward); the watermark before row i is the minimum over the partitions that
+        # hold it back: registered ones always, others once they have been seen
+        big = np.iinfo(np.int64).max
+        low = np.full(n, big, dtype=np.int64)
+        for k in registered | present:
+            prev = self.partition_max.get(k, INT64_MIN)
+            run = np.full(n, prev, dtype=np.int64)
+            mine = partitions == k
+            run[mine] = np.maximum(times[mine], prev)
+            np.maximum.accumulate(run, out=run)
+            before = np.empty(n, dtype=np.int64)
+            before[0] = prev
+            before[1:] = run[:-1]
+            self.partition_max[k] = int(run[-1])
+            holds = before if k in registered else np.where(before != INT64_MIN, before, big)
+            np.minimum(low, holds, out=low)
+        wm = np.where(low == big, INT64_MIN, low)
+        np.maximum(wm, self.max_time, out=wm)
+        np.maximum.accumulate(wm, out=wm)
+        after = min(self.partition_max[k] for k in registered | present)
+        self.max_time = max(self.max_time, int(wm[-1]), after)
+        return self._less_lateness(wm)
 
 
 def schema_of(rb: pa.RecordBatch) -> dict[str, SqlType]:
@@ -91,6 +140,9 @@ class Engine:
         self._emitted = 0
         self._distinct = None
         self._flushed = False
+        # a column naming each row's independently ordered source partition (set by the job
+        # from its reader's ``watermark_by``): the watermark becomes the minimum over them
+        self.watermark_by: Optional[str] = None
         if schemas is not None:
             self._bind(dict(schemas))
 
@@ -98,6 +150,8 @@ class Engine:
     def _bind(self, schemas: dict) -> None:
         self.plan = plan_statement(self.statement, schemas, self.strings)
         self.watermark = Watermark(self.plan.lateness_ms)
+        if getattr(self, "_partitions", None):
+            self.watermark.track(*self._partitions)
         self.out_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
         self.pipeline = self.make_pipeline()
 
@@ -134,8 +188,22 @@ class Engine:
             tcol = tcol.filter(tcol.valid)
         t = np.ascontiguousarray(tcol.values, dtype=np.int64)
         batch.columns[TIME_COL] = Column(_INT, t)
-        batch.columns[WM_COL] = Column(_INT, self.watermark.stamp(t))
+        batch.columns[WM_COL] = Column(_INT, self.watermark.stamp(t, self._source_partitions(batch)))
         return batch
+
+    def source_partitions(self, active, idle=()) -> None:
+        """The source's partitions (see ``Watermark.track``), updated as they are assigned."""
+        self._partitions = (list(active), list(idle))
+        if self.plan is not None and self.plan.window is not None:
+            self.watermark.track(*self._partitions)
+
+    def _source_partitions(self, batch: Batch) -> Optional[np.ndarray]:
+        """Each row's source partition when the source says its partitions are ordered
+        independently (``watermark_by``, e.g. ``_PARTITION`` for Kafka); else None."""
+        col = batch.columns.get(self.watermark_by) if self.watermark_by else None
+        if col is None:
+            return None
+        return np.asarray(col.values, dtype=np.int64)
 
     def _dead_letter(self, reason: str, rb: pa.RecordBatch) -> None:
         if rb.num_rows:

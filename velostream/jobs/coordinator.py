@@ -162,6 +162,7 @@ class Job:
             raise ValueError("processor is 'v1' or 'v2'")
         self.engine = Engine(sql, env=env)
         self.reader = self._reader_for(sources)
+        self.engine.watermark_by = getattr(self.reader, "watermark_by", None)
         self.sink = sink if sink is not None else MemoryWriter()
         self.partitions = partitions if processor == "v2" else 1
         self.processor = processor
@@ -280,10 +281,13 @@ class Job:
     def _next_input(self) -> Optional[pa.RecordBatch]:
         """The next batch, or None at the end of a bounded input or on stop()."""
         take_rejects = getattr(self.reader, "rejects", None)
+        partitions = getattr(self.reader, "watermark_partitions", None)
         while not self._stop.is_set():
             t0 = time.perf_counter()
             rb = self.reader.read()
             self.stats.time_reading_s += time.perf_counter() - t0
+            if partitions is not None:  # assigned and idle source partitions (Kafka)
+                self.engine.source_partitions(*partitions())
             if take_rejects is not None:
                 rejects = take_rejects()
                 if rejects:
