@@ -1,34 +1,22 @@
-"""Shared fixtures: the partition counts whole-engine tests run at.
+"""Shared fixtures: the partition counts whole-engine tests run at, and the Kafka broker.
 
-``partitions`` > 1 runs the V2 job server (``velostream.jobs``). Until that module imports, those
-parameters are expected failures (non-strict), so they flip to real tests as soon as V2 lands.
+``partitions`` > 1 runs the V2 job server (``velostream.jobs``); 1 runs the V1 engine.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py
+sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py, tests/kafka_broker.py
 
-
-def v2_available() -> bool:
-    try:
-        importlib.import_module("velostream.jobs")
-    except ImportError:
-        return False
-    return True
-
-
-_V2_XFAIL = pytest.mark.xfail(strict=False, reason="V2 job server not landed")
+pytest_plugins = ["kafka_broker"]  # a real Kafka-protocol broker (Tansu), started by the tests
 
 
 def partition_params(counts=(1, 2, 4)):
-    """``pytest.param`` per partition count, the ones needing V2 marked xfail while it is missing."""
-    ok = v2_available()
-    return [pytest.param(p, id=f"p{p}", marks=() if p == 1 or ok else _V2_XFAIL) for p in counts]
+    """``pytest.param`` per partition count, with readable ids."""
+    return [pytest.param(p, id=f"p{p}") for p in counts]
 
 
 @pytest.fixture(params=partition_params())

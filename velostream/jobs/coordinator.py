@@ -292,12 +292,11 @@ class Job:
                 rejects = take_rejects()
                 if rejects:
                     self._rejected(rejects)
-            if rb is not None and rb.num_rows:
+            if rb is not None:  # even with 0 rows: its schema binds the plan
                 return rb
-            if rb is None and not self.reader.has_more():
+            if not self.reader.has_more():
                 return None
-            if rb is None:
-                time.sleep(0.001)
+            time.sleep(0.001)
         return None
 
     # -- failed records and commits ----------------------------------------------------------
