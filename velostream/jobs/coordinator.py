@@ -278,8 +278,9 @@ class Job:
             self._final_stats()
         self._shutdown_workers()
 
-    def _next_input(self) -> Optional[pa.RecordBatch]:
-        """The next batch, or None at the end of a bounded input or on stop()."""
+    def _next_input(self, idle=None) -> Optional[pa.RecordBatch]:
+        """The next batch, or None at the end of a bounded input or on stop(). ``idle`` is
+        called while there is nothing to read (V2 delivers finished steps then)."""
         take_rejects = getattr(self.reader, "rejects", None)
         partitions = getattr(self.reader, "watermark_partitions", None)
         while not self._stop.is_set():
@@ -296,6 +297,12 @@ class Job:
                 return rb
             if not self.reader.has_more():
                 return None
+            if idle is not None:
+                idle()
+            if self._commit_due():
+                if idle is not None:
+                    idle(block=True)
+                self._commit()
             time.sleep(0.001)
         return None
 
@@ -397,7 +404,7 @@ class Job:
         max_depth = [0] * n
         limit_reached = False
 
-        def collect(block: bool) -> None:
+        def collect(block: bool = False) -> None:
             nonlocal next_seq, limit_reached
             while next_seq < seq:
                 try:
@@ -422,7 +429,7 @@ class Job:
                         limit_reached = True
 
         while not limit_reached:
-            rb = self._next_input()
+            rb = self._next_input(idle=collect)
             if rb is None:
                 break
             arrived = time.perf_counter()
