@@ -99,12 +99,13 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def test_sigterm_stops_an_unbounded_run_gracefully_with_metrics(tmp_path, kafka_broker, trades):
-    """Unbounded: the job keeps running after the input is consumed; Prometheus shows the
-    counters; SIGTERM flushes the open windows, commits, and exits 0."""
+    """Unbounded, without fault tolerance (one process, state not recoverable): the job keeps
+    running after the input is consumed; Prometheus shows the counters; SIGTERM flushes the open
+    windows as end of input, commits, and exits 0."""
     topic, expected = trades
     out = kafka_broker.unique_topic("cli-sigterm", partitions=2)
     group = f"cli-sigterm-{time.time()}"
-    job = kafka_job(tmp_path, kafka_broker, topic, out, group)
+    job = kafka_job(tmp_path, kafka_broker, topic, out, group, {"fault.tolerance": "none"})
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "velostream", "run", str(job), "--partitions", "2",
                              "--metrics-port", str(port), "--progress-interval", "0.5"],

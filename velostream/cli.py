@@ -81,9 +81,12 @@ class Progress:
               f"({s.throughput / 1e6:.3f} M rec/s)", file=sys.stderr)
 
 
-def build_job(spec, *, partitions: int, bounded: bool):
+DEFAULT_CHECKPOINT_DIR = ".velostream/checkpoints"
+
+
+def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     """A ``Job`` with the spec's source, sink and dead-letter output."""
-    from .io import open_dead_letter, open_sink, open_source
+    from .io import ConfigError, open_dead_letter, open_sink, open_source
     from .jobs import Job
 
     source = open_source(spec, bounded=bounded)
@@ -94,10 +97,15 @@ def build_job(spec, *, partitions: int, bounded: bool):
         interval = int(interval_ms) / 1000
     except ValueError:
         raise SqlError(f"commit.interval.ms must be an integer, got {interval_ms!r}") from None
+    tolerance = spec.job.get("fault.tolerance", "at_least_once").lower().replace("-", "_")
+    if tolerance not in ("at_least_once", "none"):
+        raise ConfigError(f"fault.tolerance must be at_least_once or none, got {tolerance!r}")
     return Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
                processor="v1" if partitions == 1 else "v2",
                failure_strategy=spec.job.get("failure.strategy"), dead_letter=dead, env={},
-               commit_interval_s=interval)
+               commit_interval_s=interval,
+               fault_tolerance=tolerance,
+               checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR), reset=reset)
 
 
 @_start_errors
@@ -105,7 +113,7 @@ def cmd_run(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
-    job = build_job(spec, partitions=args.partitions, bounded=args.bounded)
+    job = build_job(spec, partitions=args.partitions, bounded=args.bounded, reset=args.reset)
     if args.metrics_port is not None:
         from .metrics import serve
         serve(job, args.metrics_port, name=spec.sink_name or spec.source_name)
@@ -244,6 +252,8 @@ def main(argv: Optional[list] = None) -> int:
     r.add_argument("--bounded", action="store_true",
                    help="read each Kafka partition to the end offset seen at start, then exit")
     r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
+    r.add_argument("--reset", action="store_true",
+                   help="start from scratch: forget checkpoints and committed offsets (Kafka)")
     r.add_argument("--progress-interval", type=float, default=10.0,
                    help="seconds between progress lines when stderr is not a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line")

@@ -180,6 +180,7 @@ class Engine:
         if w is None:
             return batch
         tcol = self.pipeline.ev.column(w.time, batch)
+        had_time = tcol.valid
         if tcol.valid is not None:
             bad = ~tcol.valid
             self._dead_letter("NULL event time", rb.filter(pa.array(bad)))
@@ -188,7 +189,11 @@ class Engine:
             tcol = tcol.filter(tcol.valid)
         t = np.ascontiguousarray(tcol.values, dtype=np.int64)
         batch.columns[TIME_COL] = Column(_INT, t)
-        batch.columns[WM_COL] = Column(_INT, self.watermark.stamp(t, self._source_partitions(batch)))
+        wm = self.watermark.stamp(t, self._source_partitions(batch))
+        batch.columns[WM_COL] = Column(_INT, wm)
+        # for offset tracking (velostream.jobs.tasks): which rows had an event time, their time
+        # and the watermark each was judged against
+        self.last_stamp = (had_time, t, wm)
         return batch
 
     def source_partitions(self, active, idle=()) -> None:
@@ -278,6 +283,81 @@ class Engine:
 
     def explain(self) -> str:
         return self.plan.explain() if self.plan is not None else explain(self.sql)
+
+    # -- durable state ------------------------------------------------------------------
+    SNAPSHOT_FORMAT = 1
+    SNAPSHOT_META = b"velostream.engine"
+
+    def snapshot(self) -> bytes:
+        """The engine's whole state as Arrow IPC stream bytes, for ``restore`` in another process.
+
+        The stream holds one table: the pipeline's groups (``Pipeline.snapshot``; no columns for
+        a stateless plan or an engine that saw no input), with the pipeline scalars in schema
+        metadata ``velostream.pipeline`` and the engine's in ``velostream.engine`` (JSON): the
+        query text, the bound input schema (so ``restore`` binds the plan before any input), the
+        watermark (``max_time``, ``partition_max``, idle partitions), ``stats``, the LIMIT count
+        ``emitted`` and the ``flushed`` flag.
+        """
+        import json
+
+        if self.plan is not None and self.plan.distinct:
+            raise NotImplementedError("snapshot: SELECT DISTINCT state is not snapshotted yet")
+        table = self.pipeline.snapshot() if self.pipeline is not None else None
+        if table is None:
+            table = pa.table({})
+        meta: dict = {"format": self.SNAPSHOT_FORMAT, "sql": self.sql, "bound": self.plan is not None,
+                      "stats": {k: int(v) for k, v in self.stats.items()},
+                      "emitted": int(self._emitted), "flushed": bool(self._flushed)}
+        if self.plan is not None:
+            meta["input_schema"] = [[name, t.kind, t.scale, t.precision]
+                                    for name, t in self.plan.input_schema.items()]
+            wm = self.watermark
+            meta["watermark"] = {"max_time": int(wm.max_time),
+                                 "partition_max": [[int(k), int(v)]
+                                                   for k, v in wm.partition_max.items()],
+                                 "idle": sorted(int(k) for k in getattr(wm, "idle", ()))}
+        md = dict(table.schema.metadata or {})
+        md[self.SNAPSHOT_META] = json.dumps(meta).encode()
+        table = table.replace_schema_metadata(md)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    def restore(self, data: bytes) -> None:
+        """Load ``snapshot`` bytes into this engine, which must be fresh (no input pushed yet)
+        and run the same query. The plan is bound to the snapshot's input schema, so the engine
+        can ``flush`` or take input right away; results then continue exactly where the
+        snapshotted engine's left off (strings are re-encoded with this engine's dictionary)."""
+        import json
+
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        raw = (table.schema.metadata or {}).get(self.SNAPSHOT_META)
+        if raw is None:
+            raise ValueError("not an engine snapshot: schema metadata 'velostream.engine' missing")
+        meta = json.loads(raw)
+        if meta.get("format") != self.SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported engine snapshot format {meta.get('format')!r}")
+        if meta["sql"] != self.sql:
+            raise ValueError("the snapshot is of another query:\n  " + meta["sql"])
+        if self.stats["records_in"] or self.stats["batches"] or self._emitted:
+            raise ValueError("restore needs a fresh engine (this one has taken input)")
+        if meta["bound"]:
+            schema = {name: SqlType(kind, scale, precision)
+                      for name, kind, scale, precision in meta["input_schema"]}
+            if self.plan is None:
+                self._bind({self.source: schema})
+            elif dict(self.plan.input_schema) != schema:
+                raise ValueError("the snapshot's input schema differs from this engine's")
+            self.pipeline.restore(table if self.plan.shape != "project" else None)
+            w = meta["watermark"]
+            self.watermark.max_time = int(w["max_time"])
+            self.watermark.partition_max = {int(k): int(v) for k, v in w["partition_max"]}
+            if w["idle"] or hasattr(self.watermark, "idle"):
+                self.watermark.idle = {int(k) for k in w["idle"]}
+        self.stats.update({k: int(v) for k, v in meta["stats"].items()})
+        self._emitted = int(meta["emitted"])
+        self._flushed = bool(meta["flushed"])
 
 
 _INT = SqlType("INT64")

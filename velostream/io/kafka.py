@@ -114,6 +114,7 @@ class KafkaSource:
         self.bootstrap = props.require("bootstrap.servers")
         self.bounded = bounded
         group = props.get("group.id") or f"velostream-{name}"
+        self.group_id = group
         fmt = (props.get("format") or "json").lower()
         if fmt not in ("json", "avro"):
             raise ConfigError(f"'{name}.format' must be json or avro, got {fmt!r}")
@@ -128,6 +129,9 @@ class KafkaSource:
         self._drain_idle_s = props.get_int("bounded.drain.ms", 1000) / 1000
         self._idle_s = props.get_int("watermark.idle.ms", 5000) / 1000
         self._assigned_time: dict[int, float] = {}
+        #: the columns the topic is keyed by (pipe-joined), if declared: checked by the task runner
+        kc = props.get("key.columns")
+        self.key_columns = [c.strip() for c in kc.split(",") if c.strip()] if kc else None
         connect_ms = props.get_int("connect.timeout.ms", 12000)
         self._avro = None
         self._json = None
@@ -170,6 +174,7 @@ class KafkaSource:
         self._seek_to: dict[int, int] = {}
         self._rejects: list[Reject] = []
         self._closed = False
+        self._listener = None
         self._c.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     # -- event time ----------------------------------------------------------------------------
@@ -191,6 +196,11 @@ class KafkaSource:
             self.assigned_at = time.perf_counter()
         self._ever_assigned = True
         changed = False
+        if self._listener is not None:
+            for p, off in self._listener[0](sorted(tp.partition for tp in partitions)).items():
+                self._seek_to[p] = off
+                if off >= 0:
+                    self._pos[p] = off
         for tp in partitions:
             self._assigned_time[tp.partition] = time.monotonic()
             self._assigned.add(tp.partition)
@@ -201,9 +211,22 @@ class KafkaSource:
         if changed:
             consumer.assign(partitions)
 
+    def set_rebalance_listener(self, on_assign, on_revoke) -> None:
+        """Partition-scoped state (``velostream.jobs.tasks``): ``on_assign(partitions)`` returns
+        {partition: offset to start at} (restored checkpoints); ``on_revoke(partitions)`` runs
+        before the partitions leave, so their state can be checkpointed and committed."""
+        self._listener = (on_assign, on_revoke)
+
     def _on_revoke(self, consumer, partitions) -> None:
+        if self._listener is not None:
+            self._listener[1](sorted(tp.partition for tp in partitions))
         for tp in partitions:
-            self._assigned.discard(tp.partition)
+            p = tp.partition
+            self._assigned.discard(p)
+            # a later re-assignment starts from what was committed, not from where we were
+            for d in (self._pos, self._end, self._last_data, self._committed):
+                d.pop(p, None)
+            self._done.discard(p)
 
     def _capture_new(self) -> None:
         """Start positions (and, bounded, end offsets) of newly assigned partitions."""
@@ -394,9 +417,13 @@ class KafkaSource:
 
     def commit(self) -> None:
         """Commit (synchronously) the next offsets of everything read so far."""
+        self.commit_offsets(self._pos)
+
+    def commit_offsets(self, offsets: dict[int, int]) -> None:
+        """Commit (synchronously) these {partition: next offset} of assigned partitions."""
         from confluent_kafka import TopicPartition
-        tps = [TopicPartition(self.topic, p, o) for p, o in self._pos.items()
-               if p in self._assigned and self._committed.get(p) != o]
+        tps = [TopicPartition(self.topic, p, o) for p, o in offsets.items()
+               if p in self._assigned and o >= 0 and self._committed.get(p) != o]
         if not tps or self._closed:
             return
         try:

@@ -155,7 +155,9 @@ class Job:
                  partitions: int = 1, processor: str = "v2", failure_strategy: Any = None,
                  dead_letter: Any = None, queue_depth: int = 4,
                  env: Optional[Mapping[str, str]] = None,
-                 commit_interval_s: Optional[float] = None):
+                 commit_interval_s: Optional[float] = None,
+                 fault_tolerance: str = "at_least_once", checkpoint_dir: Optional[str] = None,
+                 reset: bool = False):
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         if processor not in ("v1", "v2"):
@@ -164,8 +166,17 @@ class Job:
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = getattr(self.reader, "watermark_by", None)
         self.sink = sink if sink is not None else MemoryWriter()
-        self.partitions = partitions if processor == "v2" else 1
+        if fault_tolerance not in ("at_least_once", "none"):
+            raise ValueError("fault_tolerance is 'at_least_once' or 'none'")
+        # a source whose partitions move between processes (Kafka) gets partition-scoped state
+        self.fault_tolerance = fault_tolerance
+        if fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
+            processor = "tasks"
+        self.partitions = partitions if processor != "v1" else 1
         self.processor = processor
+        self.checkpoint_dir = checkpoint_dir
+        self.reset = reset
+        self.runner = None
         self.failure = parse_strategy(failure_strategy)
         self.dead_letter = dead_letter
         if isinstance(self.failure, SendToDLQ) and dead_letter is None:
@@ -204,7 +215,9 @@ class Job:
 
     def stop(self) -> None:
         """Ask a running job to stop promptly: no further input is read, what was read is
-        processed, windows are flushed and the sink committed."""
+        processed and the sink committed. Windows are flushed (end of input), except on a
+        partitioned source with fault tolerance (Kafka), where open state is checkpointed or left
+        to replay instead, and a restart resumes it."""
         self._stop.set()
 
     def join(self, timeout: Optional[float] = None) -> JobStats:
@@ -262,11 +275,14 @@ class Job:
     def _run(self) -> None:
         t_start = time.perf_counter()
         try:
-            if self.processor == "v1":
-                self._run_v1()
+            if self.processor == "tasks":
+                self._run_tasks()  # commits itself: offsets per source partition
             else:
-                self._run_v2()
-            self._commit()
+                if self.processor == "v1":
+                    self._run_v1()
+                else:
+                    self._run_v2()
+                self._commit()
         except BaseException:
             try:
                 self.sink.rollback()
@@ -369,6 +385,15 @@ class Job:
             raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from exc
         self.stats.records_failed += failed
         log.error("sink flush failed, %d row(s) not delivered: %s", failed, exc)
+
+    def _run_tasks(self) -> None:
+        from .checkpoints import CheckpointStore
+        from .tasks import TaskRunner
+        store = None
+        if self.checkpoint_dir is not None:
+            store = CheckpointStore(self.checkpoint_dir, self.reader.group_id, self.reader.topic)
+        self.runner = TaskRunner(self, store, self.reset)
+        self.runner.run()
 
     def _run_v1(self) -> None:
         eng = self.engine

@@ -32,7 +32,8 @@ SINK_TYPES = ("kafka_sink", "file_sink", "stdout")
 REQUIRED = {"kafka_source": ("topic", "bootstrap.servers"), "file_source": ("path",),
             "kafka_sink": ("topic", "bootstrap.servers"), "file_sink": ("path",), "stdout": ()}
 JOB_KEYS = ("allowed.lateness", "partitioning.strategy", "failure.strategy", "commit.interval.ms",
-            "dead.letter.path", "dead.letter.topic", "dead.letter.bootstrap.servers")
+            "dead.letter.path", "dead.letter.topic", "dead.letter.bootstrap.servers",
+            "fault.tolerance", "checkpoint.dir")
 
 
 @dataclass

@@ -1,0 +1,220 @@
+"""Fault tolerance on Kafka with real processes and real signals: restarts, kill -9 failover and
+a rebalance when a process joins. Nothing expected by DuckDB may be missing from the output;
+duplicates are allowed (at-least-once) and counted, wrong rows (partial windows) are not."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from test_cli import job_file, velostream
+from test_cli_kafka import _free_port, _metrics
+from velostream.datagen import market_data
+
+GROUP = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "300"}
+S3A = """CREATE STREAM out AS
+SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price,
+       SUM(quantity) AS total_quantity, _WINDOW_START AS ws
+FROM trades
+GROUP BY trader_id, symbol
+WINDOW TUMBLING (trade_time, INTERVAL '1' MINUTE)"""
+DUCK_S3A = """SELECT trader_id, symbol, COUNT(*), AVG(price), SUM(quantity), trade_time // 60000 * 60000
+FROM md GROUP BY ALL"""
+TOTALS = """CREATE STREAM out AS
+SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price,
+       SUM(quantity) AS total_quantity, MAX(trade_time) AS ws
+FROM trades GROUP BY trader_id, symbol EMIT FINAL"""
+DUCK_TOTALS = """SELECT trader_id, symbol, COUNT(*), AVG(price), SUM(quantity), MAX(trade_time)
+FROM md GROUP BY ALL"""
+
+
+def _data(n: int, traders: int = 40, symbols: int = 8):
+    import duckdb
+    table = pa.Table.from_batches(market_data(n, traders=traders, symbols=symbols)).drop_columns(["_TIMESTAMP"])
+    con = duckdb.connect()
+    con.register("md", table)
+    return table, {q: con.sql(sql).fetchall() for q, sql in (("s3a", DUCK_S3A), ("totals", DUCK_TOTALS))}
+
+
+class Scenario:
+    """An input topic keyed trader_id|symbol, an output topic, a job file, a checkpoint dir."""
+
+    def __init__(self, broker, tmp_path, sql, name):
+        self.broker = broker
+        self.topic = broker.unique_topic(f"ft-in-{name}", partitions=4)
+        self.out = broker.unique_topic(f"ft-out-{name}", partitions=4)
+        self.group = f"ft-{name}-{time.time_ns()}"
+        props = {"trades.type": "kafka_source", "trades.topic": self.topic,
+                 "trades.bootstrap.servers": broker.bootstrap, "trades.group.id": self.group,
+                 **{f"trades.{k}": v for k, v in GROUP.items()},
+                 "out.type": "kafka_sink", "out.topic": self.out,
+                 "out.bootstrap.servers": broker.bootstrap,
+                 "checkpoint.dir": str(tmp_path / "ckpt"), "commit.interval.ms": "300"}
+        self.job = job_file(tmp_path, sql, props, name=f"{name}.sql")
+        self.procs: list[subprocess.Popen] = []
+
+    def produce(self, rows, rate_per_s=None):
+        """All rows (keyed trader_id|symbol), or at ``rate_per_s`` in the background."""
+        values = [orjson.dumps(r) for r in rows]
+        keys = [f"{r['trader_id']}|{r['symbol']}".encode() for r in rows]
+        if rate_per_s is None:
+            self.broker.produce(self.topic, values, keys=keys)
+            return None
+
+        def run():
+            chunk = max(1, rate_per_s // 10)
+            for i in range(0, len(values), chunk):
+                self.broker.produce(self.topic, values[i:i + chunk], keys=keys[i:i + chunk])
+                time.sleep(0.1)
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    def start(self, *extra) -> tuple[subprocess.Popen, int]:
+        port = _free_port()
+        p = subprocess.Popen([sys.executable, "-m", "velostream", "run", str(self.job), "-q",
+                              "--metrics-port", str(port), *extra],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p, port
+
+    def finish(self) -> subprocess.CompletedProcess:
+        """A bounded run with the same group: resumes from the checkpoints and committed offsets,
+        reads to the end and closes every window (end of input)."""
+        r = velostream("run", str(self.job), "--bounded", "--partitions", "2", timeout=180)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    def kill_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def output(self) -> list[tuple]:
+        rows = [orjson.loads(m.value()) for m in self.broker.consume_all(self.out, timeout=30)]
+        cols = ("trader_id", "symbol", "trade_count", "avg_price", "total_quantity", "ws")
+        return [tuple(r[c] for c in cols) for r in rows]
+
+
+def _norm(row):
+    return row[:3] + (round(row[3], 6),) + row[4:]
+
+
+def check(got: list[tuple], expected: list[tuple]) -> int:
+    """Every expected row is present; every row present is an expected one; returns duplicates."""
+    want = Counter(_norm(r) for r in expected)
+    have = Counter(_norm(r) for r in got)
+    missing = want - have
+    assert not missing, f"{sum(missing.values())} results lost, e.g. {list(missing)[:3]}"
+    wrong = set(have) - set(want)
+    assert not wrong, f"{len(wrong)} wrong rows (partial results), e.g. {list(wrong)[:3]}"
+    return sum(have.values()) - sum(want.values())
+
+
+def wait_metric(port, name, pred, timeout=60, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited: {proc.stderr.read()}")
+        try:
+            v = _metrics(port).get(name)
+        except OSError:
+            v = None
+        if v is not None and pred(v):
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never satisfied the condition")
+
+
+IN = 'velostream_records_in_total{job="out"}'
+
+
+@pytest.mark.parametrize("query", ["s3a", "totals"])
+def test_restart_resumes_where_it_left_off(kafka_broker, tmp_path, query):
+    """SIGTERM in the middle of the input, then a restart: nothing lost, duplicates bounded."""
+    n = 12_000
+    table, expected = _data(n)
+    rows = table.to_pylist()
+    sc = Scenario(kafka_broker, tmp_path, S3A if query == "s3a" else TOTALS, f"restart-{query}")
+    sc.produce(rows[: n // 2])
+    p, port = sc.start("--partitions", "2")
+    try:
+        wait_metric(port, IN, lambda v: v >= n // 2, proc=p)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        sc.produce(rows[n // 2:])
+        r = sc.finish()
+    finally:
+        sc.kill_all()
+    dups = check(sc.output(), expected[query])
+    # a restart replays at most the windows open at the stop (one minute = 60 records per
+    # partition here); checkpointed state replays nothing
+    assert dups <= (4 * 60 * 2 if query == "s3a" else 0), dups
+    print(f"restart {query}: {dups} duplicate rows; {r.stderr.strip().splitlines()[-1]}")
+
+
+@pytest.mark.parametrize("query", ["s3a", "totals"])
+def test_kill_9_failover_to_the_other_process(kafka_broker, tmp_path, query):
+    """Two processes split a 4-partition topic while it is being produced; one is killed with
+    SIGKILL mid-input; the other takes its partitions over (restoring their checkpoints)."""
+    n = 24_000
+    table, expected = _data(n)
+    sc = Scenario(kafka_broker, tmp_path, S3A if query == "s3a" else TOTALS, f"kill-{query}")
+    try:
+        a, port_a = sc.start()
+        b, port_b = sc.start()
+        producer = sc.produce(table.to_pylist(), rate_per_s=4000)  # about 6 s of input
+        wait_metric(port_a, IN, lambda v: v > 0, proc=a)
+        wait_metric(port_b, IN, lambda v: v > 0, proc=b)  # both own partitions
+        time.sleep(1.5)
+        a.kill()  # SIGKILL: no flush, no commit, no checkpoint
+        a.wait()
+        producer.join(60)
+        # b takes over a's partitions after the session timeout and reads everything
+        wait_metric(port_b, IN, lambda v: v >= n // 2, proc=b, timeout=90)
+        time.sleep(2)
+        b.send_signal(signal.SIGTERM)
+        _, err = b.communicate(timeout=60)
+        assert b.returncode == 0, err
+        sc.finish()
+    finally:
+        sc.kill_all()
+    dups = check(sc.output(), expected[query])
+    print(f"kill -9 {query}: {dups} duplicate rows")
+
+
+def test_rebalance_when_a_third_process_joins(kafka_broker, tmp_path):
+    n = 24_000
+    table, expected = _data(n)
+    sc = Scenario(kafka_broker, tmp_path, S3A, "join")
+    try:
+        a, port_a = sc.start()
+        b, port_b = sc.start()
+        producer = sc.produce(table.to_pylist(), rate_per_s=4000)
+        wait_metric(port_a, IN, lambda v: v > 0, proc=a)
+        wait_metric(port_b, IN, lambda v: v > 0, proc=b)
+        c, port_c = sc.start()  # the group rebalances: partitions move to c
+        wait_metric(port_c, IN, lambda v: v > 0, proc=c, timeout=60)
+        producer.join(60)
+        time.sleep(2)
+        for p in (a, b, c):
+            p.send_signal(signal.SIGTERM)
+        for p in (a, b, c):
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+        sc.finish()
+    finally:
+        sc.kill_all()
+    dups = check(sc.output(), expected["s3a"])
+    print(f"join: {dups} duplicate rows")
