@@ -352,8 +352,9 @@ class Engine:
             self.pipeline.restore(table if self.plan.shape != "project" else None)
             w = meta["watermark"]
             self.watermark.max_time = int(w["max_time"])
-            self.watermark.partition_max = {int(k): int(v) for k, v in w["partition_max"]}
-            if w["idle"] or hasattr(self.watermark, "idle"):
+            # partitions registered by ``source_partitions`` before the restore stay registered
+            self.watermark.partition_max.update({int(k): int(v) for k, v in w["partition_max"]})
+            if not getattr(self, "_partitions", None) and w["idle"]:
                 self.watermark.idle = {int(k) for k in w["idle"]}
         self.stats.update({k: int(v) for k, v in meta["stats"].items()})
         self._emitted = int(meta["emitted"])

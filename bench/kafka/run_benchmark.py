@@ -102,20 +102,27 @@ def run_bare(bootstrap: str, topic: str, n: int) -> float:
 
 
 def run_velostream(bootstrap: str, topic: str, n: int, partitions: int, expected: int,
-                   extra: dict) -> float:
+                   extra: dict, mode: str = "ft") -> float:
+    """``mode``: ``ft`` = the default, at-least-once with partition-scoped state (offsets
+    committed every second, no checkpoint files); ``ckpt`` = the same with checkpoints written to
+    a directory at every commit; ``single`` = fault.tolerance none (hash-partitioned state)."""
     import velostream as vs
     from velostream.io.base import Properties
     from velostream.io.kafka import KafkaSource
     props = {"topic": topic, "bootstrap.servers": bootstrap, "event.time.field": "trade_time",
              "group.id": f"vs-{uuid.uuid4().hex}", **GROUP_CONF, **extra}
     src = KafkaSource("market_data", Properties("market_data", props), bounded=True)
-    job = vs.Job(S3A_SQL, sources={"market_data": src},
-                 partitions=partitions)
+    ckpt_dir = tempfile.mkdtemp(prefix="vs-ckpt-") if mode == "ckpt" else None
+    job = vs.Job(S3A_SQL, sources={"market_data": src}, partitions=partitions,
+                 fault_tolerance="none" if mode == "single" else "at_least_once",
+                 checkpoint_dir=ckpt_dir, commit_interval_s=1.0)
     try:
         stats = job.run()
         elapsed = time.perf_counter() - src.assigned_at
     finally:
         src.close()
+        if ckpt_dir:
+            __import__("shutil").rmtree(ckpt_dir, ignore_errors=True)
     if stats.records_read != n or stats.records_late or len(job.result()) != expected:
         raise AssertionError(f"velostream-p{partitions}: read {stats.records_read} of {n}, "
                              f"{stats.records_late} late, {len(job.result())} rows, "
@@ -165,6 +172,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quix-repeat", type=int, default=1, help="runs of Quix Streams (slow)")
     ap.add_argument("--partitions", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--no-quix", action="store_true")
+    ap.add_argument("--modes", nargs="+", default=["ft", "ckpt", "single"],
+                    help="velostream variants: ft (default at-least-once), ckpt (checkpoints "
+                         "written at every commit), single (fault.tolerance none)")
     ap.add_argument("--source-prop", action="append", default=[], metavar="KEY=VALUE",
                     help="extra KafkaSource property (repeatable), e.g. batch.max.messages=50000")
     ap.add_argument("-o", "--output", help="write the figures as JSON")
@@ -188,8 +198,10 @@ def main(argv=None) -> int:
               flush=True)
         systems = [("bare", lambda: run_bare(broker.bootstrap, topic, n), repeat)]
         for p in args.partitions:
-            systems.append((f"velostream-p{p}", lambda p=p: run_velostream(
-                broker.bootstrap, topic, n, p, expected, extra), repeat))
+            for mode in args.modes:
+                name = f"velostream-p{p}" + ("" if mode == "ft" else f"-{mode}")
+                systems.append((name, lambda p=p, mode=mode: run_velostream(
+                    broker.bootstrap, topic, n, p, expected, extra, mode), repeat))
         if not args.no_quix:
             systems.append(("quixstreams", lambda: run_quix(broker.bootstrap, topic, n),
                             args.quix_repeat))
@@ -212,6 +224,10 @@ def main(argv=None) -> int:
     bars = {"velostream >= 75% of bare": best >= 0.75 * rate["bare"]}
     if "quixstreams" in rate:
         bars["velostream >= 10x quixstreams"] = best >= 10 * rate["quixstreams"]
+    for p in args.partitions:
+        on, off = rate.get(f"velostream-p{p}-ckpt"), rate.get(f"velostream-p{p}")
+        if on and off:
+            bars[f"p{p}: checkpointing on within 10% of off ({on / off:.0%})"] = on >= 0.9 * off
     for k, ok in bars.items():
         print(f"{'PASS' if ok else 'FAIL'}: {k}")
     if args.output:

@@ -4,6 +4,7 @@ Every class keeps one aggregate's state per *slot* (int32, from ``GroupTable``).
 hold one slot per row; a slot < 0 skips the row. ``valid`` masks are bool or uint8 (None: all
 valid). Inputs may be read-only; every array must be C-contiguous.
 """
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,21 @@ class Aggregate:
     def merge(self, dst_slots: _Slots, other: Aggregate, src_slots: _Slots) -> None:
         """Fold ``other``'s ``src_slots[i]`` into ``dst_slots[i]``; ``other`` is the same class
         and dtype, possibly ``self``. Sources are left unchanged."""
+        ...
+    def export_state(self, slots: _Slots) -> dict[str, np.ndarray]:
+        """The state of ``slots`` (each in ``[0, capacity)``) as plain numpy arrays, bit for bit:
+        per-slot fields have one entry per slot; variable-size ones (COUNT DISTINCT sets, MEDIAN
+        bags/heaps) are ``<name>_values`` plus int64 ``<name>_offsets`` (length n + 1); the
+        exact BIGINT sum is ``sum_hi``/``sum_lo`` (two int64 words); ``next_seq`` (one element)
+        is the object's arrival counter. Fields per class: CountStar/Count ``counts``; Sum/Avg
+        ``nobs`` + ``fsum``/``fcomp`` or ``sum_hi``/``sum_lo``; Min/Max ``has``, ``value``;
+        Variance ``nobs``, ``mean``, ``m2``; CountDistinct ``set``; First/Last ``state``,
+        ``seq``, ``value``; Median ``n_nan``, ``heaped``, ``lo``, ``hi``."""
+        ...
+    def import_state(self, slots: _Slots, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write ``export_state`` arrays into ``slots`` (after ``ensure_capacity``), replacing
+        their state; afterwards ``result``, ``merge`` and ``update`` behave exactly as on the
+        exported slots. ``next_seq`` is raised to the exported one."""
         ...
 
 class CountStar(Aggregate):

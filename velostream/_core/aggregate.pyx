@@ -148,6 +148,224 @@ cdef inline int _enter(Aggregate agg) except -1:
     return 0
 
 
+# ---- state export / import (snapshots) -------------------------------------------------------
+#
+# ``export_state(slots)`` copies the state of some slots out as plain numpy arrays (one entry per
+# slot; variable-size state as flat values plus int64 offsets, ``<name>_offsets`` of length n + 1
+# and ``<name>_values``), and ``import_state(slots, arrays)`` writes such arrays into slots,
+# replacing what they held. Every field is copied bit for bit (Neumaier compensation, Welford m2,
+# FIRST/LAST arrival numbers, MEDIAN bags and heaps as they are laid out), so a restored slot
+# answers ``result``, ``merge`` and later ``update`` calls exactly as the original would. The
+# object's arrival counter travels as ``next_seq`` (one element; import keeps the larger).
+
+cdef extern from *:
+    """
+    static inline int64_t vs_i128_hi(__int128 x) noexcept { return (int64_t)(x >> 64); }
+    static inline int64_t vs_i128_lo(__int128 x) noexcept { return (int64_t)(uint64_t)x; }
+    static inline __int128 vs_i128_make(int64_t hi, int64_t lo) noexcept {
+        return (__int128)(((unsigned __int128)(uint64_t)hi << 64) | (unsigned __int128)(uint64_t)lo);
+    }
+    static inline void vs_set_copy_out(const std::unordered_set<int64_t>& s, int64_t* out) noexcept {
+        for (int64_t v : s) *out++ = v;
+    }
+    /* Replace a set's contents; on failure the set is left empty. */
+    static inline int vs_set_assign(std::unordered_set<int64_t>& s, const int64_t* p,
+                                    size_t n) noexcept {
+        std::unordered_set<int64_t>().swap(s);
+        try { s.reserve(n); s.insert(p, p + n); } catch (...) {
+            std::unordered_set<int64_t>().swap(s);
+            return -1;
+        }
+        return 0;
+    }
+    /* Replace a vector's contents (exact size, no spare capacity); unchanged on failure. */
+    static inline int vs_vec_assign(std::vector<double>& v, const double* p, size_t n) noexcept {
+        try { std::vector<double>(p, p + n).swap(v); } catch (...) { return -1; }
+        return 0;
+    }
+    """
+    int64_t vs_i128_hi(int128_t x) noexcept nogil
+    int64_t vs_i128_lo(int128_t x) noexcept nogil
+    int128_t vs_i128_make(int64_t hi, int64_t lo) noexcept nogil
+    void vs_set_copy_out(const unordered_set[int64_t]& s, int64_t* out) noexcept nogil
+    int vs_set_assign(unordered_set[int64_t]& s, const int64_t* p, size_t n) noexcept nogil
+    int vs_vec_assign(vector[double]& v, const double* p, size_t n) noexcept nogil
+
+
+ctypedef fused state_t:
+    int64_t
+    double
+    uint8_t
+
+
+cdef object _state_slots(Aggregate agg, object slots):
+    """``slots`` as a C-contiguous int32 array; ValueError unless every one is in [0, capacity)."""
+    arr = np.ascontiguousarray(slots, dtype=np.int32)
+    if arr.ndim != 1:
+        raise ValueError("slots must be one-dimensional")
+    cdef const int32_t[::1] sl = arr
+    cdef Py_ssize_t i, n = sl.shape[0]
+    cdef int32_t lo = 0, hi = -1
+    if n:
+        with nogil:
+            lo = sl[0]
+            hi = sl[0]
+            for i in range(n):
+                if sl[i] < lo:
+                    lo = sl[i]
+                if sl[i] > hi:
+                    hi = sl[i]
+        if lo < 0:
+            raise ValueError(f"state slot {lo} is negative")
+        if hi >= agg.n_slots:
+            raise ValueError(f"slot {hi} out of range: capacity is {agg.n_slots}")
+    return arr
+
+
+cdef inline const int32_t* _slot_ptr(const int32_t[::1] sl) noexcept:
+    return &sl[0] if sl.shape[0] else NULL
+
+
+cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
+    """``arrays[name]`` as a C-contiguous 1-d array of ``dtype`` (same-kind casts only, so no
+    float bit pattern is ever converted), of length ``n`` unless ``n < 0``."""
+    try:
+        a = arrays[name]
+    except KeyError:
+        raise KeyError(f"state array '{name}' is missing") from None
+    a = np.asarray(a)
+    dt = np.dtype(dtype)
+    if a.dtype != dt:
+        if dt == np.uint8 and a.dtype == np.bool_:
+            a = a.view(np.uint8)
+        else:
+            a = a.astype(dt, casting="same_kind")
+    a = np.ascontiguousarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"state array '{name}' must be one-dimensional")
+    if n >= 0 and a.shape[0] != n:
+        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
+    return a
+
+
+cdef tuple _state_lists(object arrays, str name, Py_ssize_t n):
+    """(offsets, values) of the variable-size field ``name``, checked."""
+    off = _state_array(arrays, name + "_offsets", np.int64, n + 1)
+    if off[0] != 0 or (n and (np.diff(off) < 0).any()):
+        raise ValueError(f"state array '{name}_offsets' must start at 0 and never decrease")
+    return off, int(off[n])
+
+
+cdef dict _with_seq(Aggregate agg, dict d):
+    d["next_seq"] = np.array([agg.next_seq], dtype=np.int64)
+    return d
+
+
+cdef int _take_seq(Aggregate agg, object arrays) except -1:
+    cdef int64_t v
+    if "next_seq" in arrays:
+        v = int(np.asarray(arrays["next_seq"]).reshape(-1)[0])
+        if v > agg.next_seq:
+            agg.next_seq = v
+    return 0
+
+
+cdef object _gather(const state_t* src, const int32_t* sl, Py_ssize_t n):
+    """``src[sl[i]]`` for every i, as a new numpy array."""
+    cdef Py_ssize_t i
+    cdef state_t[::1] o
+    if state_t is double:
+        out = np.empty(n, dtype=np.float64)
+    elif state_t is int64_t:
+        out = np.empty(n, dtype=np.int64)
+    else:
+        out = np.empty(n, dtype=np.uint8)
+    o = out
+    if n:
+        with nogil:
+            for i in range(n):
+                o[i] = src[sl[i]]
+    return out
+
+
+cdef int _scatter(state_t* dst, const int32_t* sl, Py_ssize_t n, object values) except -1:
+    """``dst[sl[i]] = values[i]`` for every i (``values`` already of the right dtype)."""
+    cdef Py_ssize_t i
+    cdef const state_t[::1] v = values
+    if n:
+        with nogil:
+            for i in range(n):
+                dst[sl[i]] = v[i]
+    return 0
+
+
+cdef tuple _export_i128(const int128_t* src, const int32_t* sl, Py_ssize_t n):
+    hi = np.empty(n, dtype=np.int64)
+    lo = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] h = hi
+    cdef int64_t[::1] l = lo
+    cdef Py_ssize_t i
+    if n:
+        with nogil:
+            for i in range(n):
+                h[i] = vs_i128_hi(src[sl[i]])
+                l[i] = vs_i128_lo(src[sl[i]])
+    return hi, lo
+
+
+cdef int _import_i128(int128_t* dst, const int32_t* sl, Py_ssize_t n, object hi,
+                      object lo) except -1:
+    cdef const int64_t[::1] h = hi
+    cdef const int64_t[::1] l = lo
+    cdef Py_ssize_t i
+    if n:
+        with nogil:
+            for i in range(n):
+                dst[sl[i]] = vs_i128_make(h[i], l[i])
+    return 0
+
+
+cdef tuple _export_vecs(vector[vector[double]]* vv, const int32_t* sl, Py_ssize_t n):
+    """The vectors of slots ``sl`` flattened: (int64 offsets of length n + 1, float64 values)."""
+    offsets = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] off = offsets
+    cdef double[::1] vals
+    cdef Py_ssize_t i
+    cdef size_t m
+    off[0] = 0
+    if n:
+        with nogil:
+            for i in range(n):
+                off[i + 1] = off[i] + <int64_t>vv[0][sl[i]].size()
+    values = np.empty(off[n], dtype=np.float64)
+    vals = values
+    if off[n]:
+        with nogil:
+            for i in range(n):
+                m = vv[0][sl[i]].size()
+                if m:
+                    memcpy(&vals[off[i]], vv[0][sl[i]].data(), m * sizeof(double))
+    return offsets, values
+
+
+cdef int _import_vecs(vector[vector[double]]* vv, const int32_t* sl, Py_ssize_t n, object arrays,
+                      str name) except -1:
+    off_arr, total = _state_lists(arrays, name, n)
+    val_arr = _state_array(arrays, name + "_values", np.float64, total)
+    cdef const int64_t[::1] off = off_arr
+    cdef const double[::1] v = val_arr
+    cdef const double* vp = &v[0] if v.shape[0] else NULL
+    cdef Py_ssize_t i
+    cdef int status = AGG_OK
+    if n:
+        with nogil:
+            for i in range(n):
+                if vs_vec_assign(vv[0][sl[i]], vp + off[i], <size_t>(off[i + 1] - off[i])) != 0:
+                    status = AGG_NO_MEMORY
+                    break
+    return _raise_status(status)
+
+
 # ---- base class: validation, allocation, GIL handling ----------------------------------------
 
 cdef class Aggregate:
@@ -436,6 +654,29 @@ cdef class _CountBase(Aggregate):
                                                     and dst[i] == src[i]):
                 a[dst[i]] += b[src[i]]
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots`` as numpy arrays: ``counts`` (int64) and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        _enter(self)
+        try:
+            return _with_seq(self, {"counts": _gather(<const int64_t*>self.counts.data(),
+                                                      _slot_ptr(sl), sl.shape[0])})
+        finally:
+            self.busy = False
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        counts = _state_array(arrays, "counts", np.int64, n)
+        _enter(self)
+        try:
+            _scatter(<int64_t*>self.counts.data(), _slot_ptr(sl), n, counts)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
 
 
 cdef class CountStar(_CountBase):
@@ -642,6 +883,50 @@ cdef class _SumBase(Aggregate):
             else:
                 isum[d] += o_isum[s]
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots``: ``nobs``, then ``fsum`` and ``fcomp`` (the Neumaier pair, float64
+        input) or ``sum_hi`` and ``sum_lo`` (the exact 128-bit sum as its high and low 64-bit
+        words, int64 input); and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"nobs": _gather(<const int64_t*>self.nobs.data(), sp, n)}
+            if self.is_float:
+                d["fsum"] = _gather(<const double*>self.fsum.data(), sp, n)
+                d["fcomp"] = _gather(<const double*>self.fcomp.data(), sp, n)
+            else:
+                d["sum_hi"], d["sum_lo"] = _export_i128(self.isum.data(), sp, n)
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        nobs = _state_array(arrays, "nobs", np.int64, n)
+        if self.is_float:
+            a = _state_array(arrays, "fsum", np.float64, n)
+            b = _state_array(arrays, "fcomp", np.float64, n)
+        else:
+            a = _state_array(arrays, "sum_hi", np.int64, n)
+            b = _state_array(arrays, "sum_lo", np.int64, n)
+        _enter(self)
+        try:
+            _scatter(<int64_t*>self.nobs.data(), sp, n, nobs)
+            if self.is_float:
+                _scatter(<double*>self.fsum.data(), sp, n, a)
+                _scatter(<double*>self.fcomp.data(), sp, n, b)
+            else:
+                _import_i128(self.isum.data(), sp, n, a, b)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
 
 
 cdef class Sum(_SumBase):
@@ -770,6 +1055,41 @@ cdef class _MinMaxBase(Aggregate):
                           <const int64_t*>(<_MinMaxBase>other).ival.data(),
                           (<_MinMaxBase>other).has.data(), self.is_max, n, dst, src)
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots``: ``has`` (uint8), ``value`` (input dtype) and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"has": _gather(<const uint8_t*>self.has.data(), sp, n)}
+            if self.is_float:
+                d["value"] = _gather(<const double*>self.fval.data(), sp, n)
+            else:
+                d["value"] = _gather(<const int64_t*>self.ival.data(), sp, n)
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        has = _state_array(arrays, "has", np.uint8, n)
+        value = _state_array(arrays, "value", self.dtype, n)
+        _enter(self)
+        try:
+            _scatter(<uint8_t*>self.has.data(), sp, n, has)
+            if self.is_float:
+                _scatter(<double*>self.fval.data(), sp, n, value)
+            else:
+                _scatter(<int64_t*>self.ival.data(), sp, n, value)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
 
 
 cdef class Min(_MinMaxBase):
@@ -895,6 +1215,39 @@ cdef class Variance(Aggregate):
                 continue
             merge_var(o_nobs[s], o_mean[s], o_m2[s], &nobs[d], &mean[d], &m2[d])
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots``: Welford ``nobs`` (int64), ``mean`` and ``m2`` (float64), and
+        ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"nobs": _gather(<const int64_t*>self.nobs.data(), sp, n),
+                 "mean": _gather(<const double*>self.mean.data(), sp, n),
+                 "m2": _gather(<const double*>self.m2.data(), sp, n)}
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        nobs = _state_array(arrays, "nobs", np.int64, n)
+        mean = _state_array(arrays, "mean", np.float64, n)
+        m2 = _state_array(arrays, "m2", np.float64, n)
+        _enter(self)
+        try:
+            _scatter(<int64_t*>self.nobs.data(), sp, n, nobs)
+            _scatter(<double*>self.mean.data(), sp, n, mean)
+            _scatter(<double*>self.m2.data(), sp, n, m2)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
 
 
 # ---- COUNT(DISTINCT x), APPROX_COUNT_DISTINCT ------------------------------------------------
@@ -980,6 +1333,60 @@ cdef class CountDistinct(Aggregate):
             if vs_set_merge(self.sets[d], o_sets[0][s]) != 0:
                 return AGG_NO_MEMORY
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots``: each slot's distinct keys flattened, ``set_values`` (int64 keys:
+        the value itself for int64 input, the canonical float64 bit pattern for float64 input) with
+        ``set_offsets`` (int64, length n + 1), and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0], i
+        cdef const int32_t* sp = _slot_ptr(sl)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        cdef int64_t[::1] off = offsets
+        cdef int64_t[::1] vals
+        off[0] = 0
+        _enter(self)
+        try:
+            if n:
+                with nogil:
+                    for i in range(n):
+                        off[i + 1] = off[i] + <int64_t>self.sets[sp[i]].size()
+            values = np.empty(off[n], dtype=np.int64)
+            vals = values
+            if off[n]:
+                with nogil:
+                    for i in range(n):
+                        if off[i + 1] > off[i]:
+                            vs_set_copy_out(self.sets[sp[i]], &vals[off[i]])
+        finally:
+            self.busy = False
+        return _with_seq(self, {"set_offsets": offsets, "set_values": values})
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their sets."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0], i
+        cdef const int32_t* sp = _slot_ptr(sl)
+        off_arr, total = _state_lists(arrays, "set", n)
+        val_arr = _state_array(arrays, "set_values", np.int64, total)
+        cdef const int64_t[::1] off = off_arr
+        cdef const int64_t[::1] v = val_arr
+        cdef const int64_t* vp = &v[0] if v.shape[0] else NULL
+        cdef int status = AGG_OK
+        _enter(self)
+        try:
+            if n:
+                with nogil:
+                    for i in range(n):
+                        if vs_set_assign(self.sets[sp[i]], vp + off[i],
+                                         <size_t>(off[i + 1] - off[i])) != 0:
+                            status = AGG_NO_MEMORY
+                            break
+        finally:
+            self.busy = False
+        _raise_status(status)
+        _take_seq(self, arrays)
 
 
 cdef class ApproxCountDistinct(CountDistinct):
@@ -1084,6 +1491,46 @@ cdef class _PickBase(Aggregate):
                         <const int64_t*>(<_PickBase>other).ival.data(), o_state, o_seq,
                         self.last, n, dst, src)
         return AGG_OK
+    def export_state(self, slots):
+        """State of ``slots``: ``state`` (uint8: 0 empty, 1 picked a NULL, 2 picked a value),
+        ``seq`` (int64 arrival number of the picked row), ``value`` (input dtype) and
+        ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"state": _gather(<const uint8_t*>self.state.data(), sp, n),
+                 "seq": _gather(<const int64_t*>self.seq.data(), sp, n)}
+            if self.is_float:
+                d["value"] = _gather(<const double*>self.fval.data(), sp, n)
+            else:
+                d["value"] = _gather(<const int64_t*>self.ival.data(), sp, n)
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        state = _state_array(arrays, "state", np.uint8, n)
+        seq = _state_array(arrays, "seq", np.int64, n)
+        value = _state_array(arrays, "value", self.dtype, n)
+        _enter(self)
+        try:
+            _scatter(<uint8_t*>self.state.data(), sp, n, state)
+            _scatter(<int64_t*>self.seq.data(), sp, n, seq)
+            if self.is_float:
+                _scatter(<double*>self.fval.data(), sp, n, value)
+            else:
+                _scatter(<int64_t*>self.ival.data(), sp, n, value)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
 
 
 cdef class First(_PickBase):
@@ -1283,3 +1730,39 @@ cdef class Median(Aggregate):
                 if _median_add(self, d, NAN) != AGG_OK:
                     return AGG_NO_MEMORY
         return AGG_OK
+
+    def export_state(self, slots):
+        """State of ``slots`` exactly as laid out: ``n_nan`` (int64), ``heaped`` (uint8), the
+        ``lo`` and ``hi`` vectors flattened (``lo_values``/``hi_values`` float64, in storage order:
+        a bag, or heaps with hi negated) with ``lo_offsets``/``hi_offsets``; and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"n_nan": _gather(<const int64_t*>self.n_nan.data(), sp, n),
+                 "heaped": _gather(<const uint8_t*>self.heaped.data(), sp, n)}
+            d["lo_offsets"], d["lo_values"] = _export_vecs(&self.lo, sp, n)
+            d["hi_offsets"], d["hi_values"] = _export_vecs(&self.hi, sp, n)
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        n_nan = _state_array(arrays, "n_nan", np.int64, n)
+        heaped = _state_array(arrays, "heaped", np.uint8, n)
+        _enter(self)
+        try:
+            _import_vecs(&self.lo, sp, n, arrays, "lo")
+            _import_vecs(&self.hi, sp, n, arrays, "hi")
+            _scatter(<int64_t*>self.n_nan.data(), sp, n, n_nan)
+            _scatter(<uint8_t*>self.heaped.data(), sp, n, heaped)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)

@@ -85,3 +85,4 @@ cdef class RowsWindow:
     cdef object ones_buf                # scratch ndarray reused across batches: all-valid mask
 
     cdef int _grow(self, int64_t n_slots) except -1
+    cdef object _ring_values(self, _Ring ring)

@@ -762,3 +762,269 @@ cdef class RowsWindow:
                                           st.mm_last_valid.data(), out, outv)
             results[i] = (out, _bool_view(outv))
         return results
+
+    # -- durable state -----------------------------------------------------------------------
+
+    def export_state(self, slots):
+        """State of partition ``slots`` as numpy arrays (``import_state`` takes them back).
+
+        ``rows`` (int64): rows seen per slot. Per argument ``a`` with a history:
+        ``arg<a>_values`` (its dtype) and ``arg<a>_valid`` (uint8, 0 for NULL, whose value is
+        0), the slot's last ``min(rows, n)`` values oldest first, cut by ``arg<a>_offsets``
+        (int64, one more than slots). Per function ``i`` with running state, ``f<i>.`` then:
+        SUM/AVG/COUNT ``nobs``, plus ``isum`` (int64 argument) or ``fsum``, ``fcomp`` (the
+        Neumaier pair), ``n_nan``, ``n_posinf``, ``n_neginf`` (float64 argument), except COUNT;
+        variance family ``nobs``, ``n_nonfinite``, ``mean``, ``ssqdm``, ``n_same``, ``prev``
+        (its block of values is the argument's history); MIN/MAX ``block_values`` (per slot
+        the van Herk / Gil-Werman block's first ``min(rows, n)`` entries, cut by
+        ``block_offsets``: the rest hold the neutral element), ``prefix`` and
+        ``last_valid``. Floats are exported bit for bit, so results continue exactly.
+        """
+        cdef int64_t n = self.buffer_rows
+        sl = _slot_array(slots)
+        k = sl.shape[0]
+        if k:
+            self._grow(int(sl.max()) + 1)
+        rows = _vec_view(self.slot_rows.data(), self.capacity, _INT64)[sl]
+        out = {"rows": rows}
+        m = np.minimum(rows, n)
+        off = np.zeros(k + 1, np.int64)
+        np.cumsum(m, out=off[1:])
+        idx, pos = _history_index(sl, rows, m, off, n)
+        cdef _Ring ring
+        cdef _FuncState st
+        for a, r in enumerate(self.rings):
+            if r is None:
+                continue
+            ring = r
+            out[f"arg{a}_values"] = self._ring_values(ring)[idx]
+            out[f"arg{a}_valid"] = _vec_view(ring.valid.data(), ring.valid.size(), np.uint8)[idx]
+            out[f"arg{a}_offsets"] = off.copy()
+        for i, f in enumerate(self.states):
+            if f is None:
+                continue
+            st = f
+            p = f"f{i}."
+            if st.kind in (K_SUM, K_AVG, K_COUNT):
+                acc = _vec_view(st.sums.data(), st.sums.size() * 7, _INT64).reshape(-1, 7)[sl]
+                out[p + "nobs"] = acc[:, 0].copy()
+                if st.kind != K_COUNT:
+                    if st.is_float:
+                        out[p + "fsum"] = acc[:, 2].copy().view(_FLOAT64)
+                        out[p + "fcomp"] = acc[:, 3].copy().view(_FLOAT64)
+                        out[p + "n_nan"] = acc[:, 4].copy()
+                        out[p + "n_posinf"] = acc[:, 5].copy()
+                        out[p + "n_neginf"] = acc[:, 6].copy()
+                    else:
+                        out[p + "isum"] = acc[:, 1].copy()
+            elif st.kind in _VARIANCE:
+                acc = _vec_view(st.vars.data(), st.vars.size() * 6, _INT64).reshape(-1, 6)[sl]
+                for c, name in enumerate(_VAR_FIELDS):
+                    col = acc[:, c].copy()
+                    out[p + name] = col.view(_FLOAT64) if name in _VAR_FLOATS else col
+            else:  # MIN / MAX
+                if st.is_float:
+                    blk = _vec_view(st.mm_fblk.data(), st.mm_fblk.size(), _FLOAT64)
+                    prefix = _vec_view(st.mm_fprefix.data(), st.mm_fprefix.size(), _FLOAT64)
+                else:
+                    blk = _vec_view(st.mm_iblk.data(), st.mm_iblk.size(), _INT64)
+                    prefix = _vec_view(st.mm_iprefix.data(), st.mm_iprefix.size(), _INT64)
+                out[p + "block_values"] = blk[_block_index(sl, m, off, n)]
+                out[p + "block_offsets"] = off.copy()
+                out[p + "prefix"] = prefix[sl]
+                out[p + "last_valid"] = _vec_view(st.mm_last_valid.data(), st.mm_last_valid.size(),
+                                                  _INT64)[sl]
+        return out
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays (same buffer size and functions) into ``slots``,
+        replacing whatever those slots held; processing then continues exactly as it would
+        have in the exporting window. Slots must be distinct."""
+        cdef int64_t n = self.buffer_rows
+        cdef _Ring ring
+        cdef _FuncState st
+        sl = _slot_array(slots)
+        k = sl.shape[0]
+        if k and len(np.unique(sl)) != k:
+            raise ValueError("import_state: slots must be distinct")
+        rows = _state_array(arrays, "rows", _INT64, k)
+        if k and rows.min() < 0:
+            raise ValueError("import_state: negative row count")
+        m = np.minimum(rows, n)
+        off = np.zeros(k + 1, np.int64)
+        np.cumsum(m, out=off[1:])
+        idx, pos = _history_index(sl, rows, m, off, n)
+        total = int(off[k])
+        # Read and check everything before any state changes.
+        hist = {}
+        for a, r in enumerate(self.rings):
+            if r is None:
+                continue
+            got = _state_array(arrays, f"arg{a}_offsets", _INT64, k + 1)
+            if not np.array_equal(got, off):
+                raise ValueError(f"import_state: arg{a}_offsets do not match the row counts and "
+                                 f"buffer size {n}")
+            hist[a] = (_state_array(arrays, f"arg{a}_values", self.arg_dtypes[a], total),
+                       _state_array(arrays, f"arg{a}_valid", np.uint8, total))
+        fields = []
+        for i, f in enumerate(self.states):
+            if f is None:
+                fields.append(None)
+                continue
+            st = f
+            p = f"f{i}."
+            d = {}
+            if st.kind in (K_SUM, K_AVG, K_COUNT):
+                d["nobs"] = _state_array(arrays, p + "nobs", _INT64, k)
+                if st.kind != K_COUNT:
+                    if st.is_float:
+                        for name in ("fsum", "fcomp"):
+                            d[name] = _state_array(arrays, p + name, _FLOAT64, k)
+                        for name in ("n_nan", "n_posinf", "n_neginf"):
+                            d[name] = _state_array(arrays, p + name, _INT64, k)
+                    else:
+                        d["isum"] = _state_array(arrays, p + "isum", _INT64, k)
+            elif st.kind in _VARIANCE:
+                for name in _VAR_FIELDS:
+                    d[name] = _state_array(arrays, p + name,
+                                           _FLOAT64 if name in _VAR_FLOATS else _INT64, k)
+            else:
+                dt = self.arg_dtypes[self.arg_of[i]]
+                got = _state_array(arrays, p + "block_offsets", _INT64, k + 1)
+                if not np.array_equal(got, off):
+                    raise ValueError(f"import_state: {p}block_offsets do not match the row "
+                                     f"counts and buffer size {n}")
+                d["block"] = _state_array(arrays, p + "block_values", dt, total)
+                d["prefix"] = _state_array(arrays, p + "prefix", dt, k)
+                d["last_valid"] = _state_array(arrays, p + "last_valid", _INT64, k)
+            fields.append(d)
+
+        if k == 0:
+            return
+        self._grow(int(sl.max()) + 1)
+        _vec_view(self.slot_rows.data(), self.capacity, _INT64)[sl] = rows
+        _vec_view(self.slot_pos.data(), self.capacity, np.int32)[sl] = (rows % n).astype(np.int32)
+        cur = pos < (rows % n)[np.repeat(np.arange(k), m)]   # entries of the current block
+        for a, r in enumerate(self.rings):
+            if r is None:
+                continue
+            ring = r
+            vals = self._ring_values(ring)
+            valid = _vec_view(ring.valid.data(), ring.valid.size(), np.uint8)
+            vals.reshape(-1, n)[sl] = 0
+            valid.reshape(-1, n)[sl] = 0
+            vals[idx] = np.where(hist[a][1] != 0, hist[a][0], 0)
+            valid[idx] = hist[a][1] != 0
+        for i, f in enumerate(self.states):
+            if f is None:
+                continue
+            st = f
+            d = fields[i]
+            if st.kind in (K_SUM, K_AVG, K_COUNT):
+                acc = _vec_view(st.sums.data(), st.sums.size() * 7, _INT64).reshape(-1, 7)
+                acc[sl] = 0
+                acc[sl, 0] = d["nobs"]
+                if "isum" in d:
+                    acc[sl, 1] = d["isum"]
+                if "fsum" in d:
+                    acc[sl, 2] = d["fsum"].view(_INT64)
+                    acc[sl, 3] = d["fcomp"].view(_INT64)
+                    acc[sl, 4] = d["n_nan"]
+                    acc[sl, 5] = d["n_posinf"]
+                    acc[sl, 6] = d["n_neginf"]
+            elif st.kind in _VARIANCE:
+                acc = _vec_view(st.vars.data(), st.vars.size() * 6, _INT64).reshape(-1, 6)
+                for c, name in enumerate(_VAR_FIELDS):
+                    acc[sl, c] = d[name].view(_INT64)
+                # The block of values the kernel recomputes from: the current block's part of
+                # the history (later positions are rewritten before they are read).
+                a = self.arg_of[i]
+                blk = _vec_view(st.var_blk.data(), st.var_blk.size(), _FLOAT64)
+                blk_ok = _vec_view(st.var_blk_ok.data(), st.var_blk_ok.size(), np.uint8)
+                blk.reshape(-1, n)[sl] = 0.0
+                blk_ok.reshape(-1, n)[sl] = 0
+                blk[idx[cur]] = hist[a][0][cur].astype(_FLOAT64)
+                blk_ok[idx[cur]] = hist[a][1][cur] != 0
+            else:
+                if st.is_float:
+                    blk = _vec_view(st.mm_fblk.data(), st.mm_fblk.size(), _FLOAT64)
+                    prefix = _vec_view(st.mm_fprefix.data(), st.mm_fprefix.size(), _FLOAT64)
+                else:
+                    blk = _vec_view(st.mm_iblk.data(), st.mm_iblk.size(), _INT64)
+                    prefix = _vec_view(st.mm_iprefix.data(), st.mm_iprefix.size(), _INT64)
+                if st.kind == K_MIN:
+                    blk.reshape(-1, n)[sl] = np.nan if st.is_float else INT64_MAX
+                else:
+                    blk.reshape(-1, n)[sl] = -np.inf if st.is_float else INT64_MIN
+                blk[_block_index(sl, m, off, n)] = d["block"]
+                prefix[sl] = d["prefix"]
+                _vec_view(st.mm_last_valid.data(), st.mm_last_valid.size(), _INT64)[sl] = \
+                    d["last_valid"]
+
+    cdef object _ring_values(self, _Ring ring):
+        if ring.is_float:
+            return _vec_view(ring.fvalues.data(), ring.fvalues.size(), _FLOAT64)
+        return _vec_view(ring.ivalues.data(), ring.ivalues.size(), _INT64)
+
+
+_VAR_FIELDS = ("nobs", "n_nonfinite", "mean", "ssqdm", "n_same", "prev")
+_VAR_FLOATS = frozenset(["mean", "ssqdm", "prev"])
+assert sizeof(SumAcc) == 7 * 8 and sizeof(VarAcc) == 6 * 8
+
+
+cdef object _vec_view(void* data, Py_ssize_t count, object dtype):
+    """A numpy array over ``count`` items of ``dtype`` at ``data`` (a C++ vector's storage: valid
+    until the vector is resized), without copying."""
+    dt = np.dtype(dtype)
+    if count == 0:
+        return np.empty(0, dt)
+    return np.asarray(<uint8_t[:count * dt.itemsize]> <uint8_t*>data).view(dt)
+
+
+cdef object _slot_array(object slots):
+    sl = np.ascontiguousarray(slots, dtype=np.int32)
+    if sl.ndim != 1:
+        raise ValueError("slots must be one-dimensional")
+    if sl.shape[0] and sl.min() < 0:
+        raise ValueError("slots must be >= 0")
+    return sl.astype(np.int64)
+
+
+cdef tuple _history_index(object sl, object rows, object m, object off, int64_t n):
+    """(ring index, ring position) of every buffered value of ``slots``, oldest first: the
+    slot's last ``m = min(rows, n)`` rows, row ``q`` being at position ``q % n``."""
+    k = sl.shape[0]
+    owner = np.repeat(np.arange(k), m)
+    j = np.arange(int(off[k]), dtype=np.int64) - off[owner]
+    pos = (rows[owner] - m[owner] + j) % n
+    return sl[owner] * n + pos, pos
+
+
+cdef object _block_index(object sl, object m, object off, int64_t n):
+    """Index of the first ``m = min(rows, n)`` entries of each slot's MIN/MAX block (the rest
+    still hold the neutral element while a slot has seen fewer than n rows)."""
+    k = sl.shape[0]
+    owner = np.repeat(np.arange(k), m)
+    return sl[owner] * n + (np.arange(int(off[k]), dtype=np.int64) - off[owner])
+
+
+cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
+    """``arrays[name]`` as a contiguous 1-d array of ``dtype`` (same-kind casts only, so no float
+    bit pattern is converted), of length ``n`` unless ``n < 0``."""
+    try:
+        a = arrays[name]
+    except KeyError:
+        raise KeyError(f"state array '{name}' is missing") from None
+    a = np.asarray(a)
+    dt = np.dtype(dtype)
+    if a.dtype != dt:
+        if dt == np.uint8 and a.dtype == np.bool_:
+            a = a.view(np.uint8)
+        else:
+            a = a.astype(dt, casting="same_kind")
+    a = np.ascontiguousarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"state array '{name}' must be one-dimensional")
+    if n >= 0 and a.shape[0] != n:
+        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
+    return a

@@ -39,3 +39,8 @@ class SessionWindows:
         """Close every open session (end of input)."""
     def release(self, sids: _I32) -> None:
         """Make closed sids available for reuse."""
+    def export_state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Open sessions (``sid``, ``key_slot``, ``first``, ``last``, ``expired``) in close()
+        order, ``free_sids`` in reuse order and ``sid_capacity``, as numpy arrays."""
+    def import_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Load ``export_state`` arrays (key slots of this process) into a fresh instance."""

@@ -17,7 +17,7 @@ assign() stops right after a row that merged sessions so the engine can fold the
 into the survivor before later rows touch it.
 """
 from cython.operator cimport dereference as deref, preincrement as inc
-from libc.stdint cimport INT32_MAX, int32_t, int64_t
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
 
 import numpy as np
 
@@ -72,6 +72,25 @@ cdef enum:
     ST_OK = 0
     ST_NOMEM = -1
     ST_TOO_MANY_SIDS = -2
+
+
+cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
+    """``arrays[name]`` as a contiguous 1-d array of ``dtype`` (same-kind casts only), of length
+    ``n`` unless ``n < 0``."""
+    try:
+        a = arrays[name]
+    except KeyError:
+        raise KeyError(f"state array '{name}' is missing") from None
+    a = np.asarray(a)
+    dt = np.dtype(dtype)
+    if a.dtype != dt:
+        a = a.view(np.uint8) if dt == np.uint8 and a.dtype == np.bool_ else a.astype(dt, casting="same_kind")
+    a = np.ascontiguousarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"state array '{name}' must be one-dimensional")
+    if n >= 0 and a.shape[0] != n:
+        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
+    return a
 
 
 cdef inline EndKey end_key(int64_t end, int64_t first, int32_t sid) noexcept nogil:
@@ -303,6 +322,128 @@ cdef class SessionWindows:
                     vs_push_back(self.free_sids, sids[i])   # cannot fail: reserved above
         if bad >= 0:
             raise ValueError(f"release: sid {sids[bad]} is not a closed session; none released")
+
+    # -- durable state -----------------------------------------------------------------------
+
+    def export_state(self):
+        """Everything that decides future assignments, as numpy arrays (the sids stay valid:
+        aggregate state indexed by them is exported with the same numbers).
+
+        ``sid`` (int32), ``key_slot`` (int32), ``first`` and ``last`` (int64, record times) and
+        ``expired`` (uint8: a row's watermark passed its end, no longer joinable) of every
+        session not yet returned by close(), in close() order (end, start, sid); ``free_sids``
+        (int32), the released sids in the order they will be reused (next one last);
+        ``sid_capacity`` (int64, one entry). Raises ValueError while sids are closed but not
+        released (between close() and release(): the caller is reading them).
+        """
+        cdef Py_ssize_t m = <Py_ssize_t>self.ends.size(), i = 0, j
+        cdef Py_ssize_t cap = <Py_ssize_t>self.sids.size()
+        cdef Py_ssize_t nfree = <Py_ssize_t>self.free_sids.size()
+        cdef cpp_set[EndKey].iterator it
+        cdef EndKey key
+        cdef int32_t sid
+        if m + nfree != cap:
+            raise ValueError("export_state: some sessions are closed but not released yet")
+        sids = np.empty(m, np.int32)
+        keys = np.empty(m, np.int32)
+        firsts = np.empty(m, np.int64)
+        lasts = np.empty(m, np.int64)
+        expired = np.empty(m, np.uint8)
+        free = np.empty(nfree, np.int32)
+        cdef int32_t[::1] o_sid = sids
+        cdef int32_t[::1] o_key = keys
+        cdef int64_t[::1] o_first = firsts
+        cdef int64_t[::1] o_last = lasts
+        cdef uint8_t[::1] o_exp = expired
+        cdef int32_t[::1] o_free = free
+        with nogil:
+            it = self.ends.begin()
+            while it != self.ends.end():
+                key = deref(it)
+                sid = key.second.second
+                o_sid[i] = sid
+                o_key[i] = self.sids[sid].key_slot
+                o_first[i] = key.second.first
+                o_last[i] = key.first - self.gap_ms
+                o_exp[i] = self.sids[sid].state == SID_EXPIRED
+                i += 1
+                inc(it)
+            for j in range(nfree):
+                o_free[j] = self.free_sids[j]
+        return {"sid": sids, "key_slot": keys, "first": firsts, "last": lasts,
+                "expired": expired, "free_sids": free,
+                "sid_capacity": np.array([cap], np.int64)}
+
+    def import_state(self, arrays):
+        """Load ``export_state`` arrays into this fresh SessionWindows (same gap), with the key
+        slots of this process in ``key_slot``. Every sid below ``sid_capacity`` must be either
+        a session or free, and a key's joinable sessions must be at least the gap apart."""
+        if not self.sids.empty():
+            raise ValueError("import_state needs a fresh SessionWindows")
+        sids_a = _state_array(arrays, "sid", np.int32, -1)
+        cdef Py_ssize_t m = sids_a.shape[0]
+        keys_a = _state_array(arrays, "key_slot", np.int32, m)
+        first_a = _state_array(arrays, "first", np.int64, m)
+        last_a = _state_array(arrays, "last", np.int64, m)
+        exp_a = _state_array(arrays, "expired", np.uint8, m)
+        free_a = _state_array(arrays, "free_sids", np.int32, -1)
+        cap_a = _state_array(arrays, "sid_capacity", np.int64, 1)
+        cdef int64_t cap = cap_a[0]
+        cdef const int32_t[::1] sid_v = sids_a
+        cdef const int32_t[::1] key_v = keys_a
+        cdef const int64_t[::1] first_v = first_a
+        cdef const int64_t[::1] last_v = last_a
+        cdef const uint8_t[::1] exp_v = exp_a
+        cdef const int32_t[::1] free_v = free_a
+        cdef Py_ssize_t i, j, nfree = free_v.shape[0]
+        cdef int32_t s, kmax = -1
+        cdef SidInfo info
+        cdef SessionEntry e
+        if cap < 0 or cap > INT32_MAX or m + nfree != cap:
+            raise ValueError(f"import_state: {m} sessions and {nfree} free sids do not make up "
+                             f"sid_capacity {cap}")
+        for i in range(m):
+            if key_v[i] < 0:
+                raise ValueError(f"import_state: negative key slot {key_v[i]}")
+            if last_v[i] < first_v[i]:
+                raise ValueError(f"import_state: session {sid_v[i]} ends before it starts")
+            kmax = max(kmax, key_v[i])
+        seen = np.zeros(cap, np.uint8)
+        cdef uint8_t[::1] seen_v = seen
+        for i in range(m + nfree):
+            s = sid_v[i] if i < m else free_v[i - m]
+            if s < 0 or s >= cap or seen_v[s]:
+                raise ValueError(f"import_state: sid {s} out of range or listed twice")
+            seen_v[s] = 1
+        # A key's joinable sessions in start order, at least the gap apart (the invariant assign
+        # relies on).
+        live = np.flatnonzero(exp_a == 0)
+        live = live[np.lexsort((first_a[live], keys_a[live]))]
+        if len(live) > 1:
+            prev, nxt = live[:len(live) - 1], live[1:]
+            same = keys_a[nxt] == keys_a[prev]
+            if (same & (last_a[prev] + self.gap_ms > first_a[nxt])).any():
+                raise ValueError("import_state: joinable sessions of a key closer than the gap")
+        cdef const int64_t[::1] order = np.ascontiguousarray(live, dtype=np.int64)
+        info.key_slot = 0
+        info.state = SID_FREE
+        self.sids.assign(<size_t>cap, info)
+        self.by_key.resize(<size_t>(kmax + 1))
+        for j in range(nfree):
+            self.free_sids.push_back(free_v[j])
+        for i in range(m):
+            s = sid_v[i]
+            self.sids[s].key_slot = key_v[i]
+            self.sids[s].state = SID_EXPIRED if exp_v[i] else SID_LIVE
+            if vs_set_insert(self.ends, end_key(last_v[i] + self.gap_ms, first_v[i], s),
+                             &self.sids[s].pos) != 0:
+                raise MemoryError("session windows: out of memory")
+        for j in range(order.shape[0]):
+            i = order[j]
+            e.first = first_v[i]
+            e.last = last_v[i]
+            e.sid = sid_v[i]
+            self.by_key[key_v[i]].push_back(e)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -293,6 +293,377 @@ class Pipeline:
             snaps.append(snap)
         return [Partial(self.table.keys_of(slots) if words is None else words, snaps)]
 
+    # -- durable state snapshots ------------------------------------------------------------
+    SNAPSHOT_FORMAT = 1
+    SNAPSHOT_META = b"velostream.pipeline"
+
+    def _snapshot_signature(self) -> dict:
+        """What a snapshot must agree on with the pipeline restoring it."""
+        plan = self.plan
+        w = plan.window
+        sig = {"keys": [str(k.type) for k in plan.keys],
+               "aggs": [[a.func, a.kernel_dtype, str(a.arg.type) if a.arg is not None else None]
+                        for a in plan.aggs],
+               "window": None if w is None else [w.kind, w.size_ms, w.advance_ms]}
+        if w is not None and w.kind == "SESSION":
+            sig["window"].append(w.gap_ms)
+        if plan.shape == "rows":
+            sig["overs"] = [[o.buffer_rows, [str(p.type) for p in o.partition_by],
+                             [[f.func, str(f.arg.type) if f.arg is not None else None, f.offset,
+                               f.default is not None] for f in o.functions]]
+                            for o in plan.overs]
+        return sig
+
+    def snapshot(self):
+        """This partition's state as an Arrow table (``None`` for a stateless projection), to be
+        given to ``restore`` in another process (another string dictionary and slot numbering).
+
+        GROUP BY / global / TUMBLING / SLIDING: one row per live group: the key columns
+        ``__k<i>`` decoded to values (strings as strings, NULL keys as nulls, DECIMAL as
+        decimal128), ``__window_start`` for TUMBLING/SLIDING plans, then each aggregate's
+        ``export_state`` fields as ``__a<j>.<field>`` (variable-size fields as one large_list
+        per group; FIRST/LAST values and COUNT DISTINCT keys of a STRING argument as strings).
+
+        SESSION windows: one row per session not yet emitted, in closing order: ``__k<i>``,
+        ``__sid`` (the id its aggregate state is kept under, kept across the restore so that
+        sessions and ids are handed out exactly as before), ``__first`` and ``__last`` (its
+        earliest and latest record time: it spans ``[first, last + gap)``), ``__expired`` (a
+        watermark passed its end: no longer joinable, awaiting close), then the ``__a<j>.*``
+        aggregate fields. The metadata adds ``sid_capacity`` and ``free_sids`` (released ids,
+        next reused last).
+
+        ROWS windows (OVER): one row per PARTITION BY value of each OVER spec ``o`` (one row for
+        an unpartitioned spec), tagged ``__over``; columns of spec ``o`` are ``__o<o>.*`` (null
+        on other specs' rows): keys ``k<i>``, ``rows`` (rows the partition has seen),
+        ``arg<a>`` (its last ``min(rows, n)`` values of the spec's argument ``a``, oldest first,
+        as a large_list with NULLs; strings as strings) and each function's running state
+        ``f<j>.<field>`` (``RowsWindow.export_state``, floats bit for bit).
+
+        The schema metadata ``velostream.pipeline`` (JSON) holds the pipeline scalars:
+        ``min_open_end``, ``late_records``, ``flushed``, each aggregate's ``next_seq``, and the
+        plan signature ``restore`` checks.
+        """
+        plan = self.plan
+        if plan.shape == "rows":
+            return self._snapshot_rows()
+        if plan.shape != "aggregate":
+            return None
+        if self.session is not None:
+            return self._snapshot_sessions()
+        import pyarrow as pa
+
+        live = self.table.live_slots()
+        words = self.table.keys_of(live)
+        names: list[str] = []
+        arrays: list = []
+        for i, col in enumerate(self.codec.decode(words, self.strings)):
+            names.append(f"__k{i}")
+            arrays.append(_key_to_arrow(col))
+        if self.windowed:
+            names.append("__window_start")
+            arrays.append(pa.array(np.ascontiguousarray(words[:, -1]), type=pa.int64()))
+        next_seq = self._agg_columns(live, names, arrays)
+        return self._snapshot_table(names, arrays, next_seq=next_seq)
+
+    def _snapshot_table(self, names: list, arrays: list, **extra):
+        import json
+
+        import pyarrow as pa
+
+        meta = {"format": self.SNAPSHOT_FORMAT, **self._snapshot_signature(),
+                "min_open_end": int(getattr(self, "min_open_end", np.iinfo(np.int64).max)),
+                "late_records": int(self.late_records), "flushed": bool(self.flushed), **extra}
+        schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays)],
+                           metadata={self.SNAPSHOT_META: json.dumps(meta).encode()})
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _agg_columns(self, slots: np.ndarray, names: list, arrays: list) -> list:
+        """Append the ``__a<j>.<field>`` columns of ``slots``' aggregate state; returns each
+        aggregate's ``next_seq``."""
+        import pyarrow as pa
+
+        next_seq = []
+        for j, (spec, agg) in enumerate(zip(self.plan.aggs, self.aggs)):
+            state = agg.export_state(slots)
+            next_seq.append(int(state.pop("next_seq")[0]))
+            strings = spec.arg is not None and spec.arg.type.kind == "STRING"
+            for field in list(state):
+                if field.endswith("_offsets"):
+                    continue
+                if field.endswith("_values"):
+                    base = field[:-len("_values")]
+                    values = state[field]
+                    if strings:  # COUNT DISTINCT of strings: keys are string codes
+                        values = self.strings.decode(values.astype(np.int32))
+                    else:
+                        values = pa.array(values)
+                    arr = pa.LargeListArray.from_arrays(pa.array(state[base + "_offsets"],
+                                                                 type=pa.int64()), values)
+                    names.append(f"__a{j}.{base}")
+                    arrays.append(arr)
+                    continue
+                values = state[field]
+                if strings and field == "value":  # FIRST/LAST of strings: codes -> strings
+                    picked = state["state"] == 2
+                    arr = self.strings.decode(values.astype(np.int32), picked)
+                else:
+                    arr = pa.array(values)
+                names.append(f"__a{j}.{field}")
+                arrays.append(arr)
+        return next_seq
+
+    def _snapshot_sessions(self):
+        import pyarrow as pa
+
+        st = self.session.export_state()
+        sids = st["sid"]
+        words = self.table.keys_of(np.ascontiguousarray(st["key_slot"], dtype=np.int32))
+        names: list[str] = []
+        arrays: list = []
+        for i, col in enumerate(self.codec.decode(words, self.strings)):
+            names.append(f"__k{i}")
+            arrays.append(_key_to_arrow(col))
+        names += ["__sid", "__first", "__last", "__expired"]
+        arrays += [pa.array(sids, type=pa.int32()), pa.array(st["first"], type=pa.int64()),
+                   pa.array(st["last"], type=pa.int64()), pa.array(st["expired"].astype(bool))]
+        next_seq = self._agg_columns(sids, names, arrays)
+        return self._snapshot_table(names, arrays, next_seq=next_seq,
+                                    sid_capacity=int(st["sid_capacity"][0]),
+                                    free_sids=st["free_sids"].tolist())
+
+    def _snapshot_rows(self):
+        import pyarrow as pa
+
+        parts = []  # per OVER spec: (rows, names, arrays)
+        for i, (o, args, window, table, codec, _) in enumerate(self.overs):
+            names: list[str] = []
+            arrays: list = []
+            p = f"__o{i}."
+            if table is not None:
+                slots = table.live_slots()
+                for j, col in enumerate(codec.decode(table.keys_of(slots), self.strings)):
+                    names.append(f"{p}k{j}")
+                    arrays.append(_key_to_arrow(col))
+            else:
+                slots = np.zeros(1, dtype=np.int32)
+            st = window.export_state(slots)
+            names.append(p + "rows")
+            arrays.append(pa.array(st["rows"], type=pa.int64()))
+            for a, arg in enumerate(args):
+                if f"arg{a}_values" not in st:
+                    continue
+                vals, ok = st[f"arg{a}_values"], st[f"arg{a}_valid"].astype(bool)
+                if arg.type.kind == "STRING":
+                    values = self.strings.decode(vals.astype(np.int32), ok)
+                else:
+                    values = pa.array(vals, mask=~ok)
+                names.append(f"{p}arg{a}")
+                arrays.append(pa.LargeListArray.from_arrays(
+                    pa.array(st[f"arg{a}_offsets"], type=pa.int64()), values))
+            for field, values in st.items():
+                if not field.startswith("f") or field.endswith("_offsets"):
+                    continue
+                if field.endswith("_values"):
+                    base = field[:-len("_values")]
+                    names.append(p + base)
+                    arrays.append(pa.LargeListArray.from_arrays(
+                        pa.array(st[base + "_offsets"], type=pa.int64()), pa.array(values)))
+                else:
+                    names.append(p + field)
+                    arrays.append(pa.array(values))
+            parts.append((len(slots), names, arrays))
+        total = sum(n for n, _, _ in parts)
+        names = ["__over"]
+        arrays = [pa.array(np.repeat(np.arange(len(parts), dtype=np.int32),
+                                     [n for n, _, _ in parts]), type=pa.int32())]
+        before = 0
+        for n, ns, arrs in parts:
+            for name, arr in zip(ns, arrs):
+                if n != total:  # other specs' rows: null
+                    arr = pa.concat_arrays([pa.nulls(before, arr.type), arr,
+                                            pa.nulls(total - before - n, arr.type)])
+                names.append(name)
+                arrays.append(arr)
+            before += n
+        return self._snapshot_table(names, arrays)
+
+    def restore(self, table) -> None:
+        """Load a ``snapshot`` table into this (fresh) pipeline: keys are re-encoded with this
+        pipeline's string dictionary and key codec, inserted in the group table, and each
+        aggregate's (session's, ROWS buffer's) state imported into the new slots; the pipeline
+        scalars come from the metadata. Processing then continues exactly as the snapshotted
+        pipeline would have."""
+        plan = self.plan
+        if plan.shape not in ("aggregate", "rows"):
+            if table is not None and table.num_rows:
+                raise ValueError("a stateless pipeline takes no snapshot rows")
+            return
+        if table is None:
+            raise ValueError("a stateful pipeline needs a snapshot table to restore")
+        meta = self._snapshot_meta(table)
+        if plan.shape == "rows":
+            self._restore_rows(table)
+        elif self.session is not None:
+            self._restore_sessions(table, meta)
+        else:
+            self._restore_groups(table)
+        if plan.shape == "aggregate":
+            for agg, seq in zip(self.aggs, meta["next_seq"]):
+                agg.import_state(np.empty(0, dtype=np.int32), _empty_state(agg, seq))
+            self.min_open_end = int(meta["min_open_end"])
+        self.late_records = int(meta["late_records"])
+        self.flushed = bool(meta["flushed"])
+
+    def _snapshot_meta(self, table) -> dict:
+        import json
+
+        meta_raw = (table.schema.metadata or {}).get(self.SNAPSHOT_META)
+        if meta_raw is None:
+            raise ValueError("not a pipeline snapshot: schema metadata 'velostream.pipeline' missing")
+        meta = json.loads(meta_raw)
+        if meta.get("format") != self.SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported snapshot format {meta.get('format')!r}")
+        sig = self._snapshot_signature()
+        for k, want in sig.items():
+            if meta.get(k) != json.loads(json.dumps(want)):
+                raise ValueError(f"snapshot of a different plan: {k} is {meta.get(k)!r}, this "
+                                 f"pipeline has {want!r}")
+        return meta
+
+    def _restore_groups(self, table) -> None:
+        if len(self.table):
+            raise ValueError("restore needs a fresh pipeline (this one already holds groups)")
+        n = table.num_rows
+        if not n:
+            return
+        plan = self.plan
+        cols = [_key_from_arrow(_column(table, f"__k{i}"), k.type, self.strings)
+                for i, k in enumerate(plan.keys)]
+        words = self.codec.encode(cols, n)
+        if self.windowed:
+            ws = _column(table, "__window_start").to_numpy(zero_copy_only=False)
+            words.append(np.ascontiguousarray(ws, dtype=np.int64))
+        words = [np.ascontiguousarray(w, dtype=np.int64) for w in words]
+        slots = np.empty(n, dtype=np.int32)
+        created = self.table.find_or_insert(words, slots)
+        if created != n:
+            raise ValueError(f"snapshot holds {n - created} duplicate group(s)")
+        for j, (spec, agg) in enumerate(zip(plan.aggs, self.aggs)):
+            agg.ensure_capacity(self.table.slot_capacity)
+            agg.import_state(slots, self._agg_state_from(table, j, spec))
+
+    def _restore_sessions(self, table, meta: dict) -> None:
+        if len(self.table) or self.session.n_open or self.session.sid_capacity:
+            raise ValueError("restore needs a fresh pipeline (this one already holds sessions)")
+        n = table.num_rows
+        plan = self.plan
+        cols = [_key_from_arrow(_column(table, f"__k{i}"), k.type, self.strings)
+                for i, k in enumerate(plan.keys)]
+        key_slots = np.empty(n, dtype=np.int32)
+        if n:  # several sessions of a key share its slot
+            words = [np.ascontiguousarray(w, dtype=np.int64) for w in self.codec.encode(cols, n)]
+            self.table.find_or_insert(words, key_slots)
+
+        def ints(name, dtype):
+            return np.ascontiguousarray(_column(table, name).to_numpy(zero_copy_only=False),
+                                        dtype=dtype)
+
+        sids = ints("__sid", np.int32)
+        self.session.import_state({
+            "sid": sids, "key_slot": key_slots, "first": ints("__first", np.int64),
+            "last": ints("__last", np.int64),
+            "expired": ints("__expired", bool).view(np.uint8),
+            "free_sids": np.asarray(meta["free_sids"], dtype=np.int32),
+            "sid_capacity": np.array([meta["sid_capacity"]], dtype=np.int64)})
+        for j, (spec, agg) in enumerate(zip(plan.aggs, self.aggs)):
+            agg.ensure_capacity(self.session.sid_capacity)
+            if n:
+                agg.import_state(sids, self._agg_state_from(table, j, spec))
+
+    def _restore_rows(self, table) -> None:
+        import pyarrow as pa
+
+        over = _column(table, "__over").to_numpy(zero_copy_only=False)
+        for i, (o, args, window, gtable, codec, _) in enumerate(self.overs):
+            rows = np.flatnonzero(over == i)
+            n = len(rows)
+            if n and rows[-1] - rows[0] + 1 != n:
+                raise ValueError(f"snapshot rows of OVER spec {i} are not contiguous")
+            sub = table.slice(int(rows[0]) if n else 0, n)
+            p = f"__o{i}."
+            if gtable is not None:
+                if len(gtable):
+                    raise ValueError("restore needs a fresh pipeline (this one already holds "
+                                     "ROWS partitions)")
+                if not n:
+                    continue
+                cols = [_key_from_arrow(_column(sub, f"{p}k{j}"), k.type, self.strings)
+                        for j, k in enumerate(o.partition_by)]
+                words = [np.ascontiguousarray(w, dtype=np.int64) for w in codec.encode(cols, n)]
+                slots = np.empty(n, dtype=np.int32)
+                if gtable.find_or_insert(words, slots) != n:
+                    raise ValueError("snapshot holds duplicate ROWS partitions")
+            else:
+                if n != 1:
+                    raise ValueError(f"an unpartitioned OVER spec takes one snapshot row, got {n}")
+                slots = np.zeros(1, dtype=np.int32)
+            state: dict = {}
+            for name in sub.column_names:
+                if not name.startswith(p) or name[len(p):].startswith("k"):
+                    continue
+                field = name[len(p):]
+                arr = _column(sub, name)
+                if pa.types.is_large_list(arr.type) or pa.types.is_list(arr.type):
+                    off = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+                    values = arr.flatten()
+                    if field.startswith("arg"):
+                        ok = values.is_valid().to_numpy(zero_copy_only=False)
+                        a = int(field[3:])
+                        if args[a].type.kind == "STRING":
+                            codes, _ = self.strings.encode_arrow(values)
+                            vals = codes.astype(np.int64)
+                        else:
+                            vals = values.fill_null(0).to_numpy(zero_copy_only=False)
+                        state[field + "_values"] = np.where(ok, vals, np.zeros(1, vals.dtype))
+                        state[field + "_valid"] = ok.astype(np.uint8)
+                    else:
+                        state[field + "_values"] = values.to_numpy(zero_copy_only=False)
+                    state[field + "_offsets"] = off - off[0]
+                else:
+                    state[field] = arr.to_numpy(zero_copy_only=False)
+            window.import_state(slots, state)
+
+    def _agg_state_from(self, table, j: int, spec: AggSpec) -> dict:
+        import pyarrow as pa
+
+        prefix = f"__a{j}."
+        strings = spec.arg is not None and spec.arg.type.kind == "STRING"
+        state: dict = {}
+        for name in table.column_names:
+            if not name.startswith(prefix):
+                continue
+            field = name[len(prefix):]
+            arr = _column(table, name)
+            if pa.types.is_large_list(arr.type) or pa.types.is_list(arr.type):
+                off = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+                values = arr.flatten()
+                if strings:
+                    codes, _ = self.strings.encode_arrow(values)
+                    values = codes.astype(np.int64)
+                else:
+                    values = values.to_numpy(zero_copy_only=False)
+                state[field + "_offsets"] = off - off[0]
+                state[field + "_values"] = values
+            elif strings and field == "value":
+                codes, valid = self.strings.encode_arrow(arr)
+                codes = codes.astype(np.int64)
+                if valid is not None:
+                    codes[~valid] = 0
+                state[field] = codes
+            else:
+                state[field] = arr.to_numpy(zero_copy_only=False)
+        return state
+
     # -- project ----------------------------------------------------------------------------
     def _project(self, batch: Batch) -> Batch:
         cols = {name: self.ev.column(b, batch) for name, b in self.plan.outputs}
@@ -632,3 +1003,51 @@ def _order_by_end(ends: np.ndarray, step: int) -> np.ndarray:
 
 def _scale(spec: AggSpec) -> int:
     return spec.arg.type.scale if spec.arg is not None and spec.arg.type.kind == "DECIMAL" else 0
+
+
+# ------------------------------------------------------------------------- snapshot helpers
+
+
+def _key_to_arrow(col: Column):
+    """A decoded key column as Arrow values a process with another string dictionary can read."""
+    import pyarrow as pa
+
+    k = col.type.kind
+    if k in ("STRING", "DECIMAL"):
+        return col.to_arrow()
+    mask = None if col.valid is None else ~col.valid
+    dtype = {"FLOAT64": pa.float64(), "BOOL": pa.bool_()}.get(k, pa.int64())
+    return pa.array(col.values, type=dtype, mask=mask)
+
+
+def _key_from_arrow(arr, t: SqlType, strings: StringDict) -> Column:
+    """The inverse of ``_key_to_arrow``: a key column in this process's encoding."""
+    if t.kind == "STRING":
+        codes, valid = strings.encode_arrow(arr)
+        return Column(t, codes, valid, strings=strings)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+    if t.kind == "DECIMAL":
+        from ..batch import _decimal_to_scaled
+        values = _decimal_to_scaled(arr, t.scale)
+    else:
+        if arr.null_count:
+            arr = arr.fill_null(False if t.kind == "BOOL" else 0)
+        values = arr.to_numpy(zero_copy_only=False).astype(t.numpy_dtype)
+    if valid is not None:
+        values = np.where(valid, values, np.zeros(1, dtype=values.dtype))
+    return Column(t, np.ascontiguousarray(values), valid, strings=strings)
+
+
+def _column(table, name: str):
+    """One column of a snapshot table as a single Arrow array."""
+    if name not in table.column_names:
+        raise ValueError(f"snapshot column '{name}' is missing")
+    col = table.column(name)
+    return col.combine_chunks() if hasattr(col, "combine_chunks") else col
+
+
+def _empty_state(agg, next_seq: int) -> dict:
+    """``import_state`` arrays for zero slots that only carry ``next_seq``."""
+    state = agg.export_state(np.empty(0, dtype=np.int32))
+    state["next_seq"] = np.array([next_seq], dtype=np.int64)
+    return state

@@ -62,10 +62,13 @@ class DeliveryError(JobError):
     """Some produced messages were not delivered. ``errors``: the librdkafka errors (the first
     ones), ``failed``: how many messages failed."""
 
-    def __init__(self, topic: str, errors: list, failed: int):
+    def __init__(self, topic: str, errors: list, failed: int, messages: Optional[list] = None):
         self.topic = topic
         self.errors = errors
         self.failed = failed
+        #: (key, value, error) of the undelivered messages that were kept (up to a limit), so
+        #: the job can dead-letter or resend them
+        self.messages = messages or []
         shown = "; ".join(str(e) for e in errors[:3])
         super().__init__(f"{failed} message(s) to topic '{topic}' were not delivered: {shown}")
 
@@ -508,6 +511,7 @@ class KafkaSink:
         if fmt == "avro" and self._avro_file:
             from .avro import AvroCodec
             self._avro = AvroCodec.from_file(self._avro_file)
+        props.get("key.columns")  # read by the job spec (message keys), not a librdkafka setting
         connect_ms = props.get_int("connect.timeout.ms", 12000)
         self._flush_s = props.get_int("flush.timeout.ms", 60000) / 1000
         conf = _client_conf(props, PRODUCER_DEFAULTS, {
@@ -523,6 +527,7 @@ class KafkaSink:
                      name, self.topic)
         self._errors: list = []
         self._failed = 0
+        self._failed_msgs: list = []
         self.produced = 0
 
     def _on_delivery(self, err, msg) -> None:
@@ -530,6 +535,21 @@ class KafkaSink:
             self._failed += 1
             if len(self._errors) < 100:
                 self._errors.append(err)
+            if len(self._failed_msgs) < self.MAX_KEPT_FAILED:
+                self._failed_msgs.append((msg.key(), msg.value(), str(err)))
+
+    MAX_KEPT_FAILED = 100_000
+
+    def resend(self, messages: list) -> None:
+        """Produce again the (key, value, error) messages of a ``DeliveryError``."""
+        for key, value, _ in messages:
+            while True:
+                try:
+                    self._p.produce(self.topic, value, key)
+                    break
+                except BufferError:
+                    self._p.poll(0.05)
+        self._p.poll(0)
 
     def _keys(self, rb: pa.RecordBatch) -> Optional[list]:
         if not self.key_columns:
@@ -575,14 +595,14 @@ class KafkaSink:
 
     def flush(self) -> None:
         remaining = self._p.flush(self._flush_s)
-        failed, errors = self._failed, self._errors
-        self._failed, self._errors = 0, []
+        failed, errors, messages = self._failed, self._errors, self._failed_msgs
+        self._failed, self._errors, self._failed_msgs = 0, [], []
         if remaining:
             failed += remaining
             errors = errors + [f"{remaining} message(s) still queued after "
                                f"{self._flush_s:g}s (flush.timeout.ms)"]
         if failed:
-            raise DeliveryError(self.topic, errors, failed)
+            raise DeliveryError(self.topic, errors, failed, messages)
 
     def commit(self) -> None:
         """Delivered messages are already durable (``flush``); nothing more to do."""
@@ -593,7 +613,7 @@ class KafkaSink:
             self._p.purge(in_queue=True, in_flight=False)
             self._p.poll(0)
         finally:
-            self._failed, self._errors = 0, []
+            self._failed, self._errors, self._failed_msgs = 0, [], []
 
     def close(self) -> None:
         self._p.flush(self._flush_s)

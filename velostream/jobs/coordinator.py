@@ -367,10 +367,7 @@ class Job:
         """Everything emitted so far is written: flush and commit the sink and the dead-letter
         output, then commit the reader (a Kafka source commits its offsets)."""
         self._drain_engine_dead_letters()
-        try:
-            self._timed_write(self.sink.flush)
-        except Exception as exc:
-            self._flush_failed(exc)
+        self._flush_sink()
         self.sink.commit()
         if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
             self.dead_letter.flush()
@@ -378,13 +375,37 @@ class Job:
         self.stats.commits += 1
         self._last_commit = time.monotonic()
 
+    def _flush_sink(self) -> None:
+        try:
+            self._timed_write(self.sink.flush)
+        except Exception as exc:  # noqa: BLE001 - the failure strategy decides
+            self._flush_failed(exc)
+
     def _flush_failed(self, exc: Exception) -> None:
-        """The sink could not deliver what it buffered (e.g. Kafka delivery errors)."""
-        failed = int(getattr(exc, "failed", 0) or 0)
+        """The sink could not deliver what it buffered (e.g. Kafka delivery errors): resend it
+        (RetryWithBackoff), fail the job (FailBatch, or retries exhausted), or count it and send
+        the undelivered messages to the dead-letter output (LogAndContinue, SendToDLQ)."""
+        if isinstance(self.failure, RetryWithBackoff) and hasattr(self.sink, "resend"):
+            for delay in self.failure.delays():
+                log.warning("sink flush failed (%s); resending in %.3fs", exc, delay)
+                time.sleep(delay)
+                self.sink.resend(getattr(exc, "messages", []))
+                try:
+                    self._timed_write(self.sink.flush)
+                    return
+                except Exception as again:  # noqa: BLE001
+                    exc = again
         if isinstance(self.failure, (FailBatch, RetryWithBackoff)):
             raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from exc
+        failed = int(getattr(exc, "failed", 0) or 0)
         self.stats.records_failed += failed
-        log.error("sink flush failed, %d row(s) not delivered: %s", failed, exc)
+        log.error("sink flush failed, %d row(s) not delivered, sent to the dead-letter output: %s",
+                  failed, exc)
+        kept = getattr(exc, "messages", [])
+        if kept:
+            where = f"sink {getattr(self.sink, 'topic', '')} (undelivered)"
+            self._send_dead([Reject(self.engine.source, where, err, value or b"")
+                             for _key, value, err in kept], None)
 
     def _run_tasks(self) -> None:
         from .checkpoints import CheckpointStore

@@ -116,6 +116,14 @@ class JobSpec:
         return spec
 
     def _check(self) -> None:
+        from .failure import SendToDLQ, parse_strategy
+        try:
+            strategy = parse_strategy(self.job.get("failure.strategy"))
+        except ValueError as exc:
+            raise ConfigError(f"failure.strategy: {exc}") from None
+        if isinstance(strategy, SendToDLQ) and not (self.job.get("dead.letter.path")
+                                                    or self.job.get("dead.letter.topic")):
+            raise ConfigError("failure.strategy SendToDLQ needs dead.letter.path or dead.letter.topic")
         t = self.source_type
         if t is not None and t not in SOURCE_TYPES:
             raise ConfigError(f"'{self.source_name}.type' = '{t}' is not a source type "
@@ -128,7 +136,7 @@ class JobSpec:
                 if key not in props:
                     raise ConfigError(f"'{props.name}.{key}' is required for a {kind}")
         for key in self.job:
-            if "." in key and key not in JOB_KEYS and not key.startswith(("partitioning.", "allowed.")):
+            if "." in key and key not in JOB_KEYS:
                 raise ConfigError(f"unknown property '{key}': connector properties start with the "
                                   f"source name ('{self.source_name}.') or the sink name "
                                   f"('{self.sink_name or 'stdout'}.'); job properties are "

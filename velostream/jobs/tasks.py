@@ -68,14 +68,18 @@ class SourcePartitionTask:
         self.replay_until: Optional[int] = None
         self.replay_max_time: Optional[int] = None
         self.pending_state: Optional[bytes] = None
+        self.restored: Optional[Checkpoint] = None
 
     # -- binding and checks --------------------------------------------------------------------
-    def _bind(self, rb: pa.RecordBatch) -> None:
+    def _bind(self, rb: Optional[pa.RecordBatch]) -> None:
+        """Bind the plan: from the restored snapshot, else from the first batch's schema."""
         eng = self.engine
         if self.pending_state is not None:
             eng.restore(self.pending_state)
             self.pending_state = None
         if eng.plan is None:
+            if rb is None:
+                return
             eng._bind({eng.source: schema_of(rb)})
         plan = eng.plan
         if plan.shape == "project":
@@ -180,9 +184,11 @@ class SourcePartitionTask:
             del self.open_low[e]
 
     def flush(self) -> Result:
-        """End of input: every window closes."""
+        """End of input: every window closes (restored state included)."""
+        if self.kind is None and self.pending_state is not None:
+            self._bind(None)
         if self.kind is None:
-            return Result(self.engine.out_schema) if self.engine.plan else Result(pa.schema([]))
+            return Result(pa.schema([]))
         out = self.engine.flush()
         self.open_low.clear()
         return out
@@ -197,6 +203,8 @@ class SourcePartitionTask:
         return self.next_offset
 
     def checkpoint(self) -> Optional[Checkpoint]:
+        if self.kind is None:  # restored but no record since: the checkpoint still stands
+            return self.restored
         offset = self.resume_offset()
         if offset is None:
             return None
@@ -210,6 +218,7 @@ class SourcePartitionTask:
         return Checkpoint(offset, self.next_offset, max_time, None)
 
     def restore(self, ckpt: Checkpoint) -> None:
+        self.restored = ckpt
         self.next_offset = ckpt.next_offset
         if ckpt.state is not None:
             self.pending_state = ckpt.state
@@ -344,10 +353,7 @@ class TaskRunner:
     def commit(self, only: Optional[list[int]] = None) -> None:
         """Sink first (flush + commit), then checkpoints, then the source offsets."""
         job = self.job
-        try:
-            job._timed_write(job.sink.flush)
-        except Exception as exc:  # noqa: BLE001 - the failure strategy decides
-            job._flush_failed(exc)
+        job._flush_sink()
         job.sink.commit()
         if job.dead_letter is not None and hasattr(job.dead_letter, "flush"):
             job.dead_letter.flush()
