@@ -23,3 +23,16 @@ def partition_params(counts=(1, 2, 4)):
 def partitions(request) -> int:
     """Partition count for ``vs.query(..., partitions=...)``: 1 (V1), 2 and 4 (V2)."""
     return request.param
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+    """Environment for a ``python -m velostream`` subprocess: it imports the same velostream the
+    tests import (the installed one in CI, the in-place build in a checkout)."""
+    import velostream
+    env = dict(os.environ, **(extra or {}))
+    home = os.path.dirname(os.path.dirname(os.path.abspath(velostream.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
+    env.pop("VELOSTREAM_LOG", None)
+    return env
+
+

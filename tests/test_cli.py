@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,15 +14,16 @@ import pyarrow.csv as pcsv
 import pytest
 
 import velostream as vs
+from conftest import subprocess_env
 from velostream.datagen import SCENARIOS, market_data
 
 S3A = SCENARIOS["S3a"][1]
 
 
 def velostream(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "velostream", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full_env, timeout=timeout)
+                          text=True, cwd=cwd or tempfile.gettempdir(), env=subprocess_env(env),
+                          timeout=timeout)
 
 
 def job_file(tmp_path: Path, sql: str, props: dict, name="job.sql") -> Path:

@@ -14,6 +14,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from conftest import subprocess_env
 from test_cli import job_file, velostream
 from velostream.datagen import market_data
 
@@ -109,7 +110,8 @@ def test_sigterm_stops_an_unbounded_run_gracefully_with_metrics(tmp_path, kafka_
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "velostream", "run", str(job), "--partitions", "2",
                              "--metrics-port", str(port), "--progress-interval", "0.5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=subprocess_env())
     try:
         deadline = time.monotonic() + 60
         m = {}

@@ -26,9 +26,12 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -48,10 +51,7 @@ def _blocks(text: str):
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("VELOSTREAM_LOG", None)
-    return env
+    return subprocess_env()
 
 
 def _run_console(body: str, cwd: Path, where: str) -> None:
@@ -110,7 +110,7 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch):
 # ------------------------------------------------------------------------------ CLI flags
 
 def _help(*command: str) -> str:
-    p = subprocess.run([sys.executable, "-m", "velostream", *command, "--help"], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "velostream", *command, "--help"], cwd=tempfile.gettempdir(),
                        env=_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout

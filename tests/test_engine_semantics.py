@@ -645,3 +645,14 @@ def test_sql_errors_are_raised_before_any_output():
     eng = vs.Engine("SELECT nope FROM t")
     with pytest.raises(vs.SqlError):
         eng.push("t", {"x": [1, 2]})
+
+
+def test_iso_8601_event_time_text_with_and_without_zone(partitions):
+    """SEMANTICS §2: ISO-8601 text is converted at ingestion; 'Z' / '+01:00' offsets are honoured
+    and text without an offset is UTC, even mixed in one column."""
+    data = {"k": ["a", "a", "a"],
+            "t": ["2024-01-01T00:00:05Z", "2024-01-01T01:01:05+01:00", "2024-01-01 00:01:06"]}
+    rows = vs.query("SELECT k, COUNT(*) AS n, _WINDOW_START AS ws FROM s GROUP BY k "
+                    "WINDOW TUMBLING(t, 1m)", {"s": data}, partitions=partitions).to_pylist()
+    base = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+    assert rows == [{"k": "a", "n": 1, "ws": base}, {"k": "a", "n": 2, "ws": base + 60_000}]

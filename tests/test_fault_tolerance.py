@@ -16,6 +16,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from conftest import subprocess_env
 from test_cli import job_file, velostream
 from test_cli_kafka import _free_port, _metrics
 from velostream.datagen import market_data
@@ -61,6 +62,7 @@ class Scenario:
                  "checkpoint.dir": str(tmp_path / "ckpt"), "commit.interval.ms": "300"}
         self.job = job_file(tmp_path, sql, props, name=f"{name}.sql")
         self.procs: list[subprocess.Popen] = []
+        self.tmp_path = tmp_path
 
     def produce(self, rows, rate_per_s=None):
         """All rows (keyed trader_id|symbol), or at ``rate_per_s`` in the background."""
@@ -83,7 +85,8 @@ class Scenario:
         port = _free_port()
         p = subprocess.Popen([sys.executable, "-m", "velostream", "run", str(self.job), "-q",
                               "--metrics-port", str(port), *extra],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             cwd=self.tmp_path, env=subprocess_env())
         self.procs.append(p)
         return p, port
 
@@ -150,6 +153,7 @@ def test_restart_resumes_where_it_left_off(kafka_broker, tmp_path, query):
     p, port = sc.start("--partitions", "2")
     try:
         wait_metric(port, IN, lambda v: v >= n // 2, proc=p)
+        assert _metrics(port)['velostream_source_partitions_assigned{job="out"}'] == 4
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err

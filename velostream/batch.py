@@ -340,6 +340,27 @@ def _scaled_to_decimal(values: np.ndarray, mask, t: SqlType) -> pa.Array:
                                  [validity, pa.py_buffer(words)], null_count=null_count)
 
 
+def parse_iso_timestamps(col: pa.Array) -> pa.Array:
+    """ISO-8601 text to timestamp[ms]: Arrow's parser for uniform text (all with a zone offset or
+    all without; no offset means UTC), Python's for a mix."""
+    import datetime as dt
+    for target in (pa.timestamp("ms"), pa.timestamp("ms", tz="UTC")):
+        try:
+            return pc.cast(col, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    out = []
+    for v in col.to_pylist():
+        if v is None:
+            out.append(None)
+            continue
+        d = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.timezone.utc)
+        out.append(int(d.timestamp() * 1000))
+    return pa.array(out, pa.int64()).cast(pa.timestamp("ms"))
+
+
 def _timestamp_to_ms(arr: pa.Array) -> np.ndarray:
     t = arr.type
     if pa.types.is_date(t):

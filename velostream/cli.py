@@ -116,8 +116,9 @@ def cmd_run(args) -> int:
     job = build_job(spec, partitions=args.partitions, bounded=args.bounded, reset=args.reset)
     if args.metrics_port is not None:
         from .metrics import serve
-        serve(job, args.metrics_port, name=spec.sink_name or spec.source_name)
-        print(f"[velostream] metrics on http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
+        serve(job, args.metrics_port, name=spec.sink_name or spec.source_name, addr=args.metrics_host)
+        print(f"[velostream] metrics on http://{args.metrics_host}:{args.metrics_port}/metrics",
+              file=sys.stderr)
     stopping = threading.Event()
 
     def on_signal(signum, _frame):
@@ -139,7 +140,7 @@ def cmd_run(args) -> int:
             if job._thread.is_alive():
                 progress.tick()
         job.join()
-    except JobError as exc:
+    except Exception as exc:  # noqa: BLE001 - anything raised once running: the job failed
         return _fail("job failed", exc, EXIT_FAILED)
     finally:
         job.reader.close()
@@ -252,6 +253,8 @@ def main(argv: Optional[list] = None) -> int:
     r.add_argument("--bounded", action="store_true",
                    help="read each Kafka partition to the end offset seen at start, then exit")
     r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
+    r.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics server binds (default 127.0.0.1; 0.0.0.0 for all)")
     r.add_argument("--reset", action="store_true",
                    help="start from scratch: forget checkpoints and committed offsets (Kafka)")
     r.add_argument("--progress-interval", type=float, default=10.0,

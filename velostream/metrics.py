@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
     from .jobs.coordinator import Job
@@ -72,19 +72,20 @@ class JobCollector:
         for i, d in enumerate(job.queue_depths()):
             depth.add_metric(v + [str(i)], d)
         yield depth
-        lat = job.latency_quantiles()
-        summ = SummaryMetricFamily("velostream_latency_seconds",
-                                   "Arrival of a batch to the write of the rows it caused "
-                                   "(recent sample)", labels=labels)
-        # a summary with quantiles: count/sum of the sample, and p50/p95/p99
-        count, total = job.latency_sample_totals()
-        summ.add_metric(v, count_value=count, sum_value=total)
-        yield summ
+        # quantiles of a rolling sample, as gauges: a summary's _count/_sum of a rolling sample
+        # could go down, which breaks rate()
         q = GaugeMetricFamily("velostream_latency_quantile_seconds",
-                              "Latency quantiles of the recent sample", labels=labels + ["quantile"])
-        for k, secs in lat.items():
+                              "Arrival of a batch to the write of the rows it caused: quantiles "
+                              "of the recent sample", labels=labels + ["quantile"])
+        for k, secs in job.latency_quantiles().items():
             q.add_metric(v + [k], secs)
         yield q
+        runner = getattr(job, "runner", None)
+        if runner is not None:  # partition-scoped state (Kafka with fault tolerance)
+            yield gauge("source_partitions_assigned", "Source partitions this process owns",
+                        len(runner.tasks))
+            yield counter("checkpoints_restored", "Source partitions resumed from a checkpoint",
+                          runner.restored)
 
 
 def serve(job: "Job", port: int, name: str = "velostream", addr: str = "127.0.0.1") -> Optional[object]:

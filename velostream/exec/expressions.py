@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
-                     SqlType, StringDict)
+                     SqlType, StringDict, parse_iso_timestamps)
 from ..errors import SqlError, UnsupportedError, nearest
 from ..sql import ast
 
@@ -670,8 +670,10 @@ def _cast(ev, b, batch):
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
         try:
-            if dst.kind == "TIMESTAMP":
-                conv = pc.cast(arr, pa.timestamp("ms"))
+            if dst.kind == "TIMESTAMP":  # ISO-8601, with or without a zone offset (UTC)
+                conv = parse_iso_timestamps(arr)
+                if conv.type.tz is not None:
+                    conv = conv.cast(pa.timestamp("ms"))
             elif dst.kind == "DECIMAL":
                 conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
                 c = Column(dst, arrow=conv)
@@ -681,7 +683,7 @@ def _cast(ev, b, batch):
                 conv = pa.array(conv, mask=~arr.is_valid().to_numpy(zero_copy_only=False)).cast(pa.int64())
             else:
                 conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, ValueError) as exc:
             raise ValueError(f"CAST to {dst} failed: {exc}") from None
         c = Column(dst, arrow=conv)
         return Val(c.values, _and_valid(a.ok, c.valid), dst)

@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 
 import pyarrow as pa
 
+from ..batch import parse_iso_timestamps
 from ..errors import VelostreamError
 
 
@@ -97,7 +98,7 @@ def to_epoch_ms(col: pa.Array, what: str) -> pa.Array:
     if pa.types.is_floating(t):
         return pc.cast(pc.floor(col), pa.int64())
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        col = _parse_iso(col)
+        col = parse_iso_timestamps(col)
         t = col.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return pc.cast(pc.cast(col, pa.timestamp("ms")), pa.int64())
@@ -129,24 +130,3 @@ def with_event_time(rb: pa.RecordBatch, field: Optional[str], fallback_ms=None) 
         return rb.set_column(names.index("_TIMESTAMP"), "_TIMESTAMP", ts)
     return rb.append_column("_TIMESTAMP", ts)
 
-
-def _parse_iso(col: pa.Array) -> pa.Array:
-    """ISO-8601 text to timestamp[ms]: Arrow's parser for uniform text (all with a zone offset or
-    all without; no offset means UTC), Python's for a mix."""
-    import datetime as dt
-    import pyarrow.compute as pc
-    for target in (pa.timestamp("ms"), pa.timestamp("ms", tz="UTC")):
-        try:
-            return pc.cast(col, target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    out = []
-    for v in col.to_pylist():
-        if v is None:
-            out.append(None)
-            continue
-        d = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.timezone.utc)
-        out.append(int(d.timestamp() * 1000))
-    return pa.array(out, pa.int64()).cast(pa.timestamp("ms"))

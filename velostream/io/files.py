@@ -290,9 +290,9 @@ def _convert_text(col: pa.Array, t: pa.DataType) -> pa.Array:
                 return pc.cast(col, target).cast(t)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
-        from .base import _parse_iso  # Python's parser, for mixed zone offsets
+        from ..batch import parse_iso_timestamps  # Python's parser, for mixed zone offsets
         try:
-            return _parse_iso(col).cast(t)
+            return parse_iso_timestamps(col).cast(t)
         except ValueError as e:
             raise pa.ArrowInvalid(str(e)) from None
     return pc.cast(col, t)

@@ -261,10 +261,6 @@ class Job:
         at = lambda q: float(lat[order][min(np.searchsorted(cum, q / 100), len(lat) - 1)])  # noqa: E731
         return {f"0.{q}": at(q) for q in (50, 95, 99)}
 
-    def latency_sample_totals(self) -> tuple[int, float]:
-        sample = list(self._latencies)
-        return len(sample), float(sum(l for l, _ in sample))
-
     def _run_captured(self) -> None:
         try:
             self._run()
