@@ -180,3 +180,17 @@ def test_help_and_module_entry_point():
     assert r.returncode == 0
     for cmd in ("run", "explain", "validate", "demo", "bench"):
         assert cmd in r.stdout
+
+
+def test_bench_runs_the_suite_from_a_source_checkout(tmp_path):
+    """``velostream bench`` runs the suite of the checkout it is started in (the suite is not in
+    the wheel), passing it every option after ``bench``."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "bench").symlink_to(root / "bench")  # a checkout's bench/, without its sources
+    out = tmp_path / "results"
+    r = velostream("bench", "--quick", "--records", "2000", "--scenarios", "S0",
+                   "--systems", "velostream-v1,duckdb", "--output-dir", str(out),
+                   cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [result] = out.glob("*-quick.json")
+    assert "velostream-v1" in result.read_text()

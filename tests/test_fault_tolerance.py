@@ -30,6 +30,8 @@ GROUP BY trader_id, symbol
 WINDOW TUMBLING (trade_time, INTERVAL '1' MINUTE)"""
 DUCK_S3A = """SELECT trader_id, symbol, COUNT(*), AVG(price), SUM(quantity), trade_time // 60000 * 60000
 FROM md GROUP BY ALL"""
+LONG = S3A.replace("INTERVAL '1' MINUTE", "INTERVAL '2' HOUR")  # snapshotted, not replayed
+DUCK_LONG = DUCK_S3A.replace("60000", "7200000")
 TOTALS = """CREATE STREAM out AS
 SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price,
        SUM(quantity) AS total_quantity, MAX(trade_time) AS ws
@@ -43,7 +45,11 @@ def _data(n: int, traders: int = 40, symbols: int = 8):
     table = pa.Table.from_batches(market_data(n, traders=traders, symbols=symbols)).drop_columns(["_TIMESTAMP"])
     con = duckdb.connect()
     con.register("md", table)
-    return table, {q: con.sql(sql).fetchall() for q, sql in (("s3a", DUCK_S3A), ("totals", DUCK_TOTALS))}
+    return table, {q: con.sql(sql).fetchall()
+                   for q, sql in (("s3a", DUCK_S3A), ("totals", DUCK_TOTALS), ("long", DUCK_LONG))}
+
+
+QUERIES = {"s3a": S3A, "totals": TOTALS, "long": LONG}
 
 
 class Scenario:
@@ -142,13 +148,15 @@ def wait_metric(port, name, pred, timeout=60, proc=None):
 IN = 'velostream_records_in_total{job="out"}'
 
 
-@pytest.mark.parametrize("query", ["s3a", "totals"])
+@pytest.mark.parametrize("query", ["s3a", "totals", "long"])
 def test_restart_resumes_where_it_left_off(kafka_broker, tmp_path, query):
-    """SIGTERM in the middle of the input, then a restart: nothing lost, duplicates bounded."""
+    """SIGTERM in the middle of the input, then a restart: nothing lost, duplicates bounded.
+    s3a: one-minute windows rebuilt by replay; totals: GROUP BY state snapshotted; long:
+    two-hour windows, longer than checkpoint.replay.max.ms, snapshotted."""
     n = 12_000
     table, expected = _data(n)
     rows = table.to_pylist()
-    sc = Scenario(kafka_broker, tmp_path, S3A if query == "s3a" else TOTALS, f"restart-{query}")
+    sc = Scenario(kafka_broker, tmp_path, QUERIES[query], f"restart-{query}")
     sc.produce(rows[: n // 2])
     p, port = sc.start("--partitions", "2")
     try:
@@ -174,7 +182,7 @@ def test_kill_9_failover_to_the_other_process(kafka_broker, tmp_path, query):
     SIGKILL mid-input; the other takes its partitions over (restoring their checkpoints)."""
     n = 24_000
     table, expected = _data(n)
-    sc = Scenario(kafka_broker, tmp_path, S3A if query == "s3a" else TOTALS, f"kill-{query}")
+    sc = Scenario(kafka_broker, tmp_path, QUERIES[query], f"kill-{query}")
     try:
         a, port_a = sc.start()
         b, port_b = sc.start()
@@ -225,3 +233,42 @@ def test_rebalance_when_a_third_process_joins(kafka_broker, tmp_path):
         sc.kill_all()
     dups = check(sc.output(), expected["s3a"])
     print(f"join: {dups} duplicate rows")
+
+
+def test_reset_starts_from_scratch(kafka_broker, tmp_path):
+    table, expected = _data(4_000)
+    sc = Scenario(kafka_broker, tmp_path, S3A, "reset")
+    sc.produce(table.to_pylist())
+    first = sc.finish()
+    assert "done: 4,000 records in" in first.stderr
+    again = velostream("run", str(sc.job), "--bounded", timeout=120)  # everything was committed
+    assert again.returncode == 0 and "done: 0 records in" in again.stderr, again.stderr
+    reset = velostream("run", str(sc.job), "--bounded", "--reset", timeout=120)
+    assert reset.returncode == 0 and "done: 4,000 records in" in reset.stderr, reset.stderr
+    out = sc.output()
+    assert Counter(map(_norm, out)) == Counter(map(_norm, expected["s3a"] * 2))  # two full runs
+
+
+def test_a_topic_not_keyed_by_the_group_by_columns_is_refused(kafka_broker, tmp_path):
+    table, _ = _data(2_000)
+    sc = Scenario(kafka_broker, tmp_path, S3A, "unkeyed")
+    rows = table.to_pylist()
+    kafka_broker.produce(sc.topic, [orjson.dumps(r) for r in rows],
+                         keys=[str(i).encode() for i in range(len(rows))])  # keyed by row number
+    r = velostream("run", str(sc.job), "--bounded", timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "not keyed by trader_id | symbol" in r.stderr and "fault.tolerance" in r.stderr
+
+
+def test_a_topic_keyed_by_some_group_by_columns_declares_them(kafka_broker, tmp_path):
+    """Keyed by trader_id only: every (trader_id, symbol) group still lives in one partition."""
+    table, expected = _data(4_000)
+    sc = Scenario(kafka_broker, tmp_path, S3A, "bytrader")
+    rows = table.to_pylist()
+    kafka_broker.produce(sc.topic, [orjson.dumps(r) for r in rows],
+                         keys=[r["trader_id"].encode() for r in rows])
+    sc.job.write_text(sc.job.read_text().replace(
+        "'trades.group.id'", "'trades.key.columns' = 'trader_id', 'trades.group.id'"))
+    r = sc.finish()
+    assert "done: 4,000 records in" in r.stderr
+    assert check(sc.output(), expected["s3a"]) == 0

@@ -84,6 +84,17 @@ class Progress:
 DEFAULT_CHECKPOINT_DIR = ".velostream/checkpoints"
 
 
+def _int_property(spec, key: str, default: int) -> int:
+    from .io import ConfigError
+    value = spec.job.get(key)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+
+
 def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     """A ``Job`` with the spec's source, sink and dead-letter output."""
     from .io import ConfigError, open_dead_letter, open_sink, open_source
@@ -92,11 +103,7 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     source = open_source(spec, bounded=bounded)
     sink = open_sink(spec)
     dead = open_dead_letter(spec)
-    interval_ms = spec.job.get("commit.interval.ms", "5000")
-    try:
-        interval = int(interval_ms) / 1000
-    except ValueError:
-        raise SqlError(f"commit.interval.ms must be an integer, got {interval_ms!r}") from None
+    interval = _int_property(spec, "commit.interval.ms", 5000) / 1000
     tolerance = spec.job.get("fault.tolerance", "at_least_once").lower().replace("-", "_")
     if tolerance not in ("at_least_once", "none"):
         raise ConfigError(f"fault.tolerance must be at_least_once or none, got {tolerance!r}")
@@ -105,7 +112,8 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
                failure_strategy=spec.job.get("failure.strategy"), dead_letter=dead, env={},
                commit_interval_s=interval,
                fault_tolerance=tolerance,
-               checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR), reset=reset)
+               checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR), reset=reset,
+               replay_max_ms=_int_property(spec, "checkpoint.replay.max.ms", 3_600_000))
 
 
 @_start_errors
@@ -275,7 +283,16 @@ def main(argv: Optional[list] = None) -> int:
     b = sub.add_parser("bench", help="run the benchmark suite (from a source checkout)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
-    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the subcommand: the first word that is not an option or the value of --log-level
+    cmd = next((k for k, a in enumerate(argv)
+                if not a.startswith("-") and (k == 0 or argv[k - 1] != "--log-level")), None)
+    if cmd is not None and argv[cmd] == "bench":
+        # everything after ``bench`` belongs to the suite's own parser (--quick, --scenarios...)
+        args = ap.parse_args(argv[:cmd + 1])
+        args.rest = argv[cmd + 1:]
+    else:
+        args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="[velostream] %(levelname)s %(message)s")
     return args.fn(args)
 

@@ -157,7 +157,7 @@ class Job:
                  env: Optional[Mapping[str, str]] = None,
                  commit_interval_s: Optional[float] = None,
                  fault_tolerance: str = "at_least_once", checkpoint_dir: Optional[str] = None,
-                 reset: bool = False):
+                 reset: bool = False, replay_max_ms: int = 3_600_000):
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         if processor not in ("v1", "v2"):
@@ -176,6 +176,7 @@ class Job:
         self.processor = processor
         self.checkpoint_dir = checkpoint_dir
         self.reset = reset
+        self.replay_max_ms = replay_max_ms
         self.runner = None
         self.failure = parse_strategy(failure_strategy)
         self.dead_letter = dead_letter
@@ -409,7 +410,7 @@ class Job:
         store = None
         if self.checkpoint_dir is not None:
             store = CheckpointStore(self.checkpoint_dir, self.reader.group_id, self.reader.topic)
-        self.runner = TaskRunner(self, store, self.reset)
+        self.runner = TaskRunner(self, store, self.reset, self.replay_max_ms)
         self.runner.run()
 
     def _run_v1(self) -> None:

@@ -33,7 +33,7 @@ REQUIRED = {"kafka_source": ("topic", "bootstrap.servers"), "file_source": ("pat
             "kafka_sink": ("topic", "bootstrap.servers"), "file_sink": ("path",), "stdout": ()}
 JOB_KEYS = ("allowed.lateness", "partitioning.strategy", "failure.strategy", "commit.interval.ms",
             "dead.letter.path", "dead.letter.topic", "dead.letter.bootstrap.servers",
-            "fault.tolerance", "checkpoint.dir")
+            "fault.tolerance", "checkpoint.dir", "checkpoint.replay.max.ms")
 
 
 @dataclass

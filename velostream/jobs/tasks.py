@@ -13,14 +13,15 @@ before it is still needed**, i.e. every output derived from the records before i
 the sink, and every piece of state those records built can be rebuilt:
 
 - stateless queries: the offset after the last record processed;
-- TUMBLING / SLIDING windows: the smallest offset of a record whose windows are still open, so a
-  successor *replays* those records and rebuilds the open windows. Its cost: replaying up to one
+- TUMBLING / SLIDING windows up to ``checkpoint.replay.max.ms`` (window size plus allowed
+  lateness, default one hour): the smallest offset of a record whose windows are still open, so
+  a successor *replays* those records and rebuilds the open windows. Its cost: replaying up to one
   window (plus the allowed lateness) of input per partition after a failure, and duplicate
   EMIT CHANGES rows for it. A small checkpoint (offset and event-time maximum) tells replayed
   records of windows already emitted (skipped) from those of open windows (aggregated again);
-- state replay cannot rebuild cheaply (non-windowed GROUP BY, SESSION windows, ROWS buffers): a
-  snapshot of the task's engine (``Engine.snapshot()``) written to the checkpoint directory at
-  every commit, together with the offset it reflects.
+- state replay cannot rebuild cheaply (non-windowed GROUP BY, longer windows, SESSION windows,
+  ROWS buffers): a snapshot of the task's engine (``Engine.snapshot()``) written to the
+  checkpoint directory at every commit, together with the offset it reflects.
 
 Checkpoints are written before offsets are committed and are authoritative on restore (see
 ``checkpoints.py``). Tasks run on a pool of ``partitions`` threads; the kernels release the GIL.
@@ -54,9 +55,10 @@ class SourcePartitionTask:
     """The state one source partition's records built, and the offsets that state needs."""
 
     def __init__(self, partition: int, sql: str, key_columns: Optional[list[str]],
-                 checkpoints: bool = True):
+                 checkpoints: bool = True, replay_max_ms: int = 3_600_000):
         self.partition = partition
         self.checkpoints = checkpoints
+        self.replay_max_ms = replay_max_ms
         self.engine = Engine(sql, env={})
         self.kind: Optional[str] = None            # stateless | windows | snapshot (after bind)
         self.next_offset: Optional[int] = None     # after the last record pushed
@@ -84,9 +86,11 @@ class SourcePartitionTask:
         plan = eng.plan
         if plan.shape == "project":
             self.kind = "stateless"
-        elif plan.shape == "aggregate" and plan.window is not None and plan.window.kind != "SESSION":
-            self.kind = "windows"
-        else:
+        elif (plan.shape == "aggregate" and plan.window is not None and plan.window.kind != "SESSION"
+              and (plan.window.size_ms + plan.lateness_ms <= self.replay_max_ms
+                   or not self.checkpoints)):
+            self.kind = "windows"  # short windows: rebuilt by replaying their records
+        else:  # long windows too: replaying hours of input would be slower than a snapshot
             self.kind = "snapshot"
         if self.kind == "snapshot" and not self.checkpoints:
             raise UnsupportedError("this query's state (non-windowed GROUP BY, SESSION windows or "
@@ -244,8 +248,10 @@ class TaskRunner:
     """Drives a Job in task mode: reads, splits batches by source partition, runs the tasks on a
     thread pool, writes, and commits/checkpoints; reacts to partition assignment and revocation."""
 
-    def __init__(self, job: "Job", store: Optional[CheckpointStore], reset: bool):
+    def __init__(self, job: "Job", store: Optional[CheckpointStore], reset: bool,
+                 replay_max_ms: int = 3_600_000):
         self.job = job
+        self.replay_max_ms = replay_max_ms
         self.reader = job.reader
         self.store = store
         self.reset = reset
@@ -266,7 +272,8 @@ class TaskRunner:
         start = {}
         for k in partitions:
             task = SourcePartitionTask(k, self.job.engine.sql, self.key_columns,
-                                       checkpoints=self.store is not None)
+                                       checkpoints=self.store is not None,
+                                       replay_max_ms=self.replay_max_ms)
             ckpt = self.store.load(k) if self.store is not None else None
             if ckpt is not None:
                 task.restore(ckpt)
