@@ -101,6 +101,8 @@ def test_explain_shows_plan_strategy_source_and_sink(tmp_path, trades_csv):
     r = velostream("explain", str(job))
     assert r.returncode == 0, r.stderr
     assert "Partitioning: hash(trader_id, symbol)" in r.stdout
+    # the file's first batch gives the column types
+    assert "Output: trader_id STRING, symbol STRING, trade_count INT64, avg_price FLOAT64" in r.stdout
     assert "Source: market_data (file_source)" in r.stdout
     assert "Sink: stats (file_sink)" in r.stdout
 

@@ -166,7 +166,17 @@ def cmd_explain(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
-    print(vs.explain(spec.sql, env={}))
+    sample = None
+    if spec.source_type == "file_source":  # read-only: the first batch gives the column types
+        from .io import open_source
+        src = open_source(spec)
+        try:
+            rb = src.read()
+        finally:
+            src.close()
+        if rb is not None:
+            sample = {spec.source_name: rb.slice(0, 0)}
+    print(vs.explain(spec.sql, sample, env={}))
     print(spec.describe())
     return EXIT_OK
 
