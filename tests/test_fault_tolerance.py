@@ -272,3 +272,49 @@ def test_a_topic_keyed_by_some_group_by_columns_declares_them(kafka_broker, tmp_
     r = sc.finish()
     assert "done: 4,000 records in" in r.stderr
     assert check(sc.output(), expected["s3a"]) == 0
+
+
+def test_without_checkpoint_files_the_committed_offsets_alone_resume_open_windows(kafka_broker, tmp_path):
+    """Python API, no checkpoint directory: the Kafka committed offset must stay at the oldest
+    record of an open window, also through commits made while the source is idle, so that a
+    crash (kill -9) loses nothing."""
+    import velostream as vs
+    from velostream.io.base import Properties
+    from velostream.io.kafka import KafkaSink, KafkaSource
+    table, expected = _data(6_000)
+    sc = Scenario(kafka_broker, tmp_path, S3A, "nodir")
+    sc.produce(table.to_pylist())
+    sql = S3A.split("AS\n", 1)[1]
+    src_props = {"topic": sc.topic, "bootstrap.servers": kafka_broker.bootstrap,
+                 "group.id": sc.group, **GROUP}
+    sink_props = {"topic": sc.out, "bootstrap.servers": kafka_broker.bootstrap}
+    first = f"""
+import sys, time
+import velostream as vs
+from velostream.io.base import Properties
+from velostream.io.kafka import KafkaSink, KafkaSource
+src = KafkaSource("trades", Properties("trades", {src_props!r}))
+sink = KafkaSink("out", Properties("out", {sink_props!r}), ["trader_id", "symbol"])
+job = vs.Job({sql!r}, {{"trades": src}}, sink, commit_interval_s=0.2).start()
+while job.stats.records_read < 6000:
+    time.sleep(0.05)
+commits = job.stats.commits
+while job.stats.commits < commits + 3:  # commits while the source is idle
+    time.sleep(0.05)
+print("idle commits done", flush=True)
+time.sleep(60)
+"""
+    p = subprocess.Popen([sys.executable, "-c", first], stdout=subprocess.PIPE, text=True,
+                         cwd=tmp_path, env=subprocess_env())
+    try:
+        assert p.stdout.readline().strip() == "idle commits done"
+    finally:
+        p.kill()  # a crash: nothing is flushed or committed on the way out
+        p.wait()
+    src = KafkaSource("trades", Properties("trades", src_props), bounded=True)
+    sink = KafkaSink("out", Properties("out", sink_props), ["trader_id", "symbol"])
+    stats = vs.Job(sql, {"trades": src}, sink).run()
+    src.close()
+    sink.close()
+    assert stats.records_read > 0  # the open windows were replayed
+    assert check(sc.output(), expected["s3a"]) == 0

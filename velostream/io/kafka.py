@@ -132,6 +132,10 @@ class KafkaSource:
         self._drain_idle_s = props.get_int("bounded.drain.ms", 1000) / 1000
         self._idle_s = props.get_int("watermark.idle.ms", 5000) / 1000
         self._assigned_time: dict[int, float] = {}
+        # bounded: how long an empty assignment is waited out (see has_more)
+        self._empty_since = time.monotonic()
+        self._empty_wait_s = 2 * int(props.values.get(
+            "session.timeout.ms", CONSUMER_DEFAULTS["session.timeout.ms"])) / 1000 + 1
         #: the columns the topic is keyed by (pipe-joined), if declared: checked by the task runner
         kc = props.get("key.columns")
         self.key_columns = [c.strip() for c in kc.split(",") if c.strip()] if kc else None
@@ -195,6 +199,7 @@ class KafkaSource:
 
     # -- group membership ------------------------------------------------------------------
     def _on_assign(self, consumer, partitions) -> None:
+        self._empty_since = time.monotonic()
         if not self._ever_assigned:
             self.assigned_at = time.perf_counter()
         self._ever_assigned = True
@@ -221,6 +226,7 @@ class KafkaSource:
         self._listener = (on_assign, on_revoke)
 
     def _on_revoke(self, consumer, partitions) -> None:
+        self._empty_since = time.monotonic()
         if self._listener is not None:
             self._listener[1](sorted(tp.partition for tp in partitions))
         for tp in partitions:
@@ -406,6 +412,10 @@ class KafkaSource:
             return True
         if not self._ever_assigned or self._new:
             return True
+        if not self._assigned:
+            # no partition (yet): a member that just died may still hold them until its session
+            # times out, so wait that long for a rebalance before calling the input finished
+            return time.monotonic() - self._empty_since < self._empty_wait_s
         return not all(p in self._done for p in self._assigned)
 
     def rejects(self) -> list[Reject]:

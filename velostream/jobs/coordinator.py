@@ -193,7 +193,6 @@ class Job:
         self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
         self.commit_interval_s = commit_interval_s
         self._last_commit = time.monotonic()
-        self._dead_rows_written = 0
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
         name = self.engine.source
@@ -339,7 +338,6 @@ class Job:
             if rows is not None:
                 rejects = _rows_as_rejects(self.engine.source, *rows)
             dl.write(rejects)
-            self._dead_rows_written += len(rejects)
         elif dl is not None:  # a Writer: record batches
             dl.write_batch(rows[1] if rows is not None else Reject.to_arrow(rejects))
             dl.flush()
@@ -363,6 +361,9 @@ class Job:
     def _commit(self) -> None:
         """Everything emitted so far is written: flush and commit the sink and the dead-letter
         output, then commit the reader (a Kafka source commits its offsets)."""
+        if self.runner is not None:  # partition-scoped state commits per source partition
+            self.runner.commit()
+            return
         self._drain_engine_dead_letters()
         self._flush_sink()
         self.sink.commit()
