@@ -285,8 +285,9 @@ def test_without_checkpoint_files_the_committed_offsets_alone_resume_open_window
     sc = Scenario(kafka_broker, tmp_path, S3A, "nodir")
     sc.produce(table.to_pylist())
     sql = S3A.split("AS\n", 1)[1]
+    # a short rebalance timeout too: the killed member is dropped from the group quickly
     src_props = {"topic": sc.topic, "bootstrap.servers": kafka_broker.bootstrap,
-                 "group.id": sc.group, **GROUP}
+                 "group.id": sc.group, **GROUP, "max.poll.interval.ms": "6000"}
     sink_props = {"topic": sc.out, "bootstrap.servers": kafka_broker.bootstrap}
     first = f"""
 import sys, time

@@ -129,13 +129,17 @@ class KafkaSource:
         self._max_bytes = props.get_int("max.record.bytes", 1 << 20)
         self._batch = props.get_int("batch.max.messages", 50000)
         self._poll_s = props.get_int("poll.timeout.ms", 100) / 1000
-        self._drain_idle_s = props.get_int("bounded.drain.ms", 1000) / 1000
+        self._drain_idle_s = props.get_int("bounded.drain.ms", 10000) / 1000
         self._idle_s = props.get_int("watermark.idle.ms", 5000) / 1000
         self._assigned_time: dict[int, float] = {}
-        # bounded: how long an empty assignment is waited out (see has_more)
+        # bounded: how long an empty assignment is waited out (see has_more): a dead member is
+        # dropped after its session timeout, or (some brokers) when a rebalance times out
         self._empty_since = time.monotonic()
-        self._empty_wait_s = 2 * int(props.values.get(
-            "session.timeout.ms", CONSUMER_DEFAULTS["session.timeout.ms"])) / 1000 + 1
+        self._empty_wait_s = (int(props.values.get("session.timeout.ms",
+                                                   CONSUMER_DEFAULTS["session.timeout.ms"]))
+                              + int(props.values.get("max.poll.interval.ms",
+                                                     CONSUMER_DEFAULTS["max.poll.interval.ms"]))
+                              ) / 1000 + 2
         #: the columns the topic is keyed by (pipe-joined), if declared: checked by the task runner
         kc = props.get("key.columns")
         self.key_columns = [c.strip() for c in kc.split(",") if c.strip()] if kc else None
@@ -413,8 +417,8 @@ class KafkaSource:
         if not self._ever_assigned or self._new:
             return True
         if not self._assigned:
-            # no partition (yet): a member that just died may still hold them until its session
-            # times out, so wait that long for a rebalance before calling the input finished
+            # no partition (yet): a member that just died may still hold them until it is
+            # dropped from the group, so wait that long for a rebalance before calling it done
             return time.monotonic() - self._empty_since < self._empty_wait_s
         return not all(p in self._done for p in self._assigned)
 
