@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._core.aggregate import update_all
 from .._core.group_table import GroupTable
 from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
@@ -113,10 +114,11 @@ class KeyCodec:
         nulls = words[:, len(self.layout)] if self.wide else None
         for w, item in enumerate(self.layout):
             col = words[:, w]
-            if item[0] == "pair":
-                out[item[1]] = self._narrow_col(col >> 32, item[1], strings)
-                out[item[2]] = self._narrow_col((col & 0xFFFFFFFF).astype(np.uint32).view(np.int32),
-                                                item[2], strings)
+            if item[0] == "pair":  # the two int32 halves as strided views: no shifts or masks
+                halves = np.ascontiguousarray(col).view(np.int32)
+                no_nulls = bool((halves >= 0).all())  # one contiguous pass checks both keys
+                out[item[1]] = self._narrow_col(halves[1::2], item[1], strings, no_nulls)
+                out[item[2]] = self._narrow_col(halves[0::2], item[2], strings, no_nulls)
             elif item[0] == "narrow":
                 out[item[1]] = self._narrow_col(col, item[1], strings)
             elif item[0] == "wide":
@@ -129,12 +131,16 @@ class KeyCodec:
                 out[i] = Column(t, v, None if valid.all() else valid, strings=strings)
         return out
 
-    def _narrow_col(self, v: np.ndarray, i: int, strings: StringDict) -> Column:
+    def _narrow_col(self, v: np.ndarray, i: int, strings: StringDict,
+                    no_nulls: bool = False) -> Column:
         t = self.types[i]
-        valid = v >= 0
-        v = np.where(valid, v, 0)
+        valid = None if no_nulls else v >= 0
+        if valid is not None and valid.all():  # the usual case: no NULL keys, so no select
+            valid = None
+        if valid is not None:
+            v = np.where(valid, v, 0)
         v = v.astype(bool) if t.kind == "BOOL" else v.astype(np.int32)
-        return Column(t, v, None if valid.all() else valid, strings=strings)
+        return Column(t, v, valid, strings=strings)
 
 
 # ------------------------------------------------------------------------------ aggregates
@@ -762,18 +768,18 @@ class Pipeline:
         if SEQ_COL in batch.columns:
             seq = batch[SEQ_COL].values if rows is None else batch[SEQ_COL].values[rows]
         cols: dict[str, Column] = {}
+        if not changes:
+            # one call for every aggregate: the slots are range-checked once, not per aggregate
+            inputs = [self._agg_input(spec, batch, rows) for spec in plan.aggs]
+            update_all(self.aggs, slots, [v for v, _ in inputs], [ok for _, ok in inputs], seq)
+            return []
         for spec, agg in zip(plan.aggs, self.aggs):
             vals, valid = self._agg_input(spec, batch, rows)
-            if changes:
-                out = np.empty(m, dtype=agg.result_dtype)
-                out_ok = np.empty(m, dtype=np.uint8)
-                agg.update_emit(slots, vals, valid, out, out_ok, seq)
-                cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
-                                                _scale(spec), self.strings)
-            else:
-                agg.update(slots, vals, valid, seq)
-        if not changes:
-            return []
+            out = np.empty(m, dtype=agg.result_dtype)
+            out_ok = np.empty(m, dtype=np.uint8)
+            agg.update_emit(slots, vals, valid, out, out_ok, seq)
+            cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
+                                            _scale(spec), self.strings)
         for i, c in enumerate(keycols):
             cols[f"__k{i}"] = c if rows is None else c.take(rows)
         if self.windowed:
