@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
+from ._core.window import running_max_before
 from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
 from .errors import SqlError
 from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, KeyCodec, Pipeline
@@ -47,11 +48,9 @@ class Watermark:
             return np.empty(0, dtype=np.int64)
         if partitions is not None:
             return self._stamp_partitioned(times, partitions)
-        cm = np.maximum.accumulate(times)
         before = np.empty(n, dtype=np.int64)
-        before[0] = self.max_time
-        np.maximum(cm[:-1], self.max_time, out=before[1:])
-        self.max_time = max(self.max_time, int(cm[-1]))
+        self.max_time = running_max_before(np.ascontiguousarray(times, dtype=np.int64),
+                                           self.max_time, before)
         return self._less_lateness(before)
 
     def _less_lateness(self, before: np.ndarray) -> np.ndarray:

@@ -48,8 +48,9 @@ cdef class Aggregate:
                                # enters the same object gets RuntimeError instead of torn state
 
     # Shared body of update/update_emit: validate and take pointers with the GIL, run _update
-    # without it. out_values/out_valid are None for update.
-    cdef _run(self, slots, values, valid, seq, out_values, out_valid)
+    # without it. out_values/out_valid are None for update. known_max: the largest slot when a
+    # caller in this module has already scanned ``slots`` for it (update_all), else -2.
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid, int32_t known_max=*)
     # Hooks every concrete class overrides; slots reaching them are already < n_slots.
     cdef int _grow(self, Py_ssize_t n_slots) except -1
     cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,

@@ -427,7 +427,7 @@ cdef class Aggregate:
             raise TypeError("update_emit needs out_values and out_valid arrays")
         self._run(slots, values, valid, seq, out_values, out_valid)
 
-    cdef _run(self, slots, values, valid, seq, out_values, out_valid):
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid, int32_t known_max=-2):
         cdef const int32_t[::1] sl = slots
         cdef const int64_t[::1] ivals
         cdef const double[::1] fvals
@@ -490,7 +490,7 @@ cdef class Aggregate:
         _enter(self)
         try:
             with nogil:
-                mx = _max_slot(&sl[0], n)
+                mx = _max_slot(&sl[0], n) if known_max == -2 else known_max
                 if mx < self.n_slots:
                     status = self._update(n, &sl[0], vp, mp, qp, seq0, op, omp)
         finally:
@@ -614,6 +614,30 @@ cdef class Aggregate:
         return AGG_OK
 
 
+def update_all(list aggs, slots, list values, list valids, seq=None):
+    """``aggs[j].update(slots, values[j], valids[j], seq)`` for every j: one query's aggregates
+    over the same rows. The slots are scanned for their largest value once for all of them
+    (each ``update`` would scan them again), and each aggregate runs its own nogil loop.
+
+    >>> import numpy as np
+    >>> c, s = CountStar(), Sum(np.int64)
+    >>> c.ensure_capacity(2); s.ensure_capacity(2)
+    >>> update_all([c, s], np.array([0, 1, 0], np.int32), [None, np.array([1, 2, 3])], [None, None])
+    >>> c.result(np.array([0, 1], np.int32))[0].tolist(), s.result(np.array([0, 1], np.int32))[0].tolist()
+    ([2, 1], [4, 2])
+    """
+    cdef const int32_t[::1] sl = slots
+    cdef Py_ssize_t j, n = sl.shape[0]
+    cdef int32_t mx = -1
+    if len(values) != len(aggs) or len(valids) != len(aggs):
+        raise ValueError("update_all needs one values and one valid entry per aggregate")
+    if n:
+        with nogil:
+            mx = _max_slot(&sl[0], n)
+    for j in range(len(aggs)):
+        (<Aggregate?>aggs[j])._run(slots, values[j], valids[j], seq, None, None, mx)
+
+
 # ---- COUNT(*), COUNT(x) ----------------------------------------------------------------------
 
 cdef class _CountBase(Aggregate):
@@ -639,10 +663,13 @@ cdef class _CountBase(Aggregate):
         return AGG_OK
 
     cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        # Through a local pointer: extensions build with -fno-strict-aliasing, so every store
+        # would otherwise reload the vector's data pointer.
+        cdef int64_t* counts = self.counts.data()
         cdef Py_ssize_t i
         for i in range(n):
             if slots[i] >= 0:
-                self.counts[slots[i]] = 0
+                counts[slots[i]] = 0
 
     cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
                     const int32_t* src) noexcept nogil:
@@ -796,6 +823,22 @@ cdef class _SumBase(Aggregate):
         cdef Py_ssize_t i
         cdef int32_t s
         cdef int status = AGG_OK
+        if out_valid == NULL and valid == NULL:
+            # The common EMIT FINAL case (no NULLs, nothing to emit) without the per-row checks
+            # of the general loops below (a quarter fewer instructions per row in S3a).
+            if self.is_float:
+                for i in range(n):
+                    s = slots[i]
+                    if s >= 0:
+                        add_sum(fv[i], &fsum[s], &fcomp[s])
+                        nobs[s] += 1
+            else:
+                for i in range(n):
+                    s = slots[i]
+                    if s >= 0:
+                        isum[s] += iv[i]
+                        nobs[s] += 1
+            return AGG_OK
         if self.is_float:
             for i in range(n):
                 s = slots[i]
@@ -826,36 +869,53 @@ cdef class _SumBase(Aggregate):
 
     cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
                      uint8_t* out_valid) noexcept nogil:
+        # State pointers in locals and one loop per dtype: extensions build with
+        # -fno-strict-aliasing, so each store through out/out_valid would otherwise make the
+        # compiler reload the member vectors' data pointers on every row.
+        cdef const int64_t* nobs = self.nobs.data()
+        cdef const int128_t* isum = self.isum.data()
+        cdef const double* fsum = self.fsum.data()
+        cdef const double* fcomp = self.fcomp.data()
+        cdef bint mean = self.mean
         cdef Py_ssize_t i
         cdef int32_t s
         cdef int status = AGG_OK
-        for i in range(n):
-            s = slots[i]
-            if self.is_float:
+        if self.is_float:
+            for i in range(n):
+                s = slots[i]
                 if s < 0:
-                    _put_float_sum(0.0, 0.0, 0, self.mean, <double*>out, i, out_valid)
+                    _put_float_sum(0.0, 0.0, 0, mean, <double*>out, i, out_valid)
                 else:
-                    _put_float_sum(self.fsum[s], self.fcomp[s], self.nobs[s], self.mean,
-                                   <double*>out, i, out_valid)
-            elif s < 0:
-                _put_int_sum(0, 0, self.mean, out, i, out_valid)
-            else:
-                status |= _put_int_sum(self.isum[s], self.nobs[s], self.mean, out, i, out_valid)
+                    _put_float_sum(fsum[s], fcomp[s], nobs[s], mean, <double*>out, i, out_valid)
+        else:
+            for i in range(n):
+                s = slots[i]
+                if s < 0:
+                    _put_int_sum(0, 0, mean, out, i, out_valid)
+                else:
+                    status |= _put_int_sum(isum[s], nobs[s], mean, out, i, out_valid)
         return status
 
     cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef int64_t* nobs = self.nobs.data()
+        cdef int128_t* isum = self.isum.data()
+        cdef double* fsum = self.fsum.data()
+        cdef double* fcomp = self.fcomp.data()
         cdef Py_ssize_t i
         cdef int32_t s
-        for i in range(n):
-            s = slots[i]
-            if s < 0:
-                continue
-            self.nobs[s] = 0
-            if self.is_float:
-                self.fsum[s] = 0.0
-                self.fcomp[s] = 0.0
-            else:
-                self.isum[s] = 0
+        if self.is_float:
+            for i in range(n):
+                s = slots[i]
+                if s >= 0:
+                    nobs[s] = 0
+                    fsum[s] = 0.0
+                    fcomp[s] = 0.0
+        else:
+            for i in range(n):
+                s = slots[i]
+                if s >= 0:
+                    nobs[s] = 0
+                    isum[s] = 0
 
     cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
                     const int32_t* src) noexcept nogil:

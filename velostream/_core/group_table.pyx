@@ -619,7 +619,9 @@ cdef class GroupTable:
         Raises ValueError if any slot is not live.
         """
         cdef Py_ssize_t m = slots.shape[0], bad = 0, k
-        cdef int nw = self.st.n_words
+        cdef int nw = self.st.n_words, w
+        cdef const int64_t* src
+        cdef int64_t* dst
         cdef int status = GT_OK
         out_arr = np.empty((m, nw), dtype=np.int64)
         cdef int64_t[:, ::1] out = out_arr
@@ -630,9 +632,12 @@ cdef class GroupTable:
             with nogil:
                 status = _check_live(&self.st, &slots[0], m, &bad)
                 if status == GT_OK:
+                    # Word by word: keys are a few words, and a memcpy call per row costs more.
+                    dst = &out[0, 0]
                     for k in range(m):
-                        memcpy(&out[k, 0], self.st.keys + <Py_ssize_t>slots[k] * nw,
-                               nw * sizeof(int64_t))
+                        src = self.st.keys + <Py_ssize_t>slots[k] * nw
+                        for w in range(nw):
+                            dst[k * nw + w] = src[w]
         finally:
             self.busy = False
         _raise_status(status, bad, &slots[0])

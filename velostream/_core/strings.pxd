@@ -1,6 +1,15 @@
 # The job-wide string dictionary: raw UTF-8 bytes of Arrow string arrays -> stable int32 codes.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
+
+# One entry of the interner's front cache: a string of up to 16 bytes is identified exactly by its
+# length and head words (strings.pyx ``head_words``), so a match needs no byte comparison.
+cdef struct CacheEntry:
+    uint64_t w0
+    uint64_t w1
+    int32_t length           # -1: empty entry
+    int32_t code
+
 cdef class StringInterner:
     cdef object _data        # np.uint8 array: every distinct string's bytes, back to back
     cdef object _offsets     # np.int32 array: string c is _data[_offsets[c]:_offsets[c+1]]
@@ -10,5 +19,6 @@ cdef class StringInterner:
     cdef Py_ssize_t count    # distinct strings so far (codes are 0..count-1)
     cdef Py_ssize_t nbytes   # bytes used in _data
     cdef Py_ssize_t mask     # len(_index) - 1
+    cdef CacheEntry* _cache  # 2-way set-associative front cache (CACHE_SETS sets), see encode_buffers
 
     cdef void _reserve(self, Py_ssize_t more_strings, Py_ssize_t more_bytes)

@@ -14,7 +14,9 @@ from typing import Optional
 
 import numpy as np
 
+from .._core.aggregate import update_all
 from .._core.group_table import GroupTable
+from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
 from ..planner import AggSpec, Plan
 from .expressions import Evaluator
@@ -112,10 +114,11 @@ class KeyCodec:
         nulls = words[:, len(self.layout)] if self.wide else None
         for w, item in enumerate(self.layout):
             col = words[:, w]
-            if item[0] == "pair":
-                out[item[1]] = self._narrow_col(col >> 32, item[1], strings)
-                out[item[2]] = self._narrow_col((col & 0xFFFFFFFF).astype(np.uint32).view(np.int32),
-                                                item[2], strings)
+            if item[0] == "pair":  # the two int32 halves as strided views: no shifts or masks
+                halves = np.ascontiguousarray(col).view(np.int32)
+                no_nulls = bool((halves >= 0).all())  # one contiguous pass checks both keys
+                out[item[1]] = self._narrow_col(halves[1::2], item[1], strings, no_nulls)
+                out[item[2]] = self._narrow_col(halves[0::2], item[2], strings, no_nulls)
             elif item[0] == "narrow":
                 out[item[1]] = self._narrow_col(col, item[1], strings)
             elif item[0] == "wide":
@@ -128,12 +131,16 @@ class KeyCodec:
                 out[i] = Column(t, v, None if valid.all() else valid, strings=strings)
         return out
 
-    def _narrow_col(self, v: np.ndarray, i: int, strings: StringDict) -> Column:
+    def _narrow_col(self, v: np.ndarray, i: int, strings: StringDict,
+                    no_nulls: bool = False) -> Column:
         t = self.types[i]
-        valid = v >= 0
-        v = np.where(valid, v, 0)
+        valid = None if no_nulls else v >= 0
+        if valid is not None and valid.all():  # the usual case: no NULL keys, so no select
+            valid = None
+        if valid is not None:
+            v = np.where(valid, v, 0)
         v = v.astype(bool) if t.kind == "BOOL" else v.astype(np.int32)
-        return Column(t, v, None if valid.all() else valid, strings=strings)
+        return Column(t, v, valid, strings=strings)
 
 
 # ------------------------------------------------------------------------------ aggregates
@@ -707,11 +714,12 @@ class Pipeline:
         w = self.plan.window
         size = w.size_ms
         if w.kind == "TUMBLING":
-            ws = (t // size) * size
-            keep = ws + size > wm
-            if keep.all():
+            ws = np.empty(len(t), dtype=np.int64)
+            late, _ = tumbling_starts(np.ascontiguousarray(t, dtype=np.int64),
+                                      np.ascontiguousarray(wm, dtype=np.int64), size, ws)
+            if not late:
                 return None, ws
-            rows = np.flatnonzero(keep)
+            rows = np.flatnonzero(ws + size > wm)
             return rows, ws[rows]
         adv = w.advance_ms
         k = -(-size // adv)  # windows a record can belong to
@@ -760,18 +768,18 @@ class Pipeline:
         if SEQ_COL in batch.columns:
             seq = batch[SEQ_COL].values if rows is None else batch[SEQ_COL].values[rows]
         cols: dict[str, Column] = {}
+        if not changes:
+            # one call for every aggregate: the slots are range-checked once, not per aggregate
+            inputs = [self._agg_input(spec, batch, rows) for spec in plan.aggs]
+            update_all(self.aggs, slots, [v for v, _ in inputs], [ok for _, ok in inputs], seq)
+            return []
         for spec, agg in zip(plan.aggs, self.aggs):
             vals, valid = self._agg_input(spec, batch, rows)
-            if changes:
-                out = np.empty(m, dtype=agg.result_dtype)
-                out_ok = np.empty(m, dtype=np.uint8)
-                agg.update_emit(slots, vals, valid, out, out_ok, seq)
-                cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
-                                                _scale(spec), self.strings)
-            else:
-                agg.update(slots, vals, valid, seq)
-        if not changes:
-            return []
+            out = np.empty(m, dtype=agg.result_dtype)
+            out_ok = np.empty(m, dtype=np.uint8)
+            agg.update_emit(slots, vals, valid, out, out_ok, seq)
+            cols[spec.name] = finish_values(out, out_ok.view(bool), spec.result_type, spec.unscale,
+                                            _scale(spec), self.strings)
         for i, c in enumerate(keycols):
             cols[f"__k{i}"] = c if rows is None else c.take(rows)
         if self.windowed:
@@ -803,12 +811,14 @@ class Pipeline:
         picked = np.flatnonzero(closing)
         if len(picked) == 0:
             return []
-        picked = picked[_order_by_end(ends[picked], self._window_step)]
-        closed = np.ascontiguousarray(live[picked])
+        picked = picked.take(_order_by_end(ends.take(picked), self._window_step))
+        closed = live.take(picked)
+        # take, not words[picked]: numpy's 2-D fancy indexing is several times slower per row
         if self.role == "partial":
-            out = self._snapshot(closed, words[picked])
+            out = self._snapshot(closed, words.take(picked, axis=0))
         else:
-            out = self._emit_groups(closed, words[picked]) if self.plan.emit == "FINAL" else []
+            out = (self._emit_groups(closed, words.take(picked, axis=0))
+                   if self.plan.emit == "FINAL" else [])
         self._retire(closed)
         return out
 
@@ -992,13 +1002,9 @@ _INT = SqlType("INT64")
 
 def _order_by_end(ends: np.ndarray, step: int) -> np.ndarray:
     """A stable order of closed windows by end. Ends are multiples of the window step, so they
-    usually compress into 16-bit ranks, which numpy sorts stably in linear time (radix)."""
-    lo, hi = int(ends.min()), int(ends.max())
-    if lo == hi:
-        return np.arange(len(ends))
-    if (hi - lo) // step < 65_536 and not ((ends - lo) % step).any():
-        return np.argsort(((ends - lo) // step).astype(np.uint16), kind="stable")
-    return np.argsort(ends, kind="stable")
+    usually compress into small ranks, which a counting sort orders in linear time."""
+    order = order_by_end(np.ascontiguousarray(ends, dtype=np.int64), step)
+    return np.argsort(ends, kind="stable") if order is None else order
 
 
 def _scale(spec: AggSpec) -> int:
