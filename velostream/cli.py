@@ -100,20 +100,21 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     from .io import ConfigError, open_dead_letter, open_sink, open_source
     from .jobs import Job
 
-    source = open_source(spec, bounded=bounded)
-    sink = open_sink(spec)
-    dead = open_dead_letter(spec)
     interval = _int_property(spec, "commit.interval.ms", 5000) / 1000
+    replay_max_ms = _int_property(spec, "checkpoint.replay.max.ms", 3_600_000)
     tolerance = spec.job.get("fault.tolerance", "at_least_once").lower().replace("-", "_")
     if tolerance not in ("at_least_once", "none"):
         raise ConfigError(f"fault.tolerance must be at_least_once or none, got {tolerance!r}")
+    source = open_source(spec, bounded=bounded)  # connectors last: the checks above are free
+    sink = open_sink(spec)
+    dead = open_dead_letter(spec)
     return Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
                processor="v1" if partitions == 1 else "v2",
                failure_strategy=spec.job.get("failure.strategy"), dead_letter=dead, env={},
                commit_interval_s=interval,
                fault_tolerance=tolerance,
                checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR), reset=reset,
-               replay_max_ms=_int_property(spec, "checkpoint.replay.max.ms", 3_600_000))
+               replay_max_ms=replay_max_ms)
 
 
 @_start_errors
