@@ -16,6 +16,7 @@ NULL, COUNT of no values is 0, FIRST/LAST return the first/last row's value even
 (array([4.5, 0. ]), array([ True, False]))
 """
 import numpy as np
+from .state_arrays import state_array as _state_array  # checks import_state input
 
 cimport numpy as cnp
 from libc.math cimport NAN, sqrt
@@ -226,26 +227,6 @@ cdef inline const int32_t* _slot_ptr(const int32_t[::1] sl) noexcept:
     return &sl[0] if sl.shape[0] else NULL
 
 
-cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
-    """``arrays[name]`` as a C-contiguous 1-d array of ``dtype`` (same-kind casts only, so no
-    float bit pattern is ever converted), of length ``n`` unless ``n < 0``."""
-    try:
-        a = arrays[name]
-    except KeyError:
-        raise KeyError(f"state array '{name}' is missing") from None
-    a = np.asarray(a)
-    dt = np.dtype(dtype)
-    if a.dtype != dt:
-        if dt == np.uint8 and a.dtype == np.bool_:
-            a = a.view(np.uint8)
-        else:
-            a = a.astype(dt, casting="same_kind")
-    a = np.ascontiguousarray(a)
-    if a.ndim != 1:
-        raise ValueError(f"state array '{name}' must be one-dimensional")
-    if n >= 0 and a.shape[0] != n:
-        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
-    return a
 
 
 cdef tuple _state_lists(object arrays, str name, Py_ssize_t n):

@@ -21,6 +21,7 @@ unless nothing else is there, MAX returns it), SUM/AVG follow IEEE over the whol
 NaN or infinity makes a variance NaN except that one value alone has population variance 0.
 """
 import numpy as np
+from .state_arrays import state_array as _state_array  # checks import_state input
 
 from libc.math cimport INFINITY, NAN, fabs, isfinite, sqrt
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
@@ -1008,23 +1009,3 @@ cdef object _block_index(object sl, object m, object off, int64_t n):
     return sl[owner] * n + (np.arange(int(off[k]), dtype=np.int64) - off[owner])
 
 
-cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
-    """``arrays[name]`` as a contiguous 1-d array of ``dtype`` (same-kind casts only, so no float
-    bit pattern is converted), of length ``n`` unless ``n < 0``."""
-    try:
-        a = arrays[name]
-    except KeyError:
-        raise KeyError(f"state array '{name}' is missing") from None
-    a = np.asarray(a)
-    dt = np.dtype(dtype)
-    if a.dtype != dt:
-        if dt == np.uint8 and a.dtype == np.bool_:
-            a = a.view(np.uint8)
-        else:
-            a = a.astype(dt, casting="same_kind")
-    a = np.ascontiguousarray(a)
-    if a.ndim != 1:
-        raise ValueError(f"state array '{name}' must be one-dimensional")
-    if n >= 0 and a.shape[0] != n:
-        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
-    return a

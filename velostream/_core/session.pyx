@@ -20,6 +20,7 @@ from cython.operator cimport dereference as deref, preincrement as inc
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
 
 import numpy as np
+from .state_arrays import state_array as _state_array  # checks import_state input
 
 
 cdef extern from *:
@@ -74,23 +75,6 @@ cdef enum:
     ST_TOO_MANY_SIDS = -2
 
 
-cdef object _state_array(object arrays, str name, object dtype, Py_ssize_t n):
-    """``arrays[name]`` as a contiguous 1-d array of ``dtype`` (same-kind casts only), of length
-    ``n`` unless ``n < 0``."""
-    try:
-        a = arrays[name]
-    except KeyError:
-        raise KeyError(f"state array '{name}' is missing") from None
-    a = np.asarray(a)
-    dt = np.dtype(dtype)
-    if a.dtype != dt:
-        a = a.view(np.uint8) if dt == np.uint8 and a.dtype == np.bool_ else a.astype(dt, casting="same_kind")
-    a = np.ascontiguousarray(a)
-    if a.ndim != 1:
-        raise ValueError(f"state array '{name}' must be one-dimensional")
-    if n >= 0 and a.shape[0] != n:
-        raise ValueError(f"state array '{name}' has {a.shape[0]} entries, expected {n}")
-    return a
 
 
 cdef inline EndKey end_key(int64_t end, int64_t first, int32_t sid) noexcept nogil:
