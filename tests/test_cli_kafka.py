@@ -16,18 +16,11 @@ import pytest
 
 from conftest import subprocess_env
 from test_cli import job_file, velostream
+from test_io_kafka import DUCK_S3A, S3A
 from velostream.datagen import market_data
 
 RECORDS = 12_000
-S3A_JOB = """CREATE STREAM s3a_out AS
-SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price,
-       SUM(quantity) AS total_quantity, SUM(price * quantity) AS total_value
-FROM market_data
-GROUP BY trader_id, symbol
-WINDOW TUMBLING (trade_time, INTERVAL '1' MINUTE)"""
-DUCK_S3A = """SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price,
-       SUM(quantity) AS total_quantity, SUM(price * quantity) AS total_value
-FROM md GROUP BY trader_id, symbol, trade_time // 60000"""
+S3A_JOB = "CREATE STREAM s3a_out AS\n" + S3A
 GROUP = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "300"}
 
 

@@ -294,7 +294,8 @@ class Job:
         """The next batch, or None at the end of a bounded input or on stop(). ``idle`` is
         called while there is nothing to read (V2 delivers finished steps then)."""
         take_rejects = getattr(self.reader, "rejects", None)
-        partitions = getattr(self.reader, "watermark_partitions", None)
+        # the job-wide watermark over source partitions; tasks keep a watermark each instead
+        partitions = getattr(self.reader, "watermark_partitions", None) if self.runner is None else None
         while not self._stop.is_set():
             t0 = time.perf_counter()
             rb = self.reader.read()

@@ -301,7 +301,7 @@ class TaskRunner:
         stopped_early = False
         try:
             while True:
-                rb = job._next_input(idle=self._idle)
+                rb = job._next_input()  # tasks run synchronously: nothing is in flight
                 if rb is None:
                     stopped_early = job._stop.is_set() and self.reader.has_more()
                     break
@@ -315,9 +315,6 @@ class TaskRunner:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
-
-    def _idle(self, block: bool = False) -> None:
-        pass  # tasks run synchronously: nothing is in flight while the source is idle
 
     def _process(self, rb: pa.RecordBatch) -> None:
         job = self.job
