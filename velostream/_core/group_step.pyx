@@ -1,0 +1,498 @@
+"""One compiled step for the common streaming GROUP BY: a whole ``Engine.push`` of an Arrow batch.
+
+For plans of the shape ``SELECT keys..., aggregates... FROM s GROUP BY keys`` with EMIT CHANGES
+(no window, WHERE, HAVING, LIMIT or expressions over the group row; see
+``velostream.exec.push_fast`` for the exact conditions), ``GroupStep.push`` does in one call what
+the general path does in a dozen Python-level steps: it reads the batch's buffers through the Arrow
+C data interface (one ``_export_to_c`` call for every column), interns the string keys, finds or
+inserts the group slots, updates every aggregate and writes each row's emitted values, all on raw
+pointers. It works on *the same state objects* as the general path (the pipeline's
+``GroupTable``, its ``Aggregate`` objects, the job's ``StringDict``), through their cdef entry
+points, so the engine can switch between the two paths on any batch.
+
+The emitted rows stay in one buffer (``GroupRows``) until someone asks for Arrow
+(``Result.batches``, ``to_arrow``, iteration...), so a push of a few records costs a few
+microseconds; ``GroupRows.to_batch`` builds exactly the record batch the general path would have.
+"""
+cimport cython
+cimport numpy as cnp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+from velostream._core.aggregate cimport Aggregate, update_emit_rows
+from velostream._core.group_table cimport GroupTable, find_or_insert_rows
+from velostream._core.strings cimport StringInterner, intern_strings
+
+import numpy as np
+
+cnp.import_array()
+
+
+# The Arrow C data interface (https://arrow.apache.org/docs/format/CDataInterface.html): a stable
+# ABI, so this needs no Arrow headers and works with any pyarrow that exports it.
+cdef struct ArrowArray:
+    int64_t length
+    int64_t null_count
+    int64_t offset
+    int64_t n_buffers
+    int64_t n_children
+    const void** buffers
+    ArrowArray** children
+    ArrowArray* dictionary
+    void (*release)(ArrowArray*) noexcept nogil
+    void* private_data
+
+
+cdef enum:
+    # column kinds
+    K_STRING = 0
+    K_INT64 = 1
+    K_FLOAT64 = 2
+    # group-key word layout items (``KeyCodec.layout``)
+    W_PAIR = 0
+    W_NARROW = 1
+    W_WIDE = 2
+    W_ZERO = 3
+    W_NULLS = 4
+    # batches from this many rows on run their kernels without the GIL
+    RELEASE_ROWS = 8192
+
+# the single NaN bit pattern ``KeyCodec`` folds every NaN key into (numpy's ``np.nan``)
+cdef uint64_t CANONICAL_NAN = 0x7FF8000000000000ULL
+
+_KINDS = {"STRING": K_STRING, "INT64": K_INT64, "FLOAT64": K_FLOAT64}
+
+
+cdef inline int _grow(void** p, Py_ssize_t nbytes) except -1:
+    cdef void* q = realloc(p[0], nbytes if nbytes > 0 else 1)
+    if q == NULL:
+        raise MemoryError()
+    p[0] = q
+    return 0
+
+
+@cython.final
+cdef class GroupStep:
+    """The compiled push of a qualifying GROUP BY plan (built by ``velostream.exec.push_fast``).
+
+    ``push(rb)`` returns the push's ``Result`` (rows held lazily), or None when this batch must go
+    through the general path (other column types, an empty batch, more than ``max_rows`` rows).
+    """
+
+    # -- state shared with the general path
+    cdef GroupTable table
+    cdef list aggs                # the pipeline's Aggregate objects, plan order
+    cdef StringInterner interner
+    cdef object strings           # the job's StringDict (its lock, and decoding)
+    cdef object lock              # StringDict._lock: taken while interning, as StringDict does
+    cdef object stats             # the engine's stats dict (records_in, batches, records_out)
+
+    # -- the plan, fixed at construction
+    cdef int n_cols               # input columns used (keys and aggregate arguments)
+    cdef int n_keys
+    cdef int n_aggs
+    cdef int n_words
+    cdef int n_src                # n_keys + n_aggs: the computed columns of a row
+    cdef int* col_kind            # per used column
+    cdef int* col_index           # per used column: its position in the accepted schema
+    cdef int* key_col             # per key: used-column number
+    cdef int* agg_col             # per aggregate: used-column number, -1 for COUNT(*)
+    cdef int* w_kind              # per key word: W_*
+    cdef int* w_a                 # per key word: first key (PAIR: high half)
+    cdef int* w_b                 # per key word: second key (PAIR: low half)
+    cdef int* wide_bit            # per key: its bit in the NULL word, -1 when narrow
+    cdef bint any_string_key
+    cdef readonly list names      # used column names
+    cdef readonly list expected   # used columns' pyarrow types
+    cdef readonly list outputs    # per output column: (source, kind); source < n_keys: a key
+    cdef readonly object out_schema
+    cdef public Py_ssize_t max_rows  # larger batches go through the general path
+    cdef readonly Py_ssize_t batches  # pushes this step handled (the engine reports it)
+    cdef object schema            # the last schema accepted
+    cdef object rejected          # the last schema refused
+    cdef object result_cls
+
+    # -- per push
+    cdef ArrowArray c_arr
+    cdef object c_addr            # &c_arr as a Python int, for RecordBatch._export_to_c
+    cdef Py_ssize_t cap           # rows the scratch buffers hold
+    cdef int64_t* words           # n_words x cap
+    cdef const int64_t** word_ptrs
+    cdef int32_t* slots
+    cdef uint8_t* masks           # n_cols x cap: expanded validity
+    cdef const uint8_t** col_mask     # per used column: masks row or NULL (no NULLs)
+    cdef const char** col_values      # per used column: values (numeric) or offsets (string)
+    cdef const uint8_t** col_data     # per used column: string bytes
+
+    def __cinit__(self):
+        self.c_arr.release = NULL
+
+    def __init__(self, GroupTable table not None, list aggs, strings, stats, list keys,
+                 list layout, list wide, list agg_cols, list outputs, out_schema):
+        """``keys``: (column name, kind) per GROUP BY key; ``layout``/``wide``: the pipeline's
+        ``KeyCodec.layout`` and ``.wide``; ``agg_cols``: per aggregate, (column name, kind) of
+        its argument or None (COUNT(*)); ``outputs``: per output column, ``("k", i)`` or
+        ``("a", j)``; ``out_schema``: the engine's output schema."""
+        import pyarrow as pa
+        from velostream.result import Result
+        self.result_cls = Result
+        self.table = table
+        self.aggs = list(aggs)
+        self.strings = strings
+        self.interner = strings._interner
+        self.lock = strings._lock
+        self.stats = stats
+        self.out_schema = out_schema
+        self.max_rows = 1 << 62
+        self.c_addr = <uintptr_t>&self.c_arr
+        if len(agg_cols) != len(self.aggs):
+            raise ValueError("one argument entry per aggregate")
+        for a in self.aggs:
+            if not isinstance(a, Aggregate):
+                raise TypeError(f"not an aggregate: {a!r}")
+
+        names: list = []
+        kinds: list = []
+
+        def col(name, kind):
+            if name in names:
+                if kinds[names.index(name)] != kind:
+                    raise ValueError(f"column {name} used as two kinds")
+                return names.index(name)
+            names.append(name)
+            kinds.append(kind)
+            return len(names) - 1
+
+        key_cols = [col(name, _KINDS[kind]) for name, kind in keys]
+        arg_cols = [-1 if a is None else col(a[0], _KINDS[a[1]]) for a in agg_cols]
+        self.names = names
+        arrow = {K_STRING: pa.string(), K_INT64: pa.int64(), K_FLOAT64: pa.float64()}
+        self.expected = [arrow[k] for k in kinds]
+        self.n_cols = len(names)
+        self.n_keys = len(keys)
+        self.n_aggs = len(self.aggs)
+        self.n_src = self.n_keys + self.n_aggs
+        items = list(layout) + ([("nulls",)] if wide else [])
+        self.n_words = len(items)
+        if self.n_words != table.n_words:
+            raise ValueError(f"the key layout has {self.n_words} words, the table {table.n_words}")
+        cdef int i
+        self.col_kind = <int*>malloc(max(1, self.n_cols) * sizeof(int))
+        self.col_index = <int*>malloc(max(1, self.n_cols) * sizeof(int))
+        self.key_col = <int*>malloc(max(1, self.n_keys) * sizeof(int))
+        self.wide_bit = <int*>malloc(max(1, self.n_keys) * sizeof(int))
+        self.agg_col = <int*>malloc(max(1, self.n_aggs) * sizeof(int))
+        self.w_kind = <int*>malloc(self.n_words * sizeof(int))
+        self.w_a = <int*>malloc(self.n_words * sizeof(int))
+        self.w_b = <int*>malloc(self.n_words * sizeof(int))
+        self.word_ptrs = <const int64_t**>malloc(self.n_words * sizeof(int64_t*))
+        self.col_mask = <const uint8_t**>malloc(max(1, self.n_cols) * sizeof(uint8_t*))
+        self.col_values = <const char**>malloc(max(1, self.n_cols) * sizeof(char*))
+        self.col_data = <const uint8_t**>malloc(max(1, self.n_cols) * sizeof(uint8_t*))
+        if (self.col_kind == NULL or self.col_index == NULL or self.key_col == NULL
+                or self.wide_bit == NULL or self.agg_col == NULL or self.w_kind == NULL
+                or self.w_a == NULL or self.w_b == NULL or self.word_ptrs == NULL
+                or self.col_mask == NULL or self.col_values == NULL or self.col_data == NULL):
+            raise MemoryError()
+        for i in range(self.n_cols):
+            self.col_kind[i] = kinds[i]
+            self.col_index[i] = -1
+        self.any_string_key = False
+        for i in range(self.n_keys):
+            self.key_col[i] = key_cols[i]
+            self.wide_bit[i] = wide.index(i) if i in wide else -1
+            if kinds[key_cols[i]] == K_STRING:
+                self.any_string_key = True
+        for i in range(self.n_aggs):
+            self.agg_col[i] = arg_cols[i]
+        for i, item in enumerate(items):
+            self.w_a[i] = self.w_b[i] = -1
+            if item[0] == "pair":
+                self.w_kind[i], self.w_a[i], self.w_b[i] = W_PAIR, item[1], item[2]
+            elif item[0] == "narrow":
+                self.w_kind[i], self.w_a[i] = W_NARROW, item[1]
+            elif item[0] == "wide":
+                self.w_kind[i], self.w_a[i] = W_WIDE, item[1]
+            elif item[0] == "zero":
+                self.w_kind[i] = W_ZERO
+            elif item[0] == "nulls":
+                self.w_kind[i] = W_NULLS
+            else:
+                raise ValueError(f"unknown key layout item {item!r}")
+            if self.w_kind[i] in (W_PAIR, W_NARROW) and kinds[key_cols[self.w_a[i]]] != K_STRING:
+                raise ValueError("only string keys are packed as narrow words here")
+            if self.w_kind[i] == W_PAIR and kinds[key_cols[self.w_b[i]]] != K_STRING:
+                raise ValueError("only string keys are packed as narrow words here")
+        self.outputs = []
+        for kind, idx in outputs:
+            src = idx if kind == "k" else self.n_keys + idx
+            if kind == "k":
+                ck = kinds[key_cols[idx]]
+            else:
+                ck = K_FLOAT64 if (<Aggregate>self.aggs[idx]).result_is_float else K_INT64
+            self.outputs.append((src, ck))
+        if len(self.outputs) != len(out_schema):
+            raise ValueError("one output entry per output column")
+
+    def __dealloc__(self):
+        if self.c_arr.release != NULL:
+            self.c_arr.release(&self.c_arr)
+        free(self.col_kind)
+        free(self.col_index)
+        free(self.key_col)
+        free(self.wide_bit)
+        free(self.agg_col)
+        free(self.w_kind)
+        free(self.w_a)
+        free(self.w_b)
+        free(self.word_ptrs)
+        free(self.col_mask)
+        free(self.col_values)
+        free(self.col_data)
+        free(self.words)
+        free(self.slots)
+        free(self.masks)
+
+    # -- schema ------------------------------------------------------------------------------
+    cdef bint _accept(self, schema) except -1:
+        """Whether batches of ``schema`` can take this path; remembers the column positions."""
+        if self.rejected is not None and schema.equals(self.rejected):
+            return False
+        idx = []
+        for name, want in zip(self.names, self.expected):
+            i = schema.get_field_index(name)  # -1 when missing or ambiguous
+            if i < 0 or schema.field(i).type != want:
+                self.rejected = schema
+                return False
+            idx.append(i)
+        cdef int u
+        for u in range(self.n_cols):
+            self.col_index[u] = idx[u]
+        self.schema = schema
+        return True
+
+    # -- the step ----------------------------------------------------------------------------
+    cpdef object push(self, object rb):
+        """The rows ``rb`` emits as a ``Result``, or None: take the general path."""
+        cdef Py_ssize_t n = rb.num_rows
+        if n == 0 or n > self.max_rows:
+            return None
+        schema = rb.schema
+        if schema is not self.schema and (self.schema is None or not schema.equals(self.schema)):
+            if not self._accept(schema):
+                return None
+        rb._export_to_c(self.c_addr)
+        try:
+            if self.c_arr.length != n or self.c_arr.n_children <= 0:
+                raise ValueError("the exported batch does not match its row count")
+            rows = self._run(n)
+        finally:
+            if self.c_arr.release != NULL:
+                self.c_arr.release(&self.c_arr)
+        self.batches += 1
+        stats = self.stats
+        stats["records_in"] += n
+        stats["batches"] += 1
+        stats["records_out"] += n
+        r = self.result_cls.__new__(self.result_cls)
+        r.schema = self.out_schema
+        r._parts = [rows]
+        return r
+
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        if n <= self.cap:
+            return 0
+        cdef Py_ssize_t cap = max(n, 2 * self.cap, 64)
+        _grow(<void**>&self.words, cap * self.n_words * sizeof(int64_t))
+        _grow(<void**>&self.slots, cap * sizeof(int32_t))
+        _grow(<void**>&self.masks, cap * max(1, self.n_cols) * sizeof(uint8_t))
+        self.cap = cap
+        return 0
+
+    cdef GroupRows _run(self, Py_ssize_t n):
+        cdef bint release = n >= RELEASE_ROWS
+        cdef int u, i, j, w, a, b, kind
+        cdef Py_ssize_t r, zeros, off
+        cdef ArrowArray* ch
+        cdef const uint8_t* bits
+        cdef uint8_t* m
+        cdef int n_src = self.n_src
+        self._reserve(n)
+
+        # the output: one buffer, per computed column 8n bytes of values (string codes: int32)
+        # then per computed column n validity bytes
+        buf = PyBytes_FromStringAndSize(NULL, 9 * n * max(1, n_src))
+        cdef char* base = PyBytes_AS_STRING(buf)
+        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_src)
+
+        # input columns: buffer pointers at the array offset, validity as bytes
+        for u in range(self.n_cols):
+            if self.col_index[u] >= self.c_arr.n_children:
+                raise ValueError("the exported batch has fewer columns than its schema")
+            ch = self.c_arr.children[self.col_index[u]]
+            off = ch.offset
+            self.col_mask[u] = NULL
+            bits = <const uint8_t*>ch.buffers[0]
+            if bits != NULL and ch.null_count != 0:
+                m = self.masks + u * n
+                zeros = 0
+                for r in range(n):
+                    m[r] = (bits[(off + r) >> 3] >> ((off + r) & 7)) & 1
+                    zeros += 1 - m[r]
+                if zeros:
+                    self.col_mask[u] = m
+            kind = self.col_kind[u]
+            if kind == K_STRING:
+                self.col_values[u] = <const char*>(<const int32_t*>ch.buffers[1] + off)
+                self.col_data[u] = <const uint8_t*>ch.buffers[2]
+            else:
+                self.col_values[u] = <const char*>ch.buffers[1] + 8 * off
+
+        # keys: output values (string codes, or the input values) and validity
+        if self.any_string_key:
+            self.lock.acquire()
+        try:
+            for i in range(self.n_keys):
+                u = self.key_col[i]
+                if self.col_kind[u] == K_STRING:
+                    intern_strings(self.interner, <const int32_t*>self.col_values[u],
+                                   self.col_data[u], n, <int32_t*>(base + 8 * n * i), release)
+        finally:
+            if self.any_string_key:
+                self.lock.release()
+        for i in range(self.n_keys):
+            u = self.key_col[i]
+            m = vbase + n * i
+            if self.col_mask[u] != NULL:
+                memcpy(m, self.col_mask[u], n)
+            else:
+                memset(m, 1, n)
+            if self.col_kind[u] != K_STRING:
+                memcpy(base + 8 * n * i, self.col_values[u], 8 * n)
+                if self.col_mask[u] != NULL:  # NULL rows read as 0, as the general path has them
+                    for r in range(n):
+                        if not m[r]:
+                            (<int64_t*>(base + 8 * n * i))[r] = 0
+
+        # group-key words, exactly as KeyCodec.encode lays them out
+        self._key_words(n, base, vbase)
+        find_or_insert_rows(self.table, self.word_ptrs, n, self.slots, release)
+        cdef Py_ssize_t slot_cap = self.table.st.next_slot
+
+        # aggregates, each writing its per-row output (EMIT CHANGES)
+        cdef Aggregate agg
+        cdef const void* values
+        for j in range(self.n_aggs):
+            agg = <Aggregate>self.aggs[j]
+            if agg.n_slots < slot_cap:
+                agg.ensure_capacity(slot_cap)
+            u = self.agg_col[j]
+            if u < 0:
+                values = <const void*>self.slots  # COUNT(*) reads no values
+                m = NULL
+            else:
+                values = <const void*>self.col_values[u]  # COUNT(x) only reads the validity
+                m = <uint8_t*>self.col_mask[u]
+            update_emit_rows(agg, n, self.slots, <int32_t>(slot_cap - 1), values, m,
+                             base + 8 * n * (self.n_keys + j), vbase + n * (self.n_keys + j),
+                             release)
+        cdef GroupRows out = GroupRows.__new__(GroupRows)
+        out.step = self
+        out.buf = buf
+        out.num_rows = n
+        return out
+
+    cdef void _key_words(self, Py_ssize_t n, char* base, const uint8_t* vbase) noexcept:
+        cdef int w, a, b, i
+        cdef Py_ssize_t r
+        cdef int64_t* dst
+        cdef const int32_t* ca
+        cdef const int32_t* cb
+        cdef const uint8_t* va
+        cdef const uint8_t* vb
+        cdef const int64_t* iv
+        cdef const double* fv
+        cdef double x
+        cdef uint64_t bitsx
+        cdef int32_t ka, kb
+        for w in range(self.n_words):
+            dst = self.words + w * n
+            self.word_ptrs[w] = dst
+            a = self.w_a[w]
+            b = self.w_b[w]
+            if self.w_kind[w] == W_PAIR:  # key a in the high half, key b in the low, NULL = -1
+                ca = <const int32_t*>(base + 8 * n * a)
+                cb = <const int32_t*>(base + 8 * n * b)
+                va = vbase + n * a
+                vb = vbase + n * b
+                for r in range(n):
+                    ka = ca[r] if va[r] else -1
+                    kb = cb[r] if vb[r] else -1
+                    dst[r] = <int64_t>((<uint64_t><uint32_t>ka << 32) | <uint64_t><uint32_t>kb)
+            elif self.w_kind[w] == W_NARROW:
+                ca = <const int32_t*>(base + 8 * n * a)
+                va = vbase + n * a
+                for r in range(n):
+                    dst[r] = ca[r] if va[r] else -1
+            elif self.w_kind[w] == W_WIDE:
+                va = vbase + n * a
+                if self.col_kind[self.key_col[a]] == K_FLOAT64:
+                    fv = <const double*>(base + 8 * n * a)
+                    for r in range(n):
+                        x = fv[r] + 0.0  # -0.0 -> 0.0
+                        if x != x:
+                            bitsx = CANONICAL_NAN
+                        else:
+                            memcpy(&bitsx, &x, 8)
+                        dst[r] = <int64_t>bitsx if va[r] else 0
+                else:
+                    iv = <const int64_t*>(base + 8 * n * a)
+                    for r in range(n):
+                        dst[r] = iv[r] if va[r] else 0
+            elif self.w_kind[w] == W_ZERO:
+                memset(dst, 0, 8 * n)
+            else:  # W_NULLS: bit k set when the k-th wide key is NULL
+                memset(dst, 0, 8 * n)
+                for i in range(self.n_keys):
+                    if self.wide_bit[i] >= 0:
+                        va = vbase + n * i
+                        for r in range(n):
+                            dst[r] |= <int64_t>(1 - va[r]) << self.wide_bit[i]
+
+
+@cython.final
+@cython.no_gc
+cdef class GroupRows:
+    """The rows one ``GroupStep.push`` emitted, held in one buffer until Arrow is asked for."""
+
+    cdef GroupStep step
+    cdef bytes buf
+    cdef readonly Py_ssize_t num_rows
+
+    def __len__(self):
+        return self.num_rows
+
+    def to_batch(self):
+        """The rows as the ``pyarrow.RecordBatch`` the general path emits for them."""
+        import pyarrow as pa
+        cdef Py_ssize_t n = self.num_rows
+        cdef int n_src = self.step.n_src
+        arrays = []
+        for src, kind in self.step.outputs:
+            valid = np.frombuffer(self.buf, np.bool_, n, 8 * n * n_src + n * src)
+            all_valid = bool(valid.all())
+            if kind == K_STRING:
+                codes = np.frombuffer(self.buf, np.int32, n, 8 * n * src)
+                arrays.append(self.step.strings.decode(codes, None if all_valid else valid))
+            elif kind == K_INT64:
+                vals = np.frombuffer(self.buf, np.int64, n, 8 * n * src)
+                arrays.append(pa.array(vals, pa.int64(), mask=None if all_valid else ~valid))
+            else:
+                vals = np.frombuffer(self.buf, np.float64, n, 8 * n * src)
+                arrays.append(pa.array(vals, pa.float64(), mask=None if all_valid else ~valid))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.step.out_schema)
+
+    def __repr__(self):
+        return f"<GroupRows {self.num_rows} rows>"
