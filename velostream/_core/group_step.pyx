@@ -462,6 +462,18 @@ cdef class GroupStep:
                             dst[r] |= <int64_t>(1 - va[r]) << self.wide_bit[i]
 
 
+cdef bytes _bitmap(const uint8_t* valid, Py_ssize_t n):
+    """Arrow's validity bitmap (LSB first) of n validity bytes."""
+    cdef Py_ssize_t nb = (n + 7) >> 3, r
+    out = PyBytes_FromStringAndSize(NULL, max(nb, 1))
+    cdef uint8_t* bits = <uint8_t*>PyBytes_AS_STRING(out)
+    memset(bits, 0, max(nb, 1))
+    for r in range(n):
+        if valid[r]:
+            bits[r >> 3] |= <uint8_t>(1 << (r & 7))
+    return out
+
+
 @cython.final
 @cython.no_gc
 cdef class GroupRows:
@@ -477,22 +489,54 @@ cdef class GroupRows:
     def to_batch(self):
         """The rows as the ``pyarrow.RecordBatch`` the general path emits for them."""
         import pyarrow as pa
-        cdef Py_ssize_t n = self.num_rows
-        cdef int n_src = self.step.n_src
+        cdef Py_ssize_t n = self.num_rows, nulls, r
+        cdef int n_src = self.step.n_src, src, kind
+        cdef const uint8_t* valid
+        whole = pa.py_buffer(self.buf)
         arrays = []
         for src, kind in self.step.outputs:
-            valid = np.frombuffer(self.buf, np.bool_, n, 8 * n * n_src + n * src)
-            all_valid = bool(valid.all())
+            valid = <const uint8_t*>PyBytes_AS_STRING(self.buf) + 8 * n * n_src + n * src
+            nulls = 0
+            for r in range(n):
+                nulls += valid[r] == 0
+            bitmap = None if nulls == 0 else pa.py_buffer(_bitmap(valid, n))
             if kind == K_STRING:
-                codes = np.frombuffer(self.buf, np.int32, n, 8 * n * src)
-                arrays.append(self.step.strings.decode(codes, None if all_valid else valid))
-            elif kind == K_INT64:
-                vals = np.frombuffer(self.buf, np.int64, n, 8 * n * src)
-                arrays.append(pa.array(vals, pa.int64(), mask=None if all_valid else ~valid))
+                arrays.append(self._strings(src, bitmap, nulls))
             else:
-                vals = np.frombuffer(self.buf, np.float64, n, 8 * n * src)
-                arrays.append(pa.array(vals, pa.float64(), mask=None if all_valid else ~valid))
-        return pa.RecordBatch.from_arrays(arrays, schema=self.step.out_schema)
+                arrays.append(pa.Array.from_buffers(
+                    pa.float64() if kind == K_FLOAT64 else pa.int64(), n,
+                    [bitmap, whole.slice(8 * n * src, 8 * n)], null_count=nulls))
+        return pa.RecordBatch.from_arrays(arrays, names=self.step.out_schema.names)
+
+    cdef object _strings(self, int src, bitmap, Py_ssize_t nulls):
+        """The string key ``src`` decoded: its codes' bytes gathered from the interner's stores
+        (append-only, so the codes of these rows stay valid in them)."""
+        import pyarrow as pa
+        cdef Py_ssize_t n = self.num_rows, r, total = 0
+        cdef StringInterner si = self.step.interner
+        cdef const char* base = PyBytes_AS_STRING(self.buf)
+        cdef const int32_t* codes = <const int32_t*>(base + 8 * n * src)
+        cdef const uint8_t* valid = <const uint8_t*>base + 8 * n * self.step.n_src + n * src
+        cdef const int32_t* soff = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>si._offsets)
+        cdef const uint8_t* sdata = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>si._data)
+        cdef int32_t c
+        offsets = PyBytes_FromStringAndSize(NULL, 4 * (n + 1))
+        cdef int32_t* off = <int32_t*>PyBytes_AS_STRING(offsets)
+        off[0] = 0
+        for r in range(n):
+            c = codes[r]
+            if valid[r]:
+                if c < 0 or c >= si.count:
+                    raise IndexError("string code out of range")
+                total += soff[c + 1] - soff[c]
+            off[r + 1] = <int32_t>total
+        data = PyBytes_FromStringAndSize(NULL, max(total, 1))
+        cdef char* dst = PyBytes_AS_STRING(data)
+        for r in range(n):
+            if off[r + 1] > off[r]:
+                memcpy(dst + off[r], sdata + soff[codes[r]], off[r + 1] - off[r])
+        return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets),
+                                                      pa.py_buffer(data)], null_count=nulls)
 
     def __repr__(self):
         return f"<GroupRows {self.num_rows} rows>"

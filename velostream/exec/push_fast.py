@@ -13,12 +13,18 @@ Each batch is then checked against the Arrow types the step reads (``string``, `
 ``float64``); a batch of other types (``int32``, dictionary or large strings...), an empty one, or
 one longer than ``GroupStep.max_rows``, goes through the general path, which shares every piece of
 state with the step.
+
+``VELOSTREAM_PUSH_FAST=0`` in the environment (or ``ENABLED = False`` here, before an engine binds
+its plan) turns the fast path off: every batch then takes the general path (tests compare the two).
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from .expressions import BCol
+
+ENABLED = os.environ.get("VELOSTREAM_PUSH_FAST", "1") != "0"
 
 _AGGS = {"COUNT_STAR", "COUNT", "SUM", "AVG", "MIN", "MAX"}
 _KEY_KINDS = {"STRING", "INT64", "FLOAT64"}
@@ -72,7 +78,7 @@ def _ref(name: str, prefix: str, count: int) -> Optional[int]:
 def group_step_for(engine):
     """A ``GroupStep`` for the engine's bound plan and pipeline, or None when it does not qualify."""
     plan, pipeline = engine.plan, engine.pipeline
-    if why_not(plan, pipeline) is not None:
+    if not ENABLED or why_not(plan, pipeline) is not None:
         return None
     from .._core.group_step import GroupStep
 
