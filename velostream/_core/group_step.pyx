@@ -10,9 +10,11 @@ pointers. It works on *the same state objects* as the general path (the pipeline
 ``GroupTable``, its ``Aggregate`` objects, the job's ``StringDict``), through their cdef entry
 points, so the engine can switch between the two paths on any batch.
 
-The emitted rows stay in one buffer (``GroupRows``) until someone asks for Arrow
-(``Result.batches``, ``to_arrow``, iteration...), so a push of a few records costs a few
-microseconds; ``GroupRows.to_batch`` builds exactly the record batch the general path would have.
+The emitted rows stay in one buffer (``GroupRows``: the aggregates' per-row values and validity,
+plus the input batch, whose key columns are the output's key columns as they are, zero-copy, as
+in the general path) until someone asks for Arrow (``Result.batches``, ``to_arrow``,
+iteration...), so a push of a few records costs a few microseconds; ``GroupRows.to_batch`` builds
+exactly the record batch the general path would have.
 """
 cimport cython
 cimport numpy as cnp
@@ -94,7 +96,6 @@ cdef class GroupStep:
     cdef int n_keys
     cdef int n_aggs
     cdef int n_words
-    cdef int n_src                # n_keys + n_aggs: the computed columns of a row
     cdef int* col_kind            # per used column
     cdef int* col_index           # per used column: its position in the accepted schema
     cdef int* key_col             # per key: used-column number
@@ -106,7 +107,8 @@ cdef class GroupStep:
     cdef bint any_string_key
     cdef readonly list names      # used column names
     cdef readonly list expected   # used columns' pyarrow types
-    cdef readonly list outputs    # per output column: (source, kind); source < n_keys: a key
+    cdef readonly list outputs    # per output column: (is_key, key or aggregate number, kind)
+    cdef readonly list key_names  # per key: its input column
     cdef readonly object out_schema
     cdef public Py_ssize_t max_rows  # larger batches go through the general path
     cdef readonly Py_ssize_t batches  # pushes this step handled (the engine reports it)
@@ -121,6 +123,7 @@ cdef class GroupStep:
     cdef int64_t* words           # n_words x cap
     cdef const int64_t** word_ptrs
     cdef int32_t* slots
+    cdef int32_t* codes           # n_keys x cap: string keys' codes
     cdef uint8_t* masks           # n_cols x cap: expanded validity
     cdef const uint8_t** col_mask     # per used column: masks row or NULL (no NULLs)
     cdef const char** col_values      # per used column: values (numeric) or offsets (string)
@@ -173,7 +176,7 @@ cdef class GroupStep:
         self.n_cols = len(names)
         self.n_keys = len(keys)
         self.n_aggs = len(self.aggs)
-        self.n_src = self.n_keys + self.n_aggs
+        self.key_names = [name for name, _ in keys]
         items = list(layout) + ([("nulls",)] if wide else [])
         self.n_words = len(items)
         if self.n_words != table.n_words:
@@ -227,12 +230,11 @@ cdef class GroupStep:
                 raise ValueError("only string keys are packed as narrow words here")
         self.outputs = []
         for kind, idx in outputs:
-            src = idx if kind == "k" else self.n_keys + idx
             if kind == "k":
-                ck = kinds[key_cols[idx]]
+                self.outputs.append((True, idx, kinds[key_cols[idx]]))
             else:
-                ck = K_FLOAT64 if (<Aggregate>self.aggs[idx]).result_is_float else K_INT64
-            self.outputs.append((src, ck))
+                self.outputs.append((False, idx, K_FLOAT64 if (<Aggregate>self.aggs[idx]).result_is_float
+                                     else K_INT64))
         if len(self.outputs) != len(out_schema):
             raise ValueError("one output entry per output column")
 
@@ -253,6 +255,7 @@ cdef class GroupStep:
         free(self.col_data)
         free(self.words)
         free(self.slots)
+        free(self.codes)
         free(self.masks)
 
     # -- schema ------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ cdef class GroupStep:
         try:
             if self.c_arr.length != n or self.c_arr.n_children <= 0:
                 raise ValueError("the exported batch does not match its row count")
-            rows = self._run(n)
+            rows = self._run(rb, n)
         finally:
             if self.c_arr.release != NULL:
                 self.c_arr.release(&self.c_arr)
@@ -307,31 +310,33 @@ cdef class GroupStep:
         cdef Py_ssize_t cap = max(n, 2 * self.cap, 64)
         _grow(<void**>&self.words, cap * self.n_words * sizeof(int64_t))
         _grow(<void**>&self.slots, cap * sizeof(int32_t))
+        _grow(<void**>&self.codes, cap * max(1, self.n_keys) * sizeof(int32_t))
         _grow(<void**>&self.masks, cap * max(1, self.n_cols) * sizeof(uint8_t))
         self.cap = cap
         return 0
 
-    cdef GroupRows _run(self, Py_ssize_t n):
+    cdef GroupRows _run(self, object rb, Py_ssize_t n):
         cdef bint release = n >= RELEASE_ROWS
-        cdef int u, i, j, w, a, b, kind
+        cdef int u, i, j, kind
         cdef Py_ssize_t r, zeros, off
         cdef ArrowArray* ch
         cdef const uint8_t* bits
         cdef uint8_t* m
-        cdef int n_src = self.n_src
+        cdef int n_aggs = self.n_aggs
         self._reserve(n)
 
-        # the output: one buffer, per computed column 8n bytes of values (string codes: int32)
-        # then per computed column n validity bytes
-        buf = PyBytes_FromStringAndSize(NULL, 9 * n * max(1, n_src))
+        # the output: per aggregate 8n bytes of values, then per aggregate n validity bytes
+        buf = PyBytes_FromStringAndSize(NULL, 9 * n * max(1, n_aggs))
         cdef char* base = PyBytes_AS_STRING(buf)
-        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_src)
+        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_aggs)
 
-        # input columns: buffer pointers at the array offset, validity as bytes
+        # input columns: buffer pointers at the array offset, validity as bytes (NULL: no NULLs)
         for u in range(self.n_cols):
             if self.col_index[u] >= self.c_arr.n_children:
                 raise ValueError("the exported batch has fewer columns than its schema")
             ch = self.c_arr.children[self.col_index[u]]
+            if ch.length != n:
+                raise ValueError("an exported column does not match the batch's row count")
             off = ch.offset
             self.col_mask[u] = NULL
             bits = <const uint8_t*>ch.buffers[0]
@@ -350,41 +355,27 @@ cdef class GroupStep:
             else:
                 self.col_values[u] = <const char*>ch.buffers[1] + 8 * off
 
-        # keys: output values (string codes, or the input values) and validity
+        # string keys: codes from the job's dictionary
         if self.any_string_key:
             self.lock.acquire()
-        try:
-            for i in range(self.n_keys):
-                u = self.key_col[i]
-                if self.col_kind[u] == K_STRING:
-                    intern_strings(self.interner, <const int32_t*>self.col_values[u],
-                                   self.col_data[u], n, <int32_t*>(base + 8 * n * i), release)
-        finally:
-            if self.any_string_key:
+            try:
+                for i in range(self.n_keys):
+                    u = self.key_col[i]
+                    if self.col_kind[u] == K_STRING:
+                        intern_strings(self.interner, <const int32_t*>self.col_values[u],
+                                       self.col_data[u], n, self.codes + n * i, release)
+            finally:
                 self.lock.release()
-        for i in range(self.n_keys):
-            u = self.key_col[i]
-            m = vbase + n * i
-            if self.col_mask[u] != NULL:
-                memcpy(m, self.col_mask[u], n)
-            else:
-                memset(m, 1, n)
-            if self.col_kind[u] != K_STRING:
-                memcpy(base + 8 * n * i, self.col_values[u], 8 * n)
-                if self.col_mask[u] != NULL:  # NULL rows read as 0, as the general path has them
-                    for r in range(n):
-                        if not m[r]:
-                            (<int64_t*>(base + 8 * n * i))[r] = 0
 
         # group-key words, exactly as KeyCodec.encode lays them out
-        self._key_words(n, base, vbase)
+        self._key_words(n)
         find_or_insert_rows(self.table, self.word_ptrs, n, self.slots, release)
         cdef Py_ssize_t slot_cap = self.table.st.next_slot
 
         # aggregates, each writing its per-row output (EMIT CHANGES)
         cdef Aggregate agg
         cdef const void* values
-        for j in range(self.n_aggs):
+        for j in range(n_aggs):
             agg = <Aggregate>self.aggs[j]
             if agg.n_slots < slot_cap:
                 agg.ensure_capacity(slot_cap)
@@ -396,15 +387,15 @@ cdef class GroupStep:
                 values = <const void*>self.col_values[u]  # COUNT(x) only reads the validity
                 m = <uint8_t*>self.col_mask[u]
             update_emit_rows(agg, n, self.slots, <int32_t>(slot_cap - 1), values, m,
-                             base + 8 * n * (self.n_keys + j), vbase + n * (self.n_keys + j),
-                             release)
+                             base + 8 * n * j, vbase + n * j, release)
         cdef GroupRows out = GroupRows.__new__(GroupRows)
         out.step = self
         out.buf = buf
+        out.rb = rb
         out.num_rows = n
         return out
 
-    cdef void _key_words(self, Py_ssize_t n, char* base, const uint8_t* vbase) noexcept:
+    cdef void _key_words(self, Py_ssize_t n) noexcept:
         cdef int w, a, b, i
         cdef Py_ssize_t r
         cdef int64_t* dst
@@ -422,42 +413,46 @@ cdef class GroupStep:
             self.word_ptrs[w] = dst
             a = self.w_a[w]
             b = self.w_b[w]
+            va = vb = NULL
+            if a >= 0:
+                va = self.col_mask[self.key_col[a]]
+            if b >= 0:
+                vb = self.col_mask[self.key_col[b]]
             if self.w_kind[w] == W_PAIR:  # key a in the high half, key b in the low, NULL = -1
-                ca = <const int32_t*>(base + 8 * n * a)
-                cb = <const int32_t*>(base + 8 * n * b)
-                va = vbase + n * a
-                vb = vbase + n * b
+                ca = self.codes + n * a
+                cb = self.codes + n * b
                 for r in range(n):
-                    ka = ca[r] if va[r] else -1
-                    kb = cb[r] if vb[r] else -1
+                    ka = ca[r] if va == NULL or va[r] else -1
+                    kb = cb[r] if vb == NULL or vb[r] else -1
                     dst[r] = <int64_t>((<uint64_t><uint32_t>ka << 32) | <uint64_t><uint32_t>kb)
             elif self.w_kind[w] == W_NARROW:
-                ca = <const int32_t*>(base + 8 * n * a)
-                va = vbase + n * a
+                ca = self.codes + n * a
                 for r in range(n):
-                    dst[r] = ca[r] if va[r] else -1
+                    dst[r] = ca[r] if va == NULL or va[r] else -1
             elif self.w_kind[w] == W_WIDE:
-                va = vbase + n * a
                 if self.col_kind[self.key_col[a]] == K_FLOAT64:
-                    fv = <const double*>(base + 8 * n * a)
+                    fv = <const double*>self.col_values[self.key_col[a]]
                     for r in range(n):
                         x = fv[r] + 0.0  # -0.0 -> 0.0
                         if x != x:
                             bitsx = CANONICAL_NAN
                         else:
                             memcpy(&bitsx, &x, 8)
-                        dst[r] = <int64_t>bitsx if va[r] else 0
+                        dst[r] = <int64_t>bitsx if va == NULL or va[r] else 0
                 else:
-                    iv = <const int64_t*>(base + 8 * n * a)
-                    for r in range(n):
-                        dst[r] = iv[r] if va[r] else 0
+                    iv = <const int64_t*>self.col_values[self.key_col[a]]
+                    if va == NULL:
+                        memcpy(dst, iv, 8 * n)
+                    else:
+                        for r in range(n):
+                            dst[r] = iv[r] if va[r] else 0
             elif self.w_kind[w] == W_ZERO:
                 memset(dst, 0, 8 * n)
             else:  # W_NULLS: bit k set when the k-th wide key is NULL
                 memset(dst, 0, 8 * n)
                 for i in range(self.n_keys):
-                    if self.wide_bit[i] >= 0:
-                        va = vbase + n * i
+                    va = self.col_mask[self.key_col[i]]
+                    if self.wide_bit[i] >= 0 and va != NULL:
                         for r in range(n):
                             dst[r] |= <int64_t>(1 - va[r]) << self.wide_bit[i]
 
@@ -477,10 +472,12 @@ cdef bytes _bitmap(const uint8_t* valid, Py_ssize_t n):
 @cython.final
 @cython.no_gc
 cdef class GroupRows:
-    """The rows one ``GroupStep.push`` emitted, held in one buffer until Arrow is asked for."""
+    """The rows one ``GroupStep.push`` emitted, held until Arrow is asked for: the aggregates'
+    values in one buffer, and the input batch (its key columns are the output's, as they are)."""
 
     cdef GroupStep step
     cdef bytes buf
+    cdef object rb
     cdef readonly Py_ssize_t num_rows
 
     def __len__(self):
@@ -490,53 +487,24 @@ cdef class GroupRows:
         """The rows as the ``pyarrow.RecordBatch`` the general path emits for them."""
         import pyarrow as pa
         cdef Py_ssize_t n = self.num_rows, nulls, r
-        cdef int n_src = self.step.n_src, src, kind
+        cdef int n_aggs = self.step.n_aggs, j, kind
         cdef const uint8_t* valid
         whole = pa.py_buffer(self.buf)
+        schema = self.rb.schema
         arrays = []
-        for src, kind in self.step.outputs:
-            valid = <const uint8_t*>PyBytes_AS_STRING(self.buf) + 8 * n * n_src + n * src
+        for is_key, j, kind in self.step.outputs:
+            if is_key:  # the input's column, as the general path hands it back
+                arrays.append(self.rb.column(schema.get_field_index(self.step.key_names[j])))
+                continue
+            valid = <const uint8_t*>PyBytes_AS_STRING(self.buf) + 8 * n * n_aggs + n * j
             nulls = 0
             for r in range(n):
                 nulls += valid[r] == 0
             bitmap = None if nulls == 0 else pa.py_buffer(_bitmap(valid, n))
-            if kind == K_STRING:
-                arrays.append(self._strings(src, bitmap, nulls))
-            else:
-                arrays.append(pa.Array.from_buffers(
-                    pa.float64() if kind == K_FLOAT64 else pa.int64(), n,
-                    [bitmap, whole.slice(8 * n * src, 8 * n)], null_count=nulls))
+            arrays.append(pa.Array.from_buffers(
+                pa.float64() if kind == K_FLOAT64 else pa.int64(), n,
+                [bitmap, whole.slice(8 * n * j, 8 * n)], null_count=nulls))
         return pa.RecordBatch.from_arrays(arrays, names=self.step.out_schema.names)
-
-    cdef object _strings(self, int src, bitmap, Py_ssize_t nulls):
-        """The string key ``src`` decoded: its codes' bytes gathered from the interner's stores
-        (append-only, so the codes of these rows stay valid in them)."""
-        import pyarrow as pa
-        cdef Py_ssize_t n = self.num_rows, r, total = 0
-        cdef StringInterner si = self.step.interner
-        cdef const char* base = PyBytes_AS_STRING(self.buf)
-        cdef const int32_t* codes = <const int32_t*>(base + 8 * n * src)
-        cdef const uint8_t* valid = <const uint8_t*>base + 8 * n * self.step.n_src + n * src
-        cdef const int32_t* soff = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>si._offsets)
-        cdef const uint8_t* sdata = <const uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>si._data)
-        cdef int32_t c
-        offsets = PyBytes_FromStringAndSize(NULL, 4 * (n + 1))
-        cdef int32_t* off = <int32_t*>PyBytes_AS_STRING(offsets)
-        off[0] = 0
-        for r in range(n):
-            c = codes[r]
-            if valid[r]:
-                if c < 0 or c >= si.count:
-                    raise IndexError("string code out of range")
-                total += soff[c + 1] - soff[c]
-            off[r + 1] = <int32_t>total
-        data = PyBytes_FromStringAndSize(NULL, max(total, 1))
-        cdef char* dst = PyBytes_AS_STRING(data)
-        for r in range(n):
-            if off[r + 1] > off[r]:
-                memcpy(dst + off[r], sdata + soff[codes[r]], off[r + 1] - off[r])
-        return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets),
-                                                      pa.py_buffer(data)], null_count=nulls)
 
     def __repr__(self):
         return f"<GroupRows {self.num_rows} rows>"
