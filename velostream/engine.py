@@ -425,6 +425,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     first = True
     for rb in to_record_batches(data):
         r = eng.push(eng.source, rb)
+        r.batches  # rows the fast path holds compiled become Arrow now: the input can go
         if first:
             result = Result(r.schema)
             first = False

@@ -115,6 +115,7 @@ cdef class GroupStep:
     cdef object schema            # the last schema accepted
     cdef object rejected          # the last schema refused
     cdef object result_cls
+    cdef bint busy                # set during a push: a second thread gets RuntimeError
 
     # -- per push
     cdef ArrowArray c_arr
@@ -282,18 +283,25 @@ cdef class GroupStep:
         cdef Py_ssize_t n = rb.num_rows
         if n == 0 or n > self.max_rows:
             return None
-        schema = rb.schema
-        if schema is not self.schema and (self.schema is None or not schema.equals(self.schema)):
-            if not self._accept(schema):
-                return None
-        rb._export_to_c(self.c_addr)
+        if self.busy:
+            raise RuntimeError("this engine's compiled push is in use by another thread")
+        self.busy = True
         try:
-            if self.c_arr.length != n or self.c_arr.n_children <= 0:
-                raise ValueError("the exported batch does not match its row count")
-            rows = self._run(rb, n)
+            schema = rb.schema
+            if schema is not self.schema and (self.schema is None
+                                              or not schema.equals(self.schema)):
+                if not self._accept(schema):
+                    return None
+            rb._export_to_c(self.c_addr)
+            try:
+                if self.c_arr.length != n or self.c_arr.n_children <= 0:
+                    raise ValueError("the exported batch does not match its row count")
+                rows = self._run(rb, n)
+            finally:
+                if self.c_arr.release != NULL:
+                    self.c_arr.release(&self.c_arr)
         finally:
-            if self.c_arr.release != NULL:
-                self.c_arr.release(&self.c_arr)
+            self.busy = False
         self.batches += 1
         stats = self.stats
         stats["records_in"] += n
