@@ -40,6 +40,9 @@ class Result:
     def batches(self, value: list[pa.RecordBatch]) -> None:
         self._parts = list(value)
 
+    def __reduce__(self):  # pickles as Arrow (compiled parts are converted first)
+        return (Result, (self.schema, self.batches))
+
     def __len__(self) -> int:
         return sum(p.num_rows for p in self._parts)
 
