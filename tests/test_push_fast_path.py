@@ -333,3 +333,34 @@ def test_lazy_result_materialises_once_and_keeps_working():
     assert sum(b.num_rows for b in r2.batches) == len(r2) == 3
     r2.batches = []
     assert len(r2) == 0
+
+
+def test_reordered_and_extra_columns_stay_on_the_fast_path():
+    """Batches whose schema differs only in column order or in columns the query does not read
+    (of any type) still take the compiled step; each new layout is checked once."""
+    sql = QUERIES["two_keys"]
+    batches = []
+    for i, b in enumerate(slices([1, 9, 60], seed=8)):
+        if i % 3 == 1:
+            b = b.select(list(reversed(b.schema.names)))
+        elif i % 3 == 2:
+            b = b.append_column("extra", pa.array([[1, 2]] * b.num_rows, pa.list_(pa.int64())))
+        batches.append(b)
+    got, eng = push_all(sql, batches)
+    assert eng.fast_batches == len(batches)
+    assert got.equals(general(sql))
+
+
+@pytest.mark.parametrize("n", [7, 8, 9, 64, 203])
+def test_null_outputs_in_every_bit_position(n):
+    """Each row its own group, every third value NULL: the emitted NULLs sit at every position of
+    the validity bitmap the rows are handed to Arrow with."""
+    rb = pa.record_batch({"k": pa.array(np.arange(n), pa.int64()),
+                          "x": pa.array([None if i % 3 == 1 else float(i) for i in range(n)],
+                                        pa.float64())})
+    sql = "SELECT k, SUM(x) AS s, MIN(x) AS lo, COUNT(x) AS c FROM t GROUP BY k"
+    got, eng = push_all(sql, [rb])
+    assert eng.fast_batches == 1
+    assert got.equals(general(sql, rb))
+    assert got.column("s").to_pylist() == [None if i % 3 == 1 else float(i) for i in range(n)]
+    assert got.column("s").null_count == len(range(1, n, 3))

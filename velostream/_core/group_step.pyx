@@ -10,18 +10,19 @@ pointers. It works on *the same state objects* as the general path (the pipeline
 ``GroupTable``, its ``Aggregate`` objects, the job's ``StringDict``), through their cdef entry
 points, so the engine can switch between the two paths on any batch.
 
-The emitted rows stay in one buffer (``GroupRows``: the aggregates' per-row values and validity,
-plus the input batch, whose key columns are the output's key columns as they are, zero-copy, as
-in the general path) until someone asks for Arrow (``Result.batches``, ``to_arrow``,
-iteration...), so a push of a few records costs a few microseconds; ``GroupRows.to_batch`` builds
-exactly the record batch the general path would have.
+The emitted rows stay compiled (``GroupRows``: the aggregates' per-row values and validity in one
+malloc'ed block, and the input's key columns, moved out of the export: the output's key columns are
+the input's as they are, zero-copy, as in the general path) until someone asks for Arrow
+(``Result.batches``, ``to_arrow``, iteration...), so a push of a few records costs a few
+microseconds. ``GroupRows.to_batch`` hands all of it to Arrow in one C data interface import: the
+record batch the general path would have emitted, without copying.
 """
 cimport cython
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 
 from velostream._core.aggregate cimport Aggregate, update_emit_rows
 from velostream._core.group_table cimport GroupTable, find_or_insert_rows
@@ -75,6 +76,81 @@ cdef inline int _grow(void** p, Py_ssize_t nbytes) except -1:
     return 0
 
 
+cdef extern from *:
+    """
+    static inline long vs_refs_add(long* p, long d) {
+        return __atomic_add_fetch(p, d, __ATOMIC_ACQ_REL);
+    }
+    """
+    long vs_refs_add(long* p, long d) noexcept nogil
+
+
+# The aggregates' outputs of one push: one malloc'ed block, shared by the GroupRows that computed
+# it and by every Arrow batch imported from it (each holds a reference; the last one frees it,
+# from whichever thread Arrow releases its batch on).
+cdef struct OutBlock:
+    long refs
+    long pad                      # keeps the data 16-byte aligned
+
+
+cdef inline char* _out_data(OutBlock* b) noexcept nogil:
+    return <char*>b + sizeof(OutBlock)
+
+
+cdef inline void _out_decref(OutBlock* b) noexcept nogil:
+    if b != NULL and vs_refs_add(&b.refs, -1) == 0:
+        free(b)
+
+
+cdef Py_ssize_t _pack_bits(const uint8_t* valid, Py_ssize_t n, uint8_t* bits) noexcept nogil:
+    """Arrow's validity bitmap (LSB first) of n 0/1 bytes; returns the number of zeros."""
+    cdef Py_ssize_t r, full = n >> 3, ones = 0
+    cdef uint64_t x
+    for r in range(full):
+        memcpy(&x, valid + 8 * r, 8)
+        # byte k (0 or 1) lands on bit k of the top byte
+        bits[r] = <uint8_t>(((x & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56)
+    if n & 7:
+        bits[full] = 0
+        for r in range(full * 8, n):
+            bits[full] |= <uint8_t>((valid[r] & 1) << (r & 7))
+    for r in range((n + 7) >> 3):
+        ones += _popcount8(bits[r])
+    return n - ones
+
+
+cdef inline int _popcount8(uint8_t b) noexcept nogil:
+    b = b - ((b >> 1) & 0x55)
+    b = (b & 0x33) + ((b >> 2) & 0x33)
+    return (b + (b >> 4)) & 0x0F
+
+
+# What one ``GroupRows.to_batch`` hands to Arrow: the parent (struct) array of the batch, its
+# children (the moved key columns, then one per aggregate over the OutBlock) and their buffers,
+# all in this one allocation, released by ``_release_parent``.
+cdef struct ImportBlock:
+    const void* no_validity       # the parent's one buffer pointer: NULL, no struct-level NULLs
+    int n_children
+    ArrowArray** child_ptrs
+    ArrowArray* children
+    OutBlock* out
+
+
+cdef void _release_child(ArrowArray* a) noexcept nogil:
+    a.release = NULL  # its memory belongs to the parent's ImportBlock
+
+
+cdef void _release_parent(ArrowArray* a) noexcept nogil:
+    cdef ImportBlock* blk = <ImportBlock*>a.private_data
+    cdef int i
+    for i in range(blk.n_children):
+        if blk.children[i].release != NULL:
+            blk.children[i].release(&blk.children[i])
+    _out_decref(blk.out)
+    a.release = NULL
+    free(blk)
+
+
 @cython.final
 cdef class GroupStep:
     """The compiled push of a qualifying GROUP BY plan (built by ``velostream.exec.push_fast``).
@@ -109,6 +185,11 @@ cdef class GroupStep:
     cdef readonly list expected   # used columns' pyarrow types
     cdef readonly list outputs    # per output column: (is_key, key or aggregate number, kind)
     cdef readonly list key_names  # per key: its input column
+    cdef int n_moved              # distinct key columns, moved out of each export
+    cdef int* moved_col           # per moved key column: its used-column number
+    cdef readonly object import_schema  # what to_batch imports: moved keys, then aggregates
+    cdef readonly object reorder  # None when import_schema is out_schema's layout, else the
+                                  # import columns in output order
     cdef readonly object out_schema
     cdef public Py_ssize_t max_rows  # larger batches go through the general path
     cdef readonly Py_ssize_t batches  # pushes this step handled (the engine reports it)
@@ -238,10 +319,33 @@ cdef class GroupStep:
                                      else K_INT64))
         if len(self.outputs) != len(out_schema):
             raise ValueError("one output entry per output column")
+        moved = []  # distinct key columns, in key order
+        for i in range(self.n_keys):
+            if key_cols[i] not in moved:
+                moved.append(key_cols[i])
+        self.n_moved = len(moved)
+        self.moved_col = <int*>malloc(max(1, self.n_moved) * sizeof(int))
+        if self.moved_col == NULL:
+            raise MemoryError()
+        for i in range(self.n_moved):
+            self.moved_col[i] = moved[i]
+        fields = [pa.field(names[u], arrow[kinds[u]]) for u in moved]
+        fields += [pa.field(f"__a{j}", pa.float64() if (<Aggregate>self.aggs[j]).result_is_float
+                            else pa.int64()) for j in range(self.n_aggs)]
+        order = [moved.index(key_cols[idx]) if is_key else self.n_moved + idx
+                 for is_key, idx, _ in self.outputs]
+        if order == list(range(len(fields))) and all(
+                f.type == o.type for f, o in zip(fields, out_schema)):
+            self.import_schema = out_schema
+            self.reorder = None
+        else:
+            self.import_schema = pa.schema(fields)
+            self.reorder = order
 
     def __dealloc__(self):
         if self.c_arr.release != NULL:
             self.c_arr.release(&self.c_arr)
+        free(self.moved_col)
         free(self.col_kind)
         free(self.col_index)
         free(self.key_col)
@@ -334,8 +438,17 @@ cdef class GroupStep:
         self._reserve(n)
 
         # the output: per aggregate 8n bytes of values, then per aggregate n validity bytes
-        buf = PyBytes_FromStringAndSize(NULL, 9 * n * max(1, n_aggs))
-        cdef char* base = PyBytes_AS_STRING(buf)
+        cdef GroupRows out = GroupRows.__new__(GroupRows)
+        out.step = self
+        out.num_rows = n
+        out.keys = <ArrowArray*>malloc(max(1, self.n_moved) * sizeof(ArrowArray))
+        out.block = <OutBlock*>malloc(sizeof(OutBlock) + 9 * n * max(1, n_aggs))
+        if out.keys == NULL or out.block == NULL:
+            raise MemoryError()
+        for i in range(self.n_moved):
+            out.keys[i].release = NULL
+        out.block.refs = 1
+        cdef char* base = _out_data(out.block)
         cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_aggs)
 
         # input columns: buffer pointers at the array offset, validity as bytes (NULL: no NULLs)
@@ -396,11 +509,11 @@ cdef class GroupStep:
                 m = <uint8_t*>self.col_mask[u]
             update_emit_rows(agg, n, self.slots, <int32_t>(slot_cap - 1), values, m,
                              base + 8 * n * j, vbase + n * j, release)
-        cdef GroupRows out = GroupRows.__new__(GroupRows)
-        out.step = self
-        out.buf = buf
-        out.rb = rb
-        out.num_rows = n
+        # the key columns, moved out of the export (zero-copy): the output's key columns
+        for i in range(self.n_moved):
+            ch = self.c_arr.children[self.col_index[self.moved_col[i]]]
+            out.keys[i] = ch[0]
+            ch.release = NULL
         return out
 
     cdef void _key_words(self, Py_ssize_t n) noexcept:
@@ -465,54 +578,107 @@ cdef class GroupStep:
                             dst[r] |= <int64_t>(1 - va[r]) << self.wide_bit[i]
 
 
-cdef bytes _bitmap(const uint8_t* valid, Py_ssize_t n):
-    """Arrow's validity bitmap (LSB first) of n validity bytes."""
-    cdef Py_ssize_t nb = (n + 7) >> 3, r
-    out = PyBytes_FromStringAndSize(NULL, max(nb, 1))
-    cdef uint8_t* bits = <uint8_t*>PyBytes_AS_STRING(out)
-    memset(bits, 0, max(nb, 1))
-    for r in range(n):
-        if valid[r]:
-            bits[r >> 3] |= <uint8_t>(1 << (r & 7))
-    return out
-
-
 @cython.final
 @cython.no_gc
 cdef class GroupRows:
     """The rows one ``GroupStep.push`` emitted, held until Arrow is asked for: the aggregates'
-    values in one buffer, and the input batch (its key columns are the output's, as they are)."""
+    values in one block, and the input's key columns (moved out of its C data export)."""
 
     cdef GroupStep step
-    cdef bytes buf
-    cdef object rb
+    cdef OutBlock* block
+    cdef ArrowArray* keys         # step.n_moved moved key columns (release NULL once imported)
+    cdef object batch             # the record batch, once built
     cdef readonly Py_ssize_t num_rows
+
+    def __dealloc__(self):
+        cdef int i
+        if self.keys != NULL:
+            for i in range(self.step.n_moved if self.step is not None else 0):
+                if self.keys[i].release != NULL:
+                    self.keys[i].release(&self.keys[i])
+            free(self.keys)
+        _out_decref(self.block)
 
     def __len__(self):
         return self.num_rows
 
     def to_batch(self):
-        """The rows as the ``pyarrow.RecordBatch`` the general path emits for them."""
+        """The rows as the ``pyarrow.RecordBatch`` the general path emits for them (built once,
+        by one Arrow C data interface import: no copies)."""
+        if self.batch is not None:
+            return self.batch
         import pyarrow as pa
+        cdef GroupStep step = self.step
         cdef Py_ssize_t n = self.num_rows, nulls, r
-        cdef int n_aggs = self.step.n_aggs, j, kind
+        cdef int n_aggs = step.n_aggs, n_moved = step.n_moved, j, m = n_moved + n_aggs
+        cdef Py_ssize_t nbits = (n + 7) >> 3
+        cdef char* base = _out_data(self.block)
         cdef const uint8_t* valid
-        whole = pa.py_buffer(self.buf)
-        schema = self.rb.schema
-        arrays = []
-        for is_key, j, kind in self.step.outputs:
-            if is_key:  # the input's column, as the general path hands it back
-                arrays.append(self.rb.column(schema.get_field_index(self.step.key_names[j])))
-                continue
-            valid = <const uint8_t*>PyBytes_AS_STRING(self.buf) + 8 * n * n_aggs + n * j
+        cdef uint8_t* bits
+        cdef ArrowArray* ch
+        # one allocation: the block, child pointers, children, 2 buffers and a bitmap per aggregate
+        cdef Py_ssize_t head = sizeof(ImportBlock) + m * sizeof(ArrowArray*)
+        head = (head + 15) & ~15
+        cdef Py_ssize_t size = head + m * sizeof(ArrowArray) + 2 * n_aggs * sizeof(void*) \
+            + n_aggs * nbits
+        cdef char* mem = <char*>malloc(size)
+        if mem == NULL:
+            raise MemoryError()
+        cdef ImportBlock* blk = <ImportBlock*>mem
+        blk.n_children = m
+        blk.child_ptrs = <ArrowArray**>(mem + sizeof(ImportBlock))
+        blk.children = <ArrowArray*>(mem + head)
+        cdef const void** buffers = <const void**>(mem + head + m * sizeof(ArrowArray))
+        cdef uint8_t* bitmaps = <uint8_t*>(mem + head + m * sizeof(ArrowArray)
+                                           + 2 * n_aggs * sizeof(void*))
+        for j in range(n_moved):  # the key columns, as they came
+            blk.children[j] = self.keys[j]
+            self.keys[j].release = NULL
+        for j in range(n_aggs):
+            ch = &blk.children[n_moved + j]
+            valid = <const uint8_t*>base + 8 * n * n_aggs + n * j
+            bits = bitmaps + nbits * j
             nulls = 0
-            for r in range(n):
-                nulls += valid[r] == 0
-            bitmap = None if nulls == 0 else pa.py_buffer(_bitmap(valid, n))
-            arrays.append(pa.Array.from_buffers(
-                pa.float64() if kind == K_FLOAT64 else pa.int64(), n,
-                [bitmap, whole.slice(8 * n * j, 8 * n)], null_count=nulls))
-        return pa.RecordBatch.from_arrays(arrays, names=self.step.out_schema.names)
+            if memchr(valid, 0, n) != NULL:  # some NULLs: Arrow's bitmap, 8 rows per step
+                nulls = _pack_bits(valid, n, bits)
+            buffers[2 * j] = bits if nulls else NULL
+            buffers[2 * j + 1] = base + 8 * n * j
+            ch.length = n
+            ch.null_count = nulls
+            ch.offset = 0
+            ch.n_buffers = 2
+            ch.n_children = 0
+            ch.buffers = &buffers[2 * j]
+            ch.children = NULL
+            ch.dictionary = NULL
+            ch.release = _release_child
+            ch.private_data = NULL
+        for j in range(m):
+            blk.child_ptrs[j] = &blk.children[j]
+        vs_refs_add(&self.block.refs, 1)
+        blk.out = self.block
+        blk.no_validity = NULL
+        cdef ArrowArray parent  # handed over (moved) by the import; on our stack, so that we can
+        parent.length = n       # tell afterwards whether it was taken
+        parent.null_count = 0
+        parent.offset = 0
+        parent.n_buffers = 1
+        parent.n_children = m
+        parent.buffers = &blk.no_validity
+        parent.children = blk.child_ptrs
+        parent.dictionary = NULL
+        parent.release = _release_parent
+        parent.private_data = blk
+        try:
+            batch = pa.RecordBatch._import_from_c(<uintptr_t>&parent, step.import_schema)
+        finally:
+            if parent.release != NULL:  # not taken over: give everything back
+                _release_parent(&parent)
+        if step.reorder is not None:
+            batch = pa.RecordBatch.from_arrays([batch.column(i) for i in step.reorder],
+                                               names=step.out_schema.names)
+        self.batch = batch
+        return batch
 
     def __repr__(self):
         return f"<GroupRows {self.num_rows} rows>"
