@@ -344,11 +344,25 @@ def test_reordered_and_extra_columns_stay_on_the_fast_path():
         if i % 3 == 1:
             b = b.select(list(reversed(b.schema.names)))
         elif i % 3 == 2:
-            b = b.append_column("extra", pa.array([[1, 2]] * b.num_rows, pa.list_(pa.int64())))
+            b = b.append_column("extra", pa.array([True] * b.num_rows, pa.bool_()))
+            b = b.append_column("extra2", pa.array([1] * b.num_rows, pa.int8()))
         batches.append(b)
     got, eng = push_all(sql, batches)
     assert eng.fast_batches == len(batches)
     assert got.equals(general(sql))
+
+
+def test_a_column_the_engine_cannot_take_fails_as_in_the_general_path():
+    sql = QUERIES["string_key"]
+    good = WHOLE.slice(0, 2)
+    bad = good.append_column("extra", pa.array([[1], [2]], pa.list_(pa.int64())))
+    for enabled in (True, False):
+        with fast_path(enabled):
+            eng = vs.Engine(sql)
+            eng.push("t", good)
+            with pytest.raises(TypeError, match="unsupported column type"):
+                eng.push("t", bad)
+            assert eng.fast_batches == (1 if enabled else 0)
 
 
 @pytest.mark.parametrize("n", [7, 8, 9, 64, 203])

@@ -368,6 +368,13 @@ cdef class GroupStep:
         """Whether batches of ``schema`` can take this path; remembers the column positions."""
         if self.rejected is not None and schema.equals(self.rejected):
             return False
+        from velostream.batch import type_of_arrow
+        for t in schema.types:  # a column the engine cannot take: the general path says so
+            try:
+                type_of_arrow(t)
+            except TypeError:
+                self.rejected = schema
+                return False
         idx = []
         for name, want in zip(self.names, self.expected):
             i = schema.get_field_index(name)  # -1 when missing or ambiguous
@@ -398,7 +405,7 @@ cdef class GroupStep:
                     return None
             rb._export_to_c(self.c_addr)
             try:
-                if self.c_arr.length != n or self.c_arr.n_children <= 0:
+                if self.c_arr.length != n:
                     raise ValueError("the exported batch does not match its row count")
                 rows = self._run(rb, n)
             finally:
