@@ -12,6 +12,8 @@ class GroupStep:
     expected: list[pa.DataType]
     outputs: list[tuple[bool, int, int]]
     key_names: list[str]
+    import_schema: pa.Schema
+    reorder: list[int] | None
     out_schema: pa.Schema
     max_rows: int
     batches: int
@@ -28,7 +30,8 @@ class GroupStep:
         outputs: list[tuple[str, int]],
         out_schema: pa.Schema,
     ) -> None: ...
-    def push(self, rb: pa.RecordBatch) -> Any: ...
+    def push(self, rb: pa.RecordBatch) -> Any:
+        """The push's ``Result``, or None: this batch takes the general path."""
 
 class GroupRows:
     """Rows one ``GroupStep.push`` emitted, held until Arrow is asked for."""
