@@ -277,7 +277,11 @@ class Engine:
     # -- public API --------------------------------------------------------------------
     def push(self, source: str, data: Any) -> Result:
         """Feed ``data`` (any input shape ``vs.query`` takes) from ``source``; returns the rows
-        this input emitted."""
+        this input emitted.
+
+        A record batch of a plan that qualifies (``velostream.exec.push_fast``) goes through one
+        compiled call on the pipeline's own state; anything else takes the general path below.
+        """
         if source is not self._source_ok:
             self._check_source(source)
             self._source_ok = source
