@@ -163,16 +163,33 @@ cdef class StringInterner:
         self._index = index
         self.mask = m
 
-    def encode_buffers(self, const int32_t[::1] offsets, const uint8_t[::1] data, int32_t[::1] out):
+    def encode_buffers(self, const int32_t[::1] offsets, const uint8_t[::1] data, int32_t[::1] out,
+                       rows=None):
         """Codes for the strings ``data[offsets[i]:offsets[i+1]]`` (i < len(out)); returns how many
-        new strings were added. ``offsets`` has len(out) + 1 entries."""
+        new strings were added. ``offsets`` has len(out) + 1 entries.
+
+        With ``rows`` (int64), ``out[i]`` is the code of string ``rows[i]`` instead, and
+        ``offsets`` describes every string of the array (a V2 partition interns only its own rows
+        of a shared batch this way, without copying them out first)."""
         cdef Py_ssize_t n = out.shape[0]
-        if offsets.shape[0] != n + 1:
-            raise ValueError("offsets must have one more entry than out")
+        cdef Py_ssize_t n_strings = offsets.shape[0] - 1
+        cdef const int64_t[::1] sel
+        cdef const int64_t* rp = NULL
+        if rows is None:
+            if n_strings != n:
+                raise ValueError("offsets must have one more entry than out")
+        else:
+            sel = rows
+            if sel.shape[0] != n:
+                raise ValueError("rows must have one entry per output code")
+            if n and (np.min(rows) < 0 or np.max(rows) >= n_strings):
+                raise IndexError("row index out of range")
+            if n:
+                rp = &sel[0]
         if n == 0:
             return 0
-        cdef Py_ssize_t span = offsets[n] - offsets[0]
-        if offsets[0] < 0 or span < 0 or offsets[n] > data.shape[0]:
+        cdef Py_ssize_t span = offsets[n_strings] - offsets[0]
+        if offsets[0] < 0 or span < 0 or offsets[n_strings] > data.shape[0]:
             raise ValueError("offsets do not fit the data buffer")
         if self.nbytes + span > 2_000_000_000:
             raise OverflowError("string dictionary exceeds 2 GB")
@@ -184,7 +201,7 @@ cdef class StringInterner:
         cdef uint64_t w0, w1
         cdef int32_t[::1] idx
         cdef Py_ssize_t m, limit, before = self.count
-        cdef Py_ssize_t i = 0, pos, length, c
+        cdef Py_ssize_t i = 0, pos, length, c, r
         cdef const uint8_t* src = &data[0] if data.shape[0] else NULL
         cdef const uint8_t* p
         cdef uint64_t h
@@ -199,8 +216,9 @@ cdef class StringInterner:
             limit = (m + 1) // 2  # load factor at most 1/2
             with nogil:
                 while i < n:
-                    p = src + offsets[i]
-                    length = offsets[i + 1] - offsets[i]
+                    r = rp[i] if rp != NULL else i
+                    p = src + offsets[r]
+                    length = offsets[r + 1] - offsets[r]
                     head_words(p, length, &w0, &w1)
                     if length <= 16:
                         # Front cache: the set's two entries, most recent first. Codes never
@@ -271,20 +289,20 @@ cdef class StringInterner:
                 return hit
             pos = (pos + 1) & self.mask
 
-    def encode_arrow(self, arr):
+    def encode_arrow(self, arr, rows=None):
         """Codes (int32) for a pyarrow string array (nulls get the code of ''; callers keep the
-        validity apart)."""
+        validity apart); with ``rows`` (int64), for those rows of it only."""
         import pyarrow as pa
         if not pa.types.is_string(arr.type):
             arr = arr.cast(pa.string())
         n = len(arr)
-        out = np.empty(n, dtype=np.int32)
-        if n == 0:
+        out = np.empty(n if rows is None else len(rows), dtype=np.int32)
+        if n == 0 or len(out) == 0:
             return out
         bufs = arr.buffers()
         offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
-        self.encode_buffers(offsets, data, out)
+        self.encode_buffers(offsets, data, out, rows)
         return out
 
     def values(self):

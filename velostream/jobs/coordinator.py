@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..batch import Batch, Column, SqlType, concat_batches
+from ..batch import Batch, Column, SqlType, StringDict
 from ..engine import Engine
 from ..errors import JobError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
@@ -35,7 +35,7 @@ from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
-from .router import Router, Rows
+from .router import Routed, Router, rebind
 
 log = logging.getLogger("velostream.jobs")
 
@@ -85,14 +85,19 @@ class _Step:
 
 
 class _Partition(threading.Thread):
-    """One partition: its own pipeline, fed by its own bounded queue."""
+    """One partition: its own pipeline and string dictionary, fed by its own bounded queue.
+    It hands back its rows already in Arrow (``convert``), so the coordinator only merges."""
 
-    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int):
+    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
+                 engine: Engine, convert: bool):
         super().__init__(name=f"velostream-partition-{index}", daemon=True)
         self.index = index
         self.pipeline = pipeline
+        self.strings = pipeline.strings
         self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
         self.results = results
+        self.engine = engine
+        self.convert = convert
         self.records = 0
         self.busy_s = 0.0
         self.failed = False
@@ -103,26 +108,41 @@ class _Partition(threading.Thread):
             if step is _STOP:
                 return
             if self.failed:  # keep draining so the coordinator never blocks on a dead partition
+                if isinstance(step.batch, Routed):
+                    step.batch.abort(self.index)  # nor do the other partitions, waiting on routing
                 continue
             t0 = time.perf_counter()
             try:
-                out = []
-                if step.batch is not None:
-                    batch = step.batch.gather() if isinstance(step.batch, Rows) else step.batch
-                    self.records += batch.length
-                    out += self.pipeline.process(batch)
-                if step.watermark is not None:
-                    out += self.pipeline.advance(step.watermark)
-                if step.flush:
-                    out += self.pipeline.flush()
-                late = self.pipeline.late_records
-                dead = self.pipeline.dead_letters
-                self.pipeline.dead_letters = []
-                self.results.put((step.seq, self.index, out, late, dead, None))
+                self.results.put((step.seq, self.index, *self._step(step), None))
             except BaseException as exc:  # reported to the coordinator, raised from run()/join()
                 self.failed = True
+                if isinstance(step.batch, Routed):
+                    step.batch.abort(self.index)
                 self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
             self.busy_s += time.perf_counter() - t0
+
+    def _step(self, step: "_Step") -> tuple:
+        pipeline = self.pipeline
+        out = []
+        batch = step.batch
+        if isinstance(batch, Routed):
+            batch = batch.rows_for(self.index, self.strings)
+        elif batch is not None and self.convert:
+            batch = rebind(batch, self.strings)
+        if batch is not None:
+            self.records += batch.length
+            out += pipeline.process(batch)
+        if step.watermark is not None:
+            out += pipeline.advance(step.watermark)
+        if step.flush:
+            out += pipeline.flush()
+        dead = pipeline.dead_letters
+        pipeline.dead_letters = []
+        if self.convert:
+            out = [self.engine.output_arrow(b, keep=(END_COL,)) for b in out if b.length]
+            dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
+                    for reason, rows in dead]
+        return out, pipeline.late_records, dead
 
 
 class Job:
@@ -485,10 +505,13 @@ class Job:
                 plan = eng.plan
                 self.stats.strategy = plan.partitioning.strategy
                 role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
-                if role == "partial":
+                if role == "partial":  # partial states carry string codes: one shared dictionary
                     merger = Pipeline(plan, eng.strings, role="merge")
-                self._workers = [_Partition(i, Pipeline(plan, eng.strings, role=role), results,
-                                            self.queue_depth) for i in range(n)]
+                self._workers = [
+                    _Partition(i, Pipeline(plan, StringDict() if role == "full" else eng.strings,
+                                           role=role),
+                               results, self.queue_depth, eng, convert=role == "full")
+                    for i in range(n)]
                 for w in self._workers:
                     w.start()
                 router = Router(plan, n, eng.pipeline.ev)
@@ -532,21 +555,27 @@ class Job:
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
         cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
+        for c in cols.values():  # numbers to numpy now (zero-copy), not lazily in N threads at once
+            if c.type.kind != "STRING":
+                c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
         return Batch(cols, batch.length)
 
     def _merge_step(self, parts: dict, merger: Optional[Pipeline], wm: Optional[int], flush: bool,
                     arrived: float) -> None:
+        """One step's rows from every partition, in partition order (each key lives in one
+        partition, so its rows keep their order), to the writer."""
         eng = self.engine
-        outs: list[Batch] = []
+        outs: list[pa.RecordBatch] = []
         late = 0
         for p in range(self.partitions):
             out, p_late, dead = parts[p]
             late += p_late
             for reason, rows in dead:
-                names = [c for c in rows.columns if not c.startswith("__")]
-                eng._dead_letter(reason, rows.to_arrow(names))
+                if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
+                    rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
+                eng._dead_letter(reason, rows)
             if merger is not None:
                 for partial in out:
                     merger.absorb(partial)
@@ -554,15 +583,18 @@ class Job:
                 outs += out
         self.stats.records_late = late
         if merger is not None:
+            merged: list[Batch] = []
             if wm is not None:
-                outs += merger.advance(wm)
+                merged += merger.advance(wm)
             if flush:
-                outs += merger.flush()
-        if outs and any(END_COL in b.columns for b in outs):
-            merged = concat_batches(outs)
-            order = np.argsort(merged[END_COL].values, kind="stable")
-            outs = [merged.take(order)]
-        self._deliver(eng.finish(outs), arrived)
+                merged += merger.flush()
+            outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
+        if any(END_COL in rb.schema.names for rb in outs):
+            # EMIT FINAL: windows in end order across partitions (stable: partition order within)
+            table = pa.Table.from_batches(outs).combine_chunks()
+            order = np.argsort(table.column(END_COL).to_numpy(), kind="stable")
+            outs = table.take(pa.array(order)).drop_columns([END_COL]).to_batches()
+        self._deliver(eng.finish_arrow(outs), arrived)
 
     def _deliver(self, r: Result, arrived: float) -> None:
         self._drain_engine_dead_letters()
