@@ -317,7 +317,7 @@ cdef class StringInterner:
         """A pyarrow string array holding the strings of ``codes`` (NULL where ``valid`` is False)."""
         index = np.asarray(codes, dtype=np.int64)
         validity = None if valid is None else np.asarray(valid, dtype=bool)
-        return _gather(self._offsets[:self.count + 1], self._data[:max(self.nbytes, 1)], index,
+        return _gather(self._offsets[:self.count + 1], self._data, index,
                        validity, "string code out of range")
 
 def hash_arrow(arr, uint64_t[::1] out):
@@ -388,13 +388,22 @@ def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1]
             out_off[i + 1] = <int32_t>total
     if bad:
         raise IndexError(what)
-    out_data_arr = np.empty(max(total, 1), dtype=np.uint8)
+    # 16 bytes of slack at the end, so short strings copy as two fixed 8-byte words (a memcpy
+    # call per row costs more than the copy); the slack is never part of a string.
+    out_data_arr = np.empty(total + 16, dtype=np.uint8)
     cdef uint8_t[::1] out_data = out_data_arr
+    cdef Py_ssize_t n_data = data.shape[0], length, start
+    cdef uint8_t* dst = &out_data[0]
+    cdef const uint8_t* src = &data[0]
     with nogil:
         for i in range(m):
             r = index[i]
-            if offs[r + 1] > offs[r]:
-                memcpy(&out_data[out_off[i]], &data[offs[r]], offs[r + 1] - offs[r])
+            start = offs[r]
+            length = offs[r + 1] - start
+            if length <= 16 and start + 16 <= n_data:
+                memcpy(dst + out_off[i], src + start, 16)
+            elif length > 0:
+                memcpy(dst + out_off[i], src + start, length)
     validity = None
     null_count = 0
     if valid is not None:
@@ -402,4 +411,5 @@ def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1]
         if null_count:
             validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(pa.string(), m, [validity, pa.py_buffer(out_off_arr),
-                                                  pa.py_buffer(out_data_arr)], null_count=null_count)
+                                                  pa.py_buffer(out_data_arr[:max(total, 1)])],
+                                 null_count=null_count)

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..batch import Batch, Column, SqlType, StringDict
+from ..batch import Batch, Column, SqlType, _take_strings
 from ..engine import Engine
 from ..errors import JobError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
@@ -35,7 +35,7 @@ from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
-from .router import Routed, Router, rebind
+from .router import Routed, Router
 
 log = logging.getLogger("velostream.jobs")
 
@@ -85,15 +85,14 @@ class _Step:
 
 
 class _Partition(threading.Thread):
-    """One partition: its own pipeline and string dictionary, fed by its own bounded queue.
-    It hands back its rows already in Arrow (``convert``), so the coordinator only merges."""
+    """One partition: its own pipeline, fed by its own bounded queue. It hands back its rows
+    already in Arrow (``convert``), so the coordinator only merges and writes."""
 
     def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
                  engine: Engine, convert: bool):
         super().__init__(name=f"velostream-partition-{index}", daemon=True)
         self.index = index
         self.pipeline = pipeline
-        self.strings = pipeline.strings
         self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
         self.results = results
         self.engine = engine
@@ -108,16 +107,12 @@ class _Partition(threading.Thread):
             if step is _STOP:
                 return
             if self.failed:  # keep draining so the coordinator never blocks on a dead partition
-                if isinstance(step.batch, Routed):
-                    step.batch.abort(self.index)  # nor do the other partitions, waiting on routing
                 continue
             t0 = time.perf_counter()
             try:
                 self.results.put((step.seq, self.index, *self._step(step), None))
             except BaseException as exc:  # reported to the coordinator, raised from run()/join()
                 self.failed = True
-                if isinstance(step.batch, Routed):
-                    step.batch.abort(self.index)
                 self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
             self.busy_s += time.perf_counter() - t0
 
@@ -126,9 +121,7 @@ class _Partition(threading.Thread):
         out = []
         batch = step.batch
         if isinstance(batch, Routed):
-            batch = batch.rows_for(self.index, self.strings)
-        elif batch is not None and self.convert:
-            batch = rebind(batch, self.strings)
+            batch = batch.rows_for(self.index)
         if batch is not None:
             self.records += batch.length
             out += pipeline.process(batch)
@@ -505,13 +498,11 @@ class Job:
                 plan = eng.plan
                 self.stats.strategy = plan.partitioning.strategy
                 role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
-                if role == "partial":  # partial states carry string codes: one shared dictionary
+                if role == "partial":
                     merger = Pipeline(plan, eng.strings, role="merge")
-                self._workers = [
-                    _Partition(i, Pipeline(plan, StringDict() if role == "full" else eng.strings,
-                                           role=role),
-                               results, self.queue_depth, eng, convert=role == "full")
-                    for i in range(n)]
+                self._workers = [_Partition(i, Pipeline(plan, eng.strings, role=role), results,
+                                            self.queue_depth, eng, convert=role == "full")
+                                 for i in range(n)]
                 for w in self._workers:
                     w.start()
                 router = Router(plan, n, eng.pipeline.ev)
@@ -555,8 +546,12 @@ class Job:
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
         cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
-        for c in cols.values():  # numbers to numpy now (zero-copy), not lazily in N threads at once
-            if c.type.kind != "STRING":
+        # Columns to numpy here, once (numbers zero-copy; strings interned into the job's
+        # dictionary, which then only the coordinator writes to), not lazily in N threads at once.
+        # A hash-routed batch needs its string codes anyway, and the partitions then copy codes.
+        strings_too = self.stats.strategy == "hash" and self.partitions > 1
+        for c in cols.values():
+            if c.type.kind != "STRING" or strings_too:
                 c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
@@ -590,10 +585,7 @@ class Job:
                 merged += merger.flush()
             outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
         if any(END_COL in rb.schema.names for rb in outs):
-            # EMIT FINAL: windows in end order across partitions (stable: partition order within)
-            table = pa.Table.from_batches(outs).combine_chunks()
-            order = np.argsort(table.column(END_COL).to_numpy(), kind="stable")
-            outs = table.take(pa.array(order)).drop_columns([END_COL]).to_batches()
+            outs = _merge_by_end(outs)
         self._deliver(eng.finish_arrow(outs), arrived)
 
     def _deliver(self, r: Result, arrived: float) -> None:
@@ -674,6 +666,31 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
     job.run()
     return job.result()
+
+
+def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """EMIT FINAL rows of every partition in window-end order (stable: partition order within
+    one end), without the end column. Each partition's rows are already in end order, so the
+    stable sort merges runs; the rows move by compiled gathers (``Column.take``)."""
+    outs = [rb for rb in outs if rb.num_rows]
+    if len(outs) == 1:
+        return [outs[0].drop_columns([END_COL])]
+    if not outs:
+        return []
+    ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
+    order = np.argsort(ends, kind="stable")
+    names = [n for n in outs[0].schema.names if n != END_COL]
+    arrays = []
+    for name in names:
+        arr = pa.concat_arrays([rb.column(name) for rb in outs])
+        if pa.types.is_string(arr.type):
+            arrays.append(_take_strings(arr, order))
+        elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+            arrays.append(pa.array(arr.to_numpy()[order], type=arr.type))
+        else:
+            arrays.append(arr.take(pa.array(order)))
+    return [pa.RecordBatch.from_arrays(arrays, schema=outs[0].schema.remove(
+        outs[0].schema.get_field_index(END_COL)))]
 
 
 def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:
