@@ -2,14 +2,17 @@
 
 V2 data path::
 
-    reader -> Engine.prepare (decode, event time, job watermark) -> Router (Cython hash + scatter)
-      -> bounded queue -> partition thread i: Pipeline.process + advance(watermark) -> results queue
+    reader -> Engine.prepare (decode, event time, job watermark)
+      -> strings interned into the job's dictionary, Router (Cython key-group routing, nogil)
+      -> bounded queue -> partition thread i: its own rows (select + gather), Pipeline.process
+         + advance(watermark), rows to Arrow -> results queue
       -> coordinator: reorder by batch sequence, merge partitions' rows (window-end order for
          EMIT FINAL), DISTINCT / LIMIT -> writer
 
 Each partition owns its pipeline outright: no state is shared or locked between partition threads
-(the string dictionary is append-only and only the coordinator appends to it). The kernels release
-the GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
+(the string dictionary is append-only; the coordinator interns the input, and a partition that
+makes new strings, e.g. UPPER(x), appends under the dictionary's lock). The kernels release the
+GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
 including partitions that got no records, so windows close identically at any partition count.
 """
 from __future__ import annotations
