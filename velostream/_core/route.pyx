@@ -18,6 +18,10 @@ from libc.stdlib cimport free, malloc
 
 cnp.import_array()
 
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
 DEF GROUP_BITS = 16
 DEF N_GROUPS = 1 << GROUP_BITS
 DEF MAX_PARTS = 127
@@ -130,13 +134,27 @@ def select_rows(const int8_t[::1] part, int p):
     >>> select_rows(np.array([1, 0, 1, 1], dtype=np.int8), 1).tolist()
     [0, 2, 3]
     """
-    cdef Py_ssize_t n = part.shape[0], r, m = 0
+    cdef Py_ssize_t n = part.shape[0], r, base, m = 0
     out_arr = np.empty(n, dtype=np.int64)
     cdef int64_t[::1] out = out_arr
     cdef int8_t want = <int8_t>p
+    cdef uint64_t bits
+    cdef int k
     if n:
         with nogil:
-            for r in range(n):
+            # 64 rows at a time: a bit mask of this partition's rows (a loop the compiler
+            # vectorises), then one store per selected row, found by counting trailing zeros.
+            base = 0
+            while base + 64 <= n:
+                bits = 0
+                for k in range(64):
+                    bits |= (<uint64_t>(part[base + k] == want)) << k
+                while bits:
+                    out[m] = base + __builtin_ctzll(bits)
+                    m += 1
+                    bits &= bits - 1
+                base += 64
+            for r in range(base, n):
                 out[m] = r
                 m += part[r] == want
     return out_arr[:m]
