@@ -98,7 +98,8 @@ def test_hot_key_skew():
     stats = job.run()
     assert collections.Counter(_rows(job.result())) == v1
     assert sum(stats.partition_records) == n
-    assert max(stats.partition_records) >= 0.9 * n  # the hot key lives in one partition
+    # the hot key lives in one partition; key groups balance the other keys around it
+    assert max(stats.partition_records) >= int((keys == "HOT").sum())
 
 
 def test_partitions_without_records_still_close_windows():

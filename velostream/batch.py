@@ -143,20 +143,26 @@ class StringDict:
         """The code of ``s`` or -1 when the job has never seen it (no insertion)."""
         return self._interner.lookup_bytes(s.encode())
 
-    def encode_arrow(self, arr: pa.Array) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Codes (int32) and validity (None when no NULLs) for an Arrow string array."""
+    def encode_arrow(self, arr: pa.Array, rows: Optional[np.ndarray] = None
+                     ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Codes (int32) and validity (None when no NULLs) for an Arrow string array, or for
+        its rows ``rows`` (int64) only."""
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+        if valid is not None and rows is not None:
+            valid = valid[rows]
         if pa.types.is_dictionary(arr.type):
             with self._lock:
                 mapping = self._interner.encode_arrow(arr.dictionary)  # per distinct value
             idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            if rows is not None:
+                idx = idx[rows]
             return (mapping[idx] if len(mapping) else np.zeros(len(idx), np.int32)), valid
         if not pa.types.is_string(arr.type):
             arr = arr.cast(pa.string())
         with self._lock:
-            return self._interner.encode_arrow(arr), valid
+            return self._interner.encode_arrow(arr, rows), valid
 
     def arrow_values(self) -> pa.Array:
         """Every string in code order (a zero-copy view)."""

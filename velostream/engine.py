@@ -233,26 +233,40 @@ class Engine:
 
     def finish(self, batches: list[Batch]) -> Result:
         """Job-level tail: DISTINCT, LIMIT, conversion to Arrow, counters."""
+        return self.finish_arrow([self.output_arrow(b) for b in batches if b.length])
+
+    def output_arrow(self, b: Batch, keep: tuple = ()) -> pa.RecordBatch:
+        """One output batch as Arrow in the output schema, plus the ``keep`` columns it has (the
+        V2 partitions convert their own rows with this; it only reads the plan)."""
+        names = self.out_schema.names
+        rb = b.to_arrow(names).cast(self.out_schema) if _needs_cast(b, self.out_schema) else b.to_arrow(names)
+        for k in keep:
+            if k in b.columns:
+                rb = rb.append_column(k, b.columns[k].to_arrow())
+        return rb
+
+    def finish_arrow(self, batches: list[pa.RecordBatch]) -> Result:
+        """DISTINCT and LIMIT over output rows already in Arrow, then the counters."""
         out = []
-        for b in batches:
-            if b.length == 0:
+        for rb in batches:
+            if rb.num_rows == 0:
                 continue
             if self.plan.distinct:
-                b = self._first_occurrences(b)
+                rb = rb.take(pa.array(self._first_occurrences(Batch.from_arrow(rb, self.strings))))
             if self.plan.limit is not None:
                 room = self.plan.limit - self._emitted
                 if room <= 0:
                     break
-                if b.length > room:
-                    b = b.take(np.arange(room))
-            if b.length:
-                self._emitted += b.length
-                out.append(b.to_arrow(self.out_schema.names).cast(self.out_schema)
-                           if _needs_cast(b, self.out_schema) else b.to_arrow(self.out_schema.names))
+                if rb.num_rows > room:
+                    rb = rb.slice(0, room)
+            if rb.num_rows:
+                self._emitted += rb.num_rows
+                out.append(rb)
         self.stats["records_out"] += sum(r.num_rows for r in out)
         return Result(self.out_schema, out)
 
-    def _first_occurrences(self, b: Batch) -> Batch:
+    def _first_occurrences(self, b: Batch) -> np.ndarray:
+        """The rows of ``b`` whose output row was never emitted before (SELECT DISTINCT)."""
         from ._core.group_table import GroupTable
         cols = [b.columns[n] for n in self.out_schema.names]
         if self._distinct is None:
@@ -264,7 +278,7 @@ class Engine:
         self._distinct.find_or_insert(words, slots)
         _, first = np.unique(slots, return_index=True)
         first = np.sort(first[slots[first] >= before])
-        return b.take(first)
+        return first
 
     def _sync_counters(self) -> None:
         p = self.pipeline

@@ -106,11 +106,13 @@ cdef struct _Stores:
 
 
 cdef Py_ssize_t _encode_rows(_Stores* st, const int32_t* offsets, const uint8_t* src,
-                             Py_ssize_t i, Py_ssize_t n, int32_t* out) noexcept nogil:
-    """Codes of rows i.. into ``out``; returns the first row not done (n, or the row whose new
-    string needs a larger index: grow it with the GIL and call again from there)."""
+                             const int64_t* rows, Py_ssize_t i, Py_ssize_t n,
+                             int32_t* out) noexcept nogil:
+    """Codes of strings i.. (``rows[i]``.. when ``rows`` is not NULL) into ``out[i]``..; returns
+    the first one not done (n, or the one whose new string needs a larger index: grow it with
+    the GIL and call again from there)."""
     cdef uint64_t w0, w1, h
-    cdef Py_ssize_t pos, length, c
+    cdef Py_ssize_t pos, length, c, r
     cdef const uint8_t* p
     cdef int32_t hit
     cdef CacheEntry* cache = st.cache
@@ -122,8 +124,9 @@ cdef Py_ssize_t _encode_rows(_Stores* st, const int32_t* offsets, const uint8_t*
     cdef int32_t* idx = st.idx
     cdef Py_ssize_t m = st.mask
     while i < n:
-        p = src + offsets[i]
-        length = offsets[i + 1] - offsets[i]
+        r = rows[i] if rows != NULL else i
+        p = src + offsets[r]
+        length = offsets[r + 1] - offsets[r]
         head_words(p, length, &w0, &w1)
         if length <= 16:
             # Front cache: the set's two entries, most recent first. Codes never
@@ -184,7 +187,16 @@ cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const 
     ``release_gil``: run the loop without the GIL (worth it for large batches only)."""
     if n <= 0:
         return 0
-    cdef Py_ssize_t span = offsets[n] - offsets[0]
+    return _intern_rows(si, offsets, data, n, out, release_gil, NULL, offsets[n] - offsets[0])
+
+
+cdef Py_ssize_t _intern_rows(StringInterner si, const int32_t* offsets, const uint8_t* data,
+                             Py_ssize_t n, int32_t* out, bint release_gil, const int64_t* rows,
+                             Py_ssize_t span) except -1:
+    """``intern_strings`` of strings ``rows[i]`` (i < n; every i when ``rows`` is NULL);
+    ``span``: the bytes they may add at most (the store makes room for them up front)."""
+    if n <= 0:
+        return 0
     if offsets[0] < 0 or span < 0:
         raise ValueError("string offsets are not ascending")
     if si.nbytes + span > 2_000_000_000:
@@ -207,9 +219,9 @@ cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const 
         st.nbytes = si.nbytes
         if release_gil:
             with nogil:
-                i = _encode_rows(&st, offsets, data, i, n, out)
+                i = _encode_rows(&st, offsets, data, rows, i, n, out)
         else:
-            i = _encode_rows(&st, offsets, data, i, n, out)
+            i = _encode_rows(&st, offsets, data, rows, i, n, out)
         si.count = st.count
         si.nbytes = st.nbytes
     return si.count - before
@@ -287,19 +299,36 @@ cdef class StringInterner:
         self._index = index
         self.mask = m
 
-    def encode_buffers(self, const int32_t[::1] offsets, const uint8_t[::1] data, int32_t[::1] out):
+    def encode_buffers(self, const int32_t[::1] offsets, const uint8_t[::1] data, int32_t[::1] out,
+                       rows=None):
         """Codes for the strings ``data[offsets[i]:offsets[i+1]]`` (i < len(out)); returns how many
-        new strings were added. ``offsets`` has len(out) + 1 entries."""
+        new strings were added. ``offsets`` has len(out) + 1 entries.
+
+        With ``rows`` (int64), ``out[i]`` is the code of string ``rows[i]`` instead, and
+        ``offsets`` describes every string of the array (a V2 partition interns only its own rows
+        of a shared batch this way, without copying them out first)."""
         cdef Py_ssize_t n = out.shape[0]
-        if offsets.shape[0] != n + 1:
-            raise ValueError("offsets must have one more entry than out")
+        cdef Py_ssize_t n_strings = offsets.shape[0] - 1
+        cdef const int64_t[::1] sel
+        cdef const int64_t* rp = NULL
+        if rows is None:
+            if n_strings != n:
+                raise ValueError("offsets must have one more entry than out")
+        else:
+            sel = rows
+            if sel.shape[0] != n:
+                raise ValueError("rows must have one entry per output code")
+            if n and (np.min(rows) < 0 or np.max(rows) >= n_strings):
+                raise IndexError("row index out of range")
+            if n:
+                rp = &sel[0]
         if n == 0:
             return 0
-        cdef Py_ssize_t span = offsets[n] - offsets[0]
-        if offsets[0] < 0 or span < 0 or offsets[n] > data.shape[0]:
+        cdef Py_ssize_t span = offsets[n_strings] - offsets[0]
+        if offsets[0] < 0 or span < 0 or offsets[n_strings] > data.shape[0]:
             raise ValueError("offsets do not fit the data buffer")
-        return intern_strings(self, &offsets[0], &data[0] if data.shape[0] else NULL, n, &out[0],
-                              True)
+        return _intern_rows(self, &offsets[0], &data[0] if data.shape[0] else NULL, n, &out[0],
+                            True, rp, span)
 
     def lookup_bytes(self, bytes s):
         """The code of ``s`` or -1 (no insertion)."""
@@ -321,20 +350,20 @@ cdef class StringInterner:
                 return hit
             pos = (pos + 1) & self.mask
 
-    def encode_arrow(self, arr):
+    def encode_arrow(self, arr, rows=None):
         """Codes (int32) for a pyarrow string array (nulls get the code of ''; callers keep the
-        validity apart)."""
+        validity apart); with ``rows`` (int64), for those rows of it only."""
         import pyarrow as pa
         if not pa.types.is_string(arr.type):
             arr = arr.cast(pa.string())
         n = len(arr)
-        out = np.empty(n, dtype=np.int32)
-        if n == 0:
+        out = np.empty(n if rows is None else len(rows), dtype=np.int32)
+        if n == 0 or len(out) == 0:
             return out
         bufs = arr.buffers()
         offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
-        self.encode_buffers(offsets, data, out)
+        self.encode_buffers(offsets, data, out, rows)
         return out
 
     def values(self):
@@ -349,7 +378,7 @@ cdef class StringInterner:
         """A pyarrow string array holding the strings of ``codes`` (NULL where ``valid`` is False)."""
         index = np.asarray(codes, dtype=np.int64)
         validity = None if valid is None else np.asarray(valid, dtype=bool)
-        return _gather(self._offsets[:self.count + 1], self._data[:max(self.nbytes, 1)], index,
+        return _gather(self._offsets[:self.count + 1], self._data, index,
                        validity, "string code out of range")
 
 def hash_arrow(arr, uint64_t[::1] out):
@@ -420,13 +449,22 @@ def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1]
             out_off[i + 1] = <int32_t>total
     if bad:
         raise IndexError(what)
-    out_data_arr = np.empty(max(total, 1), dtype=np.uint8)
+    # 16 bytes of slack at the end, so short strings copy as two fixed 8-byte words (a memcpy
+    # call per row costs more than the copy); the slack is never part of a string.
+    out_data_arr = np.empty(total + 16, dtype=np.uint8)
     cdef uint8_t[::1] out_data = out_data_arr
+    cdef Py_ssize_t n_data = data.shape[0], length, start
+    cdef uint8_t* dst = &out_data[0]
+    cdef const uint8_t* src = &data[0]
     with nogil:
         for i in range(m):
             r = index[i]
-            if offs[r + 1] > offs[r]:
-                memcpy(&out_data[out_off[i]], &data[offs[r]], offs[r + 1] - offs[r])
+            start = offs[r]
+            length = offs[r + 1] - start
+            if length <= 16 and start + 16 <= n_data:
+                memcpy(dst + out_off[i], src + start, 16)
+            elif length > 0:
+                memcpy(dst + out_off[i], src + start, length)
     validity = None
     null_count = 0
     if valid is not None:
@@ -434,4 +472,5 @@ def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1]
         if null_count:
             validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(pa.string(), m, [validity, pa.py_buffer(out_off_arr),
-                                                  pa.py_buffer(out_data_arr)], null_count=null_count)
+                                                  pa.py_buffer(out_data_arr[:max(total, 1)])],
+                                 null_count=null_count)

@@ -2,14 +2,17 @@
 
 V2 data path::
 
-    reader -> Engine.prepare (decode, event time, job watermark) -> Router (Cython hash + scatter)
-      -> bounded queue -> partition thread i: Pipeline.process + advance(watermark) -> results queue
+    reader -> Engine.prepare (decode, event time, job watermark)
+      -> strings interned into the job's dictionary, Router (Cython key-group routing, nogil)
+      -> bounded queue -> partition thread i: its own rows (select + gather), Pipeline.process
+         + advance(watermark), rows to Arrow -> results queue
       -> coordinator: reorder by batch sequence, merge partitions' rows (window-end order for
          EMIT FINAL), DISTINCT / LIMIT -> writer
 
 Each partition owns its pipeline outright: no state is shared or locked between partition threads
-(the string dictionary is append-only and only the coordinator appends to it). The kernels release
-the GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
+(the string dictionary is append-only; the coordinator interns the input, and a partition that
+makes new strings, e.g. UPPER(x), appends under the dictionary's lock). The kernels release the
+GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
 including partitions that got no records, so windows close identically at any partition count.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..batch import Batch, Column, SqlType, concat_batches
+from ..batch import Batch, Column, SqlType, _take_strings
 from ..engine import Engine
 from ..errors import JobError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
@@ -35,7 +38,7 @@ from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
-from .router import Router, Rows
+from .router import Routed, Router
 
 log = logging.getLogger("velostream.jobs")
 
@@ -85,14 +88,18 @@ class _Step:
 
 
 class _Partition(threading.Thread):
-    """One partition: its own pipeline, fed by its own bounded queue."""
+    """One partition: its own pipeline, fed by its own bounded queue. It hands back its rows
+    already in Arrow (``convert``), so the coordinator only merges and writes."""
 
-    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int):
+    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
+                 engine: Engine, convert: bool):
         super().__init__(name=f"velostream-partition-{index}", daemon=True)
         self.index = index
         self.pipeline = pipeline
         self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
         self.results = results
+        self.engine = engine
+        self.convert = convert
         self.records = 0
         self.busy_s = 0.0
         self.failed = False
@@ -106,23 +113,32 @@ class _Partition(threading.Thread):
                 continue
             t0 = time.perf_counter()
             try:
-                out = []
-                if step.batch is not None:
-                    batch = step.batch.gather() if isinstance(step.batch, Rows) else step.batch
-                    self.records += batch.length
-                    out += self.pipeline.process(batch)
-                if step.watermark is not None:
-                    out += self.pipeline.advance(step.watermark)
-                if step.flush:
-                    out += self.pipeline.flush()
-                late = self.pipeline.late_records
-                dead = self.pipeline.dead_letters
-                self.pipeline.dead_letters = []
-                self.results.put((step.seq, self.index, out, late, dead, None))
+                self.results.put((step.seq, self.index, *self._step(step), None))
             except BaseException as exc:  # reported to the coordinator, raised from run()/join()
                 self.failed = True
                 self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
             self.busy_s += time.perf_counter() - t0
+
+    def _step(self, step: "_Step") -> tuple:
+        pipeline = self.pipeline
+        out = []
+        batch = step.batch
+        if isinstance(batch, Routed):
+            batch = batch.rows_for(self.index)
+        if batch is not None:
+            self.records += batch.length
+            out += pipeline.process(batch)
+        if step.watermark is not None:
+            out += pipeline.advance(step.watermark)
+        if step.flush:
+            out += pipeline.flush()
+        dead = pipeline.dead_letters
+        pipeline.dead_letters = []
+        if self.convert:
+            out = [self.engine.output_arrow(b, keep=(END_COL,)) for b in out if b.length]
+            dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
+                    for reason, rows in dead]
+        return out, pipeline.late_records, dead
 
 
 class Job:
@@ -488,7 +504,8 @@ class Job:
                 if role == "partial":
                     merger = Pipeline(plan, eng.strings, role="merge")
                 self._workers = [_Partition(i, Pipeline(plan, eng.strings, role=role), results,
-                                            self.queue_depth) for i in range(n)]
+                                            self.queue_depth, eng, convert=role == "full")
+                                 for i in range(n)]
                 for w in self._workers:
                     w.start()
                 router = Router(plan, n, eng.pipeline.ev)
@@ -532,21 +549,31 @@ class Job:
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
         cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
+        # Columns to numpy here, once (numbers zero-copy; strings interned into the job's
+        # dictionary, which then only the coordinator writes to), not lazily in N threads at once.
+        # A hash-routed batch needs its string codes anyway, and the partitions then copy codes.
+        strings_too = self.stats.strategy == "hash" and self.partitions > 1
+        for c in cols.values():
+            if c.type.kind != "STRING" or strings_too:
+                c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
         return Batch(cols, batch.length)
 
     def _merge_step(self, parts: dict, merger: Optional[Pipeline], wm: Optional[int], flush: bool,
                     arrived: float) -> None:
+        """One step's rows from every partition, in partition order (each key lives in one
+        partition, so its rows keep their order), to the writer."""
         eng = self.engine
-        outs: list[Batch] = []
+        outs: list[pa.RecordBatch] = []
         late = 0
         for p in range(self.partitions):
             out, p_late, dead = parts[p]
             late += p_late
             for reason, rows in dead:
-                names = [c for c in rows.columns if not c.startswith("__")]
-                eng._dead_letter(reason, rows.to_arrow(names))
+                if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
+                    rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
+                eng._dead_letter(reason, rows)
             if merger is not None:
                 for partial in out:
                     merger.absorb(partial)
@@ -554,15 +581,15 @@ class Job:
                 outs += out
         self.stats.records_late = late
         if merger is not None:
+            merged: list[Batch] = []
             if wm is not None:
-                outs += merger.advance(wm)
+                merged += merger.advance(wm)
             if flush:
-                outs += merger.flush()
-        if outs and any(END_COL in b.columns for b in outs):
-            merged = concat_batches(outs)
-            order = np.argsort(merged[END_COL].values, kind="stable")
-            outs = [merged.take(order)]
-        self._deliver(eng.finish(outs), arrived)
+                merged += merger.flush()
+            outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
+        if any(END_COL in rb.schema.names for rb in outs):
+            outs = _merge_by_end(outs)
+        self._deliver(eng.finish_arrow(outs), arrived)
 
     def _deliver(self, r: Result, arrived: float) -> None:
         self._drain_engine_dead_letters()
@@ -642,6 +669,31 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
     job.run()
     return job.result()
+
+
+def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """EMIT FINAL rows of every partition in window-end order (stable: partition order within
+    one end), without the end column. Each partition's rows are already in end order, so the
+    stable sort merges runs; the rows move by compiled gathers (``Column.take``)."""
+    outs = [rb for rb in outs if rb.num_rows]
+    if len(outs) == 1:
+        return [outs[0].drop_columns([END_COL])]
+    if not outs:
+        return []
+    ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
+    order = np.argsort(ends, kind="stable")
+    names = [n for n in outs[0].schema.names if n != END_COL]
+    arrays = []
+    for name in names:
+        arr = pa.concat_arrays([rb.column(name) for rb in outs])
+        if pa.types.is_string(arr.type):
+            arrays.append(_take_strings(arr, order))
+        elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+            arrays.append(pa.array(arr.to_numpy()[order], type=arr.type))
+        else:
+            arrays.append(arr.take(pa.array(order)))
+    return [pa.RecordBatch.from_arrays(arrays, schema=outs[0].schema.remove(
+        outs[0].schema.get_field_index(END_COL)))]
 
 
 def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:

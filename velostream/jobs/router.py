@@ -1,21 +1,22 @@
 """Which partition each record goes to: the plan's strategy, computed by compiled kernels.
 
-``hash`` hashes the key columns (the same words the group tables use) with
-``group_table.partition_of`` and scatters the batch with a stable counting sort
-(``scatter_index``), so each partition's rows keep their input order. ``round_robin`` and
+``hash``: the coordinator interns the batch's strings into the job's dictionary (work V1 does
+too), encodes the key columns as group-table words (``KeyCodec``) and routes them in one nogil pass
+(``_core.route.KeyRouter``: key groups assigned to the least-loaded partition on first sight).
+Every partition receives the batch with its partition-per-row array (``Routed``) and picks out and
+gathers its own rows itself, in parallel.
+
+``sticky`` keeps records in their source partition (``_PARTITION``); ``round_robin`` and
 ``two_phase`` cut the batch into contiguous slices (any row may go anywhere); ``single`` sends
-everything to partition 0; ``sticky`` keeps records in their source partition (``_PARTITION``).
+everything to partition 0.
 """
 from __future__ import annotations
 
 import numpy as np
 
-import pyarrow as pa
-
-from .._core.group_table import partition_of, scatter_index
-from .._core.strings import hash_arrow
-from ..batch import Batch, Column
-from ..exec.expressions import BCol, Evaluator
+from .._core.route import KeyRouter, select_rows
+from ..batch import Batch
+from ..exec.expressions import Evaluator
 from ..exec.pipeline import KeyCodec
 from ..planner import Plan
 
@@ -27,79 +28,44 @@ class Router:
         self.keys = list(plan.partitioning.keys)
         self.ev = evaluator
         self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
+        self.key_router = KeyRouter(n_partitions) if self.strategy == "hash" and n_partitions > 1 else None
 
     def split(self, batch: Batch) -> list:
-        """Per partition: a Batch, ``Rows`` of the batch (gathered by the partition), or None."""
+        """Per partition: a Batch, the ``Routed`` batch every partition takes its rows from, or
+        None (no rows for that partition)."""
         n = self.n
         if n == 1:
             return [batch]
         if self.strategy == "single":
             return [batch] + [None] * (n - 1)
         if self.strategy == "hash":
-            return self._scatter(batch, self._key_words(batch))
+            cols = [self.ev.column(k, batch) for k in self.keys]
+            part = np.empty(batch.length, dtype=np.int8)
+            self.key_router.route(self.codec.encode(cols, batch.length), part)
+            return [Routed(batch, part)] * n
         if self.strategy == "sticky":
             name = batch.resolve("_PARTITION")
             if name is not None:
-                part = (batch[name].values.astype(np.int64) % n).astype(np.int32)
-                return self._scatter_parts(batch, np.ascontiguousarray(part))
+                part = (batch[name].values.astype(np.int64) % n).astype(np.int8)
+                return [Routed(batch, part)] * n
         bounds = np.linspace(0, batch.length, n + 1).astype(np.int64)
         return [batch.slice(bounds[i], bounds[i + 1]) if bounds[i + 1] > bounds[i] else None
                 for i in range(n)]
 
-    def _key_words(self, batch: Batch) -> list[np.ndarray]:
-        """Words that identify each row's key. A string column still in its Arrow form is hashed
-        from its raw bytes: interning it here would serialise that work in the coordinator,
-        while the partitions can intern their own rows in parallel."""
-        if all(isinstance(k, BCol) and _raw_strings(batch.columns[k.name]) for k in self.keys):
-            words = []
-            for k in self.keys:
-                h = np.empty(batch.length, dtype=np.uint64)
-                hash_arrow(_combined(batch.columns[k.name].arrow), h)
-                words.append(h.view(np.int64))
-            return words
-        cols = [self.ev.column(k, batch) for k in self.keys]
-        return self.codec.encode(cols, batch.length)
 
-    def _scatter(self, batch: Batch, words: list[np.ndarray]) -> list:
-        part = np.empty(batch.length, dtype=np.int32)
-        partition_of(words, self.n, part)
-        return self._scatter_parts(batch, part)
+class Routed:
+    """A batch every partition receives whole, with each row's partition (``part``); each
+    partition gathers its own rows itself (``rows_for``), so the copying runs in parallel."""
 
-    def _scatter_parts(self, batch: Batch, part: np.ndarray) -> list:
-        """Each partition gets the batch and its row numbers: the copying (``take``) then happens
-        in the partition threads, in parallel, instead of serially here."""
-        order, offsets = scatter_index(part, self.n)
-        out: list = []
-        for p in range(self.n):
-            lo, hi = offsets[p], offsets[p + 1]
-            out.append(Rows(batch, order[lo:hi]) if hi > lo else None)
-        return out
+    __slots__ = ("batch", "part")
 
-
-def _raw_strings(col: Column) -> bool:
-    """A string column nobody has interned yet (still its original Arrow array)."""
-    return col.type.kind == "STRING" and col._values is None and col.arrow is not None
-
-
-def _combined(arr):
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    return arr
-
-
-class Rows:
-    """Some rows of a batch, gathered by whoever processes them."""
-
-    __slots__ = ("batch", "index")
-
-    def __init__(self, batch: Batch, index: np.ndarray):
-        self.batch, self.index = batch, index
+    def __init__(self, batch: Batch, part: np.ndarray):
+        self.batch = batch
+        self.part = part
 
     @property
     def length(self) -> int:
-        return len(self.index)
+        return self.batch.length
 
-    def gather(self) -> Batch:
-        return self.batch.take(self.index)
+    def rows_for(self, p: int) -> Batch:
+        return self.batch.take(select_rows(self.part, p))

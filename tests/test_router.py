@@ -1,0 +1,102 @@
+"""The V2 hash router: key groups assigned on first sight, balanced, stable for the life of a job."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream._core.route import KeyRouter, select_rows
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _route(router: KeyRouter, *words) -> np.ndarray:
+    out = np.empty(len(words[0]), dtype=np.int8)
+    router.route([np.asarray(w, dtype=np.int64) for w in words], out)
+    return out
+
+
+@pytest.mark.parametrize("n_parts", [2, 3, 4, 8])
+def test_few_keys_split_evenly(n_parts):
+    # ten equally frequent keys (S1/S2's symbols): hash % N would leave them lopsided
+    keys = np.arange(100_000) % 10
+    part = _route(KeyRouter(n_parts), keys)
+    per_key = {k: set(part[keys == k].tolist()) for k in range(10)}
+    assert all(len(p) == 1 for p in per_key.values())  # a key lives in one partition
+    keys_per_part = collections.Counter(p.pop() for p in per_key.values())
+    assert max(keys_per_part.values()) - min(keys_per_part.get(i, 0) for i in range(n_parts)) <= 1
+
+
+def test_assignment_is_stable_across_batches_and_balances_by_rows():
+    router = KeyRouter(2)
+    rng = np.random.default_rng(3)
+    first = _route(router, np.zeros(1000, dtype=np.int64))  # a hot key arrives first
+    assert set(first.tolist()) == {0}
+    later = rng.integers(1, 50, 20_000)
+    part = _route(router, later)
+    assert set(part.tolist()) == {1}  # new keys go where the load is lighter...
+    again = _route(router, np.concatenate([np.zeros(10), np.arange(1, 50)]))
+    assert again[:10].tolist() == [0] * 10  # ...and no key ever moves
+    assert set(again[10:].tolist()) == {1}
+    assert router.rows_routed.tolist() == [1010, 20_049]
+
+
+def test_many_keys_and_multi_word_keys():
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 5000, 200_000), rng.integers(-3, 97, 200_000)
+    router = KeyRouter(4)
+    part = _route(router, a, b)
+    counts = np.bincount(part, minlength=4)
+    assert counts.min() > 0.2 * len(a)  # thousands of keys spread over all four
+    # the same (a, b) always lands in the same partition
+    seen = {}
+    for x, y, p in zip(a[:5000].tolist(), b[:5000].tolist(), part[:5000].tolist()):
+        assert seen.setdefault((x, y), p) == p
+
+
+def test_select_rows_partitions_every_row_once():
+    part = np.random.default_rng(1).integers(0, 3, 10_001).astype(np.int8)
+    picked = [select_rows(part, p) for p in range(3)]
+    assert sorted(np.concatenate(picked).tolist()) == list(range(10_001))
+    for p, rows in enumerate(picked):
+        assert (np.diff(rows) > 0).all() and (part[rows] == p).all()
+
+
+def test_router_rejects_bad_input():
+    with pytest.raises(ValueError):
+        KeyRouter(0)
+    with pytest.raises(ValueError):
+        KeyRouter(2).route([], np.empty(3, dtype=np.int8))
+    with pytest.raises(ValueError):
+        KeyRouter(2).route([np.arange(4)], np.empty(3, dtype=np.int8))
+
+
+@pytest.mark.parametrize("partitions", [2, 4])
+def test_v2_null_and_computed_keys_match_v1(partitions):
+    rng = np.random.default_rng(11)
+    n = 30_000
+    sym = np.array(["AAPL", "msft", None, "Goog", "aapl", "x" * 40], dtype=object)[rng.integers(0, 6, n)]
+    qty = rng.integers(0, 100, n).astype(float)
+    qty[rng.random(n) < 0.05] = np.nan
+    price = rng.normal(100, 5, n)
+    table = pa.table({"sym": pa.array(sym, pa.string()), "qty": pa.array(qty, from_pandas=True),
+                      "price": price, "k": rng.integers(0, 7, n)})
+    batches = table.to_batches(max_chunksize=3_000)
+    queries = {  # SQL -> how many leading output columns form the key
+        "SELECT sym, COUNT(*) AS n, SUM(qty) AS q, MAX(price) AS mx FROM t GROUP BY sym": 1,
+        "SELECT UPPER(sym) AS u, k, COUNT(qty) AS n FROM t GROUP BY UPPER(sym), k": 2,
+        "SELECT k * 2.5 AS kk, AVG(price) AS a FROM t GROUP BY k * 2.5 EMIT FINAL": 1,
+    }
+    for sql, arity in queries.items():
+        v1 = [tuple(r.values()) for r in vs.query(sql, {"t": batches}).to_pylist()]
+        v2 = [tuple(r.values()) for r in vs.query(sql, {"t": batches}, partitions=partitions).to_pylist()]
+        assert collections.Counter(v2) == collections.Counter(v1), sql
+        # each key's rows come out in the same order as V1's
+        by1, by2 = collections.defaultdict(list), collections.defaultdict(list)
+        for rows, by in ((v1, by1), (v2, by2)):
+            for r in rows:
+                by[r[:arity]].append(r)
+        assert by1 == by2, sql
