@@ -142,6 +142,10 @@ class Engine:
         # a column naming each row's independently ordered source partition (set by the job
         # from its reader's ``watermark_by``): the watermark becomes the minimum over them
         self.watermark_by: Optional[str] = None
+        # the compiled push of a qualifying GROUP BY plan (velostream.exec.push_fast), set at bind
+        self._fast = None
+        self._fast_pipeline = None
+        self._source_ok = None  # the last source name push accepted
         if schemas is not None:
             self._bind(dict(schemas))
 
@@ -153,6 +157,20 @@ class Engine:
             self.watermark.track(*self._partitions)
         self.out_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
         self.pipeline = self.make_pipeline()
+        from .exec.push_fast import group_step_for
+        self._fast = group_step_for(self)
+        self._fast_pipeline = self.pipeline
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether ``push`` can run this plan through the compiled step (``velostream.exec.
+        push_fast``); ``fast_batches`` counts the batches it took (the rest went the general
+        way)."""
+        return self._fast is not None
+
+    @property
+    def fast_batches(self) -> int:
+        return 0 if self._fast is None else self._fast.batches
 
     def make_pipeline(self) -> Pipeline:
         return Pipeline(self.plan, self.strings)
@@ -273,8 +291,22 @@ class Engine:
     # -- public API --------------------------------------------------------------------
     def push(self, source: str, data: Any) -> Result:
         """Feed ``data`` (any input shape ``vs.query`` takes) from ``source``; returns the rows
-        this input emitted."""
-        self._check_source(source)
+        this input emitted.
+
+        A record batch of a plan that qualifies (``velostream.exec.push_fast``) goes through one
+        compiled call on the pipeline's own state; anything else takes the general path below.
+        """
+        if source is not self._source_ok:
+            self._check_source(source)
+            self._source_ok = source
+        if type(data) is pa.RecordBatch:
+            if self.plan is None:
+                self._bind({self.source: schema_of(data)})
+            fast = self._fast
+            if fast is not None and self._fast_pipeline is self.pipeline:
+                r = fast.push(data)
+                if r is not None:
+                    return r
         out: list[Batch] = []
         for rb in to_record_batches(data):
             batch = self.prepare(rb)
@@ -411,6 +443,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     first = True
     for rb in to_record_batches(data):
         r = eng.push(eng.source, rb)
+        r.batches  # rows the fast path holds compiled become Arrow now: the input can go
         if first:
             result = Result(r.schema)
             first = False

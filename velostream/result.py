@@ -14,16 +14,37 @@ class Result:
     >>> r = vs.query("SELECT a * 2 AS b FROM t WHERE a > 1", {"t": {"a": [1, 2, 3]}})
     >>> len(r), r.to_pylist()
     (2, [{'b': 4}, {'b': 6}])
+
+    A result may hold some of its rows in a compiled form (what the fast path of ``Engine.push``
+    computed, see ``velostream._core.group_step``) until Arrow is asked for: ``len()`` is cheap,
+    and ``batches`` (and everything built on it) converts them, once.
     """
 
-    __slots__ = ("schema", "batches")
+    # _parts: record batches, or lazy parts (objects with ``num_rows`` and ``to_batch()``)
+    __slots__ = ("schema", "_parts")
 
     def __init__(self, schema: pa.Schema, batches: list[pa.RecordBatch] | None = None):
         self.schema = schema
-        self.batches = [b for b in (batches or []) if b.num_rows]
+        self._parts = [b for b in (batches or []) if b.num_rows]
+
+    @property
+    def batches(self) -> list[pa.RecordBatch]:
+        """The rows as Arrow record batches (lazy parts are converted here, once)."""
+        parts = self._parts
+        for i, p in enumerate(parts):
+            if not isinstance(p, pa.RecordBatch):
+                parts[i] = p.to_batch()
+        return parts
+
+    @batches.setter
+    def batches(self, value: list[pa.RecordBatch]) -> None:
+        self._parts = list(value)
+
+    def __reduce__(self):  # pickles as Arrow (compiled parts are converted first)
+        return (Result, (self.schema, self.batches))
 
     def __len__(self) -> int:
-        return sum(b.num_rows for b in self.batches)
+        return sum(p.num_rows for p in self._parts)
 
     def __iter__(self) -> Iterator[dict]:
         for b in self.batches:
@@ -54,4 +75,5 @@ class Result:
         return {name: t.column(name).to_numpy() for name in t.column_names}
 
     def extend(self, other: "Result") -> None:
-        self.batches.extend(b for b in other.batches if b.num_rows)
+        """Append ``other``'s rows (lazy parts stay lazy)."""
+        self._parts.extend(p for p in other._parts if p.num_rows)

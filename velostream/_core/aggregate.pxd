@@ -63,6 +63,13 @@ cdef class Aggregate:
                     const int32_t* src) noexcept nogil
 
 
+# ``Aggregate.update_emit`` on raw pointers, for kernels in other modules (group_step.pyx); see
+# aggregate.pyx. ``out_valid`` NULL makes it ``update``.
+cdef int update_emit_rows(Aggregate agg, Py_ssize_t n, const int32_t* slots, int32_t max_slot,
+                          const void* values, const uint8_t* valid, void* out,
+                          uint8_t* out_valid, bint release_gil) except -1
+
+
 cdef class _CountBase(Aggregate):
     cdef vector[int64_t] counts    # rows (COUNT(*)) or valid values (COUNT(x)) per slot
 

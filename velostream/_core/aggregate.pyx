@@ -595,6 +595,37 @@ cdef class Aggregate:
         return AGG_OK
 
 
+cdef int update_emit_rows(Aggregate agg, Py_ssize_t n, const int32_t* slots, int32_t max_slot,
+                          const void* values, const uint8_t* valid, void* out,
+                          uint8_t* out_valid, bint release_gil) except -1:
+    """``agg.update_emit`` (or ``update`` when ``out_valid`` is NULL) for kernels holding raw
+    pointers (``group_step``), with the same state changes: rows numbered from ``next_seq``,
+    which then moves on by n. ``values``: n values of the input dtype (ignored by CountStar);
+    ``valid``: n uint8 or NULL; ``out``: n of ``result_dtype``. ``max_slot``: the largest slot in
+    ``slots`` (the caller knows it), checked against the capacity. ``release_gil``: run without
+    the GIL (worth it for large batches only)."""
+    cdef int64_t seq0 = agg.next_seq
+    cdef int status = AGG_OK
+    if n <= 0:
+        return 0
+    if agg.takes_values and values == NULL:
+        raise TypeError(f"{type(agg).__name__} needs a values array")
+    if max_slot >= agg.n_slots:
+        raise ValueError(f"slot {max_slot} out of range: capacity is {agg.n_slots}")
+    _enter(agg)
+    try:
+        if release_gil:
+            with nogil:
+                status = agg._update(n, slots, values, valid, NULL, seq0, out, out_valid)
+        else:
+            status = agg._update(n, slots, values, valid, NULL, seq0, out, out_valid)
+    finally:
+        agg.busy = False
+    agg.next_seq = seq0 + n
+    _raise_status(status)
+    return 0
+
+
 def update_all(list aggs, slots, list values, list valids, seq=None):
     """``aggs[j].update(slots, values[j], valids[j], seq)`` for every j: one query's aggregates
     over the same rows. The slots are scanned for their largest value once for all of them

@@ -55,6 +55,12 @@ cdef class GroupTable:
                               # entering the same table gets RuntimeError instead of a torn table
 
 
+# ``GroupTable.find_or_insert`` on raw pointers (n_words int64 columns of n rows -> out slots);
+# returns the number of groups created. For kernels in other modules (group_step.pyx).
+cdef Py_ssize_t find_or_insert_rows(GroupTable t, const int64_t** cols, Py_ssize_t n,
+                                    int32_t* out, bint release_gil) except -1
+
+
 cdef inline uint64_t hash_start() noexcept nogil:
     """Seed of every key hash: a nonzero start keeps the all-zero key away from hash 0."""
     return 0x9E3779B97F4A7C15ULL

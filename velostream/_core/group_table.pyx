@@ -674,6 +674,28 @@ cdef class GroupTable:
                 f"slot_capacity={self.st.next_slot})")
 
 
+cdef Py_ssize_t find_or_insert_rows(GroupTable t, const int64_t** cols, Py_ssize_t n,
+                                    int32_t* out, bint release_gil) except -1:
+    """``GroupTable.find_or_insert`` for kernels holding raw pointers (``group_step``): ``cols``
+    are ``t.n_words`` int64 arrays of ``n`` rows, ``out`` gets each row's slot. Returns how many
+    groups were created. ``release_gil``: run without the GIL (worth it for large batches only)."""
+    cdef Py_ssize_t created = 0
+    cdef int status = GT_OK
+    if n <= 0:
+        return 0
+    _enter(t)
+    try:
+        if release_gil:
+            with nogil:
+                status = _find_or_insert_any(&t.st, cols, n, out, &created)
+        else:
+            status = _find_or_insert_any(&t.st, cols, n, out, &created)
+    finally:
+        t.busy = False
+    _raise_status(status, 0, NULL)
+    return created
+
+
 def hash_columns(columns, uint64_t[::1] out):
     """Hash each row of the int64 key ``columns`` into ``out`` (uint64[n]).
 

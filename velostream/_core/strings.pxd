@@ -22,3 +22,9 @@ cdef class StringInterner:
     cdef CacheEntry* _cache  # 2-way set-associative front cache (CACHE_SETS sets), see encode_buffers
 
     cdef void _reserve(self, Py_ssize_t more_strings, Py_ssize_t more_bytes)
+
+
+# Codes for n strings given as raw Arrow buffers (offsets[0..n], data) into out; returns how many
+# strings were new. The cdef entry behind ``encode_buffers`` (see strings.pyx).
+cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const uint8_t* data,
+                               Py_ssize_t n, int32_t* out, bint release_gil) except -1

@@ -91,6 +91,142 @@ cdef inline uint64_t hash_bytes(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     return hash_string(p, n, w0, w1)
 
 
+# The interner's stores as raw pointers, for the nogil encoding loop (``_encode_rows``).
+cdef struct _Stores:
+    uint8_t* store
+    int32_t* soff
+    uint64_t* shash
+    uint64_t* heads
+    int32_t* idx
+    Py_ssize_t mask
+    Py_ssize_t limit
+    Py_ssize_t count
+    Py_ssize_t nbytes
+    CacheEntry* cache
+
+
+cdef Py_ssize_t _encode_rows(_Stores* st, const int32_t* offsets, const uint8_t* src,
+                             const int64_t* rows, Py_ssize_t i, Py_ssize_t n,
+                             int32_t* out) noexcept nogil:
+    """Codes of strings i.. (``rows[i]``.. when ``rows`` is not NULL) into ``out[i]``..; returns
+    the first one not done (n, or the one whose new string needs a larger index: grow it with
+    the GIL and call again from there)."""
+    cdef uint64_t w0, w1, h
+    cdef Py_ssize_t pos, length, c, r
+    cdef const uint8_t* p
+    cdef int32_t hit
+    cdef CacheEntry* cache = st.cache
+    cdef CacheEntry* e = NULL
+    cdef uint8_t* store = st.store
+    cdef int32_t* soff = st.soff
+    cdef uint64_t* shash = st.shash
+    cdef uint64_t* heads = st.heads
+    cdef int32_t* idx = st.idx
+    cdef Py_ssize_t m = st.mask
+    while i < n:
+        r = rows[i] if rows != NULL else i
+        p = src + offsets[r]
+        length = offsets[r + 1] - offsets[r]
+        head_words(p, length, &w0, &w1)
+        if length <= 16:
+            # Front cache: the set's two entries, most recent first. Codes never
+            # change, so an entry is valid for the life of the interner.
+            e = &cache[2 * _cache_set(w0, w1, length)]
+            if e[0].w0 == w0 and e[0].w1 == w1 and e[0].length == length:
+                out[i] = e[0].code
+                i += 1
+                continue
+            if e[1].w0 == w0 and e[1].w1 == w1 and e[1].length == length:
+                out[i] = e[1].code
+                i += 1
+                continue
+        h = hash_string(p, length, w0, w1)
+        pos = h & m
+        while True:
+            hit = idx[pos]
+            if hit == EMPTY:
+                break
+            if (heads[2 * hit] == w0 and heads[2 * hit + 1] == w1
+                    and soff[hit + 1] - soff[hit] == length
+                    and (length <= 16 or memcmp(&store[soff[hit]], p, length) == 0)):
+                break
+            pos = (pos + 1) & m
+        if hit == EMPTY:
+            if st.count >= st.limit:
+                break  # grow the index with the GIL, then resume at row i
+            c = st.count
+            soff[c + 1] = soff[c] + <int32_t>length
+            if length:
+                memcpy(&store[soff[c]], p, length)
+            shash[c] = h
+            heads[2 * c] = w0
+            heads[2 * c + 1] = w1
+            idx[pos] = <int32_t>c
+            st.count += 1
+            st.nbytes += length
+            hit = <int32_t>c
+        if length <= 16:
+            # The older entry makes room, so two strings that share a set (or
+            # alternate in it) both stay cached.
+            e[1] = e[0]
+            e[0].w0 = w0
+            e[0].w1 = w1
+            e[0].length = <int32_t>length
+            e[0].code = hit
+        out[i] = hit
+        i += 1
+    return i
+
+
+cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const uint8_t* data,
+                               Py_ssize_t n, int32_t* out, bint release_gil) except -1:
+    """Codes for the strings ``data[offsets[i]:offsets[i+1]]``, i < n, into ``out``; returns how
+    many new strings were added. The cdef entry behind ``encode_buffers``, for kernels that hold
+    raw Arrow buffer pointers (``group_step``): the offsets must be valid for ``data`` (Arrow's
+    guarantee); the caller takes the ``StringDict`` lock as ``encode_buffers`` callers do.
+    ``release_gil``: run the loop without the GIL (worth it for large batches only)."""
+    if n <= 0:
+        return 0
+    return _intern_rows(si, offsets, data, n, out, release_gil, NULL, offsets[n] - offsets[0])
+
+
+cdef Py_ssize_t _intern_rows(StringInterner si, const int32_t* offsets, const uint8_t* data,
+                             Py_ssize_t n, int32_t* out, bint release_gil, const int64_t* rows,
+                             Py_ssize_t span) except -1:
+    """``intern_strings`` of strings ``rows[i]`` (i < n; every i when ``rows`` is NULL);
+    ``span``: the bytes they may add at most (the store makes room for them up front)."""
+    if n <= 0:
+        return 0
+    if offsets[0] < 0 or span < 0:
+        raise ValueError("string offsets are not ascending")
+    if si.nbytes + span > 2_000_000_000:
+        raise OverflowError("string dictionary exceeds 2 GB")
+    si._reserve(n, span)
+    cdef _Stores st
+    cdef Py_ssize_t before = si.count, i = 0
+    st.store = <uint8_t*>cnp.PyArray_DATA(<cnp.ndarray>si._data)
+    st.soff = <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>si._offsets)
+    st.shash = <uint64_t*>cnp.PyArray_DATA(<cnp.ndarray>si._hashes)
+    st.heads = <uint64_t*>cnp.PyArray_DATA(<cnp.ndarray>si._heads)
+    st.cache = si._cache
+    while i < n:
+        if 2 * (si.count + 1) > len(si._index):
+            si._rehash(4 * (si.count + 1))
+        st.idx = <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>si._index)
+        st.mask = si.mask
+        st.limit = (si.mask + 1) // 2  # load factor at most 1/2
+        st.count = si.count
+        st.nbytes = si.nbytes
+        if release_gil:
+            with nogil:
+                i = _encode_rows(&st, offsets, data, rows, i, n, out)
+        else:
+            i = _encode_rows(&st, offsets, data, rows, i, n, out)
+        si.count = st.count
+        si.nbytes = st.nbytes
+    return si.count - before
+
+
 cdef class StringInterner:
     """Distinct strings -> dense int32 codes.
 
@@ -191,83 +327,8 @@ cdef class StringInterner:
         cdef Py_ssize_t span = offsets[n_strings] - offsets[0]
         if offsets[0] < 0 or span < 0 or offsets[n_strings] > data.shape[0]:
             raise ValueError("offsets do not fit the data buffer")
-        if self.nbytes + span > 2_000_000_000:
-            raise OverflowError("string dictionary exceeds 2 GB")
-        self._reserve(n, span)
-        cdef uint8_t[::1] store = self._data
-        cdef int32_t[::1] soff = self._offsets
-        cdef uint64_t[::1] shash = self._hashes
-        cdef uint64_t[::1] heads = self._heads
-        cdef uint64_t w0, w1
-        cdef int32_t[::1] idx
-        cdef Py_ssize_t m, limit, before = self.count
-        cdef Py_ssize_t i = 0, pos, length, c, r
-        cdef const uint8_t* src = &data[0] if data.shape[0] else NULL
-        cdef const uint8_t* p
-        cdef uint64_t h
-        cdef int32_t hit
-        cdef CacheEntry* cache = self._cache
-        cdef CacheEntry* e = NULL
-        while i < n:
-            if 2 * (self.count + 1) > len(self._index):
-                self._rehash(4 * (self.count + 1))
-            idx = self._index
-            m = self.mask
-            limit = (m + 1) // 2  # load factor at most 1/2
-            with nogil:
-                while i < n:
-                    r = rp[i] if rp != NULL else i
-                    p = src + offsets[r]
-                    length = offsets[r + 1] - offsets[r]
-                    head_words(p, length, &w0, &w1)
-                    if length <= 16:
-                        # Front cache: the set's two entries, most recent first. Codes never
-                        # change, so an entry is valid for the life of the interner.
-                        e = &cache[2 * _cache_set(w0, w1, length)]
-                        if e[0].w0 == w0 and e[0].w1 == w1 and e[0].length == length:
-                            out[i] = e[0].code
-                            i += 1
-                            continue
-                        if e[1].w0 == w0 and e[1].w1 == w1 and e[1].length == length:
-                            out[i] = e[1].code
-                            i += 1
-                            continue
-                    h = hash_string(p, length, w0, w1)
-                    pos = h & m
-                    while True:
-                        hit = idx[pos]
-                        if hit == EMPTY:
-                            break
-                        if (heads[2 * hit] == w0 and heads[2 * hit + 1] == w1
-                                and soff[hit + 1] - soff[hit] == length
-                                and (length <= 16 or memcmp(&store[soff[hit]], p, length) == 0)):
-                            break
-                        pos = (pos + 1) & m
-                    if hit == EMPTY:
-                        if self.count >= limit:
-                            break  # grow the index with the GIL, then resume at row i
-                        c = self.count
-                        soff[c + 1] = soff[c] + <int32_t>length
-                        if length:
-                            memcpy(&store[soff[c]], p, length)
-                        shash[c] = h
-                        heads[2 * c] = w0
-                        heads[2 * c + 1] = w1
-                        idx[pos] = <int32_t>c
-                        self.count += 1
-                        self.nbytes += length
-                        hit = <int32_t>c
-                    if length <= 16:
-                        # The older entry makes room, so two strings that share a set (or
-                        # alternate in it) both stay cached.
-                        e[1] = e[0]
-                        e[0].w0 = w0
-                        e[0].w1 = w1
-                        e[0].length = <int32_t>length
-                        e[0].code = hit
-                    out[i] = hit
-                    i += 1
-        return self.count - before
+        return _intern_rows(self, &offsets[0], &data[0] if data.shape[0] else NULL, n, &out[0],
+                            True, rp, span)
 
     def lookup_bytes(self, bytes s):
         """The code of ``s`` or -1 (no insertion)."""

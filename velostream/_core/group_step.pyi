@@ -1,0 +1,41 @@
+"""Type stub for the compiled ``velostream._core.group_step`` module."""
+from typing import Any
+
+import pyarrow as pa
+
+from .group_table import GroupTable
+
+class GroupStep:
+    """The compiled ``Engine.push`` of a plain streaming GROUP BY (see ``velostream.exec.push_fast``)."""
+
+    names: list[str]
+    expected: list[pa.DataType]
+    outputs: list[tuple[bool, int, int]]
+    key_names: list[str]
+    import_schema: pa.Schema
+    reorder: list[int] | None
+    out_schema: pa.Schema
+    max_rows: int
+    batches: int
+    def __init__(
+        self,
+        table: GroupTable,
+        aggs: list[Any],
+        strings: Any,
+        stats: dict,
+        keys: list[tuple[str, str]],
+        layout: list[tuple],
+        wide: list[int],
+        agg_cols: list[tuple[str, str] | None],
+        outputs: list[tuple[str, int]],
+        out_schema: pa.Schema,
+    ) -> None: ...
+    def push(self, rb: pa.RecordBatch) -> Any:
+        """The push's ``Result``, or None: this batch takes the general path."""
+
+class GroupRows:
+    """Rows one ``GroupStep.push`` emitted, held until Arrow is asked for."""
+
+    num_rows: int
+    def __len__(self) -> int: ...
+    def to_batch(self) -> pa.RecordBatch: ...
