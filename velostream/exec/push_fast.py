@@ -77,7 +77,12 @@ def _ref(name: str, prefix: str, count: int) -> Optional[int]:
 
 def group_step_for(engine):
     """A ``GroupStep`` for the engine's bound plan and pipeline, or None when it does not qualify."""
-    plan, pipeline = engine.plan, engine.pipeline
+    return step_for(engine.plan, engine.pipeline, engine.strings, engine.stats, engine.out_schema)
+
+
+def step_for(plan, pipeline, strings, stats: dict, out_schema):
+    """A ``GroupStep`` updating ``pipeline``'s state (a V2 partition's, or the engine's), or None
+    when the plan does not qualify. ``stats`` gets the step's record counts."""
     if not ENABLED or why_not(plan, pipeline) is not None:
         return None
     from .._core.group_step import GroupStep
@@ -88,7 +93,7 @@ def group_step_for(engine):
         k = _ref(b.name, "__k", len(plan.keys))
         outputs.append(("k", k) if k is not None else ("a", _ref(b.name, "__a", len(plan.aggs))))
     return GroupStep(
-        pipeline.table, pipeline.aggs, engine.strings, engine.stats,
+        pipeline.table, pipeline.aggs, strings, stats,
         [(k.name, k.type.kind) for k in plan.keys], list(codec.layout), list(codec.wide),
         [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
-        outputs, engine.out_schema)
+        outputs, out_schema)

@@ -34,6 +34,7 @@ from ..batch import Batch, Column, SqlType, _take_strings
 from ..engine import Engine
 from ..errors import JobError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
+from ..exec.push_fast import step_for
 from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
@@ -85,6 +86,7 @@ class _Step:
     batch: Optional[Batch]
     watermark: Optional[int]
     flush: bool = False
+    arrow: Optional[pa.RecordBatch] = None  # the whole input batch, when ``batch`` is all of it
 
 
 class _Partition(threading.Thread):
@@ -100,6 +102,9 @@ class _Partition(threading.Thread):
         self.results = results
         self.engine = engine
         self.convert = convert
+        # the compiled step of a plain streaming GROUP BY (exec.push_fast), for whole batches
+        self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
+                             engine.out_schema) if convert else None
         self.records = 0
         self.busy_s = 0.0
         self.failed = False
@@ -125,7 +130,11 @@ class _Partition(threading.Thread):
         batch = step.batch
         if isinstance(batch, Routed):
             batch = batch.rows_for(self.index)
-        if batch is not None:
+        fast = self.fast.push(step.arrow) if self.fast is not None and step.arrow is not None else None
+        if fast is not None:  # one compiled call; its rows are Arrow already
+            self.records += batch.length
+            out += fast.batches
+        elif batch is not None:
             self.records += batch.length
             out += pipeline.process(batch)
         if step.watermark is not None:
@@ -135,7 +144,8 @@ class _Partition(threading.Thread):
         dead = pipeline.dead_letters
         pipeline.dead_letters = []
         if self.convert:
-            out = [self.engine.output_arrow(b, keep=(END_COL,)) for b in out if b.length]
+            out = [self.engine.output_arrow(b, keep=(END_COL,)) if isinstance(b, Batch) else b
+                   for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
             dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
                     for reason, rows in dead]
         return out, pipeline.late_records, dead
@@ -516,8 +526,9 @@ class Job:
             self.stats.time_routing_s += time.perf_counter() - t0
             wm = eng.watermark.current if eng.plan.window is not None else None
             arrivals[seq] = (arrived, wm, False)
+            whole = rb if n == 1 and parts[0] is not None and parts[0].length == rb.num_rows else None
             for i, w in enumerate(self._workers):
-                self._put(w, _Step(seq, parts[i], wm))
+                self._put(w, _Step(seq, parts[i], wm, arrow=whole))
                 max_depth[i] = max(max_depth[i], w.inbox.qsize())
             seq += 1
             self.stats.batches += 1
