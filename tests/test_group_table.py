@@ -1,4 +1,4 @@
-"""GroupTable, hash_columns, partition_of and the scatter kernels (velostream._core.group_table).
+"""GroupTable and hash_columns (velostream._core.group_table).
 
 The table is checked against a pure-Python dict model after every operation. Slot numbering is
 partly the table's choice (which freed slot comes back first), so the model checks the contract
@@ -18,9 +18,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from velostream._core.group_table import (
     GroupTable,
     hash_columns,
-    partition_of,
-    scatter_counts,
-    scatter_index,
 )
 
 I64 = np.iinfo(np.int64)
@@ -395,7 +392,7 @@ def test_concurrent_use_from_threads_is_safe():
 
 
 # ------------------------------------------------------------------------------------------
-# hash_columns / partition_of
+# hash_columns
 
 
 def test_hash_columns_deterministic_and_row_local():
@@ -445,15 +442,14 @@ CHI2_LIMIT = {2: 15.1, 4: 21.1, 7: 27.9, 16: 44.3, 64: 115.0}
 def test_hash_mod_spreads_sequential_codes(n_buckets, start, step):
     n = 100_000
     codes = ro(start + step * np.arange(n, dtype=np.int64))
-    part = np.empty(n, np.int32)
-    partition_of([codes], n_buckets, part)
-    counts = np.bincount(part, minlength=n_buckets)
+    h = np.empty(n, np.uint64)
+    hash_columns([codes], h)
+    counts = np.bincount((h % np.uint64(n_buckets)).astype(np.int64), minlength=n_buckets)
     assert len(counts) == n_buckets
     assert chi_square(counts) < CHI2_LIMIT[n_buckets], counts
     # Also with a second, constant word (window start) and a NULL-mask word of zeros.
-    part2 = np.empty(n, np.int32)
-    partition_of([codes, ro(np.full(n, 1_700_000_000)), ro(np.zeros(n))], n_buckets, part2)
-    counts = np.bincount(part2, minlength=n_buckets)
+    hash_columns([codes, ro(np.full(n, 1_700_000_000)), ro(np.zeros(n))], h)
+    counts = np.bincount((h % np.uint64(n_buckets)).astype(np.int64), minlength=n_buckets)
     assert chi_square(counts) < CHI2_LIMIT[n_buckets], counts
 
 
@@ -476,21 +472,6 @@ def test_hash_low_bits_avalanche():
                 assert 0.42 < frac < 0.58, (word, bit, out_bit, frac)
 
 
-def test_partition_of_is_hash_mod_n():
-    rng = np.random.default_rng(2)
-    cols = [ro(rng.integers(I64.min, I64.max, 3000, endpoint=True)) for _ in range(2)]
-    h = np.empty(3000, np.uint64)
-    hash_columns(cols, h)
-    for n in (1, 3, 8, 1000):
-        part = np.empty(3000, np.int32)
-        partition_of(cols, n, part)
-        assert (part == (h % np.uint64(n)).astype(np.int32)).all()
-    with pytest.raises(ValueError):
-        partition_of(cols, 0, part)
-    with pytest.raises(ValueError, match="output has length"):
-        partition_of(cols, 2, np.empty(5, np.int32))
-
-
 def test_hash_columns_validation():
     with pytest.raises(ValueError, match="at least one"):
         hash_columns([], np.empty(0, np.uint64))
@@ -498,39 +479,6 @@ def test_hash_columns_validation():
         hash_columns([ro([1, 2])], np.empty(3, np.uint64))
     with pytest.raises(ValueError):  # int64 output instead of uint64
         hash_columns([ro([1, 2])], np.empty(2, np.int64))
-
-
-# ------------------------------------------------------------------------------------------
-# scatter_counts / scatter_index
-
-
-@settings(max_examples=100, deadline=None)
-@given(n=st.integers(1, 9), part=st.lists(st.integers(0, 8), max_size=300))
-def test_scatter_index_is_a_stable_counting_sort(n, part):
-    part = ro([p % n for p in part], np.int32)
-    order, offsets = scatter_index(part, n)
-    assert order.dtype == np.int64 and offsets.dtype == np.int64
-    assert offsets.shape == (n + 1,) and order.shape == part.shape
-    assert order.tolist() == np.argsort(part, kind="stable").tolist()
-    counts = scatter_counts(part, n)
-    assert counts.dtype == np.int64
-    assert counts.tolist() == np.bincount(part, minlength=n).tolist()
-    assert offsets.tolist() == [0] + np.cumsum(counts).tolist()
-    for p in range(n):
-        rows = order[offsets[p]: offsets[p + 1]]
-        assert (part[rows] == p).all() and (np.diff(rows) > 0).all()
-
-
-def test_scatter_rejects_out_of_range_partitions():
-    for bad in ([0, 3], [-1], [0, 1, 2, 7]):
-        with pytest.raises(ValueError, match="outside"):
-            scatter_index(ro(bad, np.int32), 3)
-        with pytest.raises(ValueError, match="outside"):
-            scatter_counts(ro(bad, np.int32), 3)
-    with pytest.raises(ValueError):
-        scatter_index(ro([0], np.int32), 0)
-    order, offsets = scatter_index(ro([], np.int32), 2)
-    assert order.tolist() == [] and offsets.tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("share", [0.01, 0.5, 0.999])

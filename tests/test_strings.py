@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from velostream._core.strings import StringInterner, hash_arrow, take_strings
+from velostream._core.strings import StringInterner, take_strings
 
 
 def _random_strings(rng, n, alphabet="abé€x"):
@@ -45,16 +45,15 @@ def test_take_strings_matches_arrow():
         take_strings(arr, np.array([len(arr)], dtype=np.int64))
 
 
-def test_hash_arrow_agrees_for_equal_strings_and_spreads():
-    words = [f"TRADER{i}" for i in range(500)]
-    a = pa.array(words * 3)
-    h = np.empty(len(a), dtype=np.uint64)
-    hash_arrow(a, h)
-    assert (h[:500] == h[500:1000]).all() and (h[:500] == h[1000:]).all()
-    assert len(set(h[:500].tolist())) == 500
-    counts = np.bincount((h[:500] % 4).astype(np.int64), minlength=4)
-    assert counts.min() > 80  # roughly even over 4 partitions
-    n = pa.array(["x", None])
-    hn = np.empty(2, dtype=np.uint64)
-    hash_arrow(n, hn)
-    assert hn[0] != hn[1]
+def test_encode_some_rows_of_an_array():
+    from velostream.batch import StringDict
+
+    arr = pa.array(["a", None, "bb", "a", "ccc", "bb"]).slice(1)  # an offset, and a NULL
+    d = StringDict()
+    rows = np.array([4, 0, 2, 1], dtype=np.int64)
+    codes, valid = d.encode_arrow(arr, rows)
+    assert d.decode(codes, valid).to_pylist() == [arr[int(r)].as_py() for r in rows]
+    assert valid.tolist() == [True, False, True, True]
+    assert len(d) == 3  # '' for the NULL, 'bb', 'a': 'ccc' (row 3) was not asked for
+    with pytest.raises(IndexError):
+        d.encode_arrow(arr, np.array([5], dtype=np.int64))

@@ -305,8 +305,8 @@ cdef class StringInterner:
         new strings were added. ``offsets`` has len(out) + 1 entries.
 
         With ``rows`` (int64), ``out[i]`` is the code of string ``rows[i]`` instead, and
-        ``offsets`` describes every string of the array (a V2 partition interns only its own rows
-        of a shared batch this way, without copying them out first)."""
+        ``offsets`` describes every string of the array: some rows of a batch are interned
+        without being copied out first."""
         cdef Py_ssize_t n = out.shape[0]
         cdef Py_ssize_t n_strings = offsets.shape[0] - 1
         cdef const int64_t[::1] sel
@@ -380,35 +380,6 @@ cdef class StringInterner:
         validity = None if valid is None else np.asarray(valid, dtype=bool)
         return _gather(self._offsets[:self.count + 1], self._data, index,
                        validity, "string code out of range")
-
-def hash_arrow(arr, uint64_t[::1] out):
-    """The interner's hash of each string of a pyarrow string array, without interning it
-    (the V2 router partitions on these, so the coordinator never touches the dictionary).
-    NULL rows hash to a fixed value of their own."""
-    import pyarrow as pa
-    if not pa.types.is_string(arr.type):
-        arr = arr.cast(pa.string())
-    cdef Py_ssize_t n = len(arr), i
-    if out.shape[0] != n:
-        raise ValueError("out must have one entry per row")
-    if n == 0:
-        return
-    bufs = arr.buffers()
-    offsets_arr = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
-    data_arr = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
-    if len(data_arr) == 0:
-        data_arr = np.zeros(1, np.uint8)
-    cdef const int32_t[::1] offs = offsets_arr
-    cdef const uint8_t[::1] data = data_arr
-    cdef const uint8_t* base = &data[0]
-    with nogil:
-        for i in range(n):
-            out[i] = hash_bytes(base + offs[i], offs[i + 1] - offs[i])
-    if arr.null_count:
-        nulls = ~arr.is_valid().to_numpy(zero_copy_only=False)
-        np.asarray(out)[nulls] = 0x6E756C6C  # 'null': any fixed value
-
-
 
 def take_strings(arr, index):
     """``arr.take(index)`` for a pyarrow string array, by memcpy (the V2 partitions use it to
