@@ -560,9 +560,9 @@ class Job:
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
         cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
-        # Columns to numpy here, once (numbers zero-copy; strings interned into the job's
-        # dictionary, which then only the coordinator writes to), not lazily in N threads at once.
-        # A hash-routed batch needs its string codes anyway, and the partitions then copy codes.
+        # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. A
+        # hash-routed batch's strings are interned here too: routing needs their codes anyway,
+        # and the partitions then only copy codes and read the dictionary.
         strings_too = self.stats.strategy == "hash" and self.partitions > 1
         for c in cols.values():
             if c.type.kind != "STRING" or strings_too:
@@ -685,7 +685,7 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
 def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     """EMIT FINAL rows of every partition in window-end order (stable: partition order within
     one end), without the end column. Each partition's rows are already in end order, so the
-    stable sort merges runs; the rows move by compiled gathers (``Column.take``)."""
+    stable sort merges runs; strings move by the compiled gather, numbers by numpy."""
     outs = [rb for rb in outs if rb.num_rows]
     if len(outs) == 1:
         return [outs[0].drop_columns([END_COL])]
