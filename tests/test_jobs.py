@@ -268,3 +268,18 @@ def test_v2_partition_takes_the_compiled_step_for_whole_batches():
     two.run()
     assert all(w.fast.batches == 0 for w in two._workers)
     assert _by_key(_rows(two.result())) == _by_key(_rows(job.result()))
+
+
+def test_v2_small_routed_batches_take_the_compiled_step():
+    # batches of a few hundred records: each partition takes its rows out of the Arrow batch and
+    # runs them through the compiled step (the general path's per-batch cost would dominate)
+    src, batches = scenario_input("S2", 20_000)
+    small = pa.Table.from_batches(batches).to_batches(max_chunksize=300)
+    sql = SCENARIOS["S2"][1]
+    v1 = _rows(vs.query(sql, {src: small}))
+    for partitions in (2, 4):
+        job = vs.Job(sql, {src: small}, partitions=partitions)
+        job.run()
+        assert all(w.fast is not None and w.fast.batches > 0 for w in job._workers)
+        assert sum(w.records for w in job._workers) == 20_000
+        assert _by_key(_rows(job.result())) == _by_key(v1)

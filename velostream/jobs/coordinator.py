@@ -39,12 +39,16 @@ from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
+from .._core.route import select_rows
 from .router import Routed, Router
 
 log = logging.getLogger("velostream.jobs")
 
 _INT = SqlType("INT64")
 _STOP = object()
+# Routed batches up to this many rows take the compiled GROUP BY step in the partitions (small
+# batches: per-batch Python of the general path dominates their cost and their latency).
+SMALL_ROUTED_BATCH = 4096
 
 
 @dataclass
@@ -86,7 +90,7 @@ class _Step:
     batch: Optional[Batch]
     watermark: Optional[int]
     flush: bool = False
-    arrow: Optional[pa.RecordBatch] = None  # the whole input batch, when ``batch`` is all of it
+    arrow: Optional[pa.RecordBatch] = None  # the input batch, when ``batch`` has all its rows
 
 
 class _Partition(threading.Thread):
@@ -128,13 +132,15 @@ class _Partition(threading.Thread):
         pipeline = self.pipeline
         out = []
         batch = step.batch
-        if isinstance(batch, Routed):
-            batch = batch.rows_for(self.index)
-        fast = self.fast.push(step.arrow) if self.fast is not None and step.arrow is not None else None
+        fast = None
+        if self.fast is not None and step.arrow is not None:
+            fast = self._compiled(batch, step.arrow)
         if fast is not None:  # one compiled call; its rows are Arrow already
-            self.records += batch.length
-            out += fast.batches
+            self.records += fast[0]
+            out += fast[1]
         elif batch is not None:
+            if isinstance(batch, Routed):
+                batch = batch.rows_for(self.index)
             self.records += batch.length
             out += pipeline.process(batch)
         if step.watermark is not None:
@@ -149,6 +155,23 @@ class _Partition(threading.Thread):
             dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
                     for reason, rows in dead]
         return out, pipeline.late_records, dead
+
+
+    def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
+        """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
+        Arrow rows out), or None for the general path. Whole batches always qualify; a routed
+        batch only when small: the step interns its rows under the job dictionary's lock (so big
+        batches would make partitions take turns) and takes them out of the Arrow batch first."""
+        if isinstance(batch, Routed):
+            if batch.length > SMALL_ROUTED_BATCH:
+                return None
+            rows = select_rows(batch.part, self.index)
+            if len(rows) == 0:
+                return 0, []
+            if len(rows) < arrow.num_rows:
+                arrow = arrow.take(pa.array(rows))
+        r = self.fast.push(arrow)
+        return None if r is None else (arrow.num_rows, r.batches)
 
 
 class Job:
@@ -317,11 +340,18 @@ class Job:
         self._shutdown_workers()
 
     def _next_input(self, idle=None) -> Optional[pa.RecordBatch]:
-        """The next batch, or None at the end of a bounded input or on stop(). ``idle`` is
-        called while there is nothing to read (V2 delivers finished steps then)."""
+        """The next batch, or None at the end of a bounded input or on stop(). ``idle(block=True)``
+        is called while there is nothing to read: V2 waits for the steps in flight and delivers
+        their rows at once, rather than when the next batch arrives.
+
+        A reader that returns nothing without waiting (memory, files) is polled again after a
+        pause that starts at 50 µs and doubles up to 1 ms: a record that arrives while the job
+        is idle waits tens of µs, and a job idle for long costs about a thousand polls a second.
+        """
         take_rejects = getattr(self.reader, "rejects", None)
         # the job-wide watermark over source partitions; tasks keep a watermark each instead
         partitions = getattr(self.reader, "watermark_partitions", None) if self.runner is None else None
+        pause = 0.00005
         while not self._stop.is_set():
             t0 = time.perf_counter()
             rb = self.reader.read()
@@ -337,12 +367,11 @@ class Job:
             if not self.reader.has_more():
                 return None
             if idle is not None:
-                idle()
+                idle(block=True)
             if self._commit_due():
-                if idle is not None:
-                    idle(block=True)
                 self._commit()
-            time.sleep(0.001)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.001)
         return None
 
     # -- failed records and commits ----------------------------------------------------------
@@ -526,7 +555,8 @@ class Job:
             self.stats.time_routing_s += time.perf_counter() - t0
             wm = eng.watermark.current if eng.plan.window is not None else None
             arrivals[seq] = (arrived, wm, False)
-            whole = rb if n == 1 and parts[0] is not None and parts[0].length == rb.num_rows else None
+            # the input as it arrived, for partitions that run the compiled step on it
+            whole = rb if batch.length == rb.num_rows else None
             for i, w in enumerate(self._workers):
                 self._put(w, _Step(seq, parts[i], wm, arrow=whole))
                 max_depth[i] = max(max_depth[i], w.inbox.qsize())
