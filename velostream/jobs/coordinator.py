@@ -242,6 +242,7 @@ class Job:
         self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
         self.commit_interval_s = commit_interval_s
         self._last_commit = time.monotonic()
+        self._reader_hooks: Optional[tuple] = None  # (read, rejects, watermark_partitions)
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
         name = self.engine.source
@@ -348,14 +349,19 @@ class Job:
         pause that starts at 50 µs and doubles up to 1 ms: a record that arrives while the job
         is idle waits tens of µs, and a job idle for long costs about a thousand polls a second.
         """
-        take_rejects = getattr(self.reader, "rejects", None)
-        # the job-wide watermark over source partitions; tasks keep a watermark each instead
-        partitions = getattr(self.reader, "watermark_partitions", None) if self.runner is None else None
+        hooks = self._reader_hooks
+        if hooks is None:  # looked up once: this runs once per batch
+            # the job-wide watermark over source partitions; tasks keep a watermark each instead
+            hooks = self._reader_hooks = (
+                self.reader.read, getattr(self.reader, "rejects", None),
+                getattr(self.reader, "watermark_partitions", None) if self.runner is None else None)
+        read, take_rejects, partitions = hooks
+        stats = self.stats
         pause = 0.00005
         while not self._stop.is_set():
             t0 = time.perf_counter()
-            rb = self.reader.read()
-            self.stats.time_reading_s += time.perf_counter() - t0
+            rb = read()
+            stats.time_reading_s += time.perf_counter() - t0
             if partitions is not None:  # assigned and idle source partitions (Kafka)
                 self.engine.source_partitions(*partitions())
             if take_rejects is not None:
@@ -472,19 +478,19 @@ class Job:
 
     def _run_v1(self) -> None:
         eng = self.engine
+        stats = self.stats
         while True:
             rb = self._next_input()
             if rb is None:
                 break
             arrived = time.perf_counter()
-            t0 = time.perf_counter()
             r = eng.push(eng.source, rb)
-            self.stats.time_processing_s += time.perf_counter() - t0
-            self.stats.records_read = eng.stats["records_in"]
-            self.stats.records_late = eng.stats["late_records"]
-            self.stats.batches += 1
+            stats.time_processing_s += time.perf_counter() - arrived
+            stats.records_read = eng.stats["records_in"]
+            stats.records_late = eng.stats["late_records"]
+            stats.batches += 1
             self._deliver(r, arrived)
-            if self._commit_due():
+            if self.commit_interval_s is not None and self._commit_due():
                 self._commit()
         if eng.plan is not None:
             self._deliver(eng.flush(), time.perf_counter())
@@ -633,12 +639,15 @@ class Job:
         self._deliver(eng.finish_arrow(outs), arrived)
 
     def _deliver(self, r: Result, arrived: float) -> None:
-        self._drain_engine_dead_letters()
+        if self.engine.dead_letters:
+            self._drain_engine_dead_letters()
+        n = 0
         for rb in r.batches:
             self._write(rb)
-        if len(r):
-            self._latencies.append((time.perf_counter() - arrived, len(r)))
-            self.stats.records_emitted += len(r)
+            n += rb.num_rows
+        if n:
+            self._latencies.append((time.perf_counter() - arrived, n))
+            self.stats.records_emitted += n
 
     def _timed_write(self, fn, *args) -> None:
         t0 = time.perf_counter()
@@ -648,34 +657,42 @@ class Job:
             self.stats.time_writing_s += time.perf_counter() - t0
 
     def _write(self, rb: pa.RecordBatch) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.sink.write_batch(rb)
+        except Exception as exc:
+            self.stats.time_writing_s += time.perf_counter() - t0
+            self._write_failed(rb, exc)
+        else:
+            self.stats.time_writing_s += time.perf_counter() - t0
+
+    def _write_failed(self, rb: pa.RecordBatch, exc: Exception) -> None:
+        """The sink refused ``rb``: retry it (RetryWithBackoff), fail the job (FailBatch, or
+        retries exhausted), or count its rows and send them to the dead-letter output."""
         strategy = self.failure
-        delays = iter(strategy.delays()) if isinstance(strategy, RetryWithBackoff) else iter(())
-        while True:
-            try:
-                self._timed_write(self.sink.write_batch, rb)
-                return
-            except Exception as exc:
-                if isinstance(strategy, RetryWithBackoff):
-                    delay = next(delays, None)
-                    if delay is not None:
-                        log.warning("sink write failed (%s); retrying in %.3fs", exc, delay)
-                        time.sleep(delay)
-                        continue
-                if isinstance(strategy, (FailBatch, RetryWithBackoff)):
-                    raise JobError(f"sink write failed ({strategy.name}): {exc!r}") from exc
-                # LogAndContinue / SendToDLQ: the rows go to the dead-letter output, counted
-                log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
-                self.stats.records_failed += rb.num_rows
-                reason = f"sink write failed: {exc!r}"
-                if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
-                    self._send_dead([], (reason, rb))
+        if isinstance(strategy, RetryWithBackoff):
+            for delay in strategy.delays():
+                log.warning("sink write failed (%s); retrying in %.3fs", exc, delay)
+                time.sleep(delay)
+                try:
+                    self._timed_write(self.sink.write_batch, rb)
                     return
-                self.dead_letters.append((reason, rb))
-                if self.dead_letter is not None:
-                    self.dead_letter.write_batch(rb)
-                    self.dead_letter.flush()
-                    self.dead_letter.commit()
-                return
+                except Exception as again:  # noqa: BLE001 - the strategy decides
+                    exc = again
+        if isinstance(strategy, (FailBatch, RetryWithBackoff)):
+            raise JobError(f"sink write failed ({strategy.name}): {exc!r}") from exc
+        # LogAndContinue / SendToDLQ: the rows go to the dead-letter output, counted
+        log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
+        self.stats.records_failed += rb.num_rows
+        reason = f"sink write failed: {exc!r}"
+        if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
+            self._send_dead([], (reason, rb))
+            return
+        self.dead_letters.append((reason, rb))
+        if self.dead_letter is not None:
+            self.dead_letter.write_batch(rb)
+            self.dead_letter.flush()
+            self.dead_letter.commit()
 
     def _shutdown_workers(self) -> None:
         for w in self._workers:
