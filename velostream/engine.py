@@ -233,7 +233,10 @@ class Engine:
 
     def finish(self, batches: list[Batch]) -> Result:
         """Job-level tail: DISTINCT, LIMIT, conversion to Arrow, counters."""
-        return self.finish_arrow([self.output_arrow(b) for b in batches if b.length])
+        batches = [b for b in batches if b.length]
+        if self.plan.distinct:  # on the engine's own columns: no strings to encode again
+            batches = [b.take(self._first_occurrences(b)) for b in batches]
+        return self._limit([self.output_arrow(b) for b in batches if b.length])
 
     def output_arrow(self, b: Batch, keep: tuple = ()) -> pa.RecordBatch:
         """One output batch as Arrow in the output schema, plus the ``keep`` columns it has (the
@@ -246,13 +249,18 @@ class Engine:
         return rb
 
     def finish_arrow(self, batches: list[pa.RecordBatch]) -> Result:
-        """DISTINCT and LIMIT over output rows already in Arrow, then the counters."""
+        """DISTINCT and LIMIT over output rows already in Arrow (V2's partitions convert their
+        own rows), then the counters."""
+        batches = [rb for rb in batches if rb.num_rows]
+        if self.plan.distinct:
+            batches = [rb.take(pa.array(self._first_occurrences(Batch.from_arrow(rb, self.strings))))
+                       for rb in batches]
+        return self._limit(batches)
+
+    def _limit(self, batches: list[pa.RecordBatch]) -> Result:
+        """LIMIT over the output rows in emission order, then the counters."""
         out = []
         for rb in batches:
-            if rb.num_rows == 0:
-                continue
-            if self.plan.distinct:
-                rb = rb.take(pa.array(self._first_occurrences(Batch.from_arrow(rb, self.strings))))
             if self.plan.limit is not None:
                 room = self.plan.limit - self._emitted
                 if room <= 0:

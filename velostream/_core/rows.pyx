@@ -824,12 +824,7 @@ cdef class RowsWindow:
                     col = acc[:, c].copy()
                     out[p + name] = col.view(_FLOAT64) if name in _VAR_FLOATS else col
             else:  # MIN / MAX
-                if st.is_float:
-                    blk = _vec_view(st.mm_fblk.data(), st.mm_fblk.size(), _FLOAT64)
-                    prefix = _vec_view(st.mm_fprefix.data(), st.mm_fprefix.size(), _FLOAT64)
-                else:
-                    blk = _vec_view(st.mm_iblk.data(), st.mm_iblk.size(), _INT64)
-                    prefix = _vec_view(st.mm_iprefix.data(), st.mm_iprefix.size(), _INT64)
+                blk, prefix = _minmax_views(st)
                 out[p + "block_values"] = blk[_block_index(sl, m, off, n)]
                 out[p + "block_offsets"] = off.copy()
                 out[p + "prefix"] = prefix[sl]
@@ -947,12 +942,7 @@ cdef class RowsWindow:
                 blk[idx[cur]] = hist[a][0][cur].astype(_FLOAT64)
                 blk_ok[idx[cur]] = hist[a][1][cur] != 0
             else:
-                if st.is_float:
-                    blk = _vec_view(st.mm_fblk.data(), st.mm_fblk.size(), _FLOAT64)
-                    prefix = _vec_view(st.mm_fprefix.data(), st.mm_fprefix.size(), _FLOAT64)
-                else:
-                    blk = _vec_view(st.mm_iblk.data(), st.mm_iblk.size(), _INT64)
-                    prefix = _vec_view(st.mm_iprefix.data(), st.mm_iprefix.size(), _INT64)
+                blk, prefix = _minmax_views(st)
                 if st.kind == K_MIN:
                     blk.reshape(-1, n)[sl] = np.nan if st.is_float else INT64_MAX
                 else:
@@ -980,6 +970,15 @@ cdef object _vec_view(void* data, Py_ssize_t count, object dtype):
     if count == 0:
         return np.empty(0, dt)
     return np.asarray(<uint8_t[:count * dt.itemsize]> <uint8_t*>data).view(dt)
+
+
+cdef tuple _minmax_views(_FuncState st):
+    """A MIN/MAX function's van Herk / Gil-Werman blocks and prefixes, as numpy views."""
+    if st.is_float:
+        return (_vec_view(st.mm_fblk.data(), st.mm_fblk.size(), _FLOAT64),
+                _vec_view(st.mm_fprefix.data(), st.mm_fprefix.size(), _FLOAT64))
+    return (_vec_view(st.mm_iblk.data(), st.mm_iblk.size(), _INT64),
+            _vec_view(st.mm_iprefix.data(), st.mm_iprefix.size(), _INT64))
 
 
 cdef object _slot_array(object slots):
