@@ -263,10 +263,12 @@ def test_v2_partition_takes_the_compiled_step_for_whole_batches():
     job.run()
     assert job._workers[0].fast is not None and job._workers[0].fast.batches == len(batches)
     assert _rows(job.result()) == _rows(vs.query(sql, {src: batches}))
-    # at two partitions each gets a subset of rows: the general path, same rows per key
+    # at two partitions each interns its own rows into its own dictionary (raw routing), so
+    # its rows of every batch take the compiled step too; same rows per key
     two = vs.Job(sql, {src: batches}, partitions=2)
     two.run()
-    assert all(w.fast.batches == 0 for w in two._workers)
+    assert two._raw and all(w.fast.batches == len(batches) for w in two._workers)
+    assert two._workers[0].pipeline.strings is not two._workers[1].pipeline.strings
     assert _by_key(_rows(two.result())) == _by_key(_rows(job.result()))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -34,6 +35,48 @@ cdef inline uint64_t _row_hash(const int64_t** words, int n_words, Py_ssize_t r)
     for k in range(1, n_words):
         h = (h ^ (h >> 29) ^ <uint64_t>words[k][r]) * 0xc2b2ae3d27d4eb4fULL
     return (h ^ (h >> 32)) * 0xff51afd7ed558ccdULL
+
+
+# One key column as the raw router reads it: a string column's Arrow buffers, or a number column's
+# values (the engine's representation: int64 for integers, booleans, timestamps and decimals).
+cdef struct RawCol:
+    int kind                      # RAW_STRING, RAW_INT or RAW_FLOAT
+    const int32_t* offsets        # RAW_STRING: n + 1 offsets into data
+    const uint8_t* data
+    int64_t nbytes                # RAW_STRING: bytes in data
+    const int64_t* ivalues        # RAW_INT
+    const double* fvalues         # RAW_FLOAT
+    const uint8_t* valid          # 1 byte per row, or NULL (no NULLs)
+
+
+cdef enum:
+    RAW_STRING = 0
+    RAW_INT = 1
+    RAW_FLOAT = 2
+
+
+cdef inline uint64_t _bytes_hash(const uint8_t* p, Py_ssize_t n, const uint8_t* end) noexcept nogil:
+    # 8 bytes per multiply; equal strings hash equal, which is all routing needs (a collision only
+    # puts two keys in the same partition). ``end``: the end of the buffer ``p`` points into.
+    cdef uint64_t h = <uint64_t>n * 0x9e3779b97f4a7c15ULL, w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL
+        h ^= h >> 31
+        p += 8
+        n -= 8
+    if n > 0:
+        if p + 8 <= end:  # one 8-byte load, the bytes past the string masked off
+            memcpy(&w, p, 8)
+            w &= (1ULL << (8 * n)) - 1
+        else:  # at the end of the buffer: byte by byte
+            w = 0
+            while n > 0:
+                n -= 1
+                w = (w << 8) | p[n]
+        h = (h ^ w) * 0x94d049bb133111ebULL
+        h ^= h >> 29
+    return h
 
 
 cdef inline void _tally(const int8_t* part, Py_ssize_t lo, Py_ssize_t hi, int64_t* counts,
@@ -125,6 +168,133 @@ cdef class KeyRouter:
                         load[p] += counts[p]
         finally:
             free(ptrs)
+
+    def route_raw(self, list columns, int8_t[::1] out):
+        """``route`` on the key columns' own values, without interning strings first: each
+        entry of ``columns`` is ``("string", offsets int32[n + 1], data uint8, valid)``,
+        ``("int", int64[n], valid)`` or ``("float", float64[n], valid)``, ``valid`` a uint8[n]
+        or None. Equal keys get the same partition in every batch (string bytes hashed, floats
+        folded as GROUP BY compares them), so the partitions can intern their own strings.
+
+        >>> import numpy as np
+        >>> out = np.empty(4, dtype=np.int8)
+        >>> offs = np.array([0, 1, 2, 3, 4], np.int32); data = np.frombuffer(b"abab", np.uint8)
+        >>> KeyRouter(2).route_raw([("string", offs, data, None)], out)
+        >>> out.tolist()
+        [0, 1, 0, 1]
+        """
+        cdef Py_ssize_t n = out.shape[0]
+        cdef int n_cols = len(columns), k
+        if n_cols == 0:
+            raise ValueError("no key columns to route on")
+        keep = []  # the arrays the pointers below point into
+        cdef RawCol* cols = <RawCol*>malloc(n_cols * sizeof(RawCol))
+        if cols == NULL:
+            raise MemoryError()
+        cdef cnp.ndarray a
+        try:
+            for k in range(n_cols):
+                spec = columns[k]
+                cols[k].valid = NULL
+                valid = spec[len(spec) - 1]  # (this module compiles without wraparound)
+                if valid is not None:
+                    a = np.ascontiguousarray(valid).view(np.uint8)
+                    if a.shape[0] != n:
+                        raise ValueError(f"key column {k}: validity must have {n} rows")
+                    keep.append(a)
+                    cols[k].valid = <const uint8_t*>a.data
+                if spec[0] == "string":
+                    a = np.ascontiguousarray(spec[1], dtype=np.int32)
+                    if a.shape[0] != n + 1:
+                        raise ValueError(f"key column {k}: {n + 1} string offsets expected")
+                    keep.append(a)
+                    cols[k].kind = RAW_STRING
+                    cols[k].offsets = <const int32_t*>a.data
+                    a = np.ascontiguousarray(spec[2], dtype=np.uint8)
+                    keep.append(a)
+                    cols[k].data = <const uint8_t*>a.data
+                    cols[k].nbytes = a.shape[0]
+                elif spec[0] in ("int", "float"):
+                    a = np.ascontiguousarray(spec[1], dtype=np.int64 if spec[0] == "int" else np.float64)
+                    if a.shape[0] != n:
+                        raise ValueError(f"key column {k}: {n} values expected")
+                    keep.append(a)
+                    cols[k].kind = RAW_INT if spec[0] == "int" else RAW_FLOAT
+                    cols[k].ivalues = <const int64_t*>a.data
+                    cols[k].fvalues = <const double*>a.data
+                else:
+                    raise ValueError(f"unknown key column kind {spec[0]!r}")
+            if n:
+                scratch = np.empty(2 * n, dtype=np.uint64)
+                a = scratch
+                with nogil:
+                    _route_raw(cols, n_cols, n, &out[0], &self.assign[0], &self.load[0],
+                               self.n_parts, <uint64_t*>a.data, <uint64_t*>a.data + n)
+        finally:
+            free(cols)
+
+
+cdef void _column_words(const RawCol* c, Py_ssize_t n, uint64_t* w) noexcept nogil:
+    # One tight loop per column kind (a kind test per row keeps the compiler from pipelining).
+    cdef Py_ssize_t r
+    cdef int64_t lo, hi
+    cdef const uint8_t* end = c.data + c.nbytes
+    cdef double x
+    if c.kind == RAW_STRING:
+        for r in range(n):
+            lo = c.offsets[r]
+            hi = c.offsets[r + 1]
+            if lo < 0 or hi > c.nbytes or hi < lo:  # not a valid Arrow array: never read outside
+                w[r] = 0
+            else:
+                w[r] = _bytes_hash(c.data + lo, hi - lo, end)
+    elif c.kind == RAW_INT:
+        memcpy(w, c.ivalues, 8 * n)
+    else:
+        for r in range(n):
+            x = c.fvalues[r] + 0.0  # -0.0 and 0.0 are one key
+            if x != x:
+                w[r] = 0x7FF8000000000000ULL  # every NaN is one key
+            else:
+                memcpy(&w[r], &x, 8)
+    if c.valid != NULL:
+        for r in range(n):
+            if not c.valid[r]:
+                w[r] = 0x5bd1e9955bd1e995ULL  # NULL: one key of its own
+
+
+cdef void _route_raw(const RawCol* cols, int n_cols, Py_ssize_t n, int8_t* out, int8_t* assign,
+                     int64_t* load, int n_parts, uint64_t* h, uint64_t* w) noexcept nogil:
+    cdef int64_t counts[MAX_PARTS]
+    cdef Py_ssize_t r, tallied = 0
+    cdef uint64_t g
+    cdef int8_t a
+    cdef int p, best, k
+    _column_words(&cols[0], n, h)
+    for r in range(n):
+        h[r] *= 0x9e3779b97f4a7c15ULL
+    for k in range(1, n_cols):
+        _column_words(&cols[k], n, w)
+        for r in range(n):
+            h[r] = (h[r] ^ (h[r] >> 29) ^ w[r]) * 0xc2b2ae3d27d4eb4fULL
+    for p in range(n_parts):
+        counts[p] = 0
+    for r in range(n):
+        g = ((h[r] ^ (h[r] >> 32)) * 0xff51afd7ed558ccdULL) >> (64 - GROUP_BITS)
+        a = assign[g]
+        if a < 0:  # first sight: to the partition with the fewest rows so far
+            _tally(out, tallied, r, counts, n_parts)
+            tallied = r
+            best = 0
+            for p in range(1, n_parts):
+                if load[p] + counts[p] < load[best] + counts[best]:
+                    best = p
+            a = <int8_t>best
+            assign[g] = a
+        out[r] = a
+    _tally(out, tallied, n, counts, n_parts)
+    for p in range(n_parts):
+        load[p] += counts[p]
 
 
 def select_rows(const int8_t[::1] part, int p):

@@ -40,7 +40,7 @@ from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer
 from .._core.route import select_rows
-from .router import Routed, Router
+from .router import Routed, Router, own_dictionary
 
 log = logging.getLogger("velostream.jobs")
 
@@ -98,7 +98,7 @@ class _Partition(threading.Thread):
     already in Arrow (``convert``), so the coordinator only merges and writes."""
 
     def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
-                 engine: Engine, convert: bool):
+                 engine: Engine, convert: bool, own_strings: bool = False):
         super().__init__(name=f"velostream-partition-{index}", daemon=True)
         self.index = index
         self.pipeline = pipeline
@@ -106,6 +106,9 @@ class _Partition(threading.Thread):
         self.results = results
         self.engine = engine
         self.convert = convert
+        # the pipeline's dictionary is this partition's alone (raw routing): routed batches' string
+        # columns move to it, and the compiled step takes routed batches of any size
+        self.own_strings = pipeline.strings if own_strings else None
         # the compiled step of a plain streaming GROUP BY (exec.push_fast), for whole batches
         self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
                              engine.out_schema) if convert else None
@@ -140,7 +143,7 @@ class _Partition(threading.Thread):
             out += fast[1]
         elif batch is not None:
             if isinstance(batch, Routed):
-                batch = batch.rows_for(self.index)
+                batch = batch.rows_for(self.index, self.own_strings)
             self.records += batch.length
             out += pipeline.process(batch)
         if step.watermark is not None:
@@ -163,7 +166,7 @@ class _Partition(threading.Thread):
         batch only when small: the step interns its rows under the job dictionary's lock (so big
         batches would make partitions take turns) and takes them out of the Arrow batch first."""
         if isinstance(batch, Routed):
-            if batch.length > SMALL_ROUTED_BATCH:
+            if batch.length > SMALL_ROUTED_BATCH and self.own_strings is None:
                 return None
             rows = select_rows(batch.part, self.index)
             if len(rows) == 0:
@@ -238,6 +241,7 @@ class Job:
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self._workers: list[_Partition] = []
+        self._raw = False  # V2 routes on the key columns' own values (Router.raw)
         # a rolling sample, so a job that runs for days keeps constant memory
         self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
         self.commit_interval_s = commit_interval_s
@@ -548,12 +552,18 @@ class Job:
                 role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
                 if role == "partial":
                     merger = Pipeline(plan, eng.strings, role="merge")
-                self._workers = [_Partition(i, Pipeline(plan, eng.strings, role=role), results,
-                                            self.queue_depth, eng, convert=role == "full")
-                                 for i in range(n)]
+                router = Router(plan, n, eng.pipeline.ev)
+                self._raw = router.raw
+                # raw routing leaves the strings to the partitions: each interns its own rows
+                # into its own dictionary; otherwise they share the job's
+                self._workers = [
+                    _Partition(i, Pipeline(plan, own_dictionary(eng.strings) if router.raw
+                                           else eng.strings, role=role),
+                               results, self.queue_depth, eng, convert=role == "full",
+                               own_strings=router.raw)
+                    for i in range(n)]
                 for w in self._workers:
                     w.start()
-                router = Router(plan, n, eng.pipeline.ev)
                 self._used = plan.input_columns_used
             batch = self._restrict(batch, seq_base=self.stats.records_read if merger else None)
             self.stats.records_read += rb.num_rows
@@ -599,7 +609,7 @@ class Job:
         # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. A
         # hash-routed batch's strings are interned here too: routing needs their codes anyway,
         # and the partitions then only copy codes and read the dictionary.
-        strings_too = self.stats.strategy == "hash" and self.partitions > 1
+        strings_too = self.stats.strategy == "hash" and self.partitions > 1 and not self._raw
         for c in cols.values():
             if c.type.kind != "STRING" or strings_too:
                 c.values

@@ -1,10 +1,16 @@
 """Which partition each record goes to: the plan's strategy, computed by compiled kernels.
 
-``hash``: the coordinator interns the batch's strings into the job's dictionary (work V1 does
-too), encodes the key columns as group-table words (``KeyCodec``) and routes them in one nogil pass
-(``_core.route.KeyRouter``: key groups assigned to the least-loaded partition on first sight).
-Every partition receives the batch with its partition-per-row array (``Routed``) and picks out and
-gathers its own rows itself, in parallel.
+``hash``: one nogil pass over the key columns (``_core.route.KeyRouter``: key groups assigned to
+the least-loaded partition on first sight) gives each row its partition. Every partition receives
+the batch with its partition-per-row array (``Routed``) and picks out and gathers its own rows
+itself, in parallel.
+
+When every key is a plain input column (``raw``, the usual case) the router hashes the columns'
+own values, string bytes included, and the strings stay un-interned: each partition interns only
+its own rows, into its own dictionary, so the job's most expensive per-row step runs in parallel
+and no partition shares state with another. Keys computed by expressions are evaluated by the
+coordinator, interned into the job's dictionary and routed on their codes (``KeyCodec`` words);
+the partitions then share that dictionary.
 
 ``sticky`` keeps records in their source partition (``_PARTITION``); ``round_robin`` and
 ``two_phase`` cut the batch into contiguous slices (any row may go anywhere); ``single`` sends
@@ -12,11 +18,15 @@ everything to partition 0.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
+import pyarrow as pa
 
 from .._core.route import KeyRouter, select_rows
 from ..batch import Batch
-from ..exec.expressions import Evaluator
+from ..batch import Column, StringDict
+from ..exec.expressions import BCol, Evaluator
 from ..exec.pipeline import KeyCodec
 from ..planner import Plan
 
@@ -29,6 +39,8 @@ class Router:
         self.ev = evaluator
         self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
         self.key_router = KeyRouter(n_partitions) if self.strategy == "hash" and n_partitions > 1 else None
+        # route on the key columns' own values (see the module docstring)
+        self.raw = self.key_router is not None and all(isinstance(k, BCol) for k in self.keys)
 
     def split(self, batch: Batch) -> list:
         """Per partition: a Batch, the ``Routed`` batch every partition takes its rows from, or
@@ -39,9 +51,12 @@ class Router:
         if self.strategy == "single":
             return [batch] + [None] * (n - 1)
         if self.strategy == "hash":
-            cols = [self.ev.column(k, batch) for k in self.keys]
             part = np.empty(batch.length, dtype=np.int8)
-            self.key_router.route(self.codec.encode(cols, batch.length), part)
+            if self.raw:
+                self.key_router.route_raw([_raw_key(batch.columns[k.name]) for k in self.keys], part)
+            else:
+                cols = [self.ev.column(k, batch) for k in self.keys]
+                self.key_router.route(self.codec.encode(cols, batch.length), part)
             return [Routed(batch, part)] * n
         if self.strategy == "sticky":
             name = batch.resolve("_PARTITION")
@@ -67,5 +82,40 @@ class Routed:
     def length(self) -> int:
         return self.batch.length
 
-    def rows_for(self, p: int) -> Batch:
-        return self.batch.take(select_rows(self.part, p))
+    def rows_for(self, p: int, strings: Optional[StringDict] = None) -> Batch:
+        """Partition ``p``'s rows; with ``strings`` (the partition's own dictionary, raw routing),
+        its string columns are re-homed there: still Arrow, interned when the pipeline reads them."""
+        b = self.batch.take(select_rows(self.part, p))
+        if strings is not None:
+            for name, c in b.columns.items():
+                if c.type.kind == "STRING" and c.strings is not strings:
+                    b.columns[name] = Column(c.type, arrow=c.to_arrow(), strings=strings)
+        return b
+
+
+def _raw_key(c: Column) -> tuple:
+    """One key column as ``KeyRouter.route_raw`` reads it: strings as their Arrow buffers (not
+    interned), numbers as the engine's values (so every input type of a key hashes alike)."""
+    if c.type.kind == "STRING":
+        arr = c.to_arrow()  # the original array while un-interned
+        if not pa.types.is_string(arr.type):
+            arr = arr.cast(pa.string())
+        n = len(arr)
+        bufs = arr.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+        return ("string", offsets, data, valid)
+    values = c.values
+    if c.type.kind == "FLOAT64":
+        return ("float", values, c.valid)
+    return ("int", values.astype(np.int64, copy=False), c.valid)
+
+
+def own_dictionary(shared: StringDict) -> StringDict:
+    """A partition's own string dictionary, starting as a copy of ``shared`` (the plan's literals
+    keep their codes)."""
+    own = StringDict()
+    if len(shared):
+        own.encode_arrow(shared.arrow_values())
+    return own
