@@ -100,3 +100,93 @@ def test_v2_null_and_computed_keys_match_v1(partitions):
             for r in rows:
                 by[r[:arity]].append(r)
         assert by1 == by2, sql
+
+
+# ---- raw routing: keys hashed on their own values, strings interned by the partitions ----------
+
+def _raw_strings(arr: pa.Array) -> tuple:
+    from velostream.batch import Column, SqlType
+    from velostream.jobs.router import _raw_key
+    return _raw_key(Column(SqlType("STRING"), arrow=arr))
+
+
+def _route_raw(router: KeyRouter, *cols) -> np.ndarray:
+    out = np.empty(len(cols[0][1]) - (1 if cols[0][0] == "string" else 0), dtype=np.int8)
+    router.route_raw(list(cols), out)
+    return out
+
+
+def test_raw_routing_keeps_each_string_key_in_one_partition_whatever_its_buffers():
+    # the same strings at other offsets, in sliced, chunked, large and dictionary arrays, and
+    # across batches: only the bytes decide
+    keys = [f"SYM{i % 37}" + "x" * (i % 3) * 7 for i in range(5_000)]  # lengths 4..19
+    router = KeyRouter(4)
+    plain = pa.array(keys)
+    first = _route_raw(router, _raw_strings(plain))
+    where = {}
+    for k, p in zip(keys, first.tolist()):
+        assert where.setdefault(k, p) == p
+    assert len(set(where.values())) == 4  # 111 keys use every partition
+    variants = [plain.slice(1_000, 2_000), pa.array(keys[1_000:3_000], pa.large_string()),
+                pa.array(keys[1_000:3_000]).dictionary_encode(),
+                pa.chunked_array([keys[1_000:2_000], keys[2_000:3_000]])]
+    for arr in variants:
+        part = _route_raw(router, _raw_strings(arr))
+        assert part.tolist() == [where[k] for k in keys[1_000:3_000]]
+
+
+def test_raw_routing_folds_keys_as_group_by_compares_them():
+    router = KeyRouter(8)
+    vals = np.array([0.0, -0.0, np.nan, -np.nan, 1.5] * 100)
+    part = _route_raw(router, ("float", vals, None))
+    assert part[0] == part[1] and part[2] == part[3]
+    # NULLs are one key, whatever value the slot holds
+    valid = np.array([0, 1] * 250, dtype=np.uint8)
+    nulls = _route_raw(KeyRouter(8), ("int", np.arange(500), valid))
+    assert len(set(nulls[valid == 0].tolist())) == 1
+    # multi-column keys: equal pairs together
+    a = np.arange(2_000) % 7
+    s = pa.array([f"k{i % 5}" for i in range(2_000)])
+    part = _route_raw(KeyRouter(3), ("int", a, None), _raw_strings(s))
+    seen = {}
+    for x, y, p in zip(a.tolist(), s.to_pylist(), part.tolist()):
+        assert seen.setdefault((x, y), p) == p
+    with pytest.raises(ValueError):
+        KeyRouter(2).route_raw([("string", np.zeros(3, np.int32), np.zeros(1, np.uint8), None)],
+                               np.empty(4, dtype=np.int8))
+    with pytest.raises(ValueError):
+        KeyRouter(2).route_raw([("bytes", np.zeros(4), None)], np.empty(4, dtype=np.int8))
+
+
+def test_raw_routing_survives_bad_offsets():
+    # offsets that point outside the data (not a valid Arrow array) never read outside it
+    out = np.empty(3, dtype=np.int8)
+    offs = np.array([0, 5, 2, 1_000_000], dtype=np.int32)
+    KeyRouter(2).route_raw([("string", offs, np.zeros(8, np.uint8), None)], out)
+    assert set(out.tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("partitions", [2, 4])
+def test_partitions_own_dictionaries_keep_the_plans_literals(partitions):
+    # raw routing: every partition interns into its own dictionary, which starts as a copy of the
+    # job's, so literals in the plan (WHERE, CASE) keep meaning the same strings; new strings made
+    # by expressions (UPPER) are the partition's own
+    rng = np.random.default_rng(5)
+    n = 20_000
+    sym = pa.array([f"s{i}" for i in rng.integers(0, 40, n)])
+    batches = pa.table({"sym": sym, "x": rng.integers(0, 10, n)}).to_batches(max_chunksize=2_500)
+    sql = ("SELECT sym, UPPER(sym) AS u, COUNT(*) AS n, "
+           "SUM(CASE WHEN sym = 's7' THEN x ELSE 0 END) AS s7 "
+           "FROM t WHERE sym <> 's3' GROUP BY sym")
+    v1 = [tuple(r.values()) for r in vs.query(sql, {"t": batches}).to_pylist()]
+    job = vs.Job(sql, {"t": batches}, partitions=partitions)
+    job.run()
+    assert job._raw
+    dicts = {id(w.pipeline.strings) for w in job._workers}
+    assert len(dicts) == partitions and id(job.engine.strings) not in dicts
+    v2 = [tuple(r.values()) for r in job.result().to_pylist()]
+    by1, by2 = collections.defaultdict(list), collections.defaultdict(list)
+    for rows, by in ((v1, by1), (v2, by2)):
+        for r in rows:
+            by[r[0]].append(r)
+    assert by1 == by2 and "s3" not in by2 and by2["s7"][-1][3] > 0

@@ -3,16 +3,19 @@
 V2 data path::
 
     reader -> Engine.prepare (decode, event time, job watermark)
-      -> strings interned into the job's dictionary, Router (Cython key-group routing, nogil)
-      -> bounded queue -> partition thread i: its own rows (select + gather), Pipeline.process
+      -> Router (Cython key-group routing on the key columns' own values, nogil)
+      -> bounded queue -> partition thread i: its own rows (select; strings interned into its
+         own dictionary, numbers gathered), Pipeline.process (or the compiled GROUP BY step)
          + advance(watermark), rows to Arrow -> results queue
       -> coordinator: reorder by batch sequence, merge partitions' rows (window-end order for
          EMIT FINAL), DISTINCT / LIMIT -> writer
 
-Each partition owns its pipeline outright: no state is shared or locked between partition threads
-(the string dictionary is append-only; the coordinator interns the input, and a partition that
-makes new strings, e.g. UPPER(x), appends under the dictionary's lock). The kernels release the
-GIL, so partitions run in parallel on separate cores. Every partition receives every watermark,
+Each partition owns its pipeline outright, string dictionary included: no state is shared or
+locked between partition threads. (When a routing key is an expression, the coordinator evaluates
+it, interns into the job's dictionary and routes on the codes; the partitions then share that
+append-only dictionary, and one that makes new strings, e.g. UPPER(x), appends under its lock.
+Two-phase aggregation shares it too, for the coordinator's merge.) The kernels release the GIL,
+so partitions run in parallel on separate cores. Every partition receives every watermark,
 including partitions that got no records, so windows close identically at any partition count.
 """
 from __future__ import annotations
@@ -46,8 +49,9 @@ log = logging.getLogger("velostream.jobs")
 
 _INT = SqlType("INT64")
 _STOP = object()
-# Routed batches up to this many rows take the compiled GROUP BY step in the partitions (small
-# batches: per-batch Python of the general path dominates their cost and their latency).
+# Routed batches up to this many rows take the compiled GROUP BY step in partitions that share the
+# job's dictionary (small batches: per-batch Python of the general path dominates their cost and
+# their latency); partitions with their own dictionary take it for every routed batch.
 SMALL_ROUTED_BATCH = 4096
 
 
@@ -114,6 +118,7 @@ class _Partition(threading.Thread):
                              engine.out_schema) if convert else None
         self.records = 0
         self.busy_s = 0.0
+        self.cpu_s = 0.0  # this thread's CPU time in steps (busy_s less waiting for the GIL/cores)
         self.failed = False
 
     def run(self) -> None:
@@ -123,13 +128,14 @@ class _Partition(threading.Thread):
                 return
             if self.failed:  # keep draining so the coordinator never blocks on a dead partition
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 self.results.put((step.seq, self.index, *self._step(step), None))
             except BaseException as exc:  # reported to the coordinator, raised from run()/join()
                 self.failed = True
                 self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
             self.busy_s += time.perf_counter() - t0
+            self.cpu_s += time.thread_time() - c0
 
     def _step(self, step: "_Step") -> tuple:
         pipeline = self.pipeline
@@ -162,17 +168,19 @@ class _Partition(threading.Thread):
 
     def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
         """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
-        Arrow rows out), or None for the general path. Whole batches always qualify; a routed
-        batch only when small: the step interns its rows under the job dictionary's lock (so big
-        batches would make partitions take turns) and takes them out of the Arrow batch first."""
+        Arrow rows out), or None for the general path. Whole batches always qualify, and so do
+        routed batches when the partition has its own dictionary (raw routing); on a shared
+        dictionary only small ones, as the step interns its rows under the dictionary's lock (big
+        batches would make partitions take turns). A routed batch's rows are taken out of the
+        Arrow batch first."""
         if isinstance(batch, Routed):
             if batch.length > SMALL_ROUTED_BATCH and self.own_strings is None:
                 return None
             rows = select_rows(batch.part, self.index)
             if len(rows) == 0:
                 return 0, []
-            if len(rows) < arrow.num_rows:
-                arrow = arrow.take(pa.array(rows))
+            if len(rows) < arrow.num_rows:  # only the columns the step reads
+                arrow = _take_rows(arrow, rows, self.fast.names)
         r = self.fast.push(arrow)
         return None if r is None else (arrow.num_rows, r.batches)
 
@@ -606,9 +614,9 @@ class Job:
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
         cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
-        # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. A
-        # hash-routed batch's strings are interned here too: routing needs their codes anyway,
-        # and the partitions then only copy codes and read the dictionary.
+        # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. With
+        # raw routing the strings stay Arrow (each partition interns its own rows); a batch routed
+        # on codes has its strings interned here (routing needs the codes anyway).
         strings_too = self.stats.strategy == "hash" and self.partitions > 1 and not self._raw
         for c in cols.values():
             if c.type.kind != "STRING" or strings_too:
@@ -751,17 +759,24 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
     order = np.argsort(ends, kind="stable")
     names = [n for n in outs[0].schema.names if n != END_COL]
+    whole = pa.RecordBatch.from_arrays(
+        [pa.concat_arrays([rb.column(name) for rb in outs]) for name in names], names=names)
+    return [_take_rows(whole, order, names)]
+
+
+def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBatch:
+    """Columns ``names`` of ``rb`` at ``rows`` (int64): strings by the compiled gather, numbers
+    by numpy (Arrow's generic take costs several times more)."""
     arrays = []
     for name in names:
-        arr = pa.concat_arrays([rb.column(name) for rb in outs])
+        arr = rb.column(name)
         if pa.types.is_string(arr.type):
-            arrays.append(_take_strings(arr, order))
+            arrays.append(_take_strings(arr, rows))
         elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-            arrays.append(pa.array(arr.to_numpy()[order], type=arr.type))
+            arrays.append(pa.array(arr.to_numpy()[rows], type=arr.type))
         else:
-            arrays.append(arr.take(pa.array(order)))
-    return [pa.RecordBatch.from_arrays(arrays, schema=outs[0].schema.remove(
-        outs[0].schema.get_field_index(END_COL)))]
+            arrays.append(arr.take(pa.array(rows)))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([rb.schema.field(n) for n in names]))
 
 
 def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:

@@ -85,12 +85,18 @@ class Routed:
     def rows_for(self, p: int, strings: Optional[StringDict] = None) -> Batch:
         """Partition ``p``'s rows; with ``strings`` (the partition's own dictionary, raw routing),
         its string columns are re-homed there: still Arrow, interned when the pipeline reads them."""
-        b = self.batch.take(select_rows(self.part, p))
-        if strings is not None:
-            for name, c in b.columns.items():
-                if c.type.kind == "STRING" and c.strings is not strings:
-                    b.columns[name] = Column(c.type, arrow=c.to_arrow(), strings=strings)
-        return b
+        rows = select_rows(self.part, p)
+        if strings is None:
+            return self.batch.take(rows)
+        cols = {}
+        for name, c in self.batch.columns.items():
+            if c.type.kind == "STRING" and c.strings is not strings:
+                # interned straight out of the whole Arrow column: the strings are never copied
+                codes, valid = strings.encode_arrow(c.to_arrow(), rows)
+                cols[name] = Column(c.type, codes, valid, strings=strings)
+            else:
+                cols[name] = c.take(rows)
+        return Batch(cols, len(rows))
 
 
 def _raw_key(c: Column) -> tuple:
