@@ -135,6 +135,17 @@ def test_raw_routing_keeps_each_string_key_in_one_partition_whatever_its_buffers
         assert part.tolist() == [where[k] for k in keys[1_000:3_000]]
 
 
+def test_raw_routing_hashes_a_string_alike_at_the_end_of_its_buffer():
+    # short strings are read 8 bytes at a time except in the buffer's last 8 bytes: both ways must
+    # give one hash, or a key would split across partitions
+    keys = [f"k{i}" for i in range(64)] + [f"key-{i:04d}" for i in range(64)]  # 2-3 and 8 bytes
+    router = KeyRouter(8)
+    for k in keys:
+        arr = pa.array([k, "x" * 30, k])  # first copy mid-buffer, the last at its very end
+        part = _route_raw(router, _raw_strings(arr))
+        assert part[0] == part[2], k
+
+
 def test_raw_routing_folds_keys_as_group_by_compares_them():
     router = KeyRouter(8)
     vals = np.array([0.0, -0.0, np.nan, -np.nan, 1.5] * 100)

@@ -26,6 +26,7 @@ cdef extern from *:
 DEF GROUP_BITS = 16
 DEF N_GROUPS = 1 << GROUP_BITS
 DEF MAX_PARTS = 127
+DEF RAW_BLOCK = 1024
 
 
 cdef inline uint64_t _row_hash(const int64_t** words, int n_words, Py_ssize_t r) noexcept nogil:
@@ -56,9 +57,13 @@ cdef enum:
 
 
 cdef inline uint64_t _bytes_hash(const uint8_t* p, Py_ssize_t n, const uint8_t* end) noexcept nogil:
-    # 8 bytes per multiply; equal strings hash equal, which is all routing needs (a collision only
-    # puts two keys in the same partition). ``end``: the end of the buffer ``p`` points into.
-    cdef uint64_t h = <uint64_t>n * 0x9e3779b97f4a7c15ULL, w
+    # Equal strings must hash equal wherever their bytes sit in whichever buffer (a collision
+    # only puts two keys in the same partition). Up to 8 bytes, the common key: one word, one
+    # multiply; longer ones 8 bytes per multiply. ``end``: the end of the buffer ``p`` points into.
+    cdef uint64_t h, w
+    if n <= 8:
+        return (_tail_word(p, n, end) ^ (<uint64_t>n << 59)) * 0x9e3779b97f4a7c15ULL
+    h = <uint64_t>n * 0x9e3779b97f4a7c15ULL
     while n >= 8:
         memcpy(&w, p, 8)
         h = (h ^ w) * 0xbf58476d1ce4e5b9ULL
@@ -66,17 +71,22 @@ cdef inline uint64_t _bytes_hash(const uint8_t* p, Py_ssize_t n, const uint8_t* 
         p += 8
         n -= 8
     if n > 0:
-        if p + 8 <= end:  # one 8-byte load, the bytes past the string masked off
-            memcpy(&w, p, 8)
-            w &= (1ULL << (8 * n)) - 1
-        else:  # at the end of the buffer: byte by byte
-            w = 0
-            while n > 0:
-                n -= 1
-                w = (w << 8) | p[n]
-        h = (h ^ w) * 0x94d049bb133111ebULL
+        h = (h ^ _tail_word(p, n, end)) * 0x94d049bb133111ebULL
         h ^= h >> 29
     return h
+
+
+cdef inline uint64_t _tail_word(const uint8_t* p, Py_ssize_t n, const uint8_t* end) noexcept nogil:
+    # The n <= 8 bytes at p as a little-endian word, zero above: one 8-byte load with the bytes
+    # past the string masked off, or byte by byte at the very end of the buffer.
+    cdef uint64_t w = 0
+    if p + 8 <= end:
+        memcpy(&w, p, 8)
+        return w & ((1ULL << (8 * n)) - 1) if n < 8 else w
+    while n > 0:
+        n -= 1
+        w = (w << 8) | p[n]
+    return w
 
 
 cdef inline void _tally(const int8_t* part, Py_ssize_t lo, Py_ssize_t hi, int64_t* counts,
@@ -225,73 +235,77 @@ cdef class KeyRouter:
                 else:
                     raise ValueError(f"unknown key column kind {spec[0]!r}")
             if n:
-                scratch = np.empty(2 * n, dtype=np.uint64)
+                scratch = np.empty(2 * RAW_BLOCK, dtype=np.uint64)
                 a = scratch
                 with nogil:
                     _route_raw(cols, n_cols, n, &out[0], &self.assign[0], &self.load[0],
-                               self.n_parts, <uint64_t*>a.data, <uint64_t*>a.data + n)
+                               self.n_parts, <uint64_t*>a.data, <uint64_t*>a.data + RAW_BLOCK)
         finally:
             free(cols)
 
 
-cdef void _column_words(const RawCol* c, Py_ssize_t n, uint64_t* w) noexcept nogil:
-    # One tight loop per column kind (a kind test per row keeps the compiler from pipelining).
+cdef void _column_words(const RawCol* c, Py_ssize_t lo, Py_ssize_t hi, uint64_t* w) noexcept nogil:
+    # Rows lo..hi-1 of one column into w[0..]: one tight loop per column kind (a kind test per
+    # row would keep the compiler from pipelining the rows).
     cdef Py_ssize_t r
-    cdef int64_t lo, hi
+    cdef int64_t a, b
     cdef const uint8_t* end = c.data + c.nbytes
     cdef double x
     if c.kind == RAW_STRING:
-        for r in range(n):
-            lo = c.offsets[r]
-            hi = c.offsets[r + 1]
-            if lo < 0 or hi > c.nbytes or hi < lo:  # not a valid Arrow array: never read outside
-                w[r] = 0
+        for r in range(lo, hi):
+            a = c.offsets[r]
+            b = c.offsets[r + 1]
+            if a < 0 or b > c.nbytes or b < a:  # not a valid Arrow array: never read outside it
+                w[r - lo] = 0
             else:
-                w[r] = _bytes_hash(c.data + lo, hi - lo, end)
+                w[r - lo] = _bytes_hash(c.data + a, b - a, end)
     elif c.kind == RAW_INT:
-        memcpy(w, c.ivalues, 8 * n)
+        memcpy(w, c.ivalues + lo, 8 * (hi - lo))
     else:
-        for r in range(n):
+        for r in range(lo, hi):
             x = c.fvalues[r] + 0.0  # -0.0 and 0.0 are one key
             if x != x:
-                w[r] = 0x7FF8000000000000ULL  # every NaN is one key
+                w[r - lo] = 0x7FF8000000000000ULL  # every NaN is one key
             else:
-                memcpy(&w[r], &x, 8)
+                memcpy(&w[r - lo], &x, 8)
     if c.valid != NULL:
-        for r in range(n):
+        for r in range(lo, hi):
             if not c.valid[r]:
-                w[r] = 0x5bd1e9955bd1e995ULL  # NULL: one key of its own
+                w[r - lo] = 0x5bd1e9955bd1e995ULL  # NULL: one key of its own
 
 
 cdef void _route_raw(const RawCol* cols, int n_cols, Py_ssize_t n, int8_t* out, int8_t* assign,
                      int64_t* load, int n_parts, uint64_t* h, uint64_t* w) noexcept nogil:
+    # In blocks of RAW_BLOCK rows, so that the per-row hashes stay in the L1 cache between passes.
     cdef int64_t counts[MAX_PARTS]
-    cdef Py_ssize_t r, tallied = 0
+    cdef Py_ssize_t r, lo, hi, tallied = 0
     cdef uint64_t g
     cdef int8_t a
     cdef int p, best, k
-    _column_words(&cols[0], n, h)
-    for r in range(n):
-        h[r] *= 0x9e3779b97f4a7c15ULL
-    for k in range(1, n_cols):
-        _column_words(&cols[k], n, w)
-        for r in range(n):
-            h[r] = (h[r] ^ (h[r] >> 29) ^ w[r]) * 0xc2b2ae3d27d4eb4fULL
     for p in range(n_parts):
         counts[p] = 0
-    for r in range(n):
-        g = ((h[r] ^ (h[r] >> 32)) * 0xff51afd7ed558ccdULL) >> (64 - GROUP_BITS)
-        a = assign[g]
-        if a < 0:  # first sight: to the partition with the fewest rows so far
-            _tally(out, tallied, r, counts, n_parts)
-            tallied = r
-            best = 0
-            for p in range(1, n_parts):
-                if load[p] + counts[p] < load[best] + counts[best]:
-                    best = p
-            a = <int8_t>best
-            assign[g] = a
-        out[r] = a
+    lo = 0
+    while lo < n:
+        hi = min(lo + RAW_BLOCK, n)
+        _column_words(&cols[0], lo, hi, h)
+        for k in range(1, n_cols):
+            _column_words(&cols[k], lo, hi, w)
+            for r in range(hi - lo):
+                h[r] = (h[r] * 0x9e3779b97f4a7c15ULL) ^ (h[r] >> 29) ^ w[r]
+        for r in range(lo, hi):
+            g = ((h[r - lo] ^ (h[r - lo] >> 32)) * 0xff51afd7ed558ccdULL) >> (64 - GROUP_BITS)
+            a = assign[g]
+            if a < 0:  # first sight: to the partition with the fewest rows so far
+                _tally(out, tallied, r, counts, n_parts)
+                tallied = r
+                best = 0
+                for p in range(1, n_parts):
+                    if load[p] + counts[p] < load[best] + counts[best]:
+                        best = p
+                a = <int8_t>best
+                assign[g] = a
+            out[r] = a
+        lo = hi
     _tally(out, tallied, n, counts, n_parts)
     for p in range(n_parts):
         load[p] += counts[p]

@@ -190,6 +190,18 @@ cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const 
     return _intern_rows(si, offsets, data, n, out, release_gil, NULL, offsets[n] - offsets[0])
 
 
+cdef bint _rows_in_range(const int64_t* rows, Py_ssize_t n, Py_ssize_t limit) noexcept:
+    # without the GIL: the V2 partitions check their rows here in parallel
+    cdef Py_ssize_t i
+    cdef int64_t lo = 0, hi = 0
+    with nogil:
+        lo = hi = rows[0]
+        for i in range(1, n):
+            lo = rows[i] if rows[i] < lo else lo
+            hi = rows[i] if rows[i] > hi else hi
+    return lo >= 0 and hi < limit
+
+
 cdef Py_ssize_t _intern_rows(StringInterner si, const int32_t* offsets, const uint8_t* data,
                              Py_ssize_t n, int32_t* out, bint release_gil, const int64_t* rows,
                              Py_ssize_t span) except -1:
@@ -318,10 +330,10 @@ cdef class StringInterner:
             sel = rows
             if sel.shape[0] != n:
                 raise ValueError("rows must have one entry per output code")
-            if n and (np.min(rows) < 0 or np.max(rows) >= n_strings):
-                raise IndexError("row index out of range")
             if n:
                 rp = &sel[0]
+                if not _rows_in_range(rp, n, n_strings):
+                    raise IndexError("row index out of range")
         if n == 0:
             return 0
         cdef Py_ssize_t span = offsets[n_strings] - offsets[0]
