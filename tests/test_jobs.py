@@ -285,3 +285,58 @@ def test_v2_small_routed_batches_take_the_compiled_step():
         assert all(w.fast is not None and w.fast.batches > 0 for w in job._workers)
         assert sum(w.records for w in job._workers) == 20_000
         assert _by_key(_rows(job.result())) == _by_key(v1)
+
+
+class _TrickleReader:
+    """A never-waiting reader (``coalesce = True``) that has ``per_read`` one-row batches waiting
+    at each read of the job, a schema change in the middle, and NULL-time rows."""
+
+    coalesce = True
+
+    def __init__(self, batches, per_read):
+        self.batches, self.i, self.per_read, self.commits = batches, 0, per_read, 0
+        self.waiting = 0
+
+    def read(self):
+        if self.i >= len(self.batches):
+            return None
+        if self.waiting == 0:  # nothing waiting: the next read finds per_read batches
+            self.waiting = self.per_read
+            return None
+        self.waiting -= 1
+        self.i += 1
+        return self.batches[self.i - 1]
+
+    def has_more(self):
+        return self.i < len(self.batches)
+
+    def commit(self):
+        self.commits += 1
+
+    def seek(self, position):
+        self.i = int(position)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("processor,partitions", [("v1", 1), ("v2", 1), ("v2", 2), ("v2", 4)])
+def test_a_coalescing_reader_has_waiting_batches_taken_in_one_step(processor, partitions):
+    # what is waiting at the reader goes through in one step (up to COALESCE_ROWS rows); a batch
+    # of another schema is held for the next step; the rows are those of one batch at a time
+    from velostream.jobs.coordinator import COALESCE_ROWS
+    src, batches = scenario_input("S2", 3_000)
+    one = [b for rb in batches for b in pa.Table.from_batches([rb]).to_batches(max_chunksize=1)]
+    wide = [rb.append_column("extra", pa.array([1.5] * rb.num_rows)) for rb in one[1_510:]]
+    stream = one[:1_510] + wide  # the new schema arrives mid-step: that batch is held
+    sql = SCENARIOS["S2"][1]
+    reader = _TrickleReader(stream, per_read=50)
+    job = vs.Job(sql, {src: reader}, processor=processor, partitions=partitions,
+                 commit_interval_s=0.0)
+    stats = job.run()
+    assert stats.records_read == 3_000 and stats.records_emitted == 3_000
+    assert stats.batches < 3_000 / 10  # gathered, not a step per record
+    assert reader.commits > 0
+    expected = _rows(vs.query(sql, {src: stream}))
+    assert _by_key(_rows(job.result())) == _by_key(expected)
+    assert COALESCE_ROWS >= 1_000
