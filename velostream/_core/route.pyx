@@ -27,6 +27,8 @@ DEF GROUP_BITS = 16
 DEF N_GROUPS = 1 << GROUP_BITS
 DEF MAX_PARTS = 127
 DEF RAW_BLOCK = 1024
+# Kernels release the GIL from this many rows on (small steps would hand it around; see strings.pyx)
+DEF RELEASE_ROWS = 8192
 
 
 cdef inline uint64_t _row_hash(const int64_t** words, int n_words, Py_ssize_t r) noexcept nogil:
@@ -237,7 +239,11 @@ cdef class KeyRouter:
             if n:
                 scratch = np.empty(2 * RAW_BLOCK, dtype=np.uint64)
                 a = scratch
-                with nogil:
+                if n >= RELEASE_ROWS:
+                    with nogil:
+                        _route_raw(cols, n_cols, n, &out[0], &self.assign[0], &self.load[0],
+                                   self.n_parts, <uint64_t*>a.data, <uint64_t*>a.data + RAW_BLOCK)
+                else:
                     _route_raw(cols, n_cols, n, &out[0], &self.assign[0], &self.load[0],
                                self.n_parts, <uint64_t*>a.data, <uint64_t*>a.data + RAW_BLOCK)
         finally:
@@ -318,27 +324,33 @@ def select_rows(const int8_t[::1] part, int p):
     >>> select_rows(np.array([1, 0, 1, 1], dtype=np.int8), 1).tolist()
     [0, 2, 3]
     """
-    cdef Py_ssize_t n = part.shape[0], r, base, m = 0
+    cdef Py_ssize_t n = part.shape[0], m = 0
     out_arr = np.empty(n, dtype=np.int64)
     cdef int64_t[::1] out = out_arr
-    cdef int8_t want = <int8_t>p
+    if n >= RELEASE_ROWS:
+        with nogil:
+            m = _select(&part[0], n, <int8_t>p, &out[0])
+    elif n:
+        m = _select(&part[0], n, <int8_t>p, &out[0])
+    return out_arr[:m]
+
+
+cdef Py_ssize_t _select(const int8_t* part, Py_ssize_t n, int8_t want, int64_t* out) noexcept nogil:
+    # 64 rows at a time: a bit mask of this partition's rows (a loop the compiler vectorises),
+    # then one store per selected row, found by counting trailing zeros.
+    cdef Py_ssize_t r, base = 0, m = 0
     cdef uint64_t bits
     cdef int k
-    if n:
-        with nogil:
-            # 64 rows at a time: a bit mask of this partition's rows (a loop the compiler
-            # vectorises), then one store per selected row, found by counting trailing zeros.
-            base = 0
-            while base + 64 <= n:
-                bits = 0
-                for k in range(64):
-                    bits |= (<uint64_t>(part[base + k] == want)) << k
-                while bits:
-                    out[m] = base + __builtin_ctzll(bits)
-                    m += 1
-                    bits &= bits - 1
-                base += 64
-            for r in range(base, n):
-                out[m] = r
-                m += part[r] == want
-    return out_arr[:m]
+    while base + 64 <= n:
+        bits = 0
+        for k in range(64):
+            bits |= (<uint64_t>(part[base + k] == want)) << k
+        while bits:
+            out[m] = base + __builtin_ctzll(bits)
+            m += 1
+            bits &= bits - 1
+        base += 64
+    for r in range(base, n):
+        out[m] = r
+        m += part[r] == want
+    return m

@@ -14,6 +14,11 @@ from libc.string cimport memcmp, memcpy
 
 cnp.import_array()
 
+# Kernels release the GIL from this many rows on. Below it the loop takes a few microseconds, and
+# giving the GIL up and taking it back is an invitation for another thread to take it in between:
+# the V2 partitions would swap it back and forth several times per small step.
+DEF RELEASE_ROWS = 8192
+
 DEF EMPTY = -1
 # Front cache geometry: sets of two entries, indexed by the top CACHE_BITS bits of a
 # multiply-shift hash. Key columns are mostly low-cardinality (traders, symbols, countries): their
@@ -191,14 +196,19 @@ cdef Py_ssize_t intern_strings(StringInterner si, const int32_t* offsets, const 
 
 
 cdef bint _rows_in_range(const int64_t* rows, Py_ssize_t n, Py_ssize_t limit) noexcept:
-    # without the GIL: the V2 partitions check their rows here in parallel
+    # without the GIL for large batches: the V2 partitions check their rows here in parallel
+    if n >= RELEASE_ROWS:
+        with nogil:
+            return _rows_ok(rows, n, limit)
+    return _rows_ok(rows, n, limit)
+
+
+cdef bint _rows_ok(const int64_t* rows, Py_ssize_t n, Py_ssize_t limit) noexcept nogil:
     cdef Py_ssize_t i
-    cdef int64_t lo = 0, hi = 0
-    with nogil:
-        lo = hi = rows[0]
-        for i in range(1, n):
-            lo = rows[i] if rows[i] < lo else lo
-            hi = rows[i] if rows[i] > hi else hi
+    cdef int64_t lo = rows[0], hi = rows[0]
+    for i in range(1, n):
+        lo = rows[i] if rows[i] < lo else lo
+        hi = rows[i] if rows[i] > hi else hi
     return lo >= 0 and hi < limit
 
 
@@ -340,7 +350,7 @@ cdef class StringInterner:
         if offsets[0] < 0 or span < 0 or offsets[n_strings] > data.shape[0]:
             raise ValueError("offsets do not fit the data buffer")
         return _intern_rows(self, &offsets[0], &data[0] if data.shape[0] else NULL, n, &out[0],
-                            True, rp, span)
+                            n >= RELEASE_ROWS, rp, span)
 
     def lookup_bytes(self, bytes s):
         """The code of ``s`` or -1 (no insertion)."""
@@ -414,40 +424,30 @@ def take_strings(arr, index):
 def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1] index, valid,
             str what):
     """Strings number ``index[i]`` of (offsets, data) as a new pyarrow string array: lengths and
-    output offsets in one nogil pass, the bytes in a second. ``valid``: bool per output row."""
+    output offsets in one pass, the bytes in a second, both without the GIL for large gathers.
+    ``valid``: bool per output row."""
     import pyarrow as pa
-    cdef Py_ssize_t n = offs.shape[0] - 1, m = index.shape[0], i, total = 0
-    cdef int64_t r
-    cdef int bad = 0
+    cdef Py_ssize_t n = offs.shape[0] - 1, m = index.shape[0], total = 0
     out_off_arr = np.empty(m + 1, dtype=np.int32)
     cdef int32_t[::1] out_off = out_off_arr
-    with nogil:
+    if m >= RELEASE_ROWS:
+        with nogil:
+            total = _gather_offsets(&offs[0], n, &index[0], m, &out_off[0])
+    elif m:
+        total = _gather_offsets(&offs[0], n, &index[0], m, &out_off[0])
+    else:
         out_off[0] = 0
-        for i in range(m):
-            r = index[i]
-            if r < 0 or r >= n:
-                bad = 1
-                break
-            total += offs[r + 1] - offs[r]
-            out_off[i + 1] = <int32_t>total
-    if bad:
+    if total < 0:
         raise IndexError(what)
     # 16 bytes of slack at the end, so short strings copy as two fixed 8-byte words (a memcpy
     # call per row costs more than the copy); the slack is never part of a string.
     out_data_arr = np.empty(total + 16, dtype=np.uint8)
     cdef uint8_t[::1] out_data = out_data_arr
-    cdef Py_ssize_t n_data = data.shape[0], length, start
-    cdef uint8_t* dst = &out_data[0]
-    cdef const uint8_t* src = &data[0]
-    with nogil:
-        for i in range(m):
-            r = index[i]
-            start = offs[r]
-            length = offs[r + 1] - start
-            if length <= 16 and start + 16 <= n_data:
-                memcpy(dst + out_off[i], src + start, 16)
-            elif length > 0:
-                memcpy(dst + out_off[i], src + start, length)
+    if m >= RELEASE_ROWS:
+        with nogil:
+            _gather_bytes(&offs[0], &data[0], data.shape[0], &index[0], m, &out_off[0], &out_data[0])
+    elif m:
+        _gather_bytes(&offs[0], &data[0], data.shape[0], &index[0], m, &out_off[0], &out_data[0])
     validity = None
     null_count = 0
     if valid is not None:
@@ -457,3 +457,34 @@ def _gather(const int32_t[::1] offs, const uint8_t[::1] data, const int64_t[::1]
     return pa.Array.from_buffers(pa.string(), m, [validity, pa.py_buffer(out_off_arr),
                                                   pa.py_buffer(out_data_arr[:max(total, 1)])],
                                  null_count=null_count)
+
+
+cdef Py_ssize_t _gather_offsets(const int32_t* offs, Py_ssize_t n, const int64_t* index,
+                                Py_ssize_t m, int32_t* out_off) noexcept nogil:
+    """The output offsets of strings ``index[0..m)``; their total length, or -1 when an index is
+    out of range."""
+    cdef Py_ssize_t i, total = 0
+    cdef int64_t r
+    out_off[0] = 0
+    for i in range(m):
+        r = index[i]
+        if r < 0 or r >= n:
+            return -1
+        total += offs[r + 1] - offs[r]
+        out_off[i + 1] = <int32_t>total
+    return total
+
+
+cdef void _gather_bytes(const int32_t* offs, const uint8_t* src, Py_ssize_t n_data,
+                        const int64_t* index, Py_ssize_t m, const int32_t* out_off,
+                        uint8_t* dst) noexcept nogil:
+    cdef Py_ssize_t i, length, start
+    cdef int64_t r
+    for i in range(m):
+        r = index[i]
+        start = offs[r]
+        length = offs[r + 1] - start
+        if length <= 16 and start + 16 <= n_data:
+            memcpy(dst + out_off[i], src + start, 16)
+        elif length > 0:
+            memcpy(dst + out_off[i], src + start, length)
