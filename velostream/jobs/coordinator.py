@@ -115,7 +115,8 @@ class _Partition(threading.Thread):
         # the pipeline's dictionary is this partition's alone (raw routing): routed batches' string
         # columns move to it, and the compiled step takes routed batches of any size
         self.own_strings = pipeline.strings if own_strings else None
-        # the compiled step of a plain streaming GROUP BY (exec.push_fast), for whole batches
+        # the compiled step of a plain streaming GROUP BY (exec.push_fast): whole batches, and
+        # routed ones as _compiled says
         self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
                              engine.out_schema) if convert else None
         self.records = 0
@@ -434,7 +435,11 @@ class Job:
                 break
             parts.append(nxt)
             rows += nxt.num_rows
-        return rb if len(parts) == 1 else pa.concat_batches(parts)
+        if len(parts) == 1:
+            return rb
+        if hasattr(pa, "concat_batches"):  # pyarrow >= 19
+            return pa.concat_batches(parts)
+        return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
 
     # -- failed records and commits ----------------------------------------------------------
     def _rejected(self, rejects: list[Reject]) -> None:

@@ -24,8 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._core.route import KeyRouter, select_rows
-from ..batch import Batch
-from ..batch import Column, StringDict
+from ..batch import Batch, Column, StringDict
 from ..exec.expressions import BCol, Evaluator
 from ..exec.pipeline import KeyCodec
 from ..planner import Plan
@@ -84,7 +83,7 @@ class Routed:
 
     def rows_for(self, p: int, strings: Optional[StringDict] = None) -> Batch:
         """Partition ``p``'s rows; with ``strings`` (the partition's own dictionary, raw routing),
-        its string columns are re-homed there: still Arrow, interned when the pipeline reads them."""
+        its rows of each string column are interned there, straight from the Arrow column."""
         rows = select_rows(self.part, p)
         if strings is None:
             return self.batch.take(rows)
