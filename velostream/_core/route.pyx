@@ -104,6 +104,19 @@ cdef inline void _tally(const int8_t* part, Py_ssize_t lo, Py_ssize_t hi, int64_
         counts[p] += c
 
 
+cdef inline int8_t _first_sight(const int8_t* out, Py_ssize_t r, Py_ssize_t* tallied,
+                                int64_t* counts, const int64_t* load, int n_parts) noexcept nogil:
+    # A key group seen for the first time at row r goes to the partition with the fewest rows so
+    # far: rows routed before this batch (load) plus this batch's rows before r (tallied lazily).
+    cdef int p, best = 0
+    _tally(out, tallied[0], r, counts, n_parts)
+    tallied[0] = r
+    for p in range(1, n_parts):
+        if load[p] + counts[p] < load[best] + counts[best]:
+            best = p
+    return <int8_t>best
+
+
 cdef class KeyRouter:
     """One job's key-group assignment (see the module docstring). Not thread-safe: the
     coordinator alone routes."""
@@ -156,24 +169,20 @@ cdef class KeyRouter:
         cdef int8_t* assign = &self.assign[0]
         cdef int64_t* load = &self.load[0]
         cdef Py_ssize_t r, tallied = 0
+        cdef uint64_t g
         cdef int8_t a
-        cdef int p, best
+        cdef int p
         try:
             if n:
                 with nogil:
                     for p in range(self.n_parts):
                         counts[p] = 0
                     for r in range(n):
-                        a = assign[_row_hash(ptrs, n_words, r) >> (64 - GROUP_BITS)]
-                        if a < 0:  # first sight: to the partition with the fewest rows so far
-                            _tally(&out[0], tallied, r, counts, self.n_parts)
-                            tallied = r
-                            best = 0
-                            for p in range(1, self.n_parts):
-                                if load[p] + counts[p] < load[best] + counts[best]:
-                                    best = p
-                            a = <int8_t>best
-                            assign[_row_hash(ptrs, n_words, r) >> (64 - GROUP_BITS)] = a
+                        g = _row_hash(ptrs, n_words, r) >> (64 - GROUP_BITS)
+                        a = assign[g]
+                        if a < 0:
+                            a = assign[g] = _first_sight(&out[0], r, &tallied, counts, load,
+                                                         self.n_parts)
                         out[r] = a
                     _tally(&out[0], tallied, n, counts, self.n_parts)
                     for p in range(self.n_parts):
@@ -287,7 +296,7 @@ cdef void _route_raw(const RawCol* cols, int n_cols, Py_ssize_t n, int8_t* out, 
     cdef Py_ssize_t r, lo, hi, tallied = 0
     cdef uint64_t g
     cdef int8_t a
-    cdef int p, best, k
+    cdef int p, k
     for p in range(n_parts):
         counts[p] = 0
     lo = 0
@@ -301,15 +310,8 @@ cdef void _route_raw(const RawCol* cols, int n_cols, Py_ssize_t n, int8_t* out, 
         for r in range(lo, hi):
             g = ((h[r - lo] ^ (h[r - lo] >> 32)) * 0xff51afd7ed558ccdULL) >> (64 - GROUP_BITS)
             a = assign[g]
-            if a < 0:  # first sight: to the partition with the fewest rows so far
-                _tally(out, tallied, r, counts, n_parts)
-                tallied = r
-                best = 0
-                for p in range(1, n_parts):
-                    if load[p] + counts[p] < load[best] + counts[best]:
-                        best = p
-                a = <int8_t>best
-                assign[g] = a
+            if a < 0:
+                a = assign[g] = _first_sight(out, r, &tallied, counts, load, n_parts)
             out[r] = a
         lo = hi
     _tally(out, tallied, n, counts, n_parts)

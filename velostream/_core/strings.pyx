@@ -375,16 +375,11 @@ cdef class StringInterner:
     def encode_arrow(self, arr, rows=None):
         """Codes (int32) for a pyarrow string array (nulls get the code of ''; callers keep the
         validity apart); with ``rows`` (int64), for those rows of it only."""
-        import pyarrow as pa
-        if not pa.types.is_string(arr.type):
-            arr = arr.cast(pa.string())
         n = len(arr)
         out = np.empty(n if rows is None else len(rows), dtype=np.int32)
         if n == 0 or len(out) == 0:
             return out
-        bufs = arr.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
+        offsets, data = string_buffers(arr)
         self.encode_buffers(offsets, data, out, rows)
         return out
 
@@ -403,21 +398,28 @@ cdef class StringInterner:
         return _gather(self._offsets[:self.count + 1], self._data, index,
                        validity, "string code out of range")
 
-def take_strings(arr, index):
-    """``arr.take(index)`` for a pyarrow string array, by memcpy (the V2 partitions use it to
-    collect their rows)."""
+def string_buffers(arr):
+    """A pyarrow string array's (offsets int32[len + 1], data uint8) as numpy views, at the
+    array's offset (other string types are cast first); ``data`` has at least one byte."""
     import pyarrow as pa
     if not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
     n = len(arr)
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else None
+    return offsets, data if data is not None and len(data) else np.zeros(1, np.uint8)
+
+
+def take_strings(arr, index):
+    """``arr.take(index)`` for a pyarrow string array, by memcpy (the V2 partitions use it to
+    collect their rows)."""
+    offsets, data = string_buffers(arr)
     index = np.ascontiguousarray(index, dtype=np.int64)
     validity = None
     if arr.null_count:
         validity = arr.is_valid().to_numpy(zero_copy_only=False)[index]
-    return _gather(offsets, data if len(data) else np.zeros(1, np.uint8), index, validity,
+    return _gather(offsets, data, index, validity,
                    "row index out of range")
 
 

@@ -380,25 +380,14 @@ class Job:
             self._held = None
             self.read_at = self._held_at
             return held
-        hooks = self._reader_hooks
-        if hooks is None:  # looked up once: this runs once per batch
+        if self._reader_hooks is None:  # looked up once: this runs once per batch
             # the job-wide watermark over source partitions; tasks keep a watermark each instead
-            hooks = self._reader_hooks = (
+            self._reader_hooks = (
                 self.reader.read, getattr(self.reader, "rejects", None),
                 getattr(self.reader, "watermark_partitions", None) if self.runner is None else None)
-        read, take_rejects, partitions = hooks
-        stats = self.stats
         pause = 0.00005
         while not self._stop.is_set():
-            t0 = time.perf_counter()
-            rb = read()
-            stats.time_reading_s += time.perf_counter() - t0
-            if partitions is not None:  # assigned and idle source partitions (Kafka)
-                self.engine.source_partitions(*partitions())
-            if take_rejects is not None:
-                rejects = take_rejects()
-                if rejects:
-                    self._rejected(rejects)
+            rb, t0 = self._read_once()
             if rb is not None:  # even with 0 rows: its schema binds the plan
                 self.read_at = t0
                 if self._coalesce and 0 < rb.num_rows < COALESCE_ROWS:
@@ -414,20 +403,28 @@ class Job:
             pause = min(2 * pause, 0.001)
         return None
 
+    def _read_once(self) -> tuple[Optional[pa.RecordBatch], float]:
+        """One ``read()`` with what follows every read (reading time, the source's partitions,
+        its bad records); returns the batch or None, and when the read started."""
+        read, take_rejects, partitions = self._reader_hooks
+        t0 = time.perf_counter()
+        rb = read()
+        self.stats.time_reading_s += time.perf_counter() - t0
+        if partitions is not None:  # assigned and idle source partitions (Kafka)
+            self.engine.source_partitions(*partitions())
+        if take_rejects is not None:
+            rejects = take_rejects()
+            if rejects:
+                self._rejected(rejects)
+        return rb, t0
+
     def _gather_waiting(self, rb: pa.RecordBatch) -> pa.RecordBatch:
         """``rb`` and the batches of the same schema the reader has waiting, as one batch of at
         most about ``COALESCE_ROWS`` rows; a batch that does not fit is held for the next step."""
-        read, take_rejects, _ = self._reader_hooks
         parts = [rb]
         rows = rb.num_rows
         while rows < COALESCE_ROWS and not self._stop.is_set():
-            t0 = time.perf_counter()
-            nxt = read()
-            self.stats.time_reading_s += time.perf_counter() - t0
-            if take_rejects is not None:
-                rejects = take_rejects()
-                if rejects:
-                    self._rejected(rejects)
+            nxt, t0 = self._read_once()
             if nxt is None:
                 break
             if nxt.num_rows == 0 or not nxt.schema.equals(rb.schema):

@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import pyarrow as pa
 
 from .._core.route import KeyRouter, select_rows
+from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict
 from ..exec.expressions import BCol, Evaluator
 from ..exec.pipeline import KeyCodec
@@ -103,12 +103,7 @@ def _raw_key(c: Column) -> tuple:
     interned), numbers as the engine's values (so every input type of a key hashes alike)."""
     if c.type.kind == "STRING":
         arr = c.to_arrow()  # the original array while un-interned
-        if not pa.types.is_string(arr.type):
-            arr = arr.cast(pa.string())
-        n = len(arr)
-        bufs = arr.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset:]
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+        offsets, data = string_buffers(arr)
         valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
         return ("string", offsets, data, valid)
     values = c.values
