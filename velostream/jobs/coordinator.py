@@ -34,8 +34,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..batch import Batch, Column, SqlType, _take_strings
+from ..binding import SchemaMismatch
 from ..engine import Engine
-from ..errors import JobError
+from ..errors import JobError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..exec.push_fast import step_for
 from ..io.base import Reject
@@ -90,6 +91,41 @@ class JobStats:
         return d
 
 
+class _Guarded:
+    """A reader, writer or dead-letter output as the job calls it: the one place every call the
+    job makes on them goes through. An exception that is not a VelostreamError becomes a
+    ``JobError`` naming the object, the method and the cause (chained with ``from``), so a
+    failing connector stops the job with a clear error rather than a bare one from deep inside;
+    a VelostreamError (a ``ConnectError``, Kafka's ``DeliveryError``) keeps its own type, which
+    the failure strategies and the command's exit codes go by. Attributes that are not methods
+    (``name``, ``coalesce``, ``topic``...) are the object's own."""
+
+    def __init__(self, target: Any, who: str):
+        self._target = target
+        self._who = who
+
+    def __getattr__(self, method: str):
+        fn = getattr(self._target, method)  # AttributeError: the object has no such hook
+        if not callable(fn):
+            return fn
+        who = self._who
+
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except VelostreamError:
+                raise
+            except Exception as exc:
+                raise JobError(f"{who} failed in {method}(): {exc!r}") from exc
+        self.__dict__[method] = call  # looked up once: read/write_batch run once per batch
+        return call
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The connector's own exception behind a ``_Guarded`` JobError (to chain it directly)."""
+    return exc.__cause__ if isinstance(exc, JobError) and exc.__cause__ is not None else exc
+
+
 @dataclass
 class _Step:
     seq: int
@@ -118,7 +154,7 @@ class _Partition(threading.Thread):
         # the compiled step of a plain streaming GROUP BY (exec.push_fast): whole batches, and
         # routed ones as _compiled says
         self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
-                             engine.out_schema) if convert else None
+                             engine.internal_schema) if convert else None
         self.records = 0
         self.busy_s = 0.0
         self.cpu_s = 0.0  # this thread's CPU time in steps (busy_s less waiting for the GIL/cores)
@@ -243,6 +279,10 @@ class Job:
         self.runner = None
         self.failure = parse_strategy(failure_strategy)
         self.dead_letter = dead_letter
+        # the job calls its connectors only through these (see _Guarded)
+        self._in = _Guarded(self.reader, f"reader '{self.engine.source}'")
+        self._out = _Guarded(self.sink, f"writer '{getattr(self.sink, 'name', None) or type(self.sink).__name__}'")
+        self._dead = _Guarded(dead_letter, "dead-letter output") if dead_letter is not None else None
         if isinstance(self.failure, SendToDLQ) and dead_letter is None:
             raise ValueError("SendToDLQ needs a dead_letter writer")
         self.queue_depth = queue_depth
@@ -349,11 +389,16 @@ class Job:
                 else:
                     self._run_v2()
                 self._commit()
-        except BaseException:
+        except BaseException as exc:
             try:
-                self.sink.rollback()
+                self._out.rollback()
+            except Exception as again:  # noqa: BLE001 - the job's own error is the one to raise
+                log.error("sink rollback failed after the job failed: %s", again)
             finally:
                 self._shutdown_workers()
+            if isinstance(exc, Exception) and not isinstance(exc, VelostreamError):
+                # whatever failed, the caller gets a JobError naming it, never a bare exception
+                raise JobError(f"job failed: {exc!r}") from exc
             raise
         finally:
             self.stats.wall_s = time.perf_counter() - t_start
@@ -383,8 +428,8 @@ class Job:
         if self._reader_hooks is None:  # looked up once: this runs once per batch
             # the job-wide watermark over source partitions; tasks keep a watermark each instead
             self._reader_hooks = (
-                self.reader.read, getattr(self.reader, "rejects", None),
-                getattr(self.reader, "watermark_partitions", None) if self.runner is None else None)
+                self._in.read, getattr(self._in, "rejects", None),
+                getattr(self._in, "watermark_partitions", None) if self.runner is None else None)
         pause = 0.00005
         while not self._stop.is_set():
             rb, t0 = self._read_once()
@@ -393,7 +438,7 @@ class Job:
                 if self._coalesce and 0 < rb.num_rows < COALESCE_ROWS:
                     rb = self._gather_waiting(rb)
                 return rb
-            if not self.reader.has_more():
+            if not self._in.has_more():
                 return None
             if idle is not None:
                 idle(block=True)
@@ -416,6 +461,15 @@ class Job:
             rejects = take_rejects()
             if rejects:
                 self._rejected(rejects)
+        if rb is not None:
+            # the one binding step (velostream.binding): a batch that does not fit the source's
+            # schema is a bad input, its rows counted and routed by the failure strategy
+            try:
+                rb = self.engine.bind_input(rb)
+            except SchemaMismatch as exc:
+                if rb.num_rows:
+                    self._rejected(_rows_as_rejects(self.engine.source, str(exc), rb))
+                rb = None
         return rb, t0
 
     def _gather_waiting(self, rb: pa.RecordBatch) -> pa.RecordBatch:
@@ -457,11 +511,11 @@ class Job:
         if dl is not None and hasattr(dl, "write"):
             if rows is not None:
                 rejects = _rows_as_rejects(self.engine.source, *rows)
-            dl.write(rejects)
+            self._dead.write(rejects)
         elif dl is not None:  # a Writer: record batches
-            dl.write_batch(rows[1] if rows is not None else Reject.to_arrow(rejects))
-            dl.flush()
-            dl.commit()
+            self._dead.write_batch(rows[1] if rows is not None else Reject.to_arrow(rejects))
+            self._dead.flush()
+            self._dead.commit()
         else:
             self.dead_letters.append(rows if rows is not None else
                                      ("bad input record", Reject.to_arrow(rejects)))
@@ -487,36 +541,45 @@ class Job:
             return
         self._drain_engine_dead_letters()
         self._flush_sink()
-        self.sink.commit()
+        self._out.commit()
         if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
-            self.dead_letter.flush()
-        self.reader.commit()
+            self._dead.flush()
+        self._in.commit()
         self.stats.commits += 1
         self._last_commit = time.monotonic()
 
     def _flush_sink(self) -> None:
         try:
-            self._timed_write(self.sink.flush)
+            self._timed_write(self._out.flush)
         except Exception as exc:  # noqa: BLE001 - the failure strategy decides
             self._flush_failed(exc)
 
     def _flush_failed(self, exc: Exception) -> None:
         """The sink could not deliver what it buffered (e.g. Kafka delivery errors): resend it
         (RetryWithBackoff), fail the job (FailBatch, or retries exhausted), or count it and send
-        the undelivered messages to the dead-letter output (LogAndContinue, SendToDLQ)."""
+        the undelivered messages to the dead-letter output (LogAndContinue, SendToDLQ).
+
+        A failure that does not say how many rows were not delivered (anything but a delivery
+        report such as Kafka's ``DeliveryError``: a full disk, a closed file) fails the job under
+        every strategy: rows it had accepted may be lost, and counting them as written (or as
+        failed) would be a guess."""
         if isinstance(self.failure, RetryWithBackoff) and hasattr(self.sink, "resend"):
             for delay in self.failure.delays():
                 log.warning("sink flush failed (%s); resending in %.3fs", exc, delay)
                 time.sleep(delay)
-                self.sink.resend(getattr(exc, "messages", []))
+                self._out.resend(getattr(exc, "messages", []))
                 try:
-                    self._timed_write(self.sink.flush)
+                    self._timed_write(self._out.flush)
                     return
                 except Exception as again:  # noqa: BLE001
                     exc = again
         if isinstance(self.failure, (FailBatch, RetryWithBackoff)):
-            raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from exc
-        failed = int(getattr(exc, "failed", 0) or 0)
+            raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from _cause(exc)
+        if getattr(exc, "failed", None) is None:
+            raise JobError(f"sink flush failed: {exc}") from _cause(exc)
+        failed = int(exc.failed)
+        # those rows were counted when write_batch accepted them; they did not reach the sink
+        self.stats.records_emitted -= failed
         self.stats.records_failed += failed
         log.error("sink flush failed, %d row(s) not delivered, sent to the dead-letter output: %s",
                   failed, exc)
@@ -531,7 +594,7 @@ class Job:
         from .tasks import TaskRunner
         store = None
         if self.checkpoint_dir is not None:
-            store = CheckpointStore(self.checkpoint_dir, self.reader.group_id, self.reader.topic)
+            store = CheckpointStore(self.checkpoint_dir, self._in.group_id, self._in.topic)
         self.runner = TaskRunner(self, store, self.reset, self.replay_max_ms)
         self.runner.run()
 
@@ -605,6 +668,12 @@ class Job:
             arrived = self.read_at
             t0 = time.perf_counter()
             batch = eng.prepare(rb)
+            if started and eng.plan is not plan:
+                # a column typed NULL so far got its type and the plan was bound again (only
+                # while no partition holds state: Engine._learned_types): new partitions
+                collect(block=True)
+                self._shutdown_workers()
+                started, merger = False, None
             if not started:
                 started = True
                 plan = eng.plan
@@ -634,7 +703,12 @@ class Job:
             # the input as it arrived, for partitions that run the compiled step on it
             whole = rb if batch.length == rb.num_rows else None
             for i, w in enumerate(self._workers):
-                self._put(w, _Step(seq, parts[i], wm, arrow=whole))
+                # only a partition given the whole batch (or its rows of a routed one) may run the
+                # compiled step on the Arrow input: with ``single`` routing or slices, a partition
+                # given nothing must process nothing (else a global changelog comes out N times)
+                part = parts[i]
+                mine = whole if part is batch or isinstance(part, Routed) else None
+                self._put(w, _Step(seq, part, wm, arrow=mine))
                 max_depth[i] = max(max_depth[i], w.inbox.qsize())
             seq += 1
             self.stats.batches += 1
@@ -713,8 +787,8 @@ class Job:
             self._drain_engine_dead_letters()
         n = 0
         for rb in r.batches:
-            self._write(rb)
-            n += rb.num_rows
+            if self._write(rb):
+                n += rb.num_rows
         if n:
             self._latencies.append((time.perf_counter() - arrived, n))
             self.stats.records_emitted += n
@@ -726,43 +800,47 @@ class Job:
         finally:
             self.stats.time_writing_s += time.perf_counter() - t0
 
-    def _write(self, rb: pa.RecordBatch) -> None:
+    def _write(self, rb: pa.RecordBatch) -> bool:
+        """``rb`` to the sink; True when the sink accepted it (then, and only then, its rows
+        count in ``records_emitted``: see ``_deliver``)."""
         t0 = time.perf_counter()
         try:
-            self.sink.write_batch(rb)
-        except Exception as exc:
+            self._out.write_batch(rb)
+        except Exception as exc:  # noqa: BLE001 - the failure strategy decides
             self.stats.time_writing_s += time.perf_counter() - t0
-            self._write_failed(rb, exc)
-        else:
-            self.stats.time_writing_s += time.perf_counter() - t0
+            return self._write_failed(rb, exc)
+        self.stats.time_writing_s += time.perf_counter() - t0
+        return True
 
-    def _write_failed(self, rb: pa.RecordBatch, exc: Exception) -> None:
-        """The sink refused ``rb``: retry it (RetryWithBackoff), fail the job (FailBatch, or
-        retries exhausted), or count its rows and send them to the dead-letter output."""
+    def _write_failed(self, rb: pa.RecordBatch, exc: Exception) -> bool:
+        """The sink refused ``rb``: retry it (RetryWithBackoff; True once a retry is accepted),
+        fail the job (FailBatch, or retries exhausted), or count its rows as failed and send them
+        to the dead-letter output (False)."""
         strategy = self.failure
         if isinstance(strategy, RetryWithBackoff):
             for delay in strategy.delays():
                 log.warning("sink write failed (%s); retrying in %.3fs", exc, delay)
                 time.sleep(delay)
                 try:
-                    self._timed_write(self.sink.write_batch, rb)
-                    return
+                    self._timed_write(self._out.write_batch, rb)
+                    return True
                 except Exception as again:  # noqa: BLE001 - the strategy decides
                     exc = again
         if isinstance(strategy, (FailBatch, RetryWithBackoff)):
-            raise JobError(f"sink write failed ({strategy.name}): {exc!r}") from exc
+            raise JobError(f"sink write failed ({strategy.name}): {exc}") from _cause(exc)
         # LogAndContinue / SendToDLQ: the rows go to the dead-letter output, counted
         log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
         self.stats.records_failed += rb.num_rows
-        reason = f"sink write failed: {exc!r}"
+        reason = f"sink write failed: {exc}"
         if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
             self._send_dead([], (reason, rb))
-            return
+            return False
         self.dead_letters.append((reason, rb))
         if self.dead_letter is not None:
-            self.dead_letter.write_batch(rb)
-            self.dead_letter.flush()
-            self.dead_letter.commit()
+            self._dead.write_batch(rb)
+            self._dead.flush()
+            self._dead.commit()
+        return False
 
     def _shutdown_workers(self) -> None:
         for w in self._workers:

@@ -252,7 +252,7 @@ class TaskRunner:
                  replay_max_ms: int = 3_600_000):
         self.job = job
         self.replay_max_ms = replay_max_ms
-        self.reader = job.reader
+        self.reader = job._in  # calls guarded like the job's own (coordinator._Guarded)
         self.store = store
         self.reset = reset
         self.tasks: dict[int, SourcePartitionTask] = {}
@@ -358,9 +358,9 @@ class TaskRunner:
         """Sink first (flush + commit), then checkpoints, then the source offsets."""
         job = self.job
         job._flush_sink()
-        job.sink.commit()
+        job._out.commit()
         if job.dead_letter is not None and hasattr(job.dead_letter, "flush"):
-            job.dead_letter.flush()
+            job._dead.flush()
         offsets = {}
         for k, task in self.tasks.items():
             if only is not None and k not in only:
