@@ -28,19 +28,31 @@ def _fail(kind: str, exc: BaseException, code: int) -> int:
     return code
 
 
+def _exit_code(exc: BaseException, *, running: bool) -> int:
+    """The one place an error becomes its message on stderr and the exit code (docs/CLI.md,
+    "Exit codes"). ``running``: the job had bound its plan, so whatever fails now fails a job
+    that ran (1); before that, bad SQL (an unknown column or source included), a bad property
+    or an unreadable file means the job cannot start (2). A JobError is always a failed job, a
+    ConnectError an unreachable broker (3). Anything else before the job runs is a bug in
+    velostream: raised, with its traceback."""
+    if isinstance(exc, ConnectError):
+        return _fail("cannot connect", exc, EXIT_UNREACHABLE)
+    if isinstance(exc, JobError) or (running and isinstance(exc, Exception)):
+        return _fail("job failed", exc, EXIT_FAILED)
+    if isinstance(exc, (SqlError, UnsupportedError)):
+        return _fail("error in SQL", exc, EXIT_CANNOT_START)
+    if isinstance(exc, (VelostreamError, OSError, ValueError)):
+        return _fail("cannot start", exc, EXIT_CANNOT_START)
+    raise exc
+
+
 def _start_errors(fn):
-    """Map the errors a job can raise before it runs to messages and exit codes."""
+    """A subcommand whose errors map to messages and exit codes (``_exit_code``)."""
     def wrapped(args) -> int:
         try:
             return fn(args)
-        except (SqlError, UnsupportedError) as exc:
-            return _fail("error in SQL", exc, EXIT_CANNOT_START)
-        except ConnectError as exc:
-            return _fail("cannot connect", exc, EXIT_UNREACHABLE)
-        except JobError as exc:
-            return _fail("job failed", exc, EXIT_FAILED)
-        except (VelostreamError, OSError) as exc:
-            return _fail("cannot start", exc, EXIT_CANNOT_START)
+        except Exception as exc:  # noqa: BLE001 - _exit_code raises what it does not know
+            return _exit_code(exc, running=False)
     return wrapped
 
 
@@ -95,26 +107,32 @@ def _int_property(spec, key: str, default: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {value!r}") from None
 
 
-def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
-    """A ``Job`` with the spec's source, sink and dead-letter output."""
-    from .io import ConfigError, open_dead_letter, open_sink, open_source
-    from .jobs import Job
+def _job_settings(spec) -> dict:
+    """The job properties ``Job`` takes, checked (``validate`` checks them the same way)."""
+    from .io import ConfigError
 
-    interval = _int_property(spec, "commit.interval.ms", 5000) / 1000
-    replay_max_ms = _int_property(spec, "checkpoint.replay.max.ms", 3_600_000)
     tolerance = spec.job.get("fault.tolerance", "at_least_once").lower().replace("-", "_")
     if tolerance not in ("at_least_once", "none"):
         raise ConfigError(f"fault.tolerance must be at_least_once or none, got {tolerance!r}")
+    return dict(failure_strategy=spec.job.get("failure.strategy"),
+                commit_interval_s=_int_property(spec, "commit.interval.ms", 5000) / 1000,
+                fault_tolerance=tolerance,
+                checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR),
+                replay_max_ms=_int_property(spec, "checkpoint.replay.max.ms", 3_600_000))
+
+
+def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
+    """A ``Job`` with the spec's source, sink and dead-letter output."""
+    from .io import open_dead_letter, open_sink, open_source
+    from .jobs import Job
+
+    settings = _job_settings(spec)
     source = open_source(spec, bounded=bounded)  # connectors last: the checks above are free
     sink = open_sink(spec)
     dead = open_dead_letter(spec)
     return Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
-               processor="v1" if partitions == 1 else "v2",
-               failure_strategy=spec.job.get("failure.strategy"), dead_letter=dead, env={},
-               commit_interval_s=interval,
-               fault_tolerance=tolerance,
-               checkpoint_dir=spec.job.get("checkpoint.dir", DEFAULT_CHECKPOINT_DIR), reset=reset,
-               replay_max_ms=replay_max_ms)
+               processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={}, reset=reset,
+               **settings)
 
 
 @_start_errors
@@ -123,9 +141,15 @@ def cmd_run(args) -> int:
 
     spec = JobSpec.load(args.job)
     job = build_job(spec, partitions=args.partitions, bounded=args.bounded, reset=args.reset)
+    metrics = None
     if args.metrics_port is not None:
         from .metrics import serve
-        serve(job, args.metrics_port, name=spec.sink_name or spec.source_name, addr=args.metrics_host)
+        try:
+            metrics = serve(job, args.metrics_port, name=spec.sink_name or spec.source_name,
+                            addr=args.metrics_host)
+        except BaseException:
+            _close_connectors(job)
+            raise
         print(f"[velostream] metrics on http://{args.metrics_host}:{args.metrics_port}/metrics",
               file=sys.stderr)
     stopping = threading.Event()
@@ -139,25 +163,45 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         job.stop()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(job, args.progress_interval, enabled=not args.quiet)
-    job.start()
+    code = EXIT_OK
     try:
+        job.start()
         while job._thread.is_alive():
             job._thread.join(progress.interval)
             if job._thread.is_alive():
                 progress.tick()
         job.join()
-    except Exception as exc:  # noqa: BLE001 - anything raised once running: the job failed
-        return _fail("job failed", exc, EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - every error maps to an exit code
+        # the plan binds on the first batch: an error in SQL found there (a column the file's
+        # header does not have) means the job could not start, as validate says
+        code = _exit_code(exc, running=job.engine.plan is not None)
     finally:
-        job.reader.close()
-        job.sink.close()
-        if job.dead_letter is not None:
-            job.dead_letter.close()
-    progress.done()
-    return EXIT_OK
+        if metrics is not None:  # its thread ends with the job, also when the job failed
+            metrics.stop()
+        if not _close_connectors(job) and code == EXIT_OK:
+            code = EXIT_FAILED  # the sink could not finish writing: the output is not whole
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == EXIT_OK:
+        progress.done()
+    return code
+
+
+def _close_connectors(job) -> bool:
+    """Close the source, the sink and the dead-letter output (the file source's read-ahead
+    thread ends); False when one failed to (reported; the others are closed all the same)."""
+    ok = True
+    for what, obj in (("source", job.reader), ("sink", job.sink), ("dead-letter output", job.dead_letter)):
+        if obj is None:
+            continue
+        try:
+            obj.close()
+        except Exception as exc:  # noqa: BLE001 - reported, and the exit code says so
+            print(f"velostream: closing the {what} failed: {exc}", file=sys.stderr)
+            ok = False
+    return ok
 
 
 # ------------------------------------------------------------------------------ explain, validate
@@ -167,29 +211,36 @@ def cmd_explain(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
-    sample = None
-    if spec.source_type == "file_source":  # read-only: the first batch gives the column types
-        from .io import open_source
-        src = open_source(spec)
-        try:
-            rb = src.read()
-        finally:
-            src.close()
-        if rb is not None:
-            sample = {spec.source_name: rb.slice(0, 0)}
-    print(vs.explain(spec.sql, sample, env={}))
+    print(vs.explain(spec.sql, _input_sample(spec), env={}))
     print(spec.describe())
     return EXIT_OK
 
 
+def _input_sample(spec) -> Optional[dict]:
+    """A file source's columns and types, from its first batch (read-only), to plan with as
+    ``run`` does when that batch arrives: so explain and validate find a column the file does not
+    have. None for a Kafka source: they connect to nothing, so its columns are unknown."""
+    if spec.source_type != "file_source":
+        return None
+    from .io import open_source
+    src = open_source(spec)
+    try:
+        rb = src.read()
+    finally:
+        src.close()
+    return None if rb is None else {spec.source_name: rb.slice(0, 0)}
+
+
 @_start_errors
 def cmd_validate(args) -> int:
-    """Parse, plan and check the properties; connects to nothing and writes nothing."""
+    """Parse, plan (with a file source's columns) and check the properties; connects to nothing
+    and writes nothing."""
     import velostream as vs
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
-    vs.explain(spec.sql, env={})
+    _job_settings(spec)
+    vs.explain(spec.sql, _input_sample(spec), env={})
     print(f"ok: {spec.source_name} ({spec.source_type or 'no source type'}) -> "
           f"{spec.sink_name or 'stdout'} ({spec.sink_type})")
     return EXIT_OK
@@ -207,9 +258,26 @@ def _demo_job(name: str, sql: str, source: str, data_path: Path, out_path: Path)
     return f"CREATE STREAM {name.lower()}_out AS\n{sql.strip()}\nWITH ({with_clause})"
 
 
+@_start_errors
 def cmd_demo(args) -> int:
     """The embedded default: the five scenarios of SCENARIOS.md, from generated files, through
-    the file source and the job server, into JSON-lines files."""
+    the file source and the job server, into JSON-lines files. Without ``--dir`` they go to a
+    temporary directory that is removed at the end, on an error or Ctrl-C too (at a million
+    records a scenario it holds hundreds of MB)."""
+    if args.dir:
+        workdir = Path(args.dir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        _demo(args, workdir)
+        print(f"The job files are in {workdir} (velostream run {workdir / 's3a.sql'} runs one again).")
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="velostream-demo-") as tmp:
+        _demo(args, Path(tmp))
+    print("The data, job files and results were in a temporary directory, now removed: "
+          "velostream demo --dir DIR keeps them.")
+    return EXIT_OK
+
+
+def _demo(args, workdir: Path) -> None:
     import pyarrow.csv as pcsv
 
     import velostream as vs
@@ -217,8 +285,6 @@ def cmd_demo(args) -> int:
     from .jobs.spec import JobSpec
 
     n = args.records
-    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="velostream-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     print(f"velostream {vs.__version__} demo: the five scenarios of SCENARIOS.md, {n:,} generated "
           f"records each, read from CSV files in {workdir}, {args.partitions} partition(s)\n")
     written: dict[str, Path] = {}
@@ -235,8 +301,10 @@ def cmd_demo(args) -> int:
         (workdir / f"{name.lower()}.sql").write_text(job_sql + "\n")
         spec = JobSpec.from_sql(job_sql, env={})
         job = build_job(spec, partitions=args.partitions, bounded=True)
-        stats = job.run()
-        job.sink.close()
+        try:
+            stats = job.run()
+        finally:
+            _close_connectors(job)
         first_line = " ".join(sql.split())[:90]
         print(f"{name}: {first_line}...")
         print(f"    {n:,} records in {stats.wall_s * 1000:.1f} ms = {stats.throughput / 1e6:.2f} M rec/s "
@@ -247,8 +315,6 @@ def cmd_demo(args) -> int:
                 row = json.loads(line)
                 print("    ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
         print()
-    print(f"The job files are in {workdir} (velostream run {workdir / 's3a.sql'} runs one again).")
-    return EXIT_OK
 
 
 def cmd_bench(args) -> int:
@@ -262,13 +328,24 @@ def cmd_bench(args) -> int:
     return bench_main(args.rest)
 
 
+def _positive(text: str) -> int:
+    """An argument that must be a whole number >= 1 (argparse reports anything else: exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams")
     ap.add_argument("--log-level", default=os.environ.get("VELOSTREAM_LOG", "WARNING"))
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a job file until stopped (or to the end with --bounded)")
     r.add_argument("job", help="a .sql job file (or the SQL text)")
-    r.add_argument("--partitions", type=int, default=1, help="partition threads (default 1)")
+    r.add_argument("--partitions", type=_positive, default=1, help="partition threads (default 1)")
     r.add_argument("--bounded", action="store_true",
                    help="read each Kafka partition to the end offset seen at start, then exit")
     r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
@@ -287,8 +364,9 @@ def main(argv: Optional[list] = None) -> int:
     v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
     d = sub.add_parser("demo", help="the five benchmark scenarios on generated files")
-    d.add_argument("--records", type=int, default=1_000_000)
-    d.add_argument("--partitions", type=int, default=2)
+    d.add_argument("--records", type=_positive, default=1_000_000,
+                   help="generated records per scenario (default 1,000,000)")
+    d.add_argument("--partitions", type=_positive, default=2, help="partition threads (default 2)")
     d.add_argument("--dir", default=None, help="where to write the data and results (default: a temp dir)")
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="run the benchmark suite (from a source checkout)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -88,9 +88,26 @@ class JobCollector:
                           runner.restored)
 
 
-def serve(job: "Job", port: int, name: str = "velostream", addr: str = "127.0.0.1") -> Optional[object]:
-    """Serve ``/metrics`` for ``job`` on ``addr:port`` in a daemon thread; returns the server."""
+class MetricsServer:
+    """The ``/metrics`` endpoint of a job, served by its own thread until ``stop()``."""
+
+    def __init__(self, httpd, thread: threading.Thread):
+        self.httpd = httpd
+        self.thread = thread
+        self.port = httpd.server_address[1]
+
+    def stop(self) -> None:
+        """End the serving thread and free the port (the job's end must leave no thread behind)."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve(job: "Job", port: int, name: str = "velostream", addr: str = "127.0.0.1") -> MetricsServer:
+    """Serve ``/metrics`` for ``job`` on ``addr:port`` in a thread; ``stop()`` the result when
+    the job ends."""
     registry = CollectorRegistry()
     registry.register(JobCollector(job, name))
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
-    return server
+    httpd, thread = start_http_server(port, addr=addr, registry=registry)
+    thread.name = "velostream-metrics"
+    return MetricsServer(httpd, thread)
