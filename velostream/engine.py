@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from ._core.window import running_max_before
 from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
+from .binding import SchemaMismatch, SourceBinder, conform, passthrough_types
 from .errors import SqlError
 from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, KeyCodec, Pipeline
 from .planner import Plan, plan_statement
@@ -146,6 +147,12 @@ class Engine:
         self._fast = None
         self._fast_pipeline = None
         self._source_ok = None  # the last source name push accepted
+        declared = None
+        if schemas is not None:
+            declared = next((dict(v) for k, v in schemas.items() if k.lower() == self.source.lower()),
+                            None)
+        # every input batch goes through this first (velostream.binding)
+        self.binder = SourceBinder(self.source, declared)
         if schemas is not None:
             self._bind(dict(schemas))
 
@@ -155,7 +162,18 @@ class Engine:
         self.watermark = Watermark(self.plan.lateness_ms)
         if getattr(self, "_partitions", None):
             self.watermark.track(*self._partitions)
-        self.out_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
+        # what the operators produce, and what leaves: passthrough columns keep their input type
+        self.internal_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
+        fixed = self.binder.fixed
+        if fixed is None or getattr(schemas.get(self.source), "open_schema", False):
+            self.out_schema = self.internal_schema
+        else:
+            kept = passthrough_types(self.plan, fixed)
+            self.out_schema = pa.schema([f if t is None else pa.field(f.name, t)
+                                         for f, t in zip(self.internal_schema, kept)])
+        self._cast_out = not self.out_schema.equals(self.internal_schema)
+        self._has_uint64 = fixed is not None and any(
+            pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t) for t in fixed.types)
         self.pipeline = self.make_pipeline()
         from .exec.push_fast import group_step_for
         self._fast = group_step_for(self)
@@ -185,11 +203,57 @@ class Engine:
                               f"the query reads '{self.source}', not '{source}'")
 
     # -- the job-level steps V2 reuses ----------------------------------------------------
+    def bind_input(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """The one binding step every input batch takes before anything else sees it
+        (``velostream.binding``): ``rb`` in the source's fixed schema, the plan bound at the first
+        batch, rows that do not fit (a uint64 above 2^63-1) counted and dead-lettered. Raises
+        ``SchemaMismatch`` for a batch that does not fit; then nothing has changed."""
+        binder = self.binder
+        before = binder.fixed
+        try:
+            rb = binder.bind(rb)
+            if self.plan is None:
+                self._bind({self.source: binder.sql_schema()})
+            elif binder.learned:
+                self._learned_types(binder.learned)
+        except BaseException:
+            binder.fixed = before
+            raise
+        if self._has_uint64:
+            bad = binder.bad_rows(rb)
+            if bad is not None:
+                n = int(bad.sum())
+                self._dead_letter("value out of range: a uint64 above 2^63-1 does not fit BIGINT",
+                                  rb.filter(pa.array(bad)))
+                self.stats["failed_records"] += n
+                rb = rb.filter(pa.array(~bad))
+        return rb
+
+    def _learned_types(self, columns: list) -> None:
+        """Columns typed NULL so far got a type: bind the plan again. A plan that holds no state
+        yet (no records, or a row-by-row query) is simply replaced; one with state keeps going
+        when the new types change nothing it holds, and otherwise the batch is rejected."""
+        from .planner import plan_statement
+        schema = self.binder.sql_schema()
+        new = plan_statement(self.statement, {self.source: schema}, self.strings)
+        stateless = self.plan.shape == "project" and not self.plan.distinct
+        if self.stats["records_in"] == 0 or stateless:
+            watermark = getattr(self, "watermark", None)
+            self._bind({self.source: schema})
+            if watermark is not None:
+                self.watermark = watermark
+            return
+        if _state_signature(new) == _state_signature(self.plan):
+            return
+        col = columns[0]
+        raise SchemaMismatch(self.source, col, pa.null(), self.binder.fixed.field(col).type,
+                             "the query already holds state computed while this column had no "
+                             "type; give it a type from the first batch")
+
     def prepare(self, rb: pa.RecordBatch) -> Optional[Batch]:
         """Arrow batch -> engine batch, stamped with event time and watermark when windowed.
         Rows without an event time are failed records (counted, dead-lettered)."""
-        if self.plan is None:
-            self._bind({self.source: schema_of(rb)})
+        rb = self.bind_input(rb)
         batch = Batch.from_arrow(rb, self.strings)
         self.stats["records_in"] += batch.length
         self.stats["batches"] += 1
@@ -242,7 +306,8 @@ class Engine:
         """One output batch as Arrow in the output schema, plus the ``keep`` columns it has (the
         V2 partitions convert their own rows with this; it only reads the plan)."""
         names = self.out_schema.names
-        rb = b.to_arrow(names).cast(self.out_schema) if _needs_cast(b, self.out_schema) else b.to_arrow(names)
+        rb = (b.to_arrow(names).cast(self.internal_schema) if _needs_cast(b, self.internal_schema)
+              else b.to_arrow(names))
         for k in keep:
             if k in b.columns:
                 rb = rb.append_column(k, b.columns[k].to_arrow())
@@ -269,7 +334,7 @@ class Engine:
                     rb = rb.slice(0, room)
             if rb.num_rows:
                 self._emitted += rb.num_rows
-                out.append(rb)
+                out.append(conform(rb, self.out_schema) if self._cast_out else rb)
         self.stats["records_out"] += sum(r.num_rows for r in out)
         return Result(self.out_schema, out)
 
@@ -308,12 +373,13 @@ class Engine:
             self._check_source(source)
             self._source_ok = source
         if type(data) is pa.RecordBatch:
-            if self.plan is None:
-                self._bind({self.source: schema_of(data)})
+            data = self.bind_input(data)
             fast = self._fast
             if fast is not None and self._fast_pipeline is self.pipeline:
                 r = fast.push(data)
                 if r is not None:
+                    if self._cast_out:
+                        r = Result(self.out_schema, [conform(b, self.out_schema) for b in r.batches])
                     return r
         out: list[Batch] = []
         for rb in to_record_batches(data):
@@ -399,6 +465,7 @@ class Engine:
             schema = {name: SqlType(kind, scale, precision)
                       for name, kind, scale, precision in meta["input_schema"]}
             if self.plan is None:
+                self.binder = SourceBinder(self.source, schema)
                 self._bind({self.source: schema})
             elif dict(self.plan.input_schema) != schema:
                 raise ValueError("the snapshot's input schema differs from this engine's")
@@ -415,6 +482,15 @@ class Engine:
 
 
 _INT = SqlType("INT64")
+
+
+def _state_signature(plan: Plan) -> tuple:
+    """What a plan's state is made of: a plan with the same signature can carry on with the
+    state another built."""
+    return (plan.shape, tuple(str(k.type) for k in plan.keys),
+            tuple((a.func, a.kernel_dtype, str(a.result_type)) for a in plan.aggs),
+            tuple((f.func, str(f.result_type)) for o in plan.overs for f in o.functions),
+            tuple(str(t) for _, t in plan.output_schema))
 
 
 def _needs_cast(b: Batch, schema: pa.Schema) -> bool:
@@ -463,6 +539,8 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     tail = eng.flush()
     result.extend(tail)
     result.schema = eng.out_schema
+    # rows emitted before a NULL-typed column got its type (velostream.binding) join the final types
+    result.batches = [conform(rb, eng.out_schema) for rb in result.batches]
     return result
 
 

@@ -77,7 +77,7 @@ def _ref(name: str, prefix: str, count: int) -> Optional[int]:
 
 def group_step_for(engine):
     """A ``GroupStep`` for the engine's bound plan and pipeline, or None when it does not qualify."""
-    return step_for(engine.plan, engine.pipeline, engine.strings, engine.stats, engine.out_schema)
+    return step_for(engine.plan, engine.pipeline, engine.strings, engine.stats, engine.internal_schema)
 
 
 def step_for(plan, pipeline, strings, stats: dict, out_schema):

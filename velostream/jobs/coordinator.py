@@ -293,6 +293,9 @@ class Job:
         self._error: Optional[BaseException] = None
         self._workers: list[_Partition] = []
         self._raw = False  # V2 routes on the key columns' own values (Router.raw)
+        # vs.query's in-memory input: a batch that does not fit the schema raises SchemaMismatch
+        # (as one engine does) rather than being a bad input record of a connector
+        self.strict_input = False
         # gathering what a never-waiting reader has waiting into one step (see _next_input)
         self._coalesce = bool(getattr(self.reader, "coalesce", False))
         self._held: Optional[pa.RecordBatch] = None
@@ -467,6 +470,8 @@ class Job:
             try:
                 rb = self.engine.bind_input(rb)
             except SchemaMismatch as exc:
+                if self.strict_input:  # vs.query: the same error as at one partition
+                    raise
                 if rb.num_rows:
                     self._rejected(_rows_as_rejects(self.engine.source, str(exc), rb))
                 rb = None
@@ -873,6 +878,7 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
                     env: Optional[Mapping[str, str]] = None) -> Result:
     """``vs.query(..., partitions=N)``: the V2 job server with an in-memory sink."""
     job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
+    job.strict_input = True
     job.run()
     return job.result()
 

@@ -1,0 +1,260 @@
+"""Schema binding: the one step every input batch goes through before anything else sees it.
+
+A source's schema is fixed by its first batch (a column of Arrow's null type is fixed by the first
+batch that gives it a type) or by a declaration. Every later batch is checked against it here, once
+per batch and never per row in Python (docs/SQL.md, "Types at the boundary"):
+
+* the same type, or NULL-typed: taken as it is (a null column becomes the fixed type);
+* a narrower number of the same kind (int8 where int64 was fixed, float32 where DOUBLE was), an
+  integer where a float was fixed, a decimal of no more digits on either side of the point, any
+  timestamp or date where a timestamp or date was fixed, any string layout where text was fixed:
+  cast to the fixed type (nothing is lost that the engine keeps);
+* anything else (a missing column, text where a number was fixed, a number where text was, a float
+  where an integer was, a wider integer): the whole batch is rejected with ``SchemaMismatch``,
+  naming the column and both types. Nothing of a rejected batch has touched any state.
+
+Columns in a later batch that the first batch did not have are dropped (a source may add fields;
+the query was bound without them). Columns are matched by name, case-insensitively as the planner
+resolves them, and put in the fixed order.
+
+A ``uint64`` value above 2^63-1 does not fit BIGINT: its row is a bad record (``bad_rows``), counted
+and dead-lettered by the engine, and the rest of the batch goes on.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .batch import SqlType, arrow_type_of, type_of_arrow
+from .errors import VelostreamError
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+class SchemaMismatch(VelostreamError, TypeError):
+    """A batch whose columns do not fit the source's fixed schema; ``column``, ``fixed`` and
+    ``got`` say which column and which two types (``got`` None: the column is missing)."""
+
+    def __init__(self, source: str, column: str, fixed: pa.DataType, got: Optional[pa.DataType],
+                 why: str = ""):
+        self.source, self.column, self.fixed, self.got = source, column, fixed, got
+        if got is None:
+            msg = f"source '{source}': column '{column}' ({fixed}) is missing from this batch"
+        else:
+            msg = (f"source '{source}': column '{column}' was fixed as {fixed} by the first batch"
+                   f" and this batch has {got}" + (f" ({why})" if why else ""))
+        super().__init__(msg + "; the batch is rejected, nothing of it was applied")
+
+
+def kind_of(t: pa.DataType) -> str:
+    """The family an Arrow type belongs to, as the engine holds it."""
+    if pa.types.is_dictionary(t):
+        return kind_of(t.value_type)
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "time"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_null(t):
+        return "null"
+    return "other"
+
+
+def _int_fits(got: pa.DataType, fixed: pa.DataType) -> bool:
+    """Every value of integer type ``got`` is a value of integer type ``fixed``."""
+    gs, fs = pa.types.is_signed_integer(got), pa.types.is_signed_integer(fixed)
+    gw, fw = got.bit_width, fixed.bit_width
+    if gs == fs:
+        return gw <= fw
+    if not gs and fs:  # unsigned into signed needs one more bit
+        return gw < fw
+    return False  # signed into unsigned: negative values do not fit
+
+
+def _widening(got: pa.DataType, fixed: pa.DataType) -> Optional[str]:
+    """None when ``got`` may be cast to ``fixed`` without losing what the engine keeps, else why
+    not."""
+    g, f = kind_of(got), kind_of(fixed)
+    if g == f == "int":
+        if pa.types.is_uint64(fixed) and pa.types.is_unsigned_integer(got):
+            return None
+        if pa.types.is_int64(fixed) and pa.types.is_uint64(got):
+            return None  # values above 2^63-1 are bad records (SourceBinder.bad_rows)
+        return None if _int_fits(got, fixed) else "a wider integer than the fixed one"
+    if f == "time" and g == "int":
+        return None  # epoch milliseconds, as the engine holds time (a declared TIMESTAMP)
+    if f == "float" and g in ("int", "float"):
+        if g == "float" and got.bit_width > fixed.bit_width:
+            return "a wider float than the fixed one"
+        return None
+    if g == f == "decimal":
+        if got.scale <= fixed.scale and got.precision - got.scale <= fixed.precision - fixed.scale:
+            return None
+        return "more digits than the fixed decimal holds"
+    if g == f and g in ("text", "time", "bool"):
+        return None
+    if f == "int" and g == "float":
+        return "a float where an integer was fixed"
+    return "a different kind of value"
+
+
+def _cast(arr, fixed: pa.DataType):
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(fixed) and not pa.types.is_dictionary(arr.type):
+        enc = pc.cast(arr, fixed.value_type).dictionary_encode()
+        return pa.DictionaryArray.from_arrays(pc.cast(enc.indices, fixed.index_type), enc.dictionary)
+    if kind_of(fixed) == "time" and pa.types.is_integer(arr.type):
+        arr = pc.cast(pc.cast(arr, pa.int64()), pa.timestamp("ms"))
+    if pa.types.is_uint64(arr.type) and pa.types.is_int64(fixed):
+        return pc.cast(arr, fixed, safe=False)  # rows above 2^63-1 were taken out before
+    # int -> float and finer time units -> ms lose only what the engine does not keep anyway
+    return pc.cast(arr, fixed, safe=False)
+
+
+class SourceBinder:
+    """The fixed schema of one source, and the check every batch of it goes through.
+
+    >>> b = SourceBinder("t")
+    >>> b.bind(pa.record_batch({"x": pa.array([1], pa.int64())})).schema.types
+    [DataType(int64)]
+    >>> b.bind(pa.record_batch({"x": pa.array([2], pa.int8())})).schema.types
+    [DataType(int64)]
+    """
+
+    def __init__(self, source: str, declared: Optional[dict[str, SqlType]] = None):
+        self.source = source
+        self.fixed: Optional[pa.Schema] = None
+        self._exact: Optional[pa.Schema] = None  # the last schema accepted as is
+        # columns of the null type whose type a later batch has just fixed (the plan rebinds)
+        self.learned: list[str] = []
+        if declared is not None:  # TIMESTAMP is declared as time, whatever it leaves as
+            self.fixed = pa.schema([(n, pa.timestamp("ms") if t.kind == "TIMESTAMP" else arrow_type_of(t))
+                                    for n, t in declared.items()])
+
+    @property
+    def pending(self) -> list[str]:
+        """Columns whose type is not known yet (only NULLs so far)."""
+        return [] if self.fixed is None else [f.name for f in self.fixed if pa.types.is_null(f.type)]
+
+    def sql_schema(self) -> dict[str, SqlType]:
+        return {f.name: type_of_arrow(f.type) for f in self.fixed}
+
+    def bind(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """``rb`` in the fixed schema (see the module docstring), or ``SchemaMismatch``."""
+        self.learned = []
+        schema = rb.schema
+        if self.fixed is None:
+            for f in schema:
+                if kind_of(f.type) == "other":
+                    raise SchemaMismatch(self.source, f.name, f.type, f.type,
+                                         "velostream does not take this type")
+                if pa.types.is_decimal(f.type):
+                    type_of_arrow(f.type)  # more than 18 digits: a clear error
+            self.fixed = self._exact = schema
+            return rb
+        if schema is self._exact or schema.equals(self.fixed):
+            self._exact = schema
+            return rb
+        return self._conform(rb)
+
+    def _conform(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        names = rb.schema.names
+        index = {n: i for i, n in enumerate(names)}
+        lower = {}
+        for i, n in enumerate(names):
+            lower.setdefault(n.lower(), i)
+        arrays, fields, learned = [], [], []
+        for f in self.fixed:
+            i = index.get(f.name, lower.get(f.name.lower()))
+            if i is None:
+                if pa.types.is_null(f.type):  # never seen with a value: still unknown, still NULL
+                    arrays.append(pa.nulls(rb.num_rows))
+                    fields.append(f)
+                    continue
+                raise SchemaMismatch(self.source, f.name, f.type, None)
+            arr, got = rb.column(i), rb.schema.types[i]
+            if got.equals(f.type):
+                pass
+            elif pa.types.is_null(got):
+                arr = pa.nulls(rb.num_rows, f.type)
+            elif pa.types.is_null(f.type):  # the first batch that gives this column a type
+                if kind_of(got) == "other":
+                    raise SchemaMismatch(self.source, f.name, f.type, got,
+                                         "velostream does not take this type")
+                f = pa.field(f.name, got)
+                learned.append(f.name)
+            else:
+                why = _widening(got, f.type)
+                if why is not None:
+                    raise SchemaMismatch(self.source, f.name, f.type, got, why)
+                arr = _cast(arr, f.type)
+            arrays.append(arr)
+            fields.append(f)
+        if learned:
+            self.fixed = pa.schema(fields, metadata=self.fixed.metadata)
+            self.learned = learned
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=rb.schema.metadata))
+
+    def bad_rows(self, rb: pa.RecordBatch) -> Optional[np.ndarray]:
+        """Rows that cannot be held as the engine holds their column (a uint64 above 2^63-1),
+        as a bool mask, or None when every row fits."""
+        bad = None
+        for name, t in zip(rb.schema.names, rb.schema.types):
+            vt = t.value_type if pa.types.is_dictionary(t) else t
+            if not pa.types.is_uint64(vt):
+                continue
+            col = rb.column(name)
+            if pa.types.is_dictionary(t):
+                col = col.dictionary_decode()
+            over = pc.fill_null(pc.greater(col, pa.scalar(INT64_MAX, pa.uint64())), False)
+            if pc.any(over).as_py():
+                m = over.to_numpy(zero_copy_only=False)
+                bad = m if bad is None else (bad | m)
+        return bad
+
+
+def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
+    """Per output column, the Arrow type it leaves with when it passes an input column through
+    unchanged (a bare column in SELECT, a GROUP BY key): the type it came in with (docs/SQL.md,
+    "Types at the boundary"); None for a computed column (the engine's own type). Timestamps leave
+    as epoch-ms BIGINT, the one documented way, whatever unit they came in."""
+    from .exec.expressions import BCol
+    out = []
+    for _, b in plan.outputs:
+        src = None
+        if isinstance(b, BCol):
+            if b.name.startswith("__k") and plan.shape == "aggregate":
+                k = plan.keys[int(b.name[3:])]
+                src = k.name if isinstance(k, BCol) else None
+            elif not b.name.startswith("__"):
+                src = b.name
+        t = None
+        if src is not None and src in fixed.names:
+            ft = fixed.field(src).type
+            if kind_of(ft) in ("int", "float", "text", "bool", "decimal"):
+                t = ft
+        out.append(t)
+    return out
+
+
+def conform(rb: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``rb`` (the engine's own output types) in ``schema``: passthrough columns back in the
+    types they came in with. Values came from those types, so every cast is exact."""
+    if rb.schema.equals(schema):
+        return rb
+    arrays = []
+    for f in schema:
+        arr = rb.column(f.name)
+        arrays.append(arr if arr.type.equals(f.type) else _cast(arr, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
