@@ -5,7 +5,8 @@ column and the nearest valid name for unknown columns and functions. ``evaluate`
 over a ``Batch`` column-at-a-time with numpy ufuncs (compiled loops that release the GIL; no
 per-row Python) and Arrow compute for string work. NULLs travel as validity masks. Semantics follow
 DuckDB (SEMANTICS.md §2): ``/`` is float division (x/0 gives ±inf or NaN as IEEE says), ``%`` and
-``MOD`` are truncating remainders and NULL for a zero divisor, ROUND rounds half away from zero.
+``MOD`` are truncating remainders, NULL for a zero integer divisor (NaN for DOUBLE), ROUND rounds
+half away from zero.
 Decimal literals such as ``1.5`` are DOUBLE here (DuckDB would make them DECIMAL).
 """
 from __future__ import annotations
@@ -501,11 +502,11 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
         if op == "*":
             return Val(np.multiply(x, y), ok, t)
         if op == "%":
-            zero = np.equal(y, 0)
             if t.kind == "FLOAT64":
-                r = np.fmod(x, y)
-            else:
-                r = np.fmod(x, np.where(zero, 1, y))
+                # DOUBLE x % 0 is NaN (fmod), as in DuckDB; an integer or decimal x % 0 is NULL
+                return Val(np.fmod(x, y), ok, t)
+            zero = np.equal(y, 0)
+            r = np.fmod(x, np.where(zero, 1, y))
             if np.any(zero):
                 ok = _and_valid(ok, ~zero if np.ndim(zero) else (not bool(zero)))
             return Val(r, ok, t)
@@ -584,6 +585,15 @@ def _is_null(ev, b, batch):
     return Val(~r if b.fn == "IS_NOT_NULL" else r, None, BOOL)
 
 
+def _equal(x, y):
+    """Element-wise ``x = y`` as DuckDB has it for IN and NULLIF: a NaN equals a NaN (and nothing
+    else), as in ``_compare``."""
+    eq = np.equal(x, y)
+    if np.asarray(x).dtype.kind == "f" and np.asarray(y).dtype.kind == "f":
+        eq = eq | (np.isnan(x) & np.isnan(y))
+    return eq
+
+
 def _in(ev, b, batch):
     a = ev.eval(b.args[0], batch)
     items = [ev.eval(x, batch) for x in b.args[1:]]
@@ -592,12 +602,14 @@ def _in(ev, b, batch):
         vals = [i.v for i in items]
         if a.type.kind == "FLOAT64":
             x, vals = _num(a, FLOAT64), [_num(i, FLOAT64) for i in items]
+            if np.isnan(vals).any():  # NaN IN (NaN) is true (np.isin says false)
+                return Val(np.isin(x, np.array(vals)) | np.isnan(x), a.ok, BOOL)
         return Val(np.isin(x, np.array(vals)), a.ok, BOOL)
     # general three-valued form: OR of equalities
     acc = None
     for it in items:
         ok = _and_valid(a.ok, it.ok)
-        v = np.equal(a.v, it.v)
+        v = _equal(a.v, it.v)
         cur = Val(v, ok, BOOL)
         acc = cur if acc is None else _or_vals(acc, cur)
     return acc
@@ -820,7 +832,8 @@ def _coalesce_like(ev, b, batch):
         arrs = [c.to_arrow() for c in cols]
         f = pc.min_element_wise if b.fn == "LEAST" else pc.max_element_wise
         return ev.from_arrow_strings(f(*arrs, skip_nulls=True))
-    pick = np.minimum if b.fn == "LEAST" else np.maximum
+    # DuckDB orders NaN above every number: LEAST skips a NaN (fmin), GREATEST returns it (maximum)
+    pick = np.fmin if b.fn == "LEAST" else np.maximum
     out, ok = None, None
     for c in cols:
         v, m = c.values, c.valid_mask()
@@ -835,7 +848,7 @@ def _coalesce_like(ev, b, batch):
 
 def _nullif(ev, b, batch):
     a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
-    eq = np.equal(a.v, c.v)
+    eq = _equal(a.v, c.v)
     if c.ok is not None and c.ok is not True:
         eq = eq & c.ok if c.ok is not False else np.zeros_like(eq)
     n = batch.length
