@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from .base import ConfigError, Properties, Reject, with_event_time
-from .codecs import TIMESTAMP_MS, JsonDecoder, parse_schema, sql_type_name
+from .base import ConfigError, Properties, Reject, failing_rows, text_to_epoch_ms, with_event_time
+from .codecs import TIMESTAMP_MS, JsonDecoder, invalid_utf8_values, parse_schema, sql_type_name
 
 __all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]
 
@@ -87,6 +87,9 @@ class _Chunker:
         self.carry = b""
         self.eof = False
         self.line = 1  # the line number of the next chunk's first line
+        #: (line number, bytes) of a last record cut short inside a quoted field, found at the
+        #: end of the file: a bad record, not a value running to the end of the file.
+        self.unterminated: Optional[tuple[int, bytes]] = None
 
     def next(self, nbytes: int) -> Optional[bytes]:
         while True:
@@ -99,6 +102,10 @@ class _Chunker:
                 buf = self.carry
             if self.eof:
                 self.carry = b""
+                if self.quote is not None and buf.count(self.quote) % 2:
+                    cut = self._boundary(buf)
+                    self.unterminated = (self.line + buf.count(b"\n", 0, cut), buf[cut:].rstrip(b"\r\n"))
+                    buf = buf[:cut]
                 if not buf:
                     return None
                 if not buf.endswith(b"\n"):
@@ -170,11 +177,14 @@ class _CsvDecoder:
         self._invalid_rows.append(row)
         return "skip"
 
-    def _read(self, chunk: bytes, types: dict) -> pa.Table:
+    def _read(self, chunk: bytes, types: dict, check_utf8: bool = True) -> pa.Table:
+        """The chunk through Arrow's reader. With ``check_utf8`` Arrow refuses a chunk whose
+        text columns hold bytes that are not UTF-8 (or infers such a column as binary); without
+        it the slow path finds those rows itself."""
         self._invalid_rows = []
         ro = pcsv.ReadOptions(column_names=self.names, block_size=max(1 << 20, len(chunk) // 2 + 1))
         co = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                 quoted_strings_can_be_null=False)
+                                 quoted_strings_can_be_null=False, check_utf8=check_utf8)
         return pcsv.read_csv(io.BytesIO(chunk), read_options=ro, parse_options=self.parse,
                              convert_options=co)
 
@@ -186,23 +196,42 @@ class _CsvDecoder:
         return {f.name: (pa.string() if pa.types.is_timestamp(f.type) and f.name in self.override
                          else f.type) for f in self.schema}
 
-    def _fix_schema(self, table: pa.Table) -> None:
+    def _fix_schema(self, table: pa.Table, chunk: bytes) -> None:
         fields = []
         for f in table.schema:
             t = self.override.get(f.name, f.type)
-            if pa.types.is_null(t):
-                t = pa.string()  # empty in the whole first chunk: text keeps any later value
+            if pa.types.is_null(t) or pa.types.is_binary(t):
+                # empty in the whole first chunk (text keeps any later value), or text with
+                # bytes that are not UTF-8 (those rows are rejects)
+                t = pa.string()
             elif pa.types.is_timestamp(t):
                 t = TIMESTAMP_MS
+            elif f.name not in self.override and pa.types.is_floating(t) \
+                    and self._integers_past_int64(table.column(f.name), chunk, f.name):
+                t = pa.int64()  # integer literals, some out of range: those rows are rejects
             fields.append(pa.field(f.name, t))
         self.schema = pa.schema(fields)
+
+    def _integers_past_int64(self, col, chunk: bytes, name: str) -> bool:
+        """Whether Arrow inferred DOUBLE for a column of integer literals only because some are
+        beyond int64: it is a BIGINT column with values out of range, not a DOUBLE one."""
+        if not col.null_count < len(col) or not pc.any(pc.greater_equal(pc.abs(col), float(1 << 63))).as_py():
+            return False
+        if not pc.all(pc.equal(col, pc.floor(col))).as_py():
+            return False
+        invalid = self._invalid_rows
+        text = self._read(chunk, {name: pa.string()}, check_utf8=False).column(name)
+        self._invalid_rows = invalid
+        return bool(pc.all(pc.match_substring_regex(text, r"^\s*[+-]?\d+\s*$")).as_py())
 
     def decode(self, chunk: bytes, first_line: int, path: str) -> tuple[Optional[pa.RecordBatch], list[Reject]]:
         first = self.schema is None
         try:
             table = self._read(chunk, self._types_for_parse())
             if first:
-                self._fix_schema(table)
+                if any(pa.types.is_binary(t) for t in table.schema.types):
+                    raise pa.ArrowInvalid("text that is not UTF-8")  # the slow path finds the rows
+                self._fix_schema(table, chunk)
             out = self._conform(table)
             bad: dict[int, str] = {}
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -224,26 +253,36 @@ class _CsvDecoder:
         return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=self.schema)
 
     def _slow(self, chunk: bytes, first: bool) -> tuple[Optional[pa.RecordBatch], dict[int, str]]:
-        """Read the chunk as text and convert column by column; the rows whose value does not
-        convert are found by bisection (a few casts per bad row, never one per good row)."""
+        """Read the chunk as text and convert column by column: the rows with text that is not
+        UTF-8 are found by one pass over the bytes, the rows whose value does not convert by
+        bisection (a few casts per bad row, never one per good row)."""
         if first:
             # Infer the columns the override does not name; read the named ones as text.
-            table = self._read(chunk, {n: pa.string() for n in self.override})
-            self._fix_schema(table)
-        table = self._read(chunk, {n: pa.string() for n in self.names})
-        n = table.num_rows
+            table = self._read(chunk, {n: pa.string() for n in self.override}, check_utf8=False)
+            self._fix_schema(table, chunk)
+        table = self._read(chunk, {n: pa.string() for n in self.names}, check_utf8=False)
         bad: dict[int, str] = {}
+        for name in self.names:
+            for i in invalid_utf8_values(table.column(name)).tolist():
+                bad.setdefault(i, f"column '{name}': text that is not UTF-8")
+        rows = np.arange(table.num_rows)  # the rows left, as indices of Arrow's rows
+        if bad:
+            table, rows = _without(table, rows, bad)
+        wrong: dict[int, str] = {}
         for f in self.schema:
-            col = table.column(f.name).combine_chunks()
             if pa.types.is_string(f.type):
                 continue
-            for i in _failing(col, f.type, 0, n):
-                bad.setdefault(i, f"column '{f.name}': expected {sql_type_name(f.type)}, "
-                                  f"got {col[i].as_py()!r}")
-        if bad:
-            keep = np.ones(n, dtype=bool)
-            keep[list(bad)] = False
-            table = table.filter(pa.array(keep))
+            col = table.column(f.name).combine_chunks()
+            if pa.types.is_timestamp(f.type):
+                failed = text_to_epoch_ms(col)[1].tolist()
+            else:
+                failed = failing_rows(col, lambda a, t=f.type: _convert_text(a, t))
+            for i in failed:
+                wrong.setdefault(i, f"column '{f.name}': expected {sql_type_name(f.type)}, "
+                                    f"got {col[i].as_py()!r}")
+        if wrong:
+            bad.update((int(rows[i]), err) for i, err in wrong.items())
+            table, rows = _without(table, rows, wrong)
         cols = [_convert_text(table.column(f.name).combine_chunks(), f.type) for f in self.schema]
         return pa.RecordBatch.from_arrays(cols, schema=self.schema), bad
 
@@ -271,8 +310,16 @@ class _CsvDecoder:
         return [Reject(self.source, f"{path}:{line}", err, text) for line, err, text in found]
 
 
+def _without(table: pa.Table, rows: np.ndarray, drop: dict) -> tuple[pa.Table, np.ndarray]:
+    """``table`` and its row map without the rows (indices of ``table``) that are keys of ``drop``."""
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[list(drop)] = False
+    return table.filter(pa.array(keep)), rows[keep]
+
+
 def _convert_text(col: pa.Array, t: pa.DataType) -> pa.Array:
-    """Text to ``t``: a cast, except TIMESTAMP, which takes epoch ms digits or ISO-8601."""
+    """Text to ``t``: a cast, except TIMESTAMP, which takes epoch ms digits or ISO-8601 (the
+    event-time conversion's rules); raises ``ArrowInvalid`` if a value does not convert."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if pa.types.is_string(t) or col.type == t:
@@ -280,36 +327,11 @@ def _convert_text(col: pa.Array, t: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(t):
         if pa.types.is_integer(col.type):
             return col.cast(t)
-        digits = pc.match_substring_regex(col, r"^\s*-?\d+\s*$")
-        if pc.all(pc.or_kleene(digits, pc.is_null(col))).as_py():
-            return pc.cast(pc.utf8_trim_whitespace(col), pa.int64()).cast(t)
-        if pc.any(digits).as_py():
-            raise pa.ArrowInvalid("a mix of epoch milliseconds and ISO-8601 text")
-        for target in (t, pa.timestamp("ms", tz="UTC")):
-            try:
-                return pc.cast(col, target).cast(t)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-        from ..batch import parse_iso_timestamps  # Python's parser, for mixed zone offsets
-        try:
-            return parse_iso_timestamps(col).cast(t)
-        except ValueError as e:
-            raise pa.ArrowInvalid(str(e)) from None
+        ms, bad = text_to_epoch_ms(col)
+        if len(bad):
+            raise pa.ArrowInvalid(f"not a time: {col[int(bad[0])].as_py()!r}")
+        return ms.cast(t)
     return pc.cast(col, t)
-
-
-def _failing(col: pa.Array, t: pa.DataType, lo: int, hi: int) -> list[int]:
-    """Indices in [lo, hi) whose value does not convert to ``t`` (bisection)."""
-    if hi <= lo:
-        return []
-    try:
-        _convert_text(col.slice(lo, hi - lo), t)
-        return []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        if hi - lo == 1:
-            return [lo]
-    mid = (lo + hi) // 2
-    return _failing(col, t, lo, mid) + _failing(col, t, mid, hi)
 
 
 # ------------------------------------------------------------------------------ the source
@@ -474,9 +496,15 @@ class FileSource:
     def _decode(self, fi: int, ch: _Chunker, chunk_bytes: int):
         """The next chunk of file ``fi`` as (batches, rejects), or None at its end."""
         chunk = ch.next(chunk_bytes)
-        if chunk is None:
-            return None
         path = self.paths[fi]
+        cut_short = []
+        if ch.unterminated is not None:
+            line, text = ch.unterminated
+            ch.unterminated = None
+            cut_short = [Reject(self.name, f"{path}:{line}", f"line {line}: a quoted field is not "
+                                f"closed before the end of the file", text)]
+        if chunk is None:
+            return ([], cut_short, 0) if cut_short else None
         if self._json is not None:
             rb, rejects = self._json.decode_lines(chunk, ch.first_line, f"{path}:",
                                                   n_lines=ch.line - ch.first_line)
@@ -487,9 +515,33 @@ class FileSource:
         batches = []
         if rb is not None and rb.num_rows:
             if self.event_time_field:
-                rb = with_event_time(rb, self.event_time_field, None)
+                bad_times: list[tuple[int, str]] = []
+                rb = with_event_time(rb, self.event_time_field, None, bad_times)
+                if bad_times:
+                    rejects = self._row_rejects(chunk, ch.first_line, path, rejects, bad_times)
             batches = [rb.slice(lo, self.batch_size) for lo in range(0, rb.num_rows, self.batch_size)]
-        return batches, rejects, (len(chunk) / rb.num_rows if rb is not None and rb.num_rows else 0)
+        return batches, rejects + cut_short, (len(chunk) / rb.num_rows if rb is not None and rb.num_rows else 0)
+
+    def _row_rejects(self, chunk: bytes, first_line: int, path: str, rejects: list[Reject],
+                     bad: list[tuple[int, str]]) -> list[Reject]:
+        """Rejects for rows of a decoded chunk (row index, why), with their line and text, merged
+        in file order with the chunk's other rejects. The rows are the chunk's records that are
+        neither blank nor already rejected, in order; this map is built only for a chunk that has
+        such rows."""
+        def line_of(r: Reject) -> int:
+            return int(r.position.rsplit(":", 1)[1])
+        taken = {line_of(r) for r in rejects}
+        if self._json is not None:
+            lines = chunk.split(b"\n")
+            if chunk.endswith(b"\n"):
+                lines.pop()
+            records = [(first_line + i, rec) for i, rec in enumerate(lines) if rec.strip()]
+        else:
+            records = [(first_line + off, rec) for off, rec in _records(chunk, b'"')
+                       if rec not in (b"", b"\r")]  # Arrow skips empty lines
+        rows = [(line, rec) for line, rec in records if line not in taken]
+        found = [Reject(self.name, f"{path}:{rows[i][0]}", err, rows[i][1]) for i, err in bad]
+        return sorted(rejects + found, key=line_of)
 
 
 class _Producer:
