@@ -243,9 +243,18 @@ class Engine:
             if watermark is not None:
                 self.watermark = watermark
             return
-        if _state_signature(new) == _state_signature(self.plan):
+        old = _state_signature(self.plan)
+        if _state_signature(new) == old:
             return
         col = columns[0]
+        if len(columns) > 1:  # name the column that makes the difference
+            for c in columns:
+                one = {k: (v if k == c or k not in columns else SqlType("NULL"))
+                       for k, v in schema.items()}
+                if _state_signature(plan_statement(self.statement, {self.source: one},
+                                                   self.strings)) != old:
+                    col = c
+                    break
         raise SchemaMismatch(self.source, col, pa.null(), self.binder.fixed.field(col).type,
                              "the query already holds state computed while this column had no "
                              "type; give it a type from the first batch")
