@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..batch import Batch, Column, SqlType, _take_strings
-from ..binding import SchemaMismatch
+from ..binding import SchemaMismatch, conform
 from ..engine import Engine
 from ..errors import JobError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
@@ -347,7 +347,8 @@ class Job:
         if not isinstance(self.sink, MemoryWriter):
             raise TypeError("result() is for the default in-memory sink")
         schema = self.engine.out_schema if self.engine.plan is not None else pa.schema([])
-        return Result(schema, self.sink.batches)
+        # rows written before a NULL-typed column got its type join the final types
+        return Result(schema, [conform(b, schema) for b in self.sink.batches])
 
     # -- live views, for metrics and progress ---------------------------------------------------
     def lag(self) -> Optional[int]:
@@ -580,15 +581,16 @@ class Job:
                     exc = again
         if isinstance(self.failure, (FailBatch, RetryWithBackoff)):
             raise JobError(f"sink flush failed ({self.failure.name}): {exc}") from _cause(exc)
-        if getattr(exc, "failed", None) is None:
-            raise JobError(f"sink flush failed: {exc}") from _cause(exc)
-        failed = int(exc.failed)
+        report = _cause(exc)  # the sink's own exception says what was not delivered
+        if getattr(report, "failed", None) is None:
+            raise JobError(f"sink flush failed: {exc}") from report
+        failed = int(report.failed)
         # those rows were counted when write_batch accepted them; they did not reach the sink
         self.stats.records_emitted -= failed
         self.stats.records_failed += failed
         log.error("sink flush failed, %d row(s) not delivered, sent to the dead-letter output: %s",
                   failed, exc)
-        kept = getattr(exc, "messages", [])
+        kept = getattr(report, "messages", [])
         if kept:
             where = f"sink {getattr(self.sink, 'topic', '')} (undelivered)"
             self._send_dead([Reject(self.engine.source, where, err, value or b"")
@@ -652,6 +654,8 @@ class Job:
                 s, p, out, late, dead, err = item
                 if err is not None:
                     exc, tb = err
+                    if isinstance(exc, VelostreamError):  # e.g. OutOfRangeError: the same type
+                        raise exc                         # as at one partition
                     raise JobError(f"partition {p} failed: {exc!r}\n{tb}") from exc
                 pending.setdefault(s, {})[p] = (out, late, dead)
                 while next_seq in pending and len(pending[next_seq]) == n:
