@@ -14,6 +14,20 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py, tests/kafka
 pytest_plugins = ["kafka_broker"]  # a real Kafka-protocol broker (Tansu), started by the tests
 
 
+def pytest_configure(config) -> None:
+    """The tests run against the installed package (README: ``pip install ".[test,bench]"``).
+    A checkout on sys.path without its compiled kernels (e.g. ``python -m pytest`` before any
+    install) would shadow it and fail everywhere: say so once, clearly."""
+    try:
+        import velostream._core.aggregate  # noqa: F401  the compiled kernels
+    except ImportError as exc:
+        import velostream
+        raise pytest.UsageError(
+            f"velostream imported from {os.path.dirname(velostream.__file__)} has no compiled "
+            f"kernels ({exc}); install it first: pip install \".[test,bench]\" and run pytest "
+            "(not python -m pytest from a checkout)") from None
+
+
 def partition_params(counts=(1, 2, 4)):
     """``pytest.param`` per partition count, with readable ids."""
     return [pytest.param(p, id=f"p{p}") for p in counts]
