@@ -6,12 +6,12 @@
 """
 from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
 from .engine import Engine, explain, query
-from .errors import JobError, SqlError, UnsupportedError, VelostreamError
+from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, VelostreamError
 from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
                    RetryWithBackoff, SendToDLQ)
 from .result import Result
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
-           "MemoryWriter", "Result", "RetryWithBackoff", "SendToDLQ", "SqlError", "UnsupportedError",
-           "VelostreamError", "explain", "query", "__version__"]
+           "MemoryWriter", "Result", "RetryWithBackoff", "SchemaMismatch", "SendToDLQ", "SqlError",
+           "UnsupportedError", "VelostreamError", "explain", "query", "__version__"]

@@ -29,24 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch import SqlType, arrow_type_of, type_of_arrow
-from .errors import VelostreamError
+from .errors import SchemaMismatch
 
 INT64_MAX = np.iinfo(np.int64).max
-
-
-class SchemaMismatch(VelostreamError, TypeError):
-    """A batch whose columns do not fit the source's fixed schema; ``column``, ``fixed`` and
-    ``got`` say which column and which two types (``got`` None: the column is missing)."""
-
-    def __init__(self, source: str, column: str, fixed: pa.DataType, got: Optional[pa.DataType],
-                 why: str = ""):
-        self.source, self.column, self.fixed, self.got = source, column, fixed, got
-        if got is None:
-            msg = f"source '{source}': column '{column}' ({fixed}) is missing from this batch"
-        else:
-            msg = (f"source '{source}': column '{column}' was fixed as {fixed} by the first batch"
-                   f" and this batch has {got}" + (f" ({why})" if why else ""))
-        super().__init__(msg + "; the batch is rejected, nothing of it was applied")
 
 
 def kind_of(t: pa.DataType) -> str:
