@@ -46,6 +46,42 @@ class UnsupportedError(SqlError):
     """Valid SQL that this version of the engine does not execute yet (never a silent wrong answer)."""
 
 
+class OutOfRangeError(VelostreamError, OverflowError):
+    """A value does not fit its type: BIGINT ``+ - *``, unary minus, ABS or SUM that overflow int64,
+    or a CAST out of range (DuckDB's "Out of Range Error"; SEMANTICS.md §2). Never a wrapped value.
+
+    ``rows``, when known, is a bool mask over the rows of the batch being evaluated marking the
+    rows that failed (only rows whose operands were not NULL), so a job under LogAndContinue can
+    send just those rows to the dead-letter output. It is None for an error that no row alone
+    caused (a SUM whose total leaves int64).
+
+    >>> import velostream as vs
+    >>> vs.query("SELECT x + x AS y FROM t", {"t": {"x": [2**62]}})
+    Traceback (most recent call last):
+    ...
+    velostream.errors.OutOfRangeError: Out of Range Error: Overflow in addition of INT64 (4611686018427387904 + 4611686018427387904)
+    """
+
+    def __init__(self, message: str, rows=None):
+        super().__init__(message)
+        self.rows = rows
+
+
+class SchemaMismatch(VelostreamError, TypeError):
+    """A batch whose columns do not fit its source's fixed schema (docs/SQL.md, "Types at the
+    boundary and schema drift"); ``column``, ``fixed`` and ``got`` say which column and which
+    two Arrow types (``got`` None: the column is missing). Nothing of the batch was applied."""
+
+    def __init__(self, source: str, column: str, fixed, got, why: str = ""):
+        self.source, self.column, self.fixed, self.got = source, column, fixed, got
+        if got is None:
+            msg = f"source '{source}': column '{column}' ({fixed}) is missing from this batch"
+        else:
+            msg = (f"source '{source}': column '{column}' was fixed as {fixed} by the first batch"
+                   f" and this batch has {got}" + (f" ({why})" if why else ""))
+        super().__init__(msg + "; the batch is rejected, nothing of it was applied")
+
+
 class JobError(VelostreamError, RuntimeError):
     """A job failed at run time (bad records under FailBatch, a failing sink, a crashed partition)."""
 
