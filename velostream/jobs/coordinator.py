@@ -573,7 +573,7 @@ class Job:
             for delay in self.failure.delays():
                 log.warning("sink flush failed (%s); resending in %.3fs", exc, delay)
                 time.sleep(delay)
-                self._out.resend(getattr(exc, "messages", []))
+                self._out.resend(getattr(_cause(exc), "messages", []))
                 try:
                     self._timed_write(self._out.flush)
                     return
