@@ -36,7 +36,3 @@ def decode_flat_lines(
 def utf8_invalid_offset(buf: bytes) -> int:
     """The offset of the first byte of ``buf`` that is not part of well-formed UTF-8, or -1."""
     ...
-
-def utf8_invalid_values(offsets: np.ndarray, data) -> np.ndarray:
-    """Indices of the values (int32 offsets sliced to the array, data buffer) that are not UTF-8."""
-    ...

@@ -969,8 +969,9 @@ def decode_flat_lines(const uint8_t[::1] buf, field_names, const uint8_t[::1] ki
 
 
 # ------------------------------------------------------------------------------ UTF-8 checks
-# The file readers validate text with these (docs/CONNECTORS.md, bad records): Arrow's JSON reader
-# does not check UTF-8, and its CSV reader only says that a column holds invalid UTF-8, not where.
+# The file readers check each chunk with this before Arrow reads it (docs/CONNECTORS.md, bad
+# records): Arrow's JSON reader does not check UTF-8, and its CSV reader says that a column holds
+# bytes that are not UTF-8, not where.
 
 cdef inline Py_ssize_t first_bad_utf8(const uint8_t* p, const uint8_t* e) noexcept nogil:
     """Offset from p of the first byte that does not start a well-formed UTF-8 sequence, or -1."""
@@ -1004,31 +1005,3 @@ def utf8_invalid_offset(buf) -> int:
     with nogil:
         r = first_bad_utf8(&mv[0], &mv[0] + n)
     return r
-
-
-def utf8_invalid_values(offsets, data) -> np.ndarray:
-    """The indices ``i`` whose bytes ``data[offsets[i]:offsets[i + 1]]`` are not well-formed
-    UTF-8 (an Arrow string array's int32 offsets, sliced to the array, and its data buffer)."""
-    cdef const int32_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int32)
-    cdef Py_ssize_t n = off.shape[0] - 1, i
-    cdef const uint8_t[::1] mv
-    cdef const uint8_t* base
-    cdef vector[int64_t] bad
-    cdef bint oom = False
-    if n <= 0 or data is None or len(data) == 0:
-        return np.zeros(0, np.int64)
-    mv = np.frombuffer(data, dtype=np.uint8)
-    base = &mv[0]
-    if off[n] > mv.shape[0] or off[0] < 0:
-        raise ValueError("utf8_invalid_values: offsets past the data")
-    with nogil:
-        for i in range(n):
-            if off[i + 1] > off[i] and first_bad_utf8(base + off[i], base + off[i + 1]) >= 0:
-                if vs_push_i64(bad, i) < 0:
-                    oom = True
-                    break
-    if oom:
-        raise MemoryError("utf8_invalid_values: out of memory")
-    if bad.size() == 0:
-        return np.zeros(0, np.int64)
-    return np.asarray(<int64_t[:bad.size()]>bad.data()).copy()

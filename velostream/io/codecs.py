@@ -58,42 +58,27 @@ try:
 except ImportError:  # not built: every block takes the Arrow path
     _jsonl = None
 
-__all__ = ["JsonDecoder", "parse_schema", "sql_type_name", "invalid_utf8_values"]
+__all__ = ["JsonDecoder", "parse_schema", "sql_type_name", "is_utf8", "non_utf8_at"]
 
 TIMESTAMP_MS = pa.timestamp("ms")
 
 # ------------------------------------------------------------------------------ UTF-8 checks
 
-def _is_utf8(buf: bytes) -> bool:
-    """Whether a block is UTF-8 throughout: one pass of the compiled checker (GB/s on ASCII)."""
+def non_utf8_at(buf: bytes) -> int:
+    """The offset of the first byte of ``buf`` that is not part of UTF-8 text, or -1: one pass
+    of the compiled checker (GB/s on ASCII)."""
     if _jsonl is not None:
-        return _jsonl.utf8_invalid_offset(buf) < 0
+        return _jsonl.utf8_invalid_offset(buf)
     try:
-        buf.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+        bytes(buf).decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start
+    return -1
 
 
-def invalid_utf8_values(col) -> np.ndarray:
-    """The indices of the values of a text column, read without Arrow's UTF-8 check, whose bytes
-    are not UTF-8: a bad record each (docs/CONNECTORS.md). Arrow's own check runs first and, as
-    usual, finds nothing; only a column it refuses is looked at value by value."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if len(col) == 0:
-        return np.zeros(0, np.int64)
-    try:
-        col.validate(full=True)
-        return np.zeros(0, np.int64)
-    except pa.ArrowInvalid:
-        pass
-    if _jsonl is not None:
-        bufs = col.buffers()
-        offsets = np.frombuffer(bufs[1], np.int32)[col.offset:col.offset + len(col) + 1]
-        return _jsonl.utf8_invalid_values(offsets, bufs[2])
-    from .base import failing_rows
-    return np.asarray(failing_rows(col, lambda a: a.validate(full=True)), np.int64)
+def is_utf8(buf: bytes) -> bool:
+    """Whether ``buf`` is UTF-8 text throughout."""
+    return non_utf8_at(buf) < 0
 
 
 # ------------------------------------------------------------------------------ schema text
@@ -278,6 +263,15 @@ def _text_to_timestamp(arr: pa.Array) -> Optional[pa.Array]:
         return None
 
 
+def _invalid_json(rec: bytes, e: Exception) -> str:
+    """Why orjson refused a record; for bytes that are not UTF-8 (orjson's message then names a
+    surrogate at char 0), where they are."""
+    at = non_utf8_at(rec)
+    if at >= 0:
+        return f"text that is not UTF-8 (byte {at + 1} of the record)"
+    return f"invalid JSON: {e}"
+
+
 # ------------------------------------------------------------------------------ the decoder
 
 _MISSING = object()
@@ -368,7 +362,7 @@ class JsonDecoder:
 
     def _fast(self, block: bytes, expected_rows: int) -> Optional[pa.RecordBatch]:
         """The block decoded by Arrow, or None when the slow path must look at its records."""
-        if not _is_utf8(block):
+        if not is_utf8(block):
             # Arrow's JSON reader does not check UTF-8: it would keep the bytes as they are.
             # orjson refuses such a record, as the compiled decoder does.
             return None
@@ -572,7 +566,7 @@ class JsonDecoder:
             try:
                 obj = orjson.loads(rec)
             except orjson.JSONDecodeError as e:
-                bad.append((i, f"invalid JSON: {e}"))
+                bad.append((i, _invalid_json(rec, e)))
             else:
                 if type(obj) is dict:
                     objs.append((i, k, obj))
@@ -636,7 +630,7 @@ class JsonDecoder:
         try:
             obj = orjson.loads(rec)
         except orjson.JSONDecodeError as e:
-            return f"invalid JSON: {e}"
+            return _invalid_json(rec, e)
         if type(obj) is not dict:
             return f"not a JSON object: {_show(obj)}"
         return self._convert(obj, self.schema.names, set(self._required))[1]

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .base import ConfigError, Properties, Reject, failing_rows, text_to_epoch_ms, with_event_time
-from .codecs import TIMESTAMP_MS, JsonDecoder, invalid_utf8_values, parse_schema, sql_type_name
+from .codecs import TIMESTAMP_MS, JsonDecoder, is_utf8, non_utf8_at, parse_schema, sql_type_name
 
 __all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]
 
@@ -177,14 +177,12 @@ class _CsvDecoder:
         self._invalid_rows.append(row)
         return "skip"
 
-    def _read(self, chunk: bytes, types: dict, check_utf8: bool = True) -> pa.Table:
-        """The chunk through Arrow's reader. With ``check_utf8`` Arrow refuses a chunk whose
-        text columns hold bytes that are not UTF-8 (or infers such a column as binary); without
-        it the slow path finds those rows itself."""
+    def _read(self, chunk: bytes, types: dict) -> pa.Table:
+        """The chunk (UTF-8 throughout: ``decode`` has checked every byte) through Arrow's reader."""
         self._invalid_rows = []
         ro = pcsv.ReadOptions(column_names=self.names, block_size=max(1 << 20, len(chunk) // 2 + 1))
         co = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                 quoted_strings_can_be_null=False, check_utf8=check_utf8)
+                                 quoted_strings_can_be_null=False, check_utf8=False)
         return pcsv.read_csv(io.BytesIO(chunk), read_options=ro, parse_options=self.parse,
                              convert_options=co)
 
@@ -200,10 +198,8 @@ class _CsvDecoder:
         fields = []
         for f in table.schema:
             t = self.override.get(f.name, f.type)
-            if pa.types.is_null(t) or pa.types.is_binary(t):
-                # empty in the whole first chunk (text keeps any later value), or text with
-                # bytes that are not UTF-8 (those rows are rejects)
-                t = pa.string()
+            if pa.types.is_null(t):
+                t = pa.string()  # empty in the whole first chunk: text keeps any later value
             elif pa.types.is_timestamp(t):
                 t = TIMESTAMP_MS
             elif f.name not in self.override and pa.types.is_floating(t) \
@@ -220,26 +216,46 @@ class _CsvDecoder:
         if not pc.all(pc.equal(col, pc.floor(col))).as_py():
             return False
         invalid = self._invalid_rows
-        text = self._read(chunk, {name: pa.string()}, check_utf8=False).column(name)
+        text = self._read(chunk, {name: pa.string()}).column(name)
         self._invalid_rows = invalid
         return bool(pc.all(pc.match_substring_regex(text, r"^\s*[+-]?\d+\s*$")).as_py())
 
     def decode(self, chunk: bytes, first_line: int, path: str) -> tuple[Optional[pa.RecordBatch], list[Reject]]:
         first = self.schema is None
+        chunk, not_utf8 = self._without_non_utf8(chunk, first_line, path)
         try:
             table = self._read(chunk, self._types_for_parse())
             if first:
-                if any(pa.types.is_binary(t) for t in table.schema.types):
-                    raise pa.ArrowInvalid("text that is not UTF-8")  # the slow path finds the rows
                 self._fix_schema(table, chunk)
             out = self._conform(table)
             bad: dict[int, str] = {}
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             out, bad = self._slow(chunk, first)
         rejects = self._rejects(chunk, first_line, path, bad) if (bad or self._invalid_rows) else []
+        if not_utf8:
+            rejects = sorted(rejects + not_utf8, key=_line_of)
         if out is None or out.num_rows == 0:
             return None, rejects
         return out, rejects
+
+    def _without_non_utf8(self, chunk: bytes, first_line: int, path: str) -> tuple[bytes, list[Reject]]:
+        """The chunk with each record holding bytes that are not UTF-8 blanked (its newlines kept,
+        so the line numbers stay; Arrow skips empty lines), and those records as rejects. Arrow
+        reads the chunk without its own UTF-8 check: this one pass over the bytes replaces it,
+        and the records are looked at one by one only in a chunk that has such bytes."""
+        if is_utf8(chunk):
+            return chunk, []
+        parts, rejects = [], []
+        for off, rec in _records(chunk, b'"'):
+            at = non_utf8_at(rec)
+            if at < 0:
+                parts.append(rec)
+                continue
+            line = first_line + off
+            rejects.append(Reject(self.source, f"{path}:{line}",
+                                  f"line {line}: text that is not UTF-8 (byte {at + 1} of the record)", rec))
+            parts.append(b"\n" * rec.count(b"\n"))
+        return b"\n".join(parts) + b"\n", rejects
 
     def _conform(self, table: pa.Table) -> pa.RecordBatch:
         cols = []
@@ -253,21 +269,15 @@ class _CsvDecoder:
         return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=self.schema)
 
     def _slow(self, chunk: bytes, first: bool) -> tuple[Optional[pa.RecordBatch], dict[int, str]]:
-        """Read the chunk as text and convert column by column: the rows with text that is not
-        UTF-8 are found by one pass over the bytes, the rows whose value does not convert by
-        bisection (a few casts per bad row, never one per good row)."""
+        """Read the chunk as text and convert column by column; the rows whose value does not
+        convert are found by bisection (a few casts per bad row, never one per good row)."""
         if first:
             # Infer the columns the override does not name; read the named ones as text.
-            table = self._read(chunk, {n: pa.string() for n in self.override}, check_utf8=False)
+            table = self._read(chunk, {n: pa.string() for n in self.override})
             self._fix_schema(table, chunk)
-        table = self._read(chunk, {n: pa.string() for n in self.names}, check_utf8=False)
-        bad: dict[int, str] = {}
-        for name in self.names:
-            for i in invalid_utf8_values(table.column(name)).tolist():
-                bad.setdefault(i, f"column '{name}': text that is not UTF-8")
+        table = self._read(chunk, {n: pa.string() for n in self.names})
         rows = np.arange(table.num_rows)  # the rows left, as indices of Arrow's rows
-        if bad:
-            table, rows = _without(table, rows, bad)
+        bad: dict[int, str] = {}
         wrong: dict[int, str] = {}
         for f in self.schema:
             if pa.types.is_string(f.type):
@@ -281,7 +291,7 @@ class _CsvDecoder:
                 wrong.setdefault(i, f"column '{f.name}': expected {sql_type_name(f.type)}, "
                                     f"got {col[i].as_py()!r}")
         if wrong:
-            bad.update((int(rows[i]), err) for i, err in wrong.items())
+            bad = {int(rows[i]): err for i, err in wrong.items()}
             table, rows = _without(table, rows, wrong)
         cols = [_convert_text(table.column(f.name).combine_chunks(), f.type) for f in self.schema]
         return pa.RecordBatch.from_arrays(cols, schema=self.schema), bad
@@ -308,6 +318,11 @@ class _CsvDecoder:
                 found.append((first_line + off, bad[k], rec))
             k += 1
         return [Reject(self.source, f"{path}:{line}", err, text) for line, err, text in found]
+
+
+def _line_of(r: Reject) -> int:
+    """The line number of a file source's reject (its position is ``path:line``)."""
+    return int(r.position.rsplit(":", 1)[1])
 
 
 def _without(table: pa.Table, rows: np.ndarray, drop: dict) -> tuple[pa.Table, np.ndarray]:
@@ -477,6 +492,8 @@ class FileSource:
                 if not line or first.count(b'"') % 2 == 0:
                     break
             if first.strip():
+                if not is_utf8(first):
+                    raise ConfigError(f"{self.name}: the header line of {path} is not UTF-8 text")
                 t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter))
                 names = t.column_names
         if names is None:
@@ -485,7 +502,8 @@ class FileSource:
             ncols = len(pcsv.read_csv(
                 io.BytesIO(sample), read_options=pcsv.ReadOptions(autogenerate_column_names=True),
                 parse_options=pcsv.ParseOptions(delimiter=self.delimiter)).column_names) if sample.strip() else 0
-            given = self.override.names if self.override is not None and not self.header else []
+            # no header (or an empty file, which has none): the names come from the schema
+            given = self.override.names if self.override is not None and (not self.header or not ncols) else []
             names = given[:max(ncols, len(given))] + [f"c{i}" for i in range(len(given), ncols)]
         if self._csv is None:
             self._csv = _CsvDecoder(self.name, names, self.override, self.delimiter)
@@ -528,9 +546,7 @@ class FileSource:
         in file order with the chunk's other rejects. The rows are the chunk's records that are
         neither blank nor already rejected, in order; this map is built only for a chunk that has
         such rows."""
-        def line_of(r: Reject) -> int:
-            return int(r.position.rsplit(":", 1)[1])
-        taken = {line_of(r) for r in rejects}
+        taken = {_line_of(r) for r in rejects}
         if self._json is not None:
             lines = chunk.split(b"\n")
             if chunk.endswith(b"\n"):
@@ -541,7 +557,7 @@ class FileSource:
                        if rec not in (b"", b"\r")]  # Arrow skips empty lines
         rows = [(line, rec) for line, rec in records if line not in taken]
         found = [Reject(self.name, f"{path}:{rows[i][0]}", err, rows[i][1]) for i, err in bad]
-        return sorted(rejects + found, key=line_of)
+        return sorted(rejects + found, key=_line_of)
 
 
 class _Producer:
