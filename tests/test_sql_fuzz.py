@@ -287,3 +287,27 @@ def test_nan_and_zero_divisor_cases_follow_duckdb(e):
         got = as_tuples(vs.query(f"SELECT id, {e} AS v FROM t", {"t": [t.slice(0, 1), t.slice(1)]},
                                  partitions=p).to_pylist())
         assert_rows_equal(got, want, what=f"{e} at p{p}")
+
+
+ROUNDING_CASES = [
+    "ROUND(x, 1)",            # 20.45 is 20.4499... as a double: DuckDB says 20.4 (was 20.5)
+    "ROUND(x, 2)",            # 2.675 -> 2.67, 1.005 -> 1.0
+    "ROUND(x)", "ROUND(x, -1)",
+    "FLOOR(n)", "CEIL(n)", "CEILING(n)",  # DOUBLE for an integer, as in DuckDB ...
+    "CAST(FLOOR(n) AS VARCHAR)",          # ... which shows in its text: '5.0'
+    "CONCAT(CEIL(n), '|', FLOOR(x))",
+]
+
+
+@pytest.mark.parametrize("e", ROUNDING_CASES)
+def test_rounding_cases_follow_duckdb(e):
+    """Minimised mismatches the fuzzer found (fixed in velostream/exec/expressions.py)."""
+    import pyarrow as pa
+    t = pa.table({"id": pa.array(range(8), pa.int64()),
+                  "x": pa.array([20.45, 2.675, 1.005, -0.35, 0.45, None, float("nan"), -20.45]),
+                  "n": pa.array([5, -5, 0, None, 7, 1, -1, 2], pa.int64())})
+    want = duck(f"SELECT id, {e} FROM t", t=t)
+    for p in PARTITIONS:
+        got = as_tuples(vs.query(f"SELECT id, {e} AS v FROM t", {"t": t.to_batches(max_chunksize=3)},
+                                 partitions=p).to_pylist())
+        assert_rows_equal(got, want, what=f"{e} at p{p}")

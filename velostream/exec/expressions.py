@@ -306,6 +306,9 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     if name in ("ABS", "SIGN", "FLOOR", "CEIL", "CEILING"):
         arity(1)
         numeric(0)
+        if name != "ABS" and name != "SIGN" and args[0].type.kind in ("INT64", "BOOL"):
+            # DuckDB has FLOOR/CEIL of an integer as DOUBLE only (CAST(FLOOR(5) AS VARCHAR) is '5.0')
+            args = (_convert(args[0], FLOAT64),)
         t = args[0].type if args[0].type.kind != "BOOL" else INT64
         return BCall(INT64 if name == "SIGN" else t, "CEIL" if name == "CEILING" else name, args)
     if name == "ROUND":
@@ -755,8 +758,13 @@ def _round(ev, b, batch):
     t = b.type
     with np.errstate(all="ignore"):
         if t.kind == "FLOAT64":
-            f = 10.0 ** digits
-            return Val(_round_half_away(a.v * f) / f, a.ok, t)
+            if digits == 0:
+                return Val(_round_half_away(a.v), a.ok, t)
+            # Scaled in extended precision, as DuckDB does: ROUND(20.45, 1) is 20.4 (the double
+            # 20.45 is 20.4499...), where a float64 x * 10 rounds to the tie 204.5 and gives 20.5
+            f = np.longdouble(10) ** digits
+            v = _round_half_away(np.asarray(a.v, dtype=np.longdouble) * f) / f
+            return Val(v.astype(np.float64) if np.ndim(v) else np.float64(v), a.ok, t)
         if t.kind == "DECIMAL":
             drop = t.scale - digits
             if drop <= 0:
