@@ -162,6 +162,8 @@ def test_a_failing_reader_stops_the_job_with_a_job_error(partitions, strategy, m
     assert err.__cause__ is reader.error  # and chained
     if method == "read":  # a reader failure is not a record: nothing dead-lettered or committed
         assert job.stats.records_failed == 0 and sink.batches == []
+    # commit() fails after the sink committed: the rows stay written, and counted
+    assert job.stats.records_emitted == sum(rb.num_rows for rb in sink.batches)
     assert velostream_threads() == []
 
 
@@ -173,15 +175,21 @@ def test_a_reader_raising_a_velostream_error_keeps_its_type(partitions):
     assert velostream_threads() == []
 
 
+@pytest.mark.parametrize("commit_interval_s", [None, 0.0])
 @pytest.mark.parametrize("strategy", ["FailBatch", "RetryWithBackoff"])
-def test_a_refused_write_fails_the_job_under_fail_batch_and_retry(partitions, strategy):
-    writer = FailingWriter("write_batch", refuse=range(2, 10_000))
+def test_a_refused_write_fails_the_job_under_fail_batch_and_retry(partitions, strategy,
+                                                                   commit_interval_s):
+    writer = FailingWriter("write_batch", refuse=range(3, 10_000))
     job = job_for(ScriptedReader(seeded_batches(3)), writer, partitions, strategy)
+    job.commit_interval_s = commit_interval_s  # 0: a commit after every batch
     with pytest.raises(JobError, match=rf"sink write failed \({strategy}\)") as info:
         job.run()
     assert "writer 'FailingWriter' failed in write_batch()" in str(info.value)
     assert info.value.__cause__ is writer.error
-    assert writer.batches == []  # rolled back
+    if commit_interval_s is None:
+        assert writer.batches == []  # rolled back
+    # rows rolled back are not emitted; rows committed before the failure are
+    assert job.stats.records_emitted == sum(rb.num_rows for rb in writer.batches)
     assert velostream_threads() == []
 
 

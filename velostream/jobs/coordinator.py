@@ -62,7 +62,7 @@ COALESCE_ROWS = 8192
 class JobStats:
     """What a job did. ``to_dict()`` for logs and metrics."""
     records_read: int = 0
-    records_emitted: int = 0
+    records_emitted: int = 0        # rows the sink accepted and kept (not refused, not rolled back)
     records_failed: int = 0
     records_late: int = 0
     records_rejected: int = 0        # bad input records (also counted in records_failed)
@@ -305,6 +305,7 @@ class Job:
         self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
         self.commit_interval_s = commit_interval_s
         self._last_commit = time.monotonic()
+        self._emitted_committed = 0  # records_emitted at the sink's last commit (see _commit_sink)
         self._reader_hooks: Optional[tuple] = None  # (read, rejects, watermark_partitions)
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
@@ -396,6 +397,8 @@ class Job:
         except BaseException as exc:
             try:
                 self._out.rollback()
+                # the sink dropped what it took since its last commit: those rows are not emitted
+                self.stats.records_emitted = self._emitted_committed
             except Exception as again:  # noqa: BLE001 - the job's own error is the one to raise
                 log.error("sink rollback failed after the job failed: %s", again)
             finally:
@@ -547,12 +550,16 @@ class Job:
             return
         self._drain_engine_dead_letters()
         self._flush_sink()
-        self._out.commit()
+        self._commit_sink()
         if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
             self._dead.flush()
         self._in.commit()
         self.stats.commits += 1
         self._last_commit = time.monotonic()
+
+    def _commit_sink(self) -> None:
+        self._out.commit()
+        self._emitted_committed = self.stats.records_emitted
 
     def _flush_sink(self) -> None:
         try:

@@ -358,7 +358,7 @@ class TaskRunner:
         """Sink first (flush + commit), then checkpoints, then the source offsets."""
         job = self.job
         job._flush_sink()
-        job._out.commit()
+        job._commit_sink()
         if job.dead_letter is not None and hasattr(job.dead_letter, "flush"):
             job._dead.flush()
         offsets = {}
