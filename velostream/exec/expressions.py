@@ -783,7 +783,11 @@ def _round(ev, b, batch):
 def _power(ev, b, batch):
     a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
     with np.errstate(all="ignore"):
-        return Val(np.power(a.v, c.v), _and_valid(a.ok, c.ok), FLOAT64)
+        r = np.power(a.v, c.v)
+        # C's pow (DuckDB): (-inf) ** y is +inf for a y > 0 that is not an odd integer; numpy
+        # says NaN there (and agrees everywhere else)
+        r = np.where(np.isneginf(a.v) & (c.v > 0) & np.isnan(r), np.inf, r)
+        return Val(r if np.ndim(r) else np.float64(r), _and_valid(a.ok, c.ok), FLOAT64)
 
 
 def _string_fn(ev, b, batch):
