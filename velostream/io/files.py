@@ -494,7 +494,9 @@ class FileSource:
             if first.strip():
                 if not is_utf8(first):
                     raise ConfigError(f"{self.name}: the header line of {path} is not UTF-8 text")
-                t = pcsv.read_csv(io.BytesIO(first), parse_options=pcsv.ParseOptions(delimiter=self.delimiter))
+                # a header alone, without its newline, is a header still (Arrow needs the newline)
+                t = pcsv.read_csv(io.BytesIO(first if first.endswith(b"\n") else first + b"\n"),
+                                  parse_options=pcsv.ParseOptions(delimiter=self.delimiter))
                 names = t.column_names
         if names is None:
             with open(path, "rb") as f:  # count the fields of the first row
