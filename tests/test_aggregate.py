@@ -87,6 +87,8 @@ def _float_sum(vals):
 def _variance(vals, ddof, root):
     if len(vals) < 1 + ddof:
         return None
+    if len(vals) == 1 and ddof == 0:  # DuckDB: one value's population variance is 0, NaN or not
+        return 0.0
     if not all(math.isfinite(float(v)) for v in vals):
         return math.nan
     v = float(np.var(np.array(vals, dtype=np.float64), ddof=ddof))

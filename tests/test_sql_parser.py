@@ -778,7 +778,6 @@ def test_error_rendering_has_caret():
     ("SELECT (SELECT 1) FROM t", 1, 9, "subqueries are not supported"),
     ("SELECT a FROM db.t", 1, 17, "qualified source names"),
     ("SELECT a.b.c FROM t", 1, 11, "more than two parts"),
-    ("SELECT a FROM t WHERE a LIKE 'x' ESCAPE '!'", 1, 34, "ESCAPE is not supported"),
 ])
 def test_unsupported(sql, line, column, part):
     check_err(sql, line, column, part, exc=UnsupportedError)

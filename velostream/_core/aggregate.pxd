@@ -35,7 +35,7 @@ ctypedef fused value_t:
 cdef enum AggStatus:
     AGG_OK = 0
     AGG_NO_MEMORY = 1          # a C++ container failed to allocate: MemoryError
-    AGG_OVERFLOW = 2           # an exact BIGINT sum does not fit in int64: OverflowError
+    AGG_OVERFLOW = 2           # an exact BIGINT sum does not fit in int64: OutOfRangeError
 
 
 cdef class Aggregate:

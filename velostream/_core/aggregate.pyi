@@ -90,7 +90,7 @@ class Count(Aggregate):
     """COUNT(x) -> int64, never NULL."""
 
 class Sum(Aggregate):
-    """SUM(x) -> int64 (exact; OverflowError when the total leaves int64) or float64
+    """SUM(x) -> int64 (exact; OutOfRangeError when the total leaves int64) or float64
     (Neumaier-compensated). NULL with no valid value."""
 
 class Avg(Aggregate):

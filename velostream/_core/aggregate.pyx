@@ -17,6 +17,7 @@ NULL, COUNT of no values is 0, FIRST/LAST return the first/last row's value even
 """
 import numpy as np
 from .state_arrays import state_array as _state_array  # checks import_state input
+from ..errors import OutOfRangeError
 
 cimport numpy as cnp
 from libc.math cimport NAN, sqrt
@@ -137,8 +138,9 @@ cdef inline int32_t _max_slot(const int32_t* slots, Py_ssize_t n) noexcept nogil
 cdef int _raise_status(int status) except -1:
     if status == AGG_NO_MEMORY:
         raise MemoryError("aggregate state could not grow")
-    if status == AGG_OVERFLOW:
-        raise OverflowError("BIGINT sum out of int64 range")
+    if status == AGG_OVERFLOW:  # SEMANTICS.md §2: never a wrapped value
+        raise OutOfRangeError("Out of Range Error: Overflow in SUM of INT64 (the exact total does "
+                              "not fit in INT64)")
     return 0
 
 
@@ -1002,7 +1004,7 @@ cdef class _SumBase(Aggregate):
 
 
 cdef class Sum(_SumBase):
-    """SUM(x): int64 (exact; OverflowError if the total leaves int64) for int64 input,
+    """SUM(x): int64 (exact; OutOfRangeError if the total leaves int64) for int64 input,
     Neumaier-compensated float64 for float64 input. NULL when the slot has no valid value."""
 
 
@@ -1184,6 +1186,10 @@ cdef inline void _put_var(int64_t nobs, double m2, bint sample, bint root, doubl
     if nobs < 1 + sample:
         out[i] = 0.0
         out_valid[i] = 0
+        return
+    if nobs == 1 and not sample:  # DuckDB: one value's population variance is 0, even NaN or inf
+        out[i] = 0.0
+        out_valid[i] = 1
         return
     v = m2 / <double>(nobs - sample)
     out[i] = sqrt(v) if root else v

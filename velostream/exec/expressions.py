@@ -8,6 +8,10 @@ DuckDB (SEMANTICS.md §2): ``/`` is float division (x/0 gives ±inf or NaN as IE
 ``MOD`` are truncating remainders, NULL for a zero integer divisor (NaN for DOUBLE), ROUND rounds
 half away from zero.
 Decimal literals such as ``1.5`` are DOUBLE here (DuckDB would make them DECIMAL).
+
+Integer arithmetic never wraps: ``+ - *``, unary minus, ABS and CAST check their result with a few
+vectorised numpy passes per batch and raise ``OutOfRangeError`` (carrying the mask of the failing
+rows) when a row whose operands are not NULL leaves its type; ``TRY_CAST`` makes such rows NULL.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
                      SqlType, StringDict, parse_iso_timestamps)
-from ..errors import SqlError, UnsupportedError, nearest
+from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest
 from ..sql import ast
 
 # ------------------------------------------------------------------------------ bound tree
@@ -192,7 +196,7 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             a, b = _coerce_compare(a, b, e, sql)
             return BCall(BOOL, op, (a, b))
         if op == "||":
-            return BCall(STRING, "CONCAT_STRICT", (a, b))
+            return BCall(STRING, "CONCAT_STRICT", (_to_string(a), _to_string(b)))
         _expect_numeric(a, e.left, sql, op)
         _expect_numeric(b, e.right, sql, op)
         return BCall(_numeric_result(a.type, b.type, op), op, (a, b))
@@ -218,7 +222,10 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         a, p = bind(e.operand, scope, strings), bind(e.pattern, scope, strings)
         if a.type.kind != "STRING" or p.type.kind not in ("STRING", "NULL"):
             raise SqlError.at(sql, e.pos, "LIKE needs a string operand and a string pattern")
-        r = BCall(BOOL, "ILIKE" if e.case_insensitive else "LIKE", (a, p))
+        args = (a, p)
+        if e.escape is not None:
+            args += (_like_escape(bind(e.escape, scope, strings), e, sql),)
+        r = BCall(BOOL, "ILIKE" if e.case_insensitive else "LIKE", args)
         return BCall(BOOL, "NOT", (r,)) if e.negated else r
     if isinstance(e, ast.Case):
         whens = []
@@ -236,10 +243,22 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         return BCall(rt, "CASE", tuple(args))
     if isinstance(e, ast.Cast):
         a = bind(e.operand, scope, strings)
-        return _convert(a, _cast_type(e.type), explicit=True)
+        t = _cast_type(e.type)
+        if e.try_ and a.type != t and a.type.kind != "NULL":
+            return BCall(t, "TRY_CAST", (a,))
+        return _convert(a, t, explicit=True)
     if isinstance(e, ast.FunctionCall):
         return _bind_function(e, scope, strings)
     raise SqlError.at(sql, getattr(e, "pos", None), f"unsupported expression {type(e).__name__}")
+
+
+def _like_escape(esc: Bound, e, sql) -> BConst:
+    """``LIKE p ESCAPE c``: a constant of at most one character (DuckDB); '' means none."""
+    if not isinstance(esc, BConst) or esc.type.kind not in ("STRING", "NULL"):
+        raise SqlError.at(sql, e.pos, "LIKE ... ESCAPE needs a constant string")
+    if esc.value is not None and len(esc.value) > 1:
+        raise SqlError.at(sql, e.pos, "the ESCAPE string of LIKE must be empty or one character")
+    return esc
 
 
 def _expect_bool(b: Bound, e, sql):
@@ -399,6 +418,27 @@ class Evaluator:
 
     def __init__(self, strings: StringDict):
         self.strings = strings
+        # The rows being evaluated, when not all of the batch: a CASE branch is evaluated for the
+        # rows that take it only (as in DuckDB), so another row's overflow there is no error.
+        self.active: Optional[np.ndarray] = None
+
+    def check(self, bad, ok, n: int, describe: Callable[[int], str]) -> None:
+        """Raise ``OutOfRangeError`` when ``bad`` (a bool array, or a scalar for constants) holds
+        for a row that is not NULL (``ok``) and is being evaluated. ``describe(i)`` words the
+        error after failing row ``i``. The error carries the failing rows as a mask over the
+        batch, so a job can send just them to the dead-letter output."""
+        if not np.any(bad):  # the common case: one vectorised pass
+            return
+        rows = np.full(n, True) if np.ndim(bad) == 0 else np.array(bad, dtype=bool)
+        ok = _norm_valid(ok)
+        if ok is False:
+            return
+        if ok is not None:
+            rows &= ok
+        if self.active is not None:
+            rows &= self.active
+        if rows.any():
+            raise OutOfRangeError(describe(int(np.argmax(rows))), rows=rows)
 
     def column(self, b: Bound, batch: Batch) -> Column:
         """Evaluate to a full-length Column."""
@@ -485,6 +525,61 @@ def _round_half_away(x):
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
+_INT64_MIN = np.int64(np.iinfo(np.int64).min)
+_TWO_63 = 2.0 ** 63
+
+
+def _at(v, i: int):
+    """Row ``i`` of an operand (an array or a constant), as a Python number for messages."""
+    return (v[i] if np.ndim(v) else v).item()
+
+
+def _type_word(t: SqlType) -> str:
+    return "INT64" if t.kind in ("INT64", "TIMESTAMP", "BOOL") else str(t)
+
+
+def _overflow(what: str, sym: str, x, y, t: SqlType) -> Callable[[int], str]:
+    return lambda i: (f"Out of Range Error: Overflow in {what} of {_type_word(t)} "
+                      f"({_at(x, i)} {sym} {_at(y, i)})")
+
+
+def _mul_overflows(x, y, r):
+    """Rows where the int64 product ``x * y`` wrapped (``r`` is the wrapped product). The float
+    product finds the few rows near the limit; those are checked exactly by dividing back."""
+    f = np.multiply(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    near = np.abs(f) >= 2.0 ** 62
+    if not np.any(near):
+        return near
+    if np.ndim(near) == 0:  # two constants
+        x, y, r = np.asarray([x]), np.asarray([y]), np.asarray([r])
+        return _mul_overflows(x, y, r)[0]
+    xs = np.broadcast_to(x, near.shape)[near]
+    ys = np.broadcast_to(y, near.shape)[near]
+    rs = r[near]
+    # r // x recovers y exactly when the product fit (x != 0 here: |x*y| >= 2**62); MIN * -1
+    # wraps to MIN, whose quotient wraps back, so it is named apart
+    bad = np.zeros(near.shape, dtype=bool)
+    bad[near] = (np.floor_divide(rs, xs) != ys) | ((xs == -1) & (ys == _INT64_MIN))
+    return bad
+
+
+def _float_to_int(ev, v, ok, n: int, src: SqlType, dst: SqlType, try_: bool):
+    """DOUBLE -> BIGINT/TIMESTAMP: nearest, ties to even (DuckDB); NaN, inf and values beyond
+    int64 are out of range (NULL under TRY_CAST)."""
+    rv = np.rint(v)
+    bad = ~((rv >= -_TWO_63) & (rv < _TWO_63))  # NaN fails both comparisons
+    if np.any(bad):
+        if try_:
+            ok = _and_valid(ok, ~bad)
+        else:
+            ev.check(bad, ok, n, lambda i: (
+                f"Conversion Error: Type {_type_word(src) if src.kind != 'FLOAT64' else 'DOUBLE'} "
+                f"with value {_at(v, i)!r} can't be cast because the value is out of range for the "
+                f"destination type {_type_word(dst)}"))
+        rv = np.where(bad, 0.0, rv)
+    return Val(np.asarray(rv).astype(np.int64)[()], ok, dst)
+
+
 def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
     a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
     t, op = b.type, b.fn
@@ -493,17 +588,30 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
         if op == "/":
             x, y = _num(a, FLOAT64), _num(c, FLOAT64)
             return Val(np.true_divide(x, y), ok, t)
+        n = batch.length
         if t.kind == "DECIMAL" and op == "*":
             x = _num(a, DECIMAL(18, a.type.scale if a.type.kind == "DECIMAL" else 0))
             y = _num(c, DECIMAL(18, c.type.scale if c.type.kind == "DECIMAL" else 0))
-            return Val(np.multiply(x, y), ok, t)
+            r = np.multiply(x, y)
+            ev.check(_mul_overflows(x, y, r), ok, n, _overflow("multiplication", "*", x, y, t))
+            return Val(r, ok, t)
         x, y = _num(a, t), _num(c, t)
+        exact = t.kind != "FLOAT64"  # int64 values (BIGINT, DECIMAL): a wrapped result is an error
         if op == "+":
-            return Val(np.add(x, y), ok, t)
+            r = np.add(x, y)
+            if exact:  # the sign of the sum differs from both operands' signs
+                ev.check(((x ^ r) & (y ^ r)) < 0, ok, n, _overflow("addition", "+", x, y, t))
+            return Val(r, ok, t)
         if op == "-":
-            return Val(np.subtract(x, y), ok, t)
+            r = np.subtract(x, y)
+            if exact:  # operands of different signs, and the result's sign is not x's
+                ev.check(((x ^ y) & (x ^ r)) < 0, ok, n, _overflow("subtraction", "-", x, y, t))
+            return Val(r, ok, t)
         if op == "*":
-            return Val(np.multiply(x, y), ok, t)
+            r = np.multiply(x, y)
+            if exact:
+                ev.check(_mul_overflows(x, y, r), ok, n, _overflow("multiplication", "*", x, y, t))
+            return Val(r, ok, t)
         if op == "%":
             if t.kind == "FLOAT64":
                 # DOUBLE x % 0 is NaN (fmod), as in DuckDB; an integer or decimal x % 0 is NULL
@@ -573,7 +681,12 @@ def _not(ev, b, batch):
 
 def _neg(ev, b, batch):
     a = ev.eval(b.args[0], batch)
-    return Val(np.negative(_num(a, b.type)), a.ok, b.type)
+    v = _num(a, b.type)
+    if b.type.kind != "FLOAT64":  # -(-2**63) does not fit
+        ev.check(np.equal(v, _INT64_MIN), a.ok, batch.length, lambda i: (
+            f"Out of Range Error: Overflow in negation of {_type_word(b.type)} (-({_at(v, i)}))"))
+    with np.errstate(all="ignore"):
+        return Val(np.negative(v), a.ok, b.type)
 
 
 def _is_null(ev, b, batch):
@@ -625,18 +738,46 @@ def _or_vals(a: Val, c: Val) -> Val:
     return Val(t, t | f, BOOL)
 
 
+def like_pattern_for_arrow(pattern: str, escape: Optional[str] = None) -> str:
+    """A SQL LIKE pattern in the syntax of Arrow's ``match_like``, where a backslash always
+    escapes. SQL LIKE has no escape character unless ``ESCAPE`` names one (DuckDB), so a
+    backslash of the pattern is a plain character; the ``escape`` character makes the next
+    character plain (``%``, ``_``, itself or any other)."""
+    out = []
+    plain = False
+    for ch in pattern:
+        if plain:
+            out.append("\\" + ch if ch in "%_\\" else ch)
+            plain = False
+        elif escape and ch == escape:
+            plain = True
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    if plain:
+        raise SqlError(f"the LIKE pattern {pattern!r} ends with its escape character {escape!r}")
+    return "".join(out)
+
+
 def _like(ev, b, batch):
     a, p = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
-    ignore_case = b.fn == "ILIKE"
+    ignore_case = b.fn.startswith("ILIKE")
+    escape = None
+    if len(b.args) > 2:
+        escape = b.args[2].value
+        if escape is None:  # LIKE ... ESCAPE NULL is NULL
+            return Val(np.bool_(False), False, BOOL)
     if p.is_scalar and p.ok is not False and not a.is_scalar:
         # Match the pattern against the dictionary's values once, then look rows up by code.
-        pattern = ev.strings.values_of([int(p.v)])[0]
+        pattern = like_pattern_for_arrow(ev.strings.values_of([int(p.v)])[0], escape)
         dv = ev.strings.arrow_values()
         table = pc.match_like(dv, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
         return Val(table[a.v], a.ok, BOOL)
     n = batch.length
     x = ev.to_arrow_strings(a, n)
-    pats = ev.to_arrow_strings(p, n).to_pylist()
+    pats = [None if q is None else like_pattern_for_arrow(q, escape)
+            for q in ev.to_arrow_strings(p, n).to_pylist()]
     r = np.array([bool(pc.match_like(pa.array([s]), q, ignore_case=ignore_case)[0].as_py())
                   if s is not None and q is not None else False
                   for s, q in zip(x.to_pylist(), pats)], dtype=bool)
@@ -651,14 +792,25 @@ def _case(ev, b, batch):
     out_ok = None
     decided = np.zeros(n, dtype=bool)
     pairs = [(args[i], args[i + 1]) for i in range(0, len(args) - 1, 2)]
+    outer = ev.active
     for cond, res in pairs + [(None, args[-1])]:
+        # each WHEN and THEN is evaluated for the rows still undecided (DuckDB): an overflow in a
+        # branch that a row does not take is no error for that row
         if cond is None:
             take = ~decided
         else:
-            take = ev.mask(cond, batch) & ~decided
+            ev.active = ~decided if outer is None else outer & ~decided
+            try:
+                take = ev.mask(cond, batch) & ~decided
+            finally:
+                ev.active = outer
         if not take.any():
             continue
-        col = ev.column(res, batch)
+        ev.active = take if outer is None else outer & take
+        try:
+            col = ev.column(res, batch)
+        finally:
+            ev.active = outer
         if out_v is None:
             out_v = np.zeros(n, dtype=t.numpy_dtype)
             out_ok = np.zeros(n, dtype=bool)
@@ -670,20 +822,61 @@ def _case(ev, b, batch):
     return Val(out_v, out_ok, t)
 
 
+# Text that Arrow's cast reads as a number (checked before a TRY_CAST so bad text becomes NULL).
+_NUMBER_TEXT = r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+# Rows formatted per numpy call when DOUBLE becomes text (bounds the fixed-width temporary).
+_FORMAT_CHUNK = 65536
+
+
+def _doubles_as_text(values: np.ndarray, valid) -> pa.Array:
+    """DOUBLE -> VARCHAR as DuckDB writes it: the shortest text that reads back the same, with a
+    '.0' on whole numbers and an exponent from 1e16 on (``100.0``, ``1e+16``, ``2.5e-05``), which
+    is numpy's ``str`` of a float64; Arrow's cast writes ``100`` and ``1e+15``."""
+    parts = [pa.array(values[i:i + _FORMAT_CHUNK].astype(str), pa.string())
+             for i in range(0, len(values), _FORMAT_CHUNK)] or [pa.array([], pa.string())]
+    arr = pa.concat_arrays(parts)
+    if valid is not None:
+        arr = pc.if_else(pa.array(valid, pa.bool_()), arr, pa.scalar(None, pa.string()))
+    return arr
+
+
 def _cast(ev, b, batch):
     a = ev.eval(b.args[0], batch)
     src, dst = a.type, b.type
     n = batch.length
+    try_ = b.fn == "TRY_CAST"
     if dst.kind == "STRING":
         if src.kind == "STRING":
             return a
         col = ev.column(b.args[0], batch)
+        if src.kind == "FLOAT64":
+            return ev.from_arrow_strings(_doubles_as_text(col.values, col.valid))
         arr = col.to_arrow()
         if src.kind == "BOOL":
             arr = pc.if_else(arr, "true", "false")
         return ev.from_arrow_strings(arr.cast(pa.string()))
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
+        ok = a.ok
+        if dst.kind in ("INT64", "FLOAT64", "DECIMAL"):  # ' 12 ' is 12 (DuckDB)
+            arr = pc.utf8_trim_whitespace(arr)
+        if try_ and dst.kind in ("INT64", "FLOAT64", "DECIMAL"):
+            number = pc.fill_null(pc.match_substring_regex(arr, _NUMBER_TEXT, ignore_case=True), True)
+            if not pc.all(number).as_py():  # text that is no number is NULL under TRY_CAST
+                number = number.to_numpy(zero_copy_only=False)
+                ok = _and_valid(ok, number)
+                arr = pc.if_else(pa.array(number), arr, pa.scalar("0", pa.string()))
+        try:
+            if dst.kind == "INT64":
+                try:  # integer text: exact (through DOUBLE, 2**53 + 1 would change)
+                    conv = pc.cast(arr, pa.int64())
+                except pa.ArrowInvalid:  # '1.5', '1e30', ' 12 ': nearest, range-checked
+                    conv = pc.cast(arr, pa.float64())
+                    f = conv.fill_null(0).to_numpy(zero_copy_only=False)
+                    return _float_to_int(ev, f, _and_valid(ok, _arrow_valid(conv)), n, STRING,
+                                         dst, try_)
+        except (pa.ArrowInvalid, ValueError) as exc:
+            raise ValueError(f"CAST to {dst} failed: {exc}") from None
         try:
             if dst.kind == "TIMESTAMP":  # ISO-8601, with or without a zone offset (UTC)
                 conv = parse_iso_timestamps(arr)
@@ -694,29 +887,63 @@ def _cast(ev, b, batch):
                 c = Column(dst, arrow=conv)
                 return Val(c.values, c.valid, dst)
             elif dst.kind == "INT64":
-                conv = np.rint(pc.cast(arr, pa.float64()).fill_null(0).to_numpy(zero_copy_only=False))
-                conv = pa.array(conv, mask=~arr.is_valid().to_numpy(zero_copy_only=False)).cast(pa.int64())
+                pass  # converted above
             else:
                 conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
         except (pa.ArrowInvalid, ValueError) as exc:
             raise ValueError(f"CAST to {dst} failed: {exc}") from None
         c = Column(dst, arrow=conv)
-        return Val(c.values, _and_valid(a.ok, c.valid), dst)
+        return Val(c.values, _and_valid(ok, c.valid), dst)
     with np.errstate(all="ignore"):
         if dst.kind == "FLOAT64":
             return Val(_num(a, FLOAT64), a.ok, dst)
         if dst.kind == "DECIMAL":
-            return Val(_num(a, dst), a.ok, dst)
+            return _to_decimal(ev, a, dst, n, try_)
         if dst.kind in ("INT64", "TIMESTAMP"):
             if src.kind == "FLOAT64":  # DuckDB: nearest, ties to even
-                return Val(np.rint(a.v).astype(np.int64), a.ok, dst)
-            if src.kind == "DECIMAL":
+                return _float_to_int(ev, a.v, a.ok, n, src, dst, try_)
+            if src.kind == "DECIMAL":  # half away from zero, in integers (exact)
                 f = 10 ** src.scale
-                return Val(_round_half_away(np.asarray(a.v, dtype=np.float64) / f).astype(np.int64), a.ok, dst)
+                v = np.asarray(a.v, dtype=np.int64)
+                return Val((np.sign(v) * ((np.abs(v) + f // 2) // f))[()], a.ok, dst)
             return Val(np.asarray(a.v, dtype=np.int64), a.ok, dst)
         if dst.kind == "BOOL":
             return Val(np.not_equal(a.v, 0), a.ok, dst)
     raise UnsupportedError(f"cannot CAST {src} to {dst}")
+
+
+def _arrow_valid(arr: pa.Array):
+    return None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _to_decimal(ev, a: Val, dst: SqlType, n: int, try_: bool) -> Val:
+    """BIGINT or DOUBLE -> DECIMAL(p, s) as int64 scaled by 10^s: a value whose scaled form
+    leaves int64 is out of range (NULL under TRY_CAST), never wrapped."""
+    src = a.type
+    f = 10 ** dst.scale
+    if src.kind == "FLOAT64":
+        scaled = _round_half_away(np.asarray(a.v, dtype=np.float64) * f)
+        bad = ~((scaled >= -_TWO_63) & (scaled < _TWO_63))
+    elif src.kind in ("INT64", "BOOL", "TIMESTAMP"):
+        v = np.asarray(a.v, dtype=np.int64)
+        limit = np.iinfo(np.int64).max // f
+        bad = (v > limit) | (v < -limit)
+        scaled = v
+    else:  # DECIMAL -> DECIMAL: rescaled by _num
+        return Val(_num(a, dst), a.ok, dst)
+    ok = a.ok
+    if np.any(bad):
+        if try_:
+            ok = _and_valid(ok, ~bad)
+        else:
+            word = "DOUBLE" if src.kind == "FLOAT64" else "INT64"
+            ev.check(bad, ok, n, lambda i: (
+                f"Conversion Error: Type {word} with value {_at(a.v, i)!r} can't be cast because "
+                f"the value is out of range for the destination type {dst}"))
+        scaled = np.where(bad, 0, scaled)
+    if src.kind == "FLOAT64":
+        return Val(np.asarray(scaled).astype(np.int64)[()], ok, dst)
+    return Val((np.asarray(scaled, dtype=np.int64) * f)[()] if f != 1 else scaled[()], ok, dst)
 
 
 def _math1(ev, b, batch):
@@ -725,7 +952,11 @@ def _math1(ev, b, batch):
     v = a.v
     with np.errstate(all="ignore"):
         if fn == "ABS":
-            return Val(np.abs(_num(a, t)), a.ok, t)
+            v = _num(a, t)
+            if t.kind != "FLOAT64":  # ABS(-2**63) does not fit
+                ev.check(np.equal(v, _INT64_MIN), a.ok, batch.length, lambda i: (
+                    f"Out of Range Error: Overflow in ABS of {_type_word(t)} ({_at(v, i)})"))
+            return Val(np.abs(v), a.ok, t)
         if fn == "SIGN":
             return Val(np.sign(v).astype(np.int64), a.ok, t)
         if fn in ("FLOOR", "CEIL"):
@@ -875,7 +1106,7 @@ _OPS: dict[str, Callable] = {
     "=": _compare, "!=": _compare, "<": _compare, "<=": _compare, ">": _compare, ">=": _compare,
     "AND": _and_or, "OR": _and_or, "NOT": _not, "NEG": _neg,
     "IS_NULL": _is_null, "IS_NOT_NULL": _is_null, "IN": _in, "LIKE": _like, "ILIKE": _like,
-    "CASE": _case, "CAST": _cast,
+    "CASE": _case, "CAST": _cast, "TRY_CAST": _cast,
     "ABS": _math1, "SIGN": _math1, "FLOOR": _math1, "CEIL": _math1, "SQRT": _math1, "EXP": _math1,
     "LN": _math1, "LOG10": _math1, "ROUND": _round, "POWER": _power,
     "UPPER": _string_fn, "LOWER": _string_fn, "TRIM": _string_fn, "LENGTH": _string_fn,

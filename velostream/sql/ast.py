@@ -105,12 +105,14 @@ class Between:
 
 @dataclass(frozen=True)
 class Like:
-    """``x [NOT] LIKE pattern`` (``%`` and ``_`` wildcards); ``case_insensitive`` for ILIKE."""
+    """``x [NOT] LIKE pattern [ESCAPE c]`` (``%`` and ``_`` wildcards; no escape character
+    unless ``escape`` names one); ``case_insensitive`` for ILIKE."""
     operand: "Expr"
     pattern: "Expr"
     negated: bool = False
     case_insensitive: bool = False
     pos: Pos = _pos()
+    escape: Optional["Expr"] = None
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,11 @@ class Case:
 
 @dataclass(frozen=True)
 class Cast:
+    """``CAST(x AS type)``, or ``TRY_CAST`` (``try_``: a value that does not convert is NULL)."""
     operand: "Expr"
     type: TypeName
     pos: Pos = _pos()
+    try_: bool = False
 
 
 @dataclass(frozen=True)

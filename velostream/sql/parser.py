@@ -563,9 +563,9 @@ class _Parser:
             elif self.is_kw(op, "LIKE", "ILIKE"):
                 self.advance()
                 pattern = self.concat()
-                if self.at_kw("ESCAPE"):
-                    raise self.unsupported(self.tok, "LIKE ... ESCAPE is not supported")
-                left = ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos)
+                escape = self.concat() if self.accept_kw("ESCAPE") else None
+                left = ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos,
+                                escape=escape)
             else:
                 return left
 
@@ -655,7 +655,7 @@ class _Parser:
                 return self.case()
             if u == "INTERVAL":
                 return self.interval()
-            if u == "CAST" and nxt.kind == PUNCT and nxt.value == "(":
+            if u in ("CAST", "TRY_CAST") and nxt.kind == PUNCT and nxt.value == "(":
                 return self.cast()
             if u == "EXISTS" and nxt.kind == PUNCT and nxt.value == "(":
                 raise self.unsupported(tok, "EXISTS subqueries are not supported")
@@ -703,13 +703,13 @@ class _Parser:
         return ast.Case(operand, tuple(whens), else_, pos=start.pos)
 
     def cast(self) -> ast.Cast:
-        start = self.advance()  # CAST
+        start = self.advance()  # CAST or TRY_CAST
         self.expect_punct("(")
         operand = self.expr()
-        self.expect_kw("AS", "AS in CAST(... AS type)")
+        self.expect_kw("AS", f"AS in {start.upper}(... AS type)")
         type_ = self.type_name()
         self.expect_punct(")", "')'")
-        return ast.Cast(operand, type_, pos=start.pos)
+        return ast.Cast(operand, type_, pos=start.pos, try_=start.upper == "TRY_CAST")
 
     def type_name(self) -> ast.TypeName:
         tok = self.tok
