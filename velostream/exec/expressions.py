@@ -522,7 +522,8 @@ def _num(val: Val, target: SqlType):
 
 
 def _round_half_away(x):
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    # copysign, not sign(x) * ...: ROUND(-0.2) and ROUND(-0.0) are -0.0 as in DuckDB
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
 
 
 _INT64_MIN = np.int64(np.iinfo(np.int64).min)
