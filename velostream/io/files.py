@@ -24,6 +24,7 @@ import glob
 import io
 import os
 import queue
+import re
 import sys
 import threading
 import warnings
@@ -80,10 +81,14 @@ class _Chunker:
     doubled quotes inside a field keep that parity, so counting is enough.
     """
 
-    def __init__(self, path: str, quote: Optional[bytes]):
+    def __init__(self, path: str, quote: Optional[bytes], delimiter: bytes = b","):
         self.path = path
         self.f = open(path, "rb")
         self.quote = quote
+        if quote is not None:
+            # a quoted field opened at a field start and still open at the end of the text
+            q, d = re.escape(quote), re.escape(delimiter)
+            self._open_at_end = re.compile(rb"(?:\A|" + d + rb"|\n)" + q + rb"(?:[^" + q + rb"]|" + q + q + rb")*\Z")
         self.carry = b""
         self.eof = False
         self.line = 1  # the line number of the next chunk's first line
@@ -103,9 +108,13 @@ class _Chunker:
             if self.eof:
                 self.carry = b""
                 if self.quote is not None and buf.count(self.quote) % 2:
+                    # Odd quotes: the last record may be cut short inside a quoted field (Arrow
+                    # would take the rest of the file as its value), or hold a stray quote inside
+                    # an unquoted field (a value as it is: leave it to Arrow).
                     cut = self._boundary(buf)
-                    self.unterminated = (self.line + buf.count(b"\n", 0, cut), buf[cut:].rstrip(b"\r\n"))
-                    buf = buf[:cut]
+                    if self._open_at_end.search(buf, cut):
+                        self.unterminated = (self.line + buf.count(b"\n", 0, cut), buf[cut:].rstrip(b"\r\n"))
+                        buf = buf[:cut]
                 if not buf:
                     return None
                 if not buf.endswith(b"\n"):
@@ -211,10 +220,9 @@ class _CsvDecoder:
     def _integers_past_int64(self, col, chunk: bytes, name: str) -> bool:
         """Whether Arrow inferred DOUBLE for a column of integer literals only because some are
         beyond int64: it is a BIGINT column with values out of range, not a DOUBLE one."""
-        if not col.null_count < len(col) or not pc.any(pc.greater_equal(pc.abs(col), float(1 << 63))).as_py():
-            return False
-        if not pc.all(pc.equal(col, pc.floor(col))).as_py():
-            return False
+        if not pc.any(pc.greater_equal(pc.abs(col), float(1 << 63))).as_py() \
+                or not pc.all(pc.equal(col, pc.floor(col))).as_py():
+            return False  # as usual: a DOUBLE column
         invalid = self._invalid_rows
         text = self._read(chunk, {name: pa.string()}).column(name)
         self._invalid_rows = invalid
@@ -474,7 +482,7 @@ class FileSource:
     # -- decoding (runs in the producer thread) ------------------------------------------------
     def _open(self, fi: int) -> _Chunker:
         path = self.paths[fi]
-        ch = _Chunker(path, b'"' if self.format == "csv" else None)
+        ch = _Chunker(path, b'"' if self.format == "csv" else None, self.delimiter.encode())
         if self.format == "csv":
             self._open_csv(path, ch)
         return ch
