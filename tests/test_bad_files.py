@@ -315,6 +315,20 @@ def test_csv_record_cut_short_inside_quotes_at_the_end(tmp_path):
     check_dead(dead, c, data.name)
 
 
+@pytest.mark.parametrize("last", [b"b,5\" tv,x,1000", b'b,"5"" tv",x,1000'], ids=["stray-quote", "doubled-quote"])
+def test_csv_quote_inside_a_complete_last_record_is_a_value(tmp_path, last):
+    """Odd quotes at the end are not always a record cut short: a quote inside an unquoted field
+    is part of the value."""
+    data = tmp_path / "data.csv"
+    data.write_bytes(b"k,v,note,ts\na,1,x,1000\n" + last)
+    src = FileSource("src", Properties("src", {"path": str(data)}))
+    rows = []
+    while (rb := src.read()) is not None:
+        rows += rb.to_pylist()
+    assert src.rejects() == []
+    assert [r["v"] for r in rows] == ["1", '5" tv']
+
+
 # ------------------------------------------------------------------------------ in-process
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
