@@ -632,7 +632,12 @@ def mutate(seed: int) -> tuple[str, str]:
     g = Gen(seed + 10_000_000)
     q = random_query(seed).eng
     toks = tokens(q)
-    k = g.r.randrange(8)
+    k = g.r.randrange(9)
+    if k == 8:  # character-level: cut, duplicate or replace one character of the text
+        n = g.r.randrange(len(q))
+        ch = g.choice(["", "'", '"', "(", ")", "-", "/", "*", ";", "é", "\n", "\\", "`", "$", "?", "0", "e",
+                       q[n] * 2])
+        return "edited_char", q[:n] + ch + q[n + 1:]
     if k == 0:
         n = g.r.randrange(len(toks))
         return "edited_drop", " ".join(toks[:n] + toks[n + 1:])

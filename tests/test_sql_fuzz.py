@@ -322,3 +322,15 @@ def test_rounding_cases_follow_duckdb(e):
         got = as_tuples(vs.query(f"SELECT id, {e} AS v FROM t", {"t": t.to_batches(max_chunksize=3)},
                                  partitions=p).to_pylist())
         assert_rows_equal(got, want, what=f"{e} at p{p}")
+
+
+def test_unknown_source_is_the_same_sql_error_at_every_partition_count():
+    """Minimised from a character edit ('FROM tWHERE b'): 2 partitions raised JobError, 1 SqlError."""
+    sql = "SELECT i FROM tWHERE b"
+    errors = []
+    for p in PARTITIONS:
+        with pytest.raises(SqlError) as info:
+            engine(sql, TABLES[False], p)
+        check_sql_error(info.value, sql)
+        errors.append((type(info.value), info.value.message, info.value.line, info.value.column))
+    assert errors[0] == errors[1]

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
-from ..engine import Engine
+from ..engine import Engine, _pick_source
 from ..errors import JobError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..exec.push_fast import step_for
@@ -309,11 +309,9 @@ class Job:
         self._reader_hooks: Optional[tuple] = None  # (read, rejects, watermark_partitions)
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
-        name = self.engine.source
-        for k, v in sources.items():
-            if k.lower() == name.lower():
-                return v if isinstance(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
-        raise JobError(f"no source named '{name}' (given: {', '.join(sources) or 'none'})")
+        # a FROM name with no input is the SqlError vs.query raises at 1 partition too
+        v = _pick_source(self.engine, sources)
+        return v if isinstance(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> JobStats:
