@@ -15,6 +15,7 @@ rows) when a row whose operands are not NULL leaves its type; ``TRY_CAST`` makes
 """
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -564,7 +565,7 @@ def _mul_overflows(x, y, r):
     return bad
 
 
-def _float_to_int(ev, v, ok, n: int, src: SqlType, dst: SqlType, try_: bool):
+def _float_to_int(ev, v, ok, n: int, dst: SqlType, try_: bool):
     """DOUBLE -> BIGINT/TIMESTAMP: nearest, ties to even (DuckDB); NaN, inf and values beyond
     int64 are out of range (NULL under TRY_CAST)."""
     rv = np.rint(v)
@@ -574,11 +575,44 @@ def _float_to_int(ev, v, ok, n: int, src: SqlType, dst: SqlType, try_: bool):
             ok = _and_valid(ok, ~bad)
         else:
             ev.check(bad, ok, n, lambda i: (
-                f"Conversion Error: Type {_type_word(src) if src.kind != 'FLOAT64' else 'DOUBLE'} "
-                f"with value {_at(v, i)!r} can't be cast because the value is out of range for the "
-                f"destination type {_type_word(dst)}"))
+                f"Conversion Error: Type DOUBLE with value {_at(v, i)!r} can't be cast because "
+                f"the value is out of range for the destination type {_type_word(dst)}"))
         rv = np.where(bad, 0.0, rv)
     return Val(np.asarray(rv).astype(np.int64)[()], ok, dst)
+
+
+_DEC38 = pa.decimal128(38, 0)
+
+
+def _text_to_int(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
+    """Text -> BIGINT when not all of it is integer text within int64: integer text exactly
+    (through DECIMAL(38, 0), out of range beyond int64), other numbers through DOUBLE."""
+    whole = pc.fill_null(pc.match_substring_regex(arr, r"^[+-]?\d{1,38}$"), False)
+    nums = pc.cast(pc.if_else(whole, pa.scalar("0", pa.string()), arr), pa.float64())
+    f = nums.fill_null(0).to_numpy(zero_copy_only=False)
+    ok = _and_valid(ok, _arrow_valid(nums))
+    rv = _round_half_away(f)
+    bad = ~((rv >= -_TWO_63) & (rv < _TWO_63))
+    if pc.any(whole).as_py():
+        zero = pa.scalar(decimal.Decimal(0), _DEC38)
+        dec = pc.cast(pc.if_else(whole, arr, pa.scalar("0", pa.string())), _DEC38)
+        out = pc.or_(pc.greater(dec, pa.scalar(decimal.Decimal(2**63 - 1), _DEC38)),
+                     pc.less(dec, pa.scalar(decimal.Decimal(-2**63), _DEC38)))
+        exact = pc.cast(pc.if_else(out, zero, dec), pa.int64()).to_numpy(zero_copy_only=False)
+        w = whole.to_numpy(zero_copy_only=False)
+        rv = np.where(w, 0.0, rv)
+        bad = np.where(w, out.to_numpy(zero_copy_only=False), bad)
+    else:
+        w, exact = False, 0
+    if np.any(bad):
+        if try_:
+            ok = _and_valid(ok, ~bad)
+        else:
+            ev.check(bad, ok, n, lambda i: (
+                f"Conversion Error: Could not convert string '{arr[i].as_py()}' to "
+                f"{_type_word(dst)}: out of range"))
+        rv = np.where(bad, 0.0, rv)
+    return Val(np.where(w, exact, rv.astype(np.int64)), ok, dst)
 
 
 def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
@@ -871,11 +905,8 @@ def _cast(ev, b, batch):
             if dst.kind == "INT64":
                 try:  # integer text: exact (through DOUBLE, 2**53 + 1 would change)
                     conv = pc.cast(arr, pa.int64())
-                except pa.ArrowInvalid:  # '1.5', '1e30', ' 12 ': nearest, range-checked
-                    conv = pc.cast(arr, pa.float64())
-                    f = conv.fill_null(0).to_numpy(zero_copy_only=False)
-                    return _float_to_int(ev, f, _and_valid(ok, _arrow_valid(conv)), n, STRING,
-                                         dst, try_)
+                except pa.ArrowInvalid:  # '1.5', '1e30', '2**63': nearest, range-checked
+                    return _text_to_int(ev, arr, ok, n, dst, try_)
         except (pa.ArrowInvalid, ValueError) as exc:
             raise ValueError(f"CAST to {dst} failed: {exc}") from None
         try:
@@ -902,7 +933,7 @@ def _cast(ev, b, batch):
             return _to_decimal(ev, a, dst, n, try_)
         if dst.kind in ("INT64", "TIMESTAMP"):
             if src.kind == "FLOAT64":  # DuckDB: nearest, ties to even
-                return _float_to_int(ev, a.v, a.ok, n, src, dst, try_)
+                return _float_to_int(ev, a.v, a.ok, n, dst, try_)
             if src.kind == "DECIMAL":  # half away from zero, in integers (exact)
                 f = 10 ** src.scale
                 v = np.asarray(a.v, dtype=np.int64)
