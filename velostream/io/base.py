@@ -166,10 +166,13 @@ def text_to_epoch_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     refuses are looked at one by one."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    try:
-        return _iso_to_ms(col), _NO_ROWS
-    except pa.ArrowInvalid:
-        pass
+    first = pc.drop_null(col.slice(0, 64))
+    digits_first = len(first) > 0 and first[0].as_py().strip().lstrip("+-").isdigit()
+    for convert in ((_digits_to_ms, _iso_to_ms) if digits_first else (_iso_to_ms,)):
+        try:  # the usual case: one form for the whole column
+            return convert(col), _NO_ROWS
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if pa.types.is_large_string(col.type):
         col = col.cast(pa.string())
     n = len(col)

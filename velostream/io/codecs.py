@@ -6,7 +6,8 @@ GIL, ~600 MB/s on one core, several times Arrow's rate): it returns the good row
 only those are looked at again in Python (below) for their reject messages. Otherwise (the first
 block, whose schema is inferred; DATE / DECIMAL fields) the fast path hands the whole block to
 Arrow's C++ parser (``pyarrow.json``: multi-threaded, no per-record Python). Only a block that
-Arrow refuses (invalid JSON, a value of the wrong type) or that needs a per-record check
+Arrow refuses (invalid JSON, a value of the wrong type), that holds bytes that are not UTF-8
+(which Arrow's reader would keep as they are) or that needs a per-record check
 (``fail_on_missing_field`` with NULLs present) goes through the slow path: every record is parsed
 by orjson and converted field by field in Python, so each bad record becomes a ``Reject`` and every
 good one is still decoded.

@@ -3,8 +3,9 @@
 ``FileSource`` reads a file (or a sorted glob of files) in chunks of whole records, never the
 whole file at once, and decodes each chunk with Arrow's multi-threaded parsers: no per-record
 Python unless a chunk holds a bad record. A bad record (a CSV row with the wrong number of fields,
-a value that does not convert to its column's type, invalid JSON) becomes a ``Reject`` with its
-``path:line`` and original text, and every good record of the chunk is still read.
+a value that does not convert to its column's type, invalid JSON, bytes that are not UTF-8, an
+event time that is not a time) becomes a ``Reject`` with its ``path:line`` and original bytes,
+and every good record of the chunk is still read (docs/CONNECTORS.md).
 
 >>> import os, tempfile
 >>> from velostream.io.base import Properties
