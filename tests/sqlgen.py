@@ -41,7 +41,7 @@ FLOAT_VALUES = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.25, -3.75, 10.125, 1e6, -1e6 
 KEYS = ["k0", "k1", "k2", "k3"]
 
 
-def make_fuzz_table(n: int = 200, seed: int = 0, *, nan: bool = False) -> pa.Table:
+def make_fuzz_table(n: int = 200, seed: int = 0, *, nan: bool = False, null_frac: float = 0.12) -> pa.Table:
     """``n`` rows: ``id`` (0..n-1), ``i`` (int64, |i| <= 1000), ``j`` (int64, |j| <= 5: divisors
     and small keys), ``e`` (int64 edge values: 0, -1, INT64 min/max), ``f`` (float64 with exact
     binary fractions, so sums do not depend on the order of addition; NaN when ``nan``), ``s``
@@ -50,11 +50,12 @@ def make_fuzz_table(n: int = 200, seed: int = 0, *, nan: bool = False) -> pa.Tab
     20.4499..., a test of ROUND). Every column but ``id`` has NULLs."""
     rng = np.random.default_rng(seed)
 
-    def nulls(frac=0.12):
+    def nulls(frac=null_frac):
         return rng.random(n) < frac
 
     i = rng.integers(-1000, 1001, n)
-    i[rng.random(n) < 0.2] = rng.choice([0, -1, 1, 1000, -1000], int((rng.random(n) < 0.2).sum()) or 1)[0]
+    edge = rng.random(n) < 0.2
+    i[edge] = rng.choice([0, -1, 1, 1000, -1000], int(edge.sum()))
     j = rng.integers(-5, 6, n)
     e = rng.choice(np.array([0, -1, 1, 42, I64_MAX, I64_MIN, I64_MAX - 1, I64_MIN + 1], dtype=np.int64), n)
     fv = np.array(FLOAT_VALUES + ([float("nan")] if nan else []))
@@ -71,7 +72,7 @@ def make_fuzz_table(n: int = 200, seed: int = 0, *, nan: bool = False) -> pa.Tab
         "e": pa.array(e, type=pa.int64(), mask=nulls()),
         "f": pa.array(f, type=pa.float64(), mask=nulls()),
         "s": pa.array(s, type=pa.string(), mask=nulls()),
-        "k": pa.array(k, type=pa.string(), mask=nulls(0.1)),
+        "k": pa.array(k, type=pa.string(), mask=nulls(min(null_frac, 0.1))),
         "b": pa.array(b, type=pa.bool_(), mask=nulls()),
         "d": pa.array(d, type=pa.float64(), mask=nulls()),
     })

@@ -334,3 +334,25 @@ def test_unknown_source_is_the_same_sql_error_at_every_partition_count():
         check_sql_error(info.value, sql)
         errors.append((type(info.value), info.value.message, info.value.line, info.value.column))
     assert errors[0] == errors[1]
+
+
+NULL_AGGREGATE_CONDITIONS = [
+    "NOT (TRUE OR MIN(NULL))",            # was true for every group: ~ of int64 placeholders
+    "NOT ((COUNT(*) + j < 100.0) OR MAX(NULL))",  # was: rows repeated (an int mask used as index)
+    "NOT (TRUE OR NOT MIN(NULL))",
+    "(MIN(NULL) AND FALSE) IS NULL",
+    "COALESCE(NOT MIN(NULL), TRUE)",
+]
+
+
+@pytest.mark.parametrize("h", NULL_AGGREGATE_CONDITIONS)
+def test_null_typed_aggregate_in_boolean_logic(h):
+    """Minimised from a HAVING the fuzzer generated (fixed in velostream/exec/expressions.py)."""
+    table = sqlgen.make_fuzz_table(9, seed=1, null_frac=0.6)
+    sql = f"SELECT j, COUNT(*) AS n, {h} AS v FROM t GROUP BY j"
+    want = duck(sql, t=table)
+    want_having = duck(f"SELECT j, COUNT(*) AS n FROM t GROUP BY j HAVING {h}", t=table)
+    for p in PARTITIONS:
+        assert_rows_equal(engine(sql + " EMIT FINAL", table, p), want, what=f"{h} at p{p}")
+        assert_rows_equal(engine(f"SELECT j, COUNT(*) AS n FROM t GROUP BY j HAVING {h} EMIT FINAL", table, p),
+                          want_having, what=f"HAVING {h} at p{p}")

@@ -689,7 +689,8 @@ def _compare(ev: Evaluator, b: BCall, batch: Batch) -> Val:
 def _truth(val: Val):
     """(definitely true, definitely false) masks of a three-valued boolean."""
     v, ok = val.v, val.ok
-    if ok is False:
+    if ok is False or val.type.kind == "NULL":
+        # a NULL-typed operand (MIN(NULL)) holds placeholder int64 values: never a truth value
         return np.bool_(False), np.bool_(False)
     if ok is None or ok is True:
         return v, ~v if isinstance(v, np.ndarray) else np.bool_(not v)
@@ -711,6 +712,8 @@ def _and_or(ev: Evaluator, b: BCall, batch: Batch) -> Val:
 
 def _not(ev, b, batch):
     a = ev.eval(b.args[0], batch)
+    if a.type.kind == "NULL":  # NOT of an all-NULL operand; ~ of its int64 placeholders is no answer
+        return Val(np.bool_(False), False, BOOL)
     return Val(~a.v if isinstance(a.v, np.ndarray) else np.bool_(not a.v), a.ok, BOOL)
 
 
