@@ -366,3 +366,75 @@ def test_population_variance_of_one_row_in_a_rows_window(partitions):
     got = vs.query(sql, {"t": table}, partitions=partitions).to_pylist()
     assert sorted((r["k"], r["v"], r["s"]) for r in got) == \
         [("a", 0.0, 0.0), ("a", 0.0, 0.0), ("b", 0.0, 0.0), ("c", 0.0, 0.0)]
+
+
+# ------------------------------------------------------------------ jobs: bad records go on
+
+# (job query, DuckDB's form of it or None, the row-level expression that fails for a bad row)
+JOB_QUERIES = {
+    "project": ("SELECT i, x * 4 AS y FROM t WHERE x + 1 > -100",
+                "SELECT i, x * 4 AS y FROM t WHERE x + 1 > -100",
+                "CASE WHEN x + 1 > -100 THEN x * 4 END"),
+    "group_by": ("SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k EMIT FINAL",
+                 "SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k", "x * 2"),
+    "rows_window": ("SELECT i, SUM(-x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS s FROM t",
+                    None, "-x"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def job_data(seed: int = 4) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = 400
+    x = rng.integers(-1000, 1000, n)
+    big = rng.random(n) < 0.06  # rows where some of x + 1, x * 2, x * 4, -x overflow
+    x[big] = rng.choice(np.array([I64_MAX, I64_MIN, 2**62, -2**62 - 5], np.int64), big.sum())
+    valid = rng.random(n) > 0.1
+    valid[:3] = False
+    x[:3] = I64_MAX  # NULL rows whose stored value would overflow: not bad records
+    return pa.table({"i": pa.array(np.arange(n), pa.int64()),
+                     "k": pa.array(rng.choice(["a", "b", "c"], n)),
+                     "x": pa.array(x, pa.int64(), mask=~valid)})
+
+
+@pytest.mark.parametrize("name", sorted(JOB_QUERIES))
+def test_a_job_dead_letters_the_overflowing_rows_and_goes_on(name, partitions):
+    sql, duck_sql, row_expr = JOB_QUERIES[name]
+    table = job_data()
+    bad = np.array([isinstance(w, Exception) for w in duck_outcomes(row_expr, table)])
+    assert 3 <= bad.sum() < 60
+    job = vs.Job(sql, {"t": table.to_batches(max_chunksize=64)}, partitions=partitions,
+                 failure_strategy="LogAndContinue")
+    stats = job.run()
+    # every overflowing row is counted and dead-lettered with the reason, and only those
+    dead = [(reason, rb) for reason, rb in job.dead_letters if "Out of Range" in reason]
+    # (the dead-letter rows carry the columns the query reads: x is one)
+    dead_x = sorted(v for _, rb in dead for v in rb.column("x").to_pylist())
+    assert dead_x == sorted(table["x"].filter(pa.array(bad)).to_pylist())
+    assert stats.records_failed == bad.sum()
+    # the other rows give the answer DuckDB gives without the bad ones
+    good = table.filter(pa.array(~bad))
+    got = job.result().to_pylist()
+    if duck_sql is not None:
+        want = duck_rows(duck_sql, good)
+        assert sorted(map(repr, (tuple(r.values()) for r in got))) == sorted(map(repr, want))
+    else:
+        ref = vs.query(sql, {"t": good}, partitions=1).to_pylist()
+        assert sorted(got, key=lambda r: r["i"]) == sorted(ref, key=lambda r: r["i"])
+
+
+def test_a_job_under_fail_batch_fails_with_the_same_error(partitions):
+    job = vs.Job("SELECT x * 4 AS y FROM t", {"t": job_data().to_batches(max_chunksize=64)},
+                 partitions=partitions, failure_strategy="FailBatch")
+    with pytest.raises(OutOfRangeError):
+        job.run()
+
+
+def test_a_sum_whose_total_leaves_int64_fails_the_job_cleanly(partitions):
+    # no single row is at fault: the job stops with OutOfRangeError even under LogAndContinue
+    table = pa.table({"k": ["a"] * 3, "x": pa.array([I64_MAX, 1, 2], pa.int64())})
+    job = vs.Job("SELECT k, SUM(x) AS s FROM t GROUP BY k EMIT FINAL",
+                 {"t": table.to_batches(max_chunksize=1)}, partitions=partitions,
+                 failure_strategy="LogAndContinue")
+    with pytest.raises(OutOfRangeError):
+        job.run()

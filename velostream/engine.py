@@ -190,8 +190,13 @@ class Engine:
     def fast_batches(self) -> int:
         return 0 if self._fast is None else self._fast.batches
 
+    # set by a job told to go on past bad records: see Pipeline.dead_letter_bad_rows
+    dead_letter_bad_rows = False
+
     def make_pipeline(self) -> Pipeline:
-        return Pipeline(self.plan, self.strings)
+        p = Pipeline(self.plan, self.strings)
+        p.dead_letter_bad_rows = self.dead_letter_bad_rows
+        return p
 
     @property
     def source(self) -> str:
@@ -365,6 +370,8 @@ class Engine:
     def _sync_counters(self) -> None:
         p = self.pipeline
         self.stats["late_records"] = p.late_records
+        self.stats["failed_records"] += p.failed_records  # rows set aside as bad records
+        p.failed_records = 0
         while p.dead_letters:
             reason, rows = p.dead_letters.pop(0)
             names = [n for n in rows.columns if not n.startswith("__")]

@@ -18,6 +18,7 @@ from .._core.aggregate import update_all
 from .._core.group_table import GroupTable
 from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
+from ..errors import OutOfRangeError
 from ..planner import AggSpec, Plan
 from .expressions import Evaluator
 
@@ -210,6 +211,8 @@ class Pipeline:
         self.strings = strings
         self.ev = Evaluator(strings)
         self.late_records = 0
+        self.failed_records = 0  # rows set aside as bad records (dead_letter_bad_rows)
+        self._state_changed = False  # process() has changed state for the batch at hand
         self.flushed = False
         self.dead_letters: list[tuple[str, Batch]] = []  # (reason, rows)
         shape = plan.shape
@@ -218,12 +221,47 @@ class Pipeline:
         elif shape == "rows":
             self._init_rows()
 
+    # A job told to go on past bad records (LogAndContinue, SendToDLQ) sets this: a row whose
+    # evaluation fails (an OutOfRangeError naming its rows, SEMANTICS.md §2 and §7) is counted in
+    # failed_records and sent to dead_letters, and the batch's other rows go on. Every row-level
+    # expression (WHERE, keys, aggregate and window arguments) is evaluated before any state
+    # changes, so a failing row leaves no trace. Otherwise (vs.query, Engine.push, FailBatch) the
+    # error is raised.
+    dead_letter_bad_rows = False
+
     # -- public protocol ----------------------------------------------------------------
     def process(self, batch: Batch) -> list[Batch]:
         """Rows the batch emits (projected to the output columns)."""
+        while True:
+            self._state_changed = False
+            try:
+                return self._process(batch)
+            except OutOfRangeError as err:
+                if self._state_changed:  # not an input row's own failure (e.g. a SUM's total)
+                    err.rows = None
+                rows = err.rows
+                if not self.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
+                    raise
+                self.failed_records += int(rows.sum())
+                self.dead_letters.append((str(err), batch.filter(rows)))
+                batch = batch.filter(~rows)
+
+    def _process(self, batch: Batch) -> list[Batch]:
         plan = self.plan
         if plan.where is not None:
-            batch = batch.filter(self.ev.mask(plan.where, batch))
+            keep = self.ev.mask(plan.where, batch)
+            try:
+                return self._process_kept(batch.filter(keep))
+            except OutOfRangeError as err:
+                if err.rows is not None and not self._state_changed:  # rows of the whole batch
+                    rows = np.zeros(batch.length, dtype=bool)
+                    rows[keep] = err.rows
+                    err.rows = rows
+                raise
+        return self._process_kept(batch)
+
+    def _process_kept(self, batch: Batch) -> list[Batch]:
+        plan = self.plan
         if batch.length == 0:
             return []
         if plan.shape == "project":
@@ -744,6 +782,8 @@ class Pipeline:
         plan = self.plan
         n = batch.length
         keycols = self._key_columns(batch)
+        argcols = [None if spec.arg is None else self.ev.column(spec.arg, batch) for spec in plan.aggs]
+        self._state_changed = True  # every row-level expression is evaluated
         words = self.codec.encode(keycols, n)
         rows = None
         ws = None
@@ -770,11 +810,11 @@ class Pipeline:
         cols: dict[str, Column] = {}
         if not changes:
             # one call for every aggregate: the slots are range-checked once, not per aggregate
-            inputs = [self._agg_input(spec, batch, rows) for spec in plan.aggs]
+            inputs = [self._agg_input(spec, batch, rows, col) for spec, col in zip(plan.aggs, argcols)]
             update_all(self.aggs, slots, [v for v, _ in inputs], [ok for _, ok in inputs], seq)
             return []
-        for spec, agg in zip(plan.aggs, self.aggs):
-            vals, valid = self._agg_input(spec, batch, rows)
+        for spec, agg, col in zip(plan.aggs, self.aggs, argcols):
+            vals, valid = self._agg_input(spec, batch, rows, col)
             out = np.empty(m, dtype=agg.result_dtype)
             out_ok = np.empty(m, dtype=np.uint8)
             agg.update_emit(slots, vals, valid, out, out_ok, seq)
@@ -787,10 +827,12 @@ class Pipeline:
             cols["_WINDOW_END"] = Column(_INT, ws + plan.window.size_ms)
         return self._project_group_rows(cols, m)
 
-    def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray]):
+    def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray],
+                   col: Optional[Column] = None):
         if spec.arg is None:
             return None, None
-        col = self.ev.column(spec.arg, batch)
+        if col is None:
+            col = self.ev.column(spec.arg, batch)
         if rows is not None:
             col = col.take(rows)
         return kernel_values(col, spec.kernel_dtype), col.valid_u8()
@@ -855,6 +897,8 @@ class Pipeline:
         plan = self.plan
         n = batch.length
         keycols = self._key_columns(batch)
+        inputs = [self._agg_input(spec, batch, None) for spec in plan.aggs]
+        self._state_changed = True  # every row-level expression is evaluated
         key_slots = np.empty(n, dtype=np.int32)
         self.table.find_or_insert(self.codec.encode(keycols, n), key_slots)
         t = np.ascontiguousarray(batch[TIME_COL].values, dtype=np.int64)
@@ -862,7 +906,6 @@ class Pipeline:
         sid = np.empty(n, dtype=np.int32)
         starts = np.empty(n, dtype=np.int64)
         ends = np.empty(n, dtype=np.int64)
-        inputs = [self._agg_input(spec, batch, None) for spec in plan.aggs]
         changes = plan.emit == "CHANGES"
         outs = [(np.empty(n, dtype=a.result_dtype), np.zeros(n, dtype=np.uint8)) for a in self.aggs] \
             if changes else None
@@ -967,19 +1010,25 @@ class Pipeline:
     def _process_rows(self, batch: Batch) -> list[Batch]:
         n = batch.length
         cols = dict(batch.columns)
-        for o, args, window, table, codec, needs_rn in self.overs:
+        # every row-level expression first: a failing row must leave the windows untouched
+        evaluated = [([self.ev.column(p, batch) for p in o.partition_by],
+                      [self.ev.column(a, batch) for a in args],
+                      [self.ev.column(f.default, batch) if f.func == "LAG" and f.default is not None
+                       else None for f in o.functions])
+                     for o, args, *_ in self.overs]
+        self._state_changed = True
+        for (o, args, window, table, codec, needs_rn), (kc, arg_cols, defaults) in zip(
+                self.overs, evaluated):
             if table is not None:
-                kc = [self.ev.column(p, batch) for p in o.partition_by]
                 slots = np.empty(n, dtype=np.int32)
                 table.find_or_insert(codec.encode(kc, n), slots)
             else:
                 slots = np.zeros(n, dtype=np.int32)
-            arg_cols = [self.ev.column(a, batch) for a in args]
             kernel_args = [(kernel_values(c, "float64" if c.type.kind == "FLOAT64" else "int64"),
                             c.valid_u8()) for c in arg_cols]
             results = window.process(slots, kernel_args)
             rn = results[-1][0] if needs_rn else None
-            for f, (v, ok) in zip(o.functions, results):
+            for f, (v, ok), dflt in zip(o.functions, results, defaults):
                 scale = f.arg.type.scale if f.arg is not None and f.arg.type.kind == "DECIMAL" else 0
                 unscale = 0
                 if scale and f.func in ("AVG", "STDDEV", "STDDEV_POP"):
@@ -987,8 +1036,7 @@ class Pipeline:
                 elif scale and f.func in ("VARIANCE", "VAR_POP"):
                     unscale = 2
                 col = finish_values(v, ok, f.result_type, unscale, scale, self.strings)
-                if f.func == "LAG" and f.default is not None:
-                    dflt = self.ev.column(f.default, batch)
+                if dflt is not None:
                     out_of_range = rn <= f.offset
                     vals = np.where(out_of_range, dflt.values.astype(col.values.dtype), col.values)
                     valid = np.where(out_of_range, dflt.valid_mask(), col.valid_mask())

@@ -278,6 +278,9 @@ class Job:
         self.replay_max_ms = replay_max_ms
         self.runner = None
         self.failure = parse_strategy(failure_strategy)
+        # a row whose evaluation fails (a value out of range) is a bad record, set aside by the
+        # pipeline, unless the job is to fail on it (Pipeline.dead_letter_bad_rows)
+        self.engine.dead_letter_bad_rows = not isinstance(self.failure, (FailBatch, RetryWithBackoff))
         self.dead_letter = dead_letter
         # the job calls its connectors only through these (see _Guarded)
         self._in = _Guarded(self.reader, f"reader '{self.engine.source}'")
@@ -706,6 +709,7 @@ class Job:
                                own_strings=router.raw)
                     for i in range(n)]
                 for w in self._workers:
+                    w.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
                     w.start()
                 self._used = plan.input_columns_used
             batch = self._restrict(batch, seq_base=self.stats.records_read if merger else None)
@@ -778,6 +782,8 @@ class Job:
             for reason, rows in dead:
                 if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
                     rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
+                if reason != "late":  # a bad record (late records are counted apart)
+                    self.stats.records_failed += rows.num_rows
                 eng._dead_letter(reason, rows)
             if merger is not None:
                 for partial in out:
@@ -888,6 +894,7 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     """``vs.query(..., partitions=N)``: the V2 job server with an in-memory sink."""
     job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
     job.strict_input = True
+    job.engine.dead_letter_bad_rows = False  # an out-of-range value raises, as at one partition
     job.run()
     return job.result()
 
