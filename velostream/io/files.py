@@ -234,10 +234,14 @@ class _CsvDecoder:
         chunk, not_utf8 = self._without_non_utf8(chunk, first_line, path)
         try:
             table = self._read(chunk, self._types_for_parse())
-            if first:
-                self._fix_schema(table, chunk)
-            out = self._conform(table)
             bad: dict[int, str] = {}
+            if first and table.num_rows == 0:
+                # nothing but bad records: the types are for a chunk with good ones to infer
+                out = None
+            else:
+                if first:
+                    self._fix_schema(table, chunk)
+                out = self._conform(table)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             out, bad = self._slow(chunk, first)
         rejects = self._rejects(chunk, first_line, path, bad) if (bad or self._invalid_rows) else []
