@@ -38,6 +38,8 @@ import sqlgen
 N_ROWS = 200
 PARTITIONS = (1, 2)
 TABLES = {False: sqlgen.make_fuzz_table(N_ROWS, seed=1), True: sqlgen.make_fuzz_table(N_ROWS, seed=2, nan=True)}
+# a few rows, mostly NULL: all-NULL groups, one-row groups, empty WHERE results
+SPARSE = sqlgen.make_fuzz_table(9, seed=3, nan=True, null_frac=0.6)
 COLUMNS = list(sqlgen.COLUMNS)
 
 
@@ -69,14 +71,15 @@ def _is_sub_multiset(rows, of) -> bool:
 
 # ------------------------------------------------------------------- valid queries vs DuckDB
 
-CHUNKS = [(nan, lo) for nan in (False, True) for lo in range(0, 200, 50)]
+CHUNKS = [(kind, lo) for kind in ("plain", "nan") for lo in range(0, 200, 50)] + [("sparse", 200)]
 
 
-@pytest.mark.parametrize("nan,first", CHUNKS, ids=[f"{'nan' if n else 'plain'}-{lo}" for n, lo in CHUNKS])
-def test_generated_queries_match_duckdb(nan, first):
+@pytest.mark.parametrize("kind,first", CHUNKS, ids=[f"{k}-{lo}" for k, lo in CHUNKS])
+def test_generated_queries_match_duckdb(kind, first):
     """50 generated queries per chunk: SqlError or DuckDB's multiset, at 1 and 2 partitions (EMIT
     CHANGES: one change row per row after WHERE, the last one per key is DuckDB's GROUP BY row)."""
-    table = TABLES[nan]
+    nan = kind != "plain"
+    table = {"plain": TABLES[False], "nan": TABLES[True], "sparse": SPARSE}[kind]
     rejected, shapes, failures = [], Counter(), []
     for seed in range(first, first + 50):
         q = sqlgen.random_query(seed, nan=nan)
