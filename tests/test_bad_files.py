@@ -329,6 +329,18 @@ def test_csv_quote_inside_a_complete_last_record_is_a_value(tmp_path, last):
     assert [r["v"] for r in rows] == ["1", '5" tv']
 
 
+def test_csv_first_file_of_only_bad_records_does_not_fix_the_types(tmp_path):
+    """The column types come from good records: a first file holding only records that are not
+    UTF-8 leaves them to the next file (v stays BIGINT, so SUM(v) is an integer sum)."""
+    (tmp_path / "d1.csv").write_bytes(b"k,v,note,ts\nal\xffpha,1,x,1000\nbe\xfeta,2,y,2000\n")
+    (tmp_path / "d2.csv").write_bytes(b"k,v,note,ts\nalpha,3,x,3000\nalpha,4,y,4000\n")
+    r, rows, dead = run_cli(tmp_path, tmp_path / "d*.csv", extra={"src.schema": "note STRING"})
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert rows == {"alpha": {"k": "alpha", "n": 2, "s": 7, "t": 7000}}
+    assert [(line, raw) for line, raw, _ in dead] == [(2, b"al\xffpha,1,x,1000"), (3, b"be\xfeta,2,y,2000")]
+    assert summary(r.stderr) == (2, 2)
+
+
 # ------------------------------------------------------------------------------ in-process
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
