@@ -15,6 +15,8 @@ partitions 1 (V1 engine) and 2 (V2 job server) over a small table cut into three
   at both partition counts, never another exception. An edit that leaves a valid query must give
   the same rows at both partition counts. The definitely-invalid ones are also checked to be
   invalid for DuckDB, so the list cannot drift into a dialect difference.
+* Overflow: BIGINT arithmetic and SUM over the INT64 extremes raise OutOfRangeError exactly where
+  DuckDB says "Out of Range" (or its HUGEINT SUM leaves BIGINT), and give DuckDB's rows elsewhere.
 * TLP: for a random predicate p, ``WHERE p``, ``WHERE NOT p`` and ``WHERE (p) IS NULL`` give
   every row exactly once (counts add up, and the three row multisets together are the table);
   COUNT, SUM, MIN and MAX over the three parts combine to the totals, globally and per group; the
@@ -359,3 +361,61 @@ def test_null_typed_aggregate_in_boolean_logic(h):
         assert_rows_equal(engine(sql + " EMIT FINAL", table, p), want, what=f"{h} at p{p}")
         assert_rows_equal(engine(f"SELECT j, COUNT(*) AS n FROM t GROUP BY j HAVING {h} EMIT FINAL", table, p),
                           want_having, what=f"HAVING {h} at p{p}")
+
+
+# --------------------------------------------------------------- overflow: DuckDB errors => we do
+
+def _overflow_expr(g: sqlgen.Gen, depth: int) -> str:
+    """BIGINT arithmetic over the INT64 extremes in ``e`` (and small ints): it may overflow."""
+    if depth == 0 or g.chance(0.2):
+        return g.choice(["e", "e", "i", "j", "id", "2", "-1", "1000"])
+    k = g.r.randrange(5)
+    if k <= 2:
+        a, b = _overflow_expr(g, depth - 1), _overflow_expr(g, depth - 1)
+        if a.lstrip("-").isdigit() and b.lstrip("-").isdigit():
+            b = "e"  # DuckDB folds (1000 - 1000) * x to 0, skipping x's overflow (and its NULLs)
+        return f"({a} {g.choice(['+', '-', '*'])} {b})"
+    if k == 3:
+        return f"(- {_overflow_expr(g, depth - 1)})"
+    return f"ABS({_overflow_expr(g, depth - 1)})"
+
+
+@pytest.mark.parametrize("partitions", PARTITIONS, ids=lambda p: f"p{p}")
+def test_overflow_raises_where_duckdb_does(partitions):
+    """BIGINT + - *, unary minus, ABS and SUM over the INT64 extremes (SEMANTICS.md §2): where DuckDB
+    says "Out of Range" the engine raises OutOfRangeError, elsewhere it gives DuckDB's rows; an
+    exact SUM outside int64 (DuckDB widens to HUGEINT) is an OutOfRangeError too."""
+    import duckdb
+    from velostream.errors import OutOfRangeError
+    table = TABLES[False]
+    outcomes, failures = Counter(), []
+    for seed in range(60):
+        g = sqlgen.Gen(seed + 70_000)
+        x = _overflow_expr(g, g.choice([1, 2, 2, 3]))
+        where = g.choice(["", " WHERE e BETWEEN -5 AND 50", " WHERE e > 0", " WHERE i > 900", " WHERE e IS NULL"])
+        if g.chance(0.5):
+            sql, dsql = f"SELECT id, {x} AS v FROM t{where}", f"SELECT id, {x} FROM t{where}"
+        else:
+            sql = f"SELECT k, SUM({x}) AS v FROM t{where} GROUP BY k EMIT FINAL"
+            dsql = f"SELECT k, sum({x}) FROM t{where} GROUP BY k"
+        try:
+            want = duck(dsql, t=table)
+            if any(r[1] is not None and not -2 ** 63 <= r[1] < 2 ** 63 for r in want):
+                want = "OutOfRange"  # the exact SUM leaves BIGINT
+        except duckdb.OutOfRangeException:
+            want = "OutOfRange"
+        try:
+            got = engine(sql, table, partitions, seed)
+        except OutOfRangeError:
+            got = "OutOfRange"
+        outcomes[want == "OutOfRange"] += 1
+        if want == "OutOfRange" or got == "OutOfRange":
+            if want != got:
+                failures.append(f"seed {seed}: DuckDB {str(want)[:80]}, engine {str(got)[:80]}: {sql}")
+            continue
+        try:
+            assert_rows_equal(got, want)
+        except AssertionError as err:
+            failures.append(f"seed {seed}: {sql}\n  {err}")
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:8])
+    assert outcomes[True] >= 10 and outcomes[False] >= 10, outcomes  # both outcomes are exercised
