@@ -104,6 +104,25 @@ def test_event_time_field(kafka_broker):
     assert table.column("_KEY").to_pylist() == [None, None]
 
 
+
+def test_a_bad_event_time_is_a_reject_and_the_rest_goes_on(kafka_broker):
+    """An event time that is not a time (text that is no date, a month 13) is a bad record with
+    the message's position and payload; the messages around it keep their offsets."""
+    topic = kafka_broker.unique_topic("evtbad", partitions=1)
+    payloads = [b'{"v": 1, "t": "2024-01-01T09:30:00Z"}', b'{"v": 2, "t": "yesterday"}',
+                b'{"v": 3, "t": "2024-01-01T09:30:05Z"}', b'{"v": 4, "t": "2024-13-45T00:00:00Z"}',
+                b'{"v": 5, "t": "2024-01-01T09:31:00Z"}']
+    kafka_broker.produce(topic, payloads)
+    src = source(kafka_broker, topic, **{"event.time.field": "t"})
+    table, rejects = read_all(src)
+    src.close()
+    assert table.column("v").to_pylist() == [1, 3, 5]
+    assert table.column("_OFFSET").to_pylist() == [0, 2, 4]
+    assert table.column("_TIMESTAMP").to_pylist() == [1704101400000, 1704101405000, 1704101460000]
+    assert [(r.position, r.payload) for r in rejects] == [(f"{topic}/0@1", payloads[1]),
+                                                          (f"{topic}/0@3", payloads[3])]
+    assert all("event.time.field 't'" in r.error for r in rejects)
+
 AVRO_SCHEMA = {"type": "record", "name": "Trade", "fields": [
     {"name": "symbol", "type": "string"},
     {"name": "price", "type": "double"},

@@ -359,7 +359,21 @@ class KafkaSource:
                 ts = np.where(ts < 0, int(time.time() * 1000), ts)
             rb = with_event_time(rb, None, ts)
         else:
-            rb = with_event_time(rb, self.event_time_field)
+            # an event time that is not a time is a bad record (docs/CONNECTORS.md): a reject
+            # with the message's position and payload, and the other rows go on
+            bad: list = []
+            rb = with_event_time(rb, self.event_time_field, None, bad)
+            if bad:
+                rows = np.arange(n) if sel is None else sel
+                for i, why in bad:
+                    m = int(rows[i])
+                    self._rejects.append(Reject(self.name, position(m), why, msgs[m].value() or b""))
+                ok = np.ones(len(rows), dtype=bool)
+                ok[[i for i, _ in bad]] = False
+                sel = rows[ok]
+                take = lambda a: a[sel]  # noqa: E731
+                if rb.num_rows == 0:
+                    return None
         rb = rb.append_column("_PARTITION", pa.array(take(parts).astype(np.int64)))
         return rb.append_column("_OFFSET", pa.array(take(offs)))
 
