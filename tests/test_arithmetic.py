@@ -231,6 +231,29 @@ def test_try_cast_of_text(partitions):
                     partitions=partitions).to_pylist() == [{"r": I64_MAX}]
 
 
+def test_cast_of_text_that_is_no_number_fails_its_row(partitions):
+    data = {"t": {"s": ["1", "abc", None, " 2.5 "]}}
+    for target in ("BIGINT", "DOUBLE", "DECIMAL(18, 2)"):
+        with pytest.raises(OutOfRangeError, match="Could not convert string 'abc'"):
+            vs.query(f"SELECT CAST(s AS {target}) AS r FROM t", data, partitions=partitions)
+    # not when the row never reaches the CAST
+    sql = "SELECT CASE WHEN s = 'abc' THEN -1 ELSE CAST(s AS DOUBLE) END AS r FROM t"
+    assert [r["r"] for r in vs.query(sql, data, partitions=partitions).to_pylist()] == \
+        [r[0] for r in duck_rows(sql, pa.table(data["t"]))]
+
+
+def test_decimal_arithmetic_is_exact_or_raises(partitions):
+    table = pa.table({"d": pa.array(["1.5", "-2.25", None], pa.string()),
+                      "x": pa.array([10**12, -7, 3], pa.int64())})
+    sql = "SELECT CAST(d AS DECIMAL(18, 6)) + x AS a, CAST(d AS DECIMAL(18, 6)) * x AS b FROM t"
+    got = [tuple(r.values()) for r in vs.query(sql, {"t": table}, partitions=partitions).to_pylist()]
+    assert got == duck_rows(sql, table)
+    big = pa.table({"d": ["1.5"], "x": pa.array([10**13], pa.int64())})  # 10**13 * 10**6 > 2**63
+    for expr in ("CAST(d AS DECIMAL(18, 6)) + x", "CAST(d AS DECIMAL(18, 6)) * x"):
+        with pytest.raises(OutOfRangeError):
+            vs.query(f"SELECT {expr} AS r FROM t", {"t": big}, partitions=partitions)
+
+
 def test_try_cast_parses_and_casts_of_a_null_or_same_type():
     assert vs.query("SELECT TRY_CAST(x AS BIGINT) AS a, TRY_CAST(NULL AS BIGINT) AS b, "
                     "TRY_CAST(x AS DOUBLE) AS c FROM t", {"t": {"x": [3]}}).to_pylist() == \

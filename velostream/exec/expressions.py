@@ -537,7 +537,25 @@ def _at(v, i: int):
 
 
 def _type_word(t: SqlType) -> str:
-    return "INT64" if t.kind in ("INT64", "TIMESTAMP", "BOOL") else str(t)
+    """A type as DuckDB's messages name it."""
+    if t.kind in ("INT64", "TIMESTAMP", "BOOL"):
+        return "INT64"
+    return "DOUBLE" if t.kind == "FLOAT64" else str(t)
+
+
+def _check_rescale(ev, val: Val, t: SqlType, ok, n: int) -> None:
+    """An integer or decimal operand brought to DECIMAL scale ``t.scale`` (multiplied by a power
+    of ten) must still fit int64."""
+    if val.type.kind == "FLOAT64":
+        return
+    s_from = val.type.scale if val.type.kind == "DECIMAL" else 0
+    if t.scale <= s_from:
+        return
+    f = 10 ** (t.scale - s_from)
+    v = np.asarray(val.v, dtype=np.int64)
+    limit = np.iinfo(np.int64).max // f
+    ev.check((v > limit) | (v < -limit), ok, n, lambda i: (
+        f"Out of Range Error: Overflow in scaling {_at(v, i)} to {t}"))
 
 
 def _overflow(what: str, sym: str, x, y, t: SqlType) -> Callable[[int], str]:
@@ -630,6 +648,9 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
             r = np.multiply(x, y)
             ev.check(_mul_overflows(x, y, r), ok, n, _overflow("multiplication", "*", x, y, t))
             return Val(r, ok, t)
+        if t.kind == "DECIMAL":  # operands of a smaller scale are multiplied up first
+            _check_rescale(ev, a, t, ok, n)
+            _check_rescale(ev, c, t, ok, n)
         x, y = _num(a, t), _num(c, t)
         exact = t.kind != "FLOAT64"  # int64 values (BIGINT, DECIMAL): a wrapped result is an error
         if op == "+":
@@ -895,40 +916,21 @@ def _cast(ev, b, batch):
         return ev.from_arrow_strings(arr.cast(pa.string()))
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
-        ok = a.ok
-        if dst.kind in ("INT64", "FLOAT64", "DECIMAL"):  # ' 12 ' is 12 (DuckDB)
-            arr = pc.utf8_trim_whitespace(arr)
-        if try_ and dst.kind in ("INT64", "FLOAT64", "DECIMAL"):
-            number = pc.fill_null(pc.match_substring_regex(arr, _NUMBER_TEXT, ignore_case=True), True)
-            if not pc.all(number).as_py():  # text that is no number is NULL under TRY_CAST
-                number = number.to_numpy(zero_copy_only=False)
-                ok = _and_valid(ok, number)
-                arr = pc.if_else(pa.array(number), arr, pa.scalar("0", pa.string()))
+        if dst.kind not in _NUMBER_KINDS:
+            return _text_to(ev, arr, a.ok, n, dst, try_)
+        arr = pc.utf8_trim_whitespace(arr)  # ' 12 ' is 12 (DuckDB)
+        if try_:  # text that is no number is NULL
+            return _text_to(ev, *_numbers_only(arr, a.ok), n, dst, try_)
         try:
-            if dst.kind == "INT64":
-                try:  # integer text: exact (through DOUBLE, 2**53 + 1 would change)
-                    conv = pc.cast(arr, pa.int64())
-                except pa.ArrowInvalid:  # '1.5', '1e30', '2**63': nearest, range-checked
-                    return _text_to_int(ev, arr, ok, n, dst, try_)
-        except (pa.ArrowInvalid, ValueError) as exc:
-            raise ValueError(f"CAST to {dst} failed: {exc}") from None
-        try:
-            if dst.kind == "TIMESTAMP":  # ISO-8601, with or without a zone offset (UTC)
-                conv = parse_iso_timestamps(arr)
-                if conv.type.tz is not None:
-                    conv = conv.cast(pa.timestamp("ms"))
-            elif dst.kind == "DECIMAL":
-                conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
-                c = Column(dst, arrow=conv)
-                return Val(c.values, c.valid, dst)
-            elif dst.kind == "INT64":
-                pass  # converted above
-            else:
-                conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
-        except (pa.ArrowInvalid, ValueError) as exc:
-            raise ValueError(f"CAST to {dst} failed: {exc}") from None
-        c = Column(dst, arrow=conv)
-        return Val(c.values, _and_valid(ok, c.valid), dst)
+            return _text_to(ev, arr, a.ok, n, dst, try_)
+        except ValueError:
+            # text that is no number fails its row (a bad record in a job) ...
+            number = _number_text(arr)
+            ev.check(~number, a.ok, n, lambda i: (
+                f"Conversion Error: Could not convert string '{arr[i].as_py()}' to "
+                f"{_type_word(dst)}"))
+            # ... unless the row is NULL or one a CASE does not take it to
+            return _text_to(ev, *_numbers_only(arr, a.ok), n, dst, try_)
     with np.errstate(all="ignore"):
         if dst.kind == "FLOAT64":
             return Val(_num(a, FLOAT64), a.ok, dst)
@@ -945,6 +947,45 @@ def _cast(ev, b, batch):
         if dst.kind == "BOOL":
             return Val(np.not_equal(a.v, 0), a.ok, dst)
     raise UnsupportedError(f"cannot CAST {src} to {dst}")
+
+
+_NUMBER_KINDS = ("INT64", "FLOAT64", "DECIMAL")
+
+
+def _number_text(arr: pa.Array) -> np.ndarray:
+    """Rows of ``arr`` that read as a number (NULL rows count as numbers)."""
+    m = pc.fill_null(pc.match_substring_regex(arr, _NUMBER_TEXT, ignore_case=True), True)
+    return m.to_numpy(zero_copy_only=False)
+
+
+def _numbers_only(arr: pa.Array, ok):
+    """``arr`` with text that is no number made NULL (in ``ok``; '0' in the array)."""
+    number = _number_text(arr)
+    if number.all():
+        return arr, ok
+    return pc.if_else(pa.array(number), arr, pa.scalar("0", pa.string())), _and_valid(ok, number)
+
+
+def _text_to(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
+    """Text -> ``dst``; ValueError when Arrow cannot convert some row."""
+    try:
+        if dst.kind == "INT64":
+            try:  # integer text: exact (through DOUBLE, 2**53 + 1 would change)
+                conv = pc.cast(arr, pa.int64())
+            except pa.ArrowInvalid:  # '1.5', '1e30', '2**63': nearest, range-checked
+                return _text_to_int(ev, arr, ok, n, dst, try_)
+        elif dst.kind == "TIMESTAMP":  # ISO-8601, with or without a zone offset (UTC)
+            conv = parse_iso_timestamps(arr)
+            if conv.type.tz is not None:
+                conv = conv.cast(pa.timestamp("ms"))
+        elif dst.kind == "DECIMAL":
+            conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
+        else:
+            conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise ValueError(f"CAST to {dst} failed: {exc}") from None
+    c = Column(dst, arrow=conv)
+    return Val(c.values, _and_valid(ok, c.valid), dst)
 
 
 def _arrow_valid(arr: pa.Array):
