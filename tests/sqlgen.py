@@ -36,7 +36,8 @@ I64_MIN = -2 ** 63
 # ----------------------------------------------------------------------------------- the table
 
 TEXT_VALUES = ["", "a", "abc", "ABC", "Abc", " pad ", "a_b", "x%y", "é", "ÉTÉ", "straße", "日本語",
-               "😀", "k1", "zz", "0", "-1", "a b c"]
+               "😀", "k1", "zz", "0", "-1", "a b c", " 12 ", "1.5", "1e3", "+3", "a\\%", "x!y",
+               "9223372036854775808"]
 FLOAT_VALUES = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.25, -3.75, 10.125, 1e6, -1e6 + 0.5, 3.0, 7.5]
 KEYS = ["k0", "k1", "k2", "k3"]
 
@@ -131,7 +132,11 @@ def _safe(bound) -> bool:
     return bound is not None and bound <= INT_SAFE
 
 
-LIKE_PATTERNS = ["%", "", "a%", "%a%", "_", "__", "%b_", "A%", "%é%", "日%", "x%", "%\\%%", "k_", "% %"]
+# no escape character unless ESCAPE names one: a backslash is a plain character (DuckDB)
+LIKE_PATTERNS = ["%", "", "a%", "%a%", "_", "__", "%b_", "A%", "%é%", "日%", "x%", "%\\%%", "k_", "% %",
+                 "a\\%", "%\\_"]
+# with ESCAPE '!'
+LIKE_ESCAPED = ["x!%y", "%!%%", "a!_b", "%!!%", "!a%", "x!!y"]
 
 
 class Gen:
@@ -245,6 +250,11 @@ class Gen:
             a = self.arith_int(d - 1)
             n = self.choice([-2, -1, 0, 1])
             return a.wrap("ROUND({}, %d)" % n, INT, None if a.bound is None else a.bound + 100)
+        if k == 12:
+            # TRY_CAST of text (NULL where it is no integer) and of DOUBLE (NULL for NaN, inf).
+            # Not of text like '0x1F' or '1_000' (DuckDB reads them, velostream gives NULL: reported)
+            a = self.expr(self.choice([TEXT, FLOAT]), d - 1)
+            return a.wrap("TRY_CAST({} AS BIGINT)", INT, None)
         return self.leaf(INT)
 
     def number(self, d: int) -> Expr:
@@ -297,6 +307,9 @@ class Gen:
             # addition (9.2e18 - 9.2e18 + 42 is 42 or 0)
             a = self.arith_int(d - 1)
             return a.wrap("CAST({} AS DOUBLE)", FLOAT)
+        if k == 12:
+            a = self.expr(TEXT, d - 1)
+            return a.wrap("TRY_CAST({} AS DOUBLE)", FLOAT)
         return self.leaf(FLOAT)
 
     def text_expr(self, d: int) -> Expr:
@@ -315,12 +328,16 @@ class Gen:
             xs = [self.expr(self.choice([TEXT, TEXT, INT]), d - 1) for _ in range(self.r.randint(2, 3))]
             return _join("CONCAT(" + ", ".join(["{}"] * len(xs)) + ")", xs, TEXT)
         if k == 4:
-            # `||` between text only: `||` with a non-text operand is being reworked (SEMANTICS.md §2)
-            a, b = self.expr(TEXT, d - 1), self.expr(TEXT, d - 1)
+            # `||` casts a non-text operand to VARCHAR (SEMANTICS.md §2). A DOUBLE only as a leaf:
+            # DuckDB writes a NaN with its sign bit set (0.0 % 0.0, -NaN) as '-nan', we write 'nan'
+            t = self.choice([TEXT, TEXT, INT, BOOL, FLOAT])
+            a = self.leaf(FLOAT) if t == FLOAT else self.expr(t, d - 1)
+            b = self.expr(self.choice([TEXT, TEXT, INT]), d - 1)
             return _join("({} || {})", [a, b], TEXT)
         if k == 5:
-            a = self.expr(self.choice([INT, BOOL]), d - 1)
-            return a.wrap("CAST({} AS VARCHAR)", TEXT)
+            t = self.choice([INT, BOOL, FLOAT])
+            a = self.leaf(FLOAT) if t == FLOAT else self.expr(t, d - 1)  # (see `||` above)
+            return a.wrap(self.choice(["CAST({} AS VARCHAR)", "TRY_CAST({} AS VARCHAR)"]), TEXT)
         if k == 6:
             return self.case(TEXT, d)
         if k == 7:
@@ -367,10 +384,10 @@ class Gen:
             return _join("({}%s BETWEEN {} AND {})" % neg, [a, lo, hi], BOOL)
         if k == 8:
             a = self.expr(TEXT, d - 1)
-            # no backslash or other escape in patterns: LIKE ... ESCAPE is being reworked
-            pat = self.choice([p for p in LIKE_PATTERNS if "\\" not in p])
             op = self.choice(["LIKE", "NOT LIKE", "ILIKE", "NOT ILIKE"])
-            return a.wrap("({} %s %s)" % (op, _quote(pat)), BOOL)
+            if self.chance(0.25):
+                return a.wrap("({} %s %s ESCAPE '!')" % (op, _quote(self.choice(LIKE_ESCAPED))), BOOL)
+            return a.wrap("({} %s %s)" % (op, _quote(self.choice(LIKE_PATTERNS))), BOOL)
         if k == 9:
             return self.case(BOOL, d)
         if k == 10:
