@@ -400,7 +400,7 @@ JOB_QUERIES = {
                 "CASE WHEN x + 1 > -100 THEN x * 4 END"),
     "group_by": ("SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k EMIT FINAL",
                  "SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k", "x * 2"),
-    "rows_window": ("SELECT i, SUM(-x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS s FROM t",
+    "rows_window": ("SELECT i, MIN(-x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS s FROM t",
                     None, "-x"),
 }
 
@@ -461,3 +461,47 @@ def test_a_sum_whose_total_leaves_int64_fails_the_job_cleanly(partitions):
                  failure_strategy="LogAndContinue")
     with pytest.raises(OutOfRangeError):
         job.run()
+
+
+# ------------------------------------------------------------- ROWS windows: SUM and AVG
+
+def _rows_window_data(seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = 300
+    x = rng.choice(np.array([I64_MAX, I64_MIN, 2**62, -2**62, 3, -7, 0], np.int64), n)
+    return pa.table({"i": pa.array(np.arange(n), pa.int64()), "k": rng.choice(["a", "b"], n),
+                     "x": pa.array(x, pa.int64(), mask=rng.random(n) < 0.1)})
+
+
+def test_rows_window_avg_of_bigint_is_exact_beyond_int64(partitions):
+    table = _rows_window_data(1)
+    sql = "SELECT i, AVG(x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS a FROM t"
+    duck = ("SELECT i, avg(x) OVER (PARTITION BY k ORDER BY i ROWS BETWEEN 2 PRECEDING AND "
+            "CURRENT ROW) FROM t")
+    want = dict(duck_rows(duck, table))
+    got = vs.query(sql, {"t": table.to_batches(max_chunksize=50)}, partitions=partitions)
+    for r in got.to_pylist():
+        w = want[r["i"]]
+        assert (r["a"] is None) == (w is None) and (w is None or math.isclose(r["a"], w, rel_tol=1e-12))
+
+
+def test_rows_window_sum_of_bigint_raises_when_a_window_total_leaves_int64(partitions):
+    table = _rows_window_data(2)
+    sql = "SELECT i, SUM(x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS s FROM t"
+    duck = ("SELECT i, sum(x) OVER (PARTITION BY k ORDER BY i ROWS BETWEEN 2 PRECEDING AND "
+            "CURRENT ROW) FROM t")
+    want = duck_rows(duck, table)
+    assert any(s is not None and not I64_MIN <= s <= I64_MAX for _, s in want)
+    with pytest.raises(OutOfRangeError):
+        vs.query(sql, {"t": table}, partitions=partitions)
+    # two values of at most 2**62 in magnitude always fit: every window is exact, also -2**63
+    fits = pa.table({"i": table["i"], "k": table["k"],
+                     "x": pa.compute.if_else(pa.compute.greater(table["x"], 2**62 - 1),
+                                             pa.scalar(2**62 - 1), table["x"])})
+    fits = fits.set_column(2, "x", pa.compute.if_else(pa.compute.less(fits["x"], -2**62),
+                                                     pa.scalar(-2**62), fits["x"]))
+    sql2 = sql.replace("BUFFER 3", "BUFFER 2")
+    want = dict(duck_rows(duck.replace("2 PRECEDING", "1 PRECEDING"), fits))
+    assert min(v for v in want.values() if v is not None) == I64_MIN
+    got = vs.query(sql2, {"t": fits.to_batches(max_chunksize=7)}, partitions=partitions)
+    assert {r["i"]: r["s"] for r in got.to_pylist()} == want

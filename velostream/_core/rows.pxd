@@ -16,12 +16,13 @@ ctypedef fused num_t:
 cdef struct SumAcc:
     # Running SUM / AVG / COUNT state of one slot over its buffer.
     int64_t nobs        # valid (non-NULL) values in the buffer, NaN and infinities included
-    int64_t isum        # int64 input: exact sum, wrapping mod 2**64 (right whenever the true sum fits)
+    int64_t isum        # int64 input: low 64 bits of the exact sum (wrapping mod 2**64)
     double fsum         # float64 input: Neumaier running sum of the finite values
     double fcomp        # float64 input: Neumaier compensation; the sum is fsum + fcomp
     int64_t n_nan       # float64 input: NaN values in the buffer
     int64_t n_posinf    # float64 input: +inf values in the buffer
     int64_t n_neginf    # float64 input: -inf values in the buffer
+    int64_t ihi         # int64 input: high 64 bits of the exact sum, ihi * 2**64 + (uint64)isum
 
 
 cdef struct VarAcc:

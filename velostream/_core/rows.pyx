@@ -22,6 +22,7 @@ NaN or infinity makes a variance NaN except that one value alone has population 
 """
 import numpy as np
 from .state_arrays import state_array as _state_array  # checks import_state input
+from ..errors import OutOfRangeError
 
 from libc.math cimport INFINITY, NAN, fabs, isfinite, sqrt
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
@@ -74,10 +75,13 @@ cdef inline void _neumaier(double* s, double* c, double v) noexcept nogil:
 
 cdef inline void add_sum(SumAcc* a, num_t v) noexcept nogil:
     a.nobs += 1
+    cdef uint64_t lo
     if num_t is int64_t:
-        # Unsigned arithmetic wraps instead of overflowing (UB): the window sum comes out right
-        # whenever it fits in int64, even if the running total went out of range on the way.
-        a.isum = <int64_t>(<uint64_t>a.isum + <uint64_t>v)
+        # The exact sum in 128 bits (v sign-extended; unsigned arithmetic wraps, never UB): a
+        # SUM that leaves int64 is an error and AVG stays right (SEMANTICS.md §2).
+        lo = <uint64_t>a.isum + <uint64_t>v
+        a.ihi += (-1 if v < 0 else 0) + (1 if lo < <uint64_t>a.isum else 0)
+        a.isum = <int64_t>lo
     else:
         if isfinite(v):
             _neumaier(&a.fsum, &a.fcomp, v)
@@ -92,6 +96,7 @@ cdef inline void add_sum(SumAcc* a, num_t v) noexcept nogil:
 cdef inline void remove_sum(SumAcc* a, num_t v) noexcept nogil:
     a.nobs -= 1
     if num_t is int64_t:
+        a.ihi -= (-1 if v < 0 else 0) + (1 if <uint64_t>a.isum < <uint64_t>v else 0)
         a.isum = <int64_t>(<uint64_t>a.isum - <uint64_t>v)
     else:
         if isfinite(v):
@@ -290,7 +295,7 @@ cdef void _push_ring(const int32_t[::1] slots,       # IN  slot per row
                 rdv[j, r] = ring_valid[base + p]
 
 
-cdef void _sum_pass(int kind,
+cdef int _sum_pass(int kind,
                     const int32_t[::1] slots,        # IN  slot per row
                     const num_t[::1] x,              # IN  values
                     const uint8_t[::1] xv,           # IN  validity
@@ -300,8 +305,10 @@ cdef void _sum_pass(int kind,
                     num_t[::1] out_sum,              # OUT SUM (kind K_SUM)
                     double[::1] out_avg,             # OUT AVG (kind K_AVG)
                     uint8_t[::1] outv) noexcept:     # OUT validity
+    # returns 1 when a BIGINT SUM of some row's window leaves int64 (its output is then 0)
     cdef Py_ssize_t r
     cdef SumAcc* a
+    cdef int overflow = 0
     with nogil:
         for r in range(slots.shape[0]):
             a = &acc[slots[r]]
@@ -319,14 +326,23 @@ cdef void _sum_pass(int kind,
             outv[r] = 1
             if num_t is int64_t:
                 if kind == K_SUM:
-                    out_sum[r] = a.isum
-                else:
+                    # fits int64 when the high word is the low word's sign extension
+                    if a.ihi != (-1 if a.isum < 0 else 0):
+                        overflow = 1
+                        out_sum[r] = 0
+                    else:
+                        out_sum[r] = a.isum
+                elif a.ihi == (-1 if a.isum < 0 else 0):
                     out_avg[r] = <double>a.isum / a.nobs
+                else:  # a total beyond int64: from both words
+                    out_avg[r] = (<double>a.ihi * 18446744073709551616.0
+                                  + <double>(<uint64_t>a.isum)) / a.nobs
             else:
                 if kind == K_SUM:
                     out_sum[r] = fsum_value(a)
                 else:
                     out_avg[r] = fsum_value(a) / a.nobs
+    return overflow
 
 
 cdef void _count_pass(const int32_t[::1] slots,      # IN  slot per row
@@ -733,9 +749,11 @@ cdef class RowsWindow:
                                       out if kind == K_SUM else np.empty(0, _FLOAT64),
                                       out if kind == K_AVG else np.empty(0, _FLOAT64), outv)
                 else:
-                    _sum_pass[int64_t](kind, sl, values[a], valids[a], ev, evv, st.sums.data(),
-                                       out if kind == K_SUM else np.empty(0, _INT64),
-                                       out if kind == K_AVG else np.empty(0, _FLOAT64), outv)
+                    if _sum_pass[int64_t](kind, sl, values[a], valids[a], ev, evv, st.sums.data(),
+                                          out if kind == K_SUM else np.empty(0, _INT64),
+                                          out if kind == K_AVG else np.empty(0, _FLOAT64), outv):
+                        raise OutOfRangeError("Out of Range Error: Overflow in SUM of INT64 (the "
+                                              "exact total of a ROWS window does not fit in INT64)")
             elif kind in _VARIANCE:
                 ev, evv = evicted[a]
                 out = np.empty(nrows, dtype=_FLOAT64)
@@ -773,7 +791,7 @@ cdef class RowsWindow:
         ``arg<a>_values`` (its dtype) and ``arg<a>_valid`` (uint8, 0 for NULL, whose value is
         0), the slot's last ``min(rows, n)`` values oldest first, cut by ``arg<a>_offsets``
         (int64, one more than slots). Per function ``i`` with running state, ``f<i>.`` then:
-        SUM/AVG/COUNT ``nobs``, plus ``isum`` (int64 argument) or ``fsum``, ``fcomp`` (the
+        SUM/AVG/COUNT ``nobs``, plus ``isum`` and ``ihi`` (int64 argument: the exact sum's low and high words) or ``fsum``, ``fcomp`` (the
         Neumaier pair), ``n_nan``, ``n_posinf``, ``n_neginf`` (float64 argument), except COUNT;
         variance family ``nobs``, ``n_nonfinite``, ``mean``, ``ssqdm``, ``n_same``, ``prev``
         (its block of values is the argument's history); MIN/MAX ``block_values`` (per slot
@@ -807,7 +825,7 @@ cdef class RowsWindow:
             st = f
             p = f"f{i}."
             if st.kind in (K_SUM, K_AVG, K_COUNT):
-                acc = _vec_view(st.sums.data(), st.sums.size() * 7, _INT64).reshape(-1, 7)[sl]
+                acc = _vec_view(st.sums.data(), st.sums.size() * 8, _INT64).reshape(-1, 8)[sl]
                 out[p + "nobs"] = acc[:, 0].copy()
                 if st.kind != K_COUNT:
                     if st.is_float:
@@ -818,6 +836,7 @@ cdef class RowsWindow:
                         out[p + "n_neginf"] = acc[:, 6].copy()
                     else:
                         out[p + "isum"] = acc[:, 1].copy()
+                        out[p + "ihi"] = acc[:, 7].copy()
             elif st.kind in _VARIANCE:
                 acc = _vec_view(st.vars.data(), st.vars.size() * 6, _INT64).reshape(-1, 6)[sl]
                 for c, name in enumerate(_VAR_FIELDS):
@@ -880,6 +899,10 @@ cdef class RowsWindow:
                             d[name] = _state_array(arrays, p + name, _INT64, k)
                     else:
                         d["isum"] = _state_array(arrays, p + "isum", _INT64, k)
+                        try:
+                            d["ihi"] = _state_array(arrays, p + "ihi", _INT64, k)
+                        except KeyError:  # a snapshot from before the 128-bit sum
+                            d["ihi"] = (d["isum"] < 0).astype(_INT64) * -1
             elif st.kind in _VARIANCE:
                 for name in _VAR_FIELDS:
                     d[name] = _state_array(arrays, p + name,
@@ -917,11 +940,12 @@ cdef class RowsWindow:
             st = f
             d = fields[i]
             if st.kind in (K_SUM, K_AVG, K_COUNT):
-                acc = _vec_view(st.sums.data(), st.sums.size() * 7, _INT64).reshape(-1, 7)
+                acc = _vec_view(st.sums.data(), st.sums.size() * 8, _INT64).reshape(-1, 8)
                 acc[sl] = 0
                 acc[sl, 0] = d["nobs"]
                 if "isum" in d:
                     acc[sl, 1] = d["isum"]
+                    acc[sl, 7] = d["ihi"]
                 if "fsum" in d:
                     acc[sl, 2] = d["fsum"].view(_INT64)
                     acc[sl, 3] = d["fcomp"].view(_INT64)
@@ -960,7 +984,7 @@ cdef class RowsWindow:
 
 _VAR_FIELDS = ("nobs", "n_nonfinite", "mean", "ssqdm", "n_same", "prev")
 _VAR_FLOATS = frozenset(["mean", "ssqdm", "prev"])
-assert sizeof(SumAcc) == 7 * 8 and sizeof(VarAcc) == 6 * 8
+assert sizeof(SumAcc) == 8 * 8 and sizeof(VarAcc) == 6 * 8
 
 
 cdef object _vec_view(void* data, Py_ssize_t count, object dtype):
