@@ -560,7 +560,7 @@ def projection(g: Gen, depth: int = 3) -> Query:
     w_e = f" WHERE {where.eng}" if where else ""
     w_d = f" WHERE {where.duck}" if where else ""
     distinct = "DISTINCT " if g.chance(0.25) else ""
-    limit = g.choice([0, 1, 7, 50]) if not distinct and g.chance(0.15) else None
+    limit = g.choice([0, 1, 7, 50]) if g.chance(0.15) else None
     lim = f" LIMIT {limit}" if limit is not None else ""
     return Query("distinct" if distinct else ("limit" if limit is not None else "projection"),
                  f"SELECT {distinct}{sel_e} FROM t{w_e}{lim}", f"SELECT {distinct}{sel_d} FROM t{w_d}", limit)
@@ -568,7 +568,7 @@ def projection(g: Gen, depth: int = 3) -> Query:
 
 def group_keys(g: Gen) -> list[Expr]:
     keys: list[Expr] = []
-    for _ in range(g.r.randint(1, 2)):
+    for _ in range(g.choice([1, 1, 2, 2, 3])):
         k = g.r.randrange(6)
         if k <= 2:
             c = g.choice(["k", "b", "j", "s", "e", "f"])
