@@ -1082,9 +1082,19 @@ def _round(ev, b, batch):
             return Val(np.sign(v) * q, a.ok, t)
         if digits >= 0:
             return Val(a.v, a.ok, t)
-        f = 10 ** (-digits)
         v = np.asarray(a.v, dtype=np.int64)
-        return Val(np.sign(v) * ((np.abs(v) + f // 2) // f * f), a.ok, t)
+        if -digits > 18:  # 10**19 leaves int64: every value rounds to 0 or out of range
+            q, bad = np.zeros_like(v), (v >= 5 * 10**18) | (v <= -5 * 10**18)
+            f = 1
+        else:
+            # in multiples of f, half away from zero, without |v| (which -2**63 has not)
+            f = 10 ** (-digits)
+            q, rem = np.divmod(v, f)
+            q = q + np.where(v >= 0, 2 * rem >= f, 2 * rem > f)
+            bad = np.abs(q) > np.iinfo(np.int64).max // f
+        ev.check(bad, a.ok, batch.length, lambda i: (
+            f"Out of Range Error: Overflow in ROUND of INT64 ({_at(v, i)}, {digits})"))
+        return Val(np.where(bad, 0, q * f)[()], a.ok, t)
 
 
 def _power(ev, b, batch):
