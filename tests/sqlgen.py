@@ -550,6 +550,8 @@ class Query:
     # that pass WHERE (one change row each); the last change per key is DuckDB's GROUP BY row
     nkeys: int = 0
     duck_count: Optional[str] = None
+    # EMIT CHANGES: DuckDB's changelog, running aggregates per key in input order (HAVING applied)
+    duck_changes: Optional[str] = None
 
 
 def projection(g: Gen, depth: int = 3) -> Query:
@@ -596,13 +598,37 @@ def _columns_in(sql: str) -> set:
     return set(re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", sql))) & set(COLUMNS)
 
 
+_AGG_CALL = re.compile(r"\b(count|sum|avg|min|max|stddev_samp|stddev_pop|var_samp|var_pop|first|last|median)\(")
+
+
+def windowed(duck: str) -> str:
+    """DuckDB text of an expression over aggregates, each aggregate made a running one over the
+    window ``w`` (``first(x ORDER BY id)`` becomes ``first_value(x)``): the EMIT CHANGES row of
+    the current input row. Aggregates are the lower-case calls (scalar functions are upper case)."""
+    out, pos = [], 0
+    for m in _AGG_CALL.finditer(duck):
+        if m.start() < pos:
+            continue  # inside an aggregate already rewritten (no nesting is generated)
+        depth, i = 0, m.end() - 1
+        while True:
+            depth += {"(": 1, ")": -1}.get(duck[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        args = duck[m.end():i]
+        name = m.group(1)
+        if name in ("first", "last"):
+            name, args = name + "_value", args[:args.rindex(" ORDER BY id")]
+        out.append(duck[pos:m.start()] + f"{name}({args}) OVER w")
+        pos = i + 1
+    return "".join(out) + duck[pos:]
+
+
 def group_by(g: Gen, global_agg: bool = False, changes: bool = False) -> Query:
     keys = [] if global_agg else group_keys(g)
     aggs = [agg_expr(g, keys) for _ in range(g.r.randint(1, 4))]
     where = g.expr(BOOL, 2) if g.chance(0.6) else None
-    # (with EMIT CHANGES a change row failing HAVING is not emitted, so the last change of a key
-    # is not its final row: no HAVING there)
-    hv = having(g, keys) if g.chance(0.5) and not changes else None
+    hv = having(g, keys) if g.chance(0.5) else None
     items = keys + aggs
     sel_e = ", ".join(f"{x.eng} AS c{n}" for n, x in enumerate(items))
     sel_d = ", ".join(f"{x.duck} AS c{n}" for n, x in enumerate(items))
@@ -613,9 +639,16 @@ def group_by(g: Gen, global_agg: bool = False, changes: bool = False) -> Query:
     h_e = f" HAVING {hv.eng}" if hv else ""
     h_d = f" HAVING {hv.duck}" if hv else ""
     if changes:
-        return Query("changes", f"SELECT {sel_e} FROM t{w_e}{gb_e} EMIT CHANGES",
-                     f"SELECT {sel_d} FROM t{w_d}{gb_d}", nkeys=len(keys),
-                     duck_count=f"SELECT count(*) FROM t{w_d}")
+        part = ("PARTITION BY " + ", ".join(k.duck for k in keys) + " ") if keys else ""
+        win_sel = ", ".join(f"{windowed(x.duck)} AS c{n}" for n, x in enumerate(items))
+        win_h = windowed(hv.duck) if hv else "TRUE"
+        log = (f"SELECT {', '.join(f'c{n}' for n in range(len(items)))} FROM (SELECT id, {win_sel}, "
+               f"({win_h}) AS keep_row FROM t{w_d} WINDOW w AS ({part}ORDER BY id ROWS BETWEEN "
+               f"UNBOUNDED PRECEDING AND CURRENT ROW)) WHERE keep_row ORDER BY id")
+        # without HAVING the last change of a key is its GROUP BY row; with it, not necessarily
+        return Query("changes", f"SELECT {sel_e} FROM t{w_e}{gb_e}{h_e} EMIT CHANGES",
+                     None if hv else f"SELECT {sel_d} FROM t{w_d}{gb_d}", nkeys=len(keys),
+                     duck_count=None if hv else f"SELECT count(*) FROM t{w_d}", duck_changes=log)
     return Query("global" if global_agg else "group_by",
                  f"SELECT {sel_e} FROM t{w_e}{gb_e}{h_e} EMIT FINAL",
                  f"SELECT {sel_d} FROM t{w_d}{gb_d}{h_d}")
