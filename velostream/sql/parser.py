@@ -11,8 +11,10 @@ Expression precedence, loosest first::
 """
 from __future__ import annotations
 
+import bisect
 import os
 import re
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Mapping, Optional
 
 from ..errors import SqlError, UnsupportedError, nearest
@@ -31,10 +33,14 @@ def substitute_env(sql: str, env: Mapping[str, str]) -> str:
     """Replace ``${VAR}`` and ``${VAR:-default}`` outside comments; unset without default -> error."""
     comments = [(m.start(), m.end()) for m in _SPAN_RE.finditer(sql)
                 if m.group().startswith(("--", "/*"))]
+    comment_starts = [a for a, _ in comments]  # sorted, not overlapping: found left to right
     out: list[str] = []
     i = 0
     for start in (m.start() for m in re.finditer(r"\$\{", sql)):
-        if start < i or any(a <= start < b for a, b in comments):
+        if start < i:
+            continue
+        k = bisect.bisect_right(comment_starts, start) - 1  # the comment starting last before
+        if k >= 0 and start < comments[k][1]:
             continue
         m = _VAR_RE.match(sql, start)
         if not m:
@@ -65,8 +71,27 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
 def parse(sql: str, env: Optional[Mapping[str, str]] = None) -> ast.Statement:
     """Parse one statement. ``env`` (default ``os.environ``) feeds ``${VAR}`` substitution."""
     text = substitute_env(sql, os.environ if env is None else env)
-    return _Parser(text).statement()
+    parser = _Parser(text)
+    try:
+        return parser.statement()
+    except RecursionError:
+        # Last line of defence (SEMANTICS.md §7): the depth limit below keeps the parser's own
+        # recursion bounded, but a caller that is itself deep in the stack can still run out.
+        raise parser.error(parser.tok, "expression nested too deeply for the call stack here "
+                                       f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
 
+
+# ----------------------------------------------------------------------------------- limits
+# How deeply expressions may nest (docs/SQL.md, "Limits"). DuckDB allows 1000, but every stage
+# here walks the tree recursively in Python under its default limit of 1000 frames (this parser
+# spends about 12 frames per parenthesis, binding, evaluation and explain's rendering 2 to 6 per
+# level, evaluation runs on partition threads): 64 levels leave room for the caller's own stack.
+MAX_EXPRESSION_DEPTH = 64
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+# a window's size, advance or gap: its end (start + size) must stay far inside BIGINT milliseconds
+MAX_WINDOW_MS = 36_500 * 86_400_000  # 36,500 days, about 100 years
+# ROWS WINDOW BUFFER n ROWS keeps n rows per partition key in memory, allocated up front
+MAX_BUFFER_ROWS = 1_000_000
 
 # ----------------------------------------------------------------------------------- vocabulary
 SYSTEM_COLUMNS = {"_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY", "_WINDOW_START", "_WINDOW_END"}
@@ -123,6 +148,7 @@ class _Parser:
         self.toks = tokenize(sql)
         self.i = 0
         self.implicit_alias: Optional[Token] = None
+        self.nesting = 0  # expr() calls in progress (see expr)
 
     # ---------------------------------------------------------------------------- token helpers
     @property
@@ -177,6 +203,10 @@ class _Parser:
         if not self.at_punct(p):
             raise self.expected(what or f"'{p}'")
         return self.advance()
+
+    @staticmethod
+    def is_punct(tok: Token, p: str) -> bool:
+        return tok.kind == PUNCT and tok.value == p
 
     def at_op(self, *ops: str) -> bool:
         return self.tok.kind == OP and self.tok.value in ops
@@ -307,6 +337,8 @@ class _Parser:
             tok = self.tok
             if tok.kind != INT:
                 raise self.expected("a non-negative integer after LIMIT")
+            if tok.value > INT64_MAX:
+                raise self.error(tok, f"LIMIT must be at most {INT64_MAX}, got {tok.text}")
             self.advance()
             return tok.value
         if name == "EMIT":
@@ -395,6 +427,9 @@ class _Parser:
         for (ms, tok), what in zip(durations, want):
             if ms <= 0:
                 raise self.error(tok, f"window {what} must be positive, got {ms} ms")
+            if ms > MAX_WINDOW_MS:
+                raise self.error(tok, f"window {what} must be at most 36,500 days "
+                                      f"({MAX_WINDOW_MS} ms), got {ms} ms")
         if kind == "TUMBLING":
             return ast.WindowSpec(kind, time_column, size_ms=durations[0][0], pos=kind_tok.pos)
         if kind == "SLIDING":
@@ -456,16 +491,22 @@ class _Parser:
         else:
             raise self.expected("an interval amount, e.g. INTERVAL '5' MINUTE")
         scale = INTERVAL_UNITS_MS[unit]
-        if re.fullmatch(r"[-+]?\d+", amount_text):
-            millis = int(amount_text) * scale
-        else:
-            from fractions import Fraction
-            exact = Fraction(amount_text) * scale
-            if exact.denominator != 1:
-                raise self.error(tok, f"interval {amount_text} {unit} is not a whole number of "
-                                      f"milliseconds")
-            millis = int(exact)
-        return ast.IntervalLiteral(millis, pos=start.pos)
+        # Decimal, not int/float: exact, and no limit on the digits a text may have (Python's
+        # int() refuses more than 4300); the range is checked before anything large is built
+        try:
+            amount = Decimal(amount_text)
+        except InvalidOperation:  # pragma: no cover - the token rules admit only numbers
+            raise self.error(tok, f"invalid interval amount {amount_text}") from None
+        if amount.is_infinite() or abs(amount) > Decimal(INT64_MAX) / scale:
+            raise self.error(tok, f"interval {_clip(amount_text)} {unit} is out of range (at most "
+                                  f"{INT64_MAX} milliseconds)")
+        with localcontext() as ctx:
+            ctx.prec = len(amount_text) + 30  # exact: the product has no more digits than this
+            exact = amount * scale
+        if exact != exact.to_integral_value():
+            raise self.error(tok, f"interval {_clip(amount_text)} {unit} is not a whole number "
+                                  f"of milliseconds")
+        return ast.IntervalLiteral(int(exact), pos=start.pos)
 
     # ------------------------------------------------------------------------------------- WITH
     def properties(self) -> tuple[tuple[str, str], ...]:
@@ -509,7 +550,25 @@ class _Parser:
 
     # ------------------------------------------------------------------------------ expressions
     def expr(self) -> ast.Expr:
-        return self.or_expr()
+        """Every expression is parsed through here, so the depth limit is enforced here, once.
+
+        Two depths are limited to MAX_EXPRESSION_DEPTH: the parser's own recursion (one level per
+        nested ``(``, function call, CASE, CAST, ...: every nested expression comes back here),
+        checked on entry before it can exhaust the stack; and the depth of the finished tree,
+        which also grows without recursion (``a + b + ... + z`` and ``NOT NOT ... x`` are built
+        in loops), checked once when the outermost expression is complete."""
+        if self.nesting >= MAX_EXPRESSION_DEPTH:
+            raise self.error(self.tok, _too_deep())
+        self.nesting += 1
+        try:
+            e = self.or_expr()
+        finally:
+            self.nesting -= 1
+        if self.nesting == 0:
+            deep = _too_deep_node(e)
+            if deep is not None:
+                raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
+        return e
 
     def or_expr(self) -> ast.Expr:
         left = self.and_expr()
@@ -526,10 +585,13 @@ class _Parser:
         return left
 
     def not_expr(self) -> ast.Expr:
-        if self.at_kw("NOT"):
-            tok = self.advance()
-            return ast.UnaryOp("NOT", self.not_expr(), pos=tok.pos)
-        return self.comparison()
+        nots = []  # a loop, not recursion: NOT NOT ... x must not exhaust the stack
+        while self.at_kw("NOT"):
+            nots.append(self.advance())
+        e = self.comparison()
+        for tok in reversed(nots):
+            e = ast.UnaryOp("NOT", e, pos=tok.pos)
+        return e
 
     def comparison(self) -> ast.Expr:
         left = self.concat()
@@ -601,18 +663,29 @@ class _Parser:
         return left
 
     def unary(self) -> ast.Expr:
-        if self.at_op("-", "+"):
-            tok = self.advance()
-            operand = self.unary()
+        signs = []  # a loop, not recursion: - - - ... x must not exhaust the stack
+        while self.at_op("-", "+"):
+            signs.append(self.advance())
+        if (signs and signs[-1].value == "-" and self.tok.kind == INT
+                and self.tok.value == INT64_MAX + 1 and not self.is_punct(self.peek(), "::")):
+            # -9223372036854775808, the smallest BIGINT: its magnitude alone is out of range
+            self.advance()
+            operand: ast.Expr = ast.Literal(INT64_MIN, "INTEGER", pos=signs.pop().pos)
+        else:
+            operand = self.postfix()
+        for tok in reversed(signs):
             # fold signs into numeric literals: -5 is Literal(-5), not UnaryOp('-', Literal(5))
             if isinstance(operand, ast.Literal) and operand.type in ("INTEGER", "DOUBLE"):
                 value = -operand.value if tok.value == "-" else operand.value
-                return ast.Literal(value, operand.type, pos=tok.pos)
-            if isinstance(operand, ast.IntervalLiteral):
+                if operand.type == "INTEGER" and value > INT64_MAX:
+                    raise self.error(tok, f"integer {value} is out of range for BIGINT")
+                operand = ast.Literal(value, operand.type, pos=tok.pos)
+            elif isinstance(operand, ast.IntervalLiteral):
                 millis = -operand.millis if tok.value == "-" else operand.millis
-                return ast.IntervalLiteral(millis, pos=tok.pos)
-            return ast.UnaryOp(tok.value, operand, pos=tok.pos)
-        return self.postfix()
+                operand = ast.IntervalLiteral(millis, pos=tok.pos)
+            else:
+                operand = ast.UnaryOp(tok.value, operand, pos=tok.pos)
+        return operand
 
     def postfix(self) -> ast.Expr:
         e = self.primary()
@@ -624,6 +697,10 @@ class _Parser:
         tok = self.tok
         k = tok.kind
         if k == INT:
+            if tok.value > INT64_MAX:  # 2**63: only as -9223372036854775808 (see unary)
+                raise self.error(tok, f"integer literal {tok.text} is out of range for BIGINT "
+                                      f"(at most {INT64_MAX}; velostream has no HUGEINT: write a "
+                                      f"DOUBLE such as 9.3e18)")
             self.advance()
             return ast.Literal(tok.value, "INTEGER", pos=tok.pos)
         if k == FLOAT:
@@ -806,6 +883,9 @@ class _Parser:
                     raise self.expected("the buffer size (a positive integer) after ROWS WINDOW BUFFER")
                 if n.value < 1:
                     raise self.error(n, f"the ROWS WINDOW BUFFER size must be at least 1, got {n.value}")
+                if n.value > MAX_BUFFER_ROWS:
+                    raise self.error(n, f"the ROWS WINDOW BUFFER size must be at most "
+                                        f"{MAX_BUFFER_ROWS:,} rows, got {n.value}")
                 self.advance()
                 self.expect_kw("ROWS", "ROWS after the buffer size")
                 buffer_rows = n.value
@@ -848,3 +928,47 @@ class _Parser:
         if self.at_kw("NULLS"):
             raise self.unsupported(self.tok, "NULLS FIRST/LAST is not supported in OVER (...)")
         return ast.OrderItem(e, descending)
+
+
+# ------------------------------------------------------------------------------------ depth
+def _too_deep() -> str:
+    return f"expression nested too deeply (more than {MAX_EXPRESSION_DEPTH} levels)"
+
+
+def _too_deep_node(root) -> Optional[object]:
+    """The first node (in post-order) at which the tree under ``root`` is deeper than
+    MAX_EXPRESSION_DEPTH, or None. Iterative: the tree may be thousands of levels deep."""
+    depth: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        kids = _child_nodes(node)
+        if not done:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        d = 1 + max((depth[id(k)] for k in kids), default=0)
+        if d > MAX_EXPRESSION_DEPTH:
+            return node
+        depth[id(node)] = d
+    return None
+
+
+def _child_nodes(node) -> list:
+    """The syntax-tree nodes directly under ``node`` (in fields, tuples of them, CASE pairs)."""
+    out = []
+    for name in getattr(node, "__dataclass_fields__", ()):
+        v = getattr(node, name)
+        if isinstance(v, tuple):
+            for x in v:
+                if isinstance(x, tuple):
+                    out.extend(y for y in x if hasattr(y, "__dataclass_fields__"))
+                elif hasattr(x, "__dataclass_fields__"):
+                    out.append(x)
+        elif hasattr(v, "__dataclass_fields__") and not isinstance(v, ast.TypeName):
+            out.append(v)
+    return out
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
