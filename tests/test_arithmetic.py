@@ -417,6 +417,8 @@ JOB_QUERIES = {
                 "CASE WHEN x + 1 > -100 THEN x * 4 END"),
     "group_by": ("SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k EMIT FINAL",
                  "SELECT k, SUM(x * 2) AS s, COUNT(*) AS n FROM t GROUP BY k", "x * 2"),
+    "group_by_key": ("SELECT x * 2 AS k, COUNT(*) AS n FROM t GROUP BY x * 2 EMIT FINAL",
+                     "SELECT x * 2 AS k, COUNT(*) AS n FROM t GROUP BY x * 2", "x * 2"),
     "rows_window": ("SELECT i, MIN(-x) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS s FROM t",
                     None, "-x"),
 }

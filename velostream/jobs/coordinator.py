@@ -36,7 +36,7 @@ import pyarrow as pa
 from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
-from ..errors import JobError, VelostreamError
+from ..errors import JobError, OutOfRangeError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..exec.push_fast import step_for
 from ..io.base import Reject
@@ -714,7 +714,7 @@ class Job:
                 self._used = plan.input_columns_used
             batch = self._restrict(batch, seq_base=self.stats.records_read if merger else None)
             self.stats.records_read += rb.num_rows
-            parts = router.split(batch) if batch.length else [None] * n
+            batch, parts = self._route(router, batch)
             self.stats.time_routing_s += time.perf_counter() - t0
             wm = eng.watermark.current if eng.plan.window is not None else None
             arrivals[seq] = (arrived, wm, False)
@@ -744,6 +744,24 @@ class Job:
             self.stats.partition_records = [w.records for w in self._workers]
             self.stats.time_processing_s = sum(w.busy_s for w in self._workers)
         self.stats.max_queue_depths = max_depth
+
+    def _route(self, router: Router, batch: Batch) -> tuple[Batch, list]:
+        """The batch (less its bad records) and its split by partition. Routing evaluates the
+        key expressions: rows for which one fails (a value out of range) are bad records here,
+        as a partition's pipeline treats its own (Pipeline.dead_letter_bad_rows)."""
+        while batch.length:
+            try:
+                return batch, router.split(batch)
+            except OutOfRangeError as err:
+                rows = err.rows
+                if not self.engine.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
+                    raise
+                self.stats.records_failed += int(rows.sum())
+                bad = batch.filter(rows)
+                self.engine._dead_letter(str(err), bad.to_arrow(
+                    [c for c in bad.columns if not c.startswith("__")]))
+                batch = batch.filter(~rows)
+        return batch, [None] * self.partitions
 
     def _put(self, worker: _Partition, step: _Step) -> None:
         """Blocking put (backpressure) that notices a failed partition instead of hanging."""
