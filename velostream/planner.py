@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .batch import BOOL, FLOAT64, INT64, SqlType
-from .errors import SqlError, UnsupportedError, nearest
-from .exec.expressions import BCol, Bound, Scope, bind, columns_used, render
+from .errors import SqlError, UnsupportedError, VelostreamError, nearest
+from .exec.expressions import BCall, BCol, Bound, Scope, bind, columns_used, render
 from .sql import ast
 from .batch import StringDict
 
@@ -195,10 +195,31 @@ def parse_duration_ms(text: str) -> int:
     return n * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
 
 
+# Evaluation steps an expression may repeat (docs/SQL.md, "Limits"): BETWEEN evaluates its
+# operand twice, so nesting it (or NULLIF, GREATEST, ...) doubles the work per level; without a
+# bound, a short text could take hours per batch (and explain() print an exponential text).
+MAX_REPEATED_STEPS = 10_000
+MAX_GROUP_KEYS = 10_000  # the group table's key holds at most 65,536 words
+
+
 def plan_statement(stmt: ast.Statement, schemas: dict[str, dict[str, SqlType]],
                    strings: Optional[StringDict] = None) -> Plan:
-    """Plan ``stmt`` against ``schemas`` (FROM name -> column -> type)."""
-    return _Planner(stmt, schemas, strings or StringDict()).plan()
+    """Plan ``stmt`` against ``schemas`` (FROM name -> column -> type).
+
+    Every error planning a statement is a ``SqlError`` (SEMANTICS.md §7), raised here before any
+    job starts, so it is the same at every partition count. Anything else escaping the planner
+    is a bug; as a last line of defence it becomes a ``SqlError`` at the statement, never a
+    RecursionError or IndexError from the middle of the engine."""
+    try:
+        return _Planner(stmt, schemas, strings or StringDict()).plan()
+    except VelostreamError:
+        raise
+    except RecursionError:
+        raise SqlError.at(stmt.sql, stmt.select.pos, "expression nested too deeply for the call "
+                          "stack here (see docs/SQL.md, Limits)") from None
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise SqlError.at(stmt.sql, stmt.select.pos, f"internal error planning this statement "
+                          f"({type(exc).__name__}: {exc}); please report it") from exc
 
 
 class _Planner:
@@ -211,6 +232,18 @@ class _Planner:
 
     def err(self, node, msg) -> SqlError:
         return SqlError.at(self.sql, getattr(node, "pos", None), msg)
+
+    def _bind(self, e, scope: Scope, strings: StringDict) -> Bound:
+        """``bind``, for every expression the planner binds: also refuses one whose evaluation
+        repeats more than MAX_REPEATED_STEPS steps (see there)."""
+        b = bind(e, scope, strings)
+        total, distinct = _evaluation_steps(b)
+        if total - distinct > MAX_REPEATED_STEPS:
+            raise self.err(e, f"expression too large: evaluating it takes {total:,} steps, "
+                              f"{total - distinct:,} of them repeats (BETWEEN, simple CASE, NULLIF, "
+                              f"... evaluate an operand more than once, and nesting them "
+                              f"multiplies it); at most {MAX_REPEATED_STEPS:,} repeats are allowed")
+        return b
 
     def plan(self) -> Plan:
         sel = self.sel
@@ -296,9 +329,9 @@ class _Planner:
         over = e.over
         if over.buffer_rows < 1:
             raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
-        pkeys = tuple(bind(p, self.input_scope, self.strings) for p in over.partition_by)
+        pkeys = tuple(self._bind(p, self.input_scope, self.strings) for p in over.partition_by)
         for o in over.order_by:
-            bind(o.expr, self.input_scope, self.strings)  # must name a real column
+            self._bind(o.expr, self.input_scope, self.strings)  # must name a real column
         key = (over.buffer_rows, pkeys)
         op = overs.get(key)
         if op is None:
@@ -324,7 +357,7 @@ class _Planner:
                     raise self.err(e, f"LAG offset must be between 1 and {over.buffer_rows - 1} "
                                    f"(less than the buffer of {over.buffer_rows} rows)")
                 if len(args) > 2:
-                    default = bind(args[2], self.input_scope, self.strings)
+                    default = self._bind(args[2], self.input_scope, self.strings)
                 if len(args) > 3:
                     raise self.err(e, "LAG takes at most 3 arguments")
             elif len(args) > 1:
@@ -346,7 +379,7 @@ class _Planner:
         return arg.type  # SUM MIN MAX LAG FIRST_VALUE LAST_VALUE keep the input type
 
     def _bind_kernel_arg(self, e, func: str) -> Bound:
-        b = bind(e, self.input_scope, self.strings)
+        b = self._bind(e, self.input_scope, self.strings)
         if b.type.kind == "STRING" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
                                                 "VAR_POP", "MEDIAN"):
             raise self.err(e, f"{func} needs a number, found STRING")
@@ -358,17 +391,20 @@ class _Planner:
     def _plan_aggregate(self, plan: Plan) -> None:
         sel = self.sel
         plan.shape = "aggregate"
+        if len(sel.group_by) > MAX_GROUP_KEYS:
+            raise UnsupportedError.at(self.sql, sel.group_by[MAX_GROUP_KEYS].pos,
+                                      f"GROUP BY takes at most {MAX_GROUP_KEYS:,} expressions")
         for g in sel.group_by:
             if self._contains_aggregate(g):
                 raise self.err(g, "aggregates are not allowed in GROUP BY")
-        plan.keys = [bind(g, self.input_scope, self.strings) for g in sel.group_by]
+        plan.keys = [self._bind(g, self.input_scope, self.strings) for g in sel.group_by]
         group_scope_cols: dict[str, SqlType] = {f"__k{i}": k.type for i, k in enumerate(plan.keys)}
         aggs: dict[tuple, AggSpec] = {}
 
         if sel.window is not None:
             w = sel.window
             tcol = w.time_column or ast.Column("_TIMESTAMP", pos=w.pos)
-            tb = bind(tcol, self.input_scope, self.strings)
+            tb = self._bind(tcol, self.input_scope, self.strings)
             if tb.type.kind == "STRING":  # ISO-8601 text: converted at ingestion
                 from .exec.expressions import BCall
                 from .batch import TIMESTAMP
@@ -382,10 +418,14 @@ class _Planner:
             group_scope_cols["_WINDOW_START"] = INT64
             group_scope_cols["_WINDOW_END"] = INT64
 
+        group_index: dict = {}  # a lookup, not a scan: a long select list by a long GROUP BY
+        for i, g in enumerate(sel.group_by):
+            group_index.setdefault(g, i)
+
         def rewrite(e):
-            for i, g in enumerate(sel.group_by):
-                if e == g:
-                    return ast.Column(f"__k{i}", quoted=True, pos=getattr(e, "pos", None))
+            i = group_index.get(e)
+            if i is not None:
+                return ast.Column(f"__k{i}", quoted=True, pos=getattr(e, "pos", None))
             if isinstance(e, ast.FunctionCall) and e.over is None and (
                     e.name in AGGREGATES or (e.name == "COUNT")):
                 return ast.Column(self._add_agg(e, aggs, group_scope_cols), quoted=True, pos=e.pos)
@@ -473,7 +513,7 @@ class _Planner:
                     if not name.startswith("__"):
                         out.append((self._unique(name, used), BCol(t, name)))
                 continue
-            b = bind(item.expr, scope, self.strings)
+            b = self._bind(item.expr, scope, self.strings)
             name = item.alias or self._default_name(self.sel.items[idx].expr, b, idx)
             out.append((self._unique(name, used), b))
         return out
@@ -501,7 +541,7 @@ class _Planner:
         return f"col{idx}"
 
     def _bind_condition(self, e, scope: Scope) -> Bound:
-        b = bind(e, scope, self.strings)
+        b = self._bind(e, scope, self.strings)
         if b.type.kind not in ("BOOL", "NULL"):
             raise self.err(e, f"expected a boolean condition, found {b.type}")
         return b
@@ -593,3 +633,22 @@ def _map_node(v, fn):
     if dataclasses.is_dataclass(v) and not isinstance(v, (ast.TypeName, ast.RowsOver)):
         return fn(v)
     return v
+
+
+def _evaluation_steps(root: Bound) -> tuple[int, int]:
+    """(steps, distinct nodes) of evaluating ``root``: a node shared by several parents (the
+    binder reuses BETWEEN's operand) is evaluated once per use. Counted over the shared graph
+    with a memo, so the count itself takes linear time."""
+    steps: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in steps:
+            continue
+        args = node.args if isinstance(node, BCall) else ()
+        if not done:
+            stack.append((node, True))
+            stack.extend((a, False) for a in args if isinstance(a, Bound) and id(a) not in steps)
+            continue
+        steps[id(node)] = 1 + sum(steps[id(a)] for a in args if isinstance(a, Bound))
+    return steps[id(root)], len(steps)
