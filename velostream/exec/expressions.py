@@ -230,9 +230,13 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         return BCall(BOOL, "NOT", (r,)) if e.negated else r
     if isinstance(e, ast.Case):
         whens = []
+        # the operand is bound once, not once per WHEN: nested CASEs would multiply the work
+        operand = bind(e.operand, scope, strings) if e.operand is not None else None
         for w, t in e.whens:
-            cond = ast.BinaryOp("=", e.operand, w, pos=w.pos) if e.operand is not None else w
-            bc = bind(cond, scope, strings)
+            if operand is None:
+                bc = bind(w, scope, strings)
+            else:  # as bind(BinaryOp('=', operand, w)) does
+                bc = BCall(BOOL, "=", _coerce_compare(operand, bind(w, scope, strings), w, sql))
             _expect_bool(bc, w, sql)
             whens.append((bc, bind(t, scope, strings)))
         els = bind(e.else_, scope, strings) if e.else_ is not None else BConst(NULLTYPE, None)
