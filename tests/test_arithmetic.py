@@ -524,3 +524,35 @@ def test_rows_window_sum_of_bigint_raises_when_a_window_total_leaves_int64(parti
     assert min(v for v in want.values() if v is not None) == I64_MIN
     got = vs.query(sql2, {"t": fits.to_batches(max_chunksize=7)}, partitions=partitions)
     assert {r["i"]: r["s"] for r in got.to_pylist()} == want
+
+
+def test_a_kafka_job_dead_letters_the_overflowing_rows_and_goes_on(kafka_broker):
+    # a Kafka source runs per-source-partition tasks (fault tolerance): the same rule there
+    import json
+    import uuid
+
+    from velostream.io.base import Properties
+    from velostream.io.kafka import KafkaSource
+    table = job_data()
+    rows = table.to_pylist()
+    topic = kafka_broker.unique_topic("arith", partitions=2)
+    kafka_broker.produce(topic, [json.dumps(r).encode() for r in rows],
+                         keys=[r["k"].encode() for r in rows])
+    props = {"topic": topic, "bootstrap.servers": kafka_broker.bootstrap,
+             "group.id": f"g-{uuid.uuid4().hex[:8]}", "session.timeout.ms": "6000",
+             "heartbeat.interval.ms": "500"}
+    src = KafkaSource("t", Properties("t", props), bounded=True)
+    sql, duck_sql, row_expr = JOB_QUERIES["project"]
+    job = vs.Job(sql, {"t": src}, failure_strategy="LogAndContinue")
+    try:
+        stats = job.run()
+    finally:
+        src.close()
+    assert job.processor == "tasks"
+    bad = np.array([isinstance(w, Exception) for w in duck_outcomes(row_expr, table)])
+    assert stats.records_failed == bad.sum() > 0
+    dead_x = sorted(v for reason, rb in job.dead_letters if "Out of Range" in reason
+                    for v in rb.column("x").to_pylist())
+    assert dead_x == sorted(table["x"].filter(pa.array(bad)).to_pylist())
+    got = sorted(tuple(r.values()) for r in job.result().to_pylist())
+    assert got == sorted(duck_rows(duck_sql, table.filter(pa.array(~bad))))

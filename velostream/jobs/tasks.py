@@ -274,6 +274,8 @@ class TaskRunner:
             task = SourcePartitionTask(k, self.job.engine.sql, self.key_columns,
                                        checkpoints=self.store is not None,
                                        replay_max_ms=self.replay_max_ms)
+            # rows whose evaluation fails: bad records as in the job (see Job.__init__)
+            task.engine.dead_letter_bad_rows = self.job.engine.dead_letter_bad_rows
             ckpt = self.store.load(k) if self.store is not None else None
             if ckpt is not None:
                 task.restore(ckpt)
@@ -347,6 +349,8 @@ class TaskRunner:
         eng = task.engine
         while eng.dead_letters:
             item = eng.dead_letters.pop(0)
+            if item[0] != "late":  # a bad record (late records are counted apart)
+                job.stats.records_failed += item[1].num_rows
             if job.dead_letter is not None:
                 job._send_dead([], item)
             else:
