@@ -22,6 +22,7 @@ a silent conversion (docs/SQL.md, "Literals"). The magnitude 2**63 is let throug
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
 from ..errors import SqlError
 
@@ -99,8 +100,12 @@ def _clip(text: str, limit: int = 60) -> str:
 
 def tokenize(sql: str) -> list[Token]:
     """The tokens of ``sql`` without whitespace and comments, ending with an EOF token."""
-    out: list[Token] = []
-    append = out.append
+    return list(iter_tokens(sql))
+
+
+def iter_tokens(sql: str) -> Iterator[Token]:
+    """``tokenize`` one token at a time: the parser pulls tokens as it goes, so a text that
+    fails early (1 MB of '(' nested too deeply) fails without tokenizing the rest first."""
     line, line_start = 1, 0
     end_line, end_col = 1, 1  # where the last token ended: the position of EOF
     ops = _OP_VALUES
@@ -118,21 +123,20 @@ def tokenize(sql: str) -> list[Token]:
         col = start - line_start + 1
         # the common kinds inline (a 1 MB text has hundreds of thousands of tokens)
         if rule == "word":
-            append(Token(WORD, text, text, line, col))
+            yield Token(WORD, text, text, line, col)
         elif rule == "op":
-            append(Token(OP, text, ops.get(text, text), line, col))
+            yield Token(OP, text, ops.get(text, text), line, col)
         elif rule == "punct" or rule == "punct2":
-            append(Token(PUNCT, text, text, line, col))
+            yield Token(PUNCT, text, text, line, col)
         else:
-            append(_make(sql, rule, text, line, col))
+            yield _make(sql, rule, text, line, col)
             if rule == "string" or rule == "qident":
                 if "\n" in text or "\r" in text:
                     breaks = list(_NEWLINE.finditer(text))
                     line += len(breaks)
                     line_start = start + breaks[-1].end()
         end_line, end_col = line, m.end() - line_start + 1
-    out.append(Token(EOF, "", None, end_line, end_col))
-    return out
+    yield Token(EOF, "", None, end_line, end_col)
 
 
 def _make(sql: str, rule: str, text: str, line: int, col: int) -> Token:

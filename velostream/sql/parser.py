@@ -19,7 +19,7 @@ from typing import Mapping, Optional
 
 from ..errors import SqlError, UnsupportedError, nearest
 from . import ast
-from .lexer import DURATION, EOF, FLOAT, INT, OP, PUNCT, QIDENT, STRING, WORD, Token, tokenize
+from .lexer import DURATION, EOF, FLOAT, INT, OP, PUNCT, QIDENT, STRING, WORD, Token, iter_tokens
 
 __all__ = ["parse", "substitute_env"]
 
@@ -145,23 +145,32 @@ _CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, LIMIT, EMIT, WITH"
 class _Parser:
     def __init__(self, sql: str):
         self.sql = sql
-        self.toks = tokenize(sql)
+        self._pending = iter_tokens(sql)  # tokens are read as the parser reaches them
+        self.toks: list[Token] = [next(self._pending)]
         self.i = 0
         self.implicit_alias: Optional[Token] = None
         self.nesting = 0  # expr() calls in progress (see expr)
 
     # ---------------------------------------------------------------------------- token helpers
+    def _read_to(self, j: int) -> None:
+        """Tokenize up to token ``j`` (or EOF, the last token)."""
+        toks = self.toks
+        while len(toks) <= j and toks[-1].kind != EOF:
+            toks.append(next(self._pending))
+
     @property
     def tok(self) -> Token:
         return self.toks[self.i]
 
     def peek(self, k: int = 1) -> Token:
+        self._read_to(self.i + k)
         return self.toks[min(self.i + k, len(self.toks) - 1)]
 
     def advance(self) -> Token:
         t = self.toks[self.i]
         if t.kind != EOF:
             self.i += 1
+            self._read_to(self.i)
         return t
 
     def error(self, tok: Token, message: str) -> SqlError:
@@ -360,7 +369,9 @@ class _Parser:
             return ast.SelectItem(ast.Star(pos=tok.pos), pos=tok.pos)
         if (self.is_identifier(tok) and self.peek().kind == PUNCT and self.peek().value == "."
                 and self.peek(2).kind == OP and self.peek(2).value == "*"):
-            self.i += 3
+            self.advance()
+            self.advance()
+            self.advance()
             self.implicit_alias = None
             return ast.SelectItem(ast.Star(table=self.ident_of(tok)[0], pos=tok.pos), pos=tok.pos)
         expr = self.expr()
@@ -572,21 +583,34 @@ class _Parser:
 
     def or_expr(self) -> ast.Expr:
         left = self.and_expr()
+        links = 0
         while self.at_kw("OR"):
-            self.advance()
+            links = self.chained(links, self.advance())
             left = ast.BinaryOp("OR", left, self.and_expr(), pos=left.pos)
         return left
 
     def and_expr(self) -> ast.Expr:
         left = self.not_expr()
+        links = 0
         while self.at_kw("AND"):
-            self.advance()
+            links = self.chained(links, self.advance())
             left = ast.BinaryOp("AND", left, self.not_expr(), pos=left.pos)
         return left
+
+    def chained(self, links: int, tok: Token) -> int:
+        """An early exit from the loops that deepen the tree without recursion (``a + b + ...``,
+        ``NOT NOT ...``, ``- - ...``, ``x::INT::TEXT...``): ``tok`` would add link ``links + 1``,
+        and a chain of 64 links is already 65 levels deep. It makes a 1 MB chain fail at once,
+        at the operator past the limit; expr() still makes the exact check on the whole tree.
+        Returns the new number of links."""
+        if links + 1 >= MAX_EXPRESSION_DEPTH:
+            raise self.error(tok, _too_deep())
+        return links + 1
 
     def not_expr(self) -> ast.Expr:
         nots = []  # a loop, not recursion: NOT NOT ... x must not exhaust the stack
         while self.at_kw("NOT"):
+            self.chained(len(nots), self.tok)
             nots.append(self.advance())
         e = self.comparison()
         for tok in reversed(nots):
@@ -643,28 +667,34 @@ class _Parser:
 
     def concat(self) -> ast.Expr:
         left = self.additive()
+        links = 0
         while self.at_op("||"):
-            self.advance()
+            links = self.chained(links, self.advance())
             left = ast.BinaryOp("||", left, self.additive(), pos=left.pos)
         return left
 
     def additive(self) -> ast.Expr:
         left = self.multiplicative()
+        links = 0
         while self.at_op("+", "-"):
-            op = self.advance().value
+            tok = self.advance()
+            links, op = self.chained(links, tok), tok.value
             left = ast.BinaryOp(op, left, self.multiplicative(), pos=left.pos)
         return left
 
     def multiplicative(self) -> ast.Expr:
         left = self.unary()
+        links = 0
         while self.at_op("*", "/", "%"):
-            op = self.advance().value
+            tok = self.advance()
+            links, op = self.chained(links, tok), tok.value
             left = ast.BinaryOp(op, left, self.unary(), pos=left.pos)
         return left
 
     def unary(self) -> ast.Expr:
         signs = []  # a loop, not recursion: - - - ... x must not exhaust the stack
         while self.at_op("-", "+"):
+            self.chained(len(signs), self.tok)
             signs.append(self.advance())
         if (signs and signs[-1].value == "-" and self.tok.kind == INT
                 and self.tok.value == INT64_MAX + 1 and not self.is_punct(self.peek(), "::")):
@@ -689,7 +719,9 @@ class _Parser:
 
     def postfix(self) -> ast.Expr:
         e = self.primary()
-        while self.accept_punct("::"):
+        links = 0
+        while self.at_punct("::"):
+            links = self.chained(links, self.advance())
             e = ast.Cast(e, self.type_name(), pos=e.pos)
         return e
 
