@@ -279,8 +279,8 @@ class Job:
         self.runner = None
         self.failure = parse_strategy(failure_strategy)
         # a row whose evaluation fails (a value out of range) is a bad record, set aside by the
-        # pipeline, unless the job is to fail on it (Pipeline.dead_letter_bad_rows)
-        self.engine.dead_letter_bad_rows = not isinstance(self.failure, (FailBatch, RetryWithBackoff))
+        # pipeline as a bad input record is, unless the job is to fail on it (FailBatch)
+        self.engine.dead_letter_bad_rows = not isinstance(self.failure, FailBatch)
         self.dead_letter = dead_letter
         # the job calls its connectors only through these (see _Guarded)
         self._in = _Guarded(self.reader, f"reader '{self.engine.source}'")
