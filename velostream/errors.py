@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable, Optional
 
 
@@ -29,7 +30,9 @@ class SqlError(VelostreamError, ValueError):
 
     def _render(self) -> str:
         head = f"{self.message} at line {self.line}, column {self.column}"
-        lines = self.sql.splitlines() or [""]
+        # lines end where the lexer ends them (\r\n, \r, \n): str.splitlines() also breaks at
+        # form feed, U+2028 and others, which SQL reads as whitespace (the caret would be lost)
+        lines = re.split(r"\r\n|\r|\n", self.sql)
         if not self.sql or not (1 <= self.line <= len(lines)):
             return head
         text = lines[self.line - 1]
