@@ -571,11 +571,15 @@ class _Parser:
         if self.nesting >= MAX_EXPRESSION_DEPTH:
             raise self.error(self.tok, _too_deep())
         self.nesting += 1
+        first = self.i
         try:
             e = self.or_expr()
         finally:
             self.nesting -= 1
-        if self.nesting == 0:
+        # Each level of the tree has a token of its own but for at most one in two (an ORDER BY
+        # item in OVER), so an expression of 32 tokens or fewer cannot be too deep: the walk
+        # is spared for the usual short expressions.
+        if self.nesting == 0 and self.i - first > MAX_EXPRESSION_DEPTH // 2:
             deep = _too_deep_node(e)
             if deep is not None:
                 raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
