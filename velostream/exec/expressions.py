@@ -837,14 +837,24 @@ def _like(ev, b, batch):
         dv = ev.strings.arrow_values()
         table = pc.match_like(dv, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
         return Val(table[a.v], a.ok, BOOL)
+    # A pattern per row: the rows grouped by pattern (its dictionary code), one Arrow call per
+    # distinct pattern, never one per row.
     n = batch.length
+    ok = _norm_valid(_and_valid(a.ok, p.ok))
+    r = np.zeros(n, dtype=bool)
+    if ok is False:
+        return Val(r, False, BOOL)
     x = ev.to_arrow_strings(a, n)
-    pats = [None if q is None else like_pattern_for_arrow(q, escape)
-            for q in ev.to_arrow_strings(p, n).to_pylist()]
-    r = np.array([bool(pc.match_like(pa.array([s]), q, ignore_case=ignore_case)[0].as_py())
-                  if s is not None and q is not None else False
-                  for s, q in zip(x.to_pylist(), pats)], dtype=bool)
-    return Val(r, _and_valid(a.ok, p.ok), BOOL)
+    codes = np.broadcast_to(np.asarray(p.v, dtype=np.int64), (n,))
+    rows = np.arange(n) if ok is None else np.flatnonzero(ok)
+    order = rows[np.argsort(codes[rows], kind="stable")]
+    distinct, starts = np.unique(codes[order], return_index=True)
+    for code, lo, hi in zip(distinct, starts, np.append(starts[1:], len(order))):
+        pattern = like_pattern_for_arrow(ev.strings.values_of([int(code)])[0], escape)
+        sel = order[lo:hi]
+        r[sel] = pc.match_like(x.take(pa.array(sel)), pattern,
+                               ignore_case=ignore_case).to_numpy(zero_copy_only=False)
+    return Val(r, ok, BOOL)
 
 
 def _case(ev, b, batch):
