@@ -931,7 +931,13 @@ def _cast(ev, b, batch):
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
         if dst.kind not in _NUMBER_KINDS:
-            return _text_to(ev, arr, a.ok, n, dst, try_)
+            try:
+                return _text_to(ev, arr, a.ok, n, dst, try_)
+            except ValueError as exc:
+                if try_:  # a clear error rather than a NULL we cannot yet give row by row
+                    raise UnsupportedError(f"TRY_CAST of text to {dst} supports only text that "
+                                           f"converts ({exc})") from None
+                raise
         arr = pc.utf8_trim_whitespace(arr)  # ' 12 ' is 12 (DuckDB)
         if try_:  # text that is no number is NULL
             return _text_to(ev, *_numbers_only(arr, a.ok), n, dst, try_)
