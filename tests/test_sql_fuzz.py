@@ -75,6 +75,27 @@ def _is_sub_multiset(rows, of) -> bool:
 
 # ------------------------------------------------------------------- valid queries vs DuckDB
 
+
+def check_against_duckdb(q: sqlgen.Query, got: list, want: list, table, partitions: int, what: str) -> None:
+    """The engine's rows ``got`` for ``q`` against DuckDB's answer ``want`` to ``q.duck``."""
+    if q.limit is not None:  # LIMIT without ORDER BY: any limit-many of the rows
+        assert len(got) == min(q.limit, len(want)), f"{what}: {len(got)} rows for LIMIT {q.limit}"
+        assert _is_sub_multiset(got, want), f"{what}: LIMIT rows are not rows of the query"
+    elif q.shape == "changes":
+        # per key, the changelog is DuckDB's running aggregates in input order
+        assert_changelog_equal(got, duck(q.duck_changes, t=table), list(range(q.nkeys)),
+                               what=f"{what}: changelog")
+        if q.duck_count:  # no HAVING: a change row per row after WHERE, the last one is final
+            n_rows = duck(q.duck_count, t=table)[0][0]
+            assert len(got) == n_rows, f"{what}: {len(got)} change rows for {n_rows} rows"
+            last = last_per_key(got, range(q.nkeys)) if q.nkeys else got[-1:]
+            # no input, no change (DuckDB's global aggregate has a row)
+            assert_rows_equal(last, want if n_rows else [], what=f"{what}: last change per key")
+    elif q.shape == "projection" and partitions == 1:  # one engine keeps the input order
+        assert_rows_equal(got, want, ordered=True, what=f"{what} (in order)")
+    else:
+        assert_rows_equal(got, want, what=what)
+
 CHUNKS = [(kind, lo) for kind in ("plain", "nan") for lo in range(0, 200, 50)] + [("sparse", 200)]
 
 
@@ -98,24 +119,7 @@ def test_generated_queries_match_duckdb(kind, first):
                 rejected.append((seed, p, q.eng, err.message))
                 continue
             try:
-                if q.limit is not None:  # LIMIT without ORDER BY: any limit-many of the rows
-                    assert len(got) == min(q.limit, len(want)), f"{len(got)} rows for LIMIT {q.limit}"
-                    assert _is_sub_multiset(got, want), "LIMIT rows are not rows of the query"
-                elif q.shape == "changes":
-                    # per key, the changelog is DuckDB's running aggregates in input order
-                    assert_changelog_equal(got, duck(q.duck_changes, t=table), list(range(q.nkeys)),
-                                           what=f"seed {seed} p{p}: changelog")
-                    if q.duck_count:  # no HAVING: a change row per row after WHERE, the last is final
-                        n_rows = duck(q.duck_count, t=table)[0][0]
-                        assert len(got) == n_rows, "change rows"
-                        if n_rows == 0:
-                            want = []  # no input, no change (DuckDB's global aggregate has a row)
-                        last = last_per_key(got, range(q.nkeys)) if q.nkeys else got[-1:]
-                        assert_rows_equal(last, want, what=f"seed {seed} p{p}: last change per key")
-                elif q.shape == "projection" and p == 1:  # one engine keeps the input order
-                    assert_rows_equal(got, want, ordered=True, what=f"seed {seed} p1 (in order)")
-                else:
-                    assert_rows_equal(got, want, what=f"seed {seed} p{p}")
+                check_against_duckdb(q, got, want, table, p, what=f"seed {seed} p{p}")
             except AssertionError as err:
                 failures.append(f"seed {seed} at {p} partition(s): {q.eng}\n  DuckDB: {q.duck}\n  {err}")
     assert not failures, f"{len(failures)} mismatches with DuckDB:\n" + "\n\n".join(failures[:5])
