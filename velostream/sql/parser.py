@@ -573,7 +573,14 @@ class _Parser:
         self.nesting += 1
         first = self.i
         try:
-            e = self.or_expr()
+            tok = self.tok
+            if ((tok.kind in _OPERAND_KINDS or (tok.kind == WORD and tok.upper != "NOT"))
+                    and _ends_expression(self.peek())):
+                # one token and done (``x,``  ``1)``  ``'a' AS``): the same tree as the descent
+                # through every precedence level below, without it (1 MB select lists, IN lists)
+                e = self.primary()
+            else:
+                e = self.or_expr()
         finally:
             self.nesting -= 1
         # Each level of the tree has a token of its own but for at most one in two (an ORDER BY
@@ -967,6 +974,15 @@ class _Parser:
 
 
 # ------------------------------------------------------------------------------------ depth
+_OPERAND_KINDS = (INT, FLOAT, STRING, QIDENT, DURATION)
+
+
+def _ends_expression(tok: Token) -> bool:
+    """Whether ``tok`` cannot continue an expression (so one before it is complete)."""
+    return (tok.kind == EOF or (tok.kind == PUNCT and tok.value in (",", ")", ";"))
+            or (tok.kind == WORD and tok.upper in ("FROM", "AS")))
+
+
 def _too_deep() -> str:
     return f"expression nested too deeply (more than {MAX_EXPRESSION_DEPTH} levels)"
 
