@@ -338,6 +338,16 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     if name == "ROUND":
         arity(1, 2)
         numeric(0)
+        if n == 2 and not (isinstance(args[1], BConst) and args[1].type == INT64
+                           and args[1].value is not None):
+            # as DuckDB: checked here, not when a batch is evaluated (ROUND(y, 1e999) raised
+            # OverflowError there)
+            raise SqlError.at(sql, e.pos, "ROUND's second argument (the decimal places) must be "
+                                          "an integer constant")
+        if n == 2 and abs(args[1].value) > 400:
+            # beyond 400 places either way the result no longer changes (a DOUBLE has at most
+            # 308 + 17 digits); an unbounded one made 10 ** places take forever
+            args = (args[0], BConst(INT64, 400 if args[1].value > 0 else -400))
         return BCall(args[0].type if args[0].type.kind != "BOOL" else INT64, name, args)
     if name in ("SQRT", "EXP", "LN", "LOG10"):
         arity(1)
