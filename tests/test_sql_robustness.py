@@ -90,6 +90,8 @@ def _words(sql: str) -> list[str]:
 
 def mutate(rng: random.Random, sql: str) -> str:
     words = _words(sql)
+    if not words:  # truncated to nothing by an earlier mutation
+        return sql + rng.choice(INSERTS)
     op = rng.randrange(9)
     i = rng.randrange(len(words))
     if op == 0:

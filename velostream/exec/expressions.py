@@ -369,6 +369,16 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
         return BCall(INT64, "LENGTH", (_to_string(args[0]),))
     if name in ("SUBSTRING", "SUBSTR"):
         arity(2, 3)
+        # start and length: integer constants, checked here as DuckDB's binder does (a DOUBLE
+        # 1e999 raised OverflowError per batch); NULL gives NULL; clamped so that start + length
+        # stay small in the slice (an Arrow text is shorter than 2**31 bytes)
+        for a in args[1:]:
+            if not (isinstance(a, BConst) and a.type.kind in ("INT64", "NULL")):
+                raise SqlError.at(sql, e.pos, f"{name}'s start and length must be integer constants")
+        if any(a.value is None for a in args[1:]):
+            return BConst(STRING, None)
+        bound = 2 ** 31
+        args = args[:1] + tuple(BConst(INT64, max(-bound, min(bound, a.value))) for a in args[1:])
         return BCall(STRING, "SUBSTRING", (_to_string(args[0]),) + args[1:])
     if name == "CONCAT":
         arity(1, 64)
