@@ -36,7 +36,13 @@ class SqlError(VelostreamError, ValueError):
         if not self.sql or not (1 <= self.line <= len(lines)):
             return head
         text = lines[self.line - 1]
-        caret = " " * (self.column - 1) + "^"
+        at = self.column - 1
+        if len(text) > 160:  # a generated line of a megabyte: show the part around the column
+            start = max(0, min(at - 80, len(text) - 160))
+            text = ("..." if start else "") + text[start:start + 160] + \
+                ("..." if start + 160 < len(text) else "")
+            at = at - start + (3 if start else 0)
+        caret = " " * at + "^"
         return f"{head}\n  {text}\n  {caret}"
 
     @classmethod

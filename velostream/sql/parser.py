@@ -12,6 +12,7 @@ Expression precedence, loosest first::
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 from decimal import Decimal, InvalidOperation, localcontext
@@ -153,24 +154,26 @@ class _Parser:
 
     # ---------------------------------------------------------------------------- token helpers
     def _read_to(self, j: int) -> None:
-        """Tokenize up to token ``j`` (or EOF, the last token)."""
+        """Tokenize up to token ``j`` (or EOF, the last token), a block at a time."""
         toks = self.toks
         while len(toks) <= j and toks[-1].kind != EOF:
-            toks.append(next(self._pending))
+            toks.extend(itertools.islice(self._pending, 1024))
 
     @property
     def tok(self) -> Token:
         return self.toks[self.i]
 
     def peek(self, k: int = 1) -> Token:
-        self._read_to(self.i + k)
+        if self.i + k >= len(self.toks):
+            self._read_to(self.i + k)
         return self.toks[min(self.i + k, len(self.toks) - 1)]
 
     def advance(self) -> Token:
         t = self.toks[self.i]
         if t.kind != EOF:
             self.i += 1
-            self._read_to(self.i)
+            if self.i == len(self.toks):
+                self._read_to(self.i)
         return t
 
     def error(self, tok: Token, message: str) -> SqlError:
