@@ -951,13 +951,7 @@ def _cast(ev, b, batch):
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
         if dst.kind not in _NUMBER_KINDS:
-            try:
-                return _text_to(ev, arr, a.ok, n, dst, try_)
-            except ValueError as exc:
-                if try_:  # a clear error rather than a NULL we cannot yet give row by row
-                    raise UnsupportedError(f"TRY_CAST of text to {dst} supports only text that "
-                                           f"converts ({exc})") from None
-                raise
+            return _text_to_bool_or_time(ev, arr, a.ok, n, dst, try_)
         arr = pc.utf8_trim_whitespace(arr)  # ' 12 ' is 12 (DuckDB)
         if try_:  # text that is no number is NULL
             return _text_to(ev, *_numbers_only(arr, a.ok), n, dst, try_)
@@ -990,6 +984,34 @@ def _cast(ev, b, batch):
 
 
 _NUMBER_KINDS = ("INT64", "FLOAT64", "DECIMAL")
+# text DuckDB casts to BOOLEAN (case-insensitive, no trimming)
+_TRUE_TEXT = pa.array(["true", "t", "1", "yes", "y"])
+_FALSE_TEXT = pa.array(["false", "f", "0", "no", "n"])
+
+
+def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
+    """Text -> BOOLEAN or TIMESTAMP row by row: text that does not convert fails its row (a bad
+    record in a job), or is NULL under TRY_CAST."""
+    if dst.kind == "BOOL":
+        low = pc.utf8_lower(arr)
+        is_true = pc.is_in(low, value_set=_TRUE_TEXT).to_numpy(zero_copy_only=False)
+        is_false = pc.is_in(low, value_set=_FALSE_TEXT).to_numpy(zero_copy_only=False)
+        values, converts = is_true, is_true | is_false
+    else:  # ISO-8601 (no zone means UTC) or epoch-ms digits, as at ingestion
+        from ..io.base import text_to_epoch_ms
+        ms, bad_idx = text_to_epoch_ms(arr)
+        converts = np.ones(n, dtype=bool)
+        converts[np.asarray(bad_idx, dtype=np.int64)] = False
+        values = pc.fill_null(ms.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    nulls = _arrow_valid(arr)
+    bad = ~converts if nulls is None else (~converts & nulls)
+    if bad.any():
+        if try_:
+            ok = _and_valid(ok, ~bad)
+        else:
+            ev.check(bad, ok, n, lambda i: (
+                f"Conversion Error: Could not convert string '{arr[i].as_py()}' to {dst.kind}"))
+    return Val(values, _and_valid(ok, nulls) if nulls is not None else ok, dst)
 
 
 def _number_text(arr: pa.Array) -> np.ndarray:

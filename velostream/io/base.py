@@ -199,7 +199,17 @@ def text_to_epoch_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
                     out[rows[i]] = ms
             rows, part = rows[keep], part.filter(pa.array(keep))
         if len(rows):
-            out[rows] = np.asarray(convert(part).to_numpy(zero_copy_only=False))
+            try:
+                out[rows] = np.asarray(convert(part).to_numpy(zero_copy_only=False))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                # every value parses alone but not together (a date beside a date-time): one by
+                # one, only for such a mixed column
+                for r, text in zip(rows, part.to_pylist()):
+                    ms = _one_text_to_ms(text)
+                    if ms is None:
+                        bad.append(int(r))
+                    else:
+                        out[r] = ms
     bad_rows = np.asarray(sorted(bad), dtype=np.int64)
     valid[bad_rows] = False
     return pa.array(out, pa.int64(), mask=~valid), bad_rows
