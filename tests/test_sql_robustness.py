@@ -13,6 +13,7 @@ import sys
 import threading
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 import velostream as vs
@@ -204,7 +205,7 @@ def test_deep_parentheses():
     assert err.column == len("SELECT ") + MAX_EXPRESSION_DEPTH + 1  # the first token too deep
 
 
-@pytest.mark.parametrize("chain,unit", [("+", "x"), (" OR ", "x > 1"), ("||", "s"), ("*", "x")])
+@pytest.mark.parametrize("chain,unit", [("+", "x"), ("||", "s"), ("*", "x")])
 def test_long_operator_chain(chain, unit):
     sql = "SELECT " + chain.join([unit] * 5000) + " AS y FROM t"
     err = _at_every_entry(sql, TOO_DEEP)
@@ -474,3 +475,15 @@ def test_cli_validate_and_run_report_sql_errors(tmp_path):
                                capture_output=True, text=True, env=subprocess_env(None), timeout=120)
             assert r.returncode == 2, (cmd, r.returncode, r.stderr[-2000:])
             assert part in r.stderr and "^" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("op,cond", [("OR", "x = {i}"), ("AND", "x <> {i}")])
+def test_long_and_or_chains_run_as_duckdb(op, cond, partitions):
+    """AND / OR chains of thousands of terms (generated filters) run: they are kept balanced,
+    so they stay far below the depth limit, and the answer is DuckDB's."""
+    from reference import assert_rows_equal, duck
+    t = pa.table({"x": pa.array([1, 2, 9999, None, 3000, -5], pa.int64())})
+    where = f" {op} ".join(cond.format(i=i) for i in range(3, 3003))
+    got = vs.query(f"SELECT x FROM t WHERE {where}", {"t": t}, partitions=partitions).to_pylist()
+    want = duck(f"SELECT x FROM t WHERE {where}", t=t)
+    assert_rows_equal([(r["x"],) for r in got], want)

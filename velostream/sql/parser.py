@@ -596,20 +596,18 @@ class _Parser:
         return e
 
     def or_expr(self) -> ast.Expr:
-        left = self.and_expr()
-        links = 0
+        terms = [self.and_expr()]
         while self.at_kw("OR"):
-            links = self.chained(links, self.advance())
-            left = ast.BinaryOp("OR", left, self.and_expr(), pos=left.pos)
-        return left
+            self.advance()
+            terms.append(self.and_expr())
+        return _balanced("OR", terms)
 
     def and_expr(self) -> ast.Expr:
-        left = self.not_expr()
-        links = 0
+        terms = [self.not_expr()]
         while self.at_kw("AND"):
-            links = self.chained(links, self.advance())
-            left = ast.BinaryOp("AND", left, self.not_expr(), pos=left.pos)
-        return left
+            self.advance()
+            terms.append(self.not_expr())
+        return _balanced("AND", terms)
 
     def chained(self, links: int, tok: Token) -> int:
         """An early exit from the loops that deepen the tree without recursion (``a + b + ...``,
@@ -984,6 +982,17 @@ def _ends_expression(tok: Token) -> bool:
     """Whether ``tok`` cannot continue an expression (so one before it is complete)."""
     return (tok.kind == EOF or (tok.kind == PUNCT and tok.value in (",", ")", ";"))
             or (tok.kind == WORD and tok.upper in ("FROM", "AS")))
+
+
+def _balanced(op: str, terms: list) -> ast.Expr:
+    """``t0 op t1 op ... op tn`` as a balanced tree, terms kept in order. AND and OR are
+    associative in three-valued logic, so the answer is that of the left-deep tree, but the depth
+    is log2(n): a generated filter of thousands of ``x = 1 OR x = 2 ...`` terms stays far below
+    the depth limit (docs/SQL.md, "Limits")."""
+    while len(terms) > 1:
+        terms = [ast.BinaryOp(op, terms[i], terms[i + 1], pos=terms[i].pos) if i + 1 < len(terms)
+                 else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _too_deep() -> str:
