@@ -5,7 +5,6 @@ import math
 import re
 
 import pytest
-import sqlparse
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -189,12 +188,6 @@ def test_lexer_positions_and_comments():
         ("SELECT", 1, 1), ("a", 1, 8), (",", 1, 9), ("b", 3, 16), ("FROM", 4, 1), ("t", 4, 6),
         ("", 4, 7)]
     assert toks[-1].kind == EOF
-
-
-def test_lexer_leaves_sqlparse_default_lexer_alone():
-    tokenize("SELECT 500ms")
-    default = [v for _, v in sqlparse.lexer.tokenize("SELECT 500ms") if v.strip()]
-    assert default == ["SELECT", "50", "0ms"]  # sqlparse's own behaviour, untouched
 
 
 @pytest.mark.parametrize("sql,line,column,part", [

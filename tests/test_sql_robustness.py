@@ -487,3 +487,16 @@ def test_long_and_or_chains_run_as_duckdb(op, cond, partitions):
     got = vs.query(f"SELECT x FROM t WHERE {where}", {"t": t}, partitions=partitions).to_pylist()
     want = duck(f"SELECT x FROM t WHERE {where}", t=t)
     assert_rows_equal([(r["x"],) for r in got], want)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n"])
+def test_an_empty_text_is_a_sql_error_with_a_caret(text):
+    with pytest.raises(vs.SqlError) as err:
+        vs.query(text, {"t": {"x": [1]}})
+    assert err.value.line >= 1 and err.value.column >= 1 and "^" in str(err.value)
+
+
+def test_an_unknown_function_is_reported_before_a_misplaced_emit(partitions):
+    with pytest.raises(vs.SqlError, match="unknown function COUNT_IF"):
+        vs.query("SELECT COUNT_IF(x > 1) AS n FROM t EMIT FINAL", {"t": {"x": [1]}},
+                 partitions=partitions)

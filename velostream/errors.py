@@ -21,9 +21,11 @@ class SqlError(VelostreamError, ValueError):
                       ^
     """
 
-    def __init__(self, message: str, sql: str = "", line: int = 1, column: int = 1):
+    def __init__(self, message: str, sql: Optional[str] = None, line: int = 1, column: int = 1):
         self.message = message
-        self.sql = sql
+        # None: no statement to show (a property error); "" is a text, an empty one
+        self._has_text = sql is not None
+        self.sql = "" if sql is None else sql
         self.line = line
         self.column = column
         super().__init__(self._render())
@@ -33,7 +35,7 @@ class SqlError(VelostreamError, ValueError):
         # lines end where the lexer ends them (\r\n, \r, \n): str.splitlines() also breaks at
         # form feed, U+2028 and others, which SQL reads as whitespace (the caret would be lost)
         lines = re.split(r"\r\n|\r|\n", self.sql)
-        if not self.sql or not (1 <= self.line <= len(lines)):
+        if not self._has_text or not (1 <= self.line <= len(lines)):
             return head
         text = lines[self.line - 1]
         at = self.column - 1

@@ -279,14 +279,16 @@ class _Planner:
         if has_agg and has_over:
             raise UnsupportedError.at(self.sql, sel.pos, "aggregates and OVER (...) analytic "
                                       "functions cannot be mixed in one query yet")
-        if sel.emit and not has_agg:
-            raise self.err(sel, f"EMIT {sel.emit} applies to GROUP BY / aggregate queries")
         if has_agg:
             self._plan_aggregate(plan)
         elif has_over:
             self._plan_rows(plan)
         else:
             self._plan_project(plan)
+        # after binding: an unknown function (COUNT_IF(...) read as no aggregate) is the error
+        # to report, not the EMIT clause it makes look misplaced
+        if sel.emit and not has_agg:
+            raise self.err(sel, f"EMIT {sel.emit} applies to GROUP BY / aggregate queries")
         if plan.distinct and plan.shape != "project":
             raise UnsupportedError.at(self.sql, sel.pos, "SELECT DISTINCT is only supported "
                                       "without GROUP BY and analytic functions")
