@@ -104,7 +104,11 @@ def _median(vals):
     if len(xs) % 2:
         return a
     b = xs[k + 1]
-    return a if a == b else a + (b - a) * 0.5
+    if a == b:
+        return a
+    if math.isinf(a) or math.isinf(b):  # DuckDB: the infinity (NaN for -inf and inf)
+        return a + b
+    return a + (b - a) * 0.5
 
 
 def _distinct_key(v):
@@ -684,3 +688,16 @@ def test_count_star_ignores_values_and_mask():
     agg.update(ro([0, 1, 0], np.int32), ro([1.0, 2.0, 3.0]), ro([False, False, False]))
     agg.update(ro([0], np.int32), None)
     assert agg.result(ro([0, 1], np.int32))[0].tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("values", [[float("-inf"), 1.0], [float("-inf"), float("inf")],
+                                    [1.0, float("inf")], [float("inf"), float("inf"), 2.0, 3.0],
+                                    [float("-inf"), None, 5.0, float("nan")]])
+def test_median_with_an_infinite_middle_value_is_duckdbs(values, partitions):
+    import pyarrow as pa
+    import velostream as vs
+    from reference import assert_rows_equal, duck
+    t = pa.table({"k": ["a"] * len(values), "x": pa.array(values, pa.float64())})
+    got = vs.query("SELECT k, MEDIAN(x) AS m FROM t GROUP BY k EMIT FINAL", {"t": t},
+                   partitions=partitions).to_pylist()
+    assert_rows_equal([tuple(r.values()) for r in got], duck("SELECT k, median(x) FROM t GROUP BY k", t=t))

@@ -20,7 +20,7 @@ from .state_arrays import state_array as _state_array  # checks import_state inp
 from ..errors import OutOfRangeError
 
 cimport numpy as cnp
-from libc.math cimport NAN, sqrt
+from libc.math cimport NAN, isinf, sqrt
 from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
 from libc.string cimport memcpy
 from libcpp.unordered_set cimport unordered_set
@@ -1658,8 +1658,14 @@ cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) 
 
 cdef inline double _interpolate_middle(double a, double b) noexcept nogil:
     # DuckDB's quantile_cont interpolation: lo + (hi - lo) / 2, exact when lo == hi (so
-    # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2.
-    return a if a == b else a + (b - a) * 0.5
+    # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2. With one side infinite
+    # the middle is that infinity (-inf and 1 give -inf; -inf and inf NaN), as in DuckDB, where
+    # lo + (hi - lo) / 2 would give NaN.
+    if a == b:
+        return a
+    if isinf(a) or isinf(b):
+        return a + b
+    return a + (b - a) * 0.5
 
 
 cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_nan, bint heaped,
