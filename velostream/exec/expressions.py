@@ -536,7 +536,7 @@ def _num(val: Val, target: SqlType):
     if target.kind == "FLOAT64":
         if val.type.kind == "DECIMAL":
             return np.asarray(v, dtype=np.float64) / (10 ** val.type.scale)
-        return v.astype(np.float64) if isinstance(v, np.ndarray) else np.float64(v)
+        return v.astype(np.float64, copy=False) if isinstance(v, np.ndarray) else np.float64(v)
     if target.kind == "DECIMAL":
         s_from = val.type.scale if val.type.kind == "DECIMAL" else 0
         if val.type.kind == "FLOAT64":
