@@ -47,6 +47,9 @@ def subprocess_env(extra: dict | None = None) -> dict:
     home = os.path.dirname(os.path.dirname(os.path.abspath(velostream.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
     env.pop("VELOSTREAM_LOG", None)
+    # ``python -m velostream`` puts its working directory first on sys.path: from a checkout that
+    # would import the uncompiled source tree. Python >= 3.11 leaves it out with this.
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 

@@ -471,7 +471,8 @@ def test_cli_validate_and_run_report_sql_errors(tmp_path):
                        f"'src.format' = 'csv', 'out.type' = 'file_sink', "
                        f"'out.path' = '{tmp_path / 'out.jsonl'}')\n")
         for cmd in ("validate", "run"):
-            r = subprocess.run([sys.executable, "-m", "velostream", cmd, str(job)],
+            # cwd away from the checkout: ``-m`` would import its uncompiled source tree first
+            r = subprocess.run([sys.executable, "-m", "velostream", cmd, str(job)], cwd=tmp_path,
                                capture_output=True, text=True, env=subprocess_env(None), timeout=120)
             assert r.returncode == 2, (cmd, r.returncode, r.stderr[-2000:])
             assert part in r.stderr and "^" in r.stderr and "Traceback" not in r.stderr, r.stderr
