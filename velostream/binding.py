@@ -34,6 +34,9 @@ from .errors import SchemaMismatch
 INT64_MAX = np.iinfo(np.int64).max
 
 
+_is_string_view = getattr(pa.types, "is_string_view", lambda t: False)  # pyarrow >= 16
+
+
 def kind_of(t: pa.DataType) -> str:
     """The family an Arrow type belongs to, as the engine holds it."""
     if pa.types.is_dictionary(t):
@@ -44,7 +47,7 @@ def kind_of(t: pa.DataType) -> str:
         return "float"
     if pa.types.is_boolean(t):
         return "bool"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(t):
         return "text"
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return "time"
@@ -99,11 +102,10 @@ def _cast(arr, fixed: pa.DataType):
     if pa.types.is_dictionary(fixed) and not pa.types.is_dictionary(arr.type):
         enc = pc.cast(arr, fixed.value_type).dictionary_encode()
         return pa.DictionaryArray.from_arrays(pc.cast(enc.indices, fixed.index_type), enc.dictionary)
-    if kind_of(fixed) == "time" and pa.types.is_integer(arr.type):
+    if kind_of(fixed) == "time" and pa.types.is_integer(arr.type):  # epoch milliseconds
         arr = pc.cast(pc.cast(arr, pa.int64()), pa.timestamp("ms"))
-    if pa.types.is_uint64(arr.type) and pa.types.is_int64(fixed):
-        return pc.cast(arr, fixed, safe=False)  # rows above 2^63-1 were taken out before
-    # int -> float and finer time units -> ms lose only what the engine does not keep anyway
+    # unchecked: int -> float and finer time units -> ms lose only what the engine does not keep
+    # anyway, and uint64 rows above 2^63-1 are bad records taken out before (bad_rows)
     return pc.cast(arr, fixed, safe=False)
 
 
@@ -120,17 +122,11 @@ class SourceBinder:
     def __init__(self, source: str, declared: Optional[dict[str, SqlType]] = None):
         self.source = source
         self.fixed: Optional[pa.Schema] = None
-        self._exact: Optional[pa.Schema] = None  # the last schema accepted as is
         # columns of the null type whose type a later batch has just fixed (the plan rebinds)
         self.learned: list[str] = []
         if declared is not None:  # TIMESTAMP is declared as time, whatever it leaves as
             self.fixed = pa.schema([(n, pa.timestamp("ms") if t.kind == "TIMESTAMP" else arrow_type_of(t))
                                     for n, t in declared.items()])
-
-    @property
-    def pending(self) -> list[str]:
-        """Columns whose type is not known yet (only NULLs so far)."""
-        return [] if self.fixed is None else [f.name for f in self.fixed if pa.types.is_null(f.type)]
 
     def sql_schema(self) -> dict[str, SqlType]:
         return {f.name: type_of_arrow(f.type) for f in self.fixed}
@@ -146,10 +142,9 @@ class SourceBinder:
                                          "velostream does not take this type")
                 if pa.types.is_decimal(f.type):
                     type_of_arrow(f.type)  # more than 18 digits: a clear error
-            self.fixed = self._exact = schema
+            self.fixed = schema
             return rb
-        if schema is self._exact or schema.equals(self.fixed):
-            self._exact = schema
+        if schema.equals(self.fixed):  # the usual case: one check per batch
             return rb
         return self._conform(rb)
 
