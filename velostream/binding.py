@@ -34,28 +34,17 @@ from .errors import SchemaMismatch
 INT64_MAX = np.iinfo(np.int64).max
 
 
-_is_string_view = getattr(pa.types, "is_string_view", lambda t: False)  # pyarrow >= 16
+_KINDS = {"INT64": "int", "FLOAT64": "float", "BOOL": "bool", "STRING": "text",
+          "TIMESTAMP": "time", "DECIMAL": "decimal", "NULL": "null"}
 
 
 def kind_of(t: pa.DataType) -> str:
-    """The family an Arrow type belongs to, as the engine holds it."""
-    if pa.types.is_dictionary(t):
-        return kind_of(t.value_type)
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(t):
-        return "text"
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "time"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_null(t):
-        return "null"
-    return "other"
+    """The family an Arrow type belongs to, as the engine holds it (``type_of_arrow``), or
+    "other" for a type the engine does not take."""
+    try:
+        return _KINDS[type_of_arrow(t).kind]
+    except TypeError:  # more than 18 digits is still a decimal (type_of_arrow says why not)
+        return "decimal" if pa.types.is_decimal(t) else "other"
 
 
 def _int_fits(got: pa.DataType, fixed: pa.DataType) -> bool:

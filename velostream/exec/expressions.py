@@ -607,18 +607,24 @@ def _mul_overflows(x, y, r):
     return bad
 
 
+def _cast_failed(ev, bad, ok, n: int, try_: bool, describe: Callable[[int], str]):
+    """Rows ``bad`` of a CAST that do not convert: NULL under TRY_CAST (the validity returned),
+    else the first such row's error (``Evaluator.check``: a bad record in a job)."""
+    if try_:
+        return _and_valid(ok, ~bad)
+    ev.check(bad, ok, n, describe)
+    return ok
+
+
 def _float_to_int(ev, v, ok, n: int, dst: SqlType, try_: bool):
     """DOUBLE -> BIGINT/TIMESTAMP: nearest, ties to even (DuckDB); NaN, inf and values beyond
     int64 are out of range (NULL under TRY_CAST)."""
     rv = np.rint(v)
     bad = ~((rv >= -_TWO_63) & (rv < _TWO_63))  # NaN fails both comparisons
     if np.any(bad):
-        if try_:
-            ok = _and_valid(ok, ~bad)
-        else:
-            ev.check(bad, ok, n, lambda i: (
-                f"Conversion Error: Type DOUBLE with value {_at(v, i)!r} can't be cast because "
-                f"the value is out of range for the destination type {_type_word(dst)}"))
+        ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+            f"Conversion Error: Type DOUBLE with value {_at(v, i)!r} can't be cast because "
+            f"the value is out of range for the destination type {_type_word(dst)}"))
         rv = np.where(bad, 0.0, rv)
     return Val(np.asarray(rv).astype(np.int64)[()], ok, dst)
 
@@ -647,12 +653,9 @@ def _text_to_int(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val
     else:
         w, exact = False, 0
     if np.any(bad):
-        if try_:
-            ok = _and_valid(ok, ~bad)
-        else:
-            ev.check(bad, ok, n, lambda i: (
-                f"Conversion Error: Could not convert string '{arr[i].as_py()}' to "
-                f"{_type_word(dst)}: out of range"))
+        ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+            f"Conversion Error: Could not convert string '{arr[i].as_py()}' to "
+            f"{_type_word(dst)}: out of range"))
         rv = np.where(bad, 0.0, rv)
     return Val(np.where(w, exact, rv.astype(np.int64)), ok, dst)
 
@@ -1006,11 +1009,8 @@ def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: boo
     nulls = _arrow_valid(arr)
     bad = ~converts if nulls is None else (~converts & nulls)
     if bad.any():
-        if try_:
-            ok = _and_valid(ok, ~bad)
-        else:
-            ev.check(bad, ok, n, lambda i: (
-                f"Conversion Error: Could not convert string '{arr[i].as_py()}' to {dst.kind}"))
+        ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+            f"Conversion Error: Could not convert string '{arr[i].as_py()}' to {dst.kind}"))
     return Val(values, _and_valid(ok, nulls) if nulls is not None else ok, dst)
 
 
@@ -1071,13 +1071,10 @@ def _to_decimal(ev, a: Val, dst: SqlType, n: int, try_: bool) -> Val:
         return Val(_num(a, dst), a.ok, dst)
     ok = a.ok
     if np.any(bad):
-        if try_:
-            ok = _and_valid(ok, ~bad)
-        else:
-            word = "DOUBLE" if src.kind == "FLOAT64" else "INT64"
-            ev.check(bad, ok, n, lambda i: (
-                f"Conversion Error: Type {word} with value {_at(a.v, i)!r} can't be cast because "
-                f"the value is out of range for the destination type {dst}"))
+        word = "DOUBLE" if src.kind == "FLOAT64" else "INT64"
+        ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+            f"Conversion Error: Type {word} with value {_at(a.v, i)!r} can't be cast because "
+            f"the value is out of range for the destination type {dst}"))
         scaled = np.where(bad, 0, scaled)
     if src.kind == "FLOAT64":
         return Val(np.asarray(scaled).astype(np.int64)[()], ok, dst)
