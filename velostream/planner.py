@@ -611,19 +611,29 @@ class _Planner:
                        f"(it needs {auto.strategy}: {auto.reason})", self.sql)
 
 
+_FIELD_NAMES: dict = {}  # node class -> its field names (dataclasses.fields is slow per node)
+
+
+def _is_node(v) -> bool:
+    return hasattr(type(v), "__dataclass_fields__")
+
+
 def _children(e):
-    if not dataclasses.is_dataclass(e) or isinstance(e, (ast.RowsOver,)):
-        return []
+    cls = type(e)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = (() if not hasattr(cls, "__dataclass_fields__")
+                                     or cls is ast.RowsOver else tuple(cls.__dataclass_fields__))
     out = []
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
+    for name in names:
+        v = getattr(e, name)
         if isinstance(v, tuple):
             for x in v:
                 if isinstance(x, tuple):
-                    out.extend(y for y in x if dataclasses.is_dataclass(y))
-                elif dataclasses.is_dataclass(x):
+                    out.extend(y for y in x if _is_node(y))
+                elif _is_node(x):
                     out.append(x)
-        elif dataclasses.is_dataclass(v):
+        elif _is_node(v):
             out.append(v)
     return out
 

@@ -151,6 +151,10 @@ class _Parser:
         self.i = 0
         self.implicit_alias: Optional[Token] = None
         self.nesting = 0  # expr() calls in progress (see expr)
+        # per outermost expression: the deepest nesting reached and the links its loops added;
+        # their sum bounds the tree's depth, so the exact walk is needed only beyond the limit
+        self.deepest = 0
+        self.links = 0
 
     # ---------------------------------------------------------------------------- token helpers
     def _read_to(self, j: int) -> None:
@@ -573,7 +577,10 @@ class _Parser:
         in loops), checked once when the outermost expression is complete."""
         if self.nesting >= MAX_EXPRESSION_DEPTH:
             raise self.error(self.tok, _too_deep())
+        if self.nesting == 0:
+            self.deepest = self.links = 0
         self.nesting += 1
+        self.deepest = max(self.deepest, self.nesting)
         first = self.i
         try:
             tok = self.tok
@@ -589,7 +596,8 @@ class _Parser:
         # Each level of the tree has a token of its own but for at most one in two (an ORDER BY
         # item in OVER), so an expression of 32 tokens or fewer cannot be too deep: the walk
         # is spared for the usual short expressions.
-        if self.nesting == 0 and self.i - first > MAX_EXPRESSION_DEPTH // 2:
+        if (self.nesting == 0 and self.i - first > MAX_EXPRESSION_DEPTH // 2
+                and self.deepest + self.links > MAX_EXPRESSION_DEPTH):
             deep = _too_deep_node(e)
             if deep is not None:
                 raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
@@ -600,6 +608,7 @@ class _Parser:
         while self.at_kw("OR"):
             self.advance()
             terms.append(self.and_expr())
+        self.links += (len(terms) - 1).bit_length()  # the balanced tree's height
         return _balanced("OR", terms)
 
     def and_expr(self) -> ast.Expr:
@@ -607,6 +616,7 @@ class _Parser:
         while self.at_kw("AND"):
             self.advance()
             terms.append(self.not_expr())
+        self.links += (len(terms) - 1).bit_length()
         return _balanced("AND", terms)
 
     def chained(self, links: int, tok: Token) -> int:
@@ -617,6 +627,7 @@ class _Parser:
         Returns the new number of links."""
         if links + 1 >= MAX_EXPRESSION_DEPTH:
             raise self.error(tok, _too_deep())
+        self.links += 1
         return links + 1
 
     def not_expr(self) -> ast.Expr:
