@@ -39,6 +39,28 @@ def partitions(request) -> int:
     return request.param
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Loads the checkout's bench/ package (or a tools/ script) by its path, for the tests of those
+# folders. Written as source so a subprocess can run it too: the checkout never goes on sys.path,
+# where its uncompiled velostream/ could shadow the installed package.
+LOAD_FROM_CHECKOUT = """
+def load_from_checkout(name, checkout):
+    import importlib.util, os, sys
+    path = os.path.join(checkout, name)
+    if os.path.isdir(path):
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(path, "__init__.py"), submodule_search_locations=[path])
+    else:
+        spec = importlib.util.spec_from_file_location(os.path.basename(name), path + ".py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+"""
+exec(LOAD_FROM_CHECKOUT)
+
+
 def subprocess_env(extra: dict | None = None) -> dict:
     """Environment for a ``python -m velostream`` subprocess: it imports the same velostream the
     tests import (the installed one in CI, the in-place build in a checkout)."""

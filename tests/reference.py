@@ -5,7 +5,7 @@
   None == None, with a readable diff.
 * ``make_table`` / ``split_batches``: seeded generated data (NULLs in keys and values, one hot key)
   cut into record batches of varying sizes.
-* ``ref_sessions`` / ``collapse_session_changes``: SESSION windows (SEMANTICS.md §4) computed the
+* ``ref_sessions`` / ``collapse_session_changes``: SESSION windows (docs/SQL.md §4) computed the
   obvious way, and a changelog folded to its final rows.
 """
 from __future__ import annotations

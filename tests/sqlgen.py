@@ -1,7 +1,7 @@
 """A seeded, grammar-based generator of SQL queries over one table, for tests/test_sql_fuzz.py.
 
 Every generated expression is rendered twice: in velostream's dialect (docs/SQL.md) and in DuckDB's,
-so the same query can be run by both and the answers compared (SEMANTICS.md: where the contract is
+so the same query can be run by both and the answers compared (docs/SQL.md: where the contract is
 silent, DuckDB is the reference). The two texts differ only where the dialects do:
 
 * a decimal literal such as ``1.5`` is DOUBLE in velostream and DECIMAL in DuckDB, so DuckDB gets
@@ -328,7 +328,7 @@ class Gen:
             xs = [self.expr(self.choice([TEXT, TEXT, INT]), d - 1) for _ in range(self.r.randint(2, 3))]
             return _join("CONCAT(" + ", ".join(["{}"] * len(xs)) + ")", xs, TEXT)
         if k == 4:
-            # `||` casts a non-text operand to VARCHAR (SEMANTICS.md §2). A DOUBLE only as a leaf:
+            # `||` casts a non-text operand to VARCHAR (docs/SQL.md §2). A DOUBLE only as a leaf:
             # DuckDB writes a NaN with its sign bit set (0.0 % 0.0, -NaN) as '-nan', we write 'nan'
             t = self.choice([TEXT, TEXT, INT, BOOL, FLOAT])
             a = self.leaf(FLOAT) if t == FLOAT else self.expr(t, d - 1)

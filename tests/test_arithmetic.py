@@ -1,4 +1,4 @@
-"""Arithmetic never wraps (SEMANTICS.md §2), against DuckDB as the oracle.
+"""Arithmetic never wraps (docs/SQL.md §2), against DuckDB as the oracle.
 
 BIGINT ``+ - *``, unary minus, ABS, CAST and SUM that leave int64 raise ``OutOfRangeError`` (the
 same type at every partition count), never a wrapped value; ``TRY_CAST`` gives NULL. Also: ``||``

@@ -13,13 +13,14 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("duckdb")
 pyperf = pytest.importorskip("pyperf")  # the bench extra: velostream[bench]
 
+from conftest import CHECKOUT, LOAD_FROM_CHECKOUT, load_from_checkout  # noqa: E402
+
+load_from_checkout("bench", CHECKOUT)
 from bench import _harness, peers  # noqa: E402
 from bench.data import SCENARIOS  # noqa: E402
 from bench.verify import VerificationError, checksum, verify  # noqa: E402
@@ -29,9 +30,9 @@ RECORDS = 3_000
 
 def _suite(args, tmp_path, env=None, timeout=240):
     """Run ``python -m bench`` the way a user would, but resolving the installed velostream
-    first (the repository root is appended to sys.path, not prepended)."""
-    code = ("import sys; sys.path.append(%r); from bench.suite import main; "
-            "sys.exit(main(sys.argv[1:]))" % str(ROOT))
+    first (bench/ is loaded by its path; the checkout is not put on sys.path)."""
+    code = (LOAD_FROM_CHECKOUT + "load_from_checkout('bench', %r)\n"
+            "import sys; from bench.suite import main; sys.exit(main(sys.argv[1:]))" % CHECKOUT)
     return subprocess.run([sys.executable, "-c", code, *args, "--output-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=timeout,
                           env=dict(os.environ, **(env or {})))

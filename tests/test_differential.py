@@ -1,4 +1,4 @@
-"""Differential suite: the engine against DuckDB on the same generated data (SEMANTICS.md §4-§6).
+"""Differential suite: the engine against DuckDB on the same generated data (docs/SQL.md §4-§6).
 
 Generated records carry NULLs in values and keys, one hot key, a string key (``ks``) and an int key
 (``ki``), int64 (``xi``) and float64 (``xf``) values, and arrive as several record batches. Results are
@@ -619,7 +619,7 @@ def test_select_star(partitions):
 
 
 def test_nan_comparisons_follow_duckdb():
-    """DuckDB orders NaN above every number and NaN = NaN (the reference where SEMANTICS.md is
+    """DuckDB orders NaN above every number and NaN = NaN (the reference where docs/SQL.md is
     silent)."""
     t = pa.table({"seq": pa.array([0, 1, 2], pa.int64()), "x": pa.array([float("nan"), 1.0, None])})
     for e in ["x > 1e300", "x = x", "x <> x", "x < 0", "x >= 1"]:
@@ -698,7 +698,7 @@ def test_hypothesis_random_expressions(value, cond):
     assert_rows_equal(got, want, ordered=True, what=f"{value} | {cond}")
 
 
-# ------------------------------------------------------------- the seed queries (SCENARIOS.md)
+# ------------------------------------------------------------- the seed queries (bench/README.md)
 
 SEED_N = 20_000
 

@@ -1,4 +1,4 @@
-"""Hand-computed cases of the contract (SEMANTICS.md): SESSION windows, late data and the
+"""Hand-computed cases of the contract (docs/SQL.md): SESSION windows, late data and the
 watermark, end-of-input flush, emission order, batch-boundary independence, NULL keys, the push
 API and its counters, LIMIT, DISTINCT, CREATE STREAM, input shapes, DECIMAL and TIMESTAMP input,
 SQL errors.
@@ -648,7 +648,7 @@ def test_sql_errors_are_raised_before_any_output():
 
 
 def test_iso_8601_event_time_text_with_and_without_zone(partitions):
-    """SEMANTICS §2: ISO-8601 text is converted at ingestion; 'Z' / '+01:00' offsets are honoured
+    """docs/SQL.md §2: ISO-8601 text is converted at ingestion; 'Z' / '+01:00' offsets are honoured
     and text without an offset is UTC, even mixed in one column."""
     data = {"k": ["a", "a", "a"],
             "t": ["2024-01-01T00:00:05Z", "2024-01-01T01:01:05+01:00", "2024-01-01 00:01:06"]}

@@ -274,7 +274,7 @@ def test_every_common_type_is_taken(kind, p):
     assert_rows_equal(_rows(_run(sql, [first, later], p)), want, what=kind)
 
 
-# ----------------------------------------------------- a changelog appears once (SEMANTICS §5)
+# ----------------------------------------------------- a changelog appears once (docs/SQL.md §5)
 
 
 CHANGELOGS = {

@@ -31,7 +31,7 @@ class _RefSession:
 
 
 class RefSessions:
-    """The rules of SEMANTICS.md §4 read literally, with linear scans and no cleverness."""
+    """The rules of docs/SQL.md §4 read literally, with linear scans and no cleverness."""
 
     def __init__(self, gap):
         self.gap = gap

@@ -24,7 +24,7 @@ partitions 1 (V1 engine) and 2 (V2 job server) over a small table cut into three
   COUNT, SUM, MIN and MAX over the three parts combine to the totals, globally and per group; the
   same split of groups by ``HAVING h`` / ``NOT h`` / ``(h) IS NULL``.
 
-NaN: DuckDB orders NaN above every number and NaN = NaN; the engine follows it (SEMANTICS.md
+NaN: DuckDB orders NaN above every number and NaN = NaN; the engine follows it (docs/SQL.md
 leaves this to DuckDB), so half of the valid queries run over a table whose float column has NaNs.
 """
 from __future__ import annotations
@@ -395,7 +395,7 @@ def _overflow_expr(g: sqlgen.Gen, depth: int) -> str:
 
 @pytest.mark.parametrize("partitions", PARTITIONS, ids=lambda p: f"p{p}")
 def test_overflow_raises_where_duckdb_does(partitions):
-    """BIGINT + - *, unary minus, ABS and SUM over the INT64 extremes (SEMANTICS.md §2): where DuckDB
+    """BIGINT + - *, unary minus, ABS and SUM over the INT64 extremes (docs/SQL.md §2): where DuckDB
     says "Out of Range" the engine raises OutOfRangeError, elsewhere it gives DuckDB's rows; an
     exact SUM outside int64 (DuckDB widens to HUGEINT) is an OutOfRangeError too."""
     import duckdb

@@ -1,4 +1,4 @@
-"""The SQL front end: lexer, parser and ${VAR} substitution (SEMANTICS.md §1, §4, §6, §7)."""
+"""The SQL front end: lexer, parser and ${VAR} substitution (docs/SQL.md §1, §4, §6, §7)."""
 from __future__ import annotations
 
 import math

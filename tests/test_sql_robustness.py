@@ -1,4 +1,4 @@
-"""Any SQL text runs or raises SqlError (SEMANTICS.md §7): never another exception, however long,
+"""Any SQL text runs or raises SqlError (docs/SQL.md §7): never another exception, however long,
 deep or strange the text, with line, column and caret, and the same error at every partition count
 (``vs.query`` at 1, 2 and 4 partitions, ``vs.Engine``, ``vs.explain``, ``velostream validate``).
 
@@ -141,7 +141,7 @@ def outcome(run, sql: str):
     except vs.SqlError as err:
         check_sql_error(err, sql)
         return ("SqlError", type(err).__name__, err.message, err.line, err.column)
-    except OutOfRangeError:  # a value of the data out of range (SEMANTICS.md §2), not the text
+    except OutOfRangeError:  # a value of the data out of range (docs/SQL.md §2), not the text
         return ("OutOfRange",)
     except BaseException as exc:  # noqa: BLE001 - the point of the test
         pytest.fail(f"{type(exc).__name__}: {str(exc)[:300]}\n  for SQL {sql[:300]!r}")

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CHECKOUT, load_from_checkout
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import annotate  # noqa: E402
+annotate = load_from_checkout("tools/annotate", CHECKOUT)
 
 pytest.importorskip("Cython")
 

@@ -260,7 +260,7 @@ def _demo_job(name: str, sql: str, source: str, data_path: Path, out_path: Path)
 
 @_start_errors
 def cmd_demo(args) -> int:
-    """The embedded default: the five scenarios of SCENARIOS.md, from generated files, through
+    """The embedded default: the five benchmark scenarios (bench/README.md), from generated files, through
     the file source and the job server, into JSON-lines files. Without ``--dir`` they go to a
     temporary directory that is removed at the end, on an error or Ctrl-C too (at a million
     records a scenario it holds hundreds of MB)."""
@@ -285,7 +285,7 @@ def _demo(args, workdir: Path) -> None:
     from .jobs.spec import JobSpec
 
     n = args.records
-    print(f"velostream {vs.__version__} demo: the five scenarios of SCENARIOS.md, {n:,} generated "
+    print(f"velostream {vs.__version__} demo: the five benchmark scenarios (bench/README.md), {n:,} generated "
           f"records each, read from CSV files in {workdir}, {args.partitions} partition(s)\n")
     written: dict[str, Path] = {}
     for name, (_, sql) in SCENARIOS.items():

@@ -1,4 +1,4 @@
-"""The benchmark scenarios' data (SCENARIOS.md), generated vectorised as Arrow record batches.
+"""The benchmark scenarios' data (bench/README.md), generated vectorised as Arrow record batches.
 
 >>> from velostream.datagen import market_data
 >>> batches = market_data(3)

@@ -409,7 +409,7 @@ class Engine:
         return self.finish(out)
 
     def flush(self) -> Result:
-        """End of input: every open window closes (SEMANTICS.md §4)."""
+        """End of input: every open window closes (docs/SQL.md §4)."""
         if self.plan is None:
             return Result(pa.schema([]))
         out = self.pipeline.flush()

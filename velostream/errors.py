@@ -59,7 +59,7 @@ class UnsupportedError(SqlError):
 
 class OutOfRangeError(VelostreamError, OverflowError):
     """A value does not fit its type: BIGINT ``+ - *``, unary minus, ABS or SUM that overflow int64,
-    or a CAST out of range (DuckDB's "Out of Range Error"; SEMANTICS.md §2). Never a wrapped value.
+    or a CAST out of range (DuckDB's "Out of Range Error"; docs/SQL.md §2). Never a wrapped value.
 
     ``rows``, when known, is a bool mask over the rows of the batch being evaluated marking the
     rows that failed (only rows whose operands were not NULL), so a job under LogAndContinue can

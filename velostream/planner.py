@@ -2,7 +2,7 @@
 
 The planner resolves names and types, pulls aggregates and analytic calls out of the select list
 (replacing them by references to the columns the kernels will produce), decides the emission mode
-from the query shape (SEMANTICS.md §5), and records how the query may be spread over partitions
+from the query shape (docs/SQL.md §5), and records how the query may be spread over partitions
 (the job server reads ``Plan.partitioning``).
 
 Three plan shapes, named after what does the work:
@@ -206,7 +206,7 @@ def plan_statement(stmt: ast.Statement, schemas: dict[str, dict[str, SqlType]],
                    strings: Optional[StringDict] = None) -> Plan:
     """Plan ``stmt`` against ``schemas`` (FROM name -> column -> type).
 
-    Every error planning a statement is a ``SqlError`` (SEMANTICS.md §7), raised here before any
+    Every error planning a statement is a ``SqlError`` (docs/SQL.md §7), raised here before any
     job starts, so it is the same at every partition count. Anything else escaping the planner
     is a bug; as a last line of defence it becomes a ``SqlError`` at the statement, never a
     RecursionError or IndexError from the middle of the engine."""

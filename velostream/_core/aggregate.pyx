@@ -138,7 +138,7 @@ cdef inline int32_t _max_slot(const int32_t* slots, Py_ssize_t n) noexcept nogil
 cdef int _raise_status(int status) except -1:
     if status == AGG_NO_MEMORY:
         raise MemoryError("aggregate state could not grow")
-    if status == AGG_OVERFLOW:  # SEMANTICS.md §2: never a wrapped value
+    if status == AGG_OVERFLOW:  # docs/SQL.md §2: never a wrapped value
         raise OutOfRangeError("Out of Range Error: Overflow in SUM of INT64 (the exact total does "
                               "not fit in INT64)")
     return 0

@@ -1,7 +1,7 @@
 """Kernels of ROWS windows: ``f(x) OVER (ROWS WINDOW BUFFER n ROWS PARTITION BY k ORDER BY t)``.
 
 Every input row produces one output row. Per partition slot the buffer is the last ``n`` rows of
-that slot, the current one included, in arrival order (SEMANTICS.md section 6); the answers equal
+that slot, the current one included, in arrival order (docs/SQL.md §6); the answers equal
 DuckDB's ``f(x) OVER (PARTITION BY k ORDER BY seq ROWS BETWEEN n-1 PRECEDING AND CURRENT ROW)``.
 
 One ``process`` call runs in passes, each a ``with nogil:`` loop over typed memoryviews:
@@ -78,7 +78,7 @@ cdef inline void add_sum(SumAcc* a, num_t v) noexcept nogil:
     cdef uint64_t lo
     if num_t is int64_t:
         # The exact sum in 128 bits (v sign-extended; unsigned arithmetic wraps, never UB): a
-        # SUM that leaves int64 is an error and AVG stays right (SEMANTICS.md §2).
+        # SUM that leaves int64 is an error and AVG stays right (docs/SQL.md §2).
         lo = <uint64_t>a.isum + <uint64_t>v
         a.ihi += (-1 if v < 0 else 0) + (1 if lo < <uint64_t>a.isum else 0)
         a.isum = <int64_t>lo

@@ -1,4 +1,4 @@
-# Session-window bookkeeping for ``GROUP BY k WINDOW SESSION(gap)`` (SEMANTICS.md §4).
+# Session-window bookkeeping for ``GROUP BY k WINDOW SESSION(gap)`` (docs/SQL.md §4).
 #
 # A session of a key is the set of its records closer than ``gap`` to each other; it spans
 # ``[first, last + gap)``. Each session owns a dense id (``sid``) that indexes aggregate state kept

@@ -1,6 +1,6 @@
 """Session-window bookkeeping for ``GROUP BY k WINDOW SESSION(gap)``.
 
-Rules (SEMANTICS.md §3-§5), per key slot ``k`` and for a row at time ``t`` whose watermark is
+Rules (docs/SQL.md §3-§5), per key slot ``k`` and for a row at time ``t`` whose watermark is
 ``w`` (the job's watermark just before the row):
 
 * a session is *open* at the row while ``last + gap > w`` and close() has not returned it;

@@ -4,7 +4,7 @@
 column and the nearest valid name for unknown columns and functions. ``evaluate`` runs a bound tree
 over a ``Batch`` column-at-a-time with numpy ufuncs (compiled loops that release the GIL; no
 per-row Python) and Arrow compute for string work. NULLs travel as validity masks. Semantics follow
-DuckDB (SEMANTICS.md §2): ``/`` is float division (x/0 gives ±inf or NaN as IEEE says), ``%`` and
+DuckDB (docs/SQL.md §2): ``/`` is float division (x/0 gives ±inf or NaN as IEEE says), ``%`` and
 ``MOD`` are truncating remainders, NULL for a zero integer divisor (NaN for DOUBLE), ROUND rounds
 half away from zero.
 Decimal literals such as ``1.5`` are DOUBLE here (DuckDB would make them DECIMAL).
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
-                     SqlType, StringDict, parse_iso_timestamps)
+                     SqlType, StringDict, text_to_epoch_ms)
 from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest
 from ..sql import ast
 
@@ -1001,7 +1001,6 @@ def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: boo
         is_false = pc.is_in(low, value_set=_FALSE_TEXT).to_numpy(zero_copy_only=False)
         values, converts = is_true, is_true | is_false
     else:  # ISO-8601 (no zone means UTC) or epoch-ms digits, as at ingestion
-        from ..io.base import text_to_epoch_ms
         ms, bad_idx = text_to_epoch_ms(arr)
         converts = np.ones(n, dtype=bool)
         converts[np.asarray(bad_idx, dtype=np.int64)] = False
@@ -1029,21 +1028,18 @@ def _numbers_only(arr: pa.Array, ok):
 
 
 def _text_to(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
-    """Text -> ``dst``; ValueError when Arrow cannot convert some row."""
+    """Text -> a number type ``dst``; ValueError when Arrow cannot convert some row (BOOLEAN and
+    TIMESTAMP: ``_text_to_bool_or_time``)."""
     try:
         if dst.kind == "INT64":
             try:  # integer text: exact (through DOUBLE, 2**53 + 1 would change)
                 conv = pc.cast(arr, pa.int64())
             except pa.ArrowInvalid:  # '1.5', '1e30', '2**63': nearest, range-checked
                 return _text_to_int(ev, arr, ok, n, dst, try_)
-        elif dst.kind == "TIMESTAMP":  # ISO-8601, with or without a zone offset (UTC)
-            conv = parse_iso_timestamps(arr)
-            if conv.type.tz is not None:
-                conv = conv.cast(pa.timestamp("ms"))
         elif dst.kind == "DECIMAL":
             conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
         else:
-            conv = arr.cast({"FLOAT64": pa.float64(), "BOOL": pa.bool_()}[dst.kind])
+            conv = arr.cast(pa.float64())
     except (pa.ArrowInvalid, ValueError) as exc:
         raise ValueError(f"CAST to {dst} failed: {exc}") from None
     c = Column(dst, arrow=conv)

@@ -3,7 +3,7 @@ output batches. The V1 engine runs one pipeline in the calling thread; the V2 jo
 partition thread. Pipelines share nothing but the (append-only) string dictionary.
 
 Time is decided outside: the job stamps each input row with ``__time`` (event time) and ``__wm``
-(the job's watermark just before that row, SEMANTICS.md §3) before routing, and tells every partition
+(the job's watermark just before that row, docs/SQL.md §3) before routing, and tells every partition
 the watermark after each batch through ``advance``. That is what makes results independent of the
 partition count, and of how the input was cut into batches.
 """
@@ -222,7 +222,7 @@ class Pipeline:
             self._init_rows()
 
     # A job told to go on past bad records (LogAndContinue, SendToDLQ) sets this: a row whose
-    # evaluation fails (an OutOfRangeError naming its rows, SEMANTICS.md §2 and §7) is counted in
+    # evaluation fails (an OutOfRangeError naming its rows, docs/SQL.md §2 and §7) is counted in
     # failed_records and sent to dead_letters, and the batch's other rows go on. Every row-level
     # expression (WHERE, keys, aggregate and window arguments) is evaluated before any state
     # changes, so a failing row leaves no trace. Otherwise (vs.query, Engine.push, FailBatch) the

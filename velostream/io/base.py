@@ -6,18 +6,16 @@ it and routes it by its failure strategy (dead-letter file or topic, or fail the
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..batch import _INT64_MAX, _TS_MS, _mask, text_to_epoch_ms
 from ..errors import VelostreamError
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -93,128 +91,6 @@ class Properties:
         return {k: v for k, v in self.values.items() if k not in self._used and k != "type"}
 
 
-_TS_MS = pa.timestamp("ms")
-# Arrow parses ISO-8601 text one precision and one zone form per cast: text with a zone offset
-# needs a zoned target, text with more than millisecond precision a finer unit.
-_ISO_TARGETS = tuple(pa.timestamp(unit, tz=tz) for unit in ("ms", "us", "ns") for tz in (None, "UTC"))
-_DIGITS_RE = r"^\s*[+-]?\d+\s*$"
-_ZONED_RE = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)\s*$"
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-def _iso_to_ms(col: pa.Array) -> pa.Array:
-    """ISO-8601 text (one zone form) as int64 epoch ms; raises ``ArrowInvalid`` if a value does
-    not parse. No zone means UTC."""
-    for target in _ISO_TARGETS:
-        try:
-            ts = pc.cast(col, target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        if target.unit != "ms" or target.tz is not None:
-            ts = pc.cast(ts, _TS_MS, safe=False)  # the zone is UTC already; finer units truncated
-        return pc.cast(ts, pa.int64())
-    raise pa.ArrowInvalid("not ISO-8601 text")
-
-
-def _digits_to_ms(col: pa.Array) -> pa.Array:
-    """Epoch-millisecond digits as int64; raises ``ArrowInvalid`` past the int64 range."""
-    return pc.cast(pc.utf8_trim_whitespace(col), pa.int64())
-
-
-def _one_text_to_ms(text: str) -> Optional[int]:
-    """One value Arrow refused, by Python's parsers (odd ISO forms such as a mix of precisions),
-    or None when it is not a time: not ISO-8601, a date out of range, digits past int64."""
-    t = text.strip()
-    if t.lstrip("+-").isdigit():
-        v = int(t)
-        return v if _INT64_MIN <= v <= _INT64_MAX else None
-    try:
-        d = _dt.datetime.fromisoformat(t)
-    except ValueError:
-        return None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=_dt.timezone.utc)
-    return (d - _EPOCH) // _dt.timedelta(milliseconds=1)
-
-
-def failing_rows(arr: pa.Array, convert: Callable[[pa.Array], pa.Array], lo: int = 0,
-                 hi: Optional[int] = None) -> list[int]:
-    """Indices in [lo, hi) of the values ``convert`` refuses, found by bisection: a few
-    conversions per bad value, never one per good value."""
-    if hi is None:
-        hi = len(arr)
-    if hi <= lo:
-        return []
-    try:
-        convert(arr.slice(lo, hi - lo))
-        return []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
-        if hi - lo == 1:
-            return [lo]
-    mid = (lo + hi) // 2
-    return failing_rows(arr, convert, lo, mid) + failing_rows(arr, convert, mid, hi)
-
-
-def _mask(arr) -> np.ndarray:
-    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def text_to_epoch_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """ISO-8601 text or epoch-millisecond digits as int64 epoch ms, and the indices of the values
-    that are neither (NULL in the result). NULL stays NULL. Arrow parses the column at once; only
-    a column that holds a bad value or a mix of forms is split by form, and only the values Arrow
-    refuses are looked at one by one."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    first = pc.drop_null(col.slice(0, 64))
-    digits_first = len(first) > 0 and first[0].as_py().strip().lstrip("+-").isdigit()
-    for convert in ((_digits_to_ms, _iso_to_ms) if digits_first else (_iso_to_ms,)):
-        try:  # the usual case: one form for the whole column
-            return convert(col), _NO_ROWS
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    if pa.types.is_large_string(col.type):
-        col = col.cast(pa.string())
-    n = len(col)
-    out = np.zeros(n, dtype=np.int64)
-    valid = _mask(pc.is_valid(col))
-    digits = _mask(pc.match_substring_regex(col, _DIGITS_RE))
-    zoned = _mask(pc.match_substring_regex(col, _ZONED_RE)) & ~digits
-    bad: list[int] = []
-    for group, convert in ((digits, _digits_to_ms), (zoned, _iso_to_ms),
-                           (valid & ~digits & ~zoned, _iso_to_ms)):
-        rows = np.flatnonzero(group)
-        if not len(rows):
-            continue
-        part = col.take(pa.array(rows))
-        refused = failing_rows(part, convert)
-        if refused:
-            keep = np.ones(len(rows), dtype=bool)
-            keep[refused] = False
-            for i in refused:
-                ms = _one_text_to_ms(part[i].as_py())
-                if ms is None:
-                    bad.append(int(rows[i]))
-                else:
-                    out[rows[i]] = ms
-            rows, part = rows[keep], part.filter(pa.array(keep))
-        if len(rows):
-            try:
-                out[rows] = np.asarray(convert(part).to_numpy(zero_copy_only=False))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                # every value parses alone but not together (a date beside a date-time): one by
-                # one, only for such a mixed column
-                for r, text in zip(rows, part.to_pylist()):
-                    ms = _one_text_to_ms(text)
-                    if ms is None:
-                        bad.append(int(r))
-                    else:
-                        out[r] = ms
-    bad_rows = np.asarray(sorted(bad), dtype=np.int64)
-    valid[bad_rows] = False
-    return pa.array(out, pa.int64(), mask=~valid), bad_rows
-
-
 def event_time_ms(col: pa.Array, what: str) -> tuple[pa.Array, list[tuple[int, str]]]:
     """An event-time column as int64 epoch milliseconds: integers pass as they are (already ms),
     floats are floored, timestamps and ISO-8601 text (or epoch-ms digits as text) converted.
@@ -258,7 +134,7 @@ def _show_text(v: str) -> str:
 
 def with_event_time(rb: pa.RecordBatch, field: Optional[str], fallback_ms=None,
                     bad_rows: Optional[list[tuple[int, str]]] = None) -> pa.RecordBatch:
-    """Set the ``_TIMESTAMP`` system column (SEMANTICS §3).
+    """Set the ``_TIMESTAMP`` system column (docs/SQL.md §3).
 
     ``field`` (the ``event.time.field`` property) names the payload column holding event time;
     without it an existing ``_TIMESTAMP`` column is kept, else ``fallback_ms`` is used (the Kafka

@@ -37,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from .base import ConfigError, Properties, Reject, failing_rows, text_to_epoch_ms, with_event_time
+from ..batch import failing_rows, text_to_epoch_ms
+from .base import ConfigError, Properties, Reject, with_event_time
 from .codecs import TIMESTAMP_MS, JsonDecoder, is_utf8, non_utf8_at, parse_schema, sql_type_name
 
 __all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]

@@ -639,6 +639,7 @@ class Job:
         n = self.partitions
         results: "queue.Queue" = queue.Queue()
         started = False
+        plan = None  # the plan the partitions run (Engine._learned_types may bind a new one)
         seq = 0
         pending: dict[int, dict] = {}
         arrivals: dict[int, tuple[float, Optional[int], bool]] = {}

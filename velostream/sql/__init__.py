@@ -1,4 +1,4 @@
-"""The SQL front end: ``parse(sql, env=None) -> ast.Statement`` (SEMANTICS.md §1)."""
+"""The SQL front end: ``parse(sql, env=None) -> ast.Statement`` (docs/SQL.md §1)."""
 from . import ast
 from .parser import parse
 

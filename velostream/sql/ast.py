@@ -1,4 +1,4 @@
-"""The typed syntax tree the parser produces and the planner consumes (SEMANTICS.md §1, §4, §6).
+"""The typed syntax tree the parser produces and the planner consumes (docs/SQL.md §1, §4, §6).
 
 Nodes are frozen dataclasses, so they hash and compare structurally: the planner matches a SELECT
 expression against a GROUP BY expression with ``==``. ``pos`` is the (line, column) of the node's
@@ -141,7 +141,7 @@ class OrderItem:
 
 @dataclass(frozen=True)
 class RowsOver:
-    """``OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])`` (SEMANTICS.md §6)."""
+    """``OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])`` (docs/SQL.md §6)."""
     buffer_rows: int
     partition_by: tuple["Expr", ...] = ()
     order_by: tuple[OrderItem, ...] = ()

@@ -1,4 +1,4 @@
-"""Tokens for the parser (SEMANTICS.md §1, §7).
+"""Tokens for the parser (docs/SQL.md §1, §7).
 
 One compiled master regular expression scans the text left to right (the scan is in C: a 1 MB
 text tokenizes in a fraction of a second). Its rules get this dialect right where a generic SQL

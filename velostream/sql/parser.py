@@ -1,4 +1,4 @@
-"""A hand-written recursive-descent parser for the velostream dialect (SEMANTICS.md §1, §4, §6, §7).
+"""A hand-written recursive-descent parser for the velostream dialect (docs/SQL.md §1, §4, §6, §7).
 
 ``parse(sql, env)`` substitutes ``${VAR}`` / ``${VAR:-default}`` from ``env`` (default
 ``os.environ``), tokenizes, and returns an ``ast.Statement``. Every syntax error is an ``SqlError``
@@ -76,7 +76,7 @@ def parse(sql: str, env: Optional[Mapping[str, str]] = None) -> ast.Statement:
     try:
         return parser.statement()
     except RecursionError:
-        # Last line of defence (SEMANTICS.md §7): the depth limit below keeps the parser's own
+        # Last line of defence (docs/SQL.md §7): the depth limit below keeps the parser's own
         # recursion bounded, but a caller that is itself deep in the stack can still run out.
         raise parser.error(parser.tok, "expression nested too deeply for the call stack here "
                                        f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
