@@ -82,6 +82,23 @@ def parse(sql: str, env: Optional[Mapping[str, str]] = None) -> ast.Statement:
                                        f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
 
 
+def parse_script(sql: str, env: Optional[Mapping[str, str]] = None) -> list[ast.Statement]:
+    """Parse one or more statements separated by ``;`` (docs/SQL.md §8)."""
+    text = substitute_env(sql, os.environ if env is None else env)
+    parser = _Parser(text)
+    statements: list[ast.Statement] = []
+    try:
+        while True:
+            while parser.accept_punct(";"):
+                pass
+            if parser.tok.kind == EOF and statements:
+                return statements
+            statements.append(parser.statement(script=True))
+    except RecursionError:
+        raise parser.error(parser.tok, "expression nested too deeply for the call stack here "
+                                       f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
+
+
 # ----------------------------------------------------------------------------------- limits
 # How deeply expressions may nest (docs/SQL.md, "Limits"). DuckDB allows 1000, but every stage
 # here walks the tree recursively in Python under its default limit of 1000 frames (this parser
@@ -138,8 +155,9 @@ DECIMAL_DEFAULT = (18, 3)  # DuckDB's DECIMAL without parameters
 DECIMAL_MAX_PRECISION = 38
 
 # clause -> rank: a clause may not follow one of a higher rank (GROUP BY, WINDOW, HAVING share one)
-_CLAUSE_RANK = {"WHERE": 1, "GROUP BY": 2, "WINDOW": 2, "HAVING": 2, "LIMIT": 3, "EMIT": 3, "WITH": 4}
-_CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, LIMIT, EMIT, WITH"
+_CLAUSE_RANK = {"WHERE": 1, "GROUP BY": 2, "WINDOW": 2, "HAVING": 2, "ORDER BY": 3, "LIMIT": 4,
+                "EMIT": 4, "WITH": 5}
+_CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, ORDER BY, LIMIT, EMIT, WITH"
 
 
 # ----------------------------------------------------------------------------------------- parser
@@ -253,8 +271,13 @@ class _Parser:
         return tok.value if tok.kind == QIDENT else tok.text.lower()
 
     # -------------------------------------------------------------------------------- statement
-    def statement(self) -> ast.Statement:
+    def statement(self, script: bool = False) -> ast.Statement:
+        """One statement; with ``script`` it may be followed by ``;`` and more statements
+        (docs/SQL.md §8), else it must end the text."""
+        start = self.tok
         create_kind = create_name = None
+        columns = None
+        primary_key: tuple[str, ...] = ()
         if self.at_kw("CREATE"):
             self.advance()
             kind = self.tok
@@ -263,17 +286,130 @@ class _Parser:
             self.advance()
             create_kind = kind.upper
             create_name, _, _ = self.identifier(f"a {create_kind.lower()} name")
-            self.expect_kw("AS")
-        if not self.at_kw("SELECT"):
+            if self.at_punct("("):
+                columns, primary_key = self.column_defs(create_kind)
+            if not self.accept_kw("AS"):
+                return self.declared_source(start, create_kind, create_name, columns,
+                                            primary_key, script)
+            if columns is not None:
+                raise self.error(start, f"CREATE {create_kind} {create_name} (...) AS SELECT: a "
+                                        f"derived {create_kind.lower()} takes its columns from its "
+                                        f"query; drop the column list")
+        if not self.at_kw("SELECT", "WITH"):
             raise self.expected("SELECT" if create_kind else "SELECT or CREATE")
-        select, properties = self.select()
-        self.accept_punct(";")
-        if self.tok.kind != EOF:
-            raise self.expected("end of statement")
-        return ast.Statement(select=select, create_kind=create_kind, create_name=create_name,
-                             properties=properties, sql=self.sql)
+        if self.at_kw("WITH") and self.is_punct(self.peek(), "("):
+            raise self.expected("SELECT" if create_kind else "SELECT or CREATE")
+        query, properties = self.query(nested=False)
+        self.end_statement(script)
+        return ast.Statement(select=query.select, create_kind=create_kind, create_name=create_name,
+                             properties=properties, sql=self.sql, union_all=query.union_all,
+                             ctes=query.ctes, pos=start.pos)
 
-    def select(self) -> tuple[ast.Select, tuple[tuple[str, str], ...]]:
+    def end_statement(self, script: bool) -> None:
+        if self.accept_punct(";") and script:
+            return
+        if self.tok.kind != EOF:
+            if script:
+                raise self.expected("';' between statements")
+            raise self.expected("end of statement")
+
+    def declared_source(self, start: Token, kind: str, name: str, columns, primary_key,
+                        script: bool) -> ast.Statement:
+        """``CREATE STREAM name [(col TYPE, ...)] [WITH (...)]`` or ``CREATE TABLE name ([col
+        TYPE, ...,] PRIMARY KEY (k, ...)) [WITH (...)]``: a source and its schema (§8)."""
+        if kind == "TABLE" and not primary_key:
+            raise self.error(start, f"CREATE TABLE {name} declares a table source: give its key "
+                                    f"as CREATE TABLE {name} (..., PRIMARY KEY (column)), or define "
+                                    f"it with CREATE TABLE {name} AS SELECT ...")
+        properties: tuple = ()
+        if self.at_kw("WITH"):
+            self.advance()
+            properties = self.properties()
+        elif self.tok.kind != EOF and not self.at_punct(";"):
+            raise self.expected("AS, WITH (...) or the end of the statement")
+        self.end_statement(script)
+        return ast.Statement(select=None, create_kind=kind, create_name=name,
+                             properties=properties, sql=self.sql, columns=columns,
+                             primary_key=primary_key, pos=start.pos)
+
+    def column_defs(self, kind: str) -> tuple[Optional[tuple[ast.ColumnDef, ...]], tuple[str, ...]]:
+        self.expect_punct("(")
+        cols: list[ast.ColumnDef] = []
+        key: tuple[str, ...] = ()
+        seen: set[str] = set()
+        while True:
+            tok = self.tok
+            if self.is_kw(tok, "PRIMARY"):
+                self.advance()
+                self.expect_kw("KEY", "KEY after PRIMARY")
+                if kind != "TABLE":
+                    raise self.error(tok, "PRIMARY KEY belongs to a CREATE TABLE; a stream has "
+                                          "no key")
+                if key:
+                    raise self.error(tok, "duplicate PRIMARY KEY")
+                self.expect_punct("(", "'(' after PRIMARY KEY")
+                names = [self.column_name(self.identifier("a key column")[2])]
+                while self.accept_punct(","):
+                    names.append(self.column_name(self.identifier("a key column")[2]))
+                self.expect_punct(")", "',' or ')'")
+                key = tuple(names)
+            else:
+                ident = self.identifier("a column name or PRIMARY KEY")[2]
+                cname = self.column_name(ident)
+                if cname.lower() in seen:
+                    raise self.error(ident, f"duplicate column '{cname}'")
+                seen.add(cname.lower())
+                cols.append(ast.ColumnDef(cname, self.type_name(), pos=ident.pos))
+            if self.accept_punct(")"):
+                break
+            self.expect_punct(",", "',' or ')'")
+        if key and cols:
+            names = {c.name.lower() for c in cols}
+            for k in key:
+                if k.lower() not in names:
+                    raise self.error(self.tok, f"PRIMARY KEY column '{k}' is not among the "
+                                               f"declared columns")
+        return (tuple(cols) if cols else None), key
+
+    def query(self, nested: bool) -> tuple[ast.Query, tuple[tuple[str, str], ...]]:
+        """``[WITH name AS (query), ...] SELECT ... [UNION ALL SELECT ...]``; the WITH (...)
+        properties follow the last SELECT of a top-level query only."""
+        start = self.tok
+        ctes: list[ast.Cte] = []
+        if self.at_kw("WITH") and not self.is_punct(self.peek(), "("):
+            self.advance()
+            seen: set[str] = set()
+            while True:
+                name, _, name_tok = self.identifier("a name for the WITH query")
+                if name.lower() in seen:
+                    raise self.error(name_tok, f"duplicate WITH query name '{name}'")
+                seen.add(name.lower())
+                self.expect_kw("AS", f"AS after WITH {name}")
+                self.expect_punct("(", f"'(' after WITH {name} AS")
+                q, _ = self.query(nested=True)
+                self.expect_punct(")", "')' to close the WITH query")
+                ctes.append(ast.Cte(name, q, pos=name_tok.pos))
+                if not self.accept_punct(","):
+                    break
+        if not self.at_kw("SELECT"):
+            raise self.expected("SELECT")
+        first, properties = self.select(nested)
+        branches: list[ast.Select] = []
+        while self.at_kw("UNION"):
+            union = self.advance()
+            if not self.accept_kw("ALL"):
+                raise self.unsupported(self.tok, "UNION without ALL (a union that removes "
+                                                 "duplicates) is not supported; write UNION ALL")
+            if properties:
+                raise self.error(union, "WITH (...) properties go after the last SELECT of a "
+                                        "UNION ALL")
+            if not self.at_kw("SELECT"):
+                raise self.expected("SELECT after UNION ALL")
+            sel, properties = self.select(nested)
+            branches.append(sel)
+        return ast.Query(first, tuple(branches), tuple(ctes), pos=start.pos), properties
+
+    def select(self, nested: bool = False) -> tuple[ast.Select, tuple[tuple[str, str], ...]]:
         select_tok = self.expect_kw("SELECT")
         distinct = bool(self.accept_kw("DISTINCT"))
         if not distinct:
@@ -296,6 +432,8 @@ class _Parser:
             tok = self.tok
             if self.is_kw(tok, "GROUP") and self.is_kw(self.peek(), "BY"):
                 name = "GROUP BY"
+            elif self.is_kw(tok, "ORDER") and self.is_kw(self.peek(), "BY"):
+                name = "ORDER BY"
             elif self.is_kw(tok, "WHERE", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH"):
                 name = tok.upper
             elif self.is_kw(tok, "GROUP"):
@@ -303,6 +441,9 @@ class _Parser:
                 raise self.expected("BY after GROUP")
             else:
                 break
+            if name == "WITH" and nested:
+                raise self.error(tok, "WITH (...) properties belong to the whole statement, not "
+                                      "to a query in parentheses")
             if name in clauses:
                 raise self.error(tok, f"duplicate {name} clause")
             rank = _CLAUSE_RANK[name]
@@ -312,27 +453,25 @@ class _Parser:
             seen_rank = max(seen_rank, rank)
             clauses[name] = self.clause(name)
 
-        if self.tok.kind != EOF and not self.at_punct(";"):
+        if (self.tok.kind != EOF and not self.at_punct(";") and not self.at_kw("UNION")
+                and not (nested and self.at_punct(")"))):
             tok = self.tok
-            if self.is_kw(tok, "ORDER") and self.is_kw(self.peek(), "BY"):
-                raise self.unsupported(tok, "ORDER BY is not supported: a streaming query emits "
-                                            "rows as they are produced")
-            if self.is_kw(tok, "UNION"):
-                raise self.unsupported(tok, "UNION is not supported")
             if self.is_kw(tok, *JOIN_WORDS) or self.at_punct(","):
                 raise self.unsupported(tok, "joins are not supported: a query reads one source")
             if tok.kind == WORD and tok.upper not in RESERVED:
-                hint = nearest(tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH"])
+                hint = nearest(tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "ORDER", "LIMIT",
+                                          "EMIT", "WITH"])
                 if hint:
                     raise self.error(tok, f"expected {_CLAUSE_LIST} or end of statement, found "
                                           f"{tok.describe()} (did you mean {hint}?)")
-            raise self.expected("end of statement")
+            raise self.expected("')' to close the query" if nested else "end of statement")
 
         select = ast.Select(
             items=tuple(items), source=source, distinct=distinct,
             where=clauses.get("WHERE"), group_by=clauses.get("GROUP BY", ()),
             window=clauses.get("WINDOW"), having=clauses.get("HAVING"),
-            limit=clauses.get("LIMIT"), emit=clauses.get("EMIT"), pos=select_tok.pos)
+            limit=clauses.get("LIMIT"), emit=clauses.get("EMIT"), pos=select_tok.pos,
+            order_by=clauses.get("ORDER BY", ()))
         return select, clauses.get("WITH", ())
 
     def clause(self, name: str):
@@ -345,6 +484,12 @@ class _Parser:
             while self.accept_punct(","):
                 exprs.append(self.expr())
             return tuple(exprs)
+        if name == "ORDER BY":
+            self.advance()  # BY
+            items = [self.order_item()]
+            while self.accept_punct(","):
+                items.append(self.order_item())
+            return tuple(items)
         if name == "WINDOW":
             return self.window_spec()
         if name == "HAVING":
@@ -395,9 +540,15 @@ class _Parser:
     def table_ref(self) -> ast.TableRef:
         tok = self.tok
         if self.at_punct("("):
-            if self.is_kw(self.peek(), "SELECT"):
-                raise self.unsupported(tok, "subqueries are not supported in FROM")
-            raise self.expected("a source name")
+            if not self.is_kw(self.peek(), "SELECT", "WITH"):
+                raise self.expected("a source name or a (SELECT ...) subquery")
+            self.advance()
+            q, _ = self.query(nested=True)
+            self.expect_punct(")", "')' to close the subquery")
+            alias = None
+            if self.accept_kw("AS") or self.is_identifier(self.tok, NO_IMPLICIT_ALIAS):
+                alias, _, _ = self.identifier("an alias for the subquery")
+            return ast.TableRef(alias or "(subquery)", alias, pos=tok.pos, query=q)
         name, _, _ = self.identifier("a source name")
         if self.at_punct("."):
             raise self.unsupported(self.tok, "qualified source names (a.b) are not supported")
@@ -969,11 +1120,10 @@ class _Parser:
                     raise self.expected("')' to close OVER (")
                 raise self.expected("ROWS WINDOW BUFFER, PARTITION BY, ORDER BY or ')' in OVER (...)")
         close = self.advance()
-        if buffer_rows is None:
-            raise self.error(close, f"expected ROWS WINDOW BUFFER n ROWS in OVER (...), found "
-                                    f"{close.describe()}: analytic functions need a row buffer, "
-                                    f"{shape}")
-        return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos)
+        # without a buffer: ROW_NUMBER's top-N and deduplication forms (docs/SQL.md §8), else
+        # the planner's error (planner._add_analytic)
+        return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos,
+                            close_pos=close.pos)
 
     def order_item(self) -> ast.OrderItem:
         e = self.expr()
