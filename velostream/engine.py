@@ -15,10 +15,13 @@ from ._core.window import running_max_before
 from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
 from .binding import SchemaMismatch, SourceBinder, conform, passthrough_types
 from .errors import SqlError
-from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, KeyCodec, Pipeline
+from .exec.operators.dedup import FirstSeen
+from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, Pipeline
 from .planner import Plan, plan_statement
 from .result import Result
-from .sql import parse
+from .exec.graph import GraphEngine, needs_graph, run_query
+from .sql import ast, parse
+from .sql.parser import parse_script
 
 
 class Watermark:
@@ -127,9 +130,25 @@ class Engine:
     ``schemas`` is given).
     """
 
+    def __new__(cls, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
+                *, env: Optional[Mapping[str, str]] = None,
+                statement: Optional[ast.Statement] = None):
+        if statement is None:
+            statements = parse_script(sql, env)
+            if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
+                return GraphEngine(statements, statements[0].sql, schemas)
+            obj = super().__new__(cls)
+            obj._parsed = statements[0]
+            return obj
+        return super().__new__(cls)
+
     def __init__(self, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
-                 *, env: Optional[Mapping[str, str]] = None):
-        self.statement = parse(sql, env)
+                 *, env: Optional[Mapping[str, str]] = None,
+                 statement: Optional[ast.Statement] = None):
+        if statement is None:
+            statement = self.__dict__.pop("_parsed", None)
+        # ``statement``: one SELECT already parsed (a stage of a pipeline, velostream.exec.graph)
+        self.statement = statement if statement is not None else parse(sql, env)
         self.sql = self.statement.sql
         self.strings = StringDict()
         self.plan: Optional[Plan] = None
@@ -354,18 +373,9 @@ class Engine:
 
     def _first_occurrences(self, b: Batch) -> np.ndarray:
         """The rows of ``b`` whose output row was never emitted before (SELECT DISTINCT)."""
-        from ._core.group_table import GroupTable
-        cols = [b.columns[n] for n in self.out_schema.names]
         if self._distinct is None:
-            self._distinct_codec = KeyCodec([c.type for c in cols])
-            self._distinct = GroupTable(self._distinct_codec.n_words)
-        words = self._distinct_codec.encode(cols, b.length)
-        before = self._distinct.slot_capacity
-        slots = np.empty(b.length, dtype=np.int32)
-        self._distinct.find_or_insert(words, slots)
-        _, first = np.unique(slots, return_index=True)
-        first = np.sort(first[slots[first] >= before])
-        return first
+            self._distinct = FirstSeen()
+        return self._distinct.first_rows([b.columns[n] for n in self.out_schema.names], b.length)
 
     def _sync_counters(self) -> None:
         p = self.pipeline
@@ -529,6 +539,12 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     >>> vs.query(sql, {"trades": trades}).to_pylist()
     [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
     """
+    statements = parse_script(sql, env)
+    if needs_graph(statements):
+        # a pipeline (docs/SQL.md §8): its graph runs in this thread at any partition count
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        return run_query(statements, statements[0].sql, sources)
     processor = processor or ("v2" if partitions > 1 else "v1")
     if processor == "v2":
         from .jobs import run_partitioned  # the V2 job server (imported late: it builds on this module)
@@ -537,7 +553,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
         raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
     if partitions != 1:
         raise ValueError("the V1 processor runs one partition; use processor='v2'")
-    eng = Engine(sql, env=env)
+    eng = Engine(sql, env=env, statement=statements[0])
     data = _pick_source(eng, sources)
     result = Result(pa.schema([]))
     first = True
@@ -583,7 +599,18 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
     Output: k STRING, n INT64
     Partitioning: hash(k): GROUP BY keys: each group lives in one partition
     """
-    stmt = parse(sql, env)
+    statements = parse_script(sql, env)
+    if needs_graph(statements):
+        from .exec.graph import Dataflow
+        flow = Dataflow(statements, statements[0].sql)
+        given = {}
+        for name, data in (sources or {}).items():
+            rb = next(iter(to_record_batches(data)), None)
+            if rb is not None:
+                given[name.lower()] = rb.schema
+        flow.bind_for_explain(given)
+        return flow.explain()
+    stmt = statements[0]
     src = stmt.select.source.name
     if sources is not None:
         schemas = {}

@@ -199,7 +199,12 @@ def parse_duration_ms(text: str) -> int:
 # operand twice, so nesting it (or NULLIF, GREATEST, ...) doubles the work per level; without a
 # bound, a short text could take hours per batch (and explain() print an exponential text).
 MAX_REPEATED_STEPS = 10_000
-MAX_GROUP_KEYS = 10_000  # the group table's key holds at most 65,536 words
+MAX_GROUP_KEYS = 10_000
+# ROW_NUMBER's forms without a row buffer (docs/SQL.md §8), named by every error about them
+TOP_N_FORMS = ("window top-N (SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (PARTITION BY "
+               "window_start, ... ORDER BY c [DESC]) AS rn FROM windowed_aggregate) WHERE rn <= N) "
+               "and deduplication (... ROW_NUMBER() OVER (PARTITION BY k ORDER BY <event time>) "
+               "AS rn ... WHERE rn = 1)")  # the group table's key holds at most 65,536 words
 
 
 def plan_statement(stmt: ast.Statement, schemas: dict[str, dict[str, SqlType]],
@@ -265,6 +270,12 @@ class _Planner:
         except ValueError as exc:
             raise SqlError(str(exc), self.sql) from None
         self.input_scope = Scope(self.sql, schema)
+        # a derived stream's event-time column is there for its readers' windows, not for
+        # SELECT * (velostream.exec.graph)
+        self.hidden = getattr(schema, "hidden", ())
+        if sel.source.query is not None or sel.order_by:
+            raise AssertionError("a subquery or ORDER BY reaches the one-statement planner; "
+                                 "velostream.exec.graph plans it")
         if getattr(schema, "open_schema", False):
             self.input_scope.open = True
         plan.where = self._bind_condition(sel.where, self.input_scope) if sel.where is not None else None
@@ -329,6 +340,13 @@ class _Planner:
             hint = nearest(name, sorted(ANALYTIC))
             raise self.err(e, f"unknown analytic function {name}" + (f"; did you mean {hint}?" if hint else ""))
         over = e.over
+        if over.buffer_rows is None:
+            msg = ("expected ROWS WINDOW BUFFER n ROWS in OVER (...), found ')': analytic functions "
+                   "need a row buffer, OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] "
+                   "[ORDER BY ...])")
+            if name == "ROW_NUMBER":
+                msg += ("; without one, ROW_NUMBER() is supported in two forms: " + TOP_N_FORMS)
+            raise SqlError.at(self.sql, over.close_pos, msg)
         if over.buffer_rows < 1:
             raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
         pkeys = tuple(self._bind(p, self.input_scope, self.strings) for p in over.partition_by)
@@ -512,7 +530,7 @@ class _Planner:
         for idx, item in enumerate(items):
             if isinstance(item.expr, ast.Star):
                 for name, t in scope.columns.items():
-                    if not name.startswith("__"):
+                    if not name.startswith("__") and name not in self.hidden:
                         out.append((self._unique(name, used), BCol(t, name)))
                 continue
             b = self._bind(item.expr, scope, self.strings)

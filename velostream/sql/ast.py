@@ -142,10 +142,11 @@ class OrderItem:
 @dataclass(frozen=True)
 class RowsOver:
     """``OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])`` (docs/SQL.md §6)."""
-    buffer_rows: int
+    buffer_rows: Optional[int]  # None: not given (only ROW_NUMBER's forms of docs/SQL.md §8)
     partition_by: tuple["Expr", ...] = ()
     order_by: tuple[OrderItem, ...] = ()
     pos: Pos = _pos()
+    close_pos: Pos = _pos()
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,12 @@ class SelectItem:
 
 @dataclass(frozen=True)
 class TableRef:
+    """A FROM item: a relation's name, or a subquery ``(query) [AS] alias`` (docs/SQL.md §8),
+    whose ``name`` is then its alias."""
     name: str  # lower-cased unless quoted
     alias: Optional[str] = None
     pos: Pos = _pos()
+    query: Optional["Query"] = None
 
 
 @dataclass(frozen=True)
@@ -203,18 +207,60 @@ class Select:
     limit: Optional[int] = None
     emit: Optional[str] = None  # 'CHANGES' | 'FINAL' | None (the default for the query shape)
     pos: Pos = _pos()
+    order_by: tuple[OrderItem, ...] = ()  # sorts the rows of each emission (docs/SQL.md §8)
+
+
+@dataclass(frozen=True)
+class Query:
+    """``SELECT ... [UNION ALL SELECT ...]`` with its CTEs (``WITH name AS (...)``)."""
+    select: Select
+    union_all: tuple[Select, ...] = ()
+    ctes: tuple["Cte", ...] = ()
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Cte:
+    name: str
+    query: Query
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class ColumnDef:
+    """A column of a declared source: ``CREATE STREAM name (col TYPE, ...)``."""
+    name: str
+    type: TypeName
+    pos: Pos = _pos()
 
 
 @dataclass(frozen=True)
 class Statement:
     """A whole statement: an optional ``CREATE STREAM|TABLE name AS``, the SELECT, and the
-    ``WITH (...)`` properties (keys and values as written, after ``${VAR}`` substitution)."""
-    select: Select
+    ``WITH (...)`` properties (keys and values as written, after ``${VAR}`` substitution).
+
+    A declared source (``CREATE STREAM name [(col TYPE, ...)] WITH (...)``, ``CREATE TABLE name
+    ([col TYPE, ...,] PRIMARY KEY (k, ...)) WITH (...)``) has no SELECT: ``select`` is None and
+    ``columns`` (None when not listed) and ``primary_key`` describe it (docs/SQL.md §8)."""
+    select: Optional[Select]
     create_kind: Optional[str] = None  # 'STREAM' | 'TABLE'
     create_name: Optional[str] = None
     properties: tuple[tuple[str, str], ...] = ()
     sql: str = field(default="", compare=False, repr=False)  # the text after substitution
+    union_all: tuple[Select, ...] = ()
+    ctes: tuple[Cte, ...] = ()
+    columns: Optional[tuple[ColumnDef, ...]] = None
+    primary_key: tuple[str, ...] = ()
+    pos: Pos = _pos()
 
     @property
     def props(self) -> dict[str, str]:
         return dict(self.properties)
+
+    @property
+    def declared(self) -> bool:
+        return self.select is None
+
+    @property
+    def query(self) -> Query:
+        return Query(self.select, self.union_all, self.ctes, pos=self.pos)

@@ -1,0 +1,683 @@
+"""A pipeline as a graph of operators (docs/SQL.md §8, docs/ARCHITECTURE.md).
+
+``Dataflow`` turns the statements of one SQL text (``CREATE STREAM x AS ...``, ``CREATE TABLE``,
+CTEs, subqueries in FROM, UNION ALL, ORDER BY, top-N and deduplication, declared sources) into a
+DAG of operators (``velostream.exec.operators``) and runs it: a batch from a source flows through
+the graph in one *step*, node by node in topological order; at the end of a step every node learns
+its inputs' watermark, so a window downstream closes in the same step as the window upstream that
+completes it.
+
+Every relation is a node. A FROM name not defined in the text is an external source; each name is
+visible after its definition. Derived rows carry their event time in the hidden ``_TIMESTAMP``
+column (``operators.base.EVENT_TIME``) so the next statement's windows place them where their
+source rows were.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..batch import SqlType, type_of_arrow
+from ..errors import SqlError, UnsupportedError
+from ..sql import ast
+from .operators.base import EVENT_TIME, INT64_MIN, RelationSchema, sql_schema, visible
+from .operators.dedup import Deduplicate
+from .operators.sort import SortEmission
+from .operators.stage import SelectStage
+from .operators.top_n import WindowTopN
+from .operators.union import UnionAll
+
+
+OPEN = pa.schema([])  # a source's schema for explain without data (see bind_for_explain)
+
+
+@dataclass(eq=False)
+class Node:
+    """One relation of the graph and the operator computing it."""
+    name: str                       # the relation's name ('' for an anonymous one)
+    kind: str                       # source | select | union | sort | top_n | dedup
+    op: Any = None
+    inputs: list["Node"] = field(default_factory=list)
+    consumers: list[tuple["Node", int]] = field(default_factory=list)
+    schema: Optional[pa.Schema] = None
+    hidden: tuple = ()              # columns readers do not see (the derived event time)
+    table_key: Optional[list[str]] = None  # a TABLE: its key columns (docs/SQL.md §8)
+    group_key: Optional[list[str]] = None  # a GROUP BY's output key columns (a table's if named so)
+    id: int = 0
+    windowed: bool = False          # rows are a window's (their event time is its end - 1)
+    changes_key: Optional[list[str]] = None  # a windowed aggregate emitting changes: its groups
+    window_columns: tuple = ()      # output columns holding _WINDOW_START / _WINDOW_END
+    declared: Optional[ast.Statement] = None  # a declared source's CREATE statement
+    watermark: int = INT64_MIN
+    pos: Any = None
+    ready: bool = False             # the operator is built (its inputs' schemas were known)
+    sort_spec: Any = None           # a sort: (ORDER BY items, the select items they name)
+    rn_place: Any = None            # top_n / dedup: where the row number column goes
+    time_column: Optional[str] = None  # dedup: the ORDER BY column, an event time
+
+
+def needs_graph(statements: list[ast.Statement]) -> bool:
+    """Whether the text needs the graph, or is one SELECT the engine runs directly."""
+    if len(statements) != 1:
+        return True
+    s = statements[0]
+    return (s.declared or bool(s.ctes) or bool(s.union_all) or s.create_kind == "TABLE"
+            or s.select.source.query is not None or bool(s.select.order_by))
+
+
+class Dataflow:
+    """The graph of one SQL text, and its run: ``push(source, batch)`` returns the result
+    relation's new rows, ``flush()`` closes everything at the end of the input."""
+
+    def __init__(self, statements: list[ast.Statement], sql: str):
+        self.sql = sql
+        self.statements = statements
+        self.nodes: list[Node] = []
+        self.relations: dict[str, Node] = {}     # lower-cased name -> node
+        self.sources: dict[str, Node] = {}       # external and declared sources
+        self.properties: dict[str, str] = {}
+        self.result: Optional[Node] = None
+        self.named_outputs: dict[str, Node] = {}  # CREATE STREAM|TABLE name AS ...
+        self._merge_properties()
+        for i, stmt in enumerate(statements):
+            self._statement(stmt, last=i == len(statements) - 1)
+        if self.result is None:
+            raise self._err(statements[-1].pos, "no query: the text only declares sources")
+
+    # ----------------------------------------------------------------------------- building
+    def _err(self, pos, msg) -> SqlError:
+        return SqlError.at(self.sql, pos, msg)
+
+    def _merge_properties(self) -> None:
+        """All statements' WITH (...) properties form one job configuration (docs/SQL.md §8)."""
+        seen: dict[str, tuple[str, Any]] = {}
+        for stmt in self.statements:
+            for k, v in stmt.properties:
+                if k in seen and seen[k][0] != v:
+                    raise self._err(stmt.pos, f"property '{k}' is given two values: "
+                                              f"'{seen[k][0]}' and '{v}'")
+                seen[k] = (v, stmt.pos)
+                self.properties[k] = v
+
+    def _add(self, node: Node) -> Node:
+        node.id = len(self.nodes)
+        for port, inp in enumerate(node.inputs):
+            inp.consumers.append((node, port))
+        self.nodes.append(node)
+        return node
+
+    def _statement(self, stmt: ast.Statement, last: bool) -> None:
+        name = stmt.create_name
+        if name is not None and name.lower() in self.relations:
+            raise self._err(stmt.pos, f"'{name}' is already defined")
+        if stmt.declared:
+            node = self._add(Node(name, "source", declared=stmt, pos=stmt.pos,
+                                  table_key=list(stmt.primary_key) or None))
+            self.relations[name.lower()] = node
+            self.sources[name.lower()] = node
+            return
+        if stmt.create_kind is None and not last:
+            raise self._err(stmt.pos, "only the last statement may be a plain SELECT; name this "
+                                      "one with CREATE STREAM name AS SELECT ... so that a later "
+                                      "statement can read it")
+        node = self._query(stmt.query, {}, name or "")
+        if stmt.create_kind == "TABLE":
+            if node.table_key is None:
+                node.table_key = node.group_key
+            if node.table_key is None:
+                raise self._err(stmt.pos, f"CREATE TABLE {name} AS SELECT ...: a table is keyed "
+                                          f"by its GROUP BY columns; add GROUP BY (or use CREATE "
+                                          f"STREAM)")
+        elif node.table_key is not None and stmt.create_kind == "STREAM":
+            node.table_key = None  # CREATE STREAM over a changelog: its rows, as a stream
+        if name is not None:
+            node.name = name
+            self.relations[name.lower()] = node
+            self.named_outputs[name.lower()] = node
+        self.result = node
+
+    def _query(self, q: ast.Query, ctes: dict, name: str) -> Node:
+        ctes = dict(ctes)
+        for cte in q.ctes:
+            if cte.name.lower() in ctes:
+                raise self._err(cte.pos, f"duplicate WITH query name '{cte.name}'")
+            ctes[cte.name.lower()] = self._query(cte.query, ctes, cte.name)
+        selects = [q.select] + list(q.union_all)
+        if len(selects) == 1:
+            return self._select(q.select, ctes, name)
+        # ORDER BY and LIMIT after the last SELECT of a UNION ALL apply to the whole union
+        last = selects[-1]
+        order, limit = last.order_by, last.limit
+        selects[-1] = dataclasses.replace(last, order_by=(), limit=None)
+        branches = [self._select(s, ctes, "") for s in selects]
+        node = self._add(Node(name, "union", UnionAll(self.sql, [s.pos for s in selects],
+                                                       len(branches)),
+                              inputs=branches, pos=q.pos, ready=True))
+        if limit is not None:
+            raise UnsupportedError.at(self.sql, last.pos, "LIMIT after a UNION ALL is not "
+                                      "supported yet; put the union in a WITH query and select "
+                                      "from it with LIMIT")
+        if order:
+            node = self._sort(node, order, [], last.pos)
+        return node
+
+    def _input(self, ref: ast.TableRef, ctes: dict) -> Node:
+        if ref.query is not None:
+            return self._query(ref.query, ctes, ref.alias or "")
+        key = ref.name.lower()
+        if key in ctes:
+            return ctes[key]
+        if key in self.relations:
+            return self.relations[key]
+        node = self.sources.get(key)
+        if node is None:
+            node = self._add(Node(ref.name, "source", pos=ref.pos))
+            self.sources[key] = node
+        return node
+
+    def _select(self, sel: ast.Select, ctes: dict, name: str) -> Node:
+        pattern = self._row_number_form(sel)
+        if pattern is not None:
+            return self._top_n_or_dedup(sel, pattern, ctes, name)
+        inp = self._input(sel.source, ctes)
+        return self._stage(sel, inp, name)
+
+    def _stage(self, sel: ast.Select, inp: Node, name: str) -> Node:
+        order = sel.order_by
+        sel = dataclasses.replace(sel, order_by=(),
+                                  source=dataclasses.replace(sel.source, name=_rel_id(inp),
+                                                             query=None))
+        stmt = ast.Statement(select=sel, properties=tuple(self.properties.items()), sql=self.sql,
+                             pos=sel.pos)
+        aggregate = bool(sel.group_by) or sel.window is not None or any(
+            _has_aggregate(i.expr) for i in sel.items) or sel.having is not None
+        if inp.table_key is not None and (aggregate or _has_over(sel)):
+            raise UnsupportedError.at(self.sql, sel.pos, f"'{inp.name}' is a table: aggregating "
+                                      f"or windowing a table's changes is not supported yet; read "
+                                      f"it with a plain SELECT (or join it, docs/SQL.md §9)")
+        node = self._add(Node(name, "select", SelectStage(stmt, _rel_id(inp),
+                                                            inp.kind != "source"),
+                              inputs=[inp], pos=sel.pos))
+        node.windowed = sel.window is not None
+        if aggregate and sel.group_by:
+            node.group_key = _group_outputs(sel)
+            if node.windowed:
+                node.window_columns = _window_outputs(sel)
+                emit = sel.emit or "FINAL"
+                if emit == "CHANGES":
+                    node.changes_key = node.group_key
+        elif inp.table_key is not None and not aggregate:
+            kept = _kept_columns(sel, inp.table_key)
+            node.table_key = kept  # a filter / projection of a table keeps its key when it can
+        if order:
+            node = self._sort(node, order, sel.items, sel.pos)
+        return node
+
+    def _sort(self, node: Node, order, items, pos) -> Node:
+        keys = []
+        for o in order:
+            keys.append((o.expr, o.descending))
+        out = self._add(Node(node.name, "sort", SortEmission([], node.windowed), inputs=[node],
+                             pos=pos))
+        out.windowed = node.windowed
+        out.table_key, out.group_key = node.table_key, node.group_key
+        out.changes_key = node.changes_key
+        out.window_columns = node.window_columns
+        out.sort_spec = (keys, items)
+        node.name = ""
+        return out
+
+    # ------------------------------------------------------------------ ROW_NUMBER's forms
+    def _row_number_form(self, sel: ast.Select):
+        """``SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (PARTITION BY p ORDER BY c) AS rn
+        FROM x) WHERE rn <= N``: (inner select, index of the rn item, N), or None."""
+        ref = sel.source
+        if ref.query is None or ref.query.union_all or ref.query.ctes:
+            return None
+        inner = ref.query.select
+        idx = [i for i, it in enumerate(inner.items)
+               if isinstance(it.expr, ast.FunctionCall) and it.expr.name == "ROW_NUMBER"
+               and it.expr.over is not None and it.expr.over.buffer_rows is None]
+        if not idx:
+            return None
+        item = inner.items[idx[0]]
+        rn = item.alias or "row_number"
+        limit = _rn_limit(sel.where, rn)
+        if limit is None:
+            raise UnsupportedError.at(self.sql, sel.pos, "a ROW_NUMBER() subquery needs an outer "
+                                      f"WHERE {rn} <= N (or {rn} < N, {rn} = 1): supported are "
+                                      + TOP_N_FORMS)
+        return inner, idx[0], limit
+
+    def _top_n_or_dedup(self, sel: ast.Select, pattern, ctes: dict, name: str) -> Node:
+        inner, idx, limit = pattern
+        call = inner.items[idx].expr
+        over = call.over
+        rn_name = inner.items[idx].alias or "row_number"
+        if call.args:
+            raise self._err(call.pos, "ROW_NUMBER takes no argument")
+        if not over.order_by:
+            raise UnsupportedError.at(self.sql, over.pos, "ROW_NUMBER() OVER (...) needs ORDER BY: "
+                                      "supported are " + TOP_N_FORMS)
+        x = self._input(inner.source, ctes)
+        rest = [it for i, it in enumerate(inner.items) if i != idx]
+        has_star_before = any(isinstance(it.expr, ast.Star) for it in inner.items[:idx])
+        has_star_after = any(isinstance(it.expr, ast.Star) for it in inner.items[idx + 1:])
+        projected = dataclasses.replace(inner, items=tuple(rest)) if rest else None
+        if projected is None:
+            raise self._err(inner.pos, "the ROW_NUMBER() subquery selects nothing but the row "
+                                       "number")
+        p = self._stage(projected, x, "")
+        part = [_column_name(e, self.sql, "PARTITION BY") for e in over.partition_by]
+        order = [(_column_name(o.expr, self.sql, "ORDER BY"), o.descending) for o in over.order_by]
+        window_col = x.window_columns and any(c in x.window_columns for c in part)
+        if x.windowed and window_col:
+            op = WindowTopN(part, order, limit, rn_name, 0, x.changes_key)
+            kind = "top_n"
+        elif limit == 1 and len(order) == 1 and not order[0][1]:
+            op = Deduplicate(part, rn_name, 0)
+            kind = "dedup"
+        else:
+            raise UnsupportedError.at(self.sql, over.pos, "this ROW_NUMBER() form is not "
+                                      "supported; supported are " + TOP_N_FORMS)
+        node = self._add(Node("", kind, op, inputs=[p], pos=over.pos))
+        node.windowed = p.windowed or x.windowed
+        node.rn_place = (idx, len(inner.items), has_star_before, has_star_after)
+        if kind == "dedup" and order[0][0].upper() not in (EVENT_TIME, "TIMESTAMP"):
+            node.time_column = order[0][0]  # must be a TIMESTAMP column: checked at _bind
+        outer = dataclasses.replace(sel, source=dataclasses.replace(sel.source, query=None))
+        return self._stage(outer, node, name)
+
+    # ------------------------------------------------------------------ event time of rows
+    def _with_event_time(self, node: Node, schema: RelationSchema) -> None:
+        """A stage read by another node (or a window's, for its sort, top-N or table key) carries
+        its rows' event time (docs/SQL.md §8): ``_WINDOW_END - 1`` for a window's rows, else the
+        input row's, hidden from its readers' SELECT *."""
+        stage: SelectStage = node.op
+        sel = stage.statement.select
+        if not (node.consumers or node.windowed) or sel.distinct:
+            return  # DISTINCT: a row stands for several input rows; it has no one time
+        names = {(_out_name(i) or "").upper() for i in sel.items}
+        star = any(isinstance(i.expr, ast.Star) and i.expr.table is None for i in sel.items)
+        if EVENT_TIME in names or (star and EVENT_TIME in schema
+                                   and EVENT_TIME not in schema.hidden and not node.windowed):
+            return  # the rows show their time themselves
+        if sel.window is not None:
+            expr = ast.BinaryOp("-", ast.Column("_WINDOW_END"), ast.Literal(1, "INTEGER"))
+        elif EVENT_TIME not in schema:
+            return  # the input's rows have no event time: neither have these
+        elif sel.group_by or any(_has_aggregate(i.expr) for i in sel.items):
+            expr = ast.FunctionCall("LAST_VALUE", (ast.Column(EVENT_TIME),))
+        else:
+            expr = ast.Column(EVENT_TIME)
+        sel = dataclasses.replace(sel, items=sel.items + (ast.SelectItem(expr, EVENT_TIME),))
+        stage.statement = dataclasses.replace(stage.statement, select=sel)
+        node.hidden = (EVENT_TIME,)
+
+    # ------------------------------------------------------------------------------ binding
+    def bind_source(self, name: str, schema: Optional[pa.Schema]) -> None:
+        """The schema of source ``name`` is known (its first batch's, or declared)."""
+        node = self.sources[name.lower()]
+        if node.schema is not None:
+            return
+        if node.declared is not None and node.declared.columns is not None:
+            from ..batch import arrow_type_of
+            from .expressions import _cast_type
+            node.schema = pa.schema([(c.name, arrow_type_of(_cast_type(c.type)))
+                                     for c in node.declared.columns])
+        else:
+            node.schema = schema
+        node.ready = True
+        self._bind_ready()
+
+    def bind_for_explain(self, schemas: dict) -> None:
+        """Bind every source to its schema in ``schemas`` (lower-cased name -> pa.Schema), or to
+        an open one (every column known, typed NULL) when it has none."""
+        for key, node in self.sources.items():
+            if node.schema is None:
+                given = schemas.get(key)
+                if given is None and (node.declared is None or node.declared.columns is None):
+                    node.schema = OPEN
+                    node.ready = True
+                else:
+                    self.bind_source(node.name, given)
+        self._bind_ready()
+
+    def _bind_ready(self) -> None:
+        """Build every operator whose inputs' schemas are known."""
+        for node in self.nodes:
+            if node.kind == "source" or node.schema is not None:
+                continue
+            known = all(i.schema is not None for i in node.inputs)
+            if node.kind == "union":  # ready from the start: holds rows until it knows its types
+                if known:
+                    node.schema = node.op.bind([i.schema for i in node.inputs])
+                    node.hidden = (node.inputs[0].hidden
+                                   if all(i.hidden for i in node.inputs) else ())
+            elif not node.ready and known:
+                self._bind(node)
+
+    def _bind(self, node: Node) -> None:
+        src = node.inputs[0]
+        node.ready = True
+        if node.kind == "select":
+            stage: SelectStage = node.op
+            schema = sql_schema(src.schema, src.hidden)
+            self._with_event_time(node, schema)
+            if src.kind == "source" and src.schema is OPEN:
+                from ..engine import _AnySchema
+                stage.bind(_AnySchema())  # explain without data: every column typed NULL
+            elif src.kind == "source" and src.declared is None:
+                stage.bind(None)  # the engine binds at the first batch, as vs.query's does
+            else:
+                declared = None
+                if src.kind == "source":  # the declared types, as the planner reads them
+                    from .expressions import _cast_type
+                    declared = RelationSchema({c.name: _cast_type(c.type)
+                                               for c in src.declared.columns})
+                stage.bind(declared if declared is not None else schema)
+            node.schema = stage.schema
+        elif node.kind == "sort":
+            node.schema, node.hidden = src.schema, src.hidden
+            keys_ast, items = node.sort_spec
+            node.op.keys = [(_order_name(e, items, src, self.sql), d) for e, d in keys_ast]
+        elif node.kind in ("top_n", "dedup"):
+            idx, n_items, star_before, star_after = node.rn_place
+            names = [n for n in src.schema.names if n not in src.hidden]
+            pos = idx if not star_before else (len(names) - (n_items - idx - 1)
+                                               if not star_after else len(names))
+            node.op.rn_pos = pos
+            cols = node.op.partition if node.kind == "top_n" else node.op.keys
+            for c in cols + [c for c, _ in getattr(node.op, "order", [])]:
+                if c not in src.schema.names:
+                    raise self._err(node.pos, f"'{c}' is not a column of the ROW_NUMBER() "
+                                              f"subquery")
+            if node.time_column is not None:
+                t = src.schema.field(node.time_column).type if node.time_column in \
+                    src.schema.names else None
+                if t is None or not pa.types.is_timestamp(t):
+                    raise UnsupportedError.at(self.sql, node.pos, f"ORDER BY {node.time_column}: "
+                                              f"deduplication orders by the event time (a "
+                                              f"TIMESTAMP column or _TIMESTAMP); supported are "
+                                              + TOP_N_FORMS)
+            fields = list(src.schema)
+            fields.insert(pos, pa.field(node.op.rn_name, pa.int64()))
+            node.schema, node.hidden = pa.schema(fields), src.hidden
+        else:
+            raise AssertionError(node.kind)
+
+    # ------------------------------------------------------------------------------ running
+    def step(self, source: Optional[str], batch: Optional[pa.RecordBatch],
+             final: bool = False) -> dict[Node, list[pa.RecordBatch]]:
+        """One step: ``batch`` from ``source`` (or none) through every node, then the
+        watermarks; with ``final``, every node closes. Returns what each node emitted."""
+        pending: dict[Node, list[tuple[int, pa.RecordBatch]]] = {}
+        emitted: dict[Node, list[pa.RecordBatch]] = {}
+        if source is not None:
+            node = self.sources[source.lower()]
+            if node.schema is None:
+                self.bind_source(source, batch.schema)
+            node.watermark = max(node.watermark, self._source_time(node, batch))
+            for c, port in node.consumers:
+                pending.setdefault(c, []).append((port, batch))
+        for node in self.nodes:
+            if node.kind == "source":
+                continue
+            if not node.ready:
+                if pending.get(node):
+                    raise AssertionError(f"rows reached node {node.kind} before its inputs' schemas")
+                continue
+            out: list[pa.RecordBatch] = []
+            for port, rb in pending.pop(node, ()):
+                out += node.op.push(port, rb)
+            wm = min(i.watermark for i in node.inputs)
+            out += node.op.on_watermark(wm)
+            if final:
+                out += node.op.close()
+            node.watermark = max(node.watermark, node.op.watermark)
+            if node.kind == "select" and node.schema is None:
+                node.schema = node.op.schema
+            out = [rb for rb in out if rb.num_rows]
+            emitted[node] = out
+            for c, port in node.consumers:
+                if out:
+                    pending.setdefault(c, []).extend((port, rb) for rb in out)
+            self._bind_ready()
+        return emitted
+
+    def _source_time(self, node: Node, batch: pa.RecordBatch) -> int:
+        """A source's watermark after ``batch``: its largest event time less the lateness."""
+        if EVENT_TIME not in batch.schema.names or batch.num_rows == 0:
+            return INT64_MIN
+        col = batch.column(EVENT_TIME)
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+        elif not pa.types.is_integer(col.type):
+            return INT64_MIN
+        top = pc.max(col).as_py()
+        if top is None:
+            return INT64_MIN
+        from ..planner import parse_duration_ms
+        return int(top) - parse_duration_ms(self.properties.get("allowed.lateness", "0"))
+
+    def result_rows(self, emitted: dict) -> list[pa.RecordBatch]:
+        node = self.result
+        return visible(emitted.get(node, []), node.hidden)
+
+    def result_schema(self) -> pa.Schema:
+        node = self.result
+        if node.schema is None:
+            return pa.schema([])
+        return pa.schema([f for f in node.schema if f.name not in node.hidden])
+
+    # ------------------------------------------------------------------------------ explain
+    def explain(self) -> str:
+        ids = {id(n): i for i, n in enumerate(self.nodes)}
+        lines = []
+        for i, n in enumerate(self.nodes):
+            ins = ", ".join(f"#{ids[id(x)]}" for x in n.inputs) or "-"
+            label = f"#{i} {n.kind}"
+            if n.name:
+                label += f" {n.name}"
+            if n.table_key is not None:
+                label += f" (table, key {', '.join(n.table_key)})"
+            lines.append(f"{label}  <- {ins}")
+            if n.kind == "select" and n.op.plan is not None:
+                lines += ["    " + l for l in n.op.plan.explain().splitlines()]
+            elif n.kind != "source" and hasattr(n.op, "describe"):
+                lines.append("    " + n.op.describe())
+        lines.append(f"Result: #{ids[id(self.result)]}" if self.result is not None else "Result: -")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ helpers
+from ..planner import TOP_N_FORMS, AGGREGATES, _children  # noqa: E402
+
+
+def _rel_id(node: Node) -> str:
+    return node.name or f"#{node.id}"
+
+
+def _has_aggregate(e) -> bool:
+    if isinstance(e, ast.FunctionCall) and e.over is None and e.name in AGGREGATES:
+        return True
+    return any(_has_aggregate(c) for c in _children(e))
+
+
+def _has_over(sel: ast.Select) -> bool:
+    def has(e):
+        if isinstance(e, ast.FunctionCall) and e.over is not None:
+            return True
+        return any(has(c) for c in _children(e))
+    return any(has(i.expr) for i in sel.items)
+
+
+def _out_name(item: ast.SelectItem) -> Optional[str]:
+    if item.alias:
+        return item.alias
+    if isinstance(item.expr, ast.Column):
+        return item.expr.name
+    return None
+
+
+def _group_outputs(sel: ast.Select) -> Optional[list[str]]:
+    """The output names of the GROUP BY expressions (a table's key), or None when one is not
+    selected."""
+    out = []
+    for g in sel.group_by:
+        name = next((_out_name(i) for i in sel.items if i.expr == g and _out_name(i)), None)
+        if name is None:
+            return None
+        out.append(name)
+    for w in _window_outputs(sel):
+        out.append(w)
+    return out
+
+
+def _window_outputs(sel: ast.Select) -> tuple:
+    return tuple(_out_name(i) for i in sel.items if isinstance(i.expr, ast.Column)
+                 and i.expr.name in ("_WINDOW_START", "_WINDOW_END") and _out_name(i))
+
+
+def _kept_columns(sel: ast.Select, key: list[str]) -> Optional[list[str]]:
+    if any(isinstance(i.expr, ast.Star) for i in sel.items):
+        return list(key)
+    out = []
+    for k in key:
+        name = next((_out_name(i) for i in sel.items if isinstance(i.expr, ast.Column)
+                     and i.expr.name.lower() == k.lower()), None)
+        if name is None:
+            return None
+        out.append(name)
+    return out
+
+
+def _rn_limit(where, rn: str) -> Optional[int]:
+    """N of ``WHERE rn <= N`` / ``rn < N`` / ``rn = 1`` (also as one conjunct of an AND)."""
+    if where is None:
+        return None
+    if isinstance(where, ast.BinaryOp) and where.op == "AND":
+        return _rn_limit(where.left, rn) or _rn_limit(where.right, rn)
+    if not (isinstance(where, ast.BinaryOp) and isinstance(where.left, ast.Column)
+            and where.left.name.lower() == rn.lower() and isinstance(where.right, ast.Literal)
+            and where.right.type == "INTEGER"):
+        return None
+    n = int(where.right.value)
+    limit = {"<=": n, "<": n - 1, "=": n if n == 1 else None}.get(where.op)
+    return limit if limit is not None and limit >= 1 else None
+
+
+def _column_name(e, sql: str, what: str) -> str:
+    if not isinstance(e, ast.Column):
+        raise UnsupportedError.at(sql, getattr(e, "pos", None), f"{what} of ROW_NUMBER() takes "
+                                  f"column names here")
+    return e.name
+
+
+def _order_name(e, items, src: Node, sql: str) -> str:
+    names = [n for n in src.schema.names if n not in src.hidden]
+    if isinstance(e, ast.Literal) and e.type == "INTEGER":
+        k = int(e.value)
+        if not 1 <= k <= len(names):
+            raise SqlError.at(sql, getattr(e, "pos", None), f"ORDER BY position {k} is not in "
+                              f"the select list (1 to {len(names)})")
+        return names[k - 1]
+    if isinstance(e, ast.Column) and e.table is None:
+        for n in names:
+            if n == e.name or (not e.quoted and n.lower() == e.name.lower()):
+                return n
+    for i, it in enumerate(items):
+        if it.expr == e and not any(isinstance(x.expr, ast.Star) for x in items[:i]):
+            return names[i]
+    raise SqlError.at(sql, getattr(e, "pos", None), "ORDER BY takes a column of the select list "
+                      f"(its name, alias or position); columns: {', '.join(names)}")
+
+
+class GraphEngine:
+    """``vs.Engine`` for a text that needs the graph (``needs_graph``): push batches from any
+    of its sources, get the result relation's new rows."""
+
+    def __init__(self, statements: list[ast.Statement], sql: str,
+                 schemas: Optional[dict] = None):
+        self.flow = Dataflow(statements, sql)
+        self.sql = sql
+        self.statements = statements
+        self.stats = {"records_in": 0, "records_out": 0, "batches": 0}
+        if schemas:
+            for name, cols in schemas.items():
+                if name.lower() in self.flow.sources:
+                    from ..batch import arrow_type_of
+                    self.flow.bind_source(name, pa.schema([(c, arrow_type_of(t))
+                                                           for c, t in cols.items()]))
+
+    @property
+    def sources(self) -> list[str]:
+        return [n.name for n in self.flow.sources.values()]
+
+    @property
+    def out_schema(self) -> pa.Schema:
+        return self.flow.result_schema()
+
+    def push(self, source: str, data: Any):
+        from ..batch import to_record_batches
+        from ..result import Result
+        if source.lower() not in self.flow.sources:
+            raise SqlError(f"no source '{source}' in this query (sources: "
+                           f"{', '.join(self.sources)})", self.sql)
+        out: list[pa.RecordBatch] = []
+        for rb in to_record_batches(data):
+            self.stats["records_in"] += rb.num_rows
+            self.stats["batches"] += 1
+            out += self.flow.result_rows(self.flow.step(source, rb))
+        self.stats["records_out"] += sum(rb.num_rows for rb in out)
+        return Result(self.out_schema, out)
+
+    def flush(self):
+        from ..result import Result
+        out = self.flow.result_rows(self.flow.step(None, None, final=True))
+        self.stats["records_out"] += sum(rb.num_rows for rb in out)
+        return Result(self.out_schema, out)
+
+    def explain(self) -> str:
+        return self.flow.explain()
+
+
+def final_state(batches: list[pa.RecordBatch], schema: pa.Schema, key: list[str]) -> list:
+    """A table's changelog reduced to its last row per key (docs/SQL.md §8, Tables)."""
+    if not batches:
+        return []
+    table = pa.Table.from_batches(batches, schema=schema)
+    from .operators.top_n import group_codes
+    codes = group_codes(table, key)
+    last = np.full(codes.max() + 1, -1, dtype=np.int64)
+    last[codes] = np.arange(len(codes))
+    return table.take(pa.array(np.sort(last))).combine_chunks().to_batches()
+
+
+def run_query(statements: list[ast.Statement], sql: str, sources) -> "Any":
+    """``vs.query`` over a text that needs the graph: every source's input to its end."""
+    from ..batch import to_record_batches
+    from ..result import Result
+    flow = Dataflow(statements, sql)
+    given = {k.lower(): v for k, v in sources.items()}
+    for key, node in flow.sources.items():
+        if key not in given:
+            raise SqlError.at(sql, node.pos, f"no input for source '{node.name}' (given: "
+                              f"{', '.join(sources) or 'none'})")
+    full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
+    for key, node in flow.sources.items():
+        for rb in to_record_batches(given[key]):
+            full += flow.step(node.name, rb).get(flow.result, [])
+    full += flow.step(None, None, final=True).get(flow.result, [])
+    res = flow.result
+    if res.table_key is not None and full:
+        key = list(res.table_key)
+        if res.windowed and not res.window_columns and EVENT_TIME in res.schema.names:
+            key.append(EVENT_TIME)  # the window tells a key's versions apart
+        full = final_state(full, res.schema, key)
+    return Result(flow.result_schema(), visible(full, res.hidden))

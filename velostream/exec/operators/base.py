@@ -1,0 +1,55 @@
+"""What every operator of a pipeline shares (docs/ARCHITECTURE.md, "Operators")."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import pyarrow as pa
+
+from ...batch import SqlType
+
+# A derived row's event time travels in this column (docs/SQL.md §8, "Time of derived rows"): the
+# event time of the input row that produced it, or ``_WINDOW_END - 1`` for a window's row. It is
+# the same system column a source's records carry, so a reader's WINDOW uses it by default.
+EVENT_TIME = "_TIMESTAMP"
+INT64_MIN = -2 ** 63
+
+
+class Operator(Protocol):
+    """One node of a pipeline's graph."""
+
+    watermark: int
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        """Rows of input ``port``; returns the rows this emits."""
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        """The inputs' watermark reached ``watermark``: emit what it completes."""
+
+    def close(self) -> list[pa.RecordBatch]:
+        """End of input: emit everything still held."""
+
+
+class RelationSchema(dict):
+    """Column name -> SqlType of a relation, as the planner reads a source's schema, with the
+    columns ``SELECT *`` skips (``hidden``: the derived event time)."""
+
+    def __init__(self, columns, hidden=()):
+        super().__init__(columns)
+        self.hidden = tuple(hidden)
+
+
+def visible(batches: list[pa.RecordBatch], hidden) -> list[pa.RecordBatch]:
+    """``batches`` without their ``hidden`` columns."""
+    if not hidden:
+        return batches
+    out = []
+    for rb in batches:
+        keep = [i for i, n in enumerate(rb.schema.names) if n not in hidden]
+        out.append(rb.select(keep))
+    return out
+
+
+def sql_schema(schema: pa.Schema, hidden=()) -> RelationSchema:
+    from ...batch import type_of_arrow
+    return RelationSchema({f.name: type_of_arrow(f.type) for f in schema}, hidden)
+

@@ -1,0 +1,47 @@
+"""ORDER BY: sorts the rows of each emission, and never waits for more input (docs/SQL.md §8).
+
+An emission is what the query emits for one input batch, or what a window emits when it closes:
+the operator holds what its input emits during one step of the graph and sorts it when the step
+ends (``on_watermark``). Rows of different windows stay in window order; NULLs sort last, as in
+DuckDB.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import EVENT_TIME, INT64_MIN
+
+
+class SortEmission:
+    def __init__(self, keys: list[tuple[str, bool]], by_window: bool):
+        self.keys = keys            # (output column, descending)
+        self.by_window = by_window  # the input is a window's rows: each window sorted apart
+        self.watermark = INT64_MIN
+        self._held: list[pa.RecordBatch] = []
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        if batch.num_rows:
+            self._held.append(batch)
+        return []
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        self.watermark = max(self.watermark, watermark)
+        return self._sorted()
+
+    def close(self) -> list[pa.RecordBatch]:
+        return self._sorted()
+
+    def _sorted(self) -> list[pa.RecordBatch]:
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        table = pa.Table.from_batches(held)
+        keys = [(EVENT_TIME, "ascending")] if self.by_window else []
+        keys += [(name, "descending" if desc else "ascending") for name, desc in self.keys]
+        order = pc.sort_indices(table, sort_keys=keys, null_placement="at_end")
+        return table.take(order).combine_chunks().to_batches()
+
+    def describe(self) -> str:
+        keys = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in self.keys)
+        return f"Sort: each emission by {keys}" + (" (each window apart)" if self.by_window else "")

@@ -1,0 +1,118 @@
+"""A SELECT over one input relation: filter, project, window, aggregate, ROWS analytics, DISTINCT
+and LIMIT, run by one ``Engine`` (docs/ARCHITECTURE.md, "Operators").
+
+A stage reading a source judges its records' time itself, as a one-statement query does. A stage
+reading a derived stream takes its input's watermark instead (docs/SQL.md §8: "a derived
+stream's watermark follows its input's"): its rows are never late against their own arrival
+order, only against the upstream progress, so a window's changes arriving out of order are not
+dropped.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from ...sql import ast
+from .base import INT64_MIN
+
+
+class UpstreamWatermark:
+    """The watermark of a stage that reads a derived stream: its input's, set by the graph."""
+
+    lateness = 0
+
+    def __init__(self) -> None:
+        self.max_time = INT64_MIN
+        self.partition_max: dict[int, int] = {}
+
+    @property
+    def current(self) -> int:
+        return self.max_time
+
+    def advance(self, watermark: int) -> None:
+        if watermark > self.max_time:
+            self.max_time = watermark
+
+    def stamp(self, times: np.ndarray, partitions: Optional[np.ndarray] = None) -> np.ndarray:
+        return np.full(len(times), self.max_time, dtype=np.int64)
+
+    def track(self, active, idle=()) -> None:
+        pass
+
+
+class SelectStage:
+    """One SELECT of a pipeline (``statement`` reads ``input_name``)."""
+
+    def __init__(self, statement: ast.Statement, input_name: str, derived_input: bool):
+        self.statement = statement
+        self.input_name = input_name
+        self.derived_input = derived_input
+        self.engine = None
+        self.watermark = INT64_MIN
+
+    # -- binding ----------------------------------------------------------------------------
+    def bind(self, input_schema) -> pa.Schema:
+        """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
+        returns the output schema (None until bound)."""
+        from ...engine import Engine
+        schemas = None if input_schema is None else {self.input_name: input_schema}
+        eng = Engine(self.statement.sql, schemas, statement=self.statement)
+        self.engine = eng
+        if eng.plan is not None:
+            self._bound()
+        return self.schema
+
+    def _bound(self) -> None:
+        if self.derived_input:
+            self.engine.watermark = UpstreamWatermark()
+
+    @property
+    def schema(self) -> Optional[pa.Schema]:
+        eng = self.engine
+        return eng.out_schema if eng is not None and eng.plan is not None else None
+
+    @property
+    def plan(self):
+        return self.engine.plan if self.engine is not None else None
+
+    # -- running ------------------------------------------------------------------------------
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        eng = self.engine
+        unbound = eng.plan is None
+        r = eng.push(self.input_name, batch)
+        if unbound and eng.plan is not None:
+            self._bound()
+        if not self.derived_input and eng.plan is not None and eng.plan.window is not None:
+            self.watermark = max(self.watermark, eng.watermark.current)
+        return r.batches
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        eng = self.engine
+        if eng.plan is None:
+            return []
+        if not self.derived_input:
+            # a windowed stage over a source keeps its own clock (the window's time column)
+            if eng.plan.window is None:
+                self.watermark = max(self.watermark, watermark)
+            return []
+        self.watermark = max(self.watermark, watermark)
+        eng.watermark.advance(watermark)
+        if eng.plan.window is None:
+            return []
+        out = eng.pipeline.advance(eng.watermark.current)
+        eng._sync_counters()
+        return eng.finish(out).batches
+
+    def close(self) -> list[pa.RecordBatch]:
+        eng = self.engine
+        if eng.plan is None:
+            return []
+        return eng.flush().batches
+
+    def describe(self) -> str:
+        plan = self.plan
+        if plan is None:
+            return "Select (unbound)"
+        return plan.explain()

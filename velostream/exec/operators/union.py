@@ -1,0 +1,84 @@
+"""UNION ALL: the rows of every input, in one schema (docs/SQL.md §8).
+
+Names come from the first input; each column's type is the inputs' common type as DuckDB unifies
+them (an integer and a double make a double, anything with text makes text); its watermark is the
+smallest of its inputs', so a window downstream waits for the slowest input.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pyarrow as pa
+
+from ...batch import arrow_type_of, type_of_arrow
+from ...errors import SqlError
+from ..expressions import _common_type
+from .base import INT64_MIN
+
+
+class UnionAll:
+    def __init__(self, sql: str, positions: list, n_inputs: int):
+        self.sql = sql
+        self.positions = positions  # each input SELECT's (line, column), for errors
+        self.n_inputs = n_inputs
+        self.schema: Optional[pa.Schema] = None
+        self.watermark = INT64_MIN
+        self._held: list[tuple[int, pa.RecordBatch]] = []
+
+    def bind(self, schemas: list[pa.Schema]) -> pa.Schema:
+        """The output schema from the inputs' (each None while unknown: then rows are held)."""
+        if any(s is None for s in schemas):
+            return None
+        first = schemas[0]
+        for i, s in enumerate(schemas[1:], start=1):
+            if len(s) != len(first):
+                raise SqlError.at(self.sql, self.positions[i],
+                                  f"UNION ALL: this query gives {len(s)} columns, the first gives "
+                                  f"{len(first)}; each query must give the same number")
+        fields = []
+        for j, f in enumerate(first):
+            types = [s.field(j).type for s in schemas]
+            if all(t.equals(types[0]) for t in types):
+                fields.append(pa.field(f.name, types[0]))
+                continue
+            sql_types = [type_of_arrow(t) for t in types]
+            kinds = {t.kind for t in sql_types if t.kind != "NULL"}
+            if "TIMESTAMP" in kinds and len(kinds) > 1:
+                raise SqlError.at(self.sql, self.positions[0],
+                                  f"UNION ALL: column {j + 1} ('{f.name}') is a TIMESTAMP in one "
+                                  f"query and {', '.join(sorted(kinds - {'TIMESTAMP'}))} in "
+                                  f"another; CAST one side")
+            fields.append(pa.field(f.name, arrow_type_of(_common_type(sql_types))))
+        # names from the first input: a hidden event time (the last column of each) stays hidden
+        self.schema = pa.schema(fields)
+        return self.schema
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        if self.schema is None:
+            self._held.append((port, batch))
+            return []
+        out = []
+        if self._held:
+            held, self._held = self._held, []
+            for p, b in held:
+                out += self.push(p, b)
+        if batch.schema.equals(self.schema):
+            out.append(batch)
+            return out
+        cols = [c if c.type.equals(f.type) else c.cast(f.type)
+                for c, f in zip(batch.columns, self.schema)]
+        out.append(pa.RecordBatch.from_arrays(cols, schema=self.schema))
+        return out
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        self.watermark = max(self.watermark, watermark)
+        return []
+
+    def close(self) -> list[pa.RecordBatch]:
+        if self._held and self.schema is None:
+            raise SqlError.at(self.sql, self.positions[0], "UNION ALL: an input gave no rows and "
+                              "no schema, so the union's column types are unknown")
+        return []
+
+    def describe(self) -> str:
+        return f"UnionAll: {self.n_inputs} inputs, watermark = the smallest of theirs"
