@@ -148,10 +148,10 @@ class KafkaSource:
         self._json = None
         if fmt == "avro":
             from .avro import AvroCodec
-            path = props.get("avro.schema.file")
-            if not path:
-                raise ConfigError(f"'{name}.avro.schema.file' is required for format avro")
-            self._avro = AvroCodec.from_file(path)
+            if not props.values.get("avro.schema.file") and not props.values.get("schema.registry.url"):
+                raise ConfigError(f"'{name}.avro.schema.file' (or '{name}.schema.registry.url') "
+                                  f"is required for format avro")
+            self._avro = AvroCodec.from_properties(props, topic=self.topic)
         conf = _client_conf(props, CONSUMER_DEFAULTS, {
             "bootstrap.servers": self.bootstrap, "group.id": group,
             "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -535,10 +535,9 @@ class KafkaSink:
             raise ConfigError(f"'{name}.format' must be json or avro, got {fmt!r}")
         self.format = fmt
         self._avro = None
-        self._avro_file = props.get("avro.schema.file")
-        if fmt == "avro" and self._avro_file:
+        if fmt == "avro":  # without avro.schema.file the schema comes from the first batch
             from .avro import AvroCodec
-            self._avro = AvroCodec.from_file(self._avro_file)
+            self._avro = AvroCodec.from_properties(props, topic=self.topic)
         props.get("key.columns")  # read by the job spec (message keys), not a librdkafka setting
         connect_ms = props.get_int("connect.timeout.ms", 12000)
         self._flush_s = props.get_int("flush.timeout.ms", 60000) / 1000
@@ -595,10 +594,7 @@ class KafkaSink:
         return joined.to_pylist()
 
     def _values(self, rb: pa.RecordBatch) -> list[bytes]:
-        if self.format == "avro":
-            if self._avro is None:
-                from .avro import AvroCodec
-                self._avro = AvroCodec.from_arrow(rb.schema)
+        if self._avro is not None:
             return self._avro.encode(rb)
         import orjson
         dumps = orjson.dumps
