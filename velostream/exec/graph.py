@@ -356,9 +356,9 @@ class Dataflow:
             known = all(i.schema is not None for i in node.inputs)
             if node.kind == "union":  # ready from the start: holds rows until it knows its types
                 if known:
-                    node.schema = node.op.bind([i.schema for i in node.inputs])
-                    node.hidden = (node.inputs[0].hidden
-                                   if all(i.hidden for i in node.inputs) else ())
+                    node.schema = node.op.bind([i.schema for i in node.inputs],
+                                               [i.hidden for i in node.inputs])
+                    node.hidden = (EVENT_TIME,) if node.op.keep_time else ()
             elif not node.ready and known:
                 self._bind(node)
 

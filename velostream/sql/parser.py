@@ -167,6 +167,11 @@ class _Parser:
         self._pending = iter_tokens(sql)  # tokens are read as the parser reaches them
         self.toks: list[Token] = [next(self._pending)]
         self.i = 0
+        self.tok: Token = self.toks[0]  # the current token, self.toks[self.i]
+        # tokens consumed before self.toks[0]: a scanned run of list items (simple_items)
+        # restarts the token list; base + i counts tokens from the start of the text
+        self.base = 0
+        self._block = 1024  # tokens read ahead per block (smaller just after a restart)
         self.implicit_alias: Optional[Token] = None
         self.nesting = 0  # expr() calls in progress (see expr)
         # per outermost expression: the deepest nesting reached and the links its loops added;
@@ -179,11 +184,20 @@ class _Parser:
         """Tokenize up to token ``j`` (or EOF, the last token), a block at a time."""
         toks = self.toks
         while len(toks) <= j and toks[-1].kind != EOF:
-            toks.extend(itertools.islice(self._pending, 1024))
+            toks.extend(itertools.islice(self._pending, self._block))
+            self._block = min(2 * self._block, 1024)
 
-    @property
-    def tok(self) -> Token:
-        return self.toks[self.i]
+    def _restart(self, offset: int, line: int, line_start: int, consumed: int) -> None:
+        """Go on tokenizing at ``offset`` (on ``line``, which starts at ``line_start``), after
+        ``consumed`` tokens' worth of text was read without the token list. The block read
+        ahead starts small and doubles, so the tokens thrown away here (read but not reached)
+        are never more than those reached since the last restart, plus 16."""
+        self.base += self.i + consumed
+        self._pending = iter_tokens(self.sql, offset, line, line_start)
+        self.toks = [next(self._pending)]
+        self.i = 0
+        self.tok = self.toks[0]
+        self._block = 16
 
     def peek(self, k: int = 1) -> Token:
         if self.i + k >= len(self.toks):
@@ -191,11 +205,12 @@ class _Parser:
         return self.toks[min(self.i + k, len(self.toks) - 1)]
 
     def advance(self) -> Token:
-        t = self.toks[self.i]
+        t = self.tok
         if t.kind != EOF:
-            self.i += 1
-            if self.i == len(self.toks):
-                self._read_to(self.i)
+            i = self.i = self.i + 1
+            if i == len(self.toks):
+                self._read_to(i)
+            self.tok = self.toks[i]
         return t
 
     def error(self, tok: Token, message: str) -> SqlError:
@@ -322,6 +337,8 @@ class _Parser:
                                     f"as CREATE TABLE {name} (..., PRIMARY KEY (column)), or define "
                                     f"it with CREATE TABLE {name} AS SELECT ...")
         properties: tuple = ()
+        if self.at_kw("SELECT"):
+            raise self.expected("AS")  # CREATE STREAM s SELECT ...: the AS is missing
         if self.at_kw("WITH"):
             self.advance()
             properties = self.properties()
@@ -416,6 +433,7 @@ class _Parser:
             self.accept_kw("ALL")
         items = [self.select_item()]
         while self.accept_punct(","):
+            self.simple_items(items, select=True)
             items.append(self.select_item())
         if not self.at_kw("FROM"):
             # 'SELECT a, b FRM t': 'FRM' was taken for an alias of b, but it is the misspelt FROM
@@ -731,44 +749,125 @@ class _Parser:
         if self.nesting == 0:
             self.deepest = self.links = 0
         self.nesting += 1
-        self.deepest = max(self.deepest, self.nesting)
-        first = self.i
+        if self.nesting > self.deepest:
+            self.deepest = self.nesting
+        first = self.base + self.i
         try:
             tok = self.tok
-            if ((tok.kind in _OPERAND_KINDS or (tok.kind == WORD and tok.upper != "NOT"))
+            k = tok.kind
+            if ((k in _OPERAND_KINDS or (k == WORD and tok.upper != "NOT"))
                     and _ends_expression(self.peek())):
-                # one token and done (``x,``  ``1)``  ``'a' AS``): the same tree as the descent
-                # through every precedence level below, without it (1 MB select lists, IN lists)
+                # one token and done (``x,``  ``1)``  ``'a' AS``): no operator to look for
                 e = self.primary()
             else:
-                e = self.or_expr()
+                e = self.binary(_OR)
         finally:
             self.nesting -= 1
         # Each level of the tree has a token of its own but for at most one in two (an ORDER BY
         # item in OVER), so an expression of 32 tokens or fewer cannot be too deep: the walk
         # is spared for the usual short expressions.
-        if (self.nesting == 0 and self.i - first > MAX_EXPRESSION_DEPTH // 2
+        if (self.nesting == 0 and self.base + self.i - first > MAX_EXPRESSION_DEPTH // 2
                 and self.deepest + self.links > MAX_EXPRESSION_DEPTH):
             deep = _too_deep_node(e)
             if deep is not None:
                 raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
         return e
 
-    def or_expr(self) -> ast.Expr:
-        terms = [self.and_expr()]
-        while self.at_kw("OR"):
+    def binary(self, min_prec: int) -> ast.Expr:
+        """The expression at precedence ``min_prec`` or tighter (precedence climbing: one call
+        per operand and per operator, instead of one per precedence level per operand; see the
+        table at _PREC). Operators of one level associate to the left; AND and OR collect their
+        terms into a balanced tree (_balanced)."""
+        tok = self.tok
+        if min_prec <= _NOT and tok.kind == WORD and tok.upper == "NOT":
+            nots = []  # a loop, not recursion: NOT NOT ... x must not exhaust the stack
+            while tok.kind == WORD and tok.upper == "NOT":
+                self.chained(len(nots), tok)
+                nots.append(self.advance())
+                tok = self.tok
+            left = self.binary(_CMP)
+            for t in reversed(nots):
+                left = ast.UnaryOp("NOT", left, pos=t.pos)
+        else:
+            left = self.unary()
+        links = 0  # operators applied to ``left`` in this call: each adds one level to the tree
+        while True:
+            tok = self.tok
+            k = tok.kind
+            if k == OP:
+                prec = _OP_PREC.get(tok.value, 0)
+            elif k == WORD:
+                prec = _WORD_PREC.get(tok.upper, 0)
+            else:
+                return left
+            if prec < min_prec or prec == 0:
+                return left
+            if prec == _OR or prec == _AND:
+                word = tok.upper
+                terms = [left]
+                while True:
+                    t = self.tok
+                    if not (t.kind == WORD and t.upper == word):
+                        break
+                    self.advance()
+                    terms.append(self.binary(prec + 1))
+                self.links += (len(terms) - 1).bit_length()  # the balanced tree's height
+                left = _balanced(word, terms)
+                continue
+            if k == WORD and tok.upper == "NOT":
+                nxt = self.peek()
+                if not self.is_kw(nxt, "IN", "BETWEEN", "LIKE", "ILIKE"):
+                    return left
+            links = self.chained(links, tok)
             self.advance()
-            terms.append(self.and_expr())
-        self.links += (len(terms) - 1).bit_length()  # the balanced tree's height
-        return _balanced("OR", terms)
+            if k == OP:
+                left = ast.BinaryOp(tok.value, left, self.binary(prec + 1), pos=left.pos)
+                continue
+            left = self._comparison_word(tok, left)
+
+    def _comparison_word(self, tok: Token, left: ast.Expr) -> ast.Expr:
+        """``left`` with a comparison written in words: IS [NOT] NULL, [NOT] IN (...),
+        [NOT] BETWEEN ... AND ..., [NOT] [I]LIKE ... [ESCAPE ...]; ``tok`` (consumed) is its
+        first word."""
+        if tok.upper == "IS":
+            negated = bool(self.accept_kw("NOT"))
+            if not self.accept_kw("NULL"):
+                raise self.expected("NULL or NOT NULL after IS")
+            return ast.IsNull(left, negated, pos=left.pos)
+        negated = tok.upper == "NOT"
+        op = self.advance() if negated else tok
+        if op.upper == "IN":
+            return ast.InList(left, self.in_list(), negated, pos=left.pos)
+        if op.upper == "BETWEEN":
+            low = self.binary(_CONCAT)
+            self.expect_kw("AND", "AND in BETWEEN ... AND ...")
+            high = self.binary(_CONCAT)
+            return ast.Between(left, low, high, negated, pos=left.pos)
+        pattern = self.binary(_CONCAT)
+        escape = self.binary(_CONCAT) if self.accept_kw("ESCAPE") else None
+        return ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos, escape=escape)
+
+    # The levels of the grammar by name, for callers that want one (the climb does them all)
+    def or_expr(self) -> ast.Expr:
+        return self.binary(_OR)
 
     def and_expr(self) -> ast.Expr:
-        terms = [self.not_expr()]
-        while self.at_kw("AND"):
-            self.advance()
-            terms.append(self.not_expr())
-        self.links += (len(terms) - 1).bit_length()
-        return _balanced("AND", terms)
+        return self.binary(_AND)
+
+    def not_expr(self) -> ast.Expr:
+        return self.binary(_NOT)
+
+    def comparison(self) -> ast.Expr:
+        return self.binary(_CMP)
+
+    def concat(self) -> ast.Expr:
+        return self.binary(_CONCAT)
+
+    def additive(self) -> ast.Expr:
+        return self.binary(_ADD)
+
+    def multiplicative(self) -> ast.Expr:
+        return self.binary(_MUL)
 
     def chained(self, links: int, tok: Token) -> int:
         """An early exit from the loops that deepen the tree without recursion (``a + b + ...``,
@@ -781,91 +880,81 @@ class _Parser:
         self.links += 1
         return links + 1
 
-    def not_expr(self) -> ast.Expr:
-        nots = []  # a loop, not recursion: NOT NOT ... x must not exhaust the stack
-        while self.at_kw("NOT"):
-            self.chained(len(nots), self.tok)
-            nots.append(self.advance())
-        e = self.comparison()
-        for tok in reversed(nots):
-            e = ast.UnaryOp("NOT", e, pos=tok.pos)
-        return e
-
-    def comparison(self) -> ast.Expr:
-        left = self.concat()
-        while True:
-            tok = self.tok
-            if tok.kind == OP and tok.value in COMPARISON_OPS:
-                self.advance()
-                left = ast.BinaryOp(tok.value, left, self.concat(), pos=left.pos)
-                continue
-            if self.is_kw(tok, "IS"):
-                self.advance()
-                negated = bool(self.accept_kw("NOT"))
-                if not self.accept_kw("NULL"):
-                    raise self.expected("NULL or NOT NULL after IS")
-                left = ast.IsNull(left, negated, pos=left.pos)
-                continue
-            negated = False
-            if self.is_kw(tok, "NOT") and self.is_kw(self.peek(), "IN", "BETWEEN", "LIKE", "ILIKE"):
-                self.advance()
-                negated = True
-            op = self.tok
-            if self.is_kw(op, "IN"):
-                self.advance()
-                left = ast.InList(left, self.in_list(), negated, pos=left.pos)
-            elif self.is_kw(op, "BETWEEN"):
-                self.advance()
-                low = self.concat()
-                self.expect_kw("AND", "AND in BETWEEN ... AND ...")
-                high = self.concat()
-                left = ast.Between(left, low, high, negated, pos=left.pos)
-            elif self.is_kw(op, "LIKE", "ILIKE"):
-                self.advance()
-                pattern = self.concat()
-                escape = self.concat() if self.accept_kw("ESCAPE") else None
-                left = ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos,
-                                escape=escape)
-            else:
-                return left
-
     def in_list(self) -> tuple[ast.Expr, ...]:
         self.expect_punct("(", "'(' after IN")
         if self.at_kw("SELECT"):
             raise self.unsupported(self.tok, "subqueries are not supported in IN")
         items = [self.expr()]
         while self.accept_punct(","):
+            self.simple_items(items)
             items.append(self.expr())
         self.expect_punct(")", "',' or ')'")
         return tuple(items)
 
-    def concat(self) -> ast.Expr:
-        left = self.additive()
-        links = 0
-        while self.at_op("||"):
-            links = self.chained(links, self.advance())
-            left = ast.BinaryOp("||", left, self.additive(), pos=left.pos)
-        return left
-
-    def additive(self) -> ast.Expr:
-        left = self.multiplicative()
-        links = 0
-        while self.at_op("+", "-"):
-            tok = self.advance()
-            links, op = self.chained(links, tok), tok.value
-            left = ast.BinaryOp(op, left, self.multiplicative(), pos=left.pos)
-        return left
-
-    def multiplicative(self) -> ast.Expr:
-        left = self.unary()
-        links = 0
-        while self.at_op("*", "/", "%"):
-            tok = self.advance()
-            links, op = self.chained(links, tok), tok.value
-            left = ast.BinaryOp(op, left, self.unary(), pos=left.pos)
-        return left
+    def simple_items(self, items: list, select: bool = False) -> None:
+        """Append to ``items`` the run of simple list items that starts at the current token:
+        numbers, strings, NULL, TRUE, FALSE and plain column names, each followed by a comma
+        (the item after the last comma is left to the caller). One regular expression reads
+        them from the text without making tokens, so an IN list or select list of a megabyte
+        takes a fraction of a second (docs/SQL.md, "Limits"). Anything else (a sign, an
+        operator, a comment, a reserved word, a number out of range) ends the run, and the
+        usual parsing goes on from there. With ``select``, items are select items (no alias)."""
+        tok = self.tok
+        if tok.kind not in _RUN_KINDS or not self.is_punct(self.peek(), ","):
+            return
+        sql = self.sql
+        at = tok.offset
+        line, line_start = tok.line, at - tok.column + 1
+        match = _RUN_ITEM.scanner(sql, at).match
+        found = []
+        append = found.append
+        literal, column, select_item = ast.Literal, ast.Column, ast.SelectItem
+        reserved, system = RESERVED, SYSTEM_COLUMNS
+        end = at
+        while True:
+            m = match()
+            if m is None:
+                break
+            kind = m.lastgroup
+            text = m.group(kind)
+            start = m.start()
+            pos = (line, start - line_start + 1)
+            if kind == "int":
+                if len(text) > 18:
+                    digits = text.lstrip("0") or "0"
+                    if len(digits) > 19 or int(digits) > INT64_MAX:
+                        break  # out of range: the usual path says so at this literal
+                value = int(text)
+                e = literal(value, "INTEGER", pos=pos)
+            elif kind == "str":
+                e = literal(text[1:-1].replace("''", "'"), "STRING", pos=pos)
+            elif kind == "word":
+                upper = text.upper()
+                if upper in reserved:
+                    if upper == "NULL":
+                        e = literal(None, "NULL", pos=pos)
+                    elif upper == "TRUE" or upper == "FALSE":
+                        e = literal(upper == "TRUE", "BOOLEAN", pos=pos)
+                    else:
+                        break
+                else:
+                    e = column(upper if upper in system else text.lower(), None, False, pos=pos)
+            else:
+                e = literal(float(text), "DOUBLE", pos=pos)
+            append(select_item(e, None, pos=pos) if select else e)
+            end = m.end()
+            whole = m.group()
+            if "\n" in whole or "\r" in whole:  # lines end at \r\n, \r or \n (as in the lexer)
+                line += whole.count("\n") + whole.count("\r") - whole.count("\r\n")
+                line_start = start + max(whole.rfind("\n"), whole.rfind("\r")) + 1
+        if found:
+            items.extend(found)
+            self._restart(end, line, line_start, 2 * len(found))
 
     def unary(self) -> ast.Expr:
+        tok = self.tok
+        if not (tok.kind == OP and (tok.value == "-" or tok.value == "+")):
+            return self.postfix()
         signs = []  # a loop, not recursion: - - - ... x must not exhaust the stack
         while self.at_op("-", "+"):
             self.chained(len(signs), self.tok)
@@ -893,6 +982,9 @@ class _Parser:
 
     def postfix(self) -> ast.Expr:
         e = self.primary()
+        tok = self.tok
+        if not (tok.kind == PUNCT and tok.value == "::"):
+            return e
         links = 0
         while self.at_punct("::"):
             links = self.chained(links, self.advance())
@@ -1059,6 +1151,7 @@ class _Parser:
                     args.append(self.expr())
             else:
                 while self.accept_punct(","):
+                    self.simple_items(args)
                     args.append(self.expr())
             self.expect_punct(")", "',' or ')'")
         over = self.over() if self.at_kw("OVER") else None
@@ -1137,6 +1230,25 @@ class _Parser:
 
 # ------------------------------------------------------------------------------------ depth
 _OPERAND_KINDS = (INT, FLOAT, STRING, QIDENT, DURATION)
+
+# Precedence of the binary operators for _Parser.binary, loosest first (the module docstring):
+# OR < AND < NOT (prefix) < comparison (= != < <= > >= IS IN BETWEEN LIKE ILIKE, and NOT before
+# IN / BETWEEN / LIKE / ILIKE) < || < + - < * / %; 0: not a binary operator.
+_OR, _AND, _NOT, _CMP, _CONCAT, _ADD, _MUL = 1, 2, 3, 4, 5, 6, 7
+_OP_PREC = {"=": _CMP, "!=": _CMP, "<": _CMP, "<=": _CMP, ">": _CMP, ">=": _CMP, "||": _CONCAT,
+            "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL}
+_WORD_PREC = {"OR": _OR, "AND": _AND, "IS": _CMP, "IN": _CMP, "BETWEEN": _CMP, "LIKE": _CMP,
+              "ILIKE": _CMP, "NOT": _CMP}
+
+# One simple list item and the comma after it (_Parser.simple_items): the same spellings as the
+# lexer's number, string and word rules; an item followed by anything but a comma is not simple.
+_RUN_KINDS = (INT, FLOAT, STRING, WORD)
+_RUN_ITEM = re.compile(r"""
+    (?: (?P<int>\d+(?![.\w]))
+      | (?P<float>(?:\d+\.\d*|\.\d+|\d+)(?:E[+-]?\d+)?(?!\w))
+      | (?P<str>'[^']*(?:''[^']*)*')
+      | (?P<word>[^\W\d]\w*)
+    )\s*,\s*""", re.VERBOSE | re.IGNORECASE)
 
 
 def _ends_expression(tok: Token) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...batch import SqlType
 
@@ -53,3 +54,14 @@ def sql_schema(schema: pa.Schema, hidden=()) -> RelationSchema:
     from ...batch import type_of_arrow
     return RelationSchema({f.name: type_of_arrow(f.type) for f in schema}, hidden)
 
+
+
+_PER_KEY_NULLS = int(pa.__version__.split(".")[0]) >= 25
+
+
+def sort_indices(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Array:
+    """Row order by ``keys`` ((column, 'ascending' | 'descending')), NULLs last as in DuckDB,
+    stable."""
+    if _PER_KEY_NULLS:  # pyarrow 25 takes the NULL placement per key
+        return pc.sort_indices(table, sort_keys=[(n, o, "at_end") for n, o in keys])
+    return pc.sort_indices(table, sort_keys=keys, null_placement="at_end")

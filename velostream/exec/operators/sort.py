@@ -8,9 +8,8 @@ DuckDB.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .base import EVENT_TIME, INT64_MIN
+from .base import EVENT_TIME, INT64_MIN, sort_indices
 
 
 class SortEmission:
@@ -39,7 +38,7 @@ class SortEmission:
         table = pa.Table.from_batches(held)
         keys = [(EVENT_TIME, "ascending")] if self.by_window else []
         keys += [(name, "descending" if desc else "ascending") for name, desc in self.keys]
-        order = pc.sort_indices(table, sort_keys=keys, null_placement="at_end")
+        order = sort_indices(table, keys)
         return table.take(order).combine_chunks().to_batches()
 
     def describe(self) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import EVENT_TIME, INT64_MIN
+from .base import EVENT_TIME, INT64_MIN, sort_indices
 
 
 def group_codes(table: pa.Table, names: list[str]) -> np.ndarray:
@@ -96,7 +96,7 @@ class WindowTopN:
             table = table.take(pa.array(np.sort(last)))
         keys = [(EVENT_TIME, "ascending")] + [(p, "ascending") for p in self.partition]
         keys += [(c, "descending" if d else "ascending") for c, d in self.order]
-        table = table.take(pc.sort_indices(table, sort_keys=keys, null_placement="at_end"))
+        table = table.take(sort_indices(table, keys))
         rank = rank_within(group_codes(table, [EVENT_TIME] + self.partition))
         # group codes are not in sort order across groups, but rows of one group are adjacent
         keep = rank <= self.limit

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ...batch import arrow_type_of, type_of_arrow
 from ...errors import SqlError
 from ..expressions import _common_type
-from .base import INT64_MIN
+from .base import EVENT_TIME, INT64_MIN
 
 
 class UnionAll:
@@ -25,10 +25,15 @@ class UnionAll:
         self.watermark = INT64_MIN
         self._held: list[tuple[int, pa.RecordBatch]] = []
 
-    def bind(self, schemas: list[pa.Schema]) -> pa.Schema:
-        """The output schema from the inputs' (each None while unknown: then rows are held)."""
+    def bind(self, schemas: list[pa.Schema], hidden: list[tuple]) -> pa.Schema:
+        """The output schema from the inputs' (each None while unknown: then rows are held).
+        Hidden columns (the derived event time) are compared apart: they stay when every input
+        has them."""
         if any(s is None for s in schemas):
             return None
+        self.keep_time = all(EVENT_TIME in h for h in hidden)
+        self.hidden = hidden
+        schemas = [pa.schema([f for f in s if f.name not in h]) for s, h in zip(schemas, hidden)]
         first = schemas[0]
         for i, s in enumerate(schemas[1:], start=1):
             if len(s) != len(first):
@@ -49,7 +54,8 @@ class UnionAll:
                                   f"query and {', '.join(sorted(kinds - {'TIMESTAMP'}))} in "
                                   f"another; CAST one side")
             fields.append(pa.field(f.name, arrow_type_of(_common_type(sql_types))))
-        # names from the first input: a hidden event time (the last column of each) stays hidden
+        if self.keep_time:
+            fields.append(pa.field(EVENT_TIME, pa.int64()))
         self.schema = pa.schema(fields)
         return self.schema
 
@@ -65,8 +71,12 @@ class UnionAll:
         if batch.schema.equals(self.schema):
             out.append(batch)
             return out
+        hidden = self.hidden[port]
+        shown = [c for c, name in zip(batch.columns, batch.schema.names) if name not in hidden]
+        if self.keep_time:
+            shown.append(batch.column(EVENT_TIME))
         cols = [c if c.type.equals(f.type) else c.cast(f.type)
-                for c, f in zip(batch.columns, self.schema)]
+                for c, f in zip(shown, self.schema)]
         out.append(pa.RecordBatch.from_arrays(cols, schema=self.schema))
         return out
 

@@ -1,0 +1,248 @@
+"""Pipelines (docs/SQL.md §8): several statements, derived streams and tables, CTEs, subqueries,
+UNION ALL, ORDER BY per emission, window top-N and deduplication; each checked against DuckDB
+(or the direct one-statement query) on seeded data with NULLs, split into batches, at 1, 2 and 4
+partitions, through ``vs.query`` and ``vs.Engine``."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream.binding import SchemaMismatch
+from velostream.errors import SqlError
+
+from reference import assert_rows_equal, duck
+
+MINUTE = 60_000
+
+
+def trades(n=4000, seed=7, nulls=True):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.choice(np.arange(0, 40 * MINUTE, 7), n, replace=False)).astype(np.int64)
+    sym = rng.choice(["AAPL", "MSFT", "GOOG", "AMZN", ""], n).astype(object)
+    px = np.round(rng.random(n) * 100, 2)
+    qty = rng.integers(-5, 500, n)
+    sym_mask = rng.random(n) < 0.05 if nulls else np.zeros(n, bool)
+    px_mask = rng.random(n) < 0.05 if nulls else np.zeros(n, bool)
+    return pa.table({
+        "sym": pa.array(sym, mask=sym_mask, type=pa.string()),
+        "px": pa.array(px, mask=px_mask),
+        "qty": pa.array(qty, type=pa.int64()),
+        "_TIMESTAMP": pa.array(ts, type=pa.int64()),
+    })
+
+
+def split(t: pa.Table, seed: int) -> list[pa.RecordBatch]:
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, t.num_rows), 9, replace=False))
+    bounds = [0, *cuts.tolist(), t.num_rows]
+    return [t.slice(a, b - a).combine_chunks().to_batches()[0] for a, b in zip(bounds, bounds[1:])
+            if b > a]
+
+
+CASCADE = """
+CREATE STREAM m1 AS
+  SELECT sym, COUNT(*) AS n, SUM(qty) AS vol, MIN(px) AS lo, MAX(px) AS hi
+  FROM trades GROUP BY sym WINDOW TUMBLING(1m);
+SELECT sym, SUM(n) AS n, SUM(vol) AS vol, MIN(lo) AS lo, MAX(hi) AS hi, _WINDOW_START AS ws
+FROM m1 GROUP BY sym WINDOW TUMBLING(5m)
+"""
+DIRECT = """
+SELECT sym, COUNT(*) AS n, SUM(qty) AS vol, MIN(px) AS lo, MAX(px) AS hi, _WINDOW_START AS ws
+FROM trades GROUP BY sym WINDOW TUMBLING(5m)
+"""
+
+
+def test_cascaded_windows_equal_the_direct_window(partitions):
+    t = trades()
+    got = vs.query(CASCADE, {"trades": split(t, partitions)}, partitions=partitions).to_pylist()
+    want = vs.query(DIRECT, {"trades": t}).to_pylist()
+    assert len(want) > 20
+    assert_rows_equal(got, want)
+    ref = duck("SELECT sym, COUNT(*), SUM(qty), MIN(px), MAX(px), "
+               "(_TIMESTAMP // 300000) * 300000 AS ws FROM t GROUP BY sym, ws", t=t)
+    assert_rows_equal(got, ref)
+
+
+def test_cascade_through_engine_push_closes_windows_as_the_input_advances():
+    t = trades(nulls=False)
+    eng = vs.Engine(CASCADE)
+    seen = []
+    for rb in split(t, 3):
+        r = eng.push("trades", rb)
+        seen += r.to_pylist()
+        # every 5-minute window emitted so far is complete: its end is behind the input
+        assert all(row["ws"] + 5 * MINUTE <= rb.column("_TIMESTAMP")[-1].as_py() for row in
+                   r.to_pylist())
+    assert seen, "windows close before the end of the input, as the watermark passes them"
+    seen += eng.flush().to_pylist()
+    assert_rows_equal(seen, vs.query(DIRECT, {"trades": t}).to_pylist())
+
+
+def test_cascade_of_changes_keeps_every_change(partitions):
+    sql = """
+    CREATE STREAM m1 AS SELECT sym, COUNT(*) AS n FROM trades
+      GROUP BY sym WINDOW TUMBLING(1m) EMIT CHANGES;
+    SELECT sym, COUNT(*) AS changes, _WINDOW_START AS ws FROM m1 GROUP BY sym WINDOW TUMBLING(5m)
+    """
+    t = trades(n=1500)
+    got = vs.query(sql, {"trades": split(t, 1)}, partitions=partitions).to_pylist()
+    # one change per input row: re-counted per 5-minute window they equal the direct count
+    ref = duck("SELECT sym, COUNT(*), (_TIMESTAMP // 300000) * 300000 AS ws FROM t "
+               "GROUP BY sym, ws", t=t)
+    assert_rows_equal(got, ref)
+
+
+def test_cte_and_subquery_are_derived_streams(partitions):
+    t = trades()
+    sql = """
+    WITH big AS (SELECT sym, px * qty AS notional, qty FROM trades WHERE qty > 100)
+    SELECT sym, notional FROM (SELECT sym, notional FROM big WHERE notional IS NOT NULL) AS b
+    WHERE sym <> ''
+    """
+    got = vs.query(sql, {"trades": split(t, 2)}, partitions=partitions).to_pylist()
+    ref = duck(sql.replace("trades", "t"), t=t)
+    assert len(ref) > 100
+    assert_rows_equal(got, ref)
+
+
+def test_create_table_as_gives_its_final_state_per_key(partitions):
+    t = trades()
+    sql = """
+    CREATE STREAM f AS SELECT sym, qty FROM trades WHERE px > 10;
+    CREATE TABLE totals AS SELECT sym, COUNT(*) AS n, SUM(qty) AS vol FROM f GROUP BY sym
+    """
+    got = vs.query(sql, {"trades": split(t, 5)}, partitions=partitions).to_pylist()
+    ref = duck("SELECT sym, COUNT(*), SUM(qty) FROM t WHERE px > 10 GROUP BY sym", t=t)
+    assert_rows_equal(got, ref)
+
+
+def test_declared_table_source_keeps_the_latest_row_per_key():
+    rows = {"sym": ["A", "B", "A", None, "B"], "sector": ["x", "y", "z", "n", "w"]}
+    sql = """
+    CREATE TABLE instruments (sym VARCHAR, sector VARCHAR, PRIMARY KEY (sym));
+    SELECT sym, sector FROM instruments
+    """
+    got = vs.query(sql, {"instruments": rows}).to_pylist()
+    assert_rows_equal(got, [("A", "z"), ("B", "w"), (None, "n")])
+
+
+def test_declared_stream_schema_rejects_a_batch_of_another_type():
+    sql = """
+    CREATE STREAM trades (sym VARCHAR, qty BIGINT);
+    SELECT sym, qty * 2 AS q2 FROM trades
+    """
+    ok = vs.query(sql, {"trades": {"sym": ["a"], "qty": pa.array([3], pa.int32())}}).to_pylist()
+    assert ok == [{"sym": "a", "q2": 6}]
+    with pytest.raises(SchemaMismatch, match="qty"):
+        vs.query(sql, {"trades": {"sym": ["a"], "qty": ["not a number"]}})
+
+
+def test_union_all_unifies_types_and_reads_two_sources(partitions):
+    t = trades(n=800)
+    u = pa.table({"s": pa.array(["X", None, "Y"]), "p": pa.array([1, 2, None], pa.int64())})
+    sql = ("SELECT sym, px FROM trades WHERE qty > 250 UNION ALL SELECT s, p FROM other "
+           "UNION ALL SELECT sym, qty FROM trades WHERE qty < 0")
+    got = vs.query(sql, {"trades": split(t, 4), "other": u}, partitions=partitions)
+    assert got.schema.names == ["sym", "px"]
+    assert pa.types.is_floating(got.schema.field("px").type)
+    ref = duck(sql.replace("trades", "t").replace("other", "u"), t=t, u=u)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_union_all_feeds_a_window_that_waits_for_both_inputs():
+    a, b = trades(n=600, seed=1), trades(n=600, seed=2)
+    sql = """
+    WITH both_ AS (SELECT sym, qty FROM a UNION ALL SELECT sym, qty FROM b)
+    SELECT sym, SUM(qty) AS vol, _WINDOW_START AS ws FROM both_ GROUP BY sym WINDOW TUMBLING(10m)
+    """
+    got = vs.query(sql, {"a": split(a, 1), "b": split(b, 2)}).to_pylist()
+    ref = duck("SELECT sym, SUM(qty), (_TIMESTAMP // 600000) * 600000 AS ws FROM "
+               "(SELECT * FROM a UNION ALL SELECT * FROM b) GROUP BY sym, ws", a=a, b=b)
+    assert_rows_equal(got, ref)
+
+
+def test_order_by_sorts_each_window_emission(partitions):
+    t = trades()
+    sql = ("SELECT sym, SUM(qty) AS vol, _WINDOW_START AS ws FROM trades GROUP BY sym "
+           "WINDOW TUMBLING(5m) ORDER BY vol DESC, sym")
+    got = vs.query(sql, {"trades": split(t, 6)}, partitions=partitions).to_pylist()
+    ref = duck("SELECT sym, SUM(qty) AS vol, (_TIMESTAMP // 300000) * 300000 AS ws FROM t "
+               "GROUP BY sym, ws ORDER BY ws, vol DESC NULLS LAST, sym NULLS LAST", t=t)
+    assert_rows_equal(got, ref, ordered=True)
+
+
+def test_order_by_sorts_the_rows_of_each_input_batch():
+    t = trades(n=300)
+    batches = split(t, 9)
+    eng = vs.Engine("SELECT sym, qty FROM trades ORDER BY 2 DESC")
+    for rb in batches:
+        got = eng.push("trades", rb).to_pylist()
+        want = sorted(rb.to_pylist(), key=lambda r: -r["qty"])
+        assert [r["qty"] for r in got] == [r["qty"] for r in want]
+
+
+TOP_N = """
+CREATE STREAM vol AS
+  SELECT sym, SUM(qty) AS v, _WINDOW_START AS ws FROM trades GROUP BY sym WINDOW TUMBLING(5m) {emit};
+SELECT ws, sym, v, rn FROM (
+  SELECT ws, sym, v, ROW_NUMBER() OVER (PARTITION BY ws ORDER BY v DESC) AS rn FROM vol
+) WHERE rn <= 2
+"""
+
+
+@pytest.mark.parametrize("emit", ["", "EMIT CHANGES"])
+def test_window_top_n(partitions, emit):
+    t = trades(nulls=False)
+    got = vs.query(TOP_N.format(emit=emit), {"trades": split(t, 8)},
+                   partitions=partitions).to_pylist()
+    ref = duck("""SELECT ws, sym, v, rn FROM (
+        SELECT ws, sym, v, ROW_NUMBER() OVER (PARTITION BY ws ORDER BY v DESC) AS rn FROM (
+          SELECT (_TIMESTAMP // 300000) * 300000 AS ws, sym, SUM(qty) AS v FROM t GROUP BY ws, sym))
+        WHERE rn <= 2""", t=t)
+    assert len(ref) == 16
+    assert_rows_equal(got, ref)
+
+
+def test_deduplication_keeps_the_first_row_of_each_key(partitions):
+    t = trades()
+    sql = """SELECT sym, qty, _TIMESTAMP AS ts FROM (
+        SELECT sym, qty, _TIMESTAMP, ROW_NUMBER() OVER (PARTITION BY sym ORDER BY _TIMESTAMP) AS rn
+        FROM trades) WHERE rn = 1"""
+    got = vs.query(sql, {"trades": split(t, 10)}, partitions=partitions).to_pylist()
+    ref = duck("SELECT sym, qty, _TIMESTAMP FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY sym "
+               "ORDER BY _TIMESTAMP) AS rn FROM t) WHERE rn = 1", t=t)
+    assert len(ref) == 6  # five symbols and NULL
+    assert_rows_equal(got, ref)
+
+
+# --------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("sql,part", [
+    ("SELECT a FROM t; SELECT a FROM t", "only the last statement may be a plain SELECT"),
+    ("CREATE STREAM x AS SELECT a FROM t WITH ('k' = '1'); SELECT a FROM x WITH ('k' = '2')",
+     "given two values"),
+    ("SELECT a FROM t UNION ALL SELECT a, a FROM t", "same number"),
+    ("SELECT a FROM t UNION SELECT a FROM t", "UNION ALL"),
+    ("SELECT a FROM t ORDER BY b", "ORDER BY takes a column of the select list"),
+    ("SELECT a FROM (SELECT a, ROW_NUMBER() OVER (PARTITION BY a ORDER BY a DESC) AS rn FROM t) "
+     "WHERE rn <= 3", "window top-N"),
+    ("SELECT a FROM (SELECT a, ROW_NUMBER() OVER (PARTITION BY a ORDER BY a) AS rn FROM t)",
+     "deduplication"),
+    ("CREATE TABLE x AS SELECT a FROM t; SELECT a FROM x", "keyed by its GROUP BY"),
+    ("CREATE TABLE x (a BIGINT); SELECT a FROM x", "PRIMARY KEY"),
+    ("CREATE STREAM x AS SELECT a FROM t; CREATE STREAM x AS SELECT a FROM t; SELECT a FROM x",
+     "already defined"),
+    ("SELECT a FROM nope_cte_user", "no input for source 'nope_cte_user'"),
+])
+def test_rejected_forms_name_the_problem(sql, part):
+    with pytest.raises(SqlError, match=part.replace("(", r"\(")) as info:
+        vs.query(sql, {"t": {"a": [1, 2, 3]}})
+    assert info.value.line is not None
+
+
+def test_explain_draws_the_graph():
+    text = vs.explain(CASCADE)
+    assert "#0 source trades" in text and "#1 select m1  <- #0" in text
+    assert "#2 select  <- #1" in text and "Result: #2" in text
+    assert "TUMBLING size 300000 ms" in text
