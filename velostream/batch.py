@@ -548,8 +548,10 @@ class Batch:
 def to_record_batches(data: Any) -> Iterator[pa.RecordBatch]:
     """Every accepted input shape as Arrow record batches.
 
-    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame, a dict of sequences or arrays, a
-    list of dicts (rows), or an iterable of any of those (a stream of micro-batches).
+    Accepts a pyarrow Table or RecordBatch, a pandas DataFrame, any object with
+    ``__arrow_c_stream__`` (a Polars DataFrame, a DuckDB relation, a pyarrow RecordBatchReader),
+    a dict of sequences or arrays, a list of dicts (rows), or an iterable of any of those (a
+    stream of micro-batches).
 
     >>> [rb.num_rows for rb in to_record_batches({"a": [1, 2, 3]})]
     [3]
@@ -566,6 +568,16 @@ def to_record_batches(data: Any) -> Iterator[pa.RecordBatch]:
         yield _dict_to_batch(data)
     elif _is_pandas(data):
         yield pa.RecordBatch.from_pandas(data, preserve_index=False)
+    elif hasattr(type(data), "__arrow_c_stream__"):
+        # the Arrow PyCapsule stream interface (a Polars DataFrame, a DuckDB relation, a
+        # RecordBatchReader, a velostream Result): the producer's buffers, not copies
+        reader = pa.RecordBatchReader.from_stream(data)
+        empty = True
+        for rb in reader:
+            empty = False
+            yield rb
+        if empty:  # no rows still says what the columns are
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema)
     elif isinstance(data, (list, tuple)) and (not data or isinstance(data[0], dict)):
         if data:
             yield pa.RecordBatch.from_pylist(list(data))
@@ -574,7 +586,8 @@ def to_record_batches(data: Any) -> Iterator[pa.RecordBatch]:
             yield from to_record_batches(part)
     else:
         raise TypeError(f"cannot read a {type(data).__name__} as input: give a pyarrow Table or "
-                        "RecordBatch, a pandas DataFrame, a dict of columns or a list of dicts")
+                        "RecordBatch, a pandas DataFrame, an object with __arrow_c_stream__ "
+                        "(Polars, DuckDB), a dict of columns or a list of dicts")
 
 
 def _dict_to_batch(data: dict) -> pa.RecordBatch:

@@ -131,6 +131,13 @@ class SourceBinder:
                                          "velostream does not take this type")
                 if pa.types.is_decimal(f.type):
                     type_of_arrow(f.type)  # more than 18 digits: a clear error
+            if any(pa.types.is_string_view(t) for t in schema.types):
+                # text as Arrow's string view (what Polars exports) is fixed as plain strings,
+                # the layout the kernels read; a later view batch is cast like any string layout
+                schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type)
+                                    else f for f in schema], metadata=schema.metadata)
+                self.fixed = schema
+                return self._conform(rb)
             self.fixed = schema
             return rb
         if schema.equals(self.fixed):  # the usual case: one check per batch

@@ -61,6 +61,22 @@ class Result:
         """All rows as one ``pyarrow.Table``."""
         return pa.Table.from_batches(self.batches, schema=self.schema)
 
+    def __arrow_c_stream__(self, requested_schema=None):
+        """The Arrow PyCapsule stream interface: ``pyarrow.table(r)``, ``polars.DataFrame(r)``,
+        DuckDB's ``SELECT * FROM r`` and any other Arrow consumer read the batches themselves,
+        not a copy."""
+        return self.to_arrow().__arrow_c_stream__(requested_schema)
+
+    def to_polars(self):
+        """A ``polars.DataFrame`` (needs polars), built from the Arrow batches.
+
+        >>> import velostream as vs
+        >>> vs.query("SELECT a FROM t", {"t": {"a": [1, 2]}}).to_polars()["a"].to_list()
+        [1, 2]
+        """
+        import polars as pl
+        return pl.DataFrame(self)
+
     def to_pylist(self) -> list[dict]:
         """Rows as dicts; NULL is ``None``."""
         return self.to_arrow().to_pylist()
