@@ -83,6 +83,7 @@ class Dataflow:
         self.properties: dict[str, str] = {}
         self.result: Optional[Node] = None
         self.named_outputs: dict[str, Node] = {}  # CREATE STREAM|TABLE name AS ...
+        self.explaining = False  # bound for explain only: sources bind from a schema, not a batch
         self._merge_properties()
         for i, stmt in enumerate(statements):
             self._statement(stmt, last=i == len(statements) - 1)
@@ -338,6 +339,7 @@ class Dataflow:
     def bind_for_explain(self, schemas: dict) -> None:
         """Bind every source to its schema in ``schemas`` (lower-cased name -> pa.Schema), or to
         an open one (every column known, typed NULL) when it has none."""
+        self.explaining = True
         for key, node in self.sources.items():
             if node.schema is None:
                 given = schemas.get(key)
@@ -372,11 +374,11 @@ class Dataflow:
             if src.kind == "source" and src.schema is OPEN:
                 from ..engine import _AnySchema
                 stage.bind(_AnySchema())  # explain without data: every column typed NULL
-            elif src.kind == "source" and src.declared is None:
+            elif src.kind == "source" and src.declared is None and not self.explaining:
                 stage.bind(None)  # the engine binds at the first batch, as vs.query's does
             else:
                 declared = None
-                if src.kind == "source":  # the declared types, as the planner reads them
+                if src.kind == "source" and src.declared is not None:  # as declared
                     from .expressions import _cast_type
                     declared = RelationSchema({c.name: _cast_type(c.type)
                                                for c in src.declared.columns})
