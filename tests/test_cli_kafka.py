@@ -115,11 +115,11 @@ def test_sigterm_stops_an_unbounded_run_gracefully_with_metrics(tmp_path, kafka_
                 m = _metrics(port)
             except OSError:
                 continue
-            if (m.get('velostream_records_in_total{job="s3a_out"}') == RECORDS
-                    and m.get('velostream_records_out_total{job="s3a_out"}')):
+            if (m.get('velostream_records_in_total{job="s3a_out",source="market_data"}') == RECORDS
+                    and m.get('velostream_records_out_total{job="s3a_out",sink="s3a_out"}')):
                 break
-        assert m['velostream_records_in_total{job="s3a_out"}'] == RECORDS
-        assert m['velostream_records_out_total{job="s3a_out"}'] > 0
+        assert m['velostream_records_in_total{job="s3a_out",source="market_data"}'] == RECORDS
+        assert m['velostream_records_out_total{job="s3a_out",sink="s3a_out"}'] > 0
         assert m['velostream_records_failed_total{job="s3a_out"}'] == 0
         assert m['velostream_records_late_total{job="s3a_out"}'] == 0
         assert m['velostream_consumer_lag{job="s3a_out"}'] == 0

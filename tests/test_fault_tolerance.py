@@ -145,7 +145,7 @@ def wait_metric(port, name, pred, timeout=60, proc=None):
     raise AssertionError(f"{name} never satisfied the condition")
 
 
-IN = 'velostream_records_in_total{job="out"}'
+IN = 'velostream_records_in_total{job="out",source="trades"}'
 
 
 @pytest.mark.parametrize("query", ["s3a", "totals", "long"])

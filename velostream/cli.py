@@ -129,10 +129,18 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     settings = _job_settings(spec)
     source = open_source(spec, bounded=bounded)  # connectors last: the checks above are free
     sink = open_sink(spec)
+    # a pipeline's other relations with sinks of their own (docs/SQL.md §8)
+    side = {name: open_sink(spec.side_sink_spec(name)) for name in spec.side_sinks}
+    if side:
+        from .jobs.protocols import FanOutWriter
+        sink = FanOutWriter(sink, side)
     dead = open_dead_letter(spec)
-    return Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
-               processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={}, reset=reset,
-               **settings)
+    job = Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
+              processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={}, reset=reset,
+              **settings)
+    if side:
+        job.engine.side_outputs = side
+    return job
 
 
 @_start_errors
@@ -146,7 +154,8 @@ def cmd_run(args) -> int:
         from .metrics import serve
         try:
             metrics = serve(job, args.metrics_port, name=spec.sink_name or spec.source_name,
-                            addr=args.metrics_host)
+                            addr=args.metrics_host, source=spec.source_name,
+                            sink=spec.sink_name or "stdout")
         except BaseException:
             _close_connectors(job)
             raise
@@ -339,11 +348,56 @@ def _positive(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip installed), else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("velostream")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
+#: each sub-command's examples, shown at the end of its --help (docs/CLI.md has them all)
+EXAMPLES = {
+    "run": """examples:
+  velostream run jobs/trade_stats.sql                     # until Ctrl-C / SIGTERM
+  velostream run jobs/backfill.sql --bounded -q           # to the end of the input, then exit
+  velostream run jobs/trade_stats.sql --partitions 4 --metrics-port 9464
+  velostream run "SELECT * FROM t WITH ('t.type' = 'file_source', 't.path' = 't.csv')"
+
+exit codes: 0 done, 1 the job failed, 2 it cannot start (bad SQL or properties), 3 broker unreachable""",
+    "explain": """examples:
+  velostream explain jobs/trade_stats.sql                 # plan, strategy, source and sink""",
+    "validate": """examples:
+  velostream validate jobs/trade_stats.sql && echo ok     # exit 0, or 2 with the error""",
+    "demo": """examples:
+  velostream demo                                         # 1,000,000 records a scenario
+  velostream demo --records 100000 --partitions 1
+  velostream demo --dir /tmp/vs-demo                      # keep the data, jobs and results""",
+    "bench": """examples (from a source checkout, with pip install '.[bench]'):
+  velostream bench --quick
+  velostream bench --scenarios S2,S3a --systems duckdb,velostream""",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def main(argv: Optional[list] = None) -> int:
-    ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams")
-    ap.add_argument("--log-level", default=os.environ.get("VELOSTREAM_LOG", "WARNING"))
-    sub = ap.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a job file until stopped (or to the end with --bounded)")
+    ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams",
+                                 epilog="`velostream COMMAND --help` shows a command's options "
+                                        "and examples; docs/CLI.md has everything.")
+    ap.add_argument("--version", action="version", version=f"velostream {_version()}")
+    ap.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                    default=os.environ.get("VELOSTREAM_LOG", "WARNING").upper(),
+                    help="log messages from this level on (default WARNING, or $VELOSTREAM_LOG)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    r = command("run", "run a job file until stopped (or to the end with --bounded)")
     r.add_argument("job", help="a .sql job file (or the SQL text)")
     r.add_argument("--partitions", type=_positive, default=1, help="partition threads (default 1)")
     r.add_argument("--bounded", action="store_true",
@@ -357,19 +411,19 @@ def main(argv: Optional[list] = None) -> int:
                    help="seconds between progress lines when stderr is not a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     r.set_defaults(fn=cmd_run)
-    e = sub.add_parser("explain", help="show the plan, strategy, source and sink of a job")
-    e.add_argument("job")
+    e = command("explain", "show the plan, strategy, source and sink of a job")
+    e.add_argument("job", help="a .sql job file (or the SQL text)")
     e.set_defaults(fn=cmd_explain)
-    v = sub.add_parser("validate", help="check a job file without running it (no side effects)")
-    v.add_argument("job")
+    v = command("validate", "check a job file without running it (no side effects)")
+    v.add_argument("job", help="a .sql job file (or the SQL text)")
     v.set_defaults(fn=cmd_validate)
-    d = sub.add_parser("demo", help="the five benchmark scenarios on generated files")
+    d = command("demo", "the five benchmark scenarios on generated files")
     d.add_argument("--records", type=_positive, default=1_000_000,
                    help="generated records per scenario (default 1,000,000)")
     d.add_argument("--partitions", type=_positive, default=2, help="partition threads (default 2)")
     d.add_argument("--dir", default=None, help="where to write the data and results (default: a temp dir)")
     d.set_defaults(fn=cmd_demo)
-    b = sub.add_parser("bench", help="run the benchmark suite (from a source checkout)")
+    b = command("bench", "run the benchmark suite (from a source checkout)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -382,7 +436,10 @@ def main(argv: Optional[list] = None) -> int:
         args.rest = argv[cmd + 1:]
     else:
         args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="[velostream] %(levelname)s %(message)s")
+    if args.log_level not in LOG_LEVELS:  # argparse checks choices of given values, not defaults
+        ap.error(f"VELOSTREAM_LOG: invalid choice: {args.log_level!r} "
+                 f"(choose from {', '.join(LOG_LEVELS)})")
+    logging.basicConfig(level=args.log_level, format="[velostream] %(levelname)s %(message)s")
     return args.fn(args)
 
 

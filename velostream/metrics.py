@@ -1,27 +1,97 @@
-"""Prometheus metrics of a running job (``velostream run --metrics-port P``).
+"""Prometheus metrics of a running job (``velostream run --metrics-port P``), documented in
+docs/CLI.md ("Metrics").
 
-Values are read from the job at scrape time (a custom collector), so the hot path does no
-metrics work at all: it only keeps the counters it keeps anyway (``JobStats``).
+Counters and gauges are read from the job at scrape time (a custom collector), so the hot path
+does no metrics work for them: it only keeps the counters it keeps anyway (``JobStats``). The
+latency histogram is fed as rows are written: one bisect per written batch, not per row.
 """
 from __future__ import annotations
 
+import bisect
+import collections
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
 
 if TYPE_CHECKING:
     from .jobs.coordinator import Job
 
+#: upper bounds (seconds) of the latency histogram's buckets: a millisecond to a minute, the
+#: range between a micro-batch written at once and a window held open for its lateness
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+
+
+class LatencyHistogram:
+    """Rows by the latency of the batch that caused them (arrival of an input batch to the write
+    of its rows): cumulative, so ``rate()`` and ``histogram_quantile()`` work, and weighted by rows
+    as ``Job.latency_quantiles`` is."""
+
+    def __init__(self, bounds=LATENCY_BUCKETS):
+        self.bounds = tuple(bounds)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound (+Inf)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float, rows: int = 1) -> None:
+        i = bisect.bisect_left(self.bounds, seconds)
+        with self._lock:
+            self._counts[i] += rows
+            self._sum += seconds * rows
+
+    def snapshot(self) -> tuple[list[tuple[str, int]], float]:
+        """(cumulative buckets as (le, count) with +Inf last, sum of seconds x rows)."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        out, acc = [], 0
+        for bound, c in zip(self.bounds + (float("inf"),), counts):
+            acc += c
+            out.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+        return out, total
+
+
+class _ObservedLatencies(collections.deque):
+    """The job's rolling latency sample (``Job._latencies``: (seconds, rows) per delivery) that
+    also feeds the histogram, so no delivery is missed between two scrapes."""
+
+    def __init__(self, sample: collections.deque, histogram: LatencyHistogram):
+        super().__init__(sample, maxlen=sample.maxlen)
+        self.histogram = histogram
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.histogram.observe(item[0], item[1])
+
+
+def _observe_latencies(job: "Job", histogram: LatencyHistogram) -> None:
+    """Feed ``histogram`` from the job's deliveries (its latency sample, see ``Job._deliver``)."""
+    sample = getattr(job, "_latencies", None)
+    if isinstance(sample, collections.deque) and not isinstance(sample, _ObservedLatencies):
+        job._latencies = _ObservedLatencies(sample, histogram)
+
+
+def _partition_records(job: "Job") -> list[int]:
+    """Records each partition thread processed so far (one partition: everything read)."""
+    workers = getattr(job, "_workers", None)
+    if workers:
+        return [w.records for w in workers]
+    return [job.stats.records_read]
+
 
 class JobCollector:
-    """Exposes one job's counters, rates, lag, queue depths and latency quantiles."""
+    """Exposes one job's counters, rates, lag, queue depths and latency."""
 
-    def __init__(self, job: "Job", name: str):
+    def __init__(self, job: "Job", name: str, source: Optional[str] = None,
+                 sink: Optional[str] = None, latency: Optional[LatencyHistogram] = None):
         self.job = job
         self.name = name
+        self.source = source or getattr(getattr(job, "engine", None), "source", None) or "input"
+        self.sink = sink or getattr(job.sink, "name", None) or "output"
+        self.latency = latency
         self._lock = threading.Lock()
         self._last = (time.monotonic(), 0)
         self._rate = 0.0
@@ -41,9 +111,9 @@ class JobCollector:
         labels = ["job"]
         v = [self.name]
 
-        def counter(name, doc, value):
-            c = CounterMetricFamily(f"velostream_{name}", doc, labels=labels)
-            c.add_metric(v, value)
+        def counter(name, doc, value, **extra):
+            c = CounterMetricFamily(f"velostream_{name}", doc, labels=labels + list(extra))
+            c.add_metric(v + list(extra.values()), value)
             return c
 
         def gauge(name, doc, value):
@@ -51,15 +121,22 @@ class JobCollector:
             g.add_metric(v, value)
             return g
 
-        yield counter("records_in", "Input records read", s.records_read)
-        yield counter("records_out", "Result rows written to the sink", s.records_emitted)
+        yield counter("records_in", "Input records read", s.records_read, source=self.source)
+        yield counter("records_out", "Result rows written to the sink", s.records_emitted,
+                      sink=self.sink)
         yield counter("records_failed", "Records that failed (bad input, undeliverable rows)",
                       s.records_failed)
         yield counter("records_rejected", "Bad input records (undecodable, wrong types)",
-                      s.records_rejected)
+                      s.records_rejected, source=self.source)
         yield counter("records_late", "Records that arrived after their windows closed",
                       s.records_late)
         yield counter("commits", "Sink + source commits", s.commits)
+        per_partition = CounterMetricFamily("velostream_partition_records",
+                                            "Input records each partition thread processed",
+                                            labels=labels + ["partition"])
+        for i, n in enumerate(_partition_records(job)):
+            per_partition.add_metric(v + [str(i)], n)
+        yield per_partition
         yield gauge("throughput_records_per_second", "Input records per second, recent",
                     self._throughput(s.records_read))
         lag = job.lag()
@@ -72,8 +149,15 @@ class JobCollector:
         for i, d in enumerate(job.queue_depths()):
             depth.add_metric(v + [str(i)], d)
         yield depth
+        if self.latency is not None:
+            h = HistogramMetricFamily("velostream_latency_seconds",
+                                      "Arrival of an input batch to the write of the rows it "
+                                      "caused, counted in rows", labels=labels)
+            buckets, total = self.latency.snapshot()
+            h.add_metric(v, buckets, total)
+            yield h
         # quantiles of a rolling sample, as gauges: a summary's _count/_sum of a rolling sample
-        # could go down, which breaks rate()
+        # could go down, which breaks rate(); the histogram above is what to aggregate
         q = GaugeMetricFamily("velostream_latency_quantile_seconds",
                               "Arrival of a batch to the write of the rows it caused: quantiles "
                               "of the recent sample", labels=labels + ["quantile"])
@@ -103,11 +187,17 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve(job: "Job", port: int, name: str = "velostream", addr: str = "127.0.0.1") -> MetricsServer:
+def serve(job: "Job", port: int, name: str = "velostream", addr: str = "127.0.0.1",
+          source: Optional[str] = None, sink: Optional[str] = None) -> MetricsServer:
     """Serve ``/metrics`` for ``job`` on ``addr:port`` in a thread; ``stop()`` the result when
-    the job ends."""
+    the job ends. ``source`` / ``sink``: the connectors' names for the ``source`` and ``sink``
+    labels (default: the query's FROM name and the sink's ``name``). Also exposes the process's
+    CPU, memory and file descriptors (prometheus_client's ``process_*`` metrics)."""
     registry = CollectorRegistry()
-    registry.register(JobCollector(job, name))
+    latency = LatencyHistogram()
+    _observe_latencies(job, latency)
+    registry.register(JobCollector(job, name, source=source, sink=sink, latency=latency))
+    ProcessCollector(registry=registry)
     httpd, thread = start_http_server(port, addr=addr, registry=registry)
     thread.name = "velostream-metrics"
     return MetricsServer(httpd, thread)
