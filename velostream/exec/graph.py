@@ -84,6 +84,10 @@ class Dataflow:
         self.result: Optional[Node] = None
         self.named_outputs: dict[str, Node] = {}  # CREATE STREAM|TABLE name AS ...
         self.explaining = False  # bound for explain only: sources bind from a schema, not a batch
+        # set by a job (see GraphEngine): given to every stage's engine as it is built
+        self.dead_letter_bad_rows = False
+        self.watermark_by = None
+        self.partitions = None
         self._merge_properties()
         for i, stmt in enumerate(statements):
             self._statement(stmt, last=i == len(statements) - 1)
@@ -383,6 +387,14 @@ class Dataflow:
                     declared = RelationSchema({c.name: _cast_type(c.type)
                                                for c in src.declared.columns})
                 stage.bind(declared if declared is not None else schema)
+            eng = stage.engine
+            eng.dead_letter_bad_rows = self.dead_letter_bad_rows
+            if eng.pipeline is not None:
+                eng.pipeline.dead_letter_bad_rows = self.dead_letter_bad_rows
+            if src.kind == "source":
+                eng.watermark_by = self.watermark_by
+                if self.partitions is not None:
+                    eng.source_partitions(*self.partitions)
             node.schema = stage.schema
         elif node.kind == "sort":
             node.schema, node.hidden = src.schema, src.hidden
@@ -602,14 +614,19 @@ def _order_name(e, items, src: Node, sql: str) -> str:
 
 class GraphEngine:
     """``vs.Engine`` for a text that needs the graph (``needs_graph``): push batches from any
-    of its sources, get the result relation's new rows."""
+    of its sources, get the result relation's new rows. A job (``velostream.jobs.Job``) runs it
+    as it runs one engine: the members below the public API are the ones a job uses."""
 
     def __init__(self, statements: list[ast.Statement], sql: str,
                  schemas: Optional[dict] = None):
         self.flow = Dataflow(statements, sql)
         self.sql = sql
         self.statements = statements
-        self.stats = {"records_in": 0, "records_out": 0, "batches": 0}
+        self.statement = statements[-1]
+        self.counts = {"records_in": 0, "records_out": 0, "batches": 0}
+        self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
+        # relations with a sink of their own besides the result (velostream run): name -> writer
+        self.side_outputs: dict[str, Any] = {}
         if schemas:
             for name, cols in schemas.items():
                 if name.lower() in self.flow.sources:
@@ -617,6 +634,7 @@ class GraphEngine:
                     self.flow.bind_source(name, pa.schema([(c, arrow_type_of(t))
                                                            for c, t in cols.items()]))
 
+    # -- public API -------------------------------------------------------------------------
     @property
     def sources(self) -> list[str]:
         return [n.name for n in self.flow.sources.values()]
@@ -624,6 +642,13 @@ class GraphEngine:
     @property
     def out_schema(self) -> pa.Schema:
         return self.flow.result_schema()
+
+    @property
+    def stats(self) -> dict:
+        engines = self._engines()
+        return {**self.counts,
+                "late_records": sum(e.stats["late_records"] for e in engines),
+                "failed_records": sum(e.stats["failed_records"] for e in engines)}
 
     def push(self, source: str, data: Any):
         from ..batch import to_record_batches
@@ -633,20 +658,85 @@ class GraphEngine:
                            f"{', '.join(self.sources)})", self.sql)
         out: list[pa.RecordBatch] = []
         for rb in to_record_batches(data):
-            self.stats["records_in"] += rb.num_rows
-            self.stats["batches"] += 1
-            out += self.flow.result_rows(self.flow.step(source, rb))
-        self.stats["records_out"] += sum(rb.num_rows for rb in out)
+            self.counts["records_in"] += rb.num_rows
+            self.counts["batches"] += 1
+            out += self._deliver(self.flow.step(source, rb))
+        self.counts["records_out"] += sum(rb.num_rows for rb in out)
         return Result(self.out_schema, out)
 
     def flush(self):
         from ..result import Result
-        out = self.flow.result_rows(self.flow.step(None, None, final=True))
-        self.stats["records_out"] += sum(rb.num_rows for rb in out)
+        out = self._deliver(self.flow.step(None, None, final=True))
+        self.counts["records_out"] += sum(rb.num_rows for rb in out)
         return Result(self.out_schema, out)
 
     def explain(self) -> str:
         return self.flow.explain()
+
+    def _deliver(self, emitted: dict) -> list[pa.RecordBatch]:
+        for name, writer in self.side_outputs.items():
+            node = self.flow.named_outputs[name.lower()]
+            for rb in visible(emitted.get(node, []), node.hidden):
+                writer.write_batch(rb)
+        for eng in self._engines():  # late records, rows without event time, failed rows
+            if eng.plan is not None:
+                eng._sync_counters()
+            while eng.dead_letters:
+                self.dead_letters.append(eng.dead_letters.pop(0))
+        return self.flow.result_rows(emitted)
+
+    def _engines(self) -> list:
+        return [n.op.engine for n in self.flow.nodes
+                if n.kind == "select" and n.op.engine is not None]
+
+    # -- what a job uses --------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """The one source a job reads (a job file reads one source for now)."""
+        names = self.sources
+        if len(names) != 1:
+            raise SqlError(f"a job reads one source; this text reads {len(names)}: "
+                           f"{', '.join(names)}", self.sql)
+        return names[0]
+
+    @property
+    def plan(self):
+        """Bound (not None) once the source's first batch has been read."""
+        bound = [e.plan for e in self._engines() if e.plan is not None]
+        return bound[0] if bound else None
+
+    @property
+    def dead_letter_bad_rows(self) -> bool:
+        return self.flow.dead_letter_bad_rows
+
+    @dead_letter_bad_rows.setter
+    def dead_letter_bad_rows(self, value: bool) -> None:
+        self.flow.dead_letter_bad_rows = value
+
+    @property
+    def watermark_by(self):
+        return self.flow.watermark_by
+
+    @watermark_by.setter
+    def watermark_by(self, value) -> None:
+        self.flow.watermark_by = value
+
+    def source_partitions(self, active, idle=()) -> None:
+        self.flow.partitions = (list(active), list(idle))
+        for n in self.flow.nodes:
+            if n.kind == "select" and n.inputs[0].kind == "source" and n.op.engine is not None:
+                n.op.engine.source_partitions(active, idle)
+
+    def bind_input(self, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """The source's binding step (velostream.binding) as its first reader does it: raises
+        SchemaMismatch for a batch that does not fit, before any state changes."""
+        node = self.flow.sources[self.source.lower()]
+        if node.schema is None:
+            self.flow.bind_source(node.name, rb.schema)
+        for c, _ in node.consumers:
+            if c.kind == "select" and c.op.engine is not None:
+                return c.op.engine.bind_input(rb)
+        return rb
 
 
 def final_state(batches: list[pa.RecordBatch], schema: pa.Schema, key: list[str]) -> list:

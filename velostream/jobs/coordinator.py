@@ -262,6 +262,8 @@ class Job:
         if processor not in ("v1", "v2"):
             raise ValueError("processor is 'v1' or 'v2'")
         self.engine = Engine(sql, env=env)
+        # several statements (docs/SQL.md §8): their graph runs in the job's thread, as V1 does
+        pipeline = not isinstance(self.engine, Engine)
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = getattr(self.reader, "watermark_by", None)
         self.sink = sink if sink is not None else MemoryWriter()
@@ -269,7 +271,9 @@ class Job:
             raise ValueError("fault_tolerance is 'at_least_once' or 'none'")
         # a source whose partitions move between processes (Kafka) gets partition-scoped state
         self.fault_tolerance = fault_tolerance
-        if fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
+        if pipeline:
+            processor = "v1"
+        elif fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
             processor = "tasks"
         self.partitions = partitions if processor != "v1" else 1
         self.processor = processor

@@ -95,3 +95,43 @@ class MemoryWriter:
 
     def close(self) -> None:
         self.closed = True
+
+
+class FanOutWriter:
+    """The sink of a job whose pipeline writes several relations (docs/SQL.md §8): the result's
+    rows go to ``primary``; the other relations' writers get theirs from the pipeline directly
+    (``GraphEngine.side_outputs``). Flush, commit, rollback and close reach every writer, so all
+    outputs are durable before the source's offsets are committed."""
+
+    def __init__(self, primary, others: dict):
+        self.primary = primary
+        self.others = dict(others)
+        self.name = getattr(primary, "name", None)
+
+    def _all(self):
+        return [self.primary, *self.others.values()]
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self.primary.write_batch(batch)
+
+    def flush(self) -> None:
+        for w in self._all():
+            w.flush()
+
+    def commit(self) -> None:
+        for w in self._all():
+            w.commit()
+
+    def rollback(self) -> None:
+        for w in self._all():
+            w.rollback()
+
+    def close(self) -> None:
+        errors = []
+        for w in self._all():
+            try:
+                w.close()
+            except Exception as exc:  # noqa: BLE001 - every writer is closed; the first error raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]

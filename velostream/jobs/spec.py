@@ -19,13 +19,16 @@ brokers unless ``dead.letter.bootstrap.servers`` says otherwise).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
 from ..errors import SqlError
 from ..io.base import ConfigError, Properties
-from ..sql import ast, parse
+from ..exec.graph import needs_graph
+from ..sql import ast
+from ..sql.parser import parse_script
 
 SOURCE_TYPES = ("kafka_source", "file_source")
 SINK_TYPES = ("kafka_sink", "file_sink", "stdout")
@@ -45,10 +48,15 @@ class JobSpec:
     source: Properties
     sink: Properties
     job: dict[str, str] = field(default_factory=dict)
+    # a job file of several statements (docs/SQL.md §8): its whole text, and the relations other
+    # than the result that write to a sink of their own: name -> (properties, key columns)
+    script: Optional[str] = None
+    side_sinks: dict = field(default_factory=dict)
+    explicit_key: Optional[list] = None
 
     @property
     def sql(self) -> str:
-        return self.statement.sql
+        return self.script if self.script is not None else self.statement.sql
 
     @property
     def source_type(self) -> Optional[str]:
@@ -65,6 +73,8 @@ class JobSpec:
         explicit = self.sink.values.get("key.columns")
         if explicit is not None:
             return [c.strip() for c in explicit.split(",") if c.strip()]
+        if self.explicit_key is not None:
+            return list(self.explicit_key)
         sel = self.statement.select
         out = []
         for g in sel.group_by:
@@ -92,7 +102,10 @@ class JobSpec:
 
     @classmethod
     def from_sql(cls, sql: str, env: Optional[Mapping[str, str]] = None) -> "JobSpec":
-        stmt = parse(sql, env)
+        statements = parse_script(sql, env)
+        if needs_graph(statements):
+            return cls._pipeline(statements)
+        stmt = statements[0]
         props = stmt.props
         src = stmt.select.source.name
         sink = stmt.create_name
@@ -113,6 +126,57 @@ class JobSpec:
         spec = cls(stmt, src, sink, Properties(src, by_owner.get(src.lower(), {})),
                    Properties(sink or "stdout", by_owner.get((sink or "").lower(), {})), job)
         spec._check()
+        return spec
+
+    @classmethod
+    def _pipeline(cls, statements: list) -> "JobSpec":
+        """A job file of several statements (docs/SQL.md §8): its one source, the result
+        relation's sink (stdout for a final plain SELECT), and a sink for each other relation
+        whose name has sink properties (``side_sinks``)."""
+        from ..exec.graph import Dataflow
+        sql = statements[0].sql
+        flow = Dataflow(statements, sql)
+        props = flow.properties
+        sources = list(flow.sources.values())
+        if len(sources) != 1:
+            raise ConfigError(f"a job file reads one source for now; this one reads "
+                              f"{len(sources)}: {', '.join(n.name for n in sources)}")
+        src = sources[0].name
+        result = flow.result
+        sink = result.name if result.name and result.name.lower() in flow.named_outputs else None
+        by_owner: dict[str, dict[str, str]] = {}
+        job: dict[str, str] = {}
+        owners = {src.lower(), (sink or "").lower()} | set(flow.named_outputs)
+        for key, value in props.items():
+            owner, _, rest = key.partition(".")
+            if rest and owner.lower() in owners and key not in JOB_KEYS:
+                by_owner.setdefault(owner.lower(), {})[rest] = value
+            else:
+                job[key] = value
+        last = next(s for s in reversed(statements) if not s.declared)
+        spec = cls(last, src, sink, Properties(src, by_owner.get(src.lower(), {})),
+                   Properties(sink or "stdout", by_owner.get((sink or "").lower(), {})), job)
+        spec.script = sql
+        for name, node in flow.named_outputs.items():
+            if node is not result and "type" in by_owner.get(name, {}):
+                spec.side_sinks[node.name] = (Properties(node.name, by_owner[name]),
+                                              node.group_key or [])
+        spec._check()
+        for name, (p, _) in spec.side_sinks.items():
+            t = p.values.get("type")
+            if t not in SINK_TYPES:
+                raise ConfigError(f"'{name}.type' = '{t}' is not a sink type "
+                                  f"(one of {', '.join(SINK_TYPES)})")
+            for key in REQUIRED.get(t, ()):
+                if key not in p:
+                    raise ConfigError(f"'{name}.{key}' is required for a {t}")
+        return spec
+
+    def side_sink_spec(self, name: str) -> "JobSpec":
+        """This spec with relation ``name``'s sink as its sink (for ``open_sink``)."""
+        props, key = self.side_sinks[name]
+        spec = dataclasses.replace(self, sink_name=name, sink=props)
+        spec.explicit_key = key
         return spec
 
     def _check(self) -> None:
