@@ -387,10 +387,11 @@ def main(argv: Optional[list] = None) -> int:
                                  epilog="`velostream COMMAND --help` shows a command's options "
                                         "and examples; docs/CLI.md has everything.")
     ap.add_argument("--version", action="version", version=f"velostream {_version()}")
-    ap.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+    ap.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                     default=os.environ.get("VELOSTREAM_LOG", "WARNING").upper(),
-                    help="log messages from this level on (default WARNING, or $VELOSTREAM_LOG)")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+                    help=f"log messages from this level on: {', '.join(LOG_LEVELS)} (default "
+                         f"WARNING, or $VELOSTREAM_LOG)")
+    sub = ap.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
