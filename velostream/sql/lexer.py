@@ -65,17 +65,20 @@ _OP_VALUES = {"<>": "!=", "==": "="}
 
 class Token:
     """One token: ``kind`` (above), the source ``text``, its ``value``, 1-based ``line`` and
-    ``column``; ``upper`` is the keyword spelling of a WORD (upper case), '' for other kinds."""
+    ``column``; ``upper`` is the keyword spelling of a WORD (upper case), '' for other kinds;
+    ``offset`` is where it starts in the text (the parser scans runs of list items from there)."""
 
-    __slots__ = ("kind", "text", "value", "line", "column", "upper")
+    __slots__ = ("kind", "text", "value", "line", "column", "upper", "offset")
 
-    def __init__(self, kind: str, text: str, value: object, line: int, column: int):
+    def __init__(self, kind: str, text: str, value: object, line: int, column: int,
+                 offset: int = -1):
         self.kind = kind
         self.text = text
         self.value = value
         self.line = line
         self.column = column
         self.upper = text.upper() if kind == WORD else ""
+        self.offset = offset
 
     @property
     def pos(self) -> tuple[int, int]:
@@ -103,60 +106,61 @@ def tokenize(sql: str) -> list[Token]:
     return list(iter_tokens(sql))
 
 
-def iter_tokens(sql: str) -> Iterator[Token]:
+def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) -> Iterator[Token]:
     """``tokenize`` one token at a time: the parser pulls tokens as it goes, so a text that
-    fails early (1 MB of '(' nested too deeply) fails without tokenizing the rest first."""
-    line, line_start = 1, 0
-    end_line, end_col = 1, 1  # where the last token ended: the position of EOF
+    fails early (1 MB of '(' nested too deeply) fails without tokenizing the rest first. It can
+    start anywhere: at offset ``start``, which is on ``line``, a line that begins at offset
+    ``line_start`` (the parser resumes here after scanning a run of list items itself)."""
+    end_line, end_col = line, start - line_start + 1  # where the last token ended: EOF's place
     ops = _OP_VALUES
-    for m in _MASTER.finditer(sql):
+    newline = _NEWLINE
+    for m in _MASTER.finditer(sql, start):
         rule = m.lastgroup
-        start = m.start()
-        if rule == "ws" or rule == "line_comment" or rule == "comment":
-            text = m.group()
-            if "\n" in text or "\r" in text:
-                breaks = list(_NEWLINE.finditer(text))
-                line += len(breaks)
-                line_start = start + breaks[-1].end()
-            continue
         text = m.group()
-        col = start - line_start + 1
-        # the common kinds inline (a 1 MB text has hundreds of thousands of tokens)
+        # the common kinds first and inline (a 1 MB text has hundreds of thousands of tokens)
+        if rule == "ws" or rule == "line_comment" or rule == "comment":
+            if "\n" in text or "\r" in text:
+                breaks = list(newline.finditer(text))
+                line += len(breaks)
+                line_start = m.start() + breaks[-1].end()
+            continue
+        at = m.start()
+        col = at - line_start + 1
         if rule == "word":
-            yield Token(WORD, text, text, line, col)
-        elif rule == "op":
-            yield Token(OP, text, ops.get(text, text), line, col)
+            yield Token(WORD, text, text, line, col, at)
         elif rule == "punct" or rule == "punct2":
-            yield Token(PUNCT, text, text, line, col)
+            yield Token(PUNCT, text, text, line, col, at)
+        elif rule == "op":
+            yield Token(OP, text, ops.get(text, text), line, col, at)
         else:
-            yield _make(sql, rule, text, line, col)
+            yield _make(sql, rule, text, line, col, at)
             if rule == "string" or rule == "qident":
                 if "\n" in text or "\r" in text:
-                    breaks = list(_NEWLINE.finditer(text))
+                    breaks = list(newline.finditer(text))
                     line += len(breaks)
-                    line_start = start + breaks[-1].end()
+                    line_start = at + breaks[-1].end()
         end_line, end_col = line, m.end() - line_start + 1
-    yield Token(EOF, "", None, end_line, end_col)
+    yield Token(EOF, "", None, end_line, end_col, len(sql))
 
 
-def _make(sql: str, rule: str, text: str, line: int, col: int) -> Token:
+def _make(sql: str, rule: str, text: str, line: int, col: int, at: int = -1) -> Token:
     if rule == "word":
-        return Token(WORD, text, text, line, col)
+        return Token(WORD, text, text, line, col, at)
     if rule == "number":
         if _INT_RE.fullmatch(text):
-            return Token(INT, text, _int_literal(sql, text, line, col), line, col)
-        return Token(FLOAT, text, float(text), line, col)
+            return Token(INT, text, _int_literal(sql, text, line, col), line, col, at)
+        return Token(FLOAT, text, float(text), line, col, at)
     if rule == "op":
-        return Token(OP, text, {"<>": "!=", "==": "="}.get(text, text), line, col)
+        return Token(OP, text, {"<>": "!=", "==": "="}.get(text, text), line, col, at)
     if rule in ("punct", "punct2"):
-        return Token(PUNCT, text, text, line, col)
+        return Token(PUNCT, text, text, line, col, at)
     if rule == "string":
-        return Token(STRING, text, text[1:-1].replace("''", "'"), line, col)
+        return Token(STRING, text, text[1:-1].replace("''", "'"), line, col, at)
     if rule == "qident":
         name = text[1:-1].replace('""', '"')
         if not name:
             raise SqlError.at(sql, (line, col), "empty quoted identifier \"\"")
-        return Token(QIDENT, text, name, line, col)
+        return Token(QIDENT, text, name, line, col, at)
     if rule == "suffixed":
         m = _DURATION_RE.fullmatch(text)
         if m:
@@ -165,7 +169,7 @@ def _make(sql: str, rule: str, text: str, line: int, col: int) -> Token:
             if ms > INT64_MAX:
                 raise SqlError.at(sql, (line, col), f"duration '{_clip(text)}' is out of range "
                                   f"(at most {INT64_MAX} milliseconds)")
-            return Token(DURATION, text, ms, line, col)
+            return Token(DURATION, text, ms, line, col, at)
         raise SqlError.at(sql, (line, col),
                           f"invalid number or duration '{_clip(text)}' (durations are written "
                           f"like 500ms, 30s, 1m, 2h, 1d)")

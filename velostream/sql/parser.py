@@ -178,6 +178,9 @@ class _Parser:
         # their sum bounds the tree's depth, so the exact walk is needed only beyond the limit
         self.deepest = 0
         self.links = 0
+        # the height of the expression tree the last expression-level method returned (an upper
+        # bound: folding a sign into a literal can make the tree lower); see expr
+        self.height = 0
 
     # ---------------------------------------------------------------------------- token helpers
     def _read_to(self, j: int) -> None:
@@ -743,15 +746,11 @@ class _Parser:
         nested ``(``, function call, CASE, CAST, ...: every nested expression comes back here),
         checked on entry before it can exhaust the stack; and the depth of the finished tree,
         which also grows without recursion (``a + b + ... + z`` and ``NOT NOT ... x`` are built
-        in loops), checked once when the outermost expression is complete."""
+        in loops), checked once when the outermost expression is complete. Leaves the tree's
+        height in self.height."""
         if self.nesting >= MAX_EXPRESSION_DEPTH:
             raise self.error(self.tok, _too_deep())
-        if self.nesting == 0:
-            self.deepest = self.links = 0
         self.nesting += 1
-        if self.nesting > self.deepest:
-            self.deepest = self.nesting
-        first = self.base + self.i
         try:
             tok = self.tok
             k = tok.kind
@@ -763,11 +762,10 @@ class _Parser:
                 e = self.binary(_OR)
         finally:
             self.nesting -= 1
-        # Each level of the tree has a token of its own but for at most one in two (an ORDER BY
-        # item in OVER), so an expression of 32 tokens or fewer cannot be too deep: the walk
-        # is spared for the usual short expressions.
-        if (self.nesting == 0 and self.base + self.i - first > MAX_EXPRESSION_DEPTH // 2
-                and self.deepest + self.links > MAX_EXPRESSION_DEPTH):
+        # Every method below leaves the height of the tree it built in self.height (exact but
+        # for folded signs), so the walk that finds the node to blame runs only for a tree that
+        # is too deep.
+        if self.nesting == 0 and self.height > MAX_EXPRESSION_DEPTH:
             deep = _too_deep_node(e)
             if deep is not None:
                 raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
@@ -788,8 +786,10 @@ class _Parser:
             left = self.binary(_CMP)
             for t in reversed(nots):
                 left = ast.UnaryOp("NOT", left, pos=t.pos)
+            self.height += len(nots)
         else:
             left = self.unary()
+        height = self.height  # of ``left``
         links = 0  # operators applied to ``left`` in this call: each adds one level to the tree
         while True:
             tok = self.tok
@@ -799,8 +799,9 @@ class _Parser:
             elif k == WORD:
                 prec = _WORD_PREC.get(tok.upper, 0)
             else:
-                return left
+                prec = 0
             if prec < min_prec or prec == 0:
+                self.height = height
                 return left
             if prec == _OR or prec == _AND:
                 word = tok.upper
@@ -811,28 +812,33 @@ class _Parser:
                         break
                     self.advance()
                     terms.append(self.binary(prec + 1))
-                self.links += (len(terms) - 1).bit_length()  # the balanced tree's height
+                    if self.height > height:
+                        height = self.height
+                height += (len(terms) - 1).bit_length()  # the balanced tree's height
                 left = _balanced(word, terms)
                 continue
             if k == WORD and tok.upper == "NOT":
                 nxt = self.peek()
                 if not self.is_kw(nxt, "IN", "BETWEEN", "LIKE", "ILIKE"):
+                    self.height = height
                     return left
             links = self.chained(links, tok)
             self.advance()
             if k == OP:
                 left = ast.BinaryOp(tok.value, left, self.binary(prec + 1), pos=left.pos)
-                continue
-            left = self._comparison_word(tok, left)
+            else:
+                left = self._comparison_word(tok, left)
+            height = (height if height > self.height else self.height) + 1
 
     def _comparison_word(self, tok: Token, left: ast.Expr) -> ast.Expr:
         """``left`` with a comparison written in words: IS [NOT] NULL, [NOT] IN (...),
         [NOT] BETWEEN ... AND ..., [NOT] [I]LIKE ... [ESCAPE ...]; ``tok`` (consumed) is its
-        first word."""
+        first word. Leaves in self.height the height of its operands other than ``left``."""
         if tok.upper == "IS":
             negated = bool(self.accept_kw("NOT"))
             if not self.accept_kw("NULL"):
                 raise self.expected("NULL or NOT NULL after IS")
+            self.height = 0  # no operand but ``left``
             return ast.IsNull(left, negated, pos=left.pos)
         negated = tok.upper == "NOT"
         op = self.advance() if negated else tok
@@ -840,11 +846,17 @@ class _Parser:
             return ast.InList(left, self.in_list(), negated, pos=left.pos)
         if op.upper == "BETWEEN":
             low = self.binary(_CONCAT)
+            low_height = self.height
             self.expect_kw("AND", "AND in BETWEEN ... AND ...")
             high = self.binary(_CONCAT)
+            self.height = max(self.height, low_height)
             return ast.Between(left, low, high, negated, pos=left.pos)
         pattern = self.binary(_CONCAT)
-        escape = self.binary(_CONCAT) if self.accept_kw("ESCAPE") else None
+        escape = None
+        if self.accept_kw("ESCAPE"):
+            pattern_height = self.height
+            escape = self.binary(_CONCAT)
+            self.height = max(self.height, pattern_height)
         return ast.Like(left, pattern, negated, op.upper == "ILIKE", pos=left.pos, escape=escape)
 
     # The levels of the grammar by name, for callers that want one (the climb does them all)
@@ -885,10 +897,14 @@ class _Parser:
         if self.at_kw("SELECT"):
             raise self.unsupported(self.tok, "subqueries are not supported in IN")
         items = [self.expr()]
+        height = self.height
         while self.accept_punct(","):
             self.simple_items(items)
             items.append(self.expr())
+            if self.height > height:
+                height = self.height
         self.expect_punct(")", "',' or ')'")
+        self.height = height  # of the tallest item
         return tuple(items)
 
     def simple_items(self, items: list, select: bool = False) -> None:
@@ -955,6 +971,7 @@ class _Parser:
         tok = self.tok
         if not (tok.kind == OP and (tok.value == "-" or tok.value == "+")):
             return self.postfix()
+        height = 1  # when the smallest BIGINT is read whole
         signs = []  # a loop, not recursion: - - - ... x must not exhaust the stack
         while self.at_op("-", "+"):
             self.chained(len(signs), self.tok)
@@ -966,6 +983,8 @@ class _Parser:
             operand: ast.Expr = ast.Literal(INT64_MIN, "INTEGER", pos=signs.pop().pos)
         else:
             operand = self.postfix()
+            height = self.height
+        self.height = height + len(signs)  # a bound: signs folded into a literal add no level
         for tok in reversed(signs):
             # fold signs into numeric literals: -5 is Literal(-5), not UnaryOp('-', Literal(5))
             if isinstance(operand, ast.Literal) and operand.type in ("INTEGER", "DOUBLE"):
@@ -985,15 +1004,18 @@ class _Parser:
         tok = self.tok
         if not (tok.kind == PUNCT and tok.value == "::"):
             return e
+        height = self.height
         links = 0
         while self.at_punct("::"):
             links = self.chained(links, self.advance())
             e = ast.Cast(e, self.type_name(), pos=e.pos)
+        self.height = height + links
         return e
 
     def primary(self) -> ast.Expr:
         tok = self.tok
         k = tok.kind
+        self.height = 1  # a leaf; ( expr ), CASE, CAST and calls set their own
         if k == INT:
             if tok.value > INT64_MAX:  # 2**63: only as -9223372036854775808 (see unary)
                 raise self.error(tok, f"integer literal {tok.text} is out of range for BIGINT "
@@ -1065,25 +1087,37 @@ class _Parser:
 
     def case(self) -> ast.Case:
         start = self.expect_kw("CASE")
-        operand = None if self.at_kw("WHEN") else self.expr()
+        height = 0  # of the tallest operand
+        operand = None
+        if not self.at_kw("WHEN"):
+            operand = self.expr()
+            height = self.height
         whens = []
         while self.accept_kw("WHEN"):
             cond = self.expr()
+            cond_height = self.height
             self.expect_kw("THEN")
             whens.append((cond, self.expr()))
+            height = max(height, cond_height, self.height)
         if not whens:
             raise self.expected("WHEN")
-        else_ = self.expr() if self.accept_kw("ELSE") else None
+        else_ = None
+        if self.accept_kw("ELSE"):
+            else_ = self.expr()
+            height = max(height, self.height)
         self.expect_kw("END", "WHEN, ELSE or END")
+        self.height = height + 1
         return ast.Case(operand, tuple(whens), else_, pos=start.pos)
 
     def cast(self) -> ast.Cast:
         start = self.advance()  # CAST or TRY_CAST
         self.expect_punct("(")
         operand = self.expr()
+        height = self.height
         self.expect_kw("AS", f"AS in {start.upper}(... AS type)")
         type_ = self.type_name()
         self.expect_punct(")", "')'")
+        self.height = height + 1
         return ast.Cast(operand, type_, pos=start.pos, try_=start.upper == "TRY_CAST")
 
     def type_name(self) -> ast.TypeName:
@@ -1132,6 +1166,7 @@ class _Parser:
         self.expect_punct("(")
         distinct = False
         args: list[ast.Expr] = []
+        height = 1  # of the tallest argument (or of COUNT(*)'s star)
         if self.at_op("*"):
             star = self.advance()
             args.append(ast.Star(pos=star.pos))
@@ -1144,17 +1179,26 @@ class _Parser:
             elif self.at_kw("ALL") and not (self.peek().kind in (PUNCT, OP)):
                 self.advance()
             args.append(self.expr())
+            height = self.height
             if name == "SUBSTRING" and self.at_kw("FROM"):
                 self.advance()
                 args.append(self.expr())
+                height = max(height, self.height)
                 if self.accept_kw("FOR"):
                     args.append(self.expr())
+                    height = max(height, self.height)
             else:
                 while self.accept_punct(","):
                     self.simple_items(args)
                     args.append(self.expr())
+                    if self.height > height:
+                        height = self.height
             self.expect_punct(")", "',' or ')'")
-        over = self.over() if self.at_kw("OVER") else None
+        over = None
+        if self.at_kw("OVER"):
+            over = self.over()
+            height = max(height, self.height)
+        self.height = height + 1
         return ast.FunctionCall(name, tuple(args), distinct, over, pos=name_tok.pos)
 
     def over(self) -> ast.RowsOver:
@@ -1166,6 +1210,7 @@ class _Parser:
         buffer_rows = None
         partition_by: Optional[tuple] = None
         order_by: Optional[tuple] = None
+        height = 0  # of the tallest PARTITION BY expression or ORDER BY item
         while not self.at_punct(")"):
             tok = self.tok
             if self.is_kw(tok, "ROWS"):
@@ -1194,8 +1239,10 @@ class _Parser:
                 self.advance()
                 self.expect_kw("BY", "BY after PARTITION")
                 items = [self.expr()]
+                height = max(height, self.height)
                 while self.accept_punct(","):
                     items.append(self.expr())
+                    height = max(height, self.height)
                 partition_by = tuple(items)
             elif self.is_kw(tok, "ORDER"):
                 if order_by is not None:
@@ -1203,8 +1250,10 @@ class _Parser:
                 self.advance()
                 self.expect_kw("BY", "BY after ORDER")
                 order = [self.order_item()]
+                height = max(height, self.height)
                 while self.accept_punct(","):
                     order.append(self.order_item())
+                    height = max(height, self.height)
                 order_by = tuple(order)
             elif self.is_kw(tok, "RANGE", "GROUPS"):
                 raise self.unsupported(tok, f"{tok.upper} frames are not supported: {shape}")
@@ -1213,6 +1262,7 @@ class _Parser:
                     raise self.expected("')' to close OVER (")
                 raise self.expected("ROWS WINDOW BUFFER, PARTITION BY, ORDER BY or ')' in OVER (...)")
         close = self.advance()
+        self.height = height + 1
         # without a buffer: ROW_NUMBER's top-N and deduplication forms (docs/SQL.md §8), else
         # the planner's error (planner._add_analytic)
         return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos,
@@ -1220,6 +1270,7 @@ class _Parser:
 
     def order_item(self) -> ast.OrderItem:
         e = self.expr()
+        self.height += 1  # the OrderItem's own level
         descending = False
         if self.at_kw("ASC", "DESC"):
             descending = self.advance().upper == "DESC"
