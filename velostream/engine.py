@@ -557,7 +557,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     data = _pick_source(eng, sources)
     result = Result(pa.schema([]))
     first = True
-    for rb in to_record_batches(data):
+    for rb in _morsels(to_record_batches(data)):
         r = eng.push(eng.source, rb)
         r.batches  # rows the fast path holds compiled become Arrow now: the input can go
         if first:
@@ -574,6 +574,20 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     # rows emitted before a NULL-typed column got its type (velostream.binding) join the final types
     result.batches = [conform(rb, eng.out_schema) for rb in result.batches]
     return result
+
+
+# A whole table is pushed in slices of this many rows (zero-copy): the group table, the string
+# dictionary and the per-batch arrays stay in cache (docs/PERFORMANCE.md), as with Engine.push.
+MORSEL_ROWS = 65_536
+
+
+def _morsels(batches):
+    for rb in batches:
+        if rb.num_rows <= MORSEL_ROWS:
+            yield rb
+        else:
+            for off in range(0, rb.num_rows, MORSEL_ROWS):
+                yield rb.slice(off, MORSEL_ROWS)
 
 
 def _pick_source(eng: Engine, sources: Mapping[str, Any]):

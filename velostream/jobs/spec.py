@@ -1,5 +1,6 @@
-"""Job files: one ``CREATE STREAM|TABLE name AS SELECT ... WITH (...)`` statement that names its
-source and sink and configures both.
+"""Job files: a ``CREATE STREAM|TABLE name AS SELECT ... WITH (...)`` statement that names its
+source and sink and configures both, or several statements forming a pipeline (docs/SQL.md §8:
+one source; the result relation's sink, and a sink for every other relation with sink properties).
 
 Properties prefixed by a connector's name configure that connector (the prefix is removed)::
 
