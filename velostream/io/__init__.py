@@ -1,4 +1,5 @@
-"""Sources and sinks: files (CSV, JSON lines), Kafka, stdout, and dead-letter outputs.
+"""Sources and sinks: files (CSV, JSON lines, Parquet, Arrow IPC; local or on S3), Kafka, stdout,
+and dead-letter outputs.
 
 ``open_source`` / ``open_sink`` / ``open_dead_letter`` build them from a job file's properties
 (see ``velostream.jobs.spec``). Kafka support needs the ``kafka`` extra (confluent-kafka); it is
@@ -33,9 +34,20 @@ def open_source(spec: "JobSpec", *, bounded: bool = False):
         raise ConfigError(f"no source type: add '{spec.source_name}.type' = 'kafka_source' or "
                           f"'file_source' to the WITH properties")
     if t == "file_source":
+        from .datasets import file_format
+        if file_format(spec.source_name, spec.source) in ("parquet", "arrow"):
+            return _dataset_source(spec)
         from .files import FileSource
         return FileSource(spec.source_name, spec.source)
     return _kafka().KafkaSource(spec.source_name, spec.source, bounded=bounded)
+
+
+def _dataset_source(spec: "JobSpec"):
+    """A Parquet / Arrow IPC source decoding only the columns the job's query reads."""
+    from .datasets import DatasetSource, columns_needed
+    src = DatasetSource(spec.source_name, spec.source)
+    src.project(columns_needed(spec, src.schema))
+    return src
 
 
 def open_sink(spec: "JobSpec"):
@@ -45,6 +57,11 @@ def open_sink(spec: "JobSpec"):
         from .files import StdoutSink
         return StdoutSink(spec.sink.name, spec.sink)
     if t == "file_sink":
+        from .datasets import file_format
+        fmt = file_format(spec.sink.name, spec.sink, sink=True)
+        if fmt in ("parquet", "arrow"):
+            from .columnar_sink import ColumnarFileSink
+            return ColumnarFileSink(spec.sink.name, spec.sink, fmt)
         from .files import FileSink
         return FileSink(spec.sink.name, spec.sink)
     return _kafka().KafkaSink(spec.sink.name, spec.sink, spec.key_columns)

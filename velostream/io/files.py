@@ -21,7 +21,6 @@ and every good record of the chunk is still read (docs/CONNECTORS.md).
 from __future__ import annotations
 
 import base64
-import glob
 import io
 import os
 import queue
@@ -83,9 +82,9 @@ class _Chunker:
     doubled quotes inside a field keep that parity, so counting is enough.
     """
 
-    def __init__(self, path: str, quote: Optional[bytes], delimiter: bytes = b","):
+    def __init__(self, path: str, quote: Optional[bytes], delimiter: bytes = b",", f=None):
         self.path = path
-        self.f = open(path, "rb")
+        self.f = open(path, "rb") if f is None else f
         self.quote = quote
         if quote is not None:
             # a quoted field opened at a field start and still open at the end of the text
@@ -384,18 +383,23 @@ class FileSource:
     def __init__(self, name: str, props: Properties):
         self.name = name
         pattern = props.require("path")
-        if glob.has_magic(pattern):
-            self.paths = sorted(glob.glob(pattern))
-            if not self.paths:
-                raise ConfigError(f"'{name}.path': no file matches {pattern!r}")
-        else:
-            self.paths = [pattern]
+        # a local file, a directory (its files, sorted), a glob, or the same on S3 / another
+        # pyarrow file system (docs/CONNECTORS.md, object stores)
+        from .object_store import ObjectStore
+        self._store = ObjectStore.for_path(name, props, pattern)
+        try:
+            found, _ = self._store.expand(pattern)
+        except OSError as e:
+            raise ConfigError(f"'{name}.path': cannot list {pattern}: {e}") from e
+        self.paths = found if self._store.local else [self._store.show(f) for f in found]
+        if not self.paths:
+            raise ConfigError(f"'{name}.path': no file matches {pattern!r}")
         for p in self.paths:
             try:
-                with open(p, "rb") as f:
+                with self._open_bytes(p) as f:
                     f.read(1)
             except OSError as e:
-                raise ConfigError(f"'{name}.path': cannot read {p}: {e.strerror or e}") from e
+                raise ConfigError(f"'{name}.path': cannot read {p}: {getattr(e, 'strerror', None) or e}") from e
         self.format = _format_of(name, props, self.paths[0])
         schema_text = props.get("schema")
         self.override = parse_schema(schema_text) if schema_text else None
@@ -486,9 +490,13 @@ class FileSource:
         return out
 
     # -- decoding (runs in the producer thread) ------------------------------------------------
+    def _open_bytes(self, path: str):
+        return self._store.open_read(self._store.fs_path(path))
+
     def _open(self, fi: int) -> _Chunker:
         path = self.paths[fi]
-        ch = _Chunker(path, b'"' if self.format == "csv" else None, self.delimiter.encode())
+        ch = _Chunker(path, b'"' if self.format == "csv" else None, self.delimiter.encode(),
+                      self._open_bytes(path))
         if self.format == "csv":
             self._open_csv(path, ch)
         return ch
@@ -513,7 +521,7 @@ class FileSource:
                                   parse_options=pcsv.ParseOptions(delimiter=self.delimiter))
                 names = t.column_names
         if names is None:
-            with open(path, "rb") as f:  # count the fields of the first row
+            with self._open_bytes(path) as f:  # count the fields of the first row
                 sample = f.readline()
             ncols = len(pcsv.read_csv(
                 io.BytesIO(sample), read_options=pcsv.ReadOptions(autogenerate_column_names=True),
