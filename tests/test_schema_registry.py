@@ -134,6 +134,20 @@ def test_bad_records_unknown_id_wrong_magic_truncated():
     assert "too short" in rejects[3].error
 
 
+def test_no_schema_anywhere_rejects_and_a_later_schema_is_found():
+    """No avro.schema.file, no subject, unknown ids: every message is a reject (none is lost);
+    once a sink registered the subject, the same source reads."""
+    url, topic = scope(), "late"
+    src = codec(url, topic)
+    stray = [b"\x00" + struct.pack(">I", 31337) + b"\x02", b"\x05junk"]
+    rb, rejects, kept = src.decode(stray, lambda i: f"late/0@{i}", source="late")
+    assert rb is None and kept == [] and [(r.position, r.payload) for r in rejects] == [
+        ("late/0@0", stray[0]), ("late/0@1", stray[1])]
+    rows = trades(10, seed=8)
+    rb, rejects, _ = src.decode(codec(url, topic).encode(arrow_of(rows)), str, source="late")
+    assert rejects == [] and rb.to_pylist() == rows
+
+
 class CountingRegistry:
     """A registry client that counts the calls made of it."""
 
@@ -276,3 +290,19 @@ def test_codec_throughput_bench_runs():
     spec.loader.exec_module(mod)
     timings = mod.measure(2000, repeat=1)
     assert set(timings) == {"plain", "registry"} and all(v > 0 for v in timings.values())
+
+
+def test_an_unreachable_registry_is_a_connect_error():
+    """Not a bad record: the job fails (exit code 3 from velostream run, docs/CLI.md)."""
+    import socket
+
+    from velostream.errors import ConnectError
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(ConnectError, match="unreachable"):
+        codec(url, "t").encode(arrow_of(trades(3, seed=9)))
+    with pytest.raises(ConnectError, match="unreachable"):
+        AvroCodec(TRADE, registry=registry_client(url), subject="t-value", url=url).decode(
+            [b"\x00\x00\x00\x00\x01\x02"], str, source="t")

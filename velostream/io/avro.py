@@ -234,17 +234,29 @@ class AvroCodec:
         self._header = _HEADER.pack(0, self._schema_id)
         self._writers[self._schema_id] = None
 
-    def _reader_from_subject(self, first_id: int) -> None:
+    def _reader_from_subject(self, ids: list) -> None:
         """No ``avro.schema.file``: the columns are the subject's latest schema (or, with no
-        subject yet, that of the first message's writer)."""
+        subject yet, that of the first message whose schema id the registry knows)."""
         try:
             reg = self.registry.get_latest_version(self.subject)
             schema, sid = reg.schema.schema_str, reg.schema_id
         except Exception as exc:  # noqa: BLE001
-            if _registry_error(exc) != 404:
+            status = _registry_error(exc)
+            if status is None:
+                raise ConnectError(f"schema registry {self.url} unreachable: {exc}") from None
+            if status != 404:
                 raise JobError(f"schema registry {self.url}: reading subject "
                                f"'{self.subject}' failed: {exc}") from None
-            schema, sid = self.registry.get_schema(first_id).schema_str, first_id
+            for sid in ids:
+                try:
+                    schema = self.registry.get_schema(sid).schema_str
+                    break
+                except Exception as exc2:  # noqa: BLE001
+                    if _registry_error(exc2) != 404:
+                        raise JobError(f"schema registry {self.url}: looking up schema id "
+                                       f"{sid} failed: {exc2}") from None
+            else:
+                return  # none known: the caller rejects the batch
         self._set_schema(json.loads(schema))
         self._writers[sid] = None
 
@@ -261,6 +273,8 @@ class AvroCodec:
             if status == 404:
                 self._unknown[schema_id] = time.monotonic()
                 raise KeyError(schema_id) from None
+            if status is None:
+                raise ConnectError(f"schema registry {self.url} unreachable: {exc}") from None
             raise JobError(f"schema registry {self.url}: looking up schema id {schema_id} "
                            f"failed: {exc}") from None
         writer = json.loads(text)
@@ -308,10 +322,18 @@ class AvroCodec:
                        source: str) -> tuple[Optional[pa.RecordBatch], list[Reject], list[int]]:
         """Confluent's wire format; a payload too short for the header, with another magic byte,
         an id the registry does not know or an undecodable record is a reject."""
+        if not payloads:
+            return None, [], []
         if self.schema is None:
-            first = next((p for p in payloads if p is not None and len(p) >= 5 and p[0] == 0), None)
-            if first is not None:  # else no payload passes the header check: all are rejects
-                self._reader_from_subject(_HEADER.unpack_from(first)[1])
+            ids = dict.fromkeys(_HEADER.unpack_from(p)[1] for p in payloads
+                                if p is not None and len(p) >= 5 and p[0] == 0)
+            self._reader_from_subject(list(ids))
+            if self.schema is None:  # no known schema yet: every payload is a reject
+                return self._batch([], [Reject(source, position(i), "undecodable Avro: no schema "
+                                               f"of subject '{self.subject}' or of the message's "
+                                               f"id in the registry {self.url}",
+                                               bytes(p) if p is not None else b"")
+                                        for i, p in enumerate(payloads)], [])
         read, reader, BytesIO, unpack = self._read, self.parsed, io.BytesIO, _HEADER.unpack_from
         writers = self._writers
         rows: list[dict] = []
@@ -341,8 +363,8 @@ class AvroCodec:
                     raise ValueError(f"{len(p) - buf.tell()} trailing bytes after the record")
                 good.append(i)
             except Exception as exc:  # noqa: BLE001 - any undecodable payload is a reject
-                if isinstance(exc, JobError):
-                    raise  # the registry is down: not this record's fault
+                if isinstance(exc, (JobError, ConnectError)):
+                    raise  # the registry is down or failing: not this record's fault
                 if len(rows) > len(good):
                     rows.pop()
                 rejects.append(Reject(source, position(i), f"undecodable Avro: {exc}",
