@@ -140,7 +140,7 @@ class DatasetSource:
         try:
             self.files, base = self.store.expand(path)
         except OSError as e:
-            raise ConfigError(f"'{name}.path': cannot list {path}: {e}") from e
+            raise ConfigError(f"'{name}.path': cannot read {path}: {e}") from e
         if not self.files:
             raise ConfigError(f"'{name}.path': no file matches {path!r}")
         self._ds_format = ds.ParquetFileFormat() if self.format == "parquet" else ds.IpcFileFormat()

@@ -390,7 +390,7 @@ class FileSource:
         try:
             found, _ = self._store.expand(pattern)
         except OSError as e:
-            raise ConfigError(f"'{name}.path': cannot list {pattern}: {e}") from e
+            raise ConfigError(f"'{name}.path': cannot read {pattern}: {e}") from e
         self.paths = found if self._store.local else [self._store.show(f) for f in found]
         if not self.paths:
             raise ConfigError(f"'{name}.path': no file matches {pattern!r}")

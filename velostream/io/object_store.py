@@ -121,6 +121,8 @@ class ObjectStore:
             files = [i.path for i in self._listing(p)
                      if not any(_hidden(part) for part in i.path[len(p):].split("/") if part)]
             return sorted(files), p
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"{self.show(p)}: no such file or directory")
         return [p], None
 
     def _listing(self, base: str) -> list:
