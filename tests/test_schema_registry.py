@@ -306,3 +306,13 @@ def test_an_unreachable_registry_is_a_connect_error():
     with pytest.raises(ConnectError, match="unreachable"):
         AvroCodec(TRADE, registry=registry_client(url), subject="t-value", url=url).decode(
             [b"\x00\x00\x00\x00\x01\x02"], str, source="t")
+
+
+@pytest.mark.parametrize("side", ["source", "sink"])
+def test_a_registry_needs_format_avro(side):
+    from velostream.io.base import ConfigError
+    from velostream.io.kafka import KafkaSink, KafkaSource
+    props = Properties("k", {"topic": "t", "bootstrap.servers": "127.0.0.1:1",
+                             "schema.registry.url": scope()})
+    with pytest.raises(ConfigError, match="needs 'k.format' = 'avro'"):
+        KafkaSource("k", props) if side == "source" else KafkaSink("k", props)

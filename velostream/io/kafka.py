@@ -121,6 +121,8 @@ class KafkaSource:
         fmt = (props.get("format") or "json").lower()
         if fmt not in ("json", "avro"):
             raise ConfigError(f"'{name}.format' must be json or avro, got {fmt!r}")
+        if fmt != "avro" and "schema.registry.url" in props:
+            raise ConfigError(f"'{name}.schema.registry.url' needs '{name}.format' = 'avro'")
         self.format = fmt
         schema_text = props.get("schema")
         self._schema = parse_schema(schema_text) if schema_text else None
@@ -533,6 +535,8 @@ class KafkaSink:
         fmt = (props.get("format") or "json").lower()
         if fmt not in ("json", "avro"):
             raise ConfigError(f"'{name}.format' must be json or avro, got {fmt!r}")
+        if fmt != "avro" and "schema.registry.url" in props:
+            raise ConfigError(f"'{name}.schema.registry.url' needs '{name}.format' = 'avro'")
         self.format = fmt
         self._avro = None
         if fmt == "avro":  # without avro.schema.file the schema comes from the first batch
