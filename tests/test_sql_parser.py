@@ -513,7 +513,8 @@ def test_window_specs(spec, expected):
 
 
 @pytest.mark.parametrize("sql,line,column,part", [
-    ("SELECT a FROM t WINDOW HOPPING(1m)", 1, 24, "expected TUMBLING, SLIDING or SESSION"),
+    ("SELECT a FROM t WINDOW HOPPING(1m)", 1, 32, "expected SIZE after HOPPING ("),
+    ("SELECT a FROM t WINDOW ROLLING(1m)", 1, 24, "expected TUMBLING, SLIDING, HOPPING or SESSION"),
     ("SELECT a FROM t WINDOW TUMBLING 1m", 1, 33, "expected '(' after TUMBLING"),
     ("SELECT a FROM t WINDOW TUMBLING(60000)", 1, 33, "expected a duration"),
     ("SELECT a FROM t WINDOW TUMBLING(ts)", 1, 35, "expected ',' after the time column"),
@@ -589,8 +590,8 @@ def test_emit_and_limit_in_either_order():
     ("SELECT a FROM t GROUP a", 1, 23, "expected BY after GROUP, found 'a'"),
     ("SELECT a FROM t LIMIT -1", 1, 23, "expected a non-negative integer after LIMIT"),
     ("SELECT a FROM t LIMIT 1.5", 1, 23, "expected a non-negative integer after LIMIT"),
-    ("SELECT a FROM t EMIT", 1, 21, "expected CHANGES or FINAL after EMIT, found end of input"),
-    ("SELECT a FROM t EMIT NOW", 1, 22, "expected CHANGES or FINAL after EMIT, found 'NOW'"),
+    ("SELECT a FROM t EMIT", 1, 21, "expected CHANGES, FINAL or ON WINDOW CLOSE after EMIT, found end of input"),
+    ("SELECT a FROM t EMIT NOW", 1, 22, "expected CHANGES, FINAL or ON WINDOW CLOSE after EMIT, found 'NOW'"),
 ])
 def test_clause_errors(sql, line, column, part):
     check_err(sql, line, column, part)

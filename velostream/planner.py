@@ -26,6 +26,7 @@ from .batch import BOOL, FLOAT64, INT64, SqlType
 from .errors import SqlError, UnsupportedError, VelostreamError, nearest
 from .exec.expressions import BCall, BCol, Bound, Scope, bind, columns_used, render
 from .sql import ast
+from .sql.parser import gc_paused
 from .batch import StringDict
 
 AGGREGATES = {
@@ -216,7 +217,8 @@ def plan_statement(stmt: ast.Statement, schemas: dict[str, dict[str, SqlType]],
     is a bug; as a last line of defence it becomes a ``SqlError`` at the statement, never a
     RecursionError or IndexError from the middle of the engine."""
     try:
-        return _Planner(stmt, schemas, strings or StringDict()).plan()
+        with gc_paused(len(stmt.sql or "")):  # a 1 MB text makes as many objects here
+            return _Planner(stmt, schemas, strings or StringDict()).plan()
     except VelostreamError:
         raise
     except RecursionError:
@@ -269,6 +271,8 @@ class _Planner:
             plan.lateness_ms = parse_duration_ms(props.get("allowed.lateness", "0"))
         except ValueError as exc:
             raise SqlError(str(exc), self.sql) from None
+        if sel.window is not None and sel.window.grace_ms is not None:
+            plan.lateness_ms = sel.window.grace_ms  # ksqlDB's GRACE PERIOD (docs/SQL.md §10)
         self.input_scope = Scope(self.sql, schema)
         # a derived stream's event-time column is there for its readers' windows, not for
         # SELECT * (velostream.exec.graph)
@@ -414,10 +418,11 @@ class _Planner:
         if len(sel.group_by) > MAX_GROUP_KEYS:
             raise UnsupportedError.at(self.sql, sel.group_by[MAX_GROUP_KEYS].pos,
                                       f"GROUP BY takes at most {MAX_GROUP_KEYS:,} expressions")
-        for g in sel.group_by:
+        group_by = [self._group_expr(g) for g in sel.group_by]
+        for g in group_by:
             if self._contains_aggregate(g):
                 raise self.err(g, "aggregates are not allowed in GROUP BY")
-        plan.keys = [self._bind(g, self.input_scope, self.strings) for g in sel.group_by]
+        plan.keys = [self._bind(g, self.input_scope, self.strings) for g in group_by]
         group_scope_cols: dict[str, SqlType] = {f"__k{i}": k.type for i, k in enumerate(plan.keys)}
         aggs: dict[tuple, AggSpec] = {}
 
@@ -439,7 +444,7 @@ class _Planner:
             group_scope_cols["_WINDOW_END"] = INT64
 
         group_index: dict = {}  # a lookup, not a scan: a long select list by a long GROUP BY
-        for i, g in enumerate(sel.group_by):
+        for i, g in enumerate(group_by):
             group_index.setdefault(g, i)
 
         def rewrite(e):
@@ -479,6 +484,25 @@ class _Planner:
             plan.having = self._bind_condition(having, group_scope)
         default = "FINAL" if plan.window is not None else "CHANGES"
         plan.emit = sel.emit or default
+
+    def _group_expr(self, g):
+        """A GROUP BY item: an expression, a select-list position (``GROUP BY 1``) or a
+        select-list alias that is not an input column (DuckDB's rules, docs/SQL.md §10)."""
+        items = self.sel.items
+        if isinstance(g, ast.Literal) and g.type == "INTEGER":
+            k = int(g.value)
+            if not 1 <= k <= len(items) or isinstance(items[k - 1].expr, ast.Star):
+                raise self.err(g, f"GROUP BY position {k} is not an expression of the select "
+                                  f"list (1 to {len(items)})")
+            return items[k - 1].expr
+        if (isinstance(g, ast.Column) and g.table is None
+                and self.input_scope.lower.get(g.name.lower()) is None
+                and g.name not in WINDOW_COLUMNS):
+            for item in items:
+                if item.alias is not None and (item.alias == g.name or (
+                        not g.quoted and item.alias.lower() == g.name.lower())):
+                    return item.expr
+        return g
 
     def _add_agg(self, e: ast.FunctionCall, aggs: dict, cols: dict) -> str:
         name = _CANONICAL.get(e.name, e.name)
@@ -630,6 +654,7 @@ class _Planner:
 
 
 _FIELD_NAMES: dict = {}  # node class -> its field names (dataclasses.fields is slow per node)
+_LEAF_NODES = (ast.Column, ast.Literal, ast.IntervalLiteral, ast.Star, ast.RowsOver)
 
 
 def _is_node(v) -> bool:
@@ -640,8 +665,12 @@ def _children(e):
     cls = type(e)
     names = _FIELD_NAMES.get(cls)
     if names is None:
+        # leaves hold no nodes, and no node is in a 'pos' (a 1 MB select list is mostly leaves)
         names = _FIELD_NAMES[cls] = (() if not hasattr(cls, "__dataclass_fields__")
-                                     or cls is ast.RowsOver else tuple(cls.__dataclass_fields__))
+                                     or cls in _LEAF_NODES else
+                                     tuple(n for n in cls.__dataclass_fields__ if n != "pos"))
+    if not names:
+        return []
     out = []
     for name in names:
         v = getattr(e, name)
@@ -669,6 +698,8 @@ def _evaluation_steps(root: Bound) -> tuple[int, int]:
     """(steps, distinct nodes) of evaluating ``root``: a node shared by several parents (the
     binder reuses BETWEEN's operand) is evaluated once per use. Counted over the shared graph
     with a memo, so the count itself takes linear time."""
+    if not isinstance(root, BCall):  # a column or a constant (most items of a 1 MB list)
+        return 1, 1
     steps: dict[int, int] = {}
     stack = [(root, False)]
     while stack:

@@ -544,7 +544,10 @@ def _group_outputs(sel: ast.Select) -> Optional[list[str]]:
     selected."""
     out = []
     for g in sel.group_by:
-        name = next((_out_name(i) for i in sel.items if i.expr == g and _out_name(i)), None)
+        if isinstance(g, ast.Literal) and g.type == "INTEGER" and 1 <= g.value <= len(sel.items):
+            g = sel.items[g.value - 1].expr  # GROUP BY 1
+        name = next((_out_name(i) for i in sel.items if _out_name(i) and (
+            i.expr == g or isinstance(g, ast.Column) and i.alias == g.name)), None)
         if name is None:
             return None
         out.append(name)

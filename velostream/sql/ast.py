@@ -181,6 +181,7 @@ class TableRef:
     alias: Optional[str] = None
     pos: Pos = _pos()
     query: Optional["Query"] = None
+    window: Optional["WindowSpec"] = None  # Flink's FROM TABLE(TUMBLE(TABLE t, ...)) (§10)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class WindowSpec:
     advance_ms: Optional[int] = None
     gap_ms: Optional[int] = None
     pos: Pos = _pos()
+    grace_ms: Optional[int] = None  # ksqlDB's GRACE PERIOD: the allowed lateness of this window
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,11 @@ Expression precedence, loosest first::
 """
 from __future__ import annotations
 
+import dataclasses
+
 import bisect
+import contextlib
+import gc
 import itertools
 import os
 import re
@@ -74,7 +78,8 @@ def parse(sql: str, env: Optional[Mapping[str, str]] = None) -> ast.Statement:
     text = substitute_env(sql, os.environ if env is None else env)
     parser = _Parser(text)
     try:
-        return parser.statement()
+        with gc_paused(len(text)):
+            return parser.statement()
     except RecursionError:
         # Last line of defence (docs/SQL.md §7): the depth limit below keeps the parser's own
         # recursion bounded, but a caller that is itself deep in the stack can still run out.
@@ -88,12 +93,13 @@ def parse_script(sql: str, env: Optional[Mapping[str, str]] = None) -> list[ast.
     parser = _Parser(text)
     statements: list[ast.Statement] = []
     try:
-        while True:
-            while parser.accept_punct(";"):
-                pass
-            if parser.tok.kind == EOF and statements:
-                return statements
-            statements.append(parser.statement(script=True))
+        with gc_paused(len(text)):
+            while True:
+                while parser.accept_punct(";"):
+                    pass
+                if parser.tok.kind == EOF and statements:
+                    return statements
+                statements.append(parser.statement(script=True))
     except RecursionError:
         raise parser.error(parser.tok, "expression nested too deeply for the call stack here "
                                        f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
@@ -471,7 +477,8 @@ class _Parser:
             if rank < seen_rank:
                 later = [c for c in clauses if _CLAUSE_RANK[c] > rank]
                 raise self.error(tok, f"{name} must come before {later[0]}")
-            seen_rank = max(seen_rank, rank)
+            if name != "WINDOW":  # WINDOW may also stand before WHERE, as ksqlDB writes it
+                seen_rank = max(seen_rank, rank)
             clauses[name] = self.clause(name)
 
         if (self.tok.kind != EOF and not self.at_punct(";") and not self.at_kw("UNION")
@@ -487,6 +494,12 @@ class _Parser:
                                           f"{tok.describe()} (did you mean {hint}?)")
             raise self.expected("')' to close the query" if nested else "end of statement")
 
+        if source.window is not None:
+            if "WINDOW" in clauses:
+                raise self.error(select_tok, "a window table function in FROM and a WINDOW "
+                                             "clause: give the window once")
+            items, clauses = _window_columns(items, clauses)
+            clauses["WINDOW"] = source.window
         select = ast.Select(
             items=tuple(items), source=source, distinct=distinct,
             where=clauses.get("WHERE"), group_by=clauses.get("GROUP BY", ()),
@@ -525,8 +538,13 @@ class _Parser:
             return tok.value
         if name == "EMIT":
             tok = self.tok
+            if self.is_kw(tok, "ON"):  # RisingWave's EMIT ON WINDOW CLOSE is EMIT FINAL (§10)
+                self.advance()
+                self.expect_kw("WINDOW", "WINDOW CLOSE after EMIT ON")
+                self.expect_kw("CLOSE", "CLOSE after EMIT ON WINDOW")
+                return "FINAL"
             if not self.is_kw(tok, "CHANGES", "FINAL"):
-                raise self.expected("CHANGES or FINAL after EMIT")
+                raise self.expected("CHANGES, FINAL or ON WINDOW CLOSE after EMIT")
             self.advance()
             return tok.upper
         if name == "WITH":
@@ -570,6 +588,8 @@ class _Parser:
             if self.accept_kw("AS") or self.is_identifier(self.tok, NO_IMPLICIT_ALIAS):
                 alias, _, _ = self.identifier("an alias for the subquery")
             return ast.TableRef(alias or "(subquery)", alias, pos=tok.pos, query=q)
+        if self.at_kw("TABLE") and self.is_punct(self.peek(), "("):
+            return self.window_table_function()
         name, _, _ = self.identifier("a source name")
         if self.at_punct("."):
             raise self.unsupported(self.tok, "qualified source names (a.b) are not supported")
@@ -591,14 +611,76 @@ class _Parser:
             alias = self.ident_of(alias_tok)[0]
         return ast.TableRef(name, alias, pos=tok.pos)
 
+    def window_table_function(self) -> ast.TableRef:
+        """Flink's window table functions (docs/SQL.md §10): ``TABLE(TUMBLE(TABLE t,
+        DESCRIPTOR(ts), size))``, ``HOP(..., slide, size)``, ``SESSION(TABLE t [PARTITION BY
+        k], DESCRIPTOR(ts), gap)``; the select list and GROUP BY name ``window_start`` and
+        ``window_end``."""
+        start = self.advance()  # TABLE
+        self.expect_punct("(")
+        fn = self.tok
+        if not self.is_kw(fn, "TUMBLE", "HOP", "SESSION", "CUMULATE"):
+            raise self.expected("TUMBLE, HOP or SESSION in TABLE(...)")
+        self.advance()
+        if fn.upper == "CUMULATE":
+            raise self.unsupported(fn, "CUMULATE windows are not supported yet; use TUMBLE, HOP "
+                                       "or SESSION")
+        self.expect_punct("(", f"'(' after {fn.upper}")
+        self.expect_kw("TABLE", f"TABLE name as the first argument of {fn.upper}")
+        name, _, name_tok = self.identifier("a source name")
+        if fn.upper == "SESSION" and self.accept_kw("PARTITION"):
+            self.expect_kw("BY", "BY after PARTITION")  # the groups come from GROUP BY
+            self.column_ref()
+            while self.at_punct(",") and not self.is_kw(self.peek(), "DESCRIPTOR"):
+                self.advance()
+                self.column_ref()
+        self.expect_punct(",", "',' and DESCRIPTOR(time column)")
+        self.expect_kw("DESCRIPTOR", "DESCRIPTOR(time column)")
+        self.expect_punct("(", "'(' after DESCRIPTOR")
+        time_column = self.column_ref()
+        self.expect_punct(")", "')' after the time column")
+        durations = []
+        while self.accept_punct(","):
+            ms, tok = self.duration()
+            if ms <= 0 or ms > MAX_WINDOW_MS:
+                raise self.error(tok, f"a window duration must be between 1 ms and 36,500 days, "
+                                      f"got {ms} ms")
+            durations.append((ms, tok))
+        self.expect_punct(")", f"')' to close {fn.upper}(...)")
+        self.expect_punct(")", "')' to close TABLE(...)")
+        want = {"TUMBLE": 1, "HOP": 2, "SESSION": 1}[fn.upper]
+        if len(durations) != want:
+            shape = {"TUMBLE": "size", "HOP": "slide, size", "SESSION": "gap"}[fn.upper]
+            raise self.error(fn, f"{fn.upper}(TABLE t, DESCRIPTOR(ts), {shape}) takes {want} "
+                                 f"duration(s), got {len(durations)}")
+        if fn.upper == "TUMBLE":
+            window = ast.WindowSpec("TUMBLING", time_column, size_ms=durations[0][0], pos=fn.pos)
+        elif fn.upper == "HOP":
+            (slide, _), (size, size_tok) = durations
+            if slide > size:
+                raise self.error(size_tok, f"HOP's slide ({slide} ms) must not exceed its size "
+                                           f"({size} ms)")
+            window = ast.WindowSpec("SLIDING", time_column, size_ms=size, advance_ms=slide,
+                                    pos=fn.pos)
+        else:
+            window = ast.WindowSpec("SESSION", time_column, gap_ms=durations[0][0], pos=fn.pos)
+        alias = None
+        if self.accept_kw("AS") or self.is_identifier(self.tok, NO_IMPLICIT_ALIAS):
+            alias, _, _ = self.identifier("an alias")
+        return ast.TableRef(name, alias, pos=name_tok.pos, window=window)
+
     # ----------------------------------------------------------------------------------- WINDOW
     def window_spec(self) -> ast.WindowSpec:
         kind_tok = self.tok
-        if not self.is_kw(kind_tok, "TUMBLING", "SLIDING", "SESSION"):
-            raise self.expected("TUMBLING, SLIDING or SESSION after WINDOW")
+        if not self.is_kw(kind_tok, "TUMBLING", "SLIDING", "SESSION", "HOPPING"):
+            raise self.expected("TUMBLING, SLIDING, HOPPING or SESSION after WINDOW")
         self.advance()
         kind = kind_tok.upper
         self.expect_punct("(", f"'(' after {kind}")
+        if self.at_kw("SIZE") or kind == "HOPPING" or (
+                kind == "SESSION" and self.tok.kind == INT and self.peek().kind == WORD
+                and self.peek().upper in INTERVAL_UNITS_MS):
+            return self.ksql_window(kind_tok)
         time_column = None
         if self.is_identifier(self.tok) and not self.at_kw("INTERVAL"):
             time_column = self.column_ref()
@@ -630,6 +712,57 @@ class _Parser:
             return ast.WindowSpec(kind, time_column, size_ms=size, advance_ms=advance,
                                   pos=kind_tok.pos)
         return ast.WindowSpec(kind, time_column, gap_ms=durations[0][0], pos=kind_tok.pos)
+
+    def ksql_window(self, kind_tok: Token) -> ast.WindowSpec:
+        """ksqlDB's windows (docs/SQL.md §10): TUMBLING (SIZE d [, GRACE PERIOD d]), HOPPING
+        (SIZE d, ADVANCE BY d [, GRACE PERIOD d]), SESSION (d [, GRACE PERIOD d]); ``d`` is
+        ``n UNIT`` (``1 MINUTE``, ``30 SECONDS``) or any duration."""
+        kind = kind_tok.upper
+        size = advance = gap = grace = None
+        if kind == "SESSION":
+            gap = self.ksql_duration("the session gap")
+        else:
+            self.expect_kw("SIZE", f"SIZE after {kind} (")
+            size = self.ksql_duration("the window size")
+        while self.accept_punct(","):
+            if self.accept_kw("ADVANCE"):
+                self.expect_kw("BY", "BY after ADVANCE")
+                advance = self.ksql_duration("the advance")
+            elif self.accept_kw("GRACE"):
+                self.expect_kw("PERIOD", "PERIOD after GRACE")
+                grace = self.ksql_duration("the grace period", allow_zero=True)
+            else:
+                raise self.expected("ADVANCE BY or GRACE PERIOD")
+        self.expect_punct(")", "',' or ')'")
+        if kind == "HOPPING" and advance is None:
+            raise self.error(kind_tok, "HOPPING needs ADVANCE BY: HOPPING (SIZE 1 MINUTE, "
+                                       "ADVANCE BY 10 SECONDS)")
+        if kind != "HOPPING" and advance is not None:
+            raise self.error(kind_tok, f"ADVANCE BY belongs to a HOPPING window, not {kind}")
+        if kind == "HOPPING":
+            if advance > size:
+                raise self.error(kind_tok, f"window advance ({advance} ms) must not exceed its "
+                                           f"size ({size} ms)")
+            return ast.WindowSpec("SLIDING", None, size_ms=size, advance_ms=advance,
+                                  pos=kind_tok.pos, grace_ms=grace)
+        if kind == "SESSION":
+            return ast.WindowSpec("SESSION", None, gap_ms=gap, pos=kind_tok.pos, grace_ms=grace)
+        return ast.WindowSpec(kind, None, size_ms=size, pos=kind_tok.pos, grace_ms=grace)
+
+    def ksql_duration(self, what: str, allow_zero: bool = False) -> int:
+        tok = self.tok
+        if tok.kind == INT and self.peek().kind == WORD and self.peek().upper in INTERVAL_UNITS_MS:
+            self.advance()
+            unit = self.advance().upper
+            ms = tok.value * INTERVAL_UNITS_MS[unit]
+        else:
+            ms, tok = self.duration()
+        if ms < 0 or (ms == 0 and not allow_zero):
+            raise self.error(tok, f"{what} must be positive, got {ms} ms")
+        if ms > MAX_WINDOW_MS:
+            raise self.error(tok, f"{what} must be at most 36,500 days ({MAX_WINDOW_MS} ms), got "
+                                  f"{ms} ms")
+        return ms
 
     def duration(self) -> tuple[int, Token]:
         tok = self.tok
@@ -1279,6 +1412,54 @@ class _Parser:
         return ast.OrderItem(e, descending)
 
 
+# ------------------------------------------------------------------ window table functions
+_TVF_COLUMNS = {"window_start": "_WINDOW_START", "window_end": "_WINDOW_END"}
+
+
+def _window_columns(items, clauses):
+    """A window table function's ``window_start`` / ``window_end`` (and ``window_time``, its end
+    - 1) become the window columns; they leave GROUP BY, where the window already groups."""
+    def tvf_name(e):
+        return (isinstance(e, ast.Column) and not e.quoted
+                and e.name.lower() in (*_TVF_COLUMNS, "window_time"))
+
+    def rewrite(e):
+        if tvf_name(e):
+            if e.name.lower() == "window_time":
+                return ast.BinaryOp("-", ast.Column("_WINDOW_END", pos=e.pos),
+                                    ast.Literal(1, "INTEGER", pos=e.pos), pos=e.pos)
+            return ast.Column(_TVF_COLUMNS[e.name.lower()], pos=e.pos)
+        if dataclasses.is_dataclass(e) and not isinstance(e, ast.Star):
+            changes = {}
+            for f in dataclasses.fields(e):
+                v = getattr(e, f.name)
+                if dataclasses.is_dataclass(v):
+                    nv = rewrite(v)
+                    if nv is not v:
+                        changes[f.name] = nv
+                elif isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]):
+                    nv = tuple(rewrite(x) for x in v)
+                    if any(a is not b for a, b in zip(nv, v)):
+                        changes[f.name] = nv
+            return dataclasses.replace(e, **changes) if changes else e
+        return e
+
+    new_items = []
+    for item in items:
+        alias = item.alias
+        if alias is None and tvf_name(item.expr):
+            alias = item.expr.name.lower()
+        new_items.append(dataclasses.replace(item, expr=rewrite(item.expr), alias=alias))
+    clauses = dict(clauses)
+    if "GROUP BY" in clauses:
+        clauses["GROUP BY"] = tuple(g for g in clauses["GROUP BY"] if not tvf_name(g))
+    for name in ("HAVING", "ORDER BY"):
+        if name in clauses:
+            clauses[name] = (tuple(rewrite(x) for x in clauses[name]) if name == "ORDER BY"
+                             else rewrite(clauses[name]))
+    return new_items, clauses
+
+
 # ------------------------------------------------------------------------------------ depth
 _OPERAND_KINDS = (INT, FLOAT, STRING, QIDENT, DURATION)
 
@@ -1360,3 +1541,25 @@ def _child_nodes(node) -> list:
 
 def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# A text this long or longer is parsed and planned with the cyclic garbage collector paused
+GC_PAUSE_CHARS = 20_000
+
+
+@contextlib.contextmanager
+def gc_paused(text_length: int):
+    """Pause Python's cyclic garbage collector while a text of ``text_length`` characters is
+    parsed or planned, when it is long. Both make hundreds of thousands of small objects for a
+    megabyte of SQL and free none of them; the collector would scan them again and again as
+    they accumulate (half the time of parsing such a text). They make no reference cycles, so
+    nothing is left for it to do, and it runs as usual afterwards. Nesting is fine: only the
+    outermost pause turns it back on."""
+    if text_length < GC_PAUSE_CHARS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

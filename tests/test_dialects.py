@@ -1,0 +1,116 @@
+"""Other dialects' window syntax (docs/SQL.md §10): ksqlDB's WINDOW TUMBLING (SIZE ...),
+HOPPING and SESSION with GRACE PERIOD, RisingWave's EMIT ON WINDOW CLOSE, Flink's window table
+functions, and GROUP BY a select-list alias or position; each equal to the native form (and to
+DuckDB) on seeded data with NULLs, at 1, 2 and 4 partitions."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream.errors import SqlError, UnsupportedError
+
+from reference import assert_rows_equal, duck
+
+
+def events(n=3000, seed=3):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, 30 * 60_000, n)).astype(np.int64)
+    k = rng.choice(["a", "b", "c"], n).astype(object)
+    mask = rng.random(n) < 0.05
+    return pa.table({"k": pa.array(k, mask=mask, type=pa.string()),
+                     "v": pa.array(rng.integers(-50, 100, n), pa.int64()),
+                     "ts": pa.array(ts), "_TIMESTAMP": pa.array(ts)})
+
+
+@pytest.mark.parametrize("dialect,native", [
+    ("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t WINDOW TUMBLING (SIZE 1 MINUTE) "
+     "GROUP BY k",
+     "SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t GROUP BY k WINDOW TUMBLING(1m)"),
+    ("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t WINDOW HOPPING (SIZE 2 MINUTES, "
+     "ADVANCE BY 30 SECONDS) WHERE v > 0 GROUP BY k",
+     "SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t WHERE v > 0 GROUP BY k "
+     "WINDOW SLIDING(2m, 30s)"),
+    ("SELECT k, COUNT(*) AS n, _WINDOW_START AS ws FROM t WINDOW SESSION (20 SECONDS) GROUP BY k",
+     "SELECT k, COUNT(*) AS n, _WINDOW_START AS ws FROM t GROUP BY k WINDOW SESSION(20s)"),
+    ("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t GROUP BY k WINDOW TUMBLING(1m) "
+     "EMIT ON WINDOW CLOSE",
+     "SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t GROUP BY k WINDOW TUMBLING(1m) EMIT FINAL"),
+    ("SELECT window_start, window_end, k, SUM(v) AS s FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), "
+     "INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, k",
+     "SELECT _WINDOW_START AS window_start, _WINDOW_END AS window_end, k, SUM(v) AS s FROM t "
+     "GROUP BY k WINDOW TUMBLING(ts, INTERVAL '1' MINUTE)"),
+    ("SELECT window_start, k, MAX(v) AS m, window_time FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), "
+     "INTERVAL '1' MINUTE, INTERVAL '3' MINUTES)) GROUP BY window_start, window_end, k",
+     "SELECT _WINDOW_START AS window_start, k, MAX(v) AS m, _WINDOW_END - 1 AS window_time FROM t "
+     "GROUP BY k WINDOW SLIDING(ts, 3m, 1m)"),
+    ("SELECT k, COUNT(*) AS n, window_start FROM TABLE(SESSION(TABLE t PARTITION BY k, "
+     "DESCRIPTOR(ts), INTERVAL '15' SECOND)) GROUP BY k, window_start, window_end",
+     "SELECT k, COUNT(*) AS n, _WINDOW_START AS window_start FROM t GROUP BY k "
+     "WINDOW SESSION(ts, 15s)"),
+])
+def test_dialect_window_equals_the_native_window(dialect, native, partitions):
+    t = events()
+    got = vs.query(dialect, {"t": t.to_batches(max_chunksize=700)}, partitions=partitions)
+    want = vs.query(native, {"t": t})
+    assert len(want) > 10
+    assert got.schema.names == want.schema.names
+    assert_rows_equal(got.to_pylist(), want.to_pylist())
+
+
+def test_ksql_tumbling_matches_duckdb():
+    t = events()
+    got = vs.query("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t "
+                   "WINDOW TUMBLING (SIZE 5 MINUTES) GROUP BY k", {"t": t}).to_pylist()
+    ref = duck("SELECT k, SUM(v), (ts // 300000) * 300000 AS ws FROM t GROUP BY k, ws", t=t)
+    assert_rows_equal(got, ref)
+
+
+def test_grace_period_is_the_windows_allowed_lateness():
+    # the third row is 20 s late: inside a 30-second grace period it still counts
+    t = {"k": ["a", "a", "a"], "v": [1, 2, 4], "_TIMESTAMP": [0, 70_000, 50_000]}
+    late = vs.query("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t "
+                    "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY k", {"t": t}).to_pylist()
+    grace = vs.query("SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM t "
+                     "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 30 SECONDS) GROUP BY k",
+                     {"t": t}).to_pylist()
+    assert {r["ws"]: r["s"] for r in late} == {0: 1, 60_000: 2}
+    assert {r["ws"]: r["s"] for r in grace} == {0: 5, 60_000: 2}
+
+
+@pytest.mark.parametrize("group_by", ["GROUP BY kk", "GROUP BY 1", "GROUP BY UPPER(k)"])
+def test_group_by_alias_or_position(group_by, partitions):
+    t = events()
+    sql = f"SELECT UPPER(k) AS kk, SUM(v) AS s, COUNT(*) AS n FROM t {group_by} EMIT FINAL"
+    got = vs.query(sql, {"t": t}, partitions=partitions).to_pylist()
+    ref = duck("SELECT UPPER(k) AS kk, SUM(v), COUNT(*) FROM t GROUP BY kk", t=t)
+    assert_rows_equal(got, ref)
+
+
+def test_group_by_a_name_prefers_the_input_column():
+    # as in DuckDB, GROUP BY v is the input column v, not the alias v: k is then not grouped
+    t = {"k": ["a", "b", "a"], "v": [1, 1, 2]}
+    sql = "SELECT k AS v, COUNT(*) AS n FROM t GROUP BY v"
+    with pytest.raises(SqlError, match="'k' must appear in GROUP BY"):
+        vs.query(sql, {"t": t})
+    import duckdb
+    with pytest.raises(duckdb.Error):
+        duck(sql, t=pa.table(t))
+
+
+@pytest.mark.parametrize("sql,exc,part", [
+    ("SELECT k, COUNT(*) AS n FROM t WINDOW HOPPING (SIZE 1 MINUTE) GROUP BY k", SqlError,
+     "HOPPING needs ADVANCE BY"),
+    ("SELECT k, COUNT(*) AS n FROM t WINDOW TUMBLING (SIZE 1 MINUTE, ADVANCE BY 1 SECOND) "
+     "GROUP BY k", SqlError, "ADVANCE BY belongs to a HOPPING"),
+    ("SELECT k, COUNT(*) AS n FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, "
+     "INTERVAL '1' HOUR)) GROUP BY k", UnsupportedError, "CUMULATE"),
+    ("SELECT k, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) "
+     "GROUP BY k WINDOW TUMBLING(1m)", SqlError, "give the window once"),
+    ("SELECT k, COUNT(*) AS n FROM t GROUP BY 3", SqlError, "GROUP BY position 3"),
+    ("SELECT k, COUNT(*) AS n FROM t GROUP BY k EMIT ON WINDOW", SqlError, "CLOSE"),
+])
+def test_dialect_errors(sql, exc, part):
+    with pytest.raises(exc, match=part):
+        vs.query(sql, {"t": events(50)})
