@@ -148,3 +148,16 @@ def test_a_bad_log_level_in_the_environment_is_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["validate", "x.sql"])
     assert exit_.value.code == 2 and "VELOSTREAM_LOG" in capsys.readouterr().err
+
+
+def test_demo_of_100000_records_leaves_at_most_10_mb(tmp_path):
+    """In the temporary directory (TMPDIR) and in the working directory alike."""
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    tmp.mkdir()
+    cwd.mkdir()
+    r = velostream("demo", "--records", "100000", "--partitions", "1", cwd=cwd,
+                   env={"TMPDIR": str(tmp)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "100,000 records in" in r.stdout
+    left = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    assert left <= 10_000_000, sorted(tmp_path.rglob("*"))
