@@ -300,6 +300,9 @@ class AvroCodec:
         """(rows, rejects, indices of the payloads that became rows)."""
         if self.registry is not None:
             return self._decode_framed(payloads, position, source)
+        if self.parsed is None:
+            raise ConfigError("schemaless Avro needs its schema: give avro.schema.file "
+                              "(or schema.registry.url for Confluent's wire format)")
         read, parsed, BytesIO = self._read, self.parsed, io.BytesIO
         rows: list[dict] = []
         good: list[int] = []
