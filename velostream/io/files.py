@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..batch import failing_rows, text_to_epoch_ms
+from ..batch import _mask, failing_rows, text_to_epoch_ms
 from .base import ConfigError, Properties, Reject, with_event_time
 from .codecs import TIMESTAMP_MS, JsonDecoder, is_utf8, non_utf8_at, parse_schema, sql_type_name
 
@@ -652,23 +652,43 @@ def _json_column(col: pa.Array) -> pa.Array:
     elif pa.types.is_floating(t):
         finite = pc.is_finite(col)
         text = pc.if_else(finite, col.cast(pa.string()), pa.scalar(None, pa.string()))
-        # "100" would read back as an integer: keep it a float ("100.0"), as orjson does.
-        plain = pc.invert(pc.match_substring_regex(text, r"[.eEn]"))
-        text = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
+        # "100" would read back as an integer: keep it a float ("100.0"), as orjson does. Only
+        # an integral value can be written as bare digits (any other has a "." or an "e-"), so
+        # only those rows' text is looked at.
+        integral = np.flatnonzero(_mask(pc.and_(finite, pc.equal(col, pc.floor(col)))))
+        if len(integral):
+            bare = pc.invert(pc.match_substring_regex(text.take(integral), r"[.eEn]"))
+            plain = np.zeros(len(col), dtype=bool)
+            plain[integral[_mask(bare)]] = True
+            if plain.any():
+                text = pc.if_else(pa.array(plain), pc.binary_join_element_wise(text, ".0", ""), text)
     elif pa.types.is_boolean(t):
         text = pc.if_else(col, "true", "false")
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
         s = col.cast(pa.string())
-        if pc.any(pc.match_substring_regex(s, r"[\x00-\x1f]")).as_py():
+        # one numpy pass over the text bytes says which escapes are needed (most text has none)
+        raw = _value_bytes(s)
+        if (raw < 0x20).any():
             text = pa.array([None if v is None else orjson.dumps(v).decode() for v in s.to_pylist()],
                             pa.string())
         else:
-            esc = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
+            esc = s
+            if ((raw == 0x5C) | (raw == 0x22)).any():  # backslash, double quote
+                esc = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
             text = pc.binary_join_element_wise('"', esc, '"', "")
     else:
         text = pa.array([None if v is None else orjson.dumps(v, default=str).decode()
                          for v in col.to_pylist()], pa.string())
     return pc.fill_null(text, "null")
+
+
+def _value_bytes(s: pa.Array) -> np.ndarray:
+    """The bytes of a string array's values (those of NULL slots too, if any), without a copy."""
+    data = s.buffers()[2]
+    if data is None or len(s) == 0:
+        return np.empty(0, dtype=np.uint8)
+    offsets = np.frombuffer(s.buffers()[1], dtype=np.int32, count=len(s) + 1, offset=s.offset * 4)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
 def jsonl_bytes(rb: pa.RecordBatch) -> bytes:

@@ -1,0 +1,131 @@
+"""File to file: scenario S3a through ``velostream run --bounded`` against DuckDB, both as fresh
+processes, for CSV -> JSON lines, CSV -> Parquet, Parquet -> JSON lines and Parquet -> Parquet.
+
+    python bench/file_to_file.py --records 2000000
+    python bench/file_to_file.py --records 200000 --pairs csv:jsonl -o out.md   # quick
+
+Setup (untimed): the S3a input (``velostream.datagen.market_data``, without ``_TIMESTAMP``) as
+``market_data.csv`` and ``market_data.parquet`` (row groups of 250,000 rows). Timed, per pair: the
+wall-clock time of a fresh ``python -m velostream run -q --bounded --partitions P job.sql`` for
+P = 1 and 2 (the best counts), and of a fresh ``python -c`` process running DuckDB's
+``COPY (<S3a in DuckDB SQL>) TO ...`` on the same file. Both processes start Python and import
+their library. Each output is checked (rows, and the sum of ``trade_count``, against DuckDB's)
+before its time counts. Ratio = DuckDB's time / velostream's: 1.0x or more means velostream is as
+fast or faster.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run directly, not from `python -m bench`
+    sys.path.append(str(ROOT))
+
+from bench.data import SCENARIOS  # noqa: E402
+from velostream.datagen import market_data  # noqa: E402
+
+SQL = SCENARIOS["s3a_tumbling"].sql
+# S3a in DuckDB SQL: the 1-minute tumbling window is the event time floored to the minute
+DUCK_SQL = ("SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price, "
+            "SUM(quantity) AS total_quantity, SUM(price * quantity) AS total_value "
+            "FROM {src} GROUP BY trader_id, symbol, trade_time // 60000")
+PAIRS = [("csv", "jsonl"), ("csv", "parquet"), ("parquet", "jsonl"), ("parquet", "parquet")]
+
+
+def write_inputs(d: Path, records: int) -> dict[str, Path]:
+    table = pa.Table.from_batches([b.drop_columns(["_TIMESTAMP"]) for b in market_data(records)])
+    paths = {"csv": d / "market_data.csv", "parquet": d / "market_data.parquet"}
+    pcsv.write_csv(table, paths["csv"])
+    pq.write_table(table, paths["parquet"], row_group_size=250_000)
+    return paths
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), e.get("PYTHONPATH")) if p)
+    e["PYTHONSAFEPATH"] = "1"
+    return e
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, cwd=cwd, env=env(), capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr}")
+    return elapsed
+
+
+def check(out: Path, fmt: str) -> tuple[int, int]:
+    """(rows, sum of trade_count) of an output."""
+    src = f"read_parquet('{out}')" if fmt == "parquet" else f"read_json('{out}', format='newline_delimited')"
+    return duckdb.sql(f"SELECT COUNT(*), SUM(trade_count) FROM {src}").fetchall()[0]
+
+
+def run_velostream(d: Path, src: Path, out_fmt: str, partitions: int) -> tuple[float, tuple]:
+    out = d / f"vs_out.{out_fmt}"
+    job = d / "job.sql"
+    job.write_text(f"CREATE STREAM s3a_out AS {SQL}\nWITH ('market_data.type' = 'file_source', "
+                   f"'market_data.path' = '{src}', 's3a_out.type' = 'file_sink', "
+                   f"'s3a_out.path' = '{out}')")
+    t = timed([sys.executable, "-m", "velostream", "run", "-q", "--bounded", "--partitions",
+               str(partitions), str(job)], d)
+    return t, check(out, out_fmt)
+
+
+def run_duckdb(d: Path, src: Path, src_fmt: str, out_fmt: str) -> tuple[float, tuple]:
+    out = d / f"duck_out.{out_fmt}"
+    reader = f"read_parquet('{src}')" if src_fmt == "parquet" else f"read_csv('{src}')"
+    fmt = "PARQUET" if out_fmt == "parquet" else "JSON"
+    copy = f"COPY ({DUCK_SQL.format(src=reader)}) TO '{out}' (FORMAT {fmt})"
+    t = timed([sys.executable, "-c", f"import duckdb; duckdb.sql({copy!r})"], d)
+    return t, check(out, out_fmt)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=2_000_000)
+    ap.add_argument("--pairs", default=",".join(f"{a}:{b}" for a, b in PAIRS),
+                    help="source:sink pairs, comma-separated (default: all four)")
+    ap.add_argument("-o", "--output", help="also write the table (Markdown) here")
+    args = ap.parse_args()
+    pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
+    lines = [f"S3a file to file, {args.records:,} records, {os.cpu_count()} cores; "
+             f"time of a fresh process, best of velostream at 1 and 2 partitions",
+             "", "| source -> sink | velostream p1 (s) | p2 (s) | DuckDB (s) | ratio (DuckDB / velostream) |",
+             "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="velostream-file-to-file-") as tmp:
+        d = Path(tmp)
+        inputs = write_inputs(d, args.records)
+        for src_fmt, out_fmt in pairs:
+            duck_t, want = run_duckdb(d, inputs[src_fmt], src_fmt, out_fmt)
+            times = {}
+            for p in (1, 2):
+                times[p], got = run_velostream(d, inputs[src_fmt], out_fmt, p)
+                if got != want:
+                    raise AssertionError(f"{src_fmt} -> {out_fmt} at {p} partitions: velostream "
+                                         f"wrote {got} (rows, trades), DuckDB {want}")
+            best = min(times.values())
+            lines.append(f"| {src_fmt} -> {out_fmt} | {times[1]:.2f} | {times[2]:.2f} | "
+                         f"{duck_t:.2f} | {duck_t / best:.2f}x |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
