@@ -42,9 +42,10 @@ DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_40
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)", re.IGNORECASE)
 
 # The alternatives are tried in this order at each position; the group that matched names the rule.
-_MASTER = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<line_comment>--[^\r\n]*)
+# Each match is one token (or comment) with the whitespace before it, so the scan in C skips the
+# whitespace and Python sees each token once.
+_MASTER = re.compile(r"""\s*(?:
+    (?P<line_comment>--[^\r\n]*)
   | (?P<comment>/\*.*?\*/)
   | (?P<open_comment>/\*)
   | (?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:E[+-]?\d+)?(?!\w))
@@ -56,8 +57,15 @@ _MASTER = re.compile(r"""
   | (?P<punct2>::)
   | (?P<op><>|!=|<=|>=|==|\|\||[-+*/%<>=])
   | (?P<punct>[(),.;])
-  | (?P<other>.)
-""", re.VERBOSE | re.IGNORECASE | re.DOTALL)
+  | (?P<other>\S)
+)""", re.VERBOSE | re.IGNORECASE | re.DOTALL)
+_RULES = [None] * (_MASTER.groups + 1)  # group index -> rule name
+for _name, _index in _MASTER.groupindex.items():
+    _RULES[_index] = _name
+_COMMENT_GROUPS = (_MASTER.groupindex["line_comment"], _MASTER.groupindex["comment"])
+_WORD_GROUP = _MASTER.groupindex["word"]
+_OP_GROUP = _MASTER.groupindex["op"]
+_PUNCT_GROUPS = (_MASTER.groupindex["punct"], _MASTER.groupindex["punct2"])
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _INT_RE = re.compile(r"\d+")
 _OP_VALUES = {"<>": "!=", "==": "="}
@@ -111,36 +119,39 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
     fails early (1 MB of '(' nested too deeply) fails without tokenizing the rest first. It can
     start anywhere: at offset ``start``, which is on ``line``, a line that begins at offset
     ``line_start`` (the parser resumes here after scanning a run of list items itself)."""
-    end_line, end_col = line, start - line_start + 1  # where the last token ended: EOF's place
     ops = _OP_VALUES
-    newline = _NEWLINE
+    find_break = _NEWLINE.search
+    brk = find_break(sql, start)  # the next line break: lines are counted as tokens pass them
+    next_line = brk.end() if brk else len(sql) + 1
+    word, op = _WORD_GROUP, _OP_GROUP
+    comments, puncts = _COMMENT_GROUPS, _PUNCT_GROUPS
+    end = start  # where the last token ended: the position of EOF
     for m in _MASTER.finditer(sql, start):
-        rule = m.lastgroup
-        text = m.group()
-        # the common kinds first and inline (a 1 MB text has hundreds of thousands of tokens)
-        if rule == "ws" or rule == "line_comment" or rule == "comment":
-            if "\n" in text or "\r" in text:
-                breaks = list(newline.finditer(text))
-                line += len(breaks)
-                line_start = m.start() + breaks[-1].end()
+        g = m.lastindex
+        if g in comments:
             continue
-        at = m.start()
-        col = at - line_start + 1
-        if rule == "word":
-            yield Token(WORD, text, text, line, col, at)
-        elif rule == "punct" or rule == "punct2":
-            yield Token(PUNCT, text, text, line, col, at)
-        elif rule == "op":
-            yield Token(OP, text, ops.get(text, text), line, col, at)
+        at, end = m.span(g)
+        while next_line <= at:  # the token is on a later line (whitespace, comments, a string)
+            line += 1
+            line_start = next_line
+            brk = find_break(sql, next_line)
+            next_line = brk.end() if brk else len(sql) + 1
+        text = m.group(g)
+        # the common kinds inline (a 1 MB text has hundreds of thousands of tokens)
+        if g == word:
+            yield Token(WORD, text, text, line, at - line_start + 1, at)
+        elif g in puncts:
+            yield Token(PUNCT, text, text, line, at - line_start + 1, at)
+        elif g == op:
+            yield Token(OP, text, ops.get(text, text), line, at - line_start + 1, at)
         else:
-            yield _make(sql, rule, text, line, col, at)
-            if rule == "string" or rule == "qident":
-                if "\n" in text or "\r" in text:
-                    breaks = list(newline.finditer(text))
-                    line += len(breaks)
-                    line_start = at + breaks[-1].end()
-        end_line, end_col = line, m.end() - line_start + 1
-    yield Token(EOF, "", None, end_line, end_col, len(sql))
+            yield _make(sql, _RULES[g], text, line, at - line_start + 1, at)
+    while next_line <= end:  # EOF after a string that spans lines
+        line += 1
+        line_start = next_line
+        brk = find_break(sql, next_line)
+        next_line = brk.end() if brk else len(sql) + 1
+    yield Token(EOF, "", None, line, end - line_start + 1, len(sql))
 
 
 def _make(sql: str, rule: str, text: str, line: int, col: int, at: int = -1) -> Token:
