@@ -308,13 +308,16 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     sql, name = scope.sql, e.name
     if e.over is not None:
         raise SqlError.at(sql, e.pos, f"{name}(...) OVER is only allowed in the select list")
-    if name not in SCALAR_FUNCTIONS:
+    if name not in _functions.TABLE:  # the function table (velostream/exec/functions.py)
         from ..planner import AGGREGATES  # a name the planner knows but did not expect here
         if name in AGGREGATES or name == "COUNT_DISTINCT":
             raise SqlError.at(sql, e.pos, f"aggregate {name} is not allowed here")
-        hint = nearest(name, sorted(SCALAR_FUNCTIONS | set(AGGREGATES)))
+        hint = nearest(name, sorted(set(_functions.TABLE) | set(AGGREGATES)))
         raise SqlError.at(sql, e.pos, f"unknown function {name}" + (f"; did you mean {hint}?" if hint else ""))
     args = tuple(bind(a, scope, strings) for a in e.args)
+    bound = _functions.bind_call(name, args, sql, e.pos, strings)
+    if bound is not None:
+        return bound
     n = len(args)
 
     def arity(lo, hi=None):
@@ -680,6 +683,13 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
             _check_rescale(ev, c, t, ok, n)
         x, y = _num(a, t), _num(c, t)
         exact = t.kind != "FLOAT64"  # int64 values (BIGINT, DECIMAL): a wrapped result is an error
+        if exact and op in "+-" and np.ndim(y) == 0 and np.ndim(x) == 1 and len(x):
+            # a column plus or minus a constant (``_WINDOW_END - 1``, ``qty + 10``): one min/max
+            # pass tells whether any row leaves BIGINT, instead of the sign test per row
+            step = int(y) if op == "+" else -int(y)
+            lo, hi = int(x.min()), int(x.max())
+            if -2 ** 63 <= lo + step and hi + step <= 2 ** 63 - 1:
+                return Val(np.add(x, step) if op == "+" else np.subtract(x, y), ok, t)
         if op == "+":
             r = np.add(x, y)
             if exact:  # the sign of the sum differs from both operands' signs
@@ -1255,6 +1265,10 @@ _OPS: dict[str, Callable] = {
     "COALESCE": _coalesce_like, "LEAST": _coalesce_like, "GREATEST": _coalesce_like,
     "NULLIF": _nullif,
 }
+
+
+# the function table registers its evaluators in _OPS (imported last: it builds on this module)
+from . import functions as _functions  # noqa: E402
 
 
 def columns_used(b: Bound) -> set[str]:

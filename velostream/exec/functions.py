@@ -1,0 +1,1351 @@
+"""The scalar function table: every function's name, signature, result type, documentation,
+binding and evaluation, in one place (docs/FUNCTIONS.md is generated from it).
+
+Each ``Function`` says how to bind a call (check arity and argument types at plan time, raising
+``SqlError`` with the call's position, and return a typed ``BCall``) and how to evaluate it over a
+whole batch. The binder (``expressions._bind_function``) looks names up here, so the
+"unknown function X; did you mean Y" hint and the reference page know every function. The
+original arithmetic and string functions (ABS ... TRIM) are still bound and evaluated by
+``expressions``; their entries here carry their documentation (``bind=None``).
+
+Semantics are DuckDB's (docs/FUNCTIONS.md), times in UTC. Evaluation is vectorised:
+
+- date and time functions work on the int64 epoch milliseconds with numpy (calendar fields through
+  ``datetime64``), and build text with Arrow kernels;
+- text functions run an Arrow kernel once per *distinct* string of the batch (strings are codes
+  into the job's ``StringDict``, so the batch's distinct codes are found by one hash pass) and map
+  the results back to the rows by index; a parameter that is not a constant (a column as the
+  pattern) groups the rows by its value, one kernel call per distinct value, never one per row;
+- JSON functions parse each distinct string of the batch once (orjson).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..batch import BOOL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, SqlType
+from ..errors import SqlError, nearest
+from . import expressions as X
+from .expressions import BCall, BConst, Bound, Val, _and_valid, _norm_valid
+
+
+@dataclass(frozen=True)
+class Function:
+    """One scalar function. ``signature`` and ``summary`` are its documentation; ``example`` is
+    an expression whose value (``result``, as Python shows it) docs/FUNCTIONS.md demonstrates and
+    the tests check against DuckDB (``duckdb``: the expression DuckDB evaluates instead, or '' when
+    DuckDB has no such function)."""
+    name: str
+    signature: str
+    summary: str
+    example: str
+    result: object
+    bind: Optional[Callable] = None  # (Call) -> Bound; None: bound in expressions._bind_function
+    evaluate: Optional[Callable] = None  # (Evaluator, BCall, Batch) -> Val
+    aliases: tuple = ()
+    group: str = "Numbers"
+    duckdb: Optional[str] = None
+
+
+@dataclass
+class Call:
+    """A call being bound: its bound arguments and where to point errors."""
+    name: str
+    args: tuple
+    sql: str
+    pos: object
+    strings: object = field(default=None, repr=False)
+
+    def error(self, msg: str) -> SqlError:
+        return SqlError.at(self.sql, self.pos, msg)
+
+    def arity(self, lo: int, hi: Optional[int] = None) -> None:
+        hi = lo if hi is None else hi
+        n = len(self.args)
+        if not lo <= n <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.error(f"{self.name} takes {want} argument(s), got {n}")
+
+    def text(self, i: int) -> Bound:
+        """Argument ``i`` as text (other types are cast, as DuckDB does implicitly)."""
+        return X._to_string(self.args[i])
+
+    def time(self, i: int) -> Bound:
+        a = self.args[i]
+        if a.type.kind in ("TIMESTAMP", "NULL"):
+            return X._convert(a, TIMESTAMP)
+        if isinstance(a, BConst) and a.type.kind == "STRING":
+            ms = X.parse_timestamp_ms(a.value)
+            if ms is None:
+                raise self.error(f"{self.name}: cannot read '{a.value}' as a TIMESTAMP")
+            return BConst(TIMESTAMP, ms)
+        raise self.error(f"{self.name} needs a TIMESTAMP, found {a.type}")
+
+    def integer(self, i: int) -> Bound:
+        a = self.args[i]
+        if a.type.kind not in ("INT64", "BOOL", "NULL"):
+            raise self.error(f"{self.name} needs an integer, found {a.type}")
+        return X._convert(a, INT64)
+
+    def number(self, i: int) -> Bound:
+        a = self.args[i]
+        if not a.type.is_numeric or a.type.kind == "TIMESTAMP":
+            raise self.error(f"{self.name} needs a number, found {a.type}")
+        return a
+
+    def constant_text(self, i: int, what: str) -> Optional[str]:
+        a = self.args[i]
+        if not isinstance(a, BConst) or a.type.kind not in ("STRING", "NULL"):
+            raise self.error(f"{self.name}'s {what} must be a constant string")
+        return a.value
+
+
+# ------------------------------------------------------------------------------ helpers
+
+_DAY = 86_400_000
+
+
+def _full(val: Val, n: int, dtype) -> tuple[np.ndarray, object]:
+    """An operand's values as a length-n array and its validity (None, False or a bool array)."""
+    v = np.asarray(val.v)
+    if v.ndim == 0:
+        v = np.full(n, v, dtype=dtype)
+    return v.astype(dtype, copy=False), _norm_valid(val.ok)
+
+
+def _null(t: SqlType, n: int) -> Val:
+    return Val(np.zeros(n, dtype=t.numpy_dtype), np.zeros(n, dtype=bool), t)
+
+
+def _ints_text(v: np.ndarray, width: int = 0) -> pa.Array:
+    """Integers as decimal text, zero-padded to ``width`` (non-negative values)."""
+    s = pc.cast(pa.array(v, pa.int64()), pa.string())
+    return pc.utf8_lpad(s, width, "0") if width else s
+
+
+class _Civil:
+    """Calendar fields of epoch milliseconds (proleptic Gregorian, UTC), computed on demand."""
+
+    def __init__(self, ms: np.ndarray):
+        self.ms = ms
+        self.days = ms // _DAY
+        self.tod = ms - self.days * _DAY  # milliseconds into the day
+        self._d = self.days.astype("datetime64[D]")
+
+    @property
+    def month_index(self):  # months since 1970-01
+        return self._d.astype("datetime64[M]").astype(np.int64)
+
+    @property
+    def year(self):
+        return self._d.astype("datetime64[Y]").astype(np.int64) + 1970
+
+    @property
+    def month(self):
+        return self.month_index % 12 + 1
+
+    @property
+    def day(self):
+        first = self._d.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        return self.days - first + 1
+
+    @property
+    def doy(self):
+        first = self._d.astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+        return self.days - first + 1
+
+    @property
+    def dow(self):  # Sunday = 0 (1970-01-01 was a Thursday)
+        return (self.days + 4) % 7
+
+    @property
+    def isodow(self):  # Monday = 1 ... Sunday = 7
+        return (self.days + 3) % 7 + 1
+
+    def iso_week(self):
+        """(ISO year, ISO week): the week's Thursday decides the year."""
+        thursday = _Civil((self.days - self.isodow + 4) * _DAY)
+        return thursday.year, (thursday.doy - 1) // 7 + 1
+
+    @property
+    def hour(self):
+        return self.tod // 3_600_000
+
+    @property
+    def minute(self):
+        return self.tod // 60_000 % 60
+
+    @property
+    def second(self):
+        return self.tod // 1000 % 60
+
+    @property
+    def milli(self):
+        return self.tod % 1000
+
+
+def _year_start_days(year: np.ndarray) -> np.ndarray:
+    return (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+
+
+def _month_start_days(month_index: np.ndarray) -> np.ndarray:
+    return month_index.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ date and time
+
+_UNIT_WORDS = {
+    "millennium": ("millennium", "millennia", "millenniums", "mil", "mils"),
+    "century": ("century", "centuries", "c", "cent"),
+    "decade": ("decade", "decades", "dec", "decs"),
+    "year": ("year", "years", "y", "yr", "yrs", "yyyy"),
+    "quarter": ("quarter", "quarters", "q"),
+    "month": ("month", "months", "mon", "mons"),
+    "week": ("week", "weeks", "w"),
+    "day": ("day", "days", "d", "dayofmonth"),
+    "hour": ("hour", "hours", "h", "hr", "hrs"),
+    "minute": ("minute", "minutes", "m", "min", "mins"),
+    "second": ("second", "seconds", "s", "sec", "secs"),
+    "millisecond": ("millisecond", "milliseconds", "ms", "msec", "msecs"),
+    "microsecond": ("microsecond", "microseconds", "us", "usec", "usecs"),
+}
+_UNITS = {w: unit for unit, words in _UNIT_WORDS.items() for w in words}
+_PARTS = dict(_UNITS, **{p: p for p in (
+    "dow", "isodow", "doy", "isoyear", "yearweek", "epoch", "era", "julian")},
+    dayofweek="dow", weekday="dow", dayofyear="doy", weekofyear="week")
+
+
+def _unit(c: Call, i: int, table: dict, allowed=None) -> str:
+    word = c.constant_text(i, "unit")
+    if word is None:
+        return None
+    unit = table.get(word.lower())
+    if unit is None or (allowed is not None and unit not in allowed):
+        choices = sorted(set(table.values()) & set(allowed or table.values()))
+        hint = nearest(word.lower(), choices)
+        raise c.error(f"{c.name}: unknown unit '{word}'" +
+                      (f"; did you mean '{hint}'?" if hint else f" (units: {', '.join(choices)})"))
+    return unit
+
+
+def _bind_date_trunc(c: Call) -> Bound:
+    c.arity(2)
+    unit = _unit(c, 0, _UNITS)
+    ts = c.time(1)
+    if unit is None:
+        return BConst(TIMESTAMP, None)
+    return BCall(TIMESTAMP, "DATE_TRUNC", (BConst(STRING, unit), ts))
+
+
+def _trunc_ms(ms: np.ndarray, unit: str) -> np.ndarray:
+    fixed = {"millisecond": 1, "microsecond": 1, "second": 1000, "minute": 60_000,
+             "hour": 3_600_000, "day": _DAY}
+    if unit in fixed:
+        f = fixed[unit]
+        return ms // f * f
+    c = _Civil(ms)
+    if unit == "week":  # Monday (1970-01-05 is day 4)
+        return ((c.days - 4) // 7 * 7 + 4) * _DAY
+    if unit == "month":
+        return _month_start_days(c.month_index) * _DAY
+    if unit == "quarter":
+        return _month_start_days(c.month_index // 3 * 3) * _DAY
+    step = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
+    return _year_start_days(c.year // step * step) * _DAY
+
+
+def _eval_date_trunc(ev, b, batch):
+    a = ev.eval(b.args[1], batch)
+    return Val(_trunc_ms(np.asarray(a.v, dtype=np.int64), b.args[0].value), a.ok, TIMESTAMP)
+
+
+_DOUBLE_PARTS = ("epoch", "julian")
+
+
+def _bind_date_part(c: Call) -> Bound:
+    c.arity(2)
+    part = _unit(c, 0, _PARTS)
+    ts = c.time(1)
+    t = FLOAT64 if part in _DOUBLE_PARTS else INT64
+    if part is None:
+        return BConst(INT64, None)
+    return BCall(t, "DATE_PART", (BConst(STRING, part), ts))
+
+
+def _date_part(ms: np.ndarray, part: str):
+    if part == "epoch":
+        return ms / 1000.0
+    c = _Civil(ms)
+    if part == "julian":  # the Julian day number of the date, as a DOUBLE
+        return (c.days + 2440588).astype(np.float64)
+    if part == "year":
+        return c.year
+    if part == "month":
+        return c.month
+    if part == "day":
+        return c.day
+    if part == "hour":
+        return c.hour
+    if part == "minute":
+        return c.minute
+    if part == "second":
+        return c.second
+    if part == "millisecond":
+        return c.second * 1000 + c.milli
+    if part == "microsecond":
+        return (c.second * 1000 + c.milli) * 1000
+    if part == "quarter":
+        return (c.month - 1) // 3 + 1
+    if part == "dow":
+        return c.dow
+    if part == "isodow":
+        return c.isodow
+    if part == "doy":
+        return c.doy
+    if part in ("week", "isoyear", "yearweek"):
+        iy, iw = c.iso_week()
+        return {"week": iw, "isoyear": iy, "yearweek": iy * 100 + iw}[part]
+    y = c.year
+    if part == "decade":
+        return y // 10
+    if part == "century":  # the 21st century is 2001-2100
+        return np.where(y > 0, (y - 1) // 100 + 1, -((-y) // 100 + 1))
+    if part == "millennium":
+        return np.where(y > 0, (y - 1) // 1000 + 1, -((-y) // 1000 + 1))
+    if part == "era":
+        return (y > 0).astype(np.int64)
+    raise AssertionError(part)
+
+
+def _eval_date_part(ev, b, batch):
+    a = ev.eval(b.args[1], batch)
+    v = _date_part(np.atleast_1d(np.asarray(a.v, dtype=np.int64)), b.args[0].value)
+    v = v if np.ndim(a.v) else v[0]
+    return Val(v, a.ok, b.type)
+
+
+def _bind_datediff(c: Call) -> Bound:
+    c.arity(3)
+    unit = _unit(c, 0, _UNITS)
+    x, y = c.time(1), c.time(2)
+    if unit is None:
+        return BConst(INT64, None)
+    return BCall(INT64, "DATEDIFF", (BConst(STRING, unit), x, y))
+
+
+def _diff(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
+    """DuckDB's date_diff: the number of unit boundaries between a and b (weeks: whole 7-day
+    spans between the two dates, truncated toward zero)."""
+    fixed = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY}
+    if unit in fixed:
+        f = fixed[unit]
+        return b // f - a // f
+    if unit == "microsecond":
+        return (b - a) * 1000
+    if unit == "week":
+        d = b // _DAY - a // _DAY
+        return np.sign(d) * (np.abs(d) // 7)
+    ca, cb = _Civil(a), _Civil(b)
+    if unit == "month":
+        return cb.month_index - ca.month_index
+    if unit == "quarter":
+        return cb.month_index // 3 - ca.month_index // 3
+    step = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
+    return cb.year // step - ca.year // step
+
+
+def _eval_datediff(ev, b, batch):
+    n = batch.length
+    x, y = ev.eval(b.args[1], batch), ev.eval(b.args[2], batch)
+    xv, xok = _full(x, n, np.int64)
+    yv, yok = _full(y, n, np.int64)
+    with np.errstate(all="ignore"):
+        return Val(_diff(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
+
+
+# strftime: DuckDB's specifiers (docs/FUNCTIONS.md lists them)
+_DAY_ABBR = pa.array(["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"])
+_DAY_NAME = pa.array(["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"])
+_MON_ABBR = pa.array(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+_MON_NAME = pa.array(["January", "February", "March", "April", "May", "June", "July", "August",
+                      "September", "October", "November", "December"])
+_SPEC = re.compile(r"%(-?)(.)", re.S)
+_FORMAT_LETTERS = set("YymdHMSIjgfnaAbBhpzZuwUWVGxXc%")
+_UNPADDED = set("ymdHMSIj")
+
+
+def _parse_format(c: Call, fmt: str, letters=_FORMAT_LETTERS) -> list:
+    """A strftime/strptime format as [(literal text) or ('%', letter, unpadded)]."""
+    out, at = [], 0
+    for m in _SPEC.finditer(fmt):
+        if m.start() > at:
+            out.append(fmt[at:m.start()])
+        dash, letter = m.group(1), m.group(2)
+        if letter not in letters or (dash and letter not in _UNPADDED):
+            raise c.error(f"{c.name}: unsupported format specifier %{dash}{letter} in '{fmt}'")
+        if letter in "xXc":  # locale forms, as DuckDB writes them
+            out += _parse_format(c, {"x": "%Y-%m-%d", "X": "%H:%M:%S", "c": "%Y-%m-%d %H:%M:%S"}[letter])
+        else:
+            out.append(("%", letter, bool(dash)))
+        at = m.end()
+    if at < len(fmt):
+        if fmt.endswith("%") and not fmt.endswith("%%"):
+            raise c.error(f"{c.name}: the format '{fmt}' ends with a lone '%'")
+        out.append(fmt[at:])
+    return out
+
+
+def _bind_strftime(c: Call) -> Bound:
+    c.arity(2)
+    ts = c.time(0)
+    fmt = c.constant_text(1, "format")
+    if fmt is None:
+        return BConst(STRING, None)
+    _parse_format(c, fmt)  # checked at plan time
+    return BCall(STRING, "STRFTIME", (ts, BConst(STRING, fmt)))
+
+
+def _strftime_pieces(ms: np.ndarray, tokens: list) -> list:
+    c = _Civil(ms)
+    pieces = []
+    for tok in tokens:
+        if isinstance(tok, str):
+            pieces.append(pa.scalar(tok, pa.string()))
+            continue
+        _, k, unpadded = tok
+        if k in "aA":
+            pieces.append((_DAY_ABBR if k == "a" else _DAY_NAME).take(pa.array(c.dow)))
+        elif k in "bBh":
+            pieces.append((_MON_NAME if k == "B" else _MON_ABBR).take(pa.array(c.month - 1)))
+        elif k == "p":
+            pieces.append(pa.array(np.where(c.hour < 12, "AM", "PM")))
+        elif k == "z":
+            pieces.append(pa.scalar("+00", pa.string()))
+        elif k == "Z":
+            pieces.append(pa.scalar("", pa.string()))
+        elif k == "%":
+            pieces.append(pa.scalar("%", pa.string()))
+        else:
+            if k == "Y":
+                v, w = c.year, 4
+            elif k == "y":
+                v, w = c.year % 100, 2
+            elif k == "m":
+                v, w = c.month, 2
+            elif k == "d":
+                v, w = c.day, 2
+            elif k == "H":
+                v, w = c.hour, 2
+            elif k == "I":
+                v, w = (c.hour + 11) % 12 + 1, 2
+            elif k == "M":
+                v, w = c.minute, 2
+            elif k == "S":
+                v, w = c.second, 2
+            elif k == "j":
+                v, w = c.doy, 3
+            elif k == "g":
+                v, w = c.milli, 3
+            elif k == "f":
+                v, w = c.milli * 1000, 6
+            elif k == "n":
+                v, w = c.milli * 1_000_000, 9
+            elif k == "u":
+                v, w = c.isodow, 0
+            elif k == "w":
+                v, w = c.dow, 0
+            elif k == "U":  # weeks starting on Sunday; days before the first Sunday: week 0
+                v, w = (c.doy - 1 - c.dow + 7) // 7, 2
+            elif k == "W":  # weeks starting on Monday
+                v, w = (c.doy - 1 - (c.dow + 6) % 7 + 7) // 7, 2
+            elif k == "V":
+                v, w = c.iso_week()[1], 2
+            elif k == "G":
+                v, w = c.iso_week()[0], 4
+            else:  # pragma: no cover - _parse_format admits only the letters above
+                raise AssertionError(k)
+            if k == "Y" or k == "G":  # a negative year keeps its sign in front of the padding
+                neg = v < 0
+                txt = _ints_text(np.abs(v), w)
+                if neg.any():
+                    txt = pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", txt, ""), txt)
+                pieces.append(txt)
+            else:
+                pieces.append(_ints_text(v, 0 if unpadded else w))
+    return pieces
+
+
+def _eval_strftime(ev, b, batch):
+    n = batch.length
+    a = ev.eval(b.args[0], batch)
+    ms, ok = _full(a, n, np.int64)
+    if ok is False:
+        return _null(STRING, n)
+    tokens = _parse_format(None, b.args[1].value)
+    pieces = _strftime_pieces(ms, tokens)
+    arrays = [p for p in pieces if isinstance(p, pa.Array)]
+    if not arrays:
+        text = pa.array(["".join(p.as_py() for p in pieces)] * n, pa.string())
+    elif len(pieces) == 1:
+        text = pieces[0]
+    else:
+        text = pc.binary_join_element_wise(*pieces, "")
+    codes, _ = ev.strings.encode_arrow(text)
+    return Val(codes, ok, STRING)
+
+
+def _bind_strptime(c: Call) -> Bound:
+    c.arity(2)
+    text = c.text(0)
+    fmt = c.constant_text(1, "format")
+    if fmt is None:
+        return BConst(TIMESTAMP, None)
+    _strptime_plan(c, fmt)
+    return BCall(TIMESTAMP, "TRY_STRPTIME" if c.name == "TRY_STRPTIME" else "STRPTIME",
+                 (text, BConst(STRING, fmt)))
+
+
+_FRACTION_DIGITS = {"g": "{3}", "f": "{1,6}", "n": "{1,9}"}
+_FRACTION_TO_MS = {"g": 1, "f": 1_000, "n": 1_000_000}
+
+
+def _strptime_plan(c: Optional[Call], fmt: str):
+    """(Arrow strptime format, fraction letter or None): DuckDB's %g / %f / %n (milli-, micro-,
+    nanoseconds) must end the format; the rest goes to Arrow's strptime."""
+    tokens = _parse_format(c, fmt, _FORMAT_LETTERS - set("UWVGuwZ"))
+    fraction = None
+    if tokens and isinstance(tokens[-1], tuple) and tokens[-1][1] in "gfn":
+        fraction = tokens.pop()[1]
+    head = []
+    for tok in tokens:
+        if isinstance(tok, str):
+            head.append(tok.replace("%", "%%"))
+        elif tok[1] in "gfn":
+            if c is not None:
+                raise c.error(f"{c.name}: %{tok[1]} (a fraction of a second) must end the format")
+        else:
+            head.append("%" + tok[1])
+    return "".join(head), fraction
+
+
+def _strptime_kernel(fmt: str):
+    head_fmt, fraction = _strptime_plan(None, fmt)
+
+    def kernel(arr: pa.Array):
+        frac_ms = None
+        text = arr
+        if fraction is not None:
+            parts = pc.extract_regex(arr, rf"(?s)^(?P<head>.*?)(?P<frac>\d{_FRACTION_DIGITS[fraction]})$")
+            text = parts.field("head")
+            digits = parts.field("frac")
+            width = {"g": 3, "f": 6, "n": 9}[fraction]
+            scaled = pc.cast(pc.utf8_rpad(digits, width, "0"), pa.int64())
+            frac_ms = pc.divide(scaled, _FRACTION_TO_MS[fraction])
+        parsed = pc.strptime(text, format=head_fmt, unit="ms", error_is_null=True)
+        ms = pc.cast(parsed.cast(pa.timestamp("ms")), pa.int64())
+        if frac_ms is not None:
+            ms = pc.add(ms, frac_ms)
+        bad = pc.and_(pc.is_valid(arr), pc.is_null(ms)).to_numpy(zero_copy_only=False)
+        return ms, bad, lambda j: (f"Invalid Input Error: Could not parse string "
+                                   f"\"{arr[j].as_py()}\" according to format specifier \"{fmt}\"")
+    return kernel
+
+
+def _bind_to_timestamp(c: Call) -> Bound:
+    c.arity(1)
+    return BCall(TIMESTAMP, "TO_TIMESTAMP", (X._convert(c.number(0), FLOAT64),))
+
+
+def _eval_to_timestamp(ev, b, batch):
+    n = batch.length
+    a = ev.eval(b.args[0], batch)
+    sec, ok = _full(a, n, np.float64)
+    with np.errstate(all="ignore"):
+        micros = np.rint(sec * 1e6)
+        bad = ~((micros > -2.0 ** 63) & (micros < 2.0 ** 63))  # NaN and infinities too
+    ev.check(bad, ok, n, lambda i: "Conversion Error: Epoch seconds out of range for "
+                                   f"TIMESTAMP WITH TIME ZONE ({sec[i]!r})")
+    if bad.any():
+        ok = _and_valid(ok, ~bad)
+        micros = np.where(bad, 0.0, micros)
+    return Val(micros.astype(np.int64) // 1000, ok, TIMESTAMP)
+
+
+def _bind_epoch_ms(c: Call) -> Bound:
+    c.arity(1)
+    a = c.args[0]
+    if a.type.kind == "TIMESTAMP":
+        return BCall(INT64, "RETYPE", (a,))
+    if a.type.kind in ("INT64", "BOOL", "NULL"):
+        return BCall(TIMESTAMP, "RETYPE", (X._convert(a, INT64),))
+    raise c.error(f"EPOCH_MS takes a TIMESTAMP or an integer (milliseconds), found {a.type}")
+
+
+def _eval_retype(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    return Val(a.v, a.ok, b.type)
+
+
+def _bind_epoch(c: Call) -> Bound:
+    c.arity(1)
+    return BCall(FLOAT64, "DATE_PART", (BConst(STRING, "epoch"), c.time(0)))
+
+
+def _bind_unix_timestamp(c: Call) -> Bound:
+    c.arity(0, 1)
+    ts = c.time(0) if c.args else BCall(TIMESTAMP, "NOW", ())
+    return BCall(INT64, "UNIX_TIMESTAMP", (ts,))
+
+
+def _eval_unix_timestamp(ev, b, batch):
+    a = ev.eval(b.args[0], batch)
+    return Val(np.floor_divide(a.v, 1000), a.ok, INT64)
+
+
+def _bind_now(c: Call) -> Bound:
+    c.arity(0)
+    return BCall(TIMESTAMP, "NOW", ())
+
+
+def _eval_now(ev, b, batch):
+    # processing time: one value per batch (each batch is evaluated at once)
+    return Val(np.int64(time.time_ns() // 1_000_000), True, TIMESTAMP)
+
+
+# ------------------------------------------------------------------------------ text
+
+
+def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
+    """``kernel`` (an Arrow string array -> an Arrow array, or (array, bad, describe)) applied
+    once per distinct string of ``val``, the results mapped back to its rows. ``rows``: the
+    batch rows ``val`` holds (when it is a group of them), for errors."""
+    ok = _norm_valid(val.ok)
+    m = n if rows is None else len(rows)
+    if ok is False or len(ev.strings) == 0:
+        return _null(out, m)
+    codes = np.asarray(val.v, dtype=np.int32)
+    if codes.ndim == 0:
+        codes = np.full(m, codes, dtype=np.int32)
+    if ok is not None:  # a NULL row's code is a placeholder: any valid code will do
+        codes = np.where(ok, codes, 0).astype(np.int32)
+    enc = pc.dictionary_encode(pa.array(codes))
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    distinct = ev.strings.decode(enc.dictionary.to_numpy(zero_copy_only=False))
+    res = kernel(distinct)
+    if isinstance(res, tuple):
+        res, bad, describe = res
+        if bad.any():
+            bad_rows = bad[idx]
+            if rows is None:
+                ev.check(bad_rows, ok, n, lambda i: describe(int(idx[i])))
+            else:
+                full = np.zeros(n, dtype=bool)
+                full[rows] = bad_rows & (True if ok is None else ok)
+                ev.check(full, None, n, lambda i: describe(int(idx[np.searchsorted(rows, i)])))
+    if isinstance(res, pa.ChunkedArray):
+        res = res.combine_chunks()
+    if out.kind == "STRING":
+        rc, rvalid = ev.strings.encode_arrow(res)
+        values = rc[idx]
+    else:
+        rvalid = None if res.null_count == 0 else res.is_valid().to_numpy(zero_copy_only=False)
+        res = res.fill_null(False if out.kind == "BOOL" else 0)
+        values = res.to_numpy(zero_copy_only=False).astype(out.numpy_dtype, copy=False)[idx]
+    if rvalid is not None:
+        ok = _and_valid(ok, rvalid[idx])
+    return Val(values, ok, out)
+
+
+def _scalar_of(ev, val: Val):
+    """A constant operand as a Python value (None for NULL)."""
+    if val.ok is False or _norm_valid(val.ok) is False:
+        return None
+    if val.type.kind == "STRING":
+        return ev.strings.values_of([int(val.v)])[0]
+    return val.v.item() if hasattr(val.v, "item") else val.v
+
+
+def _text_eval(ev, b, batch):
+    """Evaluate a text function: ``_KERNELS[name](params...)`` builds the kernel for the
+    parameters (every argument after the first); rows are grouped by their parameter values
+    when these are not constants."""
+    n = batch.length
+    vals = [ev.eval(x, batch) for x in b.args]
+    make = _KERNELS[b.fn]
+    first, params = vals[0], vals[1:]
+    if all(p.is_scalar for p in params):
+        py = [_scalar_of(ev, p) for p in params]
+        if any(p is None for p in py):  # NULL in, NULL out
+            return _null(b.type, n)
+        return _per_distinct(ev, first, n, make(*py), b.type)
+    # Parameters per row: one kernel per distinct parameter tuple (as LIKE does for patterns).
+    keys, oks = [], []
+    for p in params:
+        v, ok = _full(p, n, np.int64)
+        keys.append(v)
+        oks.append(ok)
+    ok_all = _norm_valid(_and_valid(_norm_valid(first.ok), *oks))
+    out_v = np.zeros(n, dtype=b.type.numpy_dtype)
+    out_ok = np.zeros(n, dtype=bool)
+    if ok_all is False:
+        return Val(out_v, out_ok, b.type)
+    live = np.arange(n) if ok_all is None else np.flatnonzero(ok_all)
+    if len(live) == 0:
+        return Val(out_v, out_ok, b.type)
+    key = np.stack([k[live] for k in keys], axis=1)
+    distinct, inverse = np.unique(key, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    fv, _ = _full(first, n, first.type.numpy_dtype)
+    for g, tup in enumerate(distinct):
+        rows = live[inverse == g]
+        py = []
+        for p, k in zip(params, tup):
+            if p.type.kind == "STRING":
+                py.append(ev.strings.values_of([int(k)])[0])
+            else:
+                py.append(int(k))
+        r = _per_distinct(ev, Val(fv[rows], None, first.type), n, make(*py), b.type, rows=rows)
+        out_v[rows] = r.v
+        rok = _norm_valid(r.ok)
+        out_ok[rows] = True if rok is None else (False if rok is False else rok)
+    return Val(out_v, out_ok, b.type)
+
+
+def _text_fn(*types: str, returns: SqlType = STRING, lo: Optional[int] = None, defaults=()):
+    """A binder for a text function whose first argument is text and whose parameters have the
+    given kinds ('text' or 'int'); ``lo``: fewer arguments allowed, ``defaults`` filling them."""
+    def bind(c: Call) -> Bound:
+        total = 1 + len(types)
+        c.arity(total if lo is None else lo, total)
+        args = [c.text(0)]
+        for i, kind in enumerate(types, start=1):
+            if i >= len(c.args):
+                args.append(defaults[i - (total - len(defaults))])
+                continue
+            args.append(c.text(i) if kind == "text" else c.integer(i))
+        check = _CHECKS.get(c.name)
+        if check is not None:
+            check(c, args)
+        return BCall(returns, _CANONICAL.get(c.name, c.name), tuple(args))
+    return bind
+
+
+def _replace(old: str, new: str):
+    if old == "":  # DuckDB: an empty search string changes nothing
+        return lambda arr: arr
+    return lambda arr: pc.replace_substring(arr, old, new)
+
+
+def _trim(side: str):
+    def make(chars: str = " "):
+        f = {"both": pc.utf8_trim, "left": pc.utf8_ltrim, "right": pc.utf8_rtrim}[side]
+        if chars == "":
+            return lambda arr: arr
+        return lambda arr: f(arr, chars)
+    return make
+
+
+def _split_part(delim: str, index: int):
+    if delim == "":  # DuckDB splits into characters: part k is character k
+        if index > 0:
+            return lambda arr: pc.utf8_slice_codeunits(arr, index - 1, index)
+        if index < 0:
+            return lambda arr: pc.utf8_slice_codeunits(arr, index, index + 1 if index < -1 else None)
+        return lambda arr: pc.utf8_slice_codeunits(arr, 0, 0)
+    return lambda arr: _list_pick(pc.split_pattern(arr, delim), index)
+
+
+def _list_pick(parts: pa.ListArray, index: int) -> pa.Array:
+    """Element ``index`` (1-based; negative from the end) of each list, '' when out of range."""
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    lengths = pc.list_value_length(parts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = parts.offsets.to_numpy(zero_copy_only=False)[:-1].astype(np.int64)
+    if index > 0:
+        pos = index - 1
+        inside = pos < lengths
+        at = offsets + pos
+    elif index < 0:
+        inside = -index <= lengths
+        at = offsets + lengths + index
+    else:
+        inside = np.zeros(len(lengths), dtype=bool)
+        at = offsets
+    values = parts.values
+    at = np.where(inside, at, 0)
+    if len(values) == 0:
+        picked = pa.array([""] * len(lengths), pa.string())
+    else:
+        picked = values.take(pa.array(at))
+    out = pc.if_else(pa.array(inside), picked, pa.scalar("", pa.string()))
+    if parts.null_count:
+        out = pc.if_else(parts.is_valid(), out, pa.scalar(None, pa.string()))
+    return out
+
+
+def _pad(side: str):
+    def make(length: int, fill: str):
+        def kernel(arr: pa.Array):
+            width = max(length, 0)
+            lens = pc.utf8_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            need = np.maximum(width - lens, 0)
+            body = pc.utf8_slice_codeunits(arr, 0, width)
+            bad = (need > 0) & (fill == "")
+            if not need.any():
+                return body
+            # the padding depends only on how much is missing: one string per distinct amount
+            amounts, inverse = np.unique(need, return_inverse=True)
+            fill_ = fill or " "
+            pads = pa.array([(fill_ * (a // len(fill_) + 1))[:a] for a in amounts.tolist()], pa.string())
+            pad = pads.take(pa.array(inverse.reshape(-1)))
+            parts = (pad, body) if side == "left" else (body, pad)
+            out = pc.binary_join_element_wise(*parts, "")
+            if bad.any():
+                return out, bad, lambda j: f"Invalid Input Error: Insufficient padding in {side[0].upper()}PAD."
+            return out
+        return kernel
+    return make
+
+
+def _left(count: int):
+    if count >= 0:
+        return lambda arr: pc.utf8_slice_codeunits(arr, 0, count)
+    return lambda arr: pc.utf8_slice_codeunits(arr, 0, max(count, -2 ** 31))
+
+
+def _right(count: int):
+    if count > 0:
+        return lambda arr: pc.utf8_slice_codeunits(arr, -min(count, 2 ** 31))
+    if count == 0:
+        return lambda arr: pc.utf8_slice_codeunits(arr, 0, 0)
+    return lambda arr: pc.utf8_slice_codeunits(arr, min(-count, 2 ** 31))
+
+
+def _strpos(needle: str):
+    def kernel(arr: pa.Array):
+        if needle == "":
+            return pc.if_else(arr.is_valid(), pa.scalar(1, pa.int64()), pa.scalar(None, pa.int64()))
+        parts = pc.split_pattern(arr, needle, max_splits=1)
+        found = pc.equal(pc.list_value_length(parts), 2)
+        before = pc.utf8_length(pc.list_element(parts, 0))
+        return pc.if_else(found, pc.add(pc.cast(before, pa.int64()), 1), pa.scalar(0, pa.int64()))
+    return kernel
+
+
+_REGEX_OPTIONS = set("ics")
+
+
+def _regex_flags(options: str) -> tuple[bool, str]:
+    """(ignore case, RE2 inline flags) of DuckDB's regex options ('i' / 'c', 's', 'g' apart)."""
+    ignore = False
+    for ch in options:
+        if ch == "i":
+            ignore = True
+        elif ch == "c":
+            ignore = False
+    return ignore, ""
+
+
+def _regexp_matches(pattern: str, options: str = ""):
+    ignore, _ = _regex_flags(options)
+    return lambda arr: pc.match_substring_regex(arr, pattern, ignore_case=ignore)
+
+
+def _regexp_replace(pattern: str, replacement: str, options: str = ""):
+    ignore, _ = _regex_flags(options)
+    regex = ("(?i)" if ignore else "") + pattern
+    limit = None if "g" in options else 1
+    return lambda arr: pc.replace_substring_regex(arr, regex, replacement, max_replacements=limit)
+
+
+def _capture_groups(pattern: str) -> int:
+    """The number of capturing groups of an RE2 pattern: '(' not escaped, not in a character
+    class, and not '(?' unless a named group '(?P<'."""
+    count, i, in_class = 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "^":
+                i += 1
+            if pattern[i + 1:i + 2] == "]":  # a ']' first in a class is a plain character
+                i += 1
+        elif ch == "(":
+            if pattern[i + 1:i + 2] != "?" or pattern[i + 1:i + 4] == "?P<":
+                count += 1
+        i += 1
+    return count
+
+
+def _regexp_extract(pattern: str, group: int = 0, options: str = ""):
+    ignore, _ = _regex_flags(options)
+    flags = "(?s" + ("i" if ignore else "") + ")"
+    # The whole text is matched by a lazy prefix, the pattern (as group 1) and the rest, and
+    # replaced by the wanted group: RE2's leftmost-first search of the pattern, group by number.
+    whole = f"{flags}\\A.*?({'(?i)' if ignore else ''}{pattern}).*\\z"
+    detect = ("(?i)" if ignore else "") + pattern
+    if group > _capture_groups(pattern):
+        return lambda arr: pc.if_else(arr.is_valid(), pa.scalar("", pa.string()),
+                                      pa.scalar(None, pa.string()))
+
+    def kernel(arr: pa.Array):
+        hit = pc.match_substring_regex(arr, detect)
+        got = pc.replace_substring_regex(arr, whole, f"\\{group + 1}", max_replacements=1)
+        return pc.if_else(hit, got, pa.scalar("", pa.string()))
+    return kernel
+
+
+def _check_regex(c: Call, args: list) -> None:
+    """A constant pattern is compiled at plan time; options and group are checked too."""
+    name = c.name
+    pattern = args[1]
+    if isinstance(pattern, BConst) and pattern.value is not None:
+        try:
+            pc.match_substring_regex(pa.array([""]), pattern.value)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise c.error(f"{name}: invalid regular expression '{pattern.value}': {exc}") from None
+    opt_at = {"REGEXP_MATCHES": 2, "REGEXP_REPLACE": 3, "REGEXP_EXTRACT": 3}[name]
+    if len(c.args) > opt_at:
+        opt = c.constant_text(opt_at, "options")
+        bad = sorted(set(opt or "") - (_REGEX_OPTIONS | ({"g"} if name == "REGEXP_REPLACE" else set())))
+        if bad:
+            raise c.error(f"{name}: unsupported regex option(s) {''.join(bad)!r} (options: i, c, s"
+                          + (", g" if name == "REGEXP_REPLACE" else "") + ")")
+    if name == "REGEXP_EXTRACT" and len(c.args) > 2:
+        g = args[2]
+        if not isinstance(g, BConst):
+            raise c.error("REGEXP_EXTRACT's group must be an integer constant")
+        if g.value is not None and not 0 <= g.value <= 9:
+            raise c.error("REGEXP_EXTRACT: the group index must be between 0 and 9")
+
+
+# ------------------------------------------------------------------------------ JSON
+
+_MISSING = object()
+_JSON_STEP = re.compile(r'\.(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"]+))|\[(#-)?(\d+)\]|\[(#)\]')
+
+
+def _json_path(c: Optional[Call], path: str) -> list:
+    """A JSON path as steps: str (object key) or int (array index; negative from the end).
+    '$.a.b[0]', '$."a b"', '$[#-1]'; '/a/0' (JSON pointer); 'a' (one key), as DuckDB reads them."""
+    if path.startswith("/"):
+        return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")] if path != "/" else [""]
+    if not path.startswith("$"):
+        return [path]
+    steps, at = [], 1
+    while at < len(path):
+        m = _JSON_STEP.match(path, at)
+        if m is None:
+            if c is None:
+                raise ValueError(path)
+            raise c.error(f"{c.name}: invalid JSON path '{path}' at character {at + 1}")
+        quoted, plain, back, digits, _ = m.groups()
+        if quoted is not None:
+            steps.append(json.loads(f'"{quoted}"'))
+        elif plain is not None:
+            if plain == "*":
+                raise c.error(f"{c.name}: the wildcard '*' in a JSON path is not supported")
+            steps.append(plain)
+        else:
+            steps.append(-int(digits) if back else int(digits))
+        at = m.end()
+    return steps
+
+
+def _json_get(doc, steps: list):
+    for s in steps:
+        if isinstance(s, str):
+            if not isinstance(doc, dict) or s not in doc:
+                return _MISSING
+            doc = doc[s]
+        else:
+            if not isinstance(doc, list) or not -len(doc) <= s < len(doc):
+                return _MISSING
+            doc = doc[s]
+    return doc
+
+
+def _no_constants(name):
+    raise ValueError(name)
+
+
+def _json_loads(text: str):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # integers beyond 64 bits: the standard library reads them (NaN / Infinity stay invalid)
+        try:
+            return json.loads(text, parse_constant=_no_constants)
+        except ValueError:
+            return _MISSING
+
+
+def _json_dumps(value) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_kernel(kind: str, path: str):
+    steps = _json_path(None, path)
+
+    def kernel(arr: pa.Array):
+        out = []
+        for text in arr.to_pylist():  # distinct strings only (see _per_distinct)
+            doc = _MISSING if text is None else _json_loads(text)
+            if doc is _MISSING:  # invalid JSON: NULL (DuckDB raises an error)
+                out.append(None)
+                continue
+            v = _json_get(doc, steps)
+            if kind == "EXISTS":
+                out.append(v is not _MISSING)
+            elif v is _MISSING:
+                out.append(None)
+            elif kind == "EXTRACT":
+                out.append(_json_dumps(v))
+            elif kind == "VALUE":
+                out.append(None if v is None or isinstance(v, (dict, list)) else _json_dumps(v))
+            else:  # EXTRACT_STRING
+                out.append(None if v is None else (v if isinstance(v, str) else _json_dumps(v)))
+        return pa.array(out, pa.bool_() if kind == "EXISTS" else pa.string())
+    return kernel
+
+
+def _check_json(c: Call, args: list) -> None:
+    path = args[1]
+    if not isinstance(path, BConst):
+        raise c.error(f"{c.name}'s path must be a constant string")
+    if path.value is not None:
+        _json_path(c, path.value)
+
+
+# ------------------------------------------------------------------------------ CONCAT_WS
+
+
+def _bind_concat_ws(c: Call) -> Bound:
+    c.arity(2, 64)
+    return BCall(STRING, "CONCAT_WS", tuple(c.text(i) for i in range(len(c.args))))
+
+
+def _eval_concat_ws(ev, b, batch):
+    n = batch.length
+    vals = [ev.eval(x, batch) for x in b.args]
+    sep = vals[0]
+    if sep.is_scalar and _norm_valid(sep.ok) is False:
+        return _null(STRING, n)
+    arrays = [ev.to_arrow_strings(v, n) for v in vals[1:]]
+    separator = ev.to_arrow_strings(sep, n) if not sep.is_scalar else _scalar_of(ev, sep)
+    text = pc.binary_join_element_wise(*arrays, separator, null_handling="skip")
+    return ev.from_arrow_strings(text)
+
+
+# ------------------------------------------------------------------------------ the table
+
+_KERNELS: dict = {
+    "REPLACE": _replace, "LTRIM": _trim("left"), "RTRIM": _trim("right"), "TRIM2": _trim("both"),
+    "SPLIT_PART": _split_part, "LPAD": _pad("left"), "RPAD": _pad("right"),
+    "LEFT": _left, "RIGHT": _right, "STRPOS": _strpos, "REVERSE": lambda: pc.utf8_reverse,
+    "STARTS_WITH": lambda prefix: (lambda arr: pc.starts_with(arr, prefix)),
+    "ENDS_WITH": lambda suffix: (lambda arr: pc.ends_with(arr, suffix)),
+    "REGEXP_MATCHES": _regexp_matches, "REGEXP_REPLACE": _regexp_replace,
+    "REGEXP_EXTRACT": _regexp_extract,
+    "STRPTIME": _strptime_kernel,
+    "JSON_VALUE": lambda p: _json_kernel("VALUE", p),
+    "JSON_EXTRACT": lambda p: _json_kernel("EXTRACT", p),
+    "JSON_EXTRACT_STRING": lambda p: _json_kernel("EXTRACT_STRING", p),
+    "JSON_EXISTS": lambda p: _json_kernel("EXISTS", p),
+}
+_CANONICAL = {"STRPOS": "STRPOS", "INSTR": "STRPOS", "PREFIX": "STARTS_WITH", "SUFFIX": "ENDS_WITH",
+              "REGEXP_LIKE": "REGEXP_MATCHES", "JSON_EXTRACT_PATH": "JSON_EXTRACT"}
+_CHECKS = {"REGEXP_MATCHES": _check_regex, "REGEXP_REPLACE": _check_regex,
+           "REGEXP_EXTRACT": _check_regex, "JSON_VALUE": _check_json, "JSON_EXTRACT": _check_json,
+           "JSON_EXTRACT_STRING": _check_json, "JSON_EXISTS": _check_json}
+
+
+def _bind_strptime_text(c: Call) -> Bound:
+    return _bind_strptime(c)
+
+
+def _eval_strptime(ev, b, batch):
+    n = batch.length
+    text = ev.eval(b.args[0], batch)
+    kernel = _strptime_kernel(b.args[1].value)
+    if b.fn == "TRY_STRPTIME":
+        inner = kernel
+        kernel = lambda arr: inner(arr)[0]  # noqa: E731 - unparsable text is NULL
+    return _per_distinct(ev, text, n, kernel, TIMESTAMP)
+
+
+def _bind_trim(c: Call) -> Bound:
+    c.arity(1, 2)
+    args = (c.text(0),) + ((c.text(1),) if len(c.args) > 1 else (BConst(STRING, " "),))
+    fn = {"TRIM": "TRIM2", "LTRIM": "LTRIM", "RTRIM": "RTRIM"}[c.name]
+    return BCall(STRING, fn, args)
+
+
+S = "Text"
+T = "Date and time"
+J = "JSON"
+N = "Numbers"
+G = "Conditional"
+_text = _text_eval
+
+FUNCTIONS: list[Function] = [
+    # -- numbers (bound in expressions)
+    Function("ABS", "ABS(x) -> same type", "Absolute value.", "ABS(-3)", 3),
+    Function("SIGN", "SIGN(x) -> BIGINT", "-1, 0 or 1 after the sign of x.", "SIGN(-2.5)", -1),
+    Function("ROUND", "ROUND(x [, places INTEGER]) -> same type",
+             "Rounds half away from zero to the given decimal places (negative: tens, hundreds).",
+             "ROUND(2.5)", 3.0),
+    Function("FLOOR", "FLOOR(x) -> DOUBLE or DECIMAL", "Largest whole number not above x.", "FLOOR(-1.5)", -2.0),
+    Function("CEIL", "CEIL(x) -> DOUBLE or DECIMAL", "Smallest whole number not below x.", "CEIL(1.2)", 2.0,
+             aliases=("CEILING",)),
+    Function("SQRT", "SQRT(x) -> DOUBLE", "Square root (NaN below zero).", "SQRT(16)", 4.0),
+    Function("POWER", "POWER(x, y) -> DOUBLE", "x raised to the power y.", "POWER(2, 10)", 1024.0,
+             aliases=("POW",)),
+    Function("MOD", "MOD(x, y) -> numeric", "Truncating remainder, as x % y (NULL for an integer 0).",
+             "MOD(-7, 3)", -1),
+    Function("EXP", "EXP(x) -> DOUBLE", "e raised to the power x.", "EXP(0)", 1.0),
+    Function("LN", "LN(x) -> DOUBLE", "Natural logarithm.", "LN(1)", 0.0),
+    Function("LOG10", "LOG10(x) -> DOUBLE", "Base-10 logarithm.", "LOG10(1000)", 3.0),
+    # -- conditional
+    Function("COALESCE", "COALESCE(a, b, ...) -> common type", "The first argument that is not NULL.",
+             "COALESCE(NULL, 2, 3)", 2, group=G),
+    Function("NULLIF", "NULLIF(a, b) -> type of a", "NULL when a = b, else a.", "NULLIF(1, 1)", None, group=G),
+    Function("LEAST", "LEAST(a, b, ...) -> common type", "The smallest argument (NULLs skipped).",
+             "LEAST(3, 1, 2)", 1, group=G),
+    Function("GREATEST", "GREATEST(a, b, ...) -> common type", "The largest argument (NULLs skipped).",
+             "GREATEST(3, 1, 2)", 3, group=G),
+    # -- text, bound in expressions
+    Function("UPPER", "UPPER(s) -> VARCHAR", "Upper case.", "UPPER('héllo')", "HÉLLO", group=S),
+    Function("LOWER", "LOWER(s) -> VARCHAR", "Lower case.", "LOWER('HÉLLO')", "héllo", group=S),
+    Function("LENGTH", "LENGTH(s) -> BIGINT", "Number of characters.", "LENGTH('héllo')", 5, group=S,
+             aliases=("LEN", "CHAR_LENGTH")),
+    Function("SUBSTRING", "SUBSTRING(s, start [, length]) -> VARCHAR",
+             "Characters from start (1-based; negative: from the end), length of them.",
+             "SUBSTRING('velostream', 1, 4)", "velo", group=S, aliases=("SUBSTR",)),
+    Function("CONCAT", "CONCAT(a, b, ...) -> VARCHAR", "The arguments as text, joined (NULLs skipped; "
+             "a || b is NULL when either is).", "CONCAT('a', NULL, 1)", "a1", group=S),
+    # -- text, bound here
+    Function("TRIM", "TRIM(s [, characters]) -> VARCHAR",
+             "Removes the characters (default: spaces) from both ends.", "TRIM('  x  ')", "x",
+             bind=_bind_trim, group=S),
+    Function("LTRIM", "LTRIM(s [, characters]) -> VARCHAR",
+             "Removes the characters (default: spaces) from the start.", "LTRIM('xxaxx', 'x')", "axx",
+             bind=_bind_trim, group=S),
+    Function("RTRIM", "RTRIM(s [, characters]) -> VARCHAR",
+             "Removes the characters (default: spaces) from the end.", "RTRIM('xxaxx', 'x')", "xxa",
+             bind=_bind_trim, group=S),
+    Function("REPLACE", "REPLACE(s, from VARCHAR, to VARCHAR) -> VARCHAR",
+             "Every occurrence of from replaced by to.", "REPLACE('a-b-c', '-', '+')", "a+b+c",
+             bind=_text_fn("text", "text"), group=S),
+    Function("SPLIT_PART", "SPLIT_PART(s, delimiter VARCHAR, index BIGINT) -> VARCHAR",
+             "Part index (1-based; negative: from the end) of s split at delimiter; '' when there "
+             "is none.", "SPLIT_PART('a,b,c', ',', -1)", "c", bind=_text_fn("text", "int"), group=S),
+    Function("LPAD", "LPAD(s, length BIGINT, fill VARCHAR) -> VARCHAR",
+             "s padded at the start with fill (repeated) to length characters, or cut to it.",
+             "LPAD('7', 3, '0')", "007", bind=_text_fn("int", "text"), group=S),
+    Function("RPAD", "RPAD(s, length BIGINT, fill VARCHAR) -> VARCHAR",
+             "s padded at the end with fill (repeated) to length characters, or cut to it.",
+             "RPAD('ab', 5, 'xy')", "abxyx", bind=_text_fn("int", "text"), group=S),
+    Function("LEFT", "LEFT(s, n BIGINT) -> VARCHAR",
+             "The first n characters (negative n: all but the last -n).", "LEFT('velostream', 4)", "velo",
+             bind=_text_fn("int"), group=S),
+    Function("RIGHT", "RIGHT(s, n BIGINT) -> VARCHAR",
+             "The last n characters (negative n: all but the first -n).", "RIGHT('velostream', 6)",
+             "stream", bind=_text_fn("int"), group=S),
+    Function("STRPOS", "STRPOS(s, needle VARCHAR) -> BIGINT",
+             "Position (1-based, in characters) of the first needle in s; 0 when absent.",
+             "STRPOS('héllo', 'l')", 3, bind=_text_fn("text", returns=INT64), group=S, aliases=("INSTR",)),
+    Function("REVERSE", "REVERSE(s) -> VARCHAR", "The characters in reverse order.", "REVERSE('abc')",
+             "cba", bind=_text_fn(), group=S),
+    Function("STARTS_WITH", "STARTS_WITH(s, prefix VARCHAR) -> BOOLEAN", "Whether s begins with prefix.",
+             "STARTS_WITH('velostream', 'velo')", True, bind=_text_fn("text", returns=BOOL), group=S,
+             aliases=("PREFIX",)),
+    Function("ENDS_WITH", "ENDS_WITH(s, suffix VARCHAR) -> BOOLEAN", "Whether s ends with suffix.",
+             "ENDS_WITH('velostream', 'eam')", True, bind=_text_fn("text", returns=BOOL), group=S,
+             aliases=("SUFFIX",)),
+    Function("CONCAT_WS", "CONCAT_WS(separator, a, b, ...) -> VARCHAR",
+             "The arguments as text joined by separator, NULLs skipped (NULL separator: NULL).",
+             "CONCAT_WS('-', 'a', NULL, 'b')", "a-b", bind=_bind_concat_ws, evaluate=_eval_concat_ws,
+             group=S),
+    Function("REGEXP_MATCHES", "REGEXP_MATCHES(s, pattern [, options]) -> BOOLEAN",
+             "Whether the RE2 pattern matches anywhere in s (options: 'i' ignore case).",
+             "REGEXP_MATCHES('order-42', '[0-9]+$')", True,
+             bind=_text_fn("text", "text", returns=BOOL, lo=2, defaults=(BConst(STRING, ""),)), group=S,
+             aliases=("REGEXP_LIKE",)),
+    Function("REGEXP_REPLACE", "REGEXP_REPLACE(s, pattern, replacement [, options]) -> VARCHAR",
+             "The first match (every match with option 'g') replaced; \\1 names a group.",
+             "REGEXP_REPLACE('a1b22', '[0-9]+', '#', 'g')", "a#b#",
+             bind=_text_fn("text", "text", "text", lo=3, defaults=(BConst(STRING, ""),)), group=S),
+    Function("REGEXP_EXTRACT", "REGEXP_EXTRACT(s, pattern [, group [, options]]) -> VARCHAR",
+             "Group (default 0: the whole match) of the first match; '' when nothing matches.",
+             "REGEXP_EXTRACT('id=42;', 'id=([0-9]+)', 1)", "42",
+             bind=_text_fn("text", "int", "text", lo=2, defaults=(BConst(INT64, 0), BConst(STRING, ""))),
+             group=S),
+    # -- date and time
+    Function("DATE_TRUNC", "DATE_TRUNC(unit VARCHAR, ts TIMESTAMP) -> TIMESTAMP",
+             "ts truncated to the unit: millennium, century, decade, year, quarter, month, week "
+             "(Monday), day, hour, minute, second, millisecond.",
+             "STRFTIME(DATE_TRUNC('hour', CAST('2024-02-29 13:45:12' AS TIMESTAMP)), '%Y-%m-%d %H:%M')",
+             "2024-02-29 13:00", bind=_bind_date_trunc, evaluate=_eval_date_trunc, group=T),
+    Function("DATE_PART", "DATE_PART(part VARCHAR, ts TIMESTAMP) -> BIGINT (epoch, julian: DOUBLE)",
+             "A field of ts: year, quarter, month, day, hour, minute, second, millisecond, "
+             "microsecond, dow (Sunday 0), isodow, doy, week (ISO), isoyear, yearweek, decade, "
+             "century, millennium, era, epoch (seconds), julian.",
+             "DATE_PART('doy', CAST('2024-12-31' AS TIMESTAMP))", 366, bind=_bind_date_part,
+             evaluate=_eval_date_part, group=T, aliases=("EXTRACT", "DATEPART")),
+    Function("STRFTIME", "STRFTIME(ts TIMESTAMP, format VARCHAR) -> VARCHAR",
+             "ts as text: %Y %y %m %d %H %I %M %S %p %j, %g / %f / %n (milli-, micro-, nanoseconds), "
+             "%a %A %b %B %h, %u %w %U %W %V %G, %z %Z, %x %X %c, %%; %-d etc. without padding.",
+             "STRFTIME(CAST('2024-02-29 08:05:09.250' AS TIMESTAMP), '%a %-d %b %Y %H:%M:%S.%g')",
+             "Thu 29 Feb 2024 08:05:09.250", bind=_bind_strftime, evaluate=_eval_strftime, group=T,
+             aliases=("DATE_FORMAT",)),
+    Function("STRPTIME", "STRPTIME(text VARCHAR, format VARCHAR) -> TIMESTAMP",
+             "Reads text in the format (STRFTIME's specifiers; %g / %f / %n only at the end). Text "
+             "that does not match fails its row (TRY_STRPTIME: NULL).",
+             "EPOCH_MS(STRPTIME('29/02/2024 10:00', '%d/%m/%Y %H:%M'))", 1709200800000,
+             bind=_bind_strptime, evaluate=_eval_strptime, group=T),
+    Function("TRY_STRPTIME", "TRY_STRPTIME(text VARCHAR, format VARCHAR) -> TIMESTAMP",
+             "As STRPTIME, NULL for text that does not match.",
+             "TRY_STRPTIME('not a date', '%Y-%m-%d')", None,
+             bind=_bind_strptime, evaluate=_eval_strptime, group=T),
+    Function("TO_TIMESTAMP", "TO_TIMESTAMP(seconds DOUBLE) -> TIMESTAMP",
+             "The time the given seconds after 1970-01-01 00:00 UTC (negative: before).",
+             "EPOCH_MS(TO_TIMESTAMP(-1.5))", -1500, bind=_bind_to_timestamp, evaluate=_eval_to_timestamp,
+             group=T, aliases=("FROM_UNIXTIME",)),
+    Function("EPOCH_MS", "EPOCH_MS(ts TIMESTAMP) -> BIGINT; EPOCH_MS(ms BIGINT) -> TIMESTAMP",
+             "Milliseconds since 1970-01-01 UTC, or the time of such a count.",
+             "EPOCH_MS(CAST('1970-01-01 00:00:01' AS TIMESTAMP))", 1000, bind=_bind_epoch_ms,
+             evaluate=_eval_retype, group=T),
+    Function("EPOCH", "EPOCH(ts TIMESTAMP) -> DOUBLE", "Seconds since 1970-01-01 UTC, with fraction.",
+             "EPOCH(CAST('1970-01-01 00:00:01.5' AS TIMESTAMP))", 1.5, bind=_bind_epoch, group=T),
+    Function("UNIX_TIMESTAMP", "UNIX_TIMESTAMP([ts TIMESTAMP]) -> BIGINT",
+             "Whole seconds since 1970-01-01 UTC (rounded down) of ts, or of now.",
+             "UNIX_TIMESTAMP(CAST('1970-01-01 00:00:01.5' AS TIMESTAMP))", 1, bind=_bind_unix_timestamp,
+             evaluate=_eval_unix_timestamp, group=T, duckdb="CAST(FLOOR(EPOCH({0})) AS BIGINT)"),
+    Function("DATEDIFF", "DATEDIFF(unit VARCHAR, start TIMESTAMP, end TIMESTAMP) -> BIGINT",
+             "How many unit boundaries lie between start and end (week: whole weeks between the "
+             "dates); negative when end is before start.",
+             "DATEDIFF('month', CAST('2024-01-31' AS TIMESTAMP), CAST('2024-02-01' AS TIMESTAMP))", 1,
+             bind=_bind_datediff, evaluate=_eval_datediff, group=T, aliases=("DATE_DIFF",)),
+    Function("NOW", "NOW() -> TIMESTAMP",
+             "Processing time: the wall clock when the batch is evaluated (one value per batch).",
+             "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
+             group=T, aliases=("CURRENT_TIMESTAMP",)),
+    # -- JSON
+    Function("JSON_EXTRACT", "JSON_EXTRACT(json VARCHAR, path VARCHAR) -> VARCHAR (JSON text)",
+             "The JSON at path ('$.a.b[0]', '$[#-1]', '/a/0'), as JSON text; NULL when absent or "
+             "when json is not valid JSON.", """JSON_EXTRACT('{"a": {"b": [1, "x"]}}', '$.a.b[1]')""",
+             '"x"', bind=_text_fn("text"), group=J, aliases=("JSON_EXTRACT_PATH",)),
+    Function("JSON_VALUE", "JSON_VALUE(json VARCHAR, path VARCHAR) -> VARCHAR",
+             "The scalar at path as JSON text (a string keeps its quotes); NULL for an object, an "
+             "array, null, a missing path or invalid JSON.",
+             """JSON_VALUE('{"user": {"id": 42}}', '$.user.id')""", "42", bind=_text_fn("text"), group=J),
+    Function("JSON_EXTRACT_STRING", "JSON_EXTRACT_STRING(json VARCHAR, path VARCHAR) -> VARCHAR",
+             "The JSON at path as text: a string without quotes, anything else as JSON text.",
+             """JSON_EXTRACT_STRING('{"user": {"name": "ana"}}', '$.user.name')""", "ana",
+             bind=_text_fn("text"), group=J),
+    Function("JSON_EXISTS", "JSON_EXISTS(json VARCHAR, path VARCHAR) -> BOOLEAN",
+             "Whether path exists in json (NULL for invalid JSON).",
+             """JSON_EXISTS('{"a": null}', '$.a')""", True, bind=_text_fn("text", returns=BOOL), group=J),
+]
+
+# what each name (and alias) refers to
+TABLE: dict[str, Function] = {}
+for _f in FUNCTIONS:
+    for _name in (_f.name,) + _f.aliases:
+        TABLE[_name] = _f
+
+# evaluation: the BCall names the binders above produce
+EVALUATORS: dict[str, Callable] = {
+    "DATE_TRUNC": _eval_date_trunc, "DATE_PART": _eval_date_part, "DATEDIFF": _eval_datediff,
+    "STRFTIME": _eval_strftime, "STRPTIME": _eval_strptime, "TRY_STRPTIME": _eval_strptime,
+    "TO_TIMESTAMP": _eval_to_timestamp, "RETYPE": _eval_retype, "UNIX_TIMESTAMP": _eval_unix_timestamp,
+    "NOW": _eval_now, "CONCAT_WS": _eval_concat_ws,
+}
+for _name in _KERNELS:
+    if _name not in ("STRPTIME",):
+        EVALUATORS[_name] = _text_eval
+
+
+def bind_call(name: str, args: tuple, sql: str, pos, strings) -> Optional[Bound]:
+    """Bind a call of a function of the table; None when ``expressions`` binds it."""
+    f = TABLE[name]
+    if f.bind is None:
+        return None
+    return f.bind(Call(name, args, sql, pos, strings))
+
+
+X._OPS.update(EVALUATORS)
+
+
+# ------------------------------------------------------------------------------ reference page
+
+_GROUPS = ("Date and time", "Text", "JSON", "Numbers", "Conditional")
+
+
+def reference_markdown() -> str:
+    """docs/FUNCTIONS.md, generated from the table (tests/test_functions.py keeps them equal)."""
+    out = [
+        "# Scalar functions",
+        "",
+        "Every scalar function velostream knows, generated from the function table",
+        "(`velostream/exec/functions.py`). The reference for their meaning is DuckDB's, times in UTC;",
+        "the differences are listed at the end. Aggregates are in [SQL.md](SQL.md).",
+        "",
+        "Each example is run by the tests, through the helper below (one row in, one value out):",
+        "",
+        "```python",
+        ">>> import velostream as vs",
+        ">>> def show(expr):",
+        "...     return vs.query(f\"SELECT {expr} AS r FROM t\", {\"t\": {\"x\": [1]}}).to_pylist()[0][\"r\"]",
+        "```",
+        "",
+        "A TIMESTAMP is epoch milliseconds in results; `STRFTIME` shows it as text.",
+        "",
+    ]
+    for group in _GROUPS:
+        out += [f"## {group}", ""]
+        for f in FUNCTIONS:
+            if f.group != group:
+                continue
+            aka = f" (also {', '.join(f.aliases)})" if f.aliases else ""
+            out += [f"### {f.name}{aka}", "", f"`{f.signature}`", "", f.summary, "", "```python",
+                    f">>> show({f.example!r})", repr(f.result), "```", ""]
+    out += [
+        "## Differences from DuckDB",
+        "",
+        "- Text that is not valid JSON makes the JSON functions NULL (DuckDB raises an error). A",
+        "  key given twice in one object: the last one counts (DuckDB: the first).",
+        "- JSON paths: `$.key`, `$.\"quoted key\"`, `$[n]`, `$[#-n]`, JSON pointers `/a/0` and a",
+        "  bare key; the wildcard `*` is not supported.",
+        "- The pattern, format, unit and path arguments are constants (a pattern may also be a",
+        "  column for REPLACE, SPLIT_PART, LPAD, RPAD, LEFT, RIGHT, STRPOS, STARTS_WITH, ENDS_WITH and",
+        "  the REGEXP functions; the rows are then grouped by its value).",
+        "- TIMESTAMPs have millisecond precision: %f and %n print the milliseconds followed by zeros.",
+        "- UNIX_TIMESTAMP and FROM_UNIXTIME are not DuckDB functions: they are",
+        "  `CAST(FLOOR(EPOCH(ts)) AS BIGINT)` and TO_TIMESTAMP.",
+        "- TRIM, LTRIM and RTRIM remove spaces only (as DuckDB), not tabs or line breaks.",
+        "- REVERSE reverses characters (code points), not grapheme clusters.",
+        "- `EXTRACT(part FROM ts)`, `POSITION(a IN b)`, `CURRENT_TIMESTAMP` without parentheses,",
+        "  `ts + INTERVAL`, `->` and `->>` need grammar that is not built yet: use",
+        "  `EXTRACT('part', ts)`, STRPOS, NOW(), and JSON_EXTRACT / JSON_EXTRACT_STRING.",
+        "",
+    ]
+    return "\n".join(out)
