@@ -132,7 +132,7 @@ class Engine:
 
     def __new__(cls, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
                 *, env: Optional[Mapping[str, str]] = None,
-                statement: Optional[ast.Statement] = None):
+                statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None):
         if statement is None:
             statements = parse_script(sql, env)
             if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
@@ -144,13 +144,14 @@ class Engine:
 
     def __init__(self, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
                  *, env: Optional[Mapping[str, str]] = None,
-                 statement: Optional[ast.Statement] = None):
+                 statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None):
         if statement is None:
             statement = self.__dict__.pop("_parsed", None)
         # ``statement``: one SELECT already parsed (a stage of a pipeline, velostream.exec.graph)
         self.statement = statement if statement is not None else parse(sql, env)
         self.sql = self.statement.sql
-        self.strings = StringDict()
+        # the stages of one pipeline share their strings, so rows pass between them as codes
+        self.strings = strings if strings is not None else StringDict()
         self.plan: Optional[Plan] = None
         self.pipeline: Optional[Pipeline] = None
         self.stats = EngineStats(records_in=0, records_out=0, late_records=0, failed_records=0,
@@ -287,7 +288,11 @@ class Engine:
         """Arrow batch -> engine batch, stamped with event time and watermark when windowed.
         Rows without an event time are failed records (counted, dead-lettered)."""
         rb = self.bind_input(rb)
-        batch = Batch.from_arrow(rb, self.strings)
+        return self._stamped(Batch.from_arrow(rb, self.strings), rb)
+
+    def _stamped(self, batch: Batch, rb: Optional[pa.RecordBatch]) -> Batch:
+        """``batch`` counted, and stamped with event time and watermark when windowed (``rb``:
+        the same rows in Arrow, for the dead-letter output, or None)."""
         self.stats["records_in"] += batch.length
         self.stats["batches"] += 1
         w = self.plan.window
@@ -297,7 +302,10 @@ class Engine:
         had_time = tcol.valid
         if tcol.valid is not None:
             bad = ~tcol.valid
-            self._dead_letter("NULL event time", rb.filter(pa.array(bad)))
+            self._dead_letter("NULL event time",
+                              rb.filter(pa.array(bad)) if rb is not None else
+                              batch.filter(bad).to_arrow([n for n in batch.columns
+                                                          if not n.startswith("__")]))
             self.stats["failed_records"] += int(bad.sum())
             batch = batch.filter(tcol.valid)
             tcol = tcol.filter(tcol.valid)
@@ -371,6 +379,11 @@ class Engine:
         self.stats["records_out"] += sum(r.num_rows for r in out)
         return Result(self.out_schema, out)
 
+    def _limit_free(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """Output rows already through ``finish_rows`` (DISTINCT, LIMIT, counters) in the output
+        schema."""
+        return [conform(rb, self.out_schema) if self._cast_out else rb for rb in batches]
+
     def _first_occurrences(self, b: Batch) -> np.ndarray:
         """The rows of ``b`` whose output row was never emitted before (SELECT DISTINCT)."""
         if self._distinct is None:
@@ -417,6 +430,47 @@ class Engine:
             return Result(pa.schema([]))
         self._sync_counters()
         return self.finish(out)
+
+    # -- rows of a pipeline's derived stream (velostream.exec.graph) ----------------------
+    def push_rows(self, data) -> list[Batch]:
+        """Like ``push``, for the stage of a pipeline whose reader is another stage: takes an
+        engine ``Batch`` in this engine's strings (or an Arrow batch) and returns engine batches,
+        so that rows pass between stages as codes, never re-encoded (docs/ARCHITECTURE.md)."""
+        if isinstance(data, Batch):
+            batch = self._stamped(data, None)
+        else:
+            batch = self.prepare(data)
+        out = self.pipeline.process(batch)
+        if self.plan.window is not None:
+            out += self.pipeline.advance(self.watermark.current)
+        self._sync_counters()
+        return self.finish_rows(out)
+
+    def finish_rows(self, batches: list[Batch]) -> list[Batch]:
+        """``finish`` without the conversion to Arrow: DISTINCT, LIMIT, counters."""
+        batches = [b for b in batches if b.length]
+        if self.plan.distinct:
+            batches = [b.take(self._first_occurrences(b)) for b in batches]
+        out = []
+        for b in batches:
+            if self.plan.limit is not None:
+                room = self.plan.limit - self._emitted
+                if room <= 0:
+                    break
+                if b.length > room:
+                    b = b.slice(0, room)
+            if b.length:
+                self._emitted += b.length
+                out.append(b)
+        self.stats["records_out"] += sum(b.length for b in out)
+        return out
+
+    def flush_rows(self) -> list[Batch]:
+        if self.plan is None:
+            return []
+        out = self.pipeline.flush()
+        self._sync_counters()
+        return self.finish_rows(out)
 
     def flush(self) -> Result:
         """End of input: every open window closes (docs/SQL.md §4)."""

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..batch import SqlType, type_of_arrow
+from ..batch import Batch, StringDict
 from ..errors import SqlError, UnsupportedError
 from ..sql import ast
 from .operators.base import EVENT_TIME, INT64_MIN, RelationSchema, sql_schema, visible
@@ -84,6 +84,9 @@ class Dataflow:
         self.result: Optional[Node] = None
         self.named_outputs: dict[str, Node] = {}  # CREATE STREAM|TABLE name AS ...
         self.explaining = False  # bound for explain only: sources bind from a schema, not a batch
+        # every stage's strings: rows pass from stage to stage as codes (SelectStage.rows_out)
+        self.strings = StringDict()
+        self.written: set[str] = set()  # relations with a sink of their own (GraphEngine)
         # set by a job (see GraphEngine): given to every stage's engine as it is built
         self.dead_letter_bad_rows = False
         self.watermark_by = None
@@ -373,20 +376,26 @@ class Dataflow:
         node.ready = True
         if node.kind == "select":
             stage: SelectStage = node.op
-            schema = sql_schema(src.schema, src.hidden)
+            if src.kind == "select" and src.op.rows_out:  # engine batches: the engine's types
+                schema = RelationSchema(dict(src.op.plan.output_schema), src.hidden)
+            else:
+                schema = sql_schema(src.schema, src.hidden)
+            stage.rows_out = (bool(node.consumers) and node is not self.result
+                              and all(c.kind == "select" for c, _ in node.consumers)
+                              and node.name.lower() not in self.written)
             self._with_event_time(node, schema)
             if src.kind == "source" and src.schema is OPEN:
                 from ..engine import _AnySchema
-                stage.bind(_AnySchema())  # explain without data: every column typed NULL
+                stage.bind(_AnySchema(), self.strings)  # explain without data: columns typed NULL
             elif src.kind == "source" and src.declared is None and not self.explaining:
-                stage.bind(None)  # the engine binds at the first batch, as vs.query's does
+                stage.bind(None, self.strings)  # binds at the first batch, as vs.query's does
             else:
                 declared = None
                 if src.kind == "source" and src.declared is not None:  # as declared
                     from .expressions import _cast_type
                     declared = RelationSchema({c.name: _cast_type(c.type)
                                                for c in src.declared.columns})
-                stage.bind(declared if declared is not None else schema)
+                stage.bind(declared if declared is not None else schema, self.strings)
             eng = stage.engine
             eng.dead_letter_bad_rows = self.dead_letter_bad_rows
             if eng.pipeline is not None:
@@ -456,11 +465,14 @@ class Dataflow:
             node.watermark = max(node.watermark, node.op.watermark)
             if node.kind == "select" and node.schema is None:
                 node.schema = node.op.schema
-            out = [rb for rb in out if rb.num_rows]
+            out = [rb for rb in out if len(rb)]
             emitted[node] = out
             for c, port in node.consumers:
-                if out:
-                    pending.setdefault(c, []).extend((port, rb) for rb in out)
+                if out:  # engine batches get a column dict per reader: a reader adds columns
+                    pending.setdefault(c, []).extend(
+                        (port, rb if isinstance(rb, pa.RecordBatch) else Batch(dict(rb.columns),
+                                                                              rb.length))
+                        for rb in out)
             self._bind_ready()
         return emitted
 
@@ -629,7 +641,7 @@ class GraphEngine:
         self.counts = {"records_in": 0, "records_out": 0, "batches": 0}
         self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
         # relations with a sink of their own besides the result (velostream run): name -> writer
-        self.side_outputs: dict[str, Any] = {}
+        self._side_outputs: dict[str, Any] = {}
         if schemas:
             for name, cols in schemas.items():
                 if name.lower() in self.flow.sources:
@@ -675,6 +687,15 @@ class GraphEngine:
 
     def explain(self) -> str:
         return self.flow.explain()
+
+    @property
+    def side_outputs(self) -> dict:
+        return self._side_outputs
+
+    @side_outputs.setter
+    def side_outputs(self, writers: dict) -> None:
+        self._side_outputs = dict(writers)
+        self.flow.written = {name.lower() for name in writers}
 
     def _deliver(self, emitted: dict) -> list[pa.RecordBatch]:
         for name, writer in self.side_outputs.items():

@@ -51,14 +51,16 @@ class SelectStage:
         self.derived_input = derived_input
         self.engine = None
         self.watermark = INT64_MIN
+        # every reader is another stage sharing the strings: emit engine batches, not Arrow
+        self.rows_out = False
 
     # -- binding ----------------------------------------------------------------------------
-    def bind(self, input_schema) -> pa.Schema:
+    def bind(self, input_schema, strings=None) -> pa.Schema:
         """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
         returns the output schema (None until bound)."""
         from ...engine import Engine
         schemas = None if input_schema is None else {self.input_name: input_schema}
-        eng = Engine(self.statement.sql, schemas, statement=self.statement)
+        eng = Engine(self.statement.sql, schemas, statement=self.statement, strings=strings)
         self.engine = eng
         if eng.plan is not None:
             self._bound()
@@ -78,15 +80,26 @@ class SelectStage:
         return self.engine.plan if self.engine is not None else None
 
     # -- running ------------------------------------------------------------------------------
-    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+    def push(self, port: int, batch) -> list:
+        """Rows in: an Arrow batch, or an engine ``Batch`` from a stage sharing the strings.
+        Rows out: engine batches when ``rows_out``, else Arrow batches."""
         eng = self.engine
         unbound = eng.plan is None
-        r = eng.push(self.input_name, batch)
+        if self.rows_out or not isinstance(batch, pa.RecordBatch):
+            out = eng.push_rows(batch)
+            if not self.rows_out:
+                out = self._arrow(out)
+        else:
+            out = eng.push(self.input_name, batch).batches
         if unbound and eng.plan is not None:
             self._bound()
         if not self.derived_input and eng.plan is not None and eng.plan.window is not None:
             self.watermark = max(self.watermark, eng.watermark.current)
-        return r.batches
+        return out
+
+    def _arrow(self, batches) -> list[pa.RecordBatch]:
+        eng = self.engine
+        return eng._limit_free([eng.output_arrow(b) for b in batches])
 
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         eng = self.engine
@@ -101,15 +114,16 @@ class SelectStage:
         eng.watermark.advance(watermark)
         if eng.plan.window is None:
             return []
-        out = eng.pipeline.advance(eng.watermark.current)
+        out = eng.finish_rows(eng.pipeline.advance(eng.watermark.current))
         eng._sync_counters()
-        return eng.finish(out).batches
+        return out if self.rows_out else self._arrow(out)
 
-    def close(self) -> list[pa.RecordBatch]:
+    def close(self) -> list:
         eng = self.engine
         if eng.plan is None:
             return []
-        return eng.flush().batches
+        out = eng.flush_rows()
+        return out if self.rows_out else self._arrow(out)
 
     def describe(self) -> str:
         plan = self.plan
