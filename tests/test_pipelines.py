@@ -246,3 +246,22 @@ def test_explain_draws_the_graph():
     assert "#0 source trades" in text and "#1 select m1  <- #0" in text
     assert "#2 select  <- #1" in text and "Result: #2" in text
     assert "TUMBLING size 300000 ms" in text
+
+
+def test_a_pipeline_job_refuses_a_partitioned_source_it_cannot_checkpoint():
+    """A source whose partitions move between processes (Kafka) needs checkpoints of the
+    graph's state to resume it; until they exist the job refuses at start, rather than resume
+    offsets without its open windows."""
+    from velostream.jobs import Job
+    from velostream.jobs.protocols import MemoryReader
+
+    class PartitionedReader(MemoryReader):  # what the job checks a Kafka reader by
+        def set_rebalance_listener(self, listener):
+            pass
+
+    sql = "CREATE STREAM a AS SELECT k FROM s; SELECT k, COUNT(*) AS n FROM a GROUP BY k"
+    with pytest.raises(ValueError, match="fault.tolerance"):
+        Job(sql, {"s": PartitionedReader({"k": ["x"]})})
+    job = Job(sql, {"s": PartitionedReader({"k": ["x", "y", "x"]})}, fault_tolerance="none")
+    job.run()
+    assert_rows_equal(job.result().to_pylist(), [("x", 1), ("y", 1), ("x", 2)])
