@@ -688,6 +688,14 @@ class GraphEngine:
     def explain(self) -> str:
         return self.flow.explain()
 
+    def snapshot(self) -> bytes:
+        raise NotImplementedError("snapshot: the state of a pipeline of several statements is "
+                                  "not snapshotted yet (docs/SQL.md §8, 'Not yet')")
+
+    def restore(self, data: bytes) -> None:
+        raise NotImplementedError("restore: the state of a pipeline of several statements is "
+                                  "not snapshotted yet (docs/SQL.md §8, 'Not yet')")
+
     @property
     def side_outputs(self) -> dict:
         return self._side_outputs
