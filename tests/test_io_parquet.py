@@ -348,3 +348,44 @@ def test_sink_from_job_spec_and_no_rows(tmp_path, data):
             {"t.type": "file_source", "t.path": "t.parquet", "out.type": "file_sink", "out.path": "o.parquet"})
     # no row, so no columns to write a file with (docs/CONNECTORS.md): no file, no leftovers
     assert sorted(os.listdir(tmp_path)) == ["job.sql", "t.parquet"]
+
+
+# ------------------------------------------------------------------------------ memory, examples
+# runs ``velostream`` in this process and reports its peak RSS (MB) on stderr's last line
+PEAK_RSS = ("import atexit, resource, runpy, sys\n"
+            "atexit.register(lambda: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+            " file=sys.stderr))\n"
+            "sys.argv = ['velostream'] + sys.argv[1:]\n"
+            "runpy.run_module('velostream', run_name='__main__')\n")
+
+
+def test_three_million_rows_in_twelve_row_groups_stay_under_400_mb(tmp_path):
+    """Bounded memory: a row group at a time, never the whole file (a whole-file read of this
+    input peaks near 500 MB)."""
+    from velostream.datagen import market_data
+    t = pa.Table.from_batches([b.drop_columns(["_TIMESTAMP"]) for b in market_data(3_000_000)])
+    pq.write_table(t, tmp_path / "big.parquet", row_group_size=250_000)
+    assert pq.ParquetFile(tmp_path / "big.parquet").metadata.num_row_groups == 12
+    del t
+    sql = ("SELECT trader_id, symbol, COUNT(*) AS trade_count, AVG(price) AS avg_price, "
+           "SUM(quantity) AS total_quantity FROM t GROUP BY trader_id, symbol "
+           "WINDOW TUMBLING (trade_time, INTERVAL '1' MINUTE)")
+    job = job_file(tmp_path, sql, {"t.type": "file_source", "t.path": "big.parquet",
+                                   "out.type": "file_sink", "out.path": "o.parquet"})
+    p = subprocess.run([sys.executable, "-c", PEAK_RSS, "run", "-q", str(job)], capture_output=True,
+                       text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    peak_mb = float(p.stderr.strip().splitlines()[-1])
+    assert peak_mb < 400, peak_mb
+    assert pq.read_metadata(tmp_path / "o.parquet").num_rows == duckdb.sql(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM read_parquet('{tmp_path}/big.parquet') "
+        f"GROUP BY trader_id, symbol, trade_time // 60000)").fetchall()[0][0]
+
+
+@pytest.mark.parametrize("name", ["velostream.io.datasets", "velostream.io.columnar_sink",
+                                  "velostream.io.object_store"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+    failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failures == 0

@@ -58,10 +58,15 @@ class ColumnarFileSink:
     ``snappy`` default, ``zstd``, ``gzip``, ``lz4``, ``brotli``, ``none``), ``s3.endpoint``,
     ``s3.region``."""
 
-    def __init__(self, name: str, props: Properties, fmt: str):
+    def __init__(self, name: str, props: Properties, fmt: Optional[str] = None):
         self.name = name
         self.path = props.require("path")
+        if fmt is None:  # from the properties, as open_sink does
+            from .datasets import file_format
+            fmt = file_format(name, props, sink=True)
         props.get("format")
+        if fmt not in _EXT:
+            raise ConfigError(f"'{name}.format': a columnar sink writes parquet or arrow, not {fmt}")
         self.format = fmt
         self.compression = (props.get("compression") or "snappy").lower()
         if self.compression not in _COMPRESSION:
