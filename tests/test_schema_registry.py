@@ -11,6 +11,7 @@ import json
 import random
 import struct
 import uuid
+import zlib
 from collections import Counter
 from decimal import Decimal
 
@@ -316,3 +317,139 @@ def test_a_registry_needs_format_avro(side):
                              "schema.registry.url": scope()})
     with pytest.raises(ConfigError, match="needs 'k.format' = 'avro'"):
         KafkaSource("k", props) if side == "source" else KafkaSink("k", props)
+
+
+# ----------------------------------------- `velostream run` as a process, over HTTP to a registry
+
+class FakeRegistry:
+    """The part of Confluent's Schema Registry REST API the Avro serializers use (register a
+    schema under a subject, a schema by id, a subject's latest version), in memory, served over
+    HTTP on a free port: so ``velostream run`` in its own process and the test share a registry,
+    through confluent_kafka's real HTTP client."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.schemas: list[str] = []                  # id - 1 -> schema text
+        self.subjects: dict[str, list[int]] = {}      # subject -> ids, one per version
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802 - http.server's name
+                parts = self.path.split("?")[0].strip("/").split("/")
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
+                    self._send(200, {"id": registry.register(parts[1], body["schema"])})
+                else:
+                    self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+
+            def do_GET(self):  # noqa: N802
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[:2] == ["schemas", "ids"] and parts[2].isdigit():
+                    sid = int(parts[2])
+                    if 1 <= sid <= len(registry.schemas):
+                        return self._send(200, {"schema": registry.schemas[sid - 1]})
+                    return self._send(404, {"error_code": 40403, "message": "Schema not found"})
+                if len(parts) == 4 and parts[0] == "subjects" and parts[3] == "latest":
+                    ids = registry.subjects.get(parts[1])
+                    if ids:
+                        return self._send(200, {"subject": parts[1], "version": len(ids),
+                                                "id": ids[-1],
+                                                "schema": registry.schemas[ids[-1] - 1]})
+                    return self._send(404, {"error_code": 40401, "message": "Subject not found"})
+                self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def register(self, subject: str, schema: str) -> int:
+        if schema in self.schemas:
+            sid = self.schemas.index(schema) + 1
+        else:
+            self.schemas.append(schema)
+            sid = len(self.schemas)
+        ids = self.subjects.setdefault(subject, [])
+        if sid not in ids:
+            ids.append(sid)
+        return sid
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def http_registry():
+    reg = FakeRegistry()
+    yield reg
+    reg.close()
+
+
+def test_velostream_run_process_with_an_http_registry(kafka_broker, http_registry, tmp_path):
+    """``velostream run --bounded`` as its own process: Confluent-framed Avro in (written by
+    Confluent's AvroSerializer), Confluent-framed Avro out, against DuckDB; the bad messages
+    (an id the registry answers 404 for, a wrong magic byte, a truncated one) dead-lettered."""
+    import base64
+
+    import duckdb
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from test_cli import velostream
+    client = SchemaRegistryClient({"url": http_registry.url})
+    topic = kafka_broker.unique_topic("sr-http-in", partitions=2)
+    ser = AvroSerializer(client, json.dumps(TRADE))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    rows = trades(2000, seed=12, edges=[Decimal("1.0001"), Decimal("-0.0001"), None])
+    payloads = [ser(r, ctx) for r in rows]
+    bad = {100: b"\x00" + struct.pack(">I", 777) + payloads[100][5:],
+           900: b"\x01" + payloads[900][1:], 1700: payloads[1700][:3]}
+    keys = [(r["symbol"] or "").encode() for r in rows]
+    for part in (0, 1):  # each symbol in one partition, as the job's state recovery requires
+        idx = [i for i, k in enumerate(keys) if zlib.crc32(k) % 2 == part]
+        kafka_broker.produce(topic, [bad.get(i, payloads[i]) for i in idx],
+                             keys=[keys[i] for i in idx], partition=part)
+    out = kafka_broker.unique_topic("sr-http-out", partitions=1)
+    dead = tmp_path / "dead.jsonl"
+    props = {"trades.type": "kafka_source", "trades.topic": topic,
+             "trades.bootstrap.servers": kafka_broker.bootstrap,
+             "trades.group.id": f"sr-http-{uuid.uuid4().hex[:8]}", "trades.format": "avro",
+             "trades.schema.registry.url": http_registry.url,
+             "trades.event.time.field": "trade_time",
+             **{f"trades.{k}": v for k, v in FAST.items()},
+             "agg.type": "kafka_sink", "agg.topic": out,
+             "agg.bootstrap.servers": kafka_broker.bootstrap, "agg.format": "avro",
+             "agg.schema.registry.url": http_registry.url,
+             "failure.strategy": "LogAndContinue", "dead.letter.path": str(dead)}
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE STREAM agg AS\n" + WINDOWED + "\nWITH (" +
+                   ", ".join(f"'{k}' = '{v}'" for k, v in props.items()) + ")\n")
+    r = velostream("run", str(job), "--bounded", "--partitions", "2", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(bad)} failed" in r.stderr
+    msgs = kafka_broker.consume_all(out)
+    sid = client.get_latest_version(f"{out}-value").schema_id
+    assert msgs and all(struct.unpack(">bI", m.value()[:5]) == (0, sid) for m in msgs)
+    des = AvroDeserializer(client)
+    octx = SerializationContext(out, MessageField.VALUE)
+    got = Counter(tuple(des(m.value(), octx).values()) for m in msgs)
+    t = arrow_of([row for i, row in enumerate(rows) if i not in bad])  # noqa: F841 - DuckDB reads it
+    assert got == Counter(tuple(x) for x in duckdb.sql(DUCK).fetchall())
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    got_bad = sorted(base64.b64decode(d["payload_base64"]) if "payload_base64" in d
+                     else d["payload"].encode() for d in letters)
+    assert got_bad == sorted(bad.values())
+    assert any("schema id 777 is not in the registry" in d["error"] for d in letters)
