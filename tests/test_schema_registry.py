@@ -1,9 +1,11 @@
 """Avro in Confluent's wire format with a Schema Registry (``schema.registry.url``).
 
-The registry is confluent_kafka's ``MockSchemaRegistryClient`` (a ``mock://scope`` URL), which
-keeps its schemas in the memory of one process: so the end-to-end test runs ``velostream run``
-in-process (``velostream.cli.main``) against the real broker of tests/kafka_broker.py, and
-Confluent's own ``AvroSerializer`` / ``AvroDeserializer`` produce the input and read the output.
+Two registries: confluent_kafka's ``MockSchemaRegistryClient`` (a ``mock://scope`` URL), which
+keeps its schemas in the memory of one process, so those end-to-end tests run ``velostream run``
+in-process (``velostream.cli.main``); and ``FakeRegistry``, the registry's REST API over HTTP, so
+``velostream run`` also runs as its own process through confluent_kafka's real HTTP client. Both
+against the real broker of tests/kafka_broker.py, with Confluent's own ``AvroSerializer`` /
+``AvroDeserializer`` producing the input and reading the output.
 """
 from __future__ import annotations
 
