@@ -65,8 +65,13 @@ class ObjectStore:
                     kwargs["endpoint_override"] = rest.rstrip("/")
                 else:
                     kwargs["endpoint_override"] = endpoint.rstrip("/")
-            kwargs["region"] = region or os.environ.get("AWS_REGION") \
-                or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if region is None and not endpoint:  # AWS itself: ask where the bucket is
+                try:
+                    region = pafs.resolve_s3_region(path.split("://", 1)[1].split("/", 1)[0])
+                except Exception:  # noqa: BLE001 - offline, or no such bucket: the read says so
+                    region = None
+            kwargs["region"] = region or "us-east-1"
             try:
                 fs = pafs.S3FileSystem(**kwargs)
             except Exception as exc:  # noqa: BLE001 - any setup error is a property error here
