@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
 #: pages that must hold at least one tested example
-MUST_RUN = {"README.md", "docs/SQL.md", "docs/PYTHON_API.md", "docs/CLI.md", "docs/CONNECTORS.md"}
+MUST_RUN = {"README.md", "docs/SQL.md", "docs/PYTHON_API.md", "docs/CLI.md", "docs/CONNECTORS.md",
+            "docs/FUNCTIONS.md"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*test:\s*(file|run)\s*([^\s>]*)\s*-->\s*\n$")
 

@@ -41,8 +41,7 @@ from .expressions import BCall, BConst, Bound, Val, _and_valid, _norm_valid
 class Function:
     """One scalar function. ``signature`` and ``summary`` are its documentation; ``example`` is
     an expression whose value (``result``, as Python shows it) docs/FUNCTIONS.md demonstrates and
-    the tests check against DuckDB (``duckdb``: the expression DuckDB evaluates instead, or '' when
-    DuckDB has no such function)."""
+    the tests check against DuckDB."""
     name: str
     signature: str
     summary: str
@@ -52,7 +51,6 @@ class Function:
     evaluate: Optional[Callable] = None  # (Evaluator, BCall, Batch) -> Val
     aliases: tuple = ()
     group: str = "Numbers"
-    duckdb: Optional[str] = None
 
 
 @dataclass
@@ -576,7 +574,8 @@ def _eval_to_timestamp(ev, b, batch):
     if bad.any():
         ok = _and_valid(ok, ~bad)
         micros = np.where(bad, 0.0, micros)
-    return Val(micros.astype(np.int64) // 1000, ok, TIMESTAMP)
+    # to the nearest millisecond, half away from zero (DuckDB's EPOCH_MS of its microseconds)
+    return Val(X._round_half_away(micros / 1000).astype(np.int64), ok, TIMESTAMP)
 
 
 def _bind_epoch_ms(c: Call) -> Bound:
@@ -943,7 +942,7 @@ def _json_path(c: Optional[Call], path: str) -> list:
     """A JSON path as steps: str (object key) or int (array index; negative from the end).
     '$.a.b[0]', '$."a b"', '$[#-1]'; '/a/0' (JSON pointer); 'a' (one key), as DuckDB reads them."""
     if path.startswith("/"):
-        return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")] if path != "/" else [""]
+        return [_Pointer(p.replace("~1", "/").replace("~0", "~")) for p in path[1:].split("/")]
     if not path.startswith("$"):
         return [path]
     steps, at = [], 1
@@ -966,9 +965,17 @@ def _json_path(c: Optional[Call], path: str) -> list:
     return steps
 
 
+class _Pointer(str):
+    """A JSON pointer's step: a key, or an index when the value is an array."""
+
+
 def _json_get(doc, steps: list):
     for s in steps:
-        if isinstance(s, str):
+        if isinstance(s, _Pointer) and isinstance(doc, list):
+            if not s.isdigit() or int(s) >= len(doc):
+                return _MISSING
+            doc = doc[int(s)]
+        elif isinstance(s, str):
             if not isinstance(doc, dict) or s not in doc:
                 return _MISSING
             doc = doc[s]
@@ -983,15 +990,21 @@ def _no_constants(name):
     raise ValueError(name)
 
 
+_BIG_INTEGER = re.compile(r"\d{19}")
+
+
 def _json_loads(text: str):
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # integers beyond 64 bits: the standard library reads them (NaN / Infinity stay invalid)
+    if _BIG_INTEGER.search(text) is None:
         try:
-            return json.loads(text, parse_constant=_no_constants)
-        except ValueError:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
             return _MISSING
+    try:
+        # 19 digits or more may be an integer beyond 64 bits, which orjson reads as a DOUBLE:
+        # the standard library keeps it exact (NaN / Infinity stay invalid)
+        return json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return _MISSING
 
 
 def _json_dumps(value) -> str:
@@ -1050,6 +1063,12 @@ def _eval_concat_ws(ev, b, batch):
         return _null(STRING, n)
     arrays = [ev.to_arrow_strings(v, n) for v in vals[1:]]
     separator = ev.to_arrow_strings(sep, n) if not sep.is_scalar else _scalar_of(ev, sep)
+    # Arrow's join with null_handling='skip' drops the rows whose values are all NULL (instead
+    # of giving ''): such rows get one '' value, which joins to ''
+    all_null = None
+    for a in arrays:
+        all_null = a.is_null() if all_null is None else pc.and_(all_null, a.is_null())
+    arrays[0] = pc.if_else(all_null, pa.scalar("", pa.string()), arrays[0])
     text = pc.binary_join_element_wise(*arrays, separator, null_handling="skip")
     return ev.from_arrow_strings(text)
 
@@ -1238,7 +1257,7 @@ FUNCTIONS: list[Function] = [
     Function("UNIX_TIMESTAMP", "UNIX_TIMESTAMP([ts TIMESTAMP]) -> BIGINT",
              "Whole seconds since 1970-01-01 UTC (rounded down) of ts, or of now.",
              "UNIX_TIMESTAMP(CAST('1970-01-01 00:00:01.5' AS TIMESTAMP))", 1, bind=_bind_unix_timestamp,
-             evaluate=_eval_unix_timestamp, group=T, duckdb="CAST(FLOOR(EPOCH({0})) AS BIGINT)"),
+             evaluate=_eval_unix_timestamp, group=T),
     Function("DATEDIFF", "DATEDIFF(unit VARCHAR, start TIMESTAMP, end TIMESTAMP) -> BIGINT",
              "How many unit boundaries lie between start and end (week: whole weeks between the "
              "dates); negative when end is before start.",
@@ -1326,13 +1345,15 @@ def reference_markdown() -> str:
             if f.group != group:
                 continue
             aka = f" (also {', '.join(f.aliases)})" if f.aliases else ""
+            call = f"show({f.example!r})" if f.result is not None else f"print(show({f.example!r}))"
             out += [f"### {f.name}{aka}", "", f"`{f.signature}`", "", f.summary, "", "```python",
-                    f">>> show({f.example!r})", repr(f.result), "```", ""]
+                    f">>> {call}", repr(f.result), "```", ""]
     out += [
         "## Differences from DuckDB",
         "",
         "- Text that is not valid JSON makes the JSON functions NULL (DuckDB raises an error). A",
-        "  key given twice in one object: the last one counts (DuckDB: the first).",
+        "  key given twice in one object: the last one counts (DuckDB: the first). JSON is read",
+        "  strictly (RFC 8259): DuckDB also reads `NaN`, `Infinity` and trailing commas.",
         "- JSON paths: `$.key`, `$.\"quoted key\"`, `$[n]`, `$[#-n]`, JSON pointers `/a/0` and a",
         "  bare key; the wildcard `*` is not supported.",
         "- The pattern, format, unit and path arguments are constants (a pattern may also be a",

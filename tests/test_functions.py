@@ -1,0 +1,368 @@
+"""The scalar functions of the function table (velostream/exec/functions.py) against DuckDB.
+
+Every function runs over seeded data with NULLs and edge values (empty strings, accents and
+multi-byte characters, leap days, negative epochs, invalid JSON), through ``vs.query`` at
+partitions 1 and 2 and through ``vs.Engine`` with the input split into two batches; the expected
+values are DuckDB's. docs/FUNCTIONS.md is generated from the table and must equal it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream.errors import SqlError, VelostreamError
+from velostream.exec import functions as F
+
+ROOT = Path(__file__).resolve().parents[1]
+N_ROWS = 400
+
+# --------------------------------------------------------------------------- data
+
+_EDGE_TIMES = ["2000-02-29 23:59:59.999", "2024-02-29 00:00:00", "1900-03-01 12:00:00",
+               "1969-12-31 23:59:59.999", "1970-01-01 00:00:00", "1968-02-29 06:30:00.5",
+               "2021-01-03 10:00:00", "2020-12-31 23:00:00", "2099-12-31 23:59:59.001"]
+_ALPHABET = ["a", "b", "x", "é", "€", ",", ";", "-", " ", "1", "2", "A", "É", "\t", "ab", "ß"]
+_JSON_DOCS = ['{"a": 1, "b": {"c": [1, 2.5, "x"]}, "k y": true}', '{"a": "té\\u00e9\\n", "b": null}',
+              '[1, [2, 3], {"a": -0.0}]', '{"a": {"b": {"c": null}}}', '"just a string"', '12',
+              '{"a": [], "b": {}}', '{}', 'null', '{"a": 123456789012345678901}', '{"a": 1e2}',
+              '{"b": {"c": [{"d": "deep"}]}}', '  {"a" : 5 }  ']
+# (DuckDB also reads NaN, Infinity and trailing commas; strict JSON does not: docs/FUNCTIONS.md)
+_BAD_JSON = ["{bad", "", "{'a': 1}", "[1, 2", "{a: 1}", "tru", '{"a": 1} x']
+
+
+def _ms(text: str) -> int:
+    d = dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return int(d.timestamp() * 1000 + (0.5 if d.timestamp() >= 0 else -0.5))
+
+
+def _times(rng: random.Random, n: int) -> list:
+    lo, hi = _ms("1890-01-01 00:00:00"), _ms("2110-01-01 00:00:00")
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.08:
+            out.append(None)
+        elif r < 0.3:
+            out.append(_ms(rng.choice(_EDGE_TIMES)))
+        elif r < 0.4:
+            out.append(rng.randint(-5000, 5000))  # around the epoch, both sides
+        else:
+            out.append(rng.randint(lo, hi))
+    return out
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(_ALPHABET) for _ in range(rng.choice([0, 0, 1, 2, 3, 5, 8])))
+
+
+def table(seed: int = 0, n: int = N_ROWS) -> pa.Table:
+    rng = random.Random(seed)
+    texts = [None if rng.random() < 0.08 else _text(rng) for _ in range(n)]
+    others = [None if rng.random() < 0.08 else rng.choice([",", "a", "", "é", "x", " "]) for _ in range(n)]
+    docs = [None if rng.random() < 0.08 else rng.choice(_JSON_DOCS) for _ in range(n)]
+    secs = [None if rng.random() < 0.08 else rng.choice(
+        [rng.uniform(-3e9, 5e9), rng.randint(-10**6, 10**6) / 1000, -1.5, 0.0, 951782400.0])
+        for _ in range(n)]
+    return pa.table({
+        "i": pa.array(range(n), pa.int64()),
+        "ts": pa.array(_times(rng, n), pa.timestamp("ms")),
+        "ts2": pa.array(_times(rng, n), pa.timestamp("ms")),
+        "s": pa.array(texts, pa.string()),
+        "s2": pa.array(others, pa.string()),
+        "k": pa.array([None if rng.random() < 0.05 else rng.randint(-4, 6) for _ in range(n)], pa.int64()),
+        "ms": pa.array([None if rng.random() < 0.05 else rng.randint(-10**12, 4 * 10**12) for _ in range(n)],
+                       pa.int64()),
+        "sec": pa.array(secs, pa.float64()),
+        "j": pa.array(docs, pa.string()),
+    })
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def _duck(exprs: list[str], data: pa.Table) -> list[list]:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("raw", data)
+    # TIMESTAMP (microseconds): DuckDB's epoch_ms has no kernel for the TIMESTAMP_MS of Arrow input
+    stamps = [f"{c}::TIMESTAMP AS {c}" for c in data.column_names if pa.types.is_timestamp(data[c].type)]
+    con.execute(f"CREATE VIEW t AS SELECT * REPLACE ({', '.join(stamps)}) FROM raw" if stamps
+                else "CREATE VIEW t AS SELECT * FROM raw")
+    cols = ", ".join(f"{e} AS r{n}" for n, e in enumerate(exprs))
+    rows = con.execute(f"SELECT {cols} FROM t ORDER BY i").fetchall()
+    return [list(r) for r in zip(*rows)] if rows else [[] for _ in exprs]
+
+
+def _ours(exprs: list[str], data: pa.Table, how) -> list[list]:
+    cols = ", ".join(f"{e} AS r{n}" for n, e in enumerate(exprs))
+    sql = f"SELECT i, {cols} FROM t"
+    if how == "engine":
+        eng = vs.Engine(sql)
+        half = data.num_rows // 2
+        rows = []
+        for part in (data.slice(0, half), data.slice(half)):
+            rows += eng.push("t", part.combine_chunks().to_batches()[0]).to_pylist()
+    else:
+        rows = vs.query(sql, {"t": data}, partitions=how).to_pylist()
+    rows.sort(key=lambda r: r["i"])
+    return [[r[f"r{n}"] for r in rows] for n in range(len(exprs))]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b and type(a) is type(b) if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def check(cases: list[tuple[str, str]], data: pa.Table, how) -> None:
+    """Each (our expression, DuckDB's expression) gives DuckDB's value on every row."""
+    want = _duck([d for _, d in cases], data)
+    got = _ours([o for o, _ in cases], data, how)
+    for (ours, theirs), w, g in zip(cases, want, got):
+        bad = [(i, data["s"][i].as_py(), data["ts"][i].as_py(), x, y)
+               for i, (x, y) in enumerate(zip(g, w)) if not _same(x, y)]
+        assert not bad, f"{ours} (DuckDB: {theirs}) differs on rows (i, s, ts, ours, DuckDB): {bad[:5]}"
+
+
+HOW = [1, 2, "engine"]
+
+# --------------------------------------------------------------------------- date and time
+
+_UNITS = ["millennium", "century", "decade", "year", "quarter", "month", "week", "day", "hour",
+          "minute", "second", "millisecond"]
+_PARTS = ["year", "quarter", "month", "day", "hour", "minute", "second", "millisecond",
+          "microsecond", "dow", "isodow", "doy", "week", "isoyear", "yearweek", "decade", "century",
+          "millennium", "era", "epoch"]
+_FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%g", "%d/%m/%y %I:%M %p", "%a %A %b %B %h %j",
+            "%-d.%-m.%Y %-H:%-M:%-S %-j %-y", "%u %w %U %W %V %G", "%f|%n|%z|%Z|%%|%x %X|%c", "plain"]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_date_trunc_and_date_part(how):
+    cases = [(f"DATE_TRUNC('{u}', ts)", f"epoch_ms(date_trunc('{u}', ts))") for u in _UNITS]
+    cases += [(f"DATE_PART('{p}', ts)", f"date_part('{p}', ts)") for p in _PARTS]
+    cases += [("EXTRACT('year', ts)", "extract('year' FROM ts)"), ("DATE_PART('Hours', ts)", "date_part('hour', ts)"),
+              ("DATE_TRUNC('weeks', ts2)", "epoch_ms(date_trunc('week', ts2))")]
+    check(cases, table(1), how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_strftime_strptime(how):
+    cases = [(f"STRFTIME(ts, '{f}')", f"strftime(ts, '{f}')") for f in _FORMATS]
+    cases += [("DATE_FORMAT(ts2, '%Y%m%d')", "strftime(ts2, '%Y%m%d')")]
+    for f in ["%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S.%g", "%Y%m%d %-H:%M", "%b %d %Y", "%Y-%m-%d %H:%M:%S.%f"]:
+        cases.append((f"EPOCH_MS(STRPTIME(STRFTIME(ts, '{f}'), '{f}'))",
+                      f"epoch_ms(strptime(strftime(ts, '{f}'), '{f}'))"))
+    cases.append(("EPOCH_MS(TRY_STRPTIME(s, '%Y'))", "epoch_ms(try_strptime(s, '%Y'))"))
+    check(cases, table(2), how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_epochs_and_datediff(how):
+    cases = [("EPOCH_MS(TO_TIMESTAMP(sec))", "epoch_ms(to_timestamp(sec))"),
+             ("EPOCH_MS(FROM_UNIXTIME(k))", "epoch_ms(to_timestamp(k))"),
+             ("EPOCH_MS(ts)", "epoch_ms(ts)"), ("EPOCH_MS(EPOCH_MS(ms))", "epoch_ms(epoch_ms(ms))"),
+             ("EPOCH(ts)", "epoch(ts)"), ("UNIX_TIMESTAMP(ts)", "CAST(floor(epoch(ts)) AS BIGINT)"),
+             ("EPOCH_MS(DATE_TRUNC('day', EPOCH_MS(ms)))", "epoch_ms(date_trunc('day', epoch_ms(ms)))")]
+    cases += [(f"DATEDIFF('{u}', ts, ts2)", f"datediff('{u}', ts, ts2)") for u in _UNITS]
+    cases += [("DATE_DIFF('hour', ts2, ts)", "date_diff('hour', ts2, ts)"),
+              ("DATEDIFF('day', ts, '2000-02-29')", "datediff('day', ts, TIMESTAMP '2000-02-29')")]
+    check(cases, table(3), how)
+
+
+def test_now_is_processing_time():
+    before = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    rows = vs.query("SELECT NOW() AS a, CURRENT_TIMESTAMP() AS b, UNIX_TIMESTAMP() AS c, x FROM t",
+                    {"t": {"x": [1, 2, 3]}}).to_pylist()
+    after = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    assert len({r["a"] for r in rows}) == 1  # one value per batch
+    for r in rows:
+        assert before <= r["a"] <= after and before <= r["b"] <= after
+        assert before // 1000 <= r["c"] <= after // 1000
+
+
+def test_to_timestamp_out_of_range_fails_the_row():
+    with pytest.raises(VelostreamError, match="out of range"):
+        vs.query("SELECT TO_TIMESTAMP(x) AS r FROM t", {"t": {"x": [1.0, float("nan")]}})
+    with pytest.raises(VelostreamError, match="out of range"):
+        vs.query("SELECT TO_TIMESTAMP(x) AS r FROM t", {"t": {"x": [float("inf")]}})
+    got = vs.query("SELECT TO_TIMESTAMP(x) AS r FROM t", {"t": {"x": [None, -0.0015]}}).to_pylist()
+    assert [r["r"] for r in got] == [None, -2]  # -1500 us: floor to -2 ms
+
+
+def test_strptime_that_does_not_match_fails_the_row():
+    with pytest.raises(VelostreamError, match="Could not parse string"):
+        vs.query("SELECT STRPTIME(s, '%Y-%m-%d') AS r FROM t", {"t": {"s": ["2020-01-01", "x"]}})
+    got = vs.query("SELECT TRY_STRPTIME(s, '%Y-%m-%d') AS r FROM t",
+                   {"t": {"s": ["2020-02-29", "x", None]}}).to_pylist()
+    assert [r["r"] for r in got] == [_ms("2020-02-29 00:00:00"), None, None]
+
+
+# --------------------------------------------------------------------------- text
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_text_functions(how):
+    cases = [(e, e.replace("LPAD(s, k,", "LPAD(s, k::INTEGER,")) for e in [
+        "REPLACE(s, 'a', 'xy')", "REPLACE(s, '', 'z')", "REPLACE(s, s2, '_')", "REPLACE(s, 'é', '')",
+        "LTRIM(s)", "RTRIM(s)", "TRIM(s)", "LTRIM(s, 'a ')", "RTRIM(s, 'é,')", "TRIM(s, ' x')",
+        "SPLIT_PART(s, ',', 1)", "SPLIT_PART(s, ',', 2)", "SPLIT_PART(s, ',', -1)", "SPLIT_PART(s, ',', -3)",
+        "SPLIT_PART(s, ',', 0)", "SPLIT_PART(s, '', 2)", "SPLIT_PART(s, '', -1)", "SPLIT_PART(s, ',', k)",
+        "SPLIT_PART(s, s2, 1)", "SPLIT_PART(s, 'ab', 2)",
+        "LPAD(s, 5, 'xy')", "RPAD(s, 4, '€')", "LPAD(s, 0, 'x')", "RPAD(s, -2, 'x')", "LPAD(s, k, '-')",
+        "LEFT(s, 2)", "LEFT(s, -1)", "LEFT(s, 0)", "RIGHT(s, 3)", "RIGHT(s, -2)", "RIGHT(s, 0)", "LEFT(s, k)",
+        "RIGHT(s, k)", "STRPOS(s, 'a')", "STRPOS(s, '')", "STRPOS(s, 'é,')", "STRPOS(s, s2)", "INSTR(s, 'b')",
+        "REVERSE(s)", "STARTS_WITH(s, 'a')", "STARTS_WITH(s, '')", "ENDS_WITH(s, 'b')", "STARTS_WITH(s, s2)",
+        "CONCAT_WS(',', s, s2)", "CONCAT_WS(s2, s, 'x', NULL)", "CONCAT_WS('-', s, k, 1.5)",
+        "CONCAT_WS(NULL, s)", "UPPER(REVERSE(s))", "LENGTH(LPAD(s, 6, 'ab'))"]]
+    check(cases, table(4), how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_regex_functions(how):
+    cases = [(e, e) for e in [
+        "REGEXP_MATCHES(s, '^a')", "REGEXP_MATCHES(s, 'É', 'i')", "REGEXP_MATCHES(s, '[0-9]{2}')",
+        "REGEXP_MATCHES(s, s2)", "REGEXP_REPLACE(s, '[aé]', '<\\0>')", "REGEXP_REPLACE(s, '[aé]', '_', 'g')",
+        "REGEXP_REPLACE(s, '([a-z])([0-9])', '\\2\\1', 'g')", "REGEXP_REPLACE(s, 'A', '!', 'gi')",
+        "REGEXP_EXTRACT(s, '[a-z]+')", "REGEXP_EXTRACT(s, '([a-z])([0-9]?)', 2)",
+        "REGEXP_EXTRACT(s, '([a-z])([0-9]?)', 1)", "REGEXP_EXTRACT(s, '(x)', 5)",
+        "REGEXP_EXTRACT(s, '(?:b)(x)?', 1)", "REGEXP_EXTRACT(s, '(A|é)+', 0, 'i')",
+        "REGEXP_EXTRACT(s, '[(]?(a)[)]?\\(?', 1)", "REGEXP_EXTRACT(s, '$')"]]
+    check(cases, table(5), how)
+
+
+# --------------------------------------------------------------------------- JSON
+
+_PATHS = ["$.a", "$.b.c[1]", "$.b.c[#-1]", '$."k y"', "$[1][0]", "$[#-1].a", "$", "$.b", "$.a.b.c",
+          "$.b.c[0].d", "/b/c/0", "a", "$.missing"]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_json_functions(how):
+    cases = []
+    for p in _PATHS:
+        q = p.replace("'", "''")
+        cases += [(f"JSON_EXTRACT(j, '{q}')", f"json_extract(j, '{q}')::VARCHAR"),
+                  (f"JSON_VALUE(j, '{q}')", f"json_value(j, '{q}')"),
+                  (f"JSON_EXTRACT_STRING(j, '{q}')", f"json_extract_string(j, '{q}')"),
+                  (f"JSON_EXISTS(j, '{q}')", f"json_exists(j, '{q}')")]
+    check(cases, table(6), how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_invalid_json_is_null(how):
+    # DuckDB raises an error for text that is not JSON; velostream makes it NULL
+    # (docs/FUNCTIONS.md, "Differences from DuckDB"): the reference guards with json_valid
+    data = table(7)
+    rng = random.Random(7)
+    docs = [rng.choice(_BAD_JSON) if rng.random() < 0.3 else v for v in data["j"].to_pylist()]
+    data = data.set_column(data.schema.get_field_index("j"), "j", pa.array(docs, pa.string()))
+    cases = []
+    for p in ["$.a", "$.b.c[1]", "$"]:
+        cases += [(f"{ours}(j, '{p}')", f"CASE WHEN json_valid(j) THEN {theirs}(j, '{p}') END{cast}")
+                  for ours, theirs, cast in [("JSON_EXTRACT", "json_extract", "::VARCHAR"),
+                                             ("JSON_VALUE", "json_value", ""),
+                                             ("JSON_EXISTS", "json_exists", "")]]
+    check(cases, data, how)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("DATE_TRUNC('hour')", "DATE_TRUNC takes 2 argument"),
+    ("DATE_TRUNC('fortnight', ts)", "unknown unit 'fortnight'"),
+    ("DATE_TRUNC(s, ts)", "unit must be a constant"),
+    ("DATE_TRUNC('hour', k)", "needs a TIMESTAMP"),
+    ("DATE_PART('yeer', ts)", "did you mean 'year'"),
+    ("STRFTIME(ts, '%Q')", "unsupported format specifier %Q"),
+    ("STRFTIME(ts)", "STRFTIME takes 2 argument"),
+    ("STRPTIME(s, '%S.%f %Y')", "must end the format"),
+    ("TO_TIMESTAMP(s)", "needs a number"),
+    ("EPOCH_MS(s)", "EPOCH_MS takes a TIMESTAMP or an integer"),
+    ("DATEDIFF('day', ts)", "DATEDIFF takes 3 argument"),
+    ("NOW(1)", "NOW takes 0 argument"),
+    ("REPLACE(s, 'a')", "REPLACE takes 3 argument"),
+    ("LEFT(s, 'a')", "needs an integer"),
+    ("LPAD(s, 1.5, 'x')", "needs an integer"),
+    ("REGEXP_MATCHES(s, '(')", "invalid regular expression"),
+    ("REGEXP_REPLACE(s, 'a', 'b', 'q')", "unsupported regex option"),
+    ("REGEXP_EXTRACT(s, 'a', 10)", "between 0 and 9"),
+    ("REGEXP_EXTRACT(s, 'a', k)", "group must be an integer constant"),
+    ("JSON_EXTRACT(j, s)", "path must be a constant"),
+    ("JSON_VALUE(j, '$.a[')", "invalid JSON path"),
+    ("JSON_VALUE(j, '$.*')", "wildcard"),
+    ("SPLIT_PART(s, ',')", "SPLIT_PART takes 3 argument"),
+    ("REGEXP_EXTRAKT(s, 'a')", "unknown function REGEXP_EXTRAKT; did you mean REGEXP_EXTRACT"),
+    ("DATETRUNC('day', ts)", "did you mean DATE_TRUNC"),
+])
+def test_wrong_calls_are_sql_errors(expr, message):
+    with pytest.raises(SqlError, match=re.escape(message)) as info:
+        vs.query(f"SELECT {expr} AS r FROM t", {"t": table(8, 5)})
+    assert info.value.line == 1 and info.value.column == 8  # points at the call
+
+
+def test_lpad_without_padding_fails_the_row():
+    with pytest.raises(VelostreamError, match="Insufficient padding"):
+        vs.query("SELECT LPAD(s, 3, '') AS r FROM t", {"t": {"s": ["abc", "a"]}})
+    got = vs.query("SELECT LPAD(s, 2, '') AS r FROM t", {"t": {"s": ["abc", None]}}).to_pylist()
+    assert [r["r"] for r in got] == ["ab", None]
+
+
+def test_functions_in_where_and_group_by(partitions):
+    data = table(9)
+    sql = ("SELECT SPLIT_PART(s, ',', 1) AS p, COUNT(*) AS n FROM t "
+           "WHERE REGEXP_MATCHES(s, '[a-z]') AND DATE_PART('year', ts) >= 1970 GROUP BY SPLIT_PART(s, ',', 1)")
+    final = {}  # the query emits changes: each group's last row is its count
+    for r in vs.query(sql, {"t": data}, partitions=partitions).to_pylist():
+        final[r["p"]] = r["n"]
+    con = duckdb.connect()
+    con.register("t", data)
+    assert final == dict(con.execute(sql).fetchall())
+
+
+# --------------------------------------------------------------------------- the table and its page
+
+
+def test_reference_page_is_generated_from_the_table():
+    page = (ROOT / "docs" / "FUNCTIONS.md").read_text()
+    assert page == F.reference_markdown(), (
+        "docs/FUNCTIONS.md is out of date: regenerate it with "
+        "python -c 'from velostream.exec import functions as F; print(F.reference_markdown(), end=\"\")' "
+        "> docs/FUNCTIONS.md")
+    documented = set(re.findall(r"^### (\w+)", page, re.M))
+    for aliases in re.findall(r"^### \w+ \(also ([\w, ]+)\)", page, re.M):
+        documented |= {a.strip() for a in aliases.split(",")}
+    assert documented == set(F.TABLE)
+
+
+def test_every_name_the_binder_takes_is_in_the_table():
+    from velostream.exec import expressions
+    for name in expressions.SCALAR_FUNCTIONS:
+        assert name in F.TABLE, name
+    for name, f in F.TABLE.items():  # each one binds (a call with the right arguments works)
+        vs.query(f"SELECT {f.example} AS r FROM t", {"t": {"x": [1]}})
+
+
+@pytest.mark.parametrize("f", F.FUNCTIONS, ids=lambda f: f.name)
+def test_documented_example_agrees_with_duckdb(f):
+    got = vs.query(f"SELECT {f.example} AS r FROM t", {"t": {"x": [1]}}).to_pylist()[0]["r"]
+    assert _same(got, f.result), (got, f.result)
+    if f.name in ("NOW",):  # processing time: no fixed value
+        return
+    expr = f.example
+    if f.name == "UNIX_TIMESTAMP":  # not a DuckDB function: whole seconds of EPOCH
+        expr = f"CAST(FLOOR(EPOCH({expr[len('UNIX_TIMESTAMP('):-1]})) AS BIGINT)"
+    want = duckdb.connect().execute(f"SELECT {expr}").fetchone()[0]
+    if isinstance(want, dt.datetime):
+        want = int(want.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    assert _same(got, want), (expr, got, want)
