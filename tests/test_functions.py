@@ -30,7 +30,7 @@ N_ROWS = 400
 _EDGE_TIMES = ["2000-02-29 23:59:59.999", "2024-02-29 00:00:00", "1900-03-01 12:00:00",
                "1969-12-31 23:59:59.999", "1970-01-01 00:00:00", "1968-02-29 06:30:00.5",
                "2021-01-03 10:00:00", "2020-12-31 23:00:00", "2099-12-31 23:59:59.001"]
-_ALPHABET = ["a", "b", "x", "é", "€", ",", ";", "-", " ", "1", "2", "A", "É", "\t", "ab", "ß"]
+_ALPHABET = ["a", "b", "x", "é", "€", ",", ";", "-", " ", "1", "2", "A", "É", "\t", "ab", "ß", "\n"]
 _JSON_DOCS = ['{"a": 1, "b": {"c": [1, 2.5, "x"]}, "k y": true}', '{"a": "té\\u00e9\\n", "b": null}',
               '[1, [2, 3], {"a": -0.0}]', '{"a": {"b": {"c": null}}}', '"just a string"', '12',
               '{"a": [], "b": {}}', '{}', 'null', '{"a": 123456789012345678901}', '{"a": 1e2}',
@@ -236,7 +236,11 @@ def test_regex_functions(how):
         "REGEXP_EXTRACT(s, '[a-z]+')", "REGEXP_EXTRACT(s, '([a-z])([0-9]?)', 2)",
         "REGEXP_EXTRACT(s, '([a-z])([0-9]?)', 1)", "REGEXP_EXTRACT(s, '(x)', 5)",
         "REGEXP_EXTRACT(s, '(?:b)(x)?', 1)", "REGEXP_EXTRACT(s, '(A|é)+', 0, 'i')",
-        "REGEXP_EXTRACT(s, '[(]?(a)[)]?\\(?', 1)", "REGEXP_EXTRACT(s, '$')"]]
+        "REGEXP_EXTRACT(s, '[(]?(a)[)]?\\(?', 1)", "REGEXP_EXTRACT(s, '$')",
+        "REGEXP_MATCHES(s, 'a.b')", "REGEXP_MATCHES(s, 'a.b', 's')", "REGEXP_MATCHES(s, 'A.', 'ism')",
+        "REGEXP_EXTRACT(s, '.b')", "REGEXP_EXTRACT(s, '.b', 0, 's')", "REGEXP_EXTRACT(s, '(.)$', 1, 'ic')",
+        "REGEXP_REPLACE(s, '.', '_', 'gs')", "REGEXP_REPLACE(s, '.', '_', 'g')"]]
+    cases.append(("REGEXP_LIKE(s, 'x|é')", "regexp_matches(s, 'x|é')"))
     check(cases, table(5), how)
 
 
@@ -309,6 +313,13 @@ def test_wrong_calls_are_sql_errors(expr, message):
     with pytest.raises(SqlError, match=re.escape(message)) as info:
         vs.query(f"SELECT {expr} AS r FROM t", {"t": table(8, 5)})
     assert info.value.line == 1 and info.value.column == 8  # points at the call
+
+
+def test_a_pattern_column_with_an_invalid_pattern_fails_its_rows():
+    with pytest.raises(VelostreamError, match="missing \\)") as info:
+        vs.Engine("SELECT REGEXP_MATCHES(s, p) AS r FROM t").push(
+            "t", pa.record_batch({"s": ["a", "b", "c"], "p": ["a", "(", "b"]}))
+    assert info.value.rows.tolist() == [False, True, False]
 
 
 def test_lpad_without_padding_fails_the_row():

@@ -638,7 +638,18 @@ def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
     enc = pc.dictionary_encode(pa.array(codes))
     idx = enc.indices.to_numpy(zero_copy_only=False)
     distinct = ev.strings.decode(enc.dictionary.to_numpy(zero_copy_only=False))
-    res = kernel(distinct)
+    try:
+        res = kernel(distinct)
+    except pa.ArrowInvalid as exc:
+        # a parameter read from a column (a pattern) that Arrow rejects: its rows fail
+        full = np.zeros(n, dtype=bool)
+        live = np.ones(m, dtype=bool) if ok is None else ok
+        if rows is None:
+            full = live
+        else:
+            full[rows] = live
+        ev.check(full, None, n, lambda i: f"Invalid Input Error: {exc}")
+        return _null(out, m)
     if isinstance(res, tuple):
         res, bad, describe = res
         if bad.any():
@@ -730,10 +741,11 @@ def _text_fn(*types: str, returns: SqlType = STRING, lo: Optional[int] = None, d
                 args.append(defaults[i - (total - len(defaults))])
                 continue
             args.append(c.text(i) if kind == "text" else c.integer(i))
-        check = _CHECKS.get(c.name)
+        fn = _CANONICAL.get(c.name, c.name)
+        check = _CHECKS.get(fn)
         if check is not None:
             check(c, args)
-        return BCall(returns, _CANONICAL.get(c.name, c.name), tuple(args))
+        return BCall(returns, fn, tuple(args))
     return bind
 
 
@@ -839,28 +851,31 @@ def _strpos(needle: str):
     return kernel
 
 
-_REGEX_OPTIONS = set("ics")
+# DuckDB's regex options: i / c (case-insensitive / -sensitive), s (. matches a line break too)
+# / m, n, p (newline-sensitive: the default), the last of a pair winning; g (every match) for
+# REPLACE
+_REGEX_OPTIONS = set("icsmnp")
 
 
-def _regex_flags(options: str) -> tuple[bool, str]:
-    """(ignore case, RE2 inline flags) of DuckDB's regex options ('i' / 'c', 's', 'g' apart)."""
-    ignore = False
+def _regex_flags(options: str) -> str:
+    """The RE2 inline flags, such as '(?is)', of DuckDB's regex options."""
+    ignore = dot_nl = False
     for ch in options:
-        if ch == "i":
-            ignore = True
-        elif ch == "c":
-            ignore = False
-    return ignore, ""
+        if ch in "ic":
+            ignore = ch == "i"
+        elif ch in "smnp":  # the last of s (on) and m / n / p (off) wins
+            dot_nl = ch == "s"
+    flags = ("i" if ignore else "") + ("s" if dot_nl else "")
+    return f"(?{flags})" if flags else ""
 
 
 def _regexp_matches(pattern: str, options: str = ""):
-    ignore, _ = _regex_flags(options)
-    return lambda arr: pc.match_substring_regex(arr, pattern, ignore_case=ignore)
+    regex = _regex_flags(options) + pattern
+    return lambda arr: pc.match_substring_regex(arr, regex)
 
 
 def _regexp_replace(pattern: str, replacement: str, options: str = ""):
-    ignore, _ = _regex_flags(options)
-    regex = ("(?i)" if ignore else "") + pattern
+    regex = _regex_flags(options) + pattern
     limit = None if "g" in options else 1
     return lambda arr: pc.replace_substring_regex(arr, regex, replacement, max_replacements=limit)
 
@@ -891,12 +906,12 @@ def _capture_groups(pattern: str) -> int:
 
 
 def _regexp_extract(pattern: str, group: int = 0, options: str = ""):
-    ignore, _ = _regex_flags(options)
-    flags = "(?s" + ("i" if ignore else "") + ")"
+    flags = _regex_flags(options)
     # The whole text is matched by a lazy prefix, the pattern (as group 1) and the rest, and
     # replaced by the wanted group: RE2's leftmost-first search of the pattern, group by number.
-    whole = f"{flags}\\A.*?({'(?i)' if ignore else ''}{pattern}).*\\z"
-    detect = ("(?i)" if ignore else "") + pattern
+    # Only the prefix and the rest let '.' match a line break; the pattern keeps its options.
+    whole = f"(?s:\\A.*?)({flags}{pattern})(?s:.*\\z)"
+    detect = flags + pattern
     if group > _capture_groups(pattern):
         return lambda arr: pc.if_else(arr.is_valid(), pa.scalar("", pa.string()),
                                       pa.scalar(None, pa.string()))
@@ -910,7 +925,7 @@ def _regexp_extract(pattern: str, group: int = 0, options: str = ""):
 
 def _check_regex(c: Call, args: list) -> None:
     """A constant pattern is compiled at plan time; options and group are checked too."""
-    name = c.name
+    name = _CANONICAL.get(c.name, c.name)
     pattern = args[1]
     if isinstance(pattern, BConst) and pattern.value is not None:
         try:
@@ -922,7 +937,7 @@ def _check_regex(c: Call, args: list) -> None:
         opt = c.constant_text(opt_at, "options")
         bad = sorted(set(opt or "") - (_REGEX_OPTIONS | ({"g"} if name == "REGEXP_REPLACE" else set())))
         if bad:
-            raise c.error(f"{name}: unsupported regex option(s) {''.join(bad)!r} (options: i, c, s"
+            raise c.error(f"{name}: unsupported regex option(s) {''.join(bad)!r} (options: i, c, s, m, n, p"
                           + (", g" if name == "REGEXP_REPLACE" else "") + ")")
     if name == "REGEXP_EXTRACT" and len(c.args) > 2:
         g = args[2]
