@@ -120,9 +120,10 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
     start anywhere: at offset ``start``, which is on ``line``, a line that begins at offset
     ``line_start`` (the parser resumes here after scanning a run of list items itself)."""
     ops = _OP_VALUES
-    find_break = _NEWLINE.search
-    brk = find_break(sql, start)  # the next line break: lines are counted as tokens pass them
-    next_line = brk.end() if brk else len(sql) + 1
+    # lines are counted as tokens pass the line breaks: next_line is where the next line starts,
+    # or (is_line False) a checkpoint where to look further, so that a restart does not scan
+    # the whole rest of a text without line breaks
+    next_line, is_line = _next_line(sql, start)
     word, op = _WORD_GROUP, _OP_GROUP
     comments, puncts = _COMMENT_GROUPS, _PUNCT_GROUPS
     end = start  # where the last token ended: the position of EOF
@@ -132,10 +133,10 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
             continue
         at, end = m.span(g)
         while next_line <= at:  # the token is on a later line (whitespace, comments, a string)
-            line += 1
-            line_start = next_line
-            brk = find_break(sql, next_line)
-            next_line = brk.end() if brk else len(sql) + 1
+            if is_line:
+                line += 1
+                line_start = next_line
+            next_line, is_line = _next_line(sql, next_line)
         text = m.group(g)
         # the common kinds inline (a 1 MB text has hundreds of thousands of tokens)
         if g == word:
@@ -147,11 +148,25 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
         else:
             yield _make(sql, _RULES[g], text, line, at - line_start + 1, at)
     while next_line <= end:  # EOF after a string that spans lines
-        line += 1
-        line_start = next_line
-        brk = find_break(sql, next_line)
-        next_line = brk.end() if brk else len(sql) + 1
+        if is_line:
+            line += 1
+            line_start = next_line
+        next_line, is_line = _next_line(sql, next_line)
     yield Token(EOF, "", None, line, end - line_start + 1, len(sql))
+
+
+def _next_line(sql: str, at: int, window: int = 4096) -> tuple[int, bool]:
+    """(where the line after offset ``at`` starts, True), or (a checkpoint, False) when no line
+    break is in the next ``window`` characters; (past the end, False) at the end."""
+    if at >= len(sql):
+        return len(sql) + 1, False
+    brk = _NEWLINE.search(sql, at, at + window)
+    if brk is None:
+        return at + window, False
+    end = brk.end()
+    if end < len(sql) and sql[end] == "\n" and brk.group() == "\r":
+        end += 1  # a \r\n cut by the window's end
+    return end, True
 
 
 def _make(sql: str, rule: str, text: str, line: int, col: int, at: int = -1) -> Token:

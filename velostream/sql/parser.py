@@ -885,14 +885,7 @@ class _Parser:
             raise self.error(self.tok, _too_deep())
         self.nesting += 1
         try:
-            tok = self.tok
-            k = tok.kind
-            if ((k in _OPERAND_KINDS or (k == WORD and tok.upper != "NOT"))
-                    and _ends_expression(self.peek())):
-                # one token and done (``x,``  ``1)``  ``'a' AS``): no operator to look for
-                e = self.primary()
-            else:
-                e = self.binary(_OR)
+            e = self.expr_body()
         finally:
             self.nesting -= 1
         # Every method below leaves the height of the tree it built in self.height (exact but
@@ -903,6 +896,16 @@ class _Parser:
             if deep is not None:
                 raise SqlError.at(self.sql, getattr(deep, "pos", None) or self.tok.pos, _too_deep())
         return e
+
+    def expr_body(self) -> ast.Expr:
+        """expr() without its checks: for an expression level already counted (parenthesized)."""
+        tok = self.tok
+        k = tok.kind
+        if ((k in _OPERAND_KINDS or (k == WORD and tok.upper != "NOT"))
+                and _ends_expression(self.peek())):
+            # one token and done (``x,``  ``1)``  ``'a' AS``): no operator to look for
+            return self.primary()
+        return self.binary(_OR)
 
     def binary(self, min_prec: int) -> ast.Expr:
         """The expression at precedence ``min_prec`` or tighter (precedence climbing: one call
@@ -922,7 +925,10 @@ class _Parser:
             self.height += len(nots)
         else:
             left = self.unary()
-        height = self.height  # of ``left``
+        return self._climb(left, self.height, min_prec)
+
+    def _climb(self, left: ast.Expr, height: int, min_prec: int) -> ast.Expr:
+        """binary() from its first operand on: ``left``, of ``height``."""
         links = 0  # operators applied to ``left`` in this call: each adds one level to the tree
         while True:
             tok = self.tok
@@ -1137,6 +1143,10 @@ class _Parser:
         tok = self.tok
         if not (tok.kind == PUNCT and tok.value == "::"):
             return e
+        return self._casts(e)
+
+    def _casts(self, e: ast.Expr) -> ast.Expr:
+        """``e::type::type...`` (postfix from its operand on)."""
         height = self.height
         links = 0
         while self.at_punct("::"):
@@ -1166,12 +1176,7 @@ class _Parser:
             self.advance()
             return ast.IntervalLiteral(tok.value, pos=tok.pos)
         if k == PUNCT and tok.value == "(":
-            self.advance()
-            if self.at_kw("SELECT"):
-                raise self.unsupported(self.tok, "subqueries are not supported")
-            e = self.expr()
-            self.expect_punct(")", "')'")
-            return e
+            return self.parenthesized()
         if k == WORD:
             u = tok.upper
             nxt = self.peek()
@@ -1197,6 +1202,75 @@ class _Parser:
         if k == QIDENT:
             return self.column_ref()
         raise self.expected("an expression")
+
+    def parenthesized(self) -> ast.Expr:
+        """``( expr )``, and a run of them: ``((((x) + 1)))`` is read in one loop here, not one
+        recursion through every precedence level per parenthesis (a megabyte of nested-but-legal
+        parentheses). Each ``(`` is an expression level of its own, as if expr() were called
+        for it: it counts toward the nesting limit, checked at the token after it."""
+        opened = 0
+        try:
+            while self.tok.kind == PUNCT and self.tok.value == "(":
+                run = self._paren_run(_OPEN_RUN, MAX_EXPRESSION_DEPTH - self.nesting)
+                if run:  # n of them read from the text at once (no SELECT can follow but the last)
+                    self.nesting += run
+                    opened += run
+                    continue
+                self.advance()
+                if self.at_kw("SELECT"):
+                    raise self.unsupported(self.tok, "subqueries are not supported")
+                if self.nesting >= MAX_EXPRESSION_DEPTH:
+                    raise self.error(self.tok, _too_deep())
+                self.nesting += 1
+                opened += 1
+            if self.at_kw("SELECT"):
+                raise self.unsupported(self.tok, "subqueries are not supported")
+            e = self.expr_body()
+            while True:
+                run = self._paren_run(_CLOSE_RUN, opened) if opened > 1 else 0
+                if run:
+                    closed = run
+                else:
+                    self.expect_punct(")", "')'")
+                    closed = 1
+                self.nesting -= closed
+                opened -= closed
+                if not opened:
+                    return e  # a parenthesis adds no node: self.height is the inner one's
+                # the enclosing level goes on after its (...) operand: casts, then operators
+                tok = self.tok
+                if tok.kind == PUNCT and tok.value == ")":
+                    continue
+                if tok.kind == PUNCT and tok.value == "::":
+                    e = self._casts(e)
+                e = self._climb(e, self.height, _OR)
+        finally:
+            self.nesting -= opened
+
+    def _paren_run(self, pattern: re.Pattern, most: int) -> int:
+        """Read up to ``most`` of the parentheses of a run (``pattern``: ``( ( (`` or ``) ) )``
+        with spaces between) from the text at the current token, and go on tokenizing after
+        them; their number, or 0 (fewer than two, a line break or comment among them: the
+        caller reads them one token at a time)."""
+        tok = self.tok
+        m = pattern.match(self.sql, tok.offset)
+        if m is None:
+            return 0
+        text = m.group()
+        if "\n" in text or "\r" in text:
+            return 0
+        blanks = text.count(" ") + text.count("\t")
+        n = min(len(text) - blanks, most)
+        if n < 2:
+            return 0
+        if n == len(text) - blanks:
+            end = m.end()
+        elif not blanks:
+            end = tok.offset + n
+        else:  # just after the n-th parenthesis
+            end = tok.offset + [i for i, c in enumerate(text) if c in "()"][n - 1] + 1
+        self._restart(end, tok.line, tok.offset - tok.column + 1, n)
+        return n
 
     def column_ref(self) -> ast.Column:
         tok = self.tok
@@ -1475,6 +1549,9 @@ _WORD_PREC = {"OR": _OR, "AND": _AND, "IS": _CMP, "IN": _CMP, "BETWEEN": _CMP, "
 # One simple list item and the comma after it (_Parser.simple_items): the same spellings as the
 # lexer's number, string and word rules; an item followed by anything but a comma is not simple.
 _RUN_KINDS = (INT, FLOAT, STRING, WORD)
+# A run of parentheses (_Parser._paren_run): only blanks between them
+_OPEN_RUN = re.compile(r"\((?:[ \t]*\()*")
+_CLOSE_RUN = re.compile(r"\)(?:[ \t]*\))*")
 _RUN_ITEM = re.compile(r"""
     (?: (?P<int>\d+(?![.\w]))
       | (?P<float>(?:\d+\.\d*|\.\d+|\d+)(?:E[+-]?\d+)?(?!\w))
