@@ -262,6 +262,30 @@ def test_corrupt_file_fail_batch_fails_the_job(tmp_path, data):
     src.close()
 
 
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_corrupt_row_group_is_one_reject_the_others_are_read(tmp_path, data, partitions):
+    pq.write_table(data, tmp_path / "t.parquet", row_group_size=data.num_rows // 4)
+    md = pq.ParquetFile(tmp_path / "t.parquet").metadata
+    assert md.num_row_groups == 4
+    raw = bytearray((tmp_path / "t.parquet").read_bytes())
+    at = md.row_group(2).column(0).data_page_offset  # garbage over row group 2's first page header
+    raw[at:at + 16] = b"\xff" * 16
+    (tmp_path / "t.parquet").write_bytes(bytes(raw))
+    lost = range(2 * md.row_group(0).num_rows, 3 * md.row_group(0).num_rows)
+    keep = np.ones(data.num_rows, dtype=bool)
+    keep[lost.start:lost.stop] = False
+    want = duck("kept", kept=data.filter(pa.array(keep)))
+    src = DatasetSource("t", Properties("t", {"path": str(tmp_path / "t.parquet")}))
+    job = vs.Job(SQL, {"t": src}, partitions=partitions, failure_strategy="LogAndContinue")
+    job.run()
+    src.close()
+    assert job.stats.records_rejected == 1
+    [(_, dead)] = job.dead_letters
+    assert dead.column("position").to_pylist() == [f"{tmp_path / 't.parquet'}#row-group-2"]
+    assert_same(rows_of(job.result().to_arrow()), want)
+    assert src.position == (0, data.num_rows)  # the lost rows are behind the position too
+
+
 def test_seek_resumes_at_a_file_and_row(tmp_path, data):
     write_files(tmp_path, "parquet", split_in_time(data, 2), ["d/a.parquet", "d/b.parquet"])
     src = DatasetSource("t", Properties("t", {"path": str(tmp_path / "d"), "batch.size": "1000"}))
@@ -351,10 +375,14 @@ def test_sink_from_job_spec_and_no_rows(tmp_path, data):
 
 
 # ------------------------------------------------------------------------------ memory, examples
-# runs ``velostream`` in this process and reports its peak RSS (MB) on stderr's last line
-PEAK_RSS = ("import atexit, resource, runpy, sys\n"
-            "atexit.register(lambda: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
-            " file=sys.stderr))\n"
+# runs ``velostream`` in this process and reports its peak RSS (MB) on stderr's last line: the
+# kernel's VmHWM of this process image (ru_maxrss would also count the forking parent's pages)
+PEAK_RSS = ("import atexit, runpy, sys\n"
+            "def peak():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith('VmHWM:'):\n"
+            "            print(int(line.split()[1]) / 1024, file=sys.stderr)\n"
+            "atexit.register(peak)\n"
             "sys.argv = ['velostream'] + sys.argv[1:]\n"
             "runpy.run_module('velostream', run_name='__main__')\n")
 
