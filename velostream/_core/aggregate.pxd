@@ -36,6 +36,8 @@ cdef enum AggStatus:
     AGG_OK = 0
     AGG_NO_MEMORY = 1          # a C++ container failed to allocate: MemoryError
     AGG_OVERFLOW = 2           # an exact BIGINT sum does not fit in int64: OutOfRangeError
+    AGG_NO_STRINGS = 3         # a text MIN/MAX ran without its string view (a raw-pointer
+                               # caller such as group_step): RuntimeError
 
 
 cdef class Aggregate:
@@ -132,6 +134,8 @@ cdef class ApproxCountDistinct(CountDistinct):
 
 
 cdef class _PickBase(Aggregate):
+    # ``valid`` may also hold 2 for a row that is not the aggregate's input at all (it failed the
+    # aggregate's FILTER): such a row is skipped, where a NULL (0) row can still be picked.
     cdef bint last                 # 1 for LAST (latest seq wins), 0 for FIRST (earliest wins)
     cdef vector[uint8_t] state     # 0 empty, 1 picked row was NULL, 2 picked row has a value
     cdef vector[int64_t] seq       # arrival number of the picked row, compared by merge
@@ -144,6 +148,27 @@ cdef class First(_PickBase):
 
 
 cdef class Last(_PickBase):
+    pass
+
+
+cdef class _TextMinMaxBase(_MinMaxBase):
+    # MIN/MAX of text: ``ival`` holds string codes of the job's string dictionary, compared by
+    # the strings' UTF-8 bytes (DuckDB's order, = code point order), never by code. The view of
+    # the dictionary's buffers is taken with the GIL at the start of each update/merge call
+    # (the dictionary only grows, so every code a call sees is in it) and dropped at the end.
+    cdef object strings            # the StringDict (anything with ``arrow_values()``)
+    cdef object view               # its pa.string() array, kept alive while the pointers are used
+    cdef const int32_t* offsets    # the view's offsets (NULL outside update/merge)
+    cdef const char* data          # the view's UTF-8 bytes
+    cdef int _take_view(self) except -1
+    cdef void _drop_view(self)
+
+
+cdef class TextMin(_TextMinMaxBase):
+    pass
+
+
+cdef class TextMax(_TextMinMaxBase):
     pass
 
 

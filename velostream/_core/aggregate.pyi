@@ -102,6 +102,15 @@ class Min(Aggregate):
 class Max(Aggregate):
     """MAX(x) -> input dtype; NaN sorts after every number. NULL with no valid value."""
 
+class TextMin(Aggregate):
+    """MIN(x) of text: int64 codes of ``strings`` (the job's StringDict) in, the code of the
+    smallest string by UTF-8 bytes out (DuckDB's VARCHAR order). NULL with no valid value."""
+
+    def __init__(self, strings: Any) -> None: ...
+
+class TextMax(TextMin):
+    """MAX(x) of text; see ``TextMin``."""
+
 class Variance(Aggregate):
     """VAR_SAMP (default), VAR_POP (``sample=False``), STDDEV_* (``sqrt=True``) -> float64."""
 
@@ -118,7 +127,8 @@ class ApproxCountDistinct(CountDistinct):
     """APPROX_COUNT_DISTINCT(x): answered exactly."""
 
 class First(Aggregate):
-    """FIRST_VALUE(x) -> input dtype: the earliest row's value (NULL if that value is NULL)."""
+    """FIRST_VALUE(x) -> input dtype: the earliest row's value (NULL if that value is NULL).
+    A ``valid`` entry of 2 marks a row that is not input at all (it failed a FILTER): skipped."""
 
 class Last(Aggregate):
     """LAST_VALUE(x) -> input dtype: the latest row's value (NULL if that value is NULL)."""

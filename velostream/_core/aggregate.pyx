@@ -22,7 +22,7 @@ from ..errors import OutOfRangeError
 cimport numpy as cnp
 from libc.math cimport NAN, isinf, sqrt
 from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from libcpp.unordered_set cimport unordered_set
 from libcpp.vector cimport vector
 
@@ -138,6 +138,8 @@ cdef inline int32_t _max_slot(const int32_t* slots, Py_ssize_t n) noexcept nogil
 cdef int _raise_status(int status) except -1:
     if status == AGG_NO_MEMORY:
         raise MemoryError("aggregate state could not grow")
+    if status == AGG_NO_STRINGS:
+        raise RuntimeError("a text MIN/MAX was updated without its string dictionary view")
     if status == AGG_OVERFLOW:  # docs/SQL.md §2: never a wrapped value
         raise OutOfRangeError("Out of Range Error: Overflow in SUM of INT64 (the exact total does "
                               "not fit in INT64)")
@@ -1178,6 +1180,159 @@ cdef class Max(_MinMaxBase):
         self.is_max = True
 
 
+# ---- MIN, MAX of text ------------------------------------------------------------------------
+
+cdef inline int _text_cmp(const int32_t* off, const char* data, int64_t a, int64_t b) noexcept nogil:
+    """<0, 0, >0 as string ``a`` sorts before, with, after string ``b``: bytes, then length
+    (a prefix first), which for UTF-8 is code point order."""
+    cdef int32_t la, lb, m
+    cdef int c
+    if a == b:  # the dictionary interns: equal codes are the only equal strings
+        return 0
+    la = off[a + 1] - off[a]
+    lb = off[b + 1] - off[b]
+    m = la if la < lb else lb
+    c = memcmp(data + off[a], data + off[b], <size_t>m) if m > 0 else 0
+    if c != 0:
+        return c
+    return (la > lb) - (la < lb)
+
+
+cdef class _TextMinMaxBase(_MinMaxBase):
+
+    def __init__(self, strings):
+        _MinMaxBase.__init__(self, np.int64)
+        if not hasattr(strings, "arrow_values"):
+            raise TypeError("a text MIN/MAX needs the job's string dictionary")
+        self.strings = strings
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    cdef int _take_view(self) except -1:
+        # pa.string() (int32 offsets), as StringInterner.values() gives; Arrow's own buffer
+        # addresses, so no copy. Sliced views are not expected: the offset is checked anyway.
+        view = self.strings.arrow_values()
+        if str(view.type) != "string" or view.offset != 0:
+            raise TypeError(f"string dictionary view must be an unsliced pa.string() array, "
+                            f"got {view.type}")
+        bufs = view.buffers()
+        self.view = view
+        self.offsets = <const int32_t*><size_t>bufs[1].address
+        self.data = <const char*><size_t>bufs[2].address if bufs[2] is not None else NULL
+        return 0
+
+    cdef void _drop_view(self):
+        self.offsets = NULL
+        self.data = NULL
+        self.view = None
+
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid, int32_t known_max=-2):
+        self._take_view()
+        try:
+            return _MinMaxBase._run(self, slots, values, valid, seq, out_values, out_valid,
+                                    known_max)
+        finally:
+            self._drop_view()
+
+    def merge(self, dst_slots, Aggregate other not None, src_slots):
+        """As ``Aggregate.merge``; strings compare through this object's dictionary, which
+        ``other`` must share (one job, one dictionary)."""
+        if type(other) is type(self) and (<_TextMinMaxBase>other).strings is not self.strings:
+            raise ValueError("cannot merge text MIN/MAX states of different string dictionaries")
+        self._take_view()
+        try:
+            _MinMaxBase.merge(self, dst_slots, other, src_slots)
+        finally:
+            self._drop_view()
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef const int32_t* off = self.offsets
+        cdef const char* data = self.data
+        cdef int64_t* cur = self.ival.data()
+        cdef uint8_t* has = self.has.data()
+        cdef const int64_t* vals = <const int64_t*>values
+        cdef int64_t* res = <int64_t*>out
+        cdef bint is_max = self.is_max
+        cdef Py_ssize_t i
+        cdef int32_t s
+        cdef int c
+        if off == NULL:
+            return AGG_NO_STRINGS
+        for i in range(n):
+            s = slots[i]
+            if s >= 0 and (valid == NULL or valid[i]):
+                if not has[s]:
+                    cur[s] = vals[i]
+                    has[s] = 1
+                else:
+                    c = _text_cmp(off, data, vals[i], cur[s])
+                    if (c > 0) if is_max else (c < 0):
+                        cur[s] = vals[i]
+            if out_valid != NULL:
+                if s >= 0 and has[s]:
+                    res[i] = cur[s]
+                    out_valid[i] = 1
+                else:
+                    res[i] = 0
+                    out_valid[i] = 0
+        return AGG_OK
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef const int32_t* off = self.offsets
+        cdef const char* data = self.data
+        cdef int64_t* cur_d = self.ival.data()
+        cdef uint8_t* has_d = self.has.data()
+        cdef const int64_t* cur_s = (<_MinMaxBase>other).ival.data()
+        cdef const uint8_t* has_s = (<_MinMaxBase>other).has.data()
+        cdef bint is_max = self.is_max
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        cdef int c
+        if off == NULL:
+            return AGG_NO_STRINGS
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or not has_s[s]:
+                continue
+            if not has_d[d]:
+                cur_d[d] = cur_s[s]
+                has_d[d] = 1
+                continue
+            c = _text_cmp(off, data, cur_s[s], cur_d[d])
+            if (c > 0) if is_max else (c < 0):
+                cur_d[d] = cur_s[s]
+        return AGG_OK
+
+
+cdef class TextMin(_TextMinMaxBase):
+    """MIN(x) of text: ``x`` as int64 codes of ``strings`` (a StringDict); the result is the code
+    of the smallest string by UTF-8 bytes (DuckDB's VARCHAR order). NULL when no valid value.
+
+    >>> import numpy as np, pyarrow as pa
+    >>> from velostream.batch import StringDict
+    >>> d = StringDict()
+    >>> codes = d.encode_arrow(pa.array(["b", "", "ab"]))[0].astype(np.int64)
+    >>> m = TextMin(d)
+    >>> m.ensure_capacity(1)
+    >>> m.update(np.zeros(3, np.int32), codes)
+    >>> d.values_of(m.result(np.array([0], np.int32))[0])
+    ['']
+    """
+
+
+cdef class TextMax(_TextMinMaxBase):
+    """MAX(x) of text; see ``TextMin``."""
+
+    def __init__(self, strings):
+        _TextMinMaxBase.__init__(self, strings)
+        self.is_max = True
+
+
 # ---- VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP ----------------------------------------------
 
 cdef inline void _put_var(int64_t nobs, double m2, bint sample, bint root, double* out,
@@ -1483,7 +1638,7 @@ cdef int _pick_update(value_t* val, uint8_t* state, int64_t* pseq, bint last, Py
     cdef bint ok
     for i in range(n):
         s = slots[i]
-        if s >= 0:
+        if s >= 0 and (valid == NULL or valid[i] != 2):  # 2: filtered out (aggregate.pxd)
             q = seq[i] if seq != NULL else seq0 + i
             # On equal seq LAST takes the newer row and FIRST keeps the older one.
             if state[s] == 0 or (q >= pseq[s] if last else q < pseq[s]):
