@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,13 +59,13 @@ def env() -> dict:
     return e
 
 
-def timed(argv: list[str], cwd: Path) -> float:
+def timed(argv: list[str], cwd: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
     p = subprocess.run(argv, cwd=cwd, env=env(), capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr}")
-    return elapsed
+    return elapsed, p.stderr
 
 
 def check(out: Path, fmt: str) -> tuple[int, int]:
@@ -79,9 +80,12 @@ def run_velostream(d: Path, src: Path, out_fmt: str, partitions: int) -> tuple[f
     job.write_text(f"CREATE STREAM s3a_out AS {SQL}\nWITH ('market_data.type' = 'file_source', "
                    f"'market_data.path' = '{src}', 's3a_out.type' = 'file_sink', "
                    f"'s3a_out.path' = '{out}')")
-    t = timed([sys.executable, "-m", "velostream", "run", "-q", "--bounded", "--partitions",
-               str(partitions), str(job)], d)
-    return t, check(out, out_fmt)
+    # without -q: the last line says how long the job itself ran (the rest is the process
+    # starting, importing and planning, and ending)
+    t, err = timed([sys.executable, "-m", "velostream", "run", "--progress-interval", "3600",
+                    "--bounded", "--partitions", str(partitions), str(job)], d)
+    m = re.search(r"done: .* in ([0-9.]+) s", err)
+    return t, float(m.group(1)) if m else float("nan"), check(out, out_fmt)
 
 
 def run_duckdb(d: Path, src: Path, src_fmt: str, out_fmt: str) -> tuple[float, tuple]:
@@ -89,7 +93,7 @@ def run_duckdb(d: Path, src: Path, src_fmt: str, out_fmt: str) -> tuple[float, t
     reader = f"read_parquet('{src}')" if src_fmt == "parquet" else f"read_csv('{src}')"
     fmt = "PARQUET" if out_fmt == "parquet" else "JSON"
     copy = f"COPY ({DUCK_SQL.format(src=reader)}) TO '{out}' (FORMAT {fmt})"
-    t = timed([sys.executable, "-c", f"import duckdb; duckdb.sql({copy!r})"], d)
+    t, _ = timed([sys.executable, "-c", f"import duckdb; duckdb.sql({copy!r})"], d)
     return t, check(out, out_fmt)
 
 
@@ -103,22 +107,24 @@ def main() -> None:
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
     lines = [f"S3a file to file, {args.records:,} records, {os.cpu_count()} cores; "
              f"time of a fresh process, best of velostream at 1 and 2 partitions",
-             "", "| source -> sink | velostream p1 (s) | p2 (s) | DuckDB (s) | ratio (DuckDB / velostream) |",
-             "|---|---|---|---|---|"]
+             "", "| source -> sink | velostream p1 (s) | p2 (s) | of which the job, best (s) | DuckDB (s) "
+             "| ratio (DuckDB / velostream) |",
+             "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="velostream-file-to-file-") as tmp:
         d = Path(tmp)
         inputs = write_inputs(d, args.records)
         for src_fmt, out_fmt in pairs:
             duck_t, want = run_duckdb(d, inputs[src_fmt], src_fmt, out_fmt)
-            times = {}
+            times, job_times = {}, {}
             for p in (1, 2):
-                times[p], got = run_velostream(d, inputs[src_fmt], out_fmt, p)
+                times[p], job_times[p], got = run_velostream(d, inputs[src_fmt], out_fmt, p)
                 if got != want:
                     raise AssertionError(f"{src_fmt} -> {out_fmt} at {p} partitions: velostream "
                                          f"wrote {got} (rows, trades), DuckDB {want}")
-            best = min(times.values())
+            best_p = min(times, key=times.get)
+            best = times[best_p]
             lines.append(f"| {src_fmt} -> {out_fmt} | {times[1]:.2f} | {times[2]:.2f} | "
-                         f"{duck_t:.2f} | {duck_t / best:.2f}x |")
+                         f"{job_times[best_p]:.2f} | {duck_t:.2f} | {duck_t / best:.2f}x |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print()
