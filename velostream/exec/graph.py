@@ -33,6 +33,7 @@ from .operators.top_n import WindowTopN
 from .operators.union import UnionAll
 
 
+INT64_MAX = 2 ** 63 - 1
 OPEN = pa.schema([])  # a source's schema for explain without data (see bind_for_explain)
 
 
@@ -59,6 +60,8 @@ class Node:
     sort_spec: Any = None           # a sort: (ORDER BY items, the select items they name)
     rn_place: Any = None            # top_n / dedup: where the row number column goes
     time_column: Optional[str] = None  # dedup: the ORDER BY column, an event time
+    join: Any = None                # a join: (ast.Join, left alias, right alias, temporal)
+    qualify: Any = None             # a SELECT over a join: the sides' aliases (see _qualify)
 
 
 def needs_graph(statements: list[ast.Statement]) -> bool:
@@ -67,7 +70,8 @@ def needs_graph(statements: list[ast.Statement]) -> bool:
         return True
     s = statements[0]
     return (s.declared or bool(s.ctes) or bool(s.union_all) or s.create_kind == "TABLE"
-            or s.select.source.query is not None or bool(s.select.order_by))
+            or s.select.source.query is not None or bool(s.select.order_by)
+            or bool(s.select.joins) or s.select.source.as_of is not None)
 
 
 class Dataflow:
@@ -87,6 +91,7 @@ class Dataflow:
         # every stage's strings: rows pass from stage to stage as codes (SelectStage.rows_out)
         self.strings = StringDict()
         self.written: set[str] = set()  # relations with a sink of their own (GraphEngine)
+        self._waiting: dict = {}  # rows for a node not built yet: delivered once it is
         # set by a job (see GraphEngine): given to every stage's engine as it is built
         self.dead_letter_bad_rows = False
         self.watermark_by = None
@@ -189,11 +194,42 @@ class Dataflow:
         return node
 
     def _select(self, sel: ast.Select, ctes: dict, name: str) -> Node:
+        if sel.joins:
+            return self._join_select(sel, ctes, name)
         pattern = self._row_number_form(sel)
         if pattern is not None:
             return self._top_n_or_dedup(sel, pattern, ctes, name)
         inp = self._input(sel.source, ctes)
         return self._stage(sel, inp, name)
+
+    # -------------------------------------------------------------------------------- joins
+    def _join_select(self, sel: ast.Select, ctes: dict, name: str) -> Node:
+        """``FROM a JOIN b ON ...``: a join node, and the SELECT over its rows (docs/SQL.md §9).
+        Its kind, keys and time bound are decided when both sides' columns are known."""
+        if len(sel.joins) > 1:
+            raise UnsupportedError.at(self.sql, sel.joins[1].pos, "one JOIN per SELECT for now: "
+                                      "join the first two in a WITH query and join that")
+        j = sel.joins[0]
+        left = self._input(sel.source, ctes)
+        right = self._input(j.right, ctes)
+        la = (sel.source.alias or sel.source.name)
+        ra = (j.right.alias or j.right.name)
+        if la.lower() == ra.lower():
+            raise self._err(j.right.pos, f"both sides of the join are called '{la}': give one an "
+                                         f"alias")
+        table = right.table_key is not None or j.right.as_of is not None
+        if table and j.kind not in ("INNER", "LEFT"):
+            raise UnsupportedError.at(self.sql, j.pos, f"a {j.kind} JOIN of a table: a stream "
+                                      f"joins a table INNER or LEFT (docs/SQL.md §9)")
+        node = self._add(Node("", "join", None, inputs=[left, right], pos=j.pos,
+                              join=(j, la, ra, table, sel)))
+        # the join's rows are a stream: the SELECT over them filters, projects, aggregates and
+        # windows them like any other (their event time: the later of the two rows')
+        outer = dataclasses.replace(sel, joins=(), source=ast.TableRef(
+            f"#{node.id}", None, pos=sel.source.pos))
+        top = self._stage(outer, node, name)
+        (top if top.kind == "select" else top.inputs[0]).qualify = (la, ra)
+        return top
 
     def _stage(self, sel: ast.Select, inp: Node, name: str) -> Node:
         order = sel.order_by
@@ -376,6 +412,8 @@ class Dataflow:
         node.ready = True
         if node.kind == "select":
             stage: SelectStage = node.op
+            if node.qualify is not None:
+                self._qualify(node, src)
             if src.kind == "select" and src.op.rows_out:  # engine batches: the engine's types
                 schema = RelationSchema(dict(src.op.plan.output_schema), src.hidden)
             else:
@@ -405,6 +443,8 @@ class Dataflow:
                 if self.partitions is not None:
                     eng.source_partitions(*self.partitions)
             node.schema = stage.schema
+        elif node.kind == "join":
+            self._bind_join(node)
         elif node.kind == "sort":
             node.schema, node.hidden = src.schema, src.hidden
             keys_ast, items = node.sort_spec
@@ -434,6 +474,31 @@ class Dataflow:
         else:
             raise AssertionError(node.kind)
 
+    def _bind_join(self, node: Node) -> None:
+        from .join_plan import plan_join  # imported late: it builds on the planner
+        j, la, ra, table, sel = node.join
+        left, right = node.inputs
+        if self.explaining:  # a side without data knows the columns the query names on it
+            sides = []
+            for side, (alias, inp) in enumerate(((la, left), (ra, right))):
+                if inp.schema is OPEN:
+                    inp = Node(inp.name, inp.kind, schema=_named_columns(sel, j, alias, side == 0))
+                sides.append(inp)
+            left, right = sides
+        node.op = plan_join(self.sql, j, la, ra, table, left, right,
+                            self.properties.get("allowed.lateness", "0"))
+        node.schema = node.op.schema
+        node.hidden = (EVENT_TIME,)
+
+    def _qualify(self, node: Node, join: Node) -> None:
+        """The SELECT over a join reads ``alias.column`` names: its column references (and
+        ``*``) are rewritten to them; a name on both sides must be qualified."""
+        from .join_plan import qualify_select
+        stage: SelectStage = node.op
+        sel = qualify_select(self.sql, stage.statement.select, node.qualify, join.schema,
+                             join.hidden, join.op.residual_ast)
+        stage.statement = dataclasses.replace(stage.statement, select=sel)
+
     # ------------------------------------------------------------------------------ running
     def step(self, source: Optional[str], batch: Optional[pa.RecordBatch],
              final: bool = False) -> dict[Node, list[pa.RecordBatch]]:
@@ -451,15 +516,17 @@ class Dataflow:
         for node in self.nodes:
             if node.kind == "source":
                 continue
-            if not node.ready:
+            if not node.ready:  # an input's schema is still unknown (a join's other side)
                 if pending.get(node):
-                    raise AssertionError(f"rows reached node {node.kind} before its inputs' schemas")
+                    self._waiting.setdefault(node, []).extend(pending.pop(node))
                 continue
             out: list[pa.RecordBatch] = []
-            for port, rb in pending.pop(node, ()):
+            for port, rb in self._waiting.pop(node, []) + pending.pop(node, []):
                 out += node.op.push(port, rb)
-            wm = min(i.watermark for i in node.inputs)
-            out += node.op.on_watermark(wm)
+            if hasattr(node.op, "on_watermarks"):  # a temporal join: stream and table apart
+                out += node.op.on_watermarks(*(i.watermark for i in node.inputs))
+            else:
+                out += node.op.on_watermark(min(i.watermark for i in node.inputs))
             if final:
                 out += node.op.close()
             node.watermark = max(node.watermark, node.op.watermark)
@@ -523,6 +590,25 @@ class Dataflow:
 
 # ------------------------------------------------------------------------------------ helpers
 from ..planner import TOP_N_FORMS, AGGREGATES, _children  # noqa: E402
+
+
+def _named_columns(sel: ast.Select, j: ast.Join, alias: str, left: bool) -> pa.Schema:
+    """For explain without data: the columns a query names on one side of its join (typed
+    NULL); unqualified names go to the left side."""
+    names: list[str] = []
+
+    def walk(e):
+        if isinstance(e, ast.Column):
+            if (e.table is not None and e.table.lower() == alias.lower()) or (
+                    e.table is None and left and not e.name.startswith("_WINDOW")):
+                if e.name not in names:
+                    names.append(e.name)
+        for c in _children(e):
+            walk(c)
+    for part in [i.expr for i in sel.items] + [sel.where, sel.having, j.on, *sel.group_by]:
+        if part is not None:
+            walk(part)
+    return pa.schema([(n, pa.null()) for n in names])
 
 
 def _rel_id(node: Node) -> str:
@@ -794,9 +880,15 @@ def run_query(statements: list[ast.Statement], sql: str, sources) -> "Any":
             raise SqlError.at(sql, node.pos, f"no input for source '{node.name}' (given: "
                               f"{', '.join(sources) or 'none'})")
     full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
-    for key, node in flow.sources.items():
+    # tables first, each read to its end (docs/SQL.md §9): then its watermark is past every time
+    tables = {id(n.inputs[1]) for n in flow.nodes if n.kind == "join" and n.join[3]}
+    order = sorted(flow.sources.items(), key=lambda kv: not (kv[1].table_key is not None
+                                                             or id(kv[1]) in tables))
+    for key, node in order:
         for rb in to_record_batches(given[key]):
             full += flow.step(node.name, rb).get(flow.result, [])
+        if node.table_key is not None or id(node) in tables:
+            node.watermark = INT64_MAX
     full += flow.step(None, None, final=True).get(flow.result, [])
     res = flow.result
     if res.table_key is not None and full:

@@ -153,12 +153,13 @@ class RowsOver:
 class FunctionCall:
     """A scalar, aggregate or analytic call. ``name`` is upper case. ``COUNT(*)`` has
     ``args == (Star(),)``; ``COUNT(DISTINCT x)`` has ``distinct=True``; analytic calls carry
-    ``over``."""
+    ``over``; ``agg(...) FILTER (WHERE cond)`` carries ``filter`` (docs/SQL.md §5)."""
     name: str
     args: tuple["Expr", ...] = ()
     distinct: bool = False
     over: Optional[RowsOver] = None
     pos: Pos = _pos()
+    filter: Optional["Expr"] = None
 
 
 Expr = Union[Column, Literal, IntervalLiteral, Star, UnaryOp, BinaryOp, IsNull, InList, Between,
@@ -182,6 +183,17 @@ class TableRef:
     pos: Pos = _pos()
     query: Optional["Query"] = None
     window: Optional["WindowSpec"] = None  # Flink's FROM TABLE(TUMBLE(TABLE t, ...)) (§10)
+    as_of: Optional["Expr"] = None  # JOIN t FOR SYSTEM_TIME AS OF expr (§9)
+
+
+@dataclass(frozen=True)
+class Join:
+    """``[INNER | LEFT | RIGHT | FULL] JOIN right ON on [WITHIN duration]`` (docs/SQL.md §9)."""
+    kind: str  # 'INNER' | 'LEFT' | 'RIGHT' | 'FULL'
+    right: TableRef
+    on: "Expr"
+    within_ms: Optional[int] = None
+    pos: Pos = _pos()
 
 
 @dataclass(frozen=True)
@@ -210,6 +222,7 @@ class Select:
     emit: Optional[str] = None  # 'CHANGES' | 'FINAL' | None (the default for the query shape)
     pos: Pos = _pos()
     order_by: tuple[OrderItem, ...] = ()  # sorts the rows of each emission (docs/SQL.md §8)
+    joins: tuple[Join, ...] = ()           # docs/SQL.md §9
 
 
 @dataclass(frozen=True)

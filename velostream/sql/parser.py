@@ -131,7 +131,8 @@ RESERVED = {
 }
 # Clause and join words that cannot be an alias written without AS.
 CLAUSE_WORDS = {"FROM", "WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH", "ORDER"}
-JOIN_WORDS = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "OUTER", "NATURAL", "ON", "UNION"}
+JOIN_WORDS = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "OUTER", "NATURAL", "ON", "UNION",
+              "USING", "WITHIN", "FOR"}
 NO_IMPLICIT_ALIAS = RESERVED | CLAUSE_WORDS | JOIN_WORDS
 
 COMPARISON_OPS = {"=", "!=", "<", "<=", ">", ">="}
@@ -452,6 +453,9 @@ class _Parser:
                                 else "',' or FROM")
         self.advance()
         source = self.table_ref()
+        joins = []
+        while self.at_kw("JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL"):
+            joins.append(self.join())
 
         clauses: dict[str, object] = {}
         seen_rank = 0
@@ -484,8 +488,9 @@ class _Parser:
         if (self.tok.kind != EOF and not self.at_punct(";") and not self.at_kw("UNION")
                 and not (nested and self.at_punct(")"))):
             tok = self.tok
-            if self.is_kw(tok, *JOIN_WORDS) or self.at_punct(","):
-                raise self.unsupported(tok, "joins are not supported: a query reads one source")
+            if self.at_punct(","):
+                raise self.unsupported(tok, "FROM a, b is not supported: join ON an equality of "
+                                            "keys (docs/SQL.md §9)")
             if tok.kind == WORD and tok.upper not in RESERVED:
                 hint = nearest(tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "ORDER", "LIMIT",
                                           "EMIT", "WITH"])
@@ -505,7 +510,7 @@ class _Parser:
             where=clauses.get("WHERE"), group_by=clauses.get("GROUP BY", ()),
             window=clauses.get("WINDOW"), having=clauses.get("HAVING"),
             limit=clauses.get("LIMIT"), emit=clauses.get("EMIT"), pos=select_tok.pos,
-            order_by=clauses.get("ORDER BY", ()))
+            order_by=clauses.get("ORDER BY", ()), joins=tuple(joins))
         return select, clauses.get("WITH", ())
 
     def clause(self, name: str):
@@ -593,6 +598,13 @@ class _Parser:
         name, _, _ = self.identifier("a source name")
         if self.at_punct("."):
             raise self.unsupported(self.tok, "qualified source names (a.b) are not supported")
+        as_of = None
+        if self.at_kw("FOR") and self.is_kw(self.peek(), "SYSTEM_TIME"):
+            self.advance()
+            self.advance()
+            self.expect_kw("AS", "AS OF after FOR SYSTEM_TIME")
+            self.expect_kw("OF", "OF after FOR SYSTEM_TIME AS")
+            as_of = self.additive()
         alias = None
         if self.accept_kw("AS"):
             alias, _, _ = self.identifier("an alias after AS")
@@ -609,7 +621,33 @@ class _Parser:
                                                 f"found {alias_tok.describe()} (did you mean {hint}?)")
             self.advance()
             alias = self.ident_of(alias_tok)[0]
-        return ast.TableRef(name, alias, pos=tok.pos)
+        return ast.TableRef(name, alias, pos=tok.pos, as_of=as_of)
+
+    def join(self) -> ast.Join:
+        """``[INNER | LEFT [OUTER] | RIGHT [OUTER] | FULL [OUTER]] JOIN source [FOR SYSTEM_TIME
+        AS OF expr] [alias] ON condition [WITHIN duration]`` (docs/SQL.md §9)."""
+        start = self.tok
+        if self.is_kw(start, "CROSS", "NATURAL"):
+            raise self.unsupported(start, f"{start.upper} JOIN is not supported: join ON an "
+                                          f"equality of keys (docs/SQL.md §9)")
+        kind = "INNER"
+        if self.is_kw(start, "LEFT", "RIGHT", "FULL", "INNER"):
+            kind = self.advance().upper
+            if kind != "INNER":
+                self.accept_kw("OUTER")
+        self.expect_kw("JOIN", f"JOIN after {kind}")
+        right = self.table_ref()
+        if not self.at_kw("ON"):
+            if self.at_kw("USING"):
+                raise self.unsupported(self.tok, "JOIN ... USING is not supported: write ON "
+                                                 "a.k = b.k")
+            raise self.expected("ON and the join condition")
+        self.advance()
+        on = self.expr()
+        within = None
+        if self.accept_kw("WITHIN"):  # ksqlDB: the two rows' times at most this far apart
+            within = self.ksql_duration("WITHIN", allow_zero=True)
+        return ast.Join(kind, right, on, within, pos=start.pos)
 
     def window_table_function(self) -> ast.TableRef:
         """Flink's window table functions (docs/SQL.md §10): ``TABLE(TUMBLE(TABLE t,
@@ -1401,12 +1439,20 @@ class _Parser:
                     if self.height > height:
                         height = self.height
             self.expect_punct(")", "',' or ')'")
+        filt = None
+        if self.at_kw("FILTER") and self.peek().kind == PUNCT and self.peek().value == "(":
+            self.advance()  # agg(...) FILTER (WHERE cond): one aggregate's input (docs/SQL.md §5)
+            self.advance()
+            self.expect_kw("WHERE", "WHERE after FILTER (")
+            filt = self.expr()
+            height = max(height, self.height)
+            self.expect_punct(")", "')' after the FILTER condition")
         over = None
         if self.at_kw("OVER"):
             over = self.over()
             height = max(height, self.height)
         self.height = height + 1
-        return ast.FunctionCall(name, tuple(args), distinct, over, pos=name_tok.pos)
+        return ast.FunctionCall(name, tuple(args), distinct, over, pos=name_tok.pos, filter=filt)
 
     def over(self) -> ast.RowsOver:
         over_tok = self.advance()

@@ -1,0 +1,175 @@
+"""Joins (docs/SQL.md §9) against DuckDB on seeded data with NULL keys, split into batches, at
+1, 2 and 4 partitions: interval joins of two streams (INNER, LEFT, RIGHT, FULL; BETWEEN, >= / <=
+pairs, WITHIN) and temporal stream-table joins (DuckDB's ASOF JOIN is the reference)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream.errors import SqlError, UnsupportedError
+
+from reference import assert_rows_equal, duck
+
+
+def stream(n, seed, keys=("a", "b", "c", "d"), span=120_000, col="v"):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, span, n)).astype(np.int64)
+    k = rng.choice(list(keys), n).astype(object)
+    return pa.table({"k": pa.array(k, mask=rng.random(n) < 0.08, type=pa.string()),
+                     col: pa.array(rng.integers(0, 1000, n), pa.int64()),
+                     "ts": pa.array(ts), "_TIMESTAMP": pa.array(ts)})
+
+
+def batches(t: pa.Table, seed: int, pieces=7) -> list[pa.RecordBatch]:
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, t.num_rows), pieces - 1, replace=False)).tolist()
+    bounds = [0, *cuts, t.num_rows]
+    return [t.slice(a, b - a).combine_chunks().to_batches()[0] for a, b in zip(bounds, bounds[1:])]
+
+
+BOUNDS = {
+    "between": "b.ts BETWEEN a.ts - INTERVAL '5' SECOND AND a.ts + INTERVAL '3' SECOND",
+    "pairs": "b.ts >= a.ts - INTERVAL '5' SECOND AND b.ts <= a.ts + INTERVAL '3' SECOND",
+    "flipped": "a.ts - INTERVAL '5' SECOND <= b.ts AND a.ts + 3000 >= b.ts",
+}
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT", "RIGHT", "FULL"])
+@pytest.mark.parametrize("bound", list(BOUNDS))
+def test_interval_join_matches_duckdb(kind, bound, partitions):
+    a, b = stream(300, 1), stream(300, 2, col="w")
+    sql = (f"SELECT a.k AS ak, a.v, a.ts AS ats, b.k AS bk, b.w, b.ts AS bts FROM a {kind} JOIN b "
+           f"ON a.k = b.k AND {BOUNDS[bound]}")
+    got = vs.query(sql, {"a": batches(a, 1), "b": batches(b, 2)}, partitions=partitions)
+    ref = duck(sql.replace("INTERVAL '5' SECOND", "5000").replace("INTERVAL '3' SECOND", "3000"),
+               a=a, b=b)
+    assert len(ref) > 50
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_within_bounds_the_event_times():
+    a, b = stream(200, 3), stream(200, 4, col="w")
+    got = vs.query("SELECT a.v, b.w FROM a JOIN b ON a.k = b.k WITHIN 2 SECONDS",
+                   {"a": batches(a, 3), "b": batches(b, 4)})
+    ref = duck("SELECT a.v, b.w FROM a JOIN b ON a.k = b.k AND abs(a._TIMESTAMP - b._TIMESTAMP) "
+               "<= 2000", a=a, b=b)
+    assert len(ref) > 5
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_an_equality_of_times_is_a_bound_of_zero():
+    t = {"k": ["x", "x", "y"], "ts": pa.array([1, 2, 3], pa.timestamp("ms")), "v": [1, 2, 3]}
+    u = {"k": ["x", "y", "y"], "ts": pa.array([2, 3, 4], pa.timestamp("ms")), "w": [7, 8, 9]}
+    got = vs.query("SELECT t.v, u.w FROM t JOIN u ON t.k = u.k AND t.ts = u.ts", {"t": t, "u": u})
+    assert_rows_equal(got.to_pylist(), [(2, 7), (3, 8)])
+
+
+def test_interval_join_emits_padded_rows_once_the_watermark_passes():
+    eng = vs.Engine("SELECT a.v, b.w FROM a LEFT JOIN b ON a.k = b.k "
+                    "AND b.ts BETWEEN a.ts - 1000 AND a.ts + 1000")
+    row = lambda k, x, ts, name: {"k": [k], name: [x], "ts": [ts], "_TIMESTAMP": [ts]}  # noqa
+    assert eng.push("a", row("x", 1, 0, "v")).to_pylist() == []
+    assert eng.push("b", row("x", 10, 500, "w")).to_pylist() == [{"v": 1, "w": 10}]
+    assert eng.push("a", row("y", 2, 1000, "v")).to_pylist() == []
+    # both sides pass 5000: a's 'y' row (interval ends at 2000) can meet nothing more
+    eng.push("a", row("z", 3, 5000, "v"))
+    out = eng.push("b", row("q", 11, 5000, "w")).to_pylist()
+    assert {"v": 2, "w": None} in out
+    assert eng.flush().to_pylist() == [{"v": 3, "w": None}]
+
+
+def test_an_unbounded_join_of_two_streams_is_refused():
+    with pytest.raises(UnsupportedError, match="WITHIN") as info:
+        vs.query("SELECT a.v FROM a JOIN b ON a.k = b.k", {"a": stream(5, 1), "b": stream(5, 2)})
+    assert info.value.line == 1
+
+
+# --------------------------------------------------------------------------- temporal joins
+def instruments(seed=5):
+    rng = np.random.default_rng(seed)
+    n = 40
+    ts = np.sort(rng.integers(0, 100_000, n)).astype(np.int64)
+    return pa.table({"k": pa.array(rng.choice(["a", "b", "c", "e"], n).astype(object)),
+                     "sector": pa.array([f"s{i}" for i in range(n)]),
+                     "_TIMESTAMP": pa.array(ts)})
+
+
+TABLE_DDL = "CREATE TABLE inst (k VARCHAR, sector VARCHAR, _TIMESTAMP BIGINT, PRIMARY KEY (k));"
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT"])
+def test_temporal_join_matches_duckdb_asof(kind, partitions):
+    trades, inst = stream(400, 6), instruments()
+    sql = (TABLE_DDL + f"SELECT t.k, t.v, t.ts, i.sector FROM trades t {kind} JOIN inst i "
+           "ON t.k = i.k")
+    got = vs.query(sql, {"trades": batches(trades, 6), "inst": batches(inst, 7, pieces=3)},
+                   partitions=partitions)
+    asof = "ASOF JOIN" if kind == "INNER" else "ASOF LEFT JOIN"
+    ref = duck(f"SELECT t.k, t.v, t.ts, i.sector FROM trades t {asof} inst i "
+               "ON t.k = i.k AND t._TIMESTAMP >= i._TIMESTAMP", trades=trades, inst=inst)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_for_system_time_as_of_and_a_table_defined_by_a_query():
+    trades, inst = stream(300, 8), instruments(9)
+    sql = ("CREATE TABLE latest AS SELECT k, LAST_VALUE(sector) AS sector FROM inst GROUP BY k;"
+           "SELECT t.k, t.v, l.sector FROM trades AS t JOIN latest FOR SYSTEM_TIME AS OF t.ts "
+           "AS l ON t.k = l.k")
+    got = vs.query(sql, {"trades": trades, "inst": inst})
+    ref = duck("SELECT t.k, t.v, l.sector FROM trades t ASOF JOIN inst l "
+               "ON t.k = l.k AND t.ts >= l._TIMESTAMP", trades=trades, inst=inst)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_a_stream_row_waits_for_the_tables_watermark():
+    eng = vs.Engine(TABLE_DDL + "SELECT t.v, i.sector FROM trades t JOIN inst i ON t.k = i.k")
+    eng.push("inst", {"k": ["a"], "sector": ["old"], "_TIMESTAMP": [0]})
+    # the table has not reached time 50 yet: the trade waits
+    assert eng.push("trades", {"k": ["a"], "v": [1], "ts": [50], "_TIMESTAMP": [50]}).to_pylist() == []
+    out = eng.push("inst", {"k": ["a"], "sector": ["new"], "_TIMESTAMP": [40]}).to_pylist()
+    assert out == []  # the table is at 40: still before the trade
+    out = eng.push("inst", {"k": ["b"], "sector": ["x"], "_TIMESTAMP": [60]}).to_pylist()
+    assert out == [{"v": 1, "sector": "new"}]
+
+
+# ---------------------------------------------------------------------------- composition
+def test_a_join_is_aggregated_windowed_and_read_through_a_cte(partitions):
+    a, b = stream(400, 10), stream(400, 11, col="w")
+    sql = """
+    WITH pairs AS (SELECT a.k, a.v, b.w FROM a JOIN b ON a.k = b.k
+                   AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND)
+    SELECT k, COUNT(*) AS n, SUM(v + w) AS s FROM pairs GROUP BY k EMIT FINAL
+    """
+    got = vs.query(sql, {"a": batches(a, 1), "b": batches(b, 2)}, partitions=partitions)
+    ref = duck("SELECT a.k, COUNT(*), SUM(a.v + b.w) FROM a JOIN b ON a.k = b.k AND b.ts BETWEEN "
+               "a.ts - 2000 AND a.ts + 2000 GROUP BY a.k", a=a, b=b)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_joined_rows_window_by_the_later_rows_time():
+    a, b = stream(300, 12), stream(300, 13, col="w")
+    sql = ("SELECT a.k, COUNT(*) AS n, _WINDOW_START AS ws FROM a JOIN b ON a.k = b.k AND "
+           "b.ts BETWEEN a.ts - 3000 AND a.ts + 3000 GROUP BY a.k WINDOW TUMBLING(10s)")
+    got = vs.query(sql, {"a": batches(a, 3), "b": batches(b, 4)})
+    ref = duck("SELECT a.k, COUNT(*), (greatest(a.ts, b.ts) // 10000) * 10000 AS ws FROM a JOIN b "
+               "ON a.k = b.k AND b.ts BETWEEN a.ts - 3000 AND a.ts + 3000 GROUP BY a.k, ws",
+               a=a, b=b)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+@pytest.mark.parametrize("sql,part", [
+    ("SELECT k FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND", "on both sides of the join"),
+    ("SELECT a.nope FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND", "unknown column 'nope'"),
+    ("SELECT a.v FROM a JOIN a ON a.k = a.k WITHIN 1 SECOND", "both sides of the join are called"),
+    ("SELECT a.v FROM a JOIN b ON a.v > b.w WITHIN 1 SECOND", "equality of keys"),
+    ("SELECT a.v FROM a LEFT JOIN b ON a.k = b.k AND a.v > 3 WITHIN 1 SECOND", "filter the rows"),
+    ("SELECT a.v FROM a CROSS JOIN b", "CROSS JOIN"),
+    ("SELECT a.v FROM a, b", "FROM a, b"),
+    (TABLE_DDL + "SELECT t.v FROM a t FULL JOIN inst i ON t.k = i.k", "INNER or LEFT"),
+])
+def test_join_errors_point_at_the_text(sql, part):
+    with pytest.raises(SqlError, match=part) as info:
+        vs.query(sql, {"a": stream(20, 1), "b": stream(20, 2, col="w"), "inst": instruments()})
+    assert info.value.line is not None

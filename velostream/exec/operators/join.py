@@ -1,0 +1,368 @@
+"""Joins (docs/SQL.md §9): the interval join of two streams and the temporal join of a stream
+with a table.
+
+Both work on whole batches: key matching is Arrow's hash join (compiled C++, NULL keys never
+match) or one numpy sort for the as-of lookup, and output rows are assembled with Arrow ``take``,
+never row by row in Python. Output columns are named ``alias.column`` (the stage above the join
+reads them under the names the query uses) plus the joined row's event time in the hidden
+``_TIMESTAMP``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import EVENT_TIME, INT64_MIN
+
+INT64_MAX = 2 ** 63 - 1
+
+
+def times_of(col) -> np.ndarray:
+    """Epoch milliseconds (int64) of an integer or timestamp column; NULL -> INT64_MIN."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+    elif not pa.types.is_integer(col.type):
+        col = col.cast(pa.int64())
+    return col.fill_null(INT64_MIN).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _side_table(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches, schema=schema).combine_chunks()
+
+
+class _Output:
+    """Builds joined rows: left columns, right columns (NULL where a side is missing), time."""
+
+    def __init__(self, left: pa.Schema, right: pa.Schema, left_alias: str, right_alias: str,
+                 left_hidden=(), right_hidden=()):
+        self.left_names = [n for n in left.names if n not in left_hidden]
+        self.right_names = [n for n in right.names if n not in right_hidden]
+        fields = [pa.field(f"{left_alias}.{n}", left.field(n).type) for n in self.left_names]
+        fields += [pa.field(f"{right_alias}.{n}", right.field(n).type) for n in self.right_names]
+        fields.append(pa.field(EVENT_TIME, pa.int64()))
+        self.schema = pa.schema(fields)
+
+    def rows(self, left: pa.Table, li: np.ndarray, right: pa.Table, ri: np.ndarray,
+             times: np.ndarray) -> list[pa.RecordBatch]:
+        if len(li) == 0:
+            return []
+        lidx = pa.array(li, mask=li < 0, type=pa.int64())
+        ridx = pa.array(ri, mask=ri < 0, type=pa.int64())
+        cols = [left.column(n).take(lidx) for n in self.left_names]
+        cols += [right.column(n).take(ridx) for n in self.right_names]
+        cols.append(pa.array(times, type=pa.int64()))
+        return pa.Table.from_arrays(cols, schema=self.schema).combine_chunks().to_batches()
+
+
+def _key_table(t: pa.Table, keys: list[str], ids: np.ndarray, types: list) -> pa.Table:
+    cols = {f"__k{i}": (t.column(k) if t.column(k).type.equals(ty) else t.column(k).cast(ty))
+            for i, (k, ty) in enumerate(zip(keys, types))}
+    cols["__id"] = pa.array(ids, type=pa.int64())
+    return pa.table(cols)
+
+
+def _pairs(a: pa.Table, a_keys, b: pa.Table, b_keys, types) -> tuple[np.ndarray, np.ndarray]:
+    """Row index pairs of ``a`` and ``b`` whose keys are equal (NULL never equals)."""
+    if a.num_rows == 0 or b.num_rows == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    ka = _key_table(a, a_keys, np.arange(a.num_rows), types)
+    kb = _key_table(b, b_keys, np.arange(b.num_rows), types).rename_columns(
+        [f"__k{i}" for i in range(len(b_keys))] + ["__jd"])
+    j = ka.join(kb, keys=[f"__k{i}" for i in range(len(a_keys))], join_type="inner",
+                use_threads=False)
+    return (j.column("__id").to_numpy().astype(np.int64),
+            j.column("__jd").to_numpy().astype(np.int64))
+
+
+class IntervalJoin:
+    """Two streams joined on equal keys where the right row's time lies in [left time + lo, left
+    time + hi]. Each side keeps its rows until the join's watermark (the smaller of the two
+    sides' largest times, less the lateness) passes the end of their interval; an outer side's
+    rows that never matched are then emitted NULL-padded."""
+
+    def __init__(self, kind: str, left_keys: list[str], right_keys: list[str], left_time: str,
+                 right_time: str, lo: int, hi: int, lateness: int, out: _Output,
+                 key_types: list, residual=None):
+        self.kind = kind
+        self.keys = (left_keys, right_keys)
+        self.times = (left_time, right_time)
+        self.lo, self.hi = lo, hi
+        self.lateness = lateness
+        self.out = out
+        self.key_types = key_types
+        self.residual = residual  # a function (joined batch -> bool mask), INNER joins only
+        self.schema = out.schema
+        self.watermark = INT64_MIN
+        self.clock = [INT64_MIN, INT64_MIN]
+        self.stored: list[Optional[pa.Table]] = [None, None]
+        self.stored_t = [np.empty(0, np.int64), np.empty(0, np.int64)]
+        self.matched = [np.empty(0, bool), np.empty(0, bool)]
+        self.schemas: list[Optional[pa.Schema]] = [None, None]
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return []
+        self.schemas[port] = batch.schema
+        new = pa.Table.from_batches([batch])
+        t_new = times_of(new.column(self.times[port]))
+        other = 1 - port
+        out: list[pa.RecordBatch] = []
+        matched_new = np.zeros(new.num_rows, dtype=bool)
+        if self.stored[other] is not None and self.stored[other].num_rows:
+            a, b = (new, self.stored[other]) if port == 0 else (self.stored[other], new)
+            ta, tb = (t_new, self.stored_t[other]) if port == 0 else (self.stored_t[other], t_new)
+            ia, ib = _pairs(a, self.keys[0], b, self.keys[1], self.key_types)
+            d = tb[ib] - ta[ia]
+            ok = (d >= self.lo) & (d <= self.hi) & (ta[ia] != INT64_MIN) & (tb[ib] != INT64_MIN)
+            ia, ib = ia[ok], ib[ok]
+            times = np.maximum(ta[ia], tb[ib])
+            rows = self.out.rows(a, ia, b, ib, times)
+            if self.residual is not None and rows:
+                keep = self.residual(rows[0])
+                ia, ib, rows = ia[keep], ib[keep], [rows[0].filter(pa.array(keep))]
+            out += rows
+            mine, theirs = (ia, ib) if port == 0 else (ib, ia)
+            matched_new[mine] = True
+            self.matched[other][theirs] = True
+        # store the new rows (their matches so far remembered)
+        if self.stored[port] is None:
+            self.stored[port] = new
+        else:
+            self.stored[port] = pa.concat_tables([self.stored[port], new]).combine_chunks()
+        self.stored_t[port] = np.concatenate([self.stored_t[port], t_new])
+        self.matched[port] = np.concatenate([self.matched[port], matched_new])
+        if len(t_new):
+            self.clock[port] = max(self.clock[port], int(t_new.max()))
+        return out
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        if min(self.clock) == INT64_MIN:
+            return []
+        wm = min(self.clock) - self.lateness
+        self.watermark = max(self.watermark, wm)
+        # a left row can meet no future right row once its interval ended; a right row no
+        # future left row once wm passed its time - lo
+        return self._expire(0, self.stored_t[0] + self.hi < wm) + \
+            self._expire(1, self.stored_t[1] - self.lo < wm)
+
+    def close(self) -> list[pa.RecordBatch]:
+        out = []
+        for side in (0, 1):
+            if self.stored[side] is not None:
+                out += self._expire(side, np.ones(self.stored[side].num_rows, dtype=bool))
+        return out
+
+    def _expire(self, side: int, done: np.ndarray) -> list[pa.RecordBatch]:
+        table = self.stored[side]
+        if table is None or not done.any():
+            return []
+        out = []
+        outer = self.kind == "FULL" or (self.kind == "LEFT" and side == 0) or (
+            self.kind == "RIGHT" and side == 1)
+        if outer:
+            lonely = np.nonzero(done & ~self.matched[side])[0]
+            if len(lonely):
+                none = np.full(len(lonely), -1, dtype=np.int64)
+                other = self.stored[1 - side]
+                if other is None:
+                    other = self.schemas[1 - side].empty_table() if self.schemas[1 - side] \
+                        else None
+                if other is None:
+                    other = _empty_like(self.out, 1 - side)
+                li, ri = (lonely, none) if side == 0 else (none, lonely)
+                left, right = (table, other) if side == 0 else (other, table)
+                out += self.out.rows(left, li, right, ri, self.stored_t[side][lonely])
+        keep = ~done
+        self.stored[side] = table.filter(pa.array(keep))
+        self.stored_t[side] = self.stored_t[side][keep]
+        self.matched[side] = self.matched[side][keep]
+        return out
+
+    def describe(self) -> str:
+        return (f"IntervalJoin {self.kind}: keys {', '.join(self.keys[0])} = "
+                f"{', '.join(self.keys[1])}, {self.times[1]} - {self.times[0]} in "
+                f"[{self.lo}, {self.hi}] ms; rows kept until the watermark passes their interval")
+
+
+def _empty_like(out: _Output, side: int) -> pa.Table:
+    names = out.left_names if side == 0 else out.right_names
+    fields = out.schema[:len(out.left_names)] if side == 0 else \
+        out.schema[len(out.left_names):len(out.left_names) + len(out.right_names)]
+    return pa.schema([pa.field(n, f.type) for n, f in zip(names, fields)]).empty_table()
+
+
+class TemporalJoin:
+    """A stream (port 0) joined with the version of a table (port 1) current at each stream
+    row's time: the table's latest row of that key whose time is at or before it (DuckDB's ASOF
+    JOIN ... AND t.ts >= i.ts). A stream row waits until the table's watermark reaches its time
+    (a table without event time is always current); versions older than the stream's watermark,
+    except the current one per key, are dropped."""
+
+    def __init__(self, kind: str, stream_keys: list[str], table_keys: list[str],
+                 stream_time: Optional[str], table_time: Optional[str], out: _Output,
+                 key_types: list, residual=None):
+        self.kind = kind  # INNER | LEFT
+        self.keys = (stream_keys, table_keys)
+        self.stream_time = stream_time
+        self.table_time = table_time
+        self.out = out
+        self.key_types = key_types
+        self.residual = residual
+        self.schema = out.schema
+        self.watermark = INT64_MIN
+        self.table_watermark = INT64_MIN if table_time is not None else INT64_MAX
+        self.stream_watermark = INT64_MIN
+        self.versions: Optional[pa.Table] = None
+        self.version_t = np.empty(0, np.int64)
+        self.held: list[pa.RecordBatch] = []
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return []
+        if port == 1:
+            t = (times_of(batch.column(self.table_time)) if self.table_time is not None
+                 else np.full(batch.num_rows, INT64_MIN, dtype=np.int64))
+            new = pa.Table.from_batches([batch])
+            self.versions = new if self.versions is None else \
+                pa.concat_tables([self.versions, new]).combine_chunks()
+            self.version_t = np.concatenate([self.version_t, t])
+            return []
+        self.held.append(batch)
+        return self._release(self.table_watermark)
+
+    def on_watermarks(self, stream_wm: int, table_wm: int) -> list[pa.RecordBatch]:
+        if self.table_time is not None:
+            self.table_watermark = max(self.table_watermark, table_wm)
+        self.stream_watermark = max(self.stream_watermark, stream_wm)
+        self.watermark = max(self.watermark, min(stream_wm, self.table_watermark))
+        out = self._release(self.table_watermark)
+        self._prune()
+        return out
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        return self.on_watermarks(watermark, watermark)
+
+    def close(self) -> list[pa.RecordBatch]:
+        return self._release(INT64_MAX)
+
+    def _stream_times(self, t: pa.Table) -> np.ndarray:
+        if self.stream_time is None:
+            return np.full(t.num_rows, INT64_MAX, dtype=np.int64)  # no time: the latest version
+        return times_of(t.column(self.stream_time))
+
+    def _release(self, upto: int) -> list[pa.RecordBatch]:
+        if not self.held:
+            return []
+        rows = pa.Table.from_batches(self.held).combine_chunks()
+        t = self._stream_times(rows)
+        ready = t <= upto
+        if not ready.all():
+            rest = rows.filter(pa.array(~ready))
+            self.held = rest.to_batches()
+            rows, t = rows.filter(pa.array(ready)), t[ready]
+        else:
+            self.held = []
+        if rows.num_rows == 0:
+            return []
+        version = self._as_of(rows, t)
+        if self.kind == "INNER":
+            found = version >= 0
+            rows_i = np.nonzero(found)[0]
+            version = version[found]
+        else:
+            rows_i = np.arange(rows.num_rows)
+        times = t[rows_i] if self.stream_time is not None else np.full(len(rows_i), INT64_MIN)
+        versions = self.versions if self.versions is not None else _empty_like(self.out, 1)
+        out = self.out.rows(rows, rows_i, versions, version, times)
+        if self.residual is not None and out:
+            out = [out[0].filter(pa.array(self.residual(out[0])))]
+        return out
+
+    def _as_of(self, rows: pa.Table, t: np.ndarray) -> np.ndarray:
+        """Per stream row, the index of the current table version of its key, or -1."""
+        n = rows.num_rows
+        if self.versions is None or self.versions.num_rows == 0:
+            return np.full(n, -1, dtype=np.int64)
+        m = self.versions.num_rows
+        codes, valid = _joint_codes(self.versions, self.keys[1], rows, self.keys[0],
+                                    self.key_types)
+        code = np.where(valid, codes, -1)  # versions' codes, then the stream rows'
+        all_t = np.concatenate([self.version_t, t])
+        side = np.concatenate([np.zeros(m, np.int8), np.ones(n, np.int8)])
+        idx = np.concatenate([np.arange(m), np.arange(n)])
+        # by key, then time; at one time versions before stream rows (ts >= i.ts is inclusive),
+        # and a later version of one time after an earlier one (later rows replace earlier)
+        order = np.lexsort((idx, side, all_t, code))
+        c, s, i = code[order], side[order], idx[order]
+        pos = np.arange(len(order))
+        last_version = np.maximum.accumulate(np.where(s == 0, pos, -1))
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = c[1:] != c[:-1]
+        group_start = np.maximum.accumulate(np.where(starts, pos, 0))
+        hit = (s == 1) & (last_version >= group_start) & (c >= 0)
+        result = np.full(n, -1, dtype=np.int64)
+        stream_rows = i[s == 1]
+        found = np.where(hit[s == 1], i[np.maximum(last_version, 0)][s == 1], -1)
+        result[stream_rows] = found
+        return result
+
+    def _prune(self) -> None:
+        """Versions the stream can no longer ask for: older than the stream's watermark and not
+        the current one of their key."""
+        if self.versions is None or self.stream_watermark == INT64_MIN or self.held:
+            return
+        m = self.versions.num_rows
+        codes, valid = _joint_codes(self.versions, self.keys[1], self.versions, self.keys[1],
+                                    self.key_types, only_first=True)
+        code = np.where(valid, codes, -1)
+        old = self.version_t <= self.stream_watermark
+        order = np.lexsort((np.arange(m), self.version_t, code))
+        # the current version of a key: its last old one in (time, arrival) order
+        c, o = code[order], old[order]
+        nxt_same = np.zeros(m, dtype=bool)
+        nxt_same[:-1] = (c[1:] == c[:-1]) & o[1:]
+        drop_sorted = o & nxt_same
+        drop = np.zeros(m, dtype=bool)
+        drop[order] = drop_sorted
+        if drop.any():
+            keep = ~drop
+            self.versions = self.versions.filter(pa.array(keep))
+            self.version_t = self.version_t[keep]
+
+    def describe(self) -> str:
+        return (f"TemporalJoin {self.kind}: keys {', '.join(self.keys[0])} = "
+                f"{', '.join(self.keys[1])}, the table version current at "
+                f"{self.stream_time or 'the latest'}; stream rows wait for the table's watermark")
+
+
+def _joint_codes(a: pa.Table, a_keys, b: pa.Table, b_keys, types, only_first=False):
+    """Codes of the keys of ``a``'s rows then ``b``'s, in one numbering (of ``a`` alone with
+    ``only_first``), and whether a row's key has no NULL."""
+    from .top_n import group_codes
+    cols = {}
+    for i, (ka, kb, ty) in enumerate(zip(a_keys, b_keys, types)):
+        ca = a.column(ka).cast(ty)
+        if only_first:
+            cols[f"k{i}"] = ca
+        else:
+            cols[f"k{i}"] = pa.concat_arrays([ca.combine_chunks() if isinstance(ca, pa.ChunkedArray)
+                                              else ca, _chunk(b.column(kb).cast(ty))])
+    both = pa.table(cols)
+    codes = group_codes(both, list(cols))
+    valid = np.ones(both.num_rows, dtype=bool)
+    for name in cols:
+        col = both.column(name)
+        if col.null_count:
+            valid &= col.is_valid().to_numpy(zero_copy_only=False)
+    return codes, valid  # a's rows, then b's
+
+
+def _chunk(col):
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
