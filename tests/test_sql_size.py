@@ -1,0 +1,251 @@
+"""Big and dense SQL texts (docs/SQL.md §7, "Limits"): every shape the parser reads in bulk (long IN
+lists, select lists and argument lists, AND/OR chains, CASE with many WHENs, runs of nested
+parentheses, big literals and comments) gives the same answer as DuckDB, and the same syntax tree,
+positions included, as the token-by-token path; an invalid text of a megabyte is a ``SqlError`` at
+the right line and column. Times are measured by bench/sql_parse_size.py, never asserted here.
+"""
+from __future__ import annotations
+
+import random
+
+import duckdb
+import pytest
+
+import velostream as vs
+from velostream.sql import ast
+from velostream.sql import parser as sql_parser
+from velostream.sql.parser import MAX_EXPRESSION_DEPTH
+
+MB = 1_000_000
+
+
+def make_data(seed: int = 13, n: int = 60) -> dict:
+    """Seeded rows with NULLs and edge values."""
+    rng = random.Random(seed)
+    a = [rng.choice([None, 0, 1, -1, 2 ** 62, -(2 ** 62)] + list(range(-20, 40))) for _ in range(n)]
+    b = [rng.choice([None, "", "s1", "s7", "it's", "x" * 50] + [f"s{i}" for i in range(40)])
+         for _ in range(n)]
+    return {"a": a, "b": b}
+
+
+DATA = make_data()
+
+
+def duck_rows(sql: str, data: dict = DATA) -> list:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a BIGINT, b VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(zip(data["a"], data["b"])))
+    return con.execute(sql).fetchall()
+
+
+def ours(sql: str, partitions: int = 1, data: dict = DATA) -> list:
+    return [tuple(r.values()) for r in vs.query(sql, {"t": data}, partitions=partitions).to_pylist()]
+
+
+def same_rows(got: list, want: list) -> None:
+    key = repr
+    assert sorted(map(tuple, got), key=key) == sorted(map(tuple, want), key=key)
+
+
+def big_in_list(rng: random.Random, n: int) -> str:
+    items = [rng.choice([str(rng.randint(-25, 45)), "NULL", str(2 ** 62), f"{rng.randint(0, 9)}.0"])
+             for _ in range(n)]
+    seps = [rng.choice([", ", ",", " ,\n", ",\r\n  ", ",\t"]) for _ in range(n - 1)]
+    return "".join(i + s for i, s in zip(items, seps)) + items[-1]
+
+
+# ------------------------------------------------------------------- valid shapes against DuckDB
+def _shapes(rng: random.Random) -> dict[str, str]:
+    strings = [f"'s{rng.randint(0, 45)}'" for _ in range(1500)] + ["'it''s'", "''"]
+    return {
+        "in_ints": f"SELECT a FROM t WHERE a IN ({big_in_list(rng, 3000)})",
+        "not_in_ints": f"SELECT a, b FROM t WHERE a NOT IN ({', '.join(str(i) for i in range(0, 3000, 3))})",
+        "in_strings": f"SELECT b FROM t WHERE b IN ({', '.join(strings)})",
+        "or_chain": "SELECT a FROM t WHERE " + " OR ".join(f"a = {rng.randint(-30, 50)}"
+                                                           for _ in range(2000)),
+        "and_chain": "SELECT a, b FROM t WHERE " + " AND ".join(f"a != {i}" for i in range(0, 2000, 7)),
+        "select_columns": "SELECT " + ", ".join(rng.choice(["a", "b", "A", "t.a"]) for _ in range(600))
+                          + " FROM t",
+        "select_literals": "SELECT " + ", ".join(rng.choice(["1", "-2", "NULL", "TRUE", "false", "'x'",
+                                                             "2.5", "1e3", "a", "b", "'it''s'"])
+                                                 for _ in range(600)) + " FROM t",
+        "select_expressions": "SELECT " + ", ".join(f"a + {i} AS c{i}" for i in range(300)) + " FROM t",
+        "case_whens": "SELECT CASE" + "".join(f" WHEN a = {i} THEN {i * 10}" for i in range(-20, 1500))
+                      + " ELSE -1 END AS c FROM t",
+        "simple_case": "SELECT CASE b" + "".join(f" WHEN 's{i}' THEN {i}" for i in range(1000))
+                       + " END AS c FROM t",
+        "coalesce_args": "SELECT COALESCE(" + ", ".join(["NULL"] * 60) + ", a, 7) AS c FROM t",
+        "nested_parens": "SELECT " + ", ".join(
+            "(" * d + "a" + ")" * d + (" + 1" if d % 2 else "")
+            for d in (1, 2, MAX_EXPRESSION_DEPTH - 2, MAX_EXPRESSION_DEPTH - 1, 30)) + " FROM t",
+        "spaced_parens": "SELECT " + "( " * 40 + "( a + 1 ) * 2" + " )" * 40 + " AS c FROM t",
+        "parens_and_operators": "SELECT " + "((" * 10 + "a" + ") + 1)" * 10 + " AS c FROM t",
+        "long_string": "SELECT b || '" + "ab''c" * 20_000 + "' AS c FROM t",
+        "comments": "SELECT a /* " + "comment " * 10_000 + " */, -- line\n b FROM t",
+    }
+
+
+SHAPES = sorted(_shapes(random.Random(0)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dense_shapes_agree_with_duckdb(shape, partitions):
+    sql = _shapes(random.Random(0))[shape]
+    same_rows(ours(sql, partitions), duck_rows(sql))
+
+
+# --------------------------------------------------------------- fast paths = token-by-token path
+def _tree(node):
+    """A syntax tree as nested tuples, positions included (``==`` on nodes ignores them)."""
+    if isinstance(node, tuple):
+        return tuple(_tree(x) for x in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return (type(node).__name__,) + tuple((name, _tree(getattr(node, name)))
+                                              for name in node.__dataclass_fields__
+                                              if name != "sql")
+    return node
+
+
+def _both_ways(sql: str, monkeypatch):
+    fast = _tree(sql_parser.parse(sql, {}))
+    with monkeypatch.context() as m:
+        m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
+        m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
+        slow = _tree(sql_parser.parse(sql, {}))
+    return fast, slow
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
+    rng = random.Random(seed)
+    items = ["1", "007", "9223372036854775807", "1.5", ".5", "2.", "1e3", "1E-2", "'a'", "''",
+             "'it''s'", "'two\nlines'", "NULL", "true", "FALSE", "x", "X", "_key", "_TIMESTAMP",
+             "\"Quoted\"", "t.x", "-1", "x + 1", "f(x)", "CAST(x AS INT)", "(x)", "x::INT",
+             "/* c */ x", "x -- c\n", "INTERVAL '1' MINUTE", "5s", "é", "timestamp"]
+    seps = [", ", ",", " , ", ",\n", ",\r\n", ",\r", ",\t", ", /* c */ ", ",  \n\n  "]
+
+    def lst(n):
+        chosen = [rng.choice(items) for _ in range(n)]
+        return "".join(c + rng.choice(seps) for c in chosen[:-1]) + chosen[-1]
+
+    for sql in [f"SELECT {lst(200)} FROM t",
+                f"SELECT x FROM t WHERE x IN ({lst(200)})",
+                f"SELECT COALESCE({lst(50)}) FROM t",
+                "SELECT " + "".join(rng.choice(["(", "( ", "(\t", "(\n", "(/**/"])
+                                    for _ in range(60)) + "x"
+                + "".join(rng.choice([")", " )", "\n)", ") + 1)", ")::INT", ") * (2)"])
+                          .replace(") + 1)", ") + 1") for _ in range(60)) + " AS y FROM t"]:
+        try:
+            fast, slow = _both_ways(sql, monkeypatch)
+        except vs.SqlError as e:  # then the token path must fail the same way
+            with monkeypatch.context() as m:
+                m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
+                m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
+                with pytest.raises(vs.SqlError) as info:
+                    sql_parser.parse(sql, {})
+            assert (info.value.message, info.value.line, info.value.column) == \
+                   (e.message, e.line, e.column)
+            continue
+        assert fast == slow
+
+
+def test_item_positions_in_a_long_list_on_many_lines():
+    lines = [", ".join(str(i * 10 + j) for j in range(10)) for i in range(3000)]
+    sql = "SELECT a FROM t WHERE a IN (\n" + ",\n".join(lines) + ")"
+    items = sql_parser.parse(sql, {}).select.where.items
+    assert len(items) == 30_000
+    for k in (0, 9, 10, 12_345, 29_999):
+        line, col = items[k].pos
+        text_line = sql.split("\n")[line - 1]
+        assert text_line[col - 1:].split(",")[0].strip(") ") == str(k), (k, line, col)
+
+
+# --------------------------------------------------------------------- invalid megabyte texts
+def _where(sql: str, offset: int) -> tuple[int, int]:
+    """(line, column) of ``offset``, lines ending at \\r\\n, \\r or \\n."""
+    before = sql[:offset].replace("\r\n", "\n").replace("\r", "\n")
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def _error(sql: str) -> vs.SqlError:
+    with pytest.raises(vs.SqlError) as info:
+        vs.explain(sql, {"t": DATA})
+    assert "^" in str(info.value).splitlines()[-1]
+    return info.value
+
+
+def _ints(n: int, sep: str = ", ") -> str:
+    return sep.join(str(i) for i in range(n))
+
+
+@pytest.mark.parametrize("sep", [", ", ",\r\n"])
+def test_invalid_megabyte_texts_name_the_place(sep):
+    n = MB // 8
+    cases = [
+        # (text, offset of the error)
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}) garbage here", None, "garbage"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}) !", None, "!"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}{sep}'unterminated", None, "'unterminated"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}{sep}1 2{sep}3)", None, "2" + sep + "3)"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}{sep}99999999999999999999{sep}1)", None,
+         "99999999999999999999"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}{sep}9223372036854775808{sep}1)", None,
+         "9223372036854775808"),
+        (f"SELECT {_ints(n, sep)}{sep}FROM t", None, "FROM t"),
+        (f"SELECT a FROM t WHERE a IN ({_ints(n, sep)}", "end", None),
+        (f"SELECT COALESCE({_ints(n, sep)}) FROM t", None, "COALESCE"),
+    ]
+    for sql, at_end, marker in cases:
+        err = _error(sql)
+        if at_end:
+            assert (err.line, err.column) == _where(sql, len(sql)), str(err)[:300]
+        else:
+            assert (err.line, err.column) == _where(sql, sql.rindex(marker)), (marker, str(err)[:300])
+
+
+def test_megabyte_string_and_comment_errors():
+    sql = "SELECT a FROM t WHERE b = '" + "x" * MB
+    err = _error(sql)
+    assert (err.line, err.column, err.message) == (1, sql.index("'") + 1, "unterminated string literal")
+    sql = "SELECT a /* " + "no end " * (MB // 7)
+    err = _error(sql)
+    assert (err.line, err.column) == (1, sql.index("/*") + 1)
+
+
+def test_long_chains_fail_at_the_operator_past_the_depth_limit():
+    for chain in ["a + 1", "a = 1", "a IS NULL", "a || 'x'"]:
+        head, op_tail = chain.split(" ", 1)
+        sql = "SELECT " + head + (" " + op_tail) * (MB // len(op_tail)) + " FROM t"
+        err = _error(sql)
+        assert err.message.startswith("expression nested too deeply")
+        op = op_tail.split(" ")[0]
+        offsets = [i for i in range(len(sql)) if sql.startswith(op, i)][:MAX_EXPRESSION_DEPTH + 1]
+        assert err.column - 1 in offsets, (chain, err.column)
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\n"])
+def test_runs_of_parentheses_keep_the_depth_limit(blank):
+    ok = "SELECT " + ("(" + blank) * (MAX_EXPRESSION_DEPTH - 1) + "a" + (blank + ")") * (
+        MAX_EXPRESSION_DEPTH - 1) + " AS c FROM t"
+    same_rows(ours(ok), duck_rows(ok))
+    deep = "SELECT " + ("(" + blank) * MB + "a"
+    err = _error(deep)
+    # at the token after the 64th '(', where the 65th expression level would begin
+    assert (err.line, err.column) == _where(deep, len("SELECT ") + MAX_EXPRESSION_DEPTH * (1 + len(blank)))
+    assert err.message.startswith("expression nested too deeply")
+    many = "SELECT " + ", ".join(["(" * 60 + "a" + ")" * 60] * 2000) + " FROM t"
+    plan = vs.explain(many, {"t": DATA})
+    assert plan.count("\n") >= 2
+
+
+def test_a_long_select_list_and_a_megabyte_in_list_run():
+    n = MB // 40
+    sql = "SELECT " + ", ".join(["a"] * n) + " FROM t LIMIT 2"
+    rows = vs.query(sql, {"t": DATA}).to_pylist()
+    assert len(rows) == 2 and len(rows[0]) == n
+    values = sorted({v for v in DATA["a"] if v is not None})[:3]
+    sql = "SELECT a FROM t WHERE a IN (" + ", ".join(str(10 ** 6 + i) for i in range(MB // 9)) \
+        + ", " + ", ".join(map(str, values)) + ")"
+    assert sorted(r["a"] for r in vs.query(sql, {"t": DATA}).to_pylist()) == \
+        sorted(v for v in DATA["a"] if v in values)
+    assert isinstance(sql_parser.parse(sql, {}).select.where, ast.InList)
