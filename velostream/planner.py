@@ -32,7 +32,7 @@ from .batch import StringDict
 AGGREGATES = {
     "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
     "VAR_SAMP", "VAR_POP", "COUNT_DISTINCT", "FIRST_VALUE", "LAST_VALUE", "MEDIAN",
-    "APPROX_COUNT_DISTINCT",
+    "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR",
 }
 ANALYTIC = {
     "AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
@@ -50,12 +50,16 @@ WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
 class AggSpec:
     func: str                 # COUNT_STAR COUNT SUM AVG MIN MAX VARIANCE VAR_POP STDDEV STDDEV_POP
     #                           COUNT_DISTINCT APPROX_COUNT_DISTINCT FIRST_VALUE LAST_VALUE MEDIAN
+    #                           COUNT_IF BOOL_AND BOOL_OR
     arg: Optional[Bound]      # over the input columns; None for COUNT(*)
     result_type: SqlType
     name: str                 # __a<j> in the group row
     # Decimal inputs are aggregated as scaled integers; results in value units are divided by
     # 10**(scale*power) when they leave the kernel (AVG/MEDIAN/STDDEV: 1, VARIANCE: 2).
     unscale: int = 0
+    # ``FILTER (WHERE cond)`` over the input columns: rows where it is not TRUE are not this
+    # aggregate's input (docs/SQL.md §5).
+    filter: Optional[Bound] = None
 
     @property
     def kernel_dtype(self) -> str:
@@ -64,7 +68,10 @@ class AggSpec:
         return "float64"
 
     def describe(self) -> str:
-        return f"{self.func}({render(self.arg) if self.arg is not None else '*'})"
+        text = f"{self.func}({render(self.arg) if self.arg is not None else '*'})"
+        if self.filter is not None:
+            text += f" FILTER (WHERE {render(self.filter)})"
+        return text
 
 
 @dataclass
@@ -135,7 +142,7 @@ class Plan:
     @property
     def input_columns_used(self) -> set[str]:
         used = set()
-        for b in [self.where] + self.keys + [a.arg for a in self.aggs]:
+        for b in [self.where] + self.keys + [a.arg for a in self.aggs] + [a.filter for a in self.aggs]:
             if b is not None:
                 used |= columns_used(b)
         if self.window is not None:
@@ -337,6 +344,9 @@ class _Planner:
 
     def _add_analytic(self, e: ast.FunctionCall, overs, extra_cols) -> str:
         name = e.name
+        if e.filter is not None:
+            raise UnsupportedError.at(self.sql, e.pos, f"FILTER (WHERE ...) is not supported on "
+                                      f"analytic functions ({name} ... OVER)")
         if name == "LEAD":
             raise UnsupportedError.at(self.sql, e.pos, "LEAD needs rows that have not arrived yet; "
                                       "a streaming ROWS window cannot look ahead (use LAG)")
@@ -407,9 +417,8 @@ class _Planner:
         if b.type.kind == "STRING" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
                                                 "VAR_POP", "MEDIAN"):
             raise self.err(e, f"{func} needs a number, found STRING")
-        if b.type.kind == "STRING" and func in ("MIN", "MAX"):
-            raise UnsupportedError.at(self.sql, getattr(e, "pos", None),
-                                      f"{func} over strings is not supported yet")
+        if func in ("COUNT_IF", "BOOL_AND", "BOOL_OR") and b.type.kind not in ("BOOL", "NULL"):
+            raise self.err(e, f"{func} needs a boolean, found {b.type}")
         return b
 
     def _plan_aggregate(self, plan: Plan) -> None:
@@ -522,18 +531,25 @@ class _Planner:
                 raise self.err(e, f"{e.name} takes exactly one argument")
             func = name
             arg = self._bind_kernel_arg(args[0], func)
-        key = (func, arg)
+        filt = None
+        if e.filter is not None:
+            if self._contains_aggregate(e.filter):
+                raise self.err(e.filter, "aggregates are not allowed in FILTER (WHERE ...)")
+            filt = self._bind_condition(e.filter, self.input_scope)
+        key = (func, arg, filt)
         if key in aggs:
             return aggs[key].name
         rt, unscale = self._agg_type(func, arg)
-        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt)
         aggs[key] = spec
         cols[spec.name] = rt
         return spec.name
 
     def _agg_type(self, func: str, arg: Optional[Bound]) -> tuple[SqlType, int]:
-        if func in ("COUNT_STAR", "COUNT", "COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
+        if func in ("COUNT_STAR", "COUNT", "COUNT_DISTINCT", "APPROX_COUNT_DISTINCT", "COUNT_IF"):
             return INT64, 0
+        if func in ("BOOL_AND", "BOOL_OR"):
+            return BOOL, 0
         t = arg.type
         dec = t.kind == "DECIMAL"
         if func == "SUM":

@@ -308,6 +308,8 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     sql, name = scope.sql, e.name
     if e.over is not None:
         raise SqlError.at(sql, e.pos, f"{name}(...) OVER is only allowed in the select list")
+    if e.filter is not None:  # aggregates take FILTER in the planner; none reaches this point
+        raise SqlError.at(sql, e.pos, f"FILTER (WHERE ...) applies to aggregates only, not {name}")
     if name not in _functions.TABLE:  # the function table (velostream/exec/functions.py)
         from ..planner import AGGREGATES  # a name the planner knows but did not expect here
         if name in AGGREGATES or name == "COUNT_DISTINCT":

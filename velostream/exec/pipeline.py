@@ -20,7 +20,7 @@ from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
 from ..errors import OutOfRangeError
 from ..planner import AggSpec, Plan
-from .expressions import Evaluator
+from .expressions import Evaluator, render
 
 TIME_COL = "__time"
 WM_COL = "__wm"
@@ -147,12 +147,23 @@ class KeyCodec:
 # ------------------------------------------------------------------------------ aggregates
 
 
-def make_aggregator(spec: AggSpec):
+def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):
+    """The kernel object for one aggregate (``strings``: the job's dictionary, which MIN/MAX of
+    text compare through)."""
     from .._core import aggregate as _agg
     dt = np.float64 if spec.kernel_dtype == "float64" else np.int64
     f = spec.func
     if f == "COUNT_STAR":
-        return _agg.CountStar(np.int64)
+        # COUNT(*) FILTER (WHERE c) counts the rows where c holds: a COUNT whose validity is c
+        return _agg.CountStar(np.int64) if spec.filter is None else _agg.Count(np.int64)
+    if f in ("MIN", "MAX") and spec.arg.type.kind == "STRING":
+        if strings is None:
+            raise ValueError("MIN/MAX of text needs the job's string dictionary")
+        return (_agg.TextMin if f == "MIN" else _agg.TextMax)(strings)
+    # COUNT_IF(c) is DuckDB's SUM of c as 0/1 (NULL with no non-NULL c); BOOL_AND/BOOL_OR are
+    # MIN/MAX of the booleans as 0/1.
+    if f in ("COUNT_IF", "BOOL_AND", "BOOL_OR"):
+        return {"COUNT_IF": _agg.Sum, "BOOL_AND": _agg.Min, "BOOL_OR": _agg.Max}[f](np.int64)
     if f in ("VARIANCE", "VAR_POP", "STDDEV", "STDDEV_POP"):
         return _agg.Variance(dt, sample=f in ("VARIANCE", "STDDEV"), sqrt=f.startswith("STDDEV"))
     cls = {"COUNT": _agg.Count, "SUM": _agg.Sum, "AVG": _agg.Avg, "MIN": _agg.Min, "MAX": _agg.Max,
@@ -332,7 +343,7 @@ class Pipeline:
         idx = np.arange(len(slots), dtype=np.int32)
         snaps = []
         for spec, agg in zip(self.plan.aggs, self.aggs):
-            snap = make_aggregator(spec)
+            snap = make_aggregator(spec, self.strings)
             snap.ensure_capacity(len(slots))
             snap.merge(idx, agg, slots)
             snaps.append(snap)
@@ -348,7 +359,7 @@ class Pipeline:
         w = plan.window
         sig = {"keys": [str(k.type) for k in plan.keys],
                "aggs": [[a.func, a.kernel_dtype, str(a.arg.type) if a.arg is not None else None]
-                        for a in plan.aggs],
+                        + ([render(a.filter)] if a.filter is not None else []) for a in plan.aggs],
                "window": None if w is None else [w.kind, w.size_ms, w.advance_ms]}
         if w is not None and w.kind == "SESSION":
             sig["window"].append(w.gap_ms)
@@ -448,8 +459,8 @@ class Pipeline:
                     arrays.append(arr)
                     continue
                 values = state[field]
-                if strings and field == "value":  # FIRST/LAST of strings: codes -> strings
-                    picked = state["state"] == 2
+                if strings and field == "value":  # FIRST/LAST/MIN/MAX of text: codes -> strings
+                    picked = state["state"] == 2 if "state" in state else state["has"] == 1
                     arr = self.strings.decode(values.astype(np.int32), picked)
                 else:
                     arr = pa.array(values)
@@ -731,7 +742,7 @@ class Pipeline:
         w = plan.window
         self.session = None
         self.windowed = w is not None and w.kind in ("TUMBLING", "SLIDING")
-        self.aggs = [make_aggregator(a) for a in plan.aggs]
+        self.aggs = [make_aggregator(a, self.strings) for a in plan.aggs]
         self.codec = KeyCodec([k.type for k in plan.keys])
         self.min_open_end = np.iinfo(np.int64).max
         if w is not None:  # window ends are multiples of this, which makes sorting them cheap
@@ -782,7 +793,7 @@ class Pipeline:
         plan = self.plan
         n = batch.length
         keycols = self._key_columns(batch)
-        argcols = [None if spec.arg is None else self.ev.column(spec.arg, batch) for spec in plan.aggs]
+        argcols = self._agg_args(batch)
         self._state_changed = True  # every row-level expression is evaluated
         words = self.codec.encode(keycols, n)
         rows = None
@@ -827,15 +838,36 @@ class Pipeline:
             cols["_WINDOW_END"] = Column(_INT, ws + plan.window.size_ms)
         return self._project_group_rows(cols, m)
 
+    def _agg_args(self, batch: Batch) -> list:
+        """Each aggregate's (argument column or None, FILTER mask or None) over the batch: every
+        row-level expression of the aggregates, evaluated before any state changes."""
+        return [(None if spec.arg is None else self.ev.column(spec.arg, batch),
+                 None if spec.filter is None else self.ev.mask(spec.filter, batch))
+                for spec in self.plan.aggs]
+
     def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray],
-                   col: Optional[Column] = None):
+                   arg: tuple):
+        """(values, valid) the kernel takes for ``spec`` (of ``rows`` of the batch, or all). A
+        FILTER is applied here, for every path: a row failing it is an invalid (skipped) input,
+        except for FIRST/LAST, which pick NULLs too and mark such a row 2 (skip), and COUNT(*),
+        which then counts the rows that pass (see make_aggregator)."""
+        col, keep = arg  # from _agg_args
+        if keep is not None and rows is not None:
+            keep = keep[rows]
         if spec.arg is None:
-            return None, None
-        if col is None:
-            col = self.ev.column(spec.arg, batch)
+            if keep is None:
+                return None, None
+            return np.zeros(len(keep), dtype=np.int64), keep.view(np.uint8)
         if rows is not None:
             col = col.take(rows)
-        return kernel_values(col, spec.kernel_dtype), col.valid_u8()
+        values, valid = kernel_values(col, spec.kernel_dtype), col.valid_u8()
+        if keep is not None:
+            if spec.func in ("FIRST_VALUE", "LAST_VALUE"):
+                valid = np.where(keep, np.uint8(1) if valid is None else valid,
+                                 np.uint8(2)).astype(np.uint8)
+            else:
+                valid = keep.view(np.uint8) if valid is None else valid & keep.view(np.uint8)
+        return values, valid
 
     def _close_windows(self, watermark: Optional[int]) -> list[Batch]:
         live = self.table.live_slots()
@@ -897,7 +929,8 @@ class Pipeline:
         plan = self.plan
         n = batch.length
         keycols = self._key_columns(batch)
-        inputs = [self._agg_input(spec, batch, None) for spec in plan.aggs]
+        inputs = [self._agg_input(spec, batch, None, arg)
+                  for spec, arg in zip(plan.aggs, self._agg_args(batch))]
         self._state_changed = True  # every row-level expression is evaluated
         key_slots = np.empty(n, dtype=np.int32)
         self.table.find_or_insert(self.codec.encode(keycols, n), key_slots)

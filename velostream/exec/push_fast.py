@@ -53,6 +53,8 @@ def why_not(plan, pipeline) -> Optional[str]:
     for a in plan.aggs:
         if a.func not in _AGGS:
             return f"{a.func} is not compiled"
+        if a.filter is not None:
+            return "FILTER (WHERE ...) is not compiled"
         if a.arg is None:
             continue
         if not isinstance(a.arg, BCol) or a.arg.name.startswith("__"):
