@@ -322,6 +322,27 @@ def test_a_pattern_column_with_an_invalid_pattern_fails_its_rows():
     assert info.value.rows.tolist() == [False, True, False]
 
 
+def test_results_kept_across_batches():
+    # results are kept by string code for the job: many small batches, strings seen before and
+    # new ones, NULLs, and a failing string that must fail again each time it comes
+    data = table(10)
+    exprs = ["REPLACE(s, 'a', 'xy')", "STRPOS(s, 'b')", "REGEXP_MATCHES(s, 'é|x')", "LPAD(s, 3, '-')",
+             "EPOCH_MS(TRY_STRPTIME(s2, '%Y'))", "JSON_VALUE(j, '$.a')"]
+    want = _duck([e.replace("LPAD(s, 3,", "LPAD(s, 3::INTEGER,") for e in exprs], data)
+    eng = vs.Engine("SELECT i, " + ", ".join(f"{e} AS r{n}" for n, e in enumerate(exprs)) + " FROM t")
+    rows = []
+    for lo in range(0, data.num_rows, 37):
+        rows += eng.push("t", data.slice(lo, 37).combine_chunks().to_batches()[0]).to_pylist()
+    rows.sort(key=lambda r: r["i"])
+    for n, e in enumerate(exprs):
+        assert [r[f"r{n}"] for r in rows] == want[n], e
+    eng = vs.Engine("SELECT STRPTIME(s, '%Y') AS r FROM t")
+    assert eng.push("t", pa.record_batch({"s": ["2020", None]})).to_pylist()[0]["r"] == _ms("2020-01-01 00:00:00")
+    for _ in range(2):
+        with pytest.raises(VelostreamError, match="Could not parse"):
+            eng.push("t", pa.record_batch({"s": ["2021", "x"]}))
+
+
 def test_lpad_without_padding_fails_the_row():
     with pytest.raises(VelostreamError, match="Insufficient padding"):
         vs.query("SELECT LPAD(s, 3, '') AS r FROM t", {"t": {"s": ["abc", "a"]}})

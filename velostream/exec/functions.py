@@ -12,16 +12,18 @@ Semantics are DuckDB's (docs/FUNCTIONS.md), times in UTC. Evaluation is vectoris
 
 - date and time functions work on the int64 epoch milliseconds with numpy (calendar fields through
   ``datetime64``), and build text with Arrow kernels;
-- text functions run an Arrow kernel once per *distinct* string of the batch (strings are codes
-  into the job's ``StringDict``, so the batch's distinct codes are found by one hash pass) and map
-  the results back to the rows by index; a parameter that is not a constant (a column as the
-  pattern) groups the rows by its value, one kernel call per distinct value, never one per row;
-- JSON functions parse each distinct string of the batch once (orjson).
+- text, STRPTIME and JSON functions with constant parameters run an Arrow kernel (JSON: orjson)
+  once per distinct string the job has given them: strings are codes into the job's
+  ``StringDict``, stable for the job, so the results are kept by code (``_Memo``) and a batch of
+  strings seen before costs a few numpy gathers;
+- a parameter that is not a constant (a column as the pattern) groups the rows by its value, one
+  kernel call per distinct value and distinct string of the batch, never one per row.
 """
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -481,6 +483,20 @@ def _strftime_pieces(ms: np.ndarray, tokens: list) -> list:
     return pieces
 
 
+# the finest unit (ms) a format specifier shows: the text changes no faster than that
+_RESOLUTION = dict.fromkeys("gfn", 1) | dict.fromkeys("S", 1000) | dict.fromkeys("M", 60_000) \
+    | dict.fromkeys("HIp", 3_600_000)
+
+
+def _format_times(ms: np.ndarray, tokens: list) -> pa.Array:
+    pieces = _strftime_pieces(ms, tokens)
+    if not any(isinstance(p, pa.Array) for p in pieces):
+        return pa.array(["".join(p.as_py() for p in pieces)] * len(ms), pa.string())
+    if len(pieces) == 1:
+        return pieces[0]
+    return pc.binary_join_element_wise(*pieces, "")
+
+
 def _eval_strftime(ev, b, batch):
     n = batch.length
     a = ev.eval(b.args[0], batch)
@@ -488,15 +504,16 @@ def _eval_strftime(ev, b, batch):
     if ok is False:
         return _null(STRING, n)
     tokens = _parse_format(None, b.args[1].value)
-    pieces = _strftime_pieces(ms, tokens)
-    arrays = [p for p in pieces if isinstance(p, pa.Array)]
-    if not arrays:
-        text = pa.array(["".join(p.as_py() for p in pieces)] * n, pa.string())
-    elif len(pieces) == 1:
-        text = pieces[0]
-    else:
-        text = pc.binary_join_element_wise(*pieces, "")
-    codes, _ = ev.strings.encode_arrow(text)
+    step = min([_RESOLUTION.get(t[1], _DAY) for t in tokens if isinstance(t, tuple)], default=_DAY)
+    # Times of a batch often share their text (a format to the minute, rows a second apart):
+    # format each distinct (time // step) once when that saves most of the work
+    units = ms // step
+    enc = pc.dictionary_encode(pa.array(units))
+    if len(enc.dictionary) * 4 <= n:
+        distinct = enc.dictionary.to_numpy(zero_copy_only=False) * step
+        codes, _ = ev.strings.encode_arrow(_format_times(distinct, tokens))
+        return Val(codes[enc.indices.to_numpy(zero_copy_only=False)], ok, STRING)
+    codes, _ = ev.strings.encode_arrow(_format_times(ms, tokens))
     return Val(codes, ok, STRING)
 
 
@@ -674,6 +691,77 @@ def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
     return Val(values, ok, out)
 
 
+class _Memo:
+    """A text function's results (for constant parameters) by the codes of the job's string
+    dictionary: codes are stable for the job, so a string seen in an earlier batch is never
+    computed again, and a batch of known strings costs a few numpy gathers. Only the strings the
+    function was applied to are computed (NOT the whole dictionary, which holds every column's
+    strings and the results themselves). A result that is an error is never kept."""
+
+    def __init__(self, out: SqlType):
+        self.out = out
+        self.values = np.zeros(0, dtype=out.numpy_dtype)
+        self.state = np.zeros(0, dtype=np.uint8)  # 0 unknown, 1 a value, 2 NULL
+        self.lock = threading.Lock()
+
+    def apply(self, ev, codes: np.ndarray, ok, kernel) -> Optional[tuple]:
+        """(values, valid) for ``codes`` (of the rows ``ok``: None = all), or None when some
+        string's result is an error."""
+        top = int(codes.max()) + 1 if len(codes) else 0
+        with self.lock:
+            if top > len(self.state):
+                size = max(top, len(ev.strings), 2 * len(self.state))
+                values = np.zeros(size, dtype=self.values.dtype)
+                state = np.zeros(size, dtype=np.uint8)
+                values[:len(self.values)] = self.values
+                state[:len(self.state)] = self.state
+                self.values, self.state = values, state
+            values, state = self.values, self.state
+            st = state[codes]
+            missing = st == 0
+            if ok is not None:  # a NULL row's code is no string of the function's
+                missing &= ok
+            if missing.any():
+                new = np.unique(codes[missing])
+                res = kernel(ev.strings.decode(new))
+                if isinstance(res, tuple):
+                    res, bad, _ = res
+                    if bad.any():
+                        return None
+                if isinstance(res, pa.ChunkedArray):
+                    res = res.combine_chunks()
+                valid = res.is_valid().to_numpy(zero_copy_only=False)
+                if self.out.kind == "STRING":
+                    got, _ = ev.strings.encode_arrow(res)
+                else:
+                    got = res.fill_null(False if self.out.kind == "BOOL" else 0).to_numpy(
+                        zero_copy_only=False).astype(self.out.numpy_dtype, copy=False)
+                values[new] = got
+                state[new] = np.where(valid, 1, 2)
+                st = state[codes]
+        return values[codes], st == 1
+
+
+def _memo_map(ev, b, val: Val, n: int, kernel, params: tuple) -> Val:
+    """``_per_distinct`` for constant parameters, through the job's memo of the function."""
+    ok = _norm_valid(val.ok)
+    if ok is False or len(ev.strings) == 0 or val.is_scalar:
+        return _per_distinct(ev, val, n, kernel, b.type)
+    memos = ev.__dict__.setdefault("_function_memos", {})
+    key = (b.fn, params)
+    memo = memos.get(key)
+    if memo is None:
+        memo = memos.setdefault(key, _Memo(b.type))
+    codes = np.asarray(val.v, dtype=np.int32)
+    if ok is not None:  # a NULL row's code is a placeholder: read code 0 instead
+        codes = np.where(ok, codes, 0).astype(np.int32)
+    got = memo.apply(ev, codes, ok, kernel)
+    if got is None:  # some row fails: the uncached path reports it
+        return _per_distinct(ev, val, n, kernel, b.type)
+    values, valid = got
+    return Val(values, valid if ok is None else (valid & ok), b.type)
+
+
 def _scalar_of(ev, val: Val):
     """A constant operand as a Python value (None for NULL)."""
     if val.ok is False or _norm_valid(val.ok) is False:
@@ -695,7 +783,7 @@ def _text_eval(ev, b, batch):
         py = [_scalar_of(ev, p) for p in params]
         if any(p is None for p in py):  # NULL in, NULL out
             return _null(b.type, n)
-        return _per_distinct(ev, first, n, make(*py), b.type)
+        return _memo_map(ev, b, first, n, make(*py), tuple(py))
     # Parameters per row: one kernel per distinct parameter tuple (as LIKE does for patterns).
     keys, oks = [], []
     for p in params:
@@ -1122,7 +1210,7 @@ def _eval_strptime(ev, b, batch):
     if b.fn == "TRY_STRPTIME":
         inner = kernel
         kernel = lambda arr: inner(arr)[0]  # noqa: E731 - unparsable text is NULL
-    return _per_distinct(ev, text, n, kernel, TIMESTAMP)
+    return _memo_map(ev, b, text, n, kernel, (b.args[1].value,))
 
 
 def _bind_trim(c: Call) -> Bound:
