@@ -362,6 +362,38 @@ def test_functions_in_where_and_group_by(partitions):
     assert final == dict(con.execute(sql).fetchall())
 
 
+def test_a_job_through_velostream_run(tmp_path):
+    # a sample through the CLI: a row STRPTIME cannot read is a bad record (dead-letter output),
+    # invalid JSON is NULL, the other rows are what vs.query gives
+    import json
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    rows = [{"id": i, "t": f"2024-02-{i % 29 + 1:02d} {i % 24:02d}:{i % 60:02d}", "s": f"u-{i % 7}-x",
+             "payload": json.dumps({"a": {"b": [i, f"v{i % 3}"]}})} for i in range(60)]
+    rows[17]["t"] = "garbage"
+    rows[23]["payload"] = "{bad"
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    select = ("SELECT id, STRFTIME(STRPTIME(t, '%Y-%m-%d %H:%M'), '%d/%m/%Y %Hh') AS d, "
+              "DATE_PART('dow', STRPTIME(t, '%Y-%m-%d %H:%M')) AS dow, SPLIT_PART(s, '-', 2) AS p, "
+              "JSON_VALUE(payload, '$.a.b[1]') AS v FROM src")
+    (tmp_path / "job.sql").write_text(
+        f"CREATE STREAM out AS {select}\nWITH ('src.type' = 'file_source', 'src.path' = 'in.jsonl', "
+        "'out.type' = 'file_sink', 'out.path' = 'out.jsonl', 'dead.letter.path' = 'dlq.jsonl')\n")
+    r = subprocess.run([sys.executable, "-m", "velostream", "run", "job.sql"], cwd=tmp_path,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "60 records in, 59 rows out, 1 failed" in r.stderr
+    got = sorted((json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()),
+                 key=lambda x: x["id"])
+    good = [x for x in rows if x["t"] != "garbage"]
+    want = sorted(vs.query(select, {"src": pa.Table.from_pylist(good)}).to_pylist(), key=lambda x: x["id"])
+    assert got == want and want[22]["v"] is None and want[0]["v"] == '"v0"'
+    dead = [json.loads(line) for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
+    assert len(dead) == 1 and "garbage" in dead[0]["payload"] and "Could not parse" in dead[0]["error"]
+
+
 # --------------------------------------------------------------------------- the table and its page
 
 

@@ -22,6 +22,7 @@ Semantics are DuckDB's (docs/FUNCTIONS.md), times in UTC. Evaluation is vectoris
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -890,10 +891,17 @@ def _list_pick(parts: pa.ListArray, index: int) -> pa.Array:
     return out
 
 
+_MAX_PAD = 1 << 24  # characters: a padded text must stay far below Arrow's 2 GB per array
+
+
 def _pad(side: str):
     def make(length: int, fill: str):
         def kernel(arr: pa.Array):
             width = max(length, 0)
+            if width > _MAX_PAD:
+                return arr, arr.is_valid().to_numpy(zero_copy_only=False), lambda j: (
+                    f"Out of Range Error: {side[0].upper()}PAD to {length} characters is over "
+                    f"the limit of {_MAX_PAD}")
             lens = pc.utf8_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
             need = np.maximum(width - lens, 0)
             body = pc.utf8_slice_codeunits(arr, 0, width)
@@ -987,7 +995,9 @@ def _capture_groups(pattern: str) -> int:
             if pattern[i + 1:i + 2] == "]":  # a ']' first in a class is a plain character
                 i += 1
         elif ch == "(":
-            if pattern[i + 1:i + 2] != "?" or pattern[i + 1:i + 4] == "?P<":
+            named = pattern[i + 1:i + 4] == "?P<" or (pattern[i + 1:i + 3] == "?<"
+                                                       and pattern[i + 3:i + 4] not in ("=", "!"))
+            if pattern[i + 1:i + 2] != "?" or named:
                 count += 1
         i += 1
     return count
@@ -1063,7 +1073,8 @@ def _json_path(c: Optional[Call], path: str) -> list:
                 raise c.error(f"{c.name}: the wildcard '*' in a JSON path is not supported")
             steps.append(plain)
         else:
-            steps.append(-int(digits) if back else int(digits))
+            # '[#]' is the place after the last element: never a value
+            steps.append(math.inf if digits is None else (-int(digits) if back else int(digits)))
         at = m.end()
     return steps
 
@@ -1307,7 +1318,9 @@ FUNCTIONS: list[Function] = [
              "CONCAT_WS('-', 'a', NULL, 'b')", "a-b", bind=_bind_concat_ws, evaluate=_eval_concat_ws,
              group=S),
     Function("REGEXP_MATCHES", "REGEXP_MATCHES(s, pattern [, options]) -> BOOLEAN",
-             "Whether the RE2 pattern matches anywhere in s (options: 'i' ignore case).",
+             "Whether the RE2 pattern matches anywhere in s. Options (all REGEXP functions): 'i' "
+             "ignore case, 'c' respect case, 's' '.' matches a line break, 'm' / 'n' / 'p' it does "
+             "not (the default).",
              "REGEXP_MATCHES('order-42', '[0-9]+$')", True,
              bind=_text_fn("text", "text", returns=BOOL, lo=2, defaults=(BConst(STRING, ""),)), group=S,
              aliases=("REGEXP_LIKE",)),
