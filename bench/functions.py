@@ -32,9 +32,10 @@ FAMILIES = {
     "json": ("SELECT JSON_EXTRACT_STRING(j, '$.user.name') AS n, JSON_EXTRACT(j, '$.tags[0]') AS g FROM t",
              "SELECT json_extract_string(j, '$.user.name') AS n, json_extract(j, '$.tags[0]')::VARCHAR AS g "
              "FROM t"),
-    "json_distinct": ("SELECT JSON_EXTRACT_STRING(u, '$.user.name') AS n, JSON_EXTRACT(u, '$.n') AS g FROM t",
-                      "SELECT json_extract_string(u, '$.user.name') AS n, json_extract(u, '$.n')::VARCHAR AS g "
-                      "FROM t"),
+    "json_distinct": ("SELECT JSON_EXTRACT_STRING(u, '$.user.name') AS n, JSON_EXTRACT(u, '$.n') AS g "
+                      "FROM t",
+                      "SELECT json_extract_string(u, '$.user.name') AS n, "
+                      "json_extract(u, '$.n')::VARCHAR AS g FROM t"),
 }
 
 

@@ -34,7 +34,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..batch import BOOL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, SqlType
+from ..batch import BOOL, FLOAT64, INT64, STRING, TIMESTAMP, SqlType
 from ..errors import SqlError, nearest
 from . import expressions as X
 from .expressions import BCall, BConst, Bound, Val, _and_valid, _norm_valid
@@ -660,13 +660,14 @@ def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
         res = kernel(distinct)
     except pa.ArrowInvalid as exc:
         # a parameter read from a column (a pattern) that Arrow rejects: its rows fail
+        message = f"Invalid Input Error: {exc}"
         full = np.zeros(n, dtype=bool)
         live = np.ones(m, dtype=bool) if ok is None else ok
         if rows is None:
             full = live
         else:
             full[rows] = live
-        ev.check(full, None, n, lambda i: f"Invalid Input Error: {exc}")
+        ev.check(full, None, n, lambda i: message)
         return _null(out, m)
     if isinstance(res, tuple):
         res, bad, describe = res
@@ -916,7 +917,8 @@ def _pad(side: str):
             parts = (pad, body) if side == "left" else (body, pad)
             out = pc.binary_join_element_wise(*parts, "")
             if bad.any():
-                return out, bad, lambda j: f"Invalid Input Error: Insufficient padding in {side[0].upper()}PAD."
+                return out, bad, lambda j: ("Invalid Input Error: Insufficient padding in "
+                                            f"{side[0].upper()}PAD.")
             return out
         return kernel
     return make
@@ -1210,10 +1212,6 @@ _CHECKS = {"REGEXP_MATCHES": _check_regex, "REGEXP_REPLACE": _check_regex,
            "JSON_EXTRACT_STRING": _check_json, "JSON_EXISTS": _check_json}
 
 
-def _bind_strptime_text(c: Call) -> Bound:
-    return _bind_strptime(c)
-
-
 def _eval_strptime(ev, b, batch):
     n = batch.length
     text = ev.eval(b.args[0], batch)
@@ -1236,7 +1234,6 @@ T = "Date and time"
 J = "JSON"
 N = "Numbers"
 G = "Conditional"
-_text = _text_eval
 
 FUNCTIONS: list[Function] = [
     # -- numbers (bound in expressions)
@@ -1245,7 +1242,8 @@ FUNCTIONS: list[Function] = [
     Function("ROUND", "ROUND(x [, places INTEGER]) -> same type",
              "Rounds half away from zero to the given decimal places (negative: tens, hundreds).",
              "ROUND(2.5)", 3.0),
-    Function("FLOOR", "FLOOR(x) -> DOUBLE or DECIMAL", "Largest whole number not above x.", "FLOOR(-1.5)", -2.0),
+    Function("FLOOR", "FLOOR(x) -> DOUBLE or DECIMAL", "Largest whole number not above x.", "FLOOR(-1.5)",
+             -2.0),
     Function("CEIL", "CEIL(x) -> DOUBLE or DECIMAL", "Smallest whole number not below x.", "CEIL(1.2)", 2.0,
              aliases=("CEILING",)),
     Function("SQRT", "SQRT(x) -> DOUBLE", "Square root (NaN below zero).", "SQRT(16)", 4.0),
