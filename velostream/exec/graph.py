@@ -393,6 +393,19 @@ class Dataflow:
                     self.bind_source(node.name, given)
         self._bind_ready()
 
+    def table_sources(self) -> set[str]:
+        """Sources read as tables: declared so, or feeding the table side of a temporal join."""
+        out = {k for k, n in self.sources.items() if n.table_key is not None}
+        for n in self.nodes:
+            if n.kind == "join" and n.join[3]:
+                todo = [n.inputs[1]]
+                while todo:
+                    x = todo.pop()
+                    if x.kind == "source":
+                        out.add(x.name.lower())
+                    todo += x.inputs
+        return out
+
     def _bind_ready(self) -> None:
         """Build every operator whose inputs' schemas are known."""
         for node in self.nodes:
@@ -857,6 +870,13 @@ class GraphEngine:
         return rb
 
 
+def _first_time(rb: pa.RecordBatch) -> int:
+    if EVENT_TIME not in rb.schema.names or rb.num_rows == 0:
+        return INT64_MIN
+    from .operators.join import times_of
+    return int(times_of(rb.column(EVENT_TIME)[:1])[0])
+
+
 def final_state(batches: list[pa.RecordBatch], schema: pa.Schema, key: list[str]) -> list:
     """A table's changelog reduced to its last row per key (docs/SQL.md §8, Tables)."""
     if not batches:
@@ -879,16 +899,29 @@ def run_query(statements: list[ast.Statement], sql: str, sources) -> "Any":
         if key not in given:
             raise SqlError.at(sql, node.pos, f"no input for source '{node.name}' (given: "
                               f"{', '.join(sources) or 'none'})")
+    from ..engine import _morsels
     full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
     # tables first, each read to its end (docs/SQL.md §9): then its watermark is past every time
-    tables = {id(n.inputs[1]) for n in flow.nodes if n.kind == "join" and n.join[3]}
-    order = sorted(flow.sources.items(), key=lambda kv: not (kv[1].table_key is not None
-                                                             or id(kv[1]) in tables))
-    for key, node in order:
-        for rb in to_record_batches(given[key]):
-            full += flow.step(node.name, rb).get(flow.result, [])
-        if node.table_key is not None or id(node) in tables:
+    tables = flow.table_sources()
+    for key, node in flow.sources.items():
+        if key in tables:
+            for rb in _morsels(to_record_batches(given[key])):
+                full += flow.step(node.name, rb).get(flow.result, [])
             node.watermark = INT64_MAX
+    # the streams interleaved by time, as they would arrive live: a join or a union keeps only
+    # the rows its watermark has not passed
+    heads = []
+    for key, node in flow.sources.items():
+        if key not in tables:
+            it = _morsels(to_record_batches(given[key]))
+            heads.append([node, it, next(it, None)])
+    while True:
+        live = [h for h in heads if h[2] is not None]
+        if not live:
+            break
+        head = min(live, key=lambda h: _first_time(h[2]))
+        full += flow.step(head[0].name, head[2]).get(flow.result, [])
+        head[2] = next(head[1], None)
     full += flow.step(None, None, final=True).get(flow.result, [])
     res = flow.result
     if res.table_key is not None and full:

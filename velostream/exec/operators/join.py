@@ -53,12 +53,20 @@ class _Output:
              times: np.ndarray) -> list[pa.RecordBatch]:
         if len(li) == 0:
             return []
-        lidx = pa.array(li, mask=li < 0, type=pa.int64())
-        ridx = pa.array(ri, mask=ri < 0, type=pa.int64())
-        cols = [left.column(n).take(lidx) for n in self.left_names]
-        cols += [right.column(n).take(ridx) for n in self.right_names]
+        cols = [_take(left.column(n), li) for n in self.left_names]
+        cols += [_take(right.column(n), ri) for n in self.right_names]
         cols.append(pa.array(times, type=pa.int64()))
         return pa.Table.from_arrays(cols, schema=self.schema).combine_chunks().to_batches()
+
+
+def _take(col, idx: np.ndarray):
+    """``col`` at rows ``idx`` (-1: NULL); all of it, uncopied, when ``idx`` is every row."""
+    n = len(col)
+    if len(idx) == n and n and idx[0] == 0 and idx[-1] == n - 1 and (
+            n < 2 or bool(np.all(np.diff(idx) == 1))):
+        return col
+    return col.take(pa.array(idx, mask=idx < 0, type=pa.int64()) if (idx < 0).any()
+                    else pa.array(idx, type=pa.int64()))
 
 
 def _key_table(t: pa.Table, keys: list[str], ids: np.ndarray, types: list) -> pa.Table:
@@ -222,6 +230,8 @@ class TemporalJoin:
         self.versions: Optional[pa.Table] = None
         self.version_t = np.empty(0, np.int64)
         self.held: list[pa.RecordBatch] = []
+        self._lookup = None  # see _index
+        self._pruned_at = INT64_MIN  # the stream watermark of the last _prune
 
     def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
         if batch.num_rows == 0:
@@ -233,6 +243,8 @@ class TemporalJoin:
             self.versions = new if self.versions is None else \
                 pa.concat_tables([self.versions, new]).combine_chunks()
             self.version_t = np.concatenate([self.version_t, t])
+            self._lookup = None
+            self._pruned_at = INT64_MIN
             return []
         self.held.append(batch)
         return self._release(self.table_watermark)
@@ -285,11 +297,52 @@ class TemporalJoin:
             out = [out[0].filter(pa.array(self.residual(out[0])))]
         return out
 
+    def _index(self):
+        """The versions sorted by (key, time, arrival), for lookups by binary search; rebuilt
+        only when the versions change. None when the fast path does not apply."""
+        if self._lookup is not None or len(self.keys[1]) != 1:
+            return self._lookup
+        keys = _chunk(self.versions.column(self.keys[1][0]).cast(self.key_types[0]))
+        uniq = pc.unique(keys.drop_null())
+        code = pc.index_in(keys, value_set=uniq).fill_null(-1).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+        m = len(code)
+        vt = self.version_t
+        order = np.lexsort((np.arange(m), vt, code))
+        sc, st, si = code[order], vt[order], order.astype(np.int64)
+        if self.table_time is None:  # no time: a key's current version is its last arrival
+            last = np.full(len(uniq), -1, dtype=np.int64)
+            ok = sc >= 0
+            last[sc[ok]] = si[ok]
+            self._lookup = ("latest", uniq, last)
+            return self._lookup
+        tmin, tmax = int(st.min()), int(st.max())
+        span = tmax - tmin + 2
+        if len(uniq) * span >= 2 ** 62:
+            return None
+        self._lookup = ("as_of", uniq, (sc * span + (st - tmin), sc, si, tmin, tmax, span))
+        return self._lookup
+
     def _as_of(self, rows: pa.Table, t: np.ndarray) -> np.ndarray:
         """Per stream row, the index of the current table version of its key, or -1."""
         n = rows.num_rows
         if self.versions is None or self.versions.num_rows == 0:
             return np.full(n, -1, dtype=np.int64)
+        index = self._index()
+        if index is not None:  # one hash lookup of the keys, one binary search of the times
+            kind, uniq, data = index
+            keys = _chunk(rows.column(self.keys[0][0]).cast(self.key_types[0]))
+            code = pc.index_in(keys, value_set=uniq).fill_null(-1).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+            found = code >= 0
+            if kind == "latest":
+                return np.where(found, data[np.maximum(code, 0)], -1)
+            comp, sc, si, tmin, tmax, span = data
+            want = np.maximum(code, 0) * span + (np.clip(t, tmin - 1, tmax) - tmin)
+            pos = np.searchsorted(comp, want, side="right") - 1
+            ok = found & (pos >= 0)
+            ok[ok] &= sc[pos[ok]] == code[ok]
+            return np.where(ok, si[np.maximum(pos, 0)], -1)
         m = self.versions.num_rows
         codes, valid = _joint_codes(self.versions, self.keys[1], rows, self.keys[0],
                                     self.key_types)
@@ -316,8 +369,10 @@ class TemporalJoin:
     def _prune(self) -> None:
         """Versions the stream can no longer ask for: older than the stream's watermark and not
         the current one of their key."""
-        if self.versions is None or self.stream_watermark == INT64_MIN or self.held:
+        if (self.versions is None or self.stream_watermark == INT64_MIN or self.held
+                or self.stream_watermark == self._pruned_at):
             return
+        self._pruned_at = self.stream_watermark
         m = self.versions.num_rows
         codes, valid = _joint_codes(self.versions, self.keys[1], self.versions, self.keys[1],
                                     self.key_types, only_first=True)
@@ -335,6 +390,7 @@ class TemporalJoin:
             keep = ~drop
             self.versions = self.versions.filter(pa.array(keep))
             self.version_t = self.version_t[keep]
+            self._lookup = None
 
     def describe(self) -> str:
         return (f"TemporalJoin {self.kind}: keys {', '.join(self.keys[0])} = "
