@@ -73,15 +73,17 @@ def file_format(name: str, props: Properties, *, sink: bool = False) -> str:
     if ext in FORMAT_OF_EXTENSION:
         return FORMAT_OF_EXTENSION[ext]
     if not sink and path:
+        store = ObjectStore.for_path(name, Properties(name, props.values), path)
         try:
-            store = ObjectStore.for_path(name, Properties(name, props.values), path)
-            if store.is_dir(path):
-                exts = {posixpath.splitext(f)[1].lower() for f in store.expand(path)[0]}
-                fmts = {FORMAT_OF_EXTENSION.get(e) for e in exts}
-                if len(fmts) == 1 and None not in fmts:
-                    return fmts.pop()
-        except OSError:
-            pass
+            files = store.expand(path)[0]
+        except OSError as e:  # nothing there: say so rather than ask for a format
+            raise ConfigError(f"'{name}.path': cannot read {path}: {e}") from e
+        if not files:
+            raise ConfigError(f"'{name}.path': no file matches {path!r}")
+        if store.is_dir(path):
+            fmts = {FORMAT_OF_EXTENSION.get(posixpath.splitext(f)[1].lower()) for f in files}
+            if len(fmts) == 1 and None not in fmts:
+                return fmts.pop()
     raise ConfigError(f"'{name}.format' is required: cannot tell it from {path!r} "
                       f"(parquet, arrow, csv or jsonl)")
 
