@@ -1,12 +1,13 @@
 """The scalar function table: every function's name, signature, result type, documentation,
 binding and evaluation, in one place (docs/FUNCTIONS.md is generated from it).
 
-Each ``Function`` says how to bind a call (check arity and argument types at plan time, raising
-``SqlError`` with the call's position, and return a typed ``BCall``) and how to evaluate it over a
-whole batch. The binder (``expressions._bind_function``) looks names up here, so the
+Each ``Function`` says how to bind a call (``bind``: check arity and argument types at plan time,
+raising ``SqlError`` with the call's position, and return a typed ``BCall`` named after the
+function) and how to evaluate it over a whole batch (``evaluate``, registered in the evaluator's
+dispatch table). The binder (``expressions._bind_function``) looks every name up here, so the
 "unknown function X; did you mean Y" hint and the reference page know every function. The
-original arithmetic and string functions (ABS ... TRIM) are still bound and evaluated by
-``expressions``; their entries here carry their documentation (``bind=None``).
+original arithmetic, conditional and string functions (ABS ... CONCAT) are still bound and
+evaluated by ``expressions``; their entries here carry their documentation (``bind=None``).
 
 Semantics are DuckDB's (docs/FUNCTIONS.md), times in UTC. Evaluation is vectorised:
 
@@ -600,9 +601,9 @@ def _bind_epoch_ms(c: Call) -> Bound:
     c.arity(1)
     a = c.args[0]
     if a.type.kind == "TIMESTAMP":
-        return BCall(INT64, "RETYPE", (a,))
+        return BCall(INT64, "EPOCH_MS", (a,))
     if a.type.kind in ("INT64", "BOOL", "NULL"):
-        return BCall(TIMESTAMP, "RETYPE", (X._convert(a, INT64),))
+        return BCall(TIMESTAMP, "EPOCH_MS", (X._convert(a, INT64),))
     raise c.error(f"EPOCH_MS takes a TIMESTAMP or an integer (milliseconds), found {a.type}")
 
 
@@ -1192,7 +1193,7 @@ def _eval_concat_ws(ev, b, batch):
 # ------------------------------------------------------------------------------ the table
 
 _KERNELS: dict = {
-    "REPLACE": _replace, "LTRIM": _trim("left"), "RTRIM": _trim("right"), "TRIM2": _trim("both"),
+    "REPLACE": _replace, "LTRIM": _trim("left"), "RTRIM": _trim("right"), "TRIM": _trim("both"),
     "SPLIT_PART": _split_part, "LPAD": _pad("left"), "RPAD": _pad("right"),
     "LEFT": _left, "RIGHT": _right, "STRPOS": _strpos, "REVERSE": lambda: pc.utf8_reverse,
     "STARTS_WITH": lambda prefix: (lambda arr: pc.starts_with(arr, prefix)),
@@ -1225,8 +1226,7 @@ def _eval_strptime(ev, b, batch):
 def _bind_trim(c: Call) -> Bound:
     c.arity(1, 2)
     args = (c.text(0),) + ((c.text(1),) if len(c.args) > 1 else (BConst(STRING, " "),))
-    fn = {"TRIM": "TRIM2", "LTRIM": "LTRIM", "RTRIM": "RTRIM"}[c.name]
-    return BCall(STRING, fn, args)
+    return BCall(STRING, c.name, args)
 
 
 S = "Text"
@@ -1275,41 +1275,45 @@ FUNCTIONS: list[Function] = [
     # -- text, bound here
     Function("TRIM", "TRIM(s [, characters]) -> VARCHAR",
              "Removes the characters (default: spaces) from both ends.", "TRIM('  x  ')", "x",
-             bind=_bind_trim, group=S),
+             bind=_bind_trim, evaluate=_text_eval, group=S),
     Function("LTRIM", "LTRIM(s [, characters]) -> VARCHAR",
              "Removes the characters (default: spaces) from the start.", "LTRIM('xxaxx', 'x')", "axx",
-             bind=_bind_trim, group=S),
+             bind=_bind_trim, evaluate=_text_eval, group=S),
     Function("RTRIM", "RTRIM(s [, characters]) -> VARCHAR",
              "Removes the characters (default: spaces) from the end.", "RTRIM('xxaxx', 'x')", "xxa",
-             bind=_bind_trim, group=S),
+             bind=_bind_trim, evaluate=_text_eval, group=S),
     Function("REPLACE", "REPLACE(s, from VARCHAR, to VARCHAR) -> VARCHAR",
              "Every occurrence of from replaced by to.", "REPLACE('a-b-c', '-', '+')", "a+b+c",
-             bind=_text_fn("text", "text"), group=S),
+             bind=_text_fn("text", "text"), evaluate=_text_eval, group=S),
     Function("SPLIT_PART", "SPLIT_PART(s, delimiter VARCHAR, index BIGINT) -> VARCHAR",
              "Part index (1-based; negative: from the end) of s split at delimiter; '' when there "
-             "is none.", "SPLIT_PART('a,b,c', ',', -1)", "c", bind=_text_fn("text", "int"), group=S),
+             "is none.", "SPLIT_PART('a,b,c', ',', -1)", "c", bind=_text_fn("text", "int"),
+             evaluate=_text_eval, group=S),
     Function("LPAD", "LPAD(s, length BIGINT, fill VARCHAR) -> VARCHAR",
              "s padded at the start with fill (repeated) to length characters, or cut to it.",
-             "LPAD('7', 3, '0')", "007", bind=_text_fn("int", "text"), group=S),
+             "LPAD('7', 3, '0')", "007", bind=_text_fn("int", "text"), evaluate=_text_eval, group=S),
     Function("RPAD", "RPAD(s, length BIGINT, fill VARCHAR) -> VARCHAR",
              "s padded at the end with fill (repeated) to length characters, or cut to it.",
-             "RPAD('ab', 5, 'xy')", "abxyx", bind=_text_fn("int", "text"), group=S),
+             "RPAD('ab', 5, 'xy')", "abxyx", bind=_text_fn("int", "text"), evaluate=_text_eval, group=S),
     Function("LEFT", "LEFT(s, n BIGINT) -> VARCHAR",
              "The first n characters (negative n: all but the last -n).", "LEFT('velostream', 4)", "velo",
-             bind=_text_fn("int"), group=S),
+             bind=_text_fn("int"), evaluate=_text_eval, group=S),
     Function("RIGHT", "RIGHT(s, n BIGINT) -> VARCHAR",
              "The last n characters (negative n: all but the first -n).", "RIGHT('velostream', 6)",
-             "stream", bind=_text_fn("int"), group=S),
+             "stream", bind=_text_fn("int"), evaluate=_text_eval, group=S),
     Function("STRPOS", "STRPOS(s, needle VARCHAR) -> BIGINT",
              "Position (1-based, in characters) of the first needle in s; 0 when absent.",
-             "STRPOS('héllo', 'l')", 3, bind=_text_fn("text", returns=INT64), group=S, aliases=("INSTR",)),
+             "STRPOS('héllo', 'l')", 3, bind=_text_fn("text", returns=INT64),
+             evaluate=_text_eval, group=S, aliases=("INSTR",)),
     Function("REVERSE", "REVERSE(s) -> VARCHAR", "The characters in reverse order.", "REVERSE('abc')",
-             "cba", bind=_text_fn(), group=S),
+             "cba", bind=_text_fn(), evaluate=_text_eval, group=S),
     Function("STARTS_WITH", "STARTS_WITH(s, prefix VARCHAR) -> BOOLEAN", "Whether s begins with prefix.",
-             "STARTS_WITH('velostream', 'velo')", True, bind=_text_fn("text", returns=BOOL), group=S,
+             "STARTS_WITH('velostream', 'velo')", True, bind=_text_fn("text", returns=BOOL),
+             evaluate=_text_eval, group=S,
              aliases=("PREFIX",)),
     Function("ENDS_WITH", "ENDS_WITH(s, suffix VARCHAR) -> BOOLEAN", "Whether s ends with suffix.",
-             "ENDS_WITH('velostream', 'eam')", True, bind=_text_fn("text", returns=BOOL), group=S,
+             "ENDS_WITH('velostream', 'eam')", True, bind=_text_fn("text", returns=BOOL),
+             evaluate=_text_eval, group=S,
              aliases=("SUFFIX",)),
     Function("CONCAT_WS", "CONCAT_WS(separator, a, b, ...) -> VARCHAR",
              "The arguments as text joined by separator, NULLs skipped (NULL separator: NULL).",
@@ -1320,17 +1324,19 @@ FUNCTIONS: list[Function] = [
              "ignore case, 'c' respect case, 's' '.' matches a line break, 'm' / 'n' / 'p' it does "
              "not (the default).",
              "REGEXP_MATCHES('order-42', '[0-9]+$')", True,
-             bind=_text_fn("text", "text", returns=BOOL, lo=2, defaults=(BConst(STRING, ""),)), group=S,
+             bind=_text_fn("text", "text", returns=BOOL, lo=2, defaults=(BConst(STRING, ""),)),
+             evaluate=_text_eval, group=S,
              aliases=("REGEXP_LIKE",)),
     Function("REGEXP_REPLACE", "REGEXP_REPLACE(s, pattern, replacement [, options]) -> VARCHAR",
              "The first match (every match with option 'g') replaced; \\1 names a group.",
              "REGEXP_REPLACE('a1b22', '[0-9]+', '#', 'g')", "a#b#",
-             bind=_text_fn("text", "text", "text", lo=3, defaults=(BConst(STRING, ""),)), group=S),
+             bind=_text_fn("text", "text", "text", lo=3, defaults=(BConst(STRING, ""),)),
+             evaluate=_text_eval, group=S),
     Function("REGEXP_EXTRACT", "REGEXP_EXTRACT(s, pattern [, group [, options]]) -> VARCHAR",
              "Group (default 0: the whole match) of the first match; '' when nothing matches.",
              "REGEXP_EXTRACT('id=42;', 'id=([0-9]+)', 1)", "42",
              bind=_text_fn("text", "int", "text", lo=2, defaults=(BConst(INT64, 0), BConst(STRING, ""))),
-             group=S),
+             evaluate=_text_eval, group=S),
     # -- date and time
     Function("DATE_TRUNC", "DATE_TRUNC(unit VARCHAR, ts TIMESTAMP) -> TIMESTAMP",
              "ts truncated to the unit: millennium, century, decade, year, quarter, month, week "
@@ -1385,18 +1391,20 @@ FUNCTIONS: list[Function] = [
     Function("JSON_EXTRACT", "JSON_EXTRACT(json VARCHAR, path VARCHAR) -> VARCHAR (JSON text)",
              "The JSON at path ('$.a.b[0]', '$[#-1]', '/a/0'), as JSON text; NULL when absent or "
              "when json is not valid JSON.", """JSON_EXTRACT('{"a": {"b": [1, "x"]}}', '$.a.b[1]')""",
-             '"x"', bind=_text_fn("text"), group=J, aliases=("JSON_EXTRACT_PATH",)),
+             '"x"', bind=_text_fn("text"), evaluate=_text_eval, group=J, aliases=("JSON_EXTRACT_PATH",)),
     Function("JSON_VALUE", "JSON_VALUE(json VARCHAR, path VARCHAR) -> VARCHAR",
              "The scalar at path as JSON text (a string keeps its quotes); NULL for an object, an "
              "array, null, a missing path or invalid JSON.",
-             """JSON_VALUE('{"user": {"id": 42}}', '$.user.id')""", "42", bind=_text_fn("text"), group=J),
+             """JSON_VALUE('{"user": {"id": 42}}', '$.user.id')""", "42", bind=_text_fn("text"),
+             evaluate=_text_eval, group=J),
     Function("JSON_EXTRACT_STRING", "JSON_EXTRACT_STRING(json VARCHAR, path VARCHAR) -> VARCHAR",
              "The JSON at path as text: a string without quotes, anything else as JSON text.",
              """JSON_EXTRACT_STRING('{"user": {"name": "ana"}}', '$.user.name')""", "ana",
-             bind=_text_fn("text"), group=J),
+             bind=_text_fn("text"), evaluate=_text_eval, group=J),
     Function("JSON_EXISTS", "JSON_EXISTS(json VARCHAR, path VARCHAR) -> BOOLEAN",
              "Whether path exists in json (NULL for invalid JSON).",
-             """JSON_EXISTS('{"a": null}', '$.a')""", True, bind=_text_fn("text", returns=BOOL), group=J),
+             """JSON_EXISTS('{"a": null}', '$.a')""", True, bind=_text_fn("text", returns=BOOL),
+             evaluate=_text_eval, group=J),
 ]
 
 # what each name (and alias) refers to
@@ -1405,16 +1413,10 @@ for _f in FUNCTIONS:
     for _name in (_f.name,) + _f.aliases:
         TABLE[_name] = _f
 
-# evaluation: the BCall names the binders above produce
-EVALUATORS: dict[str, Callable] = {
-    "DATE_TRUNC": _eval_date_trunc, "DATE_PART": _eval_date_part, "DATEDIFF": _eval_datediff,
-    "STRFTIME": _eval_strftime, "STRPTIME": _eval_strptime, "TRY_STRPTIME": _eval_strptime,
-    "TO_TIMESTAMP": _eval_to_timestamp, "RETYPE": _eval_retype, "UNIX_TIMESTAMP": _eval_unix_timestamp,
-    "NOW": _eval_now, "CONCAT_WS": _eval_concat_ws,
-}
-for _name in _KERNELS:
-    if _name not in ("STRPTIME",):
-        EVALUATORS[_name] = _text_eval
+# evaluation: each function's binder produces a BCall named after the function (EPOCH is
+# bound as DATE_PART('epoch', ...))
+EVALUATORS: dict[str, Callable] = {f.name: f.evaluate for f in FUNCTIONS if f.evaluate is not None}
+assert set(_KERNELS) <= set(EVALUATORS), set(_KERNELS) - set(EVALUATORS)
 
 
 def bind_call(name: str, args: tuple, sql: str, pos, strings) -> Optional[Bound]:
