@@ -32,13 +32,18 @@ from .batch import StringDict
 AGGREGATES = {
     "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
     "VAR_SAMP", "VAR_POP", "COUNT_DISTINCT", "FIRST_VALUE", "LAST_VALUE", "MEDIAN",
-    "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR",
+    "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR", "ARG_MIN", "ARG_MAX", "MIN_BY",
+    "MAX_BY", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2",
 }
+# Aggregates of two arguments (AggSpec.arg and AggSpec.arg2).
+PAIR_AGGREGATES = {"ARG_MIN", "ARG_MAX", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE",
+                   "REGR_INTERCEPT", "REGR_R2"}
 ANALYTIC = {
     "AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
     "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE",
 }
-_CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE"}
+_CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE", "MIN_BY": "ARG_MIN",
+              "MAX_BY": "ARG_MAX"}
 SYSTEM_COLUMNS = ("_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY")
 WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
 
@@ -50,7 +55,8 @@ WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
 class AggSpec:
     func: str                 # COUNT_STAR COUNT SUM AVG MIN MAX VARIANCE VAR_POP STDDEV STDDEV_POP
     #                           COUNT_DISTINCT APPROX_COUNT_DISTINCT FIRST_VALUE LAST_VALUE MEDIAN
-    #                           COUNT_IF BOOL_AND BOOL_OR
+    #                           COUNT_IF BOOL_AND BOOL_OR ARG_MIN ARG_MAX CORR COVAR_POP
+    #                           COVAR_SAMP REGR_SLOPE REGR_INTERCEPT REGR_R2
     arg: Optional[Bound]      # over the input columns; None for COUNT(*)
     result_type: SqlType
     name: str                 # __a<j> in the group row
@@ -60,15 +66,22 @@ class AggSpec:
     # ``FILTER (WHERE cond)`` over the input columns: rows where it is not TRUE are not this
     # aggregate's input (docs/SQL.md §5).
     filter: Optional[Bound] = None
+    # The second argument of a PAIR_AGGREGATES call: ARG_MIN(arg, val)'s val, CORR(y, x)'s x...
+    arg2: Optional[Bound] = None
 
     @property
     def kernel_dtype(self) -> str:
+        if self.func in PAIR_AGGREGATES:  # CORR...: (y, x) as float64; ARG_*: int64 words
+            return "int64" if self.func in ("ARG_MIN", "ARG_MAX") else "float64"
         if self.arg is None or self.arg.type.kind != "FLOAT64":
             return "int64"
         return "float64"
 
     def describe(self) -> str:
-        text = f"{self.func}({render(self.arg) if self.arg is not None else '*'})"
+        args = render(self.arg) if self.arg is not None else '*'
+        if self.arg2 is not None:
+            args += f", {render(self.arg2)}"
+        text = f"{self.func}({args})"
         if self.filter is not None:
             text += f" FILTER (WHERE {render(self.filter)})"
         return text
@@ -142,7 +155,8 @@ class Plan:
     @property
     def input_columns_used(self) -> set[str]:
         used = set()
-        for b in [self.where] + self.keys + [a.arg for a in self.aggs] + [a.filter for a in self.aggs]:
+        for b in ([self.where] + self.keys + [a.arg for a in self.aggs] + [a.arg2 for a in self.aggs]
+                  + [a.filter for a in self.aggs]):
             if b is not None:
                 used |= columns_used(b)
         if self.window is not None:
@@ -524,8 +538,18 @@ class _Planner:
         elif e.distinct and name not in ("COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
             raise UnsupportedError.at(self.sql, e.pos, f"{name}(DISTINCT ...) is not supported; "
                                       "COUNT(DISTINCT x) is")
+        arg2 = None
         if name == "COUNT" and (not args or isinstance(args[0], ast.Star)):
             func, arg = "COUNT_STAR", None
+        elif name in PAIR_AGGREGATES:
+            if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
+                raise self.err(e, f"{e.name} takes exactly two arguments")
+            func = name
+            arg, arg2 = (self._bind(a, self.input_scope, self.strings) for a in args)
+            if func not in ("ARG_MIN", "ARG_MAX"):
+                for a, b in zip(args, (arg, arg2)):
+                    if b.type.kind not in ("INT64", "FLOAT64", "DECIMAL", "NULL"):
+                        raise self.err(a, f"{func} needs numbers, found {b.type}")
         else:
             if len(args) != 1 or isinstance(args[0], ast.Star):
                 raise self.err(e, f"{e.name} takes exactly one argument")
@@ -536,11 +560,11 @@ class _Planner:
             if self._contains_aggregate(e.filter):
                 raise self.err(e.filter, "aggregates are not allowed in FILTER (WHERE ...)")
             filt = self._bind_condition(e.filter, self.input_scope)
-        key = (func, arg, filt)
+        key = (func, arg, filt, arg2)
         if key in aggs:
             return aggs[key].name
         rt, unscale = self._agg_type(func, arg)
-        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2)
         aggs[key] = spec
         cols[spec.name] = rt
         return spec.name
@@ -550,6 +574,8 @@ class _Planner:
             return INT64, 0
         if func in ("BOOL_AND", "BOOL_OR"):
             return BOOL, 0
+        if func in PAIR_AGGREGATES and func not in ("ARG_MIN", "ARG_MAX"):
+            return FLOAT64, 0  # the kernel takes real values (decimals unscaled on the way in)
         t = arg.type
         dec = t.kind == "DECIMAL"
         if func == "SUM":

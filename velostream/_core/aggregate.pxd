@@ -172,6 +172,53 @@ cdef class TextMax(_TextMinMaxBase):
     pass
 
 
+cdef class _PairBase(Aggregate):
+    # Two inputs per row: ``values`` is an (n, 2) C-contiguous array of the input dtype (column 0
+    # the SQL call's first argument), ``valid`` one entry per row (both inputs usable). Only
+    # ``update``/``update_emit``/``update_all`` take pairs; ``update_emit_rows`` (group_step)
+    # does not serve these classes.
+    pass
+
+
+cdef class Covariance(_PairBase):
+    # COVAR_POP, COVAR_SAMP, CORR, REGR_SLOPE, REGR_INTERCEPT, REGR_R2 of (y, x) float64 pairs:
+    # Welford running means and co-moments, Chan's pairwise merge.
+    cdef int kind                  # index into COVARIANCE_KINDS (aggregate.pyx)
+    cdef vector[int64_t] nobs
+    cdef vector[double] mean_y
+    cdef vector[double] mean_x
+    cdef vector[double] m2_y       # sum of squared deviations of y
+    cdef vector[double] m2_x
+    cdef vector[double] c_xy       # sum of products of the deviations
+
+
+cdef class _ArgPickBase(_PairBase):
+    # ARG_MIN / ARG_MAX(arg, val) of int64 pairs: ``arg`` as int64 bits (float64 by bit pattern,
+    # text as string codes), ``val`` by ``val_kind``: 0 an integer, 1 float64 bits (NaN sorts
+    # last), 2 a string code compared by bytes through the dictionary view (as _TextMinMaxBase).
+    # Ties keep the earliest row by arrival number, as DuckDB's scan does, also across merges.
+    cdef bint is_max
+    cdef int val_kind
+    cdef vector[uint8_t] has
+    cdef vector[int64_t] seq
+    cdef vector[int64_t] arg
+    cdef vector[int64_t] val
+    cdef object strings
+    cdef object view
+    cdef const int32_t* offsets
+    cdef const char* data
+    cdef int _take_view(self) except -1
+    cdef void _drop_view(self)
+
+
+cdef class ArgMin(_ArgPickBase):
+    pass
+
+
+cdef class ArgMax(_ArgPickBase):
+    pass
+
+
 cdef class Median(Aggregate):
     # Exact median of the non-NaN values per slot; NaNs sort after every number (as in DuckDB) and
     # are only counted. A slot is in one of two forms:

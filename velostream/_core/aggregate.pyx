@@ -20,7 +20,7 @@ from .state_arrays import state_array as _state_array  # checks import_state inp
 from ..errors import OutOfRangeError
 
 cimport numpy as cnp
-from libc.math cimport NAN, isinf, sqrt
+from libc.math cimport NAN, isfinite, isinf, sqrt
 from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
 from libc.string cimport memcmp, memcpy
 from libcpp.unordered_set cimport unordered_set
@@ -2005,3 +2005,548 @@ cdef class Median(Aggregate):
         finally:
             self.busy = False
         _take_seq(self, arrays)
+
+
+# ---- two-input aggregates: CORR, COVAR_*, REGR_*, ARG_MIN, ARG_MAX ----------------------------
+
+cdef class _PairBase(Aggregate):
+    """Base of the aggregates of two arguments; see aggregate.pxd for the ``values`` layout."""
+
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid, int32_t known_max=-2):
+        # Aggregate._run with (n, 2) values: the same checks, GIL handling and arrival numbers.
+        cdef const int32_t[::1] sl = slots
+        cdef const int64_t[:, ::1] ivals
+        cdef const double[:, ::1] fvals
+        cdef const uint8_t[::1] vmask
+        cdef const int64_t[::1] seqs
+        cdef int64_t[::1] iout
+        cdef double[::1] fout
+        cdef uint8_t[::1] omask
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const void* vp = NULL
+        cdef const uint8_t* mp = NULL
+        cdef const int64_t* qp = NULL
+        cdef void* op = NULL
+        cdef uint8_t* omp = NULL
+        cdef int64_t seq0 = self.next_seq
+        cdef int32_t mx = -1
+        cdef int status = AGG_OK
+        if values is None:
+            raise TypeError(f"{type(self).__name__} needs an (n, 2) values array")
+        if self.is_float:
+            fvals = values
+            if fvals.shape[0] != n or fvals.shape[1] != 2:
+                raise ValueError(f"values has shape ({fvals.shape[0]}, {fvals.shape[1]}), "
+                                 f"expected ({n}, 2)")
+            if n:
+                vp = &fvals[0, 0]
+        else:
+            ivals = values
+            if ivals.shape[0] != n or ivals.shape[1] != 2:
+                raise ValueError(f"values has shape ({ivals.shape[0]}, {ivals.shape[1]}), "
+                                 f"expected ({n}, 2)")
+            if n:
+                vp = &ivals[0, 0]
+        if valid is not None:
+            vmask = _as_u8(valid)
+            _check_len(vmask.shape[0], n, "valid")
+            if n:
+                mp = &vmask[0]
+        if seq is not None:
+            seqs = seq
+            _check_len(seqs.shape[0], n, "seq")
+            if n:
+                qp = &seqs[0]
+        if out_valid is not None:
+            if self.result_is_float:
+                fout = out_values
+                _check_len(fout.shape[0], n, "out_values")
+                if n:
+                    op = &fout[0]
+            else:
+                iout = out_values
+                _check_len(iout.shape[0], n, "out_values")
+                if n:
+                    op = &iout[0]
+            omask = _as_u8(out_valid)
+            _check_len(omask.shape[0], n, "out_valid")
+            if n:
+                omp = &omask[0]
+        if n == 0:
+            return
+        _enter(self)
+        try:
+            with nogil:
+                mx = _max_slot(&sl[0], n) if known_max == -2 else known_max
+                if mx < self.n_slots:
+                    status = self._update(n, &sl[0], vp, mp, qp, seq0, op, omp)
+        finally:
+            self.busy = False
+        if mx >= self.n_slots:
+            raise ValueError(f"slot {mx} out of range: capacity is {self.n_slots}")
+        self.next_seq = seq0 + n
+        _raise_status(status)
+
+
+# Covariance.kind, in this order.
+COVARIANCE_KINDS = ("COVAR_POP", "COVAR_SAMP", "CORR", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2")
+cdef enum:
+    K_COVAR_POP = 0
+    K_COVAR_SAMP = 1
+    K_CORR = 2
+    K_REGR_SLOPE = 3
+    K_REGR_INTERCEPT = 4
+    K_REGR_R2 = 5
+
+
+cdef inline void _put_cov(int kind, int64_t n, double my, double mx, double m2y, double m2x,
+                          double cxy, double* out, uint8_t* ok) noexcept nogil:
+    # DuckDB's results and NULLs: no pairs -> NULL; COVAR_SAMP needs 2; CORR and REGR_SLOPE are
+    # plain IEEE ratios (NaN when a variance is 0); REGR_INTERCEPT is NULL unless the slope is
+    # finite; REGR_R2 is NULL when x's variance is 0, 1 when y's is, else CORR squared.
+    cdef double slope, r
+    out[0] = 0.0
+    ok[0] = 0
+    if n == 0 or (kind == K_COVAR_SAMP and n < 2):
+        return
+    ok[0] = 1
+    if kind == K_COVAR_POP:
+        out[0] = cxy / <double>n
+    elif kind == K_COVAR_SAMP:
+        out[0] = cxy / <double>(n - 1)
+    elif kind == K_CORR:
+        out[0] = cxy / (sqrt(m2x) * sqrt(m2y))
+    elif kind == K_REGR_SLOPE:
+        out[0] = cxy / m2x
+    elif kind == K_REGR_INTERCEPT:
+        slope = cxy / m2x
+        if not isfinite(slope):
+            ok[0] = 0
+        else:
+            out[0] = my - slope * mx
+    else:
+        if m2x == 0.0:
+            ok[0] = 0
+        elif m2y == 0.0:
+            out[0] = 1.0
+        else:
+            r = cxy / (sqrt(m2x) * sqrt(m2y))
+            out[0] = r * r
+
+
+cdef class Covariance(_PairBase):
+    """COVAR_POP / COVAR_SAMP / CORR / REGR_SLOPE / REGR_INTERCEPT / REGR_R2 of (y, x) float64
+    pairs (``values[:, 0]`` is y, the SQL call's first argument), float64, DuckDB's NULLs.
+
+    >>> import numpy as np
+    >>> c = Covariance("CORR")
+    >>> c.ensure_capacity(1)
+    >>> c.update(np.zeros(3, np.int32), np.array([[1.0, 2.0], [2.0, 4.0], [5.0, 1.0]]))
+    >>> round(float(c.result(np.array([0], np.int32))[0][0]), 6)
+    -0.576557
+    """
+
+    def __init__(self, kind):
+        Aggregate.__init__(self, np.float64)
+        if kind not in COVARIANCE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(COVARIANCE_KINDS)}, not {kind!r}")
+        self.kind = COVARIANCE_KINDS.index(kind)
+
+    @property
+    def kind_name(self):
+        return COVARIANCE_KINDS[self.kind]
+
+    def __repr__(self):
+        return f"Covariance({self.kind_name!r})"
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.nobs.resize(n_slots)
+        self.mean_y.resize(n_slots)
+        self.mean_x.resize(n_slots)
+        self.m2_y.resize(n_slots)
+        self.m2_x.resize(n_slots)
+        self.c_xy.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef const double* v = <const double*>values
+        cdef double* res = <double*>out
+        cdef int64_t* nobs = self.nobs.data()
+        cdef double* my = self.mean_y.data()
+        cdef double* mx = self.mean_x.data()
+        cdef double* m2y = self.m2_y.data()
+        cdef double* m2x = self.m2_x.data()
+        cdef double* cxy = self.c_xy.data()
+        cdef Py_ssize_t i
+        cdef int32_t s
+        cdef double y, x, dx, dy, k
+        for i in range(n):
+            s = slots[i]
+            if s >= 0 and (valid == NULL or valid[i]):
+                y = v[2 * i]
+                x = v[2 * i + 1]
+                nobs[s] += 1
+                k = <double>nobs[s]
+                dx = x - mx[s]
+                dy = y - my[s]
+                mx[s] += dx / k
+                my[s] += dy / k
+                m2x[s] += dx * (x - mx[s])
+                m2y[s] += dy * (y - my[s])
+                cxy[s] += dx * (y - my[s])
+            if out_valid != NULL:
+                if s >= 0:
+                    _put_cov(self.kind, nobs[s], my[s], mx[s], m2y[s], m2x[s], cxy[s],
+                             &res[i], &out_valid[i])
+                else:
+                    res[i] = 0.0
+                    out_valid[i] = 0
+        return AGG_OK
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        cdef double* res = <double*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                _put_cov(self.kind, self.nobs[s], self.mean_y[s], self.mean_x[s], self.m2_y[s],
+                         self.m2_x[s], self.c_xy[s], &res[i], &out_valid[i])
+            else:
+                res[i] = 0.0
+                out_valid[i] = 0
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0:
+                self.nobs[s] = 0
+                self.mean_y[s] = 0.0
+                self.mean_x[s] = 0.0
+                self.m2_y[s] = 0.0
+                self.m2_x[s] = 0.0
+                self.c_xy[s] = 0.0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef int64_t* nobs = self.nobs.data()
+        cdef double* my = self.mean_y.data()
+        cdef double* mx = self.mean_x.data()
+        cdef double* m2y = self.m2_y.data()
+        cdef double* m2x = self.m2_x.data()
+        cdef double* cxy = self.c_xy.data()
+        cdef const int64_t* o_nobs = (<Covariance>other).nobs.data()
+        cdef const double* o_my = (<Covariance>other).mean_y.data()
+        cdef const double* o_mx = (<Covariance>other).mean_x.data()
+        cdef const double* o_m2y = (<Covariance>other).m2_y.data()
+        cdef const double* o_m2x = (<Covariance>other).m2_x.data()
+        cdef const double* o_cxy = (<Covariance>other).c_xy.data()
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        cdef int64_t na, nb
+        cdef double tot, dx, dy, w
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            nb = o_nobs[s]
+            if nb == 0:
+                continue
+            na = nobs[d]
+            if na == 0:
+                nobs[d] = nb
+                my[d] = o_my[s]
+                mx[d] = o_mx[s]
+                m2y[d] = o_m2y[s]
+                m2x[d] = o_m2x[s]
+                cxy[d] = o_cxy[s]
+                continue
+            # Chan et al.: the co-moment gains dx * dy * na * nb / n, as m2 does in merge_var.
+            tot = <double>(na + nb)
+            dx = o_mx[s] - mx[d]
+            dy = o_my[s] - my[d]
+            w = <double>na * <double>nb / tot
+            m2x[d] += o_m2x[s] + dx * dx * w
+            m2y[d] += o_m2y[s] + dy * dy * w
+            cxy[d] += o_cxy[s] + dx * dy * w
+            mx[d] += dx * (<double>nb / tot)
+            my[d] += dy * (<double>nb / tot)
+            nobs[d] = na + nb
+        return AGG_OK
+
+    def export_state(self, slots):
+        """State of ``slots``: ``nobs`` (int64), ``mean_y``, ``mean_x``, ``m2_y``, ``m2_x``,
+        ``c_xy`` (float64, bit for bit), and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"nobs": _gather(<const int64_t*>self.nobs.data(), sp, n),
+                 "mean_y": _gather(<const double*>self.mean_y.data(), sp, n),
+                 "mean_x": _gather(<const double*>self.mean_x.data(), sp, n),
+                 "m2_y": _gather(<const double*>self.m2_y.data(), sp, n),
+                 "m2_x": _gather(<const double*>self.m2_x.data(), sp, n),
+                 "c_xy": _gather(<const double*>self.c_xy.data(), sp, n)}
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        nobs = _state_array(arrays, "nobs", np.int64, n)
+        fields = [_state_array(arrays, f, np.float64, n)
+                  for f in ("mean_y", "mean_x", "m2_y", "m2_x", "c_xy")]
+        _enter(self)
+        try:
+            _scatter(<int64_t*>self.nobs.data(), sp, n, nobs)
+            _scatter(<double*>self.mean_y.data(), sp, n, fields[0])
+            _scatter(<double*>self.mean_x.data(), sp, n, fields[1])
+            _scatter(<double*>self.m2_y.data(), sp, n, fields[2])
+            _scatter(<double*>self.m2_x.data(), sp, n, fields[3])
+            _scatter(<double*>self.c_xy.data(), sp, n, fields[4])
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
+
+
+cdef inline bint _val_before(int kind, const int32_t* off, const char* data, int64_t a,
+                             int64_t b) noexcept nogil:
+    # ARG_MIN/ARG_MAX: value a strictly before value b in DuckDB's order (see _ArgPickBase).
+    cdef double fa, fb
+    if kind == 0:
+        return a < b
+    if kind == 1:
+        memcpy(&fa, &a, sizeof(double))
+        memcpy(&fb, &b, sizeof(double))
+        return _before(fa, fb)
+    return _text_cmp(off, data, a, b) < 0
+
+
+cdef inline bint _arg_wins(bint is_max, int kind, const int32_t* off, const char* data,
+                           int64_t v, int64_t q, int64_t cur_v, int64_t cur_q) noexcept nogil:
+    # The candidate (v, seq q) replaces the held (cur_v, cur_q): a strictly better value, or an
+    # equal one that arrived earlier.
+    if is_max:
+        if _val_before(kind, off, data, cur_v, v):
+            return True
+        if _val_before(kind, off, data, v, cur_v):
+            return False
+    else:
+        if _val_before(kind, off, data, v, cur_v):
+            return True
+        if _val_before(kind, off, data, cur_v, v):
+            return False
+    return q < cur_q
+
+
+cdef class _ArgPickBase(_PairBase):
+
+    def __init__(self, arg_dtype, val_kind, strings=None):
+        Aggregate.__init__(self, np.int64)
+        self.result_is_float = _input_dtype(arg_dtype) == np.float64
+        if val_kind not in ("int", "float", "text"):
+            raise ValueError(f"val_kind must be 'int', 'float' or 'text', not {val_kind!r}")
+        self.val_kind = ("int", "float", "text").index(val_kind)
+        if self.val_kind == 2 and not hasattr(strings, "arrow_values"):
+            raise TypeError("ARG_MIN/ARG_MAX by text needs the job's string dictionary")
+        self.strings = strings
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(arg_dtype={self.result_dtype}, "
+                f"val_kind={('int', 'float', 'text')[self.val_kind]!r})")
+
+    cdef int _take_view(self) except -1:
+        if self.val_kind != 2:
+            return 0
+        view = self.strings.arrow_values()
+        if str(view.type) != "string" or view.offset != 0:
+            raise TypeError(f"string dictionary view must be an unsliced pa.string() array, "
+                            f"got {view.type}")
+        bufs = view.buffers()
+        self.view = view
+        self.offsets = <const int32_t*><size_t>bufs[1].address
+        self.data = <const char*><size_t>bufs[2].address if bufs[2] is not None else NULL
+        return 0
+
+    cdef void _drop_view(self):
+        self.offsets = NULL
+        self.data = NULL
+        self.view = None
+
+    cdef _run(self, slots, values, valid, seq, out_values, out_valid, int32_t known_max=-2):
+        self._take_view()
+        try:
+            return _PairBase._run(self, slots, values, valid, seq, out_values, out_valid,
+                                  known_max)
+        finally:
+            self._drop_view()
+
+    def merge(self, dst_slots, Aggregate other not None, src_slots):
+        """As ``Aggregate.merge``; ``other`` must compare values the same way."""
+        if type(other) is type(self) and (
+                (<_ArgPickBase>other).val_kind != self.val_kind
+                or (<_ArgPickBase>other).result_is_float != self.result_is_float
+                or (self.val_kind == 2 and (<_ArgPickBase>other).strings is not self.strings)):
+            raise TypeError(f"cannot merge {other!r} into {self!r}")
+        self._take_view()
+        try:
+            _PairBase.merge(self, dst_slots, other, src_slots)
+        finally:
+            self._drop_view()
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.has.resize(n_slots)
+        self.seq.resize(n_slots)
+        self.arg.resize(n_slots)
+        self.val.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        cdef const int64_t* v = <const int64_t*>values
+        cdef int64_t* res = <int64_t*>out  # float64 results are the same 8 bytes
+        cdef uint8_t* has = self.has.data()
+        cdef int64_t* pseq = self.seq.data()
+        cdef int64_t* parg = self.arg.data()
+        cdef int64_t* pval = self.val.data()
+        cdef int kind = self.val_kind
+        cdef Py_ssize_t i
+        cdef int32_t s
+        cdef int64_t q
+        if kind == 2 and self.offsets == NULL:
+            return AGG_NO_STRINGS
+        for i in range(n):
+            s = slots[i]
+            if s >= 0 and (valid == NULL or valid[i]):
+                q = seq[i] if seq != NULL else seq0 + i
+                if not has[s] or _arg_wins(self.is_max, kind, self.offsets, self.data,
+                                           v[2 * i + 1], q, pval[s], pseq[s]):
+                    has[s] = 1
+                    parg[s] = v[2 * i]
+                    pval[s] = v[2 * i + 1]
+                    pseq[s] = q
+            if out_valid != NULL:
+                if s >= 0 and has[s]:
+                    res[i] = parg[s]
+                    out_valid[i] = 1
+                else:
+                    res[i] = 0
+                    out_valid[i] = 0
+        return AGG_OK
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        _copy_out(<const int64_t*>self.arg.data(), self.has.data(), 1, n, slots,
+                  <int64_t*>out, out_valid)
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                self.has[slots[i]] = 0
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef uint8_t* has = self.has.data()
+        cdef int64_t* pseq = self.seq.data()
+        cdef int64_t* parg = self.arg.data()
+        cdef int64_t* pval = self.val.data()
+        cdef const uint8_t* o_has = (<_ArgPickBase>other).has.data()
+        cdef const int64_t* o_seq = (<_ArgPickBase>other).seq.data()
+        cdef const int64_t* o_arg = (<_ArgPickBase>other).arg.data()
+        cdef const int64_t* o_val = (<_ArgPickBase>other).val.data()
+        cdef int kind = self.val_kind
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        if kind == 2 and self.offsets == NULL:
+            return AGG_NO_STRINGS
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or not o_has[s]:
+                continue
+            if not has[d] or _arg_wins(self.is_max, kind, self.offsets, self.data,
+                                       o_val[s], o_seq[s], pval[d], pseq[d]):
+                has[d] = 1
+                parg[d] = o_arg[s]
+                pval[d] = o_val[s]
+                pseq[d] = o_seq[s]
+        return AGG_OK
+
+    def export_state(self, slots):
+        """State of ``slots``: ``has`` (uint8), ``seq`` (int64 arrival number of the picked
+        row), ``arg`` and ``val`` (int64 words: float64 bits, string codes), and ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {"has": _gather(<const uint8_t*>self.has.data(), sp, n),
+                 "seq": _gather(<const int64_t*>self.seq.data(), sp, n),
+                 "arg": _gather(<const int64_t*>self.arg.data(), sp, n),
+                 "val": _gather(<const int64_t*>self.val.data(), sp, n)}
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        has = _state_array(arrays, "has", np.uint8, n)
+        seq = _state_array(arrays, "seq", np.int64, n)
+        arg = _state_array(arrays, "arg", np.int64, n)
+        val = _state_array(arrays, "val", np.int64, n)
+        _enter(self)
+        try:
+            _scatter(<uint8_t*>self.has.data(), sp, n, has)
+            _scatter(<int64_t*>self.seq.data(), sp, n, seq)
+            _scatter(<int64_t*>self.arg.data(), sp, n, arg)
+            _scatter(<int64_t*>self.val.data(), sp, n, val)
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)
+
+
+cdef class ArgMin(_ArgPickBase):
+    """ARG_MIN(arg, val): the ``arg`` of the row with the smallest ``val`` (the earliest such
+    row on ties), ``arg``'s dtype. ``values[:, 0]`` holds ``arg`` as int64 words (float64 bit
+    patterns for a float64 ``arg_dtype``), ``values[:, 1]`` ``val`` as ``val_kind`` says: 'int',
+    'float' (bit patterns) or 'text' (codes of ``strings``). Rows where either is NULL are
+    skipped (DuckDB). NULL when no row qualifies.
+
+    >>> import numpy as np
+    >>> a = ArgMin(np.int64, "float")
+    >>> a.ensure_capacity(1)
+    >>> vals = np.array([3.0, 1.0, 1.0]).view(np.int64)
+    >>> a.update(np.zeros(3, np.int32), np.stack([np.array([10, 20, 30]), vals], axis=1))
+    >>> a.result(np.array([0], np.int32))
+    (array([20]), array([ True]))
+    """
+
+
+cdef class ArgMax(_ArgPickBase):
+    """ARG_MAX(arg, val); see ``ArgMin``."""
+
+    def __init__(self, arg_dtype, val_kind, strings=None):
+        _ArgPickBase.__init__(self, arg_dtype, val_kind, strings)
+        self.is_max = True

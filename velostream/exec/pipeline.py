@@ -164,12 +164,43 @@ def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):
     # MIN/MAX of the booleans as 0/1.
     if f in ("COUNT_IF", "BOOL_AND", "BOOL_OR"):
         return {"COUNT_IF": _agg.Sum, "BOOL_AND": _agg.Min, "BOOL_OR": _agg.Max}[f](np.int64)
+    if f in ("ARG_MIN", "ARG_MAX"):
+        kind = spec.arg2.type.kind
+        val_kind = "float" if kind == "FLOAT64" else "text" if kind == "STRING" else "int"
+        arg_dtype = np.float64 if spec.arg.type.kind == "FLOAT64" else np.int64
+        return (_agg.ArgMin if f == "ARG_MIN" else _agg.ArgMax)(arg_dtype, val_kind, strings)
+    if f in _agg.COVARIANCE_KINDS:
+        return _agg.Covariance(f)
     if f in ("VARIANCE", "VAR_POP", "STDDEV", "STDDEV_POP"):
         return _agg.Variance(dt, sample=f in ("VARIANCE", "STDDEV"), sqrt=f.startswith("STDDEV"))
     cls = {"COUNT": _agg.Count, "SUM": _agg.Sum, "AVG": _agg.Avg, "MIN": _agg.Min, "MAX": _agg.Max,
            "COUNT_DISTINCT": _agg.CountDistinct, "APPROX_COUNT_DISTINCT": _agg.ApproxCountDistinct,
            "FIRST_VALUE": _agg.First, "LAST_VALUE": _agg.Last, "MEDIAN": _agg.Median}[f]
     return cls(dt)
+
+
+def _pair_values(spec: AggSpec, a: Column, b: Column):
+    """The (n, 2) values and the row validity (both arguments non-NULL, DuckDB) of a two-argument
+    aggregate: CORR/COVAR/REGR take real float64 values (decimals unscaled), ARG_MIN/ARG_MAX
+    int64 words (float64 bit patterns, string codes, see aggregate.pxd)."""
+    cols = []
+    for c in (a, b):
+        if spec.kernel_dtype == "float64":
+            v = c.values.astype(np.float64)
+            if c.type.kind == "DECIMAL":
+                v = v / float(10 ** c.type.scale)
+        elif c.type.kind == "FLOAT64":
+            # a value -0.0 -> 0.0 (equal values tie, and ties go by arrival); an arg keeps its sign
+            v = (c.values + 0.0 if c is b else c.values.copy()).view(np.int64)
+        else:
+            v = c.values.astype(np.int64)
+        cols.append(v)
+    values = np.empty((len(cols[0]), 2), dtype=cols[0].dtype)
+    values[:, 0] = cols[0]
+    values[:, 1] = cols[1]
+    va, vb = a.valid, b.valid
+    valid = va if vb is None else vb if va is None else va & vb
+    return values, None if valid is None else valid.view(np.uint8)
 
 
 def kernel_values(col: Column, dtype: str) -> np.ndarray:
@@ -359,6 +390,7 @@ class Pipeline:
         w = plan.window
         sig = {"keys": [str(k.type) for k in plan.keys],
                "aggs": [[a.func, a.kernel_dtype, str(a.arg.type) if a.arg is not None else None]
+                        + ([str(a.arg2.type)] if a.arg2 is not None else [])
                         + ([render(a.filter)] if a.filter is not None else []) for a in plan.aggs],
                "window": None if w is None else [w.kind, w.size_ms, w.advance_ms]}
         if w is not None and w.kind == "SESSION":
@@ -442,14 +474,14 @@ class Pipeline:
         for j, (spec, agg) in enumerate(zip(self.plan.aggs, self.aggs)):
             state = agg.export_state(slots)
             next_seq.append(int(state.pop("next_seq")[0]))
-            strings = spec.arg is not None and spec.arg.type.kind == "STRING"
+            text = _text_state_fields(spec)
             for field in list(state):
                 if field.endswith("_offsets"):
                     continue
                 if field.endswith("_values"):
                     base = field[:-len("_values")]
                     values = state[field]
-                    if strings:  # COUNT DISTINCT of strings: keys are string codes
+                    if field in text:  # COUNT DISTINCT of strings: keys are string codes
                         values = self.strings.decode(values.astype(np.int32))
                     else:
                         values = pa.array(values)
@@ -459,7 +491,7 @@ class Pipeline:
                     arrays.append(arr)
                     continue
                 values = state[field]
-                if strings and field == "value":  # FIRST/LAST/MIN/MAX of text: codes -> strings
+                if field in text:  # FIRST/LAST/MIN/MAX/ARG_* of text: codes -> strings
                     picked = state["state"] == 2 if "state" in state else state["has"] == 1
                     arr = self.strings.decode(values.astype(np.int32), picked)
                 else:
@@ -693,7 +725,7 @@ class Pipeline:
         import pyarrow as pa
 
         prefix = f"__a{j}."
-        strings = spec.arg is not None and spec.arg.type.kind == "STRING"
+        text = _text_state_fields(spec)
         state: dict = {}
         for name in table.column_names:
             if not name.startswith(prefix):
@@ -703,14 +735,14 @@ class Pipeline:
             if pa.types.is_large_list(arr.type) or pa.types.is_list(arr.type):
                 off = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
                 values = arr.flatten()
-                if strings:
+                if field + "_values" in text:
                     codes, _ = self.strings.encode_arrow(values)
                     values = codes.astype(np.int64)
                 else:
                     values = values.to_numpy(zero_copy_only=False)
                 state[field + "_offsets"] = off - off[0]
                 state[field + "_values"] = values
-            elif strings and field == "value":
+            elif field in text:
                 codes, valid = self.strings.encode_arrow(arr)
                 codes = codes.astype(np.int64)
                 if valid is not None:
@@ -842,7 +874,8 @@ class Pipeline:
         """Each aggregate's (argument column or None, FILTER mask or None) over the batch: every
         row-level expression of the aggregates, evaluated before any state changes."""
         return [(None if spec.arg is None else self.ev.column(spec.arg, batch),
-                 None if spec.filter is None else self.ev.mask(spec.filter, batch))
+                 None if spec.filter is None else self.ev.mask(spec.filter, batch),
+                 None if spec.arg2 is None else self.ev.column(spec.arg2, batch))
                 for spec in self.plan.aggs]
 
     def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray],
@@ -851,7 +884,7 @@ class Pipeline:
         FILTER is applied here, for every path: a row failing it is an invalid (skipped) input,
         except for FIRST/LAST, which pick NULLs too and mark such a row 2 (skip), and COUNT(*),
         which then counts the rows that pass (see make_aggregator)."""
-        col, keep = arg  # from _agg_args
+        col, keep, col2 = arg  # from _agg_args
         if keep is not None and rows is not None:
             keep = keep[rows]
         if spec.arg is None:
@@ -860,7 +893,12 @@ class Pipeline:
             return np.zeros(len(keep), dtype=np.int64), keep.view(np.uint8)
         if rows is not None:
             col = col.take(rows)
-        values, valid = kernel_values(col, spec.kernel_dtype), col.valid_u8()
+            if col2 is not None:
+                col2 = col2.take(rows)
+        if col2 is not None:
+            values, valid = _pair_values(spec, col, col2)
+        else:
+            values, valid = kernel_values(col, spec.kernel_dtype), col.valid_u8()
         if keep is not None:
             if spec.func in ("FIRST_VALUE", "LAST_VALUE"):
                 valid = np.where(keep, np.uint8(1) if valid is None else valid,
@@ -1086,6 +1124,20 @@ def _order_by_end(ends: np.ndarray, step: int) -> np.ndarray:
     usually compress into small ranks, which a counting sort orders in linear time."""
     order = order_by_end(np.ascontiguousarray(ends, dtype=np.int64), step)
     return np.argsort(ends, kind="stable") if order is None else order
+
+
+def _text_state_fields(spec: AggSpec) -> set:
+    """The ``export_state`` fields of an aggregate that hold string codes (a snapshot stores
+    them as strings: another process has another dictionary)."""
+    fields = set()
+    if spec.func in ("ARG_MIN", "ARG_MAX"):
+        if spec.arg.type.kind == "STRING":
+            fields.add("arg")
+        if spec.arg2.type.kind == "STRING":
+            fields.add("val")
+    elif spec.arg is not None and spec.arg.type.kind == "STRING":
+        fields |= {"value", "set_values"}  # FIRST/LAST/MIN/MAX; COUNT DISTINCT's keys
+    return fields
 
 
 def _scale(spec: AggSpec) -> int:
