@@ -82,16 +82,22 @@ SELECT symbol, COUNT(*) AS n FROM big GROUP BY symbol ORDER BY n DESC LIMIT 3 EM
     assert len(lines) == 5  # header, rule, 3 rows
 
 
-def test_a_job_file_reads_one_source_for_now(tmp_path, trades_csv):
-    path, _ = trades_csv
+def test_a_job_file_reads_two_sources_into_a_union(tmp_path, trades_csv):
+    path, table = trades_csv
+    out = tmp_path / "both.jsonl"
     job = tmp_path / "two.sql"
     job.write_text(f"""
-SELECT symbol FROM a UNION ALL SELECT symbol FROM b
-WITH ('a.type' = 'file_source', 'a.path' = '{path}', 'b.type' = 'file_source', 'b.path' = '{path}')
+CREATE STREAM both_ AS SELECT symbol, quantity FROM a WHERE quantity < 150
+  UNION ALL SELECT symbol, quantity FROM b WHERE quantity > 1050
+WITH ('a.type' = 'file_source', 'a.path' = '{path}', 'b.type' = 'file_source', 'b.path' = '{path}',
+      'both_.type' = 'file_sink', 'both_.path' = '{out}')
 """)
     r = velostream("run", str(job), "--bounded")
-    assert r.returncode == 2
-    assert "reads one source" in r.stderr
+    assert r.returncode == 0, r.stderr
+    ref = duck("SELECT symbol, quantity FROM t WHERE quantity < 150 UNION ALL "
+               "SELECT symbol, quantity FROM t WHERE quantity > 1050", t=table)
+    assert len(ref) > 100
+    assert_rows_equal(jsonl_rows(out), ref)
 
 
 def test_explain_and_validate_a_pipeline(tmp_path, trades_csv):
@@ -111,3 +117,34 @@ WITH ('market_data.type' = 'file_source', 'market_data.path' = '{path}')
     bad.write_text(job.read_text().replace("COUNT(*) AS n FROM big", "COUNT(*) AS n FROM big2"))
     r = velostream("validate", str(bad))
     assert r.returncode != 0
+
+
+def test_a_job_file_joins_a_stream_with_a_table_file(tmp_path, trades_csv):
+    path, table = trades_csv
+    symbols = sorted(set(table.column("symbol").to_pylist()))
+    inst = tmp_path / "instruments.csv"
+    # two versions of some symbols: the later row replaces the earlier one from its time on
+    start = table.column("_TIMESTAMP")[0].as_py()
+    mid = table.column("_TIMESTAMP")[table.num_rows // 2].as_py()
+    rows = [(s, f"sector-{i % 3}", start - 1) for i, s in enumerate(symbols)]
+    rows += [(s, "moved", mid) for s in symbols[::2]]
+    inst_table = pa.table({"symbol": [r[0] for r in rows], "sector": [r[1] for r in rows],
+                           "_TIMESTAMP": pa.array([r[2] for r in rows], pa.int64())})
+    pcsv.write_csv(inst_table, inst)
+    out = tmp_path / "enriched.jsonl"
+    job = tmp_path / "join.sql"
+    job.write_text(f"""
+CREATE TABLE instruments (symbol VARCHAR, sector VARCHAR, _TIMESTAMP BIGINT, PRIMARY KEY (symbol));
+CREATE STREAM enriched AS
+  SELECT t.symbol, t.quantity, i.sector FROM market_data t JOIN instruments i
+  ON t.symbol = i.symbol
+WITH ('market_data.type' = 'file_source', 'market_data.path' = '{path}',
+      'instruments.type' = 'file_source', 'instruments.path' = '{inst}',
+      'enriched.type' = 'file_sink', 'enriched.path' = '{out}');
+""")
+    r = velostream("run", str(job), "--bounded")
+    assert r.returncode == 0, r.stderr
+    ref = duck("SELECT t.symbol, t.quantity, i.sector FROM t ASOF JOIN i ON t.symbol = i.symbol "
+               "AND t._TIMESTAMP >= i._TIMESTAMP", t=table, i=inst_table)
+    assert len(ref) == table.num_rows
+    assert_rows_equal(jsonl_rows(out), ref)

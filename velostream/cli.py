@@ -128,6 +128,13 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
 
     settings = _job_settings(spec)
     source = open_source(spec, bounded=bounded)  # connectors last: the checks above are free
+    sources = {spec.source_name: source}
+    if spec.other_sources:  # a pipeline reading several sources (docs/SQL.md §8, §9)
+        from .jobs.protocols import MergedReader
+        readers = {spec.source_name: source}
+        for name in spec.other_sources:
+            readers[name] = open_source(spec.source_spec(name), bounded=bounded)
+        sources = {spec.source_name: MergedReader(readers, spec.table_sources)}
     sink = open_sink(spec)
     # a pipeline's other relations with sinks of their own (docs/SQL.md §8)
     side = {name: open_sink(spec.side_sink_spec(name)) for name in spec.side_sinks}
@@ -135,7 +142,7 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
         from .jobs.protocols import FanOutWriter
         sink = FanOutWriter(sink, side)
     dead = open_dead_letter(spec)
-    job = Job(spec.sql, {spec.source_name: source}, sink, partitions=partitions,
+    job = Job(spec.sql, sources, sink, partitions=partitions,
               processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={}, reset=reset,
               **settings)
     if side:
@@ -229,15 +236,20 @@ def _input_sample(spec) -> Optional[dict]:
     """A file source's columns and types, from its first batch (read-only), to plan with as
     ``run`` does when that batch arrives: so explain and validate find a column the file does not
     have. None for a Kafka source: they connect to nothing, so its columns are unknown."""
-    if spec.source_type != "file_source":
-        return None
     from .io import open_source
-    src = open_source(spec)
-    try:
-        rb = src.read()
-    finally:
-        src.close()
-    return None if rb is None else {spec.source_name: rb.slice(0, 0)}
+    out = {}
+    for name in [spec.source_name, *spec.other_sources]:
+        one = spec.source_spec(name)
+        if one.source_type != "file_source":
+            continue
+        src = open_source(one)
+        try:
+            rb = src.read()
+        finally:
+            src.close()
+        if rb is not None:
+            out[name] = rb.slice(0, 0)
+    return out or None
 
 
 @_start_errors

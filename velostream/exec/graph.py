@@ -741,6 +741,7 @@ class GraphEngine:
         self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
         # relations with a sink of their own besides the result (velostream run): name -> writer
         self._side_outputs: dict[str, Any] = {}
+        self.current_source: Optional[str] = None  # see source
         if schemas:
             for name, cols in schemas.items():
                 if name.lower() in self.flow.sources:
@@ -823,12 +824,12 @@ class GraphEngine:
     # -- what a job uses --------------------------------------------------------------------
     @property
     def source(self) -> str:
-        """The one source a job reads (a job file reads one source for now)."""
+        """The source of the batch a job is handling: its one source, or the one its
+        ``MergedReader`` read last (``current_source``)."""
+        if self.current_source is not None:
+            return self.current_source
         names = self.sources
-        if len(names) != 1:
-            raise SqlError(f"a job reads one source; this text reads {len(names)}: "
-                           f"{', '.join(names)}", self.sql)
-        return names[0]
+        return names[0] if len(names) == 1 else "+".join(names)
 
     @property
     def plan(self):

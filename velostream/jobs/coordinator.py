@@ -36,13 +36,13 @@ import pyarrow as pa
 from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
-from ..errors import JobError, OutOfRangeError, VelostreamError
+from ..errors import JobError, OutOfRangeError, SqlError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..exec.push_fast import step_for
 from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
-from .protocols import MemoryReader, MemoryWriter, Reader, Writer
+from .protocols import MemoryReader, MemoryWriter, MergedReader, Reader, Writer
 from .._core.route import select_rows
 from .router import Routed, Router, own_dictionary
 
@@ -323,6 +323,22 @@ class Job:
         self._reader_hooks: Optional[tuple] = None  # (read, rejects, watermark_partitions)
 
     def _reader_for(self, sources: Mapping[str, Any]) -> Reader:
+        names = getattr(self.engine, "sources", None)
+        if isinstance(names, list) and len(names) > 1:
+            # a pipeline reading several sources: one reader over all (MergedReader)
+            given = {k.lower(): v for k, v in sources.items()}
+            merged = next((v for v in sources.values() if isinstance(v, MergedReader)), None)
+            if merged is not None:
+                return merged
+            readers = {}
+            for name in names:
+                v = given.get(name.lower())
+                if v is None:
+                    raise SqlError(f"no input for source '{name}' (given: "
+                                   f"{', '.join(sources) or 'none'})", self.engine.sql)
+                readers[name] = (v if isinstance(v, Reader) and not isinstance(v, (list, dict))
+                                 else MemoryReader(v))
+            return MergedReader(readers, self.engine.flow.table_sources())
         # a FROM name with no input is the SqlError vs.query raises at 1 partition too
         v = _pick_source(self.engine, sources)
         return v if isinstance(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
@@ -473,6 +489,8 @@ class Job:
         read, take_rejects, partitions = self._reader_hooks
         t0 = time.perf_counter()
         rb = read()
+        if rb is not None and isinstance(self.reader, MergedReader):
+            self.engine.current_source = self.reader.current  # the pipeline's source it is from
         self.stats.time_reading_s += time.perf_counter() - t0
         if partitions is not None:  # assigned and idle source partitions (Kafka)
             self.engine.source_partitions(*partitions())

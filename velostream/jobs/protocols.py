@@ -135,3 +135,85 @@ class FanOutWriter:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+class MergedReader:
+    """Several sources read as one, for a job whose pipeline reads several (docs/SQL.md §8, §9):
+    ``current`` names the source of the batch ``read()`` returned last. Table sources are read
+    to their end first (a bounded one) or taken whenever they have rows; among the streams, a
+    bounded input goes in the order of its batches' first event times (as they would arrive
+    live), an unbounded one round-robin."""
+
+    def __init__(self, readers: dict, tables=()):
+        self.readers = dict(readers)
+        self.tables = {t.lower() for t in tables}
+        self.current: Optional[str] = None
+        self._peeked: dict[str, Optional[pa.RecordBatch]] = {}
+        self._turn = 0
+
+    def read(self) -> Optional[pa.RecordBatch]:
+        names = list(self.readers)
+        for name in names:  # tables first
+            if name.lower() in self.tables:
+                rb = self._take(name)
+                if rb is not None:
+                    return rb
+        streams = [n for n in names if n.lower() not in self.tables]
+        heads = []
+        for name in streams:
+            if name not in self._peeked:
+                self._peeked[name] = self.readers[name].read()
+            if self._peeked[name] is not None:
+                heads.append(name)
+        if not heads:
+            return None
+        name = min(heads, key=lambda n: (_first_time(self._peeked[n]), streams.index(n)))
+        rb = self._peeked.pop(name)
+        self.current = name
+        return rb
+
+    def _take(self, name: str) -> Optional[pa.RecordBatch]:
+        rb = self.readers[name].read()
+        if rb is not None:
+            self.current = name
+        return rb
+
+    def has_more(self) -> bool:
+        return any(v is not None for v in self._peeked.values()) or any(
+            r.has_more() for r in self.readers.values())
+
+    def commit(self) -> None:
+        for r in self.readers.values():
+            r.commit()
+
+    def seek(self, position) -> None:
+        for name, pos in dict(position).items():
+            self.readers[name].seek(pos)
+
+    def rejects(self) -> list:
+        out = []
+        for r in self.readers.values():
+            fn = getattr(r, "rejects", None)
+            if fn is not None:
+                out += fn()
+        return out
+
+    def close(self) -> None:
+        errors = []
+        for r in self.readers.values():
+            try:
+                r.close()
+            except Exception as exc:  # noqa: BLE001 - every reader is closed; the first error raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _first_time(rb: pa.RecordBatch) -> int:
+    if "_TIMESTAMP" not in rb.schema.names or rb.num_rows == 0:
+        return -2 ** 63
+    col = rb.column("_TIMESTAMP")
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+    v = col[0].as_py()
+    return -2 ** 63 if v is None else int(v)

@@ -53,6 +53,8 @@ class JobSpec:
     # than the result that write to a sink of their own: name -> (properties, key columns)
     script: Optional[str] = None
     side_sinks: dict = field(default_factory=dict)
+    other_sources: dict = field(default_factory=dict)  # name -> Properties
+    table_sources: set = field(default_factory=set)
     explicit_key: Optional[list] = None
 
     @property
@@ -139,30 +141,43 @@ class JobSpec:
         flow = Dataflow(statements, sql)
         props = flow.properties
         sources = list(flow.sources.values())
-        if len(sources) != 1:
-            raise ConfigError(f"a job file reads one source for now; this one reads "
-                              f"{len(sources)}: {', '.join(n.name for n in sources)}")
         src = sources[0].name
         result = flow.result
         sink = result.name if result.name and result.name.lower() in flow.named_outputs else None
         by_owner: dict[str, dict[str, str]] = {}
         job: dict[str, str] = {}
-        owners = {src.lower(), (sink or "").lower()} | set(flow.named_outputs)
+        owners = ({src.lower(), (sink or "").lower()} | set(flow.named_outputs)
+                  | {n.name.lower() for n in sources})
         for key, value in props.items():
             owner, _, rest = key.partition(".")
             if rest and owner.lower() in owners and key not in JOB_KEYS:
                 by_owner.setdefault(owner.lower(), {})[rest] = value
             else:
                 job[key] = value
+        for node in sources:  # a name nothing defines and nothing configures: a typo?
+            if node.declared is None and node.name.lower() not in by_owner:
+                from ..errors import nearest
+                known = [n.name for n in flow.relations.values()] + [n.name for n in sources
+                                                                      if n is not node]
+                hint = nearest(node.name, known)
+                raise SqlError.at(sql, node.pos, f"unknown source '{node.name}': no statement "
+                                  f"defines it and no '{node.name}.type' property configures it"
+                                  + (f"; did you mean '{hint}'?" if hint else ""))
         last = next(s for s in reversed(statements) if not s.declared)
         spec = cls(last, src, sink, Properties(src, by_owner.get(src.lower(), {})),
                    Properties(sink or "stdout", by_owner.get((sink or "").lower(), {})), job)
         spec.script = sql
+        for node in sources[1:]:  # the other sources of a pipeline reading several
+            spec.other_sources[node.name] = Properties(node.name,
+                                                       by_owner.get(node.name.lower(), {}))
+        spec.table_sources = flow.table_sources()
         for name, node in flow.named_outputs.items():
             if node is not result and "type" in by_owner.get(name, {}):
                 spec.side_sinks[node.name] = (Properties(node.name, by_owner[name]),
                                               node.group_key or [])
         spec._check()
+        for name in spec.other_sources:
+            spec.source_spec(name)._check()
         for name, (p, _) in spec.side_sinks.items():
             t = p.values.get("type")
             if t not in SINK_TYPES:
@@ -172,6 +187,12 @@ class JobSpec:
                 if key not in p:
                     raise ConfigError(f"'{name}.{key}' is required for a {t}")
         return spec
+
+    def source_spec(self, name: str) -> "JobSpec":
+        """This spec with source ``name`` as its source (for ``open_source``)."""
+        if name == self.source_name:
+            return self
+        return dataclasses.replace(self, source_name=name, source=self.other_sources[name])
 
     def side_sink_spec(self, name: str) -> "JobSpec":
         """This spec with relation ``name``'s sink as its sink (for ``open_sink``)."""
