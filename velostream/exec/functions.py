@@ -1107,23 +1107,6 @@ def _no_constants(name):
     raise ValueError(name)
 
 
-_BIG_INTEGER = re.compile(r"\d{19}")
-
-
-def _json_loads(text: str):
-    if _BIG_INTEGER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return _MISSING
-    try:
-        # 19 digits or more may be an integer beyond 64 bits, which orjson reads as a DOUBLE:
-        # the standard library keeps it exact (NaN / Infinity stay invalid)
-        return json.loads(text, parse_constant=_no_constants)
-    except (ValueError, RecursionError):
-        return _MISSING
-
-
 def _json_dumps(value) -> str:
     try:
         return orjson.dumps(value).decode()
@@ -1131,28 +1114,55 @@ def _json_dumps(value) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _json_getter(steps: list) -> Callable:
+    """The value at ``steps`` of a document, or _MISSING (a fast path for object keys only)."""
+    if not steps or any(type(st) is not str for st in steps):
+        return lambda doc: _json_get(doc, steps)
+
+    def get(doc):
+        try:
+            for st in steps:
+                doc = doc[st]
+        except (KeyError, TypeError, IndexError):  # no such key, or not an object
+            return _MISSING
+        return doc
+    return get
+
+
+def _json_result(kind: str) -> Callable:
+    """The function's result from the value found (never _MISSING)."""
+    if kind == "EXTRACT":
+        return _json_dumps
+    if kind == "VALUE":
+        return lambda v: None if v is None or isinstance(v, (dict, list)) else _json_dumps(v)
+    return lambda v: None if v is None else (v if isinstance(v, str) else _json_dumps(v))
+
+
 def _json_kernel(kind: str, path: str):
-    steps = _json_path(None, path)
+    get = _json_getter(_json_path(None, path))
+    result = _json_result(kind)
+    exists = kind == "EXISTS"
 
     def kernel(arr: pa.Array):
         out = []
-        for text in arr.to_pylist():  # distinct strings only (see _per_distinct)
-            doc = _MISSING if text is None else _json_loads(text)
-            if doc is _MISSING:  # invalid JSON: NULL (DuckDB raises an error)
-                out.append(None)
+        append, loads = out.append, orjson.loads
+        # a run of 19 digits found by one Arrow pass, not a regex per string in Python
+        exact = pc.fill_null(pc.match_substring_regex(arr, r"\d{19}"), False).to_pylist()
+        for text, big in zip(arr.to_pylist(), exact):  # distinct strings only (_Memo)
+            if text is None:
+                append(None)
                 continue
-            v = _json_get(doc, steps)
-            if kind == "EXISTS":
-                out.append(v is not _MISSING)
-            elif v is _MISSING:
-                out.append(None)
-            elif kind == "EXTRACT":
-                out.append(_json_dumps(v))
-            elif kind == "VALUE":
-                out.append(None if v is None or isinstance(v, (dict, list)) else _json_dumps(v))
-            else:  # EXTRACT_STRING
-                out.append(None if v is None else (v if isinstance(v, str) else _json_dumps(v)))
-        return pa.array(out, pa.bool_() if kind == "EXISTS" else pa.string())
+            try:
+                doc = json.loads(text, parse_constant=_no_constants) if big else loads(text)
+            except (ValueError, RecursionError):  # invalid JSON: NULL (DuckDB raises an error)
+                append(None)
+                continue
+            v = get(doc)
+            if exists:
+                append(v is not _MISSING)
+            else:
+                append(None if v is _MISSING else result(v))
+        return pa.array(out, pa.bool_() if exists else pa.string())
     return kernel
 
 
