@@ -93,6 +93,11 @@ def _cast(arr, fixed: pa.DataType):
         return pa.DictionaryArray.from_arrays(pc.cast(enc.indices, fixed.index_type), enc.dictionary)
     if kind_of(fixed) == "time" and pa.types.is_integer(arr.type):  # epoch milliseconds
         arr = pc.cast(pc.cast(arr, pa.int64()), pa.timestamp("ms"))
+    if pa.types.is_integer(fixed) and (pa.types.is_date(arr.type)
+                                       or pa.types.is_timestamp(arr.type)):
+        # a date or timestamp leaving as the engine's TIMESTAMP: epoch milliseconds (a date has
+        # no direct cast to an integer)
+        arr = pc.cast(pc.cast(arr, pa.timestamp("ms"), safe=False), pa.int64())
     # unchecked: int -> float and finer time units -> ms lose only what the engine does not keep
     # anyway, and uint64 rows above 2^63-1 are bad records taken out before (bad_rows)
     return pc.cast(arr, fixed, safe=False)
