@@ -8,7 +8,6 @@ latency histogram is fed as rows are written: one bisect per written batch, not 
 from __future__ import annotations
 
 import bisect
-import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Optional
@@ -54,32 +53,17 @@ class LatencyHistogram:
         return out, total
 
 
-class _ObservedLatencies(collections.deque):
-    """The job's rolling latency sample (``Job._latencies``: (seconds, rows) per delivery) that
-    also feeds the histogram, so no delivery is missed between two scrapes."""
-
-    def __init__(self, sample: collections.deque, histogram: LatencyHistogram):
-        super().__init__(sample, maxlen=sample.maxlen)
-        self.histogram = histogram
-
-    def append(self, item) -> None:
-        super().append(item)
-        self.histogram.observe(item[0], item[1])
-
-
 def _observe_latencies(job: "Job", histogram: LatencyHistogram) -> None:
-    """Feed ``histogram`` from the job's deliveries (its latency sample, see ``Job._deliver``)."""
-    sample = getattr(job, "_latencies", None)
-    if isinstance(sample, collections.deque) and not isinstance(sample, _ObservedLatencies):
-        job._latencies = _ObservedLatencies(sample, histogram)
+    """Feed ``histogram`` from every delivery of the job (``Job.latency_listeners``)."""
+    listeners = getattr(job, "latency_listeners", None)
+    if listeners is not None:
+        listeners.append(histogram.observe)
 
 
 def _partition_records(job: "Job") -> list[int]:
     """Records each partition thread processed so far (one partition: everything read)."""
-    workers = getattr(job, "_workers", None)
-    if workers:
-        return [w.records for w in workers]
-    return [job.stats.records_read]
+    fn = getattr(job, "partition_records", None)
+    return fn() if fn is not None else [job.stats.records_read]
 
 
 class JobCollector:

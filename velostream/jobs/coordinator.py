@@ -317,6 +317,9 @@ class Job:
         self.read_at = 0.0
         # a rolling sample, so a job that runs for days keeps constant memory
         self._latencies: "collections.deque[tuple[float, int]]" = collections.deque(maxlen=4096)
+        # called with (seconds, rows) for every delivery to the sink (velostream.metrics'
+        # latency histogram): every one is seen, whatever the rolling sample keeps
+        self.latency_listeners: list = []
         self.commit_interval_s = commit_interval_s
         self._last_commit = time.monotonic()
         self._emitted_committed = 0  # records_emitted at the sink's last commit (see _commit_sink)
@@ -387,6 +390,12 @@ class Job:
             return fn() if fn is not None else None
         except Exception:  # a metrics scrape must never disturb the job
             return None
+
+    def partition_records(self) -> list[int]:
+        """Records each partition processed so far (one partition: every record read)."""
+        if self._workers:
+            return [w.records for w in self._workers]
+        return [self.stats.records_read]
 
     def queue_depths(self) -> list[int]:
         return [w.inbox.qsize() for w in self._workers]
@@ -858,7 +867,10 @@ class Job:
             if self._write(rb):
                 n += rb.num_rows
         if n:
-            self._latencies.append((time.perf_counter() - arrived, n))
+            seconds = time.perf_counter() - arrived
+            self._latencies.append((seconds, n))
+            for listener in self.latency_listeners:
+                listener(seconds, n)
             self.stats.records_emitted += n
 
     def _timed_write(self, fn, *args) -> None:

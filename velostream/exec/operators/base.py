@@ -6,7 +6,6 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...batch import SqlType
 
 # A derived row's event time travels in this column (docs/SQL.md §8, "Time of derived rows"): the
 # event time of the input row that produced it, or ``_WINDOW_END - 1`` for a window's row. It is
