@@ -2103,7 +2103,8 @@ cdef inline void _put_cov(int kind, int64_t n, double my, double mx, double m2y,
                           double cxy, double* out, uint8_t* ok) noexcept nogil:
     # DuckDB's results and NULLs: no pairs -> NULL; COVAR_SAMP needs 2; CORR and REGR_SLOPE are
     # plain IEEE ratios (NaN when a variance is 0); REGR_INTERCEPT is NULL unless the slope is
-    # finite; REGR_R2 is NULL when x's variance is 0, 1 when y's is, else CORR squared.
+    # finite; REGR_R2 is NULL when x's variance is 0 (or there is one pair), 1 when y's is, else
+    # CORR squared.
     cdef double slope, r
     out[0] = 0.0
     ok[0] = 0
@@ -2125,7 +2126,7 @@ cdef inline void _put_cov(int kind, int64_t n, double my, double mx, double m2y,
         else:
             out[0] = my - slope * mx
     else:
-        if m2x == 0.0:
+        if n == 1 or m2x == 0.0:  # DuckDB: one value's VAR_POP is 0, even a NaN's
             ok[0] = 0
         elif m2y == 0.0:
             out[0] = 1.0
