@@ -200,9 +200,28 @@ def test_to_timestamp_out_of_range_fails_the_row():
     assert [r["r"] for r in got] == [None, -2]  # -1500 us: floor to -2 ms
 
 
+@pytest.mark.parametrize("how", [1, "engine"])
+def test_try_strptime_of_impossible_dates(how):
+    # Arrow's strptime rolls 2023-02-29 over to March 1st; DuckDB (and velostream) reject it
+    rng = random.Random(12)
+    texts = [f"{rng.choice([1900, 2000, 2023, 2024])}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}"
+             for _ in range(300)]
+    texts += ["2024-366", "2023-366", "2023-365"]
+    data = pa.table({"i": pa.array(range(len(texts)), pa.int64()), "x": texts,
+                     "s": pa.array([None] * len(texts), pa.string()), "ts": pa.array([None] * len(texts),
+                                                                                   pa.timestamp("ms"))})
+    cases = [(f"EPOCH_MS(TRY_STRPTIME(x, '{f}'))", f"epoch_ms(try_strptime(x, '{f}'))")
+             for f in ["%Y-%m-%d", "%Y-%d-%m", "%Y-%j"]]
+    cases.append(("EPOCH_MS(TRY_STRPTIME(REPLACE(x, '-', '/'), '%y%m/%d/%Y'))",
+                  "epoch_ms(try_strptime(replace(x, '-', '/'), '%y%m/%d/%Y'))"))
+    check(cases, data, how)
+
+
 def test_strptime_that_does_not_match_fails_the_row():
     with pytest.raises(VelostreamError, match="Could not parse string"):
         vs.query("SELECT STRPTIME(s, '%Y-%m-%d') AS r FROM t", {"t": {"s": ["2020-01-01", "x"]}})
+    with pytest.raises(VelostreamError, match="Could not parse string"):  # no February 30th
+        vs.query("SELECT STRPTIME(s, '%Y-%m-%d') AS r FROM t", {"t": {"s": ["2024-02-30"]}})
     got = vs.query("SELECT TRY_STRPTIME(s, '%Y-%m-%d') AS r FROM t",
                    {"t": {"s": ["2020-02-29", "x", None]}}).to_pylist()
     assert [r["r"] for r in got] == [_ms("2020-02-29 00:00:00"), None, None]

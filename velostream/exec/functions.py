@@ -530,7 +530,7 @@ def _bind_strptime(c: Call) -> Bound:
                  (text, BConst(STRING, fmt)))
 
 
-_FRACTION_DIGITS = {"g": "{3}", "f": "{1,6}", "n": "{1,9}"}
+_FRACTION_DIGITS = {"g": "{1,3}", "f": "{1,6}", "n": "{1,9}"}
 _FRACTION_TO_MS = {"g": 1, "f": 1_000, "n": 1_000_000}
 
 
@@ -553,21 +553,94 @@ def _strptime_plan(c: Optional[Call], fmt: str):
     return "".join(head), fraction
 
 
+# what each specifier reads, for finding the day, month and year fields in the text
+_FIELD_REGEX = dict.fromkeys("ymdHIMS", "[0-9]{1,2}") | dict.fromkeys("aAbBh", "[A-Za-z]+") | {
+    "Y": "[0-9]{1,4}", "j": "[0-9]{1,3}", "p": "[AaPp][Mm]", "z": "(?:[+-][0-9]{2}:?[0-9]{2}|Z)",
+    "%": "%"}
+_MONTH_ABBR = pa.array(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+
+
+def _date_fields_regex(fmt: str) -> Optional[str]:
+    """A regex with named groups Y / y / m / b / d / j over text in the format (without its
+    fraction), or None when the format has no day of month and no day of year."""
+    tokens = _parse_format(None, fmt, _FORMAT_LETTERS - set("UWVGuwZ"))
+    if tokens and isinstance(tokens[-1], tuple) and tokens[-1][1] in "gfn":
+        tokens.pop()
+    letters = {t[1] for t in tokens if isinstance(t, tuple)}
+    if not letters & set("dj"):
+        return None
+    out, named = [], set()
+    for tok in tokens:
+        if isinstance(tok, str):  # whitespace matches any run of it (or none), as in strptime
+            out.append("".join(r"\s*" if ch.isspace() else re.escape(ch) for ch in tok))
+            continue
+        k = tok[1]
+        name = {"B": "b", "h": "b"}.get(k, k)
+        if name in "Yymbdj" and name not in named:
+            named.add(name)
+            out.append(f"(?P<{name}>{_FIELD_REGEX[k]})")
+        else:
+            out.append(f"(?:{_FIELD_REGEX[k]})")
+    return r"\A\s*" + "".join(out) + r"\s*\z"
+
+
+def _impossible_dates(text: pa.Array, regex: str) -> np.ndarray:
+    """Rows whose day of month is past the end of its month (2024-02-30), or whose day of year
+    is past the end of its year: Arrow's strptime rolls them over into the next month or year,
+    DuckDB rejects them."""
+    fields = pc.extract_regex(text, regex)
+    names = {fields.type.field(i).name for i in range(fields.type.num_fields)}
+
+    def number(name, default):
+        if name not in names:
+            return np.full(len(text), default, dtype=np.int64)
+        v = pc.cast(pc.fill_null(pc.struct_field(fields, name), str(default)), pa.int64())
+        return v.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    if "Y" in names:
+        year = number("Y", 1900)
+    elif "y" in names:  # as strptime reads two digits: 69-99 are 19xx, 00-68 are 20xx
+        yy = number("y", 0)
+        year = np.where(yy < 69, 2000 + yy, 1900 + yy)
+    else:
+        year = np.full(len(text), 1900, dtype=np.int64)
+    if "b" in names:
+        month = pc.index_in(pc.utf8_lower(pc.utf8_slice_codeunits(pc.struct_field(fields, "b"), 0, 3)),
+                            value_set=_MONTH_ABBR)
+        month = pc.fill_null(month, 0).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    else:
+        month = number("m", 1)
+    month = np.clip(month, 1, 12)
+    first = _month_start_days((year - 1970) * 12 + month - 1)
+    bad = np.zeros(len(text), dtype=bool)
+    if "d" in names:
+        bad |= number("d", 1) > _month_start_days((year - 1970) * 12 + month) - first
+    if "j" in names:
+        bad |= number("j", 1) > _year_start_days(year + 1) - _year_start_days(year)
+    return bad
+
+
 def _strptime_kernel(fmt: str):
     head_fmt, fraction = _strptime_plan(None, fmt)
+    dates = _date_fields_regex(fmt)
 
     def kernel(arr: pa.Array):
         frac_ms = None
         text = arr
         if fraction is not None:
             parts = pc.extract_regex(arr, rf"(?s)^(?P<head>.*?)(?P<frac>\d{_FRACTION_DIGITS[fraction]})$")
-            text = parts.field("head")
-            digits = parts.field("frac")
+            # (struct_field: a row the pattern does not match is NULL in both fields)
+            text = pc.struct_field(parts, "head")
+            digits = pc.struct_field(parts, "frac")
             width = {"g": 3, "f": 6, "n": 9}[fraction]
             scaled = pc.cast(pc.utf8_rpad(digits, width, "0"), pa.int64())
             frac_ms = pc.divide(scaled, _FRACTION_TO_MS[fraction])
         parsed = pc.strptime(text, format=head_fmt, unit="ms", error_is_null=True)
         ms = pc.cast(parsed.cast(pa.timestamp("ms")), pa.int64())
+        if dates is not None:
+            impossible = _impossible_dates(text, dates)
+            if impossible.any():
+                ms = pc.if_else(pa.array(impossible), pa.scalar(None, pa.int64()), ms)
         if frac_ms is not None:
             ms = pc.add(ms, frac_ms)
         bad = pc.and_(pc.is_valid(arr), pc.is_null(ms)).to_numpy(zero_copy_only=False)
