@@ -173,3 +173,18 @@ def test_join_errors_point_at_the_text(sql, part):
     with pytest.raises(SqlError, match=part) as info:
         vs.query(sql, {"a": stream(20, 1), "b": stream(20, 2, col="w"), "inst": instruments()})
     assert info.value.line is not None
+
+
+def test_an_idle_table_stops_holding_the_stream_back():
+    import time
+    sql = TABLE_DDL + ("SELECT t.v, i.sector FROM trades t JOIN inst i ON t.k = i.k "
+                       "WITH ('inst.watermark.idle.ms' = '50')")
+    eng = vs.Engine(sql)
+    eng.push("inst", {"k": ["a"], "sector": ["old"], "_TIMESTAMP": [0]})
+    eng.push("inst", {"k": ["b"], "sector": ["x"], "_TIMESTAMP": [10]})
+    trade = {"k": ["a"], "v": [1], "ts": [50], "_TIMESTAMP": [50]}
+    # the table is at 10: without idleness the trade at 50 waits ...
+    assert eng.push("trades", trade).to_pylist() == []
+    time.sleep(0.2)  # ... until the table has sent nothing for 50 ms
+    out = eng.push("trades", {"k": ["a"], "v": [2], "ts": [60], "_TIMESTAMP": [60]}).to_pylist()
+    assert out == [{"v": 1, "sector": "old"}, {"v": 2, "sector": "old"}]

@@ -499,9 +499,20 @@ class Dataflow:
                 sides.append(inp)
             left, right = sides
         node.op = plan_join(self.sql, j, la, ra, table, left, right,
-                            self.properties.get("allowed.lateness", "0"))
+                            self.properties.get("allowed.lateness", "0"),
+                            self._table_idle(right))
         node.schema = node.op.schema
         node.hidden = (EVENT_TIME,)
+
+    def _table_idle(self, table: Node) -> Optional[str]:
+        """The ``watermark.idle.ms`` property of the source a joined table is read from."""
+        todo = [table]
+        while todo:
+            x = todo.pop()
+            if x.kind == "source":
+                return self.properties.get(f"{x.name}.watermark.idle.ms")
+            todo += x.inputs
+        return None
 
     def _qualify(self, node: Node, join: Node) -> None:
         """The SELECT over a join reads ``alias.column`` names: its column references (and

@@ -108,7 +108,7 @@ _FLIP = {">=": "<=", "<=": ">=", ">": "<", "<": ">", "=": "="}
 
 
 def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, right,
-              lateness_text: str):
+              lateness_text: str, idle_text: Optional[str] = None):
     sides = _Sides(sql, la, ra, left.schema, right.schema, left.hidden, right.hidden)
     keys: list[tuple[str, str]] = []
     lo, hi = None, None
@@ -182,7 +182,9 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         elif EVENT_TIME in left.schema.names:
             stream_time = EVENT_TIME
         table_time = EVENT_TIME if EVENT_TIME in right.schema.names else None
-        op = TemporalJoin(j.kind, lkeys, rkeys, stream_time, table_time, out, key_types)
+        idle = parse_duration_ms(idle_text) if idle_text is not None else None
+        op = TemporalJoin(j.kind, lkeys, rkeys, stream_time, table_time, out, key_types,
+                          idle_ms=idle)
     else:
         if j.within_ms is not None:
             for side, node in ((0, left), (1, right)):

@@ -9,6 +9,7 @@ reads them under the names the query uses) plus the joined row's event time in t
 """
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import numpy as np
@@ -215,7 +216,7 @@ class TemporalJoin:
 
     def __init__(self, kind: str, stream_keys: list[str], table_keys: list[str],
                  stream_time: Optional[str], table_time: Optional[str], out: _Output,
-                 key_types: list, residual=None):
+                 key_types: list, residual=None, idle_ms: Optional[int] = None):
         self.kind = kind  # INNER | LEFT
         self.keys = (stream_keys, table_keys)
         self.stream_time = stream_time
@@ -231,12 +232,16 @@ class TemporalJoin:
         self.version_t = np.empty(0, np.int64)
         self.held: list[pa.RecordBatch] = []
         self._lookup = None  # see _index
+        # a table that sends nothing for idle_ms (processing time) stops holding rows back
+        self.idle_ms = idle_ms
+        self._table_seen = time.monotonic()
         self._pruned_at = INT64_MIN  # the stream watermark of the last _prune
 
     def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
         if batch.num_rows == 0:
             return []
         if port == 1:
+            self._table_seen = time.monotonic()
             t = (times_of(batch.column(self.table_time)) if self.table_time is not None
                  else np.full(batch.num_rows, INT64_MIN, dtype=np.int64))
             new = pa.Table.from_batches([batch])
@@ -247,14 +252,22 @@ class TemporalJoin:
             self._pruned_at = INT64_MIN
             return []
         self.held.append(batch)
-        return self._release(self.table_watermark)
+        return self._release(self._table_progress())
+
+    def _table_progress(self) -> int:
+        """How far the stream may be joined: the table's watermark, or every time once the
+        table has been idle for ``idle_ms``."""
+        if self.idle_ms is not None and (time.monotonic() - self._table_seen) * 1000 >= self.idle_ms:
+            return INT64_MAX
+        return self.table_watermark
 
     def on_watermarks(self, stream_wm: int, table_wm: int) -> list[pa.RecordBatch]:
         if self.table_time is not None:
             self.table_watermark = max(self.table_watermark, table_wm)
         self.stream_watermark = max(self.stream_watermark, stream_wm)
-        self.watermark = max(self.watermark, min(stream_wm, self.table_watermark))
-        out = self._release(self.table_watermark)
+        progress = self._table_progress()
+        self.watermark = max(self.watermark, min(stream_wm, progress))
+        out = self._release(progress)
         self._prune()
         return out
 
