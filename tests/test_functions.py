@@ -140,7 +140,7 @@ _UNITS = ["millennium", "century", "decade", "year", "quarter", "month", "week",
           "minute", "second", "millisecond"]
 _PARTS = ["year", "quarter", "month", "day", "hour", "minute", "second", "millisecond",
           "microsecond", "dow", "isodow", "doy", "week", "isoyear", "yearweek", "decade", "century",
-          "millennium", "era", "epoch"]
+          "millennium", "era", "epoch", "julian"]
 _FORMATS = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%g", "%d/%m/%y %I:%M %p", "%a %A %b %B %h %j",
             "%-d.%-m.%Y %-H:%-M:%-S %-j %-y", "%u %w %U %W %V %G", "%f|%n|%z|%Z|%%|%x %X|%c", "plain"]
 
@@ -174,7 +174,7 @@ def test_epochs_and_datediff(how):
              ("EPOCH_MS(ts)", "epoch_ms(ts)"), ("EPOCH_MS(EPOCH_MS(ms))", "epoch_ms(epoch_ms(ms))"),
              ("EPOCH(ts)", "epoch(ts)"), ("UNIX_TIMESTAMP(ts)", "CAST(floor(epoch(ts)) AS BIGINT)"),
              ("EPOCH_MS(DATE_TRUNC('day', EPOCH_MS(ms)))", "epoch_ms(date_trunc('day', epoch_ms(ms)))")]
-    cases += [(f"DATEDIFF('{u}', ts, ts2)", f"datediff('{u}', ts, ts2)") for u in _UNITS]
+    cases += [(f"DATEDIFF('{u}', ts, ts2)", f"datediff('{u}', ts, ts2)") for u in _UNITS + ["microsecond"]]
     cases += [("DATE_DIFF('hour', ts2, ts)", "date_diff('hour', ts2, ts)"),
               ("DATEDIFF('day', ts, '2000-02-29')", "datediff('day', ts, TIMESTAMP '2000-02-29')")]
     check(cases, table(3), how)

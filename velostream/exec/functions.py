@@ -286,8 +286,8 @@ def _date_part(ms: np.ndarray, part: str):
     if part == "epoch":
         return ms / 1000.0
     c = _Civil(ms)
-    if part == "julian":  # the Julian day number of the date, as a DOUBLE
-        return (c.days + 2440588).astype(np.float64)
+    if part == "julian":  # the Julian day number and the fraction of the day, as a DOUBLE
+        return (c.days + 2440588).astype(np.float64) + c.tod / _DAY
     if part == "year":
         return c.year
     if part == "month":
