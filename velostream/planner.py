@@ -743,15 +743,23 @@ def _evaluation_steps(root: Bound) -> tuple[int, int]:
     if not isinstance(root, BCall):  # a column or a constant (most items of a 1 MB list)
         return 1, 1
     steps: dict[int, int] = {}
+    leaves: set[int] = set()  # columns and constants: one step each (IN lists have 100,000s)
     stack = [(root, False)]
     while stack:
         node, done = stack.pop()
         if id(node) in steps:
             continue
-        args = node.args if isinstance(node, BCall) else ()
+        args = node.args
         if not done:
             stack.append((node, True))
-            stack.extend((a, False) for a in args if isinstance(a, Bound) and id(a) not in steps)
+            stack.extend((a, False) for a in args if type(a) is BCall and id(a) not in steps)
             continue
-        steps[id(node)] = 1 + sum(steps[id(a)] for a in args if isinstance(a, Bound))
-    return steps[id(root)], len(steps)
+        total = 1
+        for a in args:
+            if type(a) is BCall:
+                total += steps[id(a)]
+            elif isinstance(a, Bound):
+                total += 1
+                leaves.add(id(a))
+        steps[id(node)] = total
+    return steps[id(root)], len(steps) + len(leaves)

@@ -451,6 +451,8 @@ class Evaluator:
         # The rows being evaluated, when not all of the batch: a CASE branch is evaluated for the
         # rows that take it only (as in DuckDB), so another row's overflow there is no error.
         self.active: Optional[np.ndarray] = None
+        # IN lists of constants: id(node) -> (node, the constants as one array, or None)
+        self.in_lists: dict = {}
 
     def check(self, bad, ok, n: int, describe: Callable[[int], str]) -> None:
         """Raise ``OutOfRangeError`` when ``bad`` (a bool array, or a scalar for constants) holds
@@ -810,6 +812,20 @@ def _equal(x, y):
 
 def _in(ev, b, batch):
     a = ev.eval(b.args[0], batch)
+    if not a.is_scalar:
+        # the constants of a long list (150,000 of them from a generated filter) are evaluated
+        # into one array once, not once per item per batch
+        cached = ev.in_lists.get(id(b))
+        if cached is None or cached[0] is not b:
+            cached = ev.in_lists[id(b)] = (b, _in_constants(ev, b, a, batch))
+        vals = cached[1]
+        if vals is not None:
+            if a.type.kind == "FLOAT64":
+                x = _num(a, FLOAT64)
+                if np.isnan(vals).any():  # NaN IN (NaN) is true (np.isin says false)
+                    return Val(np.isin(x, vals) | np.isnan(x), a.ok, BOOL)
+                return Val(np.isin(x, vals), a.ok, BOOL)
+            return Val(np.isin(a.v, vals), a.ok, BOOL)
     items = [ev.eval(x, batch) for x in b.args[1:]]
     if all(i.is_scalar and i.ok is not False for i in items) and not a.is_scalar:
         x = a.v
@@ -827,6 +843,28 @@ def _in(ev, b, batch):
         cur = Val(v, ok, BOOL)
         acc = cur if acc is None else _or_vals(acc, cur)
     return acc
+
+
+def _in_constants(ev, b, a: Val, batch) -> Optional[np.ndarray]:
+    """The items of IN ``b`` as one array in the representation of its operand ``a``, when all
+    are constants that are not NULL; else None (the general three-valued form)."""
+    if not all(isinstance(x, BConst) and x.value is not None for x in b.args[1:]):
+        return None
+    if a.type.kind == "STRING" and all(x.type.kind == "STRING" for x in b.args[1:]):
+        # interned all at once (one by one, a megabyte of strings takes a second)
+        texts = pa.array([x.value for x in b.args[1:]], pa.string())
+        return ev.strings.encode_arrow(texts)[0]
+    kinds = {x.type.kind for x in b.args[1:]}
+    if a.type.kind == "INT64" and kinds == {"INT64"}:
+        return np.array([x.value for x in b.args[1:]], dtype=np.int64)
+    if a.type.kind == "FLOAT64" and kinds <= {"INT64", "FLOAT64"}:
+        return np.array([x.value for x in b.args[1:]], dtype=np.float64)
+    items = [ev.eval(x, batch) for x in b.args[1:]]
+    if not all(i.is_scalar and i.ok is not False for i in items):
+        return None
+    if a.type.kind == "FLOAT64":
+        return np.array([_num(i, FLOAT64) for i in items])
+    return np.array([i.v for i in items])
 
 
 def _or_vals(a: Val, c: Val) -> Val:
