@@ -431,8 +431,23 @@ class Gen:
 
 
 def aggregate(g: Gen, depth: int = 1) -> Expr:
-    """One aggregate call over a generated argument."""
-    k = g.r.randrange(12)
+    """One aggregate call over a generated argument, sometimes with a FILTER (WHERE ...)."""
+    agg = _aggregate_call(g, depth)
+    # not on FIRST/LAST: DuckDB has no FILTER on their window form (the EMIT CHANGES reference)
+    if g.chance(0.12) and not agg.eng.startswith(("FIRST_VALUE", "LAST_VALUE")):
+        cond = g.expr(BOOL, 1)
+        return Expr(f"{agg.eng} FILTER (WHERE {cond.eng})", f"{agg.duck} FILTER (WHERE {cond.duck})",
+                    agg.type, agg.bound, True)
+    return agg
+
+
+# CORR and friends over columns of exact values only: sums of products of rounded decimals differ
+# from DuckDB's in the last bits, which a ratio of two nearly-cancelling sums magnifies.
+_PAIR_COLUMNS = [("i", INT), ("j", INT), ("f", FLOAT)]
+
+
+def _aggregate_call(g: Gen, depth: int = 1) -> Expr:
+    k = g.r.randrange(17)
     if k == 0:
         return Expr("COUNT(*)", "count(*)", INT, 10 ** 4, True)
     if k == 1:
@@ -452,8 +467,7 @@ def aggregate(g: Gen, depth: int = 1) -> Expr:
         # a SUM of small ints is far below 2^63; its bound only matters for arithmetic over it
         return Expr(f"{fn}({a.eng})", f"{fn.lower()}({a.duck})", t, None, True)
     if k in (5, 6):
-        # not over text: "MIN / MAX over strings are not supported yet" (docs/SQL.md), a clear SqlError
-        a = g.expr(g.choice([INT, FLOAT, BOOL]), depth)
+        a = g.expr(g.choice([INT, FLOAT, BOOL, TEXT]), depth)  # text: by bytes, as DuckDB
         fn = g.choice(["MIN", "MAX"])
         return Expr(f"{fn}({a.eng})", f"{fn.lower()}({a.duck})", a.type, a.bound, True)
     if k == 7:
@@ -474,6 +488,25 @@ def aggregate(g: Gen, depth: int = 1) -> Expr:
     if k == 10:
         a = g.expr(g.choice([INT, TEXT]), depth)
         return Expr(f"APPROX_COUNT_DISTINCT({a.eng})", f"count(DISTINCT {a.duck})", INT, 10 ** 4, True)
+    if k == 12:
+        a = g.expr(BOOL, depth)
+        return Expr(f"COUNT_IF({a.eng})", f"count_if({a.duck})", INT, 10 ** 4, True)
+    if k == 13:
+        a = g.expr(BOOL, depth)
+        fn = g.choice(["BOOL_AND", "BOOL_OR"])
+        return Expr(f"{fn}({a.eng})", f"{fn.lower()}({a.duck})", BOOL, None, True)
+    if k == 14:
+        a = g.expr(g.choice([INT, FLOAT, TEXT, BOOL]), depth)
+        v = g.expr(g.choice([INT, FLOAT, TEXT]), depth)
+        fn, dfn = g.choice([("ARG_MIN", "arg_min"), ("ARG_MAX", "arg_max"), ("MIN_BY", "arg_min"),
+                            ("MAX_BY", "arg_max")])
+        # ties go to the earliest row, as DuckDB's in-order scan gives them
+        return Expr(f"{fn}({a.eng}, {v.eng})", f"{dfn}({a.duck}, {v.duck} ORDER BY id)", a.type,
+                    a.bound, True)
+    if k in (15, 16):
+        (y, _), (x, _) = g.choice(_PAIR_COLUMNS), g.choice(_PAIR_COLUMNS)
+        fn = g.choice(["CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2"])
+        return Expr(f"{fn}({y}, {x})", f"{fn.lower()}({y}, {x})", FLOAT, None, True)
     a = g.expr(INT, depth)
     return Expr(f"COUNT({a.eng})", f"count({a.duck})", INT, 10 ** 4, True)
 
@@ -593,7 +626,9 @@ def _columns_in(sql: str) -> set:
     return set(re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", sql))) & set(COLUMNS)
 
 
-_AGG_CALL = re.compile(r"\b(count|sum|avg|min|max|stddev_samp|stddev_pop|var_samp|var_pop|first|last|median)\(")
+_AGG_CALL = re.compile(r"\b(count|sum|avg|min|max|stddev_samp|stddev_pop|var_samp|var_pop|first|last|median|"
+                       r"count_if|bool_and|bool_or|arg_min|arg_max|corr|covar_pop|covar_samp|regr_slope|"
+                       r"regr_intercept|regr_r2)\(")
 
 
 def windowed(duck: str) -> str:
@@ -614,7 +649,15 @@ def windowed(duck: str) -> str:
         name = m.group(1)
         if name in ("first", "last"):
             name, args = name + "_value", args[:args.rindex(" ORDER BY id")]
-        out.append(duck[pos:m.start()] + f"{name}({args}) OVER w")
+        filt = ""
+        if duck.startswith(" FILTER (", i + 1):  # the FILTER clause goes before OVER
+            j = i + 1 + len(" FILTER (")  # just after its "("
+            depth = 1
+            while depth:
+                depth += {"(": 1, ")": -1}.get(duck[j], 0)
+                j += 1
+            filt, i = duck[i + 1:j], j - 1
+        out.append(duck[pos:m.start()] + f"{name}({args}){filt} OVER w")
         pos = i + 1
     return "".join(out) + duck[pos:]
 
