@@ -633,14 +633,10 @@ class _Planner:
         return b
 
     def _contains_aggregate(self, e) -> bool:
-        if isinstance(e, ast.FunctionCall) and e.over is None and e.name in AGGREGATES:
-            return True
-        return any(self._contains_aggregate(c) for c in _children(e))
+        return _calls_in(e, self.__dict__.setdefault("_calls_memo", {}))[0]
 
     def _contains_over(self, e) -> bool:
-        if isinstance(e, ast.FunctionCall) and e.over is not None:
-            return True
-        return any(self._contains_over(c) for c in _children(e))
+        return _calls_in(e, self.__dict__.setdefault("_calls_memo", {}))[1]
 
     @staticmethod
     def _rewrite_children(e, fn):
@@ -725,6 +721,29 @@ def _children(e):
         elif _is_node(v):
             out.append(v)
     return out
+
+
+def _calls_in(e, memo: dict) -> tuple[bool, bool]:
+    """(whether ``e`` holds an aggregate call, whether it holds an analytic call with OVER), by
+    one iterative walk, remembered in ``memo`` (id -> (expression, answer)): the planner asks
+    both of every select item, and a 1 MB CASE has hundreds of thousands of nodes."""
+    if type(e) in _LEAF_NODES:
+        return False, False
+    hit = memo.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    agg = over = False
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        if type(node) is ast.FunctionCall:
+            if node.over is None:
+                agg = agg or node.name in AGGREGATES
+            else:
+                over = True
+        stack.extend(_children(node))
+    memo[id(e)] = (e, (agg, over))
+    return agg, over
 
 
 def _map_node(v, fn):
