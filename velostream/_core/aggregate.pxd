@@ -220,7 +220,7 @@ cdef class ArgMax(_ArgPickBase):
 
 
 cdef class Median(Aggregate):
-    # Exact median of the non-NaN values per slot; NaNs sort after every number (as in DuckDB) and
+    # Exact median (or any quantile: see ``q`` below) of the non-NaN values per slot; NaNs sort after every number (as in DuckDB) and
     # are only counted. A slot is in one of two forms:
     #   bag   (heaped == 0): every value unsorted in ``lo``, ``hi`` empty. update() only appends,
     #         so EMIT FINAL costs an amortised O(1) per row plus one O(n) nth_element per read.
@@ -234,6 +234,11 @@ cdef class Median(Aggregate):
     cdef vector[vector[double]] hi
     cdef vector[int64_t] n_nan     # NaN values per slot
     cdef vector[uint8_t] heaped    # 0: slot in bag form, 1: in heap form (see above)
+    # The quantile (MEDIAN: 0.5, continuous). In general the heaps split at the lower index k of
+    # the quantile (PERCENTILE_CONT: floor(q (N - 1)), PERCENTILE_DISC: ceil(q N) - 1, DuckDB's):
+    # len(lo) == min(len(lo) + len(hi), k + 1), so value k tops lo and value k + 1 tops hi.
+    cdef double q
+    cdef bint disc
 
 
 # ---- per-element updates (pandas ``add_sum`` style: running state through pointers) ----------

@@ -20,7 +20,7 @@ from .state_arrays import state_array as _state_array  # checks import_state inp
 from ..errors import OutOfRangeError
 
 cimport numpy as cnp
-from libc.math cimport NAN, isfinite, isinf, sqrt
+from libc.math cimport NAN, ceil, floor, isfinite, isinf, sqrt
 from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
 from libc.string cimport memcmp, memcpy
 from libcpp.unordered_set cimport unordered_set
@@ -1782,11 +1782,31 @@ cdef class Last(_PickBase):
 
 # ---- MEDIAN ----------------------------------------------------------------------------------
 
-cdef inline size_t _median_target(size_t m, int64_t n_nan) noexcept nogil:
-    # Size of ``lo`` in heap form: the ceil(N / 2) smallest of N values, or all m numbers when the
-    # middle reaches into the NaNs.
-    cdef size_t half = (m + <size_t>n_nan + 1) // 2
-    return m if m < half else half
+cdef inline size_t _quantile_index(size_t total, double q, bint disc, double* frac) noexcept nogil:
+    # The lower index k (0-based, NaNs sorted last) of quantile q of ``total`` values, and how far
+    # towards index k + 1 a continuous quantile lies: DuckDB's quantile_disc takes the value at
+    # ceil(q N) - 1, quantile_cont interpolates at q (N - 1). MEDIAN (q = 0.5) is k = ceil(N / 2) - 1.
+    cdef double rn, fl
+    frac[0] = 0.0
+    if total == 0:
+        return 0
+    if disc:
+        rn = ceil(q * <double>total) - 1.0
+        return <size_t>rn if rn > 0.0 else 0
+    rn = q * <double>(total - 1)
+    fl = floor(rn)
+    frac[0] = rn - fl
+    return <size_t>fl
+
+
+cdef inline size_t _median_target(size_t m, int64_t n_nan, double q, bint disc) noexcept nogil:
+    # Size of ``lo`` in heap form: the k + 1 smallest of N values (k the quantile's lower index),
+    # or all m numbers when index k reaches into the NaNs.
+    cdef double frac
+    cdef size_t need = _quantile_index(m + <size_t>n_nan, q, disc, &frac) + 1
+    if m + <size_t>n_nan == 0:
+        return 0
+    return m if m < need else need
 
 
 cdef inline int _median_push(vector[double]& lo, vector[double]& hi, double x) noexcept nogil:
@@ -1797,8 +1817,9 @@ cdef inline int _median_push(vector[double]& lo, vector[double]& hi, double x) n
     return vs_heap_push(hi, -x)
 
 
-cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) noexcept nogil:
-    cdef size_t target = _median_target(lo.size() + hi.size(), n_nan)
+cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan, double q,
+                         bint disc) noexcept nogil:
+    cdef size_t target = _median_target(lo.size() + hi.size(), n_nan, q, disc)
     # Push before pop: a failed push leaves both heaps intact.
     while lo.size() > target:
         if vs_heap_push(hi, -lo.front()) != 0:
@@ -1811,32 +1832,33 @@ cdef int _median_balance(vector[double]& lo, vector[double]& hi, int64_t n_nan) 
     return AGG_OK
 
 
-cdef inline double _interpolate_middle(double a, double b) noexcept nogil:
-    # DuckDB's quantile_cont interpolation: lo + (hi - lo) / 2, exact when lo == hi (so
-    # median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2. With one side infinite
-    # the middle is that infinity (-inf and 1 give -inf; -inf and inf NaN), as in DuckDB, where
-    # lo + (hi - lo) / 2 would give NaN.
+cdef inline double _interpolate_middle(double a, double b, double frac) noexcept nogil:
+    # DuckDB's quantile_cont interpolation: lo + (hi - lo) * frac (frac 0.5 for a median), exact
+    # when lo == hi (so median(inf, inf) is inf) and free of the overflow of (lo + hi) / 2. With
+    # one side infinite the result is that infinity (-inf and 1 give -inf; -inf and inf NaN), as
+    # in DuckDB, where lo + (hi - lo) * frac would give NaN.
     if a == b:
         return a
     if isinf(a) or isinf(b):
         return a + b
-    return a + (b - a) * 0.5
+    return a + (b - a) * frac
 
 
 cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_nan, bint heaped,
-                             double* out, Py_ssize_t i, uint8_t* out_valid) noexcept nogil:
-    # With N values sorted (NaNs last) the middle is index k = ceil(N / 2) - 1, and for an even N
-    # also k + 1; an index at or past the m numbers is a NaN.
+                             double q, bint disc, double* out, Py_ssize_t i,
+                             uint8_t* out_valid) noexcept nogil:
+    # With N values sorted (NaNs last) the quantile is index k (_quantile_index), interpolated
+    # towards index k + 1 when it lies between; an index at or past the m numbers is a NaN.
     cdef size_t m = lo.size() + hi.size()
     cdef size_t total = m + <size_t>n_nan
     cdef size_t k
-    cdef double a, b
+    cdef double a, b, frac
     if total == 0:
         out[i] = 0.0
         out_valid[i] = 0
         return
     out_valid[i] = 1
-    k = (total + 1) // 2 - 1
+    k = _quantile_index(total, q, disc, &frac)
     if k >= m:
         out[i] = NAN
         return
@@ -1844,20 +1866,21 @@ cdef inline void _put_median(vector[double]& lo, vector[double]& hi, int64_t n_n
         a = lo.front()                         # the invariant puts index k on top of lo
     else:
         a = vs_bag_nth(lo, k)
-    if total % 2 == 1:
+    if frac == 0.0:
         out[i] = a
     elif k + 1 >= m:
         out[i] = NAN
     else:
         b = -hi.front() if heaped else vs_min_from(lo, k + 1)
-        out[i] = _interpolate_middle(a, b)
+        out[i] = _interpolate_middle(a, b, frac)
 
 
 cdef inline int _median_heapify(Median m, int32_t s) noexcept nogil:
     # Bag form -> heap form (no-op when already heaps).
     if m.heaped[s]:
         return AGG_OK
-    if vs_bag_to_heaps(m.lo[s], m.hi[s], _median_target(m.lo[s].size(), m.n_nan[s])) != 0:
+    if vs_bag_to_heaps(m.lo[s], m.hi[s],
+                       _median_target(m.lo[s].size(), m.n_nan[s], m.q, m.disc)) != 0:
         return AGG_NO_MEMORY
     m.heaped[s] = 1
     return AGG_OK
@@ -1872,17 +1895,43 @@ cdef inline int _median_add(Median m, int32_t s, double x) noexcept nogil:
         return AGG_NO_MEMORY if vs_vec_append(m.lo[s], x) != 0 else AGG_OK
     elif _median_push(m.lo[s], m.hi[s], x) != 0:
         return AGG_NO_MEMORY
-    return _median_balance(m.lo[s], m.hi[s], m.n_nan[s])
+    return _median_balance(m.lo[s], m.hi[s], m.n_nan[s], m.q, m.disc)
 
 
 cdef class Median(Aggregate):
     """MEDIAN(x) as float64, exact: the middle value, or DuckDB's ``quantile_cont(x, 0.5)``
     interpolation of the two middle values for an even count; NaN sorts last. NULL when the slot
-    has no valid value."""
+    has no valid value. ``fraction`` makes it PERCENTILE_CONT(x, fraction) (DuckDB's
+    ``quantile_cont``), and ``discrete`` PERCENTILE_DISC (``quantile_disc``: the value at index
+    ceil(fraction N) - 1, as float64).
 
-    def __init__(self, dtype):
+    >>> import numpy as np
+    >>> p = Median(np.float64, fraction=0.3, discrete=True)
+    >>> p.ensure_capacity(1)
+    >>> p.update(np.zeros(4, np.int32), np.array([4.0, 1.0, 3.0, 2.0]))
+    >>> p.result(np.array([0], np.int32))
+    (array([2.]), array([ True]))
+    """
+
+    def __init__(self, dtype, fraction=0.5, discrete=False):
         Aggregate.__init__(self, dtype)
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"a quantile fraction must be between 0 and 1, got {fraction}")
+        self.q = fraction
+        self.disc = bool(discrete)
         self.result_is_float = True
+
+    @property
+    def fraction(self):
+        return self.q
+
+    @property
+    def discrete(self):
+        return self.disc
+
+    def __repr__(self):
+        return f"Median(dtype={self.dtype}, fraction={self.q}, discrete={self.disc})"
 
     cdef int _grow(self, Py_ssize_t n_slots) except -1:
         self.lo.resize(n_slots)
@@ -1911,8 +1960,8 @@ cdef class Median(Aggregate):
                 if _median_add(self, s, fv[i] if self.is_float else <double>iv[i]) != AGG_OK:
                     return AGG_NO_MEMORY
             if out_valid != NULL:
-                _put_median(self.lo[s], self.hi[s], self.n_nan[s], True, <double*>out, i,
-                            out_valid)
+                _put_median(self.lo[s], self.hi[s], self.n_nan[s], True, self.q, self.disc,
+                            <double*>out, i, out_valid)
         return AGG_OK
 
     cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
@@ -1927,8 +1976,8 @@ cdef class Median(Aggregate):
                 continue
             # A bag is read with nth_element and stays a bag: after EMIT FINAL's one read the
             # slot is reset, so building heaps would be wasted.
-            _put_median(self.lo[s], self.hi[s], self.n_nan[s], self.heaped[s], <double*>out, i,
-                        out_valid)
+            _put_median(self.lo[s], self.hi[s], self.n_nan[s], self.heaped[s], self.q, self.disc,
+                        <double*>out, i, out_valid)
         return AGG_OK
 
     cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
