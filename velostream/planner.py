@@ -34,7 +34,12 @@ AGGREGATES = {
     "VAR_SAMP", "VAR_POP", "COUNT_DISTINCT", "FIRST_VALUE", "LAST_VALUE", "MEDIAN",
     "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR", "ARG_MIN", "ARG_MAX", "MIN_BY",
     "MAX_BY", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2",
+    "PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE", "QUANTILE_CONT", "QUANTILE_DISC",
+    "QUANTILE",
 }
+# Aggregates of a value and a constant fraction (AggSpec.fraction): f(x, q), or the standard
+# f(q) WITHIN GROUP (ORDER BY x), which the parser turns into f(x, q).
+QUANTILE_AGGREGATES = {"PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE"}
 # Aggregates of two arguments (AggSpec.arg and AggSpec.arg2).
 PAIR_AGGREGATES = {"ARG_MIN", "ARG_MAX", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE",
                    "REGR_INTERCEPT", "REGR_R2"}
@@ -43,7 +48,8 @@ ANALYTIC = {
     "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE",
 }
 _CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE", "MIN_BY": "ARG_MIN",
-              "MAX_BY": "ARG_MAX"}
+              "MAX_BY": "ARG_MAX", "QUANTILE_CONT": "PERCENTILE_CONT",
+              "QUANTILE_DISC": "PERCENTILE_DISC", "QUANTILE": "PERCENTILE_DISC"}
 SYSTEM_COLUMNS = ("_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY")
 WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
 
@@ -56,7 +62,8 @@ class AggSpec:
     func: str                 # COUNT_STAR COUNT SUM AVG MIN MAX VARIANCE VAR_POP STDDEV STDDEV_POP
     #                           COUNT_DISTINCT APPROX_COUNT_DISTINCT FIRST_VALUE LAST_VALUE MEDIAN
     #                           COUNT_IF BOOL_AND BOOL_OR ARG_MIN ARG_MAX CORR COVAR_POP
-    #                           COVAR_SAMP REGR_SLOPE REGR_INTERCEPT REGR_R2
+    #                           COVAR_SAMP REGR_SLOPE REGR_INTERCEPT REGR_R2 PERCENTILE_CONT
+    #                           PERCENTILE_DISC APPROX_QUANTILE
     arg: Optional[Bound]      # over the input columns; None for COUNT(*)
     result_type: SqlType
     name: str                 # __a<j> in the group row
@@ -68,6 +75,8 @@ class AggSpec:
     filter: Optional[Bound] = None
     # The second argument of a PAIR_AGGREGATES call: ARG_MIN(arg, val)'s val, CORR(y, x)'s x...
     arg2: Optional[Bound] = None
+    # The constant fraction of a QUANTILE_AGGREGATES call (0 <= fraction <= 1).
+    fraction: Optional[float] = None
 
     @property
     def kernel_dtype(self) -> str:
@@ -81,6 +90,8 @@ class AggSpec:
         args = render(self.arg) if self.arg is not None else '*'
         if self.arg2 is not None:
             args += f", {render(self.arg2)}"
+        if self.fraction is not None:
+            args += f", {self.fraction!r}"
         text = f"{self.func}({args})"
         if self.filter is not None:
             text += f" FILTER (WHERE {render(self.filter)})"
@@ -428,6 +439,8 @@ class _Planner:
 
     def _bind_kernel_arg(self, e, func: str) -> Bound:
         b = self._bind(e, self.input_scope, self.strings)
+        if b.type.kind in ("STRING", "BOOL") and func in QUANTILE_AGGREGATES:
+            raise self.err(e, f"{func} needs a number, found {b.type}")
         if b.type.kind == "STRING" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
                                                 "VAR_POP", "MEDIAN"):
             raise self.err(e, f"{func} needs a number, found STRING")
@@ -538,9 +551,16 @@ class _Planner:
         elif e.distinct and name not in ("COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
             raise UnsupportedError.at(self.sql, e.pos, f"{name}(DISTINCT ...) is not supported; "
                                       "COUNT(DISTINCT x) is")
-        arg2 = None
+        arg2 = fraction = None
         if name == "COUNT" and (not args or isinstance(args[0], ast.Star)):
             func, arg = "COUNT_STAR", None
+        elif name in QUANTILE_AGGREGATES:
+            if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
+                raise self.err(e, f"{e.name} takes a value and a fraction: {e.name}(x, 0.5) or "
+                                  f"{e.name}(0.5) WITHIN GROUP (ORDER BY x)")
+            func = name
+            arg = self._bind_kernel_arg(args[0], func)
+            fraction = self._fraction(args[1], e.name)
         elif name in PAIR_AGGREGATES:
             if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
                 raise self.err(e, f"{e.name} takes exactly two arguments")
@@ -560,14 +580,25 @@ class _Planner:
             if self._contains_aggregate(e.filter):
                 raise self.err(e.filter, "aggregates are not allowed in FILTER (WHERE ...)")
             filt = self._bind_condition(e.filter, self.input_scope)
-        key = (func, arg, filt, arg2)
+        key = (func, arg, filt, arg2, fraction)
         if key in aggs:
             return aggs[key].name
         rt, unscale = self._agg_type(func, arg)
-        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2, fraction)
         aggs[key] = spec
         cols[spec.name] = rt
         return spec.name
+
+    def _fraction(self, e, name: str) -> float:
+        """The constant fraction of a quantile aggregate, between 0 and 1 (DuckDB's rule)."""
+        neg = isinstance(e, ast.UnaryOp) and e.op == "-"
+        lit = e.operand if neg else e
+        if not isinstance(lit, ast.Literal) or lit.type not in ("INTEGER", "DOUBLE", "DECIMAL"):
+            raise self.err(e, f"{name}'s fraction must be a constant number between 0 and 1")
+        q = -float(lit.value) if neg else float(lit.value)
+        if not 0.0 <= q <= 1.0:
+            raise self.err(e, f"{name}'s fraction must be between 0 and 1, got {q:g}")
+        return q
 
     def _agg_type(self, func: str, arg: Optional[Bound]) -> tuple[SqlType, int]:
         if func in ("COUNT_STAR", "COUNT", "COUNT_DISTINCT", "APPROX_COUNT_DISTINCT", "COUNT_IF"):
@@ -580,7 +611,7 @@ class _Planner:
         dec = t.kind == "DECIMAL"
         if func == "SUM":
             return (t if t.kind in ("DECIMAL", "FLOAT64") else INT64), 0
-        if func in ("AVG", "MEDIAN", "STDDEV", "STDDEV_POP"):
+        if func in ("AVG", "MEDIAN", "STDDEV", "STDDEV_POP", "PERCENTILE_CONT"):
             return FLOAT64, (1 if dec else 0)
         if func in ("VARIANCE", "VAR_POP"):
             return FLOAT64, (2 if dec else 0)

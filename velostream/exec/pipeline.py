@@ -171,12 +171,27 @@ def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):
         return (_agg.ArgMin if f == "ARG_MIN" else _agg.ArgMax)(arg_dtype, val_kind, strings)
     if f in _agg.COVARIANCE_KINDS:
         return _agg.Covariance(f)
+    if f in ("PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE"):
+        # APPROX_QUANTILE is answered exactly, as PERCENTILE_DISC (docs/SQL.md §5)
+        return _agg.Median(dt, spec.fraction, f != "PERCENTILE_CONT")
     if f in ("VARIANCE", "VAR_POP", "STDDEV", "STDDEV_POP"):
         return _agg.Variance(dt, sample=f in ("VARIANCE", "STDDEV"), sqrt=f.startswith("STDDEV"))
     cls = {"COUNT": _agg.Count, "SUM": _agg.Sum, "AVG": _agg.Avg, "MIN": _agg.Min, "MAX": _agg.Max,
            "COUNT_DISTINCT": _agg.CountDistinct, "APPROX_COUNT_DISTINCT": _agg.ApproxCountDistinct,
            "FIRST_VALUE": _agg.First, "LAST_VALUE": _agg.Last, "MEDIAN": _agg.Median}[f]
     return cls(dt)
+
+
+def _check_exact_in_double(spec: AggSpec, col: Column) -> None:
+    """The quantile kernel holds values as doubles: an integer beyond 2**53 would come back
+    rounded, so such a row is an OutOfRangeError (a bad record), never a silently wrong value."""
+    v = col.values
+    big = (v > 2 ** 53) | (v < -(2 ** 53))
+    if col.valid is not None:
+        big &= col.valid
+    if big.any():
+        raise OutOfRangeError(f"Out of Range Error: {spec.func} takes integers within +-2**53 "
+                              f"(got {int(v[np.argmax(big)])})", rows=big)
 
 
 def _pair_values(spec: AggSpec, a: Column, b: Column):
@@ -217,6 +232,10 @@ def finish_values(values: np.ndarray, valid: np.ndarray, t: SqlType, unscale: in
     if unscale:
         values = values / float(10 ** (scale * unscale))
     k = t.kind
+    if values.dtype == np.float64 and k in ("INT64", "DECIMAL", "TIMESTAMP"):
+        # PERCENTILE_DISC of integers: an input value the kernel held as a double, exactly (the
+        # input was checked to be within 2**53, see _agg_args)
+        values = values.astype(np.int64)
     if k == "STRING":
         values = values.astype(np.int32)
     elif k == "BOOL":
@@ -391,6 +410,7 @@ class Pipeline:
         sig = {"keys": [str(k.type) for k in plan.keys],
                "aggs": [[a.func, a.kernel_dtype, str(a.arg.type) if a.arg is not None else None]
                         + ([str(a.arg2.type)] if a.arg2 is not None else [])
+                        + ([a.fraction] if a.fraction is not None else [])
                         + ([render(a.filter)] if a.filter is not None else []) for a in plan.aggs],
                "window": None if w is None else [w.kind, w.size_ms, w.advance_ms]}
         if w is not None and w.kind == "SESSION":
@@ -873,10 +893,14 @@ class Pipeline:
     def _agg_args(self, batch: Batch) -> list:
         """Each aggregate's (argument column or None, FILTER mask or None) over the batch: every
         row-level expression of the aggregates, evaluated before any state changes."""
-        return [(None if spec.arg is None else self.ev.column(spec.arg, batch),
-                 None if spec.filter is None else self.ev.mask(spec.filter, batch),
-                 None if spec.arg2 is None else self.ev.column(spec.arg2, batch))
-                for spec in self.plan.aggs]
+        out = [(None if spec.arg is None else self.ev.column(spec.arg, batch),
+                None if spec.filter is None else self.ev.mask(spec.filter, batch),
+                None if spec.arg2 is None else self.ev.column(spec.arg2, batch))
+               for spec in self.plan.aggs]
+        for spec, (col, _, _) in zip(self.plan.aggs, out):
+            if spec.fraction is not None and spec.arg.type.kind in ("INT64", "DECIMAL"):
+                _check_exact_in_double(spec, col)
+        return out
 
     def _agg_input(self, spec: AggSpec, batch: Batch, rows: Optional[np.ndarray],
                    arg: tuple):

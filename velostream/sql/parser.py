@@ -1439,6 +1439,24 @@ class _Parser:
                     if self.height > height:
                         height = self.height
             self.expect_punct(")", "',' or ')'")
+        if self.at_kw("WITHIN") and self.is_kw(self.peek(), "GROUP"):
+            # f(fraction) WITHIN GROUP (ORDER BY x): the standard spelling of f(x, fraction)
+            self.advance()
+            self.advance()
+            self.expect_punct("(", "'(' after WITHIN GROUP")
+            self.expect_kw("ORDER", "ORDER BY in WITHIN GROUP (...)")
+            self.expect_kw("BY", "BY after ORDER")
+            ordered = self.expr()
+            height = max(height, self.height)
+            if self.at_kw("DESC"):
+                raise self.unsupported(self.tok, "WITHIN GROUP (ORDER BY ... DESC) is not "
+                                                 "supported (ORDER BY ... ASC is)")
+            self.accept_kw("ASC")
+            self.expect_punct(")", "')' after WITHIN GROUP (ORDER BY ...")
+            if len(args) != 1 or distinct:
+                raise self.error(name_tok, f"{name}(...) WITHIN GROUP takes one argument, the "
+                                           "fraction")
+            args.insert(0, ordered)
         filt = None
         if self.at_kw("FILTER") and self.peek().kind == PUNCT and self.peek().value == "(":
             self.advance()  # agg(...) FILTER (WHERE cond): one aggregate's input (docs/SQL.md §5)
