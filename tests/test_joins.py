@@ -188,3 +188,25 @@ def test_an_idle_table_stops_holding_the_stream_back():
     time.sleep(0.2)  # ... until the table has sent nothing for 50 ms
     out = eng.push("trades", {"k": ["a"], "v": [2], "ts": [60], "_TIMESTAMP": [60]}).to_pylist()
     assert out == [{"v": 1, "sector": "old"}, {"v": 2, "sector": "old"}]
+
+
+def test_a_table_without_event_time_is_always_current_when_pushed():
+    eng = vs.Engine("CREATE TABLE inst (k VARCHAR, sector VARCHAR, PRIMARY KEY (k));"
+                    "SELECT t.v, i.sector FROM trades t LEFT JOIN inst i ON t.k = i.k")
+    eng.push("inst", {"k": ["a", "b"], "sector": ["x", "y"]})
+    out = eng.push("trades", {"k": ["a", "c"], "v": [1, 2], "_TIMESTAMP": [10, 20]}).to_pylist()
+    assert out == [{"v": 1, "sector": "x"}, {"v": 2, "sector": None}]
+    eng.push("inst", {"k": ["a"], "sector": ["z"]})  # a later row replaces the key's row
+    assert eng.push("trades", {"k": ["a"], "v": [3], "_TIMESTAMP": [30]}).to_pylist() == [
+        {"v": 3, "sector": "z"}]
+
+
+def test_a_deleted_key_has_no_row_from_its_deletion_on():
+    """A table row with _DELETED (a Kafka tombstone) ends its key: later stream rows find none."""
+    eng = vs.Engine(TABLE_DDL + "SELECT t.v, i.sector FROM trades t LEFT JOIN inst i "
+                    "ON t.k = i.k")
+    eng.push("inst", {"k": ["a"], "sector": ["x"], "_TIMESTAMP": [0], "_DELETED": [False]})
+    eng.push("inst", {"k": ["a"], "sector": [None], "_TIMESTAMP": [100], "_DELETED": [True]})
+    eng.push("inst", {"k": ["zz"], "sector": ["-"], "_TIMESTAMP": [1000], "_DELETED": [False]})
+    out = eng.push("trades", {"k": ["a", "a"], "v": [1, 2], "_TIMESTAMP": [50, 150]}).to_pylist()
+    assert out == [{"v": 1, "sector": "x"}, {"v": 2, "sector": None}]

@@ -374,6 +374,10 @@ class Dataflow:
             from .expressions import _cast_type
             node.schema = pa.schema([(c.name, arrow_type_of(_cast_type(c.type)))
                                      for c in node.declared.columns])
+            if node.table_key is not None and EVENT_TIME not in node.schema.names:
+                # a table's rows are versions: their event time says from when (hidden)
+                node.schema = node.schema.append(pa.field(EVENT_TIME, pa.int64()))
+                node.hidden = (EVENT_TIME,)
         else:
             node.schema = schema
         node.ready = True
@@ -392,6 +396,39 @@ class Dataflow:
                 else:
                     self.bind_source(node.name, given)
         self._bind_ready()
+
+    def _table_rows(self, node: Node, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """A declared table's rows in its declared columns (``SchemaMismatch`` for a column of
+        another type), with the system columns a table keeps: ``_TIMESTAMP``, and from a Kafka
+        topic ``_KEY`` and ``_DELETED`` (a tombstone deletes its key: its key column, NULL in
+        the row, comes from the message key)."""
+        from ..binding import SourceBinder
+        from .expressions import _cast_type
+        if not hasattr(node, "binder"):
+            node.binder = SourceBinder(node.name, {c.name: _cast_type(c.type)
+                                                   for c in node.declared.columns})
+        names = {n.lower(): n for n in rb.schema.names}
+        cols, fields = [], []
+        for f in node.binder.fixed:
+            have = names.get(f.name.lower())
+            cols.append(rb.column(have) if have is not None else pa.nulls(rb.num_rows, f.type))
+            fields.append(pa.field(f.name, cols[-1].type))
+        body = node.binder.bind(pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields)))
+        out = dict(zip(body.schema.names, body.columns))
+        if "_DELETED" in rb.schema.names and "_KEY" in rb.schema.names \
+                and len(node.table_key) == 1:
+            k = node.table_key[0]
+            col = out[k]
+            deleted = rb.column("_DELETED")
+            key = rb.column("_KEY").cast(col.type) if not col.type.equals(pa.string()) \
+                else rb.column("_KEY")
+            out[k] = pc.if_else(pc.and_(deleted, col.is_null()), key, col)
+        for sys_col in (EVENT_TIME, "_KEY", "_DELETED"):
+            if sys_col in rb.schema.names and sys_col not in out:
+                out[sys_col] = rb.column(sys_col)
+        if EVENT_TIME not in out:  # no time: a version current from the start
+            out[EVENT_TIME] = pa.nulls(rb.num_rows, pa.int64())
+        return pa.RecordBatch.from_pydict(out)
 
     def table_sources(self) -> set[str]:
         """Sources read as tables: declared so, or feeding the table side of a temporal join."""
@@ -534,6 +571,9 @@ class Dataflow:
             node = self.sources[source.lower()]
             if node.schema is None:
                 self.bind_source(source, batch.schema)
+            if node.declared is not None and node.table_key is not None \
+                    and node.declared.columns is not None:
+                batch = self._table_rows(node, batch)
             node.watermark = max(node.watermark, self._source_time(node, batch))
             for c, port in node.consumers:
                 pending.setdefault(c, []).append((port, batch))

@@ -39,7 +39,8 @@ def open_source(spec: "JobSpec", *, bounded: bool = False):
             return _dataset_source(spec)
         from .files import FileSource
         return FileSource(spec.source_name, spec.source)
-    return _kafka().KafkaSource(spec.source_name, spec.source, bounded=bounded)
+    as_table = spec.source_name.lower() in getattr(spec, "table_sources", ())
+    return _kafka().KafkaSource(spec.source_name, spec.source, bounded=bounded, as_table=as_table)
 
 
 def _dataset_source(spec: "JobSpec"):

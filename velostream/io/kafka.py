@@ -110,7 +110,8 @@ class KafkaSource:
     """A Kafka topic as a ``Reader`` (see the module docstring). ``bounded=True`` stops at the end
     offsets seen when the partitions were assigned."""
 
-    def __init__(self, name: str, props: Properties, bounded: bool = False):
+    def __init__(self, name: str, props: Properties, bounded: bool = False,
+                 as_table: bool = False):
         from confluent_kafka import Consumer
         self.name = name
         self.topic = props.require("topic")
@@ -127,6 +128,9 @@ class KafkaSource:
         schema_text = props.get("schema")
         self._schema = parse_schema(schema_text) if schema_text else None
         self.event_time_field = props.get("event.time.field")
+        # read as a TABLE (docs/SQL.md §9): a message without a value (a compacted topic's
+        # tombstone) deletes its key: a row with the key, no values and _DELETED true
+        self.as_table = as_table
         self._fail_missing = props.get_bool("fail.on.missing.field", False)
         self._max_bytes = props.get_int("max.record.bytes", 1 << 20)
         self._batch = props.get_int("batch.max.messages", 50000)
@@ -270,7 +274,7 @@ class KafkaSource:
         eof: list[int] = []
         if msgs:
             msgs = self._errors(msgs, eof)
-        rb = self._to_batch(msgs) if msgs else None
+        rb = (self._table_batch(msgs) if self.as_table else self._to_batch(msgs)) if msgs else None
         if self.bounded:
             for p in eof:  # after the messages before it (same partition) advanced the position
                 if p in self._end and self._pos.get(p, 0) >= self._end[p]:
@@ -378,6 +382,35 @@ class KafkaSource:
                     return None
         rb = rb.append_column("_PARTITION", pa.array(take(parts).astype(np.int64)))
         return rb.append_column("_OFFSET", pa.array(take(offs)))
+
+    def _table_batch(self, msgs: list) -> Optional[pa.RecordBatch]:
+        """A table's messages: the rows as ``_to_batch`` reads them plus, for each tombstone,
+        a deletion row (``_KEY``, the message time, NULL values, ``_DELETED`` true), in
+        partition-offset order."""
+        from confluent_kafka import Message
+        tomb = [m for m in msgs if m.value() is None]
+        rows = self._to_batch([m for m in msgs if m.value() is not None]) \
+            if len(tomb) < len(msgs) else None
+        if rows is not None:
+            rows = rows.append_column("_DELETED", pa.array(np.zeros(rows.num_rows, bool)))
+        if not tomb:
+            return rows
+        parts = np.fromiter(map(Message.partition, tomb), np.int64, count=len(tomb))
+        offs = np.fromiter(map(Message.offset, tomb), np.int64, count=len(tomb))
+        self._advance(parts, offs)
+        keys = [None if m.key() is None else m.key().decode("utf-8", "replace") for m in tomb]
+        ts = np.fromiter((t for _, t in map(Message.timestamp, tomb)), np.int64, count=len(tomb))
+        system = {"_KEY": pa.array(keys, pa.string()), "_TIMESTAMP": pa.array(ts),
+                  "_PARTITION": pa.array(parts), "_OFFSET": pa.array(offs),
+                  "_DELETED": pa.array(np.ones(len(tomb), bool))}
+        if rows is None:
+            return pa.RecordBatch.from_pydict(system)
+        cols = [system[f.name].cast(f.type) if f.name in system else pa.nulls(len(tomb), f.type)
+                for f in rows.schema]
+        both = pa.Table.from_batches([rows, pa.RecordBatch.from_arrays(cols, schema=rows.schema)])
+        order = pc.sort_indices(both, sort_keys=[("_PARTITION", "ascending"),
+                                                 ("_OFFSET", "ascending")])
+        return both.take(order).combine_chunks().to_batches()[0]
 
     @staticmethod
     def _drop_system(rb: pa.RecordBatch) -> pa.RecordBatch:

@@ -161,7 +161,7 @@ class MergedReader:
         streams = [n for n in names if n.lower() not in self.tables]
         heads = []
         for name in streams:
-            if name not in self._peeked:
+            if self._peeked.get(name) is None:  # nothing held from this one: ask it again
                 self._peeked[name] = self.readers[name].read()
             if self._peeked[name] is not None:
                 heads.append(name)

@@ -259,6 +259,8 @@ class TemporalJoin:
         table has been idle for ``idle_ms``."""
         if self.idle_ms is not None and (time.monotonic() - self._table_seen) * 1000 >= self.idle_ms:
             return INT64_MAX
+        if len(self.version_t) and self.version_t.max() == INT64_MIN:
+            return INT64_MAX  # versions without event time: the table is always current
         return self.table_watermark
 
     def on_watermarks(self, stream_wm: int, table_wm: int) -> list[pa.RecordBatch]:
@@ -297,6 +299,11 @@ class TemporalJoin:
         if rows.num_rows == 0:
             return []
         version = self._as_of(rows, t)
+        if self.versions is not None and "_DELETED" in self.versions.schema.names:
+            # the current version is a deletion (a tombstone): the key has no row then
+            gone = self.versions.column("_DELETED").fill_null(False).to_numpy(
+                zero_copy_only=False)
+            version = np.where((version >= 0) & gone[np.maximum(version, 0)], -1, version)
         if self.kind == "INNER":
             found = version >= 0
             rows_i = np.nonzero(found)[0]
