@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 import velostream as vs
+from velostream.errors import OutOfRangeError
 from reference import as_tuples, assert_rows_equal, duck, last_per_key, split_batches
 
 N = 1200
@@ -77,6 +78,11 @@ AGGS = [
     ("corr(yf, xf)", "corr(yf, xf)"), ("covar_pop(yf, xi)", "covar_pop(yf, xi)"),
     ("covar_samp(xi, d)", "covar_samp(xi, d)"), ("regr_slope(yf, xf)", "regr_slope(yf, xf)"),
     ("regr_intercept(yf, xi)", "regr_intercept(yf, xi)"), ("regr_r2(yf, xi)", "regr_r2(yf, xi)"),
+    ("percentile_cont(xf, 0.3)", "quantile_cont(xf, 0.3)"),
+    ("percentile_disc(0.75) WITHIN GROUP (ORDER BY xi)", "percentile_disc(0.75) WITHIN GROUP (ORDER BY xi)"),
+    ("percentile_cont(0.9) WITHIN GROUP (ORDER BY yf ASC)", "quantile_cont(yf, 0.9)"),
+    ("quantile_disc(d, 0.1)", "quantile_disc(d, 0.1)"), ("quantile_cont(xi, 0)", "quantile_cont(xi, 0)"),
+    ("approx_quantile(xf, 0.5)", "quantile_disc(xf, 0.5)"), ("percentile_disc(xf, 1)", "quantile_disc(xf, 1.0)"),
     # FILTER on every kind of aggregate, NULL-picking FIRST/LAST and COUNT(*) included
     ("count(*) FILTER (WHERE xi > 0)", "count(*) FILTER (WHERE xi > 0)"),
     ("count(xf) FILTER (WHERE s >= 'a')", "count(xf) FILTER (WHERE s >= 'a')"),
@@ -92,6 +98,8 @@ AGGS = [
     ("count_if(b) FILTER (WHERE xi > 0)", "count_if(b) FILTER (WHERE xi > 0)"),
     ("corr(yf, xf) FILTER (WHERE b)", "corr(yf, xf) FILTER (WHERE b)"),
     ("arg_max(s, xi) FILTER (WHERE xf < 10)", "arg_max(s, xi ORDER BY seq) FILTER (WHERE xf < 10)"),
+    ("percentile_cont(0.25) WITHIN GROUP (ORDER BY xi) FILTER (WHERE b)",
+     "quantile_cont(xi, 0.25) FILTER (WHERE b)"),
 ]
 OURS = ", ".join(f"{a} AS a{i}" for i, (a, _) in enumerate(AGGS))
 THEIRS = ", ".join(d for _, d in AGGS)
@@ -232,6 +240,11 @@ def test_snapshot_restore_round_trip(sql):
     ("SELECT corr(s, xf) FROM t", "CORR needs numbers"),
     ("SELECT arg_min(s) FROM t", "ARG_MIN takes exactly two arguments"),
     ("SELECT upper(s) FILTER (WHERE b) FROM t", "FILTER (WHERE ...) applies to aggregates only"),
+    ("SELECT percentile_cont(xf, 1.5) FROM t", "fraction must be between 0 and 1, got 1.5"),
+    ("SELECT percentile_disc(xf, xi) FROM t", "fraction must be a constant number"),
+    ("SELECT percentile_cont(s, 0.5) FROM t", "PERCENTILE_CONT needs a number"),
+    ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY xf DESC) FROM t", "DESC) is not supported"),
+    ("SELECT percentile_cont(0.5, 0.1) WITHIN GROUP (ORDER BY xf) FROM t", "takes one argument"),
     ("SELECT sum(xi) FILTER (WHERE xi) FROM t", "expected a boolean condition"),
     ("SELECT sum(xi) FILTER (WHERE count(*) > 1) FROM t", "aggregates are not allowed in FILTER"),
     ("SELECT sum(xi) FILTER (WHERE b) OVER (ROWS WINDOW BUFFER 3 ROWS) FROM t",
@@ -241,6 +254,16 @@ def test_errors(sql, message):
     with pytest.raises(vs.SqlError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace(".", r"\.")):
         vs.query(sql, {"t": T})
+
+
+def test_quantile_of_integers_beyond_double_precision_is_a_bad_record():
+    """The quantile kernel holds doubles: an integer beyond 2**53 is refused, not rounded."""
+    t = pa.table({"x": [1, 2**60, 3]})
+    with pytest.raises(OutOfRangeError, match="within"):
+        vs.query("SELECT percentile_disc(x, 0.5) FROM t EMIT FINAL", {"t": t})
+    got = vs.query("SELECT percentile_disc(x, 0.5) AS p FROM t EMIT FINAL",
+                   {"t": pa.table({"x": [2**53, -2**53, 7]})}).to_pylist()
+    assert got == [{"p": 7}]
 
 
 def test_explain_shows_filter_and_second_argument():
