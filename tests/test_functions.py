@@ -128,9 +128,10 @@ def check(cases: list[tuple[str, str]], data: pa.Table, how) -> None:
     want = _duck([d for _, d in cases], data)
     got = _ours([o for o, _ in cases], data, how)
     for (ours, theirs), w, g in zip(cases, want, got):
-        bad = [(i, data["s"][i].as_py(), data["ts"][i].as_py(), x, y)
+        ms = data["ts"].cast(pa.int64())  # (a date before year 1 has no Python datetime)
+        bad = [(i, data["s"][i].as_py(), ms[i].as_py(), x, y)
                for i, (x, y) in enumerate(zip(g, w)) if not _same(x, y)]
-        assert not bad, f"{ours} (DuckDB: {theirs}) differs on rows (i, s, ts, ours, DuckDB): {bad[:5]}"
+        assert not bad, f"{ours} (DuckDB: {theirs}) differs on rows (i, s, ts ms, ours, DuckDB): {bad[:5]}"
 
 
 HOW = [1, 2, "engine"]
@@ -154,6 +155,24 @@ def test_date_trunc_and_date_part(how):
               ("DATE_PART('Hours', ts)", "date_part('hour', ts)"),
               ("DATE_TRUNC('weeks', ts2)", "epoch_ms(date_trunc('week', ts2))")]
     check(cases, table(1), how)
+
+
+def test_dates_far_from_now():
+    # years -3000 to 3000 (DuckDB counts a year 0, as numpy does): decades, centuries and
+    # millennia truncate toward zero, a year before 0 is not padded, yearweek takes its sign
+    rng = random.Random(13)
+    lo, hi = -156_850_000_000_000, 32_535_000_000_000  # about -3000-01-01 and 3000-12-31
+    n = 300
+    data = pa.table({"i": pa.array(range(n), pa.int64()),
+                     "ts": pa.array([rng.randint(lo, hi) for _ in range(n)], pa.timestamp("ms")),
+                     "s": pa.array([None] * n, pa.string())})
+    cases = [(f"DATE_PART('{p}', ts)", f"date_part('{p}', ts)") for p in _PARTS]
+    cases += [(f"DATE_TRUNC('{u}', ts)", f"epoch_ms(date_trunc('{u}', ts))") for u in _UNITS]
+    cases += [("STRFTIME(ts, '%Y|%y|%m|%d|%j|%a|%U|%W|%V|%G|%u')",
+               "strftime(ts, '%Y|%y|%m|%d|%j|%a|%U|%W|%V|%G|%u')")]
+    cases += [(f"DATEDIFF('{u}', ts, '0005-01-01')", f"datediff('{u}', ts, TIMESTAMP '0005-01-01')")
+              for u in ["millennium", "century", "decade", "year", "quarter", "month", "week", "day"]]
+    check(cases, data, 1)
 
 
 @pytest.mark.parametrize("how", HOW)

@@ -194,6 +194,12 @@ class _Civil:
         return self.tod % 1000
 
 
+def _years_in(year: np.ndarray, step: int) -> np.ndarray:
+    """year / step truncated toward zero, as DuckDB counts decades, centuries and millennia
+    (year -5 is in decade 0)."""
+    return np.sign(year) * (np.abs(year) // step)
+
+
 def _year_start_days(year: np.ndarray) -> np.ndarray:
     return (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
 
@@ -261,7 +267,7 @@ def _trunc_ms(ms: np.ndarray, unit: str) -> np.ndarray:
     if unit == "quarter":
         return _month_start_days(c.month_index // 3 * 3) * _DAY
     step = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
-    return _year_start_days(c.year // step * step) * _DAY
+    return _year_start_days(_years_in(c.year, step) * step) * _DAY
 
 
 def _eval_date_trunc(ev, b, batch):
@@ -283,8 +289,8 @@ def _bind_date_part(c: Call) -> Bound:
 
 
 def _date_part(ms: np.ndarray, part: str):
-    if part == "epoch":
-        return ms / 1000.0
+    if part == "epoch":  # DuckDB's DOUBLE microseconds / 1e6 (past 2**53 microseconds they round)
+        return ms.astype(np.float64) * 1000.0 / 1e6
     c = _Civil(ms)
     if part == "julian":  # the Julian day number and the fraction of the day, as a DOUBLE
         return (c.days + 2440588).astype(np.float64) + c.tod / _DAY
@@ -314,10 +320,12 @@ def _date_part(ms: np.ndarray, part: str):
         return c.doy
     if part in ("week", "isoyear", "yearweek"):
         iy, iw = c.iso_week()
-        return {"week": iw, "isoyear": iy, "yearweek": iy * 100 + iw}[part]
+        if part == "yearweek":  # the week takes the year's sign (DuckDB)
+            return iy * 100 + np.where(iy < 0, -iw, iw)
+        return iw if part == "week" else iy
     y = c.year
     if part == "decade":
-        return y // 10
+        return _years_in(y, 10)
     if part == "century":  # the 21st century is 2001-2100
         return np.where(y > 0, (y - 1) // 100 + 1, -((-y) // 100 + 1))
     if part == "millennium":
@@ -358,10 +366,10 @@ def _diff(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
     ca, cb = _Civil(a), _Civil(b)
     if unit == "month":
         return cb.month_index - ca.month_index
-    if unit == "quarter":
-        return cb.month_index // 3 - ca.month_index // 3
+    if unit == "quarter":  # months since year 0, divided by 3 toward zero (DuckDB)
+        return (_years_in(cb.year * 12 + cb.month - 1, 3) - _years_in(ca.year * 12 + ca.month - 1, 3))
     step = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
-    return cb.year // step - ca.year // step
+    return _years_in(cb.year, step) - _years_in(ca.year, step)
 
 
 def _eval_datediff(ev, b, batch):
@@ -438,8 +446,8 @@ def _strftime_pieces(ms: np.ndarray, tokens: list) -> list:
         else:
             if k == "Y":
                 v, w = c.year, 4
-            elif k == "y":
-                v, w = c.year % 100, 2
+            elif k == "y":  # of a year before year 0 too: -5 is '05' (DuckDB)
+                v, w = np.abs(c.year) % 100, 2
             elif k == "m":
                 v, w = c.month, 2
             elif k == "d":
@@ -474,11 +482,11 @@ def _strftime_pieces(ms: np.ndarray, tokens: list) -> list:
                 v, w = c.iso_week()[0], 4
             else:  # pragma: no cover - _parse_format admits only the letters above
                 raise AssertionError(k)
-            if k == "Y" or k == "G":  # a negative year keeps its sign in front of the padding
+            if k == "Y" or k == "G":  # a year before year 0 is not padded: -5 is '-5' (DuckDB)
+                txt = _ints_text(v, 0 if unpadded else w)
                 neg = v < 0
-                txt = _ints_text(np.abs(v), w)
                 if neg.any():
-                    txt = pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", txt, ""), txt)
+                    txt = pc.if_else(pa.array(neg), _ints_text(v), txt)
                 pieces.append(txt)
             else:
                 pieces.append(_ints_text(v, 0 if unpadded else w))
