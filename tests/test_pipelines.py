@@ -265,3 +265,14 @@ def test_a_pipeline_job_refuses_a_partitioned_source_it_cannot_checkpoint():
     job = Job(sql, {"s": PartitionedReader({"k": ["x", "y", "x"]})}, fault_tolerance="none")
     job.run()
     assert_rows_equal(job.result().to_pylist(), [("x", 1), ("y", 1), ("x", 2)])
+
+
+def test_limit_after_a_union_all_takes_the_unions_first_rows():
+    t, u = {"a": [1, 5, 3]}, {"b": [4, 2]}
+    sql = "SELECT a FROM t UNION ALL SELECT b FROM u ORDER BY 1 DESC LIMIT 3"
+    got = vs.query(sql, {"t": t, "u": u}).to_pylist()
+    # both inputs arrive before the union knows its types: one emission, sorted, then cut
+    assert got == [{"a": r[0]} for r in duck(sql, t=pa.table(t), u=pa.table(u))]
+    two = vs.query("WITH x AS (SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 2) "
+                   "SELECT * FROM x", {"t": t, "u": u}).to_pylist()
+    assert len(two) == 2 and {r["a"] for r in two} <= {1, 5, 3, 4, 2}

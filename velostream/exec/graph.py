@@ -171,12 +171,14 @@ class Dataflow:
         node = self._add(Node(name, "union", UnionAll(self.sql, [s.pos for s in selects],
                                                        len(branches)),
                               inputs=branches, pos=q.pos, ready=True))
-        if limit is not None:
-            raise UnsupportedError.at(self.sql, last.pos, "LIMIT after a UNION ALL is not "
-                                      "supported yet; put the union in a WITH query and select "
-                                      "from it with LIMIT")
         if order:
             node = self._sort(node, order, [], last.pos)
+        if limit is not None:  # the union's first rows: a SELECT * ... LIMIT over it
+            star = ast.Select(items=(ast.SelectItem(ast.Star(), pos=last.pos),),
+                              source=ast.TableRef(_rel_id(node), pos=last.pos), limit=limit,
+                              pos=last.pos)
+            node.name, name = "", node.name
+            node = self._stage(star, node, name)
         return node
 
     def _input(self, ref: ast.TableRef, ctes: dict) -> Node:
