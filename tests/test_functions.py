@@ -267,6 +267,30 @@ def test_text_functions(how):
     check(cases, table(4), how)
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_text_functions_with_random_parameters(seed):
+    rng = random.Random(100 + seed)
+
+    def piece():
+        return "".join(rng.choice(_ALPHABET) for _ in range(rng.choice([0, 1, 1, 2, 3])))
+
+    exprs = []
+    for _ in range(8):
+        a, b, k, w = piece(), piece(), rng.randint(-6, 6), rng.randint(-2, 9)
+        exprs += [f"REPLACE(s, {_literal(a)}, {_literal(b)})", f"SPLIT_PART(s, {_literal(a)}, {k})",
+                  f"STRPOS(s, {_literal(a)})", f"LEFT(s, {k})", f"RIGHT(s, {k})",
+                  f"STARTS_WITH(s, {_literal(a)})", f"ENDS_WITH(s, {_literal(a)})",
+                  f"LTRIM(s, {_literal(a)})", f"RTRIM(s, {_literal(a)})", f"TRIM(s, {_literal(a)})"]
+        if b:
+            exprs += [f"LPAD(s, {w}, {_literal(b)})", f"RPAD(s, {w}, {_literal(b)})"]
+    cases = [(e, e) for e in exprs]
+    check(cases, table(20 + seed), rng.choice(HOW))
+
+
 @pytest.mark.parametrize("how", HOW)
 def test_regex_functions(how):
     cases = [(e, e) for e in [
