@@ -503,6 +503,17 @@ def _aggregate_call(g: Gen, depth: int = 1) -> Expr:
         # ties go to the earliest row, as DuckDB's in-order scan gives them
         return Expr(f"{fn}({a.eng}, {v.eng})", f"{dfn}({a.duck}, {v.duck} ORDER BY id)", a.type,
                     a.bound, True)
+    if k == 16 and g.chance(0.5):
+        a = g.arith_int(depth) if g.chance(0.4) else g.number(depth)
+        if a.type == INT and a.bound is None:  # beyond 2**53 a quantile refuses the row
+            a = g.leaf(INT, arith=True)
+        q = g.choice(["0", "0.1", "0.25", "0.5", "0.9", "1"])
+        fn = g.choice(["PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE", "QUANTILE_CONT"])
+        dfn = {"APPROX_QUANTILE": "quantile_disc"}.get(fn, fn.lower().replace("percentile", "quantile"))
+        rt = FLOAT if fn in ("PERCENTILE_CONT", "QUANTILE_CONT") else a.type
+        text = f"{fn}({q}) WITHIN GROUP (ORDER BY {a.eng})" if fn.startswith("PERC") and g.chance(0.5) \
+            else f"{fn}({a.eng}, {q})"
+        return Expr(text, f"{dfn}({a.duck}, {q})", rt, a.bound if rt == INT else None, True)
     if k in (15, 16):
         (y, _), (x, _) = g.choice(_PAIR_COLUMNS), g.choice(_PAIR_COLUMNS)
         fn = g.choice(["CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2"])
@@ -628,7 +639,7 @@ def _columns_in(sql: str) -> set:
 
 _AGG_CALL = re.compile(r"\b(count|sum|avg|min|max|stddev_samp|stddev_pop|var_samp|var_pop|first|last|median|"
                        r"count_if|bool_and|bool_or|arg_min|arg_max|corr|covar_pop|covar_samp|regr_slope|"
-                       r"regr_intercept|regr_r2)\(")
+                       r"regr_intercept|regr_r2|quantile_cont|quantile_disc)\(")
 
 
 def windowed(duck: str) -> str:
