@@ -761,8 +761,7 @@ def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
                 full = np.zeros(n, dtype=bool)
                 full[rows] = bad_rows & (True if ok is None else ok)
                 ev.check(full, None, n, lambda i: describe(int(idx[np.searchsorted(rows, i)])))
-    if isinstance(res, pa.ChunkedArray):
-        res = res.combine_chunks()
+    res = _one_per_input(res, len(distinct))
     if out.kind == "STRING":
         rc, rvalid = ev.strings.encode_arrow(res)
         values = rc[idx]
@@ -773,6 +772,17 @@ def _per_distinct(ev, val: Val, n: int, kernel, out: SqlType, rows=None) -> Val:
     if rvalid is not None:
         ok = _and_valid(ok, rvalid[idx])
     return Val(values, ok, out)
+
+
+def _one_per_input(res, n: int) -> pa.Array:
+    """A kernel's result as one array, checked to hold one value per input string: a kernel
+    that dropped a row (as Arrow's join with null_handling='skip' does for all-NULL rows) would
+    shift every later result onto the wrong row."""
+    if isinstance(res, pa.ChunkedArray):
+        res = res.combine_chunks()
+    if len(res) != n:
+        raise RuntimeError(f"internal error: a function kernel returned {len(res)} values for {n} strings")
+    return res
 
 
 class _Memo:
@@ -812,8 +822,7 @@ class _Memo:
                     res, bad, _ = res
                     if bad.any():
                         return None
-                if isinstance(res, pa.ChunkedArray):
-                    res = res.combine_chunks()
+                res = _one_per_input(res, len(new))
                 valid = res.is_valid().to_numpy(zero_copy_only=False)
                 if self.out.kind == "STRING":
                     got, _ = ev.strings.encode_arrow(res)
@@ -1277,7 +1286,7 @@ def _eval_concat_ws(ev, b, batch):
     for a in arrays:
         all_null = a.is_null() if all_null is None else pc.and_(all_null, a.is_null())
     arrays[0] = pc.if_else(all_null, pa.scalar("", pa.string()), arrays[0])
-    text = pc.binary_join_element_wise(*arrays, separator, null_handling="skip")
+    text = _one_per_input(pc.binary_join_element_wise(*arrays, separator, null_handling="skip"), n)
     return ev.from_arrow_strings(text)
 
 
