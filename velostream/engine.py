@@ -21,7 +21,7 @@ from .planner import Plan, plan_statement
 from .result import Result
 from .exec.graph import GraphEngine, needs_graph, run_query
 from .sql import ast, parse
-from .sql.parser import parse_script
+from .sql.parser import gc_paused, parse_script
 
 
 class Watermark:
@@ -178,6 +178,10 @@ class Engine:
 
     # -- binding ------------------------------------------------------------------------
     def _bind(self, schemas: dict) -> None:
+        with gc_paused(len(self.sql or "")):  # a 1 MB text's plan and pipeline: many objects
+            self._bind_plan(schemas)
+
+    def _bind_plan(self, schemas: dict) -> None:
         self.plan = plan_statement(self.statement, schemas, self.strings)
         self.watermark = Watermark(self.plan.lateness_ms)
         if getattr(self, "_partitions", None):
@@ -688,7 +692,8 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
                 schemas[name] = schema_of(rb)
     else:
         schemas = {src: _AnySchema()}
-    return plan_statement(stmt, schemas).explain()
+    with gc_paused(len(stmt.sql or "")):  # rendering a 1 MB text's plan makes as many objects
+        return plan_statement(stmt, schemas).explain()
 
 
 class _AnySchema(dict):
