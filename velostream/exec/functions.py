@@ -1306,8 +1306,6 @@ _KERNELS: dict = {
     "JSON_EXTRACT_STRING": lambda p: _json_kernel("EXTRACT_STRING", p),
     "JSON_EXISTS": lambda p: _json_kernel("EXISTS", p),
 }
-_CANONICAL = {"STRPOS": "STRPOS", "INSTR": "STRPOS", "PREFIX": "STARTS_WITH", "SUFFIX": "ENDS_WITH",
-              "REGEXP_LIKE": "REGEXP_MATCHES", "JSON_EXTRACT_PATH": "JSON_EXTRACT"}
 _CHECKS = {"REGEXP_MATCHES": _check_regex, "REGEXP_REPLACE": _check_regex,
            "REGEXP_EXTRACT": _check_regex, "JSON_VALUE": _check_json, "JSON_EXTRACT": _check_json,
            "JSON_EXTRACT_STRING": _check_json, "JSON_EXISTS": _check_json}
@@ -1442,7 +1440,7 @@ FUNCTIONS: list[Function] = [
              "ts truncated to the unit: millennium, century, decade, year, quarter, month, week "
              "(Monday), day, hour, minute, second, millisecond.",
              "STRFTIME(DATE_TRUNC('hour', CAST('2024-02-29 13:45:12' AS TIMESTAMP)), '%Y-%m-%d %H:%M')",
-             "2024-02-29 13:00", bind=_bind_date_trunc, evaluate=_eval_date_trunc, group=T),
+             "2024-02-29 13:00", bind=_bind_date_trunc, evaluate=_eval_date_trunc, group=T, aliases=("DATETRUNC",)),
     Function("DATE_PART", "DATE_PART(part VARCHAR, ts TIMESTAMP) -> BIGINT (epoch, julian: DOUBLE)",
              "A field of ts: year, quarter, month, day, hour, minute, second, millisecond, "
              "microsecond, dow (Sunday 0), isodow, doy, week (ISO), isoyear, yearweek, decade, "
@@ -1486,7 +1484,7 @@ FUNCTIONS: list[Function] = [
     Function("NOW", "NOW() -> TIMESTAMP",
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
-             group=T, aliases=("CURRENT_TIMESTAMP",)),
+             group=T, aliases=("CURRENT_TIMESTAMP", "GET_CURRENT_TIMESTAMP")),
     # -- JSON
     Function("JSON_EXTRACT", "JSON_EXTRACT(json VARCHAR, path VARCHAR) -> VARCHAR (JSON text)",
              "The JSON at path ('$.a.b[0]', '$[#-1]', '/a/0'), as JSON text; NULL when absent or "
@@ -1500,7 +1498,8 @@ FUNCTIONS: list[Function] = [
     Function("JSON_EXTRACT_STRING", "JSON_EXTRACT_STRING(json VARCHAR, path VARCHAR) -> VARCHAR",
              "The JSON at path as text: a string without quotes, anything else as JSON text.",
              """JSON_EXTRACT_STRING('{"user": {"name": "ana"}}', '$.user.name')""", "ana",
-             bind=_text_fn("text"), evaluate=_text_eval, group=J),
+             bind=_text_fn("text"), evaluate=_text_eval, group=J,
+             aliases=("JSON_EXTRACT_PATH_TEXT",)),
     Function("JSON_EXISTS", "JSON_EXISTS(json VARCHAR, path VARCHAR) -> BOOLEAN",
              "Whether path exists in json (NULL for invalid JSON).",
              """JSON_EXISTS('{"a": null}', '$.a')""", True, bind=_text_fn("text", returns=BOOL),
@@ -1512,6 +1511,8 @@ TABLE: dict[str, Function] = {}
 for _f in FUNCTIONS:
     for _name in (_f.name,) + _f.aliases:
         TABLE[_name] = _f
+# an alias binds as its function (the BCall and the per-function checks use the main name)
+_CANONICAL = {alias: f.name for f in FUNCTIONS for alias in f.aliases}
 
 # evaluation: each function's binder produces a BCall named after the function (EPOCH is
 # bound as DATE_PART('epoch', ...))
