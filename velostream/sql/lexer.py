@@ -124,7 +124,7 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
     # or (is_line False) a checkpoint where to look further, so that a restart does not scan
     # the whole rest of a text without line breaks
     next_line, is_line = _next_line(sql, start)
-    word, op = _WORD_GROUP, _OP_GROUP
+    word, op, number = _WORD_GROUP, _OP_GROUP, _MASTER.groupindex["number"]
     comments, puncts = _COMMENT_GROUPS, _PUNCT_GROUPS
     end = start  # where the last token ended: the position of EOF
     for m in _MASTER.finditer(sql, start):
@@ -145,6 +145,8 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
             yield Token(PUNCT, text, text, line, at - line_start + 1, at)
         elif g == op:
             yield Token(OP, text, ops.get(text, text), line, at - line_start + 1, at)
+        elif g == number and len(text) < 19 and text.isdecimal():  # fits BIGINT: no check
+            yield Token(INT, text, int(text), line, at - line_start + 1, at)
         else:
             yield _make(sql, _RULES[g], text, line, at - line_start + 1, at)
     while next_line <= end:  # EOF after a string that spans lines

@@ -1234,9 +1234,14 @@ class _Parser:
                 raise self.unsupported(tok, "EXISTS subqueries are not supported")
             if u in RESERVED:
                 raise self.expected("an expression")
-            if nxt.kind == PUNCT and nxt.value == "(":
-                return self.function_call()
-            return self.column_ref()
+            if nxt.kind == PUNCT:
+                if nxt.value == "(":
+                    return self.function_call()
+                if nxt.value == ".":
+                    return self.column_ref()
+            self.advance()  # a plain column name (column_ref, without its checks)
+            return ast.Column(u if u in SYSTEM_COLUMNS else tok.text.lower(), None, False,
+                              pos=(tok.line, tok.column))
         if k == QIDENT:
             return self.column_ref()
         raise self.expected("an expression")
