@@ -211,6 +211,10 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
     "Types at the boundary"); None for a computed column (the engine's own type). Timestamps leave
     as epoch-ms BIGINT, the one documented way, whatever unit they came in."""
     from .exec.expressions import BCol
+    # per input column, the type it leaves with (looked up once: a select list can be 300,000
+    # items long, and Schema.names builds a new list on every call)
+    kept = {f.name: (f.type if kind_of(f.type) in ("int", "float", "text", "bool", "decimal")
+                     else None) for f in fixed}
     out = []
     for _, b in plan.outputs:
         src = None
@@ -220,12 +224,7 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
                 src = k.name if isinstance(k, BCol) else None
             elif not b.name.startswith("__"):
                 src = b.name
-        t = None
-        if src is not None and src in fixed.names:
-            ft = fixed.field(src).type
-            if kind_of(ft) in ("int", "float", "text", "bool", "decimal"):
-                t = ft
-        out.append(t)
+        out.append(None if src is None else kept.get(src))
     return out
 
 
