@@ -41,7 +41,7 @@ OPEN = pa.schema([])  # a source's schema for explain without data (see bind_for
 class Node:
     """One relation of the graph and the operator computing it."""
     name: str                       # the relation's name ('' for an anonymous one)
-    kind: str                       # source | select | union | sort | top_n | dedup
+    kind: str                       # source | select | union | sort | top_n | dedup | join
     op: Any = None
     inputs: list["Node"] = field(default_factory=list)
     consumers: list[tuple["Node", int]] = field(default_factory=list)
@@ -62,6 +62,7 @@ class Node:
     time_column: Optional[str] = None  # dedup: the ORDER BY column, an event time
     join: Any = None                # a join: (ast.Join, left alias, right alias, temporal)
     qualify: Any = None             # a SELECT over a join: the sides' aliases (see _qualify)
+    binder: Any = None              # a declared table source: its SourceBinder (_table_rows)
 
 
 def needs_graph(statements: list[ast.Statement]) -> bool:
@@ -75,8 +76,9 @@ def needs_graph(statements: list[ast.Statement]) -> bool:
 
 
 class Dataflow:
-    """The graph of one SQL text, and its run: ``push(source, batch)`` returns the result
-    relation's new rows, ``flush()`` closes everything at the end of the input."""
+    """The graph of one SQL text, and its run: ``step(source, batch)`` takes one batch through
+    every node and returns what each emitted; ``step(None, None, final=True)`` closes everything
+    at the end of the input (``GraphEngine`` and ``run_query`` drive it)."""
 
     def __init__(self, statements: list[ast.Statement], sql: str):
         self.sql = sql
@@ -376,6 +378,8 @@ class Dataflow:
             from .expressions import _cast_type
             node.schema = pa.schema([(c.name, arrow_type_of(_cast_type(c.type)))
                                      for c in node.declared.columns])
+            if node.table_key is not None:  # its rows are bound here (_table_rows): their types
+                node.schema = self._table_binder(node).fixed
             if node.table_key is not None and EVENT_TIME not in node.schema.names:
                 # a table's rows are versions: their event time says from when (hidden)
                 node.schema = node.schema.append(pa.field(EVENT_TIME, pa.int64()))
@@ -404,18 +408,14 @@ class Dataflow:
         another type), with the system columns a table keeps: ``_TIMESTAMP``, and from a Kafka
         topic ``_KEY`` and ``_DELETED`` (a tombstone deletes its key: its key column, NULL in
         the row, comes from the message key)."""
-        from ..binding import SourceBinder
-        from .expressions import _cast_type
-        if not hasattr(node, "binder"):
-            node.binder = SourceBinder(node.name, {c.name: _cast_type(c.type)
-                                                   for c in node.declared.columns})
+        binder = self._table_binder(node)
         names = {n.lower(): n for n in rb.schema.names}
         cols, fields = [], []
-        for f in node.binder.fixed:
+        for f in binder.fixed:
             have = names.get(f.name.lower())
             cols.append(rb.column(have) if have is not None else pa.nulls(rb.num_rows, f.type))
             fields.append(pa.field(f.name, cols[-1].type))
-        body = node.binder.bind(pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields)))
+        body = binder.bind(pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields)))
         out = dict(zip(body.schema.names, body.columns))
         if "_DELETED" in rb.schema.names and "_KEY" in rb.schema.names \
                 and len(node.table_key) == 1:
@@ -431,6 +431,15 @@ class Dataflow:
         if EVENT_TIME not in out:  # no time: a version current from the start
             out[EVENT_TIME] = pa.nulls(rb.num_rows, pa.int64())
         return pa.RecordBatch.from_pydict(out)
+
+    @staticmethod
+    def _table_binder(node: Node):
+        if node.binder is None:
+            from ..binding import SourceBinder
+            from .expressions import _cast_type
+            node.binder = SourceBinder(node.name, {c.name: _cast_type(c.type)
+                                                   for c in node.declared.columns})
+        return node.binder
 
     def table_sources(self) -> set[str]:
         """Sources read as tables: declared so, or feeding the table side of a temporal join."""
