@@ -98,7 +98,7 @@ class IntervalJoin:
 
     def __init__(self, kind: str, left_keys: list[str], right_keys: list[str], left_time: str,
                  right_time: str, lo: int, hi: int, lateness: int, out: _Output,
-                 key_types: list, residual=None):
+                 key_types: list):
         self.kind = kind
         self.keys = (left_keys, right_keys)
         self.times = (left_time, right_time)
@@ -106,7 +106,6 @@ class IntervalJoin:
         self.lateness = lateness
         self.out = out
         self.key_types = key_types
-        self.residual = residual  # a function (joined batch -> bool mask), INNER joins only
         self.schema = out.schema
         self.watermark = INT64_MIN
         self.clock = [INT64_MIN, INT64_MIN]
@@ -132,11 +131,7 @@ class IntervalJoin:
             ok = (d >= self.lo) & (d <= self.hi) & (ta[ia] != INT64_MIN) & (tb[ib] != INT64_MIN)
             ia, ib = ia[ok], ib[ok]
             times = np.maximum(ta[ia], tb[ib])
-            rows = self.out.rows(a, ia, b, ib, times)
-            if self.residual is not None and rows:
-                keep = self.residual(rows[0])
-                ia, ib, rows = ia[keep], ib[keep], [rows[0].filter(pa.array(keep))]
-            out += rows
+            out += self.out.rows(a, ia, b, ib, times)
             mine, theirs = (ia, ib) if port == 0 else (ib, ia)
             matched_new[mine] = True
             self.matched[other][theirs] = True
@@ -216,14 +211,13 @@ class TemporalJoin:
 
     def __init__(self, kind: str, stream_keys: list[str], table_keys: list[str],
                  stream_time: Optional[str], table_time: Optional[str], out: _Output,
-                 key_types: list, residual=None, idle_ms: Optional[int] = None):
+                 key_types: list, idle_ms: Optional[int] = None):
         self.kind = kind  # INNER | LEFT
         self.keys = (stream_keys, table_keys)
         self.stream_time = stream_time
         self.table_time = table_time
         self.out = out
         self.key_types = key_types
-        self.residual = residual
         self.schema = out.schema
         self.watermark = INT64_MIN
         self.table_watermark = INT64_MIN if table_time is not None else INT64_MAX
@@ -289,7 +283,8 @@ class TemporalJoin:
             return []
         rows = pa.Table.from_batches(self.held).combine_chunks()
         t = self._stream_times(rows)
-        ready = t <= upto
+        # a stream without event time does not wait: it meets the latest version there is
+        ready = (t <= upto) if self.stream_time is not None else np.ones(len(t), dtype=bool)
         if not ready.all():
             rest = rows.filter(pa.array(~ready))
             self.held = rest.to_batches()
@@ -312,10 +307,7 @@ class TemporalJoin:
             rows_i = np.arange(rows.num_rows)
         times = t[rows_i] if self.stream_time is not None else np.full(len(rows_i), INT64_MIN)
         versions = self.versions if self.versions is not None else _empty_like(self.out, 1)
-        out = self.out.rows(rows, rows_i, versions, version, times)
-        if self.residual is not None and out:
-            out = [out[0].filter(pa.array(self.residual(out[0])))]
-        return out
+        return self.out.rows(rows, rows_i, versions, version, times)
 
     def _index(self):
         """The versions sorted by (key, time, arrival), for lookups by binary search; rebuilt
