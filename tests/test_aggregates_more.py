@@ -1,6 +1,7 @@
 """Text MIN/MAX/FIRST/LAST/COUNT DISTINCT, ``agg(...) FILTER (WHERE ...)`` and the aggregates of
 docs/SQL.md §5 beyond the classic ones (COUNT_IF, BOOL_AND/BOOL_OR, ARG_MIN/ARG_MAX, CORR,
-COVAR_POP/COVAR_SAMP, REGR_SLOPE/REGR_INTERCEPT/REGR_R2) against DuckDB: in GROUP BY, in TUMBLING,
+COVAR_POP/COVAR_SAMP, REGR_SLOPE/REGR_INTERCEPT/REGR_R2, PERCENTILE_CONT/PERCENTILE_DISC in both
+forms, APPROX_QUANTILE, STRING_AGG/LISTAGG) against DuckDB: in GROUP BY, in TUMBLING,
 SLIDING and SESSION windows and globally, at 1 and 2 partitions (2: the V2 job server, where a
 global aggregate is two-phase: partial states merged), with batch splits, and through an engine
 snapshot/restore.
@@ -83,6 +84,8 @@ AGGS = [
     ("percentile_cont(0.9) WITHIN GROUP (ORDER BY yf ASC)", "quantile_cont(yf, 0.9)"),
     ("quantile_disc(d, 0.1)", "quantile_disc(d, 0.1)"), ("quantile_cont(xi, 0)", "quantile_cont(xi, 0)"),
     ("approx_quantile(xf, 0.5)", "quantile_disc(xf, 0.5)"), ("percentile_disc(xf, 1)", "quantile_disc(xf, 1.0)"),
+    ("string_agg(s, ' | ')", "string_agg(s, ' | ' ORDER BY seq)"), ("listagg(s)", "string_agg(s, ',' ORDER BY seq)"),
+    ("group_concat(s, '') FILTER (WHERE xi > 0)", "string_agg(s, '' ORDER BY seq) FILTER (WHERE xi > 0)"),
     # FILTER on every kind of aggregate, NULL-picking FIRST/LAST and COUNT(*) included
     ("count(*) FILTER (WHERE xi > 0)", "count(*) FILTER (WHERE xi > 0)"),
     ("count(xf) FILTER (WHERE s >= 'a')", "count(xf) FILTER (WHERE s >= 'a')"),
@@ -241,6 +244,8 @@ def test_snapshot_restore_round_trip(sql):
     ("SELECT arg_min(s) FROM t", "ARG_MIN takes exactly two arguments"),
     ("SELECT upper(s) FILTER (WHERE b) FROM t", "FILTER (WHERE ...) applies to aggregates only"),
     ("SELECT percentile_cont(xf, 1.5) FROM t", "fraction must be between 0 and 1, got 1.5"),
+    ("SELECT string_agg(xi, ',') FROM t", "STRING_AGG needs text, found INT64"),
+    ("SELECT listagg(s, s) FROM t", "LISTAGG's separator must be a constant string"),
     ("SELECT percentile_disc(xf, xi) FROM t", "fraction must be a constant number"),
     ("SELECT percentile_cont(s, 0.5) FROM t", "PERCENTILE_CONT needs a number"),
     ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY xf DESC) FROM t", "DESC) is not supported"),

@@ -35,7 +35,7 @@ AGGREGATES = {
     "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR", "ARG_MIN", "ARG_MAX", "MIN_BY",
     "MAX_BY", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2",
     "PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE", "QUANTILE_CONT", "QUANTILE_DISC",
-    "QUANTILE",
+    "QUANTILE", "STRING_AGG", "LISTAGG", "GROUP_CONCAT",
 }
 # Aggregates of a value and a constant fraction (AggSpec.fraction): f(x, q), or the standard
 # f(q) WITHIN GROUP (ORDER BY x), which the parser turns into f(x, q).
@@ -49,7 +49,8 @@ ANALYTIC = {
 }
 _CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE", "MIN_BY": "ARG_MIN",
               "MAX_BY": "ARG_MAX", "QUANTILE_CONT": "PERCENTILE_CONT",
-              "QUANTILE_DISC": "PERCENTILE_DISC", "QUANTILE": "PERCENTILE_DISC"}
+              "QUANTILE_DISC": "PERCENTILE_DISC", "QUANTILE": "PERCENTILE_DISC",
+              "LISTAGG": "STRING_AGG", "GROUP_CONCAT": "STRING_AGG"}
 SYSTEM_COLUMNS = ("_TIMESTAMP", "_PARTITION", "_OFFSET", "_KEY")
 WINDOW_COLUMNS = ("_WINDOW_START", "_WINDOW_END")
 
@@ -63,7 +64,7 @@ class AggSpec:
     #                           COUNT_DISTINCT APPROX_COUNT_DISTINCT FIRST_VALUE LAST_VALUE MEDIAN
     #                           COUNT_IF BOOL_AND BOOL_OR ARG_MIN ARG_MAX CORR COVAR_POP
     #                           COVAR_SAMP REGR_SLOPE REGR_INTERCEPT REGR_R2 PERCENTILE_CONT
-    #                           PERCENTILE_DISC APPROX_QUANTILE
+    #                           PERCENTILE_DISC APPROX_QUANTILE STRING_AGG
     arg: Optional[Bound]      # over the input columns; None for COUNT(*)
     result_type: SqlType
     name: str                 # __a<j> in the group row
@@ -77,6 +78,8 @@ class AggSpec:
     arg2: Optional[Bound] = None
     # The constant fraction of a QUANTILE_AGGREGATES call (0 <= fraction <= 1).
     fraction: Optional[float] = None
+    # STRING_AGG's constant separator.
+    separator: Optional[str] = None
 
     @property
     def kernel_dtype(self) -> str:
@@ -92,6 +95,8 @@ class AggSpec:
             args += f", {render(self.arg2)}"
         if self.fraction is not None:
             args += f", {self.fraction!r}"
+        if self.separator is not None:
+            args += ", '" + self.separator.replace("'", "''") + "'"
         text = f"{self.func}({args})"
         if self.filter is not None:
             text += f" FILTER (WHERE {render(self.filter)})"
@@ -551,9 +556,22 @@ class _Planner:
         elif e.distinct and name not in ("COUNT_DISTINCT", "APPROX_COUNT_DISTINCT"):
             raise UnsupportedError.at(self.sql, e.pos, f"{name}(DISTINCT ...) is not supported; "
                                       "COUNT(DISTINCT x) is")
-        arg2 = fraction = None
+        arg2 = fraction = separator = None
         if name == "COUNT" and (not args or isinstance(args[0], ast.Star)):
             func, arg = "COUNT_STAR", None
+        elif name == "STRING_AGG":
+            if len(args) not in (1, 2) or any(isinstance(a, ast.Star) for a in args):
+                raise self.err(e, f"{e.name} takes a text value and an optional separator")
+            func = name
+            arg = self._bind(args[0], self.input_scope, self.strings)
+            if arg.type.kind not in ("STRING", "NULL"):
+                raise self.err(args[0], f"{e.name} needs text, found {arg.type} (CAST it to VARCHAR)")
+            separator = ","  # DuckDB's default
+            if len(args) == 2:
+                sep = args[1]
+                if not isinstance(sep, ast.Literal) or sep.type != "STRING":
+                    raise self.err(sep, f"{e.name}'s separator must be a constant string")
+                separator = sep.value
         elif name in QUANTILE_AGGREGATES:
             if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
                 raise self.err(e, f"{e.name} takes a value and a fraction: {e.name}(x, 0.5) or "
@@ -580,11 +598,11 @@ class _Planner:
             if self._contains_aggregate(e.filter):
                 raise self.err(e.filter, "aggregates are not allowed in FILTER (WHERE ...)")
             filt = self._bind_condition(e.filter, self.input_scope)
-        key = (func, arg, filt, arg2, fraction)
+        key = (func, arg, filt, arg2, fraction, separator)
         if key in aggs:
             return aggs[key].name
         rt, unscale = self._agg_type(func, arg)
-        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2, fraction)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2, fraction, separator)
         aggs[key] = spec
         cols[spec.name] = rt
         return spec.name
@@ -605,6 +623,8 @@ class _Planner:
             return INT64, 0
         if func in ("BOOL_AND", "BOOL_OR"):
             return BOOL, 0
+        if func == "STRING_AGG":
+            return SqlType("STRING"), 0
         if func in PAIR_AGGREGATES and func not in ("ARG_MIN", "ARG_MAX"):
             return FLOAT64, 0  # the kernel takes real values (decimals unscaled on the way in)
         t = arg.type

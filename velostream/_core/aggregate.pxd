@@ -219,6 +219,18 @@ cdef class ArgMax(_ArgPickBase):
     pass
 
 
+cdef class StringAgg(Aggregate):
+    # STRING_AGG / LISTAGG: per slot the string codes of its non-NULL values with their arrival
+    # numbers, in arrival order (merge interleaves two slots by arrival number). The joined text
+    # is a new string, so ``result`` and ``update_emit`` build it with the GIL, through pyarrow,
+    # and add it to the job's dictionary; their nogil part only gathers codes.
+    cdef object strings            # the job's StringDict
+    cdef object separator          # str
+    cdef vector[vector[int64_t]] codes
+    cdef vector[vector[int64_t]] seqs
+    cdef object _join(self, object slots, object lengths)
+
+
 cdef class Median(Aggregate):
     # Exact median (or any quantile: see ``q`` below) of the non-NaN values per slot; NaNs sort after every number (as in DuckDB) and
     # are only counted. A slot is in one of two forms:

@@ -2600,3 +2600,276 @@ cdef class ArgMax(_ArgPickBase):
     def __init__(self, arg_dtype, val_kind, strings=None):
         _ArgPickBase.__init__(self, arg_dtype, val_kind, strings)
         self.is_max = True
+
+
+# ---- STRING_AGG / LISTAGG --------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    /* STRING_AGG: append (code, seq) to a slot's two vectors; both unchanged on failure. */
+    static inline int vs_pair_push(std::vector<int64_t>& a, int64_t x, std::vector<int64_t>& b,
+                                   int64_t y) noexcept {
+        try { a.push_back(x); } catch (...) { return -1; }
+        try { b.push_back(y); } catch (...) { a.pop_back(); return -1; }
+        return 0;
+    }
+    /* Interleave src's (code, seq) pairs into dst's by seq (both sorted, stable: on equal seq
+       dst's pair first); dst unchanged on failure. */
+    static inline int vs_pair_merge(std::vector<int64_t>& dc, std::vector<int64_t>& ds,
+                                    const std::vector<int64_t>& sc,
+                                    const std::vector<int64_t>& ss) noexcept {
+        if (sc.empty()) return 0;
+        try {
+            std::vector<int64_t> c, q;
+            c.reserve(dc.size() + sc.size());
+            q.reserve(ds.size() + ss.size());
+            size_t i = 0, j = 0;
+            while (i < dc.size() || j < sc.size()) {
+                if (j >= sc.size() || (i < dc.size() && ds[i] <= ss[j])) {
+                    c.push_back(dc[i]); q.push_back(ds[i]); ++i;
+                } else {
+                    c.push_back(sc[j]); q.push_back(ss[j]); ++j;
+                }
+            }
+            dc.swap(c);
+            ds.swap(q);
+        } catch (...) { return -1; }
+        return 0;
+    }
+    static inline void vs_ivec_free(std::vector<int64_t>& v) noexcept {
+        std::vector<int64_t>().swap(v);
+    }
+    static inline int vs_ivec_assign(std::vector<int64_t>& v, const int64_t* p, size_t n) noexcept {
+        try { std::vector<int64_t>(p, p + n).swap(v); } catch (...) { return -1; }
+        return 0;
+    }
+    """
+    int vs_pair_push(vector[int64_t]& a, int64_t x, vector[int64_t]& b, int64_t y) noexcept nogil
+    int vs_pair_merge(vector[int64_t]& dc, vector[int64_t]& ds, const vector[int64_t]& sc,
+                      const vector[int64_t]& ss) noexcept nogil
+    void vs_ivec_free(vector[int64_t]& v) noexcept nogil
+    int vs_ivec_assign(vector[int64_t]& v, const int64_t* p, size_t n) noexcept nogil
+
+
+cdef tuple _export_ivecs(vector[vector[int64_t]]* vv, const int32_t* sl, Py_ssize_t n):
+    """The int64 vectors of slots ``sl`` flattened: (int64 offsets of length n + 1, values)."""
+    offsets = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] off = offsets
+    cdef int64_t[::1] vals
+    cdef Py_ssize_t i
+    cdef size_t m
+    off[0] = 0
+    if n:
+        with nogil:
+            for i in range(n):
+                off[i + 1] = off[i] + <int64_t>vv[0][sl[i]].size()
+    values = np.empty(off[n], dtype=np.int64)
+    vals = values
+    if off[n]:
+        with nogil:
+            for i in range(n):
+                m = vv[0][sl[i]].size()
+                if m:
+                    memcpy(&vals[off[i]], vv[0][sl[i]].data(), m * sizeof(int64_t))
+    return offsets, values
+
+
+cdef int _import_ivecs(vector[vector[int64_t]]* vv, const int32_t* sl, Py_ssize_t n, object arrays,
+                       str name) except -1:
+    off_arr, total = _state_lists(arrays, name, n)
+    val_arr = _state_array(arrays, name + "_values", np.int64, total)
+    cdef const int64_t[::1] off = off_arr
+    cdef const int64_t[::1] v = val_arr
+    cdef const int64_t* vp = &v[0] if v.shape[0] else NULL
+    cdef Py_ssize_t i
+    cdef int status = AGG_OK
+    if n:
+        with nogil:
+            for i in range(n):
+                if vs_ivec_assign(vv[0][sl[i]], vp + off[i], <size_t>(off[i + 1] - off[i])) != 0:
+                    status = AGG_NO_MEMORY
+                    break
+    return _raise_status(status)
+
+
+cdef class StringAgg(Aggregate):
+    """STRING_AGG(x, separator) / LISTAGG: the non-NULL values of a slot joined by ``separator``
+    in arrival order (``seq``, as FIRST/LAST), NULL when there are none. ``x`` comes as int64
+    codes of ``strings`` (the job's StringDict); results are codes of that dictionary too, for
+    the joined strings it is given.
+
+    >>> import numpy as np, pyarrow as pa
+    >>> from velostream.batch import StringDict
+    >>> d = StringDict()
+    >>> codes = d.encode_arrow(pa.array(["b", "", "a"]))[0].astype(np.int64)
+    >>> g = StringAgg(d, "+")
+    >>> g.ensure_capacity(2)
+    >>> g.update(np.array([0, 0, 0], np.int32), codes, np.array([True, True, True]))
+    >>> out, ok = g.result(np.array([0, 1], np.int32))
+    >>> d.values_of(out[:1]), ok.tolist()
+    (['b++a'], [True, False])
+    """
+
+    def __init__(self, strings, separator=","):
+        Aggregate.__init__(self, np.int64)
+        if not hasattr(strings, "encode_arrow") or not hasattr(strings, "decode"):
+            raise TypeError("STRING_AGG needs the job's string dictionary")
+        if not isinstance(separator, str):
+            raise TypeError(f"separator must be a str, not {type(separator).__name__}")
+        self.strings = strings
+        self.separator = separator
+
+    def __repr__(self):
+        return f"StringAgg(separator={self.separator!r})"
+
+    @property
+    def sep(self):
+        return self.separator
+
+    cdef int _grow(self, Py_ssize_t n_slots) except -1:
+        self.codes.resize(n_slots)
+        self.seqs.resize(n_slots)
+        return 0
+
+    cdef int _update(self, Py_ssize_t n, const int32_t* slots, const void* values,
+                     const uint8_t* valid, const int64_t* seq, int64_t seq0,
+                     void* out, uint8_t* out_valid) noexcept nogil:
+        # out (update_emit): each row's slot length right after it; update_emit turns the
+        # lengths into joined strings.
+        cdef const int64_t* v = <const int64_t*>values
+        cdef int64_t* res = <int64_t*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            if s >= 0 and (valid == NULL or valid[i]):
+                if vs_pair_push(self.codes[s], v[i], self.seqs[s],
+                                seq[i] if seq != NULL else seq0 + i) != 0:
+                    return AGG_NO_MEMORY
+            if out_valid != NULL:
+                res[i] = <int64_t>self.codes[s].size() if s >= 0 else 0
+                out_valid[i] = s >= 0 and self.codes[s].size() > 0
+        return AGG_OK
+
+    cdef int _result(self, Py_ssize_t n, const int32_t* slots, void* out,
+                     uint8_t* out_valid) noexcept nogil:
+        # Lengths, as _update writes them; result() joins.
+        cdef int64_t* res = <int64_t*>out
+        cdef Py_ssize_t i
+        cdef int32_t s
+        for i in range(n):
+            s = slots[i]
+            res[i] = <int64_t>self.codes[s].size() if s >= 0 else 0
+            out_valid[i] = res[i] > 0
+        return AGG_OK
+
+    cdef void _reset(self, Py_ssize_t n, const int32_t* slots) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            if slots[i] >= 0:
+                vs_ivec_free(self.codes[slots[i]])
+                vs_ivec_free(self.seqs[slots[i]])
+
+    cdef int _merge(self, Aggregate other, Py_ssize_t n, const int32_t* dst,
+                    const int32_t* src) noexcept nogil:
+        cdef vector[vector[int64_t]]* o_codes = &(<StringAgg>other).codes
+        cdef vector[vector[int64_t]]* o_seqs = &(<StringAgg>other).seqs
+        cdef bint same = <void*>other == <void*>self
+        cdef Py_ssize_t i
+        cdef int32_t d, s
+        for i in range(n):
+            d = dst[i]
+            s = src[i]
+            if d < 0 or s < 0 or (same and d == s):
+                continue
+            if vs_pair_merge(self.codes[d], self.seqs[d], o_codes[0][s], o_seqs[0][s]) != 0:
+                return AGG_NO_MEMORY
+        return AGG_OK
+
+    def merge(self, dst_slots, Aggregate other not None, src_slots):
+        """As ``Aggregate.merge``; both must share one string dictionary."""
+        if type(other) is type(self) and (<StringAgg>other).strings is not self.strings:
+            raise ValueError("cannot merge STRING_AGG states of different string dictionaries")
+        Aggregate.merge(self, dst_slots, other, src_slots)
+
+    cdef object _join(self, object slots, object lengths):
+        """Codes (int64) of the first ``lengths[i]`` values of ``slots[i]`` joined, and validity:
+        a gather of codes (nogil), then pyarrow's list join, then the dictionary."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        ok = lengths > 0
+        out = np.zeros(len(lengths), dtype=np.int64)
+        if not ok.any():
+            return out, ok
+        rows = np.flatnonzero(ok)
+        sl = np.ascontiguousarray(np.asarray(slots)[rows], dtype=np.int32)
+        lens = lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        flat = np.empty(int(offsets[len(rows)]), dtype=np.int64)
+        cdef const int32_t[::1] s_v = sl
+        cdef const int64_t[::1] l_v = lens
+        cdef const int64_t[::1] o_v = offsets
+        cdef int64_t[::1] f_v = flat
+        cdef Py_ssize_t i, m = len(rows)
+        _enter(self)
+        try:
+            with nogil:
+                for i in range(m):
+                    memcpy(&f_v[o_v[i]], self.codes[s_v[i]].data(), l_v[i] * sizeof(int64_t))
+        finally:
+            self.busy = False
+        texts = self.strings.decode(flat.astype(np.int32))
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
+                                                              texts), self.separator)
+        codes, _ = self.strings.encode_arrow(joined.cast(pa.string()))
+        out[rows] = codes
+        return out, ok
+
+    def result(self, slots):
+        """Current joined strings of ``slots`` as ``(int64 codes, valid as bool)``."""
+        lengths, ok = Aggregate.result(self, slots)
+        return self._join(slots, np.where(ok, lengths, 0))
+
+    def update_emit(self, slots, values, valid, out_values, out_valid, seq=None):
+        """``update``, also writing each row's joined string right after it (EMIT CHANGES)."""
+        if out_values is None or out_valid is None:
+            raise TypeError("update_emit needs out_values and out_valid arrays")
+        lengths = np.empty(len(slots), dtype=np.int64)
+        ok = np.empty(len(slots), dtype=np.uint8)
+        self._run(slots, values, valid, seq, lengths, ok)
+        codes, good = self._join(slots, np.where(ok.view(np.bool_), lengths, 0))
+        out_values[:] = codes
+        _as_u8(out_valid)[:] = good
+
+    def export_state(self, slots):
+        """State of ``slots``: ``codes_offsets``/``codes_values`` (each slot's string codes in
+        arrival order) and ``seqs_offsets``/``seqs_values`` (their arrival numbers), and
+        ``next_seq``."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            d = {}
+            d["codes_offsets"], d["codes_values"] = _export_ivecs(&self.codes, sp, n)
+            d["seqs_offsets"], d["seqs_values"] = _export_ivecs(&self.seqs, sp, n)
+        finally:
+            self.busy = False
+        return _with_seq(self, d)
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into ``slots`` (within capacity), replacing their state."""
+        sl_arr = _state_slots(self, slots)
+        cdef const int32_t[::1] sl = sl_arr
+        cdef Py_ssize_t n = sl.shape[0]
+        cdef const int32_t* sp = _slot_ptr(sl)
+        _enter(self)
+        try:
+            _import_ivecs(&self.codes, sp, n, arrays, "codes")
+            _import_ivecs(&self.seqs, sp, n, arrays, "seqs")
+        finally:
+            self.busy = False
+        _take_seq(self, arrays)

@@ -171,6 +171,10 @@ def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):
         return (_agg.ArgMin if f == "ARG_MIN" else _agg.ArgMax)(arg_dtype, val_kind, strings)
     if f in _agg.COVARIANCE_KINDS:
         return _agg.Covariance(f)
+    if f == "STRING_AGG":
+        if strings is None:
+            raise ValueError("STRING_AGG needs the job's string dictionary")
+        return _agg.StringAgg(strings, spec.separator)
     if f in ("PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE"):
         # APPROX_QUANTILE is answered exactly, as PERCENTILE_DISC (docs/SQL.md §5)
         return _agg.Median(dt, spec.fraction, f != "PERCENTILE_CONT")
@@ -411,6 +415,7 @@ class Pipeline:
                "aggs": [[a.func, a.kernel_dtype, str(a.arg.type) if a.arg is not None else None]
                         + ([str(a.arg2.type)] if a.arg2 is not None else [])
                         + ([a.fraction] if a.fraction is not None else [])
+                        + ([a.separator] if a.separator is not None else [])
                         + ([render(a.filter)] if a.filter is not None else []) for a in plan.aggs],
                "window": None if w is None else [w.kind, w.size_ms, w.advance_ms]}
         if w is not None and w.kind == "SESSION":
@@ -1160,7 +1165,8 @@ def _text_state_fields(spec: AggSpec) -> set:
         if spec.arg2.type.kind == "STRING":
             fields.add("val")
     elif spec.arg is not None and spec.arg.type.kind == "STRING":
-        fields |= {"value", "set_values"}  # FIRST/LAST/MIN/MAX; COUNT DISTINCT's keys
+        # FIRST/LAST/MIN/MAX; COUNT DISTINCT's keys; STRING_AGG's values
+        fields |= {"value", "set_values", "codes_values"}
     return fields
 
 
