@@ -961,8 +961,13 @@ class _Parser:
             for t in reversed(nots):
                 left = ast.UnaryOp("NOT", left, pos=t.pos)
             self.height += len(nots)
-        else:
+        elif tok.kind == OP and (tok.value == "-" or tok.value == "+"):
             left = self.unary()
+        else:  # postfix() inline: most operands have no sign and no cast
+            left = self.primary()
+            tok = self.tok
+            if tok.kind == PUNCT and tok.value == "::":
+                left = self._casts(left)
         return self._climb(left, self.height, min_prec)
 
     def _climb(self, left: ast.Expr, height: int, min_prec: int) -> ast.Expr:
