@@ -447,7 +447,7 @@ _PAIR_COLUMNS = [("i", INT), ("j", INT), ("f", FLOAT)]
 
 
 def _aggregate_call(g: Gen, depth: int = 1) -> Expr:
-    k = g.r.randrange(17)
+    k = g.r.randrange(18)
     if k == 0:
         return Expr("COUNT(*)", "count(*)", INT, 10 ** 4, True)
     if k == 1:
@@ -514,6 +514,11 @@ def _aggregate_call(g: Gen, depth: int = 1) -> Expr:
         text = f"{fn}({q}) WITHIN GROUP (ORDER BY {a.eng})" if fn.startswith("PERC") and g.chance(0.5) \
             else f"{fn}({a.eng}, {q})"
         return Expr(text, f"{dfn}({a.duck}, {q})", rt, a.bound if rt == INT else None, True)
+    if k == 17:
+        a = g.expr(TEXT, depth)
+        sep = _quote(g.choice([",", "", " | ", "é"]))
+        fn = g.choice(["STRING_AGG", "LISTAGG", "GROUP_CONCAT"])
+        return Expr(f"{fn}({a.eng}, {sep})", f"string_agg({a.duck}, {sep} ORDER BY id)", TEXT, None, True)
     if k in (15, 16):
         (y, _), (x, _) = g.choice(_PAIR_COLUMNS), g.choice(_PAIR_COLUMNS)
         fn = g.choice(["CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2"])
@@ -639,7 +644,7 @@ def _columns_in(sql: str) -> set:
 
 _AGG_CALL = re.compile(r"\b(count|sum|avg|min|max|stddev_samp|stddev_pop|var_samp|var_pop|first|last|median|"
                        r"count_if|bool_and|bool_or|arg_min|arg_max|corr|covar_pop|covar_samp|regr_slope|"
-                       r"regr_intercept|regr_r2|quantile_cont|quantile_disc)\(")
+                       r"regr_intercept|regr_r2|quantile_cont|quantile_disc|string_agg)\(")
 
 
 def windowed(duck: str) -> str:

@@ -282,7 +282,8 @@ def test_generator_covers_the_dialect():
                       "MEDIAN(", "FIRST_VALUE(", "LAST_VALUE(", "GROUP BY", "HAVING", "DISTINCT",
                       "LIMIT", "EMIT FINAL", "EMIT CHANGES", " FILTER (WHERE ", "COUNT_IF(", "BOOL_AND(",
                       "BOOL_OR(", "ARG_MIN(", "MAX_BY(", "CORR(", "COVAR_SAMP(", "REGR_R2(",
-                      "PERCENTILE_CONT(", "PERCENTILE_DISC(", "APPROX_QUANTILE(", "WITHIN GROUP", "TRY_CAST(", " || ", " ESCAPE '!'", "'日本語'", "''", " AND ", " OR ", "NOT "]:
+                      "PERCENTILE_CONT(", "PERCENTILE_DISC(", "APPROX_QUANTILE(", "WITHIN GROUP",
+                      "STRING_AGG(", "LISTAGG(", "TRY_CAST(", " || ", " ESCAPE '!'", "'日本語'", "''", " AND ", " OR ", "NOT "]:
         assert construct in text, construct
     floats = TABLES[True].column("f").to_pylist()
     assert any(v is not None and math.isnan(v) for v in floats) and None in floats
