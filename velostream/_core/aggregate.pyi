@@ -134,4 +134,40 @@ class Last(Aggregate):
     """LAST_VALUE(x) -> input dtype: the latest row's value (NULL if that value is NULL)."""
 
 class Median(Aggregate):
-    """MEDIAN(x) -> float64, exact (``quantile_cont(x, 0.5)``); NaN sorts last."""
+    """MEDIAN(x) -> float64, exact (``quantile_cont(x, 0.5)``); NaN sorts last. With ``fraction``
+    PERCENTILE_CONT (DuckDB's ``quantile_cont``), and with ``discrete`` PERCENTILE_DISC
+    (``quantile_disc``: the value at index ceil(fraction N) - 1, as float64)."""
+
+    def __init__(self, dtype: Any, fraction: float = 0.5, discrete: bool = False) -> None: ...
+    @property
+    def fraction(self) -> float: ...
+    @property
+    def discrete(self) -> bool: ...
+
+COVARIANCE_KINDS: tuple[str, ...]
+
+class Covariance(Aggregate):
+    """COVAR_POP / COVAR_SAMP / CORR / REGR_SLOPE / REGR_INTERCEPT / REGR_R2 (``kind``) of (y, x)
+    float64 pairs: ``values`` is an (n, 2) array, column 0 y. Float64, DuckDB's NULLs and NaNs."""
+
+    def __init__(self, kind: str) -> None: ...
+    @property
+    def kind_name(self) -> str: ...
+
+class ArgMin(Aggregate):
+    """ARG_MIN(arg, val): ``values`` an (n, 2) int64 array of words (float64 bit patterns, string
+    codes): column 0 arg, column 1 val compared as ``val_kind`` ('int', 'float' with NaN last,
+    'text' by bytes through ``strings``). Ties keep the earliest row (``seq``), across merges."""
+
+    def __init__(self, arg_dtype: Any, val_kind: str, strings: Any = None) -> None: ...
+
+class ArgMax(ArgMin):
+    """ARG_MAX(arg, val); see ``ArgMin``."""
+
+class StringAgg(Aggregate):
+    """STRING_AGG(x, separator): int64 codes of ``strings`` in; the codes of the joined strings
+    (added to ``strings``) out, NULL for a slot without values. Arrival order (``seq``)."""
+
+    def __init__(self, strings: Any, separator: str = ",") -> None: ...
+    @property
+    def sep(self) -> str: ...
