@@ -84,6 +84,9 @@ class Call:
         a = self.args[i]
         if a.type.kind in ("TIMESTAMP", "NULL"):
             return X._convert(a, TIMESTAMP)
+        if a.type.kind == "INT64" and isinstance(a, X.BCol) and a.name in _WINDOW_BOUNDS:
+            # a window's bounds are typed BIGINT by the planner, but are times (epoch ms)
+            return BCall(TIMESTAMP, "EPOCH_MS", (a,))
         if isinstance(a, BConst) and a.type.kind == "STRING":
             ms = X.parse_timestamp_ms(a.value)
             if ms is None:
@@ -113,6 +116,8 @@ class Call:
 # ------------------------------------------------------------------------------ helpers
 
 _DAY = 86_400_000
+# the planner's window bound columns (planner.WINDOW_COLUMNS; importing it here would be circular)
+_WINDOW_BOUNDS = ("_WINDOW_START", "_WINDOW_END")
 
 
 def _full(val: Val, n: int, dtype) -> tuple[np.ndarray, object]:

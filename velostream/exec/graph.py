@@ -850,13 +850,54 @@ class GraphEngine:
     def explain(self) -> str:
         return self.flow.explain()
 
+    SNAPSHOT_FORMAT = 1
+
     def snapshot(self) -> bytes:
-        raise NotImplementedError("snapshot: the state of a pipeline of several statements is "
-                                  "not snapshotted yet (docs/SQL.md §8, 'Not yet')")
+        """The whole pipeline's state, for ``restore`` in another process running the same
+        text: every operator's (``Operator.snapshot``), the sources' schemas and watermarks,
+        rows waiting for a node, and the counters. Pickled: it holds Arrow tables and numpy
+        arrays of the engine's own making."""
+        import pickle
+        flow = self.flow
+        state = {"format": self.SNAPSHOT_FORMAT, "sql": self.sql, "counts": dict(self.counts),
+                 "sources": {k: (n.schema, n.watermark) for k, n in flow.sources.items()
+                             if n.schema is not None and n.schema is not OPEN},
+                 "nodes": {n.id: {"watermark": n.watermark,
+                                  "op": n.op.snapshot() if n.ready and n.op is not None else None}
+                           for n in flow.nodes if n.kind != "source"},
+                 "waiting": {n.id: items for n, items in flow._waiting.items()}}
+        return pickle.dumps(state, protocol=5)
 
     def restore(self, data: bytes) -> None:
-        raise NotImplementedError("restore: the state of a pipeline of several statements is "
-                                  "not snapshotted yet (docs/SQL.md §8, 'Not yet')")
+        """Load ``snapshot`` bytes into this engine, which must be fresh and run the same text;
+        results then continue where the snapshotted engine's left off."""
+        import pickle
+        state = pickle.loads(data)
+        if state.get("format") != self.SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported pipeline snapshot format {state.get('format')!r}")
+        if state["sql"] != self.sql:
+            raise ValueError("the snapshot is of another query:\n  " + state["sql"])
+        if self.counts["batches"]:
+            raise ValueError("restore needs a fresh engine (this one has taken input)")
+        flow = self.flow
+        for key, (schema, watermark) in state["sources"].items():
+            node = flow.sources[key]
+            flow.bind_source(node.name, schema)
+            node.watermark = watermark
+        by_id = {n.id: n for n in flow.nodes}
+        for node in flow.nodes:  # in topological order: a node is built once its inputs are
+            st = state["nodes"].get(node.id)
+            if node.kind == "source" or st is None:
+                continue
+            flow._bind_ready()
+            node.watermark = st["watermark"]
+            if st["op"] is not None:
+                node.op.restore(st["op"])
+                if node.kind == "select" and node.schema is None:
+                    node.schema = node.op.schema
+        flow._bind_ready()
+        flow._waiting = {by_id[i]: items for i, items in state["waiting"].items()}
+        self.counts.update(state["counts"])
 
     @property
     def side_outputs(self) -> dict:

@@ -28,6 +28,12 @@ class Operator(Protocol):
     def close(self) -> list[pa.RecordBatch]:
         """End of input: emit everything still held."""
 
+    def snapshot(self):
+        """The operator's state, picklable (Arrow tables, numpy arrays, numbers)."""
+
+    def restore(self, state) -> None:
+        """Continue from ``snapshot``'s state (a fresh operator of the same graph)."""
+
 
 class RelationSchema(dict):
     """Column name -> SqlType of a relation, as the planner reads a source's schema, with the

@@ -46,12 +46,12 @@ class Deduplicate:
         self.watermark = INT64_MIN
         self.strings = StringDict()
         self.seen = FirstSeen()
+        self._seen_keys: list[pa.RecordBatch] = []
 
     def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
         if batch.num_rows == 0:
             return []
-        keys = Batch.from_arrow(batch.select(self.keys), self.strings)
-        first = self.seen.first_rows([keys.columns[k] for k in self.keys], batch.num_rows)
+        first = self._first(batch.select(self.keys))
         if len(first) == 0:
             return []
         out = batch.take(pa.array(first))
@@ -60,12 +60,27 @@ class Deduplicate:
                                  pa.array(np.ones(len(first), dtype=np.int64)))
         return [out]
 
+    def _first(self, keys: pa.RecordBatch) -> np.ndarray:
+        batch = Batch.from_arrow(keys, self.strings)
+        first = self.seen.first_rows([batch.columns[k] for k in self.keys], keys.num_rows)
+        if len(first):  # what a snapshot keeps: each key once
+            self._seen_keys.append(keys.take(pa.array(first)))
+        return first
+
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         self.watermark = max(self.watermark, watermark)
         return []
 
     def close(self) -> list[pa.RecordBatch]:
         return []
+
+    def snapshot(self):
+        return {"keys": list(self._seen_keys), "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        for keys in state["keys"]:
+            self._first(keys)
+        self.watermark = state["watermark"]
 
     def describe(self) -> str:
         return f"Deduplicate: the first row of each ({', '.join(self.keys)}), later ones never"

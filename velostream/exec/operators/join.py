@@ -189,6 +189,15 @@ class IntervalJoin:
         self.matched[side] = self.matched[side][keep]
         return out
 
+    _STATE = ("clock", "stored", "stored_t", "matched", "schemas", "watermark")
+
+    def snapshot(self):
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def restore(self, state) -> None:
+        for k in self._STATE:
+            setattr(self, k, state[k])
+
     def describe(self) -> str:
         return (f"IntervalJoin {self.kind}: keys {', '.join(self.keys[0])} = "
                 f"{', '.join(self.keys[1])}, {self.times[1]} - {self.times[0]} in "
@@ -403,6 +412,18 @@ class TemporalJoin:
             self.versions = self.versions.filter(pa.array(keep))
             self.version_t = self.version_t[keep]
             self._lookup = None
+
+    _STATE = ("versions", "version_t", "held", "table_watermark", "stream_watermark",
+              "watermark")
+
+    def snapshot(self):
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def restore(self, state) -> None:
+        for k in self._STATE:
+            setattr(self, k, state[k])
+        self._lookup = None
+        self._pruned_at = INT64_MIN
 
     def describe(self) -> str:
         return (f"TemporalJoin {self.kind}: keys {', '.join(self.keys[0])} = "

@@ -41,6 +41,13 @@ class SortEmission:
         order = sort_indices(table, keys)
         return table.take(order).combine_chunks().to_batches()
 
+    def snapshot(self):
+        return {"held": list(self._held), "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        self._held = list(state["held"])
+        self.watermark = state["watermark"]
+
     def describe(self) -> str:
         keys = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in self.keys)
         return f"Sort: each emission by {keys}" + (" (each window apart)" if self.by_window else "")

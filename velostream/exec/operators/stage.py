@@ -125,6 +125,21 @@ class SelectStage:
         out = eng.flush_rows()
         return out if self.rows_out else self._arrow(out)
 
+    # -- state --------------------------------------------------------------------------------
+    def snapshot(self):
+        eng = self.engine
+        return {"engine": eng.snapshot() if eng is not None else None,
+                "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        if state["engine"] is not None:
+            self.engine.restore(state["engine"])
+            if self.derived_input:  # the engine rebuilt its clock: the input's it is
+                kept = self.engine.watermark.max_time
+                self._bound()
+                self.engine.watermark.advance(kept)
+        self.watermark = state["watermark"]
+
     def describe(self) -> str:
         plan = self.plan
         if plan is None:

@@ -107,6 +107,13 @@ class WindowTopN:
             return []
         return [with_column_at(batch[0], self.rn_pos, self.rn_name, rn)]
 
+    def snapshot(self):
+        return {"held": list(self._held), "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        self._held = list(state["held"])
+        self.watermark = state["watermark"]
+
     def describe(self) -> str:
         order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in self.order)
         return (f"WindowTopN: {self.limit} rows per window and ({', '.join(self.partition)}) by "

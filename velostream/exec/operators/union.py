@@ -90,5 +90,12 @@ class UnionAll:
                               "no schema, so the union's column types are unknown")
         return []
 
+    def snapshot(self):
+        return {"held": list(self._held), "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        self._held = list(state["held"])
+        self.watermark = state["watermark"]
+
     def describe(self) -> str:
         return f"UnionAll: {self.n_inputs} inputs, watermark = the smallest of theirs"
