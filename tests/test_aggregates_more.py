@@ -352,3 +352,43 @@ def test_kernel_split_merge_and_state_round_trip(case):
     a, b = whole.export_state(ids), moved.export_state(ids + 2)  # the state, bit for bit
     assert a.keys() == b.keys() and all(np.array_equal(a[k].view(np.uint8), b[k].view(np.uint8))
                                         for k in a), name
+
+
+def test_a_job_through_velostream_run(tmp_path):
+    """A sample through the CLI: the new aggregates in a TUMBLING window; a row whose integer a
+    quantile cannot hold exactly is a bad record (dead-letter output), the rest is vs.query's."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    words = ["", "b", "é", "Z", None]
+    rows = [{"id": i, "k": f"k{i % 3}", "s": words[i % 5], "x": (i * 7) % 11 - 3,
+             "ts": 1_000 * i} for i in range(60)]
+    rows[31]["x"] = 2 ** 60
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    select = ("SELECT k, _WINDOW_START AS ws, MIN(s) AS mn, MAX(s) AS mx, STRING_AGG(s, '/') AS sa, "
+              "ARG_MAX(s, x) AS am, COUNT_IF(x > 0) AS ci, CORR(x, id) AS c, "
+              "PERCENTILE_DISC(0.5) WITHIN GROUP (ORDER BY x) AS p, "
+              "COUNT(*) FILTER (WHERE s <> '') AS n FROM src GROUP BY k "
+              "WINDOW TUMBLING(ts, INTERVAL '20' SECOND) EMIT FINAL")
+    (tmp_path / "job.sql").write_text(
+        f"CREATE STREAM out AS {select}\nWITH ('src.type' = 'file_source', 'src.path' = 'in.jsonl', "
+        "'out.type' = 'file_sink', 'out.path' = 'out.jsonl', 'dead.letter.path' = 'dlq.jsonl')\n")
+    r = subprocess.run([sys.executable, "-m", "velostream", "run", "job.sql"], cwd=tmp_path,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "1 failed" in r.stderr
+    key = lambda x: (x["k"], x["ws"])  # noqa: E731
+    got = sorted((json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()),
+                 key=key)
+    good = pa.Table.from_pylist([x for x in rows if x["x"] != 2 ** 60])
+    want = sorted(vs.query(select, {"src": good}).to_pylist(), key=key)
+    assert len(got) == 9
+    assert_rows_equal(got, want)
+    assert_rows_equal(got, duck("SELECT k, ws, min(s), max(s), string_agg(s, '/' ORDER BY id), "
+                                "arg_max(s, x ORDER BY id), count_if(x > 0), corr(x, id), "
+                                "quantile_disc(x, 0.5), count(*) FILTER (WHERE s <> '') FROM "
+                                "(SELECT *, ts // 20000 * 20000 AS ws FROM t) GROUP BY k, ws", t=good))
+    dead = [json.loads(line) for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
+    assert len(dead) == 1 and "2**53" in dead[0]["error"]
