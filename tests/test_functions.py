@@ -200,6 +200,24 @@ def test_epochs_and_datediff(how):
     check(cases, table(3), how)
 
 
+def test_window_bounds_are_times(partitions):
+    # the planner types _WINDOW_START / _WINDOW_END (and window_time) BIGINT: they are epoch ms
+    t = pa.table({"at": pa.array([61_000, 125_000, 130_000, 3_599_999], pa.timestamp("ms")),
+                  "u": ["a", "b", "a", "b"]})
+    got = vs.query("SELECT u, STRFTIME(_WINDOW_START, '%H:%M') AS w, DATEDIFF('second', _WINDOW_START, "
+                   "_WINDOW_END) AS d, DATE_PART('minute', _WINDOW_END) AS m, COUNT(*) AS n FROM t "
+                   "GROUP BY u WINDOW TUMBLING(at, INTERVAL '1' MINUTE)", {"t": t}, partitions=partitions)
+    assert sorted((r["u"], r["w"], r["d"], r["m"], r["n"]) for r in got) == [
+        ("a", "00:01", 60, 2, 1), ("a", "00:02", 60, 3, 1), ("b", "00:02", 60, 3, 1), ("b", "00:59", 60, 0, 1)]
+    got = vs.query("SELECT STRFTIME(window_time, '%H:%M:%S.%g') AS w, COUNT(*) AS n FROM TABLE(TUMBLE("
+                   "TABLE t, DESCRIPTOR(at), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
+                   {"t": t}, partitions=partitions)
+    assert sorted((r["w"], r["n"]) for r in got) == [("00:01:59.999", 1), ("00:02:59.999", 2),
+                                                     ("00:59:59.999", 1)]
+    with pytest.raises(SqlError, match=re.escape("needs a TIMESTAMP, found INT64 (EPOCH_MS(x)")):
+        vs.query("SELECT STRFTIME(1000 + 1, '%H') AS w FROM t", {"t": t})
+
+
 def test_now_is_processing_time():
     before = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
     rows = vs.query("SELECT NOW() AS a, CURRENT_TIMESTAMP() AS b, UNIX_TIMESTAMP() AS c, x FROM t",

@@ -84,15 +84,18 @@ class Call:
         a = self.args[i]
         if a.type.kind in ("TIMESTAMP", "NULL"):
             return X._convert(a, TIMESTAMP)
-        if a.type.kind == "INT64" and isinstance(a, X.BCol) and a.name in _WINDOW_BOUNDS:
-            # a window's bounds are typed BIGINT by the planner, but are times (epoch ms)
+        used = X.columns_used(a) if a.type.kind == "INT64" else set()
+        if used and used <= set(_WINDOW_BOUNDS):
+            # a window's bounds (and window_time, the end - 1) are typed BIGINT by the planner,
+            # but are times in epoch ms
             return BCall(TIMESTAMP, "EPOCH_MS", (a,))
         if isinstance(a, BConst) and a.type.kind == "STRING":
             ms = X.parse_timestamp_ms(a.value)
             if ms is None:
                 raise self.error(f"{self.name}: cannot read '{a.value}' as a TIMESTAMP")
             return BConst(TIMESTAMP, ms)
-        raise self.error(f"{self.name} needs a TIMESTAMP, found {a.type}")
+        hint = " (EPOCH_MS(x) reads epoch milliseconds as a TIMESTAMP)" if a.type.kind == "INT64" else ""
+        raise self.error(f"{self.name} needs a TIMESTAMP, found {a.type}{hint}")
 
     def integer(self, i: int) -> Bound:
         a = self.args[i]
@@ -1445,7 +1448,8 @@ FUNCTIONS: list[Function] = [
              "ts truncated to the unit: millennium, century, decade, year, quarter, month, week "
              "(Monday), day, hour, minute, second, millisecond.",
              "STRFTIME(DATE_TRUNC('hour', CAST('2024-02-29 13:45:12' AS TIMESTAMP)), '%Y-%m-%d %H:%M')",
-             "2024-02-29 13:00", bind=_bind_date_trunc, evaluate=_eval_date_trunc, group=T, aliases=("DATETRUNC",)),
+             "2024-02-29 13:00", bind=_bind_date_trunc, evaluate=_eval_date_trunc, group=T,
+             aliases=("DATETRUNC",)),
     Function("DATE_PART", "DATE_PART(part VARCHAR, ts TIMESTAMP) -> BIGINT (epoch, julian: DOUBLE)",
              "A field of ts: year, quarter, month, day, hour, minute, second, millisecond, "
              "microsecond, dow (Sunday 0), isodow, doy, week (ISO), isoyear, yearweek, decade, "
@@ -1558,7 +1562,10 @@ def reference_markdown() -> str:
         "...     return vs.query(f\"SELECT {expr} AS r FROM t\", {\"t\": {\"x\": [1]}}).to_pylist()[0][\"r\"]",
         "```",
         "",
-        "A TIMESTAMP is epoch milliseconds in results; `STRFTIME` shows it as text.",
+        "A TIMESTAMP is epoch milliseconds in results; `STRFTIME` shows it as text. A window's",
+        "bounds (`_WINDOW_START`, `_WINDOW_END`, Flink's `window_start`, `window_end`, `window_time`)",
+        "are BIGINT columns that the date and time functions take as times; another BIGINT of epoch",
+        "milliseconds becomes a TIMESTAMP with `EPOCH_MS(x)`.",
         "",
     ]
     for group in _GROUPS:
