@@ -271,14 +271,20 @@ class Job:
             raise ValueError("fault_tolerance is 'at_least_once' or 'none'")
         # a source whose partitions move between processes (Kafka) gets partition-scoped state
         self.fault_tolerance = fault_tolerance
+        self._pipeline_ckpt = None
         if pipeline:
-            if fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
-                # a restart would resume the offsets without the graph's open windows: refuse
-                # rather than give wrong windows after a restart (docs/SQL.md §8, "Not yet")
-                raise ValueError("a pipeline of several statements on a Kafka source does not "
-                                 "checkpoint its state yet: set 'fault.tolerance' = 'none' (a "
-                                 "restart then starts its windows afresh from the committed "
-                                 "offsets) or run one statement per job")
+            readers = (dict(self.reader.readers) if isinstance(self.reader, MergedReader)
+                       else {self.engine.source: self.reader})
+            kafka = any(hasattr(r, "set_rebalance_listener") for r in readers.values())
+            if fault_tolerance != "none" and kafka:
+                if checkpoint_dir is None:
+                    # a restart would resume the offsets without the graph's open windows
+                    raise ValueError("a pipeline of several statements on a Kafka source needs "
+                                     "a checkpoint_dir for its state ('checkpoint.dir'), or "
+                                     "'fault.tolerance' = 'none' (a restart then starts its "
+                                     "windows afresh from the committed offsets)")
+                from .pipeline_checkpoint import PipelineCheckpoint
+                self._pipeline_ckpt = PipelineCheckpoint(checkpoint_dir, self.engine.sql, readers)
             processor = "v1"
         elif fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
             processor = "tasks"
@@ -592,6 +598,8 @@ class Job:
         self._commit_sink()
         if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
             self._dead.flush()
+        if self._pipeline_ckpt is not None:  # the state and the positions it has read to
+            self._pipeline_ckpt.save(self.engine)
         self._in.commit()
         self.stats.commits += 1
         self._last_commit = time.monotonic()
@@ -654,8 +662,13 @@ class Job:
     def _run_v1(self) -> None:
         eng = self.engine
         stats = self.stats
+        ckpt = self._pipeline_ckpt
+        if ckpt is not None:  # a pipeline on Kafka: continue from its last checkpoint
+            ckpt.resume(eng, self.reset)
         while True:
             rb = self._next_input()
+            if ckpt is not None:
+                ckpt.check()
             if rb is None:
                 break
             arrived = self.read_at
@@ -668,8 +681,12 @@ class Job:
             self._deliver(r, arrived)
             if self.commit_interval_s is not None and self._commit_due():
                 self._commit()
-        if eng.plan is not None:
+        stopped_with_state = ckpt is not None and self._stop.is_set()
+        if eng.plan is not None and not stopped_with_state:
+            # end of input; a stopped pipeline on Kafka keeps its windows open in its checkpoint
             self._deliver(eng.flush(), time.perf_counter())
+        if ckpt is not None:
+            ckpt.stop()
         self.stats.partition_records = [eng.stats["records_in"]]
 
     def _run_v2(self) -> None:
