@@ -162,6 +162,15 @@ def test_tumbling(partitions, key):
 
 
 @pytest.mark.parametrize("partitions", [1, 2])
+def test_tumbling_changes_end_in_final_rows(partitions):
+    sql = (f"SELECT k, _WINDOW_START AS ws, {OURS} FROM t GROUP BY k "
+           f"WINDOW TUMBLING(ts, INTERVAL '20' SECOND) EMIT ")
+    changes = run(sql + "CHANGES", partitions=partitions, seed=5)
+    assert len(changes) == N
+    assert_rows_equal(last_per_key(changes, [0, 1]), run(sql + "FINAL", partitions=partitions))
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
 def test_sliding(partitions):
     size, adv = 30_000, 10_000
     got = run(f"SELECT k, _WINDOW_START AS ws, {OURS} FROM t GROUP BY k "
