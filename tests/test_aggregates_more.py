@@ -278,6 +278,9 @@ def test_quantile_of_integers_beyond_double_precision_is_a_bad_record():
     got = vs.query("SELECT percentile_disc(x, 0.5) AS p FROM t EMIT FINAL",
                    {"t": pa.table({"x": [2**53, -2**53, 7]})}).to_pylist()
     assert got == [{"p": 7}]
+    # PERCENTILE_CONT is a DOUBLE anyway, as DuckDB's
+    got = vs.query("SELECT percentile_cont(x, 0.5) AS p FROM t EMIT FINAL", {"t": t}).to_pylist()
+    assert got == [{"p": 3.0}]
 
 
 def test_explain_shows_filter_and_second_argument():

@@ -187,8 +187,9 @@ def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):
 
 
 def _check_exact_in_double(spec: AggSpec, col: Column) -> None:
-    """The quantile kernel holds values as doubles: an integer beyond 2**53 would come back
-    rounded, so such a row is an OutOfRangeError (a bad record), never a silently wrong value."""
+    """The quantile kernel holds values as doubles: an integer beyond 2**53 would come back from
+    PERCENTILE_DISC rounded, so such a row is an OutOfRangeError (a bad record), never a
+    silently wrong value."""
     v = col.values
     big = (v > 2 ** 53) | (v < -(2 ** 53))
     if col.valid is not None:
@@ -903,7 +904,9 @@ class Pipeline:
                 None if spec.arg2 is None else self.ev.column(spec.arg2, batch))
                for spec in self.plan.aggs]
         for spec, (col, _, _) in zip(self.plan.aggs, out):
-            if spec.fraction is not None and spec.arg.type.kind in ("INT64", "DECIMAL"):
+            # PERCENTILE_DISC returns an input value; PERCENTILE_CONT a DOUBLE anyway
+            if (spec.func in ("PERCENTILE_DISC", "APPROX_QUANTILE")
+                    and spec.arg.type.kind in ("INT64", "DECIMAL", "TIMESTAMP")):
                 _check_exact_in_double(spec, col)
         return out
 
