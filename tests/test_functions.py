@@ -516,3 +516,19 @@ def test_documented_example_agrees_with_duckdb(f):
     if isinstance(want, dt.datetime):
         want = int(want.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
     assert _same(got, want), (expr, got, want)
+
+
+def test_standard_spellings_extract_from_position_in_and_current_timestamp():
+    """EXTRACT(part FROM ts), POSITION(a IN b) and the bare CURRENT_TIMESTAMP parse as DuckDB's."""
+    import pyarrow as pa
+    t = pa.table({"ts": pa.array([0, 34_560_000_000, None, -86_400_000], pa.timestamp("ms")),
+                  "s": pa.array(["hello world", "xyz", None, "oo"])})
+    sql = ("SELECT EXTRACT(year FROM ts) AS y, EXTRACT(month FROM ts) AS m, "
+           "EXTRACT(dow FROM ts) AS d, POSITION('o' IN s) AS p FROM t")
+    got = vs.query(sql, {"t": t}).to_pylist()
+    con = duckdb.connect()
+    con.register("t", t)
+    ref = con.sql(sql).fetchall()
+    assert [tuple(r.values()) for r in got] == ref
+    now = vs.query("SELECT CURRENT_TIMESTAMP > ts AS later FROM t", {"t": t}).to_pylist()
+    assert [r["later"] for r in now] == [True, True, None, True]

@@ -1233,6 +1233,9 @@ class _Parser:
                 return self.case()
             if u == "INTERVAL":
                 return self.interval()
+            if u in ("CURRENT_TIMESTAMP", "NOW") and not (nxt.kind == PUNCT and nxt.value == "("):
+                self.advance()  # the SQL standard's bare CURRENT_TIMESTAMP: NOW()
+                return ast.FunctionCall("NOW", (), pos=tok.pos)
             if u in ("CAST", "TRY_CAST") and nxt.kind == PUNCT and nxt.value == "(":
                 return self.cast()
             if u == "EXISTS" and nxt.kind == PUNCT and nxt.value == "(":
@@ -1433,9 +1436,25 @@ class _Parser:
                 distinct = True
             elif self.at_kw("ALL") and not (self.peek().kind in (PUNCT, OP)):
                 self.advance()
-            args.append(self.expr())
+            if name == "POSITION":  # POSITION(needle IN text): STRPOS(text, needle)
+                needle = self.binary(_CONCAT)
+                self.expect_kw("IN", "IN after POSITION's first argument")
+                args.append(self.expr())
+                args.append(needle)
+                name = "STRPOS"
+            else:
+                args.append(self.expr())
             height = self.height
-            if name == "SUBSTRING" and self.at_kw("FROM"):
+            if name == "EXTRACT" and self.at_kw("FROM"):
+                # EXTRACT(part FROM ts): DATE_PART('part', ts) (docs/FUNCTIONS.md)
+                part = args[0]
+                if isinstance(part, ast.Column) and part.table is None:
+                    part = ast.Literal(part.name.lower(), "STRING", pos=part.pos)
+                self.advance()
+                args = [part, self.expr()]
+                height = max(height, self.height)
+                name = "DATE_PART"
+            elif name == "SUBSTRING" and self.at_kw("FROM"):
                 self.advance()
                 args.append(self.expr())
                 height = max(height, self.height)
