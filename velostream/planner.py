@@ -412,6 +412,11 @@ class _Planner:
             if not args:
                 raise self.err(e, f"{name} needs an argument")
             arg = self._bind_kernel_arg(args[0], func)
+            if func in ("MIN", "MAX") and arg.type.kind == "STRING":
+                # the ROWS window kernel compares values, and text is held as dictionary codes
+                raise UnsupportedError.at(self.sql, getattr(args[0], "pos", None),
+                                          f"{func} over strings in a ROWS window is not "
+                                          "supported yet (as an aggregate it is)")
             if func == "LAG":
                 if len(args) > 1:
                     if not isinstance(args[1], ast.Literal) or args[1].type != "INTEGER":
