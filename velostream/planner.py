@@ -339,7 +339,9 @@ class _Planner:
             self._plan_project(plan)
         # after binding: an unknown function (COUNT_IF(...) read as no aggregate) is the error
         # to report, not the EMIT clause it makes look misplaced
-        if sel.emit and not has_agg:
+        if sel.emit == "FINAL" and not has_agg:
+            # EMIT CHANGES on a per-row query changes nothing (ksqlDB writes it on every push
+            # query, docs/SQL.md §6); EMIT FINAL has no window to wait for
             raise self.err(sel, f"EMIT {sel.emit} applies to GROUP BY / aggregate queries")
         if plan.distinct and plan.shape != "project":
             raise UnsupportedError.at(self.sql, sel.pos, "SELECT DISTINCT is only supported "

@@ -1517,9 +1517,10 @@ class _Parser:
                 if buffer_rows is not None:
                     raise self.error(tok, "duplicate ROWS WINDOW BUFFER in OVER (...)")
                 self.advance()
-                if self.at_kw("BETWEEN", "UNBOUNDED", "CURRENT") or self.tok.kind == INT:
-                    raise self.unsupported(self.tok, f"only ROWS WINDOW BUFFER n ROWS frames are "
-                                                     f"supported: {shape}")
+                standard = self.standard_frame(shape)
+                if standard is not None:  # ROWS BETWEEN n PRECEDING AND CURRENT ROW
+                    buffer_rows = standard
+                    continue
                 self.expect_kw("WINDOW", "WINDOW BUFFER n ROWS after ROWS")
                 self.expect_kw("BUFFER", "BUFFER n ROWS after ROWS WINDOW")
                 n = self.tok
@@ -1567,6 +1568,34 @@ class _Parser:
         # the planner's error (planner._add_analytic)
         return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos,
                             close_pos=close.pos)
+
+    def standard_frame(self, shape: str) -> Optional[int]:
+        """After ROWS: the standard ``BETWEEN n PRECEDING AND CURRENT ROW`` (or ``n PRECEDING``),
+        which is a buffer of n + 1 rows (docs/SQL.md §6); None when ROWS WINDOW BUFFER
+        follows. Frames this engine cannot keep in bounded state are refused."""
+        if self.at_kw("WINDOW"):
+            return None
+        between = bool(self.accept_kw("BETWEEN"))
+        tok = self.tok
+        if self.at_kw("UNBOUNDED", "CURRENT"):
+            raise self.unsupported(tok, f"ROWS {'BETWEEN ' if between else ''}{tok.upper} ... "
+                                        f"frames are not supported yet: use ROWS BETWEEN n "
+                                        f"PRECEDING AND CURRENT ROW or {shape}")
+        if tok.kind != INT:
+            raise self.expected("n PRECEDING (or WINDOW BUFFER n ROWS) after ROWS")
+        n = self.advance()
+        self.expect_kw("PRECEDING", "PRECEDING after the row count")
+        if between:
+            self.expect_kw("AND", "AND CURRENT ROW")
+            if not self.at_kw("CURRENT"):
+                raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows after "
+                                                 "it have not arrived yet")
+            self.advance()
+            self.expect_kw("ROW", "ROW after CURRENT")
+        if n.value + 1 > MAX_BUFFER_ROWS:
+            raise self.error(n, f"a frame of {n.value} preceding rows keeps more than "
+                                f"{MAX_BUFFER_ROWS:,} rows per key")
+        return n.value + 1
 
     def order_item(self) -> ast.OrderItem:
         e = self.expr()
