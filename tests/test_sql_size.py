@@ -63,6 +63,12 @@ def _shapes(rng: random.Random) -> dict[str, str]:
         "in_strings": f"SELECT b FROM t WHERE b IN ({', '.join(strings)})",
         "or_chain": "SELECT a FROM t WHERE " + " OR ".join(f"a = {rng.randint(-30, 50)}"
                                                            for _ in range(2000)),
+        # not one column and one constant type: stays a chain of comparisons
+        "or_mixed": "SELECT a, b FROM t WHERE " + " OR ".join(
+            rng.choice([f"a = {rng.randint(-30, 50)}", f"b = 's{rng.randint(0, 45)}'", "a = NULL",
+                        f"{rng.randint(-30, 50)} = a", "a = 2.0"]) for _ in range(400)),
+        "in_with_null": "SELECT a FROM t WHERE a NOT IN (" + ", ".join(
+            ["NULL"] + [str(i) for i in range(100)]) + ") OR a IS NULL",
         "and_chain": "SELECT a, b FROM t WHERE " + " AND ".join(f"a != {i}" for i in range(0, 2000, 7)),
         "select_columns": "SELECT " + ", ".join(rng.choice(["a", "b", "A", "t.a"]) for _ in range(600))
                           + " FROM t",
