@@ -532,3 +532,18 @@ def test_standard_spellings_extract_from_position_in_and_current_timestamp():
     assert [tuple(r.values()) for r in got] == ref
     now = vs.query("SELECT CURRENT_TIMESTAMP > ts AS later FROM t", {"t": t}).to_pylist()
     assert [r["later"] for r in now] == [True, True, None, True]
+
+
+def test_json_arrow_operators_are_the_extract_functions():
+    """j -> path is JSON_EXTRACT, j ->> path JSON_EXTRACT_STRING, as in DuckDB."""
+    import pyarrow as pa
+    t = pa.table({"j": pa.array(['{"a": {"b": [1, "x"]}, "c": "é"}', '{"a": 2}', None,
+                                 '{"a": {"b": []}}'])})
+    sql = ("SELECT j -> '$.a.b' AS e, j ->> '$.a.b[1]' AS s, j->>'$.a' AS a, "
+           "j ->> '$.c' || '!' AS c FROM t")
+    got = [tuple(r.values()) for r in vs.query(sql, {"t": t}).to_pylist()]
+    con = duckdb.connect()
+    con.register("t", t)
+    assert got == con.sql(sql).fetchall()
+    assert vs.query("SELECT 5-3 AS d, 5 - -3 AS e FROM t", {"t": t}).to_pylist()[0] == \
+        {"d": 2, "e": 8}

@@ -33,7 +33,7 @@ INT = "INT"            # value: int (0 <= value <= 2**63)
 FLOAT = "FLOAT"        # value: float (1e999 is inf, as in DuckDB)
 DURATION = "DURATION"  # 500ms, 30s, 1m, 2h, 1d; value: milliseconds
 STRING = "STRING"      # 'single-quoted'; value: the text, '' unescaped
-OP = "OP"              # + - * / % || = != < <= > >= ; value: the operator ('<>' -> '!=', '==' -> '=')
+OP = "OP"              # + - * / % || -> ->> = != < <= > >= ; value: the operator ('<>' -> '!=', '==' -> '=')
 PUNCT = "PUNCT"        # ( ) , . ; ::
 EOF = "EOF"
 
@@ -55,7 +55,7 @@ _MASTER = re.compile(r"""\s*(?:
   | (?P<qident>"[^"]*(?:""[^"]*)*")
   | (?P<unterminated>['"])
   | (?P<punct2>::)
-  | (?P<op><>|!=|<=|>=|==|\|\||[-+*/%<>=])
+  | (?P<op>->>|->|<>|!=|<=|>=|==|\|\||[-+*/%<>=])
   | (?P<punct>[(),.;])
   | (?P<other>\S)
 )""", re.VERBOSE | re.IGNORECASE | re.DOTALL)

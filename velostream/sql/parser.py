@@ -1007,7 +1007,10 @@ class _Parser:
             links = self.chained(links, tok)
             self.advance()
             if k == OP:
-                left = ast.BinaryOp(tok.value, left, self.binary(prec + 1), pos=left.pos)
+                right = self.binary(prec + 1)
+                fn = _JSON_OPS.get(tok.value)
+                left = (ast.FunctionCall(fn, (left, right), pos=left.pos) if fn is not None
+                        else ast.BinaryOp(tok.value, left, right, pos=left.pos))
             else:
                 left = self._comparison_word(tok, left)
             height = (height if height > self.height else self.height) + 1
@@ -1661,10 +1664,12 @@ _OPERAND_KINDS = (INT, FLOAT, STRING, QIDENT, DURATION)
 
 # Precedence of the binary operators for _Parser.binary, loosest first (the module docstring):
 # OR < AND < NOT (prefix) < comparison (= != < <= > >= IS IN BETWEEN LIKE ILIKE, and NOT before
-# IN / BETWEEN / LIKE / ILIKE) < || < + - < * / %; 0: not a binary operator.
+# IN / BETWEEN / LIKE / ILIKE) < || -> ->> < + - < * / %; 0: not a binary operator.
 _OR, _AND, _NOT, _CMP, _CONCAT, _ADD, _MUL = 1, 2, 3, 4, 5, 6, 7
 _OP_PREC = {"=": _CMP, "!=": _CMP, "<": _CMP, "<=": _CMP, ">": _CMP, ">=": _CMP, "||": _CONCAT,
-            "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL}
+            "->": _CONCAT, "->>": _CONCAT, "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL}
+# JSON's operators are calls (docs/FUNCTIONS.md): j -> '$.a' is JSON_EXTRACT, ->> the text
+_JSON_OPS = {"->": "JSON_EXTRACT", "->>": "JSON_EXTRACT_STRING"}
 _WORD_PREC = {"OR": _OR, "AND": _AND, "IS": _CMP, "IN": _CMP, "BETWEEN": _CMP, "LIKE": _CMP,
               "ILIKE": _CMP, "NOT": _CMP}
 
