@@ -229,6 +229,7 @@ cdef class StringAgg(Aggregate):
     cdef vector[vector[int64_t]] codes
     cdef vector[vector[int64_t]] seqs
     cdef object _join(self, object slots, object lengths)
+    cdef object _codes(self, object text)
 
 
 cdef class Median(Aggregate):

@@ -2793,15 +2793,15 @@ cdef class StringAgg(Aggregate):
         Aggregate.merge(self, dst_slots, other, src_slots)
 
     cdef object _join(self, object slots, object lengths):
-        """Codes (int64) of the first ``lengths[i]`` values of ``slots[i]`` joined, and validity:
-        a gather of codes (nogil), then pyarrow's list join, then the dictionary."""
+        """The first ``lengths[i]`` values of ``slots[i]`` joined, as a pa.string() array (NULL
+        where the length is 0): a gather of codes (nogil), then pyarrow's list join."""
         import pyarrow as pa
         import pyarrow.compute as pc
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)
         ok = lengths > 0
-        out = np.zeros(len(lengths), dtype=np.int64)
+        n = len(lengths)
         if not ok.any():
-            return out, ok
+            return pa.nulls(n, pa.string())
         rows = np.flatnonzero(ok)
         sl = np.ascontiguousarray(np.asarray(slots)[rows], dtype=np.int32)
         lens = lengths[rows]
@@ -2823,23 +2823,47 @@ cdef class StringAgg(Aggregate):
         texts = self.strings.decode(flat.astype(np.int32))
         joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
                                                               texts), self.separator)
-        codes, _ = self.strings.encode_arrow(joined.cast(pa.string()))
-        out[rows] = codes
-        return out, ok
+        joined = joined.cast(pa.string())
+        if len(rows) == n:
+            return joined
+        # back to one entry per row, NULL for the empty ones: take with a null index
+        index = np.full(n, -1, dtype=np.int64)
+        index[rows] = np.arange(len(rows))
+        return joined.take(pa.array(index, mask=~ok))
 
-    def result(self, slots):
-        """Current joined strings of ``slots`` as ``(int64 codes, valid as bool)``."""
+    def result_text(self, slots):
+        """Current joined strings of ``slots`` as a pa.string() array (NULL for an empty slot),
+        without adding them to the dictionary: the way a pipeline emits them, so that results
+        do not grow the job's dictionary."""
         lengths, ok = Aggregate.result(self, slots)
         return self._join(slots, np.where(ok, lengths, 0))
 
-    def update_emit(self, slots, values, valid, out_values, out_valid, seq=None):
-        """``update``, also writing each row's joined string right after it (EMIT CHANGES)."""
-        if out_values is None or out_valid is None:
-            raise TypeError("update_emit needs out_values and out_valid arrays")
+    def update_emit_text(self, slots, values, valid, seq=None):
+        """``update``, returning each row's joined string right after it (EMIT CHANGES) as a
+        pa.string() array, outside the dictionary (see ``result_text``)."""
         lengths = np.empty(len(slots), dtype=np.int64)
         ok = np.empty(len(slots), dtype=np.uint8)
         self._run(slots, values, valid, seq, lengths, ok)
-        codes, good = self._join(slots, np.where(ok.view(np.bool_), lengths, 0))
+        return self._join(slots, np.where(ok.view(np.bool_), lengths, 0))
+
+    cdef object _codes(self, object text):
+        codes, valid = self.strings.encode_arrow(text)
+        codes = codes.astype(np.int64)
+        ok = np.ones(len(codes), dtype=np.bool_) if valid is None else np.asarray(valid)
+        codes[~ok] = 0
+        return codes, ok
+
+    def result(self, slots):
+        """Current joined strings of ``slots`` as ``(int64 codes, valid as bool)`` (the joined
+        strings are added to the dictionary; ``result_text`` does not)."""
+        return self._codes(self.result_text(slots))
+
+    def update_emit(self, slots, values, valid, out_values, out_valid, seq=None):
+        """``update``, also writing each row's joined string right after it (EMIT CHANGES), as
+        codes of the dictionary (``update_emit_text`` gives them as text)."""
+        if out_values is None or out_valid is None:
+            raise TypeError("update_emit needs out_values and out_valid arrays")
+        codes, good = self._codes(self.update_emit_text(slots, values, valid, seq))
         out_values[:] = codes
         _as_u8(out_valid)[:] = good
 

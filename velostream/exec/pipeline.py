@@ -18,7 +18,7 @@ from .._core.aggregate import update_all
 from .._core.group_table import GroupTable
 from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
-from ..errors import OutOfRangeError
+from ..errors import OutOfRangeError, RowError
 from ..planner import AggSpec, Plan
 from .expressions import Evaluator, render
 
@@ -302,7 +302,7 @@ class Pipeline:
             self._state_changed = False
             try:
                 return self._process(batch)
-            except OutOfRangeError as err:
+            except RowError as err:
                 if self._state_changed:  # not an input row's own failure (e.g. a SUM's total)
                     err.rows = None
                 rows = err.rows
@@ -318,7 +318,7 @@ class Pipeline:
             keep = self.ev.mask(plan.where, batch)
             try:
                 return self._process_kept(batch.filter(keep))
-            except OutOfRangeError as err:
+            except RowError as err:
                 if err.rows is not None and not self._state_changed:  # rows of the whole batch
                     rows = np.zeros(batch.length, dtype=bool)
                     rows[keep] = err.rows
@@ -884,6 +884,10 @@ class Pipeline:
             return []
         for spec, agg, col in zip(plan.aggs, self.aggs, argcols):
             vals, valid = self._agg_input(spec, batch, rows, col)
+            if spec.func == "STRING_AGG":  # new text: emitted as Arrow, not added to the dictionary
+                cols[spec.name] = Column(spec.result_type, strings=self.strings,
+                                         arrow=agg.update_emit_text(slots, vals, valid, seq))
+                continue
             out = np.empty(m, dtype=agg.result_dtype)
             out_ok = np.empty(m, dtype=np.uint8)
             agg.update_emit(slots, vals, valid, out, out_ok, seq)
@@ -978,14 +982,21 @@ class Pipeline:
         for i, c in enumerate(self.codec.decode(words, self.strings)):
             cols[f"__k{i}"] = c
         for spec, agg in zip(plan.aggs, self.aggs):
-            v, ok = agg.result(slots)
-            cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
-                                            self.strings)
+            cols[spec.name] = self._agg_result(spec, agg, slots)
         if self.windowed:
             wstart = np.ascontiguousarray(words[:, -1])
             cols["_WINDOW_START"] = Column(_INT, wstart)
             cols["_WINDOW_END"] = cols[END_COL] = Column(_INT, wstart + plan.window.size_ms)
         return self._project_group_rows(cols, n)
+
+    def _agg_result(self, spec: AggSpec, agg, slots: np.ndarray) -> Column:
+        """An aggregate's current values of ``slots`` as an output column. STRING_AGG's joined
+        text stays Arrow: interning every result would grow the job's append-only dictionary
+        with each emitted row."""
+        if spec.func == "STRING_AGG":
+            return Column(spec.result_type, arrow=agg.result_text(slots), strings=self.strings)
+        v, ok = agg.result(slots)
+        return finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec), self.strings)
 
     def _global_slot(self) -> np.ndarray:
         slots = np.empty(1, dtype=np.int32)
@@ -1012,6 +1023,8 @@ class Pipeline:
         changes = plan.emit == "CHANGES"
         outs = [(np.empty(n, dtype=a.result_dtype), np.zeros(n, dtype=np.uint8)) for a in self.aggs] \
             if changes else None
+        # STRING_AGG's change rows as Arrow text, one piece per segment (see _agg_result)
+        texts = {j: [] for j, spec in enumerate(plan.aggs) if spec.func == "STRING_AGG"}
 
         def aggregate(lo: int, hi: int) -> None:
             if hi <= lo:
@@ -1022,7 +1035,9 @@ class Pipeline:
             for j, ((vals, valid), a) in enumerate(zip(inputs, self.aggs)):
                 v = None if vals is None else vals[lo:hi]
                 ok = None if valid is None else valid[lo:hi]
-                if changes:
+                if changes and j in texts:
+                    texts[j].append(a.update_emit_text(s, v, ok))
+                elif changes:
                     a.update_emit(s, v, ok, outs[j][0][lo:hi], outs[j][1][lo:hi])
                 else:
                     a.update(s, v, ok)
@@ -1055,7 +1070,14 @@ class Pipeline:
         cols: dict[str, Column] = {}
         for i, c in enumerate(keycols):
             cols[f"__k{i}"] = c if rows is None else c.take(rows)
-        for spec, (v, ok) in zip(plan.aggs, outs):
+        for j, (spec, (v, ok)) in enumerate(zip(plan.aggs, outs)):
+            if j in texts:
+                import pyarrow as pa
+                text = pa.concat_arrays(texts[j]) if texts[j] else pa.nulls(n, pa.string())
+                if rows is not None:
+                    text = text.take(pa.array(rows))
+                cols[spec.name] = Column(spec.result_type, arrow=text, strings=self.strings)
+                continue
             if rows is not None:
                 v, ok = v[rows], ok[rows]
             cols[spec.name] = finish_values(v, ok.view(bool), spec.result_type, spec.unscale,
@@ -1077,9 +1099,7 @@ class Pipeline:
             for i, c in enumerate(self.codec.decode(words, self.strings)):
                 cols[f"__k{i}"] = c
             for spec, agg in zip(self.plan.aggs, self.aggs):
-                v, ok = agg.result(sids)
-                cols[spec.name] = finish_values(v, ok, spec.result_type, spec.unscale, _scale(spec),
-                                                self.strings)
+                cols[spec.name] = self._agg_result(spec, agg, sids)
             cols["_WINDOW_START"] = Column(_INT, np.asarray(starts, dtype=np.int64))
             cols["_WINDOW_END"] = cols[END_COL] = Column(_INT, np.asarray(ends, dtype=np.int64))
             out = self._project_group_rows(cols, len(sids))
