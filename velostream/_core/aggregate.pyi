@@ -5,7 +5,7 @@ hold one slot per row; a slot < 0 skips the row. ``valid`` masks are bool or uin
 valid). Inputs may be read-only; every array must be C-contiguous.
 """
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -171,3 +171,8 @@ class StringAgg(Aggregate):
     def __init__(self, strings: Any, separator: str = ",") -> None: ...
     @property
     def sep(self) -> str: ...
+    def result_text(self, slots: _Slots) -> Any:
+        """The joined strings as a pa.string() array, not added to ``strings``."""
+    def update_emit_text(self, slots: _Slots, values: np.ndarray,
+                         valid: Optional[np.ndarray], seq: Optional[np.ndarray] = None) -> Any:
+        """``update``, returning each row's joined string right after it as a pa.string() array."""
