@@ -10,8 +10,9 @@ from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, Velost
 from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
                    RetryWithBackoff, SendToDLQ)
 from .result import Result
+from .udf import udf
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
            "MemoryWriter", "Result", "RetryWithBackoff", "SchemaMismatch", "SendToDLQ", "SqlError",
-           "UnsupportedError", "VelostreamError", "explain", "query", "__version__"]
+           "UnsupportedError", "VelostreamError", "explain", "query", "udf", "__version__"]

@@ -57,7 +57,21 @@ class UnsupportedError(SqlError):
     """Valid SQL that this version of the engine does not execute yet (never a silent wrong answer)."""
 
 
-class OutOfRangeError(VelostreamError, OverflowError):
+class RowError(VelostreamError):
+    """Evaluating some rows of a batch failed (``rows``: a bool mask of them, or None when no row
+    alone caused it). A job told to go on sends just those rows to the dead-letter output as bad
+    records (docs/SQL.md §7); elsewhere the error is raised."""
+
+    def __init__(self, message: str, rows=None):
+        super().__init__(message)
+        self.rows = rows
+
+
+class UserFunctionError(RowError):
+    """A Python function registered with ``vs.udf`` raised on some rows (named in the message)."""
+
+
+class OutOfRangeError(RowError, OverflowError):
     """A value does not fit its type: BIGINT ``+ - *``, unary minus, ABS or SUM that overflow int64,
     or a CAST out of range (DuckDB's "Out of Range Error"; docs/SQL.md §2). Never a wrapped value.
 
@@ -72,10 +86,6 @@ class OutOfRangeError(VelostreamError, OverflowError):
     ...
     velostream.errors.OutOfRangeError: Out of Range Error: Overflow in addition of INT64 (4611686018427387904 + 4611686018427387904)
     """
-
-    def __init__(self, message: str, rows=None):
-        super().__init__(message)
-        self.rows = rows
 
 
 class SchemaMismatch(VelostreamError, TypeError):

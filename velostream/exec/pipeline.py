@@ -18,7 +18,7 @@ from .._core.aggregate import update_all
 from .._core.group_table import GroupTable
 from .._core.window import order_by_end, tumbling_starts
 from ..batch import Batch, Column, SqlType, StringDict
-from ..errors import OutOfRangeError
+from ..errors import OutOfRangeError, RowError
 from ..planner import AggSpec, Plan
 from .expressions import Evaluator, render
 
@@ -302,7 +302,7 @@ class Pipeline:
             self._state_changed = False
             try:
                 return self._process(batch)
-            except OutOfRangeError as err:
+            except RowError as err:
                 if self._state_changed:  # not an input row's own failure (e.g. a SUM's total)
                     err.rows = None
                 rows = err.rows
@@ -318,7 +318,7 @@ class Pipeline:
             keep = self.ev.mask(plan.where, batch)
             try:
                 return self._process_kept(batch.filter(keep))
-            except OutOfRangeError as err:
+            except RowError as err:
                 if err.rows is not None and not self._state_changed:  # rows of the whole batch
                     rows = np.zeros(batch.length, dtype=bool)
                     rows[keep] = err.rows

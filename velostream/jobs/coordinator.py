@@ -36,7 +36,7 @@ import pyarrow as pa
 from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
-from ..errors import JobError, OutOfRangeError, SqlError, VelostreamError
+from ..errors import JobError, RowError, SqlError, VelostreamError
 from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
 from ..exec.push_fast import step_for
 from ..io.base import Reject
@@ -808,7 +808,7 @@ class Job:
         while batch.length:
             try:
                 return batch, router.split(batch)
-            except OutOfRangeError as err:
+            except RowError as err:
                 rows = err.rows
                 if not self.engine.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
                     raise

@@ -37,7 +37,7 @@ REQUIRED = {"kafka_source": ("topic", "bootstrap.servers"), "file_source": ("pat
             "kafka_sink": ("topic", "bootstrap.servers"), "file_sink": ("path",), "stdout": ()}
 JOB_KEYS = ("allowed.lateness", "partitioning.strategy", "failure.strategy", "commit.interval.ms",
             "dead.letter.path", "dead.letter.topic", "dead.letter.bootstrap.servers",
-            "fault.tolerance", "checkpoint.dir", "checkpoint.replay.max.ms")
+            "fault.tolerance", "checkpoint.dir", "checkpoint.replay.max.ms", "udf.modules")
 
 
 @dataclass
@@ -106,6 +106,14 @@ class JobSpec:
     @classmethod
     def from_sql(cls, sql: str, env: Optional[Mapping[str, str]] = None) -> "JobSpec":
         statements = parse_script(sql, env)
+        for stmt in statements:  # Python functions first: planning the job may call them
+            modules = stmt.props.get("udf.modules")
+            if modules:
+                from ..udf import load_modules
+                try:
+                    load_modules(modules)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
         if needs_graph(statements):
             return cls._pipeline(statements)
         stmt = statements[0]

@@ -1,0 +1,170 @@
+"""Scalar functions written in Python (docs/FUNCTIONS.md, "Python functions").
+
+``vs.udf("name", fn, returns="DOUBLE")`` makes ``NAME(...)`` callable from SQL in ``vs.query``,
+``vs.Engine`` and job files (``'udf.modules' = 'my_pkg.functions'`` imports modules that register
+their functions). ``fn`` is called once per batch with one Arrow array per argument (TEXT as
+strings, TIMESTAMP as ``timestamp[ms]``, constants broadcast) and returns an Arrow array (or
+anything ``pyarrow.array`` takes) of the same length, cast to ``returns``.
+
+An exception inside ``fn`` is a bad record, not a dead job: the batch's rows are tried one by one
+(only then) to find the rows it fails on; those go to the job's failure strategy with the
+function's name (``UserFunctionError``), the others keep their values.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from .batch import arrow_type_of
+from .errors import SqlError, UserFunctionError
+from .exec import expressions as X
+from .exec import functions as F
+from .sql import ast
+
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    name: str
+    fn: Callable
+    returns: object  # SqlType
+
+
+_REGISTRY: dict[str, PythonFunction] = {}
+
+
+def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
+    """Register ``fn`` as the scalar SQL function ``name`` (case-insensitive) returning
+    ``returns`` (a SQL type name: BIGINT, DOUBLE, VARCHAR, BOOLEAN, TIMESTAMP, DECIMAL(p, s)).
+
+    >>> import velostream as vs, pyarrow.compute as pc
+    >>> _ = vs.udf("double_it", lambda x: pc.multiply(x, 2), returns="BIGINT")
+    >>> vs.query("SELECT double_it(x) AS y FROM t", {"t": {"x": [1, 2, None]}}).to_pylist()
+    [{'y': 2}, {'y': 4}, {'y': None}]
+    """
+    key = name.upper()
+    if not key.replace("_", "").isalnum() or key[0].isdigit():
+        raise ValueError(f"not a function name: {name!r}")
+    builtin = F.TABLE.get(key)
+    if builtin is not None and key not in _REGISTRY:
+        raise ValueError(f"{key} is a built-in function; give the Python function another name")
+    t = _type(returns)
+    entry = PythonFunction(key, fn, t)
+    with _LOCK:
+        _REGISTRY[key] = entry
+        F.TABLE[key] = F.Function(key, f"{key}(...) -> {returns}", "a Python function (vs.udf)",
+                                  "", None, bind=_binder(entry), evaluate=_evaluate,
+                                  group="Python")
+        X._OPS[key] = _evaluate
+    return fn
+
+
+def load_modules(names: str) -> None:
+    """``'udf.modules' = 'a.b, c'``: import each module (it registers its functions)."""
+    for mod in (m.strip() for m in names.split(",")):
+        if mod:
+            try:
+                importlib.import_module(mod)
+            except ImportError as exc:
+                raise ValueError(f"udf.modules: cannot import {mod!r}: {exc}") from None
+
+
+def _type(returns: str):
+    from .sql.parser import TYPE_NAMES, _Parser
+    p = _Parser(str(returns))
+    try:
+        tn = p.type_name()
+    except SqlError:
+        raise ValueError(f"returns={returns!r} is not a SQL type (one of "
+                         f"{', '.join(sorted(set(TYPE_NAMES.values())))})") from None
+    return X._cast_type(tn if isinstance(tn, ast.TypeName) else tn)
+
+
+def _binder(entry: PythonFunction):
+    def bind(c: F.Call):
+        return X.BCall(entry.returns, entry.name, tuple(c.args))
+    return bind
+
+
+def _arrow(ev, b, val, n: int) -> pa.Array:
+    """An argument's value as an Arrow array of the batch's length."""
+    t = b.type
+    if t.kind == "STRING":
+        return ev.to_arrow_strings(val, n)
+    v, ok = val.v, X._norm_valid(val.ok)
+    if np.ndim(v) == 0:
+        if ok is False or v is None:
+            return pa.nulls(n, arrow_type_of(t) if t.kind != "NULL" else pa.null())
+        v = np.full(n, v)
+    mask = None if ok is None or ok is True else ~np.asarray(ok, dtype=bool)
+    if t.kind == "TIMESTAMP":
+        return pa.array(np.asarray(v, dtype=np.int64), pa.int64(), mask=mask).cast(
+            pa.timestamp("ms"))
+    if t.kind == "DECIMAL":
+        from .batch import _scaled_to_decimal
+        return _scaled_to_decimal(np.asarray(v, dtype=np.int64), mask, t)
+    if t.kind == "NULL":
+        return pa.nulls(n)
+    return pa.array(v, arrow_type_of(t), mask=mask)
+
+
+def _result(ev, entry: PythonFunction, out, n: int) -> X.Val:
+    arr = out if isinstance(out, (pa.Array, pa.ChunkedArray)) else pa.array(out)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) != n:
+        raise UserFunctionError(f"Python function {entry.name} returned {len(arr)} values for "
+                                f"{n} rows", rows=np.ones(n, dtype=bool))
+    t = entry.returns
+    if t.kind == "STRING":
+        return ev.from_arrow_strings(arr.cast(pa.string()))
+    target = pa.timestamp("ms") if t.kind == "TIMESTAMP" else arrow_type_of(t)
+    try:
+        arr = arr.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise UserFunctionError(f"Python function {entry.name} returned {arr.type}, not "
+                                f"{t}: {exc}", rows=np.ones(n, dtype=bool)) from None
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+    if t.kind == "TIMESTAMP":
+        arr = arr.cast(pa.int64())
+    if t.kind == "DECIMAL":
+        from .batch import _decimal_to_scaled
+        values = _decimal_to_scaled(arr, t.scale)
+    else:
+        values = arr.fill_null(0 if t.kind != "BOOL" else False).to_numpy(zero_copy_only=False)
+    return X.Val(values, valid, t)
+
+
+def _evaluate(ev, b, batch) -> X.Val:
+    entry = _REGISTRY[b.fn]
+    n = batch.length
+    args = [_arrow(ev, a, ev.eval(a, batch), n) for a in b.args]
+    try:
+        out = entry.fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the user's code: its failing rows are bad records
+        raise _failing_rows(entry, args, n, exc) from exc
+    return _result(ev, entry, out, n)
+
+
+def _failing_rows(entry: PythonFunction, args: list, n: int, first: Exception):
+    """The function raised on the batch: find the rows it raises on alone (one call per row,
+    only on this path) and name the first failure."""
+    rows = np.zeros(n, dtype=bool)
+    message = None
+    for i in range(n):
+        try:
+            entry.fn(*[a.slice(i, 1) for a in args])
+        except Exception as exc:  # noqa: BLE001
+            rows[i] = True
+            if message is None:
+                message = f"{type(exc).__name__}: {exc}"
+    if not rows.any():  # fails on the whole batch only: every row is its bad record
+        rows[:] = True
+        message = f"{type(first).__name__}: {first}"
+    return UserFunctionError(f"Python function {entry.name} raised {message}", rows=rows)
