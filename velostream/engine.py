@@ -369,19 +369,25 @@ class Engine:
 
     def _limit(self, batches: list[pa.RecordBatch]) -> Result:
         """LIMIT over the output rows in emission order, then the counters."""
+        out = [conform(rb, self.out_schema) if self._cast_out else rb
+               for rb in self._within_limit(batches)]
+        return Result(self.out_schema, out)
+
+    def _within_limit(self, batches: list) -> list:
+        """The rows (Arrow or engine batches) LIMIT lets out, in emission order, counted."""
         out = []
-        for rb in batches:
+        for b in batches:
             if self.plan.limit is not None:
                 room = self.plan.limit - self._emitted
                 if room <= 0:
                     break
-                if rb.num_rows > room:
-                    rb = rb.slice(0, room)
-            if rb.num_rows:
-                self._emitted += rb.num_rows
-                out.append(conform(rb, self.out_schema) if self._cast_out else rb)
-        self.stats["records_out"] += sum(r.num_rows for r in out)
-        return Result(self.out_schema, out)
+                if len(b) > room:
+                    b = b.slice(0, room)
+            if len(b):
+                self._emitted += len(b)
+                out.append(b)
+        self.stats["records_out"] += sum(len(b) for b in out)
+        return out
 
     def _limit_free(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
         """Output rows already through ``finish_rows`` (DISTINCT, LIMIT, counters) in the output
@@ -455,19 +461,7 @@ class Engine:
         batches = [b for b in batches if b.length]
         if self.plan.distinct:
             batches = [b.take(self._first_occurrences(b)) for b in batches]
-        out = []
-        for b in batches:
-            if self.plan.limit is not None:
-                room = self.plan.limit - self._emitted
-                if room <= 0:
-                    break
-                if b.length > room:
-                    b = b.slice(0, room)
-            if b.length:
-                self._emitted += b.length
-                out.append(b)
-        self.stats["records_out"] += sum(b.length for b in out)
-        return out
+        return self._within_limit(batches)
 
     def flush_rows(self) -> list[Batch]:
         if self.plan is None:

@@ -127,14 +127,7 @@ class FanOutWriter:
             w.rollback()
 
     def close(self) -> None:
-        errors = []
-        for w in self._all():
-            try:
-                w.close()
-            except Exception as exc:  # noqa: BLE001 - every writer is closed; the first error raised
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        _close_all(self._all())
 
 
 class MergedReader:
@@ -199,14 +192,7 @@ class MergedReader:
         return out
 
     def close(self) -> None:
-        errors = []
-        for r in self.readers.values():
-            try:
-                r.close()
-            except Exception as exc:  # noqa: BLE001 - every reader is closed; the first error raised
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        _close_all(self.readers.values())
 
 
 def _first_time(rb: pa.RecordBatch) -> int:
@@ -217,3 +203,15 @@ def _first_time(rb: pa.RecordBatch) -> int:
         col = col.cast(pa.timestamp("ms")).cast(pa.int64())
     v = col[0].as_py()
     return -2 ** 63 if v is None else int(v)
+
+
+def _close_all(connectors) -> None:
+    """Close every one of ``connectors``, then raise the first error if any failed."""
+    errors = []
+    for c in connectors:
+        try:
+            c.close()
+        except Exception as exc:  # noqa: BLE001 - the others are closed all the same
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -35,6 +35,28 @@ class Operator(Protocol):
         """Continue from ``snapshot``'s state (a fresh operator of the same graph)."""
 
 
+class HoldsRows:
+    """An operator that holds rows until something completes them (the end of a step, a
+    window's close, the other input's schema): the held batches and the watermark are its
+    state."""
+
+    def __init__(self) -> None:
+        self.watermark = INT64_MIN
+        self._held: list[pa.RecordBatch] = []
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        if batch.num_rows:
+            self._held.append(batch)
+        return []
+
+    def snapshot(self):
+        return {"held": list(self._held), "watermark": self.watermark}
+
+    def restore(self, state) -> None:
+        self._held = list(state["held"])
+        self.watermark = state["watermark"]
+
+
 class RelationSchema(dict):
     """Column name -> SqlType of a relation, as the planner reads a source's schema, with the
     columns ``SELECT *`` skips (``hidden``: the derived event time)."""

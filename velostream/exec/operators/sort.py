@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .base import EVENT_TIME, INT64_MIN, sort_indices
+from .base import EVENT_TIME, HoldsRows, sort_indices
 
 
-class SortEmission:
+class SortEmission(HoldsRows):
     def __init__(self, keys: list[tuple[str, bool]], by_window: bool):
+        super().__init__()
         self.keys = keys            # (output column, descending)
         self.by_window = by_window  # the input is a window's rows: each window sorted apart
-        self.watermark = INT64_MIN
-        self._held: list[pa.RecordBatch] = []
-
-    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
-        if batch.num_rows:
-            self._held.append(batch)
-        return []
 
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         self.watermark = max(self.watermark, watermark)
@@ -40,13 +34,6 @@ class SortEmission:
         keys += [(name, "descending" if desc else "ascending") for name, desc in self.keys]
         order = sort_indices(table, keys)
         return table.take(order).combine_chunks().to_batches()
-
-    def snapshot(self):
-        return {"held": list(self._held), "watermark": self.watermark}
-
-    def restore(self, state) -> None:
-        self._held = list(state["held"])
-        self.watermark = state["watermark"]
 
     def describe(self) -> str:
         keys = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in self.keys)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import EVENT_TIME, INT64_MIN, sort_indices
+from .base import EVENT_TIME, INT64_MIN, HoldsRows, sort_indices
 
 
 def group_codes(table: pa.Table, names: list[str]) -> np.ndarray:
@@ -50,22 +50,16 @@ def with_column_at(batch: pa.RecordBatch, pos: int, name: str, values: pa.Array)
     return pa.RecordBatch.from_arrays(cols, names=names)
 
 
-class WindowTopN:
+class WindowTopN(HoldsRows):
     def __init__(self, partition: list[str], order: list[tuple[str, bool]], limit: int,
                  rn_name: str, rn_pos: int, changes_key: Optional[list[str]]):
+        super().__init__()
         self.partition = partition      # PARTITION BY columns (the window's among them)
         self.order = order              # (column, descending)
         self.limit = limit              # N
         self.rn_name = rn_name
         self.rn_pos = rn_pos
         self.changes_key = changes_key  # the input's group columns when it emits changes
-        self.watermark = INT64_MIN
-        self._held: list[pa.RecordBatch] = []
-
-    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
-        if batch.num_rows:
-            self._held.append(batch)
-        return []
 
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         self.watermark = max(self.watermark, watermark)
@@ -106,13 +100,6 @@ class WindowTopN:
         if not batch:
             return []
         return [with_column_at(batch[0], self.rn_pos, self.rn_name, rn)]
-
-    def snapshot(self):
-        return {"held": list(self._held), "watermark": self.watermark}
-
-    def restore(self, state) -> None:
-        self._held = list(state["held"])
-        self.watermark = state["watermark"]
 
     def describe(self) -> str:
         order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in self.order)

@@ -13,17 +13,16 @@ import pyarrow as pa
 from ...batch import arrow_type_of, type_of_arrow
 from ...errors import SqlError
 from ..expressions import _common_type
-from .base import EVENT_TIME, INT64_MIN
+from .base import EVENT_TIME, HoldsRows
 
 
-class UnionAll:
+class UnionAll(HoldsRows):
     def __init__(self, sql: str, positions: list, n_inputs: int):
         self.sql = sql
         self.positions = positions  # each input SELECT's (line, column), for errors
         self.n_inputs = n_inputs
         self.schema: Optional[pa.Schema] = None
-        self.watermark = INT64_MIN
-        self._held: list[tuple[int, pa.RecordBatch]] = []
+        super().__init__()  # its held rows: (port, batch) until every input's schema is known
 
     def bind(self, schemas: list[pa.Schema], hidden: list[tuple]) -> pa.Schema:
         """The output schema from the inputs' (each None while unknown: then rows are held).
@@ -89,13 +88,6 @@ class UnionAll:
             raise SqlError.at(self.sql, self.positions[0], "UNION ALL: an input gave no rows and "
                               "no schema, so the union's column types are unknown")
         return []
-
-    def snapshot(self):
-        return {"held": list(self._held), "watermark": self.watermark}
-
-    def restore(self, state) -> None:
-        self._held = list(state["held"])
-        self.watermark = state["watermark"]
 
     def describe(self) -> str:
         return f"UnionAll: {self.n_inputs} inputs, watermark = the smallest of theirs"
