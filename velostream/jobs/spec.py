@@ -1,6 +1,7 @@
 """Job files: a ``CREATE STREAM|TABLE name AS SELECT ... WITH (...)`` statement that names its
 source and sink and configures both, or several statements forming a pipeline (docs/SQL.md §8:
-one source; the result relation's sink, and a sink for every other relation with sink properties).
+its sources, the result relation's sink, and a sink for every other relation with sink
+properties).
 
 Properties prefixed by a connector's name configure that connector (the prefix is removed)::
 
@@ -141,9 +142,10 @@ class JobSpec:
 
     @classmethod
     def _pipeline(cls, statements: list) -> "JobSpec":
-        """A job file of several statements (docs/SQL.md §8): its one source, the result
-        relation's sink (stdout for a final plain SELECT), and a sink for each other relation
-        whose name has sink properties (``side_sinks``)."""
+        """A job file of several statements (docs/SQL.md §8): its sources (the first is
+        ``source``, the others ``other_sources``), the result relation's sink (stdout for a final
+        plain SELECT), and a sink for each other relation whose name has sink properties
+        (``side_sinks``)."""
         from ..exec.graph import Dataflow
         sql = statements[0].sql
         flow = Dataflow(statements, sql)
