@@ -210,3 +210,38 @@ def test_a_deleted_key_has_no_row_from_its_deletion_on():
     eng.push("inst", {"k": ["zz"], "sector": ["-"], "_TIMESTAMP": [1000], "_DELETED": [False]})
     out = eng.push("trades", {"k": ["a", "a"], "v": [1, 2], "_TIMESTAMP": [50, 150]}).to_pylist()
     assert out == [{"v": 1, "sector": "x"}, {"v": 2, "sector": None}]
+
+
+@pytest.mark.parametrize("versions_per_key", [3, 60])
+def test_temporal_join_with_few_or_many_versions_per_key(versions_per_key):
+    """Both lookups: a pass per version rank (few versions a key) and a binary search (many)."""
+    rng = np.random.default_rng(versions_per_key)
+    keys = ["a", "b", "c"]
+    n = versions_per_key * len(keys)
+    vt = np.sort(rng.integers(0, 600_000, n)).astype(np.int64)
+    inst = pa.table({"k": pa.array(rng.choice(keys, n).astype(object)),
+                     "sector": pa.array([f"s{i}" for i in range(n)]), "_TIMESTAMP": pa.array(vt)})
+    trades = stream(500, 21)
+    got = vs.query(TABLE_DDL + "SELECT t.k, t.v, i.sector FROM trades t LEFT JOIN inst i "
+                   "ON t.k = i.k", {"trades": batches(trades, 3), "inst": inst})
+    ref = duck("SELECT t.k, t.v, i.sector FROM trades t ASOF LEFT JOIN inst i "
+               "ON t.k = i.k AND t._TIMESTAMP >= i._TIMESTAMP", trades=trades, inst=inst)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_temporal_join_on_two_keys():
+    rng = np.random.default_rng(8)
+    n = 60
+    inst = pa.table({"k": pa.array(rng.choice(["a", "b"], n).astype(object)),
+                     "m": pa.array(rng.integers(0, 3, n)),
+                     "sector": pa.array([f"s{i}" for i in range(n)]),
+                     "_TIMESTAMP": pa.array(np.sort(rng.integers(0, 600_000, n)))})
+    trades = stream(300, 9).append_column("m", pa.array(rng.integers(0, 3, 300)))
+    ddl = ("CREATE TABLE inst (k VARCHAR, m BIGINT, sector VARCHAR, _TIMESTAMP BIGINT, "
+           "PRIMARY KEY (k, m));")
+    got = vs.query(ddl + "SELECT t.k, t.m, t.v, i.sector FROM trades t JOIN inst i "
+                   "ON t.k = i.k AND t.m = i.m", {"trades": trades, "inst": inst})
+    ref = duck("SELECT t.k, t.m, t.v, i.sector FROM trades t ASOF JOIN inst i "
+               "ON t.k = i.k AND t.m = i.m AND t._TIMESTAMP >= i._TIMESTAMP",
+               trades=trades, inst=inst)
+    assert_rows_equal(got.to_pylist(), ref)

@@ -331,11 +331,21 @@ class TemporalJoin:
         vt = self.version_t
         order = np.lexsort((np.arange(m), vt, code))
         sc, st, si = code[order], vt[order], order.astype(np.int64)
-        if self.table_time is None:  # no time: a key's current version is its last arrival
+        if self.table_time is None or (m and st.max() == INT64_MIN):
+            # no time: a key's current version is its last arrival
             last = np.full(len(uniq), -1, dtype=np.int64)
             ok = sc >= 0
             last[sc[ok]] = si[ok]
             self._lookup = ("latest", uniq, last)
+            return self._lookup
+        valid = sc >= 0
+        counts = np.bincount(sc[valid], minlength=len(uniq)).astype(np.int64)
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[1:] = np.cumsum(counts)[:-1]
+        first += int(np.argmax(valid)) if valid.any() else 0  # NULL keys sort first
+        if len(counts) and counts.max() <= 16:
+            # few versions per key: a pass per version rank beats a binary search per row
+            self._lookup = ("scan", uniq, (first, counts, st, si))
             return self._lookup
         tmin, tmax = int(st.min()), int(st.max())
         span = tmax - tmin + 2
@@ -358,6 +368,17 @@ class TemporalJoin:
             found = code >= 0
             if kind == "latest":
                 return np.where(found, data[np.maximum(code, 0)], -1)
+            if kind == "scan":  # versions of a key in (time, arrival) order: the last <= t
+                first, counts, st, si = data
+                c = np.maximum(code, 0)
+                base, have = first[c], np.where(found, counts[c], 0)
+                out = np.full(len(code), -1, dtype=np.int64)
+                last = len(st) - 1
+                for k in range(int(have.max()) if len(have) else 0):
+                    at = np.minimum(base + k, last)
+                    hit = (have > k) & (st[at] <= t)
+                    out = np.where(hit, si[at], out)
+                return out
             comp, sc, si, tmin, tmax, span = data
             want = np.maximum(code, 0) * span + (np.clip(t, tmin - 1, tmax) - tmin)
             pos = np.searchsorted(comp, want, side="right") - 1
