@@ -414,6 +414,11 @@ class TemporalJoin:
         if (self.versions is None or self.stream_watermark == INT64_MIN or self.held
                 or self.stream_watermark == self._pruned_at):
             return
+        if self._pruned_at != INT64_MIN and not np.any(
+                (self.version_t > self._pruned_at) & (self.version_t <= self.stream_watermark)):
+            # no new version since the last prune, and none became old since: nothing to drop
+            self._pruned_at = self.stream_watermark
+            return
         self._pruned_at = self.stream_watermark
         m = self.versions.num_rows
         codes, valid = _joint_codes(self.versions, self.keys[1], self.versions, self.keys[1],
