@@ -1,4 +1,4 @@
-"""The benchmark inputs and queries of SCENARIOS.md.
+"""The benchmark inputs and queries of the original engine's scenarios (bench/README.md).
 
 Data is generated vectorised (numpy, pyarrow) as a list of ``pyarrow.RecordBatch`` of
 ``BATCH_ROWS`` rows. String columns are real strings (``pa.string()``), not codes: turning
@@ -102,7 +102,7 @@ def market_data_high_cardinality(n: int, batch_rows: int = BATCH_ROWS) -> list[p
     return market_data(n, batch_rows, traders=5000, symbols=97)
 
 
-# --- the queries, exactly as SCENARIOS.md gives them -------------------------------------------
+# --- the queries, exactly as the original engine's scenarios give them -------------------------------------------
 
 S0_SQL = ("SELECT order_id, customer_id, order_date, total_amount FROM orders "
           "WHERE total_amount > 100")

@@ -15,7 +15,7 @@ least the scenario's SELECT columns. What a call covers, per peer:
   turning each Arrow batch into Python tuples, the stateful / windowing operators, a sink
   collecting rows, then ``pa.table`` of the collected rows.
 
-Semantics shared by all (SEMANTICS.md): ROWS windows and EMIT CHANGES follow input order, which
+Semantics shared by all (docs/SQL.md §5, §6): ROWS windows and EMIT CHANGES follow input order, which
 here is also ``trade_time`` order; tumbling windows are epoch-aligned,
 ``window_start = trade_time // 60000 * 60000``.
 """

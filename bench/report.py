@@ -1,7 +1,7 @@
 """Markdown table and PNG chart of a pyperf result suite written by ``python -m bench``.
 
 Throughput is ``records / mean wall time`` of the verified runs. Ratios: to DuckDB in the same
-run, and to the original Rust engine's published V2 figure (SCENARIOS.md; 4 partitions, 5,000
+run, and to the original Rust engine's published V2 figure (``original_v2`` in bench/data.py; 4 partitions, 5,000
 records, machine unstated: an orientation, not a controlled comparison).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Output verification: a run's time counts only once its output matches the reference.
 
-The check is order-independent, because systems emit rows in different orders (SEMANTICS.md §5
+The check is order-independent, because systems emit rows in different orders (docs/SQL.md §5
 promises no order across keys). It compares:
 
 - the row count;

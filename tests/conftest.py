@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py, tests/kafka_broker.py
-
+# tests/ itself is importable (reference.py, kafka_broker.py): pytest puts a rootdir conftest's
+# folder on sys.path (the default "prepend" import mode); the source tree never goes there
 pytest_plugins = ["kafka_broker"]  # a real Kafka-protocol broker (Tansu), started by the tests
 
 
