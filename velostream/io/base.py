@@ -166,3 +166,24 @@ def with_event_time(rb: pa.RecordBatch, field: Optional[str], fallback_ms=None,
     if "_TIMESTAMP" in names:
         return rb.set_column(names.index("_TIMESTAMP"), "_TIMESTAMP", ts)
     return rb.append_column("_TIMESTAMP", ts)
+
+
+class FilePosition:
+    """What a file source (CSV / JSON lines, Parquet / Arrow) says about where it is: the file it
+    reads (an index into its files) and how many of that file's rows it has delivered, read ahead
+    batches in ``_ready``; ``seek`` (the source's own) continues from such a position."""
+
+    _file: int
+    _rows_in_file: int
+    _done: bool
+    _ready: list
+
+    def has_more(self) -> bool:
+        return not self._done or bool(self._ready)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self._file, self._rows_in_file)
+
+    def commit(self) -> None:
+        self.committed = self.position

@@ -42,7 +42,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .base import ConfigError, Properties, Reject, with_event_time
+from .base import ConfigError, FilePosition, Properties, Reject, with_event_time
 from .object_store import ObjectStore
 
 __all__ = ["DatasetSource", "file_format", "columns_needed", "FORMAT_OF_EXTENSION"]
@@ -106,7 +106,7 @@ def columns_needed(spec, schema: pa.Schema) -> Optional[set[str]]:
         return None
 
 
-class DatasetSource:
+class DatasetSource(FilePosition):
     """A bounded source over Parquet or Arrow IPC files (see the module docstring).
 
     Properties: ``path`` (required: a file, a directory, a glob, ``s3://bucket/prefix``),
@@ -222,16 +222,6 @@ class DatasetSource:
         rb, consumed = self._ready.pop(0)
         self._rows_in_file += consumed
         return rb
-
-    def has_more(self) -> bool:
-        return not self._done or bool(self._ready)
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return (self._file, self._rows_in_file)
-
-    def commit(self) -> None:
-        self.committed = self.position
 
     def seek(self, position) -> None:
         """Continue from ``(file index, rows of that file already read)``."""

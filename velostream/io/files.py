@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..batch import _mask, failing_rows, text_to_epoch_ms
-from .base import ConfigError, Properties, Reject, with_event_time
+from .base import ConfigError, FilePosition, Properties, Reject, with_event_time
 from .codecs import TIMESTAMP_MS, JsonDecoder, is_utf8, non_utf8_at, parse_schema, sql_type_name
 
 __all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]
@@ -364,7 +364,7 @@ def _convert_text(col: pa.Array, t: pa.DataType) -> pa.Array:
 
 # ------------------------------------------------------------------------------ the source
 
-class FileSource:
+class FileSource(FilePosition):
     """A bounded source over a CSV or JSON Lines file, or a sorted glob of them.
 
     Properties: ``path`` (required; a glob reads its files in sorted order), ``format`` (csv or
@@ -447,16 +447,6 @@ class FileSource:
         rb = self._ready.pop(0)
         self._rows_in_file += rb.num_rows
         return rb
-
-    def has_more(self) -> bool:
-        return not self._done or bool(self._ready)
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return (self._file, self._rows_in_file)
-
-    def commit(self) -> None:
-        self.committed = self.position
 
     def seek(self, position) -> None:
         """Continue from ``(file index, rows of that file already read)``."""
