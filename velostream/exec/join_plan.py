@@ -36,9 +36,17 @@ def _conjuncts(e) -> list:
 
 
 class _Sides:
-    def __init__(self, sql, la, ra, left: pa.Schema, right: pa.Schema, lh, rh):
+    """The two sides of a join by alias, and which side a column reference names (the same
+    rules and errors for the ON condition and for the SELECT over the join)."""
+
+    def __init__(self, sql, la, ra, left: Optional[pa.Schema], right: Optional[pa.Schema], lh=(),
+                 rh=(), names=None):
         self.sql = sql
         self.aliases = (la, ra)
+        if names is not None:  # the SELECT over the join: each side's visible column names
+            self.names = self.all_names = names
+            self.schemas = None
+            return
         self.names = ([n for n in left.names if n not in lh], [n for n in right.names if n not in rh])
         self.all_names = (list(left.names), list(right.names))
         self.schemas = (left, right)
@@ -55,7 +63,9 @@ class _Sides:
             return EVENT_TIME
         return None
 
-    def resolve(self, col: ast.Column) -> tuple[int, str]:
+    def resolve(self, col: ast.Column, missing_ok: bool = False) -> Optional[tuple[int, str]]:
+        """(side, column) of ``col``; None for an unqualified name neither side has when
+        ``missing_ok`` (a system column such as _WINDOW_START)."""
         if col.table is not None:
             for side, alias in enumerate(self.aliases):
                 if col.table.lower() == alias.lower():
@@ -73,6 +83,8 @@ class _Sides:
                               f"join: qualify it ({self.aliases[0]}.{col.name} or "
                               f"{self.aliases[1]}.{col.name})")
         if not found:
+            if missing_ok:
+                return None
             raise SqlError.at(self.sql, col.pos, f"unknown column '{col.name}' (the join's "
                               f"columns: {', '.join(self._qualified())})")
         return found[0]
@@ -232,31 +244,14 @@ def qualify_select(sql: str, sel: ast.Select, aliases: tuple[str, str], schema: 
     names = [n for n in schema.names if n not in hidden]
     by_side = ([n[len(prefix[0]):] for n in names if n.startswith(prefix[0])],
                [n[len(prefix[1]):] for n in names if n.startswith(prefix[1])])
-
-    def find(side, name, quoted):
-        for n in by_side[side]:
-            if n == name or (not quoted and n.lower() == name.lower()):
-                return prefix[side] + n
-        return None
+    sides = _Sides(sql, la, ra, None, None, names=by_side)
 
     def column(e):
         if not isinstance(e, ast.Column):
             return e
-        if e.table is not None:
-            for side, alias in enumerate(aliases):
-                if e.table.lower() == alias.lower():
-                    q = find(side, e.name, e.quoted)
-                    if q is None:
-                        raise SqlError.at(sql, e.pos, f"unknown column '{e.name}' of '{alias}' "
-                                          f"(columns: {', '.join(by_side[side])})")
-                    return ast.Column(q, quoted=True, pos=e.pos)
-            raise SqlError.at(sql, e.pos, f"unknown table or alias '{e.table}' (the join reads "
-                              f"{la} and {ra})")
-        found = [q for q in (find(0, e.name, e.quoted), find(1, e.name, e.quoted)) if q]
-        if len(found) == 2:
-            raise SqlError.at(sql, e.pos, f"column '{e.name}' is on both sides of the join: "
-                              f"qualify it ({la}.{e.name} or {ra}.{e.name})")
-        return ast.Column(found[0], quoted=True, pos=e.pos) if found else e
+        found = sides.resolve(e, missing_ok=True)
+        return e if found is None else ast.Column(prefix[found[0]] + found[1], quoted=True,
+                                                  pos=e.pos)
 
     items = []
     for item in sel.items:
