@@ -606,7 +606,9 @@ class Dataflow:
                 out += node.op.close()
             node.watermark = max(node.watermark, node.op.watermark)
             if node.kind == "select" and node.schema is None:
-                node.schema = node.op.schema
+                node.schema = node.op.schema  # bound at its first batch
+                if node.schema is not None:
+                    self._bind_ready()  # its readers can be built now
             out = [rb for rb in out if len(rb)]
             emitted[node] = out
             for c, port in node.consumers:
@@ -615,7 +617,6 @@ class Dataflow:
                         (port, rb if isinstance(rb, pa.RecordBatch) else Batch(dict(rb.columns),
                                                                               rb.length))
                         for rb in out)
-            self._bind_ready()
         return emitted
 
     def _source_time(self, node: Node, batch: pa.RecordBatch) -> int:
