@@ -369,9 +369,7 @@ class Engine:
 
     def _limit(self, batches: list[pa.RecordBatch]) -> Result:
         """LIMIT over the output rows in emission order, then the counters."""
-        out = [conform(rb, self.out_schema) if self._cast_out else rb
-               for rb in self._within_limit(batches)]
-        return Result(self.out_schema, out)
+        return Result(self.out_schema, self._in_out_schema(self._within_limit(batches)))
 
     def _within_limit(self, batches: list) -> list:
         """The rows (Arrow or engine batches) LIMIT lets out, in emission order, counted."""
@@ -389,9 +387,8 @@ class Engine:
         self.stats["records_out"] += sum(len(b) for b in out)
         return out
 
-    def _limit_free(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """Output rows already through ``finish_rows`` (DISTINCT, LIMIT, counters) in the output
-        schema."""
+    def _in_out_schema(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """Output rows in the output schema (passthrough columns in their input types)."""
         return [conform(rb, self.out_schema) if self._cast_out else rb for rb in batches]
 
     def _first_occurrences(self, b: Batch) -> np.ndarray:

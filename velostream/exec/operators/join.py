@@ -32,12 +32,6 @@ def times_of(col) -> np.ndarray:
     return col.fill_null(INT64_MIN).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def _side_table(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
-    if not batches:
-        return schema.empty_table()
-    return pa.Table.from_batches(batches, schema=schema).combine_chunks()
-
-
 class _Output:
     """Builds joined rows: left columns, right columns (NULL where a side is missing), time."""
 
@@ -112,12 +106,10 @@ class IntervalJoin:
         self.stored: list[Optional[pa.Table]] = [None, None]
         self.stored_t = [np.empty(0, np.int64), np.empty(0, np.int64)]
         self.matched = [np.empty(0, bool), np.empty(0, bool)]
-        self.schemas: list[Optional[pa.Schema]] = [None, None]
 
     def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
         if batch.num_rows == 0:
             return []
-        self.schemas[port] = batch.schema
         new = pa.Table.from_batches([batch])
         t_new = times_of(new.column(self.times[port]))
         other = 1 - port
@@ -175,10 +167,7 @@ class IntervalJoin:
             if len(lonely):
                 none = np.full(len(lonely), -1, dtype=np.int64)
                 other = self.stored[1 - side]
-                if other is None:
-                    other = self.schemas[1 - side].empty_table() if self.schemas[1 - side] \
-                        else None
-                if other is None:
+                if other is None:  # the other side never had a row: its columns are all NULL
                     other = _empty_like(self.out, 1 - side)
                 li, ri = (lonely, none) if side == 0 else (none, lonely)
                 left, right = (table, other) if side == 0 else (other, table)
@@ -189,7 +178,7 @@ class IntervalJoin:
         self.matched[side] = self.matched[side][keep]
         return out
 
-    _STATE = ("clock", "stored", "stored_t", "matched", "schemas", "watermark")
+    _STATE = ("clock", "stored", "stored_t", "matched", "watermark")
 
     def snapshot(self):
         return {k: getattr(self, k) for k in self._STATE}

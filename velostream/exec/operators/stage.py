@@ -99,7 +99,7 @@ class SelectStage:
 
     def _arrow(self, batches) -> list[pa.RecordBatch]:
         eng = self.engine
-        return eng._limit_free([eng.output_arrow(b) for b in batches])
+        return eng._in_out_schema([eng.output_arrow(b) for b in batches])
 
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         eng = self.engine
