@@ -99,6 +99,10 @@ class Dataflow:
         self.watermark_by = None
         self.partitions = None
         self._merge_properties()
+        try:  # a source's watermark is its largest event time less this (_source_time)
+            self._lateness_ms = parse_duration_ms(self.properties.get("allowed.lateness", "0"))
+        except ValueError as exc:
+            raise SqlError(str(exc), sql) from None
         for i, stmt in enumerate(statements):
             self._statement(stmt, last=i == len(statements) - 1)
         if self.result is None:
@@ -631,8 +635,7 @@ class Dataflow:
         top = pc.max(col).as_py()
         if top is None:
             return INT64_MIN
-        from ..planner import parse_duration_ms
-        return int(top) - parse_duration_ms(self.properties.get("allowed.lateness", "0"))
+        return int(top) - self._lateness_ms
 
     def result_rows(self, emitted: dict) -> list[pa.RecordBatch]:
         node = self.result
@@ -665,7 +668,7 @@ class Dataflow:
 
 
 # ------------------------------------------------------------------------------------ helpers
-from ..planner import TOP_N_FORMS, AGGREGATES, _children  # noqa: E402
+from ..planner import TOP_N_FORMS, AGGREGATES, _children, parse_duration_ms  # noqa: E402
 
 
 def _named_columns(sel: ast.Select, j: ast.Join, alias: str, left: bool) -> pa.Schema:
