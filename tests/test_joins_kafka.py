@@ -9,7 +9,7 @@ import time
 import orjson
 import pytest
 
-from test_pipelines_cli import velostream
+from test_cli import velostream
 
 
 def reference(versions, trades):

@@ -3,27 +3,16 @@ them: a subprocess, real files."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import tempfile
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
-import velostream as vs
-from conftest import subprocess_env
+from test_cli import velostream  # the command as a subprocess, as a user runs it
 from velostream.datagen import market_data
 
 from reference import assert_rows_equal, duck
-
-
-def velostream(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "velostream", *args], capture_output=True,
-                          text=True, cwd=cwd or tempfile.gettempdir(), env=subprocess_env(),
-                          timeout=120)
 
 
 def jsonl_rows(path: Path) -> list[dict]:
