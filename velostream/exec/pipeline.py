@@ -285,7 +285,8 @@ class Pipeline:
         if shape == "aggregate":
             self._init_aggregate()
         elif shape == "rows":
-            self._init_rows()
+            from .operators.over import OverAnalytics
+            self.over = OverAnalytics(plan, strings, self.ev)
 
     # A job told to go on past bad records (LogAndContinue, SendToDLQ) sets this: a row whose
     # evaluation fails (an OutOfRangeError naming its rows, docs/SQL.md §2 and §7) is counted in
@@ -333,7 +334,7 @@ class Pipeline:
         if plan.shape == "project":
             return [self._project(batch)]
         if plan.shape == "rows":
-            return self._process_rows(batch)
+            return self.over.push(batch)
         if self.session is not None:
             return self._process_session(batch)
         return self._process_groups(batch)
@@ -422,10 +423,7 @@ class Pipeline:
         if w is not None and w.kind == "SESSION":
             sig["window"].append(w.gap_ms)
         if plan.shape == "rows":
-            sig["overs"] = [[o.buffer_rows, [str(p.type) for p in o.partition_by],
-                             [[f.func, str(f.arg.type) if f.arg is not None else None, f.offset,
-                               f.default is not None] for f in o.functions]]
-                            for o in plan.overs]
+            sig["overs"] = self.over.signature()
         return sig
 
     def snapshot(self):
@@ -446,12 +444,7 @@ class Pipeline:
         aggregate fields. The metadata adds ``sid_capacity`` and ``free_sids`` (released ids,
         next reused last).
 
-        ROWS windows (OVER): one row per PARTITION BY value of each OVER spec ``o`` (one row for
-        an unpartitioned spec), tagged ``__over``; columns of spec ``o`` are ``__o<o>.*`` (null
-        on other specs' rows): keys ``k<i>``, ``rows`` (rows the partition has seen),
-        ``arg<a>`` (its last ``min(rows, n)`` values of the spec's argument ``a``, oldest first,
-        as a large_list with NULLs; strings as strings) and each function's running state
-        ``f<j>.<field>`` (``RowsWindow.export_state``, floats bit for bit).
+        ROWS windows (OVER): the columns of ``OverAnalytics.snapshot`` (exec/operators/over.py).
 
         The schema metadata ``velostream.pipeline`` (JSON) holds the pipeline scalars:
         ``min_open_end``, ``late_records``, ``flushed``, each aggregate's ``next_seq``, and the
@@ -459,7 +452,8 @@ class Pipeline:
         """
         plan = self.plan
         if plan.shape == "rows":
-            return self._snapshot_rows()
+            state = self.over.snapshot()
+            return self._snapshot_table(state.column_names, state.columns)
         if plan.shape != "aggregate":
             return None
         if self.session is not None:
@@ -545,62 +539,6 @@ class Pipeline:
                                     sid_capacity=int(st["sid_capacity"][0]),
                                     free_sids=st["free_sids"].tolist())
 
-    def _snapshot_rows(self):
-        import pyarrow as pa
-
-        parts = []  # per OVER spec: (rows, names, arrays)
-        for i, (o, args, window, table, codec, _) in enumerate(self.overs):
-            names: list[str] = []
-            arrays: list = []
-            p = f"__o{i}."
-            if table is not None:
-                slots = table.live_slots()
-                for j, col in enumerate(codec.decode(table.keys_of(slots), self.strings)):
-                    names.append(f"{p}k{j}")
-                    arrays.append(_key_to_arrow(col))
-            else:
-                slots = np.zeros(1, dtype=np.int32)
-            st = window.export_state(slots)
-            names.append(p + "rows")
-            arrays.append(pa.array(st["rows"], type=pa.int64()))
-            for a, arg in enumerate(args):
-                if f"arg{a}_values" not in st:
-                    continue
-                vals, ok = st[f"arg{a}_values"], st[f"arg{a}_valid"].astype(bool)
-                if arg.type.kind == "STRING":
-                    values = self.strings.decode(vals.astype(np.int32), ok)
-                else:
-                    values = pa.array(vals, mask=~ok)
-                names.append(f"{p}arg{a}")
-                arrays.append(pa.LargeListArray.from_arrays(
-                    pa.array(st[f"arg{a}_offsets"], type=pa.int64()), values))
-            for field, values in st.items():
-                if not field.startswith("f") or field.endswith("_offsets"):
-                    continue
-                if field.endswith("_values"):
-                    base = field[:-len("_values")]
-                    names.append(p + base)
-                    arrays.append(pa.LargeListArray.from_arrays(
-                        pa.array(st[base + "_offsets"], type=pa.int64()), pa.array(values)))
-                else:
-                    names.append(p + field)
-                    arrays.append(pa.array(values))
-            parts.append((len(slots), names, arrays))
-        total = sum(n for n, _, _ in parts)
-        names = ["__over"]
-        arrays = [pa.array(np.repeat(np.arange(len(parts), dtype=np.int32),
-                                     [n for n, _, _ in parts]), type=pa.int32())]
-        before = 0
-        for n, ns, arrs in parts:
-            for name, arr in zip(ns, arrs):
-                if n != total:  # other specs' rows: null
-                    arr = pa.concat_arrays([pa.nulls(before, arr.type), arr,
-                                            pa.nulls(total - before - n, arr.type)])
-                names.append(name)
-                arrays.append(arr)
-            before += n
-        return self._snapshot_table(names, arrays)
-
     def restore(self, table) -> None:
         """Load a ``snapshot`` table into this (fresh) pipeline: keys are re-encoded with this
         pipeline's string dictionary and key codec, inserted in the group table, and each
@@ -616,7 +554,7 @@ class Pipeline:
             raise ValueError("a stateful pipeline needs a snapshot table to restore")
         meta = self._snapshot_meta(table)
         if plan.shape == "rows":
-            self._restore_rows(table)
+            self.over.restore(table)
         elif self.session is not None:
             self._restore_sessions(table, meta)
         else:
@@ -693,59 +631,6 @@ class Pipeline:
             agg.ensure_capacity(self.session.sid_capacity)
             if n:
                 agg.import_state(sids, self._agg_state_from(table, j, spec))
-
-    def _restore_rows(self, table) -> None:
-        import pyarrow as pa
-
-        over = _column(table, "__over").to_numpy(zero_copy_only=False)
-        for i, (o, args, window, gtable, codec, _) in enumerate(self.overs):
-            rows = np.flatnonzero(over == i)
-            n = len(rows)
-            if n and rows[-1] - rows[0] + 1 != n:
-                raise ValueError(f"snapshot rows of OVER spec {i} are not contiguous")
-            sub = table.slice(int(rows[0]) if n else 0, n)
-            p = f"__o{i}."
-            if gtable is not None:
-                if len(gtable):
-                    raise ValueError("restore needs a fresh pipeline (this one already holds "
-                                     "ROWS partitions)")
-                if not n:
-                    continue
-                cols = [_key_from_arrow(_column(sub, f"{p}k{j}"), k.type, self.strings)
-                        for j, k in enumerate(o.partition_by)]
-                words = [np.ascontiguousarray(w, dtype=np.int64) for w in codec.encode(cols, n)]
-                slots = np.empty(n, dtype=np.int32)
-                if gtable.find_or_insert(words, slots) != n:
-                    raise ValueError("snapshot holds duplicate ROWS partitions")
-            else:
-                if n != 1:
-                    raise ValueError(f"an unpartitioned OVER spec takes one snapshot row, got {n}")
-                slots = np.zeros(1, dtype=np.int32)
-            state: dict = {}
-            for name in sub.column_names:
-                if not name.startswith(p) or name[len(p):].startswith("k"):
-                    continue
-                field = name[len(p):]
-                arr = _column(sub, name)
-                if pa.types.is_large_list(arr.type) or pa.types.is_list(arr.type):
-                    off = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-                    values = arr.flatten()
-                    if field.startswith("arg"):
-                        ok = values.is_valid().to_numpy(zero_copy_only=False)
-                        a = int(field[3:])
-                        if args[a].type.kind == "STRING":
-                            codes, _ = self.strings.encode_arrow(values)
-                            vals = codes.astype(np.int64)
-                        else:
-                            vals = values.fill_null(0).to_numpy(zero_copy_only=False)
-                        state[field + "_values"] = np.where(ok, vals, np.zeros(1, vals.dtype))
-                        state[field + "_valid"] = ok.astype(np.uint8)
-                    else:
-                        state[field + "_values"] = values.to_numpy(zero_copy_only=False)
-                    state[field + "_offsets"] = off - off[0]
-                else:
-                    state[field] = arr.to_numpy(zero_copy_only=False)
-            window.import_state(slots, state)
 
     def _agg_state_from(self, table, j: int, spec: AggSpec) -> dict:
         import pyarrow as pa
@@ -1107,66 +992,6 @@ class Pipeline:
             a.reset(sids)
         self.session.release(sids)
         return out
-
-    # -- ROWS windows --------------------------------------------------------------------
-    def _init_rows(self):
-        from .._core.rows import RowsWindow
-        self.overs = []
-        for o in self.plan.overs:
-            args: list = []  # distinct argument expressions of this OVER spec
-            funcs = []
-            needs_rn = any(f.func == "LAG" and f.default is not None for f in o.functions)
-            for f in o.functions:
-                idx = -1
-                if f.arg is not None:
-                    if f.arg not in args:
-                        args.append(f.arg)
-                    idx = args.index(f.arg)
-                funcs.append((f.func, idx, f.offset))
-            if needs_rn:
-                funcs.append(("ROW_NUMBER", -1, 1))
-            dtypes = [np.float64 if a.type.kind == "FLOAT64" else np.int64 for a in args]
-            codec = KeyCodec([p.type for p in o.partition_by])
-            table = GroupTable(codec.n_words) if o.partition_by else None
-            self.overs.append((o, args, RowsWindow(o.buffer_rows, funcs, dtypes), table, codec, needs_rn))
-
-    def _process_rows(self, batch: Batch) -> list[Batch]:
-        n = batch.length
-        cols = dict(batch.columns)
-        # every row-level expression first: a failing row must leave the windows untouched
-        evaluated = [([self.ev.column(p, batch) for p in o.partition_by],
-                      [self.ev.column(a, batch) for a in args],
-                      [self.ev.column(f.default, batch) if f.func == "LAG" and f.default is not None
-                       else None for f in o.functions])
-                     for o, args, *_ in self.overs]
-        self._state_changed = True
-        for (o, args, window, table, codec, needs_rn), (kc, arg_cols, defaults) in zip(
-                self.overs, evaluated):
-            if table is not None:
-                slots = np.empty(n, dtype=np.int32)
-                table.find_or_insert(codec.encode(kc, n), slots)
-            else:
-                slots = np.zeros(n, dtype=np.int32)
-            kernel_args = [(kernel_values(c, "float64" if c.type.kind == "FLOAT64" else "int64"),
-                            c.valid_u8()) for c in arg_cols]
-            results = window.process(slots, kernel_args)
-            rn = results[-1][0] if needs_rn else None
-            for f, (v, ok), dflt in zip(o.functions, results, defaults):
-                scale = f.arg.type.scale if f.arg is not None and f.arg.type.kind == "DECIMAL" else 0
-                unscale = 0
-                if scale and f.func in ("AVG", "STDDEV", "STDDEV_POP"):
-                    unscale = 1
-                elif scale and f.func in ("VARIANCE", "VAR_POP"):
-                    unscale = 2
-                col = finish_values(v, ok, f.result_type, unscale, scale, self.strings)
-                if dflt is not None:
-                    out_of_range = rn <= f.offset
-                    vals = np.where(out_of_range, dflt.values.astype(col.values.dtype), col.values)
-                    valid = np.where(out_of_range, dflt.valid_mask(), col.valid_mask())
-                    col = Column(f.result_type, vals, valid, strings=self.strings)
-                cols[f.name] = col
-        return [self._project(Batch(cols, n))]
-
 
 _INT = SqlType("INT64")
 
