@@ -1,0 +1,240 @@
+"""The key index of a join (docs/SQL.md §9): one side's rows grouped by key, each key's rows in
+time order, and the probes of the other side's rows against it.
+
+Keys are the engine's group-key words (``exec.pipeline.KeyCodec``: text as codes of the job's
+string dictionary, numbers as their 64-bit words), so a probe compares integers and never hashes a
+string; the key -> run map is the engine's ``GroupTable``. A key's *run* is its rows sorted by
+(time, arrival). Both the build and the probes run without the GIL; the caller assembles the
+output rows from the returned row numbers with Arrow ``take``.
+
+* ``KeyRuns.as_of``: per probe row, the last row of its key whose time is at or before the probe
+  row's (the temporal join's current version), or -1.
+* ``KeyRuns.in_range``: every (probe row, indexed row) pair of equal keys whose time difference
+  lies in [lo, hi] (the interval join's matches), by a binary search in the key's run.
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
+from libcpp.algorithm cimport stable_sort
+
+from velostream._core.group_table cimport GroupTable
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef extern from *:
+    """
+    struct VsTimedRow {
+        long long time;
+        long long row;
+        bool operator<(const VsTimedRow& o) const { return time < o.time; }
+    };
+    """
+    ctypedef struct VsTimedRow:
+        long long time
+        long long row
+
+
+cdef inline int64_t _add_sat(int64_t t, int64_t d) noexcept nogil:
+    """``t + d`` clamped to the int64 range (a bound near the ends of time never wraps)."""
+    if d > 0 and t > INT64_MAX - d:
+        return INT64_MAX
+    if d < 0 and t < INT64_MIN - d:
+        return INT64_MIN
+    return t + d
+
+
+cdef list _words(object words, Py_ssize_t n_words, Py_ssize_t n):
+    """The key word arrays, checked: ``n_words`` C-contiguous int64 arrays of length n."""
+    cdef list out = [np.ascontiguousarray(w, dtype=np.int64) for w in words]
+    if len(out) != n_words:
+        raise ValueError(f"expected {n_words} key word arrays, got {len(out)}")
+    for w in out:
+        if w.ndim != 1 or w.shape[0] != n:
+            raise ValueError(f"key words have shape {w.shape}, expected ({n},)")
+    return out
+
+
+cdef const uint8_t[::1] _mask(object m, Py_ssize_t n):
+    if m is None:
+        return np.ones(n, dtype=np.uint8)
+    a = np.ascontiguousarray(m).view(np.uint8) if np.asarray(m).dtype == np.bool_ else \
+        np.ascontiguousarray(m, dtype=np.uint8)
+    if a.shape[0] != n:
+        raise ValueError(f"mask has length {a.shape[0]}, expected {n}")
+    return a
+
+
+cdef class KeyRuns:
+    """Rows of one side by key, each key's rows in (time, arrival) order.
+
+    ``words``: the rows' key words (``n_words`` int64 arrays); ``times``: their int64 times;
+    ``usable``: rows that take part (bool or uint8; a row with a NULL key never matches), None for
+    all. Row numbers are positions in the given arrays.
+
+    >>> import numpy as np
+    >>> k = np.array([7, 8, 7, 7], dtype=np.int64)
+    >>> runs = KeyRuns([k], np.array([30, 5, 10, 20], dtype=np.int64))
+    >>> out = np.empty(3, dtype=np.int64)
+    >>> runs.as_of([np.array([7, 7, 9], dtype=np.int64)], np.array([25, 5, 99]), None, out)
+    >>> out.tolist()
+    [3, -1, -1]
+    """
+
+    cdef GroupTable table
+    cdef readonly Py_ssize_t n_rows
+    cdef int n_words
+    cdef int64_t[::1] run_start   # per key slot: first position of its run in ``sorted``
+    cdef int64_t[::1] run_len     # per key slot: rows in its run
+    cdef int64_t[::1] sorted_time  # runs one after another, each in (time, arrival) order
+    cdef int64_t[::1] sorted_row
+
+    def __init__(self, words, times, usable=None):
+        cdef Py_ssize_t n = len(times), i, s, p, n_slots
+        cdef const int64_t[::1] t = np.ascontiguousarray(times, dtype=np.int64)
+        cdef const uint8_t[::1] ok = _mask(usable, n)
+        self.n_words = len(words)
+        if self.n_words < 1:
+            raise ValueError("a join index needs at least one key word")
+        cdef list cols = _words(words, self.n_words, n)
+        self.n_rows = n
+        # the group table finds or inserts every row's key: its slots number the runs
+        self.table = GroupTable(self.n_words, max(n, 1))
+        cdef int32_t[::1] slot = np.empty(n, dtype=np.int32)
+        if n:
+            self.table.find_or_insert(cols, slot)
+        n_slots = self.table.slot_capacity
+        cdef int64_t[::1] start = np.zeros(n_slots + 1, dtype=np.int64)
+        cdef int64_t[::1] length = np.zeros(n_slots + 1, dtype=np.int64)
+        cdef int64_t[::1] fill = np.zeros(n_slots + 1, dtype=np.int64)
+        cdef int64_t[::1] st = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] sr = np.empty(n, dtype=np.int64)
+        buf = np.empty(max(n, 1) * sizeof(VsTimedRow), dtype=np.uint8)
+        cdef VsTimedRow* rows = <VsTimedRow*>cnp.PyArray_DATA(buf)
+        with nogil:
+            # a counting sort by slot keeps arrival order inside a run ...
+            for i in range(n):
+                if ok[i]:
+                    length[slot[i]] += 1
+            p = 0
+            for s in range(n_slots):
+                start[s] = p
+                fill[s] = p
+                p += length[s]
+            for i in range(n):
+                if ok[i]:
+                    s = slot[i]
+                    rows[fill[s]].time = t[i]
+                    rows[fill[s]].row = i
+                    fill[s] += 1
+            # ... and a stable sort by time inside each run keeps it among rows of one time
+            for s in range(n_slots):
+                if length[s] > 1:
+                    stable_sort(rows + start[s], rows + start[s] + length[s])
+            for i in range(p):
+                st[i] = rows[i].time
+                sr[i] = rows[i].row
+        self.run_start, self.run_len, self.sorted_time, self.sorted_row = start, length, st, sr
+
+    @property
+    def n_keys(self) -> int:
+        """Distinct keys (including those of unusable rows)."""
+        return self.table.n_groups
+
+    cdef int32_t[::1] _slots(self, object words, Py_ssize_t n):
+        cdef int32_t[::1] slot = np.empty(n, dtype=np.int32)
+        if n:
+            self.table.lookup(_words(words, self.n_words, n), slot)
+        return slot
+
+    def as_of(self, words, times, usable, int64_t[::1] out):
+        """``out[i]``: the last indexed row of probe row i's key whose time is at or before
+        ``times[i]`` (its current version), or -1 (no such row, or ``usable[i]`` is 0)."""
+        cdef Py_ssize_t n = out.shape[0], i, lo, hi, mid, start
+        cdef const int64_t[::1] t = np.ascontiguousarray(times, dtype=np.int64)
+        cdef const uint8_t[::1] ok = _mask(usable, n)
+        if t.shape[0] != n:
+            raise ValueError(f"times have length {t.shape[0]}, expected {n}")
+        cdef int32_t[::1] slot = self._slots(words, n)
+        cdef int32_t s
+        cdef int64_t ti
+        cdef const int64_t[::1] run_start = self.run_start
+        cdef const int64_t[::1] run_len = self.run_len
+        cdef const int64_t[::1] st = self.sorted_time
+        cdef const int64_t[::1] sr = self.sorted_row
+        with nogil:
+            for i in range(n):
+                s = slot[i]
+                out[i] = -1
+                if s < 0 or not ok[i]:
+                    continue
+                start = run_start[s]
+                lo = 0
+                hi = run_len[s]
+                ti = t[i]
+                # the first position whose time is after ti; the one before it is current
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if st[start + mid] <= ti:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo > 0:
+                    out[i] = sr[start + lo - 1]
+
+    def in_range(self, words, times, usable, int64_t lo_ms, int64_t hi_ms):
+        """Every pair (probe row i, indexed row r) of equal keys with ``times[i] + lo_ms <=
+        time(r) <= times[i] + hi_ms``, as two int64 arrays (probe rows ascending)."""
+        cdef Py_ssize_t n = len(times), i, a, b, lo, hi, mid, start, total = 0, k, j
+        cdef const int64_t[::1] t = np.ascontiguousarray(times, dtype=np.int64)
+        cdef const uint8_t[::1] ok = _mask(usable, n)
+        cdef int32_t[::1] slot = self._slots(words, n)
+        cdef int64_t[::1] first = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] count = np.zeros(n, dtype=np.int64)
+        cdef int32_t s
+        cdef int64_t want_lo, want_hi
+        cdef const int64_t[::1] run_start = self.run_start
+        cdef const int64_t[::1] run_len = self.run_len
+        cdef const int64_t[::1] st = self.sorted_time
+        cdef const int64_t[::1] sr = self.sorted_row
+        with nogil:
+            for i in range(n):
+                s = slot[i]
+                if s < 0 or not ok[i]:
+                    continue
+                start = run_start[s]
+                want_lo = _add_sat(t[i], lo_ms)
+                want_hi = _add_sat(t[i], hi_ms)
+                lo = 0
+                hi = run_len[s]
+                while lo < hi:  # the first time >= want_lo
+                    mid = (lo + hi) >> 1
+                    if st[start + mid] < want_lo:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                a = lo
+                hi = run_len[s]
+                while lo < hi:  # the first time > want_hi
+                    mid = (lo + hi) >> 1
+                    if st[start + mid] <= want_hi:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                first[i] = start + a
+                count[i] = lo - a
+                total += lo - a
+        probe = np.empty(total, dtype=np.int64)
+        found = np.empty(total, dtype=np.int64)
+        cdef int64_t[::1] pv = probe
+        cdef int64_t[::1] fv = found
+        with nogil:
+            k = 0
+            for i in range(n):
+                for j in range(count[i]):
+                    pv[k] = i
+                    fv[k] = sr[first[i] + j]
+                    k += 1
+        return probe, found
