@@ -10,9 +10,10 @@ from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, Velost
 from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
                    RetryWithBackoff, SendToDLQ)
 from .result import Result
-from .udf import udf
+from .udf import udaf, udf
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
            "MemoryWriter", "Result", "RetryWithBackoff", "SchemaMismatch", "SendToDLQ", "SqlError",
-           "UnsupportedError", "VelostreamError", "explain", "query", "udf", "__version__"]
+           "UnsupportedError", "VelostreamError", "explain", "query", "udaf", "udf",
+           "__version__"]

@@ -24,6 +24,7 @@ from typing import Optional
 
 from .batch import BOOL, FLOAT64, INT64, SqlType
 from .errors import SqlError, UnsupportedError, VelostreamError, nearest
+from .exec import udaf as _python_aggregates
 from .exec.expressions import BCall, BCol, Bound, Scope, bind, columns_used, render
 from .sql import ast
 from .sql.parser import gc_paused
@@ -586,6 +587,13 @@ class _Planner:
             func = name
             arg = self._bind_kernel_arg(args[0], func)
             fraction = self._fraction(args[1], e.name)
+        elif name in _python_aggregates.REGISTRY:  # vs.udaf: one Arrow array per argument
+            if not 1 <= len(args) <= 2 or any(isinstance(a, ast.Star) for a in args):
+                raise self.err(e, f"{e.name} (a Python aggregate) takes one or two arguments")
+            func = name
+            arg = self._bind(args[0], self.input_scope, self.strings)
+            if len(args) == 2:
+                arg2 = self._bind(args[1], self.input_scope, self.strings)
         elif name in PAIR_AGGREGATES:
             if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
                 raise self.err(e, f"{e.name} takes exactly two arguments")
@@ -634,6 +642,8 @@ class _Planner:
             return SqlType("STRING"), 0
         if func in PAIR_AGGREGATES and func not in ("ARG_MIN", "ARG_MAX"):
             return FLOAT64, 0  # the kernel takes real values (decimals unscaled on the way in)
+        if func in _python_aggregates.REGISTRY:
+            return _python_aggregates.REGISTRY[func].returns, 0
         t = arg.type
         dec = t.kind == "DECIMAL"
         if func == "SUM":

@@ -9,6 +9,9 @@ anything ``pyarrow.array`` takes) of the same length, cast to ``returns``.
 An exception inside ``fn`` is a bad record, not a dead job: the batch's rows are tried one by one
 (only then) to find the rows it fails on; those go to the job's failure strategy with the
 function's name (``UserFunctionError``), the others keep their values.
+
+``vs.udaf("name", cls, returns="DOUBLE")`` registers an aggregate function (its class gives
+``init``, ``update``, ``merge`` and ``finish``; run by ``velostream/exec/udaf.py``).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from .batch import arrow_type_of
 from .errors import SqlError, UserFunctionError
 from .exec import expressions as X
 from .exec import functions as F
+from .exec import udaf as U
 from .sql import ast
 
 _LOCK = threading.Lock()
@@ -48,12 +52,12 @@ def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
     >>> vs.query("SELECT double_it(x) AS y FROM t", {"t": {"x": [1, 2, None]}}).to_pylist()
     [{'y': 2}, {'y': 4}, {'y': None}]
     """
-    key = name.upper()
-    if not key.replace("_", "").isalnum() or key[0].isdigit():
-        raise ValueError(f"not a function name: {name!r}")
+    key = _name(name)
     builtin = F.TABLE.get(key)
     if builtin is not None and key not in _REGISTRY:
         raise ValueError(f"{key} is a built-in function; give the Python function another name")
+    if key in U.REGISTRY:
+        raise ValueError(f"{key} is a Python aggregate (vs.udaf); give the function another name")
     t = _type(returns)
     entry = PythonFunction(key, fn, t)
     with _LOCK:
@@ -63,6 +67,57 @@ def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
                                   group="Python")
         X._OPS[key] = _evaluate
     return fn
+
+
+def udaf(name: str, cls, returns: str = "DOUBLE"):
+    """Register the aggregate SQL function ``name`` (case-insensitive) returning ``returns``.
+
+    ``cls`` (a class, instantiated without arguments, or an object) gives ``init() -> state``,
+    ``update(state, values) -> state`` (``values``: an Arrow array of one group's non-NULL input
+    rows of a batch; with two arguments, ``update(state, a, b)`` gets one array per argument,
+    rows where either is NULL left out), ``merge(a, b) -> state`` (two partial states of one
+    group) and ``finish(state) -> value``. The state must pickle (snapshots). See
+    docs/FUNCTIONS.md, "Python aggregates".
+
+    >>> import velostream as vs, pyarrow.compute as pc
+    >>> class SumSq:
+    ...     def init(self): return 0.0
+    ...     def update(self, s, x): return s + pc.sum(pc.multiply(x, x)).as_py() if len(x) else s
+    ...     def merge(self, a, b): return a + b
+    ...     def finish(self, s): return s
+    >>> _ = vs.udaf("sum_sq", SumSq)
+    >>> vs.query("SELECT k, sum_sq(x) AS s FROM t GROUP BY k EMIT FINAL",
+    ...          {"t": {"k": [1, 1, 2], "x": [1.0, 2.0, None]}}).to_pylist()
+    [{'k': 1, 's': 5.0}, {'k': 2, 's': 0.0}]
+    """
+    from . import planner
+    key = _name(name)
+    if (key in F.TABLE and key not in _REGISTRY) or (
+            key in planner.AGGREGATES and key not in U.REGISTRY) or key in planner.ANALYTIC:
+        raise ValueError(f"{key} is a built-in function; give the Python aggregate another name")
+    if key in _REGISTRY:
+        raise ValueError(f"{key} is a Python scalar function (vs.udf); give the aggregate "
+                         "another name")
+    obj = cls() if isinstance(cls, type) else cls
+    missing = [m for m in ("init", "update", "merge", "finish")
+               if not callable(getattr(obj, m, None))]
+    if missing:
+        raise ValueError(f"a Python aggregate's class needs init, update, merge and finish "
+                         f"methods; {getattr(cls, '__name__', cls)!r} lacks {', '.join(missing)}")
+    t = _type(returns)
+    if t.kind == "NULL":
+        raise ValueError(f"returns={returns!r}: an aggregate returns a value type")
+    with _LOCK:
+        U.REGISTRY[key] = U.PythonAggregate(key, cls, t)
+        planner.AGGREGATES.add(key)  # the planner binds it (and "did you mean" offers it)
+    return cls
+
+
+def _name(name: str) -> str:
+    key = str(name).upper()
+    if not key.replace("_", "").isalnum() or key[0].isdigit():
+        raise ValueError(f"not a function name: {name!r}")
+    return key
 
 
 def load_modules(names: str) -> None:
