@@ -48,25 +48,35 @@ class _Output:
              times: np.ndarray) -> list[pa.RecordBatch]:
         if len(li) == 0:
             return []
-        cols = [_take(left.column(n), li) for n in self.left_names]
-        cols += [_take(right.column(n), ri) for n in self.right_names]
+        lt, rt = _Gather(li, left.num_rows), _Gather(ri, right.num_rows)
+        cols = [lt.take(left.column(n)) for n in self.left_names]
+        cols += [rt.take(right.column(n)) for n in self.right_names]
         cols.append(pa.array(times, type=pa.int64()))
         return pa.Table.from_arrays(cols, schema=self.schema).combine_chunks().to_batches()
 
 
-def _take(col, idx: np.ndarray):
-    """``col`` at rows ``idx`` (-1: NULL); all of it, uncopied, when ``idx`` is every row."""
-    n = len(col)
-    if len(idx) == n and n and idx[0] == 0 and idx[-1] == n - 1 and (
-            n < 2 or bool(np.all(np.diff(idx) == 1))):
-        return col
-    if (idx < 0).any():
-        return col.take(pa.array(idx, mask=idx < 0, type=pa.int64()))
-    if pa.types.is_string(col.type) and len(idx) >= 4096:
-        # text gathered by memcpy: about twice as fast as Arrow's take for enrichment columns
-        from ..._core.strings import take_strings
-        return take_strings(_chunk(col), idx)
-    return col.take(pa.array(idx, type=pa.int64()))
+class _Gather:
+    """Rows ``idx`` (-1: NULL) of one side's columns, by Arrow ``take``; the index is examined
+    once for all the side's columns, and every row in order takes the columns uncopied."""
+
+    def __init__(self, idx: np.ndarray, n: int):
+        self.idx = idx
+        self.everything = len(idx) == n and n > 0 and idx[0] == 0 and idx[-1] == n - 1 and (
+            n < 2 or bool(np.all(np.diff(idx) == 1)))
+        self.missing = not self.everything and bool((idx < 0).any())
+        self._arrow = None
+
+    def take(self, col):
+        if self.everything:
+            return col
+        if not self.missing and pa.types.is_string(col.type) and len(self.idx) >= 4096:
+            # text gathered by memcpy: about twice as fast as Arrow's take for wide enrichment
+            from ..._core.strings import take_strings
+            return take_strings(_chunk(col), self.idx)
+        if self._arrow is None:
+            self._arrow = (pa.array(self.idx, mask=self.idx < 0, type=pa.int64()) if self.missing
+                           else pa.array(self.idx, type=pa.int64()))
+        return col.take(self._arrow)
 
 
 class _KeyWords:
@@ -76,7 +86,7 @@ class _KeyWords:
 
     def __init__(self, key_types: list, strings=None):
         from ...batch import StringDict, type_of_arrow
-        from ..pipeline import KeyCodec
+        from ..keys import KeyCodec
         self.arrow_types = key_types
         self.sql_types = [type_of_arrow(t) for t in key_types]
         self.codec = KeyCodec(self.sql_types)
@@ -97,26 +107,6 @@ class _KeyWords:
                 usable = valid if usable is None else usable & valid
             cols.append(Column(st, arrow=arr, strings=self.strings))
         return self.codec.encode(cols, n), usable
-
-
-def _key_table(t: pa.Table, keys: list[str], ids: np.ndarray, types: list) -> pa.Table:
-    cols = {f"__k{i}": (t.column(k) if t.column(k).type.equals(ty) else t.column(k).cast(ty))
-            for i, (k, ty) in enumerate(zip(keys, types))}
-    cols["__id"] = pa.array(ids, type=pa.int64())
-    return pa.table(cols)
-
-
-def _pairs(a: pa.Table, a_keys, b: pa.Table, b_keys, types) -> tuple[np.ndarray, np.ndarray]:
-    """Row index pairs of ``a`` and ``b`` whose keys are equal (NULL never equals)."""
-    if a.num_rows == 0 or b.num_rows == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    ka = _key_table(a, a_keys, np.arange(a.num_rows), types)
-    kb = _key_table(b, b_keys, np.arange(b.num_rows), types).rename_columns(
-        [f"__k{i}" for i in range(len(b_keys))] + ["__jd"])
-    j = ka.join(kb, keys=[f"__k{i}" for i in range(len(a_keys))], join_type="inner",
-                use_threads=False)
-    return (j.column("__id").to_numpy().astype(np.int64),
-            j.column("__jd").to_numpy().astype(np.int64))
 
 
 class IntervalJoin:
@@ -141,6 +131,25 @@ class IntervalJoin:
         self.stored: list[Optional[pa.Table]] = [None, None]
         self.stored_t = [np.empty(0, np.int64), np.empty(0, np.int64)]
         self.matched = [np.empty(0, bool), np.empty(0, bool)]
+        self._key_words = _KeyWords(key_types, strings)
+        self._index: list = [None, None]  # each side's stored rows as KeyRuns, when unchanged
+        # each side's stored rows' key words and whether they can match (not snapshotted: string
+        # codes belong to this process's dictionary; rebuilt from the rows after a restore)
+        self._words: list = [None, None]
+
+    def _keys_of(self, side: int, rows: pa.Table, t: np.ndarray):
+        words, usable = self._key_words.of(rows, self.keys[side])
+        return words, (t != INT64_MIN) if usable is None else usable & (t != INT64_MIN)
+
+    def _runs(self, side: int):
+        """The stored rows of ``side`` by key and time (built again after they changed)."""
+        if self._index[side] is None:
+            from ..._core.join_index import KeyRuns
+            if self._words[side] is None:
+                self._words[side] = self._keys_of(side, self.stored[side], self.stored_t[side])
+            words, usable = self._words[side]
+            self._index[side] = KeyRuns(words, self.stored_t[side], usable)
+        return self._index[side]
 
     def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
         if batch.num_rows == 0:
@@ -150,25 +159,32 @@ class IntervalJoin:
         other = 1 - port
         out: list[pa.RecordBatch] = []
         matched_new = np.zeros(new.num_rows, dtype=bool)
+        words, usable = self._keys_of(port, new, t_new)
         if self.stored[other] is not None and self.stored[other].num_rows:
+            # the new rows probe the other side's: right time - left time in [lo, hi]
+            lo, hi = (self.lo, self.hi) if port == 0 else (-self.hi, -self.lo)
+            mine, theirs = self._runs(other).in_range(words, t_new, usable, lo, hi)
+            ia, ib = (mine, theirs) if port == 0 else (theirs, mine)
             a, b = (new, self.stored[other]) if port == 0 else (self.stored[other], new)
             ta, tb = (t_new, self.stored_t[other]) if port == 0 else (self.stored_t[other], t_new)
-            ia, ib = _pairs(a, self.keys[0], b, self.keys[1], self.key_types)
-            d = tb[ib] - ta[ia]
-            ok = (d >= self.lo) & (d <= self.hi) & (ta[ia] != INT64_MIN) & (tb[ib] != INT64_MIN)
-            ia, ib = ia[ok], ib[ok]
             times = np.maximum(ta[ia], tb[ib])
             out += self.out.rows(a, ia, b, ib, times)
-            mine, theirs = (ia, ib) if port == 0 else (ib, ia)
             matched_new[mine] = True
             self.matched[other][theirs] = True
         # store the new rows (their matches so far remembered)
+        kept = self._words[port]
+        if self.stored[port] is None or self.stored[port].num_rows == 0:
+            self._words[port] = (words, usable)
+        elif kept is not None:
+            self._words[port] = ([np.concatenate([a, b]) for a, b in zip(kept[0], words)],
+                                 np.concatenate([kept[1], usable]))
         if self.stored[port] is None:
             self.stored[port] = new
         else:
             self.stored[port] = pa.concat_tables([self.stored[port], new]).combine_chunks()
         self.stored_t[port] = np.concatenate([self.stored_t[port], t_new])
         self.matched[port] = np.concatenate([self.matched[port], matched_new])
+        self._index[port] = None
         if len(t_new):
             self.clock[port] = max(self.clock[port], int(t_new.max()))
         return out
@@ -208,6 +224,10 @@ class IntervalJoin:
                 left, right = (table, other) if side == 0 else (other, table)
                 out += self.out.rows(left, li, right, ri, self.stored_t[side][lonely])
         keep = ~done
+        self._index[side] = None
+        if self._words[side] is not None:
+            words, usable = self._words[side]
+            self._words[side] = ([w[keep] for w in words], usable[keep])
         self.stored[side] = table.filter(pa.array(keep))
         self.stored_t[side] = self.stored_t[side][keep]
         self.matched[side] = self.matched[side][keep]
@@ -221,6 +241,7 @@ class IntervalJoin:
     def restore(self, state) -> None:
         for k in self._STATE:
             setattr(self, k, state[k])
+        self._index, self._words = [None, None], [None, None]
 
     def describe(self) -> str:
         return (f"IntervalJoin {self.kind}: keys {', '.join(self.keys[0])} = "
