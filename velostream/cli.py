@@ -150,11 +150,42 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     return job
 
 
+def _arrow_without_pandas() -> None:
+    """Have pyarrow take pandas as absent, before the job converts its first value to Arrow.
+
+    pyarrow looks for pandas the first time it converts a Python or numpy value (``pa.array``,
+    ``pa.scalar``, a compute function given a Python number; importing ``pyarrow.dataset`` does
+    one), and importing pandas is a third of the start-up of ``velostream run``
+    (docs/PERFORMANCE.md, "File to file"). A job's data comes from files or Kafka as Arrow, so
+    pyarrow never gets a pandas object to recognise. Not done when pandas is loaded already
+    (nothing to save), nor when the job has Python functions (``vs.udf``): one may return a pandas
+    Series, which pyarrow must convert as pandas data (NaN as NULL). ``Table.to_pandas`` still
+    works afterwards: pyarrow imports pandas when asked for it."""
+    from .udf import _REGISTRY
+    if "pandas" in sys.modules or _REGISTRY:
+        return
+    import pyarrow as pa
+
+    class NoPandas:  # an import finder: while it is first, `import pandas` fails
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "pandas":
+                raise ModuleNotFoundError("No module named 'pandas'", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoPandas)
+    try:
+        pa.scalar(0)  # pyarrow's first conversion: it tries pandas once and remembers
+    finally:
+        sys.meta_path.remove(NoPandas)
+
+
 @_start_errors
 def cmd_run(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
+    _arrow_without_pandas()
     job = build_job(spec, partitions=args.partitions, bounded=args.bounded, reset=args.reset)
     metrics = None
     if args.metrics_port is not None:

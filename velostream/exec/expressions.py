@@ -1037,9 +1037,11 @@ def _cast(ev, b, batch):
 
 
 _NUMBER_KINDS = ("INT64", "FLOAT64", "DECIMAL")
-# text DuckDB casts to BOOLEAN (case-insensitive, no trimming)
-_TRUE_TEXT = pa.array(["true", "t", "1", "yes", "y"])
-_FALSE_TEXT = pa.array(["false", "f", "0", "no", "n"])
+# text DuckDB casts to BOOLEAN (case-insensitive, no trimming). Python tuples, made Arrow arrays
+# where used: no Arrow array is built at import, or pyarrow would import pandas (a third of the
+# CLI's start-up, docs/PERFORMANCE.md, "File to file")
+_TRUE_TEXT = ("true", "t", "1", "yes", "y")
+_FALSE_TEXT = ("false", "f", "0", "no", "n")
 
 
 def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
@@ -1047,8 +1049,8 @@ def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: boo
     record in a job), or is NULL under TRY_CAST."""
     if dst.kind == "BOOL":
         low = pc.utf8_lower(arr)
-        is_true = pc.is_in(low, value_set=_TRUE_TEXT).to_numpy(zero_copy_only=False)
-        is_false = pc.is_in(low, value_set=_FALSE_TEXT).to_numpy(zero_copy_only=False)
+        is_true = pc.is_in(low, value_set=pa.array(_TRUE_TEXT)).to_numpy(zero_copy_only=False)
+        is_false = pc.is_in(low, value_set=pa.array(_FALSE_TEXT)).to_numpy(zero_copy_only=False)
         values, converts = is_true, is_true | is_false
     else:  # ISO-8601 (no zone means UTC) or epoch-ms digits, as at ingestion
         ms, bad_idx = text_to_epoch_ms(arr)

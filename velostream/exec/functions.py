@@ -389,12 +389,14 @@ def _eval_datediff(ev, b, batch):
         return Val(_diff(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
-# strftime: DuckDB's specifiers (docs/FUNCTIONS.md lists them)
-_DAY_ABBR = pa.array(["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"])
-_DAY_NAME = pa.array(["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"])
-_MON_ABBR = pa.array(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
-_MON_NAME = pa.array(["January", "February", "March", "April", "May", "June", "July", "August",
-                      "September", "October", "November", "December"])
+# strftime: DuckDB's specifiers (docs/FUNCTIONS.md lists them). The names are Python tuples, made
+# Arrow arrays where used: an Arrow array built at import would make pyarrow import pandas (a third
+# of the CLI's start-up, docs/PERFORMANCE.md, "File to file")
+_DAY_ABBR = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+_DAY_NAME = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_MON_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MON_NAME = ("January", "February", "March", "April", "May", "June", "July", "August",
+             "September", "October", "November", "December")
 _SPEC = re.compile(r"%(-?)(.)", re.S)
 _FORMAT_LETTERS = set("YymdHMSIjgfnaAbBhpzZuwUWVGxXc%")
 _UNPADDED = set("ymdHMSIj")
@@ -440,9 +442,9 @@ def _strftime_pieces(ms: np.ndarray, tokens: list) -> list:
             continue
         _, k, unpadded = tok
         if k in "aA":
-            pieces.append((_DAY_ABBR if k == "a" else _DAY_NAME).take(pa.array(c.dow)))
+            pieces.append(pa.array(_DAY_ABBR if k == "a" else _DAY_NAME).take(pa.array(c.dow)))
         elif k in "bBh":
-            pieces.append((_MON_NAME if k == "B" else _MON_ABBR).take(pa.array(c.month - 1)))
+            pieces.append(pa.array(_MON_NAME if k == "B" else _MON_ABBR).take(pa.array(c.month - 1)))
         elif k == "p":
             pieces.append(pa.array(np.where(c.hour < 12, "AM", "PM")))
         elif k == "z":
@@ -573,7 +575,7 @@ def _strptime_plan(c: Optional[Call], fmt: str):
 _FIELD_REGEX = dict.fromkeys("ymdHIMS", "[0-9]{1,2}") | dict.fromkeys("aAbBh", "[A-Za-z]+") | {
     "Y": "[0-9]{1,4}", "j": "[0-9]{1,3}", "p": "[AaPp][Mm]", "z": "(?:[+-][0-9]{2}:?[0-9]{2}|Z)",
     "%": "%"}
-_MONTH_ABBR = pa.array(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+_MONTH_ABBR = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 
 def _date_fields_regex(fmt: str) -> Optional[str]:
@@ -622,7 +624,7 @@ def _impossible_dates(text: pa.Array, regex: str) -> np.ndarray:
         year = np.full(len(text), 1900, dtype=np.int64)
     if "b" in names:
         month = pc.index_in(pc.utf8_lower(pc.utf8_slice_codeunits(pc.struct_field(fields, "b"), 0, 3)),
-                            value_set=_MONTH_ABBR)
+                            value_set=pa.array(_MONTH_ABBR))
         month = pc.fill_null(month, 0).to_numpy(zero_copy_only=False).astype(np.int64) + 1
     else:
         month = number("m", 1)
@@ -1236,7 +1238,9 @@ def _json_result(kind: str) -> Callable:
     return lambda v: None if v is None else (v if isinstance(v, str) else _json_dumps(v))
 
 
-def _json_kernel(kind: str, path: str):
+def _json_reference_kernel(kind: str, path: str):
+    """The function over distinct payloads with orjson: the reference the compiled scanner
+    (``_json_kernel``) must equal, and what it hands the rows it cannot decide."""
     get = _json_getter(_json_path(None, path))
     result = _json_result(kind)
     exists = kind == "EXISTS"
@@ -1261,6 +1265,91 @@ def _json_kernel(kind: str, path: str):
             else:
                 append(None if v is _MISSING else result(v))
         return pa.array(out, pa.bool_() if exists else pa.string())
+    return kernel
+
+
+_JSON_MODES = {"EXISTS": 0, "VALUE": 1, "EXTRACT": 2, "EXTRACT_STRING": 3}  # json_path's MODE_*
+_JSON_FALLBACK = 2  # json_path's ST_FALLBACK
+_NO_NULLS = np.zeros(0, dtype=np.uint8)
+
+
+def _json_compiled_steps(steps: list) -> Optional[tuple]:
+    """``steps`` as the arrays json_path.extract takes (kinds, index, keys, key offsets), or None
+    when the path is beyond its limits (then the reference kernel serves the function)."""
+    if len(steps) > 32:
+        return None
+    kinds, index, keys = [], [], []
+    for st in steps:
+        if isinstance(st, str):
+            pointer = isinstance(st, _Pointer)
+            ix = -1
+            if pointer and st.isdigit():
+                if not st.isascii():  # int() reads other scripts' digits: the reference's case
+                    return None
+                ix = int(st) if len(st) <= 15 else -1  # no array is that long
+            try:
+                key = st.encode()
+            except UnicodeEncodeError:  # a lone surrogate from a quoted step's escape
+                return None
+            kinds.append(2 if pointer else 0)
+            index.append(ix)
+            keys.append(key)
+        elif st == math.inf:  # '[#]': never a value
+            kinds.append(1)
+            index.append(2 ** 62)
+            keys.append(b"")
+        else:
+            if st < -16:  # json_path remembers the last 16 elements of an array
+                return None
+            kinds.append(1)
+            index.append(st)
+            keys.append(b"")
+    key_at = np.zeros(len(keys) + 1, dtype=np.int64)
+    key_at[1:] = np.cumsum([len(k) for k in keys])
+    return (np.array(kinds, dtype=np.int8), np.array(index, dtype=np.int64),
+            np.frombuffer(b"".join(keys) or b"\0", dtype=np.uint8), key_at)
+
+
+def _json_kernel(kind: str, path: str):
+    """The function over an Arrow string array: each payload walked once by the compiled
+    scanner (velostream/_core/json_path.pyx), without Python objects; the rows it flags (floats,
+    objects and arrays to re-serialise, 19-digit runs, lone surrogates, deep nesting) go through
+    the reference kernel, so the results are always the reference's."""
+    from .._core.json_path import extract
+
+    reference = _json_reference_kernel(kind, path)
+    compiled = _json_compiled_steps(_json_path(None, path))
+    if compiled is None:
+        return reference
+    mode = _JSON_MODES[kind]
+    exists = kind == "EXISTS"
+
+    def kernel(arr) -> pa.Array:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not pa.types.is_string(arr.type):
+            arr = arr.cast(pa.string())
+        n = len(arr)
+        if n == 0:
+            return pa.array([], pa.bool_() if exists else pa.string())
+        _, off_buf, data_buf = arr.buffers()
+        offsets = np.frombuffer(off_buf, dtype=np.int32)[arr.offset:arr.offset + n + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_NULLS
+        valid = arr.is_valid().to_numpy(zero_copy_only=False).view(np.uint8) if arr.null_count else _NO_NULLS
+        out_offsets, out_data, out_valid, status = extract(offsets, data, valid, *compiled, mode)
+        bitmap = pa.py_buffer(np.packbits(out_valid, bitorder="little"))
+        nulls = n - int(np.count_nonzero(out_valid))
+        if exists:
+            res = pa.Array.from_buffers(pa.bool_(), n, [bitmap, pa.py_buffer(np.packbits(out_data, bitorder="little"))],
+                                        null_count=nulls)
+        else:
+            res = pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(out_offsets), pa.py_buffer(out_data)],
+                                        null_count=nulls)
+        fallback = status == _JSON_FALLBACK
+        if fallback.any():
+            rows = np.flatnonzero(fallback)
+            res = pc.replace_with_mask(res, pa.array(fallback), reference(arr.take(pa.array(rows))))
+        return res
     return kernel
 
 

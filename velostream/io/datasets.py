@@ -40,7 +40,6 @@ from typing import Iterator, Optional
 
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from .base import ConfigError, FilePosition, Properties, Reject, with_event_time
 from .object_store import ObjectStore
@@ -145,6 +144,7 @@ class DatasetSource(FilePosition):
             raise ConfigError(f"'{name}.path': cannot read {path}: {e}") from e
         if not self.files:
             raise ConfigError(f"'{name}.path': no file matches {path!r}")
+        import pyarrow.dataset as ds  # here, not at the top: a CSV job's file_format needs none of it
         self._ds_format = ds.ParquetFileFormat() if self.format == "parquet" else ds.IpcFileFormat()
         self._bad: dict[int, Reject] = {}  # files found unreadable while finding the schema
         first = self._first_readable()
