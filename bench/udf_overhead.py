@@ -2,6 +2,7 @@
 the whole array directly, at 64 K-row batches (docs/FUNCTIONS.md, "Python functions").
 
     python bench/udf_overhead.py [rows] [repeats]
+    python bench/udf_overhead.py udaf [rows] [repeats]   (vs.udaf against the built-in SUM)
 
 overhead per row = (query with the function - the same query projecting the column - direct
 calls of the function on the batches) / rows, each the best of ``repeats``.
@@ -42,5 +43,43 @@ def main(rows: int = 2_000_000, repeats: int = 5) -> dict:
             "udf_query_s": round(with_udf, 4), "overhead_ns_per_row": round(over, 2)}
 
 
+class _PySum:
+    """The trivial Python aggregate: a sum through pyarrow.compute."""
+
+    def init(self):
+        return 0.0
+
+    def update(self, state, x):
+        return state + (pc.sum(x).as_py() or 0.0)
+
+    def merge(self, a, b):
+        return a + b
+
+    def finish(self, state):
+        return state
+
+
+def udaf_main(rows: int = 2_000_000, repeats: int = 3, groups=(20, 10_000)) -> dict:
+    """The cost a Python aggregate (``vs.udaf``) adds per row over the built-in SUM: a GROUP BY
+    ... EMIT FINAL over ``rows`` rows in 64 K-row batches, for each number of groups (one call of
+    the class's ``update`` per group per batch, so more groups cost more)."""
+    vs.udaf("bench_py_sum", _PySum)
+    rng = np.random.default_rng(1)
+    out = {"rows": rows}
+    for g in groups:
+        t = pa.table({"k": pa.array(rng.integers(0, g, rows)), "x": pa.array(rng.random(rows))})
+        batches = t.to_batches(max_chunksize=65_536)
+        builtin = best(lambda: vs.query("SELECT k, SUM(x) AS s FROM t GROUP BY k EMIT FINAL",
+                                        {"t": batches}), repeats)
+        python = best(lambda: vs.query("SELECT k, bench_py_sum(x) AS s FROM t GROUP BY k "
+                                       "EMIT FINAL", {"t": batches}), repeats)
+        out[f"groups_{g}"] = {"sum_s": round(builtin, 4), "udaf_s": round(python, 4),
+                              "overhead_ns_per_row": round((python - builtin) / rows * 1e9, 1)}
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(*[int(a) for a in sys.argv[1:3]])))
+    if sys.argv[1:2] == ["udaf"]:
+        print(json.dumps(udaf_main(*[int(a) for a in sys.argv[2:4]])))
+    else:
+        print(json.dumps(main(*[int(a) for a in sys.argv[1:3]])))

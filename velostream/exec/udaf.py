@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._core.aggregate import update_all as _kernels_update_all
+from .._core.window import order_by_end
 from ..batch import Column, SqlType, StringDict, _decimal_to_scaled, _scaled_to_decimal
 from ..errors import UserFunctionError
 
@@ -229,22 +230,33 @@ class PythonAggregator:
         s = slots if rows is None else slots[rows]
         if len(s) == 0:
             return
-        order = np.argsort(s, kind="stable")  # stable: a group's rows keep their arrival order
+        # stable (a group's rows keep their arrival order); slots are small non-negative
+        # integers, which the window kernel's counting sort orders in linear time
+        order = order_by_end(np.ascontiguousarray(s, dtype=np.int64), 1)
+        if order is None:
+            order = np.argsort(s, kind="stable")
         ordered = s[order]
         bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(ordered)]))
         idx = order if rows is None else rows[order]
         arrays = [a.take(pa.array(idx)) for a in values]
-        states, impl, name = self.states, self.impl, self.entry
-        for slot, lo, hi in zip(ordered[starts].tolist(), starts.tolist(), ends.tolist()):
-            state = states[slot]
-            if state is _EMPTY:
-                state = self._init()
-            try:
-                states[slot] = impl.update(state, *[a.slice(lo, hi - lo) for a in arrays])
-            except Exception as exc:  # noqa: BLE001 - no row alone: check_rows ran first
-                raise _fail(name, "update", exc) from exc
+        states, update = self.states, self.impl.update
+        one = arrays[0] if len(arrays) == 1 else None
+        try:
+            for slot, lo, n_rows in zip(ordered[starts].tolist(), starts.tolist(),
+                                        (ends - starts).tolist()):
+                state = states[slot]
+                if state is _EMPTY:
+                    state = self._init()
+                if one is not None:
+                    states[slot] = update(state, one.slice(lo, n_rows))
+                else:
+                    states[slot] = update(state, *[a.slice(lo, n_rows) for a in arrays])
+        except UserFunctionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no row alone: check_rows ran first
+            raise _fail(self.entry, "update", exc) from exc
 
     def update_emit(self, slots, values, valid, out_values, out_valid, seq=None) -> None:
         """``update``, writing each row's group value right after that row (EMIT CHANGES): the
