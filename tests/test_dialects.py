@@ -104,8 +104,12 @@ def test_group_by_a_name_prefers_the_input_column():
      "HOPPING needs ADVANCE BY"),
     ("SELECT k, COUNT(*) AS n FROM t WINDOW TUMBLING (SIZE 1 MINUTE, ADVANCE BY 1 SECOND) "
      "GROUP BY k", SqlError, "ADVANCE BY belongs to a HOPPING"),
-    ("SELECT k, COUNT(*) AS n FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, "
-     "INTERVAL '1' HOUR)) GROUP BY k", UnsupportedError, "CUMULATE"),
+    ("SELECT k, COUNT(*) AS n FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '7' MINUTE, "
+     "INTERVAL '1' HOUR)) GROUP BY k", SqlError, "whole multiple of its step"),
+    ("SELECT k, COUNT(*) AS n FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) "
+     "GROUP BY k", SqlError, r"CUMULATE\(TABLE t, DESCRIPTOR\(ts\), step, size\) takes 2"),
+    ("SELECT k, COUNT(*) AS n FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, "
+     "INTERVAL '1' DAY)) GROUP BY k", UnsupportedError, "at most 10,000 windows"),
     ("SELECT k, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) "
      "GROUP BY k WINDOW TUMBLING(1m)", SqlError, "give the window once"),
     ("SELECT k, COUNT(*) AS n FROM t GROUP BY 3", SqlError, "GROUP BY position 3"),
@@ -114,3 +118,88 @@ def test_group_by_a_name_prefers_the_input_column():
 def test_dialect_errors(sql, exc, part):
     with pytest.raises(exc, match=part):
         vs.query(sql, {"t": events(50)})
+
+
+# -- Flink's CUMULATE: windows from k * size growing by step up to size ----------------------
+
+def cumulate_reference(t, step: int, size: int, aggs: str, where: str = "") -> list:
+    """DuckDB over the same rows: each row joins every window [start, end) of its size-aligned
+    period with end = start + j * step > ts."""
+    return duck(f"""
+        SELECT ws, we, k, {aggs} FROM (
+            SELECT *, (ts // {size}) * {size} AS ws,
+                   unnest(generate_series((ts // {size}) * {size} + (ts % {size} // {step} + 1)
+                                          * {step}, (ts // {size}) * {size} + {size}, {step})) AS we
+            FROM t {where})
+        GROUP BY ws, we, k""", t=t)
+
+
+@pytest.mark.parametrize("step,size", [(60_000, 300_000), (120_000, 120_000), (30_000, 600_000)])
+def test_cumulate_matches_duckdb(step, size, partitions):
+    t = events()
+    sql = (f"SELECT window_start, window_end, k, SUM(v) AS s, COUNT(*) AS n, MAX(v) AS m "
+           f"FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '{step // 1000}' SECOND, "
+           f"INTERVAL '{size // 1000}' SECOND)) WHERE v > -40 "
+           f"GROUP BY window_start, window_end, k")
+    got = vs.query(sql, {"t": t.to_batches(max_chunksize=500)}, partitions=partitions)
+    want = cumulate_reference(t, step, size, "SUM(v), COUNT(*), MAX(v)", "WHERE v > -40")
+    assert len(want) > 20
+    assert_rows_equal(got.to_pylist(), want)
+
+
+def test_cumulate_windows_emit_in_end_order_and_window_time():
+    t = events(600)
+    got = vs.query("SELECT window_start, window_end, window_time, k, COUNT(*) AS n "
+                   "FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, "
+                   "INTERVAL '3' MINUTES)) GROUP BY window_start, window_end, k",
+                   {"t": t}).to_pylist()
+    ends = [r["window_end"] for r in got]
+    assert ends == sorted(ends)
+    assert all(r["window_time"] == r["window_end"] - 1 for r in got)
+    assert {r["window_end"] - r["window_start"] for r in got} == {60_000, 120_000, 180_000}
+    assert all(r["window_start"] % 180_000 == 0 for r in got)
+
+
+def test_cumulate_late_rows_join_only_the_windows_still_open():
+    # 0-3 min period, windows end at 1, 2 and 3 min. The row at 30 s arrives when the watermark
+    # is 90 s: the 1-minute window has closed, the 2- and 3-minute ones take it.
+    t = {"k": ["a", "a", "a", "a"], "v": [1, 2, 4, 8], "_TIMESTAMP": [10_000, 90_000, 30_000, 400_000]}
+    got = vs.query("SELECT _WINDOW_END AS we, SUM(v) AS s FROM t GROUP BY k "
+                   "WINDOW TUMBLING(1m)", {"t": t}).to_pylist()  # the native form for contrast
+    assert {r["we"]: r["s"] for r in got}[60_000] == 1
+    eng = vs.Engine("SELECT window_end, SUM(v) AS s FROM TABLE(CUMULATE(TABLE t, "
+                    "DESCRIPTOR(_TIMESTAMP), INTERVAL '1' MINUTE, INTERVAL '3' MINUTES)) "
+                    "GROUP BY window_start, window_end, k")
+    rows = eng.push("t", t).to_pylist() + eng.flush().to_pylist()
+    assert {r["window_end"]: r["s"] for r in rows} == {60_000: 1, 120_000: 7, 180_000: 7,
+                                                      420_000: 8, 480_000: 8, 540_000: 8}
+    assert eng.stats.late_records == 0
+
+
+def test_cumulate_emit_changes_last_row_equals_final(partitions):
+    t = events(1500)
+    base = ("SELECT window_start, window_end, k, SUM(v) AS s FROM TABLE(CUMULATE(TABLE t, "
+            "DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '4' MINUTES)) "
+            "GROUP BY window_start, window_end, k")
+    final = vs.query(base, {"t": t}, partitions=partitions).to_pylist()
+    changes = vs.query(base + " EMIT CHANGES", {"t": t.to_batches(max_chunksize=333)},
+                       partitions=partitions).to_pylist()
+    last = {}
+    for r in changes:
+        last[(r["window_start"], r["window_end"], r["k"])] = r["s"]
+    assert_rows_equal([(ws, we, k, s) for (ws, we, k), s in last.items()], final)
+
+
+def test_cumulate_state_survives_a_snapshot():
+    t = events(2000)
+    sql = ("SELECT window_start, window_end, k, SUM(v) AS s, COUNT(*) AS n FROM TABLE(CUMULATE("
+           "TABLE t, DESCRIPTOR(_TIMESTAMP), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES)) "
+           "GROUP BY window_start, window_end, k")
+    whole = vs.query(sql, {"t": t}).to_pylist()
+    first, second = t.slice(0, 900), t.slice(900)
+    eng = vs.Engine(sql)
+    out = eng.push("t", first).to_pylist()
+    fresh = vs.Engine(sql)
+    fresh.restore(eng.snapshot())
+    out += fresh.push("t", second).to_pylist() + fresh.flush().to_pylist()
+    assert_rows_equal(out, whole)

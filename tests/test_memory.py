@@ -35,4 +35,4 @@ def test_s3a_ten_million_records_rss_flat():
     peak_after_warm = max(samples[len(samples) // 5:])
     assert peak_after_warm - warm < 64, (warm, peak_after_warm, samples)
     # the group table only ever holds the open windows, not every window seen
-    assert len(eng.pipeline.table) <= 2 * 20
+    assert len(eng.pipeline.stateful.table) <= 2 * 20

@@ -242,7 +242,7 @@ def test_state_is_shared_with_the_general_path_objects():
             eng.push("t", b)
         assert eng.fast_batches == N // 2
     n_groups = len(set(TABLE.column("ks").to_pylist()))
-    assert len(eng.pipeline.table) == n_groups
+    assert len(eng.pipeline.stateful.table) == n_groups
     with fast_path(False):
         ref = vs.Engine(sql)
         ref.push("t", WHOLE)

@@ -390,7 +390,7 @@ def test_restore_binds_plan_before_input_and_keeps_watermark():
     fresh.restore(eng.snapshot())
     assert fresh.plan is not None and fresh.pipeline is not None
     assert fresh.watermark.max_time == eng.watermark.max_time
-    assert fresh.pipeline.min_open_end == eng.pipeline.min_open_end
+    assert fresh.pipeline.stateful.min_open_end == eng.pipeline.stateful.min_open_end
     assert fresh.pipeline.late_records == eng.pipeline.late_records > 0
     assert _rows([fresh.flush()]) == _rows([eng.flush()])
 
@@ -464,7 +464,7 @@ def test_session_snapshot_table():
     eng = vs.Engine(QUERIES["session_changes"])
     _pushes(eng, DATA.slice(0, 900))
     table = eng.pipeline.snapshot()
-    assert table.num_rows == eng.pipeline.session.n_open > 0
+    assert table.num_rows == eng.pipeline.stateful.session.n_open > 0
     assert table.schema.field("__k0").type == pa.string()
     assert table.schema.field("__a6.value").type == pa.string()   # FIRST_VALUE(trader_id)
     first, last = table.column("__first").to_numpy(), table.column("__last").to_numpy()
@@ -520,8 +520,8 @@ def test_sessions_merge_across_the_split(name):
         for s in ("zzz", "SYM3", "TRADER9"):
             fresh.strings.code(s)
         fresh.restore(blob)
-        spy = fresh.pipeline.session = _MergeSpy(
-            fresh.pipeline.session, eng.pipeline.snapshot().column("__sid").to_pylist())
+        spy = fresh.pipeline.stateful.session = _MergeSpy(
+            fresh.pipeline.stateful.session, eng.pipeline.snapshot().column("__sid").to_pylist())
         got += _pushes(fresh, DATA.slice(split)) + [fresh.flush()]
         crossing += spy.crossing
         assert [_rows([r]) for r in got] == [_rows([r]) for r in want], split

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import velostream as vs
 from velostream.engine import Watermark
-from velostream.exec.pipeline import INT64_MIN
+from velostream.exec.columns import INT64_MIN
 
 
 def reference(batches, lateness, registered=()):

@@ -16,7 +16,8 @@ from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_
 from .binding import SchemaMismatch, SourceBinder, conform, passthrough_types
 from .errors import SqlError
 from .exec.operators.dedup import FirstSeen
-from .exec.pipeline import INT64_MIN, TIME_COL, WM_COL, Pipeline
+from .exec.columns import INT64_MIN, TIME_COL, WM_COL
+from .exec.pipeline import Pipeline
 from .planner import Plan, plan_statement
 from .result import Result
 from .exec.graph import GraphEngine, needs_graph, run_query

@@ -106,7 +106,7 @@ class AggSpec:
 
 @dataclass
 class WindowPlan:
-    kind: str                 # TUMBLING SLIDING SESSION
+    kind: str                 # TUMBLING SLIDING CUMULATE SESSION
     time: Bound               # event time (epoch ms) over the input columns
     size_ms: Optional[int] = None
     advance_ms: Optional[int] = None
@@ -117,6 +117,8 @@ class WindowPlan:
             return f"TUMBLING size {self.size_ms} ms on {render(self.time)}"
         if self.kind == "SLIDING":
             return f"SLIDING size {self.size_ms} ms advance {self.advance_ms} ms on {render(self.time)}"
+        if self.kind == "CUMULATE":
+            return f"CUMULATE size {self.size_ms} ms step {self.advance_ms} ms on {render(self.time)}"
         return f"SESSION gap {self.gap_ms} ms on {render(self.time)}"
 
 
@@ -486,9 +488,9 @@ class _Planner:
             if tb.type.kind not in ("INT64", "TIMESTAMP", "NULL"):
                 raise self.err(tcol, f"window time column must be a TIMESTAMP or epoch-ms integer, found {tb.type}")
             plan.window = WindowPlan(w.kind, tb, w.size_ms, w.advance_ms, w.gap_ms)
-            if w.kind == "SLIDING" and w.size_ms // w.advance_ms > 10_000:
-                raise UnsupportedError.at(self.sql, w.pos, "a SLIDING window may overlap at most "
-                                          "10,000 windows per record")
+            if w.kind in ("SLIDING", "CUMULATE") and w.size_ms // w.advance_ms > 10_000:
+                raise UnsupportedError.at(self.sql, w.pos, f"a {w.kind} window may overlap at "
+                                          "most 10,000 windows per record")
             group_scope_cols["_WINDOW_START"] = INT64
             group_scope_cols["_WINDOW_END"] = INT64
 

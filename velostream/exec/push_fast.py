@@ -23,6 +23,7 @@ import os
 from typing import Optional
 
 from .expressions import BCol
+from .operators.aggregate import GroupAggregate
 
 ENABLED = os.environ.get("VELOSTREAM_PUSH_FAST", "1") != "0"
 
@@ -43,7 +44,7 @@ def why_not(plan, pipeline) -> Optional[str]:
         return "DISTINCT is not compiled"
     if plan.emit != "CHANGES":
         return f"EMIT {plan.emit}"
-    if pipeline.role != "full" or getattr(pipeline, "session", None) is not None:
+    if pipeline.role != "full" or not isinstance(pipeline.stateful, GroupAggregate):
         return "not a plain pipeline"
     for k in plan.keys:
         if not isinstance(k, BCol) or k.name.startswith("__"):
@@ -89,13 +90,14 @@ def step_for(plan, pipeline, strings, stats: dict, out_schema):
         return None
     from .._core.group_step import GroupStep
 
-    codec = pipeline.codec
+    agg = pipeline.stateful
+    codec = agg.codec
     outputs = []
     for _, b in plan.outputs:
         k = _ref(b.name, "__k", len(plan.keys))
         outputs.append(("k", k) if k is not None else ("a", _ref(b.name, "__a", len(plan.aggs))))
     return GroupStep(
-        pipeline.table, pipeline.aggs, strings, stats,
+        agg.table, agg.kernels, strings, stats,
         [(k.name, k.type.kind) for k in plan.keys], list(codec.layout), list(codec.wide),
         [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
         outputs, out_schema)

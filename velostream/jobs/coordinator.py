@@ -37,7 +37,8 @@ from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
 from ..errors import JobError, RowError, SqlError, VelostreamError
-from ..exec.pipeline import END_COL, SEQ_COL, Pipeline
+from ..exec.columns import END_COL, SEQ_COL
+from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from ..io.base import Reject
 from ..result import Result
@@ -753,7 +754,7 @@ class Job:
                 self.stats.strategy = plan.partitioning.strategy
                 role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
                 if role == "partial":
-                    merger = Pipeline(plan, eng.strings, role="merge")
+                    merger = Pipeline(plan, eng.strings, role="final")
                 router = Router(plan, n, eng.pipeline.ev)
                 self._raw = router.raw
                 # raw routing leaves the strings to the partitions: each interns its own rows

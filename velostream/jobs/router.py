@@ -26,7 +26,7 @@ from .._core.route import KeyRouter, select_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict
 from ..exec.expressions import BCol, Evaluator
-from ..exec.pipeline import KeyCodec
+from ..exec.keys import KeyCodec
 from ..planner import Plan
 
 

@@ -39,7 +39,8 @@ import pyarrow as pa
 from ..engine import Engine, schema_of
 from ..errors import JobError, UnsupportedError
 from ..exec.expressions import BCol
-from ..exec.pipeline import INT64_MIN
+from ..exec.columns import INT64_MIN
+from ..exec.operators.window_assign import assigner_for
 from ..result import Result
 from .checkpoints import Checkpoint, CheckpointStore
 
@@ -145,9 +146,7 @@ class SourcePartitionTask:
         return out
 
     def _last_window_end(self, t: np.ndarray) -> np.ndarray:
-        w = self.engine.plan.window
-        step = w.advance_ms if w.kind == "SLIDING" else w.size_ms
-        return np.floor_divide(t, step) * step + w.size_ms
+        return assigner_for(self.engine.plan.window).last_end(t)
 
     def _skip_emitted(self, rb: pa.RecordBatch, offsets: np.ndarray):
         replaying = offsets < self.replay_until

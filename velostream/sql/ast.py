@@ -199,8 +199,9 @@ class Join:
 @dataclass(frozen=True)
 class WindowSpec:
     """``WINDOW TUMBLING|SLIDING|SESSION (...)``. ``time_column`` None means ``_TIMESTAMP``.
-    TUMBLING: size_ms. SLIDING: size_ms and advance_ms. SESSION: gap_ms (size_ms is None)."""
-    kind: str  # 'TUMBLING' | 'SLIDING' | 'SESSION'
+    TUMBLING: size_ms. SLIDING: size_ms and advance_ms. CUMULATE (Flink's window table function
+    only): size_ms (the largest) and advance_ms (the step). SESSION: gap_ms (size_ms is None)."""
+    kind: str  # 'TUMBLING' | 'SLIDING' | 'CUMULATE' | 'SESSION'
     time_column: Optional[Column] = None
     size_ms: Optional[int] = None
     advance_ms: Optional[int] = None

@@ -651,18 +651,16 @@ class _Parser:
 
     def window_table_function(self) -> ast.TableRef:
         """Flink's window table functions (docs/SQL.md §10): ``TABLE(TUMBLE(TABLE t,
-        DESCRIPTOR(ts), size))``, ``HOP(..., slide, size)``, ``SESSION(TABLE t [PARTITION BY
+        DESCRIPTOR(ts), size))``, ``HOP(..., slide, size)``, ``CUMULATE(..., step, size)``,
+        ``SESSION(TABLE t [PARTITION BY
         k], DESCRIPTOR(ts), gap)``; the select list and GROUP BY name ``window_start`` and
         ``window_end``."""
         start = self.advance()  # TABLE
         self.expect_punct("(")
         fn = self.tok
         if not self.is_kw(fn, "TUMBLE", "HOP", "SESSION", "CUMULATE"):
-            raise self.expected("TUMBLE, HOP or SESSION in TABLE(...)")
+            raise self.expected("TUMBLE, HOP, CUMULATE or SESSION in TABLE(...)")
         self.advance()
-        if fn.upper == "CUMULATE":
-            raise self.unsupported(fn, "CUMULATE windows are not supported yet; use TUMBLE, HOP "
-                                       "or SESSION")
         self.expect_punct("(", f"'(' after {fn.upper}")
         self.expect_kw("TABLE", f"TABLE name as the first argument of {fn.upper}")
         name, _, name_tok = self.identifier("a source name")
@@ -686,9 +684,10 @@ class _Parser:
             durations.append((ms, tok))
         self.expect_punct(")", f"')' to close {fn.upper}(...)")
         self.expect_punct(")", "')' to close TABLE(...)")
-        want = {"TUMBLE": 1, "HOP": 2, "SESSION": 1}[fn.upper]
+        want = {"TUMBLE": 1, "HOP": 2, "CUMULATE": 2, "SESSION": 1}[fn.upper]
         if len(durations) != want:
-            shape = {"TUMBLE": "size", "HOP": "slide, size", "SESSION": "gap"}[fn.upper]
+            shape = {"TUMBLE": "size", "HOP": "slide, size", "CUMULATE": "step, size",
+                     "SESSION": "gap"}[fn.upper]
             raise self.error(fn, f"{fn.upper}(TABLE t, DESCRIPTOR(ts), {shape}) takes {want} "
                                  f"duration(s), got {len(durations)}")
         if fn.upper == "TUMBLE":
@@ -699,6 +698,13 @@ class _Parser:
                 raise self.error(size_tok, f"HOP's slide ({slide} ms) must not exceed its size "
                                            f"({size} ms)")
             window = ast.WindowSpec("SLIDING", time_column, size_ms=size, advance_ms=slide,
+                                    pos=fn.pos)
+        elif fn.upper == "CUMULATE":  # windows from each k * size growing by step up to size
+            (step, _), (size, size_tok) = durations
+            if size % step:
+                raise self.error(size_tok, f"CUMULATE's size ({size} ms) must be a whole multiple "
+                                           f"of its step ({step} ms)")
+            window = ast.WindowSpec("CUMULATE", time_column, size_ms=size, advance_ms=step,
                                     pos=fn.pos)
         else:
             window = ast.WindowSpec("SESSION", time_column, gap_ms=durations[0][0], pos=fn.pos)

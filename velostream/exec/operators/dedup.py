@@ -26,7 +26,7 @@ class FirstSeen:
 
     def first_rows(self, cols: list[Column], n: int) -> np.ndarray:
         from ..._core.group_table import GroupTable
-        from ..pipeline import KeyCodec
+        from ..keys import KeyCodec
         if self._table is None:
             self._codec = KeyCodec([c.type for c in cols])
             self._table = GroupTable(self._codec.n_words)

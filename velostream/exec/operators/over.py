@@ -27,7 +27,7 @@ class _OverState:
     def __init__(self, o: OverPlan):
         from ..._core.group_table import GroupTable
         from ..._core.rows import RowsWindow
-        from ..pipeline import KeyCodec
+        from ..keys import KeyCodec
         self.plan = o
         self.args: list = []  # distinct argument expressions of this OVER spec
         funcs = []
@@ -65,7 +65,7 @@ class OverAnalytics:
 
     # -- operator interface -------------------------------------------------------------------
     def push(self, batch: Batch) -> list[Batch]:
-        from ..pipeline import finish_values, kernel_values
+        from ..aggregators import finish_values, kernel_values
         n = batch.length
         cols = dict(batch.columns)
         ev = self.ev
@@ -132,7 +132,7 @@ class OverAnalytics:
         running state ``f<j>.<field>`` (``RowsWindow.export_state``, floats bit for bit)."""
         import pyarrow as pa
 
-        from ..pipeline import _key_to_arrow
+        from ..snapshots import key_to_arrow as _key_to_arrow
 
         parts = []  # per OVER spec: (rows, names, arrays)
         for i, s in enumerate(self.overs):
@@ -193,7 +193,7 @@ class OverAnalytics:
         state imported into the new slots."""
         import pyarrow as pa
 
-        from ..pipeline import _column, _key_from_arrow
+        from ..snapshots import column as _column, key_from_arrow as _key_from_arrow
 
         over = _column(table, "__over").to_numpy(zero_copy_only=False)
         for i, s in enumerate(self.overs):

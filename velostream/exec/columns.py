@@ -1,0 +1,14 @@
+"""The system columns a batch carries inside a job, beside the query's own columns.
+
+Time is decided outside the operators: the job stamps each input row with ``__time`` (event time)
+and ``__wm`` (the job's watermark just before that row, docs/SQL.md §3) before routing, and tells
+every partition the watermark after each batch. That is what makes results independent of the
+partition count, and of how the input was cut into batches.
+"""
+import numpy as np
+
+TIME_COL = "__time"
+WM_COL = "__wm"
+SEQ_COL = "__seq"   # the record's position in the job's input (V2 two-phase FIRST/LAST order)
+END_COL = "__end"   # window end of an EMIT FINAL row, for ordering rows across partitions
+INT64_MIN = int(np.iinfo(np.int64).min)
