@@ -212,31 +212,32 @@ class Dataflow:
 
     # -------------------------------------------------------------------------------- joins
     def _join_select(self, sel: ast.Select, ctes: dict, name: str) -> Node:
-        """``FROM a JOIN b ON ...``: a join node, and the SELECT over its rows (docs/SQL.md §9).
-        Its kind, keys and time bound are decided when both sides' columns are known."""
-        if len(sel.joins) > 1:
-            raise UnsupportedError.at(self.sql, sel.joins[1].pos, "one JOIN per SELECT for now: "
-                                      "join the first two in a WITH query and join that")
-        j = sel.joins[0]
+        """``FROM a JOIN b ON ... [JOIN c ON ...]``: a join node per JOIN, each joining the rows
+        of the ones before (a left-deep chain), and the SELECT over the last one's rows
+        (docs/SQL.md §9). Each join's kind, keys and time bound are decided when both sides'
+        columns are known."""
         left = self._input(sel.source, ctes)
-        right = self._input(j.right, ctes)
         la = (sel.source.alias or sel.source.name)
-        ra = (j.right.alias or j.right.name)
-        if la.lower() == ra.lower():
-            raise self._err(j.right.pos, f"both sides of the join are called '{la}': give one an "
-                                         f"alias")
-        table = right.table_key is not None or j.right.as_of is not None
-        if table and j.kind not in ("INNER", "LEFT"):
-            raise UnsupportedError.at(self.sql, j.pos, f"a {j.kind} JOIN of a table: a stream "
-                                      f"joins a table INNER or LEFT (docs/SQL.md §9)")
-        node = self._add(Node("", "join", None, inputs=[left, right], pos=j.pos,
-                              join=(j, la, ra, table, sel)))
+        aliases = [la]
+        for j in sel.joins:
+            right = self._input(j.right, ctes)
+            ra = (j.right.alias or j.right.name)
+            if any(a.lower() == ra.lower() for a in aliases):
+                raise self._err(j.right.pos, f"both sides of the join are called '{ra}': give "
+                                             f"one an alias")
+            table = right.table_key is not None or j.right.as_of is not None
+            if table and j.kind not in ("INNER", "LEFT"):
+                raise UnsupportedError.at(self.sql, j.pos, f"a {j.kind} JOIN of a table: a "
+                                          f"stream joins a table INNER or LEFT (docs/SQL.md §9)")
+            left = self._add(Node("", "join", None, inputs=[left, right], pos=j.pos,
+                                  join=(j, la, ra, table, sel)))
+            aliases.append(ra)
         # the join's rows are a stream: the SELECT over them filters, projects, aggregates and
         # windows them like any other (their event time: the later of the two rows')
         outer = dataclasses.replace(sel, joins=(), source=ast.TableRef(
-            f"#{node.id}", None, pos=sel.source.pos))
-        top = self._stage(outer, node, name)
-        (top if top.kind == "select" else top.inputs[0]).qualify = (la, ra)
+            f"#{left.id}", None, pos=sel.source.pos))
+        top = self._stage(outer, left, name)
+        (top if top.kind == "select" else top.inputs[0]).qualify = tuple(aliases)
         return top
 
     def _stage(self, sel: ast.Select, inp: Node, name: str) -> Node:
@@ -552,7 +553,7 @@ class Dataflow:
             left, right = sides
         node.op = plan_join(self.sql, j, la, ra, table, left, right,
                             self.properties.get("allowed.lateness", "0"),
-                            self._table_idle(right))
+                            self._table_idle(right), strings=self.strings)
         node.schema = node.op.schema
         node.hidden = (EVENT_TIME,)
 
@@ -684,7 +685,8 @@ def _named_columns(sel: ast.Select, j: ast.Join, alias: str, left: bool) -> pa.S
                     names.append(e.name)
         for c in _children(e):
             walk(c)
-    for part in [i.expr for i in sel.items] + [sel.where, sel.having, j.on, *sel.group_by]:
+    for part in [i.expr for i in sel.items] + [sel.where, sel.having, *(x.on for x in sel.joins),
+                                               *sel.group_by]:
         if part is not None:
             walk(part)
     return pa.schema([(n, pa.null()) for n in names])

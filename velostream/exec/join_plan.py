@@ -35,53 +35,79 @@ def _conjuncts(e) -> list:
     return [e]
 
 
+@dataclasses.dataclass
+class _Relation:
+    """One aliased relation of a FROM: the side of the join it is on, the prefix its columns
+    carry there (``alias.`` in the rows of an earlier join of the chain, else none), its
+    visible column names and all of them (hidden ones too)."""
+    alias: str
+    side: int
+    prefix: str
+    names: list
+    all_names: list
+
+
 class _Sides:
-    """The two sides of a join by alias, and which side a column reference names (the same
-    rules and errors for the ON condition and for the SELECT over the join)."""
+    """The relations of a join by alias, and which one a column reference names (the same rules
+    and errors for the ON condition and for the SELECT over the join). The left side of a join
+    in a chain (``FROM a JOIN b ON ... JOIN c ON ...``) holds every relation joined before."""
 
-    def __init__(self, sql, la, ra, left: Optional[pa.Schema], right: Optional[pa.Schema], lh=(),
-                 rh=(), names=None):
+    def __init__(self, sql, relations: list[_Relation], schemas=None):
         self.sql = sql
-        self.aliases = (la, ra)
-        if names is not None:  # the SELECT over the join: each side's visible column names
-            self.names = self.all_names = names
-            self.schemas = None
-            return
-        self.names = ([n for n in left.names if n not in lh], [n for n in right.names if n not in rh])
-        self.all_names = (list(left.names), list(right.names))
-        self.schemas = (left, right)
+        self.relations = relations
+        self.aliases = tuple(r.alias for r in relations)
+        self.schemas = schemas
 
-    def find(self, side: int, name: str, quoted: bool, everything=False) -> Optional[str]:
-        names = self.all_names[side] if everything else self.names[side]
+    @classmethod
+    def of_join(cls, sql, la: str, ra: str, left, right) -> "_Sides":
+        """The two inputs of a join (graph nodes); a left input that is itself a join brings
+        the relations it joined, its columns named ``alias.column``."""
+        rels = []
+        if left.kind == "join":
+            rels += _chained(left.op.out.aliases, left.schema, left.hidden)
+        else:
+            rels.append(_Relation(la, 0, "", [n for n in left.schema.names
+                                              if n not in left.hidden], list(left.schema.names)))
+        rels.append(_Relation(ra, 1, "", [n for n in right.schema.names if n not in right.hidden],
+                              list(right.schema.names)))
+        return cls(sql, rels, (left.schema, right.schema))
+
+    @staticmethod
+    def find(rel: _Relation, name: str, quoted: bool, everything=False) -> Optional[str]:
+        """The column of ``rel`` that ``name`` names, as the input row calls it."""
+        names = rel.all_names if everything else rel.names
         if name in names:
-            return name
+            return rel.prefix + name
         if not quoted:
             for n in names:
                 if n.lower() == name.lower():
-                    return n
-        if name.upper() == EVENT_TIME and EVENT_TIME in self.all_names[side]:
-            return EVENT_TIME
+                    return rel.prefix + n
+        if name.upper() == EVENT_TIME and EVENT_TIME in rel.all_names:
+            return rel.prefix + EVENT_TIME
         return None
 
-    def resolve(self, col: ast.Column, missing_ok: bool = False) -> Optional[tuple[int, str]]:
-        """(side, column) of ``col``; None for an unqualified name neither side has when
-        ``missing_ok`` (a system column such as _WINDOW_START)."""
+    def resolve(self, col: ast.Column, missing_ok: bool = False):
+        """(relation index, column as the input row calls it) of ``col``; None for an
+        unqualified name no relation has when ``missing_ok`` (a system column such as
+        _WINDOW_START)."""
         if col.table is not None:
-            for side, alias in enumerate(self.aliases):
-                if col.table.lower() == alias.lower():
-                    name = self.find(side, col.name, col.quoted)
+            for i, rel in enumerate(self.relations):
+                if col.table.lower() == rel.alias.lower():
+                    name = self.find(rel, col.name, col.quoted)
                     if name is None:
                         raise SqlError.at(self.sql, col.pos, f"unknown column '{col.name}' of "
-                                          f"'{alias}' (columns: {', '.join(self.names[side])})")
-                    return side, name
+                                          f"'{rel.alias}' (columns: {', '.join(rel.names)})")
+                    return i, name
             raise SqlError.at(self.sql, col.pos, f"unknown table or alias '{col.table}' (the "
-                              f"join reads {self.aliases[0]} and {self.aliases[1]})")
-        found = [(side, self.find(side, col.name, col.quoted)) for side in (0, 1)]
-        found = [(side, n) for side, n in found if n is not None]
-        if len(found) == 2:
+                              f"join reads {_listed(self.aliases)})")
+        found = [(i, self.find(rel, col.name, col.quoted))
+                 for i, rel in enumerate(self.relations)]
+        found = [(i, n) for i, n in found if n is not None]
+        if len(found) > 1:
             raise SqlError.at(self.sql, col.pos, f"column '{col.name}' is on both sides of the "
-                              f"join: qualify it ({self.aliases[0]}.{col.name} or "
-                              f"{self.aliases[1]}.{col.name})")
+                              f"join: qualify it (" + " or ".join(
+                                  f"{self.relations[i].alias}.{col.name}" for i, _ in found)
+                              + ")")
         if not found:
             if missing_ok:
                 return None
@@ -89,19 +115,40 @@ class _Sides:
                               f"columns: {', '.join(self._qualified())})")
         return found[0]
 
+    def side_of(self, col: ast.Column) -> tuple[int, str]:
+        """(side of the join, column as that side's rows call it) of ``col``."""
+        i, name = self.resolve(col)
+        return self.relations[i].side, name
+
     def _qualified(self) -> list[str]:
-        return [f"{a}.{n}" for a, names in zip(self.aliases, self.names) for n in names]
+        return [f"{r.alias}.{n}" for r in self.relations for n in r.names]
 
     def is_time(self, side: int, name: str) -> bool:
         t = self.schemas[side].field(name).type
         return pa.types.is_timestamp(t) or name == EVENT_TIME
 
 
+def _chained(aliases, schema: pa.Schema, hidden) -> list[_Relation]:
+    """The relations of a join's rows (columns ``alias.column``), all on one side (0)."""
+    rels = []
+    for alias in aliases:
+        prefix = f"{alias}."
+        names = [n[len(prefix):] for n in schema.names if n.startswith(prefix)]
+        rels.append(_Relation(alias, 0, prefix, [n for n in names if prefix + n not in hidden],
+                              names))
+    return rels
+
+
+def _listed(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _term(e, sides: _Sides) -> Optional[tuple[int, str, int]]:
     """``col``, ``col + c`` or ``col - c`` (c an interval or integer milliseconds) as (side,
     column, c); None for anything else."""
     if isinstance(e, ast.Column):
-        side, name = sides.resolve(e)
+        side, name = sides.side_of(e)
         return side, name, 0
     if isinstance(e, ast.BinaryOp) and e.op in "+-" and isinstance(e.left, ast.Column):
         c = e.right
@@ -111,7 +158,7 @@ def _term(e, sides: _Sides) -> Optional[tuple[int, str, int]]:
             ms = int(c.value)
         else:
             return None
-        side, name = sides.resolve(e.left)
+        side, name = sides.side_of(e.left)
         return side, name, ms if e.op == "+" else -ms
     return None
 
@@ -120,8 +167,12 @@ _FLIP = {">=": "<=", "<=": ">=", ">": "<", "<": ">", "=": "="}
 
 
 def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, right,
-              lateness_text: str, idle_text: Optional[str] = None):
-    sides = _Sides(sql, la, ra, left.schema, right.schema, left.hidden, right.hidden)
+              lateness_text: str, idle_text: Optional[str] = None, strings=None):
+    """The operator of join ``j`` of ``left`` (a graph node: a relation called ``la``, or an
+    earlier join of the same FROM) with ``right`` (called ``ra``). ``strings``: the job's
+    string dictionary (the key index compares text by its codes)."""
+    sides = _Sides.of_join(sql, la, ra, left, right)
+    chained = left.kind == "join"
     keys: list[tuple[str, str]] = []
     lo, hi = None, None
     time_cols: Optional[tuple[str, str]] = None
@@ -177,7 +228,19 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         else:
             common = _common_type([type_of_arrow(lt), type_of_arrow(rt)])
             key_types.append(arrow_type_of(common))
-    out = _Output(left.schema, right.schema, la, ra, left.hidden, right.hidden)
+    out = _Output(left.schema, right.schema, None if chained else la, ra, left.hidden,
+                  right.hidden)
+    out.aliases = (tuple(left.op.out.aliases) if chained else (la,)) + (ra,)
+    if chained and left.op.residual_ast and j.kind in ("RIGHT", "FULL"):
+        # the earlier join's other conditions filter its rows, after the whole chain: a right
+        # row whose only partners they drop would lose its NULL-padded row
+        raise UnsupportedError.at(sql, j.pos, f"a {j.kind} JOIN after a join whose ON has "
+                                  f"conditions other than keys and a time bound: join the "
+                                  f"first ones in a WITH query")
+    if chained and not temporal:
+        raise UnsupportedError.at(sql, j.pos, "a join of two streams after another join in one "
+                                  "FROM is not supported yet: join the first ones in a WITH "
+                                  "query, or join a TABLE here (docs/SQL.md §9)")
     lkeys, rkeys = [k for k, _ in keys], [k for _, k in keys]
     if temporal:
         if time_cols is not None or j.within_ms is not None:
@@ -196,23 +259,24 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         table_time = EVENT_TIME if EVENT_TIME in right.schema.names else None
         idle = parse_duration_ms(idle_text) if idle_text is not None else None
         op = TemporalJoin(j.kind, lkeys, rkeys, stream_time, table_time, out, key_types,
-                          idle_ms=idle)
+                          idle_ms=idle, strings=strings)
     else:
         if j.within_ms is not None:
             for side, node in ((0, left), (1, right)):
                 if EVENT_TIME not in node.schema.names:
                     raise SqlError.at(sql, j.pos, f"WITHIN compares the rows' event times, and "
-                                      f"'{sides.aliases[side]}' has none (_TIMESTAMP)")
+                                      f"'{(la, ra)[side]}' has none (_TIMESTAMP)")
             bound(">=", -j.within_ms, (EVENT_TIME, EVENT_TIME))
             bound("<=", j.within_ms, (EVENT_TIME, EVENT_TIME))
         if lo is None or hi is None:
             raise UnsupportedError.at(sql, j.pos, UNBOUNDED)
         if lo > hi:
             raise SqlError.at(sql, j.pos, f"the join's time bound is empty ({lo} ms to {hi} ms)")
-        rcol, lcol = time_cols
+        lcol, rcol = time_cols  # bound() records (left column, right column)
         op = IntervalJoin(j.kind, lkeys, rkeys, lcol, rcol, lo, hi,
-                          parse_duration_ms(lateness_text), out, key_types)
-    op.residual_ast = residual
+                          parse_duration_ms(lateness_text), out, key_types, strings=strings)
+    # an INNER join's other conditions filter the chain's rows (the SELECT's WHERE)
+    op.residual_ast = (list(left.op.residual_ast) if chained else []) + residual
     return op
 
 
@@ -237,30 +301,27 @@ def _map(e, fn):
     return dataclasses.replace(e, **changes) if changes else e
 
 
-def qualify_select(sql: str, sel: ast.Select, aliases: tuple[str, str], schema: pa.Schema,
+def qualify_select(sql: str, sel: ast.Select, aliases: tuple, schema: pa.Schema,
                    hidden, residual=()) -> ast.Select:
-    la, ra = aliases
-    prefix = (f"{la}.", f"{ra}.")
-    names = [n for n in schema.names if n not in hidden]
-    by_side = ([n[len(prefix[0]):] for n in names if n.startswith(prefix[0])],
-               [n[len(prefix[1]):] for n in names if n.startswith(prefix[1])])
-    sides = _Sides(sql, la, ra, None, None, names=by_side)
+    """``sel`` over the rows of a join (of two relations, or a chain of several) named
+    ``aliases``: its column references become the rows' ``alias.column`` names."""
+    relations = _chained(aliases, schema, hidden)
+    sides = _Sides(sql, relations)
 
     def column(e):
         if not isinstance(e, ast.Column):
             return e
         found = sides.resolve(e, missing_ok=True)
-        return e if found is None else ast.Column(prefix[found[0]] + found[1], quoted=True,
-                                                  pos=e.pos)
+        return e if found is None else ast.Column(found[1], quoted=True, pos=e.pos)
 
     items = []
     for item in sel.items:
         if isinstance(item.expr, ast.Star):
             t = item.expr.table
-            for side in (0, 1):
-                if t is None or t.lower() == aliases[side].lower():
-                    items += [ast.SelectItem(ast.Column(prefix[side] + n, quoted=True), n,
-                                             pos=item.pos) for n in by_side[side]]
+            for rel in relations:
+                if t is None or t.lower() == rel.alias.lower():
+                    items += [ast.SelectItem(ast.Column(rel.prefix + n, quoted=True), n,
+                                             pos=item.pos) for n in rel.names]
             continue
         alias = item.alias
         if alias is None and isinstance(item.expr, ast.Column):

@@ -35,11 +35,14 @@ def times_of(col) -> np.ndarray:
 class _Output:
     """Builds joined rows: left columns, right columns (NULL where a side is missing), time."""
 
-    def __init__(self, left: pa.Schema, right: pa.Schema, left_alias: str, right_alias: str,
-                 left_hidden=(), right_hidden=()):
+    def __init__(self, left: pa.Schema, right: pa.Schema, left_alias: Optional[str],
+                 right_alias: str, left_hidden=(), right_hidden=()):
+        """``left_alias`` None: the left rows are an earlier join's, already ``alias.column``."""
         self.left_names = [n for n in left.names if n not in left_hidden]
         self.right_names = [n for n in right.names if n not in right_hidden]
-        fields = [pa.field(f"{left_alias}.{n}", left.field(n).type) for n in self.left_names]
+        self.aliases = (left_alias, right_alias)  # every relation's alias, in FROM order
+        lp = "" if left_alias is None else f"{left_alias}."
+        fields = [pa.field(f"{lp}{n}", left.field(n).type) for n in self.left_names]
         fields += [pa.field(f"{right_alias}.{n}", right.field(n).type) for n in self.right_names]
         fields.append(pa.field(EVENT_TIME, pa.int64()))
         self.schema = pa.schema(fields)
