@@ -120,6 +120,9 @@ def kernel_input(spec, arg: tuple, rows: Optional[np.ndarray]):
     return tuple(_arrow(c) for c in cols), None if mask is None else mask.view(np.uint8)
 
 
+_CHECKERS: dict = {}  # name -> (registration, the instance check_rows calls)
+
+
 def check_rows(spec, arg: tuple) -> None:
     """Run the user's ``update`` once over the batch's whole input on a fresh state, before any
     state changes; if it raises, the rows it raises on alone are bad records
@@ -131,7 +134,10 @@ def check_rows(spec, arg: tuple) -> None:
     n = len(arrays[0])
     if n == 0:
         return
-    impl = _instance(entry)
+    impl = _CHECKERS.get(entry.name)
+    if impl is None or impl[0] is not entry:  # one instance per registration, not per batch
+        impl = _CHECKERS[entry.name] = (entry, _instance(entry))
+    impl = impl[1]
     rows = None if valid is None else np.flatnonzero(valid)
     picked = arrays if rows is None else tuple(a.take(pa.array(rows)) for a in arrays)
     if len(picked[0]) == 0:
