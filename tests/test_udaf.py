@@ -1,7 +1,7 @@
 """Python aggregate functions (``vs.udaf``, docs/FUNCTIONS.md "Python aggregates") against DuckDB's
 equivalents: in GROUP BY (EMIT FINAL, and EMIT CHANGES row by row against DuckDB's running
 window aggregates), TUMBLING, SLIDING and SESSION windows and a global aggregate (two-phase at 2
-and 4 partitions: partial states merged with the class's ``merge``), with FILTER, at 1, 2 and 4
+and 4 partitions: partial states merged with the class's ``merge``) and Flink's CUMULATE, with FILTER, at 1, 2 and 4
 partitions with batch splits; state through engine and pipeline snapshots; a job file loading
 them with 'udf.modules'; an exception in ``update`` as bad records under LogAndContinue."""
 from __future__ import annotations
@@ -221,6 +221,18 @@ def test_sliding(partitions):
     assert_rows_equal(got, want)
 
 
+def test_cumulate(partitions):
+    size, step = 30_000, 10_000
+    got = run(f"SELECT k, window_start, window_end, {OURS} FROM TABLE(CUMULATE(TABLE t, "
+              "DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '30' SECOND)) "
+              "GROUP BY window_start, window_end, k", partitions, seed=7)
+    want = duck(f"SELECT k, ws, ws + e, {THEIRS} FROM (SELECT t.*, (ts // {size}) * {size} AS ws, "
+                f"e FROM t, (SELECT unnest([{step}, {2 * step}, {3 * step}]) AS e) "
+                f"WHERE (ts // {size}) * {size} + e > ts) GROUP BY k, ws, e", t=T)
+    assert len(want) > 30
+    assert_rows_equal(got, want)
+
+
 def test_session(partitions):
     got = run(f"SELECT k, _WINDOW_START AS ws, {OURS} FROM t GROUP BY k "
               f"WINDOW SESSION(ts, {GAP}ms) EMIT FINAL", partitions, seed=4)
@@ -413,3 +425,68 @@ EMIT FINAL WITH ('s.type' = 'file_source', 's.path' = '{src}', 'o.type' = 'file_
     assert got == want
     entries = [json.loads(line) for line in dead.read_text().splitlines()]
     assert len(entries) == 1 and "POSITIVE_TOTAL" in entries[0]["error"], entries
+
+
+class Latest:
+    """TIMESTAMP in (as timestamp[ms]), TIMESTAMP out."""
+
+    def init(self):
+        return None
+
+    def update(self, state, t):
+        m = pc.max(t).as_py()
+        return m if state is None or m > state else state
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else max(a, b)
+
+    def finish(self, state):
+        return state
+
+
+class MaxText:
+    """Text in, text out."""
+
+    def init(self):
+        return None
+
+    def update(self, state, s):
+        m = max(s.to_pylist())
+        return m if state is None else max(state, m)
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else max(a, b)
+
+    def finish(self, state):
+        return state
+
+
+class DecimalSum:
+    """DECIMAL in (decimal128), DECIMAL out."""
+
+    def init(self):
+        return None
+
+    def update(self, state, d):
+        s = pc.sum(d).as_py()
+        return s if state is None else state + s
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else a + b
+
+    def finish(self, state):
+        return state
+
+
+vs.udaf("latest", Latest, returns="TIMESTAMP")
+vs.udaf("max_text", MaxText, returns="VARCHAR")
+vs.udaf("dsum", DecimalSum, returns="DECIMAL(18, 2)")
+
+
+def test_argument_and_result_types(partitions):
+    t = T.append_column("d", pc.cast(pc.divide(pc.cast(T["xi"], pa.float64()), 4),
+                                     pa.decimal128(9, 2)))
+    got = run("SELECT k, latest(EPOCH_MS(ts)) = max(EPOCH_MS(ts)) AS same_time, max_text(s), "
+              "dsum(d) FROM t GROUP BY k EMIT FINAL", partitions, table=t)
+    want = duck("SELECT k, true, max(s), sum(d) FROM t GROUP BY k", t=t)
+    assert_rows_equal(got, want)
