@@ -237,10 +237,6 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         raise UnsupportedError.at(sql, j.pos, f"a {j.kind} JOIN after a join whose ON has "
                                   f"conditions other than keys and a time bound: join the "
                                   f"first ones in a WITH query")
-    if chained and not temporal:
-        raise UnsupportedError.at(sql, j.pos, "a join of two streams after another join in one "
-                                  "FROM is not supported yet: join the first ones in a WITH "
-                                  "query, or join a TABLE here (docs/SQL.md §9)")
     lkeys, rkeys = [k for k, _ in keys], [k for _, k in keys]
     if temporal:
         if time_cols is not None or j.within_ms is not None:
@@ -273,11 +269,34 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         if lo > hi:
             raise SqlError.at(sql, j.pos, f"the join's time bound is empty ({lo} ms to {hi} ms)")
         lcol, rcol = time_cols  # bound() records (left column, right column)
+        derived = (_after_join(left), _after_join(right))
+        for side, col in ((0, lcol), (1, rcol)):
+            if derived[side] and col != EVENT_TIME:
+                # a join's rows come in the order of their event time only (each when its later
+                # row arrives): another of their times has no watermark to free rows by
+                raise UnsupportedError.at(sql, j.pos, f"'{(la, ra)[side]}' holds the rows of a "
+                                          f"join: bound this join on their event time, e.g. "
+                                          f"WITHIN 5 SECONDS (not on '{col}')")
         op = IntervalJoin(j.kind, lkeys, rkeys, lcol, rcol, lo, hi,
-                          parse_duration_ms(lateness_text), out, key_types, strings=strings)
+                          parse_duration_ms(lateness_text), out, key_types, strings=strings,
+                          derived=derived)
     # an INNER join's other conditions filter the chain's rows (the SELECT's WHERE)
     op.residual_ast = (list(left.op.residual_ast) if chained else []) + residual
     return op
+
+
+def _after_join(node) -> bool:
+    """Whether ``node``'s rows come out of a join (directly, or through stages reading one)."""
+    todo, seen = [node], set()
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if x.kind == "join":
+            return True
+        todo += x.inputs
+    return False
 
 
 # ------------------------------------------------------------------- the SELECT over the join

@@ -120,7 +120,7 @@ class IntervalJoin:
 
     def __init__(self, kind: str, left_keys: list[str], right_keys: list[str], left_time: str,
                  right_time: str, lo: int, hi: int, lateness: int, out: _Output,
-                 key_types: list, strings=None):
+                 key_types: list, strings=None, derived=(False, False)):
         self.kind = kind
         self.keys = (left_keys, right_keys)
         self.times = (left_time, right_time)
@@ -131,6 +131,10 @@ class IntervalJoin:
         self.schema = out.schema
         self.watermark = INT64_MIN
         self.clock = [INT64_MIN, INT64_MIN]
+        # a side fed by a join: its rows are in event-time order only up to the join's own
+        # watermark, so its clock is that watermark (its time column is the event time), not
+        # the largest time seen
+        self.derived = derived
         self.stored: list[Optional[pa.Table]] = [None, None]
         self.stored_t = [np.empty(0, np.int64), np.empty(0, np.int64)]
         self.matched = [np.empty(0, bool), np.empty(0, bool)]
@@ -188,11 +192,16 @@ class IntervalJoin:
         self.stored_t[port] = np.concatenate([self.stored_t[port], t_new])
         self.matched[port] = np.concatenate([self.matched[port], matched_new])
         self._index[port] = None
-        if len(t_new):
+        if len(t_new) and not self.derived[port]:
             self.clock[port] = max(self.clock[port], int(t_new.max()))
         return out
 
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        if watermark != INT64_MIN:
+            for side in (0, 1):
+                if self.derived[side]:  # the inputs' watermark, already less the lateness
+                    self.clock[side] = max(self.clock[side],
+                                           min(watermark + self.lateness, INT64_MAX))
         if min(self.clock) == INT64_MIN:
             return []
         wm = min(self.clock) - self.lateness
