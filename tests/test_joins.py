@@ -1,7 +1,10 @@
 """Joins (docs/SQL.md §9) against DuckDB on seeded data with NULL keys, split into batches, at
 1, 2 and 4 partitions: interval joins of two streams (INNER, LEFT, RIGHT, FULL; BETWEEN, >= / <=
-pairs, WITHIN) and temporal stream-table joins (DuckDB's ASOF JOIN is the reference)."""
+pairs, WITHIN), temporal stream-table joins (DuckDB's ASOF JOIN is the reference), several JOINs
+in one SELECT, and the compiled key index behind them."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -245,3 +248,151 @@ def test_temporal_join_on_two_keys():
                "ON t.k = i.k AND t.m = i.m AND t._TIMESTAMP >= i._TIMESTAMP",
                trades=trades, inst=inst)
     assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_interval_join_with_differently_named_time_columns(partitions):
+    """The bound names each side's own time column (they were swapped when the names differ)."""
+    a = stream(300, 31).rename_columns(["k", "v", "at", "_TIMESTAMP"])
+    b = stream(300, 32, col="w").rename_columns(["k", "w", "bt", "_TIMESTAMP"])
+    sql = ("SELECT a.k, a.v, b.w, b.bt FROM a LEFT JOIN b ON a.k = b.k "
+           "AND b.bt BETWEEN a.at - 4000 AND a.at + 1000")
+    got = vs.query(sql, {"a": batches(a, 1), "b": batches(b, 2)}, partitions=partitions)
+    ref = duck(sql, a=a, b=b)
+    assert len([r for r in ref if r[2] is not None]) > 30
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+# ------------------------------------------------------------------- the compiled join index
+def test_key_runs_find_the_current_version_and_the_rows_in_range():
+    """``_core.join_index.KeyRuns`` against the obvious loops: two-word keys, many rows of one
+    time (the later arrival is current), rows that must never match, probes outside every key."""
+    from velostream._core.join_index import KeyRuns
+    rng = np.random.default_rng(40)
+    m, n = 400, 600
+    k1, k2 = rng.integers(0, 6, m), rng.integers(0, 3, m)
+    t = rng.integers(0, 40, m)  # few distinct times: ties everywhere
+    usable = rng.random(m) > 0.1
+    runs = KeyRuns([k1, k2], t, usable)
+    p1, p2 = rng.integers(0, 7, n), rng.integers(0, 3, n)
+    pt = rng.integers(-5, 45, n)
+    p_usable = rng.random(n) > 0.1
+    got = np.empty(n, dtype=np.int64)
+    runs.as_of([p1, p2], pt, p_usable, got)
+    for i in range(n):
+        rows = [r for r in range(m) if usable[r] and k1[r] == p1[i] and k2[r] == p2[i]
+                and t[r] <= pt[i]]
+        want = max(rows, key=lambda r: (t[r], r)) if rows and p_usable[i] else -1
+        assert got[i] == want, i
+    probe, found = runs.in_range([p1, p2], pt, p_usable, -3, 2)
+    want = {(i, r) for i in range(n) if p_usable[i] for r in range(m)
+            if usable[r] and k1[r] == p1[i] and k2[r] == p2[i] and -3 <= t[r] - pt[i] <= 2}
+    assert len(probe) == len(want) > 100
+    assert set(zip(probe.tolist(), found.tolist())) == want
+
+
+# -------------------------------------------------------------- several JOINs in one SELECT
+def venues(seed=41):
+    rng = np.random.default_rng(seed)
+    n = 16
+    return pa.table({"venue": pa.array(rng.choice(["X", "Y", "W"], n).astype(object)),
+                     "city": pa.array([f"c{i}" for i in range(n)]),
+                     "_TIMESTAMP": pa.array(np.sort(rng.integers(0, 100_000, n)))})
+
+
+def with_venue(t: pa.Table, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return t.append_column("venue", pa.array(rng.choice(["X", "Y", "Z", None], t.num_rows)))
+
+
+VENUES_DDL = ("CREATE TABLE venues (venue VARCHAR, city VARCHAR, _TIMESTAMP BIGINT, "
+              "PRIMARY KEY (venue));")
+
+
+@pytest.mark.parametrize("kinds", [("INNER", "LEFT"), ("LEFT", "INNER"), ("LEFT", "LEFT")])
+def test_a_stream_joins_two_tables_in_one_select(kinds, partitions):
+    trades, inst, ven = with_venue(stream(400, 42), 43), instruments(44), venues()
+    k1, k2 = kinds
+    sql = (TABLE_DDL + VENUES_DDL + f"SELECT t.k, t.v, i.sector, v.city, t.venue FROM trades t "
+           f"{k1} JOIN inst i ON t.k = i.k {k2} JOIN venues v ON t.venue = v.venue "
+           "WHERE t.v > 100")
+    got = vs.query(sql, {"trades": batches(trades, 1), "inst": batches(inst, 2, pieces=3),
+                         "venues": ven}, partitions=partitions)
+    asof = {"INNER": "ASOF JOIN", "LEFT": "ASOF LEFT JOIN"}
+    ref = duck(f"SELECT t.k, t.v, i.sector, v.city, t.venue FROM trades t {asof[k1]} inst i "
+               f"ON t.k = i.k AND t._TIMESTAMP >= i._TIMESTAMP {asof[k2]} venues v "
+               "ON t.venue = v.venue AND t._TIMESTAMP >= v._TIMESTAMP WHERE t.v > 100",
+               trades=trades, inst=inst, venues=ven)
+    assert len(ref) > 50 and any(r[3] is not None for r in ref)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_select_star_over_a_chain_names_every_relations_columns():
+    trades, inst, ven = with_venue(stream(60, 45), 46), instruments(47), venues(48)
+    got = vs.query(TABLE_DDL + VENUES_DDL + "SELECT *, i.* FROM trades t LEFT JOIN inst i "
+                   "ON t.k = i.k LEFT JOIN venues v ON t.venue = v.venue",
+                   {"trades": trades, "inst": inst, "venues": ven})
+    # every relation's columns in FROM order, then i's again (repeated names get a suffix)
+    assert [re.sub(r"_\d+$", "", n) for n in got.schema.names] == (
+        trades.schema.names + inst.schema.names + ven.schema.names + inst.schema.names)
+    rows = got.to_pylist()
+    assert len(rows) == trades.num_rows and any(r["city"] is not None for r in rows)
+
+
+CHAIN_KINDS = ["INNER", "LEFT", "RIGHT", "FULL"]
+
+
+@pytest.mark.parametrize("kind", CHAIN_KINDS)
+@pytest.mark.parametrize("form", ["chain", "with"])
+def test_the_rows_of_an_interval_join_join_a_third_stream(kind, form, partitions):
+    """A join's rows come out of time order; a later interval join still finds every partner
+    (the rows it keeps are freed by the join's watermark)."""
+    a, b, c = stream(250, 50), stream(250, 51, col="w"), stream(250, 52, col="x")
+    first = "a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts - 3000 AND a.ts + 3000"
+    if form == "chain":
+        sql = f"SELECT a.k, a.v, b.w, c.x FROM {first} {kind} JOIN c ON b.k = c.k WITHIN 2 SECONDS"
+    else:
+        sql = (f"WITH ab AS (SELECT a.k, a.v, b.w FROM {first}) SELECT ab.k, ab.v, ab.w, c.x "
+               f"FROM ab {kind} JOIN c ON ab.k = c.k WITHIN 2 SECONDS")
+    got = vs.query(sql, {"a": batches(a, 1), "b": batches(b, 2), "c": batches(c, 3)},
+                   partitions=partitions)
+    ref = duck(f"WITH ab AS (SELECT a.k, a.v, b.w, greatest(a._TIMESTAMP, b._TIMESTAMP) AS t "
+               f"FROM {first}) SELECT ab.k, ab.v, ab.w, c.x FROM ab {kind} JOIN c "
+               "ON ab.k = c.k AND abs(c._TIMESTAMP - ab.t) <= 2000", a=a, b=b, c=c)
+    assert len(ref) > 500
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_an_interval_join_then_a_table_meets_the_version_at_the_joined_time(partitions):
+    a, b, inst = stream(250, 53), stream(250, 54, col="w"), instruments(55)
+    # a.v + b.w > 800: a condition that is neither key nor time bound filters the INNER rows
+    sql = (TABLE_DDL + "SELECT a.k, a.v, b.w, i.sector FROM a JOIN b ON a.k = b.k "
+           "AND a.v + b.w > 800 AND b.ts BETWEEN a.ts - 2000 AND a.ts + 2000 "
+           "LEFT JOIN inst i ON a.k = i.k")
+    got = vs.query(sql, {"a": batches(a, 1), "b": batches(b, 2), "inst": inst},
+                   partitions=partitions)
+    ref = duck("WITH ab AS (SELECT a.k, a.v, b.w, greatest(a._TIMESTAMP, b._TIMESTAMP) AS t "
+               "FROM a JOIN b ON a.k = b.k AND a.v + b.w > 800 AND b.ts BETWEEN a.ts - 2000 AND "
+               "a.ts + 2000) SELECT ab.k, ab.v, ab.w, i.sector FROM ab ASOF LEFT JOIN inst i "
+               "ON ab.k = i.k AND ab.t >= i._TIMESTAMP", a=a, b=b, inst=inst)
+    assert len(ref) > 100 and any(r[3] is None for r in ref) and any(r[3] for r in ref)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+@pytest.mark.parametrize("sql,part", [
+    ("SELECT k FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND JOIN c ON a.k = c.k WITHIN 1 SECOND",
+     r"on both sides of the join: qualify it \(a.k or b.k or c.k\)"),
+    ("SELECT a.v FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND JOIN b ON a.k = b.k WITHIN 1 SECOND",
+     "both sides of the join are called 'b'"),
+    ("SELECT a.v FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND JOIN c ON d.k = c.k WITHIN 1 SECOND",
+     "unknown table or alias 'd' .the join reads a, b and c"),
+    ("SELECT a.v FROM a JOIN b ON a.k = b.k WITHIN 1 SECOND JOIN c ON a.k = c.k "
+     "AND c.ts BETWEEN a.ts - 10 AND a.ts + 10", "holds the rows of a join: bound this join on "
+     "their event time"),
+    ("SELECT a.v FROM a JOIN b ON a.k = b.k AND a.v + b.w > 9 WITHIN 1 SECOND FULL JOIN c "
+     "ON a.k = c.k WITHIN 1 SECOND", "FULL JOIN after a join whose ON has conditions"),
+])
+def test_errors_of_a_chain_of_joins_point_at_the_text(sql, part):
+    data = {"a": stream(20, 1), "b": stream(20, 2, col="w"), "c": stream(20, 3, col="x")}
+    with pytest.raises(SqlError, match=part) as info:
+        vs.query(sql, data)
+    assert info.value.line is not None
