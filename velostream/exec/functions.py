@@ -1353,6 +1353,99 @@ def _json_kernel(kind: str, path: str):
     return kernel
 
 
+class _JsonPlan:
+    """One JSON call of a job (a function and a path): its kernel and how many batches it saw."""
+
+    __slots__ = ("kernel", "batches")
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.batches = 0
+
+
+# Every this many batches a JSON call whose payloads look mostly new goes through the memo once
+# more, which records them in the job's dictionary and the memo: a later batch's sample then
+# tells whether they repeat.
+_JSON_PROBE_EVERY = 32
+_JSON_SAMPLE = 16
+_JSON_HEAD = 16384
+
+
+def _json_eval(ev, b, batch):
+    """Evaluate a JSON function. Payloads that repeat (a few thousand distinct documents) are
+    computed once each through the job's memo (``_text_eval``). Payloads that are mostly new
+    (every event its own document) would pay more for the memo (entering each payload in the
+    job's dictionary, finding the batch's distinct codes, decoding them again) than the
+    compiled scanner takes to walk every row: those batches run the kernel on every row of the
+    column, in its Arrow form when it still has it (``_json_rows``). Either way gives the same
+    results."""
+    arg, path = b.args[0], b.args[1]
+    if not isinstance(arg, X.BCol) or not isinstance(path, BConst) or path.value is None:
+        return _text_eval(ev, b, batch)
+    plans = ev.__dict__.setdefault("_json_plans", {})
+    plan = plans.get((b.fn, path.value))
+    if plan is None:
+        plan = plans.setdefault((b.fn, path.value), _JsonPlan(_KERNELS[b.fn](path.value)))
+    seen = plan.batches
+    plan.batches += 1
+    arr = None
+    if seen % _JSON_PROBE_EVERY != _JSON_PROBE_EVERY - 1:
+        arr = _json_rows(ev, b, batch.columns[arg.name], path.value, first=seen == 0)
+    if arr is None:
+        return _text_eval(ev, b, batch)
+    if pa.types.is_dictionary(arr.type):  # the distinct payloads are given: one pass over them
+        res = plan.kernel(arr.dictionary).take(arr.indices)
+    else:
+        res = plan.kernel(arr)
+    if b.type.kind == "BOOL":
+        valid = res.is_valid().to_numpy(zero_copy_only=False) if res.null_count else None
+        return Val(res.fill_null(False).to_numpy(zero_copy_only=False), valid, b.type)
+    return ev.from_arrow_strings(res)
+
+
+def _json_rows(ev, b, col, path: str, first: bool):
+    """The column's payloads as Arrow strings when its batch should run the kernel on every row,
+    or None when the memo serves it better: most payloads are known (to the memo, or to the
+    job's dictionary for a column still in Arrow form), or, for a batch that tells nothing yet,
+    at least half of its rows repeat another row."""
+    arr = col.arrow
+    if arr is not None:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if len(arr) == 0:
+            return None
+        if first:  # the repeats within a slice of the batch (hashing it all costs a kernel pass)
+            head = arr.slice(0, _JSON_HEAD)
+            return arr if 2 * len(head.unique()) > len(head) else None
+        rows = _sample_rows(len(arr))
+        texts = [t for t in arr.take(pa.array(rows)).to_pylist() if t is not None]
+        known = sum(ev.strings.lookup(t) >= 0 for t in texts)
+        return None if 2 * known >= len(texts) else arr
+    codes, valid = col.values, col.valid
+    if len(codes) == 0:
+        return None
+    memo = ev.__dict__.get("_function_memos", {}).get((b.fn, (path,)))
+    if memo is not None:
+        rows = _sample_rows(len(codes))
+        if valid is not None:
+            rows = rows[valid[rows]]
+        sample = codes[rows]
+        state = memo.state  # replaced, never changed in place, when it grows
+        known = int(np.count_nonzero(state[sample[sample < len(state)]]))
+        if 2 * known >= len(sample):
+            return None
+    live = codes if valid is None else codes[valid]
+    present = np.zeros(int(live.max()) + 1 if len(live) else 1, dtype=bool)
+    present[live] = True
+    if 2 * int(np.count_nonzero(present)) <= len(live):
+        return None
+    return ev.strings.decode(codes, valid)
+
+
+def _sample_rows(n: int) -> np.ndarray:
+    return np.linspace(0, n - 1, min(n, _JSON_SAMPLE)).astype(np.int64)
+
+
 def _check_json(c: Call, args: list) -> None:
     path = args[1]
     if not isinstance(path, BConst):
@@ -1587,21 +1680,21 @@ FUNCTIONS: list[Function] = [
     Function("JSON_EXTRACT", "JSON_EXTRACT(json VARCHAR, path VARCHAR) -> VARCHAR (JSON text)",
              "The JSON at path ('$.a.b[0]', '$[#-1]', '/a/0'), as JSON text; NULL when absent or "
              "when json is not valid JSON.", """JSON_EXTRACT('{"a": {"b": [1, "x"]}}', '$.a.b[1]')""",
-             '"x"', bind=_text_fn("text"), evaluate=_text_eval, group=J, aliases=("JSON_EXTRACT_PATH",)),
+             '"x"', bind=_text_fn("text"), evaluate=_json_eval, group=J, aliases=("JSON_EXTRACT_PATH",)),
     Function("JSON_VALUE", "JSON_VALUE(json VARCHAR, path VARCHAR) -> VARCHAR",
              "The scalar at path as JSON text (a string keeps its quotes); NULL for an object, an "
              "array, null, a missing path or invalid JSON.",
              """JSON_VALUE('{"user": {"id": 42}}', '$.user.id')""", "42", bind=_text_fn("text"),
-             evaluate=_text_eval, group=J),
+             evaluate=_json_eval, group=J),
     Function("JSON_EXTRACT_STRING", "JSON_EXTRACT_STRING(json VARCHAR, path VARCHAR) -> VARCHAR",
              "The JSON at path as text: a string without quotes, anything else as JSON text.",
              """JSON_EXTRACT_STRING('{"user": {"name": "ana"}}', '$.user.name')""", "ana",
-             bind=_text_fn("text"), evaluate=_text_eval, group=J,
+             bind=_text_fn("text"), evaluate=_json_eval, group=J,
              aliases=("JSON_EXTRACT_PATH_TEXT",)),
     Function("JSON_EXISTS", "JSON_EXISTS(json VARCHAR, path VARCHAR) -> BOOLEAN",
              "Whether path exists in json (NULL for invalid JSON).",
              """JSON_EXISTS('{"a": null}', '$.a')""", True, bind=_text_fn("text", returns=BOOL),
-             evaluate=_text_eval, group=J),
+             evaluate=_json_eval, group=J),
 ]
 
 # what each name (and alias) refers to
