@@ -367,8 +367,10 @@ vs.udaf("fails_to_finish", FailsToFinish)
 def test_errors_name_the_function():
     with pytest.raises(UserFunctionError, match="FAILS_TO_FINISH raised RuntimeError in finish"):
         vs.query("SELECT fails_to_finish(w) FROM t EMIT FINAL", {"t": T})
-    with pytest.raises(SqlError, match="takes one or two arguments"):
-        vs.query("SELECT wsum(x, w, x) FROM t", {"t": T})
+    with pytest.raises(SqlError, match="takes one or more arguments"):
+        vs.query("SELECT wsum(*) FROM t", {"t": T})
+    with pytest.raises(UserFunctionError, match="WSUM raised TypeError in update"):
+        vs.query("SELECT wsum(x, w, x) FROM t", {"t": T})  # one array per argument: 3 for 2
     with pytest.raises(SqlError, match="did you mean GEOMEAN_PY"):
         vs.query("SELECT geomean_pi(x) FROM t", {"t": T})
     with pytest.raises(SqlError, match="aggregate MEDIAN_PY is not allowed here"):
@@ -490,3 +492,35 @@ def test_argument_and_result_types(partitions):
               "dsum(d) FROM t GROUP BY k EMIT FINAL", partitions, table=t)
     want = duck("SELECT k, true, max(s), sum(d) FROM t GROUP BY k", t=t)
     assert_rows_equal(got, want)
+
+
+class Product3:
+    """Three arguments: sum(a * b * c) over rows where none is NULL."""
+
+    def init(self):
+        return None
+
+    def update(self, state, a, b, c):
+        s = pc.sum(pc.multiply(pc.multiply(a, b), pc.cast(c, pa.float64()))).as_py()
+        return s if state is None else state + s
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else a + b
+
+    def finish(self, state):
+        return state
+
+
+vs.udaf("product3", Product3)
+
+
+def test_three_arguments(partitions):
+    """One Arrow array per argument; calls differing only in their third argument are two
+    aggregates."""
+    got = run("SELECT k, product3(x, w, xi) AS a, product3(x, w, w) AS b, "
+              "product3(x, w, xi) FILTER (WHERE s <> '') AS c FROM t GROUP BY k EMIT FINAL",
+              partitions, seed=8)
+    want = duck("SELECT k, sum(x * w * xi), sum(x * w * w), sum(x * w * xi) FILTER (WHERE s <> '') "
+                "FROM t GROUP BY k", t=T)
+    assert_rows_equal(got, want)
+    assert "PRODUCT3(x, w, xi)" in vs.explain("SELECT product3(x, w, xi) FROM t", {"t": T})

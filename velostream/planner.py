@@ -81,6 +81,8 @@ class AggSpec:
     fraction: Optional[float] = None
     # STRING_AGG's constant separator.
     separator: Optional[str] = None
+    # A Python aggregate's arguments after the second (vs.udaf): one Arrow array each.
+    more_args: tuple = ()
 
     @property
     def kernel_dtype(self) -> str:
@@ -94,6 +96,8 @@ class AggSpec:
         args = render(self.arg) if self.arg is not None else '*'
         if self.arg2 is not None:
             args += f", {render(self.arg2)}"
+        for a in self.more_args:
+            args += f", {render(a)}"
         if self.fraction is not None:
             args += f", {self.fraction!r}"
         if self.separator is not None:
@@ -175,7 +179,7 @@ class Plan:
     def input_columns_used(self) -> set[str]:
         used = set()
         for b in ([self.where] + self.keys + [a.arg for a in self.aggs] + [a.arg2 for a in self.aggs]
-                  + [a.filter for a in self.aggs]):
+                  + [a.filter for a in self.aggs] + [m for a in self.aggs for m in a.more_args]):
             if b is not None:
                 used |= columns_used(b)
         if self.window is not None:
@@ -567,6 +571,7 @@ class _Planner:
             raise UnsupportedError.at(self.sql, e.pos, f"{name}(DISTINCT ...) is not supported; "
                                       "COUNT(DISTINCT x) is")
         arg2 = fraction = separator = None
+        more_args: tuple = ()
         if name == "COUNT" and (not args or isinstance(args[0], ast.Star)):
             func, arg = "COUNT_STAR", None
         elif name == "STRING_AGG":
@@ -590,12 +595,11 @@ class _Planner:
             arg = self._bind_kernel_arg(args[0], func)
             fraction = self._fraction(args[1], e.name)
         elif name in _python_aggregates.REGISTRY:  # vs.udaf: one Arrow array per argument
-            if not 1 <= len(args) <= 2 or any(isinstance(a, ast.Star) for a in args):
-                raise self.err(e, f"{e.name} (a Python aggregate) takes one or two arguments")
+            if not args or any(isinstance(a, ast.Star) for a in args):
+                raise self.err(e, f"{e.name} (a Python aggregate) takes one or more arguments")
             func = name
-            arg = self._bind(args[0], self.input_scope, self.strings)
-            if len(args) == 2:
-                arg2 = self._bind(args[1], self.input_scope, self.strings)
+            bound = [self._bind(a, self.input_scope, self.strings) for a in args]
+            arg, arg2, more_args = bound[0], (bound[1:2] or [None])[0], tuple(bound[2:])
         elif name in PAIR_AGGREGATES:
             if len(args) != 2 or any(isinstance(a, ast.Star) for a in args):
                 raise self.err(e, f"{e.name} takes exactly two arguments")
@@ -615,11 +619,12 @@ class _Planner:
             if self._contains_aggregate(e.filter):
                 raise self.err(e.filter, "aggregates are not allowed in FILTER (WHERE ...)")
             filt = self._bind_condition(e.filter, self.input_scope)
-        key = (func, arg, filt, arg2, fraction, separator)
+        key = (func, arg, filt, arg2, fraction, separator, more_args)
         if key in aggs:
             return aggs[key].name
         rt, unscale = self._agg_type(func, arg)
-        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2, fraction, separator)
+        spec = AggSpec(func, arg, rt, f"__a{len(aggs)}", unscale, filt, arg2, fraction, separator,
+                       more_args)
         aggs[key] = spec
         cols[spec.name] = rt
         return spec.name

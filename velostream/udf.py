@@ -74,8 +74,8 @@ def udaf(name: str, cls, returns: str = "DOUBLE"):
 
     ``cls`` (a class, instantiated without arguments, or an object) gives ``init() -> state``,
     ``update(state, values) -> state`` (``values``: an Arrow array of one group's non-NULL input
-    rows of a batch; with two arguments, ``update(state, a, b)`` gets one array per argument,
-    rows where either is NULL left out), ``merge(a, b) -> state`` (two partial states of one
+    rows of a batch; with several arguments, ``update(state, a, b, ...)`` gets one array per
+    argument, rows where any is NULL left out), ``merge(a, b) -> state`` (two partial states of one
     group) and ``finish(state) -> value``. The state must pickle (snapshots). See
     docs/FUNCTIONS.md, "Python aggregates".
 

@@ -153,9 +153,9 @@ def evaluate_arguments(ev, aggs: list[AggSpec], batch) -> list:
         if (spec.func in ("PERCENTILE_DISC", "APPROX_QUANTILE")
                 and spec.arg.type.kind in ("INT64", "DECIMAL", "TIMESTAMP")):
             _check_exact_in_double(spec, col)
-    for spec, arg in zip(aggs, out):
-        if spec.func in udaf.REGISTRY:  # the user's update, tried before any state changes
-            udaf.check_rows(spec, arg)
+    for j, spec in enumerate(aggs):
+        if spec.func in udaf.REGISTRY:  # every argument; the user's update tried (bad records)
+            out[j] = udaf.evaluate_arguments(ev, spec, batch, out[j])
     return out
 
 

@@ -1,6 +1,6 @@
 """Aggregate functions written in Python (``vs.udaf``, docs/FUNCTIONS.md, "Python aggregates").
 
-A registered class gives ``init() -> state``, ``update(state, values[, values2]) -> state``,
+A registered class gives ``init() -> state``, ``update(state, values, ...) -> state``,
 ``merge(a, b) -> state`` and ``finish(state) -> value``. ``PythonAggregator`` runs it behind the
 interface of the Cython aggregates (``_core/aggregate.pyx``: ``ensure_capacity``, ``update``,
 ``update_emit``, ``result``, ``merge``, ``reset``, ``export_state`` / ``import_state``), so every
@@ -106,12 +106,24 @@ def _input_mask(cols: list, keep) -> Optional[np.ndarray]:
     return mask
 
 
+def evaluate_arguments(ev, spec, batch, arg: tuple) -> tuple:
+    """``(first column, FILTER mask, the other columns)`` of a Python aggregate over the batch,
+    from ``aggregators.evaluate_arguments``'s ``(column, FILTER mask, second column)``: the
+    arguments past the second evaluated too, then ``check_rows``, all before any state changes."""
+    col, keep, col2 = arg
+    rest = () if col2 is None else (col2,)
+    rest += tuple(ev.column(a, batch) for a in spec.more_args)
+    out = (col, keep, rest)
+    check_rows(spec, out)
+    return out
+
+
 def kernel_input(spec, arg: tuple, rows: Optional[np.ndarray]):
     """``(values, valid)`` for ``PythonAggregator.update``: one Arrow array per argument (of
     ``rows`` of the batch, or all) and the uint8 mask of the rows that are input (None: all).
-    ``arg``: (column, FILTER mask, second column) as ``aggregators.evaluate_arguments`` gives."""
-    col, keep, col2 = arg
-    cols = [col] if col2 is None else [col, col2]
+    ``arg``: as ``evaluate_arguments`` gives."""
+    col, keep, rest = arg
+    cols = [col, *rest]
     if rows is not None:
         cols = [c.take(rows) for c in cols]
         if keep is not None:
