@@ -255,3 +255,56 @@ def test_a_long_select_list_and_a_megabyte_in_list_run():
     assert sorted(r["a"] for r in vs.query(sql, {"t": DATA}).to_pylist()) == \
         sorted(v for v in DATA["a"] if v in values)
     assert isinstance(sql_parser.parse(sql, {}).select.where, ast.InList)
+
+
+# ------------------------------------------------ CASE with many WHENs: the lookup = the WHENs
+def _many_whens(rng: random.Random, n: int, column: str, constant, result) -> str:
+    return "".join(f" WHEN {column} = {constant(rng)} THEN {result(rng)}" for _ in range(n))
+
+
+def _case_texts(rng: random.Random) -> list[str]:
+    ints = lambda r: r.choice([str(r.randint(-25, 45)), "NULL", str(2 ** 62), str(-(2 ** 62))])
+    strs = lambda r: r.choice([f"'s{r.randint(0, 45)}'", "''", "'it''s'", "NULL"])
+    small = lambda r: str(r.randint(-50, 50))
+    return [
+        # constant THENs (gathered in one step), duplicate and NULL keys: the first WHEN wins
+        "SELECT a, CASE" + _many_whens(rng, 300, "a", ints, small) + " ELSE -1 END AS c FROM t",
+        "SELECT a, CASE" + _many_whens(rng, 300, "a", ints, lambda r: r.choice(["NULL", "7"]))
+        + " END AS c FROM t",
+        "SELECT b, CASE" + _many_whens(rng, 300, "b", strs, lambda r: f"'r{r.randint(0, 9)}'")
+        + " ELSE b END AS c FROM t",
+        # the constant on the left, a simple CASE, no ELSE
+        "SELECT a, CASE" + "".join(f" WHEN {ints(rng)} = a THEN {small(rng)}" for _ in range(50))
+        + " END AS c FROM t",
+        "SELECT b, CASE b" + "".join(f" WHEN {strs(rng)} THEN {small(rng)}" for _ in range(50))
+        + " ELSE 0 END AS c FROM t",
+        "SELECT a, CASE a" + "".join(f" WHEN {ints(rng)} THEN {small(rng)}" for _ in range(50))
+        + " END AS c FROM t",
+        # THENs and ELSE that are computed, of a wider type: evaluated for the rows taking them
+        "SELECT a, CASE" + _many_whens(rng, 100, "a", ints, lambda r: r.choice(
+            ["a + 1", "2.5e0", "a - 3", "NULL"])) + " ELSE a - 1 END AS c FROM t",
+        # a boolean column, and WHENs of two columns (the comparisons, not the lookup)
+        "SELECT a, CASE" + _many_whens(rng, 20, "(a > 3)", lambda r: r.choice(["TRUE", "FALSE", "NULL"]),
+                                       small) + " ELSE 9 END AS c FROM t",
+        "SELECT a, b, CASE" + "".join(rng.choice([f" WHEN a = {ints(rng)} THEN 1",
+                                                  f" WHEN b = {strs(rng)} THEN 2"]) for _ in range(60))
+        + " ELSE 3 END AS c FROM t",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_case_with_many_whens_agrees_with_duckdb(seed, partitions):
+    data = make_data(seed, 200)
+    for sql in _case_texts(random.Random(seed)):
+        same_rows(ours(sql, partitions, data), duck_rows(sql, data))
+
+
+def test_case_lookup_evaluates_a_computed_then_only_for_the_rows_taking_it():
+    # 2**62 * 4 overflows BIGINT: an error when a row takes that branch, none when no row does
+    data = {"a": [1, 2, None, 2 ** 62], "b": ["s1", "x", None, "y"]}
+    whens = "".join(f" WHEN a = {i} THEN a * 4" for i in range(-40, 40))
+    sql = f"SELECT CASE{whens} WHEN a = {2 ** 62} THEN a * 4 ELSE 0 END AS c FROM t"
+    with pytest.raises(vs.OutOfRangeError if hasattr(vs, "OutOfRangeError") else Exception):
+        vs.query(sql, {"t": data})
+    sql = f"SELECT CASE{whens} WHEN a = {2 ** 62} THEN 5 ELSE a * 4 END AS c FROM t"
+    assert [r["c"] for r in vs.query(sql, {"t": data}).to_pylist()] == [4, 8, None, 5]

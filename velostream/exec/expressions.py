@@ -451,7 +451,8 @@ class Evaluator:
         # The rows being evaluated, when not all of the batch: a CASE branch is evaluated for the
         # rows that take it only (as in DuckDB), so another row's overflow there is no error.
         self.active: Optional[np.ndarray] = None
-        # IN lists of constants: id(node) -> (node, the constants as one array, or None)
+        # IN lists of constants and CASE lookups: id(node) -> (node, the constants as one array
+        # or the _CaseLookup, or None)
         self.in_lists: dict = {}
 
     def check(self, bad, ok, n: int, describe: Callable[[int], str]) -> None:
@@ -931,6 +932,11 @@ def _like(ev, b, batch):
 
 
 def _case(ev, b, batch):
+    cached = ev.in_lists.get(id(b))  # the lookup (or None) of this CASE, made once per evaluator
+    if cached is None or cached[0] is not b:
+        cached = ev.in_lists[id(b)] = (b, _case_lookup(ev, b))
+    if cached[1] is not None:
+        return _case_by_lookup(ev, b, batch, cached[1])
     n = batch.length
     args = b.args
     t = b.type
@@ -963,9 +969,115 @@ def _case(ev, b, batch):
         out_v[take] = col.values[take]
         out_ok[take] = col.valid_mask()[take]
         decided |= take
+        if cond is not None and decided.all():
+            break  # every row has its branch: the WHENs left would take none
     if out_v is None:
         return Val(np.zeros(n, dtype=t.numpy_dtype), np.zeros(n, dtype=bool), t)
     return Val(out_v, out_ok, t)
+
+
+# From this many WHENs on, a CASE whose every WHEN is ``column = constant`` (a generated mapping,
+# ``CASE x WHEN 1 THEN ... WHEN 2 THEN ...``) finds each row's branch by one sorted lookup per
+# batch instead of one comparison per WHEN (docs/SQL.md, "Limits": 40,000 WHENs in a megabyte).
+CASE_LOOKUP_WHENS = 8
+# the column types whose equality is equality of their int64 representation (a STRING's code
+# names one distinct string); DOUBLE (NaN) and DECIMAL (scales) keep the comparisons
+_LOOKUP_KINDS = ("INT64", "TIMESTAMP", "BOOL", "STRING")
+
+
+class _CaseLookup:
+    __slots__ = ("column", "keys", "first", "values", "valid", "constant")
+
+    def __init__(self, column, keys, first, values, valid, constant):
+        self.column = column      # the column every WHEN compares (a BCol)
+        self.keys = keys          # its constants, sorted and distinct (int64)
+        self.first = first        # per key, the first WHEN that names it
+        self.values = values      # per branch (the WHENs, then ELSE), a constant THEN's value
+        self.valid = valid        # ... and whether it is not NULL
+        self.constant = constant  # per branch, whether its THEN is a constant
+
+
+def _case_lookup(ev, b) -> Optional[_CaseLookup]:
+    """The lookup for CASE ``b`` when it has at least CASE_LOOKUP_WHENS WHENs, each ``c = k`` (or
+    ``k = c``) of one column ``c`` of a _LOOKUP_KINDS type and a constant ``k``; else None. A NULL
+    ``k`` is never true (three-valued ``=``), so it names no key. Only a plain column, evaluated
+    once: it raises no error and has no side effects, so this is the same as the comparisons."""
+    args = b.args
+    whens = (len(args) - 1) // 2
+    if whens < CASE_LOOKUP_WHENS:
+        return None
+    column = None
+    consts = []
+    for i in range(0, 2 * whens, 2):
+        cond = args[i]
+        if not (isinstance(cond, BCall) and cond.fn == "=" and len(cond.args) == 2):
+            return None
+        x, k = cond.args
+        if isinstance(x, BConst):
+            x, k = k, x
+        if not (isinstance(x, BCol) and isinstance(k, BConst) and x.type.kind in _LOOKUP_KINDS
+                and k.type.kind in (x.type.kind, "NULL")):
+            return None
+        if column is None:
+            column = x
+        elif x != column:
+            return None
+        consts.append(k)
+    named = [(i, k.value) for i, k in enumerate(consts) if k.value is not None]
+    if column.type.kind == "STRING":  # interned all at once, as IN's constants
+        codes = ev.strings.encode_arrow(pa.array([v for _, v in named], pa.string()))[0]
+        keys = np.asarray(codes, dtype=np.int64)
+    else:
+        keys = np.array([int(v) for _, v in named], dtype=np.int64)
+    order = np.array([i for i, _ in named], dtype=np.int64)
+    keys, at = np.unique(keys, return_index=True)  # the first occurrence of each key
+    first = order[at]
+    results = [args[i + 1] for i in range(0, 2 * whens, 2)] + [args[-1]]
+    constant = np.array([isinstance(r, BConst) for r in results], dtype=bool)
+    t = b.type
+    values = np.zeros(len(results), dtype=t.numpy_dtype)
+    valid = np.zeros(len(results), dtype=bool)
+    held = [(j, r.value) for j, r in enumerate(results) if isinstance(r, BConst) and r.value is not None]
+    if held:
+        at = np.array([j for j, _ in held], dtype=np.int64)
+        if t.kind == "STRING":
+            values[at] = ev.strings.encode_arrow(pa.array([v for _, v in held], pa.string()))[0]
+        else:
+            values[at] = np.array([v for _, v in held], dtype=t.numpy_dtype)
+        valid[at] = True
+    return _CaseLookup(column, keys, first, values, valid, constant)
+
+
+def _case_by_lookup(ev, b, batch, lk: _CaseLookup) -> Val:
+    """CASE by its lookup: each row's branch is the first WHEN whose constant equals the row's
+    value (ELSE when none does, or the value is NULL). Constant THENs are gathered in one step;
+    any other THEN is evaluated once, for the rows that take it (as in ``_case``), in WHEN order."""
+    n = batch.length
+    col = batch.columns[lk.column.name]
+    x = np.asarray(col.values, dtype=np.int64)
+    else_branch = len(lk.values) - 1
+    branch = np.full(n, else_branch, dtype=np.int64)
+    if len(lk.keys):
+        at = np.minimum(np.searchsorted(lk.keys, x), len(lk.keys) - 1)
+        hit = lk.keys[at] == x
+        if col.valid is not None:
+            hit &= col.valid
+        branch[hit] = lk.first[at[hit]]
+    out_v = lk.values[branch]
+    out_ok = lk.valid[branch]
+    computed = branch[~lk.constant[branch]]
+    if len(computed):
+        outer = ev.active
+        for j in np.unique(computed):  # sorted: the WHEN order
+            take = branch == j
+            ev.active = take if outer is None else outer & take
+            try:
+                res = ev.column(b.args[2 * j + 1] if j < else_branch else b.args[-1], batch)
+            finally:
+                ev.active = outer
+            out_v[take] = res.values[take]
+            out_ok[take] = res.valid_mask()[take]
+    return Val(out_v, out_ok, b.type)
 
 
 # Text that Arrow's cast reads as a number (checked before a TRY_CAST so bad text becomes NULL).
