@@ -17,7 +17,11 @@ NULL, COUNT of no values is 0, FIRST/LAST return the first/last row's value even
 """
 import numpy as np
 from .state_arrays import state_array as _state_array  # checks import_state input
-from ..errors import OutOfRangeError
+
+# What an overflowing SUM of INT64 raises. A kernel never imports the package: the package sets
+# its own OutOfRangeError here when it loads the kernel (velostream/exec/aggregators.py), so that
+# the error is a bad record with its rows (docs/SQL.md §2, §7).
+OutOfRangeError = OverflowError
 
 cimport numpy as cnp
 from libc.math cimport NAN, ceil, floor, isfinite, isinf, sqrt

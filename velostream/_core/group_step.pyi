@@ -29,6 +29,8 @@ class GroupStep:
         agg_cols: list[tuple[str, str] | None],
         outputs: list[tuple[str, int]],
         out_schema: pa.Schema,
+        result_cls: type,
+        type_of_arrow: Any,
     ) -> None: ...
     def push(self, rb: pa.RecordBatch) -> Any:
         """The push's ``Result``, or None: this batch takes the general path."""

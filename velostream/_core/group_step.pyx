@@ -196,6 +196,7 @@ cdef class GroupStep:
     cdef object schema            # the last schema accepted
     cdef object rejected          # the last schema refused
     cdef object result_cls
+    cdef object type_of_arrow     # velostream.batch.type_of_arrow (see __init__)
     cdef bint busy                # set during a push: a second thread gets RuntimeError
 
     # -- per push
@@ -215,14 +216,18 @@ cdef class GroupStep:
         self.c_arr.release = NULL
 
     def __init__(self, GroupTable table not None, list aggs, strings, stats, list keys,
-                 list layout, list wide, list agg_cols, list outputs, out_schema):
+                 list layout, list wide, list agg_cols, list outputs, out_schema,
+                 result_cls, type_of_arrow):
         """``keys``: (column name, kind) per GROUP BY key; ``layout``/``wide``: the pipeline's
         ``KeyCodec.layout`` and ``.wide``; ``agg_cols``: per aggregate, (column name, kind) of
         its argument or None (COUNT(*)); ``outputs``: per output column, ``("k", i)`` or
-        ``("a", j)``; ``out_schema``: the engine's output schema."""
+        ``("a", j)``; ``out_schema``: the engine's output schema. The caller gives the class
+        of what ``push`` returns (``velostream.result.Result``) and the check of an input
+        column's Arrow type (``velostream.batch.type_of_arrow``): a kernel never imports the
+        package."""
         import pyarrow as pa
-        from velostream.result import Result
-        self.result_cls = Result
+        self.result_cls = result_cls
+        self.type_of_arrow = type_of_arrow
         self.table = table
         self.aggs = list(aggs)
         self.strings = strings
@@ -368,10 +373,9 @@ cdef class GroupStep:
         """Whether batches of ``schema`` can take this path; remembers the column positions."""
         if self.rejected is not None and schema.equals(self.rejected):
             return False
-        from velostream.batch import type_of_arrow
         for t in schema.types:  # a column the engine cannot take: the general path says so
             try:
-                type_of_arrow(t)
+                self.type_of_arrow(t)
             except TypeError:
                 self.rejected = schema
                 return False

@@ -12,6 +12,11 @@ from ..errors import OutOfRangeError
 from ..planner import AggSpec
 from . import udaf
 from .snapshots import column
+from .._core import aggregate as _aggregate_kernels
+from .._core import rows as _rows_kernels
+
+# The kernels raise this on an overflowing SUM (they never import the package: this sets it)
+_aggregate_kernels.OutOfRangeError = _rows_kernels.OutOfRangeError = OutOfRangeError
 
 
 def make_aggregator(spec: AggSpec, strings: Optional[StringDict] = None):

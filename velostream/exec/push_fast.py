@@ -89,6 +89,8 @@ def step_for(plan, pipeline, strings, stats: dict, out_schema):
     if not ENABLED or why_not(plan, pipeline) is not None:
         return None
     from .._core.group_step import GroupStep
+    from ..batch import type_of_arrow
+    from ..result import Result
 
     agg = pipeline.stateful
     codec = agg.codec
@@ -100,4 +102,4 @@ def step_for(plan, pipeline, strings, stats: dict, out_schema):
         agg.table, agg.kernels, strings, stats,
         [(k.name, k.type.kind) for k in plan.keys], list(codec.layout), list(codec.wide),
         [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
-        outputs, out_schema)
+        outputs, out_schema, Result, type_of_arrow)
