@@ -252,6 +252,38 @@ def test_try_cast_of_text(partitions):
                     partitions=partitions).to_pylist() == [{"r": I64_MAX}]
 
 
+NUMBER_SPELLINGS = [
+    "0x1F", "0X1f", "0x1f_ff", "0b101", "0B11", "0b102", "-0x10", "+0x1F", "0x", "0o17",
+    "0x7FFFFFFFFFFFFFFF", "0x8000000000000000", "0xFFFFFFFFFFFFFFFF", "1_000", "1_0.0_1",
+    "1_000.5", "1_2_3_4_5", "1__0", "_1", "1_", "1.005", "1.015", "-0.005", "99999999.995",
+    "123456789012.5", "0.1234567890123456789", "1e40", "-1.5e-3", "nan", "inf", ".5", "5.",
+    "12abc", "", None]
+
+
+@pytest.mark.parametrize("target", ["BIGINT", "DOUBLE", "DECIMAL(10, 2)", "DECIMAL(18, 4)"])
+def test_try_cast_reads_every_number_spelling_duckdb_reads(target, partitions):
+    """Hexadecimal and binary integers, underscores between digits, decimals rounded half away
+    from zero to the scale and out of range beyond the precision: as DuckDB, row for row."""
+    t = pa.table({"s": pa.array(NUMBER_SPELLINGS, pa.string())})
+    sql = f"SELECT TRY_CAST(s AS {target}) AS r FROM t"
+    got = [r["r"] for r in vs.query(sql, {"t": t.to_batches(max_chunksize=7)},
+                                    partitions=partitions).to_pylist()]
+    want = [r[0] for r in duck_rows(sql, t)]
+    assert all(same(g, w) for g, w in zip(got, want)), list(zip(NUMBER_SPELLINGS, got, want))
+
+
+def test_cast_of_text_to_decimal_rounds_or_fails_its_row(partitions):
+    ok = {"t": {"s": ["1.005", "-0.005", "1_000.125", "0.1234567890123456789"]}}
+    got = vs.query("SELECT CAST(s AS DECIMAL(10, 2)) AS r FROM t", ok,
+                   partitions=partitions).to_pylist()
+    assert [r["r"] for r in got] == [r[0] for r in duck_rows(
+        "SELECT CAST(s AS DECIMAL(10, 2)) FROM t", pa.table(ok["t"]))]
+    for text in ("123456789012.5", "1e40", "0.1234567890123456789e30"):
+        with pytest.raises(OutOfRangeError, match=f"Could not convert string '{text}'"):
+            vs.query("SELECT CAST(s AS DECIMAL(10, 2)) AS r FROM t", {"t": {"s": ["1", text]}},
+                     partitions=partitions)
+
+
 def test_cast_of_text_that_is_no_number_fails_its_row(partitions):
     data = {"t": {"s": ["1", "abc", None, " 2.5 "]}}
     for target in ("BIGINT", "DOUBLE", "DECIMAL(18, 2)"):

@@ -1117,7 +1117,7 @@ def _cast(ev, b, batch):
         arr = ev.to_arrow_strings(a, n)
         if dst.kind not in _NUMBER_KINDS:
             return _text_to_bool_or_time(ev, arr, a.ok, n, dst, try_)
-        arr = pc.utf8_trim_whitespace(arr)  # ' 12 ' is 12 (DuckDB)
+        arr = _plain_number_text(pc.utf8_trim_whitespace(arr), dst)  # ' 12 ' is 12 (DuckDB)
         if try_:  # text that is no number is NULL
             return _text_to(ev, *_numbers_only(arr, a.ok), n, dst, try_)
         try:
@@ -1177,6 +1177,31 @@ def _text_to_bool_or_time(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: boo
     return Val(values, _and_valid(ok, nulls) if nulls is not None else ok, dst)
 
 
+def _plain_number_text(arr: pa.Array, dst: SqlType) -> pa.Array:
+    """DuckDB's other spellings of a number as plain digits: underscores between digits
+    ('1_000', '1_0.0_1'), and for BIGINT hexadecimal and binary ('0x1F', '0b101', '0x1f_ff');
+    a hexadecimal or binary number beyond BIGINT becomes text that is no number (NULL under
+    TRY_CAST, an error under CAST), as in DuckDB."""
+    if pc.any(pc.match_substring(arr, "_")).as_py():
+        for _ in range(2):  # each match takes a digit on either side: twice covers '1_2_3'
+            arr = pc.replace_substring_regex(arr, r"(\d)_(\d)", r"\1\2")
+    if dst.kind != "INT64":
+        return arr
+    based = pc.fill_null(pc.match_substring_regex(arr, r"^0[xXbB][0-9a-fA-F_]+$"), False)
+    if not pc.any(based).as_py():
+        return arr
+    # Rare text, so converted one row at a time (Python's int reads both spellings).
+    rows = np.flatnonzero(based.to_numpy(zero_copy_only=False))
+    text = arr.to_pylist()
+    for i in rows:
+        try:
+            v = int(text[i], 0)
+        except ValueError:
+            continue  # e.g. '0b102': stays text that is no number
+        text[i] = str(v) if -2 ** 63 <= v < 2 ** 63 else "out of range"
+    return pa.array(text, pa.string())
+
+
 def _number_text(arr: pa.Array) -> np.ndarray:
     """Rows of ``arr`` that read as a number (NULL rows count as numbers)."""
     m = pc.fill_null(pc.match_substring_regex(arr, _NUMBER_TEXT, ignore_case=True), True)
@@ -1201,13 +1226,55 @@ def _text_to(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
             except pa.ArrowInvalid:  # '1.5', '1e30', '2**63': nearest, range-checked
                 return _text_to_int(ev, arr, ok, n, dst, try_)
         elif dst.kind == "DECIMAL":
-            conv = arr.cast(pa.decimal128(dst.precision, dst.scale))
+            return _text_to_decimal(ev, arr, ok, n, dst, try_)
         else:
             conv = arr.cast(pa.float64())
     except (pa.ArrowInvalid, ValueError) as exc:
         raise ValueError(f"CAST to {dst} failed: {exc}") from None
     c = Column(dst, arrow=conv)
     return Val(c.values, _and_valid(ok, c.valid), dst)
+
+
+def _text_to_decimal(ev, arr: pa.Array, ok, n: int, dst: SqlType, try_: bool) -> Val:
+    """Text -> DECIMAL(p, s) as DuckDB: rounded half away from zero to s places; a value with
+    more than p - s integer digits is out of range (NULL under TRY_CAST, else its row fails)."""
+    p, s = dst.precision, dst.scale
+    try:
+        conv = arr.cast(pa.decimal128(p, s))  # the usual text: exact, no rounding needed
+    except pa.ArrowInvalid:
+        try:  # up to 18 decimals and 20 integer digits: rounded by Arrow
+            wide = pc.round(arr.cast(pa.decimal128(38, 18)), s, round_mode="half_towards_infinity")
+            limit = pa.scalar(decimal.Decimal(10) ** (p - s), pa.decimal128(38, 18))
+            bad = pc.fill_null(pc.greater_equal(pc.abs(wide), limit), False)
+            bad = bad.to_numpy(zero_copy_only=False)
+            conv = pc.cast(pc.if_else(pa.array(bad), pa.scalar(decimal.Decimal(0), wide.type),
+                                      wide), pa.decimal128(p, s))
+        except pa.ArrowInvalid:  # longer text (rare): one row at a time
+            conv, bad = _text_to_decimal_rows(arr, p, s)
+        ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+            f"Conversion Error: Could not convert string '{arr[i].as_py()}' to DECIMAL({p},{s})"))
+    c = Column(dst, arrow=conv)
+    return Val(c.values, _and_valid(ok, c.valid), dst)
+
+
+def _text_to_decimal_rows(arr: pa.Array, p: int, s: int):
+    """``_text_to_decimal`` row by row with Python's decimal: (the values, the rows out of range)."""
+    quantum = decimal.Decimal(1).scaleb(-s)
+    limit = decimal.Decimal(10) ** (p - s)
+    out, bad = [], np.zeros(len(arr), dtype=bool)
+    for i, text in enumerate(arr.to_pylist()):
+        v = None
+        if text is not None:
+            try:
+                v = decimal.Decimal(text).quantize(quantum, rounding=decimal.ROUND_HALF_UP,
+                                                   context=decimal.Context(prec=80))
+                if abs(v) >= limit:
+                    v = None
+            except (decimal.InvalidOperation, ValueError):
+                v = None
+            bad[i] = v is None
+        out.append(v)
+    return pa.array(out, pa.decimal128(p, s)), bad
 
 
 def _arrow_valid(arr: pa.Array):
