@@ -59,6 +59,14 @@ class _PySum:
         return state
 
 
+class _PyRunningSum(_PySum):
+    """The same sum with ``update_running`` (EMIT CHANGES in one call per group per batch)."""
+
+    def update_running(self, state, x):
+        sums = pc.add(pc.cumulative_sum(x), state)
+        return sums[-1].as_py(), sums
+
+
 def udaf_main(rows: int = 2_000_000, repeats: int = 3, groups=(20, 10_000)) -> dict:
     """The cost a Python aggregate (``vs.udaf``) adds per row over the built-in SUM: a GROUP BY
     ... EMIT FINAL over ``rows`` rows in 64 K-row batches, for each number of groups (one call of
@@ -75,6 +83,17 @@ def udaf_main(rows: int = 2_000_000, repeats: int = 3, groups=(20, 10_000)) -> d
                                        "EMIT FINAL", {"t": batches}), repeats)
         out[f"groups_{g}"] = {"sum_s": round(builtin, 4), "udaf_s": round(python, 4),
                               "overhead_ns_per_row": round((python - builtin) / rows * 1e9, 1)}
+    # EMIT CHANGES at 20 groups: with update_running, and without (per row: on fewer rows)
+    vs.udaf("bench_py_running_sum", _PyRunningSum)
+    t = pa.table({"k": pa.array(rng.integers(0, 20, rows)), "x": pa.array(rng.random(rows))})
+    changes = {}
+    for name, fn, n in (("SUM", "SUM", rows), ("update_running", "bench_py_running_sum", rows),
+                        ("per_row", "bench_py_sum", min(rows, 50_000))):
+        batches = t.slice(0, n).to_batches(max_chunksize=65_536)
+        sql = f"SELECT k, {fn}(x) AS s FROM t GROUP BY k EMIT CHANGES"
+        changes[f"{name}_ns_per_row"] = round(best(lambda: vs.query(sql, {"t": batches}),
+                                                   repeats) / n * 1e9, 1)
+    out["emit_changes_groups_20"] = changes
     return out
 
 

@@ -21,7 +21,8 @@ import velostream as vs
 from velostream.errors import SqlError, UserFunctionError
 
 from conftest import subprocess_env
-from reference import as_tuples, assert_changelog_equal, assert_rows_equal, duck, split_batches
+from reference import (as_tuples, assert_changelog_equal, assert_rows_equal, collapse_session_changes,
+                       duck, split_batches)
 
 CALLS: list[int] = []  # lengths of the arrays update got
 
@@ -96,6 +97,29 @@ class DistinctText:
         return len(state)
 
 
+class RunningSum:
+    """A sum that also gives ``update_running`` (EMIT CHANGES: one call per group per batch)."""
+
+    def init(self):
+        return None
+
+    def update(self, state, x):
+        s = pc.sum(x).as_py()
+        return s if state is None else state + s
+
+    def update_running(self, state, x):
+        CALLS.append(len(x))
+        sums = pc.add(pc.cumulative_sum(x), state or 0.0)
+        return sums[-1].as_py(), sums
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else a + b
+
+    def finish(self, state):
+        return state
+
+
+vs.udaf("rsum", RunningSum)
 vs.udaf("geomean_py", GeoMean)
 vs.udaf("median_py", Median)
 vs.udaf("wsum", WeightedSum)
@@ -144,6 +168,8 @@ AGGS = [
     ("geomean_py(x) FILTER (WHERE xi > 0)", "exp(avg(ln(x)) FILTER (WHERE xi > 0))"),
     ("median_py(x) FILTER (WHERE s <> '')", "median(x) FILTER (WHERE s <> '')"),
     ("sum(xi)", "sum(xi)"),  # a built-in beside them
+    ("rsum(x)", "sum(x)"),
+    ("rsum(x) FILTER (WHERE xi > 0)", "sum(x) FILTER (WHERE xi > 0)"),
 ]
 OURS = ", ".join(f"{a} AS a{i}" for i, (a, _) in enumerate(AGGS))
 THEIRS = ", ".join(d for _, d in AGGS)
@@ -165,11 +191,14 @@ def test_group_by_final(partitions):
 def test_group_by_changes_row_by_row(partitions):
     """EMIT CHANGES: each row emits its group's value after it, per key in input order: DuckDB's
     running aggregates over the rows so far (ROWS UNBOUNDED PRECEDING)."""
+    CALLS.clear()
     got = run(f"SELECT k, {OURS} FROM t GROUP BY k EMIT CHANGES", partitions, seed=2)
     assert len(got) == N
+    assert max(CALLS) > 1  # update_running: a group's rows of a batch in one call
     running = ("exp(avg(ln(x)) OVER w), (median(xi) OVER w)::DOUBLE, sum(x * w) OVER w, "
                "count(DISTINCT s) OVER w, exp(avg(ln(x)) FILTER (WHERE xi > 0) OVER w), "
-               "median(x) FILTER (WHERE s <> '') OVER w, sum(xi) OVER w")
+               "median(x) FILTER (WHERE s <> '') OVER w, sum(xi) OVER w, sum(x) OVER w, "
+               "sum(x) FILTER (WHERE xi > 0) OVER w")
     want = duck(f"SELECT k, {running} FROM t WINDOW w AS (PARTITION BY k ORDER BY seq ROWS "
                 "BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ORDER BY seq", t=T)
     assert_changelog_equal(got, want, [0])
@@ -247,12 +276,12 @@ def test_session(partitions):
 
 def test_session_changes_end_in_final_rows():
     """Sessions merge (the user's merge folds one into the other) while rows arrive."""
-    sql = f"SELECT k, {OURS} FROM t GROUP BY k WINDOW SESSION(ts, {GAP}ms) EMIT "
+    sql = (f"SELECT k, _WINDOW_START AS ws, _WINDOW_END AS we, {OURS} FROM t GROUP BY k "
+           f"WINDOW SESSION(ts, {GAP}ms) EMIT ")
     final = run(sql + "FINAL", seed=6)
     changes = run(sql + "CHANGES", seed=6)
     assert len(changes) == N
-    keys = {r[0] for r in final}
-    assert {r[0] for r in changes} == keys
+    assert_rows_equal(collapse_session_changes(changes, [0], 1, 2), final)
 
 
 SNAP_SQL = {

@@ -76,7 +76,8 @@ def udaf(name: str, cls, returns: str = "DOUBLE"):
     ``update(state, values) -> state`` (``values``: an Arrow array of one group's non-NULL input
     rows of a batch; with several arguments, ``update(state, a, b, ...)`` gets one array per
     argument, rows where any is NULL left out), ``merge(a, b) -> state`` (two partial states of one
-    group) and ``finish(state) -> value``. The state must pickle (snapshots). See
+    group), ``finish(state) -> value`` and optionally ``update_running(state, values) ->
+    (state, results)`` (EMIT CHANGES: the value after each row). The state must pickle. See
     docs/FUNCTIONS.md, "Python aggregates".
 
     >>> import velostream as vs, pyarrow.compute as pc

@@ -13,8 +13,9 @@ two-phase partials, snapshots) runs it unchanged. The kernel module knows nothin
   group of the batch with a zero-copy Arrow slice per argument: never once per row. Rows whose
   argument is NULL, or that fail the aggregate's FILTER, are not its input (docs/SQL.md §5: SQL
   aggregates skip NULLs), so ``values`` never holds a NULL.
-- EMIT CHANGES emits the group's value after every input row, so there ``update`` and ``finish``
-  run once per row (a row at a time is what the result is made of).
+- EMIT CHANGES emits the group's value after every input row: through the class's optional
+  ``update_running(state, values) -> (state, results)`` once per group per batch, else by
+  ``update`` and ``finish`` once per row (a row at a time is what the result is made of).
 - Bad records (docs/SQL.md §7): before any state changes, ``check_rows`` runs the user's
   ``update`` once over the whole batch's input on a fresh state; if it raises, the rows it raises
   on alone are a ``UserFunctionError`` naming the function, which the job's failure strategy
@@ -197,6 +198,7 @@ class PythonAggregator:
         kind = entry.returns.kind
         self.result_dtype = np.dtype(np.float64 if kind == "FLOAT64" else np.int64)
         self._target = _result_target(entry.returns)
+        self._running = getattr(self.impl, "update_running", None)  # optional (EMIT CHANGES)
 
     def __repr__(self):
         return f"PythonAggregator({self.entry.name})"
@@ -277,8 +279,9 @@ class PythonAggregator:
             raise _fail(self.entry, "update", exc) from exc
 
     def update_emit(self, slots, values, valid, out_values, out_valid, seq=None) -> None:
-        """``update``, writing each row's group value right after that row (EMIT CHANGES): the
-        result is one value per row, so the user's ``update`` and ``finish`` run per row."""
+        """``update``, writing each row's group value right after that row (EMIT CHANGES). With
+        the class's optional ``update_running`` that is one call per group per batch; without
+        it the result is one value per row, so ``update`` and ``finish`` run per row."""
         slots = np.asarray(slots)
         n = len(slots)
         self.next_seq += n
@@ -287,6 +290,9 @@ class PythonAggregator:
         take = slots >= 0
         if valid is not None:
             take = take & np.asarray(valid).view(bool)
+        if self._running is not None:
+            self._update_running(slots, values, take, out_values, out_valid)
+            return
         states, impl = self.states, self.impl
         current: dict = {}  # slot -> its value after the latest row of this batch
         out = [None] * n
@@ -309,6 +315,60 @@ class PythonAggregator:
         ok &= (slots >= 0).view(np.uint8)
         np.copyto(np.asarray(out_values), v, casting="unsafe")
         np.copyto(np.asarray(out_valid).view(np.uint8), ok)
+
+    def _update_running(self, slots, values, take, out_values, out_valid) -> None:
+        """EMIT CHANGES through ``update_running(state, values) -> (state, results)``: the
+        group's value after each of its input rows of the batch, in one call per group. A row
+        that is not input (NULL, FILTER) repeats its group's latest value (``finish`` of the
+        state before the batch when no input row of the group came before it)."""
+        n = len(slots)
+        live = np.flatnonzero(slots >= 0)
+        s = slots[live]
+        order = order_by_end(np.ascontiguousarray(s, dtype=np.int64), 1)
+        if order is None:
+            order = np.argsort(s, kind="stable")
+        rows = live[order]  # live rows by slot, each slot's rows in arrival order
+        ordered = s[order]
+        inc = take[rows]
+        bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(rows)]))
+        inc_before = np.concatenate(([0], np.cumsum(inc)))  # input rows before each position
+        arrays = [a.take(pa.array(rows[inc])) for a in values]
+        results: list = []
+        before: list = []  # per group: finish of its state before the batch, when a row needs it
+        states = self.states
+        for slot, lo, hi in zip(ordered[starts].tolist(), starts.tolist(), ends.tolist()):
+            state = states[slot]
+            before.append(self._finish(state) if not inc[lo] else None)
+            ilo, ihi = int(inc_before[lo]), int(inc_before[hi])
+            if ihi == ilo:
+                continue
+            if state is _EMPTY:
+                state = self._init()
+            try:
+                state, res = self._running(state, *[a.slice(ilo, ihi - ilo) for a in arrays])
+            except Exception as exc:  # noqa: BLE001
+                raise _fail(self.entry, "update_running", exc) from exc
+            states[slot] = state
+            res = (res.to_pylist() if isinstance(res, (pa.Array, pa.ChunkedArray)) else
+                   res.tolist() if isinstance(res, np.ndarray) else list(res))
+            if len(res) != ihi - ilo:
+                raise UserFunctionError(f"Python aggregate {self.entry.name}: update_running "
+                                        f"returned {len(res)} results for {ihi - ilo} rows")
+            results += res
+        # each position's value: the latest input row of its group so far, else ``before``
+        last_input = inc_before[1:] - 1  # index in ``results`` of the latest input row so far
+        group = np.repeat(np.arange(len(starts)), ends - starts)
+        pick = np.where(last_input >= inc_before[starts][group], last_input, len(results) + group)
+        v, ok = self._kernel_values(results + before)
+        out = np.asarray(out_values)
+        ok_out = np.asarray(out_valid).view(np.uint8)
+        ok_out[:] = 0
+        out[rows] = v[pick]
+        ok_out[rows] = ok[pick]
+        if n != len(rows):  # rows without a slot (late) are NULL
+            out[slots < 0] = 0
 
     def result(self, slots):
         """Current values of ``slots`` as ``(values of result_dtype, valid as bool)``."""
