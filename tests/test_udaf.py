@@ -417,6 +417,8 @@ def test_bad_registrations_are_refused():
         vs.udaf("g2", GeoMean, returns="COLOR")
     with pytest.raises(ValueError, match="Python aggregate"):
         vs.udf("geomean_py", lambda x: x)
+    with pytest.raises(ValueError, match="built-in aggregate"):
+        vs.udf("median", lambda x: x)
     with pytest.raises(ValueError, match="Python scalar function"):
         vs.udf("scalar_only", lambda x: x)
         vs.udaf("scalar_only", GeoMean)

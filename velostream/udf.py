@@ -52,12 +52,16 @@ def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
     >>> vs.query("SELECT double_it(x) AS y FROM t", {"t": {"x": [1, 2, None]}}).to_pylist()
     [{'y': 2}, {'y': 4}, {'y': None}]
     """
+    from . import planner
     key = _name(name)
     builtin = F.TABLE.get(key)
     if builtin is not None and key not in _REGISTRY:
         raise ValueError(f"{key} is a built-in function; give the Python function another name")
     if key in U.REGISTRY:
         raise ValueError(f"{key} is a Python aggregate (vs.udaf); give the function another name")
+    if key in planner.AGGREGATES or key in planner.ANALYTIC or key == "COUNT_DISTINCT":
+        # the planner reads these names as aggregates: a scalar function of that name is never called
+        raise ValueError(f"{key} is a built-in aggregate; give the Python function another name")
     t = _type(returns)
     entry = PythonFunction(key, fn, t)
     with _LOCK:
