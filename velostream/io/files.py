@@ -108,7 +108,7 @@ class _Chunker:
                 buf = self.carry
             if self.eof:
                 self.carry = b""
-                if self.quote is not None and buf.count(self.quote) % 2:
+                if self.quote is not None and _count_byte(buf, self.quote) % 2:
                     # Odd quotes: the last record may be cut short inside a quoted field (Arrow
                     # would take the rest of the file as its value), or hold a stray quote inside
                     # an unquoted field (a value as it is: leave it to Arrow).
@@ -129,7 +129,7 @@ class _Chunker:
 
     def _emit(self, chunk: bytes) -> bytes:
         self.first_line = self.line
-        self.line += chunk.count(b"\n")
+        self.line += _count_byte(chunk, b"\n")
         return chunk
 
     def _boundary(self, buf: bytes) -> int:
@@ -138,12 +138,21 @@ class _Chunker:
             nl = buf.rfind(b"\n", 0, end)
             if nl < 0:
                 return 0
-            if self.quote is None or buf.count(self.quote, 0, nl) % 2 == 0:
+            if self.quote is None or _count_byte(buf, self.quote, nl) % 2 == 0:
                 return nl + 1
             end = nl
 
     def close(self) -> None:
         self.f.close()
+
+
+def _count_byte(buf: bytes, byte: bytes, end: Optional[int] = None) -> int:
+    """How many times the one-byte ``byte`` occurs in ``buf[:end]``. numpy counts at memory speed
+    without holding the GIL; ``bytes.count`` takes five times as long holding it, and the reading
+    thread counts every chunk's quotes and newlines while the job computes (docs/PERFORMANCE.md,
+    "File to file")."""
+    a = np.frombuffer(buf, dtype=np.uint8, count=len(buf) if end is None else end)
+    return int(np.count_nonzero(a == byte[0]))
 
 
 def _records(chunk: bytes, quote: Optional[bytes]) -> list[tuple[int, bytes]]:
@@ -654,22 +663,34 @@ def _json_column(col: pa.Array) -> pa.Array:
                 text = pc.if_else(pa.array(plain), pc.binary_join_element_wise(text, ".0", ""), text)
     elif pa.types.is_boolean(t):
         text = pc.if_else(col, "true", "false")
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
+    elif _is_text(t):
         s = col.cast(pa.string())
-        # one numpy pass over the text bytes says which escapes are needed (most text has none)
-        raw = _value_bytes(s)
-        if (raw < 0x20).any():
+        esc = _escaped_text(s)
+        if esc is None:
             text = pa.array([None if v is None else orjson.dumps(v).decode() for v in s.to_pylist()],
                             pa.string())
         else:
-            esc = s
-            if ((raw == 0x5C) | (raw == 0x22)).any():  # backslash, double quote
-                esc = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
             text = pc.binary_join_element_wise('"', esc, '"', "")
     else:
         text = pa.array([None if v is None else orjson.dumps(v, default=str).decode()
                          for v in col.to_pylist()], pa.string())
     return pc.fill_null(text, "null")
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+def _escaped_text(s: pa.Array) -> Optional[pa.Array]:
+    """A string array's values with ``\\`` and ``"`` escaped, ready to go between quotes; None
+    when some value has a control character (then orjson writes each value)."""
+    # one numpy pass over the text bytes says which escapes are needed (most text has none)
+    raw = _value_bytes(s)
+    if (raw < 0x20).any():
+        return None
+    if ((raw == 0x5C) | (raw == 0x22)).any():  # backslash, double quote
+        return pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
+    return s
 
 
 def _value_bytes(s: pa.Array) -> np.ndarray:
@@ -689,18 +710,26 @@ def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
     """
     if rb.num_rows == 0:
         return b""
-    parts: list = []
+    parts: list = []  # the text of each line: literals between columns' texts, joined by Arrow
+    literal = ""
     for i, (name, col) in enumerate(zip(rb.schema.names, rb.columns)):
-        key = orjson.dumps(name).decode()
-        parts.append(("{" if i == 0 else ",") + key + ":")
-        parts.append(_json_column(col))
-    parts.append("}\n")
+        literal += ("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":"
+        esc = None
+        if col.null_count == 0 and _is_text(col.type) and not pa.types.is_dictionary(col.type):
+            esc = _escaped_text(col.cast(pa.string()))
+        if esc is not None:  # no NULL: the quotes join the literals around it (one join less)
+            parts += [literal + '"', esc]
+            literal = '"'
+        else:
+            parts += [literal, _json_column(col)]
+            literal = ""
+    parts.append(literal + "}\n")
     if len(parts) == 1:
         return b"{}\n" * rb.num_rows
     lines = pc.binary_join_element_wise(*parts, "")
     # The rows are contiguous in the result's value buffer: write it as it is.
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
 def csv_bytes(rb: pa.RecordBatch, header: bool) -> bytes:
@@ -729,7 +758,8 @@ class FileSink:
         except OSError as e:
             raise ConfigError(f"'{name}.path': cannot write {self.path}: {e.strerror or e}") from e
         self.schema: Optional[pa.Schema] = None
-        self._pending: list[pa.RecordBatch] = []
+        self._pending: list = []  # (batch, its text: a Future of the encoder thread)
+        self._encoder = None
         self.committed_size = 0
         self._header_done = False
         self._header_committed = False
@@ -737,16 +767,24 @@ class FileSink:
     def write_batch(self, batch: pa.RecordBatch) -> None:
         if self.schema is None:
             self.schema = batch.schema
-        self._pending.append(batch)
+        if self._encoder is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._encoder = ThreadPoolExecutor(1, thread_name_prefix=f"velostream-sink-{self.name}")
+        # The text is made now, on the sink's own thread (Arrow's kernels release the GIL), while
+        # the job computes its next rows: not all of it at the end, while the job waits
+        # (docs/PERFORMANCE.md, "File to file"). One thread: the texts come in order.
+        encode = jsonl_bytes if self.format == "jsonl" else csv_bytes
+        self._pending.append((batch, self._encoder.submit(encode, batch, *(
+            () if self.format == "jsonl" else (False,)))))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
-        for rb in pending:
-            if self.format == "jsonl":
-                self._f.write(jsonl_bytes(rb))
-            else:
-                self._f.write(csv_bytes(rb, self.header and not self._header_done))
+        for rb, text in pending:
+            if self.format == "csv":
+                if self.header and not self._header_done:
+                    self._f.write(csv_bytes(rb.slice(0, 0), True))
                 self._header_done = True
+            self._f.write(text.result())
         self._f.flush()
 
     def commit(self) -> None:
@@ -766,6 +804,9 @@ class FileSink:
         if not self._f.closed:
             self.flush()
             self._f.close()
+        if self._encoder is not None:
+            self._encoder.shutdown()
+            self._encoder = None
 
 
 class StdoutSink:
