@@ -46,8 +46,12 @@ PAIR_AGGREGATES = {"ARG_MIN", "ARG_MAX", "CORR", "COVAR_POP", "COVAR_SAMP", "REG
                    "REGR_INTERCEPT", "REGR_R2"}
 ANALYTIC = {
     "AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
-    "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE",
+    "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE", "RANK",
+    "DENSE_RANK",
 }
+# LAG's offset in the frames without a row buffer (UNBOUNDED, RANGE): each key keeps its last k
+# values, so k is bounded like a buffer
+MAX_LAG_OFFSET = 10_000
 _CANONICAL = {"STDDEV_SAMP": "STDDEV", "VAR_SAMP": "VARIANCE", "MIN_BY": "ARG_MIN",
               "MAX_BY": "ARG_MAX", "QUANTILE_CONT": "PERCENTILE_CONT",
               "QUANTILE_DISC": "PERCENTILE_DISC", "QUANTILE": "PERCENTILE_DISC",
@@ -138,9 +142,21 @@ class AnalyticSpec:
 
 @dataclass
 class OverPlan:
-    buffer_rows: int
+    buffer_rows: int          # ROWS buffer (frame "ROWS"); 0 for the other frames
     partition_by: list[Bound]
     functions: list[AnalyticSpec] = field(default_factory=list)
+    # docs/SQL.md §6: "ROWS" (a buffer of n rows), "UNBOUNDED" (running per key; RANK and
+    # DENSE_RANK also live here) or "RANGE" (ORDER BY time in [t - range_ms, t])
+    frame: str = "ROWS"
+    range_ms: int = 0
+    order_by: Optional[Bound] = None  # the ORDER BY value RANGE and RANK read
+
+    def describe(self) -> str:
+        if self.frame == "UNBOUNDED":
+            return "ROWS UNBOUNDED PRECEDING"
+        if self.frame == "RANGE":
+            return f"RANGE {self.range_ms} ms PRECEDING ORDER BY {render(self.order_by)}"
+        return f"BUFFER {self.buffer_rows} ROWS"
 
 
 @dataclass
@@ -188,7 +204,7 @@ class Plan:
             for _, b in self.outputs:
                 used |= columns_used(b)
         for o in self.overs:
-            for b in o.partition_by:
+            for b in o.partition_by + ([o.order_by] if o.order_by is not None else []):
                 used |= columns_used(b)
             for f in o.functions:
                 if f.arg is not None:
@@ -212,7 +228,7 @@ class Plan:
         if self.shape == "rows":
             for i, o in enumerate(self.overs):
                 pb = ", ".join(render(p) for p in o.partition_by) or "(none)"
-                lines.append(f"Rows window {i}: BUFFER {o.buffer_rows} ROWS PARTITION BY {pb}")
+                lines.append(f"Rows window {i}: {o.describe()} PARTITION BY {pb}")
                 for f in o.functions:
                     arg = render(f.arg) if f.arg is not None else ""
                     lines.append(f"  {f.name} = {f.func}({arg})")
@@ -393,45 +409,55 @@ class _Planner:
             hint = nearest(name, sorted(ANALYTIC))
             raise self.err(e, f"unknown analytic function {name}" + (f"; did you mean {hint}?" if hint else ""))
         over = e.over
-        if over.buffer_rows is None:
+        rank = name in ("RANK", "DENSE_RANK")
+        if over.buffer_rows is None and over.frame is None and not rank:
             msg = ("expected ROWS WINDOW BUFFER n ROWS in OVER (...), found ')': analytic functions "
                    "need a row buffer, OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] "
                    "[ORDER BY ...])")
             if name == "ROW_NUMBER":
                 msg += ("; without one, ROW_NUMBER() is supported in two forms: " + TOP_N_FORMS)
             raise SqlError.at(self.sql, over.close_pos, msg)
-        if over.buffer_rows < 1:
+        if over.buffer_rows is not None and over.buffer_rows < 1:
             raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
         pkeys = tuple(self._bind(p, self.input_scope, self.strings) for p in over.partition_by)
-        for o in over.order_by:
-            self._bind(o.expr, self.input_scope, self.strings)  # must name a real column
-        key = (over.buffer_rows, pkeys)
+        order = [self._bind(o.expr, self.input_scope, self.strings) for o in over.order_by]
+        # RANK / DENSE_RANK do not depend on the frame: they live in an UNBOUNDED spec
+        frame = "UNBOUNDED" if rank else (over.frame or "ROWS")
+        order_by = None
+        if rank or frame == "RANGE":
+            order_by = self._over_order(e, over, order, "RANGE frame" if not rank else name)
+        key = (frame, over.buffer_rows if frame == "ROWS" else 0, over.range_ms, order_by, pkeys)
         op = overs.get(key)
         if op is None:
-            op = overs[key] = OverPlan(over.buffer_rows, list(pkeys))
+            op = overs[key] = OverPlan(over.buffer_rows if frame == "ROWS" else 0, list(pkeys),
+                                       frame=frame, range_ms=over.range_ms, order_by=order_by)
         func = _CANONICAL.get(name, name)
         arg, offset, default = None, 1, None
         args = e.args
-        if func == "ROW_NUMBER":
+        if func in ("ROW_NUMBER", "RANK", "DENSE_RANK"):
             if args:
-                raise self.err(e, "ROW_NUMBER takes no argument")
+                raise self.err(e, f"{func} takes no argument")
         elif func == "COUNT" and (not args or isinstance(args[0], ast.Star)):
             func = "COUNT_STAR"
         else:
             if not args:
                 raise self.err(e, f"{name} needs an argument")
             arg = self._bind_kernel_arg(args[0], func)
-            if func in ("MIN", "MAX") and arg.type.kind == "STRING":
-                # the ROWS window kernel compares values, and text is held as dictionary codes
+            if func in ("MIN", "MAX") and arg.type.kind == "STRING" and frame == "ROWS":
+                # the ROWS buffer kernel compares values, and text is held as dictionary codes
                 raise UnsupportedError.at(self.sql, getattr(args[0], "pos", None),
-                                          f"{func} over strings in a ROWS window is not "
-                                          "supported yet (as an aggregate it is)")
+                                          f"{func} over strings in a ROWS buffer frame is not "
+                                          "supported yet (it is in ROWS UNBOUNDED PRECEDING and "
+                                          "RANGE frames, and as an aggregate)")
             if func == "LAG":
                 if len(args) > 1:
                     if not isinstance(args[1], ast.Literal) or args[1].type != "INTEGER":
                         raise self.err(args[1], "LAG's offset must be an integer constant")
                     offset = int(args[1].value)
-                if not 1 <= offset < over.buffer_rows:
+                if frame != "ROWS":
+                    if not 1 <= offset <= MAX_LAG_OFFSET:
+                        raise self.err(e, f"LAG offset must be between 1 and {MAX_LAG_OFFSET:,}")
+                elif not 1 <= offset < over.buffer_rows:
                     raise self.err(e, f"LAG offset must be between 1 and {over.buffer_rows - 1} "
                                    f"(less than the buffer of {over.buffer_rows} rows)")
                 if len(args) > 2:
@@ -449,8 +475,22 @@ class _Planner:
         extra_cols[fname] = rt
         return fname
 
+    def _over_order(self, e, over, order: list, what: str) -> Bound:
+        """The one ascending ORDER BY value a RANGE frame or RANK reads (docs/SQL.md §6)."""
+        if len(order) != 1:
+            raise self.err(e, f"{what} needs ORDER BY one column in OVER (...)")
+        if over.order_by[0].descending:
+            raise UnsupportedError.at(self.sql, over.order_by[0].expr.pos, f"{what}: ORDER BY ... "
+                                      "DESC is not supported (rows arrive in ascending order)")
+        kinds = ("TIMESTAMP", "INT64") if over.frame == "RANGE" and what == "RANGE frame" else (
+            "TIMESTAMP", "INT64", "DECIMAL")
+        if order[0].type.kind not in kinds:
+            raise self.err(over.order_by[0].expr, f"{what} needs ORDER BY a "
+                           f"{' or '.join(kinds)} column, found {order[0].type}")
+        return order[0]
+
     def _analytic_type(self, func: str, arg: Optional[Bound]) -> SqlType:
-        if func in ("COUNT", "COUNT_STAR", "ROW_NUMBER"):
+        if func in ("COUNT", "COUNT_STAR", "ROW_NUMBER", "RANK", "DENSE_RANK"):
             return INT64
         if func in ("AVG", "STDDEV", "STDDEV_POP", "VARIANCE", "VAR_POP"):
             return FLOAT64

@@ -87,3 +87,59 @@ cdef class RowsWindow:
 
     cdef int _grow(self, int64_t n_slots) except -1
     cdef object _ring_values(self, _Ring ring)
+
+
+cdef struct Ring64:
+    # A growable ring of records of ``stride`` int64 words (one per slot and use): the held rows
+    # of a RANGE frame (time, then value bits and validity per argument) or a monotonic deque of
+    # their absolute positions. Empty rings allocate nothing.
+    int64_t* data
+    int64_t cap         # records allocated
+    int64_t head        # record index of the front
+    int64_t count       # records held
+
+
+cdef class FrameWindow:
+    # The standard frames without a row buffer (docs/SQL.md §6): ROWS UNBOUNDED PRECEDING
+    # (running state per slot, plus RANK / DENSE_RANK) and RANGE BETWEEN INTERVAL d PRECEDING
+    # AND CURRENT ROW (the slot's rows held while within d of its newest time).
+    cdef readonly bint is_range
+    cdef readonly int64_t range_ms
+    cdef int64_t capacity               # slots with allocated state
+    cdef int nf                         # functions
+    cdef int na                         # argument columns
+    cdef int stride                     # words per held record: 1 + 2 * na
+    cdef list kinds, arg_of, offsets
+    cdef list arg_float                 # per argument: float64 (else int64 or a string code)
+    cdef list arg_text                  # per argument: string codes, compared by their bytes
+    cdef object strings                 # the StringDict text arguments' codes come from
+    cdef vector[int] ckind              # the same three lists as C vectors, for nogil loops
+    cdef vector[int] carg
+    cdef vector[int64_t] coff
+    cdef vector[int] cmode              # per argument: 0 int64, 1 float64, 2 string code
+    cdef bint has_rank                  # RANK / DENSE_RANK among the functions
+    cdef vector[int64_t] lag_k          # per argument: LAG ring length (0: no LAG)
+    cdef vector[int64_t] lag_off        # per argument: offset of its ring in a slot's LAG words
+    cdef int64_t lagw                   # LAG words per slot (sum of lag_k)
+    cdef vector[int64_t] slot_rows      # rows seen per slot
+    cdef vector[int64_t] newest         # per slot: newest ORDER BY value seen (RANGE, RANK)
+    cdef vector[int64_t] last_rank      # per slot: RANK of its newest value
+    cdef vector[int64_t] dense          # per slot: DENSE_RANK of its newest value
+    cdef vector[int64_t] popped         # per slot: held rows freed so far (absolute positions)
+    cdef vector[Ring64] held            # per slot: held rows, in ORDER BY time order (RANGE)
+    cdef vector[SumAcc] sums            # slot * nf + f: SUM / AVG / COUNT
+    cdef vector[VarAcc] vars            # slot * nf + f: variance family
+    cdef vector[int64_t] var_ops        # slot * nf + f: removals since the last recomputation
+    cdef vector[int64_t] best           # slot * nf + f: running MIN / MAX, FIRST_VALUE (UNBOUNDED)
+    cdef vector[uint8_t] best_ok        # slot * nf + f: best holds a value
+    cdef vector[Ring64] mono            # slot * nf + f: MIN / MAX monotonic deque (RANGE)
+    cdef vector[int64_t] lag_v          # slot * lagw + lag_off[a] + seq % lag_k[a]
+    cdef vector[uint8_t] lag_ok
+
+    cdef int _grow(self, int64_t n_slots) except -1
+    cdef int _run(self, const int32_t[::1] sl, const int64_t[::1] tm,
+                  const int64_t[:, ::1] X, const uint8_t[:, ::1] XV,
+                  int64_t[:, ::1] O, uint8_t[:, ::1] OV,
+                  const int32_t* toff, const char* tdata, int* overflow) except -1
+    cdef object _held_records(self, int64_t s)
+    cdef int _load_held(self, int64_t s, object recs) except -1

@@ -1035,3 +1035,954 @@ cdef object _block_index(object sl, object m, object off, int64_t n):
     return sl[owner] * n + (np.arange(int(off[k]), dtype=np.int64) - off[owner])
 
 
+
+
+# =============================================================================================
+# The standard frames without a row buffer (docs/SQL.md §6)
+
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp, memcpy, memmove
+
+cdef enum:
+    K_RANK = 14
+    K_DENSE_RANK = 15
+
+_FRAME_KINDS = dict(_KINDS, RANK=K_RANK, DENSE_RANK=K_DENSE_RANK)
+_FRAME_ORDERED = frozenset([K_RANK, K_DENSE_RANK])
+
+
+cdef inline double _d(int64_t bits) noexcept nogil:
+    cdef double v
+    memcpy(&v, &bits, 8)
+    return v
+
+
+cdef inline int64_t _bits(double v) noexcept nogil:
+    cdef int64_t b
+    memcpy(&b, &v, 8)
+    return b
+
+
+cdef inline int _text_cmp(const int32_t* off, const char* data, int64_t a, int64_t b) noexcept nogil:
+    # <0, 0, >0 as string a sorts before, with, after string b: bytes, then length (a prefix
+    # first), which for UTF-8 is code point order, DuckDB's (as aggregate.pyx's text MIN/MAX)
+    cdef int32_t la, lb, m
+    cdef int c
+    if a == b:  # the dictionary interns: equal codes are the only equal strings
+        return 0
+    la = off[a + 1] - off[a]
+    lb = off[b + 1] - off[b]
+    m = la if la < lb else lb
+    c = memcmp(data + off[a], data + off[b], <size_t>m) if m > 0 else 0
+    if c != 0:
+        return c
+    return (la > lb) - (la < lb)
+
+
+cdef inline bint _lt(int mode, int64_t a, int64_t b, const int32_t* off,
+                     const char* data) noexcept nogil:
+    # a sorts before b: integers, floats with NaN above everything (DuckDB), or strings by bytes
+    cdef double da, db
+    if mode == 0:
+        return a < b
+    if mode == 1:
+        da = _d(a)
+        db = _d(b)
+        return da < db or (db != db and da == da)
+    return _text_cmp(off, data, a, b) < 0
+
+
+# -- Ring64 ------------------------------------------------------------------------------------
+
+cdef inline int64_t* _rec(Ring64* g, int stride, int64_t i) noexcept nogil:
+    cdef int64_t j = g.head + i
+    if j >= g.cap:
+        j -= g.cap
+    return g.data + j * stride
+
+
+cdef int _reserve(Ring64* g, int stride, int64_t cap) except -1 nogil:
+    # a fresh buffer of ``cap`` records holding the current ones from position 0
+    cdef int64_t* new = <int64_t*>malloc(<size_t>(cap * stride * 8))
+    cdef int64_t i
+    if new == NULL:
+        with gil:
+            raise MemoryError("RANGE frame state could not grow")
+    for i in range(g.count):
+        memcpy(new + i * stride, _rec(g, stride, i), <size_t>(stride * 8))
+    free(g.data)
+    g.data = new
+    g.cap = cap
+    g.head = 0
+    return 0
+
+
+cdef inline int _push_back(Ring64* g, int stride, const int64_t* rec) except -1 nogil:
+    if g.count == g.cap:
+        _reserve(g, stride, 4 if g.cap < 2 else 2 * g.cap)
+    memcpy(_rec(g, stride, g.count), rec, <size_t>(stride * 8))
+    g.count += 1
+    return 0
+
+
+cdef inline void _pop_front(Ring64* g) noexcept nogil:
+    g.head += 1
+    if g.head == g.cap:
+        g.head = 0
+    g.count -= 1
+
+
+cdef int _insert(Ring64* g, int stride, int64_t pos, const int64_t* rec) except -1 nogil:
+    # O(count): only late rows insert (docs/SQL.md §6)
+    if g.count == g.cap or g.head + g.count >= g.cap:
+        _reserve(g, stride, 4 if g.cap < 2 else 2 * g.cap)
+    memmove(g.data + (g.head + pos + 1) * stride, g.data + (g.head + pos) * stride,
+            <size_t>((g.count - pos) * stride * 8))
+    memcpy(g.data + (g.head + pos) * stride, rec, <size_t>(stride * 8))
+    g.count += 1
+    return 0
+
+
+cdef inline int64_t _upper_bound(Ring64* g, int stride, int64_t t) noexcept nogil:
+    # the first record whose time (word 0) is greater than t
+    cdef int64_t lo = 0, hi = g.count, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _rec(g, stride, mid)[0] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+# -- per-function answers ------------------------------------------------------------------------
+
+cdef inline bint _sum_out(int kind, bint is_float, const SumAcc* a, int64_t* out,
+                          int* overflow) noexcept nogil:
+    if a.nobs == 0:
+        out[0] = 0
+        return 0
+    if is_float:
+        out[0] = _bits(fsum_value(a) if kind == K_SUM else fsum_value(a) / a.nobs)
+    elif kind == K_SUM:
+        if a.ihi != (-1 if a.isum < 0 else 0):
+            overflow[0] = 1
+            out[0] = 0
+        else:
+            out[0] = a.isum
+    elif a.ihi == (-1 if a.isum < 0 else 0):
+        out[0] = _bits(<double>a.isum / a.nobs)
+    else:
+        out[0] = _bits((<double>a.ihi * 18446744073709551616.0 + <double>(<uint64_t>a.isum))
+                       / a.nobs)
+    return 1
+
+
+cdef inline bint _var_out(int kind, const VarAcc* a, int64_t* out) noexcept nogil:
+    cdef int ddof = 0 if kind == K_STDDEV_POP or kind == K_VAR_POP else 1
+    cdef double v
+    if a.nobs + a.n_nonfinite <= ddof:
+        out[0] = 0
+        return 0
+    if a.nobs + a.n_nonfinite == 1:
+        v = 0.0  # DuckDB: the population variance of one value is 0, even of NaN or inf
+    elif a.n_nonfinite:
+        v = NAN
+    elif a.n_same >= a.nobs:
+        v = 0.0
+    else:
+        v = a.ssqdm / (a.nobs - ddof)
+        if v < 0.0:
+            v = 0.0
+    out[0] = _bits(sqrt(v) if kind == K_STDDEV or kind == K_STDDEV_POP else v)
+    return 1
+
+
+cdef inline void _acc_add(int kind, bint is_float, SumAcc* s, VarAcc* w, int64_t x) noexcept nogil:
+    if kind == K_COUNT:
+        s.nobs += 1
+    elif kind == K_SUM or kind == K_AVG:
+        if is_float:
+            add_sum(s, _d(x))
+        else:
+            add_sum(s, x)
+    else:
+        add_var(w, _d(x) if is_float else <double>x)
+
+
+cdef inline void _acc_remove(int kind, bint is_float, SumAcc* s, VarAcc* w,
+                             int64_t x) noexcept nogil:
+    if kind == K_COUNT:
+        s.nobs -= 1
+    elif kind == K_SUM or kind == K_AVG:
+        if is_float:
+            remove_sum(s, _d(x))
+        else:
+            remove_sum(s, x)
+    else:
+        remove_var(w, _d(x) if is_float else <double>x)
+
+
+cdef inline bint _is_acc(int kind) noexcept nogil:
+    return (kind == K_SUM or kind == K_AVG or kind == K_COUNT or kind == K_STDDEV
+            or kind == K_STDDEV_POP or kind == K_VARIANCE or kind == K_VAR_POP)
+
+
+cdef inline bint _is_var(int kind) noexcept nogil:
+    return (kind == K_STDDEV or kind == K_STDDEV_POP or kind == K_VARIANCE or kind == K_VAR_POP)
+
+
+cdef class FrameWindow:
+    """State and kernels of one OVER spec with a frame that keeps no row buffer
+    (docs/SQL.md §6), and all the functions computed over it.
+
+    ``frame`` is ``"UNBOUNDED"`` (running state per slot: the frame is every row of the slot so
+    far) or ``"RANGE"`` (the slot's rows whose ORDER BY time lies in ``[t - range_ms, t]``;
+    rows are freed once older than the slot's newest time minus ``range_ms``). ``functions``
+    as ``RowsWindow``'s, plus ``RANK`` and ``DENSE_RANK``; ``LAG``'s offset is any k >= 1
+    (each slot keeps its last k values). ``arg_kinds``: per argument ``"int64"``,
+    ``"float64"`` or ``"text"`` (string codes of ``strings``, compared by their bytes).
+
+    A row whose ORDER BY time is older than its slot's newest (a late row) is answered over the
+    rows that arrived before it that are still held and lie in ``[t - range_ms, t]``, itself
+    included, and joins the held rows when not older than the newest time minus ``range_ms``.
+    RANK needs each slot's rows in ORDER BY order: ``late_rows`` names those that are not.
+
+    >>> import numpy as np
+    >>> w = FrameWindow("RANGE", 10, [("SUM", 0, 0), ("COUNT_STAR", -1, 0)], ["int64"])
+    >>> slots = np.zeros(4, dtype=np.int32)
+    >>> t = np.array([0, 5, 12, 30], dtype=np.int64)
+    >>> (s, _), (n, _) = w.process(slots, t, [(np.array([1, 2, 3, 4]), None)])
+    >>> s.tolist(), n.tolist()
+    ([1, 3, 5, 4], [1, 2, 2, 1])
+    """
+
+    def __init__(self, str frame, int64_t range_ms, list functions, list arg_kinds,
+                 strings=None):
+        if frame not in ("UNBOUNDED", "RANGE"):
+            raise ValueError(f"frame must be UNBOUNDED or RANGE, got {frame!r}")
+        if range_ms < 0:
+            raise ValueError("a RANGE frame's width must not be negative")
+        self.is_range = frame == "RANGE"
+        self.range_ms = range_ms
+        self.capacity = 0
+        self.na = len(arg_kinds)
+        self.stride = 1 + 2 * self.na
+        self.arg_float = [k == "float64" for k in arg_kinds]
+        self.arg_text = [k == "text" for k in arg_kinds]
+        cdef int mode
+        for ak in arg_kinds:
+            if ak not in ("int64", "float64", "text"):
+                raise TypeError(f"argument kinds are int64, float64 or text, got {ak!r}")
+            mode = 0
+            if ak == "float64":
+                mode = 1
+            elif ak == "text":
+                mode = 2
+            self.cmode.push_back(mode)
+        if any(self.arg_text) and strings is None:
+            raise TypeError("text arguments need the job's string dictionary")
+        self.strings = strings
+        self.kinds, self.arg_of, self.offsets = [], [], []
+        self.has_rank = False
+        lag_k = [0] * self.na
+        for name, arg, offset in functions:
+            key = str(name).upper()
+            if key not in _FRAME_KINDS:
+                raise ValueError(f"unsupported window function {name!r}")
+            kind = _FRAME_KINDS[key]
+            if kind in _NO_ARG or kind in _FRAME_ORDERED:
+                arg = -1
+            elif not 0 <= arg < self.na:
+                raise ValueError(f"{key}: argument index {arg} out of range")
+            if kind in _FRAME_ORDERED:
+                self.has_rank = True
+            if kind == K_LAG:
+                if offset < 1:
+                    raise ValueError(f"LAG offset must be at least 1, got {offset}")
+                lag_k[arg] = max(lag_k[arg], offset)
+            else:
+                offset = 0
+            if self.arg_text[arg] if arg >= 0 else False:
+                if kind in (K_SUM, K_AVG) or _is_var(kind):
+                    raise TypeError(f"{key} needs a number, found text")
+            self.kinds.append(kind)
+            self.arg_of.append(arg)
+            self.offsets.append(offset)
+            self.ckind.push_back(kind)
+            self.carg.push_back(arg)
+            self.coff.push_back(offset)
+        self.nf = len(self.kinds)
+        self.lagw = 0
+        for a in range(self.na):
+            self.lag_k.push_back(lag_k[a])
+            self.lag_off.push_back(self.lagw)
+            self.lagw += lag_k[a]
+
+    def __dealloc__(self):
+        cdef size_t i
+        for i in range(self.held.size()):
+            free(self.held[i].data)
+        for i in range(self.mono.size()):
+            free(self.mono[i].data)
+
+    def result_dtypes(self):
+        """The dtype of each function's values, in order (string codes as int64)."""
+        out = []
+        for kind, arg in zip(self.kinds, self.arg_of):
+            if kind in (K_COUNT, K_COUNT_STAR, K_ROW_NUMBER, K_RANK, K_DENSE_RANK):
+                out.append(_INT64)
+            elif kind == K_AVG or kind in _VARIANCE or self.arg_float[arg]:
+                out.append(_FLOAT64)
+            else:
+                out.append(_INT64)
+        return out
+
+    cdef int _grow(self, int64_t n_slots) except -1:
+        cdef int64_t cap, old = self.capacity
+        cdef Ring64 empty
+        if n_slots <= old:
+            return 0
+        cap = max(n_slots, 2 * old)
+        empty.data = NULL
+        empty.cap = 0
+        empty.head = 0
+        empty.count = 0
+        self.slot_rows.resize(cap)
+        self.newest.resize(cap)
+        self.last_rank.resize(cap)
+        self.dense.resize(cap)
+        self.popped.resize(cap)
+        if self.is_range:
+            self.held.resize(cap, empty)
+            self.mono.resize(cap * self.nf, empty)
+        self.sums.resize(cap * self.nf)
+        self.vars.resize(cap * self.nf)
+        self.var_ops.resize(cap * self.nf)
+        self.best.resize(cap * self.nf)
+        self.best_ok.resize(cap * self.nf)
+        self.lag_v.resize(cap * self.lagw)
+        self.lag_ok.resize(cap * self.lagw)
+        self.capacity = cap
+        return 0
+
+    def late_rows(self, slots, times):
+        """Which rows' ORDER BY value is older than their slot's newest so far (rows earlier in
+        the batch included), without changing any state; None when there are none."""
+        cdef const int32_t[::1] sl = np.ascontiguousarray(slots, dtype=np.int32)
+        cdef const int64_t[::1] tm = np.ascontiguousarray(times, dtype=np.int64)
+        cdef Py_ssize_t r, n = sl.shape[0]
+        cdef int32_t s
+        if n and np.asarray(sl).max() >= 0:
+            self._grow(int(np.asarray(sl).max()) + 1)
+        late = np.zeros(n, dtype=np.uint8)
+        saved = np.empty(n, dtype=np.int64)
+        saved_rows = np.empty(n, dtype=np.int64)
+        cdef uint8_t[::1] lt = late
+        cdef int64_t[::1] sv = saved
+        cdef int64_t[::1] sr = saved_rows
+        cdef int64_t* newest = self.newest.data()
+        cdef int64_t* rows = self.slot_rows.data()
+        cdef bint any_late = False
+        with nogil:
+            for r in range(n):  # advance a copy of the state, then put it back
+                s = sl[r]
+                sv[r] = newest[s]
+                sr[r] = rows[s]
+                if rows[s] and tm[r] < newest[s]:
+                    lt[r] = 1
+                    any_late = True
+                else:
+                    newest[s] = tm[r]
+                rows[s] += 1
+            for r in range(n - 1, -1, -1):
+                s = sl[r]
+                newest[s] = sv[r]
+                rows[s] = sr[r]
+        return late.view(np.bool_) if any_late else None
+
+    def process(self, slots, times, list args):
+        """Push one batch; return one ``(values, valid)`` pair per function, in order.
+
+        ``slots``: contiguous int32 partition slot per row. ``times``: int64 ORDER BY value per
+        row (RANGE and RANK; never NULL), else None. ``args``: one ``(values, valid)`` per
+        argument: int64 (string codes for text) or float64 values, validity or None."""
+        cdef const int32_t[::1] sl = np.ascontiguousarray(slots, dtype=np.int32)
+        cdef Py_ssize_t nrows = sl.shape[0]
+        if len(args) != self.na:
+            raise ValueError(f"expected {self.na} argument columns, got {len(args)}")
+        if (self.is_range or self.has_rank) and times is None:
+            raise ValueError("RANGE frames and RANK need the ORDER BY values")
+        tm_arr = (np.ascontiguousarray(times, dtype=np.int64) if times is not None
+                  else np.zeros(nrows, dtype=np.int64))
+        if tm_arr.shape[0] != nrows:
+            raise ValueError(f"expected {nrows} ORDER BY values")
+        xs = np.zeros((max(self.na, 1), nrows), dtype=np.int64)
+        xv = np.ones((max(self.na, 1), nrows), dtype=np.uint8)
+        for a, (v, m) in enumerate(args):
+            v = np.asarray(v)
+            if v.shape != (nrows,):
+                raise ValueError(f"argument {a}: expected {nrows} values")
+            if self.arg_float[a]:
+                xs[a] = np.asarray(v, dtype=np.float64).view(np.int64)
+            else:
+                xs[a] = v
+            if m is not None:
+                xv[a] = np.asarray(m).astype(np.uint8, copy=False)
+        if nrows and np.asarray(sl).min() < 0:
+            raise ValueError("partition slots must be >= 0")
+        if nrows:
+            self._grow(int(np.asarray(sl).max()) + 1)
+        out = np.zeros((max(self.nf, 1), nrows), dtype=np.int64)
+        outv = np.zeros((max(self.nf, 1), nrows), dtype=np.uint8)
+        view = None
+        cdef const int32_t* toff = NULL
+        cdef const char* tdata = NULL
+        if any(self.arg_text):
+            # pa.string() (int32 offsets) over the dictionary's own buffers; the dictionary only
+            # grows, so every code of this batch is in this view
+            view = self.strings.arrow_values()
+            if str(view.type) != "string" or view.offset != 0:
+                raise TypeError(f"string dictionary view must be an unsliced pa.string() array, "
+                                f"got {view.type}")
+            bufs = view.buffers()
+            toff = <const int32_t*><size_t>bufs[1].address
+            tdata = <const char*><size_t>bufs[2].address if bufs[2] is not None else NULL
+        cdef const int64_t[::1] tm = tm_arr
+        cdef const int64_t[:, ::1] X = xs
+        cdef const uint8_t[:, ::1] XV = xv
+        cdef int64_t[:, ::1] O = out
+        cdef uint8_t[:, ::1] OV = outv
+        cdef int overflow = 0
+        self._run(sl, tm, X, XV, O, OV, toff, tdata, &overflow)
+        if overflow:
+            raise OutOfRangeError("Out of Range Error: Overflow in SUM of INT64 (the exact total "
+                                  "of a window frame does not fit in INT64)")
+        results = []
+        for i, dt in enumerate(self.result_dtypes()):
+            vals = out[i].view(np.float64) if dt == _FLOAT64 else out[i]
+            results.append((vals, outv[i].view(np.bool_)))
+        return results
+
+    cdef int _run(self, const int32_t[::1] sl, const int64_t[::1] tm,
+                  const int64_t[:, ::1] X, const uint8_t[:, ::1] XV,
+                  int64_t[:, ::1] O, uint8_t[:, ::1] OV,
+                  const int32_t* toff, const char* tdata, int* overflow) except -1:
+        cdef Py_ssize_t r, nrows = sl.shape[0]
+        cdef int f, a, kind, nf = self.nf, na = self.na, stride = self.stride, mode
+        cdef int32_t s
+        cdef int64_t q, t, cutoff, i, m, pos, k, K, abs_pos, j, x, d = self.range_ms
+        cdef bint in_order, is_min, inserted, ok
+        cdef int64_t* rec = <int64_t*>malloc(<size_t>(stride * 8))
+        cdef int64_t* fr
+        cdef Ring64* h
+        cdef Ring64* mq
+        cdef SumAcc* sa
+        cdef VarAcc* va
+        cdef SumAcc tmp_s
+        cdef VarAcc tmp_v
+        cdef int64_t cur
+        cdef bint cur_ok
+        cdef bint is_range = self.is_range
+        cdef bint track_order = self.is_range or self.has_rank
+        cdef int64_t* rows = self.slot_rows.data()
+        cdef int64_t* newest = self.newest.data()
+        cdef int64_t* last_rank = self.last_rank.data()
+        cdef int64_t* dense = self.dense.data()
+        cdef int64_t* popped = self.popped.data()
+        cdef SumAcc* sums = self.sums.data()
+        cdef VarAcc* vars_ = self.vars.data()
+        cdef int64_t* var_ops = self.var_ops.data()
+        cdef int64_t* best = self.best.data()
+        cdef uint8_t* best_ok = self.best_ok.data()
+        cdef int64_t* lag_v = self.lag_v.data()
+        cdef uint8_t* lag_ok = self.lag_ok.data()
+        cdef int64_t lagw = self.lagw
+        cdef const int* ckind = self.ckind.data()
+        cdef const int* carg = self.carg.data()
+        cdef const int64_t* coff = self.coff.data()
+        cdef const int* cmode = self.cmode.data()
+        cdef const int64_t* lag_k = self.lag_k.data()
+        cdef const int64_t* lag_off = self.lag_off.data()
+        cdef Ring64* held = self.held.data() if is_range else NULL
+        cdef Ring64* mono = self.mono.data() if is_range else NULL
+        if rec == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                for r in range(nrows):
+                    s = sl[r]
+                    q = rows[s]
+                    rows[s] = q + 1
+                    t = tm[r]
+                    in_order = True
+                    if track_order:
+                        if q == 0 or t >= newest[s]:
+                            if q == 0 or t > newest[s]:
+                                last_rank[s] = q + 1
+                                dense[s] += 1
+                            newest[s] = t
+                        else:
+                            in_order = False
+                    inserted = False
+                    m = 0
+                    if is_range:
+                        h = &held[s]
+                        cutoff = newest[s] - d if newest[s] >= INT64_MIN + d else INT64_MIN
+                        # free the rows older than the newest time minus d
+                        while h.count and _rec(h, stride, 0)[0] < cutoff:
+                            fr = _rec(h, stride, 0)
+                            for f in range(nf):
+                                kind = ckind[f]
+                                a = carg[f]
+                                if _is_acc(kind) and fr[2 + 2 * a]:
+                                    _acc_remove(kind, cmode[a] == 1, &sums[s * nf + f],
+                                                &vars_[s * nf + f], fr[1 + 2 * a])
+                                    if _is_var(kind):
+                                        var_ops[s * nf + f] += 1
+                            _pop_front(h)
+                            popped[s] += 1
+                        if h.count == 0:
+                            h.head = 0
+                        rec[0] = t
+                        for a in range(na):
+                            rec[1 + 2 * a] = X[a, r] if XV[a, r] else 0
+                            rec[2 + 2 * a] = XV[a, r] != 0
+                        if in_order:
+                            _push_back(h, stride, rec)
+                            inserted = True
+                            m = h.count
+                        elif t >= cutoff:
+                            pos = _upper_bound(h, stride, t)
+                            _insert(h, stride, pos, rec)
+                            inserted = True
+                            m = pos + 1
+                        for f in range(nf):
+                            kind = ckind[f]
+                            a = carg[f]
+                            if inserted and _is_acc(kind) and XV[a, r]:
+                                _acc_add(kind, cmode[a] == 1, &sums[s * nf + f],
+                                         &vars_[s * nf + f], X[a, r])
+                            if _is_var(kind) and var_ops[s * nf + f] > h.count + 32:
+                                # add/remove drift stays bounded: an exact restart from the
+                                # held rows, amortised over as many removals
+                                va = &vars_[s * nf + f]
+                                memset_var(va)
+                                for i in range(h.count):
+                                    fr = _rec(h, stride, i)
+                                    if fr[2 + 2 * a]:
+                                        add_var(va, _d(fr[1 + 2 * a]) if cmode[a] == 1
+                                                else <double>fr[1 + 2 * a])
+                                var_ops[s * nf + f] = 0
+                            if kind == K_MIN or kind == K_MAX:
+                                is_min = kind == K_MIN
+                                mq = &mono[s * nf + f]
+                                mode = cmode[a]
+                                if in_order:
+                                    while mq.count and mq.data[mq.head] < popped[s]:
+                                        _pop_front(mq)
+                                    if XV[a, r]:
+                                        while mq.count:
+                                            x = _rec(h, stride, _rec(mq, 1, mq.count - 1)[0]
+                                                     - popped[s])[1 + 2 * a]
+                                            if (_lt(mode, X[a, r], x, toff, tdata) if is_min
+                                                    else _lt(mode, x, X[a, r], toff, tdata)):
+                                                mq.count -= 1
+                                            elif x == X[a, r]:
+                                                mq.count -= 1
+                                            else:
+                                                break
+                                        abs_pos = popped[s] + h.count - 1
+                                        _push_back(mq, 1, &abs_pos)
+                                elif inserted:
+                                    # a late row moved positions: rebuild from the held rows
+                                    mq.count = 0
+                                    mq.head = 0
+                                    for i in range(h.count):
+                                        fr = _rec(h, stride, i)
+                                        if not fr[2 + 2 * a]:
+                                            continue
+                                        while mq.count:
+                                            x = _rec(h, stride, _rec(mq, 1, mq.count - 1)[0]
+                                                     - popped[s])[1 + 2 * a]
+                                            if (_lt(mode, fr[1 + 2 * a], x, toff, tdata) if is_min
+                                                    else _lt(mode, x, fr[1 + 2 * a], toff, tdata)):
+                                                mq.count -= 1
+                                            elif x == fr[1 + 2 * a]:
+                                                mq.count -= 1
+                                            else:
+                                                break
+                                        abs_pos = popped[s] + i
+                                        _push_back(mq, 1, &abs_pos)
+                    # answers
+                    for f in range(nf):
+                        kind = ckind[f]
+                        a = carg[f]
+                        if kind == K_ROW_NUMBER:
+                            O[f, r] = q + 1
+                            OV[f, r] = 1
+                        elif kind == K_RANK:
+                            O[f, r] = last_rank[s]
+                            OV[f, r] = 1
+                        elif kind == K_DENSE_RANK:
+                            O[f, r] = dense[s]
+                            OV[f, r] = 1
+                        elif kind == K_LAST_VALUE:
+                            O[f, r] = X[a, r] if XV[a, r] else 0
+                            OV[f, r] = XV[a, r]
+                        elif kind == K_LAG:
+                            k = coff[f]
+                            K = lag_k[a]
+                            if q >= k:
+                                j = s * lagw + lag_off[a] + (q - k) % K
+                                O[f, r] = lag_v[j]
+                                OV[f, r] = lag_ok[j]
+                            else:
+                                O[f, r] = 0
+                                OV[f, r] = 0
+                        elif not is_range:
+                            # running state over every row of the slot so far
+                            if kind == K_COUNT_STAR:
+                                O[f, r] = q + 1
+                                OV[f, r] = 1
+                            elif _is_acc(kind):
+                                sa = &sums[s * nf + f]
+                                va = &vars_[s * nf + f]
+                                if XV[a, r]:
+                                    _acc_add(kind, cmode[a] == 1, sa, va, X[a, r])
+                                if kind == K_COUNT:
+                                    O[f, r] = sa.nobs
+                                    OV[f, r] = 1
+                                elif _is_var(kind):
+                                    OV[f, r] = _var_out(kind, va, &O[f, r])
+                                else:
+                                    OV[f, r] = _sum_out(kind, cmode[a] == 1, sa, &O[f, r],
+                                                        overflow)
+                            elif kind == K_FIRST_VALUE:
+                                if q == 0:
+                                    best[s * nf + f] = X[a, r] if XV[a, r] else 0
+                                    best_ok[s * nf + f] = XV[a, r]
+                                O[f, r] = best[s * nf + f]
+                                OV[f, r] = best_ok[s * nf + f]
+                            else:  # MIN / MAX
+                                j = s * nf + f
+                                if XV[a, r] and (not best_ok[j] or (
+                                        _lt(cmode[a], X[a, r], best[j], toff, tdata)
+                                        if kind == K_MIN
+                                        else _lt(cmode[a], best[j], X[a, r], toff, tdata))):
+                                    best[j] = X[a, r]
+                                    best_ok[j] = 1
+                                O[f, r] = best[j]
+                                OV[f, r] = best_ok[j]
+                        elif in_order:
+                            # RANGE, in order: the held rows are the frame
+                            if kind == K_COUNT_STAR:
+                                O[f, r] = h.count
+                                OV[f, r] = 1
+                            elif kind == K_COUNT:
+                                O[f, r] = sums[s * nf + f].nobs
+                                OV[f, r] = 1
+                            elif _is_var(kind):
+                                OV[f, r] = _var_out(kind, &vars_[s * nf + f], &O[f, r])
+                            elif kind == K_SUM or kind == K_AVG:
+                                OV[f, r] = _sum_out(kind, cmode[a] == 1, &sums[s * nf + f],
+                                                    &O[f, r], overflow)
+                            elif kind == K_FIRST_VALUE:
+                                fr = _rec(h, stride, 0)
+                                O[f, r] = fr[1 + 2 * a]
+                                OV[f, r] = fr[2 + 2 * a]
+                            else:  # MIN / MAX: the monotonic deque's front
+                                mq = &mono[s * nf + f]
+                                if mq.count:
+                                    O[f, r] = _rec(h, stride, mq.data[mq.head] - popped[s])[1 + 2 * a]
+                                    OV[f, r] = 1
+                                else:
+                                    O[f, r] = 0
+                                    OV[f, r] = 0
+                        else:
+                            # RANGE, a late row: the held rows up to its time (the first m),
+                            # or, when older than every held row may be, itself alone
+                            memset_sum(&tmp_s)
+                            memset_var(&tmp_v)
+                            cur = 0
+                            cur_ok = False
+                            for i in range(m if inserted else 1):
+                                fr = _rec(h, stride, i) if inserted else rec
+                                if kind == K_COUNT_STAR:
+                                    tmp_s.nobs += 1
+                                    continue
+                                if kind == K_FIRST_VALUE:
+                                    if i == 0:
+                                        cur = fr[1 + 2 * a]
+                                        cur_ok = fr[2 + 2 * a] != 0
+                                    continue
+                                if not fr[2 + 2 * a]:
+                                    continue
+                                x = fr[1 + 2 * a]
+                                if _is_acc(kind):
+                                    _acc_add(kind, cmode[a] == 1, &tmp_s, &tmp_v, x)
+                                elif not cur_ok or (_lt(cmode[a], x, cur, toff, tdata)
+                                                    if kind == K_MIN
+                                                    else _lt(cmode[a], cur, x, toff, tdata)):
+                                    cur = x
+                                    cur_ok = True
+                            if kind == K_COUNT_STAR or kind == K_COUNT:
+                                O[f, r] = tmp_s.nobs
+                                OV[f, r] = 1
+                            elif _is_var(kind):
+                                OV[f, r] = _var_out(kind, &tmp_v, &O[f, r])
+                            elif kind == K_SUM or kind == K_AVG:
+                                OV[f, r] = _sum_out(kind, cmode[a] == 1, &tmp_s, &O[f, r],
+                                                    overflow)
+                            else:
+                                O[f, r] = cur
+                                OV[f, r] = cur_ok
+                    # LAG rings take the row after every read
+                    for a in range(na):
+                        K = lag_k[a]
+                        if K:
+                            j = s * lagw + lag_off[a] + q % K
+                            lag_v[j] = X[a, r] if XV[a, r] else 0
+                            lag_ok[j] = XV[a, r]
+        finally:
+            free(rec)
+        return 0
+
+    # -- durable state -----------------------------------------------------------------------
+
+    def code_fields(self):
+        """The ``export_state`` fields that hold string codes (a snapshot stores strings)."""
+        out = set()
+        for a in range(self.na):
+            if self.arg_text[a]:
+                out |= {f"lag{a}", f"held{a}"}
+        for i, (kind, a) in enumerate(zip(self.kinds, self.arg_of)):
+            if a >= 0 and self.arg_text[a] and kind in (K_MIN, K_MAX, K_FIRST_VALUE):
+                out.add(f"f{i}.value")
+        return out
+
+    def export_state(self, slots):
+        """State of ``slots`` as numpy arrays (``import_state`` takes them back).
+
+        Per slot ``rows``, ``newest``, ``last_rank``, ``dense``, ``popped``. Lists (cut by
+        ``<name>_offsets``, one more than slots; ``<name>_valid`` beside ``<name>_values`` for
+        argument values): ``lag<a>`` the slot's last ``min(rows, k)`` values of argument ``a``
+        oldest first; RANGE: ``held_t`` the held rows' times, ``held<a>`` their values. Per
+        function ``f<i>.``: ``w0``..``w7`` (SUM/AVG/COUNT accumulator words), ``v0``..``v5``
+        and ``ops`` (variance family), ``value`` and ``valid`` (UNBOUNDED MIN/MAX and
+        FIRST_VALUE). Floats bit for bit."""
+        sl = _slot_array(slots)
+        k = sl.shape[0]
+        if k:
+            self._grow(int(sl.max()) + 1)
+        cap = self.capacity
+        nf = self.nf
+        out = {}
+        for name, vec in (("rows", self.slot_rows), ("newest", self.newest),
+                          ("last_rank", self.last_rank), ("dense", self.dense),
+                          ("popped", self.popped)):
+            out[name] = np.array(<int64_t[:cap]>vec.data() if cap else [], np.int64)[sl]
+        rows = out["rows"]
+        for a in range(self.na):
+            K = self.lag_k[a]
+            if not K:
+                continue
+            m = np.minimum(rows, K)
+            off = np.zeros(k + 1, np.int64)
+            np.cumsum(m, out=off[1:])
+            owner = np.repeat(np.arange(k), m)
+            seq = rows[owner] - m[owner] + (np.arange(int(off[k])) - off[owner])
+            idx = sl[owner] * self.lagw + self.lag_off[a] + seq % K
+            lv = _vec_view(self.lag_v.data(), self.lag_v.size(), _INT64)
+            lo = _vec_view(self.lag_ok.data(), self.lag_ok.size(), np.uint8)
+            vals = lv[idx].copy()
+            out[f"lag{a}_values"] = vals.view(_FLOAT64) if self.arg_float[a] else vals
+            out[f"lag{a}_valid"] = lo[idx].copy()
+            out[f"lag{a}_offsets"] = off
+        if self.is_range:
+            counts = np.zeros(k, np.int64)
+            recs = []
+            for j in range(k):
+                recs.append(self._held_records(int(sl[j])))
+                counts[j] = recs[-1].shape[0]
+            allrec = (np.concatenate(recs) if recs else np.zeros((0, self.stride), np.int64))
+            off = np.zeros(k + 1, np.int64)
+            np.cumsum(counts, out=off[1:])
+            out["held_t_values"] = allrec[:, 0].copy()
+            out["held_t_offsets"] = off
+            for a in range(self.na):
+                vals = allrec[:, 1 + 2 * a].copy()
+                out[f"held{a}_values"] = vals.view(_FLOAT64) if self.arg_float[a] else vals
+                out[f"held{a}_valid"] = allrec[:, 2 + 2 * a].astype(np.uint8)
+                out[f"held{a}_offsets"] = off.copy()
+        fi = sl[:, None] * nf
+        for i, (kind, a) in enumerate(zip(self.kinds, self.arg_of)):
+            p = f"f{i}."
+            j = sl * nf + i
+            if kind in (K_SUM, K_AVG, K_COUNT):
+                acc = _vec_view(self.sums.data(), self.sums.size() * 8, _INT64).reshape(-1, 8)[j]
+                for w in range(8):
+                    out[p + f"w{w}"] = acc[:, w].copy()
+            elif kind in _VARIANCE:
+                acc = _vec_view(self.vars.data(), self.vars.size() * 6, _INT64).reshape(-1, 6)[j]
+                for w in range(6):
+                    out[p + f"v{w}"] = acc[:, w].copy()
+                out[p + "ops"] = _vec_view(self.var_ops.data(), self.var_ops.size(), _INT64)[j]
+            elif not self.is_range and kind in (K_MIN, K_MAX, K_FIRST_VALUE):
+                vals = _vec_view(self.best.data(), self.best.size(), _INT64)[j].copy()
+                out[p + "value"] = vals.view(_FLOAT64) if self.arg_float[a] else vals
+                out[p + "valid"] = _vec_view(self.best_ok.data(), self.best_ok.size(),
+                                             np.uint8)[j].copy()
+        return out
+
+    cdef object _held_records(self, int64_t s):
+        cdef Ring64* h = &self.held[s]
+        cdef int64_t i
+        res = np.empty((h.count, self.stride), np.int64)
+        cdef int64_t[:, ::1] R = res
+        for i in range(h.count):
+            memcpy(&R[i, 0], _rec(h, self.stride, i), <size_t>(self.stride * 8))
+        return res
+
+    def import_state(self, slots, arrays):
+        """Write ``export_state`` arrays into fresh ``slots``; processing then continues
+        exactly as it would have in the exporting window."""
+        sl = _slot_array(slots)
+        k = sl.shape[0]
+        if k and len(np.unique(sl)) != k:
+            raise ValueError("import_state: slots must be distinct")
+        nf = self.nf
+        got = {name: _state_array(arrays, name, _INT64, k)
+               for name in ("rows", "newest", "last_rank", "dense", "popped")}
+        rows = got["rows"]
+        lags = {}
+        for a in range(self.na):
+            K = self.lag_k[a]
+            if not K:
+                continue
+            m = np.minimum(rows, K)
+            off = np.zeros(k + 1, np.int64)
+            np.cumsum(m, out=off[1:])
+            if not np.array_equal(_state_array(arrays, f"lag{a}_offsets", _INT64, k + 1), off):
+                raise ValueError(f"import_state: lag{a}_offsets do not match the row counts")
+            vals = np.asarray(arrays[f"lag{a}_values"])
+            vals = (np.ascontiguousarray(vals, _FLOAT64).view(_INT64) if self.arg_float[a]
+                    else np.ascontiguousarray(vals, _INT64))
+            lags[a] = (m, off, vals, _state_array(arrays, f"lag{a}_valid", np.uint8, int(off[k])))
+        held = None
+        if self.is_range:
+            off = _state_array(arrays, "held_t_offsets", _INT64, k + 1)
+            total = int(off[k]) if k else 0
+            rec = np.zeros((total, self.stride), np.int64)
+            rec[:, 0] = _state_array(arrays, "held_t_values", _INT64, total)
+            for a in range(self.na):
+                vals = np.asarray(arrays[f"held{a}_values"])
+                vals = (np.ascontiguousarray(vals, _FLOAT64).view(_INT64) if self.arg_float[a]
+                        else np.ascontiguousarray(vals, _INT64))
+                if vals.shape[0] != total:
+                    raise ValueError(f"import_state: held{a}_values has {vals.shape[0]} values")
+                rec[:, 1 + 2 * a] = vals
+                rec[:, 2 + 2 * a] = _state_array(arrays, f"held{a}_valid", np.uint8, total)
+            held = (off, rec)
+        if k == 0:
+            return
+        self._grow(int(sl.max()) + 1)
+        cap = self.capacity
+        for name, vec in (("rows", self.slot_rows), ("newest", self.newest),
+                          ("last_rank", self.last_rank), ("dense", self.dense),
+                          ("popped", self.popped)):
+            _vec_view((<vector[int64_t]>vec).data(), cap, _INT64)[sl] = got[name]
+        lv = _vec_view(self.lag_v.data(), self.lag_v.size(), _INT64)
+        lo = _vec_view(self.lag_ok.data(), self.lag_ok.size(), np.uint8)
+        for a, (m, off, vals, valid) in lags.items():
+            K = self.lag_k[a]
+            owner = np.repeat(np.arange(k), m)
+            seq = rows[owner] - m[owner] + (np.arange(int(off[k])) - off[owner])
+            idx = sl[owner] * self.lagw + self.lag_off[a] + seq % K
+            lv[idx] = vals
+            lo[idx] = valid
+        for i, (kind, a) in enumerate(zip(self.kinds, self.arg_of)):
+            p = f"f{i}."
+            j = sl * nf + i
+            if kind in (K_SUM, K_AVG, K_COUNT):
+                acc = _vec_view(self.sums.data(), self.sums.size() * 8, _INT64).reshape(-1, 8)
+                for w in range(8):
+                    acc[j, w] = _state_array(arrays, p + f"w{w}", _INT64, k)
+            elif kind in _VARIANCE:
+                acc = _vec_view(self.vars.data(), self.vars.size() * 6, _INT64).reshape(-1, 6)
+                for w in range(6):
+                    acc[j, w] = _state_array(arrays, p + f"v{w}", _INT64, k)
+                _vec_view(self.var_ops.data(), self.var_ops.size(), _INT64)[j] = \
+                    _state_array(arrays, p + "ops", _INT64, k)
+            elif not self.is_range and kind in (K_MIN, K_MAX, K_FIRST_VALUE):
+                vals = np.asarray(arrays[p + "value"])
+                vals = (np.ascontiguousarray(vals, _FLOAT64).view(_INT64) if self.arg_float[a]
+                        else np.ascontiguousarray(vals, _INT64))
+                _vec_view(self.best.data(), self.best.size(), _INT64)[j] = vals
+                _vec_view(self.best_ok.data(), self.best_ok.size(), np.uint8)[j] = \
+                    _state_array(arrays, p + "valid", np.uint8, k)
+        if held is not None:
+            off, rec = held
+            for x in range(k):
+                self._load_held(int(sl[x]), rec[off[x]:off[x + 1]])
+
+    cdef int _load_held(self, int64_t s, object recs) except -1:
+        # the slot's held rows, then its MIN / MAX deques rebuilt from them
+        cdef Ring64* h = &self.held[s]
+        cdef int64_t[:, ::1] R = np.ascontiguousarray(recs, dtype=np.int64)
+        cdef int64_t i, abs_pos, x
+        cdef int f, a, stride = self.stride
+        cdef Ring64* mq
+        h.count = 0
+        h.head = 0
+        for i in range(R.shape[0]):
+            _push_back(h, stride, &R[i, 0])
+        view = None
+        cdef const int32_t* toff = NULL
+        cdef const char* tdata = NULL
+        if any(self.arg_text):
+            view = self.strings.arrow_values()
+            bufs = view.buffers()
+            toff = <const int32_t*><size_t>bufs[1].address
+            tdata = <const char*><size_t>bufs[2].address if bufs[2] is not None else NULL
+        for f in range(self.nf):
+            if self.ckind[f] != K_MIN and self.ckind[f] != K_MAX:
+                continue
+            a = self.carg[f]
+            mq = &self.mono[s * self.nf + f]
+            mq.count = 0
+            mq.head = 0
+            for i in range(h.count):
+                if not _rec(h, stride, i)[2 + 2 * a]:
+                    continue
+                x = _rec(h, stride, i)[1 + 2 * a]
+                while mq.count:
+                    y = _rec(h, stride, _rec(mq, 1, mq.count - 1)[0] - self.popped[s])[1 + 2 * a]
+                    if (_lt(self.cmode[a], x, y, toff, tdata) if self.ckind[f] == K_MIN
+                            else _lt(self.cmode[a], y, x, toff, tdata)) or x == y:
+                        mq.count -= 1
+                    else:
+                        break
+                abs_pos = self.popped[s] + i
+                _push_back(mq, 1, &abs_pos)
+        return 0
+
+
+cdef inline void memset_sum(SumAcc* a) noexcept nogil:
+    a.nobs = 0
+    a.isum = 0
+    a.fsum = 0.0
+    a.fcomp = 0.0
+    a.n_nan = 0
+    a.n_posinf = 0
+    a.n_neginf = 0
+    a.ihi = 0
+
+
+cdef inline void memset_var(VarAcc* a) noexcept nogil:
+    a.nobs = 0
+    a.n_nonfinite = 0
+    a.mean = 0.0
+    a.ssqdm = 0.0
+    a.n_same = 0
+    a.prev = 0.0

@@ -147,6 +147,10 @@ class RowsOver:
     order_by: tuple[OrderItem, ...] = ()
     pos: Pos = _pos()
     close_pos: Pos = _pos()
+    # the standard frames that keep no row buffer (docs/SQL.md §6): "UNBOUNDED" (ROWS
+    # UNBOUNDED PRECEDING) or "RANGE" (RANGE BETWEEN INTERVAL range_ms PRECEDING AND CURRENT ROW)
+    frame: Optional[str] = None
+    range_ms: int = 0
 
 
 @dataclass(frozen=True)

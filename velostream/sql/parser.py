@@ -1517,16 +1517,20 @@ class _Parser:
             raise self.expected(f"'(' after OVER: {shape}")
         self.advance()
         buffer_rows = None
+        frame, range_ms = None, 0  # the frames without a row buffer (ast.RowsOver)
         partition_by: Optional[tuple] = None
         order_by: Optional[tuple] = None
         height = 0  # of the tallest PARTITION BY expression or ORDER BY item
         while not self.at_punct(")"):
             tok = self.tok
+            if self.is_kw(tok, "ROWS", "RANGE") and (buffer_rows is not None or frame is not None):
+                raise self.error(tok, "duplicate frame (ROWS / RANGE) in OVER (...)")
             if self.is_kw(tok, "ROWS"):
-                if buffer_rows is not None:
-                    raise self.error(tok, "duplicate ROWS WINDOW BUFFER in OVER (...)")
                 self.advance()
                 standard = self.standard_frame(shape)
+                if standard == "UNBOUNDED":  # ROWS [BETWEEN] UNBOUNDED PRECEDING [AND CURRENT ROW]
+                    frame = standard
+                    continue
                 if standard is not None:  # ROWS BETWEEN n PRECEDING AND CURRENT ROW
                     buffer_rows = standard
                     continue
@@ -1565,7 +1569,10 @@ class _Parser:
                     order.append(self.order_item())
                     height = max(height, self.height)
                 order_by = tuple(order)
-            elif self.is_kw(tok, "RANGE", "GROUPS"):
+            elif self.is_kw(tok, "RANGE"):
+                self.advance()
+                frame, range_ms = "RANGE", self.range_frame()
+            elif self.is_kw(tok, "GROUPS"):
                 raise self.unsupported(tok, f"{tok.upper} frames are not supported: {shape}")
             else:
                 if tok.kind == EOF:
@@ -1576,19 +1583,52 @@ class _Parser:
         # without a buffer: ROW_NUMBER's top-N and deduplication forms (docs/SQL.md §8), else
         # the planner's error (planner._add_analytic)
         return ast.RowsOver(buffer_rows, partition_by or (), order_by or (), pos=over_tok.pos,
-                            close_pos=close.pos)
+                            close_pos=close.pos, frame=frame, range_ms=range_ms)
 
-    def standard_frame(self, shape: str) -> Optional[int]:
+    def range_frame(self) -> int:
+        """After RANGE: ``BETWEEN INTERVAL '...' PRECEDING AND CURRENT ROW`` (or ``INTERVAL
+        '...' PRECEDING``), the rows of the key whose ORDER BY time lies in [t - d, t]
+        (docs/SQL.md §6); returns d in milliseconds."""
+        between = bool(self.accept_kw("BETWEEN"))
+        if not self.at_kw("INTERVAL"):
+            raise self.unsupported(self.tok, "a RANGE frame must be RANGE BETWEEN INTERVAL '...' "
+                                             "PRECEDING AND CURRENT ROW (state bounded by time)")
+        width = self.interval()
+        if width.millis < 0:
+            raise self.error(self.tok, "a RANGE frame's INTERVAL must not be negative")
+        self.expect_kw("PRECEDING", "PRECEDING after the RANGE interval")
+        if between:
+            self.expect_kw("AND", "AND CURRENT ROW")
+            if not self.at_kw("CURRENT"):
+                raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows after "
+                                                 "it have not arrived yet")
+            self.advance()
+            self.expect_kw("ROW", "ROW after CURRENT")
+        return width.millis
+
+    def standard_frame(self, shape: str):
         """After ROWS: the standard ``BETWEEN n PRECEDING AND CURRENT ROW`` (or ``n PRECEDING``),
-        which is a buffer of n + 1 rows (docs/SQL.md §6); None when ROWS WINDOW BUFFER
-        follows. Frames this engine cannot keep in bounded state are refused."""
+        which is a buffer of n + 1 rows (docs/SQL.md §6); ``"UNBOUNDED"`` for ``[BETWEEN]
+        UNBOUNDED PRECEDING [AND CURRENT ROW]`` (running aggregates); None when ROWS WINDOW
+        BUFFER follows. Frames this engine cannot keep in bounded state are refused."""
         if self.at_kw("WINDOW"):
             return None
         between = bool(self.accept_kw("BETWEEN"))
         tok = self.tok
-        if self.at_kw("UNBOUNDED", "CURRENT"):
-            raise self.unsupported(tok, f"ROWS {'BETWEEN ' if between else ''}{tok.upper} ... "
-                                        f"frames are not supported yet: use ROWS BETWEEN n "
+        if self.at_kw("UNBOUNDED"):
+            self.advance()
+            self.expect_kw("PRECEDING", "PRECEDING after UNBOUNDED")
+            if between:
+                self.expect_kw("AND", "AND CURRENT ROW")
+                if not self.at_kw("CURRENT"):
+                    raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows "
+                                                     "after it have not arrived yet")
+                self.advance()
+                self.expect_kw("ROW", "ROW after CURRENT")
+            return "UNBOUNDED"
+        if self.at_kw("CURRENT"):
+            raise self.unsupported(tok, f"ROWS {'BETWEEN ' if between else ''}CURRENT ROW ... "
+                                        f"frames are not supported: use ROWS BETWEEN n "
                                         f"PRECEDING AND CURRENT ROW or {shape}")
         if tok.kind != INT:
             raise self.expected("n PRECEDING (or WINDOW BUFFER n ROWS) after ROWS")

@@ -22,11 +22,11 @@ from ..expressions import Evaluator
 class _OverState:
     """One OVER spec: its distinct argument expressions, kernel, partition table and codec."""
 
-    __slots__ = ("plan", "args", "window", "table", "codec", "needs_rn")
+    __slots__ = ("plan", "args", "window", "table", "codec", "needs_rn", "code_fields")
 
-    def __init__(self, o: OverPlan):
+    def __init__(self, o: OverPlan, strings: StringDict):
         from ..._core.group_table import GroupTable
-        from ..._core.rows import RowsWindow
+        from ..._core.rows import FrameWindow, RowsWindow
         from ..keys import KeyCodec
         self.plan = o
         self.args: list = []  # distinct argument expressions of this OVER spec
@@ -45,7 +45,21 @@ class _OverState:
         dtypes = [np.float64 if a.type.kind == "FLOAT64" else np.int64 for a in self.args]
         self.codec = KeyCodec([p.type for p in o.partition_by])
         self.table = GroupTable(self.codec.n_words) if o.partition_by else None
-        self.window = RowsWindow(o.buffer_rows, funcs, dtypes)
+        if o.frame == "ROWS":
+            self.window = RowsWindow(o.buffer_rows, funcs, dtypes)
+            # export_state fields holding string codes (a snapshot stores the strings)
+            self.code_fields = {f"arg{a}" for a, e in enumerate(self.args)
+                                if e.type.kind == "STRING"}
+        else:  # ROWS UNBOUNDED PRECEDING, RANGE, RANK (docs/SQL.md §6)
+            kinds = ["text" if a.type.kind == "STRING" else
+                     "float64" if a.type.kind == "FLOAT64" else "int64" for a in self.args]
+            self.window = FrameWindow(o.frame, o.range_ms, funcs, kinds, strings)
+            self.code_fields = self.window.code_fields()
+
+    @property
+    def ordered(self) -> bool:
+        """The kernel reads each row's ORDER BY value (RANGE, RANK, DENSE_RANK)."""
+        return self.plan.order_by is not None
 
 
 class OverAnalytics:
@@ -61,7 +75,7 @@ class OverAnalytics:
         self.plan = plan
         self.strings = strings
         self.ev = ev
-        self.overs = [_OverState(o) for o in plan.overs]
+        self.overs = [_OverState(o, strings) for o in plan.overs]
 
     # -- operator interface -------------------------------------------------------------------
     def push(self, batch: Batch) -> list[Batch]:
@@ -73,19 +87,28 @@ class OverAnalytics:
         evaluated = [([ev.column(p, batch) for p in s.plan.partition_by],
                       [ev.column(a, batch) for a in s.args],
                       [ev.column(f.default, batch) if f.func == "LAG" and f.default is not None
-                       else None for f in s.plan.functions])
+                       else None for f in s.plan.functions],
+                      ev.column(s.plan.order_by, batch) if s.ordered else None)
                      for s in self.overs]
+        slots_of = []
+        for s, (kc, _, _, _) in zip(self.overs, evaluated):
+            if s.table is not None:
+                slots = np.empty(n, dtype=np.int32)
+                s.table.find_or_insert(s.codec.encode(kc, n), slots)
+            else:
+                slots = np.zeros(n, dtype=np.int32)
+            slots_of.append(slots)
+        self._check_order(evaluated, slots_of)
         try:
-            for s, (kc, arg_cols, defaults) in zip(self.overs, evaluated):
+            for s, (kc, arg_cols, defaults, order), slots in zip(self.overs, evaluated, slots_of):
                 o = s.plan
-                if s.table is not None:
-                    slots = np.empty(n, dtype=np.int32)
-                    s.table.find_or_insert(s.codec.encode(kc, n), slots)
-                else:
-                    slots = np.zeros(n, dtype=np.int32)
                 kernel_args = [(kernel_values(c, "float64" if c.type.kind == "FLOAT64" else "int64"),
                                 c.valid_u8()) for c in arg_cols]
-                results = s.window.process(slots, kernel_args)
+                if o.frame == "ROWS":
+                    results = s.window.process(slots, kernel_args)
+                else:
+                    times = kernel_values(order, "int64") if order is not None else None
+                    results = s.window.process(slots, times, kernel_args)
                 rn = results[-1][0] if s.needs_rn else None
                 for f, (v, ok), dflt in zip(o.functions, results, defaults):
                     scale = (f.arg.type.scale if f.arg is not None and f.arg.type.kind == "DECIMAL"
@@ -109,6 +132,33 @@ class OverAnalytics:
             err.rows = None  # state changed: not an input row's own failure (e.g. a SUM's total)
             raise
 
+    def _check_order(self, evaluated, slots_of) -> None:
+        """Rows a RANGE frame or RANK cannot answer, as a ``RowError`` naming them, before any
+        window state changes (docs/SQL.md §6): a NULL ORDER BY value (RANGE, RANK), and for
+        RANK a value older than its key's newest so far (ranks count only rows so far)."""
+        bad, why = None, ""
+        for s, (_, _, _, order), slots in zip(self.overs, evaluated, slots_of):
+            if order is None:
+                continue
+            valid = order.valid_mask()
+            if not valid.all():
+                bad = ~valid if bad is None else bad | ~valid
+                why = why or (f"the ORDER BY value of {'a RANGE frame' if s.plan.frame == 'RANGE' else 'RANK'} "
+                              "is NULL")
+            if any(f.func in ("RANK", "DENSE_RANK") for f in s.plan.functions):
+                times = np.where(valid, order.values, 0).astype(np.int64)
+                keep = np.flatnonzero(valid)
+                late = s.window.late_rows(slots[keep], times[keep])
+                if late is not None:
+                    rows = np.zeros(len(valid), dtype=bool)
+                    rows[keep[late]] = True
+                    bad = rows if bad is None else bad | rows
+                    why = why or ("RANK / DENSE_RANK: a row arrived after a newer row of its key "
+                                  "(ORDER BY value older than the key's newest); ranks need each "
+                                  "key's rows in ORDER BY order")
+        if bad is not None:
+            raise RowError(why, rows=bad)
+
     def on_watermark(self, watermark: int) -> list[Batch]:
         return []
 
@@ -118,18 +168,25 @@ class OverAnalytics:
     # -- durable state --------------------------------------------------------------------------
     def signature(self) -> list:
         """What a snapshot must agree on with the operator restoring it."""
-        return [[o.buffer_rows, [str(p.type) for p in o.partition_by],
-                 [[f.func, str(f.arg.type) if f.arg is not None else None, f.offset,
-                   f.default is not None] for f in o.functions]]
-                for o in self.plan.overs]
+        sig = []
+        for o in self.plan.overs:
+            entry = [o.buffer_rows, [str(p.type) for p in o.partition_by],
+                     [[f.func, str(f.arg.type) if f.arg is not None else None, f.offset,
+                       f.default is not None] for f in o.functions]]
+            if o.frame != "ROWS":
+                entry.append([o.frame, o.range_ms])
+            sig.append(entry)
+        return sig
 
     def snapshot(self):
         """The state as an Arrow table: one row per PARTITION BY value of each OVER spec ``o``
         (one row for an unpartitioned spec), tagged ``__over``; columns of spec ``o`` are
         ``__o<o>.*`` (null on other specs' rows): keys ``k<i>``, ``rows`` (rows the partition
-        has seen), ``arg<a>`` (its last ``min(rows, n)`` values of the spec's argument ``a``,
-        oldest first, as a large_list with NULLs; strings as strings) and each function's
-        running state ``f<j>.<field>`` (``RowsWindow.export_state``, floats bit for bit)."""
+        has seen), then the kernel's ``export_state`` fields (``RowsWindow`` for a ROWS
+        buffer, ``FrameWindow`` for the other frames): a list field ``<name>`` (from
+        ``<name>_values`` cut by ``<name>_offsets``, NULL where ``<name>_valid`` is 0) as a
+        large_list, every other field as a column. Fields holding string codes hold the strings
+        (another process has another dictionary); floats are bit for bit."""
         import pyarrow as pa
 
         from ..snapshots import key_to_arrow as _key_to_arrow
@@ -149,25 +206,25 @@ class OverAnalytics:
             st = s.window.export_state(slots)
             names.append(p + "rows")
             arrays.append(pa.array(st["rows"], type=pa.int64()))
-            for a, arg in enumerate(s.args):
-                if f"arg{a}_values" not in st:
-                    continue
-                vals, ok = st[f"arg{a}_values"], st[f"arg{a}_valid"].astype(bool)
-                if arg.type.kind == "STRING":
-                    values = self.strings.decode(vals.astype(np.int32), ok)
-                else:
-                    values = pa.array(vals, mask=~ok)
-                names.append(f"{p}arg{a}")
-                arrays.append(pa.LargeListArray.from_arrays(
-                    pa.array(st[f"arg{a}_offsets"], type=pa.int64()), values))
             for field, values in st.items():
-                if not field.startswith("f") or field.endswith("_offsets"):
+                if field == "rows" or field.endswith("_offsets") or (
+                        field.endswith("_valid") and field[:-len("_valid")] + "_values" in st):
                     continue
                 if field.endswith("_values"):
                     base = field[:-len("_values")]
+                    ok = st.get(base + "_valid")
+                    ok = None if ok is None else ok.astype(bool)
+                    if base in s.code_fields:
+                        arr = self.strings.decode(values.astype(np.int32), ok)
+                    else:
+                        arr = pa.array(values, mask=None if ok is None else ~ok)
                     names.append(p + base)
                     arrays.append(pa.LargeListArray.from_arrays(
-                        pa.array(st[base + "_offsets"], type=pa.int64()), pa.array(values)))
+                        pa.array(st[base + "_offsets"], type=pa.int64()), arr))
+                elif field in s.code_fields:  # a scalar string code, valid where <f>.valid
+                    ok = st[field[:-len("value")] + "valid"].astype(bool)
+                    names.append(p + field)
+                    arrays.append(self.strings.decode(values.astype(np.int32), ok))
                 else:
                     names.append(p + field)
                     arrays.append(pa.array(values))
@@ -197,7 +254,7 @@ class OverAnalytics:
 
         over = _column(table, "__over").to_numpy(zero_copy_only=False)
         for i, s in enumerate(self.overs):
-            o, args, window, gtable, codec = s.plan, s.args, s.window, s.table, s.codec
+            o, window, gtable, codec = s.plan, s.window, s.table, s.codec
             rows = np.flatnonzero(over == i)
             n = len(rows)
             if n and rows[-1] - rows[0] + 1 != n:
@@ -229,19 +286,18 @@ class OverAnalytics:
                 if pa.types.is_large_list(arr.type) or pa.types.is_list(arr.type):
                     off = arr.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
                     values = arr.flatten()
-                    if field.startswith("arg"):
-                        ok = values.is_valid().to_numpy(zero_copy_only=False)
-                        a = int(field[3:])
-                        if args[a].type.kind == "STRING":
-                            codes, _ = self.strings.encode_arrow(values)
-                            vals = codes.astype(np.int64)
-                        else:
-                            vals = values.fill_null(0).to_numpy(zero_copy_only=False)
-                        state[field + "_values"] = np.where(ok, vals, np.zeros(1, vals.dtype))
-                        state[field + "_valid"] = ok.astype(np.uint8)
+                    ok = values.is_valid().to_numpy(zero_copy_only=False)
+                    if field in s.code_fields:
+                        codes, _ = self.strings.encode_arrow(values)
+                        vals = codes.astype(np.int64)
                     else:
-                        state[field + "_values"] = values.to_numpy(zero_copy_only=False)
+                        vals = values.fill_null(0).to_numpy(zero_copy_only=False)
+                    state[field + "_values"] = np.where(ok, vals, np.zeros(1, vals.dtype))
+                    state[field + "_valid"] = ok.astype(np.uint8)
                     state[field + "_offsets"] = off - off[0]
+                elif field in s.code_fields:
+                    codes, _ = self.strings.encode_arrow(arr)
+                    state[field] = codes.astype(np.int64)
                 else:
                     state[field] = arr.to_numpy(zero_copy_only=False)
             window.import_state(slots, state)
