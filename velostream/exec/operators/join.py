@@ -48,10 +48,12 @@ class _Output:
         self.schema = pa.schema(fields)
 
     def rows(self, left: pa.Table, li: np.ndarray, right: pa.Table, ri: np.ndarray,
-             times: np.ndarray) -> list[pa.RecordBatch]:
+             times: np.ndarray, every_left: bool = False) -> list[pa.RecordBatch]:
+        """Rows ``li`` of ``left`` beside rows ``ri`` of ``right`` (-1: NULL); ``every_left``:
+        ``li`` is known to be every left row in order."""
         if len(li) == 0:
             return []
-        lt, rt = _Gather(li, left.num_rows), _Gather(ri, right.num_rows)
+        lt, rt = _Gather(li, left.num_rows, every_left), _Gather(ri, right.num_rows)
         cols = [lt.take(left.column(n)) for n in self.left_names]
         cols += [rt.take(right.column(n)) for n in self.right_names]
         cols.append(pa.array(times, type=pa.int64()))
@@ -62,10 +64,11 @@ class _Gather:
     """Rows ``idx`` (-1: NULL) of one side's columns, by Arrow ``take``; the index is examined
     once for all the side's columns, and every row in order takes the columns uncopied."""
 
-    def __init__(self, idx: np.ndarray, n: int):
+    def __init__(self, idx: np.ndarray, n: int, everything: bool = False):
         self.idx = idx
-        self.everything = len(idx) == n and n > 0 and idx[0] == 0 and idx[-1] == n - 1 and (
-            n < 2 or bool(np.all(np.diff(idx) == 1)))
+        self.everything = everything or (
+            len(idx) == n and n > 0 and idx[0] == 0 and idx[-1] == n - 1 and (
+                n < 2 or bool(np.all(np.diff(idx) == 1))))
         self.missing = not self.everything and bool((idx < 0).any())
         self._arrow = None
 
@@ -366,15 +369,16 @@ class TemporalJoin:
             gone = self.versions.column("_DELETED").fill_null(False).to_numpy(
                 zero_copy_only=False)
             version = np.where((version >= 0) & gone[np.maximum(version, 0)], -1, version)
-        if self.kind == "INNER":
-            found = version >= 0
+        found = version >= 0
+        every = self.kind != "INNER" or bool(found.all())  # each stream row is in the output
+        if every:
+            rows_i = np.arange(rows.num_rows)
+        else:
             rows_i = np.nonzero(found)[0]
             version = version[found]
-        else:
-            rows_i = np.arange(rows.num_rows)
         times = t[rows_i] if self.stream_time is not None else np.full(len(rows_i), INT64_MIN)
         versions = self.versions if self.versions is not None else _empty_like(self.out, 1)
-        return self.out.rows(rows, rows_i, versions, version, times)
+        return self.out.rows(rows, rows_i, versions, version, times, every_left=every)
 
     def _as_of(self, rows: pa.Table, t: np.ndarray) -> np.ndarray:
         """Per stream row, the index of the current table version of its key, or -1: a
