@@ -1825,7 +1825,7 @@ def reference_markdown() -> str:
         "",
         "Under EMIT CHANGES each input row emits its group's value after it: with",
         "`update_running` that is one call per group per batch; without it `update` and `finish`",
-        "run once per row (a sum: 10 to 15 microseconds per row, against 0.1 to 0.25 with",
+        "run once per row (a sum: 5 to 15 microseconds per row, against 0.08 to 0.25 with",
         "`update_running`, at 20 groups). The state must pickle: a snapshot (`Engine.snapshot()`, a",
         "job's checkpoint) holds it pickled. A job file loads the modules that register aggregates",
         "with `'udf.modules'`, as for scalar functions.",

@@ -108,42 +108,41 @@ def _input_mask(cols: list, keep) -> Optional[np.ndarray]:
 
 
 def evaluate_arguments(ev, spec, batch, arg: tuple) -> tuple:
-    """``(first column, FILTER mask, the other columns)`` of a Python aggregate over the batch,
-    from ``aggregators.evaluate_arguments``'s ``(column, FILTER mask, second column)``: the
-    arguments past the second evaluated too, then ``check_rows``, all before any state changes."""
+    """A Python aggregate's arguments over the batch, from ``aggregators.evaluate_arguments``'s
+    ``(column, FILTER mask, second column)``: the arguments past the second evaluated too, all
+    converted to Arrow once (``kernel_input`` of the whole batch), and ``check_rows`` run, all
+    before any state changes."""
     col, keep, col2 = arg
-    rest = () if col2 is None else (col2,)
-    rest += tuple(ev.column(a, batch) for a in spec.more_args)
-    out = (col, keep, rest)
-    check_rows(spec, out)
-    return out
-
-
-def kernel_input(spec, arg: tuple, rows: Optional[np.ndarray]):
-    """``(values, valid)`` for ``PythonAggregator.update``: one Arrow array per argument (of
-    ``rows`` of the batch, or all) and the uint8 mask of the rows that are input (None: all).
-    ``arg``: as ``evaluate_arguments`` gives."""
-    col, keep, rest = arg
-    cols = [col, *rest]
-    if rows is not None:
-        cols = [c.take(rows) for c in cols]
-        if keep is not None:
-            keep = keep[rows]
+    cols = [col] + ([] if col2 is None else [col2])
+    cols += [ev.column(a, batch) for a in spec.more_args]
     mask = _input_mask(cols, keep)
-    return tuple(_arrow(c) for c in cols), None if mask is None else mask.view(np.uint8)
+    whole = (tuple(_arrow(c) for c in cols), None if mask is None else mask.view(np.uint8))
+    check_rows(spec, whole)
+    return whole
+
+
+def kernel_input(spec, whole: tuple, rows: Optional[np.ndarray]):
+    """``(values, valid)`` for ``PythonAggregator.update``: one Arrow array per argument (of
+    ``rows`` of the batch, or all) and the uint8 mask of the rows that are input (None: all),
+    from ``whole``, what ``evaluate_arguments`` gave."""
+    if rows is None:
+        return whole
+    arrays, valid = whole
+    idx = pa.array(rows)
+    return tuple(a.take(idx) for a in arrays), None if valid is None else valid[rows]
 
 
 _CHECKERS: dict = {}  # name -> (registration, the instance check_rows calls)
 
 
-def check_rows(spec, arg: tuple) -> None:
-    """Run the user's ``update`` once over the batch's whole input on a fresh state, before any
-    state changes; if it raises, the rows it raises on alone are bad records
-    (``UserFunctionError`` with their mask over the batch). Nothing is flagged when no row fails
-    alone (the failure then came from a combination of rows and surfaces, if real, from the
-    per-group calls)."""
+def check_rows(spec, whole: tuple) -> None:
+    """Run the user's ``update`` once over the batch's whole input (``whole``: the batch's
+    ``kernel_input``) on a fresh state, before any state changes; if it raises, the rows it
+    raises on alone are bad records (``UserFunctionError`` with their mask over the batch).
+    Nothing is flagged when no row fails alone (the failure then came from a combination of rows
+    and surfaces, if real, from the per-group calls)."""
     entry = REGISTRY[spec.func]
-    arrays, valid = kernel_input(spec, arg, None)
+    arrays, valid = whole
     n = len(arrays[0])
     if n == 0:
         return
