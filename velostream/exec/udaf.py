@@ -322,6 +322,9 @@ class PythonAggregator:
         state before the batch when no input row of the group came before it)."""
         n = len(slots)
         live = np.flatnonzero(slots >= 0)
+        if len(live) == 0:  # every row late: NULL
+            np.asarray(out_valid).view(np.uint8)[:] = 0
+            return
         s = slots[live]
         order = order_by_end(np.ascontiguousarray(s, dtype=np.int64), 1)
         if order is None:
