@@ -26,6 +26,7 @@ two-phase partials, snapshots) runs it unchanged. The kernel module knows nothin
 from __future__ import annotations
 
 import pickle
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -132,7 +133,8 @@ def kernel_input(spec, whole: tuple, rows: Optional[np.ndarray]):
     return tuple(a.take(idx) for a in arrays), None if valid is None else valid[rows]
 
 
-_CHECKERS: dict = {}  # name -> (registration, the instance check_rows calls)
+# per thread (a job's partitions are threads): name -> (registration, the instance check_rows calls)
+_CHECKERS = threading.local()
 
 
 def check_rows(spec, whole: tuple) -> None:
@@ -146,9 +148,10 @@ def check_rows(spec, whole: tuple) -> None:
     n = len(arrays[0])
     if n == 0:
         return
-    impl = _CHECKERS.get(entry.name)
+    checkers = _CHECKERS.__dict__
+    impl = checkers.get(entry.name)
     if impl is None or impl[0] is not entry:  # one instance per registration, not per batch
-        impl = _CHECKERS[entry.name] = (entry, _instance(entry))
+        impl = checkers[entry.name] = (entry, _instance(entry))
     impl = impl[1]
     rows = None if valid is None else np.flatnonzero(valid)
     picked = arrays if rows is None else tuple(a.take(pa.array(rows)) for a in arrays)
