@@ -263,27 +263,32 @@ def test_interval_join_with_differently_named_time_columns(partitions):
 
 
 # ------------------------------------------------------------------- the compiled join index
-def test_key_runs_find_the_current_version_and_the_rows_in_range():
-    """``_core.join_index.KeyRuns`` against the obvious loops: two-word keys, many rows of one
-    time (the later arrival is current), rows that must never match, probes outside every key."""
+@pytest.mark.parametrize("words", [1, 2])
+def test_key_runs_find_the_current_version_and_the_rows_in_range(words):
+    """``_core.join_index.KeyRuns`` against the obvious loops: one-word keys (addressed directly,
+    -1 like a NULL text code among them) and two-word keys (hashed), many rows of one time (the
+    later arrival is current), rows that must never match, probes outside every key."""
     from velostream._core.join_index import KeyRuns
-    rng = np.random.default_rng(40)
+    rng = np.random.default_rng(40 + words)
     m, n = 400, 600
-    k1, k2 = rng.integers(0, 6, m), rng.integers(0, 3, m)
+    k1 = rng.integers(-1, 6, m)
+    k2 = rng.integers(0, 3, m) if words == 2 else np.zeros(m, dtype=np.int64)
     t = rng.integers(0, 40, m)  # few distinct times: ties everywhere
     usable = rng.random(m) > 0.1
-    runs = KeyRuns([k1, k2], t, usable)
-    p1, p2 = rng.integers(0, 7, n), rng.integers(0, 3, n)
+    usable &= k1 >= 0  # as the join marks a NULL key
+    runs = KeyRuns([k1, k2][:words], t, usable)
+    p1 = rng.integers(-1, 7, n)
+    p2 = rng.integers(0, 3, n) if words == 2 else np.zeros(n, dtype=np.int64)
     pt = rng.integers(-5, 45, n)
     p_usable = rng.random(n) > 0.1
     got = np.empty(n, dtype=np.int64)
-    runs.as_of([p1, p2], pt, p_usable, got)
+    runs.as_of([p1, p2][:words], pt, p_usable, got)
     for i in range(n):
         rows = [r for r in range(m) if usable[r] and k1[r] == p1[i] and k2[r] == p2[i]
                 and t[r] <= pt[i]]
         want = max(rows, key=lambda r: (t[r], r)) if rows and p_usable[i] else -1
         assert got[i] == want, i
-    probe, found = runs.in_range([p1, p2], pt, p_usable, -3, 2)
+    probe, found = runs.in_range([p1, p2][:words], pt, p_usable, -3, 2)
     want = {(i, r) for i in range(n) if p_usable[i] for r in range(m)
             if usable[r] and k1[r] == p1[i] and k2[r] == p2[i] and -3 <= t[r] - pt[i] <= 2}
     assert len(probe) == len(want) > 100

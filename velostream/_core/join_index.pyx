@@ -37,6 +37,10 @@ cdef extern from *:
         long long row
 
 
+# Largest one-word key addressed directly (a 16 MB slot array at most); larger keys are hashed.
+DEF DENSE_LIMIT = 1 << 22
+
+
 cdef inline int64_t _add_sat(int64_t t, int64_t d) noexcept nogil:
     """``t + d`` clamped to the int64 range (a bound near the ends of time never wraps)."""
     if d > 0 and t > INT64_MAX - d:
@@ -90,6 +94,9 @@ cdef class KeyRuns:
     cdef int64_t[::1] run_len     # per key slot: rows in its run
     cdef int64_t[::1] sorted_time  # runs one after another, each in (time, arrival) order
     cdef int64_t[::1] sorted_row
+    # one-word keys that are small non-negative integers (text codes of the job's dictionary,
+    # which are dense from 0): slot by direct address, no hashing at all; else None
+    cdef object dense
 
     def __init__(self, words, times, usable=None):
         cdef Py_ssize_t n = len(times), i, s, p, n_slots
@@ -137,6 +144,28 @@ cdef class KeyRuns:
                 st[i] = rows[i].time
                 sr[i] = rows[i].row
         self.run_start, self.run_len, self.sorted_time, self.sorted_row = start, length, st, sr
+        self.dense = None
+        cdef const int64_t[::1] k0
+        cdef int64_t lo_key = 0, hi_key = -1
+        cdef int32_t[::1] dense
+        if self.n_words == 1 and n:
+            k0 = cols[0]
+            with nogil:  # the range of the keys that can match (a NULL text code is -1)
+                for i in range(n):
+                    if ok[i]:
+                        if hi_key < lo_key:
+                            lo_key, hi_key = k0[i], k0[i]
+                        elif k0[i] < lo_key:
+                            lo_key = k0[i]
+                        elif k0[i] > hi_key:
+                            hi_key = k0[i]
+            if 0 <= lo_key <= hi_key < DENSE_LIMIT:
+                self.dense = np.full(hi_key + 1, -1, dtype=np.int32)
+                dense = self.dense
+                with nogil:
+                    for i in range(n):
+                        if ok[i]:
+                            dense[k0[i]] = slot[i]
 
     @property
     def n_keys(self) -> int:
@@ -145,8 +174,23 @@ cdef class KeyRuns:
 
     cdef int32_t[::1] _slots(self, object words, Py_ssize_t n):
         cdef int32_t[::1] slot = np.empty(n, dtype=np.int32)
-        if n:
-            self.table.lookup(_words(words, self.n_words, n), slot)
+        cdef const int32_t[::1] dense
+        cdef const int64_t[::1] k0
+        cdef Py_ssize_t i, size
+        cdef int64_t v
+        if not n:
+            return slot
+        cols = _words(words, self.n_words, n)
+        if self.dense is None:
+            self.table.lookup(cols, slot)
+            return slot
+        dense = self.dense
+        size = dense.shape[0]
+        k0 = cols[0]
+        with nogil:
+            for i in range(n):
+                v = k0[i]
+                slot[i] = dense[v] if 0 <= v < size else -1
         return slot
 
     def as_of(self, words, times, usable, int64_t[::1] out):
