@@ -260,8 +260,18 @@ def _text_of(v, style: int) -> str:
     return json.dumps(v, ensure_ascii=style % 2 == 0)
 
 
+# numbers written every way JSON allows (leading zeros of the exponent, trailing zeros, E, +)
+_number_texts = st.builds(
+    lambda sign, whole, frac, e, esign, exp: sign + whole + (("." + frac) if frac else "")
+    + ((e + esign + exp) if exp else ""),
+    st.sampled_from(["", "-"]), st.sampled_from(["0", "1", "7", "10", "123", "999999999999999", "12345678"]),
+    st.sampled_from(["", "0", "5", "50", "000", "0001", "123456789", "999999999999999999"]),
+    st.sampled_from(["e", "E"]), st.sampled_from(["", "+", "-"]),
+    st.sampled_from(["", "0", "1", "05", "16", "15", "22", "5", "6", "7", "300", "308", "309", "324", "250", "251"]))
 _payloads = st.one_of(
     st.builds(_text_of, _values, st.integers(0, 5)),
+    st.builds(lambda t, style: ["%s", '{"a": %s}', '{"b": [%s, 1]}'][style] % t, _number_texts,
+              st.integers(0, 2)),
     st.text(max_size=12),  # mostly invalid text
     st.sampled_from(['"\\ud800"', '["\\udc00", 1]', '{"a": "\\ud83d\\ude42"}', "[" * 600 + "]" * 600,
                      '{"a": 1e400}', '{"a": 1e-400}', '{"a": 12345678901234567890123}', "\ufeff{}",

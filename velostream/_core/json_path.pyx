@@ -11,12 +11,12 @@ leading zeros, no raw control characters, depth-limited nesting) and a key given
 with its last value. Whatever it cannot decide exactly is flagged per row for the caller's
 reference path instead of being guessed: a run of 19 digits (the reference reads such payloads
 with the ``json`` module, for integers beyond 64 bits), a lone surrogate escape, an exponent that
-may overflow a double, nesting deeper than ``MAX_DEPTH``, and results that need re-serialising
-(a float, whose shortest form is orjson's, or an object or array, which orjson prints compactly
-with duplicate keys merged).
+may overflow a double, nesting deeper than ``MAX_DEPTH``, and an object or array as the result
+(orjson prints it compactly with repeated keys merged). A float is printed as orjson prints the
+double it reads (``jp_format_double``).
 """
 import numpy as np
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 
 # Row status (``extract``'s ``status`` output)
@@ -27,6 +27,7 @@ DEF ST_FALLBACK = 2  # undecided here: the caller computes this row with its ref
 DEF MAX_DEPTH = 512  # orjson refuses 1024 levels; deeper than this is the reference path's call
 DEF MAX_STEPS = 32   # path steps (a longer path is not compiled: see ``compile`` callers)
 DEF MAX_BACK = 16    # largest n of a [#-n] step (the last n elements are remembered)
+DEF FLOAT_ROOM = 32  # bytes a number's result may need beyond its text
 DEF DIGIT_RUN = 19   # the reference parses text holding this many digits in a row with ``json``
 
 # Step kinds (``kinds`` input)
@@ -42,6 +43,80 @@ DEF MODE_EXTRACT_STRING = 3  # a string unquoted, null NULL, anything else JSON 
 
 ctypedef const uint8_t* cptr
 
+cdef extern from *:
+    """
+    #include <charconv>
+    #include <cmath>
+    #include <cstring>
+    #include <system_error>
+
+    static inline int ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+
+    // The JSON number p..q (a float: it has a fraction or an exponent) as orjson.dumps prints
+    // the double it reads: the shortest digits that read back to the same double, in decimal
+    // notation when the exponent is in [-5, 16) (with ".0" when it has no fraction) and else as
+    // d.ddde+N / d.ddde-N. Returns the length written at out (at most 26), or -1 when the text
+    // does not give a finite double. std::from_chars / std::to_chars: exact and locale-free.
+    static int jp_format_double(const unsigned char* p, const unsigned char* q, unsigned char* out) {
+        double x;
+        auto r = std::from_chars((const char*)p, (const char*)q, x);
+        if (r.ec != std::errc() || (const unsigned char*)r.ptr != q || !std::isfinite(x)) return -1;
+        char* o = (char*)out;
+        if (x == 0) {
+            if (std::signbit(x)) { memcpy(o, "-0.0", 4); return 4; }
+            memcpy(o, "0.0", 3);
+            return 3;
+        }
+        char buf[48];
+        auto t = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::scientific);
+        if (t.ec != std::errc()) return -1;
+        const char* b = buf;
+        const char* be = t.ptr;
+        char* start = o;
+        if (*b == '-') { *o++ = '-'; b++; }
+        char digits[24];
+        int nd = 0;
+        while (b < be && *b != 'e') { if (*b != '.' && nd < 24) digits[nd++] = *b; b++; }
+        if (b >= be || nd == 0 || nd > 17) return -1;
+        b++;  // e
+        bool negative = *b == '-';
+        b++;  // the exponent's sign
+        int e10 = 0;
+        while (b < be) e10 = e10 * 10 + (*b++ - '0');
+        if (negative) e10 = -e10;
+        if (-5 <= e10 && e10 < 16) {
+            if (e10 >= 0) {
+                for (int i = 0; i <= e10; i++) *o++ = i < nd ? digits[i] : '0';
+                *o++ = '.';
+                if (nd > e10 + 1) { for (int i = e10 + 1; i < nd; i++) *o++ = digits[i]; }
+                else *o++ = '0';
+            } else {
+                *o++ = '0';
+                *o++ = '.';
+                for (int i = 0; i < -e10 - 1; i++) *o++ = '0';
+                for (int i = 0; i < nd; i++) *o++ = digits[i];
+            }
+        } else {
+            *o++ = digits[0];
+            if (nd > 1) { *o++ = '.'; for (int i = 1; i < nd; i++) *o++ = digits[i]; }
+            *o++ = 'e';
+            *o++ = e10 < 0 ? '-' : '+';
+            int a = e10 < 0 ? -e10 : e10;
+            char eb[4];
+            int ne = 0;
+            do { eb[ne++] = (char)('0' + a % 10); a /= 10; } while (a && ne < 4);
+            while (ne) *o++ = eb[--ne];
+        }
+        return (int)(o - start);
+    }
+    #define LOW_BITS 0x0101010101010101ULL
+    #define HIGH_BITS 0x8080808080808080ULL
+    """
+    int ctz64(unsigned long long x) noexcept nogil
+    int jp_format_double(const uint8_t* p, const uint8_t* q, uint8_t* out) noexcept nogil
+    const uint64_t LOW_BITS
+    const uint64_t HIGH_BITS
+
 cdef const char* HEX = b"0123456789abcdef"
 # the letter of a control character's short escape (\b \t \n \f \r), as orjson.dumps writes them
 cdef const char* SHORT_ESCAPE = b"........btn.fr"
@@ -50,7 +125,6 @@ cdef const char* SHORT_ESCAPE = b"........btn.fr"
 cdef struct Scan:
     cptr end            # end of the payload
     int status          # ST_*
-    int run             # ASCII digits in a row so far
     Py_ssize_t nsteps
     const int8_t* kinds
     const int64_t* index
@@ -77,18 +151,6 @@ cdef inline int hex_digit(uint8_t c) noexcept nogil:
     return -1
 
 
-cdef inline bint count_digit(Scan* s, uint8_t c) noexcept nogil:
-    """Track runs of ASCII digits; True when one reaches DIGIT_RUN (the row is the reference's)."""
-    if 48 <= c <= 57:
-        s.run += 1
-        if s.run >= DIGIT_RUN:
-            s.status = ST_FALLBACK
-            return True
-    else:
-        s.run = 0
-    return False
-
-
 cdef inline int read_hex4(cptr p) noexcept nogil:
     """The value of four hex digits at p (the caller checked that they are there), or -1."""
     cdef int a = hex_digit(p[0]), b = hex_digit(p[1]), c = hex_digit(p[2]), d = hex_digit(p[3])
@@ -97,20 +159,41 @@ cdef inline int read_hex4(cptr p) noexcept nogil:
     return (a << 12) | (b << 8) | (c << 4) | d
 
 
+cdef inline uint64_t load8(cptr p) noexcept nogil:
+    cdef uint64_t w
+    memcpy(&w, p, 8)
+    return w
+
+
+cdef inline uint64_t string_stops(uint64_t w) noexcept nogil:
+    """A mask whose lowest set bit marks the first of the 8 bytes (little-endian) that ends a
+    string's plain run: '"', '\\' or a control character (bytes above it may be marked too)."""
+    cdef uint64_t q = w ^ 0x2222222222222222ULL, b = w ^ 0x5C5C5C5C5C5C5C5CULL
+    return (((q - LOW_BITS) & ~q) | ((b - LOW_BITS) & ~b) | ((w - 0x2020202020202020ULL) & ~w)) & HIGH_BITS
+
+
 cdef cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
     """Validate a string whose opening quote is before p; the position after its closing quote,
     or NULL (``s.status`` says why). ``escaped``: whether it holds a backslash escape."""
     cdef cptr e = s.end
     cdef uint8_t c
-    cdef int u, lo, i
-    while p < e:
+    cdef uint64_t stops
+    cdef int u, lo
+    while True:
+        while e - p >= 8:  # eight plain bytes at a time
+            stops = string_stops(load8(p))
+            if stops:
+                p += ctz64(stops) >> 3
+                break
+            p += 8
+        if p >= e:
+            s.status = ST_BAD
+            return NULL
         c = p[0]
         if c == 34:  # "
-            s.run = 0
             return p + 1
         if c == 92:  # \
             escaped[0] = True
-            s.run = 0
             p += 1
             if p >= e:
                 s.status = ST_BAD
@@ -120,9 +203,6 @@ cdef cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
                 if e - p < 5:
                     s.status = ST_BAD
                     return NULL
-                for i in range(1, 5):
-                    if count_digit(s, p[i]):
-                        return NULL
                 u = read_hex4(p + 1)
                 if u < 0:
                     s.status = ST_BAD
@@ -134,10 +214,6 @@ cdef cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
                     if e - p < 6 or p[0] != 92 or p[1] != 117:
                         s.status = ST_FALLBACK
                         return NULL
-                    s.run = 0
-                    for i in range(2, 6):
-                        if count_digit(s, p[i]):
-                            return NULL
                     lo = read_hex4(p + 2)
                     if lo < 0:
                         s.status = ST_BAD
@@ -158,11 +234,7 @@ cdef cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
         if c < 0x20:  # a raw control character
             s.status = ST_BAD
             return NULL
-        if count_digit(s, c):
-            return NULL
-        p += 1
-    s.status = ST_BAD
-    return NULL
+        p += 1  # (a byte below one that stopped the 8-byte skip)
 
 
 cdef inline cptr scan_digits(Scan* s, cptr p, int* count) noexcept nogil:
@@ -222,7 +294,6 @@ cdef cptr scan_number(Scan* s, cptr p) noexcept nogil:
             # the double may overflow, which orjson refuses and json reads as inf
             s.status = ST_FALLBACK
             return NULL
-    s.run = 0
     return p
 
 
@@ -416,32 +487,49 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
     return p + 1
 
 
+cdef inline bint all_digits(uint64_t w) noexcept nogil:
+    return ((w & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL
+            and ((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL)
+
+
 cdef bint has_digit_run(cptr p, cptr e) noexcept nogil:
-    cdef int run = 0
-    while p < e:
-        if 48 <= p[0] <= 57:
-            run += 1
+    """Whether p..e holds DIGIT_RUN ASCII digits in a row (anywhere: in strings too, as the
+    reference's regex looks). Such a run covers a whole aligned 8-byte word of digits, so the
+    words are looked at first and the bytes only around a word of digits."""
+    cdef cptr w = <cptr>((<size_t>p + 7) & ~(<size_t>7))
+    cdef cptr x
+    cdef int run
+    while w + 8 <= e:
+        if all_digits(load8(w)):
+            run = 0
+            x = w - 1
+            while x >= p and 48 <= x[0] <= 57:  # digits before the word
+                run += 1
+                x -= 1
+            x = w
+            while x < e and 48 <= x[0] <= 57:
+                run += 1
+                x += 1
             if run >= DIGIT_RUN:
                 return True
-        else:
-            run = 0
-        p += 1
+            w = <cptr>((<size_t>x + 7) & ~(<size_t>7))
+            continue
+        w += 8
     return False
 
 
 cdef int scan_payload(Scan* s, cptr p, cptr e) noexcept nogil:
     """Walk one payload; ST_* (``s.found`` and its span say what the path found)."""
     cdef cptr q
+    if has_digit_run(p, e):
+        # the reference reads such text with json, not orjson: let it decide
+        return ST_FALLBACK
     s.end = e
     s.status = ST_OK
-    s.run = 0
     s.found = False
     q = scan_value(s, skip_ws(p, e), 0, 0)
     if q != NULL and skip_ws(q, e) != e:
         s.status = ST_BAD
-    if s.status == ST_BAD and has_digit_run(p, e):
-        # the reference reads this text with json, not orjson: let it decide
-        s.status = ST_FALLBACK
     return s.status
 
 
@@ -514,8 +602,9 @@ cdef inline int write_result(cptr p, cptr q, int mode, uint8_t* o, Py_ssize_t* n
         return ST_OK
     x = p
     while x < q:
-        if x[0] == 46 or x[0] == 101 or x[0] == 69:
-            return ST_FALLBACK  # a float: orjson's shortest form
+        if x[0] == 46 or x[0] == 101 or x[0] == 69:  # a float: the shortest form, as orjson
+            n[0] = jp_format_double(p, q, o)
+            return ST_OK if n[0] >= 0 else ST_FALLBACK
         x += 1
     if q - p == 2 and p[0] == 45 and p[1] == 48:  # -0 is the integer 0
         o[0] = 48
@@ -570,7 +659,8 @@ def extract(const int32_t[::1] offsets, const uint8_t[::1] data, const uint8_t[:
             if st == ST_OK and s.found:
                 start_v[i] = s.found_start - base
                 stop_v[i] = s.found_end - base
-                total += s.found_end - s.found_start
+                # a float may print longer than its text (1e15: 1000000000000000.0)
+                total += s.found_end - s.found_start + (FLOAT_ROOM if s.found_start[0] == 45 or 48 <= s.found_start[0] <= 57 else 0)
                 ok_v[i] = 1
             elif st == ST_OK and mode == MODE_EXISTS:
                 ok_v[i] = 1
