@@ -112,3 +112,25 @@ def test_a_python_function_returning_pandas_keeps_pandas_semantics(tmp_path):
     qty = trades().column("qty").to_numpy(zero_copy_only=False)
     assert h.null_count == int(np.sum(~(qty < 0)))  # NULL qty (NaN) and the non-negative ones
     assert not np.isnan(h.drop_null().to_numpy()).any()
+
+
+def test_python_m_velostream_ends_with_everything_written(tmp_path):
+    """``python -m velostream`` leaves the interpreter's teardown to the OS: the rows printed to
+    stdout (far more than a buffer holds) and the summary on stderr are all there, and the exit
+    code is the job's."""
+    src = write_input(tmp_path, "parquet")
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE STREAM out AS SELECT ts, symbol, qty FROM trades\nWITH ("
+                   f"'trades.type' = 'file_source', 'trades.path' = '{src}', 'out.format' = 'jsonl')\n")
+    p = subprocess.run([sys.executable, "-m", "velostream", "run", "-q", "--bounded", str(job)],
+                       capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    want = pq.read_table(src, columns=["ts", "symbol", "qty"]).to_pylist()
+    assert sorted(rows, key=lambda r: r["ts"]) == want
+    assert f"{len(want):,} rows out" in p.stderr
+    bad = tmp_path / "bad.sql"
+    bad.write_text(job.read_text().replace("qty FROM", "no_such_column FROM"))
+    p = subprocess.run([sys.executable, "-m", "velostream", "run", "-q", "--bounded", str(bad)],
+                       capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
+    assert p.returncode == 2 and "no_such_column" in p.stderr

@@ -391,6 +391,19 @@ def _positive(text: str) -> int:
     return value
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, as argparse's own, but the version is looked up only when asked for: the
+    lookup (importlib.metadata) would add about 20 ms to every start of ``velostream run``."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"velostream {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     """The installed distribution's version (what pip installed), else the package's own."""
     from importlib.metadata import PackageNotFoundError, version
@@ -429,7 +442,7 @@ def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams",
                                  epilog="`velostream COMMAND --help` shows a command's options "
                                         "and examples; docs/CLI.md has everything.")
-    ap.add_argument("--version", action="version", version=f"velostream {_version()}")
+    ap.add_argument("--version", action=_VersionAction)
     ap.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                     default=os.environ.get("VELOSTREAM_LOG", "WARNING").upper(),
                     help=f"log messages from this level on: {', '.join(LOG_LEVELS)} (default "
@@ -485,6 +498,29 @@ def main(argv: Optional[list] = None) -> int:
                  f"(choose from {', '.join(LOG_LEVELS)})")
     logging.basicConfig(level=args.log_level, format="[velostream] %(levelname)s %(message)s")
     return args.fn(args)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code`` after ``main`` returned (``python -m velostream``), as a
+    normal exit does (atexit handlers run, the standard streams flushed), but leaving the freeing
+    of every module and object to the operating system: the interpreter's own teardown takes
+    40-150 ms after a job of a few million rows (docs/PERFORMANCE.md, "File to file"). A normal
+    exit when another thread that is not a daemon still runs (the exit waits for it) or when
+    the job loaded Python functions (their modules may count on finalizers, such as a file that
+    is flushed when it is garbage collected)."""
+    import atexit
+
+    from .udf import _REGISTRY
+    if _REGISTRY or any(t is not threading.main_thread() and not t.daemon and t.is_alive()
+                        for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # logging.shutdown and the like, as at a normal exit
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
