@@ -14,7 +14,6 @@ threads allocate a few large blocks per batch, so sharing the arena's lock costs
 Only glibc is touched; ``VELOSTREAM_MALLOC_TUNING=0`` turns it off.
 """
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -28,8 +27,10 @@ def tune() -> bool:
     if os.environ.get("VELOSTREAM_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols, libc's among them: ctypes.util.find_library("c") would import
+        # subprocess and tempfile and run ldconfig, 20-40 ms of every start (docs/PERFORMANCE.md,
+        # "File to file")
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -322,6 +321,7 @@ def cmd_demo(args) -> int:
         _demo(args, workdir)
         print(f"The job files are in {workdir} (velostream run {workdir / 's3a.sql'} runs one again).")
         return EXIT_OK
+    import tempfile  # here: only demo needs it, run starts without it
     with tempfile.TemporaryDirectory(prefix="velostream-demo-") as tmp:
         _demo(args, Path(tmp))
     print("The data, job files and results were in a temporary directory, now removed: "
