@@ -43,7 +43,9 @@ from ..exec.push_fast import step_for
 from ..io.base import Reject
 from ..result import Result
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
-from .protocols import MemoryReader, MemoryWriter, MergedReader, Reader, Writer
+from .protocols import (CoalescingReader, DeadLetterOutput, MemoryReader, MemoryWriter, MergedReader,
+                        PartitionedSource, PartitionedWatermark, Reader, ReportsLag,
+                        ReportsRejects, ResendingWriter, Writer)
 from .._core.route import select_rows
 from .router import Routed, Router, own_dictionary
 
@@ -266,7 +268,8 @@ class Job:
         # several statements (docs/SQL.md §8): their graph runs in the job's thread, as V1 does
         pipeline = not isinstance(self.engine, Engine)
         self.reader = self._reader_for(sources)
-        self.engine.watermark_by = getattr(self.reader, "watermark_by", None)
+        self.engine.watermark_by = (self.reader.watermark_by
+                                    if isinstance(self.reader, PartitionedWatermark) else None)
         self.sink = sink if sink is not None else MemoryWriter()
         if fault_tolerance not in ("at_least_once", "none"):
             raise ValueError("fault_tolerance is 'at_least_once' or 'none'")
@@ -276,7 +279,7 @@ class Job:
         if pipeline:
             readers = (dict(self.reader.readers) if isinstance(self.reader, MergedReader)
                        else {self.engine.source: self.reader})
-            kafka = any(hasattr(r, "set_rebalance_listener") for r in readers.values())
+            kafka = any(isinstance(r, PartitionedSource) for r in readers.values())
             if fault_tolerance != "none" and kafka:
                 if checkpoint_dir is None:
                     # a restart would resume the offsets without the graph's open windows
@@ -287,7 +290,7 @@ class Job:
                 from .pipeline_checkpoint import PipelineCheckpoint
                 self._pipeline_ckpt = PipelineCheckpoint(checkpoint_dir, self.engine.sql, readers)
             processor = "v1"
-        elif fault_tolerance != "none" and hasattr(self.reader, "set_rebalance_listener"):
+        elif fault_tolerance != "none" and isinstance(self.reader, PartitionedSource):
             processor = "tasks"
         self.partitions = partitions if processor != "v1" else 1
         self.processor = processor
@@ -318,7 +321,7 @@ class Job:
         # (as one engine does) rather than being a bad input record of a connector
         self.strict_input = False
         # gathering what a never-waiting reader has waiting into one step (see _next_input)
-        self._coalesce = bool(getattr(self.reader, "coalesce", False))
+        self._coalesce = isinstance(self.reader, CoalescingReader) and bool(self.reader.coalesce)
         self._held: Optional[pa.RecordBatch] = None
         self._held_at = 0.0
         self.read_at = 0.0
@@ -392,9 +395,10 @@ class Job:
     # -- live views, for metrics and progress ---------------------------------------------------
     def lag(self) -> Optional[int]:
         """Messages the source has not read yet (Kafka), or None when the source cannot tell."""
-        fn = getattr(self.reader, "lag", None)
+        if not isinstance(self.reader, ReportsLag):
+            return None
         try:
-            return fn() if fn is not None else None
+            return self._in.lag()
         except Exception:  # a metrics scrape must never disturb the job
             return None
 
@@ -479,8 +483,10 @@ class Job:
         if self._reader_hooks is None:  # looked up once: this runs once per batch
             # the job-wide watermark over source partitions; tasks keep a watermark each instead
             self._reader_hooks = (
-                self._in.read, getattr(self._in, "rejects", None),
-                getattr(self._in, "watermark_partitions", None) if self.runner is None else None)
+                self._in.read,
+                self._in.rejects if isinstance(self.reader, ReportsRejects) else None,
+                self._in.watermark_partitions
+                if isinstance(self.reader, PartitionedWatermark) and self.runner is None else None)
         pause = 0.00005
         while not self._stop.is_set():
             rb, t0 = self._read_once()
@@ -563,7 +569,7 @@ class Job:
     def _send_dead(self, rejects: list[Reject], rows: Optional[tuple[str, pa.RecordBatch]]) -> None:
         """To the dead-letter output if there is one, else kept in ``dead_letters``."""
         dl = self.dead_letter
-        if dl is not None and hasattr(dl, "write"):
+        if isinstance(dl, DeadLetterOutput):
             if rows is not None:
                 rejects = _rows_as_rejects(self.engine.source, *rows)
             self._dead.write(rejects)
@@ -597,7 +603,7 @@ class Job:
         self._drain_engine_dead_letters()
         self._flush_sink()
         self._commit_sink()
-        if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
+        if isinstance(self.dead_letter, DeadLetterOutput):
             self._dead.flush()
         if self._pipeline_ckpt is not None:  # the state and the positions it has read to
             self._pipeline_ckpt.save(self.engine)
@@ -624,7 +630,7 @@ class Job:
         report such as Kafka's ``DeliveryError``: a full disk, a closed file) fails the job under
         every strategy: rows it had accepted may be lost, and counting them as written (or as
         failed) would be a guess."""
-        if isinstance(self.failure, RetryWithBackoff) and hasattr(self.sink, "resend"):
+        if isinstance(self.failure, RetryWithBackoff) and isinstance(self.sink, ResendingWriter):
             for delay in self.failure.delays():
                 log.warning("sink flush failed (%s); resending in %.3fs", exc, delay)
                 time.sleep(delay)
@@ -930,7 +936,7 @@ class Job:
         log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
         self.stats.records_failed += rb.num_rows
         reason = f"sink write failed: {exc}"
-        if self.dead_letter is not None and hasattr(self.dead_letter, "write"):
+        if isinstance(self.dead_letter, DeadLetterOutput):
             self._send_dead([], (reason, rb))
             return False
         self.dead_letters.append((reason, rb))

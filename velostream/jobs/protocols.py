@@ -43,6 +43,85 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+# -- what some connectors can do besides (docs/CONNECTORS.md, "Writing your own") --------------
+# The job asks ``isinstance(x, Capability)`` once, when it starts, and calls the methods directly.
+
+
+@runtime_checkable
+class ReportsRejects(Protocol):
+    """A reader that keeps the records it could not decode (``io.base.Reject``) instead of
+    dropping them; the job counts them and routes them by its failure strategy."""
+
+    def rejects(self) -> list:
+        """The rejects since the last call (then forgotten by the reader)."""
+
+
+@runtime_checkable
+class PartitionedWatermark(Protocol):
+    """A reader whose partitions are each in event-time order but not with each other: the
+    watermark is kept per partition (docs/SQL.md, "The watermark of a Kafka source")."""
+
+    watermark_by: str  # the column naming a record's source partition
+
+    def watermark_partitions(self) -> tuple[list[int], list[int]]:
+        """(active, idle) partitions, for the job-wide watermark."""
+
+
+@runtime_checkable
+class PartitionedSource(PartitionedWatermark, Protocol):
+    """A source whose partitions a consumer group moves between processes (Kafka): the job keeps
+    state per source partition and commits read positions per partition."""
+
+    key_columns: Optional[list[str]]  # the columns the message key holds, if any
+
+    def set_rebalance_listener(self, on_assign, on_revoke) -> None: ...
+
+    def positions(self) -> dict[int, int]:
+        """Each assigned partition's next offset."""
+
+    def commit_offsets(self, offsets: dict[int, int]) -> None: ...
+
+
+@runtime_checkable
+class ReportsLag(Protocol):
+    def lag(self) -> Optional[int]:
+        """Messages not read yet (for the metrics), or None when it cannot tell."""
+
+
+@runtime_checkable
+class PositionedReader(Protocol):
+    """A reader that says where it is (what ``seek`` takes back): a pipeline's checkpoint keeps
+    it beside the state (jobs/pipeline_checkpoint.py)."""
+
+    position: Any
+
+
+@runtime_checkable
+class CoalescingReader(Protocol):
+    """A reader whose ``read()`` never waits (``coalesce = True``): what it has waiting may be
+    taken in one step (Job._next_input)."""
+
+    coalesce: bool
+
+
+@runtime_checkable
+class ResendingWriter(Protocol):
+    """A sink whose failed flush names the undelivered messages (Kafka's ``DeliveryError``),
+    which it can send again (RetryWithBackoff)."""
+
+    def resend(self, messages: list) -> None: ...
+
+
+@runtime_checkable
+class DeadLetterOutput(Protocol):
+    """Where bad records go, as ``Reject``s with their original bytes (a file, a topic). A
+    plain ``Writer`` given as the dead-letter output gets record batches instead."""
+
+    def write(self, rejects: list) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class MemoryReader:
     """Reads any in-memory input ``vs.query`` accepts, batch by batch (a bounded source)."""
 
@@ -186,9 +265,8 @@ class MergedReader:
     def rejects(self) -> list:
         out = []
         for r in self.readers.values():
-            fn = getattr(r, "rejects", None)
-            if fn is not None:
-                out += fn()
+            if isinstance(r, ReportsRejects):
+                out += r.rejects()
         return out
 
     def close(self) -> None:

@@ -255,7 +255,7 @@ class TaskRunner:
         self.store = store
         self.reset = reset
         self.tasks: dict[int, SourcePartitionTask] = {}
-        self.key_columns = getattr(self.reader, "key_columns", None)
+        self.key_columns = job.reader.key_columns  # a PartitionedSource (Job picked tasks)
         self.pool = ThreadPoolExecutor(max_workers=job.partitions,
                                        thread_name_prefix="velostream-task") if job.partitions > 1 else None
         self.revoked = 0
@@ -362,7 +362,7 @@ class TaskRunner:
         job = self.job
         job._flush_sink()
         job._commit_sink()
-        if job.dead_letter is not None and hasattr(job.dead_letter, "flush"):
+        if job.dead_letter is not None:  # a DeadLetterOutput or a Writer: both flush
             job._dead.flush()
         offsets = {}
         for k, task in self.tasks.items():
