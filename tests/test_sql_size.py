@@ -308,3 +308,33 @@ def test_case_lookup_evaluates_a_computed_then_only_for_the_rows_taking_it():
         vs.query(sql, {"t": data})
     sql = f"SELECT CASE{whens} WHEN a = {2 ** 62} THEN 5 ELSE a * 4 END AS c FROM t"
     assert [r["c"] for r in vs.query(sql, {"t": data}).to_pylist()] == [4, 8, None, 5]
+
+
+def _in_batches(data: dict, sizes: list[int]) -> list:
+    import pyarrow as pa
+    out, at = [], 0
+    for n in sizes:
+        out.append(pa.record_batch({"a": pa.array(data["a"][at:at + n], pa.int64()),
+                                    "b": pa.array(data["b"][at:at + n], pa.string())}))
+        at += n
+    assert at == len(data["a"])
+    return out
+
+
+def test_wide_select_lists_of_constants_across_batch_splits(partitions):
+    # constants of every type made in bulk per batch (one Arrow array per type), columns shared,
+    # computed items one by one: the same rows as DuckDB in every batch
+    rng = random.Random(5)
+    data = make_data(5, 100)
+    items = [rng.choice(["1", "-2", "NULL", "TRUE", "false", "'x'", "''", "2.5e0", "-0.0e0", "1e3",
+                         "a", "b", "'it''s'", "a + 1", "NULL", "CAST(NULL AS VARCHAR)",
+                         "CAST(NULL AS DOUBLE)", str(2 ** 62)]) for _ in range(800)]
+    sql = "SELECT " + ", ".join(items) + " FROM t"
+    want = duck_rows(sql, data)
+    batches = _in_batches(data, [1, 0, 37, 50, 12])
+    got = [tuple(r.values()) for r in vs.query(sql, {"t": batches}, partitions=partitions).to_pylist()]
+    same_rows(got, want)
+    case = "SELECT a, CASE" + "".join(f" WHEN a = {i} THEN {i * 3}" for i in range(-30, 30)) \
+        + " ELSE a END AS c FROM t"
+    got = [tuple(r.values()) for r in vs.query(case, {"t": batches}, partitions=partitions).to_pylist()]
+    same_rows(got, duck_rows(case, data))

@@ -187,16 +187,22 @@ class Engine:
         self.watermark = Watermark(self.plan.lateness_ms)
         if getattr(self, "_partitions", None):
             self.watermark.track(*self._partitions)
-        # what the operators produce, and what leaves: passthrough columns keep their input type
-        self.internal_schema = pa.schema([(n, arrow_type_of(t)) for n, t in self.plan.output_schema])
+        # what the operators produce, and what leaves: passthrough columns keep their input type.
+        # Each Arrow type is made once, and the output schema is the internal one unless a
+        # passthrough type differs: a select list can be 300,000 items (docs/SQL.md, "Limits").
+        made: dict = {}
+        names = [n for n, _ in self.plan.output_schema]
+        types = [made.get(t) or made.setdefault(t, arrow_type_of(t)) for _, t in self.plan.output_schema]
+        self.internal_schema = pa.schema(list(zip(names, types)))
+        self._out_names = names
         fixed = self.binder.fixed
-        if fixed is None or getattr(schemas.get(self.source), "open_schema", False):
-            self.out_schema = self.internal_schema
-        else:
+        self.out_schema = self.internal_schema
+        if fixed is not None and not getattr(schemas.get(self.source), "open_schema", False):
             kept = passthrough_types(self.plan, fixed)
-            self.out_schema = pa.schema([f if t is None else pa.field(f.name, t)
-                                         for f, t in zip(self.internal_schema, kept)])
-        self._cast_out = not self.out_schema.equals(self.internal_schema)
+            if any(k is not None and not k.equals(t) for k, t in zip(kept, types)):
+                self.out_schema = pa.schema([(n, t if k is None else k)
+                                             for n, t, k in zip(names, types, kept)])
+        self._cast_out = self.out_schema is not self.internal_schema
         self._has_uint64 = fixed is not None and any(
             pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t) for t in fixed.types)
         self.pipeline = self.make_pipeline()
@@ -351,9 +357,19 @@ class Engine:
     def output_arrow(self, b: Batch, keep: tuple = ()) -> pa.RecordBatch:
         """One output batch as Arrow in the output schema, plus the ``keep`` columns it has (the
         V2 partitions convert their own rows with this; it only reads the plan)."""
-        names = self.out_schema.names
-        rb = (b.to_arrow(names).cast(self.internal_schema) if _needs_cast(b, self.internal_schema)
-              else b.to_arrow(names))
+        names = self._out_names
+        cols = b.columns
+        arrays, made, null_typed = [], {}, False
+        for n in names:  # one Arrow array per distinct column (SELECT a, a, ... repeats one)
+            c = cols[n]
+            arr = made.get(id(c))
+            if arr is None:
+                arr = made[id(c)] = c.to_arrow()
+                null_typed = null_typed or c.type.kind == "NULL"
+            arrays.append(arr)
+        rb = pa.RecordBatch.from_arrays(arrays, names=names)
+        if null_typed:
+            rb = rb.cast(self.internal_schema)
         for k in keep:
             if k in b.columns:
                 rb = rb.append_column(k, b.columns[k].to_arrow())
@@ -567,10 +583,6 @@ def _state_signature(plan: Plan) -> tuple:
             tuple((a.func, a.kernel_dtype, str(a.result_type)) for a in plan.aggs),
             tuple((f.func, str(f.result_type)) for o in plan.overs for f in o.functions),
             tuple(str(t) for _, t in plan.output_schema))
-
-
-def _needs_cast(b: Batch, schema: pa.Schema) -> bool:
-    return any(b.columns[n].type.kind == "NULL" for n in schema.names)
 
 
 def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,

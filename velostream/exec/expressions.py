@@ -431,6 +431,34 @@ def _norm_valid(ok):
     return ok
 
 
+# the constant types made in bulk by Evaluator.columns (as Arrow: a TIMESTAMP goes out as int64,
+# a DECIMAL as decimal128; those are made one by one)
+_BULK_CONSTANT_KINDS = {"INT64": pa.int64(), "FLOAT64": pa.float64(), "BOOL": pa.bool_(),
+                        "STRING": pa.string()}
+
+
+def _constant_runs(outputs: list) -> list:
+    """The constants of a select list, by type: [(their positions, type, the values as Arrow)].
+    A NULL constant of any type is a null of its Arrow type (or of Arrow's null type)."""
+    groups: dict = {}
+    for i, (_, b) in enumerate(outputs):
+        if type(b) is BConst and (b.value is None or b.type.kind in _BULK_CONSTANT_KINDS):
+            if b.value is None and b.type.kind not in _BULK_CONSTANT_KINDS and b.type.kind != "NULL":
+                continue
+            key = (b.type, b.value is None)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = ([], [])
+            g[0].append(i)
+            g[1].append(b.value)
+    runs = []
+    for (t, null), (positions, values) in groups.items():
+        arrow_type = pa.null() if t.kind == "NULL" else _BULK_CONSTANT_KINDS[t.kind]
+        arr = pa.nulls(len(values), arrow_type) if null else pa.array(values, arrow_type)
+        runs.append((positions, t, arr))
+    return runs
+
+
 def _and_valid(*oks):
     out = None
     for ok in oks:
@@ -489,6 +517,32 @@ class Evaluator:
         if v.dtype != b.type.numpy_dtype and b.type.kind != "NULL":
             v = v.astype(b.type.numpy_dtype)
         return Column(b.type, v, ok, strings=self.strings)
+
+    def columns(self, outputs: list, batch: Batch) -> dict:
+        """A select list (``[(name, bound), ...]``) over ``batch``: name -> ``column(bound)``. A
+        select list can be 300,000 items (docs/SQL.md, "Limits"), so per batch a column reference
+        is the batch's own column, and the constants of one type are one Arrow array of each
+        repeated ``n`` times, a slice of it per item; anything else is evaluated one by one."""
+        cached = self.in_lists.get(id(outputs))
+        if cached is None or cached[0] is not outputs or cached[2] != len(outputs):
+            cached = self.in_lists[id(outputs)] = (outputs, _constant_runs(outputs), len(outputs))
+        n = batch.length
+        made = {}
+        for positions, t, values in cached[1]:
+            if n == 0 or not positions:
+                continue
+            big = values.take(pa.array(np.repeat(np.arange(len(values)), n)))
+            strings = self.strings
+            for j, i in enumerate(positions):
+                made[i] = Column(t, arrow=big.slice(j * n, n), strings=strings)
+        cols = batch.columns
+        out = {}
+        for i, (name, b) in enumerate(outputs):
+            c = made.get(i)
+            if c is None:
+                c = cols[b.name] if type(b) is BCol else self.column(b, batch)
+            out[name] = c
+        return out
 
     def mask(self, b: Bound, batch: Batch) -> np.ndarray:
         """A WHERE/HAVING condition as a row mask (NULL counts as false)."""

@@ -33,8 +33,7 @@ class Project:
 
     def rows(self, batch: Batch) -> Batch:
         """The select list over ``batch``'s rows."""
-        cols = {name: self.ev.column(b, batch) for name, b in self.outputs}
-        return Batch(cols, batch.length)
+        return Batch(self.ev.columns(self.outputs, batch), batch.length)
 
     def groups(self, batches: list) -> list[Batch]:
         """HAVING and the select list over an aggregate's group rows. An EMIT FINAL row keeps
