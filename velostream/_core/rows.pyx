@@ -1049,6 +1049,7 @@ cdef enum:
 
 _FRAME_KINDS = dict(_KINDS, RANK=K_RANK, DENSE_RANK=K_DENSE_RANK)
 _FRAME_ORDERED = frozenset([K_RANK, K_DENSE_RANK])
+_FRAME_SLOT_FIELDS = ("rows", "newest", "last_rank", "dense", "popped")
 
 
 cdef inline double _d(int64_t bits) noexcept nogil:
@@ -1778,10 +1779,8 @@ cdef class FrameWindow:
         cap = self.capacity
         nf = self.nf
         out = {}
-        for name, vec in (("rows", self.slot_rows), ("newest", self.newest),
-                          ("last_rank", self.last_rank), ("dense", self.dense),
-                          ("popped", self.popped)):
-            out[name] = np.array(<int64_t[:cap]>vec.data() if cap else [], np.int64)[sl]
+        for name in _FRAME_SLOT_FIELDS:
+            out[name] = self._slot_field(name)[sl].copy()
         rows = out["rows"]
         for a in range(self.na):
             K = self.lag_k[a]
@@ -1834,6 +1833,21 @@ cdef class FrameWindow:
                 out[p + "valid"] = _vec_view(self.best_ok.data(), self.best_ok.size(),
                                              np.uint8)[j].copy()
         return out
+
+    def _slot_field(self, name):
+        """A numpy view of one per-slot state vector (valid until the next growth)."""
+        cdef vector[int64_t]* v
+        if name == "rows":
+            v = &self.slot_rows
+        elif name == "newest":
+            v = &self.newest
+        elif name == "last_rank":
+            v = &self.last_rank
+        elif name == "dense":
+            v = &self.dense
+        else:
+            v = &self.popped
+        return _vec_view(v.data(), self.capacity, _INT64)
 
     cdef object _held_records(self, int64_t s):
         cdef Ring64* h = &self.held[s]
@@ -1888,10 +1902,8 @@ cdef class FrameWindow:
             return
         self._grow(int(sl.max()) + 1)
         cap = self.capacity
-        for name, vec in (("rows", self.slot_rows), ("newest", self.newest),
-                          ("last_rank", self.last_rank), ("dense", self.dense),
-                          ("popped", self.popped)):
-            _vec_view((<vector[int64_t]>vec).data(), cap, _INT64)[sl] = got[name]
+        for name in _FRAME_SLOT_FIELDS:
+            self._slot_field(name)[sl] = got[name]
         lv = _vec_view(self.lag_v.data(), self.lag_v.size(), _INT64)
         lo = _vec_view(self.lag_ok.data(), self.lag_ok.size(), np.uint8)
         for a, (m, off, vals, valid) in lags.items():
