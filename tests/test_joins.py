@@ -428,3 +428,44 @@ def test_a_chain_of_joins_snapshotted_mid_stream_continues_exactly(cut):
     second.restore(first.snapshot())
     got += run(second, events[split:]) + second.flush().to_pylist()
     assert_rows_equal(got, expected)
+
+
+@pytest.mark.parametrize("kind", ["interval", "temporal"])
+def test_a_join_codes_text_keys_in_memory_bounded_by_the_rows_it_holds(kind):
+    """Text keys become codes of the join's own dictionary: with a new key on every row (order
+    ids) it starts afresh instead of growing with the stream, and the rows stay right across."""
+    n, step = 150_000, 10_000
+    ids = np.array([f"o{i}" for i in range(n)], dtype=object)
+    ts = np.arange(n, dtype=np.int64) * 10
+    a = pa.table({"k": pa.array(ids), "v": pa.array(np.arange(n)), "ts": pa.array(ts),
+                  "_TIMESTAMP": pa.array(ts)})
+    if kind == "interval":
+        fills = ids.copy()
+        fills[::3] = [f"x{i}" for i in range(len(fills[::3]))]  # fills of no order
+        b = pa.table({"k": pa.array(fills), "w": pa.array(np.arange(n)),
+                      "ts": pa.array(ts + 5), "_TIMESTAMP": pa.array(ts + 5)})
+        sql = ("SELECT a.k, a.v, b.w FROM a LEFT JOIN b ON a.k = b.k "
+               "AND b.ts BETWEEN a.ts AND a.ts + 10")
+        ref = duck(sql, a=a, b=b)
+        first, sources = [], [("a", a), ("b", b)]
+    else:
+        b = pa.table({"k": pa.array(ids[::997].copy()), "w": pa.array(np.arange(len(ids[::997]))),
+                      "_TIMESTAMP": pa.array(ts[::997])})
+        sql = ("CREATE TABLE b (k VARCHAR, w BIGINT, _TIMESTAMP BIGINT, PRIMARY KEY (k));"
+               "SELECT a.k, a.v, b.w FROM a LEFT JOIN b ON a.k = b.k")
+        ref = duck("SELECT a.k, a.v, b.w FROM a ASOF LEFT JOIN b ON a.k = b.k "
+                   "AND a._TIMESTAMP >= b._TIMESTAMP", a=a, b=b)
+        first, sources = [("b", b)], [("a", a)]
+    eng = vs.Engine(sql)
+    join = next(node for node in eng.flow.nodes if node.kind == "join")
+    got = [r for name, t in first for r in eng.push(name, t).to_pylist()]
+    largest = 0
+    for lo in range(0, n, step):
+        for name, t in sources:
+            got += eng.push(name, t.slice(lo, step)).to_pylist()
+            if join.op is not None:  # built once both sides' columns are known
+                largest = max(largest, len(join.op._key_words.strings))
+    got += eng.flush().to_pylist()
+    assert 0 < largest <= 2 * 2 * step + 65_536 + 2 * step < n
+    assert any(r[2] is not None for r in ref)
+    assert_rows_equal(got, ref)

@@ -553,7 +553,7 @@ class Dataflow:
             left, right = sides
         node.op = plan_join(self.sql, j, la, ra, table, left, right,
                             self.properties.get("allowed.lateness", "0"),
-                            self._table_idle(right), strings=self.strings)
+                            self._table_idle(right))
         node.schema = node.op.schema
         node.hidden = (EVENT_TIME,)
 

@@ -167,10 +167,9 @@ _FLIP = {">=": "<=", "<=": ">=", ">": "<", "<": ">", "=": "="}
 
 
 def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, right,
-              lateness_text: str, idle_text: Optional[str] = None, strings=None):
+              lateness_text: str, idle_text: Optional[str] = None):
     """The operator of join ``j`` of ``left`` (a graph node: a relation called ``la``, or an
-    earlier join of the same FROM) with ``right`` (called ``ra``). ``strings``: the job's
-    string dictionary (the key index compares text by its codes)."""
+    earlier join of the same FROM) with ``right`` (called ``ra``)."""
     sides = _Sides.of_join(sql, la, ra, left, right)
     chained = left.kind == "join"
     keys: list[tuple[str, str]] = []
@@ -255,7 +254,7 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
         table_time = EVENT_TIME if EVENT_TIME in right.schema.names else None
         idle = parse_duration_ms(idle_text) if idle_text is not None else None
         op = TemporalJoin(j.kind, lkeys, rkeys, stream_time, table_time, out, key_types,
-                          idle_ms=idle, strings=strings)
+                          idle_ms=idle)
     else:
         if j.within_ms is not None:
             for side, node in ((0, left), (1, right)):
@@ -278,8 +277,7 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
                                           f"join: bound this join on their event time, e.g. "
                                           f"WITHIN 5 SECONDS (not on '{col}')")
         op = IntervalJoin(j.kind, lkeys, rkeys, lcol, rcol, lo, hi,
-                          parse_duration_ms(lateness_text), out, key_types, strings=strings,
-                          derived=derived)
+                          parse_duration_ms(lateness_text), out, key_types, derived=derived)
     # an INNER join's other conditions filter the chain's rows (the SELECT's WHERE)
     op.residual_ast = (list(left.op.residual_ast) if chained else []) + residual
     return op

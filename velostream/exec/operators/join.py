@@ -1,12 +1,12 @@
 """Joins (docs/SQL.md §9): the interval join of two streams and the temporal join of a stream
 with a table.
 
-Both work on whole batches. Keys become the engine's group-key words (``KeyCodec``: text as codes
-of the job's string dictionary), and the compiled ``_core.join_index.KeyRuns`` indexes one side's
-rows by key and time and probes the other side's without the GIL (NULL keys never match); output
-rows are assembled with Arrow ``take``, never row by row in Python. Output columns are named ``alias.column`` (the stage above the join
-reads them under the names the query uses) plus the joined row's event time in the hidden
-``_TIMESTAMP``.
+Both work on whole batches. Keys become the engine's group-key words (``KeyCodec``: text as
+codes of the join's own string dictionary); the compiled ``_core.join_index.KeyRuns`` indexes one
+side's rows by key and time and probes the other side's without the GIL (NULL keys never match).
+Output rows are assembled with Arrow ``take``, never row by row in Python. Output columns are named
+``alias.column`` (the stage above the join reads them under the names the query uses) plus the
+joined row's event time in the hidden ``_TIMESTAMP``.
 """
 from __future__ import annotations
 
@@ -86,17 +86,31 @@ class _Gather:
 
 
 class _KeyWords:
-    """A join's key columns as group-table words (the engine's ``KeyCodec``: text as codes of
-    the job's string dictionary, so the index compares integers), and which rows have a key
-    without NULL (only those can match)."""
+    """A join's key columns as group-table words (the engine's ``KeyCodec``: text as codes, so
+    the index compares integers), and which rows have a key without NULL (only those can match).
 
-    def __init__(self, key_types: list, strings=None):
-        from ...batch import StringDict, type_of_arrow
+    Text is coded by a dictionary of the join's own, not the job's: the codes only need to agree
+    between the rows indexed and the rows probing them, and a dictionary the join can start
+    afresh keeps its memory bounded by the rows it holds, however many distinct keys pass by."""
+
+    def __init__(self, key_types: list):
+        from ...batch import type_of_arrow
         from ..keys import KeyCodec
         self.arrow_types = key_types
         self.sql_types = [type_of_arrow(t) for t in key_types]
         self.codec = KeyCodec(self.sql_types)
-        self.strings = strings if strings is not None else StringDict()
+        self.text = any(t.kind == "STRING" for t in self.sql_types)
+        self.fresh()
+
+    def fresh(self) -> None:
+        """Start an empty dictionary: words coded before are void."""
+        from ...batch import StringDict
+        self.strings = StringDict()
+
+    def crowded(self, live_rows: int) -> bool:
+        """The dictionary holds many more strings than the ``live_rows`` whose words are kept
+        (the rest came from rows since gone): time to start afresh and code those again."""
+        return self.text and len(self.strings) > 2 * live_rows + 65_536
 
     def of(self, t, names: list[str]) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
         from ...batch import Column
@@ -123,7 +137,7 @@ class IntervalJoin:
 
     def __init__(self, kind: str, left_keys: list[str], right_keys: list[str], left_time: str,
                  right_time: str, lo: int, hi: int, lateness: int, out: _Output,
-                 key_types: list, strings=None, derived=(False, False)):
+                 key_types: list, derived=(False, False)):
         self.kind = kind
         self.keys = (left_keys, right_keys)
         self.times = (left_time, right_time)
@@ -141,10 +155,10 @@ class IntervalJoin:
         self.stored: list[Optional[pa.Table]] = [None, None]
         self.stored_t = [np.empty(0, np.int64), np.empty(0, np.int64)]
         self.matched = [np.empty(0, bool), np.empty(0, bool)]
-        self._key_words = _KeyWords(key_types, strings)
+        self._key_words = _KeyWords(key_types)
         self._index: list = [None, None]  # each side's stored rows as KeyRuns, when unchanged
-        # each side's stored rows' key words and whether they can match (not snapshotted: string
-        # codes belong to this process's dictionary; rebuilt from the rows after a restore)
+        # each side's stored rows' key words and whether they can match (not snapshotted: text
+        # codes belong to this join's dictionary; coded again from the rows after a restore)
         self._words: list = [None, None]
 
     def _keys_of(self, side: int, rows: pa.Table, t: np.ndarray):
@@ -169,6 +183,9 @@ class IntervalJoin:
         other = 1 - port
         out: list[pa.RecordBatch] = []
         matched_new = np.zeros(new.num_rows, dtype=bool)
+        if self._key_words.crowded(sum(len(t) for t in self.stored_t)):
+            self._key_words.fresh()
+            self._words, self._index = [None, None], [None, None]
         words, usable = self._keys_of(port, new, t_new)
         if self.stored[other] is not None and self.stored[other].num_rows:
             # the new rows probe the other side's: right time - left time in [lo, hi]
@@ -280,7 +297,7 @@ class TemporalJoin:
 
     def __init__(self, kind: str, stream_keys: list[str], table_keys: list[str],
                  stream_time: Optional[str], table_time: Optional[str], out: _Output,
-                 key_types: list, idle_ms: Optional[int] = None, strings=None):
+                 key_types: list, idle_ms: Optional[int] = None):
         self.kind = kind  # INNER | LEFT
         self.keys = (stream_keys, table_keys)
         self.stream_time = stream_time
@@ -294,7 +311,7 @@ class TemporalJoin:
         self.versions: Optional[pa.Table] = None
         self.version_t = np.empty(0, np.int64)
         self.held: list[pa.RecordBatch] = []
-        self._key_words = _KeyWords(key_types, strings)
+        self._key_words = _KeyWords(key_types)
         self._lookup = None  # the versions' KeyRuns, rebuilt when they change (see _as_of)
         # a table that sends nothing for idle_ms (processing time) stops holding rows back
         self.idle_ms = idle_ms
@@ -387,15 +404,20 @@ class TemporalJoin:
         n = rows.num_rows
         if self.versions is None or self.versions.num_rows == 0:
             return np.full(n, -1, dtype=np.int64)
-        words, usable = self._key_words.of(rows, self.keys[0])
+        if self._key_words.crowded(self.versions.num_rows):
+            self._lookup = None  # coded afresh with the versions alone
+        index = self._index()
+        words, usable = self._key_words.of(rows, self.keys[0])  # after: in the index's codes
         out = np.empty(n, dtype=np.int64)
-        self._index().as_of(words, t, usable, out)
+        index.as_of(words, t, usable, out)
         return out
 
     def _index(self):
-        """The versions' ``KeyRuns`` (and their key words), built when the versions changed."""
+        """The versions' ``KeyRuns`` (and their key words), built when the versions changed,
+        on a fresh dictionary (the stream's strings since the last build are forgotten)."""
         if self._lookup is None:
             from ..._core.join_index import KeyRuns
+            self._key_words.fresh()
             words, usable = self._key_words.of(self.versions, self.keys[1])
             self._version_words = (words, usable)
             self._lookup = KeyRuns(words, self.version_t, usable)
