@@ -31,8 +31,9 @@ from velostream.exec import functions as F
 
 _KEYS = ["a", "b", "n", "k y", "é", "tags"]
 # number tokens DuckDB and velostream print alike once read (floats within [1e-4, 1e15))
-_NUMBERS = ["0", "-0", "7", "-12", "123456789012345678", "12345678901234567890", "1234567890123456789012",
-            "1.5", "-0.0", "1e2", "1E-3", "2.5e+10", "12.25", "0.0001", "-3.75E1", "1000000.0"]
+_NUMBERS = ["0", "-0", "7", "-12", "123456789012345678", "1.5", "-0.0", "1e2", "1E-3", "2.5e+10",
+            "12.25", "0.0001", "-3.75E1", "1000000.0", "0.5e1", "-1.25E+2"]
+_LONG_NUMBERS = ["12345678901234567890", "1234567890123456789012"]  # beyond 64 bits: the reference's
 _CHARS = ["a", "x", " ", "é", "€", "🙂", "\"", "\\", "/", "\n", "\t", "\u0001", "\u007f", "1", "9", "\u2028"]
 
 
@@ -48,10 +49,10 @@ def _value(rng: random.Random, depth: int = 0):
     if depth < 4 and r < 0.5:
         return ("arr", [_value(rng, depth + 1) for _ in range(rng.randint(0, 4))])
     if r < 0.65:
-        return ("num", rng.choice(_NUMBERS))
+        return ("num", rng.choice(_LONG_NUMBERS if rng.random() < 0.03 else _NUMBERS))
     if r < 0.9:
         text = "".join(rng.choice(_CHARS) for _ in range(rng.choice([0, 1, 3, 8])))
-        if rng.random() < 0.05:
+        if rng.random() < 0.02:
             text += "1234567890123456789"  # a 19-digit run: the reference reads it with json
         return ("str", text)
     return ("lit", rng.choice(["true", "false", "null"]))

@@ -12,8 +12,8 @@ with its last value. Whatever it cannot decide exactly is flagged per row for th
 reference path instead of being guessed: a run of 19 digits (the reference reads such payloads
 with the ``json`` module, for integers beyond 64 bits), a lone surrogate escape, an exponent that
 may overflow a double, nesting deeper than ``MAX_DEPTH``, and an object or array as the result
-(orjson prints it compactly with repeated keys merged). A float is printed as orjson prints the
-double it reads (``jp_format_double``).
+that gives a key twice (orjson merges them) or has escaped keys (``write_compact``). A float is
+printed as orjson prints the double it reads (``jp_format_double``).
 """
 import numpy as np
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -28,6 +28,7 @@ DEF MAX_DEPTH = 512  # orjson refuses 1024 levels; deeper than this is the refer
 DEF MAX_STEPS = 32   # path steps (a longer path is not compiled: see ``compile`` callers)
 DEF MAX_BACK = 16    # largest n of a [#-n] step (the last n elements are remembered)
 DEF FLOAT_ROOM = 32  # bytes a number's result may need beyond its text
+DEF CONTAINER_ROOM = 64  # bytes an object's or array's result may need beyond its text
 DEF DIGIT_RUN = 19   # the reference parses text holding this many digits in a row with ``json``
 
 # Step kinds (``kinds`` input)
@@ -576,11 +577,126 @@ cdef Py_ssize_t write_string(cptr p, cptr q, uint8_t* o, bint as_json) noexcept 
     return o - start
 
 
-cdef inline int write_result(cptr p, cptr q, int mode, uint8_t* o, Py_ssize_t* n) noexcept nogil:
-    """The result for the value p..q: ST_OK (n[0] bytes written at o; n[0] = -1 for NULL) or
-    ST_FALLBACK."""
+cdef inline Py_ssize_t result_room(cptr v, cptr e) noexcept nogil:
+    """Bytes reserved for the result of the value v..e: its text, and room for what printing it
+    adds (a float may print longer than its text: 1e15 is 1000000000000000.0)."""
+    if v[0] == 45 or 48 <= v[0] <= 57:
+        return (e - v) + FLOAT_ROOM
+    if v[0] == 123 or v[0] == 91:
+        return (e - v) + CONTAINER_ROOM  # a container beyond this room is the reference's
+    return e - v
+
+
+cdef inline cptr string_end(cptr p) noexcept nogil:
+    """The position after the closing quote of the (valid) string whose text starts at p."""
+    while p[0] != 34:
+        p += 2 if p[0] == 92 else 1
+    return p + 1
+
+
+cdef inline cptr number_end(cptr p, cptr q) noexcept nogil:
+    while p < q and (48 <= p[0] <= 57 or p[0] == 45 or p[0] == 43 or p[0] == 46 or p[0] == 101
+                     or p[0] == 69):
+        p += 1
+    return p
+
+
+cdef Py_ssize_t write_number(cptr p, cptr q, uint8_t* o) noexcept nogil:
+    """The number p..q as orjson prints it (at most FLOAT_ROOM bytes beyond its text), or -1."""
+    cdef cptr x = p
+    while x < q:
+        if x[0] == 46 or x[0] == 101 or x[0] == 69:  # a float: the shortest form
+            return jp_format_double(p, q, o)
+        x += 1
+    if q - p == 2 and p[0] == 45 and p[1] == 48:  # -0 is the integer 0
+        o[0] = 48
+        return 1
+    memcpy(o, p, q - p)
+    return q - p
+
+
+cdef Py_ssize_t write_compact(cptr p, cptr q, uint8_t* o, uint8_t* limit) noexcept nogil:
+    """The (valid) object or array p..q as orjson.dumps prints what orjson.loads reads from it:
+    no whitespace, strings re-escaped, numbers as write_number. Returns the length written, or
+    -1 for the reference's cases: an object that gives a key twice (orjson merges them) or
+    whose keys hold escapes (told apart only once decoded), nesting or keys beyond the stack
+    below, or a result that would pass ``limit``."""
+    cdef uint8_t* start = o
+    cdef cptr key_start[256]
+    cdef cptr key_stop[256]
+    cdef int frame_keys[64]
+    cdef bint frame_object[64]
+    cdef int depth = 0, nkeys = 0, i
+    cdef bint want_key = False
+    cdef cptr end
+    cdef Py_ssize_t w
+    cdef uint8_t c
+    while p < q:
+        c = p[0]
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            p += 1
+            continue
+        if c == 34:
+            end = string_end(p + 1)
+            if want_key:
+                if memchr(p + 1, 92, end - 1 - (p + 1)) != NULL or nkeys == 256:
+                    return -1
+                for i in range(frame_keys[depth - 1], nkeys):
+                    if (key_stop[i] - key_start[i] == end - 1 - (p + 1)
+                            and memcmp(key_start[i], p + 1, end - 1 - (p + 1)) == 0):
+                        return -1
+                key_start[nkeys] = p + 1
+                key_stop[nkeys] = end - 1
+                nkeys += 1
+                want_key = False
+            if limit - o < end - p:
+                return -1
+            o += write_string(p + 1, end - 1, o, True)
+            p = end
+            continue
+        if limit - o < FLOAT_ROOM + 8:
+            return -1
+        if c == 123 or c == 91:
+            if depth == 64:
+                return -1
+            frame_object[depth] = c == 123
+            frame_keys[depth] = nkeys
+            depth += 1
+            want_key = c == 123
+        elif c == 125 or c == 93:
+            depth -= 1
+            nkeys = frame_keys[depth]
+        elif c == 44:
+            want_key = frame_object[depth - 1]
+        elif c == 116 or c == 110:
+            memcpy(o, p, 4)
+            o += 4
+            p += 4
+            continue
+        elif c == 102:
+            memcpy(o, p, 5)
+            o += 5
+            p += 5
+            continue
+        elif c != 58:  # a number
+            end = number_end(p, q)
+            w = write_number(p, end, o)
+            if w < 0:
+                return -1
+            o += w
+            p = end
+            continue
+        o[0] = c
+        o += 1
+        p += 1
+    return o - start
+
+
+cdef inline int write_result(cptr p, cptr q, int mode, uint8_t* o, uint8_t* limit,
+                             Py_ssize_t* n) noexcept nogil:
+    """The result for the value p..q: ST_OK (n[0] bytes written at o, never past limit; n[0] =
+    -1 for NULL) or ST_FALLBACK."""
     cdef uint8_t c = p[0]
-    cdef cptr x
     if c == 34:
         n[0] = write_string(p + 1, q - 1, o, mode != MODE_EXTRACT_STRING)
         return ST_OK
@@ -588,7 +704,8 @@ cdef inline int write_result(cptr p, cptr q, int mode, uint8_t* o, Py_ssize_t* n
         if mode == MODE_VALUE:
             n[0] = -1
             return ST_OK
-        return ST_FALLBACK  # orjson prints it compactly, keys merged: the reference does it
+        n[0] = write_compact(p, q, o, limit)
+        return ST_OK if n[0] >= 0 else ST_FALLBACK
     if c == 110:
         if mode == MODE_EXTRACT:
             memcpy(o, p, 4)
@@ -600,19 +717,8 @@ cdef inline int write_result(cptr p, cptr q, int mode, uint8_t* o, Py_ssize_t* n
         memcpy(o, p, q - p)
         n[0] = q - p
         return ST_OK
-    x = p
-    while x < q:
-        if x[0] == 46 or x[0] == 101 or x[0] == 69:  # a float: the shortest form, as orjson
-            n[0] = jp_format_double(p, q, o)
-            return ST_OK if n[0] >= 0 else ST_FALLBACK
-        x += 1
-    if q - p == 2 and p[0] == 45 and p[1] == 48:  # -0 is the integer 0
-        o[0] = 48
-        n[0] = 1
-        return ST_OK
-    memcpy(o, p, q - p)
-    n[0] = q - p
-    return ST_OK
+    n[0] = write_number(p, q, o)
+    return ST_OK if n[0] >= 0 else ST_FALLBACK
 
 
 def extract(const int32_t[::1] offsets, const uint8_t[::1] data, const uint8_t[::1] valid,
@@ -659,8 +765,7 @@ def extract(const int32_t[::1] offsets, const uint8_t[::1] data, const uint8_t[:
             if st == ST_OK and s.found:
                 start_v[i] = s.found_start - base
                 stop_v[i] = s.found_end - base
-                # a float may print longer than its text (1e15: 1000000000000000.0)
-                total += s.found_end - s.found_start + (FLOAT_ROOM if s.found_start[0] == 45 or 48 <= s.found_start[0] <= 57 else 0)
+                total += result_room(s.found_start, s.found_end)
                 ok_v[i] = 1
             elif st == ST_OK and mode == MODE_EXISTS:
                 ok_v[i] = 1
@@ -673,15 +778,18 @@ def extract(const int32_t[::1] offsets, const uint8_t[::1] data, const uint8_t[:
     if total > 0x7FFFFFFF - 1:
         raise OverflowError("JSON results exceed 2 GiB in one batch")
     out_offsets = np.zeros(n + 1, dtype=np.int32)
-    out_data = np.empty(total + 1, dtype=np.uint8)  # a result is never longer than its span
+    out_data = np.empty(total + 1, dtype=np.uint8)
     cdef int32_t[::1] off_v = out_offsets
     cdef uint8_t[::1] out_v = out_data
-    cdef Py_ssize_t at = 0
+    cdef Py_ssize_t at = 0, reserved = 0
     with nogil:
         for i in range(n):
             off_v[i] = <int32_t>at
             if ok_v[i]:
-                st = write_result(base + start_v[i], base + stop_v[i], mode, &out_v[at], &w)
+                # results before this one may have used less than their room, never more
+                reserved += result_room(base + start_v[i], base + stop_v[i])
+                st = write_result(base + start_v[i], base + stop_v[i], mode, &out_v[at],
+                                  &out_v[0] + reserved, &w)
                 if st == ST_FALLBACK:
                     st_v[i] = ST_FALLBACK
                     ok_v[i] = 0
