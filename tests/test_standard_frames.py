@@ -222,3 +222,34 @@ def test_range_frame_with_null_time_is_a_bad_record():
     with pytest.raises(vs.errors.RowError, match="NULL"):
         vs.query("SELECT SUM(x) OVER (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '1' "
                  "SECOND PRECEDING AND CURRENT ROW) AS s FROM t", {"t": t})
+
+
+@pytest.mark.parametrize("over", [
+    "PARTITION BY k ORDER BY ts ROWS UNBOUNDED PRECEDING",
+])
+def test_snapshot_restore_mid_stream(over):
+    t = frame_data(300, seed=9, late=0.1 if "RANGE" in over else 0.0)
+    lag = "" if "RANGE" in over else f", LAG(s, 2) OVER ({over}) AS slg"
+    rank = (", RANK() OVER (PARTITION BY k ORDER BY id) AS r, "
+            "DENSE_RANK() OVER (PARTITION BY k ORDER BY id) AS dr")
+    sql = (f"SELECT id, SUM(x) OVER ({over}) AS su, STDDEV(x) OVER ({over}) AS sd, "
+           f"MIN(s) OVER ({over}) AS slo, MAX(x) OVER ({over}) AS hi, "
+           f"FIRST_VALUE(s) OVER ({over}) AS sfv{lag}{rank} FROM t")
+
+    def run(engine, part):
+        out = []
+        for b in part.to_batches(max_chunksize=37):
+            out += engine.push("t", b).to_pylist()
+        return out
+
+    want = run(vs.Engine(sql), t)
+    for split in (1, 150, 299):
+        eng = vs.Engine(sql)
+        got = run(eng, t.slice(0, split))
+        blob = eng.snapshot()
+        fresh = vs.Engine(sql)
+        for word in ("zz", "apples", "pear"):  # another dictionary: every code differs
+            fresh.strings.code(word)
+        fresh.restore(blob)
+        got += run(fresh, t.slice(split))
+        assert_rows_equal(got, want, ordered=True)
