@@ -346,9 +346,11 @@ class _Planner:
         plan.distinct = sel.distinct
         plan.limit = sel.limit
 
-        has_agg = bool(sel.group_by) or any(self._contains_aggregate(i.expr) for i in sel.items) \
+        # leaves hold no calls (most of a generated select list of 300,000 items)
+        calls = [i.expr for i in sel.items if type(i.expr) not in _LEAF_NODES]
+        has_agg = bool(sel.group_by) or any(self._contains_aggregate(e) for e in calls) \
             or (sel.having is not None)
-        has_over = any(self._contains_over(i.expr) for i in sel.items)
+        has_over = any(self._contains_over(e) for e in calls)
         if sel.window is not None and not sel.group_by and not has_agg:
             raise self.err(sel.window, "a WINDOW needs GROUP BY or aggregates in the select list")
         if has_agg and has_over:
@@ -708,15 +710,30 @@ class _Planner:
         items = self.sel.items if items is None else items
         out: list[tuple[str, Bound]] = []
         used: dict[str, int] = {}
+        # a column named again is bound once (a generated select list can be 300,000 items,
+        # docs/SQL.md "Limits"); equal references (``==`` ignores positions) bind alike
+        references: dict = {}
+        column, originals = ast.Column, self.sel.items
         for idx, item in enumerate(items):
-            if isinstance(item.expr, ast.Star):
+            e = item.expr
+            if type(e) is column:
+                key = (e.name, e.table, e.quoted)  # a tuple: hashed and compared in C
+                b = references.get(key)
+                if b is None:
+                    b = references[key] = self._bind(e, scope, self.strings)
+            elif isinstance(e, ast.Star):
                 for name, t in scope.columns.items():
                     if not name.startswith("__") and name not in self.hidden:
                         out.append((self._unique(name, used), BCol(t, name)))
                 continue
-            b = self._bind(item.expr, scope, self.strings)
-            name = item.alias or self._default_name(self.sel.items[idx].expr, b, idx)
-            out.append((self._unique(name, used), b))
+            else:
+                b = self._bind(e, scope, self.strings)
+            name = item.alias or self._default_name(originals[idx].expr, b, idx)
+            if name in used:  # _unique, inline
+                name = self._unique(name, used)
+            else:
+                used[name] = 0
+            out.append((name, b))
         return out
 
     @staticmethod
