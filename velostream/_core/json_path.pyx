@@ -42,6 +42,14 @@ DEF MODE_VALUE = 1           # scalars as JSON text; null, objects and arrays NU
 DEF MODE_EXTRACT = 2         # JSON text
 DEF MODE_EXTRACT_STRING = 3  # a string unquoted, null NULL, anything else JSON text
 
+# for the caller (velostream/exec/functions.py)
+FALLBACK = ST_FALLBACK
+MODES = {"EXISTS": MODE_EXISTS, "VALUE": MODE_VALUE, "EXTRACT": MODE_EXTRACT,
+         "EXTRACT_STRING": MODE_EXTRACT_STRING}
+KEY, INDEX, POINTER = STEP_KEY, STEP_INDEX, STEP_POINTER
+MAX_PATH_STEPS = MAX_STEPS
+MAX_FROM_END = MAX_BACK
+
 ctypedef const uint8_t* cptr
 
 cdef extern from *:

@@ -13,10 +13,12 @@ Semantics are DuckDB's (docs/FUNCTIONS.md), times in UTC. Evaluation is vectoris
 
 - date and time functions work on the int64 epoch milliseconds with numpy (calendar fields through
   ``datetime64``), and build text with Arrow kernels;
-- text, STRPTIME and JSON functions with constant parameters run an Arrow kernel (JSON: orjson)
+- text, STRPTIME and JSON functions with constant parameters run an Arrow kernel (JSON: the
+  compiled path scanner velostream/_core/json_path.pyx, orjson for the rows it hands back)
   once per distinct string the job has given them: strings are codes into the job's
   ``StringDict``, stable for the job, so the results are kept by code (``_Memo``) and a batch of
-  strings seen before costs a few numpy gathers;
+  strings seen before costs a few numpy gathers; a batch of JSON payloads that are mostly new
+  runs the scanner on every row instead (``_json_eval``);
 - a parameter that is not a constant (a column as the pattern) groups the rows by its value, one
   kernel call per distinct value and distinct string of the batch, never one per row.
 """
@@ -1268,15 +1270,15 @@ def _json_reference_kernel(kind: str, path: str):
     return kernel
 
 
-_JSON_MODES = {"EXISTS": 0, "VALUE": 1, "EXTRACT": 2, "EXTRACT_STRING": 3}  # json_path's MODE_*
-_JSON_FALLBACK = 2  # json_path's ST_FALLBACK
 _NO_NULLS = np.zeros(0, dtype=np.uint8)
 
 
 def _json_compiled_steps(steps: list) -> Optional[tuple]:
     """``steps`` as the arrays json_path.extract takes (kinds, index, keys, key offsets), or None
     when the path is beyond its limits (then the reference kernel serves the function)."""
-    if len(steps) > 32:
+    from .._core import json_path as J
+
+    if len(steps) > J.MAX_PATH_STEPS:
         return None
     kinds, index, keys = [], [], []
     for st in steps:
@@ -1291,17 +1293,17 @@ def _json_compiled_steps(steps: list) -> Optional[tuple]:
                 key = st.encode()
             except UnicodeEncodeError:  # a lone surrogate from a quoted step's escape
                 return None
-            kinds.append(2 if pointer else 0)
+            kinds.append(J.POINTER if pointer else J.KEY)
             index.append(ix)
             keys.append(key)
         elif st == math.inf:  # '[#]': never a value
-            kinds.append(1)
+            kinds.append(J.INDEX)
             index.append(2 ** 62)
             keys.append(b"")
         else:
-            if st < -16:  # json_path remembers the last 16 elements of an array
+            if st < -J.MAX_FROM_END:  # json_path remembers the last elements of an array
                 return None
-            kinds.append(1)
+            kinds.append(J.INDEX)
             index.append(st)
             keys.append(b"")
     key_at = np.zeros(len(keys) + 1, dtype=np.int64)
@@ -1315,13 +1317,13 @@ def _json_kernel(kind: str, path: str):
     scanner (velostream/_core/json_path.pyx), without Python objects; the rows it flags (floats,
     objects and arrays to re-serialise, 19-digit runs, lone surrogates, deep nesting) go through
     the reference kernel, so the results are always the reference's."""
-    from .._core.json_path import extract
+    from .._core.json_path import FALLBACK, MODES, extract
 
     reference = _json_reference_kernel(kind, path)
     compiled = _json_compiled_steps(_json_path(None, path))
     if compiled is None:
         return reference
-    mode = _JSON_MODES[kind]
+    mode = MODES[kind]
     exists = kind == "EXISTS"
 
     def kernel(arr) -> pa.Array:
@@ -1345,7 +1347,7 @@ def _json_kernel(kind: str, path: str):
         else:
             res = pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(out_offsets), pa.py_buffer(out_data)],
                                         null_count=nulls)
-        fallback = status == _JSON_FALLBACK
+        fallback = status == FALLBACK
         if fallback.any():
             rows = np.flatnonzero(fallback)
             res = pc.replace_with_mask(res, pa.array(fallback), reference(arr.take(pa.array(rows))))
