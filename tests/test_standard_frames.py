@@ -226,10 +226,12 @@ def test_range_frame_with_null_time_is_a_bad_record():
 
 @pytest.mark.parametrize("over", [
     "PARTITION BY k ORDER BY ts ROWS UNBOUNDED PRECEDING",
+    "PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '4' SECOND PRECEDING AND CURRENT ROW",
+    "ORDER BY ts RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW",
 ])
 def test_snapshot_restore_mid_stream(over):
     t = frame_data(300, seed=9, late=0.1 if "RANGE" in over else 0.0)
-    lag = "" if "RANGE" in over else f", LAG(s, 2) OVER ({over}) AS slg"
+    lag = f", LAG(s, 2) OVER ({over}) AS slg, LAG(x) OVER ({over}) AS lg"
     rank = (", RANK() OVER (PARTITION BY k ORDER BY id) AS r, "
             "DENSE_RANK() OVER (PARTITION BY k ORDER BY id) AS dr")
     sql = (f"SELECT id, SUM(x) OVER ({over}) AS su, STDDEV(x) OVER ({over}) AS sd, "

@@ -1772,9 +1772,6 @@ cdef class FrameWindow:
         function ``f<i>.``: ``w0``..``w7`` (SUM/AVG/COUNT accumulator words), ``v0``..``v5``
         and ``ops`` (variance family), ``value`` and ``valid`` (UNBOUNDED MIN/MAX and
         FIRST_VALUE). Floats bit for bit."""
-        if self.is_range:
-            # known defect: exporting held rows crashes; refuse clearly until it is fixed
-            raise NotImplementedError("snapshots of RANGE frames are not supported yet")
         sl = _slot_array(slots)
         k = sl.shape[0]
         if k:
@@ -1805,8 +1802,9 @@ cdef class FrameWindow:
             counts = np.zeros(k, np.int64)
             recs = []
             for j in range(k):
-                recs.append(self._held_records(int(sl[j])))
-                counts[j] = recs[-1].shape[0]
+                rec_j = self._held_records(int(sl[j]))
+                recs.append(rec_j)
+                counts[j] = rec_j.shape[0]
             allrec = (np.concatenate(recs) if recs else np.zeros((0, self.stride), np.int64))
             off = np.zeros(k + 1, np.int64)
             np.cumsum(counts, out=off[1:])
