@@ -445,12 +445,6 @@ class _Planner:
             if not args:
                 raise self.err(e, f"{name} needs an argument")
             arg = self._bind_kernel_arg(args[0], func)
-            if func in ("MIN", "MAX") and arg.type.kind == "STRING" and frame == "ROWS":
-                # the ROWS buffer kernel compares values, and text is held as dictionary codes
-                raise UnsupportedError.at(self.sql, getattr(args[0], "pos", None),
-                                          f"{func} over strings in a ROWS buffer frame is not "
-                                          "supported yet (it is in ROWS UNBOUNDED PRECEDING and "
-                                          "RANGE frames, and as an aggregate)")
             if func == "LAG":
                 if len(args) > 1:
                     if not isinstance(args[1], ast.Literal) or args[1].type != "INTEGER":

@@ -54,6 +54,8 @@ cdef class _FuncState:
     # Per-slot running state of one function (only the vectors its kind uses are sized).
     cdef int kind                   # function code (K_SUM ... K_LAST_VALUE in rows.pyx)
     cdef bint is_float              # argument dtype is float64
+    cdef bint is_text               # MIN/MAX of string codes: compared by their bytes, and the
+                                    #   neutral element is the code -1 (no value)
     cdef vector[SumAcc] sums        # SUM, AVG, COUNT: one accumulator per slot
     cdef vector[VarAcc] vars        # STDDEV, STDDEV_POP, VARIANCE, VAR_POP: one per slot
     cdef vector[double] var_blk     # variance family: the slot's current block of n values (as
@@ -84,6 +86,8 @@ cdef class RowsWindow:
     cdef object seq_buf                 # scratch ndarray reused across batches: row_seq (int64)
     cdef object pos_buf                 # scratch ndarray reused across batches: row_pos (int32)
     cdef object ones_buf                # scratch ndarray reused across batches: all-valid mask
+    cdef list arg_text                  # per argument: string codes (MIN/MAX compare the strings)
+    cdef object strings                 # the StringDict those codes come from
 
     cdef int _grow(self, int64_t n_slots) except -1
     cdef object _ring_values(self, _Ring ring)

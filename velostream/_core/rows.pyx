@@ -523,10 +523,70 @@ cdef class _FuncState:
                 self.mm_fblk.resize(n_slots * n, NAN if self.kind == K_MIN else -INFINITY)
                 self.mm_fprefix.resize(n_slots)
             else:
-                self.mm_iblk.resize(n_slots * n, INT64_MAX if self.kind == K_MIN else INT64_MIN)
+                self.mm_iblk.resize(n_slots * n, _mm_identity(self.kind, self.is_text))
                 self.mm_iprefix.resize(n_slots)
             self.mm_last_valid.resize(n_slots, -n - 1)
         return 0
+
+
+cdef inline int64_t _mm_identity(int kind, bint is_text) noexcept:
+    # the neutral element of a MIN/MAX over int64 values or string codes
+    if is_text:
+        return -1
+    return INT64_MAX if kind == K_MIN else INT64_MIN
+
+
+cdef inline int64_t _text_pick(bint is_min, int64_t a, int64_t b, const int32_t* off,
+                               const char* data) noexcept nogil:
+    # MIN/MAX of two string codes by their bytes; -1 (no value) is neutral
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    if is_min:
+        return b if _text_cmp(off, data, b, a) < 0 else a
+    return b if _text_cmp(off, data, b, a) > 0 else a
+
+
+cdef void _minmax_pass_text(bint is_min, int64_t n,
+                            const int32_t[::1] slots, const int64_t[::1] row_seq,
+                            const int32_t[::1] row_pos, const int64_t[::1] x,
+                            const uint8_t[::1] xv, int64_t* blk, int64_t* prefix,
+                            int64_t* last_valid, int64_t[::1] out, uint8_t[::1] outv,
+                            const int32_t* toff, const char* tdata) noexcept:
+    # _minmax_pass over string codes (van Herk / Gil-Werman blocks, see there), comparing the
+    # strings; NULL rows contribute the neutral code -1
+    cdef Py_ssize_t r
+    cdef int64_t q, base, i, j, v, p, res
+    cdef int32_t s
+    with nogil:
+        for r in range(slots.shape[0]):
+            s = slots[r]
+            q = row_seq[r]
+            i = row_pos[r]
+            base = <int64_t>s * n
+            if xv[r]:
+                v = x[r]
+                last_valid[s] = q
+            else:
+                v = -1
+            p = v if i == 0 else _text_pick(is_min, prefix[s], v, toff, tdata)
+            prefix[s] = p
+            blk[base + i] = v
+            if i + 1 < n:
+                res = _text_pick(is_min, p, blk[base + i + 1], toff, tdata)
+            else:
+                res = p
+                j = n - 2
+                while j >= 0:
+                    blk[base + j] = _text_pick(is_min, blk[base + j], blk[base + j + 1], toff, tdata)
+                    j -= 1
+            if last_valid[s] > q - n and res >= 0:
+                out[r] = res
+                outv[r] = 1
+            else:
+                out[r] = 0
+                outv[r] = 0
 
 
 cdef object _bool_view(object a):
@@ -557,9 +617,17 @@ cdef class RowsWindow:
     ([1, 10, 3, 5], [0, 0, 1, 2], [False, False, True, True], [1, 1, 2, 3])
     """
 
-    def __init__(self, int buffer_rows, list functions, list arg_dtypes):
+    def __init__(self, int buffer_rows, list functions, list arg_dtypes, arg_text=None,
+                 strings=None):
+        # arg_text: per argument, True for string codes of ``strings`` (MIN/MAX compare them
+        # by their bytes, docs/SQL.md §6)
         cdef int kind, arg, offset
         cdef _Ring ring
+        cdef _FuncState fst
+        self.arg_text = [bool(t) for t in (arg_text or [False] * len(arg_dtypes))]
+        if any(self.arg_text) and strings is None:
+            raise TypeError("text arguments need the job's string dictionary")
+        self.strings = strings
         if buffer_rows < 1:
             raise ValueError(f"ROWS WINDOW BUFFER must be at least 1 row, got {buffer_rows}")
         self.buffer_rows = buffer_rows
@@ -605,7 +673,9 @@ cdef class RowsWindow:
                 else:
                     ring.reads.append(i)
             if kind in _EVICTING or kind == K_MIN or kind == K_MAX:
-                self.states.append(_FuncState(kind, is_float))
+                fst = _FuncState(kind, is_float)
+                fst.is_text = arg >= 0 and self.arg_text[arg] and kind in (K_MIN, K_MAX)
+                self.states.append(fst)
             else:
                 self.states.append(None)
 
@@ -777,6 +847,9 @@ cdef class RowsWindow:
                                          valids[a], NAN if kind == K_MIN else -INFINITY,
                                          st.mm_fblk.data(), st.mm_fprefix.data(),
                                          st.mm_last_valid.data(), out, outv)
+                elif st.is_text:
+                    self._text_minmax(kind == K_MIN, n, sl, row_seq, row_pos, values[a],
+                                      valids[a], st, out, outv)
                 else:
                     _minmax_pass[int64_t](kind == K_MIN, n, sl, row_seq, row_pos, values[a],
                                           valids[a], INT64_MAX if kind == K_MIN else INT64_MIN,
@@ -970,14 +1043,29 @@ cdef class RowsWindow:
                 blk_ok[idx[cur]] = hist[a][1][cur] != 0
             else:
                 blk, prefix = _minmax_views(st)
-                if st.kind == K_MIN:
-                    blk.reshape(-1, n)[sl] = np.nan if st.is_float else INT64_MAX
+                if st.is_float:
+                    blk.reshape(-1, n)[sl] = np.nan if st.kind == K_MIN else -np.inf
                 else:
-                    blk.reshape(-1, n)[sl] = -np.inf if st.is_float else INT64_MIN
+                    blk.reshape(-1, n)[sl] = _mm_identity(st.kind, st.is_text)
                 blk[_block_index(sl, m, off, n)] = d["block"]
                 prefix[sl] = d["prefix"]
                 _vec_view(st.mm_last_valid.data(), st.mm_last_valid.size(), _INT64)[sl] = \
                     d["last_valid"]
+
+    def _text_minmax(self, bint is_min, int64_t n, sl, row_seq, row_pos, x, xv,
+                     _FuncState st, out, outv):
+        # pa.string() (int32 offsets) over the dictionary's own buffers; the dictionary only
+        # grows, so every code the state holds is in this view
+        view = self.strings.arrow_values()
+        if str(view.type) != "string" or view.offset != 0:
+            raise TypeError(f"string dictionary view must be an unsliced pa.string() array, "
+                            f"got {view.type}")
+        bufs = view.buffers()
+        cdef const int32_t* toff = <const int32_t*><size_t>bufs[1].address
+        cdef const char* tdata = (<const char*><size_t>bufs[2].address
+                                  if bufs[2] is not None else NULL)
+        _minmax_pass_text(is_min, n, sl, row_seq, row_pos, x, xv, st.mm_iblk.data(),
+                          st.mm_iprefix.data(), st.mm_last_valid.data(), out, outv, toff, tdata)
 
     cdef object _ring_values(self, _Ring ring):
         if ring.is_float:

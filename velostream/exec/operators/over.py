@@ -45,11 +45,15 @@ class _OverState:
         dtypes = [np.float64 if a.type.kind == "FLOAT64" else np.int64 for a in self.args]
         self.codec = KeyCodec([p.type for p in o.partition_by])
         self.table = GroupTable(self.codec.n_words) if o.partition_by else None
+        text = [a.type.kind == "STRING" for a in self.args]
         if o.frame == "ROWS":
-            self.window = RowsWindow(o.buffer_rows, funcs, dtypes)
-            # export_state fields holding string codes (a snapshot stores the strings)
-            self.code_fields = {f"arg{a}" for a, e in enumerate(self.args)
-                                if e.type.kind == "STRING"}
+            self.window = RowsWindow(o.buffer_rows, funcs, dtypes, text, strings)
+            # export_state fields holding string codes (a snapshot stores the strings; -1, a
+            # text MIN/MAX's "no value", is stored as NULL)
+            self.code_fields = {f"arg{a}" for a, t in enumerate(text) if t}
+            self.code_fields |= {f"f{i}.{field}" for i, f in enumerate(o.functions)
+                                 if f.func in ("MIN", "MAX") and f.arg.type.kind == "STRING"
+                                 for field in ("block", "prefix")}
         else:  # ROWS UNBOUNDED PRECEDING, RANGE, RANK (docs/SQL.md §6)
             kinds = ["text" if a.type.kind == "STRING" else
                      "float64" if a.type.kind == "FLOAT64" else "int64" for a in self.args]
@@ -214,6 +218,8 @@ class OverAnalytics:
                     base = field[:-len("_values")]
                     ok = st.get(base + "_valid")
                     ok = None if ok is None else ok.astype(bool)
+                    if ok is None and base in s.code_fields:
+                        ok = values >= 0
                     if base in s.code_fields:
                         arr = self.strings.decode(values.astype(np.int32), ok)
                     else:
@@ -221,8 +227,9 @@ class OverAnalytics:
                     names.append(p + base)
                     arrays.append(pa.LargeListArray.from_arrays(
                         pa.array(st[base + "_offsets"], type=pa.int64()), arr))
-                elif field in s.code_fields:  # a scalar string code, valid where <f>.valid
-                    ok = st[field[:-len("value")] + "valid"].astype(bool)
+                elif field in s.code_fields:  # a string code: valid where <f>.valid, or >= 0
+                    companion = field[:-len("value")] + "valid" if field.endswith(".value") else ""
+                    ok = (st[companion].astype(bool) if companion in st else values >= 0)
                     names.append(p + field)
                     arrays.append(self.strings.decode(values.astype(np.int32), ok))
                 else:
@@ -289,15 +296,17 @@ class OverAnalytics:
                     ok = values.is_valid().to_numpy(zero_copy_only=False)
                     if field in s.code_fields:
                         codes, _ = self.strings.encode_arrow(values)
-                        vals = codes.astype(np.int64)
+                        vals = np.where(ok, codes.astype(np.int64), -1)
                     else:
                         vals = values.fill_null(0).to_numpy(zero_copy_only=False)
-                    state[field + "_values"] = np.where(ok, vals, np.zeros(1, vals.dtype))
+                        vals = np.where(ok, vals, np.zeros(1, vals.dtype))
+                    state[field + "_values"] = vals
                     state[field + "_valid"] = ok.astype(np.uint8)
                     state[field + "_offsets"] = off - off[0]
                 elif field in s.code_fields:
                     codes, _ = self.strings.encode_arrow(arr)
-                    state[field] = codes.astype(np.int64)
+                    ok = arr.is_valid().to_numpy(zero_copy_only=False)
+                    state[field] = np.where(ok, codes.astype(np.int64), -1)
                 else:
                     state[field] = arr.to_numpy(zero_copy_only=False)
             window.import_state(slots, state)
