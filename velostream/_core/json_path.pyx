@@ -146,7 +146,8 @@ cdef struct Scan:
 
 
 cdef inline cptr skip_ws(cptr p, cptr e) noexcept nogil:
-    while p < e and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
+    # (a byte above the space is never whitespace: one comparison for most tokens)
+    while p < e and p[0] <= 32 and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
         p += 1
     return p
 
@@ -181,7 +182,7 @@ cdef inline uint64_t string_stops(uint64_t w) noexcept nogil:
     return (((q - LOW_BITS) & ~q) | ((b - LOW_BITS) & ~b) | ((w - 0x2020202020202020ULL) & ~w)) & HIGH_BITS
 
 
-cdef cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
+cdef inline cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
     """Validate a string whose opening quote is before p; the position after its closing quote,
     or NULL (``s.status`` says why). ``escaped``: whether it holds a backslash escape."""
     cdef cptr e = s.end
@@ -256,7 +257,7 @@ cdef inline cptr scan_digits(Scan* s, cptr p, int* count) noexcept nogil:
     return p
 
 
-cdef cptr scan_number(Scan* s, cptr p) noexcept nogil:
+cdef inline cptr scan_number(Scan* s, cptr p) noexcept nogil:
     """Validate a number at p (RFC 8259); the position after it, or NULL."""
     cdef cptr e = s.end
     cdef int n = 0, exp_digits = 0
@@ -361,7 +362,7 @@ cdef inline int put_utf8(uint8_t* o, uint32_t cp) noexcept nogil:
     return 4
 
 
-cdef bint key_equals(Scan* s, cptr p, cptr q, bint escaped, Py_ssize_t k) noexcept nogil:
+cdef inline bint key_equals(Scan* s, cptr p, cptr q, bint escaped, Py_ssize_t k) noexcept nogil:
     """Whether the raw key text p..q (between the quotes) decodes to step k's key."""
     cdef const uint8_t* key = s.keys + s.key_at[k]
     cdef Py_ssize_t n = s.key_at[k + 1] - s.key_at[k], at = 0, m, i
@@ -450,7 +451,14 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
             if p >= e or p[0] != 58:  # :
                 s.status = ST_BAD
                 return NULL
-            p = scan_value(s, skip_ws(p + 1, e), depth, on_path)
+            p = skip_ws(p + 1, e)
+            # a string or number off the path is validated here, saving a call of this function
+            if on_path < 0 and p < e and p[0] == 34:
+                p = scan_string(s, p + 1, &escaped)
+            elif on_path < 0 and p < e and (p[0] == 45 or 48 <= p[0] <= 57):
+                p = scan_number(s, p)
+            else:
+                p = scan_value(s, p, depth, on_path)
             if p == NULL:
                 return NULL
             p = skip_ws(p, e)
@@ -475,7 +483,13 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
     while True:
         if back:
             ring[count % back] = p
-        p = scan_value(s, p, depth, k + 1 if count == target else -1)
+        on_path = k + 1 if count == target else -1
+        if on_path < 0 and p < e and p[0] == 34:
+            p = scan_string(s, p + 1, &escaped)
+        elif on_path < 0 and p < e and (p[0] == 45 or 48 <= p[0] <= 57):
+            p = scan_number(s, p)
+        else:
+            p = scan_value(s, p, depth, on_path)
         if p == NULL:
             return NULL
         count += 1
