@@ -338,3 +338,36 @@ def test_wide_select_lists_of_constants_across_batch_splits(partitions):
         + " ELSE a END AS c FROM t"
     got = [tuple(r.values()) for r in vs.query(case, {"t": batches}, partitions=partitions).to_pylist()]
     same_rows(got, duck_rows(case, data))
+
+
+# ------------------------------ long AND / OR chains: one n-ary reduction = the pairs, with NULLs
+def _chain_texts(rng: random.Random) -> list[str]:
+    def term(word, n):
+        eq, ne = ("=", "!=") if word == "OR" else ("!=", "=")
+        wide = 4 * n  # constants spread wide enough that a long chain does not decide every row
+        r = rng.random()
+        if r < 0.8:  # the terms taken together as one membership test per column
+            return rng.choice([f"a {eq} {rng.randint(-wide, wide)}", f"{rng.randint(-wide, wide)} {eq} a",
+                               f"b {eq} 's{rng.randint(0, wide)}'", f"b {eq} ''"])
+        if r < 0.83:
+            return rng.choice([f"a {eq} NULL", f"b {eq} NULL"])
+        return rng.choice([f"a > {rng.randint(30, 45)}" if word == "OR" else f"a > {rng.randint(-25, -15)}",
+                           f"a + 1 = {rng.randint(0, 9)}", f"a {ne} {rng.randint(-5, 5)}",
+                           f"(a < -20 {'AND' if word == 'OR' else 'OR'} b = 's3')",
+                           "b IS NULL" if word == "OR" else "b IS NOT NULL"]
+                          + (["NULL", "TRUE", "FALSE"] if n < 5 else []))
+    texts = []
+    for word in ("OR", "AND"):
+        for n in (3, 40, 600):
+            chain = lambda: f" {word} ".join(term(word, n) for _ in range(n))
+            texts.append(f"SELECT a, b FROM t WHERE {chain()}")
+            texts.append(f"SELECT a, b, ({chain()}) AS c FROM t")
+            texts.append(f"SELECT a, b FROM t WHERE NOT ({chain()})")
+    return texts
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_long_and_or_chains_with_nulls_agree_with_duckdb(seed, partitions):
+    data = make_data(seed + 20, 200)
+    for sql in _chain_texts(random.Random(seed)):
+        same_rows(ours(sql, partitions, data), duck_rows(sql, data))

@@ -776,6 +776,10 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
     raise AssertionError(op)
 
 
+_COMPARISONS = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+                ">": np.greater, ">=": np.greater_equal}
+
+
 def _compare(ev: Evaluator, b: BCall, batch: Batch) -> Val:
     a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
     op = b.fn
@@ -787,8 +791,7 @@ def _compare(ev: Evaluator, b: BCall, batch: Batch) -> Val:
         r = fn(x, y)
         return Val(r.fill_null(False).to_numpy(zero_copy_only=False), ok, BOOL)
     x, y = a.v, c.v
-    fn = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-          ">": np.greater, ">=": np.greater_equal}[op]
+    fn = _COMPARISONS[op]
     if a.type.kind == "FLOAT64" or c.type.kind == "FLOAT64":
         x, y = _num(a, FLOAT64), _num(c, FLOAT64)
         xn, yn = np.isnan(x), np.isnan(y)
@@ -815,7 +818,10 @@ def _truth(val: Val):
 
 
 def _and_or(ev: Evaluator, b: BCall, batch: Batch) -> Val:
-    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    a0, a1 = b.args
+    if (type(a0) is BCall and a0.fn == b.fn) or (type(a1) is BCall and a1.fn == b.fn):
+        return _chain(ev, b, batch)
+    a, c = ev.eval(a0, batch), ev.eval(a1, batch)
     at, af = _truth(a)
     ct, cf = _truth(c)
     if b.fn == "AND":
@@ -825,6 +831,81 @@ def _and_or(ev: Evaluator, b: BCall, batch: Batch) -> Val:
     if (a.ok is None or a.ok is True) and (c.ok is None or c.ok is True):
         return Val(t, None, BOOL)
     return Val(t, t | f, BOOL)
+
+
+def _chain(ev: Evaluator, b: BCall, batch: Batch) -> Val:
+    """A chain of ANDs (or of ORs), ``x1 AND x2 AND ...``, as one n-ary reduction over its terms
+    in their order, not one node per pair: the parser keeps long chains balanced, and a megabyte
+    holds 100,000 terms (docs/SQL.md, "Limits"). Three-valued: true where every term is true
+    (any, for OR), false where any is false (every, for OR), NULL elsewhere, as the pairs give."""
+    cached = ev.in_lists.get(id(b))  # the terms, found once per evaluator
+    if cached is None or cached[0] is not b:
+        terms, stack = [], [b]
+        while stack:
+            node = stack.pop()
+            if type(node) is BCall and node.fn == b.fn:
+                stack.append(node.args[1])
+                stack.append(node.args[0])
+            else:
+                terms.append(node)
+        cached = ev.in_lists[id(b)] = (b,) + _chain_memberships(ev, b.fn, terms)
+    is_and = b.fn == "AND"
+    t = f = None
+    valid = True  # no term has a NULL
+    for column, keys, null_key in cached[2]:
+        col = batch.columns[column.name]
+        hit = np.isin(np.asarray(col.values, dtype=np.int64), keys)
+        yes, no = (~hit, hit) if is_and else (hit, ~hit)
+        if col.valid is not None:
+            yes, no = yes & col.valid, no & col.valid
+            valid = False
+        if null_key:  # a term = NULL (<> NULL) is NULL: the chain is never false (true)
+            yes, no = (np.zeros_like(hit), no) if is_and else (yes, np.zeros_like(hit))
+            valid = False
+        t, f = (yes, no) if t is None else ((t & yes, f | no) if is_and else (t | yes, f & no))
+    for term in cached[1]:
+        val = ev.eval(term, batch)
+        ok = val.ok
+        if not (ok is None or ok is True):
+            valid = False
+        vt, vf = _truth(val)
+        if t is None:
+            t, f = vt, vf
+        elif is_and:
+            t, f = t & vt, f | vf
+        else:
+            t, f = t | vt, f & vf
+    return Val(t, None, BOOL) if valid else Val(t, t | f, BOOL)
+
+
+def _chain_memberships(ev: Evaluator, fn: str, terms: list) -> tuple[list, list]:
+    """(the other terms, [(column, its constants as int64, whether one is NULL)]): the terms of
+    an OR chain that are ``column = constant`` (of an AND chain, ``column <> constant``), two or
+    more per column of a _LOOKUP_KINDS type, become one membership test of that column (the IN
+    and NOT IN they equal in three-valued logic; they raise no error, so their order is free)."""
+    op = "!=" if fn == "AND" else "="
+    found: dict = {}
+    for i, term in enumerate(terms):
+        if type(term) is BCall and term.fn == op and len(term.args) == 2:
+            x, k = term.args
+            if type(x) is BConst:
+                x, k = k, x
+            if (type(x) is BCol and type(k) is BConst and x.type.kind in _LOOKUP_KINDS
+                    and k.type.kind in (x.type.kind, "NULL")):
+                found.setdefault(x, []).append((i, k.value))
+    grouped = set()
+    memberships = []
+    for column, items in found.items():
+        if len(items) < 2:
+            continue
+        grouped.update(i for i, _ in items)
+        values = [v for _, v in items if v is not None]
+        if column.type.kind == "STRING":
+            keys = ev.strings.encode_arrow(pa.array(values, pa.string()))[0].astype(np.int64)
+        else:
+            keys = np.array([int(v) for v in values], dtype=np.int64)
+        memberships.append((column, np.unique(keys), len(values) < len(items)))
+    return [x for i, x in enumerate(terms) if i not in grouped], memberships
 
 
 def _not(ev, b, batch):
