@@ -153,7 +153,8 @@ class OverPlan:
 
     def describe(self) -> str:
         if self.frame == "UNBOUNDED":
-            return "ROWS UNBOUNDED PRECEDING"
+            order = f" ORDER BY {render(self.order_by)}" if self.order_by is not None else ""
+            return "ROWS UNBOUNDED PRECEDING" + order
         if self.frame == "RANGE":
             return f"RANGE {self.range_ms} ms PRECEDING ORDER BY {render(self.order_by)}"
         return f"BUFFER {self.buffer_rows} ROWS"
@@ -236,7 +237,10 @@ class Plan:
             lines.append("Distinct: first occurrence of each row")
         if self.limit is not None:
             lines.append(f"Limit: {self.limit}")
-        lines.append("Output: " + ", ".join(f"{n} {t}" for n, t in self.output_schema))
+        words: dict = {}  # each type written once (a select list can be 300,000 items)
+        lines.append("Output: " + ", ".join(
+            [n + " " + (words.get(b.type) or words.setdefault(b.type, str(b.type)))
+             for n, b in self.outputs]))
         if self.partitioning is not None:
             p = self.partitioning
             keys = f"({', '.join(render(k) for k in p.keys)})" if p.keys else ""

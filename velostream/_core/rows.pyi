@@ -23,6 +23,8 @@ class RowsWindow:
         buffer_rows: int,
         functions: list[tuple[str, int, int]],
         arg_dtypes: list[Any],
+        arg_text: list[bool] | None = None,
+        strings: Any = None,
     ) -> None: ...
     def process(
         self,
@@ -40,3 +42,40 @@ class RowsWindow:
     def import_state(self, slots: npt.NDArray[np.int32], arrays: dict[str, np.ndarray]) -> None:
         """Write ``export_state`` arrays into ``slots`` (distinct), replacing their state."""
         ...
+
+
+class FrameWindow:
+    """State of one OVER spec whose frame keeps no row buffer (docs/SQL.md §6): ``"UNBOUNDED"``
+    (running state per slot; also RANK and DENSE_RANK) or ``"RANGE"`` (the slot's rows whose
+    ORDER BY time lies in ``[t - range_ms, t]``). ``functions`` as ``RowsWindow``'s plus RANK
+    and DENSE_RANK; LAG's k is any k >= 1. ``arg_kinds``: ``"int64"``, ``"float64"`` or
+    ``"text"`` (string codes of ``strings``) per argument."""
+
+    @property
+    def is_range(self) -> bool: ...
+    @property
+    def range_ms(self) -> int: ...
+    def __init__(
+        self,
+        frame: str,
+        range_ms: int,
+        functions: list[tuple[str, int, int]],
+        arg_kinds: list[str],
+        strings: Any = None,
+    ) -> None: ...
+    def process(
+        self,
+        slots: npt.NDArray[np.int32],
+        times: npt.NDArray[np.int64] | None,
+        args: list[tuple[_Values, _Valid]],
+    ) -> list[tuple[np.ndarray, npt.NDArray[np.bool_]]]:
+        """One ``(values, valid)`` pair per function, one entry per input row."""
+        ...
+    def late_rows(self, slots: npt.NDArray[np.int32],
+                  times: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_] | None:
+        """Rows whose ORDER BY value is older than their slot's newest (no state changes)."""
+        ...
+    def result_dtypes(self) -> list[np.dtype]: ...
+    def code_fields(self) -> set[str]: ...
+    def export_state(self, slots: npt.NDArray[np.int32]) -> dict[str, np.ndarray]: ...
+    def import_state(self, slots: npt.NDArray[np.int32], arrays: dict[str, np.ndarray]) -> None: ...
