@@ -295,6 +295,33 @@ def test_key_runs_find_the_current_version_and_the_rows_in_range(words):
     assert set(zip(probe.tolist(), found.tolist())) == want
 
 
+def test_text_codes_number_the_indexed_strings_and_look_up_others():
+    """``_core.join_index.TextCodes`` against a dict: empty, short, 8- and 16-byte, long and
+    multibyte strings, NULLs, the last string of a buffer, and a sliced array probing it."""
+    from velostream._core.join_index import TextCodes
+    from velostream._core.strings import string_buffers
+    rng = np.random.default_rng(49)
+    alphabet = list("abé中xyz0")
+    pool = ["", "a", "abcdefgh", "abcdefghi", "abcdefghijklmnop", "abcdefghijklmnopq"] + [
+        "".join(rng.choice(alphabet, rng.integers(0, 40))) for _ in range(300)]
+    indexed = pa.array([None if rng.random() < 0.05 else pool[i]
+                        for i in rng.integers(0, len(pool) // 2, 2000)], pa.string())
+    valid = indexed.is_valid().to_numpy(zero_copy_only=False)
+    t = TextCodes(*string_buffers(indexed), valid)
+    first = {}
+    for s in indexed.to_pylist():
+        if s is not None:
+            first.setdefault(s, len(first))
+    assert t.codes.tolist() == [-1 if s is None else first[s] for s in indexed.to_pylist()]
+    assert t.n_codes == len(first)
+    probing = pa.array([None if rng.random() < 0.05 else pool[i]
+                        for i in rng.integers(0, len(pool), 3000)], pa.string()).slice(7, 2500)
+    out = np.empty(len(probing), dtype=np.int32)
+    t.lookup(*string_buffers(probing), probing.is_valid().to_numpy(zero_copy_only=False), out)
+    want = [first.get(s, -1) if s is not None else -1 for s in probing.to_pylist()]
+    assert out.tolist() == want and min(want) == -1 and max(want) > 0
+
+
 # -------------------------------------------------------------- several JOINs in one SELECT
 def venues(seed=41):
     rng = np.random.default_rng(seed)
@@ -432,8 +459,9 @@ def test_a_chain_of_joins_snapshotted_mid_stream_continues_exactly(cut):
 
 @pytest.mark.parametrize("kind", ["interval", "temporal"])
 def test_a_join_codes_text_keys_in_memory_bounded_by_the_rows_it_holds(kind):
-    """Text keys become codes of the join's own dictionary: with a new key on every row (order
-    ids) it starts afresh instead of growing with the stream, and the rows stay right across."""
+    """Text keys become codes of the join's own: with a new key on every row (order ids) the
+    interval join's dictionary starts afresh instead of growing with the stream, the temporal
+    join numbers the table's keys alone, and the rows stay right throughout."""
     n, step = 150_000, 10_000
     ids = np.array([f"o{i}" for i in range(n)], dtype=object)
     ts = np.arange(n, dtype=np.int64) * 10
@@ -464,8 +492,26 @@ def test_a_join_codes_text_keys_in_memory_bounded_by_the_rows_it_holds(kind):
         for name, t in sources:
             got += eng.push(name, t.slice(lo, step)).to_pylist()
             if join.op is not None:  # built once both sides' columns are known
-                largest = max(largest, len(join.op._key_words.strings))
+                words = join.op._key_words  # the strings it holds, however it codes them
+                largest = max(largest, len(words.strings) + sum(
+                    t.n_codes for t in words.text_codes.values()))
     got += eng.flush().to_pylist()
     assert 0 < largest <= 2 * 2 * step + 65_536 + 2 * step < n
+    if kind == "temporal":
+        assert largest == b.num_rows  # the table's keys, none of the stream's
     assert any(r[2] is not None for r in ref)
     assert_rows_equal(got, ref)
+
+
+@pytest.mark.parametrize("encoding", ["dictionary", "large_string"])
+def test_temporal_join_of_text_keys_in_other_arrow_encodings(encoding):
+    trades, inst = stream(300, 70), instruments(71)
+    k = trades.column("k")
+    k = k.dictionary_encode() if encoding == "dictionary" else k.cast(pa.large_string())
+    coded = trades.set_column(0, "k", k)
+    sql = TABLE_DDL + "SELECT t.k, t.v, i.sector FROM trades t LEFT JOIN inst i ON t.k = i.k"
+    got = vs.query(sql, {"trades": batches(coded, 3), "inst": inst})
+    ref = duck("SELECT t.k, t.v, i.sector FROM trades t ASOF LEFT JOIN inst i "
+               "ON t.k = i.k AND t._TIMESTAMP >= i._TIMESTAMP", trades=trades, inst=inst)
+    assert any(r[2] is not None for r in ref)
+    assert_rows_equal(got.to_pylist(), ref)

@@ -11,10 +11,13 @@ output rows from the returned row numbers with Arrow ``take``.
   row's (the temporal join's current version), or -1.
 * ``KeyRuns.in_range``: every (probe row, indexed row) pair of equal keys whose time difference
   lies in [lo, hi] (the interval join's matches), by a binary search in the key's run.
+* ``TextCodes``: the indexed side's strings numbered densely, and the probing side's strings
+  looked up without being added (a temporal join's stream then never grows it).
 """
 
 cimport numpy as cnp
-from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
 from libcpp.algorithm cimport stable_sort
 
 from velostream._core.group_table cimport GroupTable
@@ -282,3 +285,187 @@ cdef class KeyRuns:
                     fv[k] = sr[first[i] + j]
                     k += 1
         return probe, found
+
+
+# ---------------------------------------------------------------------------------------------
+# Text keys: the indexed side's strings -> dense codes; the probing side only looks up
+# ---------------------------------------------------------------------------------------------
+
+cdef struct TextEntry:
+    int32_t code              # -1: empty
+    uint32_t hash_lo          # low bits of the string's hash: rejects almost every other string
+
+
+cdef struct TextHead:
+    uint64_t w0               # a string's first 16 bytes, zero-padded: strings of up to 16 bytes
+    uint64_t w1               # compare by these and their length alone
+    int64_t length
+
+
+cdef inline void _head(const uint8_t* p, Py_ssize_t n, const uint8_t* end,
+                       TextHead* out) noexcept nogil:
+    """The first 16 bytes of the string at ``p`` (``n`` bytes; ``end``: the end of its buffer,
+    past which nothing is read), zero-padded."""
+    cdef uint64_t w
+    out.length = n
+    out.w0 = 0
+    out.w1 = 0
+    if n >= 16 or p + 16 <= end:
+        memcpy(&out.w0, p, 8)  # whole words (fixed-size copies compile to plain loads) ...
+        memcpy(&out.w1, p + 8, 8)
+        if n < 16:  # ... with the bytes past the string cleared
+            if n <= 8:
+                out.w0 = out.w0 & ((<uint64_t>1 << (8 * n)) - 1) if n < 8 else out.w0
+                out.w1 = 0
+            else:
+                out.w1 = out.w1 & ((<uint64_t>1 << (8 * (n - 8))) - 1)
+    else:  # near the end of the buffer: byte by byte
+        memcpy(&out.w0, p, n if n < 8 else 8)
+        if n > 8:
+            memcpy(&out.w1, p + 8, n - 8)
+
+
+cdef inline uint64_t _hash_text(const uint8_t* p, const TextHead* head) noexcept nogil:
+    """A string's hash from its head (and, past 16 bytes, the rest of its bytes): a
+    multiply/xor-shift round per 8 bytes, then murmur3's fmix64."""
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ (<uint64_t>head.length * 0xC2B2AE3D27D4EB4FULL)
+    cdef uint64_t w
+    cdef Py_ssize_t i = 16, n = head.length
+    h = (h ^ head.w0) * 0x9FB21C651E98DF25ULL
+    h ^= h >> 29
+    h = (h ^ head.w1) * 0x9FB21C651E98DF25ULL
+    h ^= h >> 29
+    while i < n:
+        w = 0
+        memcpy(&w, p + i, n - i if n - i < 8 else 8)
+        h = (h ^ w) * 0x9FB21C651E98DF25ULL
+        h ^= h >> 29
+        i += 8
+    h ^= h >> 33
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef class TextCodes:
+    """The distinct strings of one Arrow string array (given as its offsets and data buffers,
+    ``valid`` per row or None) numbered densely from 0 in order of first appearance; ``codes``
+    holds each row's (-1: NULL). ``lookup`` codes another array's strings without adding any:
+    a string the indexed side never had gets -1, so probing rows never grow the table.
+
+    >>> import numpy as np
+    >>> data = np.frombuffer(b"abcab", dtype=np.uint8)  # "a", "bc", "a", "b"
+    >>> t = TextCodes(np.array([0, 1, 3, 4, 5], dtype=np.int32), data, None)
+    >>> t.codes.tolist(), t.n_codes
+    ([0, 1, 0, 2], 3)
+    >>> out = np.empty(2, dtype=np.int32)
+    >>> t.lookup(np.array([0, 2, 4], dtype=np.int32), np.frombuffer(b"bcx!", dtype=np.uint8),
+    ...          None, out)
+    >>> out.tolist()
+    [1, -1]
+    """
+
+    cdef object _keep                 # the indexed strings' buffers, which these point into
+    cdef const int32_t* offsets
+    cdef const uint8_t* data
+    cdef object _index                # TextEntry array, power-of-two length
+    cdef object _heads                # per code: its TextHead, and the row of its first sight
+    cdef TextHead* heads
+    cdef object _first
+    cdef int32_t* first_row
+    cdef readonly object codes
+    cdef readonly Py_ssize_t n_codes
+    cdef Py_ssize_t mask
+
+    def __init__(self, const int32_t[::1] offsets, const uint8_t[::1] data, valid):
+        cdef Py_ssize_t n = offsets.shape[0] - 1, size = 16, i, pos
+        cdef const uint8_t[::1] ok = _mask(valid, n)
+        while size < 2 * n:
+            size *= 2
+        # raw pointers for the loops (memoryview attributes cost a reference count per use)
+        self._keep = (offsets, data)
+        self.offsets, self.data, self.mask = &offsets[0], &data[0], size - 1
+        self._index = np.empty(size * sizeof(TextEntry), dtype=np.uint8)
+        cdef TextEntry* index = <TextEntry*>cnp.PyArray_DATA(self._index)
+        self._heads = np.empty(max(n, 1) * sizeof(TextHead), dtype=np.uint8)
+        self.heads = <TextHead*>cnp.PyArray_DATA(self._heads)
+        self._first = np.empty(max(n, 1), dtype=np.int32)
+        self.first_row = <int32_t*>cnp.PyArray_DATA(self._first)
+        self.codes = np.empty(n, dtype=np.int32)
+        cdef int32_t[::1] codes = self.codes
+        cdef int32_t count = 0, c
+        cdef uint64_t h
+        cdef const uint8_t* p
+        cdef const uint8_t* end = &data[0] + data.shape[0]
+        cdef TextHead head
+        with nogil:
+            for i in range(size):
+                index[i].code = -1
+            for i in range(n):
+                if not ok[i]:
+                    codes[i] = -1
+                    continue
+                p = self.data + offsets[i]
+                _head(p, offsets[i + 1] - offsets[i], end, &head)
+                h = _hash_text(p, &head)
+                pos = h & self.mask
+                while True:
+                    c = index[pos].code
+                    if c < 0:
+                        index[pos].code = count
+                        index[pos].hash_lo = <uint32_t>h
+                        self.heads[count] = head
+                        self.first_row[count] = <int32_t>i
+                        codes[i] = count
+                        count += 1
+                        break
+                    if index[pos].hash_lo == <uint32_t>h and self._same(c, p, &head):
+                        codes[i] = c
+                        break
+                    pos = (pos + 1) & self.mask
+        self.n_codes = count
+
+    cdef inline bint _same(self, int32_t c, const uint8_t* p, const TextHead* head) noexcept nogil:
+        cdef const TextHead* mine = self.heads + c
+        if mine.length != head.length or mine.w0 != head.w0 or mine.w1 != head.w1:
+            return False
+        return head.length <= 16 or memcmp(self.data + self.offsets[self.first_row[c]] + 16,
+                                           p + 16, head.length - 16) == 0
+
+    def lookup(self, const int32_t[::1] offsets, const uint8_t[::1] data, valid,
+               int32_t[::1] out):
+        """``out[i]``: the code of string i of (offsets, data), -1 when NULL or never indexed."""
+        cdef Py_ssize_t n = out.shape[0], i, pos
+        if offsets.shape[0] < n + 1:
+            raise ValueError(f"{offsets.shape[0]} offsets for {n} strings")
+        if data.shape[0] < 1:
+            raise ValueError("the string data buffer is empty (give at least one byte)")
+        cdef const uint8_t[::1] ok = _mask(valid, n)
+        cdef const TextEntry* index = <const TextEntry*>cnp.PyArray_DATA(self._index)
+        cdef const int32_t* off = &offsets[0]
+        cdef const uint8_t* base = &data[0]
+        cdef const uint8_t* end = base + data.shape[0]
+        cdef const uint8_t* p
+        cdef Py_ssize_t mask = self.mask
+        cdef uint64_t h
+        cdef int32_t c
+        cdef TextHead head
+        with nogil:
+            for i in range(n):
+                out[i] = -1
+                if not ok[i]:
+                    continue
+                p = base + off[i]
+                _head(p, off[i + 1] - off[i], end, &head)
+                h = _hash_text(p, &head)
+                pos = h & mask
+                while True:
+                    c = index[pos].code
+                    if c < 0:
+                        break
+                    if index[pos].hash_lo == <uint32_t>h and self._same(c, p, &head):
+                        out[i] = c
+                        break
+                    pos = (pos + 1) & mask

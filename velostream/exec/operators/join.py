@@ -100,6 +100,7 @@ class _KeyWords:
         self.sql_types = [type_of_arrow(t) for t in key_types]
         self.codec = KeyCodec(self.sql_types)
         self.text = any(t.kind == "STRING" for t in self.sql_types)
+        self.text_codes: dict = {}  # key column -> TextCodes of the indexed rows (of(text=...))
         self.fresh()
 
     def fresh(self) -> None:
@@ -112,21 +113,44 @@ class _KeyWords:
         (the rest came from rows since gone): time to start afresh and code those again."""
         return self.text and len(self.strings) > 2 * live_rows + 65_536
 
-    def of(self, t, names: list[str]) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+    def of(self, t, names: list[str], text: Optional[str] = None
+           ) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+        """The key words of ``t``'s columns ``names``, and which rows have no NULL key. Text is
+        coded by the dictionary (``text`` None), or, for an index rebuilt whenever its rows
+        change, numbered afresh from these rows (``"index"``) and then looked up by the rows
+        probing it (``"probe"``: a string the index lacks gets a code no row has; nothing is
+        added, so the probing stream never grows anything)."""
         from ...batch import Column
         n = t.num_rows
         cols, usable = [], None
-        for name, at, st in zip(names, self.arrow_types, self.sql_types):
+        for i, (name, at, st) in enumerate(zip(names, self.arrow_types, self.sql_types)):
             arr = _chunk(t.column(name))
-            text = st.kind == "STRING" and (pa.types.is_string(arr.type) or
-                                            pa.types.is_dictionary(arr.type))
-            if not text and not arr.type.equals(at):
+            is_text = st.kind == "STRING" and (pa.types.is_string(arr.type) or
+                                               pa.types.is_dictionary(arr.type))
+            if not is_text and not arr.type.equals(at):
                 arr = arr.cast(at)
+            valid = None
             if arr.null_count:
                 valid = arr.is_valid().to_numpy(zero_copy_only=False)
                 usable = valid if usable is None else usable & valid
-            cols.append(Column(st, arrow=arr, strings=self.strings))
+            if st.kind == "STRING" and text is not None:
+                cols.append(Column(st, self._text_codes(i, arr, valid, text), valid))
+            else:
+                cols.append(Column(st, arrow=arr, strings=self.strings))
         return self.codec.encode(cols, n), usable
+
+    def _text_codes(self, i: int, arr, valid, mode: str) -> np.ndarray:
+        from ..._core.join_index import TextCodes
+        from ..._core.strings import string_buffers
+        if not pa.types.is_string(arr.type):
+            arr = arr.cast(pa.string())  # a dictionary or large string: plain text
+        offsets, data = string_buffers(arr)
+        if mode == "index":
+            self.text_codes[i] = TextCodes(offsets, data, valid)
+            return self.text_codes[i].codes
+        out = np.empty(len(arr), dtype=np.int32)
+        self.text_codes[i].lookup(offsets, data, valid, out)
+        return out
 
 
 class IntervalJoin:
@@ -404,21 +428,18 @@ class TemporalJoin:
         n = rows.num_rows
         if self.versions is None or self.versions.num_rows == 0:
             return np.full(n, -1, dtype=np.int64)
-        if self._key_words.crowded(self.versions.num_rows):
-            self._lookup = None  # coded afresh with the versions alone
         index = self._index()
-        words, usable = self._key_words.of(rows, self.keys[0])  # after: in the index's codes
+        words, usable = self._key_words.of(rows, self.keys[0], text="probe")
         out = np.empty(n, dtype=np.int64)
         index.as_of(words, t, usable, out)
         return out
 
     def _index(self):
-        """The versions' ``KeyRuns`` (and their key words), built when the versions changed,
-        on a fresh dictionary (the stream's strings since the last build are forgotten)."""
+        """The versions' ``KeyRuns`` (and their key words), built when the versions changed;
+        their text is numbered afresh each time, and the stream only looks it up."""
         if self._lookup is None:
             from ..._core.join_index import KeyRuns
-            self._key_words.fresh()
-            words, usable = self._key_words.of(self.versions, self.keys[1])
+            words, usable = self._key_words.of(self.versions, self.keys[1], text="index")
             self._version_words = (words, usable)
             self._lookup = KeyRuns(words, self.version_t, usable)
         return self._lookup
