@@ -257,3 +257,18 @@ def test_snapshot_restore_mid_stream(over):
         fresh.restore(blob)
         got += run(fresh, t.slice(split))
         assert_rows_equal(got, want, ordered=True)
+
+
+@pytest.mark.parametrize("frame", [
+    "ROWS UNBOUNDED PRECEDING",
+    "RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW",
+])
+def test_bigint_sum_leaving_int64_is_an_error_and_avg_stays_exact(frame):
+    big = 2 ** 62
+    t = pa.table({"ts": [0, 1, 2, 3], "x": pa.array([big, big, -big, big], pa.int64())})
+    with pytest.raises(vs.errors.OutOfRangeError, match="Overflow in SUM"):
+        vs.query(f"SELECT SUM(x) OVER (ORDER BY ts {frame}) AS s FROM t", {"t": t})
+    got = vs.query(f"SELECT AVG(x) OVER (ORDER BY ts {frame}) AS a FROM t", {"t": t}).to_pylist()
+    # every row lies within the minute: both frames are every row so far
+    ref = duck("SELECT AVG(x) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING) FROM t", t=t)
+    assert_rows_equal(got, ref, ordered=True)
