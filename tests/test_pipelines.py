@@ -255,8 +255,20 @@ def test_a_pipeline_job_refuses_a_partitioned_source_it_cannot_checkpoint():
     from velostream.jobs import Job
     from velostream.jobs.protocols import MemoryReader
 
-    class PartitionedReader(MemoryReader):  # what the job checks a Kafka reader by
-        def set_rebalance_listener(self, listener):
+    class PartitionedReader(MemoryReader):  # a jobs.protocols.PartitionedSource, as Kafka's
+        watermark_by = "_PARTITION"
+        key_columns = None
+
+        def set_rebalance_listener(self, on_assign, on_revoke):
+            pass
+
+        def watermark_partitions(self):
+            return [], []
+
+        def positions(self):
+            return {}
+
+        def commit_offsets(self, offsets):
             pass
 
     sql = "CREATE STREAM a AS SELECT k FROM s; SELECT k, COUNT(*) AS n FROM a GROUP BY k"

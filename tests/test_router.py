@@ -192,8 +192,8 @@ def test_partitions_own_dictionaries_keep_the_plans_literals(partitions):
     v1 = [tuple(r.values()) for r in vs.query(sql, {"t": batches}).to_pylist()]
     job = vs.Job(sql, {"t": batches}, partitions=partitions)
     job.run()
-    assert job._raw
-    dicts = {id(w.pipeline.strings) for w in job._workers}
+    assert job.exchange.raw
+    dicts = {id(w.pipeline.strings) for w in job.exchange.workers}
     assert len(dicts) == partitions and id(job.engine.strings) not in dicts
     v2 = [tuple(r.values()) for r in job.result().to_pylist()]
     by1, by2 = collections.defaultdict(list), collections.defaultdict(list)

@@ -1,4 +1,5 @@
-"""Job coordination: V1 (one engine in the calling thread) and V2 (N partition threads)."""
+"""Jobs: one run loop from readers to writers, over an exchange (one engine in the job's thread,
+N partition threads, or one engine per source partition); see docs/ARCHITECTURE.md."""
 from .coordinator import Job, JobStats, run_partitioned
 from .failure import FailBatch, LogAndContinue, RetryWithBackoff, SendToDLQ
 from .protocols import MemoryReader, MemoryWriter, Reader, Writer

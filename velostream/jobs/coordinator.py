@@ -1,62 +1,39 @@
-"""Jobs: a query from readers to writers, on one engine (V1) or N partition threads (V2).
+"""Jobs: a query from readers to writers (docs/ARCHITECTURE.md, "Jobs and exchanges").
 
-V2 data path::
-
-    reader -> Engine.prepare (decode, event time, job watermark)
-      -> Router (Cython key-group routing on the key columns' own values, nogil)
-      -> bounded queue -> partition thread i: its own rows (select; strings interned into its
-         own dictionary, numbers gathered), Pipeline.process (or the compiled GROUP BY step)
-         + advance(watermark), rows to Arrow -> results queue
-      -> coordinator: reorder by batch sequence, merge partitions' rows (window-end order for
-         EMIT FINAL), DISTINCT / LIMIT -> writer
-
-Each partition owns its pipeline outright, string dictionary included: no state is shared or
-locked between partition threads. (When a routing key is an expression, the coordinator evaluates
-it, interns into the job's dictionary and routes on the codes; the partitions then share that
-append-only dictionary, and one that makes new strings, e.g. UPPER(x), appends under its lock.
-Two-phase aggregation shares it too, for the coordinator's merge.) The kernels release the GIL,
-so partitions run in parallel on separate cores. Every partition receives every watermark,
-including partitions that got no records, so windows close identically at any partition count.
+``Job`` owns the connectors and runs one loop for every job: read a batch (the one binding step,
+bad input records routed by the failure strategy), send it through the job's exchange, deliver
+the rows that come back to the sink, and commit (sink, dead-letter output, then the source's
+positions) when due. The exchange decides where the operators run (``exchange.py``): one engine
+in this thread, N partitions on threads behind the hash router (``partition_threads.py``), or one
+engine per source partition (``tasks.py``).
 """
 from __future__ import annotations
 
 import collections
 import json
 import logging
-import queue
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
 
-from ..batch import Batch, Column, SqlType, _take_strings
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
-from ..errors import JobError, RowError, SqlError, VelostreamError
-from ..exec.columns import END_COL, SEQ_COL
-from ..exec.pipeline import Pipeline
-from ..exec.push_fast import step_for
+from ..errors import JobError, SqlError, VelostreamError
 from ..io.base import Reject
 from ..result import Result
+from .exchange import Exchange, InlineExchange
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
+from .partition_threads import HashExchange
 from .protocols import (CoalescingReader, DeadLetterOutput, MemoryReader, MemoryWriter, MergedReader,
                         PartitionedSource, PartitionedWatermark, Reader, ReportsLag,
                         ReportsRejects, ResendingWriter, Writer)
-from .._core.route import select_rows
-from .router import Routed, Router, own_dictionary
 
 log = logging.getLogger("velostream.jobs")
 
-_INT = SqlType("INT64")
-_STOP = object()
-# Routed batches up to this many rows take the compiled GROUP BY step in partitions that share the
-# job's dictionary (small batches: per-batch Python of the general path dominates their cost and
-# their latency); partitions with their own dictionary take it for every routed batch.
-SMALL_ROUTED_BATCH = 4096
 # A step gathers what a coalescing reader has waiting up to this many rows (see _next_input).
 COALESCE_ROWS = 8192
 
@@ -127,104 +104,6 @@ class _Guarded:
 def _cause(exc: BaseException) -> BaseException:
     """The connector's own exception behind a ``_Guarded`` JobError (to chain it directly)."""
     return exc.__cause__ if isinstance(exc, JobError) and exc.__cause__ is not None else exc
-
-
-@dataclass
-class _Step:
-    seq: int
-    batch: Optional[Batch]
-    watermark: Optional[int]
-    flush: bool = False
-    arrow: Optional[pa.RecordBatch] = None  # the input batch, when ``batch`` has all its rows
-
-
-class _Partition(threading.Thread):
-    """One partition: its own pipeline, fed by its own bounded queue. It hands back its rows
-    already in Arrow (``convert``), so the coordinator only merges and writes."""
-
-    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
-                 engine: Engine, convert: bool, own_strings: bool = False):
-        super().__init__(name=f"velostream-partition-{index}", daemon=True)
-        self.index = index
-        self.pipeline = pipeline
-        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
-        self.results = results
-        self.engine = engine
-        self.convert = convert
-        # the pipeline's dictionary is this partition's alone (raw routing): routed batches' string
-        # columns move to it, and the compiled step takes routed batches of any size
-        self.own_strings = pipeline.strings if own_strings else None
-        # the compiled step of a plain streaming GROUP BY (exec.push_fast): whole batches, and
-        # routed ones as _compiled says
-        self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
-                             engine.internal_schema) if convert else None
-        self.records = 0
-        self.busy_s = 0.0
-        self.cpu_s = 0.0  # this thread's CPU time in steps (busy_s less waiting for the GIL/cores)
-        self.failed = False
-
-    def run(self) -> None:
-        while True:
-            step = self.inbox.get()
-            if step is _STOP:
-                return
-            if self.failed:  # keep draining so the coordinator never blocks on a dead partition
-                continue
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                self.results.put((step.seq, self.index, *self._step(step), None))
-            except BaseException as exc:  # reported to the coordinator, raised from run()/join()
-                self.failed = True
-                self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
-            self.busy_s += time.perf_counter() - t0
-            self.cpu_s += time.thread_time() - c0
-
-    def _step(self, step: "_Step") -> tuple:
-        pipeline = self.pipeline
-        out = []
-        batch = step.batch
-        fast = None
-        if self.fast is not None and step.arrow is not None:
-            fast = self._compiled(batch, step.arrow)
-        if fast is not None:  # one compiled call; its rows are Arrow already
-            self.records += fast[0]
-            out += fast[1]
-        elif batch is not None:
-            if isinstance(batch, Routed):
-                batch = batch.rows_for(self.index, self.own_strings)
-            self.records += batch.length
-            out += pipeline.process(batch)
-        if step.watermark is not None:
-            out += pipeline.advance(step.watermark)
-        if step.flush:
-            out += pipeline.flush()
-        dead = pipeline.dead_letters
-        pipeline.dead_letters = []
-        if self.convert:
-            out = [self.engine.output_arrow(b, keep=(END_COL,)) if isinstance(b, Batch) else b
-                   for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
-            dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
-                    for reason, rows in dead]
-        return out, pipeline.late_records, dead
-
-
-    def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
-        """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
-        Arrow rows out), or None for the general path. Whole batches always qualify, and so do
-        routed batches when the partition has its own dictionary (raw routing); on a shared
-        dictionary only small ones, as the step interns its rows under the dictionary's lock (big
-        batches would make partitions take turns). A routed batch's rows are taken out of the
-        Arrow batch first."""
-        if isinstance(batch, Routed):
-            if batch.length > SMALL_ROUTED_BATCH and self.own_strings is None:
-                return None
-            rows = select_rows(batch.part, self.index)
-            if len(rows) == 0:
-                return 0, []
-            if len(rows) < arrow.num_rows:  # only the columns the step reads
-                arrow = _take_rows(arrow, rows, self.fast.names)
-        r = self.fast.push(arrow)
-        return None if r is None else (arrow.num_rows, r.batches)
 
 
 class Job:
@@ -315,8 +194,7 @@ class Job:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
-        self._workers: list[_Partition] = []
-        self._raw = False  # V2 routes on the key columns' own values (Router.raw)
+        self.exchange: Optional[Exchange] = None  # made when the job runs (_exchange)
         # vs.query's in-memory input: a batch that does not fit the schema raises SchemaMismatch
         # (as one engine does) rather than being a bad input record of a connector
         self.strict_input = False
@@ -404,12 +282,13 @@ class Job:
 
     def partition_records(self) -> list[int]:
         """Records each partition processed so far (one partition: every record read)."""
-        if self._workers:
-            return [w.records for w in self._workers]
-        return [self.stats.records_read]
+        if self.exchange is None:
+            return [self.stats.records_read]
+        return self.exchange.partition_records()
 
     def queue_depths(self) -> list[int]:
-        return [w.inbox.qsize() for w in self._workers]
+        """Steps waiting in each partition thread's queue (none without partition threads)."""
+        return self.exchange.queue_depths() if isinstance(self.exchange, HashExchange) else []
 
     def latency_quantiles(self) -> dict[str, float]:
         """p50/p95/p99 seconds from a batch's arrival to the write of the rows it caused, over
@@ -430,18 +309,43 @@ class Job:
         except BaseException as exc:
             self._error = exc
 
-    # -- the coordinator --------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------
+    def _exchange(self) -> Exchange:
+        """Where this job's operators run (exchange.py)."""
+        if self.processor == "tasks":
+            from .checkpoints import CheckpointStore
+            from .tasks import SourcePartitionExchange
+            store = None
+            if self.checkpoint_dir is not None:
+                store = CheckpointStore(self.checkpoint_dir, self._in.group_id, self._in.topic)
+            self.runner = SourcePartitionExchange(self, store, self.reset, self.replay_max_ms)
+            return self.runner
+        if self.processor == "v1":
+            return InlineExchange(self)
+        return HashExchange(self)
+
+    def _run_loop(self, exchange: Exchange) -> None:
+        """Every job's loop: read, send through the exchange, deliver, commit when due."""
+        while not exchange.done:
+            if self._coalesce:
+                # a coalescing reader: rather than queue more small steps behind the ones in
+                # flight, let records gather at the reader and take them in the next step
+                exchange.drain(block=True)
+            rb = self._next_input(idle=exchange.drain)
+            if rb is None:
+                break
+            exchange.send(rb, self.read_at)
+            if self._commit_due():
+                exchange.drain(block=True)  # every step read so far has reached the sink
+                self._commit()
+        exchange.finish()
+
     def _run(self) -> None:
         t_start = time.perf_counter()
         try:
-            if self.processor == "tasks":
-                self._run_tasks()  # commits itself: offsets per source partition
-            else:
-                if self.processor == "v1":
-                    self._run_v1()
-                else:
-                    self._run_v2()
-                self._commit()
+            self.exchange = self._exchange()
+            self._run_loop(self.exchange)
+            self._commit()
         except BaseException as exc:
             try:
                 self._out.rollback()
@@ -450,7 +354,7 @@ class Job:
             except Exception as again:  # noqa: BLE001 - the job's own error is the one to raise
                 log.error("sink rollback failed after the job failed: %s", again)
             finally:
-                self._shutdown_workers()
+                self._close_exchange()
             if isinstance(exc, Exception) and not isinstance(exc, VelostreamError):
                 # whatever failed, the caller gets a JobError naming it, never a bare exception
                 raise JobError(f"job failed: {exc!r}") from exc
@@ -458,12 +362,16 @@ class Job:
         finally:
             self.stats.wall_s = time.perf_counter() - t_start
             self._final_stats()
-        self._shutdown_workers()
+        self._close_exchange()
+
+    def _close_exchange(self) -> None:
+        if self.exchange is not None:
+            self.exchange.close()
 
     def _next_input(self, idle=None) -> Optional[pa.RecordBatch]:
         """The next batch, or None at the end of a bounded input or on stop(). ``idle(block=True)``
-        is called while there is nothing to read: V2 waits for the steps in flight and delivers
-        their rows at once, rather than when the next batch arrives.
+        is called while there is nothing to read: the exchange waits for the steps in flight and
+        delivers their rows at once, rather than when the next batch arrives.
 
         A reader that returns nothing without waiting (memory, files) is polled again after a
         pause that starts at 50 µs and doubles up to 1 ms: a record that arrives while the job
@@ -657,232 +565,6 @@ class Job:
             self._send_dead([Reject(self.engine.source, where, err, value or b"")
                              for _key, value, err in kept], None)
 
-    def _run_tasks(self) -> None:
-        from .checkpoints import CheckpointStore
-        from .tasks import TaskRunner
-        store = None
-        if self.checkpoint_dir is not None:
-            store = CheckpointStore(self.checkpoint_dir, self._in.group_id, self._in.topic)
-        self.runner = TaskRunner(self, store, self.reset, self.replay_max_ms)
-        self.runner.run()
-
-    def _run_v1(self) -> None:
-        eng = self.engine
-        stats = self.stats
-        ckpt = self._pipeline_ckpt
-        if ckpt is not None:  # a pipeline on Kafka: continue from its last checkpoint
-            ckpt.resume(eng, self.reset)
-        while True:
-            rb = self._next_input()
-            if ckpt is not None:
-                ckpt.check()
-            if rb is None:
-                break
-            arrived = self.read_at
-            t0 = time.perf_counter()
-            r = eng.push(eng.source, rb)
-            stats.time_processing_s += time.perf_counter() - t0
-            stats.records_read = eng.stats["records_in"]
-            stats.records_late = eng.stats["late_records"]
-            stats.batches += 1
-            self._deliver(r, arrived)
-            if self.commit_interval_s is not None and self._commit_due():
-                self._commit()
-        stopped_with_state = ckpt is not None and self._stop.is_set()
-        if eng.plan is not None and not stopped_with_state:
-            # end of input; a stopped pipeline on Kafka keeps its windows open in its checkpoint
-            self._deliver(eng.flush(), time.perf_counter())
-        if ckpt is not None:
-            ckpt.stop()
-        self.stats.partition_records = [eng.stats["records_in"]]
-
-    def _run_v2(self) -> None:
-        eng = self.engine
-        n = self.partitions
-        results: "queue.Queue" = queue.Queue()
-        started = False
-        plan = None  # the plan the partitions run (Engine._learned_types may bind a new one)
-        seq = 0
-        pending: dict[int, dict] = {}
-        arrivals: dict[int, tuple[float, Optional[int], bool]] = {}
-        next_seq = 0
-        merger = None
-        router = None
-        max_depth = [0] * n
-        limit_reached = False
-
-        def collect(block: bool = False) -> None:
-            nonlocal next_seq, limit_reached
-            while next_seq < seq:
-                try:
-                    item = results.get(block=block, timeout=0.05 if block else None)
-                except queue.Empty:
-                    if self._workers and any(not w.is_alive() for w in self._workers):
-                        raise JobError("a partition thread exited unexpectedly")
-                    if not block:
-                        return
-                    continue
-                s, p, out, late, dead, err = item
-                if err is not None:
-                    exc, tb = err
-                    if isinstance(exc, VelostreamError):  # e.g. OutOfRangeError: the same type
-                        raise exc                         # as at one partition
-                    raise JobError(f"partition {p} failed: {exc!r}\n{tb}") from exc
-                pending.setdefault(s, {})[p] = (out, late, dead)
-                while next_seq in pending and len(pending[next_seq]) == n:
-                    parts = pending.pop(next_seq)
-                    arrived, wm, flush = arrivals.pop(next_seq)
-                    self._merge_step(parts, merger, wm, flush, arrived)
-                    next_seq += 1
-                    if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
-                        limit_reached = True
-
-        while not limit_reached:
-            if self._coalesce and next_seq < seq:
-                # a coalescing reader: rather than queue more small steps behind the one in
-                # flight, let records gather at the reader and take them in the next step
-                collect(block=True)
-            rb = self._next_input(idle=collect)
-            if rb is None:
-                break
-            arrived = self.read_at
-            t0 = time.perf_counter()
-            batch = eng.prepare(rb)
-            if started and eng.plan is not plan:
-                # a column typed NULL so far got its type and the plan was bound again (only
-                # while no partition holds state: Engine._learned_types): new partitions
-                collect(block=True)
-                self._shutdown_workers()
-                started, merger = False, None
-            if not started:
-                started = True
-                plan = eng.plan
-                self.stats.strategy = plan.partitioning.strategy
-                role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
-                if role == "partial":
-                    merger = Pipeline(plan, eng.strings, role="final")
-                router = Router(plan, n, eng.pipeline.ev)
-                self._raw = router.raw
-                # raw routing leaves the strings to the partitions: each interns its own rows
-                # into its own dictionary; otherwise they share the job's
-                self._workers = [
-                    _Partition(i, Pipeline(plan, own_dictionary(eng.strings) if router.raw
-                                           else eng.strings, role=role),
-                               results, self.queue_depth, eng, convert=role == "full",
-                               own_strings=router.raw)
-                    for i in range(n)]
-                for w in self._workers:
-                    w.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
-                    w.start()
-                self._used = plan.input_columns_used
-            batch = self._restrict(batch, seq_base=self.stats.records_read if merger else None)
-            self.stats.records_read += rb.num_rows
-            batch, parts = self._route(router, batch)
-            self.stats.time_routing_s += time.perf_counter() - t0
-            wm = eng.watermark.current if eng.plan.window is not None else None
-            arrivals[seq] = (arrived, wm, False)
-            # the input as it arrived, for partitions that run the compiled step on it
-            whole = rb if batch.length == rb.num_rows else None
-            for i, w in enumerate(self._workers):
-                # only a partition given the whole batch (or its rows of a routed one) may run the
-                # compiled step on the Arrow input: with ``single`` routing or slices, a partition
-                # given nothing must process nothing (else a global changelog comes out N times)
-                part = parts[i]
-                mine = whole if part is batch or isinstance(part, Routed) else None
-                self._put(w, _Step(seq, part, wm, arrow=mine))
-                max_depth[i] = max(max_depth[i], w.inbox.qsize())
-            seq += 1
-            self.stats.batches += 1
-            collect(block=False)
-            if self._commit_due():
-                collect(block=True)  # every step read so far has reached the sink
-                self._commit()
-        if started:
-            wm = eng.watermark.current if eng.plan.window is not None else None
-            arrivals[seq] = (time.perf_counter(), wm, True)
-            for w in self._workers:
-                self._put(w, _Step(seq, None, None, flush=True))
-            seq += 1
-            collect(block=True)
-            self.stats.partition_records = [w.records for w in self._workers]
-            self.stats.time_processing_s = sum(w.busy_s for w in self._workers)
-        self.stats.max_queue_depths = max_depth
-
-    def _route(self, router: Router, batch: Batch) -> tuple[Batch, list]:
-        """The batch (less its bad records) and its split by partition. Routing evaluates the
-        key expressions: rows for which one fails (a value out of range) are bad records here,
-        as a partition's pipeline treats its own (Pipeline.dead_letter_bad_rows)."""
-        while batch.length:
-            try:
-                return batch, router.split(batch)
-            except RowError as err:
-                rows = err.rows
-                if not self.engine.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
-                    raise
-                self.stats.records_failed += int(rows.sum())
-                bad = batch.filter(rows)
-                self.engine._dead_letter(str(err), bad.to_arrow(
-                    [c for c in bad.columns if not c.startswith("__")]))
-                batch = batch.filter(~rows)
-        return batch, [None] * self.partitions
-
-    def _put(self, worker: _Partition, step: _Step) -> None:
-        """Blocking put (backpressure) that notices a failed partition instead of hanging."""
-        while True:
-            try:
-                worker.inbox.put(step, timeout=0.1)
-                return
-            except queue.Full:
-                if not worker.is_alive():
-                    raise JobError(f"partition {worker.index} stopped")
-
-    def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
-        """Only the columns the plan reads travel to the partitions."""
-        cols = {k: c for k, c in batch.columns.items() if k in self._used or k.startswith("__")}
-        # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. With
-        # raw routing the strings stay Arrow (each partition interns its own rows); a batch routed
-        # on codes has its strings interned here (routing needs the codes anyway).
-        strings_too = self.stats.strategy == "hash" and self.partitions > 1 and not self._raw
-        for c in cols.values():
-            if c.type.kind != "STRING" or strings_too:
-                c.values
-        if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
-            cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
-        return Batch(cols, batch.length)
-
-    def _merge_step(self, parts: dict, merger: Optional[Pipeline], wm: Optional[int], flush: bool,
-                    arrived: float) -> None:
-        """One step's rows from every partition, in partition order (each key lives in one
-        partition, so its rows keep their order), to the writer."""
-        eng = self.engine
-        outs: list[pa.RecordBatch] = []
-        late = 0
-        for p in range(self.partitions):
-            out, p_late, dead = parts[p]
-            late += p_late
-            for reason, rows in dead:
-                if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
-                    rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
-                if reason != "late":  # a bad record (late records are counted apart)
-                    self.stats.records_failed += rows.num_rows
-                eng._dead_letter(reason, rows)
-            if merger is not None:
-                for partial in out:
-                    merger.absorb(partial)
-            else:
-                outs += out
-        self.stats.records_late = late
-        if merger is not None:
-            merged: list[Batch] = []
-            if wm is not None:
-                merged += merger.advance(wm)
-            if flush:
-                merged += merger.flush()
-            outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
-        if any(END_COL in rb.schema.names for rb in outs):
-            outs = _merge_by_end(outs)
-        self._deliver(eng.finish_arrow(outs), arrived)
-
     def _deliver(self, r: Result, arrived: float) -> None:
         if self.engine.dead_letters:
             self._drain_engine_dead_letters()
@@ -946,20 +628,6 @@ class Job:
             self._dead.commit()
         return False
 
-    def _shutdown_workers(self) -> None:
-        for w in self._workers:
-            while w.is_alive():
-                try:
-                    w.inbox.put(_STOP, timeout=0.1)
-                    break
-                except queue.Full:
-                    try:  # a wedged queue: make room, the job is over anyway
-                        w.inbox.get_nowait()
-                    except queue.Empty:
-                        pass
-        for w in self._workers:
-            w.join(timeout=10)
-
     def _final_stats(self) -> None:
         eng = self.engine
         if self.processor == "v1":
@@ -981,41 +649,6 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     job.engine.dead_letter_bad_rows = False  # an out-of-range value raises, as at one partition
     job.run()
     return job.result()
-
-
-def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-    """EMIT FINAL rows of every partition in window-end order (stable: partition order within
-    one end), without the end column. Each partition's rows are already in end order, so the
-    stable sort merges runs; strings move by the compiled gather, numbers by numpy."""
-    outs = [rb for rb in outs if rb.num_rows]
-    if len(outs) == 1:
-        return [outs[0].drop_columns([END_COL])]
-    if not outs:
-        return []
-    ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
-    order = np.argsort(ends, kind="stable")
-    names = [n for n in outs[0].schema.names if n != END_COL]
-    whole = pa.RecordBatch.from_arrays(
-        [pa.concat_arrays([rb.column(name) for rb in outs]) for name in names], names=names)
-    return [_take_rows(whole, order, names)]
-
-
-def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBatch:
-    """Columns ``names`` of ``rb`` at ``rows`` (int64): strings by the compiled gather, numbers
-    by numpy (Arrow's generic take costs more on large batches; on a few rows, less: its one
-    call beats three)."""
-    if len(rows) < SMALL_ROUTED_BATCH:
-        return rb.select(names).take(pa.array(rows))
-    arrays = []
-    for name in names:
-        arr = rb.column(name)
-        if pa.types.is_string(arr.type):
-            arrays.append(_take_strings(arr, rows))
-        elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-            arrays.append(pa.array(arr.to_numpy()[rows], type=arr.type))
-        else:
-            arrays.append(arr.take(pa.array(rows)))
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([rb.schema.field(n) for n in names]))
 
 
 def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:

@@ -243,9 +243,12 @@ def _state_keys(plan) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class TaskRunner:
-    """Drives a Job in task mode: reads, splits batches by source partition, runs the tasks on a
-    thread pool, writes, and commits/checkpoints; reacts to partition assignment and revocation."""
+class SourcePartitionExchange:
+    """The exchange of a job in task mode (exchange.py): splits each batch by source partition,
+    runs the partitions' tasks on a thread pool, and commits/checkpoints per source partition;
+    reacts to partition assignment and revocation."""
+
+    done = False  # task mode takes no LIMIT
 
     def __init__(self, job: "Job", store: Optional[CheckpointStore], reset: bool,
                  replay_max_ms: int = 3_600_000):
@@ -296,30 +299,29 @@ class TaskRunner:
             self.late_of_revoked += self.tasks.pop(k).engine.stats["late_records"]
         self.revoked += len(mine)
 
-    # -- the loop ----------------------------------------------------------------------------------
-    def run(self) -> None:
-        job = self.job
-        stopped_early = False
-        try:
-            while True:
-                rb = job._next_input()  # tasks run synchronously: nothing is in flight
-                if rb is None:
-                    stopped_early = job._stop.is_set() and self.reader.has_more()
-                    break
-                self._process(rb)
-                if job._commit_due():
-                    self.commit()
-            if not stopped_early:  # end of input: every window closes
-                for task in list(self.tasks.values()):
-                    self._deliver(task, task.flush(), time.perf_counter())
-            self.commit()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
+    # -- the exchange ------------------------------------------------------------------------------
+    def send(self, rb: pa.RecordBatch, arrived: float) -> None:
+        self._process(rb, arrived)  # synchronous: nothing is left in flight
 
-    def _process(self, rb: pa.RecordBatch) -> None:
+    def drain(self, block: bool = False) -> None:
+        pass
+
+    def finish(self) -> None:
+        """End of input: every window closes. A stopped job keeps its state for a restart
+        (checkpointed or replayed from the committed offsets)."""
+        if not (self.job._stop.is_set() and self.reader.has_more()):
+            for task in list(self.tasks.values()):
+                self._deliver(task, task.flush(), time.perf_counter())
+
+    def partition_records(self) -> list[int]:
+        return [self.job.stats.records_read]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _process(self, rb: pa.RecordBatch, arrived: float) -> None:
         job = self.job
-        arrived = time.perf_counter()
         if job.engine.plan is None:  # the job-level engine only provides the output schema
             job.engine._bind({job.engine.source: schema_of(rb)})
         parts = rb.column("_PARTITION").to_numpy()

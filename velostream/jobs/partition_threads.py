@@ -1,0 +1,393 @@
+"""The hash exchange: N partitions on native threads behind the router (V2).
+
+Data path::
+
+    reader -> Engine.prepare (decode, event time, job watermark)
+      -> Router (Cython key-group routing on the key columns' own values, nogil)
+      -> bounded queue -> partition thread i: its own rows (select; strings interned into its
+         own dictionary, numbers gathered), Pipeline.process (or the compiled GROUP BY step)
+         + advance(watermark), rows to Arrow -> results queue
+      -> the job's thread: reorder by step, merge partitions' rows (window-end order for EMIT
+         FINAL; a two-phase plan's partial state merged by a ``final`` pipeline), DISTINCT /
+         LIMIT -> writer
+
+Each partition owns its pipeline outright, string dictionary included: no state is shared or
+locked between partition threads. (When a routing key is an expression, the job's thread
+evaluates it, interns into the job's dictionary and routes on the codes; the partitions then
+share that append-only dictionary, and one that makes new strings, e.g. UPPER(x), appends under
+its lock. Two-phase aggregation shares it too, for the final merge.) The kernels release the GIL,
+so partitions run in parallel on separate cores. Every partition receives every watermark,
+including partitions that got no records, so windows close identically at any partition count.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from .._core.route import select_rows
+from ..batch import Batch, Column, SqlType, _take_strings
+from ..errors import JobError, RowError, VelostreamError
+from ..exec.columns import END_COL, SEQ_COL
+from ..exec.pipeline import Pipeline
+from ..exec.push_fast import step_for
+from .router import Routed, Router, own_dictionary
+
+if TYPE_CHECKING:
+    from .coordinator import Job
+
+_INT = SqlType("INT64")
+_STOP = object()
+# Routed batches up to this many rows take the compiled GROUP BY step in partitions that share the
+# job's dictionary (small batches: per-batch Python of the general path dominates their cost and
+# their latency); partitions with their own dictionary take it for every routed batch.
+SMALL_ROUTED_BATCH = 4096
+
+
+@dataclass
+class _Step:
+    seq: int
+    batch: Optional[Batch]
+    watermark: Optional[int]
+    flush: bool = False
+    arrow: Optional[pa.RecordBatch] = None  # the input batch, when ``batch`` has all its rows
+
+
+class _Partition(threading.Thread):
+    """One partition: its own pipeline, fed by its own bounded queue. It hands back its rows
+    already in Arrow (``convert``), so the job's thread only merges and writes."""
+
+    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
+                 engine, convert: bool, own_strings: bool = False):
+        super().__init__(name=f"velostream-partition-{index}", daemon=True)
+        self.index = index
+        self.pipeline = pipeline
+        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.results = results
+        self.engine = engine
+        self.convert = convert
+        # the pipeline's dictionary is this partition's alone (raw routing): routed batches' string
+        # columns move to it, and the compiled step takes routed batches of any size
+        self.own_strings = pipeline.strings if own_strings else None
+        # the compiled step of a plain streaming GROUP BY (exec.push_fast): whole batches, and
+        # routed ones as _compiled says
+        self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
+                             engine.internal_schema) if convert else None
+        self.records = 0
+        self.busy_s = 0.0
+        self.cpu_s = 0.0  # this thread's CPU time in steps (busy_s less waiting for the GIL/cores)
+        self.failed = False
+
+    def run(self) -> None:
+        while True:
+            step = self.inbox.get()
+            if step is _STOP:
+                return
+            if self.failed:  # keep draining so the job's thread never blocks on a dead partition
+                continue
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                self.results.put((step.seq, self.index, *self._step(step), None))
+            except BaseException as exc:  # reported to the job's thread, raised from run()/join()
+                self.failed = True
+                self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
+            self.busy_s += time.perf_counter() - t0
+            self.cpu_s += time.thread_time() - c0
+
+    def _step(self, step: "_Step") -> tuple:
+        pipeline = self.pipeline
+        out = []
+        batch = step.batch
+        fast = None
+        if self.fast is not None and step.arrow is not None:
+            fast = self._compiled(batch, step.arrow)
+        if fast is not None:  # one compiled call; its rows are Arrow already
+            self.records += fast[0]
+            out += fast[1]
+        elif batch is not None:
+            if isinstance(batch, Routed):
+                batch = batch.rows_for(self.index, self.own_strings)
+            self.records += batch.length
+            out += pipeline.process(batch)
+        if step.watermark is not None:
+            out += pipeline.advance(step.watermark)
+        if step.flush:
+            out += pipeline.flush()
+        dead = pipeline.dead_letters
+        pipeline.dead_letters = []
+        if self.convert:
+            out = [self.engine.output_arrow(b, keep=(END_COL,)) if isinstance(b, Batch) else b
+                   for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
+            dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
+                    for reason, rows in dead]
+        return out, pipeline.late_records, dead
+
+    def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
+        """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
+        Arrow rows out), or None for the general path. Whole batches always qualify, and so do
+        routed batches when the partition has its own dictionary (raw routing); on a shared
+        dictionary only small ones, as the step interns its rows under the dictionary's lock (big
+        batches would make partitions take turns). A routed batch's rows are taken out of the
+        Arrow batch first."""
+        if isinstance(batch, Routed):
+            if batch.length > SMALL_ROUTED_BATCH and self.own_strings is None:
+                return None
+            rows = select_rows(batch.part, self.index)
+            if len(rows) == 0:
+                return 0, []
+            if len(rows) < arrow.num_rows:  # only the columns the step reads
+                arrow = _take_rows(arrow, rows, self.fast.names)
+        r = self.fast.push(arrow)
+        return None if r is None else (arrow.num_rows, r.batches)
+
+
+class HashExchange:
+    """``job.partitions`` partition threads, started at the first batch (when the plan is bound)
+    and started again if a later batch binds a new plan (a column typed NULL so far got its
+    type, while no partition holds state: ``Engine._learned_types``)."""
+
+    def __init__(self, job: "Job"):
+        self.job = job
+        self.engine = job.engine
+        self.n = job.partitions
+        self.results: "queue.Queue" = queue.Queue()
+        self.workers: list[_Partition] = []
+        self.plan = None  # the plan the partitions run
+        self.router: Optional[Router] = None
+        self.merger: Optional[Pipeline] = None  # a two-phase plan's final aggregate
+        self.raw = False  # routing on the key columns' own values (Router.raw)
+        self.used: set = set()
+        self.seq = 0  # steps sent
+        self.next_seq = 0  # steps delivered
+        self.pending: dict[int, dict] = {}  # finished partitions' output of undelivered steps
+        self.arrivals: dict[int, tuple[float, Optional[int], bool]] = {}
+        self.max_depth = [0] * self.n
+        self.done = False
+
+    # -- steps ------------------------------------------------------------------------------
+    def send(self, rb: pa.RecordBatch, arrived: float) -> None:
+        job, eng = self.job, self.engine
+        t0 = time.perf_counter()
+        batch = eng.prepare(rb)
+        if self.plan is not None and eng.plan is not self.plan:
+            self.drain(block=True)  # a new plan: new partitions
+            self.close()
+            self.plan = None
+        if self.plan is None:
+            self._start()
+        batch = self._restrict(batch, seq_base=job.stats.records_read if self.merger else None)
+        job.stats.records_read += rb.num_rows
+        batch, parts = self._route(batch)
+        job.stats.time_routing_s += time.perf_counter() - t0
+        wm = eng.watermark.current if eng.plan.window is not None else None
+        self.arrivals[self.seq] = (arrived, wm, False)
+        # the input as it arrived, for partitions that run the compiled step on it
+        whole = rb if batch.length == rb.num_rows else None
+        for i, w in enumerate(self.workers):
+            # only a partition given the whole batch (or its rows of a routed one) may run the
+            # compiled step on the Arrow input: with ``single`` routing or slices, a partition
+            # given nothing must process nothing (else a global changelog comes out N times)
+            part = parts[i]
+            mine = whole if part is batch or isinstance(part, Routed) else None
+            self._put(w, _Step(self.seq, part, wm, arrow=mine))
+            self.max_depth[i] = max(self.max_depth[i], w.inbox.qsize())
+        self.seq += 1
+        job.stats.batches += 1
+        self.drain(block=False)
+
+    def _start(self) -> None:
+        eng = self.engine
+        plan = self.plan = eng.plan
+        self.job.stats.strategy = plan.partitioning.strategy
+        role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
+        self.merger = Pipeline(plan, eng.strings, role="final") if role == "partial" else None
+        self.router = Router(plan, self.n, eng.pipeline.ev)
+        self.raw = self.router.raw
+        # raw routing leaves the strings to the partitions: each interns its own rows into its
+        # own dictionary; otherwise they share the job's
+        self.workers = [
+            _Partition(i, Pipeline(plan, own_dictionary(eng.strings) if self.raw else eng.strings,
+                                   role=role),
+                       self.results, self.job.queue_depth, eng, convert=role == "full",
+                       own_strings=self.raw)
+            for i in range(self.n)]
+        for w in self.workers:
+            w.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
+            w.start()
+        self.used = plan.input_columns_used
+
+    def drain(self, block: bool = False) -> None:
+        while self.next_seq < self.seq:
+            try:
+                item = self.results.get(block=block, timeout=0.05 if block else None)
+            except queue.Empty:
+                if any(not w.is_alive() for w in self.workers):
+                    raise JobError("a partition thread exited unexpectedly")
+                if not block:
+                    return
+                continue
+            s, p, out, late, dead, err = item
+            if err is not None:
+                exc, tb = err
+                if isinstance(exc, VelostreamError):  # e.g. OutOfRangeError: the same type
+                    raise exc                         # as at one partition
+                raise JobError(f"partition {p} failed: {exc!r}\n{tb}") from exc
+            self.pending.setdefault(s, {})[p] = (out, late, dead)
+            while self.next_seq in self.pending and len(self.pending[self.next_seq]) == self.n:
+                parts = self.pending.pop(self.next_seq)
+                arrived, wm, flush = self.arrivals.pop(self.next_seq)
+                self._merge_step(parts, wm, flush, arrived)
+                self.next_seq += 1
+                if self.engine.plan.limit is not None and self.engine._emitted >= self.engine.plan.limit:
+                    self.done = True
+
+    def finish(self) -> None:
+        stats = self.job.stats
+        if self.plan is not None:
+            wm = self.engine.watermark.current if self.engine.plan.window is not None else None
+            self.arrivals[self.seq] = (time.perf_counter(), wm, True)
+            for w in self.workers:
+                self._put(w, _Step(self.seq, None, None, flush=True))
+            self.seq += 1
+            self.drain(block=True)
+            stats.partition_records = self.partition_records()
+            stats.time_processing_s = sum(w.busy_s for w in self.workers)
+        stats.max_queue_depths = self.max_depth
+
+    def partition_records(self) -> list[int]:
+        return [w.records for w in self.workers]
+
+    def queue_depths(self) -> list[int]:
+        return [w.inbox.qsize() for w in self.workers]
+
+    def close(self) -> None:
+        for w in self.workers:
+            while w.is_alive():
+                try:
+                    w.inbox.put(_STOP, timeout=0.1)
+                    break
+                except queue.Full:
+                    try:  # a wedged queue: make room, the job is over anyway
+                        w.inbox.get_nowait()
+                    except queue.Empty:
+                        pass
+        for w in self.workers:
+            w.join(timeout=10)
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _route(self, batch: Batch) -> tuple[Batch, list]:
+        """The batch (less its bad records) and its split by partition. Routing evaluates the
+        key expressions: rows for which one fails (a value out of range) are bad records here,
+        as a partition's pipeline treats its own (Pipeline.dead_letter_bad_rows)."""
+        eng = self.engine
+        while batch.length:
+            try:
+                return batch, self.router.split(batch)
+            except RowError as err:
+                rows = err.rows
+                if not eng.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
+                    raise
+                self.job.stats.records_failed += int(rows.sum())
+                bad = batch.filter(rows)
+                eng._dead_letter(str(err), bad.to_arrow(
+                    [c for c in bad.columns if not c.startswith("__")]))
+                batch = batch.filter(~rows)
+        return batch, [None] * self.n
+
+    def _put(self, worker: _Partition, step: _Step) -> None:
+        """Blocking put (backpressure) that notices a failed partition instead of hanging."""
+        while True:
+            try:
+                worker.inbox.put(step, timeout=0.1)
+                return
+            except queue.Full:
+                if not worker.is_alive():
+                    raise JobError(f"partition {worker.index} stopped")
+
+    def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
+        """Only the columns the plan reads travel to the partitions."""
+        cols = {k: c for k, c in batch.columns.items() if k in self.used or k.startswith("__")}
+        # Columns to numpy here, once (numbers zero-copy), not lazily in N threads at once. With
+        # raw routing the strings stay Arrow (each partition interns its own rows); a batch routed
+        # on codes has its strings interned here (routing needs the codes anyway).
+        strings_too = self.job.stats.strategy == "hash" and self.n > 1 and not self.raw
+        for c in cols.values():
+            if c.type.kind != "STRING" or strings_too:
+                c.values
+        if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
+            cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
+        return Batch(cols, batch.length)
+
+    def _merge_step(self, parts: dict, wm: Optional[int], flush: bool, arrived: float) -> None:
+        """One step's rows from every partition, in partition order (each key lives in one
+        partition, so its rows keep their order), to the writer."""
+        job, eng, merger = self.job, self.engine, self.merger
+        outs: list[pa.RecordBatch] = []
+        late = 0
+        for p in range(self.n):
+            out, p_late, dead = parts[p]
+            late += p_late
+            for reason, rows in dead:
+                if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
+                    rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
+                if reason != "late":  # a bad record (late records are counted apart)
+                    job.stats.records_failed += rows.num_rows
+                eng._dead_letter(reason, rows)
+            if merger is not None:
+                for partial in out:
+                    merger.absorb(partial)
+            else:
+                outs += out
+        job.stats.records_late = late
+        if merger is not None:
+            merged: list[Batch] = []
+            if wm is not None:
+                merged += merger.advance(wm)
+            if flush:
+                merged += merger.flush()
+            outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
+        if any(END_COL in rb.schema.names for rb in outs):
+            outs = _merge_by_end(outs)
+        job._deliver(eng.finish_arrow(outs), arrived)
+
+
+def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """EMIT FINAL rows of every partition in window-end order (stable: partition order within
+    one end), without the end column. Each partition's rows are already in end order, so the
+    stable sort merges runs; strings move by the compiled gather, numbers by numpy."""
+    outs = [rb for rb in outs if rb.num_rows]
+    if len(outs) == 1:
+        return [outs[0].drop_columns([END_COL])]
+    if not outs:
+        return []
+    ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
+    order = np.argsort(ends, kind="stable")
+    names = [n for n in outs[0].schema.names if n != END_COL]
+    whole = pa.RecordBatch.from_arrays(
+        [pa.concat_arrays([rb.column(name) for rb in outs]) for name in names], names=names)
+    return [_take_rows(whole, order, names)]
+
+
+def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBatch:
+    """Columns ``names`` of ``rb`` at ``rows`` (int64): strings by the compiled gather, numbers
+    by numpy (Arrow's generic take costs more on large batches; on a few rows, less: its one
+    call beats three)."""
+    if len(rows) < SMALL_ROUTED_BATCH:
+        return rb.select(names).take(pa.array(rows))
+    arrays = []
+    for name in names:
+        arr = rb.column(name)
+        if pa.types.is_string(arr.type):
+            arrays.append(_take_strings(arr, rows))
+        elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+            arrays.append(pa.array(arr.to_numpy()[rows], type=arr.type))
+        else:
+            arrays.append(arr.take(pa.array(rows)))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([rb.schema.field(n) for n in names]))
