@@ -27,11 +27,6 @@ from .operators.session_window import SessionAggregate
 
 __all__ = ["Pipeline", "Partial"]
 
-# Moved to their own modules; importers are being switched over (TODO before the session ends).
-from .aggregators import finish_values, kernel_values, make_aggregator  # noqa: E402,F401
-from .columns import END_COL, INT64_MIN, SEQ_COL, TIME_COL, WM_COL  # noqa: E402,F401
-from .keys import KeyCodec, key_words  # noqa: E402,F401
-
 
 def _stateful_operator(plan: Plan, strings: StringDict, ev: Evaluator, mode: str, on_late):
     if plan.shape == "aggregate":
