@@ -462,12 +462,12 @@ def test_over_clause_orders_and_directions():
 
 @pytest.mark.parametrize("sql,line,column,part,exc", [
     ("SELECT AVG(p) OVER w FROM m", 1, 20, "expected '(' after OVER", SqlError),
-    ("SELECT AVG(p) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM m", 1, 34,
-     "ROWS BETWEEN UNBOUNDED ... frames are not supported yet", UnsupportedError),
+    ("SELECT AVG(p) OVER (ROWS BETWEEN CURRENT ROW AND CURRENT ROW) FROM m", 1, 34,
+     "ROWS BETWEEN CURRENT ROW ... frames are not supported", UnsupportedError),
     ("SELECT AVG(p) OVER (ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM m", 1, 50,
      "a frame must end at CURRENT ROW", UnsupportedError),
-    ("SELECT AVG(p) OVER (RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) FROM m", 1, 21,
-     "RANGE frames are not supported", UnsupportedError),
+    ("SELECT AVG(p) OVER (RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) FROM m", 1, 35,
+     "a RANGE frame must be RANGE BETWEEN INTERVAL", UnsupportedError),
     ("SELECT AVG(p) OVER (ROWS WINDOW BUFFER 0 ROWS) FROM m", 1, 40, "at least 1", SqlError),
     ("SELECT AVG(p) OVER (ROWS WINDOW BUFFER x ROWS) FROM m", 1, 40, "expected the buffer size",
      SqlError),
