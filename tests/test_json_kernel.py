@@ -15,7 +15,9 @@ documents that also hold what the scanner hands to the reference (floats of ever
 from __future__ import annotations
 
 import json
+import math
 import random
+import struct
 
 import duckdb
 import pyarrow as pa
@@ -30,9 +32,12 @@ from velostream.exec import functions as F
 # --------------------------------------------------------------------------- documents
 
 _KEYS = ["a", "b", "n", "k y", "é", "tags"]
-# number tokens DuckDB and velostream print alike once read (floats within [1e-4, 1e15))
+# numbers of every form and magnitude (a float prints as DuckDB prints it: 1e16 as
+# 10000000000000000.0, 1e21 as 1e21, 1.234e-7 as 1.234e-7)
 _NUMBERS = ["0", "-0", "7", "-12", "123456789012345678", "1.5", "-0.0", "1e2", "1E-3", "2.5e+10",
-            "12.25", "0.0001", "-3.75E1", "1000000.0", "0.5e1", "-1.25E+2"]
+            "12.25", "0.0001", "-3.75E1", "1000000.0", "0.5e1", "-1.25E+2", "1e16", "1.5e20", "1e21",
+            "-2.5E+22", "1.234e-6", "1.234e-7", "1e-300", "1.7976931348623157e308", "5e-324",
+            "123456789.125e10", "0.1e-5"]
 _LONG_NUMBERS = ["12345678901234567890", "1234567890123456789012"]  # beyond 64 bits: the reference's
 _CHARS = ["a", "x", " ", "é", "€", "🙂", "\"", "\\", "/", "\n", "\t", "\u0001", "\u007f", "1", "9", "\u2028"]
 
@@ -213,6 +218,25 @@ def test_json_functions_in_small_batches(pool):
         kept = data if "WHERE" not in sql else data.filter(
             pc.or_kleene(data["j"].is_null(), pc.not_equal(data["j"], "{}")))
         _check(rows, cases, kept)
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_floats_print_as_duckdb_prints_them(partitions):
+    """Doubles of every magnitude and bit pattern, written the shortest way and other ways."""
+    rng = random.Random(3)
+    texts = []
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            x = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        else:
+            x = rng.uniform(-1, 1) * 10.0 ** rng.randint(-30, 30)
+        if math.isfinite(x):
+            texts.append(rng.choice([repr(x), "%.17g" % x, "%.3e" % x, "%.6f" % x]))
+    docs = [rng.choice(['{"a": %s}', '[%s]', '{"a": [%s, {"b": %s}]}']).replace("%s", t) for t in texts]
+    data = pa.table({"i": pa.array(range(len(docs)), pa.int64()), "j": pa.array(docs), "jd": pa.array(docs)})
+    cases = [(f"{o}(j, '{p}')", f"{d}(jd, '{p}'){c}") for p in ["$.a", "$[0]", "$.a[1]"]
+             for o, d, c in _FUNCTIONS[:3]]
+    _check(vs.query(_sql(cases), {"t": data}, partitions=partitions).to_pylist(), cases, data)
 
 
 def test_distinct_payloads_take_every_row_and_repeating_ones_the_memo(monkeypatch):

@@ -6,14 +6,14 @@ are followed, and the byte span of the value found becomes the row's result, wri
 into Arrow's int32 offsets and UTF-8 bytes. No payload or value ever becomes a Python object.
 
 The result must equal what the reference path (orjson: parse the payload, look the value up,
-``orjson.dumps`` it) gives, so the scanner is strict where orjson is strict (RFC 8259: no NaN, no
-leading zeros, no raw control characters, depth-limited nesting) and a key given twice counts
-with its last value. Whatever it cannot decide exactly is flagged per row for the caller's
+print it compactly, floats as DuckDB prints them) gives, so the scanner is strict where orjson
+is strict (RFC 8259: no NaN, no leading zeros, no raw control characters, depth-limited nesting)
+and a key given twice counts with its last value. Whatever it cannot decide exactly is flagged per row for the caller's
 reference path instead of being guessed: a run of 19 digits (the reference reads such payloads
 with the ``json`` module, for integers beyond 64 bits), a lone surrogate escape, an exponent that
 may overflow a double, nesting deeper than ``MAX_DEPTH``, and an object or array as the result
 that gives a key twice (orjson merges them) or has escaped keys (``write_compact``). A float is
-printed as orjson prints the double it reads (``jp_format_double``).
+printed as DuckDB prints the double it reads (``jp_format_double``).
 """
 import numpy as np
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -61,11 +61,12 @@ cdef extern from *:
 
     static inline int ctz64(unsigned long long x) { return __builtin_ctzll(x); }
 
-    // The JSON number p..q (a float: it has a fraction or an exponent) as orjson.dumps prints
-    // the double it reads: the shortest digits that read back to the same double, in decimal
-    // notation when the exponent is in [-5, 16) (with ".0" when it has no fraction) and else as
-    // d.ddde+N / d.ddde-N. Returns the length written at out (at most 26), or -1 when the text
-    // does not give a finite double. std::from_chars / std::to_chars: exact and locale-free.
+    // The JSON number p..q (a float: it has a fraction or an exponent) as DuckDB prints the
+    // double it reads (velostream/exec/functions.py, _json_float): the shortest digits that read
+    // back to the same double, in decimal notation when the exponent is in [-6, 20] (with ".0"
+    // when it has no fraction) and else as d.ddde21 / d.ddde-7. Returns the length written at out
+    // (at most 26), or -1 when the text does not give a finite double. std::from_chars and
+    // std::to_chars: exact and locale-free.
     static int jp_format_double(const unsigned char* p, const unsigned char* q, unsigned char* out) {
         double x;
         auto r = std::from_chars((const char*)p, (const char*)q, x);
@@ -93,7 +94,7 @@ cdef extern from *:
         int e10 = 0;
         while (b < be) e10 = e10 * 10 + (*b++ - '0');
         if (negative) e10 = -e10;
-        if (-5 <= e10 && e10 < 16) {
+        if (-6 <= e10 && e10 <= 20) {
             if (e10 >= 0) {
                 for (int i = 0; i <= e10; i++) *o++ = i < nd ? digits[i] : '0';
                 *o++ = '.';
@@ -109,7 +110,7 @@ cdef extern from *:
             *o++ = digits[0];
             if (nd > 1) { *o++ = '.'; for (int i = 1; i < nd; i++) *o++ = digits[i]; }
             *o++ = 'e';
-            *o++ = e10 < 0 ? '-' : '+';
+            if (e10 < 0) *o++ = '-';
             int a = e10 < 0 ? -e10 : e10;
             char eb[4];
             int ne = 0;
@@ -624,7 +625,8 @@ cdef inline cptr number_end(cptr p, cptr q) noexcept nogil:
 
 
 cdef Py_ssize_t write_number(cptr p, cptr q, uint8_t* o) noexcept nogil:
-    """The number p..q as orjson prints it (at most FLOAT_ROOM bytes beyond its text), or -1."""
+    """The number p..q as the reference prints it (at most FLOAT_ROOM bytes beyond its text), or
+    -1."""
     cdef cptr x = p
     while x < q:
         if x[0] == 46 or x[0] == 101 or x[0] == 69:  # a float: the shortest form
@@ -638,7 +640,7 @@ cdef Py_ssize_t write_number(cptr p, cptr q, uint8_t* o) noexcept nogil:
 
 
 cdef Py_ssize_t write_compact(cptr p, cptr q, uint8_t* o, uint8_t* limit) noexcept nogil:
-    """The (valid) object or array p..q as orjson.dumps prints what orjson.loads reads from it:
+    """The (valid) object or array p..q as the reference prints what orjson.loads reads from it:
     no whitespace, strings re-escaped, numbers as write_number. Returns the length written, or
     -1 for the reference's cases: an object that gives a key twice (orjson merges them) or
     whose keys hold escapes (told apart only once decoded), nesting or keys beyond the stack

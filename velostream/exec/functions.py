@@ -1210,10 +1210,42 @@ def _no_constants(name):
 
 
 def _json_dumps(value) -> str:
+    """A value as JSON text, printed as DuckDB prints it: compact, floats as ``_json_float``."""
+    if isinstance(value, float):
+        return _json_float(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(orjson.dumps(k).decode() + ":" + _json_dumps(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json_dumps(v) for v in value) + "]"
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # an integer beyond 64 bits
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_float(x: float) -> str:
+    """A double as DuckDB prints it in JSON: the shortest digits that read back to it (repr's),
+    in decimal notation when its exponent is in [-6, 20] (with '.0' when it has no fraction),
+    else as d.ddde21 / d.ddde-7. json_path's jp_format_double prints the same."""
+    if not math.isfinite(x):  # (only the json module reads 1e400, as inf)
+        return "null"
+    if x == 0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    mantissa, _, exponent = repr(abs(x)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if exponent:
+        digits, e10 = (whole + fraction).rstrip("0"), int(exponent) + len(whole) - 1
+    elif whole != "0":
+        digits, e10 = (whole + fraction).rstrip("0"), len(whole) - 1
+    else:
+        significant = fraction.lstrip("0")
+        digits, e10 = significant.rstrip("0"), len(significant) - len(fraction) - 1
+    if -6 <= e10 <= 20:
+        if e10 < 0:
+            return f"{sign}0.{'0' * (-e10 - 1)}{digits}"
+        return f"{sign}{digits[:e10 + 1].ljust(e10 + 1, '0')}.{digits[e10 + 1:] or '0'}"
+    return f"{sign}{digits[0]}{'.' + digits[1:] if len(digits) > 1 else ''}e{e10}"
 
 
 def _json_getter(steps: list) -> Callable:
