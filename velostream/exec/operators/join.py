@@ -29,7 +29,9 @@ def times_of(col) -> np.ndarray:
         col = col.cast(pa.timestamp("ms")).cast(pa.int64())
     elif not pa.types.is_integer(col.type):
         col = col.cast(pa.int64())
-    return col.fill_null(INT64_MIN).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if col.null_count:
+        col = col.fill_null(INT64_MIN)
+    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 class _Output:
@@ -417,7 +419,10 @@ class TemporalJoin:
         else:
             rows_i = np.nonzero(found)[0]
             version = version[found]
-        times = t[rows_i] if self.stream_time is not None else np.full(len(rows_i), INT64_MIN)
+        if self.stream_time is None:
+            times = np.full(len(rows_i), INT64_MIN)
+        else:
+            times = t if every else t[rows_i]
         versions = self.versions if self.versions is not None else _empty_like(self.out, 1)
         return self.out.rows(rows, rows_i, versions, version, times, every_left=every)
 
