@@ -220,6 +220,16 @@ def test_json_functions_in_small_batches(pool):
         _check(rows, cases, kept)
 
 
+@pytest.mark.parametrize("kind", ["dictionary", "large_string", "string_view"])
+def test_json_functions_on_every_string_type(kind):
+    data = _table(31, 500, 60)
+    j = data["j"].combine_chunks()
+    j = j.dictionary_encode() if kind == "dictionary" else j.cast(getattr(pa, kind)())
+    data = data.set_column(1, "j", j)
+    cases = _cases(["$.a", "$.b[0]", "/a/0", "$"])
+    _check(vs.query(_sql(cases), {"t": data}).to_pylist(), cases, data)
+
+
 @pytest.mark.parametrize("partitions", [1, 2])
 def test_floats_print_as_duckdb_prints_them(partitions):
     """Doubles of every magnitude and bit pattern, written the shortest way and other ways."""

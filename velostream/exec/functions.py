@@ -1448,6 +1448,8 @@ def _json_rows(ev, b, col, path: str, first: bool):
             arr = arr.combine_chunks()
         if len(arr) == 0:
             return None
+        if pa.types.is_dictionary(arr.type):  # its distinct payloads are given
+            return arr
         if first:  # the repeats within a slice of the batch (hashing it all costs a kernel pass)
             head = arr.slice(0, _JSON_HEAD)
             return arr if 2 * len(head.unique()) > len(head) else None
