@@ -266,13 +266,13 @@ def test_partitions_intern_strings_concurrently():
 
 
 def test_v2_partition_takes_the_compiled_step_for_whole_batches():
-    # one partition gets whole input batches: a plain GROUP BY runs through the same compiled
-    # step as Engine.push (exec.push_fast), with the same rows as V1
+    # one partition runs the job's engine in the job's thread (no thread hop for an identity
+    # exchange): a plain GROUP BY runs through the compiled step of Engine.push (exec.push_fast)
     src, batches = scenario_input("S2", 50_000)
     sql = SCENARIOS["S2"][1]
     job = vs.Job(sql, {src: batches}, processor="v2", partitions=1)
     job.run()
-    assert job.exchange.workers[0].fast is not None and job.exchange.workers[0].fast.batches == len(batches)
+    assert job.engine.fast_batches == len(batches)
     assert _rows(job.result()) == _rows(vs.query(sql, {src: batches}))
     # at two partitions each interns its own rows into its own dictionary (raw routing), so
     # its rows of every batch take the compiled step too; same rows per key

@@ -320,7 +320,8 @@ class Job:
                 store = CheckpointStore(self.checkpoint_dir, self._in.group_id, self._in.topic)
             self.runner = SourcePartitionExchange(self, store, self.reset, self.replay_max_ms)
             return self.runner
-        if self.processor == "v1":
+        if self.processor == "v1" or self.partitions == 1:
+            # one partition: the hash exchange would be an identity, and a thread hop per step
             return InlineExchange(self)
         return HashExchange(self)
 
@@ -630,7 +631,7 @@ class Job:
 
     def _final_stats(self) -> None:
         eng = self.engine
-        if self.processor == "v1":
+        if isinstance(self.exchange, InlineExchange):
             self.stats.records_read = eng.stats["records_in"]
             self.stats.batches = eng.stats["batches"]
             self.stats.records_late = eng.stats["late_records"]
