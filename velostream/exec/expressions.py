@@ -310,14 +310,14 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
         raise SqlError.at(sql, e.pos, f"{name}(...) OVER is only allowed in the select list")
     if e.filter is not None:  # aggregates take FILTER in the planner; none reaches this point
         raise SqlError.at(sql, e.pos, f"FILTER (WHERE ...) applies to aggregates only, not {name}")
-    if name not in _functions.TABLE:  # the function table (velostream/exec/functions.py)
+    if name not in FUNCTIONS:  # the function table (velostream/exec/functions.py)
         from ..planner import AGGREGATES  # a name the planner knows but did not expect here
         if name in AGGREGATES or name == "COUNT_DISTINCT":
             raise SqlError.at(sql, e.pos, f"aggregate {name} is not allowed here")
-        hint = nearest(name, sorted(set(_functions.TABLE) | set(AGGREGATES)))
+        hint = nearest(name, sorted(set(FUNCTIONS) | set(AGGREGATES)))
         raise SqlError.at(sql, e.pos, f"unknown function {name}" + (f"; did you mean {hint}?" if hint else ""))
     args = tuple(bind(a, scope, strings) for a in e.args)
-    bound = _functions.bind_call(name, args, sql, e.pos, strings)
+    bound = BIND_CALL[0](name, args, sql, e.pos, strings)
     if bound is not None:
         return bound
     n = len(args)
@@ -1622,9 +1622,12 @@ _OPS: dict[str, Callable] = {
     "NULLIF": _nullif,
 }
 
-
-# the function table registers its evaluators in _OPS (imported last: it builds on this module)
-from . import functions as _functions  # noqa: E402
+# Where the function table (exec/functions.py, and vs.udf through it) plugs in: its evaluators
+# go in _OPS, its names in FUNCTIONS, and its binder of a call in BIND_CALL (which answers None
+# for a call this module binds itself). It registers when velostream.exec is imported, so that
+# this module, which it builds on, never imports it.
+FUNCTIONS: dict = {}
+BIND_CALL: list[Callable] = []
 
 
 def columns_used(b: Bound) -> set[str]:

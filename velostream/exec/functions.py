@@ -1756,6 +1756,8 @@ def bind_call(name: str, args: tuple, sql: str, pos, strings) -> Optional[Bound]
 
 
 X._OPS.update(EVALUATORS)
+X.FUNCTIONS = TABLE  # the same dict: functions vs.udf adds are seen by the binder too
+X.BIND_CALL[:] = [bind_call]
 
 
 # ------------------------------------------------------------------------------ reference page
