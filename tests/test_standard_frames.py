@@ -8,6 +8,8 @@ rules DuckDB cannot give (peers that arrive later, late rows) against a small re
 CHANGES on a per-row query changes nothing."""
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -166,7 +168,8 @@ def _ref_range(t, width):
         ss = [p["s"] for p in frame if p["s"] is not None]
         first = min(frame, key=lambda p: p["ts"])  # the earliest-arrived of the oldest time
         out.append((r["id"], sum(xs) if xs else None, len(xs), len(frame),
-                    min(xs) if xs else None, max(ss) if ss else None, first["x"]))
+                    min(xs) if xs else None, max(ss) if ss else None, first["x"],
+                    statistics.pvariance(xs) if xs else None, min(ss) if ss else None))
     return out
 
 
@@ -179,7 +182,8 @@ def test_range_frame_peers_and_late_rows(ties, late, partitions):
     w = "PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '3' SECOND PRECEDING AND CURRENT ROW"
     sql = (f"SELECT id, SUM(x) OVER ({w}) AS su, COUNT(x) OVER ({w}) AS n, "
            f"COUNT(*) OVER ({w}) AS nn, MIN(x) OVER ({w}) AS lo, MAX(s) OVER ({w}) AS shi, "
-           f"FIRST_VALUE(x) OVER ({w}) AS fv FROM t")
+           f"FIRST_VALUE(x) OVER ({w}) AS fv, VAR_POP(x) OVER ({w}) AS vp, "
+           f"MIN(s) OVER ({w}) AS slo FROM t")
     got = vs.query(sql, {"t": _batches(t, 33)}, partitions=partitions)
     assert_rows_equal(got.to_pylist(), _ref_range(t, 3000))
 
@@ -272,3 +276,18 @@ def test_bigint_sum_leaving_int64_is_an_error_and_avg_stays_exact(frame):
     # every row lies within the minute: both frames are every row so far
     ref = duck("SELECT AVG(x) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING) FROM t", t=t)
     assert_rows_equal(got, ref, ordered=True)
+
+
+def test_range_state_is_bounded_by_time():
+    """A key holds only its rows within d of its newest time, late rows included."""
+    from velostream._core.rows import FrameWindow
+    rng = np.random.default_rng(2)
+    w = FrameWindow("RANGE", 100, [("SUM", 0, 0), ("MAX", 0, 0)], ["float64"])
+    n = 20_000
+    ts = np.arange(n, dtype=np.int64) - (rng.random(n) < 0.3) * rng.integers(0, 150, n)
+    x = rng.normal(size=n)
+    for lo in range(0, n, 1000):
+        w.process(np.zeros(min(1000, n - lo), np.int32), ts[lo:lo + 1000], [(x[lo:lo + 1000], None)])
+    held = w.export_state(np.zeros(1, np.int32))["held_t_values"]
+    newest = ts.max()
+    assert held.min() >= newest - 100 and len(held) == np.sum(ts >= newest - 100)

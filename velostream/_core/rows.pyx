@@ -1222,9 +1222,11 @@ cdef inline void _pop_front(Ring64* g) noexcept nogil:
 
 
 cdef int _insert(Ring64* g, int stride, int64_t pos, const int64_t* rec) except -1 nogil:
-    # O(count): only late rows insert (docs/SQL.md §6)
+    # O(count): only late rows insert (docs/SQL.md §6). A full or wrapped ring is copied out
+    # to a linear one sized by what it holds (never by its old size: repeated late rows must
+    # not keep doubling it)
     if g.count == g.cap or g.head + g.count >= g.cap:
-        _reserve(g, stride, 4 if g.cap < 2 else 2 * g.cap)
+        _reserve(g, stride, max(4, 2 * (g.count + 1)))
     memmove(g.data + (g.head + pos + 1) * stride, g.data + (g.head + pos) * stride,
             <size_t>((g.count - pos) * stride * 8))
     memcpy(g.data + (g.head + pos) * stride, rec, <size_t>(stride * 8))
