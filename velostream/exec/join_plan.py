@@ -228,8 +228,8 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
             common = _common_type([type_of_arrow(lt), type_of_arrow(rt)])
             key_types.append(arrow_type_of(common))
     out = _Output(left.schema, right.schema, None if chained else la, ra, left.hidden,
-                  right.hidden)
-    out.aliases = (tuple(left.op.out.aliases) if chained else (la,)) + (ra,)
+                  right.hidden, (tuple(left.op.out.aliases) if chained else (la,)) + (ra,))
+    named = (_listed(out.aliases[:-1]), ra)  # the two sides in messages
     if chained and left.op.residual_ast and j.kind in ("RIGHT", "FULL"):
         # the earlier join's other conditions filter its rows, after the whole chain: a right
         # row whose only partners they drop would lose its NULL-padded row
@@ -260,7 +260,7 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
             for side, node in ((0, left), (1, right)):
                 if EVENT_TIME not in node.schema.names:
                     raise SqlError.at(sql, j.pos, f"WITHIN compares the rows' event times, and "
-                                      f"'{(la, ra)[side]}' has none (_TIMESTAMP)")
+                                      f"'{named[side]}' has none (_TIMESTAMP)")
             bound(">=", -j.within_ms, (EVENT_TIME, EVENT_TIME))
             bound("<=", j.within_ms, (EVENT_TIME, EVENT_TIME))
         if lo is None or hi is None:
@@ -273,7 +273,7 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
             if derived[side] and col != EVENT_TIME:
                 # a join's rows come in the order of their event time only (each when its later
                 # row arrives): another of their times has no watermark to free rows by
-                raise UnsupportedError.at(sql, j.pos, f"'{(la, ra)[side]}' holds the rows of a "
+                raise UnsupportedError.at(sql, j.pos, f"'{named[side]}' holds the rows of a "
                                           f"join: bound this join on their event time, e.g. "
                                           f"WITHIN 5 SECONDS (not on '{col}')")
         op = IntervalJoin(j.kind, lkeys, rkeys, lcol, rcol, lo, hi,

@@ -38,11 +38,12 @@ class _Output:
     """Builds joined rows: left columns, right columns (NULL where a side is missing), time."""
 
     def __init__(self, left: pa.Schema, right: pa.Schema, left_alias: Optional[str],
-                 right_alias: str, left_hidden=(), right_hidden=()):
-        """``left_alias`` None: the left rows are an earlier join's, already ``alias.column``."""
+                 right_alias: str, left_hidden=(), right_hidden=(), aliases=None):
+        """``left_alias`` None: the left rows are an earlier join's, already ``alias.column``;
+        ``aliases``: then every relation's alias in FROM order (the chain's and the right's)."""
         self.left_names = [n for n in left.names if n not in left_hidden]
         self.right_names = [n for n in right.names if n not in right_hidden]
-        self.aliases = (left_alias, right_alias)  # every relation's alias, in FROM order
+        self.aliases = tuple(aliases) if aliases is not None else (left_alias, right_alias)
         lp = "" if left_alias is None else f"{left_alias}."
         fields = [pa.field(f"{lp}{n}", left.field(n).type) for n in self.left_names]
         fields += [pa.field(f"{right_alias}.{n}", right.field(n).type) for n in self.right_names]
