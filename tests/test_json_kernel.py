@@ -253,13 +253,12 @@ def test_distinct_payloads_take_every_row_and_repeating_ones_the_memo(monkeypatc
     """The choice itself: batches of new payloads run the kernel on every row, batches of
     repeated payloads go through the memo (the results are checked by the tests above)."""
     taken = []
-    choose = F._json_rows
+    choose = F._json_mostly_new
 
     def spy(*args, **kwargs):
-        arr = choose(*args, **kwargs)
-        taken.append(arr is not None)
-        return arr
-    monkeypatch.setattr(F, "_json_rows", spy)
+        taken.append(choose(*args, **kwargs))
+        return taken[-1]
+    monkeypatch.setattr(F, "_json_mostly_new", spy)
     for pool, expect in [(0, True), (20, False)]:
         taken.clear()
         data = _table(5, 3000, pool)

@@ -1388,18 +1388,23 @@ def _json_kernel(kind: str, path: str):
 
 
 class _JsonPlan:
-    """One JSON call of a job (a function and a path): its kernel and how many batches it saw."""
+    """One JSON call of a job (a function and a path): its kernel, how many batches it saw and
+    whether its payloads looked mostly new when last looked at (None: not yet)."""
 
-    __slots__ = ("kernel", "batches")
+    __slots__ = ("kernel", "batches", "mostly_new")
 
     def __init__(self, kernel):
         self.kernel = kernel
         self.batches = 0
+        self.mostly_new = None
 
 
-# Every this many batches a JSON call whose payloads look mostly new goes through the memo once
-# more, which records them in the job's dictionary and the memo: a later batch's sample then
-# tells whether they repeat.
+# Whether a JSON call's payloads are mostly new is looked at again every _JSON_RECHECK batches
+# (a sample costs about as much as the memo's work on a batch of known payloads). Every
+# _JSON_PROBE_EVERY batches a call whose payloads looked new goes through the memo once more,
+# which records them in the job's dictionary and the memo: a later sample then tells whether
+# they repeat.
+_JSON_RECHECK = 8
 _JSON_PROBE_EVERY = 32
 _JSON_SAMPLE = 16
 _JSON_HEAD = 16384
@@ -1411,8 +1416,8 @@ def _json_eval(ev, b, batch):
     (every event its own document) would pay more for the memo (entering each payload in the
     job's dictionary, finding the batch's distinct codes, decoding them again) than the
     compiled scanner takes to walk every row: those batches run the kernel on every row of the
-    column, in its Arrow form when it still has it (``_json_rows``). Either way gives the same
-    results."""
+    column, in its Arrow form when it still has it (``_json_mostly_new`` decides). Either way
+    gives the same results."""
     arg, path = b.args[0], b.args[1]
     if not isinstance(arg, X.BCol) or not isinstance(path, BConst) or path.value is None:
         return _text_eval(ev, b, batch)
@@ -1422,11 +1427,18 @@ def _json_eval(ev, b, batch):
         plan = plans.setdefault((b.fn, path.value), _JsonPlan(_KERNELS[b.fn](path.value)))
     seen = plan.batches
     plan.batches += 1
-    arr = None
-    if seen % _JSON_PROBE_EVERY != _JSON_PROBE_EVERY - 1:
-        arr = _json_rows(ev, b, batch.columns[arg.name], path.value, first=seen == 0)
-    if arr is None:
+    if seen % _JSON_PROBE_EVERY == _JSON_PROBE_EVERY - 1:
         return _text_eval(ev, b, batch)
+    col = batch.columns[arg.name]
+    if plan.mostly_new is None or seen % _JSON_RECHECK == 0:
+        plan.mostly_new = _json_mostly_new(ev, b, col, path.value, first=seen == 0)
+    if not plan.mostly_new or len(col) == 0:
+        return _text_eval(ev, b, batch)
+    arr = col.arrow
+    if arr is None:  # already codes into the job's dictionary
+        arr = ev.strings.decode(col.values, col.valid)
+    elif isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):  # the distinct payloads are given: one pass over them
         res = plan.kernel(arr.dictionary).take(arr.indices)
     else:
@@ -1437,29 +1449,29 @@ def _json_eval(ev, b, batch):
     return ev.from_arrow_strings(res)
 
 
-def _json_rows(ev, b, col, path: str, first: bool):
-    """The column's payloads as Arrow strings when its batch should run the kernel on every row,
-    or None when the memo serves it better: most payloads are known (to the memo, or to the
-    job's dictionary for a column still in Arrow form), or, for a batch that tells nothing yet,
-    at least half of its rows repeat another row."""
+def _json_mostly_new(ev, b, col, path: str, first: bool) -> bool:
+    """Whether the column's batch should run the kernel on every row: not when most payloads
+    are known (to the memo, or to the job's dictionary for a column still in Arrow form), nor,
+    for a batch that tells nothing yet, when at least half of its rows repeat another row. A
+    dictionary-encoded column always should (its distinct payloads are given)."""
     arr = col.arrow
     if arr is not None:
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         if len(arr) == 0:
-            return None
-        if pa.types.is_dictionary(arr.type):  # its distinct payloads are given
-            return arr
+            return False
+        if pa.types.is_dictionary(arr.type):
+            return True
         if first:  # the repeats within a slice of the batch (hashing it all costs a kernel pass)
             head = arr.slice(0, _JSON_HEAD)
-            return arr if 2 * len(head.unique()) > len(head) else None
+            return 2 * len(head.unique()) > len(head)
         rows = _sample_rows(len(arr))
         texts = [t for t in arr.take(pa.array(rows)).to_pylist() if t is not None]
         known = sum(ev.strings.lookup(t) >= 0 for t in texts)
-        return None if 2 * known >= len(texts) else arr
+        return 2 * known < len(texts)
     codes, valid = col.values, col.valid
     if len(codes) == 0:
-        return None
+        return False
     memo = ev.__dict__.get("_function_memos", {}).get((b.fn, (path,)))
     if memo is not None:
         rows = _sample_rows(len(codes))
@@ -1469,13 +1481,11 @@ def _json_rows(ev, b, col, path: str, first: bool):
         state = memo.state  # replaced, never changed in place, when it grows
         known = int(np.count_nonzero(state[sample[sample < len(state)]]))
         if 2 * known >= len(sample):
-            return None
+            return False
     live = codes if valid is None else codes[valid]
     present = np.zeros(int(live.max()) + 1 if len(live) else 1, dtype=bool)
     present[live] = True
-    if 2 * int(np.count_nonzero(present)) <= len(live):
-        return None
-    return ev.strings.decode(codes, valid)
+    return 2 * int(np.count_nonzero(present)) > len(live)
 
 
 def _sample_rows(n: int) -> np.ndarray:
