@@ -291,3 +291,16 @@ def test_range_state_is_bounded_by_time():
     held = w.export_state(np.zeros(1, np.int32))["held_t_values"]
     newest = ts.max()
     assert held.min() >= newest - 100 and len(held) == np.sum(ts >= newest - 100)
+
+
+def test_running_row_number_in_a_subquery_is_a_filter_not_a_top_n(partitions):
+    """With a frame written, ROW_NUMBER() is the running count (docs/SQL.md §6), so an outer
+    WHERE rn <= N keeps each key's first N records in arrival order."""
+    t = frame_data(300, seed=13)
+    inner = ("SELECT id, k, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts ROWS UNBOUNDED "
+             "PRECEDING) AS rn FROM t")
+    got = vs.query(f"SELECT id, rn FROM ({inner}) WHERE rn <= 3", {"t": _batches(t)},
+                   partitions=partitions)
+    ref = duck("SELECT id, rn FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY k ORDER BY id) "
+               "AS rn FROM t) WHERE rn <= 3", t=t)
+    assert_rows_equal(got.to_pylist(), ref)

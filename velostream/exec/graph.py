@@ -295,7 +295,8 @@ class Dataflow:
         inner = ref.query.select
         idx = [i for i, it in enumerate(inner.items)
                if isinstance(it.expr, ast.FunctionCall) and it.expr.name == "ROW_NUMBER"
-               and it.expr.over is not None and it.expr.over.buffer_rows is None]
+               and it.expr.over is not None and it.expr.over.buffer_rows is None
+               and it.expr.over.frame is None]  # a written frame: a running ROW_NUMBER
         if not idx:
             return None
         item = inner.items[idx[0]]
