@@ -371,3 +371,78 @@ def test_long_and_or_chains_with_nulls_agree_with_duckdb(seed, partitions):
     data = make_data(seed + 20, 200)
     for sql in _chain_texts(random.Random(seed)):
         same_rows(ours(sql, partitions, data), duck_rows(sql, data))
+
+
+# --------------------------------------- every shape of bench/sql_parse_size.py at a megabyte
+from conftest import CHECKOUT, load_from_checkout  # noqa: E402
+
+_bench = load_from_checkout("bench", CHECKOUT)
+from bench import sql_parse_size  # noqa: E402
+
+_TABLE = {"a": [1, 2, None], "b": ["s1", "x", None]}
+_ROWS = list(zip(_TABLE["a"], _TABLE["b"]))
+
+
+def _select_items(sql: str) -> list[str]:
+    return sql[len("SELECT "):sql.rindex(" FROM t")].split(", ")
+
+
+def _megabyte_reference(name: str, sql: str) -> list:
+    """The rows of a bench shape over _TABLE, worked out from its text in Python (DuckDB takes
+    minutes over some of these texts)."""
+    import re
+    where = sql.split(" WHERE ", 1)[1] if " WHERE " in sql else ""
+    if name in ("in_ints", "many_lines", "or_chain"):
+        keys = {int(x) for x in re.findall(r"-?\d+", where)}
+        return [(a,) for a, _ in _ROWS if a in keys]
+    if name == "in_strings":
+        keys = set(re.findall(r"'([^']*)'", where))
+        return [(b,) for _, b in _ROWS if b in keys]
+    if name == "or_mixed":
+        ints = {int(x) for x in re.findall(r"a = (-?\d+)", where)}
+        strs = set(re.findall(r"b = '([^']*)'", where))
+        return [(a,) for a, b in _ROWS if a in ints or b in strs]
+    if name == "and_chain":
+        keys = {int(x) for x in re.findall(r"-?\d+", where)}
+        return [(a,) for a, _ in _ROWS if a is not None and a not in keys]
+    if name in ("select_cols", "nested_parens"):
+        n = len(_select_items(sql))
+        return [(a,) * n for a, _ in _ROWS]
+    if name == "select_ints":
+        values = tuple(int(x) for x in _select_items(sql))
+        return [values for _ in _ROWS]
+    if name == "select_exprs":
+        adds = [int(re.match(r"a \+ (\d+) AS", x).group(1)) for x in _select_items(sql)]
+        return [tuple(None if a is None else a + k for k in adds) for a, _ in _ROWS]
+    if name == "case_whens":
+        pairs = re.findall(r"WHEN a = (-?\d+) THEN (-?\d+)", sql)
+        mapping = {}
+        for k, v in pairs:
+            mapping.setdefault(int(k), int(v))
+        return [(mapping.get(a, -1) if a is not None else -1,) for a, _ in _ROWS]
+    if name == "string_literal":
+        return [(sql[len("SELECT '"):sql.rindex("' AS s")],) for _ in _ROWS]
+    if name in ("comment", "line_comments"):
+        return [(a,) for a, _ in _ROWS]
+    raise AssertionError(f"no reference for shape {name}")
+
+
+_MEGABYTE = sql_parse_size.shapes(MB)
+
+
+@pytest.mark.parametrize("shape", sorted(n for n, (_, valid) in _MEGABYTE.items() if valid))
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_every_megabyte_shape_runs_to_its_answer(shape, partitions):
+    sql = _MEGABYTE[shape][0]
+    assert len(sql) >= MB - 100
+    got = [tuple(r.values()) for r in vs.query(sql, {"t": _TABLE}, partitions=partitions).to_pylist()]
+    same_rows(got, _megabyte_reference(shape, sql))
+
+
+@pytest.mark.parametrize("shape", sorted(n for n, (_, valid) in _MEGABYTE.items() if not valid))
+def test_every_invalid_megabyte_shape_is_a_sql_error(shape):
+    sql = _MEGABYTE[shape][0]
+    for partitions in (1, 2):
+        with pytest.raises(vs.SqlError) as info:
+            vs.query(sql, {"t": _TABLE}, partitions=partitions)
+        assert "^" in str(info.value).splitlines()[-1]
