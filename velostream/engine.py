@@ -196,12 +196,12 @@ class Engine:
         self.internal_schema = pa.schema(list(zip(names, types)))
         self._out_names = names
         fixed = self.binder.fixed
-        self.out_schema = self.internal_schema
+        self.out_schema, self._out_types = self.internal_schema, types
         if fixed is not None and not getattr(schemas.get(self.source), "open_schema", False):
             kept = passthrough_types(self.plan, fixed)
-            if any(k is not None and not k.equals(t) for k, t in zip(kept, types)):
-                self.out_schema = pa.schema([(n, t if k is None else k)
-                                             for n, t, k in zip(names, types, kept)])
+            if not _same_types(kept, types):
+                self._out_types = [t if k is None else k for t, k in zip(types, kept)]
+                self.out_schema = pa.schema(list(zip(names, self._out_types)))
         self._cast_out = self.out_schema is not self.internal_schema
         self._has_uint64 = fixed is not None and any(
             pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t) for t in fixed.types)
@@ -367,9 +367,13 @@ class Engine:
                 arr = made[id(c)] = c.to_arrow()
                 null_typed = null_typed or c.type.kind == "NULL"
             arrays.append(arr)
-        rb = pa.RecordBatch.from_arrays(arrays, names=names)
         if null_typed:
-            rb = rb.cast(self.internal_schema)
+            rb = pa.RecordBatch.from_arrays(arrays, names=names).cast(self.internal_schema)
+        elif _same_types(arrays, self._out_types, arrow=True):
+            # in the output schema itself, so nothing after compares its fields again
+            rb = pa.RecordBatch.from_arrays(arrays, schema=self.out_schema)
+        else:
+            rb = pa.RecordBatch.from_arrays(arrays, names=names)
         for k in keep:
             if k in b.columns:
                 rb = rb.append_column(k, b.columns[k].to_arrow())
@@ -574,6 +578,23 @@ class Engine:
 
 
 _INT = SqlType("INT64")
+
+
+def _same_types(got: list, want: list, arrow: bool = False) -> bool:
+    """Whether each of ``got`` (Arrow types, None for "as wanted"; with ``arrow``, Arrow arrays)
+    has the Arrow type at its place in ``want``. A select list can be 300,000 items of a few
+    distinct types and arrays: each distinct pair is compared once."""
+    compared: dict = {}
+    for g, w in zip(got, want):
+        if g is None or g is w:
+            continue
+        key = (id(g), id(w))
+        same = compared.get(key)
+        if same is None:
+            same = compared[key] = (g.type if arrow else g).equals(w)
+        if not same:
+            return False
+    return True
 
 
 def _state_signature(plan: Plan) -> tuple:
