@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["velostream", "velostream.engine", "velostream.result", "velostream.batch",
+MODULES = ["velostream", "velostream.api", "velostream.engine", "velostream.result", "velostream.batch",
            "velostream.datagen", "velostream.jobs.coordinator", "velostream._core.strings"]
 
 

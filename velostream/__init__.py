@@ -5,7 +5,7 @@
 [{'x': 2}, {'x': 3}]
 """
 from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
-from .engine import Engine, explain, query
+from .api import Engine, explain, query
 from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, VelostreamError
 from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
                    RetryWithBackoff, SendToDLQ)

@@ -1,8 +1,9 @@
-"""The V1 engine: one pipeline in the calling thread, fed batch by batch (``vs.Engine``), and
-``vs.query`` / ``vs.explain`` on top of it.
+"""One statement's engine: one pipeline in the calling thread, fed batch by batch. ``vs.Engine``,
+``vs.query`` and ``vs.explain`` (api.py) run it, or a pipeline's graph of them.
 
-``Engine`` is also the job-level half that V2 reuses: parsing and planning, the string dictionary,
-the watermark, DISTINCT and LIMIT are decided once per job; only ``Pipeline`` state is per partition.
+``Engine`` is also the job-level half that the partition threads reuse (jobs/partition_threads.py):
+parsing and planning, the string dictionary, the watermark, DISTINCT and LIMIT are decided once
+per job; only ``Pipeline`` state is per partition.
 """
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from .exec.columns import INT64_MIN, TIME_COL, WM_COL
 from .exec.pipeline import Pipeline
 from .planner import Plan, plan_statement
 from .result import Result
-from .exec.graph import GraphEngine, needs_graph, run_query
 from .sql import ast, parse
-from .sql.parser import gc_paused, parse_script
+from .sql.parser import gc_paused
 
 
 class Watermark:
@@ -130,18 +130,6 @@ class Engine:
     The plan is bound to the input's schema at the first ``push`` (or at construction when
     ``schemas`` is given).
     """
-
-    def __new__(cls, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
-                *, env: Optional[Mapping[str, str]] = None,
-                statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None):
-        if statement is None:
-            statements = parse_script(sql, env)
-            if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
-                return GraphEngine(statements, statements[0].sql, schemas)
-            obj = super().__new__(cls)
-            obj._parsed = statements[0]
-            return obj
-        return super().__new__(cls)
 
     def __init__(self, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
                  *, env: Optional[Mapping[str, str]] = None,
@@ -497,7 +485,11 @@ class Engine:
         return self.finish(out)
 
     def explain(self) -> str:
-        return self.plan.explain() if self.plan is not None else explain(self.sql)
+        if self.plan is not None:
+            return self.plan.explain()
+        # not bound to data yet: every column typed NULL (any), as vs.explain without sources
+        with gc_paused(len(self.sql or "")):
+            return plan_statement(self.statement, {self.source: _AnySchema()}).explain()
 
     # -- durable state ------------------------------------------------------------------
     SNAPSHOT_FORMAT = 1
@@ -606,59 +598,6 @@ def _state_signature(plan: Plan) -> tuple:
             tuple(str(t) for _, t in plan.output_schema))
 
 
-def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
-          processor: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Result:
-    """Run ``sql`` over finite inputs to the end (end-of-input flush included).
-
-    ``sources`` maps each FROM name to its data: a pyarrow Table or RecordBatch, a list of record
-    batches, a pandas DataFrame, a dict of columns or a list of row dicts. ``partitions > 1`` runs
-    the V2 job server (N partition threads); ``processor="v2"`` forces it even for one partition.
-
-    >>> import velostream as vs
-    >>> trades = {"symbol": ["A", "B", "A"], "price": [10.0, 20.0, 30.0],
-    ...           "_TIMESTAMP": [0, 1_000, 61_000]}
-    >>> sql = '''SELECT symbol, AVG(price) AS avg_price, _WINDOW_START AS ws FROM trades
-    ...          GROUP BY symbol WINDOW TUMBLING(1m)'''
-    >>> vs.query(sql, {"trades": trades}).to_pylist()
-    [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
-    """
-    statements = parse_script(sql, env)
-    if needs_graph(statements):
-        # a pipeline (docs/SQL.md §8): its graph runs in this thread at any partition count
-        if partitions < 1:
-            raise ValueError("partitions must be >= 1")
-        return run_query(statements, statements[0].sql, sources)
-    processor = processor or ("v2" if partitions > 1 else "v1")
-    if processor == "v2":
-        from .jobs import run_partitioned  # the V2 job server (imported late: it builds on this module)
-        return run_partitioned(sql, sources, partitions=partitions, env=env)
-    if processor != "v1":
-        raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
-    if partitions != 1:
-        raise ValueError("the V1 processor runs one partition; use processor='v2'")
-    eng = Engine(sql, env=env, statement=statements[0])
-    data = _pick_source(eng, sources)
-    result = Result(pa.schema([]))
-    first = True
-    for rb in _morsels(to_record_batches(data)):
-        r = eng.push(eng.source, rb)
-        r.batches  # rows the fast path holds compiled become Arrow now: the input can go
-        if first:
-            result = Result(r.schema)
-            first = False
-        result.extend(r)
-        if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
-            break
-    if eng.plan is None:
-        raise ValueError(f"source '{eng.source}' gave no record batch: its schema is unknown")
-    tail = eng.flush()
-    result.extend(tail)
-    result.schema = eng.out_schema
-    # rows emitted before a NULL-typed column got its type (velostream.binding) join the final types
-    result.batches = [conform(rb, eng.out_schema) for rb in result.batches]
-    return result
-
-
 # A whole table is pushed in slices of this many rows (zero-copy): the group table, the string
 # dictionary and the per-batch arrays stay in cache (docs/PERFORMANCE.md), as with Engine.push.
 MORSEL_ROWS = 65_536
@@ -679,46 +618,6 @@ def _pick_source(eng: Engine, sources: Mapping[str, Any]):
             return data
     raise SqlError.at(eng.sql, eng.statement.select.source.pos,
                       f"no input for source '{eng.source}' (given: {', '.join(sources) or 'none'})")
-
-
-def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
-            env: Optional[Mapping[str, str]] = None) -> str:
-    """A readable plan: operators, emission mode and partitioning strategy (and why).
-
-    Without ``sources`` the column types are unknown and shown as NULL (any).
-
-    >>> import velostream as vs
-    >>> print(vs.explain("SELECT k, COUNT(*) AS n FROM s GROUP BY k", {"s": {"k": ["a"]}}))
-    Source: s
-    Aggregate: keys [k]
-      __a0 = COUNT_STAR(*) -> INT64
-    Emit: CHANGES
-    Output: k STRING, n INT64
-    Partitioning: hash(k): GROUP BY keys: each group lives in one partition
-    """
-    statements = parse_script(sql, env)
-    if needs_graph(statements):
-        from .exec.graph import Dataflow
-        flow = Dataflow(statements, statements[0].sql)
-        given = {}
-        for name, data in (sources or {}).items():
-            rb = next(iter(to_record_batches(data)), None)
-            if rb is not None:
-                given[name.lower()] = rb.schema
-        flow.bind_for_explain(given)
-        return flow.explain()
-    stmt = statements[0]
-    src = stmt.select.source.name
-    if sources is not None:
-        schemas = {}
-        for name, data in sources.items():
-            rb = next(iter(to_record_batches(data)), None)
-            if rb is not None:
-                schemas[name] = schema_of(rb)
-    else:
-        schemas = {src: _AnySchema()}
-    with gc_paused(len(stmt.sql or "")):  # rendering a 1 MB text's plan makes as many objects
-        return plan_statement(stmt, schemas).explain()
 
 
 class _AnySchema(dict):

@@ -27,28 +27,10 @@ from .errors import SqlError, UnsupportedError, VelostreamError, nearest
 from .exec import udaf as _python_aggregates
 from .exec.expressions import BCall, BCol, Bound, Scope, bind, columns_used, render
 from .sql import ast
+from .sql.function_names import AGGREGATES, ANALYTIC, PAIR_AGGREGATES, QUANTILE_AGGREGATES
 from .sql.parser import gc_paused
 from .batch import StringDict
 
-AGGREGATES = {
-    "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
-    "VAR_SAMP", "VAR_POP", "COUNT_DISTINCT", "FIRST_VALUE", "LAST_VALUE", "MEDIAN",
-    "APPROX_COUNT_DISTINCT", "COUNT_IF", "BOOL_AND", "BOOL_OR", "ARG_MIN", "ARG_MAX", "MIN_BY",
-    "MAX_BY", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2",
-    "PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE", "QUANTILE_CONT", "QUANTILE_DISC",
-    "QUANTILE", "STRING_AGG", "LISTAGG", "GROUP_CONCAT",
-}
-# Aggregates of a value and a constant fraction (AggSpec.fraction): f(x, q), or the standard
-# f(q) WITHIN GROUP (ORDER BY x), which the parser turns into f(x, q).
-QUANTILE_AGGREGATES = {"PERCENTILE_CONT", "PERCENTILE_DISC", "APPROX_QUANTILE"}
-# Aggregates of two arguments (AggSpec.arg and AggSpec.arg2).
-PAIR_AGGREGATES = {"ARG_MIN", "ARG_MAX", "CORR", "COVAR_POP", "COVAR_SAMP", "REGR_SLOPE",
-                   "REGR_INTERCEPT", "REGR_R2"}
-ANALYTIC = {
-    "AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "STDDEV_SAMP", "STDDEV_POP", "VARIANCE",
-    "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE", "RANK",
-    "DENSE_RANK",
-}
 # LAG's offset in the frames without a row buffer (UNBOUNDED, RANGE): each key keeps its last k
 # values, so k is bounded like a buffer
 MAX_LAG_OFFSET = 10_000

@@ -27,6 +27,7 @@ from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP,
                      SqlType, StringDict, text_to_epoch_ms)
 from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest
 from ..sql import ast
+from ..sql.function_names import AGGREGATES
 
 # ------------------------------------------------------------------------------ bound tree
 
@@ -311,7 +312,6 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     if e.filter is not None:  # aggregates take FILTER in the planner; none reaches this point
         raise SqlError.at(sql, e.pos, f"FILTER (WHERE ...) applies to aggregates only, not {name}")
     if name not in FUNCTIONS:  # the function table (velostream/exec/functions.py)
-        from ..planner import AGGREGATES  # a name the planner knows but did not expect here
         if name in AGGREGATES or name == "COUNT_DISTINCT":
             raise SqlError.at(sql, e.pos, f"aggregate {name} is not allowed here")
         hint = nearest(name, sorted(set(FUNCTIONS) | set(AGGREGATES)))

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..batch import Batch, StringDict
+from ..engine import _AnySchema, _morsels
 from ..errors import SqlError, UnsupportedError
 from ..sql import ast
 from .operators.base import EVENT_TIME, INT64_MIN, RelationSchema, sql_schema, visible
@@ -490,7 +491,6 @@ class Dataflow:
                               and node.name.lower() not in self.written)
             self._with_event_time(node, schema)
             if src.kind == "source" and src.schema is OPEN:
-                from ..engine import _AnySchema
                 stage.bind(_AnySchema(), self.strings)  # explain without data: columns typed NULL
             elif src.kind == "source" and src.declared is None and not self.explaining:
                 stage.bind(None, self.strings)  # binds at the first batch, as vs.query's does
@@ -1010,7 +1010,6 @@ def run_query(statements: list[ast.Statement], sql: str, sources) -> "Any":
         if key not in given:
             raise SqlError.at(sql, node.pos, f"no input for source '{node.name}' (given: "
                               f"{', '.join(sources) or 'none'})")
-    from ..engine import _morsels
     full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
     # tables first, each read to its end (docs/SQL.md §9): then its watermark is past every time
     tables = flow.table_sources()

@@ -22,6 +22,8 @@ import pyarrow as pa
 
 from ..binding import SchemaMismatch, conform
 from ..engine import Engine, _pick_source
+from ..exec.graph import GraphEngine, needs_graph
+from ..sql.parser import parse_script
 from ..errors import JobError, SqlError, VelostreamError
 from ..io.base import Reject
 from ..result import Result
@@ -143,9 +145,12 @@ class Job:
             raise ValueError("partitions must be >= 1")
         if processor not in ("v1", "v2"):
             raise ValueError("processor is 'v1' or 'v2'")
-        self.engine = Engine(sql, env=env)
+        statements = parse_script(sql, env)
+        # several statements, CTEs, ... (docs/SQL.md §8): a graph, run in the job's thread
+        self.engine = (GraphEngine(statements, statements[0].sql) if needs_graph(statements)
+                       else Engine(sql, env=env, statement=statements[0]))
         # several statements (docs/SQL.md §8): their graph runs in the job's thread, as V1 does
-        pipeline = not isinstance(self.engine, Engine)
+        pipeline = isinstance(self.engine, GraphEngine)
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = (self.reader.watermark_by
                                     if isinstance(self.reader, PartitionedWatermark) else None)

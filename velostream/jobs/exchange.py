@@ -14,12 +14,9 @@ exchange, ``drain`` what the exchange has finished to the sink, commit when due;
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import pyarrow as pa
-
-if TYPE_CHECKING:
-    from .coordinator import Job
 
 
 class Exchange(Protocol):
@@ -47,7 +44,7 @@ class InlineExchange:
 
     done = False
 
-    def __init__(self, job: "Job"):
+    def __init__(self, job):  # the Job it serves (coordinator.py)
         self.job = job
         self.engine = job.engine
         self.ckpt = job._pipeline_ckpt  # a pipeline on Kafka: its state checkpoints

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -39,9 +39,6 @@ from ..exec.columns import END_COL, SEQ_COL
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from .router import Routed, Router, own_dictionary
-
-if TYPE_CHECKING:
-    from .coordinator import Job
 
 _INT = SqlType("INT64")
 _STOP = object()
@@ -153,7 +150,7 @@ class HashExchange:
     and started again if a later batch binds a new plan (a column typed NULL so far got its
     type, while no partition holds state: ``Engine._learned_types``)."""
 
-    def __init__(self, job: "Job"):
+    def __init__(self, job):  # the Job it serves (coordinator.py)
         self.job = job
         self.engine = job.engine
         self.n = job.partitions

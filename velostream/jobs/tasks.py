@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -43,9 +43,6 @@ from ..exec.columns import INT64_MIN
 from ..exec.operators.window_assign import assigner_for
 from ..result import Result
 from .checkpoints import Checkpoint, CheckpointStore
-
-if TYPE_CHECKING:
-    from .coordinator import Job
 
 log = logging.getLogger("velostream.jobs")
 
@@ -250,11 +247,11 @@ class SourcePartitionExchange:
 
     done = False  # task mode takes no LIMIT
 
-    def __init__(self, job: "Job", store: Optional[CheckpointStore], reset: bool,
+    def __init__(self, job, store: Optional[CheckpointStore], reset: bool,
                  replay_max_ms: int = 3_600_000):
         self.job = job
         self.replay_max_ms = replay_max_ms
-        self.reader = job._in  # calls guarded like the job's own (coordinator._Guarded)
+        self.reader = job._in  # calls guarded like the job's own (job is the Job it serves)
         self.store = store
         self.reset = reset
         self.tasks: dict[int, SourcePartitionTask] = {}

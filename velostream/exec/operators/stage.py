@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from ...engine import Engine
 from ...sql import ast
 from .base import INT64_MIN
 
@@ -58,7 +59,6 @@ class SelectStage:
     def bind(self, input_schema, strings=None) -> pa.Schema:
         """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
         returns the output schema (None until bound)."""
-        from ...engine import Engine
         schemas = None if input_schema is None else {self.input_name: input_schema}
         eng = Engine(self.statement.sql, schemas, statement=self.statement, strings=strings)
         self.engine = eng

@@ -1,0 +1,139 @@
+"""The entry points a user calls: ``vs.query``, ``vs.explain`` and ``vs.Engine``.
+
+Each reads the SQL text once and picks what runs it: one statement's ``Engine`` (engine.py), a
+pipeline's graph of operators (``exec/graph.py``, docs/SQL.md §8) for a text of several
+statements, CTEs or subqueries, and the job server (``jobs/``) for ``vs.query`` at more than one
+partition. Everything below this module builds on those and never on it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import pyarrow as pa
+
+from . import engine as _engine
+from .batch import SqlType, StringDict, to_record_batches
+from .binding import conform
+from .engine import _AnySchema, _morsels, _pick_source, schema_of
+from .exec.graph import Dataflow, GraphEngine, needs_graph, run_query
+from .jobs import run_partitioned
+from .planner import plan_statement
+from .result import Result
+from .sql import ast
+from .sql.parser import gc_paused, parse_script
+
+
+class Engine(_engine.Engine):
+    """A query fed batch by batch (``push``), with its state (``snapshot`` / ``restore``).
+
+    A text that needs a graph (several statements, CTEs, subqueries, joins, UNION ALL: see
+    docs/SQL.md §8) gives a ``GraphEngine``, which takes the same calls.
+
+    >>> import velostream as vs
+    >>> eng = vs.Engine("SELECT k, COUNT(*) AS n FROM s GROUP BY k")
+    >>> eng.push("s", {"k": ["a", "b", "a"]}).to_pylist()
+    [{'k': 'a', 'n': 1}, {'k': 'b', 'n': 1}, {'k': 'a', 'n': 2}]
+    """
+
+    def __new__(cls, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
+                *, env: Optional[Mapping[str, str]] = None,
+                statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None):
+        if statement is None:
+            statements = parse_script(sql, env)
+            if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
+                return GraphEngine(statements, statements[0].sql, schemas)
+            obj = super().__new__(cls)
+            obj._parsed = statements[0]  # parsed once: Engine.__init__ takes it
+            return obj
+        return super().__new__(cls)
+
+
+def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
+          processor: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Result:
+    """Run ``sql`` over finite inputs to the end (end-of-input flush included).
+
+    ``sources`` maps each FROM name to its data: a pyarrow Table or RecordBatch, a list of record
+    batches, a pandas DataFrame, a dict of columns or a list of row dicts. ``partitions > 1`` runs
+    the V2 job server (N partition threads); ``processor="v2"`` forces it even for one partition.
+
+    >>> import velostream as vs
+    >>> trades = {"symbol": ["A", "B", "A"], "price": [10.0, 20.0, 30.0],
+    ...           "_TIMESTAMP": [0, 1_000, 61_000]}
+    >>> sql = '''SELECT symbol, AVG(price) AS avg_price, _WINDOW_START AS ws FROM trades
+    ...          GROUP BY symbol WINDOW TUMBLING(1m)'''
+    >>> vs.query(sql, {"trades": trades}).to_pylist()
+    [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
+    """
+    statements = parse_script(sql, env)
+    if needs_graph(statements):
+        # a pipeline (docs/SQL.md §8): its graph runs in this thread at any partition count
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        return run_query(statements, statements[0].sql, sources)
+    processor = processor or ("v2" if partitions > 1 else "v1")
+    if processor == "v2":
+        return run_partitioned(sql, sources, partitions=partitions, env=env)
+    if processor != "v1":
+        raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
+    if partitions != 1:
+        raise ValueError("the V1 processor runs one partition; use processor='v2'")
+    eng = _engine.Engine(sql, env=env, statement=statements[0])
+    data = _pick_source(eng, sources)
+    result = Result(pa.schema([]))
+    first = True
+    for rb in _morsels(to_record_batches(data)):
+        r = eng.push(eng.source, rb)
+        r.batches  # rows the fast path holds compiled become Arrow now: the input can go
+        if first:
+            result = Result(r.schema)
+            first = False
+        result.extend(r)
+        if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
+            break
+    if eng.plan is None:
+        raise ValueError(f"source '{eng.source}' gave no record batch: its schema is unknown")
+    tail = eng.flush()
+    result.extend(tail)
+    result.schema = eng.out_schema
+    # rows emitted before a NULL-typed column got its type (velostream.binding) join the final types
+    result.batches = [conform(rb, eng.out_schema) for rb in result.batches]
+    return result
+
+
+def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
+            env: Optional[Mapping[str, str]] = None) -> str:
+    """A readable plan: operators, emission mode and partitioning strategy (and why).
+
+    Without ``sources`` the column types are unknown and shown as NULL (any).
+
+    >>> import velostream as vs
+    >>> print(vs.explain("SELECT k, COUNT(*) AS n FROM s GROUP BY k", {"s": {"k": ["a"]}}))
+    Source: s
+    Aggregate: keys [k]
+      __a0 = COUNT_STAR(*) -> INT64
+    Emit: CHANGES
+    Output: k STRING, n INT64
+    Partitioning: hash(k): GROUP BY keys: each group lives in one partition
+    """
+    statements = parse_script(sql, env)
+    if needs_graph(statements):
+        flow = Dataflow(statements, statements[0].sql)
+        given = {}
+        for name, data in (sources or {}).items():
+            rb = next(iter(to_record_batches(data)), None)
+            if rb is not None:
+                given[name.lower()] = rb.schema
+        flow.bind_for_explain(given)
+        return flow.explain()
+    stmt = statements[0]
+    src = stmt.select.source.name
+    if sources is not None:
+        schemas = {}
+        for name, data in sources.items():
+            rb = next(iter(to_record_batches(data)), None)
+            if rb is not None:
+                schemas[name] = schema_of(rb)
+    else:
+        schemas = {src: _AnySchema()}
+    with gc_paused(len(stmt.sql or "")):  # rendering a 1 MB text's plan makes as many objects
+        return plan_statement(stmt, schemas).explain()
