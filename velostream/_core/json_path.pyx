@@ -189,7 +189,16 @@ cdef inline cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
     cdef cptr e = s.end
     cdef uint8_t c
     cdef uint64_t stops
-    cdef int u, lo
+    cdef int u, lo, i
+    for i in range(6):  # most keys and many values end within a few bytes: one at a time first
+        if p >= e:
+            break
+        c = p[0]
+        if c == 34:
+            return p + 1
+        if c == 92 or c < 0x20:
+            break
+        p += 1
     while True:
         while e - p >= 8:  # eight plain bytes at a time
             stops = string_stops(load8(p))
@@ -306,6 +315,18 @@ cdef inline cptr scan_number(Scan* s, cptr p) noexcept nogil:
             s.status = ST_FALLBACK
             return NULL
     return p
+
+
+cdef inline cptr scan_integer(Scan* s, cptr p) noexcept nogil:
+    """A number whose first byte at p is 1-9: its digits read here, scan_number for the rest
+    when it has a fraction or an exponent (the common plain integer costs no call)."""
+    cdef cptr q = p + 1
+    cdef cptr e = s.end
+    while q < e and 48 <= q[0] <= 57:
+        q += 1
+    if q < e and (q[0] == 46 or q[0] == 101 or q[0] == 69):
+        return scan_number(s, p)
+    return q  # (a run of DIGIT_RUN digits was looked for before the walk)
 
 
 cdef inline cptr scan_word(Scan* s, cptr p, const char* word, int n) noexcept nogil:
@@ -456,7 +477,9 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
             # a string or number off the path is validated here, saving a call of this function
             if on_path < 0 and p < e and p[0] == 34:
                 p = scan_string(s, p + 1, &escaped)
-            elif on_path < 0 and p < e and (p[0] == 45 or 48 <= p[0] <= 57):
+            elif on_path < 0 and p < e and 49 <= p[0] <= 57:
+                p = scan_integer(s, p)
+            elif on_path < 0 and p < e and (p[0] == 45 or p[0] == 48):
                 p = scan_number(s, p)
             else:
                 p = scan_value(s, p, depth, on_path)
@@ -487,7 +510,9 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
         on_path = k + 1 if count == target else -1
         if on_path < 0 and p < e and p[0] == 34:
             p = scan_string(s, p + 1, &escaped)
-        elif on_path < 0 and p < e and (p[0] == 45 or 48 <= p[0] <= 57):
+        elif on_path < 0 and p < e and 49 <= p[0] <= 57:
+            p = scan_integer(s, p)
+        elif on_path < 0 and p < e and (p[0] == 45 or p[0] == 48):
             p = scan_number(s, p)
         else:
             p = scan_value(s, p, depth, on_path)
