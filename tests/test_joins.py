@@ -515,3 +515,15 @@ def test_temporal_join_of_text_keys_in_other_arrow_encodings(encoding):
                "ON t.k = i.k AND t._TIMESTAMP >= i._TIMESTAMP", trades=trades, inst=inst)
     assert any(r[2] is not None for r in ref)
     assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_explain_of_joins_without_data_and_where_they_run():
+    """Without data a source's columns are the ones the query names, plus the event time every
+    source record has: a WITHIN join explains instead of refusing; and explain says where the
+    graph runs (one thread at any partition count), not a partitioning its stages do not get."""
+    text = vs.explain("SELECT o.id, f.qty FROM orders o JOIN fills f ON o.id = f.order_id "
+                      "WITHIN 5 SECONDS")
+    assert "IntervalJoin INNER" in text and "[-5000, 5000] ms" in text
+    assert text.splitlines()[-1].startswith("Partitioning: none")
+    assert sum(line.startswith("Partitioning") or "    Partitioning" in line
+               for line in text.splitlines()) == 1

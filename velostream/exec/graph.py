@@ -662,10 +662,14 @@ class Dataflow:
                 label += f" (table, key {', '.join(n.table_key)})"
             lines.append(f"{label}  <- {ins}")
             if n.kind == "select" and n.op.plan is not None:
-                lines += ["    " + l for l in n.op.plan.explain().splitlines()]
+                # a stage's plan, less its partitioning: the graph runs in the job's thread
+                lines += ["    " + l for l in n.op.plan.explain().splitlines()
+                          if not l.startswith("Partitioning:")]
             elif n.kind != "source" and hasattr(n.op, "describe"):
                 lines.append("    " + n.op.describe())
         lines.append(f"Result: #{ids[id(self.result)]}" if self.result is not None else "Result: -")
+        lines.append("Partitioning: none: a pipeline's graph runs in the job's thread at any "
+                     "partition count (docs/ARCHITECTURE.md)")
         return "\n".join(lines)
 
 
@@ -675,7 +679,8 @@ from ..planner import TOP_N_FORMS, AGGREGATES, _children, parse_duration_ms  # n
 
 def _named_columns(sel: ast.Select, j: ast.Join, alias: str, left: bool) -> pa.Schema:
     """For explain without data: the columns a query names on one side of its join (typed
-    NULL); unqualified names go to the left side."""
+    NULL; unqualified names go to the left side), and the event time every source record has
+    (docs/SQL.md §3), which WITHIN and the temporal join read."""
     names: list[str] = []
 
     def walk(e):
@@ -690,7 +695,8 @@ def _named_columns(sel: ast.Select, j: ast.Join, alias: str, left: bool) -> pa.S
                                                *sel.group_by]:
         if part is not None:
             walk(part)
-    return pa.schema([(n, pa.null()) for n in names])
+    fields = [(n, pa.null()) for n in names if n.upper() != EVENT_TIME]
+    return pa.schema(fields + [(EVENT_TIME, pa.timestamp("ms"))])
 
 
 def _rel_id(node: Node) -> str:
