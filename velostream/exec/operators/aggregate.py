@@ -23,7 +23,6 @@ import numpy as np
 from ..._core.group_table import GroupTable
 from ..._core.window import order_by_end
 from ...batch import Batch, Column, SqlType, StringDict
-from ...errors import RowError
 from ...planner import Plan
 from ..aggregators import (emitted_column, evaluate_arguments, export_states, imported_state,
                            kernel_input, make_aggregator, restore_next_seq, result_column)
@@ -31,6 +30,7 @@ from ..columns import END_COL, SEQ_COL, TIME_COL, WM_COL
 from ..keys import KeyCodec
 from ..snapshots import column, key_from_arrow, key_to_arrow
 from ..udaf import update_all  # the kernels' update_all, taking Python aggregates too
+from .base import EvaluatesFirst
 from .window_assign import assigner_for
 
 _INT = SqlType("INT64")
@@ -48,7 +48,7 @@ class Partial:
         self.words, self.aggs = words, aggs
 
 
-class GroupAggregate:
+class GroupAggregate(EvaluatesFirst):
     def __init__(self, plan: Plan, strings: StringDict, ev, mode: str = "full",
                  on_late: Optional[Callable[[Batch], None]] = None):
         self.plan = plan
@@ -64,17 +64,6 @@ class GroupAggregate:
         self.table = GroupTable(self.codec.n_words + (1 if self.windows is not None else 0))
 
     # -- input -------------------------------------------------------------------------------
-    def push(self, batch: Batch) -> list[Batch]:
-        """The batch's group rows (EMIT CHANGES), or none. A ``RowError`` raised before any
-        state changed names the batch's failing rows (the pipeline sets them aside and retries
-        the batch, docs/SQL.md §7); one raised after names none."""
-        prepared = self._prepare(batch)
-        try:
-            return self._apply(batch, prepared)
-        except RowError as err:
-            err.rows = None
-            raise
-
     def _prepare(self, batch: Batch) -> tuple:
         """Every row-level expression of the batch (keys, arguments, FILTERs), before any state
         changes: a row failing here is the batch's bad record and leaves no trace."""

@@ -6,6 +6,8 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...errors import RowError
+
 
 # A derived row's event time travels in this column (docs/SQL.md §8, "Time of derived rows"): the
 # event time of the input row that produced it, or ``_WINDOW_END - 1`` for a window's row. It is
@@ -55,6 +57,21 @@ class HoldsRows:
     def restore(self, state) -> None:
         self._held = list(state["held"])
         self.watermark = state["watermark"]
+
+
+class EvaluatesFirst:
+    """An operator of a SELECT stage that evaluates every row-level expression of a batch
+    (``_prepare``) before it changes any state (``_apply``): a ``RowError`` raised before names
+    the batch's failing rows, which the pipeline sets aside before it retries the batch
+    (docs/SQL.md §7); one raised after, when state has changed, names none."""
+
+    def push(self, batch):
+        prepared = self._prepare(batch)
+        try:
+            return self._apply(batch, prepared)
+        except RowError as err:
+            err.rows = None
+            raise
 
 
 class RelationSchema(dict):

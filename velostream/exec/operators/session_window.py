@@ -14,18 +14,18 @@ import numpy as np
 from ..._core.group_table import GroupTable
 from ..._core.session import SessionWindows
 from ...batch import Batch, Column, SqlType, StringDict
-from ...errors import RowError
 from ...planner import Plan
 from ..aggregators import (emitted_column, evaluate_arguments, export_states, imported_state,
                            kernel_input, make_aggregator, restore_next_seq, result_column)
 from ..columns import END_COL, TIME_COL, WM_COL
 from ..keys import KeyCodec
 from ..snapshots import column, key_from_arrow, key_to_arrow
+from .base import EvaluatesFirst
 
 _INT = SqlType("INT64")
 
 
-class SessionAggregate:
+class SessionAggregate(EvaluatesFirst):
     mode = "full"
 
     def __init__(self, plan: Plan, strings: StringDict, ev,
@@ -39,17 +39,6 @@ class SessionAggregate:
         self.session = SessionWindows(int(plan.window.gap_ms))
         self.table = GroupTable(self.codec.n_words)  # key slots; sessions index the kernels
         self.flushed = False
-
-    def push(self, batch: Batch) -> list[Batch]:
-        """The batch's group rows (EMIT CHANGES), or none. A ``RowError`` raised before any
-        state changed names the batch's failing rows (the pipeline sets them aside and retries
-        the batch, docs/SQL.md §7); one raised after names none."""
-        prepared = self._prepare(batch)
-        try:
-            return self._apply(batch, prepared)
-        except RowError as err:
-            err.rows = None
-            raise
 
     def _prepare(self, batch: Batch) -> tuple:
         """Every row-level expression, before any state changes (see aggregate.py)."""
