@@ -19,11 +19,13 @@ from conftest import subprocess_env
 
 UNUSED_BY_FILE_JOBS = ("confluent_kafka", "fastavro", "prometheus_client", "pandas")
 
-# the CLI's main in a fresh interpreter; then the modules of UNUSED_BY_FILE_JOBS it loaded
+# the CLI's main in a fresh interpreter, as the console script calls it (main() reads sys.argv)
+# or as a program would (main([...])); then the modules of UNUSED_BY_FILE_JOBS it loaded
 RUN_AND_LIST_MODULES = f"""
 import json, sys
 from velostream.cli import main
-code = main(sys.argv[1:])
+mode = sys.argv.pop(1)
+code = main() if mode == "whole" else main(sys.argv[1:])
 print(json.dumps([m for m in {UNUSED_BY_FILE_JOBS!r} if m in sys.modules]))
 sys.exit(code)
 """
@@ -58,14 +60,16 @@ def write_input(tmp_path: Path, fmt: str) -> Path:
     return path
 
 
-def run(tmp_path: Path, sql: str, props: dict, env: dict | None = None) -> list[str]:
+def run(tmp_path: Path, sql: str, props: dict, env: dict | None = None,
+        whole_process: bool = True) -> list[str]:
     """Runs the job with the CLI's main in a fresh process; the unused modules it loaded."""
     job = tmp_path / "job.sql"
     job.write_text(f"CREATE STREAM out AS {sql}\nWITH ("
                    + ", ".join(f"'{k}' = '{v}'" for k, v in props.items()) + ")\n")
-    p = subprocess.run([sys.executable, "-c", RUN_AND_LIST_MODULES, "run", "-q", "--bounded",
-                        str(job)], capture_output=True, text=True, cwd=tmp_path,
-                       env=subprocess_env(env), timeout=120)
+    p = subprocess.run([sys.executable, "-c", RUN_AND_LIST_MODULES,
+                        "whole" if whole_process else "call", "run", "-q", "--bounded", str(job)],
+                       capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(env),
+                       timeout=120)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -88,6 +92,16 @@ def test_a_file_job_imports_no_kafka_avro_prometheus_or_pandas(tmp_path, src_fmt
     want = duckdb.sql(f"SELECT symbol, n, total_qty, round(avg_price, 6) FROM "
                       f"({DUCK_SQL.format(src=reader)}) ORDER BY ALL").fetchall()
     assert read_output(out, out_fmt) == want
+
+
+def test_main_called_inside_a_program_leaves_pyarrows_pandas_support_alone(tmp_path):
+    """``main([...])`` in a program that may use pandas afterwards: pyarrow finds pandas as
+    usual (it imports it at its first conversion)."""
+    src = write_input(tmp_path, "csv")
+    loaded = run(tmp_path, SQL, {"trades.type": "file_source", "trades.path": str(src),
+                                 "out.type": "file_sink", "out.path": str(tmp_path / "out.jsonl")},
+                 whole_process=False)
+    assert loaded == ["pandas"]
 
 
 def test_a_python_function_returning_pandas_keeps_pandas_semantics(tmp_path):

@@ -149,8 +149,9 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
     return job
 
 
-def _arrow_without_pandas() -> None:
-    """Have pyarrow take pandas as absent, before the job converts its first value to Arrow.
+def _arrow_without_pandas(args) -> None:
+    """Have pyarrow take pandas as absent, before the job (or explain, validate) converts its
+    first value to Arrow.
 
     pyarrow looks for pandas the first time it converts a Python or numpy value (``pa.array``,
     ``pa.scalar``, a compute function given a Python number; importing ``pyarrow.dataset`` does
@@ -158,10 +159,11 @@ def _arrow_without_pandas() -> None:
     (docs/PERFORMANCE.md, "File to file"). A job's data comes from files or Kafka as Arrow, so
     pyarrow never gets a pandas object to recognise. Not done when pandas is loaded already
     (nothing to save), nor when the job has Python functions (``vs.udf``): one may return a pandas
-    Series, which pyarrow must convert as pandas data (NaN as NULL). ``Table.to_pandas`` still
-    works afterwards: pyarrow imports pandas when asked for it."""
+    Series, which pyarrow must convert as pandas data (NaN as NULL), nor when ``main`` is called
+    inside a program (``args.whole_process`` false), which may hand pyarrow pandas objects later.
+    ``Table.to_pandas`` still works afterwards: pyarrow imports pandas when asked for it."""
     from .udf import _REGISTRY
-    if "pandas" in sys.modules or _REGISTRY:
+    if not getattr(args, "whole_process", False) or "pandas" in sys.modules or _REGISTRY:
         return
     import pyarrow as pa
 
@@ -184,7 +186,7 @@ def cmd_run(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
-    _arrow_without_pandas()
+    _arrow_without_pandas(args)
     job = build_job(spec, partitions=args.partitions, bounded=args.bounded, reset=args.reset)
     metrics = None
     if args.metrics_port is not None:
@@ -257,6 +259,7 @@ def cmd_explain(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
+    _arrow_without_pandas(args)
     print(vs.explain(spec.sql, _input_sample(spec), env={}))
     print(spec.describe())
     return EXIT_OK
@@ -290,6 +293,7 @@ def cmd_validate(args) -> int:
     from .jobs.spec import JobSpec
 
     spec = JobSpec.load(args.job)
+    _arrow_without_pandas(args)
     _job_settings(spec)
     vs.explain(spec.sql, _input_sample(spec), env={})
     print(f"ok: {spec.source_name} ({spec.source_type or 'no source type'}) -> "
@@ -483,6 +487,9 @@ def main(argv: Optional[list] = None) -> int:
     b = command("bench", "run the benchmark suite (from a source checkout)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
+    # the command is the whole process (the console script, python -m velostream), not a call
+    # of main([...]) inside a program: only then may pyarrow be told pandas is absent
+    whole_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     # the subcommand: the first word that is not an option or the value of --log-level
     cmd = next((k for k, a in enumerate(argv)
@@ -497,6 +504,7 @@ def main(argv: Optional[list] = None) -> int:
         ap.error(f"VELOSTREAM_LOG: invalid choice: {args.log_level!r} "
                  f"(choose from {', '.join(LOG_LEVELS)})")
     logging.basicConfig(level=args.log_level, format="[velostream] %(levelname)s %(message)s")
+    args.whole_process = whole_process
     return args.fn(args)
 
 
