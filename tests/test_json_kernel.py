@@ -220,6 +220,25 @@ def test_json_functions_in_small_batches(pool):
         _check(rows, cases, kept)
 
 
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_json_results_feed_later_steps(partitions):
+    """Results kept in Arrow form for the output also group, filter and concatenate right."""
+    data = _table(41, 3000)
+    ours = vs.query("SELECT JSON_EXTRACT_STRING(j, '$.a') AS a, COUNT(*) AS c FROM t "
+                    "WHERE JSON_EXISTS(j, '$.b') GROUP BY JSON_EXTRACT_STRING(j, '$.a') EMIT FINAL",
+                    {"t": data}, partitions=partitions).to_pylist()
+    con = duckdb.connect()
+    con.register("t", data)
+    want = con.execute("SELECT json_extract_string(jd, '$.a') AS a, count(*) AS c FROM t "
+                       "WHERE CASE WHEN json_valid(jd) THEN json_exists(jd, '$.b') END GROUP BY 1").fetchall()
+    assert sorted(((r["a"], r["c"]) for r in ours), key=repr) == sorted(want, key=repr)
+    ours = vs.query("SELECT i, JSON_EXTRACT(j, '$.n') || '!' AS x FROM t", {"t": data},
+                    partitions=partitions).to_pylist()
+    want = con.execute("SELECT CASE WHEN json_valid(jd) THEN json_extract(jd, '$.n')::VARCHAR || '!' END "
+                       "FROM t ORDER BY i").fetchall()
+    assert [r["x"] for r in sorted(ours, key=lambda r: r["i"])] == [w[0] for w in want]
+
+
 @pytest.mark.parametrize("kind", ["dictionary", "large_string", "string_view"])
 def test_json_functions_on_every_string_type(kind):
     data = _table(31, 500, 60)

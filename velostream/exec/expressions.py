@@ -505,6 +505,11 @@ class Evaluator:
         """Evaluate to a full-length Column."""
         if isinstance(b, BCol):
             return batch.columns[b.name]
+        whole = COLUMN_OPS.get(b.fn) if type(b) is BCall else None
+        if whole is not None:
+            col = whole(self, b, batch)
+            if col is not None:
+                return col
         val = self.eval(b, batch)
         n = batch.length
         v, ok = val.v, _norm_valid(val.ok)
@@ -1628,6 +1633,10 @@ _OPS: dict[str, Callable] = {
 # this module, which it builds on, never imports it.
 FUNCTIONS: dict = {}
 BIND_CALL: list[Callable] = []
+# A function whose whole-column result can stay in Arrow form (a projected JSON extraction: its
+# strings then reach the output without entering the string dictionary) plugs in here:
+# ``fn(evaluator, bcall, batch) -> Column | None`` (None: evaluate it as usual).
+COLUMN_OPS: dict[str, Callable] = {}
 
 
 def columns_used(b: Bound) -> set[str]:

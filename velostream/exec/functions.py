@@ -1416,11 +1416,33 @@ def _json_eval(ev, b, batch):
     (every event its own document) would pay more for the memo (entering each payload in the
     job's dictionary, finding the batch's distinct codes, decoding them again) than the
     compiled scanner takes to walk every row: those batches run the kernel on every row of the
-    column, in its Arrow form when it still has it (``_json_mostly_new`` decides). Either way
-    gives the same results."""
+    column, in its Arrow form when it still has it (``_json_every_row``). Either way gives the
+    same results."""
+    res = _json_every_row(ev, b, batch)
+    if res is None:
+        return _text_eval(ev, b, batch)
+    if b.type.kind == "BOOL":
+        valid = res.is_valid().to_numpy(zero_copy_only=False) if res.null_count else None
+        return Val(res.fill_null(False).to_numpy(zero_copy_only=False), valid, b.type)
+    return ev.from_arrow_strings(res)
+
+
+def _json_column(ev, b, batch):
+    """A JSON call that is a whole output column (expressions.COLUMN_OPS): when its batch runs the
+    kernel on every row, the results stay in Arrow form, entering the job's string dictionary
+    only if a later step needs their codes. None: the usual evaluation."""
+    from ..batch import Column
+
+    res = _json_every_row(ev, b, batch)
+    return None if res is None else Column(b.type, arrow=res, strings=ev.strings)
+
+
+def _json_every_row(ev, b, batch) -> Optional[pa.Array]:
+    """The function's results for the batch from the kernel run on every row, or None when the
+    batch should go through the memo instead (``_json_mostly_new`` decides)."""
     arg, path = b.args[0], b.args[1]
     if not isinstance(arg, X.BCol) or not isinstance(path, BConst) or path.value is None:
-        return _text_eval(ev, b, batch)
+        return None
     plans = ev.__dict__.setdefault("_json_plans", {})
     plan = plans.get((b.fn, path.value))
     if plan is None:
@@ -1428,25 +1450,20 @@ def _json_eval(ev, b, batch):
     seen = plan.batches
     plan.batches += 1
     if seen % _JSON_PROBE_EVERY == _JSON_PROBE_EVERY - 1:
-        return _text_eval(ev, b, batch)
+        return None
     col = batch.columns[arg.name]
     if plan.mostly_new is None or seen % _JSON_RECHECK == 0:
         plan.mostly_new = _json_mostly_new(ev, b, col, path.value, first=seen == 0)
     if not plan.mostly_new or len(col) == 0:
-        return _text_eval(ev, b, batch)
+        return None
     arr = col.arrow
     if arr is None:  # already codes into the job's dictionary
         arr = ev.strings.decode(col.values, col.valid)
     elif isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):  # the distinct payloads are given: one pass over them
-        res = plan.kernel(arr.dictionary).take(arr.indices)
-    else:
-        res = plan.kernel(arr)
-    if b.type.kind == "BOOL":
-        valid = res.is_valid().to_numpy(zero_copy_only=False) if res.null_count else None
-        return Val(res.fill_null(False).to_numpy(zero_copy_only=False), valid, b.type)
-    return ev.from_arrow_strings(res)
+        return plan.kernel(arr.dictionary).take(arr.indices)
+    return plan.kernel(arr)
 
 
 def _json_mostly_new(ev, b, col, path: str, first: bool) -> bool:
@@ -1490,6 +1507,10 @@ def _json_mostly_new(ev, b, col, path: str, first: bool) -> bool:
 
 def _sample_rows(n: int) -> np.ndarray:
     return np.linspace(0, n - 1, min(n, _JSON_SAMPLE)).astype(np.int64)
+
+
+X.COLUMN_OPS.update(dict.fromkeys(["JSON_VALUE", "JSON_EXTRACT", "JSON_EXTRACT_STRING", "JSON_EXISTS"],
+                                  _json_column))
 
 
 def _check_json(c: Call, args: list) -> None:
