@@ -19,15 +19,15 @@ from conftest import subprocess_env
 
 UNUSED_BY_FILE_JOBS = ("confluent_kafka", "fastavro", "prometheus_client", "pandas")
 
-# the CLI's main in a fresh interpreter, as the console script calls it (main() reads sys.argv)
-# or as a program would (main([...])); then the modules of UNUSED_BY_FILE_JOBS it loaded
+# the CLI's main in a fresh interpreter, as the console script calls it (main() reads sys.argv,
+# and ends the process) or as a program would (main([...])); at exit, the modules of
+# UNUSED_BY_FILE_JOBS it loaded
 RUN_AND_LIST_MODULES = f"""
-import json, sys
+import atexit, json, sys
 from velostream.cli import main
+atexit.register(lambda: print(json.dumps([m for m in {UNUSED_BY_FILE_JOBS!r} if m in sys.modules])))
 mode = sys.argv.pop(1)
-code = main() if mode == "whole" else main(sys.argv[1:])
-print(json.dumps([m for m in {UNUSED_BY_FILE_JOBS!r} if m in sys.modules]))
-sys.exit(code)
+sys.exit(main() if mode == "whole" else main(sys.argv[1:]))
 """
 
 SQL = ("SELECT symbol, COUNT(*) AS n, SUM(qty) AS total_qty, AVG(price) AS avg_price "

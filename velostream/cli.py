@@ -505,17 +505,20 @@ def main(argv: Optional[list] = None) -> int:
                  f"(choose from {', '.join(LOG_LEVELS)})")
     logging.basicConfig(level=args.log_level, format="[velostream] %(levelname)s %(message)s")
     args.whole_process = whole_process
-    return args.fn(args)
+    code = args.fn(args)
+    if whole_process:
+        exit_process(code)
+    return code
 
 
 def exit_process(code: int) -> None:
-    """End the process with ``code`` after ``main`` returned (``python -m velostream``), as a
-    normal exit does (atexit handlers run, the standard streams flushed), but leaving the freeing
-    of every module and object to the operating system: the interpreter's own teardown takes
-    40-150 ms after a job of a few million rows (docs/PERFORMANCE.md, "File to file"). A normal
-    exit when another thread that is not a daemon still runs (the exit waits for it) or when
-    the job loaded Python functions (their modules may count on finalizers, such as a file that
-    is flushed when it is garbage collected)."""
+    """End the process with ``code`` when the command is done (``main()`` of the console script or
+    ``python -m velostream``) as a normal exit does (atexit handlers run, the standard streams
+    flushed), but leave the freeing of every module and object to the operating system: the
+    interpreter's own teardown takes 40-150 ms after a job of a few million rows
+    (docs/PERFORMANCE.md, "File to file"). A normal exit when another thread that is not a
+    daemon still runs (the exit waits for it) or when the job loaded Python functions (their
+    modules may count on finalizers, such as a file that is flushed when it is collected)."""
     import atexit
 
     from .udf import _REGISTRY
