@@ -8,12 +8,13 @@ into Arrow's int32 offsets and UTF-8 bytes. No payload or value ever becomes a P
 The result must equal what the reference path (orjson: parse the payload, look the value up,
 print it compactly, floats as DuckDB prints them) gives, so the scanner is strict where orjson
 is strict (RFC 8259: no NaN, no leading zeros, no raw control characters, depth-limited nesting)
-and a key given twice counts with its last value. Whatever it cannot decide exactly is flagged per row for the caller's
-reference path instead of being guessed: a run of 19 digits (the reference reads such payloads
-with the ``json`` module, for integers beyond 64 bits), a lone surrogate escape, an exponent that
-may overflow a double, nesting deeper than ``MAX_DEPTH``, and an object or array as the result
-that gives a key twice (orjson merges them) or has escaped keys (``write_compact``). A float is
-printed as DuckDB prints the double it reads (``jp_format_double``).
+and a key given twice counts with its last value. Whatever it cannot decide exactly is flagged
+per row for the caller's reference path instead of being guessed: a run of 19 digits (the
+reference reads such payloads with the ``json`` module, for integers beyond 64 bits), a lone
+surrogate escape, an exponent that may overflow a double, nesting deeper than ``MAX_DEPTH``, and
+an object or array as the result that gives a key twice (orjson merges them) or has escaped keys
+(``write_compact``). A float is printed as DuckDB prints the double it reads
+(``jp_format_double``).
 """
 import numpy as np
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -180,7 +181,8 @@ cdef inline uint64_t string_stops(uint64_t w) noexcept nogil:
     """A mask whose lowest set bit marks the first of the 8 bytes (little-endian) that ends a
     string's plain run: '"', '\\' or a control character (bytes above it may be marked too)."""
     cdef uint64_t q = w ^ 0x2222222222222222ULL, b = w ^ 0x5C5C5C5C5C5C5C5CULL
-    return (((q - LOW_BITS) & ~q) | ((b - LOW_BITS) & ~b) | ((w - 0x2020202020202020ULL) & ~w)) & HIGH_BITS
+    return (((q - LOW_BITS) & ~q) | ((b - LOW_BITS) & ~b)
+            | ((w - 0x2020202020202020ULL) & ~w)) & HIGH_BITS
 
 
 cdef inline cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
@@ -246,7 +248,8 @@ cdef inline cptr scan_string(Scan* s, cptr p, bint* escaped) noexcept nogil:
                     s.status = ST_FALLBACK
                     return NULL
                 continue
-            if c == 34 or c == 92 or c == 47 or c == 98 or c == 102 or c == 110 or c == 114 or c == 116:
+            if (c == 34 or c == 92 or c == 47 or c == 98 or c == 102 or c == 110 or c == 114
+                    or c == 116):  # " \\ / b f n r t
                 p += 1
                 continue
             s.status = ST_BAD

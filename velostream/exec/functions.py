@@ -1214,7 +1214,8 @@ def _json_dumps(value) -> str:
     if isinstance(value, float):
         return _json_float(value)
     if isinstance(value, dict):
-        return "{" + ",".join(orjson.dumps(k).decode() + ":" + _json_dumps(v) for k, v in value.items()) + "}"
+        return "{" + ",".join(orjson.dumps(k).decode() + ":" + _json_dumps(v)
+                              for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_json_dumps(v) for v in value) + "]"
     try:
@@ -1273,7 +1274,7 @@ def _json_result(kind: str) -> Callable:
 
 
 def _json_reference_kernel(kind: str, path: str):
-    """The function over distinct payloads with orjson: the reference the compiled scanner
+    """The function over payloads with orjson: the reference the compiled scanner
     (``_json_kernel``) must equal, and what it hands the rows it cannot decide."""
     get = _json_getter(_json_path(None, path))
     result = _json_result(kind)
@@ -1284,7 +1285,8 @@ def _json_reference_kernel(kind: str, path: str):
         append, loads = out.append, orjson.loads
         # a run of 19 digits found by one Arrow pass, not a regex per string in Python
         exact = pc.fill_null(pc.match_substring_regex(arr, r"\d{19}"), False).to_pylist()
-        for text, big in zip(arr.to_pylist(), exact):  # distinct strings only (_Memo)
+        # (the rows json_path hands back, or every row for a path beyond its limits)
+        for text, big in zip(arr.to_pylist(), exact):
             if text is None:
                 append(None)
                 continue
@@ -1346,9 +1348,9 @@ def _json_compiled_steps(steps: list) -> Optional[tuple]:
 
 def _json_kernel(kind: str, path: str):
     """The function over an Arrow string array: each payload walked once by the compiled
-    scanner (velostream/_core/json_path.pyx), without Python objects; the rows it flags (floats,
-    objects and arrays to re-serialise, 19-digit runs, lone surrogates, deep nesting) go through
-    the reference kernel, so the results are always the reference's."""
+    scanner (velostream/_core/json_path.pyx), without Python objects; the rows it flags (19-digit
+    runs, lone surrogates, exponents that may overflow, deep nesting, objects with a key given
+    twice) go through the reference kernel, so the results are always the reference's."""
     from .._core.json_path import FALLBACK, MODES, extract
 
     reference = _json_reference_kernel(kind, path)
@@ -1369,16 +1371,17 @@ def _json_kernel(kind: str, path: str):
         _, off_buf, data_buf = arr.buffers()
         offsets = np.frombuffer(off_buf, dtype=np.int32)[arr.offset:arr.offset + n + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_NULLS
-        valid = arr.is_valid().to_numpy(zero_copy_only=False).view(np.uint8) if arr.null_count else _NO_NULLS
+        valid = (arr.is_valid().to_numpy(zero_copy_only=False).view(np.uint8) if arr.null_count
+                 else _NO_NULLS)
         out_offsets, out_data, out_valid, status = extract(offsets, data, valid, *compiled, mode)
         bitmap = pa.py_buffer(np.packbits(out_valid, bitorder="little"))
         nulls = n - int(np.count_nonzero(out_valid))
         if exists:
-            res = pa.Array.from_buffers(pa.bool_(), n, [bitmap, pa.py_buffer(np.packbits(out_data, bitorder="little"))],
-                                        null_count=nulls)
+            values = pa.py_buffer(np.packbits(out_data, bitorder="little"))
+            res = pa.Array.from_buffers(pa.bool_(), n, [bitmap, values], null_count=nulls)
         else:
-            res = pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(out_offsets), pa.py_buffer(out_data)],
-                                        null_count=nulls)
+            res = pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(out_offsets),
+                                                         pa.py_buffer(out_data)], null_count=nulls)
         fallback = status == FALLBACK
         if fallback.any():
             rows = np.flatnonzero(fallback)
@@ -1509,8 +1512,8 @@ def _sample_rows(n: int) -> np.ndarray:
     return np.linspace(0, n - 1, min(n, _JSON_SAMPLE)).astype(np.int64)
 
 
-X.COLUMN_OPS.update(dict.fromkeys(["JSON_VALUE", "JSON_EXTRACT", "JSON_EXTRACT_STRING", "JSON_EXISTS"],
-                                  _json_column))
+X.COLUMN_OPS.update(dict.fromkeys(
+    ["JSON_VALUE", "JSON_EXTRACT", "JSON_EXTRACT_STRING", "JSON_EXISTS"], _json_column))
 
 
 def _check_json(c: Call, args: list) -> None:
