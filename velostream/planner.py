@@ -873,6 +873,26 @@ def _evaluation_steps(root: Bound) -> tuple[int, int]:
     with a memo, so the count itself takes linear time."""
     if not isinstance(root, BCall):  # a column or a constant (most items of a 1 MB list)
         return 1, 1
+    # a tree (no call under two parents: the common case, a long AND/OR chain or CASE too) is
+    # counted in one pass without the memo; a shared call sends it to the walk below
+    seen: set[int] = set()
+    leaves: set[int] = set()
+    total = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            break
+        seen.add(id(node))
+        total += 1
+        for a in node.args:
+            if type(a) is BCall:
+                stack.append(a)
+            elif isinstance(a, Bound):
+                total += 1
+                leaves.add(id(a))
+    else:
+        return total, len(seen) + len(leaves)
     steps: dict[int, int] = {}
     leaves: set[int] = set()  # columns and constants: one step each (IN lists have 100,000s)
     stack = [(root, False)]

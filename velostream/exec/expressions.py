@@ -442,9 +442,7 @@ def _constant_runs(outputs: list) -> list:
     A NULL constant of any type is a null of its Arrow type (or of Arrow's null type)."""
     groups: dict = {}
     for i, (_, b) in enumerate(outputs):
-        if type(b) is BConst and (b.value is None or b.type.kind in _BULK_CONSTANT_KINDS):
-            if b.value is None and b.type.kind not in _BULK_CONSTANT_KINDS and b.type.kind != "NULL":
-                continue
+        if type(b) is BConst and (b.type.kind in _BULK_CONSTANT_KINDS or b.type.kind == "NULL"):
             key = (b.type, b.value is None)
             g = groups.get(key)
             if g is None:
@@ -479,8 +477,9 @@ class Evaluator:
         # The rows being evaluated, when not all of the batch: a CASE branch is evaluated for the
         # rows that take it only (as in DuckDB), so another row's overflow there is no error.
         self.active: Optional[np.ndarray] = None
-        # IN lists of constants and CASE lookups: id(node) -> (node, the constants as one array
-        # or the _CaseLookup, or None)
+        # what a node needs made once, not per batch: id(node) -> (node, it, ...): an IN list's
+        # constants as one array (or None), a CASE's _CaseLookup (or None), an AND/OR chain's
+        # terms, a select list's constants (Evaluator.columns)
         self.in_lists: dict = {}
 
     def check(self, bad, ok, n: int, describe: Callable[[int], str]) -> None:
@@ -533,11 +532,9 @@ class Evaluator:
             cached = self.in_lists[id(outputs)] = (outputs, _constant_runs(outputs), len(outputs))
         n = batch.length
         made = {}
-        for positions, t, values in cached[1]:
-            if n == 0 or not positions:
-                continue
+        strings = self.strings
+        for positions, t, values in cached[1] if n else ():
             big = values.take(pa.array(np.repeat(np.arange(len(values)), n)))
-            strings = self.strings
             for j, i in enumerate(positions):
                 made[i] = Column(t, arrow=big.slice(j * n, n), strings=strings)
         cols = batch.columns
