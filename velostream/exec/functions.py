@@ -1503,9 +1503,16 @@ def _json_mostly_new(ev, b, col, path: str, first: bool) -> bool:
         if 2 * known >= len(sample):
             return False
     live = codes if valid is None else codes[valid]
-    present = np.zeros(int(live.max()) + 1 if len(live) else 1, dtype=bool)
-    present[live] = True
-    return 2 * int(np.count_nonzero(present)) > len(live)
+    if len(live) == 0:
+        return False
+    lo, hi = int(live.min()), int(live.max())
+    if hi - lo < 16 * len(live):  # (new payloads have recent, close codes) a bitmap of the span
+        present = np.zeros(hi - lo + 1, dtype=bool)
+        present[live - lo] = True
+        distinct = int(np.count_nonzero(present))
+    else:
+        distinct = len(np.unique(live))
+    return 2 * distinct > len(live)
 
 
 def _sample_rows(n: int) -> np.ndarray:
