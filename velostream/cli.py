@@ -488,7 +488,8 @@ def main(argv: Optional[list] = None) -> int:
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
     # the command is the whole process (the console script, python -m velostream), not a call
-    # of main([...]) inside a program: only then may pyarrow be told pandas is absent
+    # of main([...]) inside a program: only then may pyarrow be told pandas is absent, and the
+    # process end without the interpreter's teardown (exit_process)
     whole_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     # the subcommand: the first word that is not an option or the value of --log-level
