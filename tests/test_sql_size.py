@@ -292,7 +292,7 @@ def _case_texts(rng: random.Random) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed", [0])
 def test_case_with_many_whens_agrees_with_duckdb(seed, partitions):
     data = make_data(seed, 200)
     for sql in _case_texts(random.Random(seed)):
