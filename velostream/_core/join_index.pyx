@@ -18,7 +18,6 @@ output rows from the returned row numbers with Arrow ``take``.
 cimport numpy as cnp
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
-from libcpp.algorithm cimport stable_sort
 
 from velostream._core.group_table cimport GroupTable
 
@@ -38,6 +37,13 @@ cdef extern from *:
     ctypedef struct VsTimedRow:
         long long time
         long long row
+
+
+cdef extern from "<algorithm>" namespace "std" nogil:
+    # declared noexcept: libstdc++'s stable_sort falls back to an in-place merge when it cannot
+    # get its buffer, so it never throws (libcpp.algorithm's declaration would need the GIL
+    # around it to turn a C++ exception into a Python one)
+    void stable_sort(VsTimedRow* first, VsTimedRow* last) noexcept
 
 
 # Largest one-word key addressed directly (a 16 MB slot array at most); larger keys are hashed.

@@ -1190,13 +1190,20 @@ cdef inline int64_t* _rec(Ring64* g, int stride, int64_t i) noexcept nogil:
     return g.data + j * stride
 
 
-cdef int _reserve(Ring64* g, int stride, int64_t cap) except -1 nogil:
-    # a fresh buffer of ``cap`` records holding the current ones from position 0
+# Set when a RANGE frame's buffer could not grow inside a nogil loop: the loop's caller raises
+# MemoryError once it holds the GIL again (the kernels never touch Python in their loops).
+cdef int _out_of_memory = 0
+
+
+cdef int _reserve(Ring64* g, int stride, int64_t cap) noexcept nogil:
+    # a fresh buffer of ``cap`` records holding the current ones from position 0; -1 (and
+    # _out_of_memory) when it cannot be had
+    global _out_of_memory
     cdef int64_t* new = <int64_t*>malloc(<size_t>(cap * stride * 8))
     cdef int64_t i
     if new == NULL:
-        with gil:
-            raise MemoryError("RANGE frame state could not grow")
+        _out_of_memory = 1
+        return -1
     for i in range(g.count):
         memcpy(new + i * stride, _rec(g, stride, i), <size_t>(stride * 8))
     free(g.data)
@@ -1206,9 +1213,9 @@ cdef int _reserve(Ring64* g, int stride, int64_t cap) except -1 nogil:
     return 0
 
 
-cdef inline int _push_back(Ring64* g, int stride, const int64_t* rec) except -1 nogil:
-    if g.count == g.cap:
-        _reserve(g, stride, 4 if g.cap < 2 else 2 * g.cap)
+cdef inline int _push_back(Ring64* g, int stride, const int64_t* rec) noexcept nogil:
+    if g.count == g.cap and _reserve(g, stride, 4 if g.cap < 2 else 2 * g.cap) < 0:
+        return -1
     memcpy(_rec(g, stride, g.count), rec, <size_t>(stride * 8))
     g.count += 1
     return 0
@@ -1221,12 +1228,13 @@ cdef inline void _pop_front(Ring64* g) noexcept nogil:
     g.count -= 1
 
 
-cdef int _insert(Ring64* g, int stride, int64_t pos, const int64_t* rec) except -1 nogil:
+cdef int _insert(Ring64* g, int stride, int64_t pos, const int64_t* rec) noexcept nogil:
     # O(count): only late rows insert (docs/SQL.md §6). A full or wrapped ring is copied out
     # to a linear one sized by what it holds (never by its old size: repeated late rows must
     # not keep doubling it)
-    if g.count == g.cap or g.head + g.count >= g.cap:
-        _reserve(g, stride, max(4, 2 * (g.count + 1)))
+    if (g.count == g.cap or g.head + g.count >= g.cap) and \
+            _reserve(g, stride, max(4, 2 * (g.count + 1))) < 0:
+        return -1
     memmove(g.data + (g.head + pos + 1) * stride, g.data + (g.head + pos) * stride,
             <size_t>((g.count - pos) * stride * 8))
     memcpy(g.data + (g.head + pos) * stride, rec, <size_t>(stride * 8))
@@ -1837,6 +1845,7 @@ cdef class FrameWindow:
                             lag_ok[j] = XV[a, r]
         finally:
             free(rec)
+        _raise_if_out_of_memory()
         return 0
 
     # -- durable state -----------------------------------------------------------------------
@@ -2068,7 +2077,16 @@ cdef class FrameWindow:
                         break
                 abs_pos = self.popped[s] + i
                 _push_back(mq, 1, &abs_pos)
+        _raise_if_out_of_memory()
         return 0
+
+
+cdef int _raise_if_out_of_memory() except -1:
+    global _out_of_memory
+    if _out_of_memory:
+        _out_of_memory = 0
+        raise MemoryError("RANGE frame state could not grow")
+    return 0
 
 
 cdef inline void memset_sum(SumAcc* a) noexcept nogil:
