@@ -252,7 +252,8 @@ class Gen:
             return a.wrap("ROUND({}, %d)" % n, INT, None if a.bound is None else a.bound + 100)
         if k == 12:
             # TRY_CAST of text (NULL where it is no integer) and of DOUBLE (NULL for NaN, inf).
-            # Not of text like '0x1F' or '1_000' (DuckDB reads them, velostream gives NULL: reported)
+            # Text like '0x1F' or '1_000' is read as DuckDB reads it: test_arithmetic's
+            # NUMBER_SPELLINGS compare every such spelling with DuckDB
             a = self.expr(self.choice([TEXT, FLOAT]), d - 1)
             return a.wrap("TRY_CAST({} AS BIGINT)", INT, None)
         return self.leaf(INT)
