@@ -91,7 +91,7 @@ class GroupAggregate(EvaluatesFirst):
         for a in self.kernels:
             a.ensure_capacity(cap)
         if self.windows is not None:
-            self.min_open_end = min(self.min_open_end, int(self.windows.end_of(ww).min()))
+            self.min_open_end = min(self.min_open_end, self.windows.first_end(ww))
         seq = None
         if SEQ_COL in batch.columns:
             seq = batch[SEQ_COL].values if rows is None else batch[SEQ_COL].values[rows]
@@ -139,7 +139,7 @@ class GroupAggregate(EvaluatesFirst):
             agg.merge(slots, snap, src)
         if self.windows is not None:
             self.min_open_end = min(self.min_open_end,
-                                    int(self.windows.end_of(partial.words[:, -1]).min()))
+                                    self.windows.first_end(partial.words[:, -1]))
 
     # -- output --------------------------------------------------------------------------------
     def on_watermark(self, watermark: int) -> list:

@@ -7,8 +7,8 @@ key in the aggregate's group table. The word is the window's start for tumbling 
 windows and its end for cumulating windows (several of which share a start); ``start_of`` and
 ``end_of`` read a word back.
 
-A new window kind is one class here with ``assign``, ``start_of``, ``end_of``, ``last_end`` and
-``step``, and one line in ``assigner_for``. SESSION windows are not assigned per row: they
+A new window kind is one class here with ``assign``, ``start_of``, ``end_of``, ``first_end``,
+``last_end`` and ``step``, and one line in ``assigner_for``. SESSION windows are not assigned per row: they
 merge, so they are their own operator (``session_window.py``).
 """
 from __future__ import annotations
@@ -45,6 +45,10 @@ class TumblingWindows:
 
     def end_of(self, words: np.ndarray) -> np.ndarray:
         return words + self.size
+
+    def first_end(self, words: np.ndarray) -> int:
+        """The earliest end among these windows (without an array of every end)."""
+        return int(words.min()) + self.size
 
     def last_end(self, t: np.ndarray) -> np.ndarray:
         """The end of the last window a row at time ``t`` belongs to."""
@@ -98,6 +102,9 @@ class CumulatingWindows:
 
     def end_of(self, words: np.ndarray) -> np.ndarray:
         return words
+
+    def first_end(self, words: np.ndarray) -> int:
+        return int(words.min())
 
     def last_end(self, t: np.ndarray) -> np.ndarray:
         return np.floor_divide(t, self.size) * self.size + self.size
