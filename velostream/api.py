@@ -72,7 +72,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
         return run_query(statements, statements[0].sql, sources)
     processor = processor or ("v2" if partitions > 1 else "v1")
     if processor == "v2":
-        return run_partitioned(sql, sources, partitions=partitions, env=env)
+        return run_partitioned(sql, sources, partitions=partitions, env=env, statements=statements)
     if processor != "v1":
         raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
     if partitions != 1:

@@ -140,12 +140,14 @@ class Job:
                  env: Optional[Mapping[str, str]] = None,
                  commit_interval_s: Optional[float] = None,
                  fault_tolerance: str = "at_least_once", checkpoint_dir: Optional[str] = None,
-                 reset: bool = False, replay_max_ms: int = 3_600_000):
+                 reset: bool = False, replay_max_ms: int = 3_600_000,
+                 statements: Optional[list] = None):
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         if processor not in ("v1", "v2"):
             raise ValueError("processor is 'v1' or 'v2'")
-        statements = parse_script(sql, env)
+        if statements is None:  # (vs.query gives the text parsed: a megabyte is parsed once)
+            statements = parse_script(sql, env)
         # several statements, CTEs, ... (docs/SQL.md §8): a graph, run in the job's thread
         self.engine = (GraphEngine(statements, statements[0].sql) if needs_graph(statements)
                        else Engine(sql, env=env, statement=statements[0]))
@@ -648,9 +650,12 @@ class Job:
 
 
 def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
-                    env: Optional[Mapping[str, str]] = None) -> Result:
-    """``vs.query(..., partitions=N)``: the V2 job server with an in-memory sink."""
-    job = Job(sql, sources, partitions=partitions, processor="v2", env=env)
+                    env: Optional[Mapping[str, str]] = None,
+                    statements: Optional[list] = None) -> Result:
+    """``vs.query(..., partitions=N)``: the V2 job server with an in-memory sink
+    (``statements``: the text already parsed, not parsed again)."""
+    job = Job(sql, sources, partitions=partitions, processor="v2", env=env,
+              statements=statements)
     job.strict_input = True
     job.engine.dead_letter_bad_rows = False  # an out-of-range value raises, as at one partition
     job.run()
