@@ -4,9 +4,10 @@ A plan becomes a chain, decided once here: ``Filter`` (WHERE) -> the stateful op
 needs, if any -> ``Project`` (HAVING and the select list). The stateful operator is one of
 ``GroupAggregate`` (GROUP BY, global, TUMBLING / SLIDING / CUMULATE windows, in ``full``,
 ``partial`` or ``final`` mode for two-phase jobs), ``SessionAggregate`` or ``OverAnalytics``
-(ROWS / OVER); each is its own module under ``operators/``. The V1 engine runs one pipeline in
-the calling thread; the V2 job server one per partition thread. Pipelines share nothing but the
-(append-only) string dictionary.
+(ROWS / OVER); each is its own module under ``operators/``, and each gives its state as
+(column names, arrays, metadata) for the pipeline's snapshot table. A job runs one pipeline in
+its own thread, or one per partition thread behind the hash router (jobs/partition_threads.py);
+pipelines share nothing but the (append-only) string dictionary.
 
 Time is decided outside (see ``columns.py``): ``process`` takes stamped rows, ``advance`` the
 watermark after a batch, ``flush`` the end of input.
@@ -151,11 +152,7 @@ class Pipeline:
         signature ``restore`` checks."""
         if self.stateful is None:
             return None
-        if self.plan.shape == "rows":
-            table = self.stateful.snapshot()
-            names, arrays, meta = table.column_names, table.columns, {}
-        else:
-            names, arrays, meta = self.stateful.snapshot()
+        names, arrays, meta = self.stateful.snapshot()
         return snapshots.table_of(names, arrays, {**self._signature(), **meta,
                                                   "late_records": int(self.late_records)})
 
@@ -170,8 +167,5 @@ class Pipeline:
         if table is None:
             raise ValueError("a stateful pipeline needs a snapshot table to restore")
         meta = snapshots.meta_of(table, self._signature())
-        if self.plan.shape == "rows":
-            self.stateful.restore(table)
-        else:
-            self.stateful.restore(table, meta)
+        self.stateful.restore(table, meta)
         self.late_records = int(meta["late_records"])

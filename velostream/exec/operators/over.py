@@ -70,8 +70,8 @@ class OverAnalytics:
     """The OVER specs of a ``rows``-shaped plan, and the projection of its output rows.
 
     ``push(batch)`` returns the batch's output rows; OVER keeps no rows back, so
-    ``on_watermark`` and ``close`` emit nothing. ``snapshot()`` / ``restore(table)`` carry the
-    state as an Arrow table (described in ``snapshot``)."""
+    ``on_watermark`` and ``close`` emit nothing. ``snapshot()`` / ``restore(table, meta)`` carry
+    the state as the columns of the pipeline's snapshot table (described in ``snapshot``)."""
 
     watermark = np.iinfo(np.int64).min
 
@@ -182,8 +182,8 @@ class OverAnalytics:
             sig.append(entry)
         return sig
 
-    def snapshot(self):
-        """The state as an Arrow table: one row per PARTITION BY value of each OVER spec ``o``
+    def snapshot(self) -> tuple[list, list, dict]:
+        """(column names, arrays, metadata) of the state: one row per PARTITION BY value of each OVER spec ``o``
         (one row for an unpartitioned spec), tagged ``__over``; columns of spec ``o`` are
         ``__o<o>.*`` (null on other specs' rows): keys ``k<i>``, ``rows`` (rows the partition
         has seen), then the kernel's ``export_state`` fields (``RowsWindow`` for a ROWS
@@ -249,9 +249,9 @@ class OverAnalytics:
                 names.append(name)
                 arrays.append(arr)
             before += n
-        return pa.Table.from_arrays(arrays, names=names)
+        return names, arrays, {}
 
-    def restore(self, table) -> None:
+    def restore(self, table, meta: dict) -> None:
         """Load a ``snapshot`` table into this (fresh) operator: keys are re-encoded with this
         process's string dictionary and inserted in the partition tables, and each kernel's
         state imported into the new slots."""
