@@ -3,9 +3,9 @@
     python bench/functions.py                      # 2,000,000 rows, best of 3
     python bench/functions.py --rows 200000 --repeat 1 --families text,regex
 
-One query per family: a date/time projection, a text projection, a regex filter and two JSON
-extractions (payloads with few distinct values, and every payload distinct: the JSON functions
-parse each distinct string of a batch once). Each is timed as the best of ``--repeat`` runs of
+One query per family: a date/time projection, a text projection, a regex filter, two JSON
+extractions (payloads with few distinct values, and every payload distinct), and two aggregates
+per key (100 keys) in a one-hour tumbling window: a percentile and a correlation. Each is timed as the best of ``--repeat`` runs of
 ``vs.query`` (partitions 1 and 2) and of DuckDB (``SET threads = 2``, result fetched as Arrow),
 after checking that both give the same rows. The table shows seconds and DuckDB's time divided
 by velostream's (above 1: velostream is faster). No assertions on time.
@@ -36,6 +36,15 @@ FAMILIES = {
                       "FROM t",
                       "SELECT json_extract_string(u, '$.user.name') AS n, "
                       "json_extract(u, '$.n')::VARCHAR AS g FROM t"),
+    # rounded: both compute the same formulas, the last bits of a double may differ
+    "percentile": ("SELECT k, ROUND(PERCENTILE_CONT(v, 0.9), 6) AS p, _WINDOW_START AS ws FROM t "
+                   "GROUP BY k WINDOW TUMBLING(ts, INTERVAL '1' HOUR)",
+                   "SELECT k, round(quantile_cont(v, 0.9), 6) AS p, "
+                   "epoch_ms(time_bucket(INTERVAL 1 HOUR, ts)) AS ws FROM t GROUP BY k, ws"),
+    "correlation": ("SELECT k, ROUND(CORR(v, w), 6) AS c, _WINDOW_START AS ws FROM t "
+                    "GROUP BY k WINDOW TUMBLING(ts, INTERVAL '1' HOUR)",
+                    "SELECT k, round(corr(v, w), 6) AS c, "
+                    "epoch_ms(time_bucket(INTERVAL 1 HOUR, ts)) AS ws FROM t GROUP BY k, ws"),
 }
 
 
@@ -49,7 +58,10 @@ def make_table(rows: int, seed: int = 1) -> pa.Table:
                      for u in range(5_000)]).take(pa.array(users % 5_000))
     unique = pa.array([f'{{"user": {{"id": {i % 20_000}, "name": "n{i % 500}"}}, "n": {i}}}'
                        for i in range(rows)])
+    v = rng.normal(100.0, 15.0, rows)
     return pa.table({"ts": pa.array(ts, pa.timestamp("ms")),
+                     "k": pa.array(users % 100), "v": pa.array(v),
+                     "w": pa.array(v * 0.5 + rng.normal(0.0, 5.0, rows)),
                      "ts2": pa.array(ts + rng.integers(-10**7, 10**7, rows), pa.timestamp("ms")),
                      "s": s, "j": docs, "u": unique})
 

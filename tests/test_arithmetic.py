@@ -618,3 +618,22 @@ def test_a_kafka_job_dead_letters_the_overflowing_rows_and_goes_on(kafka_broker)
     assert dead_x == sorted(table["x"].filter(pa.array(bad)).to_pylist())
     got = sorted(tuple(r.values()) for r in job.result().to_pylist())
     assert got == sorted(duck_rows(duck_sql, table.filter(pa.array(~bad))))
+
+
+@pytest.mark.parametrize("digits", [-3, -1, 1, 2, 3, 6, 10])
+def test_round_of_doubles_is_duckdbs_bit_for_bit(digits, partitions):
+    """ROUND(x, d) of a DOUBLE gives DuckDB's double exactly: scaled and rounded half away from
+    zero in extended precision (ROUND(20.45, 1) = 20.4), the whole number divided in DOUBLE
+    (ROUND(71.60166126036438, 6) = 71.601661, not the next double up); overflow as DuckDB."""
+    rng = np.random.default_rng(5 + digits)
+    xs = np.concatenate([rng.normal(0, 1000, 3000), rng.uniform(-1, 1, 3000),
+                         np.round(rng.uniform(-100, 100, 3000), 3) + 0.0005,
+                         [20.45, 2.675, 1.005, -0.125, 0.5, 71.60166126036438, 1e300, -1e300,
+                          1.5e308, 0.0, -0.0]])
+    t = pa.table({"x": pa.array(xs)})
+    sql = f"SELECT ROUND(x, {digits}) AS r FROM t"
+    got = [r["r"] for r in vs.query(sql, {"t": t.to_batches(max_chunksize=1000)},
+                                    partitions=partitions).to_pylist()]
+    want = [r[0] for r in duck_rows(f"SELECT round(x, {digits}) FROM t", t)]
+    bad = [(x, g, w) for x, g, w in zip(xs, got, want) if g != w]
+    assert not bad, bad[:5]

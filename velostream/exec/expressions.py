@@ -1490,11 +1490,20 @@ def _round(ev, b, batch):
         if t.kind == "FLOAT64":
             if digits == 0:
                 return Val(_round_half_away(a.v), a.ok, t)
-            # Scaled in extended precision, as DuckDB does: ROUND(20.45, 1) is 20.4 (the double
-            # 20.45 is 20.4499...), where a float64 x * 10 rounds to the tie 204.5 and gives 20.5
-            f = np.longdouble(10) ** digits
-            v = _round_half_away(np.asarray(a.v, dtype=np.longdouble) * f) / f
-            return Val(v.astype(np.float64) if np.ndim(v) else np.float64(v), a.ok, t)
+            x = np.asarray(a.v, dtype=np.float64)
+            if digits > 0:
+                # As DuckDB: scaled and rounded in extended precision (ROUND(20.45, 1) is 20.4:
+                # the double 20.45 is 20.4499..., where a float64 x * 10 is the tie 204.5), the
+                # whole number then divided in float64 (ROUND(71.6016612, 6) is 71.601661, not
+                # the next double up); a value whose scaled form overflows stays as it is
+                f = np.longdouble(10) ** digits
+                v = _round_half_away(x.astype(np.longdouble) * f).astype(np.float64) / 10.0 ** digits
+                v = np.where(np.isfinite(v) | ~np.isfinite(x), v, x)
+            else:  # in multiples of 10^-digits; 0 where that overflows (DuckDB)
+                m = 10.0 ** -digits
+                v = _round_half_away(x / m) * m
+                v = np.where(np.isfinite(v) | ~np.isfinite(x), v, 0.0)
+            return Val(v if np.ndim(a.v) else np.float64(v), a.ok, t)
         if t.kind == "DECIMAL":
             drop = t.scale - digits
             if drop <= 0:

@@ -120,7 +120,8 @@ class Job:
 
     ``sources`` maps the FROM name to a ``Reader`` or any in-memory input; ``sink`` is a ``Writer``
     (default: an in-memory writer, read back with ``result()``). ``processor="v1"`` runs one engine
-    in the calling thread; ``"v2"`` (default) runs ``partitions`` pipelines on native threads.
+    in the job's thread; ``"v2"`` (default) runs ``partitions`` pipelines on native threads
+    behind the hash router (one partition: in the job's thread too). See exchange.py.
     ``failure_strategy``: LogAndContinue (default), SendToDLQ (needs ``dead_letter``), FailBatch or
     RetryWithBackoff, as objects or names. Bad input records (a reader's ``rejects()``) fail the
     job under FailBatch and go to the dead-letter output otherwise.
@@ -148,11 +149,11 @@ class Job:
             raise ValueError("processor is 'v1' or 'v2'")
         if statements is None:  # (vs.query gives the text parsed: a megabyte is parsed once)
             statements = parse_script(sql, env)
-        # several statements, CTEs, ... (docs/SQL.md §8): a graph, run in the job's thread
-        self.engine = (GraphEngine(statements, statements[0].sql) if needs_graph(statements)
+        # several statements, CTEs, ... (docs/SQL.md §8): a graph, run in the job's thread at
+        # any partition count
+        pipeline = needs_graph(statements)
+        self.engine = (GraphEngine(statements, statements[0].sql) if pipeline
                        else Engine(sql, env=env, statement=statements[0]))
-        # several statements (docs/SQL.md §8): their graph runs in the job's thread, as V1 does
-        pipeline = isinstance(self.engine, GraphEngine)
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = (self.reader.watermark_by
                                     if isinstance(self.reader, PartitionedWatermark) else None)
