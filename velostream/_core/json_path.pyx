@@ -8,12 +8,13 @@ into Arrow's int32 offsets and UTF-8 bytes. No payload or value ever becomes a P
 The result must equal what the reference path (orjson: parse the payload, look the value up,
 print it compactly, floats as DuckDB prints them) gives, so the scanner is strict where orjson
 is strict (RFC 8259: no NaN, no leading zeros, no raw control characters, depth-limited nesting)
-and a key given twice counts with its last value. Whatever it cannot decide exactly is flagged
+and a key given twice counts with its first value, as in DuckDB. Whatever it cannot decide
+exactly is flagged
 per row for the caller's reference path instead of being guessed: a run of 19 digits (the
 reference reads such payloads with the ``json`` module, for integers beyond 64 bits), a lone
 surrogate escape, an exponent that may overflow a double, nesting deeper than ``MAX_DEPTH``, and
-an object or array as the result that gives a key twice (orjson merges them) or has escaped keys
-(``write_compact``). A float is printed as DuckDB prints the double it reads
+an object or array as the result that has escaped keys (``write_compact``; one that gives a key
+twice is printed with both, as DuckDB prints it). A float is printed as DuckDB prints the double it reads
 (``jp_format_double``).
 """
 import numpy as np
@@ -467,8 +468,9 @@ cdef cptr scan_value(Scan* s, cptr p, int depth, Py_ssize_t k) noexcept nogil:
             if p == NULL:
                 return NULL
             if on and key_equals(s, key, p - 1, escaped, k):
-                # a key given twice counts with its last value: forget what the earlier one held
-                s.found = False
+                # a key given twice counts with its first value, as DuckDB reads it: the
+                # later ones are off the path
+                on = False
                 on_path = k + 1
             else:
                 on_path = -1
@@ -669,16 +671,13 @@ cdef Py_ssize_t write_number(cptr p, cptr q, uint8_t* o) noexcept nogil:
 
 cdef Py_ssize_t write_compact(cptr p, cptr q, uint8_t* o, uint8_t* limit) noexcept nogil:
     """The (valid) object or array p..q as the reference prints what orjson.loads reads from it:
-    no whitespace, strings re-escaped, numbers as write_number. Returns the length written, or
-    -1 for the reference's cases: an object that gives a key twice (orjson merges them) or
-    whose keys hold escapes (told apart only once decoded), nesting or keys beyond the stack
+    no whitespace, strings re-escaped, numbers as write_number; a key given twice is printed
+    twice, as DuckDB prints it. Returns the length written, or -1 for the reference's cases: an
+    object whose keys hold escapes (told apart only once decoded), nesting beyond the stack
     below, or a result that would pass ``limit``."""
     cdef uint8_t* start = o
-    cdef cptr key_start[256]
-    cdef cptr key_stop[256]
-    cdef int frame_keys[64]
     cdef bint frame_object[64]
-    cdef int depth = 0, nkeys = 0, i
+    cdef int depth = 0
     cdef bint want_key = False
     cdef cptr end
     cdef Py_ssize_t w
@@ -691,15 +690,8 @@ cdef Py_ssize_t write_compact(cptr p, cptr q, uint8_t* o, uint8_t* limit) noexce
         if c == 34:
             end = string_end(p + 1)
             if want_key:
-                if memchr(p + 1, 92, end - 1 - (p + 1)) != NULL or nkeys == 256:
+                if memchr(p + 1, 92, end - 1 - (p + 1)) != NULL:
                     return -1
-                for i in range(frame_keys[depth - 1], nkeys):
-                    if (key_stop[i] - key_start[i] == end - 1 - (p + 1)
-                            and memcmp(key_start[i], p + 1, end - 1 - (p + 1)) == 0):
-                        return -1
-                key_start[nkeys] = p + 1
-                key_stop[nkeys] = end - 1
-                nkeys += 1
                 want_key = False
             if limit - o < end - p:
                 return -1
@@ -712,12 +704,10 @@ cdef Py_ssize_t write_compact(cptr p, cptr q, uint8_t* o, uint8_t* limit) noexce
             if depth == 64:
                 return -1
             frame_object[depth] = c == 123
-            frame_keys[depth] = nkeys
             depth += 1
             want_key = c == 123
         elif c == 125 or c == 93:
             depth -= 1
-            nkeys = frame_keys[depth]
         elif c == 44:
             want_key = frame_object[depth - 1]
         elif c == 116 or c == 110:

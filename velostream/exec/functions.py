@@ -1214,8 +1214,9 @@ def _json_dumps(value) -> str:
     if isinstance(value, float):
         return _json_float(value)
     if isinstance(value, dict):
+        items = value.pairs if isinstance(value, _JsonObject) else value.items()
         return "{" + ",".join(orjson.dumps(k).decode() + ":" + _json_dumps(v)
-                              for k, v in value.items()) + "}"
+                              for k, v in items) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_json_dumps(v) for v in value) + "]"
     try:
@@ -1273,9 +1274,26 @@ def _json_result(kind: str) -> Callable:
     return lambda v: None if v is None else (v if isinstance(v, str) else _json_dumps(v))
 
 
+class _JsonObject(dict):
+    """An object of a payload as DuckDB reads it: a key given twice keeps its first value when
+    a path looks it up, and is printed twice (``pairs``, in order) when the object is a result."""
+
+    __slots__ = ("pairs",)
+
+
+def _first_value_per_key(pairs: list) -> dict:
+    obj = _JsonObject()
+    for k, v in pairs:
+        obj.setdefault(k, v)
+    obj.pairs = pairs
+    return obj
+
+
 def _json_reference_kernel(kind: str, path: str):
-    """The function over payloads with orjson: the reference the compiled scanner
-    (``_json_kernel``) must equal, and what it hands the rows it cannot decide."""
+    """The function over payloads parsed in Python: the reference the compiled scanner
+    (``_json_kernel``) must equal, and what it hands the rows it cannot decide (rare, so the
+    payload is parsed twice: orjson says whether it is valid JSON, the json module reads it
+    keeping a repeated key's first value)."""
     get = _json_getter(_json_path(None, path))
     result = _json_result(kind)
     exists = kind == "EXISTS"
@@ -1291,7 +1309,11 @@ def _json_reference_kernel(kind: str, path: str):
                 append(None)
                 continue
             try:
-                doc = json.loads(text, parse_constant=_no_constants) if big else loads(text)
+                if not big:
+                    loads(text)  # what orjson refuses (RFC 8259 strictly) is invalid JSON
+                # a key given twice counts with its first value, as DuckDB reads it
+                doc = json.loads(text, parse_constant=_no_constants,
+                                 object_pairs_hook=_first_value_per_key)
             except (ValueError, RecursionError):  # invalid JSON: NULL (DuckDB raises an error)
                 append(None)
                 continue
@@ -1349,8 +1371,9 @@ def _json_compiled_steps(steps: list) -> Optional[tuple]:
 def _json_kernel(kind: str, path: str):
     """The function over an Arrow string array: each payload walked once by the compiled
     scanner (velostream/_core/json_path.pyx), without Python objects; the rows it flags (19-digit
-    runs, lone surrogates, exponents that may overflow, deep nesting, objects with a key given
-    twice) go through the reference kernel, so the results are always the reference's."""
+    runs, lone surrogates, exponents that may overflow, deep nesting, keys with escapes in an
+    object to print) go through the reference kernel, so the results are always the
+    reference's."""
     from .._core.json_path import FALLBACK, MODES, extract
 
     reference = _json_reference_kernel(kind, path)
@@ -1841,9 +1864,9 @@ def reference_markdown() -> str:
     out += [
         "## Differences from DuckDB",
         "",
-        "- Text that is not valid JSON makes the JSON functions NULL (DuckDB raises an error). A",
-        "  key given twice in one object: the last one counts (DuckDB: the first). JSON is read",
-        "  strictly (RFC 8259): DuckDB also reads `NaN`, `Infinity` and trailing commas.",
+        "- Text that is not valid JSON makes the JSON functions NULL (DuckDB raises an error).",
+        "  JSON is read strictly (RFC 8259): DuckDB also reads `NaN`, `Infinity` and trailing",
+        "  commas. A key given twice in one object counts with its first value, as in DuckDB.",
         "- JSON paths: `$.key`, `$.\"quoted key\"`, `$[n]`, `$[#-n]`, JSON pointers `/a/0` and a",
         "  bare key; the wildcard `*` is not supported.",
         "- The pattern, format, unit and path arguments are constants (a pattern may also be a",
