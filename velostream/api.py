@@ -54,7 +54,7 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
 
     ``sources`` maps each FROM name to its data: a pyarrow Table or RecordBatch, a list of record
     batches, a pandas DataFrame, a dict of columns or a list of row dicts. ``partitions > 1`` runs
-    the V2 job server (N partition threads); ``processor="v2"`` forces it even for one partition.
+    the job server (N partition threads); ``processor="v2"`` runs even one partition as a job.
 
     >>> import velostream as vs
     >>> trades = {"symbol": ["A", "B", "A"], "price": [10.0, 20.0, 30.0],
