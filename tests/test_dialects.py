@@ -203,3 +203,30 @@ def test_cumulate_state_survives_a_snapshot():
     fresh.restore(eng.snapshot())
     out += fresh.push("t", second).to_pylist() + fresh.flush().to_pylist()
     assert_rows_equal(out, whole)
+
+
+def test_cumulate_windows_take_every_aggregate(partitions):
+    """The aggregates of docs/SQL.md §5 in CUMULATE windows (two-phase at several partitions),
+    against DuckDB over the same windows."""
+    t = events(2000, seed=9)
+    ts_sorted = t.sort_by("ts")
+    aggs = ("STRING_AGG(k, ',') AS sa, ROUND(PERCENTILE_CONT(v, 0.5), 6) AS pc, "
+            "ROUND(CORR(v, ts), 6) AS c, ARG_MAX(k, v) AS am, MIN(k) AS mk, "
+            "COUNT(DISTINCT k) AS dk, COUNT(*) FILTER (WHERE v > 0) AS fp")
+    duck_aggs = ("string_agg(k, ',' ORDER BY ts), round(quantile_cont(v, 0.5), 6), "
+                 "round(corr(v, ts), 6), arg_max(k, v ORDER BY ts), min(k), count(DISTINCT k), "
+                 "count(*) FILTER (WHERE v > 0)")
+    sql = (f"SELECT window_start, window_end, {aggs} FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), "
+           f"INTERVAL '1' MINUTE, INTERVAL '5' MINUTES)) GROUP BY window_start, window_end")
+    got = vs.query(sql, {"t": ts_sorted.to_batches(max_chunksize=300)},
+                   partitions=partitions).to_pylist()
+    size, step = 300_000, 60_000
+    want = duck(f"""
+        SELECT ws, we, {duck_aggs} FROM (
+            SELECT *, (ts // {size}) * {size} AS ws,
+                   unnest(generate_series((ts // {size}) * {size} + (ts % {size} // {step} + 1)
+                                          * {step}, (ts // {size}) * {size} + {size}, {step})) AS we
+            FROM t)
+        GROUP BY ws, we""", t=ts_sorted)
+    assert len(want) > 20
+    assert_rows_equal(got, want)
