@@ -1598,13 +1598,18 @@ class _Parser:
             raise self.error(self.tok, "a RANGE frame's INTERVAL must not be negative")
         self.expect_kw("PRECEDING", "PRECEDING after the RANGE interval")
         if between:
-            self.expect_kw("AND", "AND CURRENT ROW")
-            if not self.at_kw("CURRENT"):
-                raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows after "
-                                                 "it have not arrived yet")
-            self.advance()
-            self.expect_kw("ROW", "ROW after CURRENT")
+            self.frame_end()
         return width.millis
+
+    def frame_end(self) -> None:
+        """``AND CURRENT ROW``, the only end a frame may have: the rows after the current one
+        have not arrived yet."""
+        self.expect_kw("AND", "AND CURRENT ROW")
+        if not self.at_kw("CURRENT"):
+            raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows after it "
+                                             "have not arrived yet")
+        self.advance()
+        self.expect_kw("ROW", "ROW after CURRENT")
 
     def standard_frame(self, shape: str):
         """After ROWS: the standard ``BETWEEN n PRECEDING AND CURRENT ROW`` (or ``n PRECEDING``),
@@ -1619,12 +1624,7 @@ class _Parser:
             self.advance()
             self.expect_kw("PRECEDING", "PRECEDING after UNBOUNDED")
             if between:
-                self.expect_kw("AND", "AND CURRENT ROW")
-                if not self.at_kw("CURRENT"):
-                    raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows "
-                                                     "after it have not arrived yet")
-                self.advance()
-                self.expect_kw("ROW", "ROW after CURRENT")
+                self.frame_end()
             return "UNBOUNDED"
         if self.at_kw("CURRENT"):
             raise self.unsupported(tok, f"ROWS {'BETWEEN ' if between else ''}CURRENT ROW ... "
@@ -1635,12 +1635,7 @@ class _Parser:
         n = self.advance()
         self.expect_kw("PRECEDING", "PRECEDING after the row count")
         if between:
-            self.expect_kw("AND", "AND CURRENT ROW")
-            if not self.at_kw("CURRENT"):
-                raise self.unsupported(self.tok, "a frame must end at CURRENT ROW: the rows after "
-                                                 "it have not arrived yet")
-            self.advance()
-            self.expect_kw("ROW", "ROW after CURRENT")
+            self.frame_end()
         if n.value + 1 > MAX_BUFFER_ROWS:
             raise self.error(n, f"a frame of {n.value} preceding rows keeps more than "
                                 f"{MAX_BUFFER_ROWS:,} rows per key")
