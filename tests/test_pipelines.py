@@ -288,3 +288,57 @@ def test_limit_after_a_union_all_takes_the_unions_first_rows():
     two = vs.query("WITH x AS (SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 2) "
                    "SELECT * FROM x", {"t": t, "u": u}).to_pylist()
     assert len(two) == 2 and {r["a"] for r in two} <= {1, 5, 3, 4, 2}
+
+
+def test_a_pipelines_source_keeps_its_watermark_per_source_partition():
+    """A source of independently ordered partitions (Kafka) moves a pipeline's watermark by the
+    slowest partition, as one SELECT over it does (docs/SQL.md, the watermark of a Kafka
+    source): a partition read ahead does not make another's rows late, in a join's output
+    windowed downstream."""
+    sql = """CREATE TABLE desks (trader_id VARCHAR, desk VARCHAR, PRIMARY KEY (trader_id));
+    SELECT d.desk, COUNT(*) AS n, _WINDOW_START AS ws FROM trades t
+    JOIN desks d ON t.trader_id = d.trader_id
+    GROUP BY d.desk WINDOW TUMBLING (_TIMESTAMP, INTERVAL '1' MINUTE)"""
+    eng = vs.Engine(sql)
+    eng.watermark_by = "_PARTITION"  # as a job sets it for a Kafka source
+    eng.source_partitions([0, 1])
+    eng.push("desks", {"trader_id": ["a", "b"], "desk": ["X", "Y"]})
+    out = eng.push("trades", {"trader_id": ["a", "a"], "_TIMESTAMP": [600_000, 610_000],
+                              "_PARTITION": [0, 0]}).to_pylist()
+    out += eng.push("trades", {"trader_id": ["b", "b"], "_TIMESTAMP": [60_000, 70_000],
+                               "_PARTITION": [1, 1]}).to_pylist()
+    out += eng.flush().to_pylist()
+    assert eng.stats["late_records"] == 0
+    assert sorted((r["desk"], r["n"], r["ws"]) for r in out) == [("X", 2, 600_000),
+                                                                  ("Y", 2, 60_000)]
+
+
+def test_a_pipeline_job_keeps_the_watermark_per_partition_of_its_partitioned_source():
+    """Read through a MergedReader, the one source of independently ordered partitions still
+    declares them (jobs.protocols.PartitionedWatermark), so the pipeline's watermark is kept per
+    partition: partition 0 read far ahead makes none of partition 1's rows late."""
+    from velostream.jobs import Job
+    from velostream.jobs.protocols import MemoryReader, MergedReader, PartitionedWatermark
+
+    class TwoPartitions(MemoryReader):  # what the Kafka source declares
+        watermark_by = "_PARTITION"
+
+        def watermark_partitions(self):
+            return [0, 1], []
+
+    sql = """CREATE TABLE desks (trader_id VARCHAR, desk VARCHAR, PRIMARY KEY (trader_id));
+    SELECT d.desk, COUNT(*) AS n, _WINDOW_START AS ws FROM trades t
+    JOIN desks d ON t.trader_id = d.trader_id
+    GROUP BY d.desk WINDOW TUMBLING (_TIMESTAMP, INTERVAL '1' MINUTE) EMIT FINAL"""
+    trades = TwoPartitions([
+        pa.record_batch({"trader_id": ["a", "a"], "_TIMESTAMP": [600_000, 610_000],
+                         "_PARTITION": pa.array([0, 0], pa.int32())}),
+        pa.record_batch({"trader_id": ["b", "b"], "_TIMESTAMP": [60_000, 70_000],
+                         "_PARTITION": pa.array([1, 1], pa.int32())})])
+    assert not isinstance(MergedReader({"x": MemoryReader({"k": [1]})}), PartitionedWatermark)
+    job = Job(sql, {"trades": trades, "desks": {"trader_id": ["a", "b"], "desk": ["X", "Y"]}})
+    assert isinstance(job.reader, MergedReader) and job.engine.watermark_by == "_PARTITION"
+    job.run()
+    assert job.stats.records_late == 0
+    assert sorted((r["desk"], r["n"], r["ws"]) for r in job.result().to_pylist()) == [
+        ("X", 2, 600_000), ("Y", 2, 60_000)]

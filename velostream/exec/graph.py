@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..batch import Batch, StringDict
-from ..engine import _AnySchema, _morsels
+from ..engine import Watermark, _AnySchema, _morsels
 from ..errors import SqlError, UnsupportedError
 from ..sql import ast
 from .operators.base import EVENT_TIME, INT64_MIN, RelationSchema, sql_schema, visible
@@ -64,6 +64,7 @@ class Node:
     join: Any = None                # a join: (ast.Join, left alias, right alias, temporal)
     qualify: Any = None             # a SELECT over a join: the sides' aliases (see _qualify)
     binder: Any = None              # a declared table source: its SourceBinder (_table_rows)
+    clock: Any = None               # a source: its event-time Watermark (_source_time)
 
 
 def needs_graph(statements: list[ast.Statement]) -> bool:
@@ -626,18 +627,31 @@ class Dataflow:
         return emitted
 
     def _source_time(self, node: Node, batch: pa.RecordBatch) -> int:
-        """A source's watermark after ``batch``: its largest event time less the lateness."""
+        """A source's watermark after ``batch``: its largest event time less the lateness; of a
+        source of independently ordered partitions (Kafka: ``watermark_by``), the smallest of
+        its partitions' largest times, as a SELECT over it keeps it (engine.Watermark)."""
+        if node.clock is None:
+            node.clock = Watermark(self._lateness_ms)
+            if self.partitions is not None:
+                node.clock.track(*self.partitions)
         if EVENT_TIME not in batch.schema.names or batch.num_rows == 0:
-            return INT64_MIN
+            return node.clock.current
         col = batch.column(EVENT_TIME)
         if pa.types.is_timestamp(col.type):
             col = col.cast(pa.timestamp("ms")).cast(pa.int64())
         elif not pa.types.is_integer(col.type):
-            return INT64_MIN
-        top = pc.max(col).as_py()
-        if top is None:
-            return INT64_MIN
-        return int(top) - self._lateness_ms
+            return node.clock.current
+        parts = None
+        if self.watermark_by is not None and self.watermark_by in batch.schema.names:
+            parts = batch.column(self.watermark_by)
+        if col.null_count:  # a row without event time does not move the watermark
+            keep = col.is_valid()
+            col = col.filter(keep)
+            parts = None if parts is None else parts.filter(keep)
+        if len(col):
+            node.clock.stamp(col.to_numpy(zero_copy_only=False),
+                             None if parts is None else parts.to_numpy(zero_copy_only=False))
+        return node.clock.current
 
     def result_rows(self, emitted: dict) -> list[pa.RecordBatch]:
         node = self.result
@@ -971,6 +985,9 @@ class GraphEngine:
 
     def source_partitions(self, active, idle=()) -> None:
         self.flow.partitions = (list(active), list(idle))
+        for n in self.flow.sources.values():
+            if n.clock is not None:
+                n.clock.track(active, idle)
         for n in self.flow.nodes:
             if n.kind == "select" and n.inputs[0].kind == "source" and n.op.engine is not None:
                 n.op.engine.source_partitions(active, idle)

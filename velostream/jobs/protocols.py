@@ -262,6 +262,23 @@ class MergedReader:
         for name, pos in dict(position).items():
             self.readers[name].seek(pos)
 
+    def _partitioned(self):
+        """The one reader of independently ordered partitions (a Kafka stream), if there is
+        exactly one: its partitions are the ones the pipeline's watermark is kept over."""
+        found = [r for r in self.readers.values() if isinstance(r, PartitionedWatermark)]
+        return found[0] if len(found) == 1 else None
+
+    @property
+    def watermark_by(self) -> str:
+        """As that reader's (``PartitionedWatermark``); no such attribute without one."""
+        r = self._partitioned()
+        if r is None:
+            raise AttributeError("watermark_by")
+        return r.watermark_by
+
+    def watermark_partitions(self) -> tuple[list[int], list[int]]:
+        return self._partitioned().watermark_partitions()
+
     def rejects(self) -> list:
         out = []
         for r in self.readers.values():
