@@ -113,7 +113,7 @@ def finish_values(values: np.ndarray, valid: np.ndarray, t: SqlType, unscale: in
     k = t.kind
     if values.dtype == np.float64 and k in ("INT64", "DECIMAL", "TIMESTAMP"):
         # PERCENTILE_DISC of integers: an input value the kernel held as a double, exactly (the
-        # input was checked to be within 2**53, see _agg_args)
+        # input was checked to be within 2**53, see evaluate_arguments)
         values = values.astype(np.int64)
     if k == "STRING":
         values = values.astype(np.int32)
