@@ -1,6 +1,7 @@
 """Shared fixtures: the partition counts whole-engine tests run at, and the Kafka broker.
 
-``partitions`` > 1 runs the V2 job server (``velostream.jobs``); 1 runs the V1 engine.
+``partitions`` > 1 runs the partition threads of the job server (``velostream.jobs``); 1 runs one
+engine in the calling thread.
 """
 from __future__ import annotations
 
@@ -61,12 +62,9 @@ exec(LOAD_FROM_CHECKOUT)
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
-    """Environment for a ``python -m velostream`` subprocess: it imports the same velostream the
-    tests import (the installed one in CI, the in-place build in a checkout)."""
-    import velostream
+    """Environment for a ``python -m velostream`` subprocess of this interpreter: it imports the
+    installed velostream, as the tests do (nothing is added to PYTHONPATH)."""
     env = dict(os.environ, **(extra or {}))
-    home = os.path.dirname(os.path.dirname(os.path.abspath(velostream.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
     env.pop("VELOSTREAM_LOG", None)
     # ``python -m velostream`` puts its working directory first on sys.path: from a checkout that
     # would import the uncompiled source tree. Python >= 3.11 leaves it out with this.

@@ -3,8 +3,6 @@ a rebalance when a process joins. Nothing expected by DuckDB may be missing from
 duplicates are allowed (at-least-once) and counted, wrong rows (partial windows) are not."""
 from __future__ import annotations
 
-import math
-import os
 import signal
 import subprocess
 import sys
@@ -332,6 +330,36 @@ DUCK_CASCADE = """SELECT trader_id, symbol, COUNT(*), SUM(quantity), trade_time 
 FROM md GROUP BY ALL"""
 
 
+def kill_9_mid_input_and_finish(sc: Scenario, rows: list, in_metric: str) -> None:
+    """Half the rows in, the job running live, SIGKILL after a few checkpoints of open windows;
+    then the other half and a restarted bounded run of the same job to the end."""
+    n = len(rows)
+    try:
+        sc.produce(rows[: n // 2])
+        p, port = sc.start()
+        wait_metric(port, in_metric, lambda v: v >= n // 4, proc=p)
+        time.sleep(1.0)  # a few commits (every 300 ms) with open windows in the checkpoint
+        p.kill()  # SIGKILL: no flush, no last commit
+        p.wait()
+        assert list((sc.tmp_path / "ckpt").glob("pipeline-*.ckpt")), \
+            "no pipeline checkpoint written"
+        sc.produce(rows[n // 2:])
+        sc.finish()
+    finally:
+        sc.kill_all()
+
+
+def assert_every_window_once(broker, topic: str, cols: tuple, expected: list) -> None:
+    """The output topic holds each expected window row, and no partial or wrong one."""
+    got = Counter(tuple(orjson.loads(m.value())[c] for c in cols)
+                  for m in broker.consume_all(topic, timeout=30))
+    want = Counter(tuple(r) for r in expected)
+    missing = want - got
+    assert not missing, f"{sum(missing.values())} windows lost, e.g. {list(missing)[:3]}"
+    wrong = set(got) - set(want)
+    assert not wrong, f"{len(wrong)} partial or wrong windows, e.g. {list(wrong)[:3]}"
+
+
 def test_kill_9_of_a_two_statement_pipeline_loses_nothing(kafka_broker, tmp_path):
     """A pipeline job (docs/SQL.md §8) checkpoints its whole graph with its read positions at
     each commit: killed with SIGKILL mid-input and restarted, no window is lost or partial."""
@@ -341,28 +369,11 @@ def test_kill_9_of_a_two_statement_pipeline_loses_nothing(kafka_broker, tmp_path
     con = duckdb.connect()
     con.register("md", table)
     expected = con.sql(DUCK_CASCADE).fetchall()
-    rows = table.to_pylist()
     sc = Scenario(kafka_broker, tmp_path, CASCADE, "pipeline-kill")
-    try:
-        sc.produce(rows[: n // 2])
-        p, port = sc.start()
-        wait_metric(port, IN, lambda v: v >= n // 4, proc=p)
-        time.sleep(1.0)  # a few commits (every 300 ms) with open windows in the checkpoint
-        p.kill()  # SIGKILL: no flush, no last commit
-        p.wait()
-        assert list((tmp_path / "ckpt").glob("pipeline-*.ckpt")), "no pipeline checkpoint written"
-        sc.produce(rows[n // 2:])
-        sc.finish()
-    finally:
-        sc.kill_all()
-    cols = ("trader_id", "symbol", "trade_count", "total_quantity", "ws")
-    got = Counter(tuple(orjson.loads(m.value())[c] for c in cols)
-                  for m in kafka_broker.consume_all(sc.out, timeout=30))
-    want = Counter(tuple(r) for r in expected)
-    missing = want - got
-    assert not missing, f"{sum(missing.values())} windows lost, e.g. {list(missing)[:3]}"
-    wrong = set(got) - set(want)
-    assert not wrong, f"{len(wrong)} partial windows, e.g. {list(wrong)[:3]}"
+    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN)
+    assert_every_window_once(kafka_broker, sc.out,
+                             ("trader_id", "symbol", "trade_count", "total_quantity", "ws"),
+                             expected)
 
 
 JOIN_WINDOWS = """CREATE TABLE desks (trader_id VARCHAR, desk VARCHAR, PRIMARY KEY (trader_id));
@@ -391,31 +402,13 @@ def test_kill_9_of_a_join_job_loses_nothing(kafka_broker, tmp_path):
     con.register("md", table)
     con.register("desks", desks)
     expected = con.sql(DUCK_JOIN_WINDOWS).fetchall()
-    rows = table.to_pylist()
     sc = Scenario(kafka_broker, tmp_path, JOIN_WINDOWS, "join-kill")
     # the table's source joins the job's one WITH (docs/SQL.md §8: one configuration); the
     # trades' event time is their trade_time, the time the join's rows carry and the window reads
     sc.job.write_text(sc.job.read_text().replace(
         "WITH (", f"WITH ('desks.type' = 'file_source', 'desks.path' = '{desks_csv}', "
                   "'trades.event.time.field' = 'trade_time', ", 1))
-    try:
-        sc.produce(rows[: n // 2])
-        p, port = sc.start()
-        # the job's first declared source names its metrics: the table's (read first)
-        wait_metric(port, IN.replace('"trades"', '"desks"'), lambda v: v >= n // 4, proc=p)
-        time.sleep(1.0)  # a few commits (every 300 ms) with open windows in the checkpoint
-        p.kill()  # SIGKILL: no flush, no last commit
-        p.wait()
-        assert list((tmp_path / "ckpt").glob("pipeline-*.ckpt")), "no pipeline checkpoint written"
-        sc.produce(rows[n // 2:])
-        sc.finish()
-    finally:
-        sc.kill_all()
-    cols = ("desk", "symbol", "trade_count", "total_quantity", "ws")
-    got = Counter(tuple(orjson.loads(m.value())[c] for c in cols)
-                  for m in kafka_broker.consume_all(sc.out, timeout=30))
-    want = Counter(tuple(r) for r in expected)
-    missing = want - got
-    assert not missing, f"{sum(missing.values())} windows lost, e.g. {list(missing)[:3]}"
-    wrong = set(got) - set(want)
-    assert not wrong, f"{len(wrong)} partial or wrong windows, e.g. {list(wrong)[:3]}"
+    # the job's first declared source names its metrics: the table's (read first)
+    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN.replace('"trades"', '"desks"'))
+    assert_every_window_once(kafka_broker, sc.out,
+                             ("desk", "symbol", "trade_count", "total_quantity", "ws"), expected)

@@ -533,11 +533,9 @@ def test_session_expired_sessions_survive():
     """A session a row's watermark expired, not yet closed (no advance() in between), stays
     unjoinable after a restore, and closes when the watermark says so."""
     from velostream.exec.pipeline import Pipeline
-    from velostream.batch import Batch
 
     sql = "SELECT k, COUNT(*) AS n, SUM(v) AS s, _WINDOW_START AS ws FROM t " \
           "GROUP BY k WINDOW SESSION(10ms) EMIT FINAL"
-    eng = vs.Engine(sql)
     first = pa.table({"k": ["a", "b", "a", "b"], "v": [1, 2, 3, 4],
                       "_TIMESTAMP": [100, 101, 150, 105]})
     second = pa.table({"k": ["a", "b", "b"], "v": [5, 6, 7], "_TIMESTAMP": [112, 112, 200]})

@@ -14,13 +14,12 @@ import pyarrow as pa
 from . import engine as _engine
 from .batch import SqlType, StringDict, to_record_batches
 from .binding import conform
-from .engine import _AnySchema, _morsels, _pick_source, schema_of
+from .engine import _morsels, _pick_source, explain_plan, schema_of
 from .exec.graph import Dataflow, GraphEngine, needs_graph, run_query
 from .jobs import run_partitioned
-from .planner import plan_statement
 from .result import Result
 from .sql import ast
-from .sql.parser import gc_paused, parse_script
+from .sql.parser import parse_script
 
 
 class Engine(_engine.Engine):
@@ -125,15 +124,11 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
                 given[name.lower()] = rb.schema
         flow.bind_for_explain(given)
         return flow.explain()
-    stmt = statements[0]
-    src = stmt.select.source.name
+    schemas = None
     if sources is not None:
         schemas = {}
         for name, data in sources.items():
             rb = next(iter(to_record_batches(data)), None)
             if rb is not None:
                 schemas[name] = schema_of(rb)
-    else:
-        schemas = {src: _AnySchema()}
-    with gc_paused(len(stmt.sql or "")):  # rendering a 1 MB text's plan makes as many objects
-        return plan_statement(stmt, schemas).explain()
+    return explain_plan(statements[0], schemas)

@@ -257,7 +257,6 @@ class Engine:
         """Columns typed NULL so far got a type: bind the plan again. A plan that holds no state
         yet (no records, or a row-by-row query) is simply replaced; one with state keeps going
         when the new types change nothing it holds, and otherwise the batch is rejected."""
-        from .planner import plan_statement
         schema = self.binder.sql_schema()
         new = plan_statement(self.statement, {self.source: schema}, self.strings)
         stateless = self.plan.shape == "project" and not self.plan.distinct
@@ -485,11 +484,7 @@ class Engine:
         return self.finish(out)
 
     def explain(self) -> str:
-        if self.plan is not None:
-            return self.plan.explain()
-        # not bound to data yet: every column typed NULL (any), as vs.explain without sources
-        with gc_paused(len(self.sql or "")):
-            return plan_statement(self.statement, {self.source: _AnySchema()}).explain()
+        return self.plan.explain() if self.plan is not None else explain_plan(self.statement)
 
     # -- durable state ------------------------------------------------------------------
     SNAPSHOT_FORMAT = 1
@@ -618,6 +613,15 @@ def _pick_source(eng: Engine, sources: Mapping[str, Any]):
             return data
     raise SqlError.at(eng.sql, eng.statement.select.source.pos,
                       f"no input for source '{eng.source}' (given: {', '.join(sources) or 'none'})")
+
+
+def explain_plan(statement: ast.Statement, schemas: Optional[dict] = None) -> str:
+    """One statement's plan as text, against ``schemas`` (source name -> column types), or
+    with every column typed NULL (any) when there are none (not bound to data yet)."""
+    if schemas is None:
+        schemas = {statement.select.source.name: _AnySchema()}
+    with gc_paused(len(statement.sql or "")):  # a 1 MB text's plan makes as many objects
+        return plan_statement(statement, schemas).explain()
 
 
 class _AnySchema(dict):

@@ -46,7 +46,7 @@ import pyarrow as pa  # noqa: E402
 
 from bench.data import S2_SQL, market_data  # noqa: E402
 
-#: The original engine's latency targets (SCENARIOS.md), microseconds.
+#: The original engine's latency targets (bench/README.md, "Latency"), microseconds.
 TARGETS_US = {"p50": 200, "p95": 500, "p99": 1000}
 
 

@@ -1,4 +1,4 @@
-"""S0: pure SELECT + WHERE over 'orders' (SCENARIOS.md).
+"""S0: pure SELECT + WHERE over 'orders' (bench/README.md).
 
     python bench/s0_select_where/run_benchmark.py --records 2000000 --system duckdb -o out.json
 

@@ -652,10 +652,9 @@ class _Parser:
     def window_table_function(self) -> ast.TableRef:
         """Flink's window table functions (docs/SQL.md §10): ``TABLE(TUMBLE(TABLE t,
         DESCRIPTOR(ts), size))``, ``HOP(..., slide, size)``, ``CUMULATE(..., step, size)``,
-        ``SESSION(TABLE t [PARTITION BY
-        k], DESCRIPTOR(ts), gap)``; the select list and GROUP BY name ``window_start`` and
-        ``window_end``."""
-        start = self.advance()  # TABLE
+        ``SESSION(TABLE t [PARTITION BY k], DESCRIPTOR(ts), gap)``; the select list and GROUP BY
+        name ``window_start`` and ``window_end``."""
+        self.advance()  # TABLE
         self.expect_punct("(")
         fn = self.tok
         if not self.is_kw(fn, "TUMBLE", "HOP", "SESSION", "CUMULATE"):
