@@ -140,6 +140,21 @@ cdef class KeyRouter:
         """Rows sent to each partition so far."""
         return np.asarray(self.load).copy()
 
+    def state(self):
+        """The assignment and the loads, for a snapshot: a restored router must send every key
+        to the partition that holds its state."""
+        return np.asarray(self.assign).copy(), np.asarray(self.load).copy()
+
+    def restore(self, assign, load):
+        """Load a ``state()`` of a router with as many partitions."""
+        assign = np.ascontiguousarray(assign, dtype=np.int8)
+        load = np.ascontiguousarray(load, dtype=np.int64)
+        if assign.shape[0] != N_GROUPS or load.shape[0] != self.n_parts:
+            raise ValueError(f"a router state of {load.shape[0]} partitions cannot be restored "
+                             f"into {self.n_parts}")
+        np.asarray(self.assign)[:] = assign
+        np.asarray(self.load)[:] = load
+
     def route(self, list words, int8_t[::1] out):
         """Write each row's partition into ``out``; ``words``: one or more int64 arrays of
         ``len(out)`` rows that together identify each row's key.
