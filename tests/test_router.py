@@ -106,7 +106,7 @@ def test_v2_null_and_computed_keys_match_v1(partitions):
 
 def _raw_strings(arr: pa.Array) -> tuple:
     from velostream.batch import Column, SqlType
-    from velostream.jobs.router import _raw_key
+    from velostream.exec.router import _raw_key
     return _raw_key(Column(SqlType("STRING"), arrow=arr))
 
 

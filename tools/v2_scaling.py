@@ -71,7 +71,7 @@ def exchange_steps(sql: str, src: str, batches: list):
 
     from velostream._core.route import select_rows
     from velostream.engine import Engine
-    from velostream.jobs.router import Router
+    from velostream.exec.router import Router
 
     eng = Engine(sql)
     prepared = [eng.prepare(rb) for rb in batches]

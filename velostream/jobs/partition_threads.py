@@ -38,7 +38,7 @@ from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, SEQ_COL
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
-from .router import Routed, Router, own_dictionary
+from ..exec.router import Routed, Router, own_dictionary
 
 _INT = SqlType("INT64")
 _STOP = object()

@@ -25,8 +25,8 @@ import numpy as np
 from .._core.route import KeyRouter, select_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict
-from ..exec.expressions import BCol, Evaluator
-from ..exec.keys import KeyCodec
+from .expressions import BCol, Evaluator
+from .keys import KeyCodec
 from ..planner import Plan
 
 
