@@ -519,11 +519,16 @@ def test_temporal_join_of_text_keys_in_other_arrow_encodings(encoding):
 
 def test_explain_of_joins_without_data_and_where_they_run():
     """Without data a source's columns are the ones the query names, plus the event time every
-    source record has: a WITHIN join explains instead of refusing; and explain says where the
-    graph runs (one thread at any partition count), not a partitioning its stages do not get."""
-    text = vs.explain("SELECT o.id, f.qty FROM orders o JOIN fills f ON o.id = f.order_id "
-                      "WITHIN 5 SECONDS")
+    source record has: a WITHIN join explains instead of refusing; and explain says how each
+    node is split over the partitions (the join hashed on its keys, both sides)."""
+    sql = ("SELECT o.id, f.qty FROM orders o JOIN fills f ON o.id = f.order_id "
+           "WITHIN 5 SECONDS")
+    text = vs.explain(sql)
     assert "IntervalJoin INNER" in text and "[-5000, 5000] ms" in text
-    assert text.splitlines()[-1].startswith("Partitioning: none")
+    assert "Exchange: input 1 hash(id); input 2 hash(order_id) at more than one partition" in text
+    assert text.splitlines()[-1].startswith("Partitioning: 1 partition:")
+    text = vs.explain(sql, partitions=2)
+    assert "Exchange: input 1 hash(id); input 2 hash(order_id) over 2 partitions" in text
+    assert text.splitlines()[-1].startswith("Partitioning: 2 partitions:")
     assert sum(line.startswith("Partitioning") or "    Partitioning" in line
                for line in text.splitlines()) == 1

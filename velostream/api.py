@@ -15,7 +15,7 @@ from . import engine as _engine
 from .batch import SqlType, StringDict, to_record_batches
 from .binding import conform
 from .engine import _morsels, _pick_source, explain_plan, schema_of
-from .exec.graph import Dataflow, GraphEngine, needs_graph, run_query
+from .exec.graph import Dataflow, GraphEngine, needs_graph, rows_known, run_query
 from .jobs import run_partitioned
 from .result import Result
 from .sql import ast
@@ -65,10 +65,10 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     """
     statements = parse_script(sql, env)
     if needs_graph(statements):
-        # a pipeline (docs/SQL.md §8): its graph runs in this thread at any partition count
+        # a pipeline (docs/SQL.md §8): its keyed nodes run on ``partitions`` threads each
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
-        return run_query(statements, statements[0].sql, sources)
+        return run_query(statements, statements[0].sql, sources, partitions)
     processor = processor or ("v2" if partitions > 1 else "v1")
     if processor == "v2":
         return run_partitioned(sql, sources, partitions=partitions, env=env, statements=statements)
@@ -100,10 +100,11 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
 
 
 def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
-            env: Optional[Mapping[str, str]] = None) -> str:
+            env: Optional[Mapping[str, str]] = None, partitions: int = 1) -> str:
     """A readable plan: operators, emission mode and partitioning strategy (and why).
 
-    Without ``sources`` the column types are unknown and shown as NULL (any).
+    Without ``sources`` the column types are unknown and shown as NULL (any). A pipeline's
+    graph shows each node's exchange as it would run at ``partitions``.
 
     >>> import velostream as vs
     >>> print(vs.explain("SELECT k, COUNT(*) AS n FROM s GROUP BY k", {"s": {"k": ["a"]}}))
@@ -116,9 +117,12 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
     """
     statements = parse_script(sql, env)
     if needs_graph(statements):
-        flow = Dataflow(statements, statements[0].sql)
+        flow = Dataflow(statements, statements[0].sql, partitions)
         given = {}
         for name, data in (sources or {}).items():
+            rows = rows_known(data)
+            if rows is not None:
+                flow.source_rows[name.lower()] = rows
             rb = next(iter(to_record_batches(data)), None)
             if rb is not None:
                 given[name.lower()] = rb.schema

@@ -32,6 +32,7 @@ from .operators.sort import SortEmission
 from .operators.stage import SelectStage
 from .operators.top_n import WindowTopN
 from .operators.union import UnionAll
+from .partitioned import Parallel, PartitionedOperator
 
 
 INT64_MAX = 2 ** 63 - 1
@@ -65,6 +66,7 @@ class Node:
     qualify: Any = None             # a SELECT over a join: the sides' aliases (see _qualify)
     binder: Any = None              # a declared table source: its SourceBinder (_table_rows)
     clock: Any = None               # a source: its event-time Watermark (_source_time)
+    broadcast: Optional[int] = None  # a join: its input sent whole to every partition
 
 
 def needs_graph(statements: list[ast.Statement]) -> bool:
@@ -82,9 +84,14 @@ class Dataflow:
     every node and returns what each emitted; ``step(None, None, final=True)`` closes everything
     at the end of the input (``GraphEngine`` and ``run_query`` drive it)."""
 
-    def __init__(self, statements: list[ast.Statement], sql: str):
+    def __init__(self, statements: list[ast.Statement], sql: str, partitions: int = 1):
         self.sql = sql
         self.statements = statements
+        # the job's partitions: a node keeping state per key runs on each (exec/partitioned.py)
+        self.parallel = Parallel(partitions)
+        # rows of a source known before it is read (a table given to vs.query): a small table
+        # is broadcast to a join's partitions instead of hashed (_bind_join)
+        self.source_rows: dict[str, int] = {}
         self.nodes: list[Node] = []
         self.relations: dict[str, Node] = {}     # lower-cased name -> node
         self.sources: dict[str, Node] = {}       # external and declared sources
@@ -256,7 +263,7 @@ class Dataflow:
                                       f"or windowing a table's changes is not supported yet; read "
                                       f"it with a plain SELECT (or join it, docs/SQL.md §9)")
         node = self._add(Node(name, "select", SelectStage(stmt, _rel_id(inp),
-                                                            inp.kind != "source"),
+                                                            inp.kind != "source", self.parallel),
                               inputs=[inp], pos=sel.pos))
         node.windowed = sel.window is not None
         if aggregate and sel.group_by:
@@ -539,6 +546,16 @@ class Dataflow:
             fields = list(src.schema)
             fields.insert(pos, pa.field(node.op.rn_name, pa.int64()))
             node.schema, node.hidden = pa.schema(fields), src.hidden
+            if self.parallel.n > 1 and cols:  # each key's rows in one partition
+                op = node.op
+                if node.kind == "top_n":
+                    def make():
+                        return WindowTopN(op.partition, op.order, op.limit, op.rn_name,
+                                          op.rn_pos, op.changes_key)
+                else:
+                    def make():
+                        return Deduplicate(op.keys, op.rn_name, op.rn_pos)
+                node.op = PartitionedOperator(op, make, self.parallel, [list(cols)])
         else:
             raise AssertionError(node.kind)
 
@@ -553,11 +570,38 @@ class Dataflow:
                     inp = Node(inp.name, inp.kind, schema=_named_columns(sel, j, alias, side == 0))
                 sides.append(inp)
             left, right = sides
-        node.op = plan_join(self.sql, j, la, ra, table, left, right,
-                            self.properties.get("allowed.lateness", "0"),
-                            self._table_idle(right))
+        def make():
+            return plan_join(self.sql, j, la, ra, table, left, right,
+                             self.properties.get("allowed.lateness", "0"),
+                             self._table_idle(right))
+        node.op = op = make()
+        # over partitions: both sides hashed on the keys, or a small table broadcast
+        node.broadcast = 1 if table and self._small_table(right) else None
+        broadcast = node.broadcast
+        if self.parallel.n > 1:
+            node.op = PartitionedOperator(op, make, self.parallel, list(op.keys),
+                                          list(op.key_types), broadcast)
         node.schema = node.op.schema
         node.hidden = (EVENT_TIME,)
+
+    def _small_table(self, table: Node) -> bool:
+        """Whether the table side of a temporal join is known to be small: every source it
+        reads has a known row count, together at most ``join.broadcast.max.rows`` (131,072 by
+        default, as DataFusion's threshold for a single-partition hash join)."""
+        try:
+            limit = int(self.properties.get("join.broadcast.max.rows", "131072"))
+        except ValueError:
+            raise self._err(table.pos, "'join.broadcast.max.rows' takes a number of rows") from None
+        todo, rows = [table], 0
+        while todo:
+            x = todo.pop()
+            if x.kind == "source":
+                known = self.source_rows.get(x.name.lower())
+                if known is None:
+                    return False
+                rows += known
+            todo += x.inputs
+        return rows <= limit
 
     def _table_idle(self, table: Node) -> Optional[str]:
         """The ``watermark.idle.ms`` property of the source a joined table is read from."""
@@ -605,7 +649,7 @@ class Dataflow:
             out: list[pa.RecordBatch] = []
             for port, rb in self._waiting.pop(node, []) + pending.pop(node, []):
                 out += node.op.push(port, rb)
-            if hasattr(node.op, "on_watermarks"):  # a temporal join: stream and table apart
+            if node.kind == "join" and node.join[3]:  # a temporal join: stream and table apart
                 out += node.op.on_watermarks(*(i.watermark for i in node.inputs))
             else:
                 out += node.op.on_watermark(min(i.watermark for i in node.inputs))
@@ -676,15 +720,41 @@ class Dataflow:
                 label += f" (table, key {', '.join(n.table_key)})"
             lines.append(f"{label}  <- {ins}")
             if n.kind == "select" and n.op.plan is not None:
-                # a stage's plan, less its partitioning: the graph runs in the job's thread
+                # a stage's plan, its partitioning shown as the exchange in front of it
                 lines += ["    " + l for l in n.op.plan.explain().splitlines()
                           if not l.startswith("Partitioning:")]
+                lines.append("    " + n.op.engine.exchange())
             elif n.kind != "source" and hasattr(n.op, "describe"):
                 lines.append("    " + n.op.describe())
+                lines.append("    " + self._exchange(n))
         lines.append(f"Result: #{ids[id(self.result)]}" if self.result is not None else "Result: -")
-        lines.append("Partitioning: none: a pipeline's graph runs in the job's thread at any "
-                     "partition count (docs/ARCHITECTURE.md)")
+        n = self.parallel.n
+        lines.append(f"Partitioning: {n} partition{'s' if n > 1 else ''}: each node keeping "
+                     f"state per key runs on every partition behind its exchange; the others "
+                     f"run once (docs/ARCHITECTURE.md)")
         return "\n".join(lines)
+
+    @staticmethod
+    def _exchange(node: Node) -> str:
+        if isinstance(node.op, PartitionedOperator):
+            return node.op.exchange()
+        if node.kind == "join" and node.broadcast is not None:
+            return ("Exchange: broadcast at more than one partition: the table to every "
+                    "partition (small: at most 'join.broadcast.max.rows' rows), the stream in "
+                    "slices")
+        if node.kind == "join":
+            keys = node.op.keys
+            return (f"Exchange: input 1 hash({', '.join(keys[0])}); input 2 hash("
+                    f"{', '.join(keys[1])}) at more than one partition")
+        if node.kind == "top_n":
+            return f"Exchange: hash({', '.join(node.op.partition)}) at more than one partition"
+        if node.kind == "dedup":
+            return f"Exchange: hash({', '.join(node.op.keys)}) at more than one partition"
+        return "Exchange: gather: one partition (it orders or merges all its rows)"
+
+    def close(self) -> None:
+        """Stop the partitions' threads."""
+        self.parallel.close()
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -821,8 +891,8 @@ class GraphEngine:
     as it runs one engine: the members below the public API are the ones a job uses."""
 
     def __init__(self, statements: list[ast.Statement], sql: str,
-                 schemas: Optional[dict] = None):
-        self.flow = Dataflow(statements, sql)
+                 schemas: Optional[dict] = None, partitions: int = 1):
+        self.flow = Dataflow(statements, sql, partitions)
         self.sql = sql
         self.statements = statements
         self.statement = statements[-1]
@@ -876,6 +946,10 @@ class GraphEngine:
 
     def explain(self) -> str:
         return self.flow.explain()
+
+    def close(self) -> None:
+        """Stop the partitions' threads (a job does at its end)."""
+        self.flow.close()
 
     SNAPSHOT_FORMAT = 1
 
@@ -1023,16 +1097,39 @@ def final_state(batches: list[pa.RecordBatch], schema: pa.Schema, key: list[str]
     return table.take(pa.array(np.sort(last))).combine_chunks().to_batches()
 
 
-def run_query(statements: list[ast.Statement], sql: str, sources) -> "Any":
+def run_query(statements: list[ast.Statement], sql: str, sources, partitions: int = 1) -> "Any":
     """``vs.query`` over a text that needs the graph: every source's input to its end."""
+    flow = Dataflow(statements, sql, partitions)
+    try:
+        return _run(flow, sql, sources)
+    finally:
+        flow.close()
+
+
+def rows_known(data) -> Optional[int]:
+    """The rows of an input given to ``vs.query`` when known without reading it."""
+    n = getattr(data, "num_rows", None)
+    if isinstance(n, int):
+        return n
+    if isinstance(data, (list, tuple)) and all(isinstance(b, pa.RecordBatch) for b in data):
+        return sum(b.num_rows for b in data)
+    if isinstance(data, dict):
+        first = next(iter(data.values()), None)
+        return len(first) if first is not None and hasattr(first, "__len__") else None
+    return None
+
+
+def _run(flow: Dataflow, sql: str, sources) -> "Any":
     from ..batch import to_record_batches
     from ..result import Result
-    flow = Dataflow(statements, sql)
     given = {k.lower(): v for k, v in sources.items()}
     for key, node in flow.sources.items():
         if key not in given:
             raise SqlError.at(sql, node.pos, f"no input for source '{node.name}' (given: "
                               f"{', '.join(sources) or 'none'})")
+        rows = rows_known(given[key])
+        if rows is not None:
+            flow.source_rows[key] = rows
     full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
     # tables first, each read to its end (docs/SQL.md §9): then its watermark is past every time
     tables = flow.table_sources()

@@ -12,6 +12,8 @@ from ..batch import Column, SqlType, StringDict
 
 SNAPSHOT_FORMAT = 1
 SNAPSHOT_META = b"velostream.pipeline"
+# a stage split over partitions (exec/partitioned.py): each partition's table, and the router's
+PARTITIONS_META = b"velostream.partitions"
 
 
 def key_to_arrow(col: Column):
@@ -65,6 +67,10 @@ def table_of(names: list, arrays: list, meta: dict):
 def meta_of(table, signature: dict) -> dict:
     """A snapshot table's metadata, checked against the ``signature`` of the plan restoring it."""
     raw = (table.schema.metadata or {}).get(SNAPSHOT_META)
+    if raw is None and PARTITIONS_META in (table.schema.metadata or {}):
+        n = json.loads(table.schema.metadata[PARTITIONS_META])["partitions"]
+        raise ValueError(f"this checkpoint was taken at {n} partitions; the job now runs one: "
+                         f"run it with {n}, or start afresh")
     if raw is None:
         raise ValueError("not a pipeline snapshot: schema metadata 'velostream.pipeline' missing")
     meta = json.loads(raw)

@@ -149,10 +149,11 @@ class Job:
             raise ValueError("processor is 'v1' or 'v2'")
         if statements is None:  # (vs.query gives the text parsed: a megabyte is parsed once)
             statements = parse_script(sql, env)
-        # several statements, CTEs, ... (docs/SQL.md §8): a graph, run in the job's thread at
-        # any partition count
+        # several statements, CTEs, ... (docs/SQL.md §8): a graph, stepped by the job's thread;
+        # its keyed nodes run on ``partitions`` threads each (exec/partitioned.py)
         pipeline = needs_graph(statements)
-        self.engine = (GraphEngine(statements, statements[0].sql) if pipeline
+        self.engine = (GraphEngine(statements, statements[0].sql, partitions=partitions)
+                       if pipeline
                        else Engine(sql, env=env, statement=statements[0]))
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = (self.reader.watermark_by
@@ -179,7 +180,8 @@ class Job:
             processor = "v1"
         elif fault_tolerance != "none" and isinstance(self.reader, PartitionedSource):
             processor = "tasks"
-        self.partitions = partitions if processor != "v1" else 1
+        # (a pipeline's graph: stepped inline, its keyed nodes on ``partitions`` threads)
+        self.partitions = partitions if processor != "v1" or pipeline else 1
         self.processor = processor
         self.checkpoint_dir = checkpoint_dir
         self.reset = reset

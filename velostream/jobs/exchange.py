@@ -18,6 +18,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from ..exec.graph import GraphEngine
+
 
 class Exchange(Protocol):
     done: bool  # the job needs no more input (a LIMIT was reached)
@@ -82,4 +84,5 @@ class InlineExchange:
         return [self.engine.stats["records_in"]]
 
     def close(self) -> None:
-        pass
+        if isinstance(self.engine, GraphEngine):  # its keyed nodes' partition threads
+            self.engine.close()

@@ -243,6 +243,15 @@ class IntervalJoin:
             self.clock[port] = max(self.clock[port], int(t_new.max()))
         return out
 
+    @staticmethod
+    def align(instances: list["IntervalJoin"], port: int) -> None:
+        """The instances of one join split over partitions (exec/partitioned.py) after rows of
+        ``port``: each side's clock is the largest time any instance saw, as one join over all
+        the rows keeps it, so rows expire at every partition count alike."""
+        clock = max(op.clock[port] for op in instances)
+        for op in instances:
+            op.clock[port] = clock
+
     def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
         if watermark != INT64_MIN:
             for side in (0, 1):
@@ -310,8 +319,9 @@ class IntervalJoin:
 
 def _empty_like(out: _Output, side: int) -> pa.Table:
     names = out.left_names if side == 0 else out.right_names
-    fields = out.schema[:len(out.left_names)] if side == 0 else \
-        out.schema[len(out.left_names):len(out.left_names) + len(out.right_names)]
+    every = list(out.schema)  # (a pa.Schema takes no slice)
+    fields = every[:len(out.left_names)] if side == 0 else \
+        every[len(out.left_names):len(out.left_names) + len(out.right_names)]
     return pa.schema([pa.field(n, f.type) for n, f in zip(names, fields)]).empty_table()
 
 
@@ -361,6 +371,14 @@ class TemporalJoin:
             return []
         self.held.append(batch)
         return self._release(self._table_progress())
+
+    @staticmethod
+    def align(instances: list["TemporalJoin"], port: int) -> None:
+        """The instances of one join split over partitions (exec/partitioned.py): the table was
+        seen when any instance saw it (``idle_ms``), as one join over all the rows sees it."""
+        seen = max(op._table_seen for op in instances)
+        for op in instances:
+            op._table_seen = seen
 
     def _table_progress(self) -> int:
         """How far the stream may be joined: the table's watermark, or every time once the

@@ -16,6 +16,8 @@ import pyarrow as pa
 
 from ...engine import Engine
 from ...sql import ast
+from ..expressions import render
+from ..partitioned import Parallel, PartitionedPipeline, splits
 from .base import INT64_MIN
 
 
@@ -43,13 +45,44 @@ class UpstreamWatermark:
         pass
 
 
+class StageEngine(Engine):
+    """A stage's engine: one binding, one clock, one DISTINCT and LIMIT, and its pipeline split
+    over the job's partitions when the plan keeps state per key (exec/partitioned.py)."""
+
+    def __init__(self, statement: ast.Statement, schemas, strings, parallel: Parallel):
+        self.parallel = parallel  # before Engine.__init__: it may bind (make_pipeline) at once
+        super().__init__(statement.sql, schemas, statement=statement, strings=strings)
+
+    def make_pipeline(self):
+        if self.parallel.n > 1 and splits(self.plan):
+            p = PartitionedPipeline(self.plan, self.strings, self.parallel)
+            p.dead_letter_bad_rows = self.dead_letter_bad_rows
+            return p
+        return super().make_pipeline()
+
+    def exchange(self) -> str:
+        """How rows reach the stage's operators (explain)."""
+        part = self.plan.partitioning
+        if isinstance(self.pipeline, PartitionedPipeline):
+            return (f"Exchange: hash({', '.join(render(k) for k in part.keys)}) over "
+                    f"{self.parallel.n} partitions: {part.reason}")
+        if splits(self.plan):
+            return f"Exchange: hash({', '.join(render(k) for k in part.keys)}) at more " \
+                   f"than one partition: {part.reason}"
+        if self.plan.shape in ("aggregate", "rows"):
+            return f"Exchange: gather: one partition ({part.reason})"
+        return "Exchange: none: row by row, in the job's thread"
+
+
 class SelectStage:
     """One SELECT of a pipeline (``statement`` reads ``input_name``)."""
 
-    def __init__(self, statement: ast.Statement, input_name: str, derived_input: bool):
+    def __init__(self, statement: ast.Statement, input_name: str, derived_input: bool,
+                 parallel: Optional[Parallel] = None):
         self.statement = statement
         self.input_name = input_name
         self.derived_input = derived_input
+        self.parallel = parallel if parallel is not None else Parallel(1)
         self.engine = None
         self.watermark = INT64_MIN
         # every reader is another stage sharing the strings: emit engine batches, not Arrow
@@ -60,7 +93,7 @@ class SelectStage:
         """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
         returns the output schema (None until bound)."""
         schemas = None if input_schema is None else {self.input_name: input_schema}
-        eng = Engine(self.statement.sql, schemas, statement=self.statement, strings=strings)
+        eng = StageEngine(self.statement, schemas, strings, self.parallel)
         self.engine = eng
         if eng.plan is not None:
             self._bound()

@@ -1,0 +1,294 @@
+"""Exchanges inside a pipeline's graph: one node split over the job's partitions
+(docs/ARCHITECTURE.md, "Exchanges in the graph").
+
+A node that keeps state per key runs as N instances, one per partition; an exchange in front of
+it sends each row to the instance that owns its key, and its instances run on a pool of native
+threads (the kernels release the GIL). Their rows are gathered in partition order at the end of
+each call, so a node's readers see one stream, as at one partition:
+
+* ``PartitionedPipeline``: a SELECT stage's pipeline (GROUP BY, windows, sessions, OVER with
+  PARTITION BY) hashed on the plan's partitioning keys by the same router as a one-statement job
+  (``exec.router.Router``). The stage's engine stays one: it binds, judges lateness against the
+  job-wide watermark before the split, and applies DISTINCT and LIMIT after the gather.
+* ``PartitionedOperator``: an operator of Arrow rows (a join, deduplication, window top-N), each
+  input hashed on its own key columns, or, for the table of a temporal join the planner knows to
+  be small, the table *broadcast* to every instance and the stream cut in slices.
+
+A node without a key (a global aggregate, a sort per emission, a union) runs once: its exchange
+*gathers*. Results never depend on the partition count (docs/SQL.md §8).
+"""
+from __future__ import annotations
+
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from .._core.route import KeyRouter, select_rows
+from .._core.strings import string_buffers
+from ..batch import Batch, concat_batches
+from ..planner import Plan
+from .columns import END_COL
+from .expressions import Evaluator
+from .pipeline import Pipeline
+from .snapshots import PARTITIONS_META
+from .router import Routed, Router
+
+
+class Parallel:
+    """The job's partitions: how many, and the threads that run a node's instances."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def run(self, fn: Callable, items: list) -> list:
+        """``fn(item)`` for each item, on the pool when there are several; results in order."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def splits(plan: Plan) -> bool:
+    """Whether a stage of ``plan`` runs over several partitions: it keeps state per key."""
+    return plan.partitioning.strategy == "hash" and plan.shape in ("aggregate", "rows")
+
+
+class PartitionedPipeline:
+    """A stage's ``Pipeline`` split over ``parallel.n`` partitions by the plan's keys; it takes
+    the pipeline's calls (``process``, ``advance``, ``flush``, the counters, ``snapshot`` /
+    ``restore``), so the stage's engine is the same at any partition count."""
+
+    role = "full"
+    stateful = None  # not one operator: the compiled single-pipeline step does not apply
+
+    def __init__(self, plan: Plan, strings, parallel: Parallel):
+        self.plan = plan
+        self.strings = strings
+        self.parallel = parallel
+        self.ev = Evaluator(strings)  # the job thread's: event time and routing keys
+        self.parts = [Pipeline(plan, strings) for _ in range(parallel.n)]
+        self.router = Router(plan, parallel.n, self.ev)
+        # rows come as engine batches sharing the graph's strings: route on their codes
+        self.router.raw = False
+        self.failed_records = 0
+        self.dead_letters: list = []
+        self._dead_letter_bad_rows = False
+
+    @property
+    def dead_letter_bad_rows(self) -> bool:
+        return self._dead_letter_bad_rows
+
+    @dead_letter_bad_rows.setter
+    def dead_letter_bad_rows(self, value: bool) -> None:
+        self._dead_letter_bad_rows = value
+        for p in self.parts:
+            p.dead_letter_bad_rows = value
+
+    @property
+    def late_records(self) -> int:
+        return sum(p.late_records for p in self.parts)
+
+    # -- running -----------------------------------------------------------------------------
+    def process(self, batch: Batch) -> list[Batch]:
+        routed = self.router.split(batch)
+
+        def one(i: int) -> list:
+            part = routed[i]
+            if isinstance(part, Routed):
+                part = part.rows_for(i)
+            return self.parts[i].process(part) if part is not None and part.length else []
+        return self._gather(self.parallel.run(one, [i for i, r in enumerate(routed)
+                                                    if r is not None]))
+
+    def advance(self, watermark: int) -> list:
+        return self._gather(self.parallel.run(lambda p: p.advance(watermark), self.parts))
+
+    def flush(self) -> list:
+        return self._gather(self.parallel.run(lambda p: p.flush(), self.parts))
+
+    def _gather(self, outs: list[list]) -> list:
+        """The partitions' rows in partition order; a window's final rows in window-end order
+        (stable), as one pipeline emits them, so a reader sees windows close in order."""
+        for p in self.parts:  # each partition's bad and late rows, counted once here
+            self.failed_records += p.failed_records
+            p.failed_records = 0
+            self.dead_letters += p.dead_letters
+            p.dead_letters = []
+        batches = [b for out in outs for b in out if b.length]
+        if sum(1 for out in outs if any(b.length for b in out)) > 1 \
+                and END_COL in batches[0].columns:
+            whole = concat_batches(batches)
+            return [whole.take(np.argsort(whole.columns[END_COL].values, kind="stable"))]
+        return batches
+
+    # -- state -------------------------------------------------------------------------------
+    def snapshot(self) -> pa.Table:
+        """One table: each partition's snapshot table as Arrow IPC bytes, and the router's key
+        assignment (a restored stage must send each key where its state is)."""
+        blobs = []
+        for p in self.parts:
+            table = p.snapshot()
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as w:
+                w.write_table(table)
+            blobs.append(sink.getvalue().to_pybytes())
+        assign, load = self.router.key_router.state()
+        meta = {"partitions": len(self.parts), "assign": base64.b64encode(assign.tobytes()).decode(),
+                "load": load.tolist()}
+        return pa.table({"partition_state": pa.array(blobs, pa.binary())}).replace_schema_metadata(
+            {PARTITIONS_META: json.dumps(meta).encode()})
+
+    def restore(self, table) -> None:
+        raw = (table.schema.metadata or {}).get(PARTITIONS_META) if table is not None else None
+        if raw is None:
+            raise ValueError(f"this checkpoint was taken at one partition; the job now runs "
+                             f"{len(self.parts)}: run it with one partition, or start afresh")
+        meta = json.loads(raw)
+        if meta["partitions"] != len(self.parts):
+            raise ValueError(f"this checkpoint was taken at {meta['partitions']} partitions; the "
+                             f"job now runs {len(self.parts)}: run it with {meta['partitions']}, "
+                             f"or start afresh")
+        for p, blob in zip(self.parts, table.column("partition_state").to_pylist()):
+            p.restore(pa.ipc.open_stream(pa.py_buffer(blob)).read_all())
+        self.router.key_router.restore(
+            np.frombuffer(base64.b64decode(meta["assign"]), dtype=np.int8), meta["load"])
+
+
+class PartitionedOperator:
+    """``parallel.n`` instances of an operator of Arrow rows (``make()`` builds one). Each input
+    port is hashed on its key columns (``keys[port]``: equal keys of every port meet in one
+    instance), except a ``broadcast`` port, whose rows every instance gets, while the other
+    port's rows are cut in contiguous slices.
+
+    Operators that keep progress of their own inputs (a join's clocks) have it aligned over the
+    instances after each batch (``align``), so that every instance judges time as one operator
+    over all rows would."""
+
+    def __init__(self, first, make: Callable[[], Any], parallel: Parallel,
+                 keys: list[Optional[list[str]]], key_types: Optional[list] = None,
+                 broadcast: Optional[int] = None):
+        self.parallel = parallel
+        self.instances = [first] + [make() for _ in range(parallel.n - 1)]
+        self.keys = keys
+        self.key_types = key_types  # Arrow types both sides' keys are hashed as
+        self.broadcast = broadcast
+        self.router = KeyRouter(parallel.n)
+        # what the graph reads of a join's operator (its rows' columns, a chained join's
+        # conditions and aliases: docs/SQL.md §9)
+        self.schema = getattr(first, "schema", None)
+        self.residual_ast = getattr(first, "residual_ast", None)
+        self.out = getattr(first, "out", None)
+
+    def exchange(self) -> str:
+        """How rows reach the instances (explain)."""
+        n = len(self.instances)
+        if self.broadcast is not None:
+            return (f"Exchange: broadcast: the table to each of {n} partitions (small: "
+                    f"known to be at most 'join.broadcast.max.rows' rows), the stream in slices")
+        return "Exchange: " + "; ".join(f"input {i + 1} hash({', '.join(k)})"
+                                        for i, k in enumerate(self.keys)) + \
+            f" over {n} partitions"
+
+    @property
+    def watermark(self) -> int:
+        return min(i.watermark for i in self.instances)
+
+    def push(self, port: int, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        n = len(self.instances)
+        if batch.num_rows == 0:
+            return []
+        if self.broadcast is not None:
+            if port == self.broadcast:
+                pieces = [batch] * n
+            else:
+                bounds = np.linspace(0, batch.num_rows, n + 1).astype(np.int64)
+                pieces = [batch.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(n)]
+        else:
+            part = np.empty(batch.num_rows, dtype=np.int8)
+            types = self.key_types or [None] * len(self.keys[port])
+            self.router.route_raw([_raw_arrow(batch.column(k), t)
+                                   for k, t in zip(self.keys[port], types)], part)
+            pieces = [_rows(batch, select_rows(part, i)) for i in range(n)]
+        work = [i for i in range(n) if pieces[i].num_rows]
+        outs = self.parallel.run(lambda i: self.instances[i].push(port, pieces[i]), work)
+        align = getattr(type(self.instances[0]), "align", None)
+        if align is not None:
+            align(self.instances, port)
+        return [rb for out in outs for rb in out]
+
+    def on_watermark(self, watermark: int) -> list[pa.RecordBatch]:
+        return self._all(lambda op: op.on_watermark(watermark))
+
+    def on_watermarks(self, *watermarks: int) -> list[pa.RecordBatch]:
+        return self._all(lambda op: op.on_watermarks(*watermarks))
+
+    def close(self) -> list[pa.RecordBatch]:
+        return self._all(lambda op: op.close())
+
+    def _all(self, fn) -> list[pa.RecordBatch]:
+        return [rb for out in self.parallel.run(fn, self.instances) for rb in out]
+
+    def snapshot(self):
+        return {"partitions": [op.snapshot() for op in self.instances],
+                "router": self.router.state()}
+
+    def restore(self, state) -> None:
+        if not isinstance(state, dict) or "partitions" not in state \
+                or len(state["partitions"]) != len(self.instances):
+            had = len(state["partitions"]) if isinstance(state, dict) and "partitions" in state \
+                else 1
+            raise ValueError(f"this checkpoint was taken at {had} partition(s); the job now runs "
+                             f"{len(self.instances)}: run it with {had}, or start afresh")
+        for op, st in zip(self.instances, state["partitions"]):
+            op.restore(st)
+        self.router.restore(*state["router"])
+
+    def describe(self) -> str:
+        return self.instances[0].describe()
+
+
+def _rows(batch: pa.RecordBatch, rows: np.ndarray) -> pa.RecordBatch:
+    if len(rows) == batch.num_rows:
+        return batch
+    return batch.take(pa.array(rows))
+
+
+def _raw_arrow(col, as_type: Optional[pa.DataType]) -> tuple:
+    """One key column as ``KeyRouter.route_raw`` reads it, from Arrow: text as its buffers,
+    numbers as int64 (timestamps and booleans too) or float64; ``as_type``: the type both sides
+    of a join compare keys in (so 1 and 1.0 meet)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if as_type is not None and not col.type.equals(as_type):
+        col = col.cast(as_type)
+    valid = (col.is_valid().to_numpy(zero_copy_only=False).view(np.uint8)
+             if col.null_count else None)
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        offsets, data = string_buffers(col)
+        return ("string", offsets, data, valid)
+    if pa.types.is_floating(t):
+        return ("float", np.ascontiguousarray(col.fill_null(0).to_numpy(zero_copy_only=False),
+                                              dtype=np.float64), valid)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
+        col = col.cast(pa.int64())
+    elif pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
+        col = col.cast(pa.int64()) if not pa.types.is_decimal(t) else col.cast(pa.float64())
+        if pa.types.is_floating(col.type):
+            return ("float", np.ascontiguousarray(col.fill_null(0).to_numpy(
+                zero_copy_only=False), dtype=np.float64), valid)
+    return ("int", np.ascontiguousarray(col.fill_null(0).to_numpy(zero_copy_only=False),
+                                        dtype=np.int64), valid)
