@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -151,7 +152,10 @@ class HashExchange:
     type, while no partition holds state: ``Engine._learned_types``)."""
 
     def __init__(self, job):  # the Job it serves (coordinator.py)
-        self.job = job
+        # a weak reference: the job owns the exchange, and a cycle between them would keep the
+        # job's output (its in-memory sink) alive until the cyclic collector runs, so each run's
+        # output memory came back fresh from the kernel, page faults and zeroing included
+        self.job = weakref.proxy(job)
         self.engine = job.engine
         self.n = job.partitions
         self.results: "queue.Queue" = queue.Queue()
