@@ -36,15 +36,28 @@ class Engine(_engine.Engine):
 
     def __new__(cls, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
                 *, env: Optional[Mapping[str, str]] = None,
-                statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None):
+                statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None,
+                partitions: int = 1):
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
         if statement is None:
             statements = parse_script(sql, env)
             if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
-                return GraphEngine(statements, statements[0].sql, schemas)
+                # its keyed nodes run on ``partitions`` threads each (docs/ARCHITECTURE.md)
+                return GraphEngine(statements, statements[0].sql, schemas, partitions)
+            if partitions != 1:
+                raise ValueError("vs.Engine runs one statement in one partition; for more, run "
+                                 "it as a job (vs.query(..., partitions=N) or vs.Job)")
             obj = super().__new__(cls)
             obj._parsed = statements[0]  # parsed once: Engine.__init__ takes it
             return obj
         return super().__new__(cls)
+
+    def __init__(self, sql: str, schemas: Optional[Mapping[str, Mapping[str, SqlType]]] = None,
+                 *, env: Optional[Mapping[str, str]] = None,
+                 statement: Optional[ast.Statement] = None, strings: Optional[StringDict] = None,
+                 partitions: int = 1):
+        super().__init__(sql, schemas, env=env, statement=statement, strings=strings)
 
 
 def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,

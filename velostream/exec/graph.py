@@ -961,6 +961,7 @@ class GraphEngine:
         import pickle
         flow = self.flow
         state = {"format": self.SNAPSHOT_FORMAT, "sql": self.sql, "counts": dict(self.counts),
+                 "partitions": flow.parallel.n,
                  "sources": {k: (n.schema, n.watermark) for k, n in flow.sources.items()
                              if n.schema is not None and n.schema is not OPEN},
                  "nodes": {n.id: {"watermark": n.watermark,
@@ -981,6 +982,11 @@ class GraphEngine:
         if self.counts["batches"]:
             raise ValueError("restore needs a fresh engine (this one has taken input)")
         flow = self.flow
+        had, n = state.get("partitions", 1), flow.parallel.n
+        if had != n:  # each partition's state is its keys': it cannot move to another count
+            raise ValueError(f"this checkpoint was taken at {had} partition"
+                             f"{'s' if had > 1 else ''}; the job now runs {n}: run it with "
+                             f"{had}, or start afresh")
         for key, (schema, watermark) in state["sources"].items():
             node = flow.sources[key]
             flow.bind_source(node.name, schema)
