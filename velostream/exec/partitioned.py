@@ -8,8 +8,9 @@ each call, so a node's readers see one stream, as at one partition:
 
 * ``PartitionedPipeline``: a SELECT stage's pipeline (GROUP BY, windows, sessions, OVER with
   PARTITION BY) hashed on the plan's partitioning keys by the same router as a one-statement job
-  (``exec.router.Router``). The stage's engine stays one: it binds, judges lateness against the
-  job-wide watermark before the split, and applies DISTINCT and LIMIT after the gather.
+  (``_core.route.KeyRouter``, on the keys' values). The stage's engine stays one: it binds,
+  judges lateness against the job-wide watermark before the split, and applies DISTINCT and
+  LIMIT after the gather.
 * ``PartitionedOperator``: an operator of Arrow rows (a join, deduplication, window top-N), each
   input hashed on its own key columns, or, for the table of a temporal join the planner knows to
   be small, the table *broadcast* to every instance and the stream cut in slices.
@@ -30,12 +31,13 @@ import pyarrow as pa
 from .._core.route import KeyRouter, select_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, concat_batches
+from ..errors import RowError
 from ..planner import Plan
 from .columns import END_COL
 from .expressions import Evaluator
 from .pipeline import Pipeline
 from .snapshots import PARTITIONS_META
-from .router import Routed, Router
+from .router import Routed, _raw_key
 
 
 class Parallel:
@@ -78,9 +80,10 @@ class PartitionedPipeline:
         self.parallel = parallel
         self.ev = Evaluator(strings)  # the job thread's: event time and routing keys
         self.parts = [Pipeline(plan, strings) for _ in range(parallel.n)]
-        self.router = Router(plan, parallel.n, self.ev)
-        # rows come as engine batches sharing the graph's strings: route on their codes
-        self.router.raw = False
+        self.keys = list(plan.partitioning.keys)
+        # routed on the keys' values (text by its bytes, not its code in this process's
+        # dictionary), so a restored stage sends each key where its state was put back
+        self.router = KeyRouter(parallel.n)
         self.failed_records = 0
         self.dead_letters: list = []
         self._dead_letter_bad_rows = False
@@ -101,15 +104,34 @@ class PartitionedPipeline:
 
     # -- running -----------------------------------------------------------------------------
     def process(self, batch: Batch) -> list[Batch]:
-        routed = self.router.split(batch)
+        part = self._route(batch)
+        if part is None:
+            return self._gather([])
+        routed = Routed(batch, part)
 
         def one(i: int) -> list:
-            part = routed[i]
-            if isinstance(part, Routed):
-                part = part.rows_for(i)
-            return self.parts[i].process(part) if part is not None and part.length else []
-        return self._gather(self.parallel.run(one, [i for i, r in enumerate(routed)
-                                                    if r is not None]))
+            rows = routed.rows_for(i)
+            return self.parts[i].process(rows) if rows.length else []
+        return self._gather(self.parallel.run(one, list(range(len(self.parts)))))
+
+    def _route(self, batch: Batch) -> Optional[np.ndarray]:
+        """Each row's partition. A row whose key fails to evaluate (a value out of range) is a
+        bad record, set aside as a pipeline sets its own aside (``Pipeline.process``)."""
+        while batch.length:
+            try:
+                cols = [self.ev.column(k, batch) for k in self.keys]
+            except RowError as err:
+                rows = err.rows
+                if not self.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
+                    raise
+                self.failed_records += int(rows.sum())
+                self.dead_letters.append((str(err), batch.filter(rows)))
+                batch = batch.filter(~rows)
+                continue
+            part = np.empty(batch.length, dtype=np.int8)
+            self.router.route_raw([_raw_key(c) for c in cols], part)
+            return part
+        return None
 
     def advance(self, watermark: int) -> list:
         return self._gather(self.parallel.run(lambda p: p.advance(watermark), self.parts))
@@ -143,7 +165,7 @@ class PartitionedPipeline:
             with pa.ipc.new_stream(sink, table.schema) as w:
                 w.write_table(table)
             blobs.append(sink.getvalue().to_pybytes())
-        assign, load = self.router.key_router.state()
+        assign, load = self.router.state()
         meta = {"partitions": len(self.parts), "assign": base64.b64encode(assign.tobytes()).decode(),
                 "load": load.tolist()}
         return pa.table({"partition_state": pa.array(blobs, pa.binary())}).replace_schema_metadata(
@@ -161,7 +183,7 @@ class PartitionedPipeline:
                              f"or start afresh")
         for p, blob in zip(self.parts, table.column("partition_state").to_pylist()):
             p.restore(pa.ipc.open_stream(pa.py_buffer(blob)).read_all())
-        self.router.key_router.restore(
+        self.router.restore(
             np.frombuffer(base64.b64decode(meta["assign"]), dtype=np.int8), meta["load"])
 
 
