@@ -362,6 +362,74 @@ def test_no_torn_files(tmp_path, data, fmt):
     assert sorted(os.listdir(tmp_path)) == sorted(["parts", one.name])
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+@pytest.mark.parametrize("layout", ["one", "directory"])
+def test_rows_encoded_before_the_commit_obey_rollback_and_commit(tmp_path, data, fmt, layout):
+    """Rows are written to the hidden temporary file as they come (row groups of
+    ROW_GROUP_ROWS): a rollback still drops every row since the last commit, a commit keeps
+    exactly the flushed rows (rows written after the flush go to the next commit), and the
+    published file(s) hold the committed rows in order, nothing else."""
+    ext = ".parquet" if fmt == "parquet" else ".arrow"
+    path = tmp_path / ("out" + ext if layout == "one" else "parts/")
+    sink = ColumnarFileSink("o", Properties("o", {"path": str(path) + ("/" if layout != "one" else "")}), fmt)
+    sink.ROW_GROUP_ROWS = 1_000
+    folder = path.parent if layout == "one" else path
+    hidden = lambda: [f for f in os.listdir(folder) if f.startswith(".")]  # noqa: E731
+    batches = data.to_batches(max_chunksize=700)
+    want = []
+
+    def write(bs):
+        for rb in bs:
+            sink.write_batch(rb)
+
+    write(batches[0:4])  # 2,800 rows: two groups written before any flush
+    assert hidden()  # encoded into the temporary file already
+    sink.flush()
+    sink.commit()
+    want += batches[0:4]
+    write(batches[4:9])
+    sink.flush()
+    sink.rollback()  # those rows were in the temporary file: they must go
+    write(batches[9:11])
+    sink.flush()
+    write(batches[11:14])  # after the flush, before the commit: not part of this commit
+    sink.commit()
+    want += batches[9:11]
+    if layout == "directory":
+        parts = sorted(f for f in os.listdir(folder) if not f.startswith("."))
+        assert len(parts) == 2
+        read = pq.read_table if fmt == "parquet" else feather.read_table
+        assert read(folder / parts[-1]).to_pylist() == pa.Table.from_batches(batches[9:11]).to_pylist()
+    sink.flush()
+    sink.commit()
+    want += batches[11:14]
+    write(batches[14:20])
+    sink.flush()
+    sink.rollback()
+    sink.close()
+    assert not hidden()
+    if layout == "one":
+        got = pq.read_table(path) if fmt == "parquet" else feather.read_table(path)
+    else:
+        read = pq.read_table if fmt == "parquet" else feather.read_table
+        got = pa.concat_tables([read(folder / f) for f in sorted(os.listdir(folder))])
+        assert len(os.listdir(folder)) == 3
+    assert got.to_pylist() == pa.Table.from_batches(want).to_pylist()
+
+
+def test_a_job_rolled_back_before_any_commit_writes_no_file(tmp_path, data):
+    """Rows encoded early and then rolled back, nothing committed: no file appears (as a job
+    that writes no row)."""
+    one = tmp_path / "one.parquet"
+    sink = ColumnarFileSink("o", Properties("o", {"path": str(one)}), "parquet")
+    sink.ROW_GROUP_ROWS = 1_000
+    for rb in data.to_batches(max_chunksize=3_000):
+        sink.write_batch(rb)
+    sink.rollback()
+    sink.close()
+    assert os.listdir(tmp_path) == []
+
+
 def test_sink_from_job_spec_and_no_rows(tmp_path, data):
     write_files(tmp_path, "parquet", [data], ["t.parquet"])
     spec = JobSpec.from_sql(f"CREATE STREAM out AS SELECT sym, qty FROM t WHERE qty > 9000000000000 "
