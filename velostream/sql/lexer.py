@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from .._core import sql_lex as _sql_lex
 from ..errors import SqlError
 
 # token kinds
@@ -71,37 +72,11 @@ _INT_RE = re.compile(r"\d+")
 _OP_VALUES = {"<>": "!=", "==": "="}
 
 
-class Token:
-    """One token: ``kind`` (above), the source ``text``, its ``value``, 1-based ``line`` and
-    ``column``; ``upper`` is the keyword spelling of a WORD (upper case), '' for other kinds;
-    ``offset`` is where it starts in the text (the parser scans runs of list items from there)."""
-
-    __slots__ = ("kind", "text", "value", "line", "column", "upper", "offset")
-
-    def __init__(self, kind: str, text: str, value: object, line: int, column: int,
-                 offset: int = -1):
-        self.kind = kind
-        self.text = text
-        self.value = value
-        self.line = line
-        self.column = column
-        self.upper = text.upper() if kind == WORD else ""
-        self.offset = offset
-
-    @property
-    def pos(self) -> tuple[int, int]:
-        return (self.line, self.column)
-
-    def describe(self) -> str:
-        """How an error message names this token: 'FRM', string 'abc', end of input."""
-        if self.kind == EOF:
-            return "end of input"
-        if self.kind == STRING:
-            return f"string {_clip(self.text)}"
-        return f"'{_clip(self.text)}'"
-
-    def __repr__(self) -> str:
-        return f"Token({self.kind}, {self.text!r}, {self.line}:{self.column})"
+# One token: ``kind`` (above), the source ``text``, its ``value``, 1-based ``line`` and ``column``;
+# ``upper`` is the keyword spelling of a WORD (upper case), '' for other kinds; ``offset`` is where
+# it starts in the text (the parser scans runs of list items from there). A compiled class: a
+# megabyte of SQL makes hundreds of thousands of them.
+Token = _sql_lex.Token
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -115,10 +90,59 @@ def tokenize(sql: str) -> list[Token]:
 
 
 def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) -> Iterator[Token]:
-    """``tokenize`` one token at a time: the parser pulls tokens as it goes, so a text that
-    fails early (1 MB of '(' nested too deeply) fails without tokenizing the rest first. It can
-    start anywhere: at offset ``start``, which is on ``line``, a line that begins at offset
-    ``line_start`` (the parser resumes here after scanning a run of list items itself)."""
+    """``tokenize`` a block at a time: the parser pulls tokens as it goes, so a text that fails
+    early (1 MB of '(' nested too deeply) fails without tokenizing the rest first. It can start
+    anywhere: at offset ``start``, which is on ``line``, a line that begins at offset
+    ``line_start`` (the parser resumes here after scanning a run of list items itself).
+
+    The compiled scan (``velostream._core.sql_lex``) reads the common tokens; the one token it
+    leaves at a time (a float, a duration, a character outside ASCII next to a token, a lexical
+    error) is read here with the master regular expression, so every token and every error is
+    exactly what ``iter_tokens_regex`` (the reference) gives."""
+    scan, full, at_end = _sql_lex.scan, _sql_lex.BLOCK_FULL, _sql_lex.AT_END
+    uppers: dict = {}
+    pos = start
+    end, end_line, end_line_start = start, line, line_start  # the last token's end (EOF's place)
+    block = 64  # grows: a text that fails early is not scanned far ahead
+    while True:
+        toks, stop, pos, line, line_start, e, el, els = scan(sql, pos, line, line_start, block,
+                                                             uppers)
+        if e >= 0:
+            end, end_line, end_line_start = e, el, els
+        yield from toks
+        if stop == full:
+            block = min(2 * block, 4096)
+            continue
+        if stop == at_end:
+            break
+        m = _MASTER.match(sql, pos)  # the token at pos, for the regular expression
+        if m is None:  # only (non-ASCII) whitespace is left
+            break
+        g = m.lastindex
+        at, tend = m.span(g)
+        line, line_start = _count_lines(sql, pos, at, line, line_start)
+        if g not in _COMMENT_GROUPS:
+            text = m.group(g)
+            yield _make(sql, _RULES[g], text, line, at - line_start + 1, at)
+        line, line_start = _count_lines(sql, at, tend, line, line_start)
+        if g not in _COMMENT_GROUPS:
+            end, end_line, end_line_start = tend, line, line_start
+        pos = tend
+    yield Token(EOF, "", None, end_line, end - end_line_start + 1, len(sql))
+
+
+def _count_lines(sql: str, a: int, b: int, line: int, line_start: int) -> tuple[int, int]:
+    """(line, line_start) after the line breaks in ``sql[a:b]``."""
+    for brk in _NEWLINE.finditer(sql, a, b):
+        line += 1
+        line_start = brk.end()
+    return line, line_start
+
+
+def iter_tokens_regex(sql: str, start: int = 0, line: int = 1,
+                      line_start: int = 0) -> Iterator[Token]:
+    """``iter_tokens`` with the master regular expression alone: the reference the compiled scan
+    is tested against (tests/test_sql_lexer.py)."""
     ops = _OP_VALUES
     # lines are counted as tokens pass the line breaks: next_line is where the next line starts,
     # or (is_line False) a checkpoint where to look further, so that a restart does not scan

@@ -1,0 +1,437 @@
+"""The SQL lexer's scan of the common tokens, compiled (docs/SQL.md §1, §7, "Limits").
+
+``scan`` reads a block of tokens from a text: without the GIL it walks the text's code points
+(the str's own PEP 393 array: offsets, lines and columns are in characters, as in ``SqlError``),
+skips whitespace and comments, and records each token's kind and span in C arrays; then it makes
+the ``Token`` objects of the block. It recognises only what it can decide exactly on ASCII text:
+words, integers of at most 18 digits, 'strings' and "quoted identifiers" (doubled quotes
+included), the operators and punctuation, ``--`` and ``/* */`` comments, ASCII whitespace.
+Anything else (a float, a duration, a character outside ASCII next to a token, an unterminated
+string or comment, a stray character) stops the block at that token, and the caller
+(``velostream.sql.lexer``) reads that one token with its regular expression, which also gives
+every lexical error. Line breaks are ``\\r\\n``, ``\\r`` and ``\\n``.
+
+It never imports velostream: the token kinds are plain strings, the same as
+``velostream.sql.lexer``'s.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdlib cimport free, malloc
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    object PyUnicode_Substring(object s, Py_ssize_t start, Py_ssize_t end)
+
+# token kinds: the strings velostream.sql.lexer uses
+WORD = "WORD"
+QIDENT = "QIDENT"
+INT = "INT"
+FLOAT = "FLOAT"
+DURATION = "DURATION"
+STRING = "STRING"
+OP = "OP"
+PUNCT = "PUNCT"
+EOF = "EOF"
+
+cdef enum Stop:
+    S_FULL = 0      # max_tokens tokens read: call again from ``pos``
+    S_END = 1       # the end of the text
+    S_FALLBACK = 2  # the token at ``pos`` is for the regular expression
+
+# why a block ended (``scan``'s ``stop``)
+BLOCK_FULL = S_FULL
+AT_END = S_END
+FALLBACK = S_FALLBACK
+
+cdef enum Kind:
+    K_WORD = 1
+    K_INT = 2
+    K_STRING = 3   # without doubled quotes
+    K_STRING2 = 4  # with '' inside
+    K_QIDENT = 5
+    K_QIDENT2 = 6
+    K_OP = 7       # the spelling: OPS[code]
+    K_PUNCT = 8
+
+cdef struct State:
+    Py_ssize_t pos         # where the scan goes on
+    Py_ssize_t line        # the line of ``pos``, 1-based
+    Py_ssize_t line_start  # where that line starts
+    Py_ssize_t end         # where the last token read ends
+    Py_ssize_t end_line    # the line of ``end`` and where it starts
+    Py_ssize_t end_line_start
+    int stop
+
+
+cdef struct Tok:
+    int kind
+    int code          # K_OP / K_PUNCT: index into OPS / PUNCTS
+    Py_ssize_t at
+    Py_ssize_t end
+    Py_ssize_t line
+    Py_ssize_t line_start
+    long long ival    # K_INT
+
+# operators as written, and their values ('<>' is '!=', '==' is '=')
+OPS = ("->>", "->", "<>", "!=", "<=", ">=", "==", "||", "-", "+", "*", "/", "%", "<", ">", "=")
+OP_VALUES = ("->>", "->", "!=", "!=", "<=", ">=", "=", "||", "-", "+", "*", "/", "%", "<", ">", "=")
+PUNCTS = ("::", "(", ")", ",", ".", ";")
+cdef enum OpCode:
+    O_ARROW2 = 0
+    O_ARROW = 1
+    O_LTGT = 2
+    O_NE = 3
+    O_LE = 4
+    O_GE = 5
+    O_EQEQ = 6
+    O_CONCAT = 7
+    O_MINUS = 8
+    O_PLUS = 9
+    O_STAR = 10
+    O_SLASH = 11
+    O_PERCENT = 12
+    O_LT = 13
+    O_GT = 14
+    O_EQ = 15
+cdef enum PunctCode:
+    P_CAST = 0
+    P_OPEN = 1
+    P_CLOSE = 2
+    P_COMMA = 3
+    P_DOT = 4
+    P_SEMI = 5
+
+# ASCII classes, as Python's re sees them in a str pattern (\s, \w, \d)
+cdef unsigned char SPACE[128]
+cdef unsigned char WORDCH[128]
+cdef unsigned char DIGIT[128]
+
+
+def _init_classes():
+    import re
+    s, w, d = re.compile(r"\s"), re.compile(r"\w"), re.compile(r"\d")
+    for c in range(128):
+        SPACE[c] = s.match(chr(c)) is not None
+        WORDCH[c] = w.match(chr(c)) is not None
+        DIGIT[c] = d.match(chr(c)) is not None
+
+
+_init_classes()
+
+
+cdef class Token:
+    """One token: ``kind`` (above), the source ``text``, its ``value``, 1-based ``line`` and
+    ``column``; ``upper`` is the keyword spelling of a WORD (upper case), '' for other kinds;
+    ``offset`` is where it starts in the text (the parser scans runs of list items from there)."""
+
+    cdef public object kind
+    cdef public object text
+    cdef public object value
+    cdef public object upper
+    cdef public Py_ssize_t line
+    cdef public Py_ssize_t column
+    cdef public Py_ssize_t offset
+
+    def __init__(self, kind, text, value, Py_ssize_t line, Py_ssize_t column,
+                 Py_ssize_t offset=-1):
+        self.kind = kind
+        self.text = text
+        self.value = value
+        self.line = line
+        self.column = column
+        self.upper = text.upper() if kind == WORD else ""
+        self.offset = offset
+
+    @property
+    def pos(self):
+        return (self.line, self.column)
+
+    def describe(self):
+        """How an error message names this token: 'FRM', string 'abc', end of input."""
+        if self.kind == EOF:
+            return "end of input"
+        if self.kind == STRING:
+            return f"string {_clip(self.text)}"
+        return f"'{_clip(self.text)}'"
+
+    def __repr__(self):
+        return f"Token({self.kind}, {self.text!r}, {self.line}:{self.column})"
+
+
+def _clip(text, limit=60):
+    """A long token (a 1 MB string literal) is named by its start in messages."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+cdef inline uint32_t read_cp(int kind, const void* data, Py_ssize_t i) noexcept nogil:
+    """Code point ``i`` of a str's data of ``kind`` bytes per character (PEP 393), read here so
+    that the scan calls nothing of Python's."""
+    if kind == 1:
+        return (<const uint8_t*> data)[i]
+    if kind == 2:
+        return (<const uint16_t*> data)[i]
+    return (<const uint32_t*> data)[i]
+
+
+cdef inline uint32_t at_or_0(int kind, const void* data, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    return read_cp(kind, data, i) if i < n else 0
+
+
+cdef inline void count_break(int kind, const void* data, Py_ssize_t i, Py_ssize_t n,
+                             Py_ssize_t* line, Py_ssize_t* line_start) noexcept nogil:
+    """Count a line break ending at code point ``i`` (``\\r\\n`` counts at its ``\\n``)."""
+    cdef uint32_t c = read_cp(kind, data, i)
+    if c == 10 or (c == 13 and at_or_0(kind, data, i + 1, n) != 10):
+        line[0] += 1
+        line_start[0] = i + 1
+
+
+cdef Py_ssize_t scan_block(int kind, const void* data, Py_ssize_t n, State* st, Tok* out,
+                           Py_ssize_t max_tokens) noexcept nogil:
+    """Tokens from ``st.pos`` into ``out`` (at most ``max_tokens``); returns how many, and
+    leaves in ``st`` where the scan stopped and why."""
+    cdef Py_ssize_t count = 0, j, at, i = st.pos
+    cdef Py_ssize_t* line = &st.line
+    cdef Py_ssize_t* line_start = &st.line_start
+    cdef int* stop = &st.stop
+    cdef uint32_t c, d, q
+    cdef long long v
+    cdef int doubled
+    stop[0] = S_FULL
+    while count < max_tokens:
+        # whitespace
+        while i < n:
+            c = read_cp(kind, data, i)
+            if c >= 128:
+                stop[0] = S_FALLBACK
+                st.pos = i
+                return count
+            if not SPACE[c]:
+                break
+            count_break(kind, data, i, n, line, line_start)
+            i += 1
+        if i >= n:
+            stop[0] = S_END
+            break
+        at = i
+        c = read_cp(kind, data, i)
+        d = at_or_0(kind, data, i + 1, n)
+        if c == 45 and d == 45:  # -- line comment
+            i += 2
+            while i < n:
+                q = read_cp(kind, data, i)
+                if q == 10 or q == 13:
+                    break
+                i += 1
+            continue
+        if c == 47 and d == 42:  # /* comment */ (not nested)
+            j = i + 2
+            while j + 1 < n and not (read_cp(kind, data, j) == 42
+                                     and read_cp(kind, data, j + 1) == 47):
+                j += 1
+            if j + 1 >= n:  # unterminated: the regular expression's error
+                stop[0] = S_FALLBACK
+                break
+            while i < j + 2:
+                count_break(kind, data, i, n, line, line_start)
+                i += 1
+            continue
+        out[count].at = at
+        out[count].line = line[0]
+        out[count].line_start = line_start[0]
+        if WORDCH[c] and not DIGIT[c]:  # a word: [^\W\d]\w*
+            j = i + 1
+            while j < n:
+                q = read_cp(kind, data, j)
+                if q >= 128:  # a word may go on with any letter: the regular expression's
+                    stop[0] = S_FALLBACK
+                    break
+                if not WORDCH[q]:
+                    break
+                j += 1
+            if stop[0] == S_FALLBACK:
+                break
+            out[count].kind = K_WORD
+        elif DIGIT[c]:  # an integer: \d+ not followed by '.' or a word character
+            j = i
+            v = 0
+            while j < n and j - i <= 18:
+                q = read_cp(kind, data, j)
+                if q >= 128 or not DIGIT[q]:
+                    break
+                j += 1
+            q = at_or_0(kind, data, j, n)
+            if j - i > 18 or q >= 128 or WORDCH[q] or q == 46:  # BIGINT's range: checked there
+                stop[0] = S_FALLBACK
+                break
+            for at in range(i, j):
+                v = v * 10 + (read_cp(kind, data, at) - 48)
+            at = i
+            out[count].kind = K_INT
+            out[count].ival = v
+        elif c == 39 or c == 34:  # 'string' or "quoted identifier", the quote doubled inside
+            j = i + 1
+            doubled = 0
+            while True:
+                while j < n and read_cp(kind, data, j) != c:
+                    j += 1
+                if j >= n:
+                    break
+                if at_or_0(kind, data, j + 1, n) == c:
+                    doubled = 1
+                    j += 2
+                    continue
+                break
+            if j >= n or (c == 34 and j == i + 1):  # unterminated, or "": the errors
+                stop[0] = S_FALLBACK
+                break
+            j += 1
+            if c == 39:
+                out[count].kind = K_STRING2 if doubled else K_STRING
+            else:
+                out[count].kind = K_QIDENT2 if doubled else K_QIDENT
+            while i < j:
+                count_break(kind, data, i, n, line, line_start)
+                i += 1
+        else:
+            j = i + 1
+            out[count].kind = K_OP
+            if c == 45:  # - -> ->>
+                if d == 62:
+                    if at_or_0(kind, data, i + 2, n) == 62:
+                        out[count].code = O_ARROW2
+                        j = i + 3
+                    else:
+                        out[count].code = O_ARROW
+                        j = i + 2
+                else:
+                    out[count].code = O_MINUS
+            elif c == 60:  # < <> <=
+                if d == 62:
+                    out[count].code = O_LTGT
+                    j = i + 2
+                elif d == 61:
+                    out[count].code = O_LE
+                    j = i + 2
+                else:
+                    out[count].code = O_LT
+            elif c == 62:  # > >=
+                if d == 61:
+                    out[count].code = O_GE
+                    j = i + 2
+                else:
+                    out[count].code = O_GT
+            elif c == 61:  # = ==
+                if d == 61:
+                    out[count].code = O_EQEQ
+                    j = i + 2
+                else:
+                    out[count].code = O_EQ
+            elif c == 33 and d == 61:
+                out[count].code = O_NE
+                j = i + 2
+            elif c == 124 and d == 124:
+                out[count].code = O_CONCAT
+                j = i + 2
+            elif c == 43:
+                out[count].code = O_PLUS
+            elif c == 42:
+                out[count].code = O_STAR
+            elif c == 47:
+                out[count].code = O_SLASH
+            elif c == 37:
+                out[count].code = O_PERCENT
+            else:
+                out[count].kind = K_PUNCT
+                if c == 58 and d == 58:
+                    out[count].code = P_CAST
+                    j = i + 2
+                elif c == 40:
+                    out[count].code = P_OPEN
+                elif c == 41:
+                    out[count].code = P_CLOSE
+                elif c == 44:
+                    out[count].code = P_COMMA
+                elif c == 59:
+                    out[count].code = P_SEMI
+                elif c == 46 and not (d >= 128 or (d < 128 and DIGIT[d])):  # not .5
+                    out[count].code = P_DOT
+                else:  # a stray character, .5, ! or | or : alone: the regular expression's
+                    stop[0] = S_FALLBACK
+                    break
+        out[count].end = j
+        i = j
+        st.end = j
+        st.end_line = line[0]
+        st.end_line_start = line_start[0]
+        count += 1
+    st.pos = i
+    return count
+
+
+def scan(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start,
+         Py_ssize_t max_tokens, dict uppers):
+    """Up to ``max_tokens`` tokens of ``sql`` from offset ``pos``, which is on ``line``, a line
+    that starts at offset ``line_start``. Returns ``(tokens, stop, pos, line, line_start, end,
+    end_line, end_line_start)``: ``stop`` is BLOCK_FULL, AT_END or FALLBACK (the token at ``pos``
+    is not read here); ``pos``/``line``/``line_start`` say where to go on; ``end`` is where the
+    last token read ends, on line ``end_line`` starting at ``end_line_start`` (-1 when no token
+    was read). ``uppers`` caches each word's upper-case spelling (one string per distinct word)."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(sql)
+    cdef int kind = PyUnicode_KIND(sql)
+    cdef const void* data = PyUnicode_DATA(sql)
+    cdef State st
+    cdef Py_ssize_t count, k
+    cdef Tok* toks
+    cdef Tok* t
+    cdef Token tok
+    if max_tokens < 1:
+        max_tokens = 1
+    toks = <Tok*> malloc(max_tokens * sizeof(Tok))
+    if toks == NULL:
+        raise MemoryError()
+    try:
+        st.pos, st.line, st.line_start, st.end, st.stop = pos, line, line_start, -1, S_END
+        st.end_line = st.end_line_start = -1
+        if pos > n:
+            st.pos = n
+        with nogil:
+            count = scan_block(kind, data, n, &st, toks, max_tokens)
+        out = [None] * count
+        for k in range(count):
+            t = &toks[k]
+            tok = Token.__new__(Token)
+            tok.line = t.line
+            tok.column = t.at - t.line_start + 1
+            tok.offset = t.at
+            if t.kind == K_WORD:
+                text = PyUnicode_Substring(sql, t.at, t.end)
+                upper = uppers.get(text)
+                if upper is None:
+                    upper = uppers[text] = text.upper()
+                tok.kind, tok.text, tok.value, tok.upper = WORD, text, text, upper
+            elif t.kind == K_OP:
+                tok.kind, tok.text, tok.value, tok.upper = OP, OPS[t.code], OP_VALUES[t.code], ""
+            elif t.kind == K_PUNCT:
+                text = PUNCTS[t.code]
+                tok.kind, tok.text, tok.value, tok.upper = PUNCT, text, text, ""
+            elif t.kind == K_INT:
+                tok.kind, tok.text, tok.value, tok.upper = (
+                    INT, PyUnicode_Substring(sql, t.at, t.end), t.ival, "")
+            else:
+                text = PyUnicode_Substring(sql, t.at, t.end)
+                value = PyUnicode_Substring(sql, t.at + 1, t.end - 1)
+                if t.kind == K_STRING or t.kind == K_STRING2:
+                    if t.kind == K_STRING2:
+                        value = value.replace("''", "'")
+                    tok.kind = STRING
+                else:
+                    if t.kind == K_QIDENT2:
+                        value = value.replace('""', '"')
+                    tok.kind = QIDENT
+                tok.text, tok.value, tok.upper = text, value, ""
+            out[k] = tok
+    finally:
+        free(toks)
+    return out, st.stop, st.pos, st.line, st.line_start, st.end, st.end_line, st.end_line_start
