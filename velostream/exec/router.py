@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._core.route import KeyRouter, select_rows
+from .._core.route import KeyRouter, select_rows, take_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict
 from .expressions import BCol, Evaluator
@@ -85,16 +85,29 @@ class Routed:
         """Partition ``p``'s rows; with ``strings`` (the partition's own dictionary, raw routing),
         its rows of each string column are interned there, straight from the Arrow column."""
         rows = select_rows(self.part, p)
-        if strings is None:
-            return self.batch.take(rows)
         cols = {}
-        for name, c in self.batch.columns.items():
-            if c.type.kind == "STRING" and c.strings is not strings:
+        numbers = []  # (name, column) gathered by one compiled call, each array once (event
+        for name, c in self.batch.columns.items():  # time is often an input column as well)
+            if c.type.kind == "STRING" and strings is not None and c.strings is not strings:
                 # interned straight out of the whole Arrow column: the strings are never copied
                 codes, valid = strings.encode_arrow(c.to_arrow(), rows)
                 cols[name] = Column(c.type, codes, valid, strings=strings)
+            elif (c.type.kind == "STRING" and c._values is None) or c.values.ndim != 1 \
+                    or c.values.dtype.hasobject:
+                cols[name] = c.take(rows)  # Arrow strings move by the compiled string gather
             else:
-                cols[name] = c.take(rows)
+                numbers.append((name, c))
+        if numbers:
+            arrays = {}
+            for _, c in numbers:
+                for a in (c.values, c.valid):
+                    if a is not None:
+                        arrays.setdefault(id(a), a)
+            taken = dict(zip(arrays, take_rows(list(arrays.values()), rows)))
+            for name, c in numbers:
+                cols[name] = Column(c.type, taken[id(c.values)],
+                                    None if c.valid is None else taken[id(c.valid)],
+                                    strings=c.strings)
         return Batch(cols, len(rows))
 
 
