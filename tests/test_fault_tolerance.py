@@ -331,12 +331,13 @@ FROM md GROUP BY ALL"""
 
 
 def kill_9_mid_input_and_finish(sc: Scenario, rows: list, in_metric: str) -> None:
-    """Half the rows in, the job running live, SIGKILL after a few checkpoints of open windows;
-    then the other half and a restarted bounded run of the same job to the end."""
+    """Half the rows in, the job running live at 2 partitions (its keyed nodes split over them),
+    SIGKILL after a few checkpoints of open windows; then the other half and a restarted bounded
+    run of the same job, at the same partition count, to the end."""
     n = len(rows)
     try:
         sc.produce(rows[: n // 2])
-        p, port = sc.start()
+        p, port = sc.start("--partitions", "2")
         wait_metric(port, in_metric, lambda v: v >= n // 4, proc=p)
         time.sleep(1.0)  # a few commits (every 300 ms) with open windows in the checkpoint
         p.kill()  # SIGKILL: no flush, no last commit
