@@ -2,11 +2,13 @@
 the readers to agree with, every bad record a Reject with its position and text."""
 import base64
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.json as pj
@@ -117,6 +119,46 @@ def test_jsonl_writer_values():
                      {"i": None, "f": None, "g": 0.1, "s": "t\tab\x01", "b": None}]
     assert b'"f":1.0' in jsonl_bytes(rb)  # a float stays a float
 
+
+
+@pytest.mark.parametrize("order", [("d", "s", "e"), ("s", "d"), ("d",), ("e", "d"), ("i", "d", "e")])
+def test_jsonl_doubles_read_back_exactly(order):
+    """DOUBLE columns (first, middle, last, alone; with NULLs): each value's text reads back as
+    the very same double, with as few digits as Python's ``repr``, a float keeps its ``.0``, and
+    NULL, NaN and the infinities are null."""
+    rng = np.random.default_rng(29)
+    n = 3_000
+    bits = rng.integers(0, 2**64, n, dtype=np.uint64)  # doubles of every exponent
+    d = bits.view(np.float64).copy()
+    d[:10] = [0.0, -0.0, 1.0, 100.0, 1e16, 1e-7, 5e-324, 1.7976931348623157e308, np.inf, np.nan]
+    scale = 10.0 ** rng.integers(0, 6, n)  # decimals as people write them, and integral values
+    e = np.round(rng.normal(0, 1e4, n) * scale) / scale
+    e[-1] = -np.inf
+    rb = pa.RecordBatch.from_pydict({
+        "d": pa.array(d, mask=rng.random(n) < 0.1), "e": pa.array(e),
+        "s": pa.array(rng.choice(["x", 'y"', "é"], n)), "i": pa.array(rng.integers(-9, 9, n))})
+    rb = rb.select(list(order)).slice(7)  # an offset into the buffers too
+    text = jsonl_bytes(rb).decode()
+    assert text.endswith("\n")
+    for line, want in zip(text.splitlines(), rb.to_pylist(), strict=True):
+        got = json.loads(line)
+        assert list(got) == list(order)
+        for k in ("d", "e"):
+            if k not in got:
+                continue
+            v = want[k]
+            if v is None or not math.isfinite(v):
+                assert got[k] is None, line
+                continue
+            assert isinstance(got[k], float) and got[k] == v and math.copysign(1, got[k]) == math.copysign(1, v), line
+            shown = line.split(f'"{k}":', 1)[1].split(",", 1)[0].rstrip("}")
+            assert "." in shown or "e" in shown, line  # never bare digits, which read as BIGINT
+            assert _digits(shown) == _digits(repr(v)), line  # the shortest text of that double
+
+
+def _digits(number: str) -> str:
+    """The significant digits of a number's text (no sign, point, exponent, outer zeros)."""
+    return number.split("e")[0].replace("-", "").replace(".", "").strip("0")
 
 # ------------------------------------------------------------------------------ inference
 

@@ -702,6 +702,35 @@ def _value_bytes(s: pa.Array) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
+def _float64_texts(col: pa.Array, end: str) -> Optional[pa.Array]:
+    """A DOUBLE column's JSON text, each value followed by the character ``end`` (the ``,`` or
+    ``}`` after it in its line), or None when this way does not apply.
+
+    orjson writes the whole column from its numpy values at once (NULL is NaN there, and NaN and
+    the infinities are ``null``, as ``_json_column`` writes them), in the shortest form that reads
+    back as the same double, a float keeping its ``.0``: two and a half times faster than Arrow's
+    float formatting, the largest part of writing S3a's JSON lines (docs/PERFORMANCE.md, "File to
+    file"). The separators of its array text are where the values end: each value's text runs
+    to its separator, which becomes ``end``, so the text array is made without a copy per value.
+    """
+    values = col.to_numpy(zero_copy_only=False)
+    n = len(values)
+    if n == 0:
+        return None
+    text = np.frombuffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
+    seps = np.flatnonzero(text == 0x2C)  # "[v0,v1,...]": no number nor null has a comma
+    if len(seps) != n - 1 or len(text) >= 1 << 31:
+        return None
+    data = text[1:].copy()  # without "[": the separator after value i is at seps[i] - 1
+    data[-1] = ord(end)     # "]"
+    if end != ",":
+        data[seps - 1] = ord(end)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0], offsets[-1] = 0, len(data)
+    offsets[1:-1] = seps
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
     """A batch as JSON Lines, one object per row, built column-wise by Arrow.
 
@@ -712,18 +741,23 @@ def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
         return b""
     parts: list = []  # the text of each line: literals between columns' texts, joined by Arrow
     literal = ""
+    last = rb.num_columns - 1
+    ended = False  # the previous column's text ends with the separator after it
     for i, (name, col) in enumerate(zip(rb.schema.names, rb.columns)):
-        literal += ("{" if i == 0 else ",") + orjson.dumps(name).decode() + ":"
+        literal += ("{" if i == 0 else "" if ended else ",") + orjson.dumps(name).decode() + ":"
+        ended = False
         esc = None
         if col.null_count == 0 and _is_text(col.type) and not pa.types.is_dictionary(col.type):
             esc = _escaped_text(col.cast(pa.string()))
         if esc is not None:  # no NULL: the quotes join the literals around it (one join less)
             parts += [literal + '"', esc]
             literal = '"'
-        else:
-            parts += [literal, _json_column(col)]
-            literal = ""
-    parts.append(literal + "}\n")
+            continue
+        text = _float64_texts(col, "," if i < last else "}") if pa.types.is_float64(col.type) else None
+        ended = text is not None
+        parts += [literal, text if ended else _json_column(col)]
+        literal = ""
+    parts.append(literal + ("\n" if ended else "}\n"))
     if len(parts) == 1:
         return b"{}\n" * rb.num_rows
     lines = pc.binary_join_element_wise(*parts, "")
