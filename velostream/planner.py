@@ -694,13 +694,18 @@ class _Planner:
         # docs/SQL.md "Limits"); equal references (``==`` ignores positions) bind alike
         references: dict = {}
         column, originals = ast.Column, self.sel.items
+        unchanged = items is originals  # not rewritten: a column's default name is its own
         for idx, item in enumerate(items):
             e = item.expr
+            default = None
             if type(e) is column:
                 key = (e.name, e.table, e.quoted)  # a tuple: hashed and compared in C
-                b = references.get(key)
-                if b is None:
-                    b = references[key] = self._bind(e, scope, self.strings)
+                bound = references.get(key)
+                if bound is None:
+                    b = self._bind(e, scope, self.strings)
+                    bound = references[key] = (b, self._default_name(e, b, idx) if unchanged
+                                               else None)
+                b, default = bound
             elif isinstance(e, ast.Star):
                 for name, t in scope.columns.items():
                     if not name.startswith("__") and name not in self.hidden:
@@ -708,11 +713,13 @@ class _Planner:
                 continue
             else:
                 b = self._bind(e, scope, self.strings)
-            name = item.alias or self._default_name(originals[idx].expr, b, idx)
-            if name in used:  # _unique, inline
-                name = self._unique(name, used)
-            else:
+            name = item.alias or default or self._default_name(originals[idx].expr, b, idx)
+            k = used.get(name)  # _unique, inline
+            if k is None:
                 used[name] = 0
+            else:
+                used[name] = k = k + 1
+                name = f"{name}_{k}"
             out.append((name, b))
         return out
 
