@@ -104,6 +104,14 @@ class PartitionedPipeline:
 
     # -- running -----------------------------------------------------------------------------
     def process(self, batch: Batch) -> list[Batch]:
+        # Only the columns the plan reads travel, converted once here: text interned into the
+        # shared dictionary in one pass, so each partition moves codes, not strings, and the
+        # partitions never take turns at the dictionary's lock.
+        used = self.plan.input_columns_used
+        batch = Batch({k: c for k, c in batch.columns.items()
+                       if k in used or k.startswith("__")}, batch.length)
+        for c in batch.columns.values():
+            c.values
         part = self._route(batch)
         if part is None:
             return self._gather([])

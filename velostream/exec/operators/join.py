@@ -347,6 +347,9 @@ class TemporalJoin:
         self.stream_watermark = INT64_MIN
         self.versions: Optional[pa.Table] = None
         self.version_t = np.empty(0, np.int64)
+        # the latest time of any table row pushed, None before the first: INT64_MIN means the
+        # table's rows have no event time, and then it is always current
+        self.table_time_seen: Optional[int] = None
         self.held: list[pa.RecordBatch] = []
         self._key_words = _KeyWords(key_types)
         self._lookup = None  # the versions' KeyRuns, rebuilt when they change (see _as_of)
@@ -363,6 +366,8 @@ class TemporalJoin:
             t = (times_of(batch.column(self.table_time)) if self.table_time is not None
                  else np.full(batch.num_rows, INT64_MIN, dtype=np.int64))
             new = pa.Table.from_batches([batch])
+            self.table_time_seen = max(int(t.max()), self.table_time_seen
+                                       if self.table_time_seen is not None else INT64_MIN)
             self.versions = new if self.versions is None else \
                 pa.concat_tables([self.versions, new]).combine_chunks()
             self.version_t = np.concatenate([self.version_t, t])
@@ -377,15 +382,17 @@ class TemporalJoin:
         """The instances of one join split over partitions (exec/partitioned.py): the table was
         seen when any instance saw it (``idle_ms``), as one join over all the rows sees it."""
         seen = max(op._table_seen for op in instances)
+        times = [op.table_time_seen for op in instances if op.table_time_seen is not None]
         for op in instances:
             op._table_seen = seen
+            op.table_time_seen = max(times) if times else None
 
     def _table_progress(self) -> int:
         """How far the stream may be joined: the table's watermark, or every time once the
         table has been idle for ``idle_ms``."""
         if self.idle_ms is not None and (time.monotonic() - self._table_seen) * 1000 >= self.idle_ms:
             return INT64_MAX
-        if len(self.version_t) and self.version_t.max() == INT64_MIN:
+        if self.table_time_seen == INT64_MIN:
             return INT64_MAX  # versions without event time: the table is always current
         return self.table_watermark
 
@@ -495,7 +502,7 @@ class TemporalJoin:
             self._lookup = None
 
     _STATE = ("versions", "version_t", "held", "table_watermark", "stream_watermark",
-              "watermark")
+              "watermark", "table_time_seen")
 
     def snapshot(self):
         return {k: getattr(self, k) for k in self._STATE}
