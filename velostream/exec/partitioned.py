@@ -37,7 +37,7 @@ from .columns import END_COL
 from .expressions import Evaluator
 from .pipeline import Pipeline
 from .snapshots import PARTITIONS_META
-from .router import Routed, _raw_key
+from .router import Routed
 
 
 class Parallel:
@@ -81,9 +81,10 @@ class PartitionedPipeline:
         self.ev = Evaluator(strings)  # the job thread's: event time and routing keys
         self.parts = [Pipeline(plan, strings) for _ in range(parallel.n)]
         self.keys = list(plan.partitioning.keys)
-        # routed on the keys' values (text by its bytes, not its code in this process's
-        # dictionary), so a restored stage sends each key where its state was put back
+        # routed on the keys' values (text by a hash of its bytes, not by its code in this
+        # process's dictionary), so a restored stage sends each key where its state was put back
         self.router = KeyRouter(parallel.n)
+        self.text_words = TextWords(strings)
         self.failed_records = 0
         self.dead_letters: list = []
         self._dead_letter_bad_rows = False
@@ -137,9 +138,23 @@ class PartitionedPipeline:
                 batch = batch.filter(~rows)
                 continue
             part = np.empty(batch.length, dtype=np.int8)
-            self.router.route_raw([_raw_key(c) for c in cols], part)
+            self.router.route([self._word(c) for c in cols], part)
             return part
         return None
+
+    def _word(self, c) -> np.ndarray:
+        """One key column as an int64 word per row that depends on its value only."""
+        kind = c.type.kind
+        if kind == "STRING":
+            words = self.text_words.of(c.values)
+        elif kind == "FLOAT64":  # -0.0 and 0.0 are one key, and every NaN is
+            v = np.asarray(c.values, dtype=np.float64) + 0.0
+            words = np.where(np.isnan(v), np.nan, v).view(np.int64)
+        else:  # integers, booleans, timestamps and decimals: the engine's int64 values
+            words = np.asarray(c.values).astype(np.int64, copy=False)
+        if c.valid is not None:  # every NULL key one word
+            words = np.where(c.valid, words, NULL_WORD)
+        return words
 
     def advance(self, watermark: int) -> list:
         return self._gather(self.parallel.run(lambda p: p.advance(watermark), self.parts))
@@ -193,6 +208,47 @@ class PartitionedPipeline:
             p.restore(pa.ipc.open_stream(pa.py_buffer(blob)).read_all())
         self.router.restore(
             np.frombuffer(base64.b64decode(meta["assign"]), dtype=np.int8), meta["load"])
+
+
+NULL_WORD = -0x3c6ef372fe94f82b
+
+
+class TextWords:
+    """A word per string of a dictionary that depends on the string's bytes only (the same in
+    every process, unlike its code), computed once per string as the dictionary grows: routing
+    text then costs one lookup per row, not a hash of its bytes."""
+
+    # a multiplier per byte position (mod 64): odd 64-bit constants from a fixed seed
+    _MULT = (np.random.default_rng(0x5EED).integers(1, 2 ** 62, 64, dtype=np.int64) * 2 + 1
+             ).astype(np.uint64)
+
+    def __init__(self, strings):
+        self.strings = strings
+        self.words = np.empty(0, dtype=np.int64)
+
+    def of(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes)
+        if len(codes) and int(codes.max()) >= len(self.words):
+            new = self.strings.arrow_values()[len(self.words):]
+            self.words = np.concatenate([self.words, self._hash(new)])
+        return self.words[codes]
+
+    @classmethod
+    def _hash(cls, arr) -> np.ndarray:
+        offsets, data = string_buffers(arr)
+        offsets = offsets.astype(np.int64)
+        lens = np.diff(offsets)
+        base = offsets[0]
+        total = int(offsets[-1] - base)
+        with np.errstate(over="ignore"):
+            h = lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            if total:
+                pos = np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1] - base, lens)
+                part = data[base:base + total].astype(np.uint64) * cls._MULT[pos & 63]
+                run = np.concatenate([np.zeros(1, np.uint64), np.cumsum(part, dtype=np.uint64)])
+                h ^= run[offsets[1:] - base] - run[offsets[:-1] - base]
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+        return h.view(np.int64)
 
 
 class PartitionedOperator:
