@@ -346,21 +346,18 @@ class Engine:
         V2 partitions convert their own rows with this; it only reads the plan)."""
         names = self._out_names
         cols = b.columns
-        arrays, made, null_typed = [], {}, False
-        for n in names:  # one Arrow array per distinct column (SELECT a, a, ... repeats one)
-            c = cols[n]
-            arr = made.get(id(c))
-            if arr is None:
-                arr = made[id(c)] = c.to_arrow()
-                null_typed = null_typed or c.type.kind == "NULL"
-            arrays.append(arr)
-        if null_typed:
-            rb = pa.RecordBatch.from_arrays(arrays, names=names).cast(self.internal_schema)
-        elif _same_types(arrays, self._out_types, arrow=True):
-            # in the output schema itself, so nothing after compares its fields again
-            rb = pa.RecordBatch.from_arrays(arrays, schema=self.out_schema)
-        else:
-            rb = pa.RecordBatch.from_arrays(arrays, names=names)
+        # One Arrow array per distinct column (SELECT a, a, ... repeats one): a select list can
+        # be 300,000 items (docs/SQL.md, "Limits"), so each pass over it is a map in C.
+        columns = list(map(cols.__getitem__, names))
+        distinct = dict(zip(map(id, columns), columns))
+        converted = {k: c.to_arrow() for k, c in distinct.items()}
+        arrays = list(map(converted.__getitem__, map(id, columns)))
+        rb = pa.RecordBatch.from_arrays(arrays, names=names)
+        if any(c.type.kind == "NULL" for c in distinct.values()):
+            rb = rb.cast(self.internal_schema)
+        # else its schema is the output schema when every type is the output type (conform then
+        # keeps it: one comparison in C++, not one per column in Python), or it is conformed to
+        # the output schema later (passthrough columns, _in_out_schema)
         for k in keep:
             if k in b.columns:
                 rb = rb.append_column(k, b.columns[k].to_arrow())
