@@ -330,14 +330,16 @@ DUCK_CASCADE = """SELECT trader_id, symbol, COUNT(*), SUM(quantity), trade_time 
 FROM md GROUP BY ALL"""
 
 
-def kill_9_mid_input_and_finish(sc: Scenario, rows: list, in_metric: str) -> None:
-    """Half the rows in, the job running live at 2 partitions (its keyed nodes split over them),
-    SIGKILL after a few checkpoints of open windows; then the other half and a restarted bounded
-    run of the same job, at the same partition count, to the end."""
+def kill_9_mid_input_and_finish(sc: Scenario, rows: list, in_metric: str,
+                                partitions: int) -> None:
+    """Half the rows in, the job running live at ``partitions`` (its keyed nodes split over
+    them), SIGKILL after a few checkpoints of open windows; then the other half and a restarted
+    bounded run of the same job at 2 partitions (``Scenario.finish``) to the end: its state
+    moves to the new partition count when it differs."""
     n = len(rows)
     try:
         sc.produce(rows[: n // 2])
-        p, port = sc.start("--partitions", "2")
+        p, port = sc.start("--partitions", str(partitions))
         wait_metric(port, in_metric, lambda v: v >= n // 4, proc=p)
         time.sleep(1.0)  # a few commits (every 300 ms) with open windows in the checkpoint
         p.kill()  # SIGKILL: no flush, no last commit
@@ -363,7 +365,8 @@ def assert_every_window_once(broker, topic: str, cols: tuple, expected: list) ->
 
 def test_kill_9_of_a_two_statement_pipeline_loses_nothing(kafka_broker, tmp_path):
     """A pipeline job (docs/SQL.md §8) checkpoints its whole graph with its read positions at
-    each commit: killed with SIGKILL mid-input and restarted, no window is lost or partial."""
+    each commit: killed with SIGKILL mid-input and restarted at another partition count, no
+    window is lost or partial."""
     import duckdb
     n = 20_000
     table = pa.Table.from_batches(market_data(n, traders=40, symbols=8)).drop_columns(["_TIMESTAMP"])
@@ -371,7 +374,7 @@ def test_kill_9_of_a_two_statement_pipeline_loses_nothing(kafka_broker, tmp_path
     con.register("md", table)
     expected = con.sql(DUCK_CASCADE).fetchall()
     sc = Scenario(kafka_broker, tmp_path, CASCADE, "pipeline-kill")
-    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN)
+    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN, partitions=1)
     assert_every_window_once(kafka_broker, sc.out,
                              ("trader_id", "symbol", "trade_count", "total_quantity", "ws"),
                              expected)
@@ -410,6 +413,7 @@ def test_kill_9_of_a_join_job_loses_nothing(kafka_broker, tmp_path):
         "WITH (", f"WITH ('desks.type' = 'file_source', 'desks.path' = '{desks_csv}', "
                   "'trades.event.time.field' = 'trade_time', ", 1))
     # the job's first declared source names its metrics: the table's (read first)
-    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN.replace('"trades"', '"desks"'))
+    kill_9_mid_input_and_finish(sc, table.to_pylist(), IN.replace('"trades"', '"desks"'),
+                                partitions=2)
     assert_every_window_once(kafka_broker, sc.out,
                              ("desk", "symbol", "trade_count", "total_quantity", "ws"), expected)

@@ -149,33 +149,80 @@ def test_a_left_join_whose_other_side_has_no_row_pads_every_row(partitions):
     assert_rows_equal(got.to_pylist(), [(r["k"], r["v"], None) for r in a.to_pylist()])
 
 
-@pytest.mark.parametrize("sql", [REKEYED, JOINS["interval_full"][0]], ids=["rekeyed", "join"])
-def test_a_partitioned_graph_snapshot_continues_exactly_and_needs_its_partition_count(sql):
-    a, b = events(2000, 8, nkeys=100), events(1500, 9, nkeys=100)
-    sources = {"t": a} if "FROM t" in sql else {"a": a, "b": b}
-    steps = sorted(((rb.column("_TIMESTAMP")[0].as_py(), name, rb)
-                    for name, tbl in sources.items() for rb in batches(tbl, 4)),
-                   key=lambda x: x[0])
-    whole = vs.Engine(sql, partitions=2)
+SNAPSHOTTED = {
+    "rekeyed": REKEYED,
+    # a wide interval: many rows of each side are held at the snapshot
+    "interval_join": "SELECT a.k, a.v, b.v AS w FROM a FULL JOIN b ON a.k = b.k AND "
+                     "b._TIMESTAMP BETWEEN a._TIMESTAMP - 120000 AND a._TIMESTAMP + 120000",
+    "temporal_join": "CREATE TABLE b (k VARCHAR, v BIGINT, PRIMARY KEY (k)); "
+                     "SELECT a.k, a.v, b.v AS w FROM a LEFT JOIN b ON a.k = b.k",
+    "dedup": "SELECT k, v FROM (SELECT k, v, _TIMESTAMP, ROW_NUMBER() OVER (PARTITION BY k "
+             "ORDER BY _TIMESTAMP) AS rn FROM a) WHERE rn = 1",
+    "top_n": "WITH w AS (SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM a GROUP BY k "
+             "WINDOW TUMBLING(2m)) SELECT ws, k, s, rn FROM (SELECT ws, k, s, ROW_NUMBER() "
+             "OVER (PARTITION BY ws ORDER BY s DESC) AS rn FROM w) WHERE rn <= 3",
+}
+
+
+def run_split(sql, steps, before: int, after: int):
+    """The steps through an engine at ``before`` partitions, snapshotted halfway and restored
+    in a fresh engine at ``after``: every row, against one uninterrupted run."""
+    whole = vs.Engine(sql, partitions=before)
     want = [r for _, name, rb in steps for r in whole.push(name, rb).to_pylist()]
     want += whole.flush().to_pylist()
     whole.close()
     cut = len(steps) // 2
-    first = vs.Engine(sql, partitions=2)
+    first = vs.Engine(sql, partitions=before)
     got = [r for _, name, rb in steps[:cut] for r in first.push(name, rb).to_pylist()]
     state = first.snapshot()
     first.close()
-    with pytest.raises(ValueError, match="taken at 2 partitions"):
-        vs.Engine(sql, partitions=1).restore(state)
-    with pytest.raises(ValueError, match="taken at 2 partition"):
-        vs.Engine(sql, partitions=4).restore(state)
-    second = vs.Engine(sql, partitions=2)
+    second = vs.Engine(sql, partitions=after)
     second.restore(state)
     got += [r for _, name, rb in steps[cut:] for r in second.push(name, rb).to_pylist()]
     got += second.flush().to_pylist()
     second.close()
+    return got, want
+
+
+def steps_of(sources: dict) -> list:
+    return sorted(((rb.column("_TIMESTAMP")[0].as_py(), name, rb)
+                   for name, tbl in sources.items() for rb in batches(tbl, 4)),
+                  key=lambda x: (x[0], x[1]))
+
+
+@pytest.mark.parametrize("name", list(SNAPSHOTTED))
+@pytest.mark.parametrize("before,after", [(2, 2), (2, 1), (2, 4), (1, 2), (4, 2)])
+def test_a_snapshot_restores_at_its_partition_count_or_another(name, before, after):
+    """A checkpoint moves to another partition count: each group, each joined side's rows, each
+    key seen and each held row goes to the partition its key hashes to there."""
+    sql = SNAPSHOTTED[name]
+    a, b = events(2000, 8, nkeys=100), events(1500, 9, nkeys=100)
+    if name == "temporal_join":
+        b = b.select(["k", "v", "_TIMESTAMP"])
+    sources = {"t": a} if "FROM t" in sql else {"a": a, "b": b} if "JOIN" in sql else {"a": a}
+    got, want = run_split(sql, steps_of(sources), before, after)
     assert len(want) >= 15
     assert_rows_equal(got, want)
+
+
+@pytest.mark.parametrize("sql,what", [
+    ("WITH x AS (SELECT k, v FROM t) SELECT k, COUNT(*) AS n FROM x GROUP BY k "
+     "WINDOW SESSION(30s)", "session window"),
+    ("WITH x AS (SELECT k, v, _TIMESTAMP FROM t) SELECT k, SUM(v) OVER (PARTITION BY k "
+     "ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s FROM x", "OVER window"),
+])
+def test_state_numbered_per_partition_restores_at_its_count_only(sql, what):
+    steps = steps_of({"t": events(1000, 11)})
+    got, want = run_split(sql, steps, 2, 2)
+    assert_rows_equal(got, want)
+    first = vs.Engine(sql, partitions=2)
+    for _, name, rb in steps[:5]:
+        first.push(name, rb)
+    state = first.snapshot()
+    first.close()
+    with pytest.raises(ValueError, match=f"taken at 2 partitions.*{what}'s state restores at "
+                                         f"the same count only"):
+        vs.Engine(sql, partitions=4).restore(state)
 
 
 def test_a_pipeline_job_runs_its_partitions_and_leaves_no_thread(tmp_path):

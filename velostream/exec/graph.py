@@ -32,7 +32,7 @@ from .operators.sort import SortEmission
 from .operators.stage import SelectStage
 from .operators.top_n import WindowTopN
 from .operators.union import UnionAll
-from .partitioned import Parallel, PartitionedOperator
+from .partitioned import Parallel, PartitionedOperator, restore_operator
 
 
 INT64_MAX = 2 ** 63 - 1
@@ -982,11 +982,6 @@ class GraphEngine:
         if self.counts["batches"]:
             raise ValueError("restore needs a fresh engine (this one has taken input)")
         flow = self.flow
-        had, n = state.get("partitions", 1), flow.parallel.n
-        if had != n:  # each partition's state is its keys': it cannot move to another count
-            raise ValueError(f"this checkpoint was taken at {had} partition"
-                             f"{'s' if had > 1 else ''}; the job now runs {n}: run it with "
-                             f"{had}, or start afresh")
         for key, (schema, watermark) in state["sources"].items():
             node = flow.sources[key]
             flow.bind_source(node.name, schema)
@@ -998,8 +993,11 @@ class GraphEngine:
                 continue
             flow._bind_ready()
             node.watermark = st["watermark"]
-            if st["op"] is not None:
-                node.op.restore(st["op"])
+            if st["op"] is not None:  # (taken at this partition count or another)
+                if node.kind == "select":
+                    node.op.restore(st["op"])
+                else:
+                    restore_operator(node.op, st["op"])
                 if node.kind == "select" and node.schema is None:
                     node.schema = node.op.schema
         flow._bind_ready()

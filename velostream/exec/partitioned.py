@@ -35,8 +35,9 @@ from ..errors import RowError
 from ..planner import Plan
 from .columns import END_COL
 from .expressions import Evaluator
-from .pipeline import Pipeline
-from .snapshots import PARTITIONS_META
+from . import snapshots
+from .pipeline import Pipeline, check_regroups
+from .snapshots import PARTITIONS_META, key_from_arrow
 from .router import Routed
 
 
@@ -195,19 +196,26 @@ class PartitionedPipeline:
             {PARTITIONS_META: json.dumps(meta).encode()})
 
     def restore(self, table) -> None:
-        raw = (table.schema.metadata or {}).get(PARTITIONS_META) if table is not None else None
-        if raw is None:
-            raise ValueError(f"this checkpoint was taken at one partition; the job now runs "
-                             f"{len(self.parts)}: run it with one partition, or start afresh")
-        meta = json.loads(raw)
-        if meta["partitions"] != len(self.parts):
-            raise ValueError(f"this checkpoint was taken at {meta['partitions']} partitions; the "
-                             f"job now runs {len(self.parts)}: run it with {meta['partitions']}, "
-                             f"or start afresh")
-        for p, blob in zip(self.parts, table.column("partition_state").to_pylist()):
-            p.restore(pa.ipc.open_stream(pa.py_buffer(blob)).read_all())
-        self.router.restore(
-            np.frombuffer(base64.b64decode(meta["assign"]), dtype=np.int8), meta["load"])
+        """Load a snapshot taken at this partition count, or at another: then each group goes
+        to the partition this stage's router gives its key (``snapshots.regroup``)."""
+        tables, router = snapshots.partition_tables(table)
+        n = len(self.parts)
+        if router is not None and len(tables) == n:
+            for p, t in zip(self.parts, tables):
+                p.restore(t)
+            self.router.restore(*router)
+            return
+        check_regroups(self.plan, len(tables), n)
+        parts = []
+        for t in tables:
+            cols = [key_from_arrow(t.column(f"__k{i}").combine_chunks(), k.type, self.strings)
+                    for i, k in enumerate(self.plan.keys)]
+            part = np.zeros(t.num_rows, dtype=np.int8)
+            if t.num_rows:
+                self.router.route([self._word(c) for c in cols], part)
+            parts.append(part)
+        for p, t in zip(self.parts, snapshots.regroup(tables, parts, n)):
+            p.restore(t)
 
 
 NULL_WORD = -0x3c6ef372fe94f82b
@@ -327,21 +335,49 @@ class PartitionedOperator:
 
     def snapshot(self):
         return {"partitions": [op.snapshot() for op in self.instances],
-                "router": self.router.state()}
+                "router": self.router.state(), "broadcast": self.broadcast}
 
     def restore(self, state) -> None:
-        if not isinstance(state, dict) or "partitions" not in state \
-                or len(state["partitions"]) != len(self.instances):
-            had = len(state["partitions"]) if isinstance(state, dict) and "partitions" in state \
-                else 1
-            raise ValueError(f"this checkpoint was taken at {had} partition(s); the job now runs "
-                             f"{len(self.instances)}: run it with {had}, or start afresh")
-        for op, st in zip(self.instances, state["partitions"]):
+        """Load a snapshot taken at this partition count, or at another: then the instances'
+        rows are hashed again by this operator's router (each operator's ``regroup``)."""
+        n = len(self.instances)
+        if is_split(state) and len(state["partitions"]) == n:
+            for op, st in zip(self.instances, state["partitions"]):
+                op.restore(st)
+            self.router.restore(*state["router"])
+            return
+        states, was = (state["partitions"], state["broadcast"]) if is_split(state) \
+            else ([state], None)
+        kind = type(self.instances[0])
+        for op, st in zip(self.instances, kind.regroup(states, self._route, n, was,
+                                                        self.broadcast)):
             op.restore(st)
-        self.router.restore(*state["router"])
+
+    def _route(self, port: int, rows: pa.Table) -> np.ndarray:
+        part = np.zeros(rows.num_rows, dtype=np.int8)
+        if rows.num_rows:
+            types = self.key_types or [None] * len(self.keys[port])
+            self.router.route_raw([_raw_arrow(rows.column(k), t)
+                                   for k, t in zip(self.keys[port], types)], part)
+        return part
 
     def describe(self) -> str:
         return self.instances[0].describe()
+
+
+def is_split(state) -> bool:
+    """Whether an operator's snapshot is a ``PartitionedOperator``'s (its instances')."""
+    return isinstance(state, dict) and "partitions" in state and "router" in state
+
+
+def restore_operator(op, state) -> None:
+    """``op.restore(state)``, also when ``state`` was taken split over partitions and ``op``
+    now runs once: the instances' states regrouped into one."""
+    if is_split(state) and not isinstance(op, PartitionedOperator):
+        state = type(op).regroup(state["partitions"],
+                                 lambda port, rows: np.zeros(rows.num_rows, np.int8), 1,
+                                 state["broadcast"], None)[0]
+    op.restore(state)
 
 
 def _rows(batch: pa.RecordBatch, rows: np.ndarray) -> pa.RecordBatch:

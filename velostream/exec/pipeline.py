@@ -39,6 +39,18 @@ def _stateful_operator(plan: Plan, strings: StringDict, ev: Evaluator, mode: str
     return None
 
 
+def check_regroups(plan: Plan, had: int, now: int) -> None:
+    """A state taken at ``had`` partitions restores at ``now`` when its groups can move between
+    partitions whole: a GROUP BY's (each group one row of the snapshot). Session ids and OVER
+    buffers are numbered per partition: those restore at the same count only."""
+    if plan.shape == "aggregate" and (plan.window is None or plan.window.kind != "SESSION"):
+        return
+    what = "a session window's" if plan.shape == "aggregate" else "an OVER window's"
+    raise ValueError(f"this checkpoint was taken at {had} partition{'s' if had > 1 else ''}; "
+                     f"the job now runs {now}, and {what} state restores at the same count "
+                     f"only: run it with {had}, or start afresh")
+
+
 class Pipeline:
     """``role`` is ``"full"`` (emit results), ``"partial"`` (two-phase: ``advance``/``flush``
     hand back ``Partial`` state instead of rows) or ``"final"`` (the coordinator's side:
@@ -166,6 +178,11 @@ class Pipeline:
             return
         if table is None:
             raise ValueError("a stateful pipeline needs a snapshot table to restore")
+        tables, _ = snapshots.partition_tables(table)
+        if len(tables) > 1:  # taken split over partitions (exec/partitioned.py): all here now
+            check_regroups(self.plan, len(tables), 1)
+            table = snapshots.regroup(tables, [np.zeros(t.num_rows, np.int8) for t in tables],
+                                      1)[0]
         meta = snapshots.meta_of(table, self._signature())
         self.stateful.restore(table, meta)
         self.late_records = int(meta["late_records"])

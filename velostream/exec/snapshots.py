@@ -5,6 +5,7 @@ these are the pieces they share."""
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import numpy as np
 
@@ -67,10 +68,6 @@ def table_of(names: list, arrays: list, meta: dict):
 def meta_of(table, signature: dict) -> dict:
     """A snapshot table's metadata, checked against the ``signature`` of the plan restoring it."""
     raw = (table.schema.metadata or {}).get(SNAPSHOT_META)
-    if raw is None and PARTITIONS_META in (table.schema.metadata or {}):
-        n = json.loads(table.schema.metadata[PARTITIONS_META])["partitions"]
-        raise ValueError(f"this checkpoint was taken at {n} partitions; the job now runs one: "
-                         f"run it with {n}, or start afresh")
     if raw is None:
         raise ValueError("not a pipeline snapshot: schema metadata 'velostream.pipeline' missing")
     meta = json.loads(raw)
@@ -81,3 +78,48 @@ def meta_of(table, signature: dict) -> dict:
             raise ValueError(f"snapshot of a different plan: {k} is {meta.get(k)!r}, this "
                              f"pipeline has {want!r}")
     return meta
+
+
+# ------------------------------------------------- a stage's state at another partition count
+def partition_tables(table) -> tuple[list, Optional[tuple]]:
+    """The snapshot tables of each partition of a stage's snapshot (exec/partitioned.py), and
+    its router's state; a one-partition snapshot is its own one table (router None)."""
+    import base64
+
+    import pyarrow as pa
+
+    raw = (table.schema.metadata or {}).get(PARTITIONS_META) if table is not None else None
+    if raw is None:
+        return [table], None
+    meta = json.loads(raw)
+    tables = [pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+              for blob in table.column("partition_state").to_pylist()]
+    assign = np.frombuffer(base64.b64decode(meta["assign"]), dtype=np.int8)
+    return tables, (assign, meta["load"])
+
+
+def regroup(tables: list, parts: list, n: int) -> list:
+    """Snapshot tables of one plan taken at ``len(tables)`` partitions, as ``n`` tables: row r
+    of ``tables[i]`` goes to table ``parts[i][r]``. Each group is one row of one table, so the
+    rows move whole; the operator's scalars merge (the next arrival number: the largest, so
+    every group's later rows come after its earlier ones; the earliest open window: the
+    smallest; late records counted once, in the first table)."""
+    import pyarrow as pa
+
+    metas = [json.loads(t.schema.metadata[SNAPSHOT_META]) for t in tables]
+    merged = dict(metas[0])
+    if "next_seq" in merged:
+        merged["next_seq"] = max(m["next_seq"] for m in metas)
+    if "min_open_end" in merged:
+        merged["min_open_end"] = min(m["min_open_end"] for m in metas)
+    if "flushed" in merged:
+        merged["flushed"] = all(m["flushed"] for m in metas)
+    late = sum(m.get("late_records", 0) for m in metas)
+    out = []
+    for j in range(n):
+        pieces = [t.replace_schema_metadata(None).filter(pa.array(p == j))
+                  for t, p in zip(tables, parts)]
+        whole = pa.concat_tables(pieces, promote_options="permissive").combine_chunks()
+        meta = {**merged, "late_records": late if j == 0 else 0}
+        out.append(whole.replace_schema_metadata({SNAPSHOT_META: json.dumps(meta).encode()}))
+    return out

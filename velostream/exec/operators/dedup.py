@@ -77,6 +77,19 @@ class Deduplicate:
     def snapshot(self):
         return {"keys": list(self._seen_keys), "watermark": self.watermark}
 
+    @staticmethod
+    def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
+        """The instances' states at one partition count as ``n`` (exec/partitioned.py): each
+        key seen goes where ``route`` sends it."""
+        seen = [b for s in states for b in s["keys"] if b.num_rows]
+        out = [{"keys": [], "watermark": max(s["watermark"] for s in states)} for _ in range(n)]
+        if seen:
+            keys = pa.Table.from_batches(seen).combine_chunks()
+            part = route(0, keys)
+            for j, st in enumerate(out):
+                st["keys"] = keys.filter(pa.array(part == j)).to_batches()
+        return out
+
     def restore(self, state) -> None:
         for keys in state["keys"]:
             self._first(keys)

@@ -303,6 +303,29 @@ class IntervalJoin:
 
     _STATE = ("clock", "stored", "stored_t", "matched", "watermark")
 
+    @staticmethod
+    def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
+        """The states of this join's instances at one partition count as ``n`` states
+        (exec/partitioned.py): each side's stored rows go where ``route(side, rows)`` sends
+        them, with their match marks; clocks and the watermark are the instances' latest."""
+        out = [{"clock": [max(s["clock"][side] for s in states) for side in (0, 1)],
+                "stored": [None, None], "stored_t": [np.empty(0, np.int64)] * 2,
+                "matched": [np.empty(0, bool)] * 2,
+                "watermark": max(s["watermark"] for s in states)} for _ in range(n)]
+        for side in (0, 1):
+            held = [s for s in states if s["stored"][side] is not None]
+            if not held:
+                continue
+            rows = pa.concat_tables([s["stored"][side] for s in held]).combine_chunks()
+            t = np.concatenate([s["stored_t"][side] for s in held])
+            matched = np.concatenate([s["matched"][side] for s in held])
+            part = route(side, rows)
+            for j, st in enumerate(out):
+                mine = part == j
+                st["stored"][side] = rows.filter(pa.array(mine))
+                st["stored_t"][side], st["matched"][side] = t[mine], matched[mine]
+        return out
+
     def snapshot(self):
         return {k: getattr(self, k) for k in self._STATE}
 
@@ -503,6 +526,40 @@ class TemporalJoin:
 
     _STATE = ("versions", "version_t", "held", "table_watermark", "stream_watermark",
               "watermark", "table_time_seen")
+
+    @staticmethod
+    def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
+        """The states of this join's instances at one partition count as ``n`` states
+        (exec/partitioned.py): the table's versions (one copy of a broadcast table) hashed on
+        the table's keys, or all of them to every instance when the table is now broadcast;
+        the waiting stream rows hashed on the stream's keys, or cut in slices."""
+        times = [s["table_time_seen"] for s in states if s.get("table_time_seen") is not None]
+        out = [{"versions": None, "version_t": np.empty(0, np.int64), "held": [],
+                "table_watermark": max(s["table_watermark"] for s in states),
+                "stream_watermark": max(s["stream_watermark"] for s in states),
+                "watermark": max(s["watermark"] for s in states),
+                "table_time_seen": max(times) if times else None} for _ in range(n)]
+        owners = states[:1] if was_broadcast is not None else states
+        tables = [s for s in owners if s["versions"] is not None]
+        if tables:
+            versions = pa.concat_tables([s["versions"] for s in tables]).combine_chunks()
+            vt = np.concatenate([s["version_t"] for s in tables])
+            part = (np.zeros(len(vt), np.int8) if broadcast is not None
+                    else route(1, versions))
+            for j, st in enumerate(out):
+                mine = (part == 0) if broadcast is not None else (part == j)
+                st["versions"], st["version_t"] = versions.filter(pa.array(mine)), vt[mine]
+        held = [b for s in states for b in s["held"] if b.num_rows]
+        if held:
+            rows = pa.Table.from_batches(held).combine_chunks()
+            if broadcast is not None:
+                bounds = np.linspace(0, rows.num_rows, n + 1).astype(np.int64)
+                part = np.repeat(np.arange(n, dtype=np.int8), np.diff(bounds))
+            else:
+                part = route(0, rows)
+            for j, st in enumerate(out):
+                st["held"] = rows.filter(pa.array(part == j)).to_batches()
+        return out
 
     def snapshot(self):
         return {k: getattr(self, k) for k in self._STATE}

@@ -101,6 +101,19 @@ class WindowTopN(HoldsRows):
             return []
         return [with_column_at(batch[0], self.rn_pos, self.rn_name, rn)]
 
+    @staticmethod
+    def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
+        """The instances' states at one partition count as ``n`` (exec/partitioned.py): each
+        held row goes where ``route`` sends its PARTITION BY values."""
+        held = [b for s in states for b in s["held"] if b.num_rows]
+        out = [{"held": [], "watermark": max(s["watermark"] for s in states)} for _ in range(n)]
+        if held:
+            rows = pa.Table.from_batches(held).combine_chunks()
+            part = route(0, rows)
+            for j, st in enumerate(out):
+                st["held"] = rows.filter(pa.array(part == j)).to_batches()
+        return out
+
     def describe(self) -> str:
         order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in self.order)
         return (f"WindowTopN: {self.limit} rows per window and ({', '.join(self.partition)}) by "
