@@ -260,7 +260,7 @@ def cmd_explain(args) -> int:
 
     spec = JobSpec.load(args.job)
     _arrow_without_pandas(args)
-    print(vs.explain(spec.sql, _input_sample(spec), env={}))
+    print(vs.explain(spec.sql, _input_sample(spec), env={}, partitions=args.partitions))
     print(spec.describe())
     return EXIT_OK
 
@@ -428,7 +428,8 @@ EXAMPLES = {
 
 exit codes: 0 done, 1 the job failed, 2 it cannot start (bad SQL or properties), 3 broker unreachable""",
     "explain": """examples:
-  velostream explain jobs/trade_stats.sql                 # plan, strategy, source and sink""",
+  velostream explain jobs/trade_stats.sql                 # plan, strategy, source and sink
+  velostream explain jobs/pipeline.sql --partitions 4     # each keyed node's exchange""",
     "validate": """examples:
   velostream validate jobs/trade_stats.sql && echo ok     # exit 0, or 2 with the error""",
     "demo": """examples:
@@ -474,6 +475,8 @@ def main(argv: Optional[list] = None) -> int:
     r.set_defaults(fn=cmd_run)
     e = command("explain", "show the plan, strategy, source and sink of a job")
     e.add_argument("job", help="a .sql job file (or the SQL text)")
+    e.add_argument("--partitions", type=_positive, default=1,
+                   help="show a pipeline's exchanges as `run --partitions N` runs them")
     e.set_defaults(fn=cmd_explain)
     v = command("validate", "check a job file without running it (no side effects)")
     v.add_argument("job", help="a .sql job file (or the SQL text)")
