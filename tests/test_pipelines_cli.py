@@ -56,6 +56,22 @@ CREATE STREAM per_five AS
     assert_rows_equal(jsonl_rows(m5), five)
 
 
+def test_explain_shows_each_keyed_nodes_exchange_at_the_given_partitions(tmp_path, trades_csv):
+    path, _ = trades_csv
+    job = tmp_path / "rekeyed.sql"
+    job.write_text(f"""
+CREATE STREAM per_trader AS SELECT trader_id, symbol, COUNT(*) AS n FROM market_data
+  GROUP BY trader_id, symbol WINDOW TUMBLING(1m);
+SELECT symbol, SUM(n) AS n FROM per_trader GROUP BY symbol WINDOW TUMBLING(5m)
+  WITH ('market_data.type' = 'file_source', 'market_data.path' = '{path}')
+""")
+    r = velostream("explain", str(job), "--partitions", "3")
+    assert r.returncode == 0, r.stderr
+    assert "Exchange: hash(trader_id, symbol) over 3 partitions" in r.stdout
+    assert "Exchange: hash(symbol) over 3 partitions" in r.stdout
+    assert "Partitioning: 3 partitions" in r.stdout
+
+
 def test_final_select_of_a_pipeline_prints(tmp_path, trades_csv):
     path, table = trades_csv
     job = tmp_path / "top.sql"
