@@ -352,12 +352,14 @@ class Engine:
         distinct = dict(zip(map(id, columns), columns))
         converted = {k: c.to_arrow() for k, c in distinct.items()}
         arrays = list(map(converted.__getitem__, map(id, columns)))
-        rb = pa.RecordBatch.from_arrays(arrays, names=names)
         if any(c.type.kind == "NULL" for c in distinct.values()):
-            rb = rb.cast(self.internal_schema)
-        # else its schema is the output schema when every type is the output type (conform then
-        # keeps it: one comparison in C++, not one per column in Python), or it is conformed to
-        # the output schema later (passthrough columns, _in_out_schema)
+            rb = pa.RecordBatch.from_arrays(arrays, names=names).cast(self.internal_schema)
+        elif _arrays_of_types(arrays, self._out_types):
+            # in the output schema itself (its very object: comparing two equal schemas of
+            # 300,000 fields costs Arrow a fingerprint of each, a third of a second)
+            rb = pa.RecordBatch.from_arrays(arrays, schema=self.out_schema)
+        else:  # passthrough columns are conformed to the output schema later (_in_out_schema)
+            rb = pa.RecordBatch.from_arrays(arrays, names=names)
         for k in keep:
             if k in b.columns:
                 rb = rb.append_column(k, b.columns[k].to_arrow())
@@ -562,6 +564,30 @@ class Engine:
 
 
 _INT = SqlType("INT64")
+
+
+def _arrays_of_types(arrays: list, types: list) -> bool:
+    """Whether each Arrow array of ``arrays`` has the Arrow type at its place in ``types``. A
+    select list can be 300,000 items of a few distinct arrays and types: the passes over it are
+    maps in C, and Arrow checks the distinct arrays wanted in one type at once (a chunked array
+    of that type refuses a chunk of another type; nothing is copied or cast)."""
+    if len(arrays) != len(types):
+        return False
+    type_of = dict(zip(map(id, types), types))
+    if len(type_of) == 1:
+        groups = [(types[0], arrays)]
+    else:
+        array_of = dict(zip(map(id, arrays), arrays))
+        by_type: dict = {}
+        for a, t in set(zip(map(id, arrays), map(id, types))):
+            by_type.setdefault(t, []).append(array_of[a])
+        groups = [(type_of[t], wanted) for t, wanted in by_type.items()]
+    for want, wanted in groups:
+        try:
+            pa.chunked_array(list(dict(zip(map(id, wanted), wanted)).values()), type=want)
+        except pa.ArrowTypeError:
+            return False
+    return True
 
 
 def _same_types(got: list, want: list, arrow: bool = False) -> bool:
