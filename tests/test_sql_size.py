@@ -340,6 +340,29 @@ def test_wide_select_lists_of_constants_across_batch_splits(partitions):
     same_rows(got, duck_rows(case, data))
 
 
+def test_wide_select_lists_keep_the_types_of_passed_columns(partitions):
+    # a bare column leaves in the type it came in with (int32, float32, a string), next to
+    # computed items and constants in the engine's types: per column, the type of the same
+    # item selected alone, and the rows DuckDB gives, in every batch
+    import pyarrow as pa
+    rng = random.Random(11)
+    data = make_data(11, 90)
+    small = [None if v is None else v % 1000 for v in data["a"]]
+    table = pa.table({"a": pa.array(data["a"], pa.int64()), "b": pa.array(data["b"], pa.string()),
+                      "c": pa.array(small, pa.int32()),
+                      "f": pa.array([None if v is None else v / 4 for v in small], pa.float32())})
+    kinds = ["a", "b", "c", "f", "c + 1", "f * 2", "1", "'x'", "NULL", "2.5e0", "c = 3"]
+    items = [rng.choice(kinds) for _ in range(3000)]
+    sql = "SELECT " + ", ".join(items) + " FROM t"
+    batches = table.to_batches(max_chunksize=25)
+    result = vs.query(sql, {"t": batches}, partitions=partitions)
+    alone = {k: vs.query(f"SELECT {k} FROM t", {"t": table}).schema.field(0).type for k in kinds}
+    assert result.schema.types == [alone[k] for k in items]
+    con = duckdb.connect()
+    con.register("t", table)
+    same_rows([tuple(r.values()) for r in result.to_pylist()], con.execute(sql).fetchall())
+
+
 # ------------------------------ long AND / OR chains: one n-ary reduction = the pairs, with NULLs
 def _chain_texts(rng: random.Random) -> list[str]:
     def term(word, n):
