@@ -242,3 +242,23 @@ def test_a_pipeline_job_runs_its_partitions_and_leaves_no_thread(tmp_path):
     left = [th.name for th in threading.enumerate()
             if th.ident not in before and th.name.startswith("velostream-partition")]
     assert left == []
+
+
+def test_a_key_out_of_range_is_a_bad_record_at_every_partition_count(partitions):
+    """A GROUP BY key that overflows is evaluated before the exchange splits the rows: at any
+    partition count its row is counted, sent to the dead letters, and the others go on; a
+    query (no failure strategy) raises the same error."""
+    big = 4611686018427387904
+    sql = (f"WITH x AS (SELECT k, v FROM t) SELECT k * {big} AS k2, COUNT(*) AS n FROM x "
+           f"GROUP BY k * {big}")
+    data = {"k": [1, 2, 3, 1, -1, 0], "v": [1, 2, 3, 4, 5, 6]}
+    with pytest.raises(vs.VelostreamError, match="Overflow in multiplication"):
+        vs.query(sql, {"t": data}, partitions=partitions)
+    sink, dead = vs.MemoryWriter(), vs.MemoryWriter()
+    stats = vs.Job(sql, {"t": data}, sink=sink, partitions=partitions,
+                   failure_strategy="SendToDLQ", dead_letter=dead).run()
+    rows = [r for b in sink.batches for r in b.to_pylist()]
+    assert sorted((r["k2"], r["n"]) for r in rows) == sorted(
+        [(big, 1), (big, 2), (-big, 1), (0, 1)])
+    assert stats.records_failed == 2
+    assert sorted(r["k"] for b in dead.batches for r in b.to_pylist()) == [2, 3]

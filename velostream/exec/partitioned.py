@@ -36,7 +36,7 @@ from ..planner import Plan
 from .columns import END_COL
 from .expressions import Evaluator
 from . import snapshots
-from .pipeline import Pipeline, check_regroups
+from .pipeline import Pipeline, check_regroups, set_aside
 from .snapshots import PARTITIONS_META, key_from_arrow
 from .router import Routed
 
@@ -114,7 +114,7 @@ class PartitionedPipeline:
                        if k in used or k.startswith("__")}, batch.length)
         for c in batch.columns.values():
             c.values
-        part = self._route(batch)
+        batch, part = self._route(batch)
         if part is None:
             return self._gather([])
         routed = Routed(batch, part)
@@ -124,24 +124,20 @@ class PartitionedPipeline:
             return self.parts[i].process(rows) if rows.length else []
         return self._gather(self.parallel.run(one, list(range(len(self.parts)))))
 
-    def _route(self, batch: Batch) -> Optional[np.ndarray]:
-        """Each row's partition. A row whose key fails to evaluate (a value out of range) is a
-        bad record, set aside as a pipeline sets its own aside (``Pipeline.process``)."""
+    def _route(self, batch: Batch) -> tuple[Batch, Optional[np.ndarray]]:
+        """The batch and each row's partition (None: no row left). A row whose key fails to
+        evaluate (a value out of range) is a bad record, set aside as a pipeline sets its own
+        aside (``Pipeline.process``)."""
         while batch.length:
             try:
                 cols = [self.ev.column(k, batch) for k in self.keys]
             except RowError as err:
-                rows = err.rows
-                if not self.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
-                    raise
-                self.failed_records += int(rows.sum())
-                self.dead_letters.append((str(err), batch.filter(rows)))
-                batch = batch.filter(~rows)
+                batch = set_aside(self, err, batch)
                 continue
             part = np.empty(batch.length, dtype=np.int8)
             self.router.route([self._word(c) for c in cols], part)
-            return part
-        return None
+            return batch, part
+        return batch, None
 
     def _word(self, c) -> np.ndarray:
         """One key column as an int64 word per row that depends on its value only."""

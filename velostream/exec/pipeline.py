@@ -39,6 +39,18 @@ def _stateful_operator(plan: Plan, strings: StringDict, ev: Evaluator, mode: str
     return None
 
 
+def set_aside(owner, err: RowError, batch: Batch) -> Batch:
+    """``batch`` without the rows ``err`` names, which ``owner`` (a pipeline, or a partitioned
+    one routing its keys) counts as bad records and sends to its dead letters; ``err`` is raised
+    again when the owner is not to go on past bad rows or the error names no row."""
+    rows = err.rows
+    if not owner.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
+        raise err
+    owner.failed_records += int(rows.sum())
+    owner.dead_letters.append((str(err), batch.filter(rows)))
+    return batch.filter(~rows)
+
+
 def check_regroups(plan: Plan, had: int, now: int) -> None:
     """A state taken at ``had`` partitions restores at ``now`` when its groups can move between
     partitions whole: a GROUP BY's (each group one row of the snapshot). Session ids and OVER
@@ -86,12 +98,7 @@ class Pipeline:
             try:
                 return self._process(batch)
             except RowError as err:
-                rows = err.rows
-                if not self.dead_letter_bad_rows or rows is None or len(rows) != batch.length:
-                    raise
-                self.failed_records += int(rows.sum())
-                self.dead_letters.append((str(err), batch.filter(rows)))
-                batch = batch.filter(~rows)
+                batch = set_aside(self, err, batch)
 
     def _process(self, batch: Batch) -> list[Batch]:
         """A ``RowError`` out of here names rows of ``batch`` only when no state changed."""

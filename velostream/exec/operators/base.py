@@ -59,6 +59,17 @@ class HoldsRows:
         self.watermark = state["watermark"]
 
 
+def split_rows(batches: list, route, n: int) -> list[list[pa.RecordBatch]]:
+    """The rows of ``batches`` as ``n`` lists of batches: each row where ``route(0, rows)``
+    sends it (an operator's state moving to another partition count, exec/partitioned.py)."""
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return [[] for _ in range(n)]
+    rows = pa.Table.from_batches(batches).combine_chunks()
+    part = route(0, rows)
+    return [rows.filter(pa.array(part == j)).to_batches() for j in range(n)]
+
+
 class EvaluatesFirst:
     """An operator of a SELECT stage that evaluates every row-level expression of a batch
     (``_prepare``) before it changes any state (``_apply``): a ``RowError`` raised before names

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...batch import Batch, Column, StringDict
-from .base import INT64_MIN
+from .base import INT64_MIN, split_rows
 from .top_n import with_column_at
 
 
@@ -81,14 +81,9 @@ class Deduplicate:
     def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
         """The instances' states at one partition count as ``n`` (exec/partitioned.py): each
         key seen goes where ``route`` sends it."""
-        seen = [b for s in states for b in s["keys"] if b.num_rows]
-        out = [{"keys": [], "watermark": max(s["watermark"] for s in states)} for _ in range(n)]
-        if seen:
-            keys = pa.Table.from_batches(seen).combine_chunks()
-            part = route(0, keys)
-            for j, st in enumerate(out):
-                st["keys"] = keys.filter(pa.array(part == j)).to_batches()
-        return out
+        wm = max(s["watermark"] for s in states)
+        return [{"keys": keys, "watermark": wm}
+                for keys in split_rows([b for s in states for b in s["keys"]], route, n)]
 
     def restore(self, state) -> None:
         for keys in state["keys"]:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import EVENT_TIME, INT64_MIN, HoldsRows, sort_indices
+from .base import EVENT_TIME, INT64_MIN, HoldsRows, sort_indices, split_rows
 
 
 def group_codes(table: pa.Table, names: list[str]) -> np.ndarray:
@@ -105,14 +105,9 @@ class WindowTopN(HoldsRows):
     def regroup(states: list, route, n: int, was_broadcast=None, broadcast=None) -> list:
         """The instances' states at one partition count as ``n`` (exec/partitioned.py): each
         held row goes where ``route`` sends its PARTITION BY values."""
-        held = [b for s in states for b in s["held"] if b.num_rows]
-        out = [{"held": [], "watermark": max(s["watermark"] for s in states)} for _ in range(n)]
-        if held:
-            rows = pa.Table.from_batches(held).combine_chunks()
-            part = route(0, rows)
-            for j, st in enumerate(out):
-                st["held"] = rows.filter(pa.array(part == j)).to_batches()
-        return out
+        wm = max(s["watermark"] for s in states)
+        return [{"held": held, "watermark": wm}
+                for held in split_rows([b for s in states for b in s["held"]], route, n)]
 
     def describe(self) -> str:
         order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in self.order)
