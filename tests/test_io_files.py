@@ -121,11 +121,12 @@ def test_jsonl_writer_values():
 
 
 
-@pytest.mark.parametrize("order", [("d", "s", "e"), ("s", "d"), ("d",), ("e", "d"), ("i", "d", "e")])
-def test_jsonl_doubles_read_back_exactly(order):
-    """DOUBLE columns (first, middle, last, alone; with NULLs): each value's text reads back as
-    the very same double, with as few digits as Python's ``repr``, a float keeps its ``.0``, and
-    NULL, NaN and the infinities are null."""
+@pytest.mark.parametrize("order", [("d", "s", "e"), ("s", "d"), ("d",), ("e", "d"), ("i", "d", "e"),
+                                   ("u", "n"), ("n", "i"), ("e", "u")])
+def test_jsonl_numbers_read_back_exactly(order):
+    """DOUBLE and integer columns (first, middle, last, alone; with NULLs or without): each
+    value's text reads back as the very same number, a double with as few digits as Python's
+    ``repr`` and keeping its ``.0``; NULL, NaN and the infinities are null."""
     rng = np.random.default_rng(29)
     n = 3_000
     bits = rng.integers(0, 2**64, n, dtype=np.uint64)  # doubles of every exponent
@@ -136,13 +137,18 @@ def test_jsonl_doubles_read_back_exactly(order):
     e[-1] = -np.inf
     rb = pa.RecordBatch.from_pydict({
         "d": pa.array(d, mask=rng.random(n) < 0.1), "e": pa.array(e),
-        "s": pa.array(rng.choice(["x", 'y"', "é"], n)), "i": pa.array(rng.integers(-9, 9, n))})
+        "s": pa.array(rng.choice(["x", 'y"', "é"], n)), "i": pa.array(rng.integers(-2**63, 2**63 - 1, n)),
+        "u": pa.array(rng.integers(0, 2**64 - 1, n, dtype=np.uint64)),
+        "n": pa.array(rng.integers(-9, 9, n).astype(np.int32), mask=rng.random(n) < 0.2)})
     rb = rb.select(list(order)).slice(7)  # an offset into the buffers too
     text = jsonl_bytes(rb).decode()
     assert text.endswith("\n")
     for line, want in zip(text.splitlines(), rb.to_pylist(), strict=True):
         got = json.loads(line)
         assert list(got) == list(order)
+        for k in ("i", "u", "n"):
+            if k in got:
+                assert got[k] == want[k] and (want[k] is None or isinstance(got[k], int)), line
         for k in ("d", "e"):
             if k not in got:
                 continue

@@ -702,23 +702,28 @@ def _value_bytes(s: pa.Array) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
-def _float64_texts(col: pa.Array, end: str) -> Optional[pa.Array]:
-    """A DOUBLE column's JSON text, each value followed by the character ``end`` (the ``,`` or
-    ``}`` after it in its line), or None when this way does not apply.
+def _number_texts(col: pa.Array, end: str) -> Optional[pa.Array]:
+    """The JSON text of a DOUBLE column, or of an integer column without NULLs, each value
+    followed by the character ``end`` (the ``,`` or ``}`` after it in its line); None when this
+    way does not apply (``_json_column`` then writes the column).
 
-    orjson writes the whole column from its numpy values at once (NULL is NaN there, and NaN and
-    the infinities are ``null``, as ``_json_column`` writes them), in the shortest form that reads
-    back as the same double, a float keeping its ``.0``: two and a half times faster than Arrow's
-    float formatting, the largest part of writing S3a's JSON lines (docs/PERFORMANCE.md, "File to
-    file"). The separators of its array text are where the values end: each value's text runs
-    to its separator, which becomes ``end``, so the text array is made without a copy per value.
+    orjson writes the whole column from its numpy values at once: integers as Arrow writes them,
+    doubles in the shortest form that reads back as the same double, a float keeping its ``.0``,
+    NULL (NaN in numpy), NaN and the infinities as ``null``, as ``_json_column`` does; two and a
+    half times faster than Arrow's float formatting (the largest part of writing S3a's JSON
+    lines), four times for integers (docs/PERFORMANCE.md, "File to file"). The separators of its
+    array text are where the values end: each value's text runs to its separator, which becomes
+    ``end``, so the text array is made without a copy per value.
     """
+    t = col.type
+    if not (pa.types.is_float64(t) or (pa.types.is_integer(t) and col.null_count == 0)):
+        return None
     values = col.to_numpy(zero_copy_only=False)
     n = len(values)
     if n == 0:
         return None
     text = np.frombuffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
-    seps = np.flatnonzero(text == 0x2C)  # "[v0,v1,...]": no number nor null has a comma
+    seps = np.flatnonzero(text == 0x2C)  # "[v0,v1,...]": no number (nor null) has a comma
     if len(seps) != n - 1 or len(text) >= 1 << 31:
         return None
     data = text[1:].copy()  # without "[": the separator after value i is at seps[i] - 1
@@ -732,13 +737,19 @@ def _float64_texts(col: pa.Array, end: str) -> Optional[pa.Array]:
 
 
 def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
-    """A batch as JSON Lines, one object per row, built column-wise by Arrow.
+    """A batch as JSON Lines, one object per row, built column-wise by Arrow (``jsonl_buffer``).
 
     >>> jsonl_bytes(pa.RecordBatch.from_pydict({"a": [1, None], "b": ['x"', "y"], "c": [1.0, 2.5]}))
     b'{"a":1,"b":"x\\\\"","c":1.0}\\n{"a":null,"b":"y","c":2.5}\\n'
     """
+    return jsonl_buffer(rb).to_pybytes()
+
+
+def jsonl_buffer(rb: pa.RecordBatch) -> pa.Buffer:
+    """``jsonl_bytes`` as the Arrow buffer the text was built in: a file is written from it
+    without copying it into ``bytes`` first."""
     if rb.num_rows == 0:
-        return b""
+        return pa.py_buffer(b"")
     parts: list = []  # the text of each line: literals between columns' texts, joined by Arrow
     literal = ""
     last = rb.num_columns - 1
@@ -753,17 +764,17 @@ def jsonl_bytes(rb: pa.RecordBatch) -> bytes:
             parts += [literal + '"', esc]
             literal = '"'
             continue
-        text = _float64_texts(col, "," if i < last else "}") if pa.types.is_float64(col.type) else None
+        text = _number_texts(col, "," if i < last else "}")
         ended = text is not None
         parts += [literal, text if ended else _json_column(col)]
         literal = ""
     parts.append(literal + ("\n" if ended else "}\n"))
     if len(parts) == 1:
-        return b"{}\n" * rb.num_rows
+        return pa.py_buffer(b"{}\n" * rb.num_rows)
     lines = pc.binary_join_element_wise(*parts, "")
     # The rows are contiguous in the result's value buffer: write it as it is.
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
 def csv_bytes(rb: pa.RecordBatch, header: bool) -> bytes:
@@ -807,7 +818,7 @@ class FileSink:
         # The text is made now, on the sink's own thread (Arrow's kernels release the GIL), while
         # the job computes its next rows: not all of it at the end, while the job waits
         # (docs/PERFORMANCE.md, "File to file"). One thread: the texts come in order.
-        encode = jsonl_bytes if self.format == "jsonl" else csv_bytes
+        encode = jsonl_buffer if self.format == "jsonl" else csv_bytes
         self._pending.append((batch, self._encoder.submit(encode, batch, *(
             () if self.format == "jsonl" else (False,)))))
 
