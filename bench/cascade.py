@@ -2,7 +2,10 @@
 the 1-minute stage alone, through ``vs.query`` on the same input: how much the second statement
 costs (issue 14's bar: within 1.3x). Best of ``repeats``.
 
-    python bench/cascade.py [records] [repeats]
+    python bench/cascade.py [records] [repeats] [partitions]
+
+At ``partitions`` > 1 both run their keyed stages split over that many partitions (the graph's
+exchanges, docs/ARCHITECTURE.md), so the ratio is the second statement's cost there too.
 """
 from __future__ import annotations
 
@@ -20,14 +23,14 @@ CASCADE = ("CREATE STREAM m1 AS " + ONE + ";\n"
            "_WINDOW_START AS ws FROM m1 GROUP BY trader_id, symbol WINDOW TUMBLING(5m)")
 
 
-def main(records: int = 2_000_000, repeats: int = 5) -> dict:
+def main(records: int = 2_000_000, repeats: int = 5, partitions: int = 1) -> dict:
     batches = market_data(records)
-    out = {}
+    out = {"partitions": partitions}
     for name, sql in (("one_minute_s", ONE), ("cascade_s", CASCADE)):
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            vs.query(sql, {"market_data": batches})
+            vs.query(sql, {"market_data": batches}, partitions=partitions)
             best = min(best, time.perf_counter() - t0)
         out[name] = round(best, 4)
     out["ratio"] = round(out["cascade_s"] / out["one_minute_s"], 3)
@@ -35,4 +38,4 @@ def main(records: int = 2_000_000, repeats: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*[int(a) for a in sys.argv[1:3]])))
+    print(json.dumps(main(*[int(a) for a in sys.argv[1:4]])))
