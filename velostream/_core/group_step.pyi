@@ -34,6 +34,9 @@ class GroupStep:
     ) -> None: ...
     def push(self, rb: pa.RecordBatch) -> Any:
         """The push's ``Result``, or None: this batch takes the general path."""
+    def push_rows(self, rb: pa.RecordBatch, rows: Any) -> Any:
+        """``push`` of rows ``rows`` (int64) of ``rb`` without copying them out first (the
+        output's key columns are made from the keys' codes), or None: the general path."""
 
 class GroupRows:
     """Rows one ``GroupStep.push`` emitted, held until Arrow is asked for."""

@@ -16,6 +16,11 @@ the input's as they are, zero-copy, as in the general path) until someone asks f
 (``Result.batches``, ``to_arrow``, iteration...), so a push of a few records costs a few
 microseconds. ``GroupRows.to_batch`` hands all of it to Arrow in one C data interface import: the
 record batch the general path would have emitted, without copying.
+
+``GroupStep.push_rows(rb, rows)`` is the same push for some rows of a batch, as V2's partitions
+take theirs of a batch they share: the numbers are gathered into the step's scratch, the strings
+interned where they are, and the output's key columns made from the keys' codes; nothing is copied
+out of the batch first.
 """
 cimport cython
 cimport numpy as cnp
@@ -151,6 +156,47 @@ cdef void _release_parent(ArrowArray* a) noexcept nogil:
     free(blk)
 
 
+cdef bint _rows_ok(const int64_t* rows, Py_ssize_t m, Py_ssize_t n) noexcept:
+    """Every row number in 0..n-1."""
+    cdef Py_ssize_t i
+    cdef int64_t lo = rows[0], hi = rows[0]
+    with nogil:
+        for i in range(m):
+            lo = rows[i] if rows[i] < lo else lo
+            hi = rows[i] if rows[i] > hi else hi
+    return lo >= 0 and hi < n
+
+
+cdef Py_ssize_t _bits_at(const uint8_t* bits, int64_t off, const int64_t* rows, Py_ssize_t m,
+                         uint8_t* out) noexcept nogil:
+    """The validity bits of the rows as bytes; returns how many are NULL."""
+    cdef Py_ssize_t i, zeros = 0
+    cdef int64_t r
+    for i in range(m):
+        r = off + rows[i]
+        out[i] = (bits[r >> 3] >> (r & 7)) & 1
+        zeros += 1 - out[i]
+    return zeros
+
+
+cdef void _take8(const int64_t* src, const int64_t* rows, Py_ssize_t m, int64_t* dst) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        dst[i] = src[rows[i]]
+
+
+cdef object _view_i32(const int32_t* p, Py_ssize_t n):
+    """n int32 at p as a memoryview (read only by the callee)."""
+    return <int32_t[:n]><int32_t*>p
+
+
+cdef object _view_u8(const uint8_t* p, Py_ssize_t n):
+    """n bytes at p (none: an empty array) as a memoryview."""
+    if n <= 0 or p == NULL:
+        return np.empty(0, dtype=np.uint8)
+    return <uint8_t[:n]><uint8_t*>p
+
+
 @cython.final
 cdef class GroupStep:
     """The compiled push of a qualifying GROUP BY plan (built by ``velostream.exec.push_fast``).
@@ -211,6 +257,7 @@ cdef class GroupStep:
     cdef const uint8_t** col_mask     # per used column: masks row or NULL (no NULLs)
     cdef const char** col_values      # per used column: values (numeric) or offsets (string)
     cdef const uint8_t** col_data     # per used column: string bytes
+    cdef int64_t* gathered        # n_cols x cap: push_rows' number columns at its rows
 
     def __cinit__(self):
         self.c_arr.release = NULL
@@ -367,6 +414,7 @@ cdef class GroupStep:
         free(self.slots)
         free(self.codes)
         free(self.masks)
+        free(self.gathered)
 
     # -- schema ------------------------------------------------------------------------------
     cdef bint _accept(self, schema) except -1:
@@ -427,6 +475,189 @@ cdef class GroupStep:
         r._parts = [rows]
         return r
 
+    # -- one batch shared by partitions (V2's hash exchange) ----------------------------------
+    def push_rows(self, object rb, object rows):
+        """``push`` of the rows ``rows`` (int64, each < ``rb.num_rows``) of ``rb``, without
+        copying them out first (V2's partitions each take their rows of a shared batch): the
+        numbers are gathered into the step's scratch, the strings interned where they are, and
+        the output's key columns made from the keys' codes. None: take the general path."""
+        cdef const int64_t[::1] sel = rows
+        cdef Py_ssize_t n = rb.num_rows, m = sel.shape[0]
+        cdef GroupRows out
+        if m == 0:
+            return self._result([])
+        if not _rows_ok(&sel[0], m, n):
+            raise IndexError("a row number is out of the batch's range")
+        if self.busy:
+            raise RuntimeError("this compiled step is in use by another thread")
+        self.busy = True
+        try:
+            schema = rb.schema
+            if schema is not self.schema and (self.schema is None
+                                              or not schema.equals(self.schema)):
+                if not self._accept(schema):
+                    return None
+            rb._export_to_c(self.c_addr)
+            try:
+                if self.c_arr.length != n:
+                    raise ValueError("the exported batch does not match its row count")
+                out = self._new_rows(m)
+                self._run_rows(n, rows, &sel[0], m, out)
+                self._made_keys(out, m)
+            finally:
+                if self.c_arr.release != NULL:
+                    self.c_arr.release(&self.c_arr)
+        finally:
+            self.busy = False
+        self.batches += 1
+        stats = self.stats
+        stats["records_in"] += m
+        stats["batches"] += 1
+        stats["records_out"] += m
+        return self._result([out])
+
+    cdef object _result(self, list parts):
+        r = self.result_cls.__new__(self.result_cls)
+        r.schema = self.out_schema
+        r._parts = parts
+        return r
+
+    cdef int _made_keys(self, GroupRows out, Py_ssize_t m) except -1:
+        """``out``'s key columns from the rows' key values: strings decoded from their codes
+        (the dictionary's bytes are few and in cache; the batch's are spread over its rows),
+        numbers from the gathered values. Handed over as Arrow exports, as ``_run`` moves them."""
+        import pyarrow as pa
+        cdef int i, k, u
+        cdef const uint8_t* mk
+        for i in range(self.n_moved):
+            u = self.moved_col[i]
+            mk = self.col_mask[u]
+            valid = None
+            if mk != NULL:
+                valid = np.frombuffer(_view_u8(mk, m), dtype=np.uint8).astype(bool)
+            if self.col_kind[u] == K_STRING:
+                k = self.key_col_of(u)
+                self.lock.acquire()
+                try:
+                    arr = self.interner.decode(<int32_t[:m]>(self.codes + m * k), valid)
+                finally:
+                    self.lock.release()
+            else:
+                values = np.frombuffer(_view_u8(<const uint8_t*>self.col_values[u], 8 * m),
+                                       dtype=np.int64 if self.col_kind[u] == K_INT64
+                                       else np.float64).copy()
+                arr = pa.array(values, mask=None if valid is None else ~valid)
+            arr._export_to_c(<uintptr_t>&out.keys[i])
+        return 0
+
+    cdef int key_col_of(self, int u) except -1:
+        cdef int k
+        for k in range(self.n_keys):
+            if self.key_col[k] == u:
+                return k
+        raise ValueError("not a key column")
+
+    cdef GroupRows _new_rows(self, Py_ssize_t n):
+        """An output of n rows: the aggregates' block (unfilled) and room for the moved keys."""
+        cdef GroupRows out = GroupRows.__new__(GroupRows)
+        cdef int i
+        out.step = self
+        out.num_rows = n
+        out.keys = <ArrowArray*>malloc(max(1, self.n_moved) * sizeof(ArrowArray))
+        out.block = <OutBlock*>malloc(sizeof(OutBlock) + 9 * n * max(1, self.n_aggs))
+        if out.keys == NULL or out.block == NULL:
+            raise MemoryError()
+        for i in range(self.n_moved):
+            out.keys[i].release = NULL
+        out.block.refs = 1
+        return out
+
+    cdef int _run_rows(self, Py_ssize_t n, object rows_obj, const int64_t* rows, Py_ssize_t m,
+                       GroupRows out) except -1:
+        """``_run`` of rows ``rows`` (m of them) of the exported batch of n rows, into ``out``
+        (m rows; its key columns are made afterwards, ``_made_keys``)."""
+        cdef bint release = m >= RELEASE_ROWS
+        cdef int u, i, j
+        cdef Py_ssize_t zeros
+        cdef ArrowArray* ch
+        cdef const uint8_t* bits
+        cdef uint8_t* mk
+        cdef int64_t* dst
+        cdef const int64_t* src
+        cdef int n_aggs = self.n_aggs
+        self._reserve(m)
+        # used columns at the rows: validity as bytes (NULL: no NULLs among them), numbers
+        # gathered; strings stay where they are (interned by row below)
+        for u in range(self.n_cols):
+            if self.col_index[u] >= self.c_arr.n_children:
+                raise ValueError("the exported batch has fewer columns than its schema")
+            ch = self.c_arr.children[self.col_index[u]]
+            if ch.length != n:
+                raise ValueError("an exported column does not match the batch's row count")
+            self.col_mask[u] = NULL
+            bits = <const uint8_t*>ch.buffers[0]
+            if bits != NULL and ch.null_count != 0:
+                mk = self.masks + u * m
+                if release:
+                    with nogil:
+                        zeros = _bits_at(bits, ch.offset, rows, m, mk)
+                else:
+                    zeros = _bits_at(bits, ch.offset, rows, m, mk)
+                if zeros:
+                    self.col_mask[u] = mk
+            if self.col_kind[u] == K_STRING:
+                self.col_values[u] = <const char*>(<const int32_t*>ch.buffers[1] + ch.offset)
+                self.col_data[u] = <const uint8_t*>ch.buffers[2]
+            else:
+                src = <const int64_t*>ch.buffers[1] + ch.offset
+                dst = self.gathered + u * m
+                if release:
+                    with nogil:
+                        _take8(src, rows, m, dst)
+                else:
+                    _take8(src, rows, m, dst)
+                self.col_values[u] = <const char*>dst
+
+        # string keys: codes of the rows' strings, read in place
+        cdef const int32_t* offs
+        if self.any_string_key:
+            self.lock.acquire()
+            try:
+                for i in range(self.n_keys):
+                    u = self.key_col[i]
+                    if self.col_kind[u] == K_STRING:
+                        offs = <const int32_t*>self.col_values[u]
+                        self.interner.encode_buffers(
+                            _view_i32(offs, n + 1), _view_u8(self.col_data[u], offs[n]),
+                            <int32_t[:m]>(self.codes + m * i), rows_obj)
+            finally:
+                self.lock.release()
+
+        self._key_words(m)
+        find_or_insert_rows(self.table, self.word_ptrs, m, self.slots, release)
+        cdef Py_ssize_t slot_cap = self.table.st.next_slot
+
+        # aggregates, each writing its per-row output (EMIT CHANGES)
+        cdef Aggregate agg
+        cdef const void* values
+        cdef const uint8_t* vmask
+        cdef char* base = _out_data(out.block)
+        cdef uint8_t* vbase = <uint8_t*>(base + 8 * m * n_aggs)
+        for j in range(n_aggs):
+            agg = <Aggregate>self.aggs[j]
+            if agg.n_slots < slot_cap:
+                agg.ensure_capacity(slot_cap)
+            u = self.agg_col[j]
+            if u < 0:
+                values = <const void*>self.slots
+                vmask = NULL
+            else:
+                values = <const void*>self.col_values[u]
+                vmask = self.col_mask[u]
+            update_emit_rows(agg, m, self.slots, <int32_t>(slot_cap - 1), values, vmask,
+                             base + 8 * m * j, vbase + m * j, release)
+        return 0
+
     cdef int _reserve(self, Py_ssize_t n) except -1:
         if n <= self.cap:
             return 0
@@ -435,6 +666,7 @@ cdef class GroupStep:
         _grow(<void**>&self.slots, cap * sizeof(int32_t))
         _grow(<void**>&self.codes, cap * max(1, self.n_keys) * sizeof(int32_t))
         _grow(<void**>&self.masks, cap * max(1, self.n_cols) * sizeof(uint8_t))
+        _grow(<void**>&self.gathered, cap * max(1, self.n_cols) * sizeof(int64_t))
         self.cap = cap
         return 0
 

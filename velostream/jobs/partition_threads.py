@@ -149,8 +149,10 @@ class _Partition(threading.Thread):
             rows = select_rows(batch.part, self.index)
             if len(rows) == 0:
                 return 0, []
-            if len(rows) < arrow.num_rows:  # only the columns the step reads
-                arrow = _take_rows(arrow, rows, self.fast.names)
+            # the rows read where they are: numbers gathered into the step's scratch, strings
+            # interned by row, the output's keys made from their codes (nothing copied first)
+            r = self.fast.push_rows(arrow, rows)
+            return None if r is None else (len(rows), r.batches)
         r = self.fast.push(arrow)
         return None if r is None else (arrow.num_rows, r.batches)
 
