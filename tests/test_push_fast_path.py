@@ -386,3 +386,76 @@ def test_null_outputs_in_every_bit_position(n):
     assert got.equals(general(sql, rb))
     assert got.column("s").to_pylist() == [None if i % 3 == 1 else float(i) for i in range(n)]
     assert got.column("s").null_count == len(range(1, n, 3))
+
+
+# -- push_rows: a partition's rows of a shared batch (V2), read in place -----------------------
+
+def _rows_of(rb: pa.RecordBatch, rng, share: float) -> np.ndarray:
+    """A seeded ascending selection of ``rb``'s rows (int64), about ``share`` of them."""
+    return np.flatnonzero(rng.random(rb.num_rows) < share).astype(np.int64)
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_push_rows_equals_push_of_the_rows_taken_out(name):
+    """``GroupStep.push_rows(rb, rows)`` emits what ``push`` of ``rb.take(rows)`` emits, row for
+    row, on every query shape (string, int, float and NULL keys, COUNT of strings, reordered
+    outputs), on slices with array offsets, with empty, small, partial and full selections.
+    Large enough selections run the kernels without the GIL."""
+    sql = QUERIES[name]
+    rng = np.random.default_rng(7)
+    big = pa.concat_tables([TABLE] * 8).combine_chunks().to_batches()[0]  # 9600 rows
+    batches = slices([1, 7, 64, 333, 500], seed=3) + [big, big.slice(5, 9000)]
+    shares = [0.0, 0.05, 0.5, 1.0]
+    picks = [(rb, _rows_of(rb, rng, shares[i % len(shares)])) for i, rb in enumerate(batches)]
+    with fast_path(True):
+        taken, rows_in = vs.Engine(sql), vs.Engine(sql)
+        first, rows = picks[0]
+        # both bind on the same first rows (through push), then diverge in how they take rows
+        expected = [taken.push("t", first.take(pa.array(rows))).to_arrow()]
+        got = [rows_in.push("t", first.take(pa.array(rows))).to_arrow()]
+        assert rows_in.fast_path, push_fast.why_not(rows_in.plan, rows_in.pipeline)
+        for rb, rows in picks[1:]:
+            expected.append(taken.push("t", rb.take(pa.array(rows))).to_arrow())
+            r = rows_in._fast.push_rows(rb, rows)
+            assert r is not None  # the types the step takes
+            got.append(r.to_arrow())
+    for e, g in zip(expected, got):
+        assert g.schema.equals(e.schema)
+        assert_rows_equal(g, e, ordered=True)
+
+
+def test_push_rows_refuses_rows_outside_the_batch():
+    with fast_path(True):
+        eng = vs.Engine(QUERIES["string_key"])
+        eng.push("t", WHOLE.slice(0, 10))
+        for bad in ([0, 10], [-1], [3, 1 << 40]):
+            with pytest.raises(IndexError):
+                eng._fast.push_rows(WHOLE.slice(0, 10), np.array(bad, dtype=np.int64))
+
+
+def test_push_rows_of_other_arrow_types_takes_the_general_path():
+    """A batch the step does not take (int32 values) gives None, as ``push`` does."""
+    with fast_path(True):
+        eng = vs.Engine(QUERIES["int_key"])
+        eng.push("t", WHOLE.slice(0, 10))
+        other = WHOLE.set_column(WHOLE.schema.get_field_index("xi"), "xi",
+                                 WHOLE.column("xi").cast(pa.int32()))
+        assert eng._fast.push_rows(other, np.arange(5, dtype=np.int64)) is None
+
+
+@pytest.mark.parametrize("name", ["string_key", "two_keys", "string_and_int_keys", "int_key"])
+def test_partitions_run_the_compiled_step_and_match_one_partition(name, partitions):
+    """A job at 1, 2 and 4 partitions with batch splits: each key's rows, in order, as at one
+    partition; at more than one, the partitions ran their rows through the compiled step."""
+    sql = QUERIES[name]
+    batches = slices([1, 50, 333, 1000], seed=5) + [pa.concat_tables([TABLE] * 10)
+                                                     .combine_chunks().to_batches()[0]]
+    job = vs.Job(sql, {"t": batches}, partitions=partitions)
+    job.run()
+    got = job.result().to_arrow()
+    want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    if partitions > 1:
+        assert sum(w.fast.batches for w in job.exchange.workers) > 0
+    keys = [(f, "ascending") for f in want.schema.names if f in ("ks", "ki", "s")]
+    # a stable sort by key keeps each key's emission order
+    assert_rows_equal(got.sort_by(keys), want.sort_by(keys), ordered=True)
