@@ -25,9 +25,12 @@ import os
 import posixpath
 from typing import Optional
 
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING
 
 from .base import ConfigError, Properties
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 __all__ = ["ObjectStore", "is_remote"]
 
@@ -46,10 +49,21 @@ def _hidden(name: str) -> bool:
 class ObjectStore:
     """A ``pyarrow.fs`` file system and what a connector needs of it: list, open, write."""
 
-    def __init__(self, fs: pafs.FileSystem, local: bool, uri_prefix: str = ""):
-        self.fs = fs
+    def __init__(self, fs: "Optional[pafs.FileSystem]", local: bool, uri_prefix: str = ""):
+        self._fs = fs
         self.local = local
         self.uri_prefix = uri_prefix  # "s3://" for S3: shown in positions and messages
+
+    @property
+    def fs(self) -> "pafs.FileSystem":
+        """The ``pyarrow.fs`` file system; for the local disk made when first needed: a CSV or
+        JSON-lines job reads and writes local files with Python's own, and importing
+        ``pyarrow.fs`` (with its S3 and TLS support) is 5-10 ms of its start (docs/PERFORMANCE.md,
+        "File to file")."""
+        if self._fs is None:
+            import pyarrow.fs as pafs
+            self._fs = pafs.LocalFileSystem()
+        return self._fs
 
     @classmethod
     def for_path(cls, name: str, props: Properties, path: str) -> "ObjectStore":
@@ -57,6 +71,7 @@ class ObjectStore:
         endpoint = props.get("s3.endpoint")
         region = props.get("s3.region")
         if path.startswith("s3://") or path.startswith("s3a://"):
+            import pyarrow.fs as pafs
             kwargs = {}
             if endpoint:
                 scheme, sep, rest = endpoint.partition("://")
@@ -81,13 +96,14 @@ class ObjectStore:
             raise ConfigError(f"'{name}.s3.endpoint' and '{name}.s3.region' apply to an s3:// path, "
                               f"not {path!r}")
         if is_remote(path):
+            import pyarrow.fs as pafs
             try:
                 fs, _ = pafs.FileSystem.from_uri(path)
             except Exception as exc:  # noqa: BLE001
                 raise ConfigError(f"'{name}.path': {path!r}: {exc}") from exc
             scheme = path.split("://", 1)[0]
             return cls(fs, False, scheme + "://")
-        return cls(pafs.LocalFileSystem(), True)
+        return cls(None, True)
 
     # -- paths -----------------------------------------------------------------------------------
     def fs_path(self, path: str) -> str:
@@ -104,6 +120,7 @@ class ObjectStore:
         p = self.fs_path(path)
         if self.local:
             return os.path.isdir(p)
+        import pyarrow.fs as pafs
         return self.fs.get_file_info(p).type == pafs.FileType.Directory
 
     def expand(self, path: str) -> tuple[list[str], Optional[str]]:
@@ -121,6 +138,9 @@ class ObjectStore:
             else:
                 files = [i.path for i in self._listing(base) if fnmatch.fnmatchcase(i.path, p)]
             return sorted(files), base or None
+        if self.local and os.path.isfile(p):  # one local file: no need of pyarrow.fs
+            return [p], None
+        import pyarrow.fs as pafs
         info = self.fs.get_file_info(p)
         if info.type == pafs.FileType.Directory:
             files = [i.path for i in self._listing(p)
@@ -131,6 +151,7 @@ class ObjectStore:
         return [p], None
 
     def _listing(self, base: str) -> list:
+        import pyarrow.fs as pafs
         sel = pafs.FileSelector(base or "/", recursive=True, allow_not_found=True)
         return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
 
