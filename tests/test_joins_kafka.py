@@ -4,12 +4,23 @@ current at its time, and a tombstone (a message without a value) deletes its key
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
 from test_cli import velostream
+
+# the job file docs/SQL.md §9 shows, run here as written (topics, brokers and output path aside)
+SQL_MD = Path(__file__).resolve().parents[1] / "docs" / "SQL.md"
+
+
+def documented_job() -> str:
+    text = SQL_MD.read_text()
+    at = text.index("(tests/test_joins_kafka.py):")
+    return re.search(r"```sql\n(.*?)```", text[at:], re.S).group(1)
 
 
 def reference(versions, trades):
@@ -24,7 +35,7 @@ def reference(versions, trades):
     return sorted(out, key=repr)
 
 
-@pytest.mark.parametrize("partitions", [1, 2])
+@pytest.mark.parametrize("partitions", [1, 2, 4])
 def test_kafka_stream_joins_a_compacted_kafka_table(kafka_broker, tmp_path, partitions):
     table_topic = kafka_broker.create_topic(f"inst-{time.time_ns()}", partitions=1,
                                             config={"cleanup.policy": "compact"})
@@ -44,18 +55,13 @@ def test_kafka_stream_joins_a_compacted_kafka_table(kafka_broker, tmp_path, part
     out = tmp_path / "enriched.jsonl"
     b = kafka_broker.bootstrap
     job = tmp_path / "enrich.sql"
-    job.write_text(f"""
-CREATE TABLE instruments (symbol VARCHAR, sector VARCHAR, PRIMARY KEY (symbol))
-WITH ('instruments.type' = 'kafka_source', 'instruments.topic' = '{table_topic}',
-      'instruments.bootstrap.servers' = '{b}', 'instruments.group.id' = 'g-{time.time_ns()}');
-
-CREATE STREAM enriched AS
-  SELECT t.symbol, t.qty, i.sector FROM trades t LEFT JOIN instruments i ON t.symbol = i.symbol
-WITH ('trades.type' = 'kafka_source', 'trades.topic' = '{trade_topic}',
-      'trades.bootstrap.servers' = '{b}', 'trades.group.id' = 'g-{time.time_ns()}',
-      'enriched.type' = 'file_sink', 'enriched.path' = '{out}',
-      'fault.tolerance' = 'none');
-""")
+    job.write_text(documented_job()
+                   .replace("'instruments.topic' = 'instruments'",
+                            f"'instruments.topic' = '{table_topic}'")
+                   .replace("'trades.topic' = 'trades'", f"'trades.topic' = '{trade_topic}'")
+                   .replace("${BROKERS:-localhost:9092}", b)
+                   .replace("'enriched.jsonl'", f"'{out}'"))
+    assert table_topic in job.read_text() and trade_topic in job.read_text()
     r = velostream("run", str(job), "--bounded", "--partitions", str(partitions))
     assert r.returncode == 0, r.stderr
     with open(out) as f:

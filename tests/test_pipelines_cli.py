@@ -124,7 +124,8 @@ WITH ('market_data.type' = 'file_source', 'market_data.path' = '{path}')
     assert r.returncode != 0
 
 
-def test_a_job_file_joins_a_stream_with_a_table_file(tmp_path, trades_csv):
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_a_job_file_joins_a_stream_with_a_table_file(tmp_path, trades_csv, partitions):
     path, table = trades_csv
     symbols = sorted(set(table.column("symbol").to_pylist()))
     inst = tmp_path / "instruments.csv"
@@ -147,7 +148,7 @@ WITH ('market_data.type' = 'file_source', 'market_data.path' = '{path}',
       'instruments.type' = 'file_source', 'instruments.path' = '{inst}',
       'enriched.type' = 'file_sink', 'enriched.path' = '{out}');
 """)
-    r = velostream("run", str(job), "--bounded")
+    r = velostream("run", str(job), "--bounded", "--partitions", str(partitions))
     assert r.returncode == 0, r.stderr
     ref = duck("SELECT t.symbol, t.quantity, i.sector FROM t ASOF JOIN i ON t.symbol = i.symbol "
                "AND t._TIMESTAMP >= i._TIMESTAMP", t=table, i=inst_table)
