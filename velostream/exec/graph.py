@@ -1115,8 +1115,13 @@ def rows_known(data) -> Optional[int]:
     n = getattr(data, "num_rows", None)
     if isinstance(n, int):
         return n
-    if isinstance(data, (list, tuple)) and all(isinstance(b, pa.RecordBatch) for b in data):
-        return sum(b.num_rows for b in data)
+    if isinstance(data, (list, tuple)):  # record batches, or one dict per row
+        if all(isinstance(b, pa.RecordBatch) for b in data):
+            return sum(b.num_rows for b in data)
+        return len(data) if all(isinstance(r, dict) for r in data) else None
+    shape = getattr(data, "shape", None)  # a pandas or Polars DataFrame
+    if isinstance(shape, tuple) and shape and isinstance(shape[0], int):
+        return shape[0]
     if isinstance(data, dict):
         first = next(iter(data.values()), None)
         return len(first) if first is not None and hasattr(first, "__len__") else None
