@@ -117,6 +117,7 @@ def _both_ways(sql: str, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
         m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
+        m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
         slow = _tree(sql_parser.parse(sql, {}))
     return fast, slow
 
@@ -147,6 +148,53 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
             with monkeypatch.context() as m:
                 m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
                 m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
+                m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
+                with pytest.raises(vs.SqlError) as info:
+                    sql_parser.parse(sql, {})
+            assert (info.value.message, info.value.line, info.value.column) == \
+                   (e.message, e.line, e.column)
+            continue
+        assert fast == slow
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypatch):
+    """AND / OR chains whose terms are read in one step when they are ``x op y`` (simple_term),
+    mixed with terms that are not (tighter operators after them, signs, casts, calls, qualified
+    names, IS / IN / BETWEEN / LIKE, NOT, out-of-range numbers): the same tree, positions
+    included, or the same error."""
+    rng = random.Random(seed)
+    operands = ["a", "b", "X", "_key", "1", "007", "1.5", "'s'", "'it''s'", "TRUE", "null", "é",
+                "9223372036854775807", "-1", "\"Q\"", "t.a", "f(a)", "a::INT", "NOW",
+                "current_timestamp", "5s", "(a)", "CASE WHEN a = 1 THEN 2 END",
+                "INTERVAL '1' MINUTE", "exists"]
+    ops = ["=", "!=", "<>", "<", "<=", ">", ">=", "==", "+", "||"]
+    tails = [" IS NULL", " IS NOT NULL", " || 'x'", " + 1", "::INT", " NOT IN (1, 2)",
+             " BETWEEN 1 AND 2", " LIKE 'x%'"]
+    wrong = ["9223372036854775808", " AS c", " garbage", " = = 2", "SELECT"]  # errors, rarely
+    seps = [" ", "\n", " /* c */ ", "\r\n  "]
+
+    def term():
+        t = f"{rng.choice(operands)}{rng.choice(seps)}{rng.choice(ops)} {rng.choice(operands)}"
+        if rng.random() < 0.2:
+            t = "NOT " + t
+        if rng.random() < 0.3:
+            t += rng.choice(tails)
+        return t + (rng.choice(wrong) if rng.random() < 0.004 else "")
+
+    def chain(n):
+        return "".join(term() + rng.choice([" OR ", " AND ", "\nOR ", " or "]) for _ in range(n)) \
+            + term()
+
+    for sql in [f"SELECT a FROM t WHERE {chain(40)}",
+                f"SELECT ({chain(30)}) AS c, a FROM t WHERE ({chain(5)}) AND a = 1",
+                f"SELECT CASE WHEN {chain(20)} THEN 1 ELSE 0 END AS c FROM t",
+                f"SELECT COALESCE({chain(10)}, {chain(10)}) FROM t"]:
+        try:
+            fast, slow = _both_ways(sql, monkeypatch)
+        except vs.SqlError as e:
+            with monkeypatch.context() as m:
+                m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
                 with pytest.raises(vs.SqlError) as info:
                     sql_parser.parse(sql, {})
             assert (info.value.message, info.value.line, info.value.column) == \
