@@ -443,8 +443,39 @@ exit codes: 0 done, 1 the job failed, 2 it cannot start (bad SQL or properties),
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+class _TerminalWidth:
+    """argparse's formatters without their import of ``shutil`` for the terminal width: argparse
+    makes a formatter for every argument it is given, help or not, and ``shutil`` brings ``bz2``
+    and ``lzma`` with it, 5 ms of every start of ``velostream run`` (docs/PERFORMANCE.md, "File to
+    file"). The width as ``shutil`` finds it: ``$COLUMNS``, else the terminal's, else 80; argparse
+    then leaves two columns free."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            try:
+                width = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                width = 0
+            if width <= 0:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    width = 0
+            width = (width or 80) - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _HelpFormatter(_TerminalWidth, argparse.HelpFormatter):
+    pass
+
+
+class _ExamplesFormatter(_TerminalWidth, argparse.RawDescriptionHelpFormatter):
+    """A sub-command's help: its examples as written."""
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="velostream", description="Streaming SQL over event streams",
+                                 formatter_class=_HelpFormatter,
                                  epilog="`velostream COMMAND --help` shows a command's options "
                                         "and examples; docs/CLI.md has everything.")
     ap.add_argument("--version", action=_VersionAction)
@@ -457,7 +488,7 @@ def main(argv: Optional[list] = None) -> int:
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                               epilog=EXAMPLES[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=_ExamplesFormatter)
 
     r = command("run", "run a job file until stopped (or to the end with --bounded)")
     r.add_argument("job", help="a .sql job file (or the SQL text)")
