@@ -201,3 +201,51 @@ def test_partitions_own_dictionaries_keep_the_plans_literals(partitions):
         for r in rows:
             by[r[0]].append(r)
     assert by1 == by2 and "s3" not in by2 and by2["s7"][-1][3] > 0
+
+
+# -- the exchange's pieces: gathering a partition's numbers, merging EMIT FINAL rows -----------
+
+def test_take_rows_gathers_every_item_size_and_refuses_rows_outside():
+    from velostream._core.route import take_rows
+    rng = np.random.default_rng(11)
+    n = 20_000  # past the size from which the gather runs without the GIL
+    arrays = [rng.normal(size=n), rng.integers(-9, 9, n), rng.random(n) < 0.3,
+              rng.integers(0, 99, n).astype(np.int32), rng.integers(0, 99, n).astype(np.int16),
+              np.array([f"s{i}" for i in range(n)], dtype=object)]
+    for rows in (np.array([], np.int64), np.array([n - 1, 0, 5, 5], np.int64),
+                 np.flatnonzero(rng.random(n) < 0.5).astype(np.int64)):
+        for got, a in zip(take_rows(arrays, rows), arrays):
+            assert got.dtype == a.dtype and got.tolist() == a[rows].tolist()
+    for bad in ([-1], [n]):
+        with pytest.raises(IndexError):
+            take_rows(arrays[:1], np.array(bad, np.int64))
+
+
+def _partition_outputs(rng, n_parts: int, n_ends: int) -> list:
+    """Each partition's EMIT FINAL rows: ends ascending (runs of a few windows), tagged with
+    their partition and position so that the merged order can be checked row by row."""
+    from velostream.exec.columns import END_COL
+    outs = []
+    for p in range(n_parts):
+        m = int(rng.integers(0, 40))
+        ends = np.sort(rng.integers(0, n_ends, m)) * 60_000
+        outs.append(pa.RecordBatch.from_arrays(
+            [pa.array([f"p{p}"] * m, pa.string()), pa.array(np.arange(m)), pa.array(ends)],
+            names=["who", "i", END_COL]))
+    return outs
+
+
+@pytest.mark.parametrize("n_ends", [1, 3, 200])  # one window; a few (slices); many (the sort)
+def test_merge_by_end_is_a_stable_merge_in_window_end_order(n_ends):
+    from velostream.exec.columns import END_COL
+    from velostream.jobs.partition_threads import _merge_by_end
+    rng = np.random.default_rng(n_ends)
+    for _ in range(30):
+        outs = _partition_outputs(rng, int(rng.integers(1, 5)), n_ends)
+        whole = pa.Table.from_batches(outs)
+        order = np.argsort(whole.column(END_COL).to_numpy(), kind="stable")
+        want = whole.take(pa.array(order)).drop_columns([END_COL])
+        merged = _merge_by_end(outs)
+        got = pa.Table.from_batches(merged, schema=want.schema) if merged else want.slice(0, 0)
+        assert END_COL not in got.column_names
+        assert got.to_pylist() == want.to_pylist()

@@ -407,18 +407,33 @@ class HashExchange:
         job._deliver(eng.finish_arrow(outs), arrived)
 
 
+# _merge_by_end hands out at most this many slices; more (a flush closing many windows at once)
+# are merged into one batch by a sort instead
+MAX_MERGE_SLICES = 64
+
+
 def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     """EMIT FINAL rows of every partition in window-end order (stable: partition order within
     one end), without the end column. Each partition's rows are already in end order, so the
-    stable sort merges runs; strings move by the compiled gather, numbers by numpy."""
+    result is slices of them, nothing copied: as they are when one partition's last end is at
+    most the next one's first (a step closes one window: the usual case), else per end, each
+    partition's rows of that end. Past MAX_MERGE_SLICES slices, a stable sort merges the runs;
+    strings move by the compiled gather, numbers by numpy."""
     outs = [rb for rb in outs if rb.num_rows]
-    if len(outs) == 1:
-        return [outs[0].drop_columns([END_COL])]
     if not outs:
         return []
-    ends = np.concatenate([rb.column(END_COL).to_numpy() for rb in outs])
-    order = np.argsort(ends, kind="stable")
+    ends = [rb.column(END_COL).to_numpy() for rb in outs]
     names = [n for n in outs[0].schema.names if n != END_COL]
+    outs = [rb.select(names) for rb in outs]
+    if all(ends[i][-1] <= ends[i + 1][0] for i in range(len(outs) - 1)):
+        return outs
+    distinct = np.unique(np.concatenate([e[np.r_[True, e[1:] != e[:-1]]] for e in ends]))
+    if len(distinct) * len(outs) <= MAX_MERGE_SLICES:
+        bounds = [(np.searchsorted(e, distinct, "left"), np.searchsorted(e, distinct, "right"))
+                  for e in ends]
+        return [rb.slice(lo[k], hi[k] - lo[k]) for k in range(len(distinct))
+                for rb, (lo, hi) in zip(outs, bounds) if hi[k] > lo[k]]
+    order = np.argsort(np.concatenate(ends), kind="stable")
     whole = pa.RecordBatch.from_arrays(
         [pa.concat_arrays([rb.column(name) for rb in outs]) for name in names], names=names)
     return [_take_rows(whole, order, names)]
