@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from .._core.route import select_rows
+from .._core.route import select_rows, take_rows
 from ..batch import Batch, Column, SqlType, _take_strings
 from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, SEQ_COL
@@ -418,7 +418,7 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     result is slices of them, nothing copied: as they are when one partition's last end is at
     most the next one's first (a step closes one window: the usual case), else per end, each
     partition's rows of that end. Past MAX_MERGE_SLICES slices, a stable sort merges the runs;
-    strings move by the compiled gather, numbers by numpy."""
+    strings move by the compiled gather, numbers by take_rows."""
     outs = [rb for rb in outs if rb.num_rows]
     if not outs:
         return []
@@ -427,8 +427,9 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     outs = [rb.select(names) for rb in outs]
     if all(ends[i][-1] <= ends[i + 1][0] for i in range(len(outs) - 1)):
         return outs
-    distinct = np.unique(np.concatenate([e[np.r_[True, e[1:] != e[:-1]]] for e in ends]))
-    if len(distinct) * len(outs) <= MAX_MERGE_SLICES:
+    firsts = [np.r_[True, e[1:] != e[:-1]] for e in ends]  # each partition's first row per end
+    if sum(int(np.count_nonzero(f)) for f in firsts) <= MAX_MERGE_SLICES:  # one slice per end
+        distinct = np.unique(np.concatenate([e[f] for e, f in zip(ends, firsts)]))
         bounds = [(np.searchsorted(e, distinct, "left"), np.searchsorted(e, distinct, "right"))
                   for e in ends]
         return [rb.slice(lo[k], hi[k] - lo[k]) for k in range(len(distinct))
@@ -441,8 +442,8 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
 
 def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBatch:
     """Columns ``names`` of ``rb`` at ``rows`` (int64): strings by the compiled gather, numbers
-    by numpy (Arrow's generic take costs more on large batches; on a few rows, less: its one
-    call beats three)."""
+    by ``take_rows`` (Arrow's generic take costs more on large batches; on a few rows, less: its
+    one call beats three)."""
     if len(rows) < SMALL_ROUTED_BATCH:
         return rb.select(names).take(pa.array(rows))
     arrays = []
@@ -451,7 +452,7 @@ def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBa
         if pa.types.is_string(arr.type):
             arrays.append(_take_strings(arr, rows))
         elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-            arrays.append(pa.array(arr.to_numpy()[rows], type=arr.type))
+            arrays.append(pa.array(take_rows([arr.to_numpy()], rows)[0], type=arr.type))
         else:
             arrays.append(arr.take(pa.array(rows)))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([rb.schema.field(n) for n in names]))
