@@ -99,3 +99,31 @@ def test_substituted_variables_lex_alike(sql):
     from velostream.sql.parser import substitute_env
     text = substitute_env(sql, {"A": "a", "B": "'b''c'"})
     assert _tokens(lexer.iter_tokens, text) == _tokens(lexer.iter_tokens_regex, text)
+
+
+def test_list_items_read_in_bulk_are_ordinary_frozen_nodes():
+    """The compiled scan of a run of list items makes the nodes their dataclass would make:
+    equal, same hash, same repr, frozen (docs/SQL.md §7)."""
+    import dataclasses
+
+    from velostream.sql import ast, parser
+
+    sql = "SELECT a, \"Q\", B, _key, 1, 'it''s', NULL, TRUE, false, 007, x FROM t"
+    items = parser.parse(sql, {}).select.items
+    made = [ast.SelectItem(ast.Column("a", None, False, pos=(1, 8))),
+            ast.SelectItem(ast.Column("Q", None, True, pos=(1, 11))),
+            ast.SelectItem(ast.Column("b", None, False, pos=(1, 16))),
+            ast.SelectItem(ast.Column("_KEY", None, False, pos=(1, 19))),
+            ast.SelectItem(ast.Literal(1, "INTEGER")), ast.SelectItem(ast.Literal("it's", "STRING")),
+            ast.SelectItem(ast.Literal(None, "NULL")), ast.SelectItem(ast.Literal(True, "BOOLEAN")),
+            ast.SelectItem(ast.Literal(False, "BOOLEAN")), ast.SelectItem(ast.Literal(7, "INTEGER")),
+            ast.SelectItem(ast.Column("x", None, False))]
+    assert list(items) == made
+    assert [hash(i) for i in items] == [hash(m) for m in made]
+    assert [repr(i) for i in items] == [repr(m) for m in made]
+    for item in items:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            item.alias = "z"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            item.expr.pos = (9, 9)
+    assert [i.pos for i in items[:4]] == [(1, 8), (1, 11), (1, 16), (1, 19)]

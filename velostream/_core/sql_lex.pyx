@@ -16,6 +16,7 @@ It never imports velostream: the token kinds are plain strings, the same as
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport free, malloc
+from cpython.ref cimport PyObject
 
 cdef extern from "Python.h":
     int PyUnicode_KIND(object o)
@@ -435,3 +436,166 @@ def scan(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start,
     finally:
         free(toks)
     return out, st.stop, st.pos, st.line, st.line_start, st.end, st.end_line, st.end_line_start
+
+
+from cpython.object cimport PyTypeObject
+
+cdef extern from "Python.h":
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
+
+cdef tuple NO_ARGS = ()
+
+
+cdef inline object new_node(type cls):
+    """A bare instance of ``cls`` (a frozen dataclass), as ``object.__new__(cls)`` makes it."""
+    return (<PyTypeObject*> cls).tp_new(cls, <PyObject*> NO_ARGS, NULL)
+
+
+cdef inline object column_node(type cls, str name, tuple at):
+    """``cls(name, None, False, pos=at)`` (ast.Column): the fields set as its ``__init__`` sets
+    them (object.__setattr__), without a Python call per field."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "name", name)
+    PyObject_GenericSetAttr(obj, "table", None)
+    PyObject_GenericSetAttr(obj, "quoted", False)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+cdef inline object literal_node(type cls, object value, str type_name, tuple at):
+    """``cls(value, type_name, pos=at)`` (ast.Literal)."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "value", value)
+    PyObject_GenericSetAttr(obj, "type", type_name)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+cdef inline object item_node(type cls, object expr, tuple at):
+    """``cls(expr, None, pos=at)`` (ast.SelectItem)."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "expr", expr)
+    PyObject_GenericSetAttr(obj, "alias", None)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, bint select,
+               type column, type literal, type select_item, reserved, system, list out):
+    """A run of simple list items from offset ``pos`` (on ``line``, starting at ``line_start``),
+    each followed by a comma: the parser's ``simple_items`` in C. Appends to ``out`` their syntax
+    tree nodes (``column`` / ``literal`` instances, in ``select_item`` ones with ``select``),
+    exactly as the parser makes them: integers of at most 18 digits, 'strings', NULL, TRUE,
+    FALSE and column names (``system`` ones in upper case, the others lower-cased; a word of
+    ``reserved`` other than those ends the run). Stops before the first item it cannot decide
+    (a float, a longer integer, a character outside ASCII, an item without a comma after it),
+    which the caller reads with its regular expression. Returns ``(count, end, line,
+    line_start)``: ``end`` is just after the last comma's blanks, on ``line``."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(sql)
+    cdef int kind = PyUnicode_KIND(sql)
+    cdef const void* data = PyUnicode_DATA(sql)
+    cdef Py_ssize_t i = pos, j, k, start, count = 0
+    cdef uint32_t c, q
+    cdef long long v
+    cdef int doubled, what
+    cdef dict words = {}  # word -> (0, column name) / (1, value, type) / (2,): ends the run
+    while i < n:
+        start = i
+        c = read_cp(kind, data, i)
+        if c >= 128:
+            break
+        if DIGIT[c]:
+            j = i
+            while j < n and j - i <= 18:
+                q = read_cp(kind, data, j)
+                if q >= 128 or not DIGIT[q]:
+                    break
+                j += 1
+            q = at_or_0(kind, data, j, n)
+            if j - i > 18 or q >= 128 or WORDCH[q] or q == 46:
+                break
+            what = 0
+        elif c == 39:
+            j = i + 1
+            doubled = 0
+            while True:
+                while j < n and read_cp(kind, data, j) != 39:
+                    j += 1
+                if j >= n:
+                    break
+                if at_or_0(kind, data, j + 1, n) == 39:
+                    doubled = 1
+                    j += 2
+                    continue
+                break
+            if j >= n:
+                break
+            j += 1
+            what = 1
+        elif WORDCH[c]:
+            j = i + 1
+            while j < n:
+                q = read_cp(kind, data, j)
+                if q >= 128 or not WORDCH[q]:
+                    break
+                j += 1
+            if j < n and read_cp(kind, data, j) >= 128:
+                break
+            what = 2
+        else:
+            break
+        # the comma after it, blanks around
+        k = j
+        while k < n:
+            q = read_cp(kind, data, k)
+            if q >= 128 or not SPACE[q]:
+                break
+            k += 1
+        if k >= n or read_cp(kind, data, k) != 44:
+            break
+        k += 1
+        while k < n:
+            q = read_cp(kind, data, k)
+            if q >= 128 or not SPACE[q]:
+                break
+            k += 1
+        at = (line, start - line_start + 1)
+        if what == 0:
+            v = 0
+            while i < j:
+                v = v * 10 + <long long> (read_cp(kind, data, i) - 48)
+                i += 1
+            e = literal_node(literal, v, "INTEGER", at)
+        elif what == 1:
+            value = PyUnicode_Substring(sql, start + 1, j - 1)
+            if doubled:
+                value = value.replace("''", "'")
+            e = literal_node(literal, value, "STRING", at)
+        else:
+            text = PyUnicode_Substring(sql, start, j)
+            rec = words.get(text)
+            if rec is None:
+                upper = text.upper()
+                if upper in reserved:
+                    if upper == "NULL":
+                        rec = (1, None, "NULL")
+                    elif upper == "TRUE" or upper == "FALSE":
+                        rec = (1, upper == "TRUE", "BOOLEAN")
+                    else:
+                        rec = (2,)
+                else:
+                    rec = (0, upper if upper in system else text.lower())
+                words[text] = rec
+            if rec[0] == 2:
+                break
+            if rec[0] == 0:
+                e = column_node(column, rec[1], at)
+            else:
+                e = literal_node(literal, rec[1], rec[2], at)
+        out.append(item_node(select_item, e, at) if select else e)
+        i = start
+        while i < k:  # line breaks in the item (a string) and the blanks
+            count_break(kind, data, i, n, &line, &line_start)
+            i += 1
+        count += 1
+    return count, i, line, line_start
