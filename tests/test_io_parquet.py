@@ -286,6 +286,46 @@ def test_corrupt_row_group_is_one_reject_the_others_are_read(tmp_path, data, par
     assert src.position == (0, data.num_rows)  # the lost rows are behind the position too
 
 
+@pytest.mark.parametrize("partitioning", ["hive", "none"])
+def test_files_of_other_columns_and_types_read_in_the_first_files_schema(tmp_path, data, partitioning):
+    """Local Parquet files read batch by batch (pyarrow.parquet): a later file whose columns come
+    in another order, with one more, one missing (NULL) or a narrower type, is read in the
+    first readable file's schema, as Arrow's dataset reads it; with row groups and a seek."""
+    a, b, c = split_in_time(data, 3)
+    d = tmp_path / "d=1"  # a key=value name above the files is no partition of theirs
+    d.mkdir()
+    pq.write_table(a, d / "a.parquet", row_group_size=1_500)
+    b2 = b.select(["ts", "price", "sym", "note", "qty"]).append_column("extra", pa.array(range(b.num_rows)))
+    b2 = b2.set_column(4, "qty", b2.column("qty").cast(pa.int32(), safe=False))
+    pq.write_table(b2, d / "b.parquet", row_group_size=1_000)
+    pq.write_table(c.drop_columns(["note"]), d / "c.parquet", row_group_size=2_000)
+    (d / "x.parquet").write_text("not parquet")
+    want = pa.concat_tables([a, b.set_column(1, "qty", b.column("qty").cast(pa.int32(), safe=False)
+                                             .cast(pa.int64())),
+                             c.set_column(4, "note", pa.nulls(c.num_rows, pa.string()))])
+    props = {"path": str(d), "batch.size": "700", "partitioning": partitioning}
+
+    def read_all(src):
+        out = []
+        while src.has_more():
+            rb = src.read()
+            if rb is not None:
+                out.append(rb)
+        src.close()
+        return out
+
+    src = DatasetSource("t", Properties("t", props))
+    got = read_all(src)
+    assert all(rb.num_rows <= 700 and rb.schema.equals(data.schema) for rb in got)
+    assert pa.Table.from_batches(got).to_pylist() == want.to_pylist()
+    assert [r.position.rsplit(os.sep, 1)[-1] for r in src.rejects()] == ["x.parquet"]
+    src = DatasetSource("t", Properties("t", props), columns={"qty", "ts"})
+    src.seek((1, 2_345))  # into b.parquet's third row group
+    got = pa.Table.from_batches(read_all(src))
+    assert got.schema.names == ["qty", "ts"]
+    assert got.to_pylist() == want.select(["qty", "ts"]).slice(a.num_rows + 2_345).to_pylist()
+
+
 def test_seek_resumes_at_a_file_and_row(tmp_path, data):
     write_files(tmp_path, "parquet", split_in_time(data, 2), ["d/a.parquet", "d/b.parquet"])
     src = DatasetSource("t", Properties("t", {"path": str(tmp_path / "d"), "batch.size": "1000"}))

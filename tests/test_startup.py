@@ -21,7 +21,7 @@ UNUSED_BY_FILE_JOBS = ("confluent_kafka", "fastavro", "prometheus_client", "pand
                        "shutil")  # argparse's import for the width of a help text nobody asked for
 CLIENTS_AND_PANDAS = UNUSED_BY_FILE_JOBS[:4]
 # and by a job from CSV to JSON lines on the local disk: the Parquet, dataset and file-system
-# (S3, TLS) parts of pyarrow
+# (S3, TLS) parts of pyarrow; by any job over local files without hive partitions: the dataset
 UNUSED_BY_TEXT_FILE_JOBS = ("pyarrow.parquet", "pyarrow.dataset", "pyarrow.fs")
 
 # the CLI's main in a fresh interpreter, as the console script calls it (main() reads sys.argv,
@@ -96,6 +96,7 @@ def test_a_file_job_imports_no_kafka_avro_prometheus_or_pandas(tmp_path, src_fmt
     assert [m for m in loaded if m in UNUSED_BY_FILE_JOBS] == []
     if (src_fmt, out_fmt) == ("csv", "jsonl"):
         assert loaded == []
+    assert "pyarrow.dataset" not in loaded  # local Parquet files are read by pyarrow.parquet
     reader = f"read_parquet('{src}')" if src_fmt == "parquet" else f"read_csv('{src}')"
     want = duckdb.sql(f"SELECT symbol, n, total_qty, round(avg_price, 6) FROM "
                       f"({DUCK_SQL.format(src=reader)}) ORDER BY ALL").fetchall()

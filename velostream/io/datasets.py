@@ -32,6 +32,7 @@ read. So is a row whose ``event.time.field`` is not a time (position ``path@row`
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import queue
 import threading
@@ -144,22 +145,31 @@ class DatasetSource(FilePosition):
             raise ConfigError(f"'{name}.path': cannot read {path}: {e}") from e
         if not self.files:
             raise ConfigError(f"'{name}.path': no file matches {path!r}")
-        import pyarrow.dataset as ds  # here, not at the top: a CSV job's file_format needs none of it
-        self._ds_format = ds.ParquetFileFormat() if self.format == "parquet" else ds.IpcFileFormat()
         self._bad: dict[int, Reject] = {}  # files found unreadable while finding the schema
-        first = self._first_readable()
-        self.dataset: Optional[ds.Dataset] = None
-        self._fragments: dict[str, ds.Fragment] = {}
-        if first is not None:
-            order = [self.files[first]] + [f for i, f in enumerate(self.files)
-                                           if i != first and i not in self._bad]
-            part = (ds.HivePartitioning.discover(infer_dictionary=False)
-                    if partitioning == "hive" else None)
-            # the schema is the first readable file's, plus the partition columns of the paths
-            self.dataset = ds.dataset(order, format=self._ds_format, filesystem=self.store.fs,
-                                      partitioning=part, partition_base_dir=base)
-            self._fragments = {f.path: f for f in self.dataset.get_fragments()}
-        self.schema = self.dataset.schema if self.dataset is not None else pa.schema([])
+        self._fragments: dict = {}  # path -> pyarrow.dataset fragment (Arrow, hive, S3)
+        # Local Parquet files without hive partition columns are read by pyarrow.parquet alone,
+        # batch by batch: the first batch comes after a quarter of a row group is decoded (the
+        # dataset scanner decodes the whole row group first), and pyarrow.dataset is not imported
+        # (docs/PERFORMANCE.md, "File to file"). The rest goes through pyarrow.dataset.
+        self._plain = (self.format == "parquet" and self.store.local
+                       and (partitioning == "none" or not _partition_keys(self.files, base)))
+        if self._plain:
+            first = self._first_readable()
+            self.schema = self._first_schema if first is not None else pa.schema([])
+        else:
+            import pyarrow.dataset as ds  # here, not at the top: a CSV job needs none of it
+            first = self._first_readable()
+            dataset = None
+            if first is not None:
+                order = [self.files[first]] + [f for i, f in enumerate(self.files)
+                                               if i != first and i not in self._bad]
+                part = (ds.HivePartitioning.discover(infer_dictionary=False)
+                        if partitioning == "hive" else None)
+                # the schema is the first readable file's, plus the partition columns of the paths
+                dataset = ds.dataset(order, format=self._ds_format(), filesystem=self.store.fs,
+                                     partitioning=part, partition_base_dir=base)
+                self._fragments = {f.path: f for f in dataset.get_fragments()}
+            self.schema = dataset.schema if dataset is not None else pa.schema([])
         self.columns: Optional[list[str]] = None
         self.project(columns)
         self._rejects: list[Reject] = []
@@ -185,10 +195,21 @@ class DatasetSource(FilePosition):
         self.columns = names
 
     # -- finding the schema ---------------------------------------------------------------------
+    def _ds_format(self):
+        import pyarrow.dataset as ds
+        return ds.ParquetFileFormat() if self.format == "parquet" else ds.IpcFileFormat()
+
     def _first_readable(self) -> Optional[int]:
+        if self._plain:
+            import pyarrow.parquet as pq
+        else:
+            fmt = self._ds_format()
         for i, f in enumerate(self.files):
             try:
-                self._ds_format.inspect(f, filesystem=self.store.fs)
+                if self._plain:
+                    self._first_schema = pq.ParquetFile(f).schema_arrow
+                else:
+                    fmt.inspect(f, filesystem=self.store.fs)
                 return i
             except (pa.ArrowInvalid, OSError, pa.ArrowNotImplementedError) as exc:
                 self._bad[i] = self._file_reject(f, exc)
@@ -254,25 +275,20 @@ class DatasetSource(FilePosition):
         if fi in self._bad:
             yield fi, None, 0, [self._bad[fi]]
             return
-        frag = self._fragments.get(path)
-        if frag is None:  # pragma: no cover - every readable file is a fragment
-            return
         row = 0  # rows of the file read (or skipped) so far
         try:
-            parts = frag.split_by_row_group() if self.format == "parquet" else [frag]
+            groups = self._row_groups(path)
         except (pa.ArrowInvalid, OSError, pa.ArrowNotImplementedError) as exc:
             yield fi, None, 0, [self._file_reject(path, exc)]
             return
         group_start = 0
-        for k, part in enumerate(parts):
-            n = part.row_groups[0].num_rows if self.format == "parquet" else None
+        for k, (n, batches) in enumerate(groups):
             start, group_start = group_start, group_start + (n or 0)
             if n is not None and start + n <= skip:  # seek: a whole row group before the position
                 row = start + n
                 continue
             try:
-                for rb in part.to_batches(schema=self.dataset.schema, columns=self.columns,
-                                          batch_size=self.batch_size, use_threads=True):
+                for rb in batches():
                     if row + rb.num_rows <= skip:
                         row += rb.num_rows
                         continue
@@ -286,6 +302,36 @@ class DatasetSource(FilePosition):
                 rest = max(start + n - row, 0) if n is not None else 0
                 yield fi, None, rest, [self._file_reject(path, exc, where)]
                 row += rest
+
+    def _row_groups(self, path: str) -> list:
+        """(rows or None, a function giving its batches) of each row group of the file (of an
+        Arrow file: the file as one)."""
+        frag = self._fragments.get(path)
+        if self._plain:
+            import pyarrow.parquet as pq
+            f = pq.ParquetFile(path)
+            names = self.columns if self.columns is not None else self.schema.names
+            if _same_columns(f.schema_arrow, self.schema, names):
+                return [(f.metadata.row_group(k).num_rows,
+                         lambda k=k: self._parquet_batches(f, k, names))
+                        for k in range(f.num_row_groups)]
+            # other columns or types than the first file's: pyarrow.dataset casts them (or fills
+            # a missing column with NULL), as it does for every file of a dataset
+            import pyarrow.dataset as ds
+            frag = next(iter(ds.dataset([path], schema=self.schema, format=self._ds_format())
+                             .get_fragments()))
+        if frag is None:  # pragma: no cover - every readable file is a fragment
+            return []
+        parts = frag.split_by_row_group() if self.format == "parquet" else [frag]
+        return [(part.row_groups[0].num_rows if self.format == "parquet" else None,
+                 lambda part=part: part.to_batches(schema=self.schema, columns=self.columns,
+                                                   batch_size=self.batch_size, use_threads=True))
+                for part in parts]
+
+    def _parquet_batches(self, f, k: int, names: list[str]) -> Iterator[pa.RecordBatch]:
+        for rb in f.iter_batches(batch_size=self.batch_size, row_groups=[k], columns=names,
+                                 use_threads=True):
+            yield rb if rb.schema.names == names else rb.select(names)
 
     def _deliver(self, rb: pa.RecordBatch, path: str, first_row: int):
         """(batch or None, rows it accounts for, rejects) for ``rb``, rows ``first_row``... of
@@ -304,6 +350,22 @@ class DatasetSource(FilePosition):
         if rb.num_rows == 0 and n:
             return None, n, rejects
         return rb, n, rejects
+
+
+def _partition_keys(files: list[str], base: Optional[str]) -> bool:
+    """Whether a path below ``base`` has a hive partition directory (``key=value``)."""
+    if base is None:
+        return False
+    return any("=" in part for f in files for part in os.path.relpath(f, base).split(os.sep)[:-1])
+
+
+def _same_columns(got: pa.Schema, want: pa.Schema, names: list[str]) -> bool:
+    """Whether a file has the columns ``names`` of ``want``, once each, of the same types."""
+    for n in names:
+        i, j = got.get_field_index(n), want.get_field_index(n)  # -1: missing, or named twice
+        if i < 0 or j < 0 or not got.field(i).type.equals(want.field(j).type):
+            return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
