@@ -480,6 +480,36 @@ cdef inline object item_node(type cls, object expr, tuple at):
     return obj
 
 
+def new_binary(type cls, str op, left, right, tuple at):
+    """``cls(op, left, right, pos=at)`` (ast.BinaryOp) without a Python call per field: the
+    parser makes one per operator of a megabyte of expressions."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "op", op)
+    PyObject_GenericSetAttr(obj, "left", left)
+    PyObject_GenericSetAttr(obj, "right", right)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+def new_column(type cls, str name, tuple at):
+    """``cls(name, None, False, pos=at)`` (ast.Column, unqualified, unquoted)."""
+    return column_node(cls, name, at)
+
+
+def new_literal(type cls, value, str type_name, tuple at):
+    """``cls(value, type_name, pos=at)`` (ast.Literal)."""
+    return literal_node(cls, value, type_name, at)
+
+
+def new_select_item(type cls, expr, alias, tuple at):
+    """``cls(expr, alias, pos=at)`` (ast.SelectItem)."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "expr", expr)
+    PyObject_GenericSetAttr(obj, "alias", alias)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
 def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, bint select,
                type column, type literal, type select_item, reserved, system, list out):
     """A run of simple list items from offset ``pos`` (on ``line``, starting at ``line_start``),

@@ -106,6 +106,12 @@ def parse_script(sql: str, env: Optional[Mapping[str, str]] = None) -> list[ast.
                                        f"(at most {MAX_EXPRESSION_DEPTH} levels are allowed)") from None
 
 
+# The nodes the parser makes by the hundred thousand for a megabyte of SQL, made as their
+# dataclass __init__ makes them (each field set as object.__setattr__ sets it), in C: a frozen
+# dataclass's __init__ costs a Python call per field (docs/SQL.md, "Limits").
+_new_binary, _new_column = _sql_lex.new_binary, _sql_lex.new_column
+_new_literal, _new_select_item = _sql_lex.new_literal, _sql_lex.new_select_item
+
 # ----------------------------------------------------------------------------------- limits
 # How deeply expressions may nest (docs/SQL.md, "Limits"). DuckDB allows 1000, but every stage
 # here walks the tree recursively in Python under its default limit of 1000 frames (this parser
@@ -580,7 +586,7 @@ class _Parser:
             implicit = self.advance()
             alias = self.ident_of(implicit)[0]
         self.implicit_alias = implicit  # for the 'FRM' hint in select()
-        return ast.SelectItem(expr, alias, pos=tok.pos)
+        return _new_select_item(ast.SelectItem, expr, alias, (tok.line, tok.column))
 
     def table_ref(self) -> ast.TableRef:
         tok = self.tok
@@ -1018,7 +1024,7 @@ class _Parser:
                 right = self.binary(prec + 1)
                 fn = _JSON_OPS.get(tok.value)
                 left = (ast.FunctionCall(fn, (left, right), pos=left.pos) if fn is not None
-                        else ast.BinaryOp(tok.value, left, right, pos=left.pos))
+                        else _new_binary(ast.BinaryOp, tok.value, left, right, left.pos))
             else:
                 left = self._comparison_word(tok, left)
             height = (height if height > self.height else self.height) + 1
@@ -1063,7 +1069,7 @@ class _Parser:
         self.i = i + 3
         self.tok = after
         self.height = 2
-        return ast.BinaryOp(op.value, left, right, pos=left.pos)
+        return _new_binary(ast.BinaryOp, op.value, left, right, left.pos)
 
     def _comparison_word(self, tok: Token, left: ast.Expr) -> ast.Expr:
         """``left`` with a comparison written in words: IS [NOT] NULL, [NOT] IN (...),
@@ -1282,13 +1288,13 @@ class _Parser:
                                       f"(at most {INT64_MAX}; velostream has no HUGEINT: write a "
                                       f"DOUBLE such as 9.3e18)")
             self.advance()
-            return ast.Literal(tok.value, "INTEGER", pos=tok.pos)
+            return _new_literal(ast.Literal, tok.value, "INTEGER", (tok.line, tok.column))
         if k == FLOAT:
             self.advance()
-            return ast.Literal(tok.value, "DOUBLE", pos=tok.pos)
+            return _new_literal(ast.Literal, tok.value, "DOUBLE", (tok.line, tok.column))
         if k == STRING:
             self.advance()
-            return ast.Literal(tok.value, "STRING", pos=tok.pos)
+            return _new_literal(ast.Literal, tok.value, "STRING", (tok.line, tok.column))
         if k == DURATION:
             self.advance()
             return ast.IntervalLiteral(tok.value, pos=tok.pos)
@@ -1322,8 +1328,8 @@ class _Parser:
                 if nxt.value == ".":
                     return self.column_ref()
             self.advance()  # a plain column name (column_ref, without its checks)
-            return ast.Column(u if u in SYSTEM_COLUMNS else tok.text.lower(), None, False,
-                              pos=(tok.line, tok.column))
+            return _new_column(ast.Column, u if u in SYSTEM_COLUMNS else tok.text.lower(),
+                               (tok.line, tok.column))
         if k == QIDENT:
             return self.column_ref()
         raise self.expected("an expression")
@@ -1801,20 +1807,22 @@ def _leaf(tok: Token) -> Optional[ast.Expr]:
         u = tok.upper
         if u in RESERVED:
             if u == "NULL":
-                return ast.Literal(None, "NULL", pos=tok.pos)
+                return _new_literal(ast.Literal, None, "NULL", (tok.line, tok.column))
             if u == "TRUE" or u == "FALSE":
-                return ast.Literal(u == "TRUE", "BOOLEAN", pos=tok.pos)
+                return _new_literal(ast.Literal, u == "TRUE", "BOOLEAN", (tok.line, tok.column))
             return None
         if u == "CURRENT_TIMESTAMP" or u == "NOW":
             return None  # NOW()
-        return ast.Column(u if u in SYSTEM_COLUMNS else tok.text.lower(), None, False,
-                          pos=(tok.line, tok.column))
+        return _new_column(ast.Column, u if u in SYSTEM_COLUMNS else tok.text.lower(),
+                           (tok.line, tok.column))
     if k == INT:
-        return ast.Literal(tok.value, "INTEGER", pos=tok.pos) if tok.value <= INT64_MAX else None
+        if tok.value > INT64_MAX:
+            return None
+        return _new_literal(ast.Literal, tok.value, "INTEGER", (tok.line, tok.column))
     if k == STRING:
-        return ast.Literal(tok.value, "STRING", pos=tok.pos)
+        return _new_literal(ast.Literal, tok.value, "STRING", (tok.line, tok.column))
     if k == FLOAT:
-        return ast.Literal(tok.value, "DOUBLE", pos=tok.pos)
+        return _new_literal(ast.Literal, tok.value, "DOUBLE", (tok.line, tok.column))
     return None
 
 
@@ -1830,8 +1838,8 @@ def _balanced(op: str, terms: list) -> ast.Expr:
     is log2(n): a generated filter of thousands of ``x = 1 OR x = 2 ...`` terms stays far below
     the depth limit (docs/SQL.md, "Limits")."""
     while len(terms) > 1:
-        terms = [ast.BinaryOp(op, terms[i], terms[i + 1], pos=terms[i].pos) if i + 1 < len(terms)
-                 else terms[i] for i in range(0, len(terms), 2)]
+        terms = [_new_binary(ast.BinaryOp, op, terms[i], terms[i + 1], terms[i].pos)
+                 if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
     return terms[0]
 
 
