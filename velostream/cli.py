@@ -141,9 +141,17 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
         from .jobs.protocols import FanOutWriter
         sink = FanOutWriter(sink, side)
     dead = open_dead_letter(spec)
-    job = Job(spec.sql, sources, sink, partitions=partitions,
-              processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={}, reset=reset,
-              **settings)
+    if not spec.other_sources and hasattr(source, "prefetch"):
+        # one file source, read from its start: its first rows are decoded while the job is set
+        # up (a pipeline's sources may seek to a checkpoint first)
+        source.prefetch()
+    try:
+        job = Job(spec.sql, sources, sink, partitions=partitions,
+                  processor="v1" if partitions == 1 else "v2", dead_letter=dead, env={},
+                  reset=reset, **settings)
+    except BaseException:
+        source.close()  # its read-ahead thread ends, the file is closed
+        raise
     if side:
         job.engine.side_outputs = side
     return job

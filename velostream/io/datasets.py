@@ -221,12 +221,17 @@ class DatasetSource(FilePosition):
                       f"cannot read the file as {_SHOWN[self.format]}: {_first_line(exc)}", b"")
 
     # -- Reader ---------------------------------------------------------------------------------
+    def prefetch(self) -> None:
+        """Start reading ahead now, before the first ``read`` (``velostream run`` calls it once
+        the source is made, so the first batch is decoded while the job is being set up)."""
+        if self._pump is None and not self._done:
+            self._pump = _Pump(self, *self._start)
+
     def read(self) -> Optional[pa.RecordBatch]:
         while not self._ready:
             if self._done:
                 return None
-            if self._pump is None:
-                self._pump = _Pump(self, *self._start)
+            self.prefetch()
             item = self._pump.get()
             if item is None:
                 self._done = True

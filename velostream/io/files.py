@@ -437,12 +437,17 @@ class FileSource(FilePosition):
         self._start_file = 0
 
     # -- Reader -------------------------------------------------------------------------------
+    def prefetch(self) -> None:
+        """Start reading ahead now, before the first ``read`` (``velostream run`` calls it once
+        the source is made, so the first chunk is decoded while the job is being set up)."""
+        if self._producer is None and not self._done:
+            self._producer = _Producer(self, self._start_file)
+
     def read(self) -> Optional[pa.RecordBatch]:
         while not self._ready:
             if self._done:
                 return None
-            if self._producer is None:
-                self._producer = _Producer(self, self._start_file)
+            self.prefetch()
             item = self._producer.get()
             if item is None:
                 self._done = True
