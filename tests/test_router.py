@@ -65,6 +65,19 @@ def test_select_rows_partitions_every_row_once():
         assert (np.diff(rows) > 0).all() and (part[rows] == p).all()
 
 
+@pytest.mark.parametrize("n_parts", [1, 2, 5, 127])
+def test_select_rows_matches_numpy_at_every_length_and_byte_value(n_parts):
+    # 64 rows at a time by bit arithmetic on 8-byte words, then a tail: every length around
+    # the block size, and partition bytes across the whole int8 range (-1 must not match 127)
+    rng = np.random.default_rng(n_parts)
+    for n in list(range(0, 140)) + [8191, 8192, 20_000]:
+        part = rng.integers(0, n_parts, n).astype(np.int8)
+        if n > 3:
+            part[rng.integers(0, n, 3)] = [-1, -128, 127]
+        for p in {0, n_parts - 1, -1, -128, 127}:
+            assert select_rows(part, p).tolist() == np.flatnonzero(part == p).tolist()
+
+
 def test_router_rejects_bad_input():
     with pytest.raises(ValueError):
         KeyRouter(0)

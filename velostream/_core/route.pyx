@@ -352,16 +352,28 @@ def select_rows(const int8_t[::1] part, int p):
     return out_arr[:m]
 
 
+cdef inline uint64_t _eq_mask64(const int8_t* p, int8_t want) noexcept nogil:
+    # Bit k set when p[k] == want, k < 64: eight rows per 8-byte word, each byte compared by
+    # bit arithmetic (a zero byte of w ^ want gets its top bit set, exactly), and the eight top
+    # bits packed into a byte by one multiply.
+    cdef uint64_t bits = 0, w, x, y
+    cdef uint64_t rep = <uint64_t><uint8_t>want * 0x0101010101010101ULL
+    cdef int j
+    for j in range(8):
+        memcpy(&w, p + 8 * j, 8)
+        x = w ^ rep
+        y = ~(((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | x | 0x7F7F7F7F7F7F7F7FULL)
+        bits |= (((y >> 7) * 0x0102040810204080ULL) >> 56) << (8 * j)
+    return bits
+
+
 cdef Py_ssize_t _select(const int8_t* part, Py_ssize_t n, int8_t want, int64_t* out) noexcept nogil:
-    # 64 rows at a time: a bit mask of this partition's rows (a loop the compiler vectorises),
-    # then one store per selected row, found by counting trailing zeros.
+    # 64 rows at a time: a bit mask of this partition's rows, then one store per selected row,
+    # found by counting trailing zeros.
     cdef Py_ssize_t r, base = 0, m = 0
     cdef uint64_t bits
-    cdef int k
     while base + 64 <= n:
-        bits = 0
-        for k in range(64):
-            bits |= (<uint64_t>(part[base + k] == want)) << k
+        bits = _eq_mask64(part + base, want)
         while bits:
             out[m] = base + __builtin_ctzll(bits)
             m += 1
@@ -434,3 +446,4 @@ cdef void _take(const char* s, char* d, const int64_t* rows, Py_ssize_t m, int s
     else:
         for i in range(m):
             (<uint8_t*>d)[i] = (<const uint8_t*>s)[rows[i]]
+
