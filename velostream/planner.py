@@ -693,7 +693,7 @@ class _Planner:
         # a column named again is bound once (a generated select list can be 300,000 items,
         # docs/SQL.md "Limits"); equal references (``==`` ignores positions) bind alike
         references: dict = {}
-        column, originals = ast.Column, self.sel.items
+        column, literal, originals = ast.Column, ast.Literal, self.sel.items
         unchanged = items is originals  # not rewritten: a column's default name is its own
         for idx, item in enumerate(items):
             e = item.expr
@@ -706,6 +706,10 @@ class _Planner:
                     bound = references[key] = (b, self._default_name(e, b, idx) if unchanged
                                                else None)
                 b, default = bound
+            elif type(e) is literal:
+                b = bind(e, scope, self.strings)  # a constant: no steps to count (_bind)
+                if unchanged:
+                    default = f"col{idx}"  # _default_name's, inline
             elif isinstance(e, ast.Star):
                 for name, t in scope.columns.items():
                     if not name.startswith("__") and name not in self.hidden:
@@ -848,6 +852,8 @@ def _calls_in(e, memo: dict) -> tuple[bool, bool]:
     both of every select item, and a 1 MB CASE has hundreds of thousands of nodes."""
     if type(e) in _LEAF_NODES:
         return False, False
+    if type(e) is ast.BinaryOp and type(e.left) in _LEAF_NODES and type(e.right) in _LEAF_NODES:
+        return False, False  # a + 1: the commonest computed item of a generated select list
     hit = memo.get(id(e))
     if hit is not None and hit[0] is e:
         return hit[1]
