@@ -262,3 +262,11 @@ def test_a_key_out_of_range_is_a_bad_record_at_every_partition_count(partitions)
         [(big, 1), (big, 2), (-big, 1), (0, 1)])
     assert stats.records_failed == 2
     assert sorted(r["k"] for b in dead.batches for r in b.to_pylist()) == [2, 3]
+
+
+def test_a_pipeline_jobs_stats_count_each_partitions_rows():
+    t = events(5000, 12)
+    stats = vs.Job(REKEYED, {"t": t}, sink=vs.MemoryWriter(), partitions=2).run()
+    per = stats.partition_records
+    assert len(per) == 2 and all(n > 0 for n in per)
+    assert sum(per) >= t.num_rows  # the first stage's rows, and the second's

@@ -32,7 +32,7 @@ from .operators.sort import SortEmission
 from .operators.stage import SelectStage
 from .operators.top_n import WindowTopN
 from .operators.union import UnionAll
-from .partitioned import Parallel, PartitionedOperator, restore_operator
+from .partitioned import Parallel, PartitionedOperator, PartitionedPipeline, restore_operator
 
 
 INT64_MAX = 2 ** 63 - 1
@@ -950,6 +950,21 @@ class GraphEngine:
     def close(self) -> None:
         """Stop the partitions' threads (a job does at its end)."""
         self.flow.close()
+
+    def partition_records(self) -> list[int]:
+        """Rows each partition's instances were given, over every keyed node (all the rows
+        in one count at one partition)."""
+        n = self.flow.parallel.n
+        if n == 1:
+            return [self.counts["records_in"]]
+        rows = np.zeros(n, dtype=np.int64)
+        for node in self.flow.nodes:
+            op = node.op.engine.pipeline if node.kind == "select" and node.op.engine else node.op
+            router = getattr(op, "router", None) if isinstance(
+                op, (PartitionedPipeline, PartitionedOperator)) else None
+            if router is not None:
+                rows += router.rows_routed
+        return rows.tolist()
 
     SNAPSHOT_FORMAT = 1
 

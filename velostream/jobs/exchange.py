@@ -81,6 +81,8 @@ class InlineExchange:
         self.job.stats.partition_records = self.partition_records()
 
     def partition_records(self) -> list[int]:
+        if isinstance(self.engine, GraphEngine):  # rows its keyed nodes gave each partition
+            return self.engine.partition_records()
         return [self.engine.stats["records_in"]]
 
     def close(self) -> None:
