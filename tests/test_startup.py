@@ -157,3 +157,24 @@ def test_python_m_velostream_ends_with_everything_written(tmp_path):
     p = subprocess.run([sys.executable, "-m", "velostream", "run", "-q", "--bounded", str(bad)],
                        capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
     assert p.returncode == 2 and "no_such_column" in p.stderr
+
+
+@pytest.mark.parametrize("argv0, paused_and_frozen", [("-m", True), ("prog.py", False)])
+def test_the_collector_is_paused_for_the_import_only_under_python_m(argv0, paused_and_frozen):
+    """``python -m velostream`` (``sys.argv[0]`` is "-m" while the package is imported) imports
+    with the cyclic collector paused and freezes what the import made; a program importing
+    velostream keeps its collector as it was. Either way it runs afterwards."""
+    code = ("import gc, sys\n"
+            f"sys.argv[0] = {argv0!r}\n"
+            "seen = []\n"
+            "gc.callbacks.append(lambda phase, info: phase == 'start' and seen.append(info))\n"
+            "import velostream\n"
+            "print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 0, len(seen)]))\n")
+    p = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True,
+                       text=True, env=subprocess_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    enabled, frozen, collections = json.loads(p.stdout)
+    assert enabled and frozen == paused_and_frozen
+    # importing numpy, pyarrow... collects dozens of times; paused, at most the one due when the
+    # pause ends (over a young generation emptied by the freeze)
+    assert collections <= 1 if paused_and_frozen else collections > 10

@@ -4,13 +4,31 @@
 >>> vs.query("SELECT x FROM s WHERE x > 1", {"s": {"x": [1, 2, 3]}}).to_pylist()
 [{'x': 2}, {'x': 3}]
 """
-from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
-from .api import Engine, explain, query
-from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, VelostreamError
-from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
-                   RetryWithBackoff, SendToDLQ)
-from .result import Result
-from .udf import udaf, udf
+import gc as _gc
+import sys as _sys
+
+# ``python -m velostream`` imports the package for the command itself (``sys.argv[0]`` is "-m"
+# until its ``__main__`` runs): the cyclic garbage collector is paused while the package and its
+# dependencies (numpy, pyarrow) are imported, and what they made is frozen afterwards (never
+# looked at by a collection again). An import makes hundreds of thousands of objects, none of them
+# garbage, that the collector would otherwise go over some seventy times: 10-20 ms of every start
+# of ``velostream run`` (docs/PERFORMANCE.md, "File to file"). A program importing velostream is
+# left alone.
+_command = _sys.argv[:1] == ["-m"] and _gc.isenabled()
+if _command:
+    _gc.disable()
+try:
+    from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
+    from .api import Engine, explain, query
+    from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, VelostreamError
+    from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
+                       RetryWithBackoff, SendToDLQ)
+    from .result import Result
+    from .udf import udaf, udf
+finally:
+    if _command:
+        _gc.freeze()
+        _gc.enable()
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
