@@ -76,3 +76,32 @@ def test_union_all_of_a_query_with_itself_doubles_every_row():
                                                      Counter(map(repr, once)).items()}), q.eng
         checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("first", [300, 400])
+def test_a_stage_split_over_partitions_gives_the_rows_of_one(first):
+    """Each generated query reads a CTE, so its GROUP BY stage runs split over the partitions
+    behind the graph's exchange (docs/ARCHITECTURE.md): at 2 and 4 partitions, with other batch
+    splits, the same rows as at one, and the same error when it fails."""
+    checked, failures = 0, []
+    for seed, q in queries(first, 100):
+        sql = WRAPPERS["cte"].format(q=_FROM.sub(" FROM x", q.eng, count=1))
+        try:
+            want = run(sql, seed=seed)
+        except vs.VelostreamError as err:
+            want = type(err)
+        for p in (2, 4):
+            try:
+                got = run(sql, partitions=p, seed=seed + p)
+            except vs.VelostreamError as err:
+                got = type(err)
+            try:
+                if isinstance(want, list) and isinstance(got, list):
+                    assert_rows_equal(got, want)
+                else:
+                    assert got == want
+            except AssertionError as err:
+                failures.append(f"seed {seed} at {p} partitions: {sql}\n  {err}")
+        checked += 1
+    assert not failures, f"{len(failures)} differ:\n" + "\n\n".join(failures[:3])
+    assert checked >= 60
