@@ -186,9 +186,9 @@ def test_exception_in_a_partition_is_raised_with_its_partition(monkeypatch):
         return real(self, batch)
 
     monkeypatch.setattr(Pipeline, "process", crash)
-    data = {"s": ["1", "2", "x", "4"] * 100}
-    # DISTINCT: hash-partitioned, so the rows go through the partition threads (a plain SELECT's
-    # small batches run in the job's thread: partition_threads.INLINE_ROWS)
+    # DISTINCT, more rows than a step the job's thread runs itself: the rows go through the
+    # partition threads (partition_threads.INLINE_ROWS, INLINE_STEP_ROWS)
+    data = {"s": ["1", "2", "x", "4"] * 1000}
     job = vs.Job("SELECT DISTINCT s FROM t", {"t": data}, partitions=2)
     with pytest.raises(JobError, match=r"partition \d failed.*boom"):
         job.run()

@@ -262,3 +262,36 @@ def test_merge_by_end_is_a_stable_merge_in_window_end_order(n_ends):
         got = pa.Table.from_batches(merged, schema=want.schema) if merged else want.slice(0, 0)
         assert END_COL not in got.column_names
         assert got.to_pylist() == want.to_pylist()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ks, COUNT(*) AS n, SUM(xi) AS si, MAX(xf) AS hi FROM t GROUP BY ks",
+    "SELECT ks, ki, COUNT(*) AS n, AVG(xf) AS af FROM t GROUP BY ks, ki "
+    "WINDOW TUMBLING (ts, INTERVAL '1' MINUTE)",
+    "SELECT ks, ki, SUM(xi) AS si FROM t GROUP BY ks, ki WINDOW TUMBLING (ts, INTERVAL '1' MINUTE) "
+    "EMIT CHANGES",
+    "SELECT s, xi * 2 AS x2 FROM t WHERE xf > 0",
+])
+def test_small_steps_in_the_jobs_thread_and_large_ones_on_partition_threads_agree(sql):
+    """Steps of at most INLINE_STEP_ROWS rows run in the job's thread on each partition's
+    pipeline, larger ones on the partition threads: a stream mixing both (windows open across
+    the switch, watermarks carried by either) gives the rows one partition gives."""
+    from reference import assert_rows_equal, make_table
+    from velostream.jobs import partition_threads
+    table = make_table(12_000, seed=4)
+    rb = table.combine_chunks().to_batches()[0]
+    sizes = [1, 3, 2000, 7, 50, 3000, 1, 1024, 1025, 4000]
+    assert max(sizes) > partition_threads.INLINE_STEP_ROWS >= 1024
+    batches, off = [], 0
+    for size in sizes:
+        batches.append(rb.slice(off, size))
+        off += size
+    want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    for n in (2, 4):
+        job = vs.Job(sql, {"t": batches}, partitions=n)
+        job.run()
+        got = job.result().to_arrow()
+        assert got.num_rows == want.num_rows > 0
+        assert_rows_equal(got.to_pylist(), want.to_pylist())
+        if "GROUP BY" in sql:  # the large steps went to the threads
+            assert all(w.started for w in job.exchange.workers)

@@ -52,6 +52,11 @@ SMALL_ROUTED_BATCH = 4096
 # much as handing the slices to the partition threads and merging their rows back (S0, 65,536-row
 # batches: 3 ms at one partition, 9 ms on two threads), so the threads only take larger batches.
 INLINE_ROWS = 1 << 17
+# A step of at most this many rows, of any plan, runs in the job's own thread on every
+# partition's pipeline in turn (once the steps before it are delivered): two thread hand-offs per
+# partition and the partitions' per-step Python cost more than such a step's rows (a few-row step:
+# ~440 us on two threads against ~130 us at one partition, docs/PERFORMANCE.md).
+INLINE_STEP_ROWS = 1024
 
 
 @dataclass
@@ -207,20 +212,21 @@ class HashExchange:
         self.arrivals[self.seq] = (arrived, wm, False)
         # the input as it arrived, for partitions that run the compiled step on it
         whole = rb if batch.length == rb.num_rows else None
-        if self.inline and batch.length <= INLINE_ROWS:
-            self._run_inline(_Step(self.seq, batch, wm, arrow=whole))
-            job.stats.batches += 1
+        job.stats.batches += 1
+        if parts is None:
+            parts = [batch] + [None] * (self.n - 1)
+        # only a partition given the whole batch (or its rows of a routed one) may run the
+        # compiled step on the Arrow input: with ``single`` routing or slices, a partition given
+        # nothing must process nothing (else a global changelog comes out N times)
+        steps = [_Step(self.seq, part, wm, arrow=whole if part is batch or isinstance(part, Routed)
+                       else None) for part in parts]
+        if batch.length <= (INLINE_ROWS if self.inline else INLINE_STEP_ROWS):
+            self._run_inline(steps)
             return
         for i, w in enumerate(self.workers):
-            # only a partition given the whole batch (or its rows of a routed one) may run the
-            # compiled step on the Arrow input: with ``single`` routing or slices, a partition
-            # given nothing must process nothing (else a global changelog comes out N times)
-            part = parts[i]
-            mine = whole if part is batch or isinstance(part, Routed) else None
-            self._put(w, _Step(self.seq, part, wm, arrow=mine))
+            self._put(w, steps[i])
             self.max_depth[i] = max(self.max_depth[i], w.inbox.qsize())
         self.seq += 1
-        job.stats.batches += 1
         self.drain(block=False)
 
     def _start(self) -> None:
@@ -244,21 +250,23 @@ class HashExchange:
         self.used = plan.input_columns_used
         self.inline = self.router.strategy == "round_robin"
 
-    def _run_inline(self, step: "_Step") -> None:
-        """One step of a row-by-row plan in this thread, on partition 0's pipeline, once every
-        step before it is delivered (so the partition's thread, if started, is idle)."""
+    def _run_inline(self, steps: list) -> None:
+        """One step (``steps``: each partition's) in this thread, on every partition's pipeline
+        in turn, once every step before it is delivered (so the partitions' threads, if started,
+        are idle): INLINE_ROWS, INLINE_STEP_ROWS."""
         self.drain(block=True)
-        w = self.workers[0]
-        t0 = time.perf_counter()
-        try:
-            out = w._step(step)
-        except VelostreamError:  # e.g. OutOfRangeError: the same type as from a thread
-            raise
-        except Exception as exc:  # reported as a partition's failure is (drain)
-            raise JobError(f"partition 0 failed: {exc!r}\n{traceback.format_exc()}") from exc
-        w.busy_s += time.perf_counter() - t0
-        empty = ([], 0, [])
-        parts = {p: (out if p == 0 else empty) for p in range(self.n)}
+        parts = {}
+        for w, step in zip(self.workers, steps):
+            t0 = time.perf_counter()
+            try:
+                parts[w.index] = w._step(step)
+            except VelostreamError:  # e.g. OutOfRangeError: the same type as from a thread
+                raise
+            except Exception as exc:  # reported as a partition's failure is (drain)
+                raise JobError(f"partition {w.index} failed: {exc!r}\n{traceback.format_exc()}"
+                               ) from exc
+            w.busy_s += time.perf_counter() - t0
+        step = steps[0]
         arrived, wm, flush = self.arrivals.pop(step.seq)
         self.seq += 1
         self._merge_step(parts, wm, flush, arrived)
@@ -296,8 +304,8 @@ class HashExchange:
         if self.plan is not None:
             wm = self.engine.watermark.current if self.engine.plan.window is not None else None
             self.arrivals[self.seq] = (time.perf_counter(), wm, True)
-            if self.inline and not any(w.started for w in self.workers):
-                self._run_inline(_Step(self.seq, None, None, flush=True))
+            if not any(w.started for w in self.workers):  # every step so far ran inline
+                self._run_inline([_Step(self.seq, None, None, flush=True)] * self.n)
             else:
                 for w in self.workers:
                     self._put(w, _Step(self.seq, None, None, flush=True))
