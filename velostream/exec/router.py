@@ -3,7 +3,7 @@
 ``hash``: one nogil pass over the key columns (``_core.route.KeyRouter``: key groups assigned to
 the least-loaded partition on first sight) gives each row its partition. Every partition receives
 the batch with its partition-per-row array (``Routed``) and picks out and gathers its own rows
-itself, in parallel.
+itself, in parallel (its number columns by one compiled call, ``take_rows``).
 
 When every key is a plain input column (``raw``, the usual case) the router hashes the columns'
 own values, string bytes included, and the strings stay un-interned: each partition interns only

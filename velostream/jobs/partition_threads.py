@@ -5,11 +5,16 @@ Data path::
     reader -> Engine.prepare (decode, event time, job watermark)
       -> Router (Cython key-group routing on the key columns' own values, nogil)
       -> bounded queue -> partition thread i: its own rows (select; strings interned into its
-         own dictionary, numbers gathered), Pipeline.process (or the compiled GROUP BY step)
-         + advance(watermark), rows to Arrow -> results queue
+         own dictionary, numbers gathered by one compiled call), Pipeline.process (or the
+         compiled GROUP BY step on its rows in place, GroupStep.push_rows) + advance(watermark),
+         rows to Arrow -> results queue
       -> the job's thread: reorder by step, merge partitions' rows (window-end order for EMIT
          FINAL; a two-phase plan's partial state merged by a ``final`` pipeline), DISTINCT /
          LIMIT -> writer
+
+Small steps skip the threads: a step of at most INLINE_STEP_ROWS rows (and a row-by-row plan's
+batch of at most INLINE_ROWS, unsplit) runs in the job's thread on each partition's pipeline in
+turn, once the steps before it are delivered; a partition's thread starts with its first step.
 
 Each partition owns its pipeline outright, string dictionary included: no state is shared or
 locked between partition threads. (When a routing key is an expression, the job's thread
