@@ -130,7 +130,7 @@ def test_a_temporal_join_broadcasts_a_small_table_and_hashes_a_large_one(limit, 
     t, inst = events(3000, 5), instruments(40, 6)
     text = vs.explain(sql, {"t": t, "inst": inst}, partitions=2)
     if how == "broadcast":
-        assert "Exchange: broadcast: the table to each of 2 partitions" in text
+        assert "Exchange: broadcast over 2 partitions: the table to every partition" in text
     else:
         assert "Exchange: input 1 hash(k); input 2 hash(k) over 2 partitions" in text
     got = vs.query(sql, {"t": batches(t, 3), "inst": inst}, partitions=partitions)

@@ -7,6 +7,9 @@ the graph in one *step*, node by node in topological order; at the end of a step
 its inputs' watermark, so a window downstream closes in the same step as the window upstream that
 completes it.
 
+At N partitions each node keeping state per key runs on every partition behind an exchange
+that hashes its rows on its keys (``partitioned.py``); the step still runs node by node.
+
 Every relation is a node. A FROM name not defined in the text is an external source; each name is
 visible after its definition. Derived rows carry their event time in the hidden ``_TIMESTAMP``
 column (``operators.base.EVENT_TIME``) so the next statement's windows place them where their
@@ -32,7 +35,8 @@ from .operators.sort import SortEmission
 from .operators.stage import SelectStage
 from .operators.top_n import WindowTopN
 from .operators.union import UnionAll
-from .partitioned import Parallel, PartitionedOperator, PartitionedPipeline, restore_operator
+from .partitioned import (Parallel, PartitionedOperator, PartitionedPipeline, exchange_line,
+                          restore_operator)
 
 
 INT64_MAX = 2 ** 63 - 1
@@ -577,10 +581,9 @@ class Dataflow:
         node.op = op = make()
         # over partitions: both sides hashed on the keys, or a small table broadcast
         node.broadcast = 1 if table and self._small_table(right) else None
-        broadcast = node.broadcast
         if self.parallel.n > 1:
             node.op = PartitionedOperator(op, make, self.parallel, list(op.keys),
-                                          list(op.key_types), broadcast)
+                                          list(op.key_types), node.broadcast)
         node.schema = node.op.schema
         node.hidden = (EVENT_TIME,)
 
@@ -738,19 +741,11 @@ class Dataflow:
     def _exchange(node: Node) -> str:
         if isinstance(node.op, PartitionedOperator):
             return node.op.exchange()
-        if node.kind == "join" and node.broadcast is not None:
-            return ("Exchange: broadcast at more than one partition: the table to every "
-                    "partition (small: at most 'join.broadcast.max.rows' rows), the stream in "
-                    "slices")
-        if node.kind == "join":
-            keys = node.op.keys
-            return (f"Exchange: input 1 hash({', '.join(keys[0])}); input 2 hash("
-                    f"{', '.join(keys[1])}) at more than one partition")
-        if node.kind == "top_n":
-            return f"Exchange: hash({', '.join(node.op.partition)}) at more than one partition"
-        if node.kind == "dedup":
-            return f"Exchange: hash({', '.join(node.op.keys)}) at more than one partition"
-        return "Exchange: gather: one partition (it orders or merges all its rows)"
+        keys = {"join": lambda op: list(op.keys), "top_n": lambda op: [op.partition],
+                "dedup": lambda op: [op.keys]}.get(node.kind)
+        if keys is None:
+            return "Exchange: gather: one partition (it orders or merges all its rows)"
+        return exchange_line(keys(node.op), node.broadcast, 1)
 
     def close(self) -> None:
         """Stop the partitions' threads."""

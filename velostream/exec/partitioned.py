@@ -282,13 +282,7 @@ class PartitionedOperator:
 
     def exchange(self) -> str:
         """How rows reach the instances (explain)."""
-        n = len(self.instances)
-        if self.broadcast is not None:
-            return (f"Exchange: broadcast: the table to each of {n} partitions (small: "
-                    f"known to be at most 'join.broadcast.max.rows' rows), the stream in slices")
-        return "Exchange: " + "; ".join(f"input {i + 1} hash({', '.join(k)})"
-                                        for i, k in enumerate(self.keys)) + \
-            f" over {n} partitions"
+        return exchange_line(self.keys, self.broadcast, len(self.instances))
 
     @property
     def watermark(self) -> int:
@@ -359,6 +353,18 @@ class PartitionedOperator:
 
     def describe(self) -> str:
         return self.instances[0].describe()
+
+
+def exchange_line(keys: list, broadcast: Optional[int], n: int) -> str:
+    """Explain's line for the exchange in front of a node of Arrow rows: ``keys`` per input."""
+    where = f"over {n} partitions" if n > 1 else "at more than one partition"
+    if broadcast is not None:
+        return (f"Exchange: broadcast {where}: the table to every partition (small: at most "
+                f"'join.broadcast.max.rows' rows), the stream in slices")
+    if len(keys) == 1:
+        return f"Exchange: hash({', '.join(keys[0])}) {where}"
+    return "Exchange: " + "; ".join(f"input {i + 1} hash({', '.join(k)})"
+                                    for i, k in enumerate(keys)) + f" {where}"
 
 
 def is_split(state) -> bool:
