@@ -202,7 +202,9 @@ class _CsvDecoder:
         ro = pcsv.ReadOptions(column_names=self.names, block_size=max(1 << 20, len(chunk) // 2 + 1))
         co = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True,
                                  quoted_strings_can_be_null=False, check_utf8=False)
-        return pcsv.read_csv(io.BytesIO(chunk), read_options=ro, parse_options=self.parse,
+        # an Arrow buffer reader: Arrow's threads read the chunk without the GIL (a BytesIO is
+        # read through Python calls)
+        return pcsv.read_csv(pa.BufferReader(chunk), read_options=ro, parse_options=self.parse,
                              convert_options=co)
 
     def _types_for_parse(self) -> dict:
