@@ -168,7 +168,7 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
                 "9223372036854775807", "-1", "\"Q\"", "t.a", "f(a)", "a::INT", "NOW",
                 "current_timestamp", "5s", "(a)", "CASE WHEN a = 1 THEN 2 END",
                 "INTERVAL '1' MINUTE", "exists"]
-    ops = ["=", "!=", "<>", "<", "<=", ">", ">=", "==", "+", "||"]
+    ops = ["=", "!=", "<>", "<", "<=", ">", ">=", "==", "+", "-", "*", "/", "%", "||", "->", "->>"]
     tails = [" IS NULL", " IS NOT NULL", " || 'x'", " + 1", "::INT", " NOT IN (1, 2)",
              " BETWEEN 1 AND 2", " LIKE 'x%'"]
     wrong = ["9223372036854775808", " AS c", " garbage", " = = 2", "SELECT"]  # errors, rarely
@@ -189,7 +189,9 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
     for sql in [f"SELECT a FROM t WHERE {chain(40)}",
                 f"SELECT ({chain(30)}) AS c, a FROM t WHERE ({chain(5)}) AND a = 1",
                 f"SELECT CASE WHEN {chain(20)} THEN 1 ELSE 0 END AS c FROM t",
-                f"SELECT COALESCE({chain(10)}, {chain(10)}) FROM t"]:
+                f"SELECT COALESCE({chain(10)}, {chain(10)}) FROM t",
+                "SELECT " + ", ".join(term() + rng.choice(["", " AS c", " c", "\n"])
+                                      for _ in range(40)) + " FROM t"]:
         try:
             fast, slow = _both_ways(sql, monkeypatch)
         except vs.SqlError as e:

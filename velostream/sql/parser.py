@@ -951,10 +951,15 @@ class _Parser:
         """expr() without its checks: for an expression level already counted (parenthesized)."""
         tok = self.tok
         k = tok.kind
-        if ((k in _OPERAND_KINDS or (k == WORD and tok.upper != "NOT"))
-                and _ends_expression(self.peek())):
-            # one token and done (``x,``  ``1)``  ``'a' AS``): no operator to look for
-            return self.primary()
+        if k in _OPERAND_KINDS or (k == WORD and tok.upper != "NOT"):
+            nxt = self.peek()
+            if _ends_expression(nxt):
+                # one token and done (``x,``  ``1)``  ``'a' AS``): no operator to look for
+                return self.primary()
+            if nxt.kind == OP:  # ``a + 1 AS c``, ``x = 'y')``: three tokens and done
+                e = self.simple_term(_OR)
+                if e is not None:
+                    return e
         return self.binary(_OR)
 
     def binary(self, min_prec: int) -> ast.Expr:
@@ -1030,13 +1035,14 @@ class _Parser:
             height = (height if height > self.height else self.height) + 1
 
     def simple_term(self, min_prec: int) -> Optional[ast.Expr]:
-        """``binary(min_prec)`` for the commonest term of a long AND / OR chain, ``x = 1``: an
-        operand, a comparison operator, an operand, then a token that ends the term at
-        ``min_prec`` (OR, AND, ``)``, ``,``, ``;``, a clause word, the end). Operands are
-        plain column names and literals (numbers, strings, TRUE, FALSE, NULL). The same node,
-        height and links as the token-by-token path, in one step instead of a dozen calls
-        (a megabyte of ``a = 1 OR b = 's2' OR ...``, docs/SQL.md "Limits"); None (nothing
-        consumed) for anything else."""
+        """``binary(min_prec)`` (min_prec at most _CMP) for the commonest term of a long AND /
+        OR chain or select list, ``x = 1`` or ``a + 1``: an operand, a binary operator (not
+        ``->``/``->>``), an operand, then a token that ends the term at ``min_prec`` (OR,
+        AND, ``)``, ``,``, ``;``, AS, a clause word, the end; never an operator, all of which
+        bind tighter). Operands are plain column names and literals (numbers, strings, TRUE,
+        FALSE, NULL). The same node, height and links as the token-by-token path, in one step
+        instead of a dozen calls (a megabyte of ``a = 1 OR b = 's2' OR ...``, docs/SQL.md
+        "Limits"); None (nothing consumed) for anything else."""
         i = self.i
         toks = self.toks
         if i + 3 >= len(toks):
@@ -1045,7 +1051,7 @@ class _Parser:
             if i + 3 >= len(toks):
                 return None
         op, after = toks[i + 1], toks[i + 3]
-        if op.kind != OP or op.value not in COMPARISON_OPS:
+        if op.kind != OP or op.value not in _SIMPLE_TERM_OPS:
             return None
         k = after.kind
         if k == OP:
@@ -1797,6 +1803,10 @@ _RUN_ITEM = re.compile(r"""
       | (?P<str>'[^']*(?:''[^']*)*')
       | (?P<word>[^\W\d]\w*)
     )\s*,\s*""", re.VERBOSE | re.IGNORECASE)
+
+
+# the operators of _Parser.simple_term: every binary one that makes a BinaryOp
+_SIMPLE_TERM_OPS = frozenset(_OP_PREC) - frozenset(_JSON_OPS)
 
 
 def _leaf(tok: Token) -> Optional[ast.Expr]:
