@@ -158,6 +158,8 @@ SNAPSHOTTED = {
                      "SELECT a.k, a.v, b.v AS w FROM a LEFT JOIN b ON a.k = b.k",
     "dedup": "SELECT k, v FROM (SELECT k, v, _TIMESTAMP, ROW_NUMBER() OVER (PARTITION BY k "
              "ORDER BY _TIMESTAMP) AS rn FROM a) WHERE rn = 1",
+    "session": "WITH x AS (SELECT k, v FROM a) SELECT k, COUNT(*) AS n, SUM(v) AS s, "
+               "_WINDOW_START AS ws, _WINDOW_END AS we FROM x GROUP BY k WINDOW SESSION(20s)",
     "top_n": "WITH w AS (SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM a GROUP BY k "
              "WINDOW TUMBLING(2m)) SELECT ws, k, s, rn FROM (SELECT ws, k, s, ROW_NUMBER() "
              "OVER (PARTITION BY ws ORDER BY s DESC) AS rn FROM w) WHERE rn <= 3",
@@ -206,8 +208,6 @@ def test_a_snapshot_restores_at_its_partition_count_or_another(name, before, aft
 
 
 @pytest.mark.parametrize("sql,what", [
-    ("WITH x AS (SELECT k, v FROM t) SELECT k, COUNT(*) AS n FROM x GROUP BY k "
-     "WINDOW SESSION(30s)", "session window"),
     ("WITH x AS (SELECT k, v, _TIMESTAMP FROM t) SELECT k, SUM(v) OVER (PARTITION BY k "
      "ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s FROM x", "OVER window"),
 ])
@@ -220,8 +220,8 @@ def test_state_numbered_per_partition_restores_at_its_count_only(sql, what):
         first.push(name, rb)
     state = first.snapshot()
     first.close()
-    with pytest.raises(ValueError, match=f"taken at 2 partitions.*{what}'s state restores at "
-                                         f"the same count only"):
+    with pytest.raises(ValueError, match=f"taken at 2 partitions.*an {what}'s state restores "
+                                         f"at the same count only"):
         vs.Engine(sql, partitions=4).restore(state)
 
 

@@ -53,14 +53,14 @@ def set_aside(owner, err: RowError, batch: Batch) -> Batch:
 
 def check_regroups(plan: Plan, had: int, now: int) -> None:
     """A state taken at ``had`` partitions restores at ``now`` when its groups can move between
-    partitions whole: a GROUP BY's (each group one row of the snapshot). Session ids and OVER
-    buffers are numbered per partition: those restore at the same count only."""
-    if plan.shape == "aggregate" and (plan.window is None or plan.window.kind != "SESSION"):
+    partitions whole: a GROUP BY's or a session window's (each group or open session one row of
+    the snapshot; sessions numbered afresh, ``snapshots.regroup``). OVER buffers are rows per
+    PARTITION BY value of each OVER spec: those restore at the same count only."""
+    if plan.shape == "aggregate":
         return
-    what = "a session window's" if plan.shape == "aggregate" else "an OVER window's"
     raise ValueError(f"this checkpoint was taken at {had} partition{'s' if had > 1 else ''}; "
-                     f"the job now runs {now}, and {what} state restores at the same count "
-                     f"only: run it with {had}, or start afresh")
+                     f"the job now runs {now}, and an OVER window's state restores at the same "
+                     f"count only: run it with {had}, or start afresh")
 
 
 class Pipeline:

@@ -121,5 +121,20 @@ def regroup(tables: list, parts: list, n: int) -> list:
                   for t, p in zip(tables, parts)]
         whole = pa.concat_tables(pieces, promote_options="permissive").combine_chunks()
         meta = {**merged, "late_records": late if j == 0 else 0}
+        if "__sid" in whole.column_names:  # sessions: ids numbered afresh, in closing order
+            whole, meta = _sessions_renumbered(whole, meta)
         out.append(whole.replace_schema_metadata({SNAPSHOT_META: json.dumps(meta).encode()}))
     return out
+
+
+def _sessions_renumbered(table, meta: dict):
+    """Open sessions gathered from several partitions' snapshots: each partition numbered its
+    own ids, so the rows get ids 0..n-1 here, in the order the sessions close (by their latest
+    record time, stable), and no id is free."""
+    import pyarrow as pa
+
+    order = np.argsort(table.column("__last").to_numpy(zero_copy_only=False), kind="stable")
+    table = table.take(pa.array(order))
+    sids = pa.array(np.arange(table.num_rows, dtype=np.int32))
+    table = table.set_column(table.column_names.index("__sid"), "__sid", sids)
+    return table, {**meta, "sid_capacity": max(int(table.num_rows), 1), "free_sids": []}
