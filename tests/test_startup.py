@@ -159,11 +159,13 @@ def test_python_m_velostream_ends_with_everything_written(tmp_path):
     assert p.returncode == 2 and "no_such_column" in p.stderr
 
 
-@pytest.mark.parametrize("argv0, paused_and_frozen", [("-m", True), ("prog.py", False)])
+@pytest.mark.parametrize("argv0, paused_and_frozen", [("-m", True), ("/venv/bin/velostream", True),
+                                                      ("prog.py", False)])
 def test_the_collector_is_paused_for_the_import_only_under_python_m(argv0, paused_and_frozen):
-    """``python -m velostream`` (``sys.argv[0]`` is "-m" while the package is imported) imports
-    with the cyclic collector paused and freezes what the import made; a program importing
-    velostream keeps its collector as it was. Either way it runs afterwards."""
+    """``python -m velostream`` (``sys.argv[0]`` is "-m" while the package is imported) and the
+    ``velostream`` command import with the cyclic collector paused and freeze what the import
+    made; a program importing velostream keeps its collector as it was. Either way it runs
+    afterwards."""
     code = ("import gc, sys\n"
             f"sys.argv[0] = {argv0!r}\n"
             "seen = []\n"

@@ -7,14 +7,15 @@
 import gc as _gc
 import sys as _sys
 
-# ``python -m velostream`` imports the package for the command itself (``sys.argv[0]`` is "-m"
-# until its ``__main__`` runs): the cyclic garbage collector is paused while the package and its
-# dependencies (numpy, pyarrow) are imported, and what they made is frozen afterwards (never
-# looked at by a collection again). An import makes hundreds of thousands of objects, none of them
-# garbage, that the collector would otherwise go over some seventy times: 10-20 ms of every start
-# of ``velostream run`` (docs/PERFORMANCE.md, "File to file"). A program importing velostream is
-# left alone.
-_command = _sys.argv[:1] == ["-m"] and _gc.isenabled()
+# ``python -m velostream`` (``sys.argv[0]`` is "-m" until its ``__main__`` runs) and the
+# ``velostream`` command import the package for the command itself: the cyclic garbage collector
+# is paused while the package and its dependencies (numpy, pyarrow) are imported, and what they
+# made is frozen afterwards (never looked at by a collection again). An import makes hundreds of
+# thousands of objects, none of them garbage, that the collector would otherwise go over some
+# seventy times: 10-30 ms of every start of ``velostream run`` (docs/PERFORMANCE.md, "File to
+# file"). A program importing velostream is left alone.
+_program = _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] if _sys.argv else ""
+_command = _gc.isenabled() and _program in ("-m", "velostream", "velostream.exe")
 if _command:
     _gc.disable()
 try:
