@@ -346,17 +346,30 @@ class Engine:
         V2 partitions convert their own rows with this; it only reads the plan)."""
         names = self._out_names
         cols = b.columns
-        # One Arrow array per distinct column (SELECT a, a, ... repeats one): a select list can
-        # be 300,000 items (docs/SQL.md, "Limits"), so each pass over it is a map in C.
-        columns = list(map(cols.__getitem__, names))
-        distinct = dict(zip(map(id, columns), columns))
-        converted = {k: c.to_arrow() for k, c in distinct.items()}
-        arrays = list(map(converted.__getitem__, map(id, columns)))
-        if any(c.type.kind == "NULL" for c in distinct.values()):
+        if len(names) <= WIDE_OUTPUT_COLUMNS:  # the usual select list: a plain loop is fastest
+            arrays, made, null_typed = [], {}, False
+            for n in names:  # one Arrow array per distinct column (SELECT a, a, ...)
+                c = cols[n]
+                arr = made.get(id(c))
+                if arr is None:
+                    arr = made[id(c)] = c.to_arrow()
+                    null_typed = null_typed or c.type.kind == "NULL"
+                arrays.append(arr)
+            same = not null_typed and _same_types(arrays, self._out_types, arrow=True)
+        else:
+            # A select list can be 300,000 items (docs/SQL.md, "Limits"): each pass over it is
+            # a map in C, one Arrow array per distinct column, the types checked by Arrow
+            columns = list(map(cols.__getitem__, names))
+            distinct = dict(zip(map(id, columns), columns))
+            converted = {k: c.to_arrow() for k, c in distinct.items()}
+            arrays = list(map(converted.__getitem__, map(id, columns)))
+            null_typed = any(c.type.kind == "NULL" for c in distinct.values())
+            same = not null_typed and _arrays_of_types(arrays, self._out_types)
+        if null_typed:
             rb = pa.RecordBatch.from_arrays(arrays, names=names).cast(self.internal_schema)
-        elif _arrays_of_types(arrays, self._out_types):
-            # in the output schema itself (its very object: comparing two equal schemas of
-            # 300,000 fields costs Arrow a fingerprint of each, a third of a second)
+        elif same:
+            # in the output schema object itself: nothing after compares its fields again
+            # (two equal but distinct schemas cost Arrow a fingerprint of every field)
             rb = pa.RecordBatch.from_arrays(arrays, schema=self.out_schema)
         else:  # passthrough columns are conformed to the output schema later (_in_out_schema)
             rb = pa.RecordBatch.from_arrays(arrays, names=names)
@@ -564,6 +577,10 @@ class Engine:
 
 
 _INT = SqlType("INT64")
+
+
+# Beyond this many output columns, Engine.output_arrow takes its path for wide select lists
+WIDE_OUTPUT_COLUMNS = 64
 
 
 def _arrays_of_types(arrays: list, types: list) -> bool:
