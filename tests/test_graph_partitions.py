@@ -160,6 +160,11 @@ SNAPSHOTTED = {
              "ORDER BY _TIMESTAMP) AS rn FROM a) WHERE rn = 1",
     "session": "WITH x AS (SELECT k, v FROM a) SELECT k, COUNT(*) AS n, SUM(v) AS s, "
                "_WINDOW_START AS ws, _WINDOW_END AS we FROM x GROUP BY k WINDOW SESSION(20s)",
+    # two OVER specs sharing the key k: each buffer moves with its PARTITION BY value
+    "over": "WITH x AS (SELECT k, region, v, _TIMESTAMP FROM a) SELECT k, region, v, "
+            "SUM(v) OVER (PARTITION BY k ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s3, "
+            "MAX(v) OVER (PARTITION BY region, k ROWS BETWEEN 10 PRECEDING AND CURRENT ROW) "
+            "AS m10 FROM x",
     "top_n": "WITH w AS (SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM a GROUP BY k "
              "WINDOW TUMBLING(2m)) SELECT ws, k, s, rn FROM (SELECT ws, k, s, ROW_NUMBER() "
              "OVER (PARTITION BY ws ORDER BY s DESC) AS rn FROM w) WHERE rn <= 3",
@@ -205,24 +210,6 @@ def test_a_snapshot_restores_at_its_partition_count_or_another(name, before, aft
     got, want = run_split(sql, steps_of(sources), before, after)
     assert len(want) >= 15
     assert_rows_equal(got, want)
-
-
-@pytest.mark.parametrize("sql,what", [
-    ("WITH x AS (SELECT k, v, _TIMESTAMP FROM t) SELECT k, SUM(v) OVER (PARTITION BY k "
-     "ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s FROM x", "OVER window"),
-])
-def test_state_numbered_per_partition_restores_at_its_count_only(sql, what):
-    steps = steps_of({"t": events(1000, 11)})
-    got, want = run_split(sql, steps, 2, 2)
-    assert_rows_equal(got, want)
-    first = vs.Engine(sql, partitions=2)
-    for _, name, rb in steps[:5]:
-        first.push(name, rb)
-    state = first.snapshot()
-    first.close()
-    with pytest.raises(ValueError, match=f"taken at 2 partitions.*an {what}'s state restores "
-                                         f"at the same count only"):
-        vs.Engine(sql, partitions=4).restore(state)
 
 
 def test_a_pipeline_job_runs_its_partitions_and_leaves_no_thread(tmp_path):

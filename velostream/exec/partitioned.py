@@ -36,7 +36,7 @@ from ..planner import Plan
 from .columns import END_COL
 from .expressions import Evaluator
 from . import snapshots
-from .pipeline import Pipeline, check_regroups, set_aside
+from .pipeline import Pipeline, set_aside
 from .snapshots import PARTITIONS_META, key_from_arrow
 from .router import Routed
 
@@ -201,17 +201,31 @@ class PartitionedPipeline:
                 p.restore(t)
             self.router.restore(*router)
             return
-        check_regroups(self.plan, len(tables), n)
         parts = []
         for t in tables:
-            cols = [key_from_arrow(t.column(f"__k{i}").combine_chunks(), k.type, self.strings)
-                    for i, k in enumerate(self.plan.keys)]
             part = np.zeros(t.num_rows, dtype=np.int8)
             if t.num_rows:
-                self.router.route([self._word(c) for c in cols], part)
+                self.router.route(self._state_words(t), part)
             parts.append(part)
         for p, t in zip(self.parts, snapshots.regroup(tables, parts, n)):
             p.restore(t)
+
+    def _state_words(self, t: pa.Table) -> list[np.ndarray]:
+        """The routing words of a snapshot table's rows, as ``_route`` makes them for the rows
+        of the same keys: a group's (or session's) key columns ``__k<i>``; an OVER buffer's
+        PARTITION BY columns ``__o<spec>.k<i>`` that are the plan's partitioning keys."""
+        def key(name: str, k) -> np.ndarray:
+            return self._word(key_from_arrow(t.column(name).combine_chunks(), k.type,
+                                             self.strings))
+        if self.plan.shape != "rows":
+            return [key(f"__k{i}", k) for i, k in enumerate(self.plan.keys)]
+        spec = t.column("__over").to_numpy(zero_copy_only=False)
+        words = [np.zeros(t.num_rows, dtype=np.int64) for _ in self.keys]
+        for i, over in enumerate(self.plan.overs):
+            rows = spec == i
+            for w, k in zip(words, self.keys):
+                w[rows] = key(f"__o{i}.k{over.partition_by.index(k)}", k)[rows]
+        return words
 
 
 NULL_WORD = -0x3c6ef372fe94f82b

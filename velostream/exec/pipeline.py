@@ -51,18 +51,6 @@ def set_aside(owner, err: RowError, batch: Batch) -> Batch:
     return batch.filter(~rows)
 
 
-def check_regroups(plan: Plan, had: int, now: int) -> None:
-    """A state taken at ``had`` partitions restores at ``now`` when its groups can move between
-    partitions whole: a GROUP BY's or a session window's (each group or open session one row of
-    the snapshot; sessions numbered afresh, ``snapshots.regroup``). OVER buffers are rows per
-    PARTITION BY value of each OVER spec: those restore at the same count only."""
-    if plan.shape == "aggregate":
-        return
-    raise ValueError(f"this checkpoint was taken at {had} partition{'s' if had > 1 else ''}; "
-                     f"the job now runs {now}, and an OVER window's state restores at the same "
-                     f"count only: run it with {had}, or start afresh")
-
-
 class Pipeline:
     """``role`` is ``"full"`` (emit results), ``"partial"`` (two-phase: ``advance``/``flush``
     hand back ``Partial`` state instead of rows) or ``"final"`` (the coordinator's side:
@@ -187,7 +175,6 @@ class Pipeline:
             raise ValueError("a stateful pipeline needs a snapshot table to restore")
         tables, _ = snapshots.partition_tables(table)
         if len(tables) > 1:  # taken split over partitions (exec/partitioned.py): all here now
-            check_regroups(self.plan, len(tables), 1)
             table = snapshots.regroup(tables, [np.zeros(t.num_rows, np.int8) for t in tables],
                                       1)[0]
         meta = snapshots.meta_of(table, self._signature())

@@ -100,7 +100,8 @@ def partition_tables(table) -> tuple[list, Optional[tuple]]:
 
 def regroup(tables: list, parts: list, n: int) -> list:
     """Snapshot tables of one plan taken at ``len(tables)`` partitions, as ``n`` tables: row r
-    of ``tables[i]`` goes to table ``parts[i][r]``. Each group is one row of one table, so the
+    of ``tables[i]`` goes to table ``parts[i][r]``. Each group (a GROUP BY's group, an open
+    session, an OVER spec's buffer of one PARTITION BY value) is one row of one table, so the
     rows move whole; the operator's scalars merge (the next arrival number: the largest, so
     every group's later rows come after its earlier ones; the earliest open window: the
     smallest; late records counted once, in the first table)."""
@@ -123,6 +124,10 @@ def regroup(tables: list, parts: list, n: int) -> list:
         meta = {**merged, "late_records": late if j == 0 else 0}
         if "__sid" in whole.column_names:  # sessions: ids numbered afresh, in closing order
             whole, meta = _sessions_renumbered(whole, meta)
+        if "__over" in whole.column_names:  # OVER buffers: each spec's rows together
+            order = np.argsort(whole.column("__over").to_numpy(zero_copy_only=False),
+                               kind="stable")
+            whole = whole.take(pa.array(order))
         out.append(whole.replace_schema_metadata({SNAPSHOT_META: json.dumps(meta).encode()}))
     return out
 
