@@ -385,7 +385,7 @@ cdef Py_ssize_t _select(const int8_t* part, Py_ssize_t n, int8_t want, int64_t* 
     return m
 
 
-def take_rows(list arrays, const int64_t[::1] rows):
+def take_rows(list arrays, rows_in):
     """Each of ``arrays`` (1-D numpy arrays of 1-, 2-, 4- or 8-byte items, e.g. a partition's
     number columns and validity) at ``rows``, as new arrays of the same dtypes: one tight loop
     per array (numpy's fancy indexing costs about twice as much per row).
@@ -395,16 +395,17 @@ def take_rows(list arrays, const int64_t[::1] rows):
     ...                                np.array([0, 3, 4], np.int64))]
     [[0.0, 3.0, 4.0], [True, False, True]]
     """
-    cdef Py_ssize_t m = rows.shape[0], i, lo = 0, hi = -1
+    rows_arr = np.ascontiguousarray(rows_in, dtype=np.int64)
+    if rows_arr.ndim != 1:
+        raise ValueError("rows must be 1-D")
+    cdef const int64_t[::1] rows = rows_arr
+    cdef Py_ssize_t m = rows.shape[0]
+    cdef int64_t hi = -1
     cdef const int64_t* rp = &rows[0] if m else NULL
-    if m:
-        with nogil:
-            lo = hi = rp[0]
-            for i in range(m):
-                lo = rp[i] if rp[i] < lo else lo
-                hi = rp[i] if rp[i] > hi else hi
-        if lo < 0:
-            raise IndexError(f"row {lo} is out of range")
+    if m:  # numpy's reductions vectorise (a compiled min/max loop here ran ~7x slower)
+        if rows_arr.min() < 0:
+            raise IndexError(f"row {rows_arr.min()} is out of range")
+        hi = rows_arr.max()
     out = []
     cdef cnp.ndarray src, dst
     cdef int size
@@ -418,7 +419,7 @@ def take_rows(list arrays, const int64_t[::1] rows):
             raise IndexError(f"row {hi} is out of range for {src.shape[0]} rows")
         size = src.dtype.itemsize
         if size not in (1, 2, 4, 8) or src.dtype.hasobject:
-            out.append(src[np.asarray(rows)])
+            out.append(src[rows_arr])
             continue
         dst = np.empty(m, dtype=src.dtype)
         d = <char*>dst.data
