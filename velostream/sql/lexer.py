@@ -1,8 +1,10 @@
 """Tokens for the parser (docs/SQL.md §1, §7).
 
-One compiled master regular expression scans the text left to right (the scan is in C: a 1 MB
-text tokenizes in a fraction of a second). Its rules get this dialect right where a generic SQL
-lexer (sqlparse's default one) would not:
+A compiled scan (``velostream._core.sql_lex``) reads the common tokens left to right and makes
+their ``Token`` objects in C (a 1 MB text tokenizes in a few hundredths of a second); one master
+regular expression, the reference, reads each token the scan leaves (a float, a duration, a
+character outside ASCII next to a token) and gives every lexical error. Its rules get this dialect
+right where a generic SQL lexer (sqlparse's default one) would not:
 
 - ``500ms`` is one duration token, not ``50`` + ``0ms``; ``a-5`` is ``a`` ``-`` ``5``;
 - ``'C:\\'`` is a whole string (backslash is not an escape in SQL; ``''`` is);
