@@ -475,6 +475,8 @@ cdef class GroupStep:
         cdef GroupRows out
         if m == 0:
             return self._result([])
+        if m > self.max_rows:
+            return None
         # numpy's reductions vectorise (a compiled min/max loop here ran ~7x slower)
         rows_np = np.asarray(sel)
         if rows_np.min() < 0 or rows_np.max() >= n:
