@@ -295,3 +295,25 @@ def test_small_steps_in_the_jobs_thread_and_large_ones_on_partition_threads_agre
         assert_rows_equal(got.to_pylist(), want.to_pylist())
         if "GROUP BY" in sql:  # the large steps went to the threads
             assert all(w.started for w in job.exchange.workers)
+
+
+def test_a_row_by_row_plan_splits_only_batches_larger_than_inline_rows():
+    """A plain SELECT's batches up to INLINE_ROWS run whole in the job's thread; a larger one is
+    cut into slices for the partition threads. Either way the rows and their order are one
+    partition's."""
+    from reference import make_table
+    from velostream.jobs import partition_threads
+    big = partition_threads.INLINE_ROWS + 1000
+    rb = make_table(big + 7, seed=9).combine_chunks().to_batches()[0]
+    batches = [rb.slice(0, 7), rb.slice(7, big)]
+    sql = "SELECT seq, s, xi * 2 AS x2 FROM t WHERE xf > 0 OR xf IS NULL"
+    want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    job = vs.Job(sql, {"t": batches}, partitions=2)
+    job.run()
+    assert job.result().to_arrow().equals(want)
+    assert all(w.started for w in job.exchange.workers)
+    small = vs.Job(sql, {"t": batches[:1]}, partitions=2)
+    small.run()
+    first = small.result().to_arrow()
+    assert first.equals(want.slice(0, first.num_rows))
+    assert not any(w.started for w in small.exchange.workers)
