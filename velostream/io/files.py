@@ -793,11 +793,19 @@ def csv_bytes(rb: pa.RecordBatch, header: bool) -> bytes:
 # ------------------------------------------------------------------------------ sinks
 
 class FileSink:
-    """Writes CSV or JSON Lines. ``write_batch`` buffers, ``flush`` writes, ``commit`` makes the
-    flushed bytes durable (fsync) and remembers the size, ``rollback`` drops what was not
-    flushed and truncates the file back to the last commit. The file is created (or emptied) when
-    the sink is made. Properties: ``path`` (required), ``format`` (default from the extension),
-    ``header`` (csv, default true)."""
+    """Writes CSV or JSON Lines. ``write_batch`` hands the rows over, ``flush`` returns once they
+    are written, ``commit`` makes the flushed bytes durable (fsync) and remembers the size,
+    ``rollback`` drops what was not flushed and truncates the file back to the last commit. The
+    file is created (or emptied) when the sink is made. Properties: ``path`` (required),
+    ``format`` (default from the extension), ``header`` (csv, default true).
+
+    The text of each batch is made and written to the file on the sink's own thread (Arrow's
+    kernels and the writes release the GIL), while the job computes its next rows: not all of it
+    at the flush, while the job waits (docs/PERFORMANCE.md, "File to file"). One thread: the
+    texts come in order. Every ``SYNC_BYTES`` written, a second thread has the operating system
+    write them to the disk (fdatasync), so the fsync of a commit has little left to do."""
+
+    SYNC_BYTES = 16 << 20
 
     def __init__(self, name: str, props: Properties):
         self.name = name
@@ -810,55 +818,91 @@ class FileSink:
         except OSError as e:
             raise ConfigError(f"'{name}.path': cannot write {self.path}: {e.strerror or e}") from e
         self.schema: Optional[pa.Schema] = None
-        self._pending: list = []  # (batch, its text: a Future of the encoder thread)
-        self._encoder = None
+        self._pending: list = []  # Futures of the batches handed to the writer thread
+        self._writer = None   # the writer thread (a one-thread executor)
+        self._syncer = None   # the thread that syncs what was written (idem)
+        self._syncing = None  # its Future, while it syncs
+        self._unsynced = 0    # bytes written since the last sync was started
         self.committed_size = 0
-        self._header_done = False
+        self._flushed_size = 0
+        self._header_done = False       # the header is in the file (the writer thread's)
+        self._header_flushed = False
         self._header_committed = False
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         if self.schema is None:
             self.schema = batch.schema
-        if self._encoder is None:
+        if self._writer is None:
             from concurrent.futures import ThreadPoolExecutor
-            self._encoder = ThreadPoolExecutor(1, thread_name_prefix=f"velostream-sink-{self.name}")
-        # The text is made now, on the sink's own thread (Arrow's kernels release the GIL), while
-        # the job computes its next rows: not all of it at the end, while the job waits
-        # (docs/PERFORMANCE.md, "File to file"). One thread: the texts come in order.
-        encode = jsonl_buffer if self.format == "jsonl" else csv_bytes
-        self._pending.append((batch, self._encoder.submit(encode, batch, *(
-            () if self.format == "jsonl" else (False,)))))
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"velostream-sink-{self.name}")
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix=f"velostream-sync-{self.name}")
+        self._pending.append(self._writer.submit(self._write, batch))
+
+    def _write(self, rb: pa.RecordBatch) -> None:
+        """One batch's text to the file (the writer thread)."""
+        if self.format == "jsonl":
+            text = jsonl_buffer(rb)
+        else:
+            text = csv_bytes(rb, False)
+            if self.header and not self._header_done:
+                self._f.write(csv_bytes(rb.slice(0, 0), True))
+            self._header_done = True
+        self._f.write(text)
+        self._unsynced += len(text)
+        if self._unsynced >= self.SYNC_BYTES and (self._syncing is None or self._syncing.done()):
+            self._unsynced = 0
+            self._syncing = self._syncer.submit(os.fdatasync, self._f.fileno())
+
+    def _wait(self) -> None:
+        """Until the writer thread has written every batch handed to it; raises its error."""
+        pending, self._pending = self._pending, []
+        error = None
+        for f in pending:
+            try:
+                f.result()
+            except Exception as exc:  # noqa: BLE001 - the first one is raised, after all ended
+                error = error or exc
+        if error is not None:
+            raise error
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for rb, text in pending:
-            if self.format == "csv":
-                if self.header and not self._header_done:
-                    self._f.write(csv_bytes(rb.slice(0, 0), True))
-                self._header_done = True
-            self._f.write(text.result())
+        self._wait()
         self._f.flush()
+        self._flushed_size = self._f.tell()
+        self._header_flushed = self._header_done
 
     def commit(self) -> None:
         self._f.flush()
         os.fsync(self._f.fileno())
-        self.committed_size = self._f.tell()
-        self._header_committed = self._header_done
+        # rows handed over after the flush may be written already: they are the next commit's
+        self.committed_size = self._flushed_size
+        self._header_committed = self._header_flushed
 
     def rollback(self) -> None:
-        self._pending = []
+        for f in self._pending:
+            f.cancel()  # not written yet: never will be
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - rows being dropped: their error does not matter
+            pass
         self._f.flush()
         self._f.truncate(self.committed_size)
         self._f.seek(self.committed_size)
-        self._header_done = self._header_committed
+        self._flushed_size = self.committed_size
+        self._header_done = self._header_flushed = self._header_committed
 
     def close(self) -> None:
-        if not self._f.closed:
-            self.flush()
-            self._f.close()
-        if self._encoder is not None:
-            self._encoder.shutdown()
-            self._encoder = None
+        try:
+            if not self._f.closed:
+                self.flush()
+                if self._syncing is not None:  # not on a closed (or reused) descriptor
+                    self._syncing.exception()
+                self._f.close()
+        finally:
+            for pool in (self._writer, self._syncer):
+                if pool is not None:
+                    pool.shutdown()
+            self._writer = self._syncer = None
 
 
 class StdoutSink:
