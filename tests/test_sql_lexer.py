@@ -23,6 +23,7 @@ PIECES = [
     "(", ")", ",", ".", ";", "::", "t.a", "a.*",
     "-- a comment", "-- é comment\n", "/* c */", "/* multi\nline\r\n comment */", "/**/", "/*/ x */",
     "${VAR}", "${VAR:-d}", "\u00a0", "\u2003", "\x0b", "\x0c", "\x1c", "٣", "a٣", "½",
+    "'😀 emoji'", "\"😀\"", "x😀", "-- 😀\n", "/* 😀 */", "\u2028",
 ]
 SEPS = [" ", "", "\n", "\r\n", "\r", "\t", "  \n\n ", " \r\r\n "]
 # each of these, somewhere in a text, is a lexical error (or may be)

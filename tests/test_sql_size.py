@@ -128,7 +128,8 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
     items = ["1", "007", "9223372036854775807", "1.5", ".5", "2.", "1e3", "1E-2", "'a'", "''",
              "'it''s'", "'two\nlines'", "NULL", "true", "FALSE", "x", "X", "_key", "_TIMESTAMP",
              "\"Quoted\"", "t.x", "-1", "x + 1", "f(x)", "CAST(x AS INT)", "(x)", "x::INT",
-             "/* c */ x", "x -- c\n", "INTERVAL '1' MINUTE", "5s", "é", "timestamp"]
+             "/* c */ x", "x -- c\n", "INTERVAL '1' MINUTE", "5s", "é", "timestamp", "名前",
+             "'😀'", "x😀", "a\u00a0"]
     seps = [", ", ",", " , ", ",\n", ",\r\n", ",\r", ",\t", ", /* c */ ", ",  \n\n  "]
 
     def lst(n):
