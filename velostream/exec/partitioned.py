@@ -41,6 +41,12 @@ from .snapshots import PARTITIONS_META, key_from_arrow
 from .router import Routed
 
 
+# A batch of at most this many rows runs its partitions in the calling thread, one after
+# another: handing work to the pool and back costs about 35 us, more than such a batch's work
+# (a stage reading a window's rows mostly gets batches this small).
+INLINE_ROWS = 2048
+
+
 class Parallel:
     """The job's partitions: how many, and the threads that run a node's instances."""
 
@@ -48,9 +54,10 @@ class Parallel:
         self.n = n
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def run(self, fn: Callable, items: list) -> list:
-        """``fn(item)`` for each item, on the pool when there are several; results in order."""
-        if len(items) <= 1:
+    def run(self, fn: Callable, items: list, inline: bool = False) -> list:
+        """``fn(item)`` for each item, on the pool when there are several (``inline``: in this
+        thread, when the work is too small to be worth a hand-over); results in order."""
+        if len(items) <= 1 or inline:
             return [fn(x) for x in items]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
@@ -122,7 +129,8 @@ class PartitionedPipeline:
         def one(i: int) -> list:
             rows = routed.rows_for(i)
             return self.parts[i].process(rows) if rows.length else []
-        return self._gather(self.parallel.run(one, list(range(len(self.parts)))))
+        return self._gather(self.parallel.run(one, list(range(len(self.parts))),
+                                              inline=batch.length <= INLINE_ROWS))
 
     def _route(self, batch: Batch) -> tuple[Batch, Optional[np.ndarray]]:
         """The batch and each row's partition (None: no row left). A row whose key fails to
