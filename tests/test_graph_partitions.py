@@ -257,3 +257,20 @@ def test_a_pipeline_jobs_stats_count_each_partitions_rows():
     per = stats.partition_records
     assert len(per) == 2 and all(n > 0 for n in per)
     assert sum(per) >= t.num_rows  # the first stage's rows, and the second's
+
+
+def test_large_batches_run_their_partitions_on_the_pool_threads():
+    """Batches past the inline size go to the partition threads (small ones run in the calling
+    thread); the rows are the same as at one partition."""
+    t = events(60_000, 13, nkeys=500)
+    big = t.to_batches(max_chunksize=20_000)
+    eng = vs.Engine(REKEYED, partitions=2)
+    try:
+        got = [r for rb in big for r in eng.push("t", rb).to_pylist()]
+        used = {th.name for th in threading.enumerate()
+                if th.name.startswith("velostream-partition")}
+        got += eng.flush().to_pylist()
+    finally:
+        eng.close()
+    assert len(used) == 2
+    assert_rows_equal(got, duck(REKEYED_DUCK, t=t))
