@@ -174,7 +174,9 @@ class ColumnarFileSink:
         try:
             self._wait()
         finally:
-            if self._written > self._committed:
+            # (on S3 rows reach the writer only at a commit: a commit that failed there leaves
+            # the upload as the old code did, and it is not read back)
+            if self._written > self._committed and self._early:
                 self._drop_uncommitted()
 
     def close(self) -> None:
