@@ -130,7 +130,8 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
              "\"Quoted\"", "t.x", "-1", "x + 1", "f(x)", "CAST(x AS INT)", "(x)", "x::INT",
              "/* c */ x", "x -- c\n", "INTERVAL '1' MINUTE", "5s", "é", "timestamp", "名前",
              "'😀'", "x😀", "a\u00a0"]
-    seps = [", ", ",", " , ", ",\n", ",\r\n", ",\r", ",\t", ", /* c */ ", ",  \n\n  "]
+    seps = [", ", ",", " , ", ",\n", ",\r\n", ",\r", ",\t", ", /* c */ ", ",  \n\n  ", ",\u00a0",
+            "\u2003,\u00a0\n", ",\u2028"]
 
     def lst(n):
         chosen = [rng.choice(items) for _ in range(n)]

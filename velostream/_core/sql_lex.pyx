@@ -443,7 +443,15 @@ from cpython.object cimport PyTypeObject
 cdef extern from "Python.h":
     int PyObject_GenericSetAttr(object o, object name, object value) except -1
 
+cdef extern from "Python.h":
+    bint Py_UNICODE_ISSPACE(uint32_t ch)
+
 cdef tuple NO_ARGS = ()
+
+
+cdef inline bint is_space(uint32_t c):
+    """Whether ``c`` is whitespace as Python's re sees ``\\s`` in a str pattern."""
+    return SPACE[c] if c < 128 else Py_UNICODE_ISSPACE(c)
 
 
 cdef inline object new_node(type cls):
@@ -574,20 +582,15 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
             what = 2
         else:
             break
-        # the comma after it, blanks around
+        # the comma after it, blanks around (any the regular expression's \s takes: a run of
+        # items separated by ',\u00a0' must not end at each item)
         k = j
-        while k < n:
-            q = read_cp(kind, data, k)
-            if q >= 128 or not SPACE[q]:
-                break
+        while k < n and is_space(read_cp(kind, data, k)):
             k += 1
         if k >= n or read_cp(kind, data, k) != 44:
             break
         k += 1
-        while k < n:
-            q = read_cp(kind, data, k)
-            if q >= 128 or not SPACE[q]:
-                break
+        while k < n and is_space(read_cp(kind, data, k)):
             k += 1
         at = (line, start - line_start + 1)
         if what == 0:

@@ -105,7 +105,9 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
     uppers: dict = {}
     pos = start
     end, end_line, end_line_start = start, line, line_start  # the last token's end (EOF's place)
-    block = 64  # grows: a text that fails early is not scanned far ahead
+    # grows from the parser's own read-ahead after a restart (_Parser._restart): a text that
+    # fails early, or a run of list items the parser reads itself, is not scanned far ahead
+    block = 16
     while True:
         toks, stop, pos, line, line_start, e, el, els = scan(sql, pos, line, line_start, block,
                                                              uppers)
@@ -135,6 +137,8 @@ def iter_tokens(sql: str, start: int = 0, line: int = 1, line_start: int = 0) ->
 
 def _count_lines(sql: str, a: int, b: int, line: int, line_start: int) -> tuple[int, int]:
     """(line, line_start) after the line breaks in ``sql[a:b]``."""
+    if a == b or (sql.find("\n", a, b) < 0 and sql.find("\r", a, b) < 0):
+        return line, line_start
     for brk in _NEWLINE.finditer(sql, a, b):
         line += 1
         line_start = brk.end()
