@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -52,15 +51,15 @@ class Parallel:
 
     def __init__(self, n: int):
         self.n = n
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool = None  # a concurrent.futures.ThreadPoolExecutor, made at first use
 
     def run(self, fn: Callable, items: list, inline: bool = False) -> list:
         """``fn(item)`` for each item, on the pool when there are several (``inline``: in this
         thread, when the work is too small to be worth a hand-over); results in order."""
         if len(items) <= 1 or inline:
             return [fn(x) for x in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
+        if self._pool is None:  # (imported here: a one-partition job's start never needs it)
+                        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
@@ -244,9 +243,14 @@ class TextWords:
     every process, unlike its code), computed once per string as the dictionary grows: routing
     text then costs one lookup per row, not a hash of its bytes."""
 
-    # a multiplier per byte position (mod 64): odd 64-bit constants from a fixed seed
-    _MULT = (np.random.default_rng(0x5EED).integers(1, 2 ** 62, 64, dtype=np.int64) * 2 + 1
-             ).astype(np.uint64)
+    # a multiplier per byte position (mod 64): odd 64-bit constants, splitmix64 of 1..64 (made
+    # here rather than by numpy.random, whose import costs a job's start 8 ms)
+    with np.errstate(over="ignore"):
+        _z = np.arange(1, 65, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        _z = (_z ^ (_z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        _z = (_z ^ (_z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        _MULT = (_z ^ (_z >> np.uint64(31))) | np.uint64(1)
+    del _z
 
     def __init__(self, strings):
         self.strings = strings
