@@ -360,11 +360,12 @@ class Engine:
             # A select list can be 300,000 items (docs/SQL.md, "Limits"): each pass over it is
             # a map in C, one Arrow array per distinct column, the types checked by Arrow
             columns = list(map(cols.__getitem__, names))
-            distinct = dict(zip(map(id, columns), columns))
+            ids = list(map(id, columns))
+            distinct = dict(zip(ids, columns))
             converted = {k: c.to_arrow() for k, c in distinct.items()}
-            arrays = list(map(converted.__getitem__, map(id, columns)))
+            arrays = list(map(converted.__getitem__, ids))
             null_typed = any(c.type.kind == "NULL" for c in distinct.values())
-            same = not null_typed and _arrays_of_types(arrays, self._out_types)
+            same = not null_typed and _arrays_of_types(ids, converted, self._out_types)
         if null_typed:
             rb = pa.RecordBatch.from_arrays(arrays, names=names).cast(self.internal_schema)
         elif same:
@@ -583,25 +584,25 @@ _INT = SqlType("INT64")
 WIDE_OUTPUT_COLUMNS = 64
 
 
-def _arrays_of_types(arrays: list, types: list) -> bool:
-    """Whether each Arrow array of ``arrays`` has the Arrow type at its place in ``types``. A
-    select list can be 300,000 items of a few distinct arrays and types: the passes over it are
-    maps in C, and Arrow checks the distinct arrays wanted in one type at once (a chunked array
-    of that type refuses a chunk of another type; nothing is copied or cast)."""
-    if len(arrays) != len(types):
+def _arrays_of_types(ids: list, arrays: dict, types: list) -> bool:
+    """Whether the Arrow array at each place (``ids``: the key in ``arrays``, id -> array, of
+    the array there) has the Arrow type at its place in ``types``. A select list can be 300,000
+    items of a few distinct arrays and types: the passes over it are maps in C, and Arrow
+    checks the distinct arrays wanted in one type at once (a chunked array of that type refuses
+    a chunk of another type; nothing is copied or cast)."""
+    if len(ids) != len(types):
         return False
     type_of = dict(zip(map(id, types), types))
     if len(type_of) == 1:
-        groups = [(types[0], arrays)]
+        groups = [(types[0], list(arrays.values()))] if types else []
     else:
-        array_of = dict(zip(map(id, arrays), arrays))
         by_type: dict = {}
-        for a, t in set(zip(map(id, arrays), map(id, types))):
-            by_type.setdefault(t, []).append(array_of[a])
+        for a, t in set(zip(ids, map(id, types))):
+            by_type.setdefault(t, []).append(arrays[a])
         groups = [(type_of[t], wanted) for t, wanted in by_type.items()]
     for want, wanted in groups:
         try:
-            pa.chunked_array(list(dict(zip(map(id, wanted), wanted)).values()), type=want)
+            pa.chunked_array(wanted, type=want)
         except pa.ArrowTypeError:
             return False
     return True
