@@ -59,7 +59,8 @@ class Parallel:
         if len(items) <= 1 or inline:
             return [fn(x) for x in items]
         if self._pool is None:  # (imported here: a one-partition job's start never needs it)
-                        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
