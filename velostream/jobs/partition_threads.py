@@ -31,7 +31,6 @@ import queue
 import threading
 import time
 import traceback
-import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -172,11 +171,8 @@ class HashExchange:
     and started again if a later batch binds a new plan (a column typed NULL so far got its
     type, while no partition holds state: ``Engine._learned_types``)."""
 
-    def __init__(self, job):  # the Job it serves (coordinator.py)
-        # a weak reference: the job owns the exchange, and a cycle between them would keep the
-        # job's output (its in-memory sink) alive until the cyclic collector runs, so each run's
-        # output memory came back fresh from the kernel, page faults and zeroing included
-        self.job = weakref.proxy(job)
+    def __init__(self, job):  # the Job it serves, as a weak proxy (Job._exchange)
+        self.job = job
         self.engine = job.engine
         self.n = job.partitions
         self.results: "queue.Queue" = queue.Queue()
@@ -262,6 +258,9 @@ class HashExchange:
         self.drain(block=True)
         parts = {}
         for w, step in zip(self.workers, steps):
+            if step.batch is None and step.watermark is None and not step.flush:
+                parts[w.index] = ([], w.pipeline.late_records, [])  # nothing to do
+                continue
             t0 = time.perf_counter()
             try:
                 parts[w.index] = w._step(step)
