@@ -112,13 +112,28 @@ def _tree(node):
     return node
 
 
+def _select_columns_unplaced(node):
+    """``node`` with the position of each select item's plain column reference left out: the
+    bulk reading of a select list shares one node among the repeats of a column in a run (its
+    first place; each item keeps its own position), see
+    test_repeated_columns_of_a_select_list_share_their_first_node."""
+    if isinstance(node, tuple):
+        if node and node[0] == "SelectItem":
+            expr = node[1][1]
+            if expr[0] == "Column":
+                expr = tuple(f for f in expr if f[0] != "pos")
+            return (node[0], ("expr", expr)) + tuple(_select_columns_unplaced(f) for f in node[2:])
+        return tuple(_select_columns_unplaced(x) for x in node)
+    return node
+
+
 def _both_ways(sql: str, monkeypatch):
-    fast = _tree(sql_parser.parse(sql, {}))
+    fast = _select_columns_unplaced(_tree(sql_parser.parse(sql, {})))
     with monkeypatch.context() as m:
         m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
         m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
         m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
-        slow = _tree(sql_parser.parse(sql, {}))
+        slow = _select_columns_unplaced(_tree(sql_parser.parse(sql, {})))
     return fast, slow
 
 
@@ -205,6 +220,45 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
                    (e.message, e.line, e.column)
             continue
         assert fast == slow
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_repeated_columns_of_a_select_list_share_their_first_node(seed, monkeypatch):
+    """A run of plain column names in a select list is read in bulk, and the repeats of one
+    column in it share one node (a generated select list repeats a few columns 300,000 times):
+    each item keeps its own position, its column's node is written at or before it, and an
+    unknown column is an error at its first place, as on the token path."""
+    rng = random.Random(seed)
+    names = ["a", "b", "A", "_key", "zz"]
+    seps = [", ", ",\n", " ,\r\n", ",\t", ", /* c */ "]
+    chosen = [rng.choice(names[:4]) for _ in range(300)]
+    body = "".join(c + rng.choice(seps) for c in chosen[:-1]) + chosen[-1]
+    sql = f"SELECT {body} FROM t"
+    items = sql_parser.parse(sql, {}).select.items
+    lines = sql.replace("\r\n", "\n").split("\n")
+
+    def at(pos):
+        line, col = pos
+        return lines[line - 1][col - 1:]
+
+    assert len(items) == len(chosen)
+    shared = 0
+    for item, text in zip(items, chosen):
+        assert at(item.pos).startswith(text)
+        assert at(item.expr.pos).startswith(text) and item.expr.pos <= item.pos
+        assert item.expr == sql_parser.parse(f"SELECT {text} FROM t", {}).select.items[0].expr
+        shared += item.expr.pos != item.pos
+    assert shared > 50  # the runs do share
+    # an unknown column, repeated: the error is at its first place, on both paths
+    first = rng.randrange(50, 250)
+    known = [c for c in chosen if c != "_key"]  # DATA has no _KEY column
+    with_unknown = known[:first] + ["zz"] * 20 + known[first:]
+    sql = "SELECT " + ", ".join(with_unknown) + " FROM t"
+    err = _error(sql)
+    assert (err.line, err.column) == (1, len("SELECT " + ", ".join(with_unknown[:first]) + ", ") + 1)
+    monkeypatch.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
+    slow = _error(sql)
+    assert (slow.message, slow.line, slow.column) == (err.message, err.line, err.column)
 
 
 def test_item_positions_in_a_long_list_on_many_lines():

@@ -695,10 +695,13 @@ class _Planner:
         references: dict = {}
         column, literal, originals = ast.Column, ast.Literal, self.sel.items
         unchanged = items is originals  # not rewritten: a column's default name is its own
+        last = last_bound = None
         for idx, item in enumerate(items):
             e = item.expr
             default = None
-            if type(e) is column:
+            if e is last:  # the parser shares a repeated column's node (sql_lex.scan_items)
+                b, default = last_bound
+            elif type(e) is column:
                 key = (e.name, e.table, e.quoted)  # a tuple: hashed and compared in C
                 bound = references.get(key)
                 if bound is None:
@@ -706,6 +709,7 @@ class _Planner:
                     bound = references[key] = (b, self._default_name(e, b, idx) if unchanged
                                                else None)
                 b, default = bound
+                last, last_bound = e, bound
             elif type(e) is literal:
                 b = bind(e, scope, self.strings)  # a constant: no steps to count (_bind)
                 if unchanged:

@@ -525,7 +525,11 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
     tree nodes (``column`` / ``literal`` instances, in ``select_item`` ones with ``select``),
     exactly as the parser makes them: integers of at most 18 digits, 'strings', NULL, TRUE,
     FALSE and column names (``system`` ones in upper case, the others lower-cased; a word of
-    ``reserved`` other than those ends the run). Stops before the first item it cannot decide
+    ``reserved`` other than those ends the run). In a select list the repeats of a column name
+    in the run share one column node, the first (a generated select list repeats a few columns
+    hundreds of thousands of times; each select item keeps its own position, and an error about
+    the column is at its first place, as when it is read token by token). Stops before the
+    first item it cannot decide
     (a float, a longer integer, a character outside ASCII, an item without a comma after it),
     which the caller reads with its regular expression. Returns ``(count, end, line,
     line_start)``: ``end`` is just after the last comma's blanks, on ``line``."""
@@ -622,7 +626,12 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
             if rec[0] == 2:
                 break
             if rec[0] == 0:
-                e = column_node(column, rec[1], at)
+                if select and len(rec) == 3:  # the column's node in this run, shared
+                    e = rec[2]
+                else:
+                    e = column_node(column, rec[1], at)
+                    if select:
+                        words[text] = (0, rec[1], e)
             else:
                 e = literal_node(literal, rec[1], rec[2], at)
         out.append(item_node(select_item, e, at) if select else e)

@@ -1162,7 +1162,9 @@ class _Parser:
         leaves), so an IN list or select list of a megabyte takes a fraction of a second
         (docs/SQL.md, "Limits"). Anything else (a sign, an
         operator, a comment, a reserved word, a number out of range) ends the run, and the
-        usual parsing goes on from there. With ``select``, items are select items (no alias)."""
+        usual parsing goes on from there. With ``select``, items are select items (no alias),
+        and the repeats of a column name in the run share its first node (each item keeps its
+        own position)."""
         tok = self.tok
         if tok.kind not in _RUN_KINDS or not self.is_punct(self.peek(), ","):
             return
