@@ -580,3 +580,31 @@ def test_every_invalid_megabyte_shape_is_a_sql_error(shape):
         with pytest.raises(vs.SqlError) as info:
             vs.query(sql, {"t": _TABLE}, partitions=partitions)
         assert "^" in str(info.value).splitlines()[-1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_run_of_column_plus_constant_items_equals_duckdb_and_overflows_alike(seed):
+    """Many ``a + k`` / ``a - k`` items of one column are computed as one 2-D operation per
+    batch (Evaluator.columns): the same values as DuckDB, NULLs kept, and a value leaving
+    BIGINT raises the error the item alone raises (docs/SQL.md §2)."""
+    import numpy as np
+    import pyarrow as pa
+    from reference import assert_rows_equal, duck
+
+    rng = np.random.default_rng(seed)
+    n = 50
+    a = pa.array(rng.integers(-10 ** 12, 10 ** 12, n), mask=rng.random(n) < 0.2)
+    f = pa.array(rng.random(n) * 100 - 50, mask=rng.random(n) < 0.2)
+    t = pa.table({"a": a, "f": f})
+    ks = rng.integers(-10 ** 15, 10 ** 15, 40).tolist() + [0, -1, 1]
+    items = [f"a {'+' if i % 2 else '-'} {k} AS c{i}" for i, k in enumerate(ks)]
+    items += [f"f + {k / 7:.4f} AS d{i}" for i, k in enumerate(ks[:10])]
+    sql = f"SELECT {', '.join(items)} FROM t"
+    assert_rows_equal(vs.query(sql, {"t": t}).to_pylist(), duck(sql, t=t))
+    big = pa.table({"a": pa.array([1, None, 2 ** 63 - 10], pa.int64())})
+    alone = "SELECT a + 20 AS x FROM t"
+    with pytest.raises(vs.VelostreamError) as one:
+        vs.query(alone, {"t": big})
+    with pytest.raises(vs.VelostreamError) as many:
+        vs.query("SELECT a + 1 AS y, a + 20 AS x, a - 5 AS z FROM t", {"t": big})
+    assert str(many.value) == str(one.value)

@@ -215,8 +215,8 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
     # items long, and Schema.names builds a new list on every call)
     kept = {f.name: (f.type if kind_of(f.type) in ("int", "float", "text", "bool", "decimal")
                      else None) for f in fixed}
-    out = []
-    for _, b in plan.outputs:
+
+    def leaves_as(b):  # per distinct bound item (a select list's repeated column shares one)
         src = None
         if isinstance(b, BCol):
             if b.name.startswith("__k") and plan.shape == "aggregate":
@@ -224,8 +224,12 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
                 src = k.name if isinstance(k, BCol) else None
             elif not b.name.startswith("__"):
                 src = b.name
-        out.append(None if src is None else kept.get(src))
-    return out
+        return None if src is None else kept.get(src)
+
+    bounds = [b for _, b in plan.outputs]
+    ids = list(map(id, bounds))
+    seen = {k: leaves_as(b) for k, b in dict(zip(ids, bounds)).items()}
+    return list(map(seen.__getitem__, ids))
 
 
 def conform(rb: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -178,9 +178,16 @@ class Engine:
         # what the operators produce, and what leaves: passthrough columns keep their input type.
         # Each Arrow type is made once, and the output schema is the internal one unless a
         # passthrough type differs: a select list can be 300,000 items (docs/SQL.md, "Limits").
+        outs = self.plan.outputs
+        names = [n for n, _ in outs]
+        # each distinct SqlType object converted once, the passes over the list maps in C (a
+        # select list's items share few type objects; hashing one by value is a Python call)
+        sql_types = [b.type for _, b in outs]
+        ids = list(map(id, sql_types))
         made: dict = {}
-        names = [n for n, _ in self.plan.output_schema]
-        types = [made.get(t) or made.setdefault(t, arrow_type_of(t)) for _, t in self.plan.output_schema]
+        arrow_of = {k: made.get(t) or made.setdefault(t, arrow_type_of(t))
+                    for k, t in dict(zip(ids, sql_types)).items()}
+        types = list(map(arrow_of.__getitem__, ids))
         self.internal_schema = pa.schema(list(zip(names, types)))
         self._out_names = names
         fixed = self.binder.fixed
@@ -612,6 +619,11 @@ def _same_types(got: list, want: list, arrow: bool = False) -> bool:
     """Whether each of ``got`` (Arrow types, None for "as wanted"; with ``arrow``, Arrow arrays)
     has the Arrow type at its place in ``want``. A select list can be 300,000 items of a few
     distinct types and arrays: each distinct pair is compared once."""
+    if not arrow:  # types: each distinct pair once, the pairs found in C by identity
+        gids, wids = list(map(id, got)), list(map(id, want))
+        gobj, wobj = dict(zip(gids, got)), dict(zip(wids, want))
+        return all(g == w or gobj[g] is None or gobj[g].equals(wobj[w])
+                   for g, w in set(zip(gids, wids)))
     compared: dict = {}
     for g, w in zip(got, want):
         if g is None or g is w:
@@ -619,7 +631,7 @@ def _same_types(got: list, want: list, arrow: bool = False) -> bool:
         key = (id(g), id(w))
         same = compared.get(key)
         if same is None:
-            same = compared[key] = (g.type if arrow else g).equals(w)
+            same = compared[key] = g.type.equals(w)
         if not same:
             return False
     return True

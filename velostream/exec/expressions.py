@@ -457,6 +457,47 @@ def _constant_runs(outputs: list) -> list:
     return runs
 
 
+def _shifted_runs(outputs: list) -> list:
+    """The items of a select list that add or subtract a constant to a column of their own
+    numeric type (``a + 1 AS c1, a + 2 AS c2, ...``), by (column, operator, type): [(their
+    positions, column, operator, type, the constants as one array)]. A run of many is computed
+    as one 2-D numpy operation per batch (``_shifted``); a run of one is not worth it."""
+    groups: dict = {}
+    for i, (_, b) in enumerate(outputs):
+        if type(b) is not BCall or b.fn not in ("+", "-") or len(b.args) != 2:
+            continue
+        col, k = b.args
+        if (type(col) is BCol and type(k) is BConst and k.value is not None
+                and b.type.kind in ("INT64", "FLOAT64") and col.type == b.type
+                and k.type.kind in ("INT64", "FLOAT64")
+                and (b.type.kind == "FLOAT64" or k.type.kind == "INT64")):
+            g = groups.setdefault((col.name, b.fn, b.type), ([], []))
+            g[0].append(i)
+            g[1].append(k.value)
+    return [(positions, name, op, t, np.asarray(values, dtype=t.numpy_dtype))
+            for (name, op, t), (positions, values) in groups.items() if len(positions) > 1]
+
+
+def _shifted(column: "Column", op: str, t: SqlType, consts: np.ndarray) -> Optional[np.ndarray]:
+    """``column op k`` for every constant ``k`` of ``consts``: row j of the result is the column
+    shifted by ``consts[j]``; None when some BIGINT row would leave the type (the item's own
+    evaluation then raises the error, naming the row: docs/SQL.md §2)."""
+    x = column.values
+    if t.kind == "INT64":
+        valid = column.valid
+        xs = x if valid is None else x[valid]
+        if len(xs):  # the extremes decide whether every shifted value stays within BIGINT
+            lo, hi = int(xs.min()), int(xs.max())
+            kmin, kmax = int(consts.min()), int(consts.max())
+            low, high = (lo + kmin, hi + kmax) if op == "+" else (lo - kmax, hi - kmin)
+            if low < -2 ** 63 or high > 2 ** 63 - 1:
+                return None
+    with np.errstate(all="ignore"):  # (NULL rows' placeholder values may wrap: they stay NULL)
+        if op == "+":
+            return np.add(x[None, :], consts[:, None])
+        return np.subtract(x[None, :], consts[:, None])
+
+
 def _and_valid(*oks):
     out = None
     for ok in oks:
@@ -529,22 +570,31 @@ class Evaluator:
         repeated ``n`` times, a slice of it per item; anything else is evaluated one by one."""
         cached = self.in_lists.get(id(outputs))
         if cached is None or cached[0] is not outputs or cached[2] != len(outputs):
-            cached = self.in_lists[id(outputs)] = (outputs, _constant_runs(outputs), len(outputs))
+            refs = [b.name if type(b) is BCol else None for _, b in outputs]
+            cached = self.in_lists[id(outputs)] = (
+                outputs, _constant_runs(outputs), len(outputs), _shifted_runs(outputs),
+                refs, [n for n, _ in outputs], [i for i, r in enumerate(refs) if r is None])
+        _, constants, _, shifted, refs, names, computed = cached
         n = batch.length
-        made = {}
-        strings = self.strings
-        for positions, t, values in cached[1] if n else ():
-            big = values.take(pa.array(np.repeat(np.arange(len(values)), n)))
-            for j, i in enumerate(positions):
-                made[i] = Column(t, arrow=big.slice(j * n, n), strings=strings)
         cols = batch.columns
-        out = {}
-        for i, (name, b) in enumerate(outputs):
-            c = made.get(i)
-            if c is None:
-                c = cols[b.name] if type(b) is BCol else self.column(b, batch)
-            out[name] = c
-        return out
+        # the loops over the whole list run in C (comprehensions, zip): per item only a lookup
+        vals = [None if r is None else cols[r] for r in refs]
+        strings = self.strings
+        for positions, t, values in constants if n else ():
+            piece = values.take(pa.array(np.repeat(np.arange(len(values)), n))).slice
+            for i, lo in zip(positions, range(0, len(positions) * n, n)):
+                vals[i] = Column(t, None, None, piece(lo, n), strings)
+        for positions, name, op, t, consts in shifted if n else ():
+            col = cols[name]
+            rows = _shifted(col, op, t, consts)
+            if rows is not None:
+                valid = col.valid
+                for j, i in enumerate(positions):
+                    vals[i] = Column(t, rows[j], valid, strings=strings)
+        for i in computed:
+            if vals[i] is None:
+                vals[i] = self.column(outputs[i][1], batch)
+        return dict(zip(names, vals))
 
     def mask(self, b: Bound, batch: Batch) -> np.ndarray:
         """A WHERE/HAVING condition as a row mask (NULL counts as false)."""
