@@ -17,6 +17,11 @@ each call, so a node's readers see one stream, as at one partition:
 
 A node without a key (a global aggregate, a sort per emission, a union) runs once: its exchange
 *gathers*. Results never depend on the partition count (docs/SQL.md §8).
+
+A snapshot holds each instance's state and the router's key assignment. Restored at the same
+partition count it is put back as it was; at another, each key's state goes to the partition the
+new router gives it (``snapshots.regroup`` for a stage's groups, sessions and OVER buffers; each
+operator's ``regroup`` for a join's, a deduplication's and a top-N's rows).
 """
 from __future__ import annotations
 
@@ -33,11 +38,11 @@ from ..batch import Batch, concat_batches
 from ..errors import RowError
 from ..planner import Plan
 from .columns import END_COL
-from .expressions import Evaluator
 from . import snapshots
+from .expressions import Evaluator
 from .pipeline import Pipeline, set_aside
-from .snapshots import PARTITIONS_META, key_from_arrow
 from .router import Routed
+from .snapshots import PARTITIONS_META, key_from_arrow
 
 
 # A batch of at most this many rows runs its partitions in the calling thread, one after
