@@ -280,8 +280,10 @@ class Column:
         return Column(self.type, self._values[mask], valid, strings=self.strings)
 
     def to_arrow(self) -> pa.Array:
-        if self.arrow is not None:  # still the rows it arrived with: hand the original back
-            arr = self.arrow
+        arr = self.arrow
+        if type(arr) in _PLAIN_ARRAYS:  # (one set lookup: a select list can be 300,000 items)
+            return arr
+        if arr is not None:  # still the rows it arrived with: hand the original back
             if isinstance(arr, pa.ChunkedArray):
                 arr = arr.combine_chunks()
             if pa.types.is_dictionary(arr.type):
@@ -312,6 +314,12 @@ class Column:
         if type.kind == "STRING":
             value = strings.code(value)
         return Column(type, np.full(n, value, dtype=type.numpy_dtype), strings=strings)
+
+
+# Arrow array classes ``Column.to_arrow`` hands back as they are: every kind's own class (text
+# as ``string``, not ``large_string`` or a dictionary, which it converts)
+_PLAIN_ARRAYS = frozenset({pa.Int64Array, pa.DoubleArray, pa.BooleanArray, pa.StringArray,
+                           pa.Decimal128Array, pa.NullArray})
 
 
 def _take_strings(arr, idx: np.ndarray) -> pa.Array:
