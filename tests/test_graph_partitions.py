@@ -5,7 +5,9 @@ never depend on the partition count. Checked against DuckDB on seeded data with 
 batch splits, and against the one-partition run of the same graph."""
 from __future__ import annotations
 
+import random
 import threading
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -171,14 +173,15 @@ SNAPSHOTTED = {
 }
 
 
-def run_split(sql, steps, before: int, after: int):
-    """The steps through an engine at ``before`` partitions, snapshotted halfway and restored
-    in a fresh engine at ``after``: every row, against one uninterrupted run."""
+def run_split(sql, steps, before: int, after: int, cut: Optional[int] = None):
+    """The steps through an engine at ``before`` partitions, snapshotted after ``cut`` steps
+    (halfway by default) and restored in a fresh engine at ``after``: every row, against one
+    uninterrupted run."""
     whole = vs.Engine(sql, partitions=before)
     want = [r for _, name, rb in steps for r in whole.push(name, rb).to_pylist()]
     want += whole.flush().to_pylist()
     whole.close()
-    cut = len(steps) // 2
+    cut = len(steps) // 2 if cut is None else cut
     first = vs.Engine(sql, partitions=before)
     got = [r for _, name, rb in steps[:cut] for r in first.push(name, rb).to_pylist()]
     state = first.snapshot()
@@ -210,6 +213,23 @@ def test_a_snapshot_restores_at_its_partition_count_or_another(name, before, aft
     got, want = run_split(sql, steps_of(sources), before, after)
     assert len(want) >= 15
     assert_rows_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(14))
+def test_snapshots_at_random_steps_move_between_random_partition_counts(seed):
+    """Seeded: an operator, a cut point (the first step to the last) and two partition counts
+    from 1 to 5 at random; the snapshot taken there continues exactly at the other count."""
+    rng = random.Random(seed)
+    name = rng.choice(sorted(SNAPSHOTTED))
+    sql = SNAPSHOTTED[name]
+    a, b = events(1200, 20 + seed, nkeys=rng.choice([5, 60, 900])), events(900, 40 + seed)
+    if name == "temporal_join":
+        b = b.select(["k", "v", "_TIMESTAMP"])
+    sources = {"t": a} if "FROM t" in sql else {"a": a, "b": b} if "JOIN" in sql else {"a": a}
+    steps = steps_of(sources)
+    before, after = rng.randint(1, 5), rng.randint(1, 5)
+    got, want = run_split(sql, steps, before, after, cut=rng.randint(0, len(steps)))
+    assert_rows_equal(got, want, what=f"{name} {before} -> {after} partitions")
 
 
 def test_a_pipeline_job_runs_its_partitions_and_leaves_no_thread(tmp_path):
