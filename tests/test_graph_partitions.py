@@ -169,7 +169,7 @@ SNAPSHOTTED = {
             "AS m10 FROM x",
     "top_n": "WITH w AS (SELECT k, SUM(v) AS s, _WINDOW_START AS ws FROM a GROUP BY k "
              "WINDOW TUMBLING(2m)) SELECT ws, k, s, rn FROM (SELECT ws, k, s, ROW_NUMBER() "
-             "OVER (PARTITION BY ws ORDER BY s DESC) AS rn FROM w) WHERE rn <= 3",
+             "OVER (PARTITION BY ws ORDER BY s DESC, k) AS rn FROM w) WHERE rn <= 3",  # no ties
 }
 
 
