@@ -439,30 +439,15 @@ cdef class GroupStep:
             raise RuntimeError("this engine's compiled push is in use by another thread")
         self.busy = True
         try:
-            schema = rb.schema
-            if schema is not self.schema and (self.schema is None
-                                              or not schema.equals(self.schema)):
-                if not self._accept(schema):
-                    return None
-            rb._export_to_c(self.c_addr)
+            if not self._export(rb, n):
+                return None
             try:
-                if self.c_arr.length != n:
-                    raise ValueError("the exported batch does not match its row count")
                 rows = self._run(rb, n)
             finally:
-                if self.c_arr.release != NULL:
-                    self.c_arr.release(&self.c_arr)
+                self._release()
         finally:
             self.busy = False
-        self.batches += 1
-        stats = self.stats
-        stats["records_in"] += n
-        stats["batches"] += 1
-        stats["records_out"] += n
-        r = self.result_cls.__new__(self.result_cls)
-        r.schema = self.out_schema
-        r._parts = [rows]
-        return r
+        return self._counted(rows, n)
 
     # -- one batch shared by partitions (V2's hash exchange) ----------------------------------
     def push_rows(self, object rb, object rows):
@@ -485,28 +470,42 @@ cdef class GroupStep:
             raise RuntimeError("this compiled step is in use by another thread")
         self.busy = True
         try:
-            schema = rb.schema
-            if schema is not self.schema and (self.schema is None
-                                              or not schema.equals(self.schema)):
-                if not self._accept(schema):
-                    return None
-            rb._export_to_c(self.c_addr)
+            if not self._export(rb, n):
+                return None
             try:
-                if self.c_arr.length != n:
-                    raise ValueError("the exported batch does not match its row count")
                 out = self._new_rows(m)
                 self._run_rows(n, rows, &sel[0], m, out)
                 self._made_keys(out, m)
             finally:
-                if self.c_arr.release != NULL:
-                    self.c_arr.release(&self.c_arr)
+                self._release()
         finally:
             self.busy = False
+        return self._counted(out, m)
+
+    cdef bint _export(self, object rb, Py_ssize_t n) except -1:
+        """``rb`` exported to ``c_arr`` for a step, or False (its schema does not qualify: take
+        the general path). ``_release`` ends the export."""
+        schema = rb.schema
+        if schema is not self.schema and (self.schema is None or not schema.equals(self.schema)):
+            if not self._accept(schema):
+                return False
+        rb._export_to_c(self.c_addr)
+        if self.c_arr.length != n:
+            self._release()
+            raise ValueError("the exported batch does not match its row count")
+        return True
+
+    cdef void _release(self) noexcept:
+        if self.c_arr.release != NULL:
+            self.c_arr.release(&self.c_arr)
+
+    cdef object _counted(self, GroupRows out, Py_ssize_t n):
+        """The ``Result`` of one step's ``n`` rows, counted in the stats."""
         self.batches += 1
         stats = self.stats
-        stats["records_in"] += m
+        stats["records_in"] += n
         stats["batches"] += 1
-        stats["records_out"] += m
+        stats["records_out"] += n
         return self._result([out])
 
     cdef object _result(self, list parts):
@@ -674,16 +673,7 @@ cdef class GroupStep:
         self._reserve(n)
 
         # the output: per aggregate 8n bytes of values, then per aggregate n validity bytes
-        cdef GroupRows out = GroupRows.__new__(GroupRows)
-        out.step = self
-        out.num_rows = n
-        out.keys = <ArrowArray*>malloc(max(1, self.n_moved) * sizeof(ArrowArray))
-        out.block = <OutBlock*>malloc(sizeof(OutBlock) + 9 * n * max(1, n_aggs))
-        if out.keys == NULL or out.block == NULL:
-            raise MemoryError()
-        for i in range(self.n_moved):
-            out.keys[i].release = NULL
-        out.block.refs = 1
+        cdef GroupRows out = self._new_rows(n)
         cdef char* base = _out_data(out.block)
         cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_aggs)
 
