@@ -187,3 +187,16 @@ class FilePosition:
 
     def commit(self) -> None:
         self.committed = self.position
+
+
+def wait_all(pending: list) -> None:
+    """Until every future of ``pending`` (a sink's writes handed to its thread) has ended;
+    raises the first one's error, after all ended."""
+    error = None
+    for f in pending:
+        try:
+            f.result()
+        except Exception as exc:  # noqa: BLE001 - the first one is raised, after all ended
+            error = error or exc
+    if error is not None:
+        raise error

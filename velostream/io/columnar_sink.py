@@ -46,7 +46,7 @@ from typing import Optional
 
 import pyarrow as pa
 
-from .base import ConfigError, Properties
+from .base import ConfigError, Properties, wait_all
 from .object_store import ObjectStore
 
 __all__ = ["ColumnarFileSink"]
@@ -224,14 +224,7 @@ class ColumnarFileSink:
     def _wait(self) -> None:
         """Until the writer thread has written every row handed to it; raises its error."""
         pending, self._pending = self._pending, []
-        error = None
-        for f in pending:
-            try:
-                f.result()
-            except Exception as exc:  # noqa: BLE001 - the first one is raised, after all ended
-                error = error or exc
-        if error is not None:
-            raise error
+        wait_all(pending)
 
     # -- writing --------------------------------------------------------------------------------
     def _conform(self, batches: list[pa.RecordBatch]) -> pa.Table:

@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..batch import _mask, failing_rows, text_to_epoch_ms
-from .base import ConfigError, FilePosition, Properties, Reject, with_event_time
+from .base import (ConfigError, FilePosition, Properties, Reject, wait_all,
+                   with_event_time)
 from .codecs import TIMESTAMP_MS, JsonDecoder, is_utf8, non_utf8_at, parse_schema, sql_type_name
 
 __all__ = ["FileSource", "FileSink", "StdoutSink", "DeadLetterFile"]
@@ -856,14 +857,7 @@ class FileSink:
     def _wait(self) -> None:
         """Until the writer thread has written every batch handed to it; raises its error."""
         pending, self._pending = self._pending, []
-        error = None
-        for f in pending:
-            try:
-                f.result()
-            except Exception as exc:  # noqa: BLE001 - the first one is raised, after all ended
-                error = error or exc
-        if error is not None:
-            raise error
+        wait_all(pending)
 
     def flush(self) -> None:
         self._wait()
