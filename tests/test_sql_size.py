@@ -127,14 +127,36 @@ def _select_columns_unplaced(node):
     return node
 
 
+# the parser's bulk readings, each turned off by a stand-in that reads nothing
+_BULK = {"simple_items": lambda self, items, select=False: None,
+         "_paren_run": lambda self, pattern, most: 0,
+         "simple_term": lambda self, min_prec: None}
+
+
 def _both_ways(sql: str, monkeypatch):
     fast = _select_columns_unplaced(_tree(sql_parser.parse(sql, {})))
     with monkeypatch.context() as m:
-        m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
-        m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
-        m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
+        for name, off in _BULK.items():
+            m.setattr(sql_parser._Parser, name, off)
         slow = _select_columns_unplaced(_tree(sql_parser.parse(sql, {})))
     return fast, slow
+
+
+def _assert_same_tree_or_error(sql: str, monkeypatch, *bulk: str) -> None:
+    """The tree of ``sql`` with the bulk readings equals the token path's; or, when ``sql`` is
+    an error, the token path (``bulk`` readings off) fails with the same message and place."""
+    try:
+        fast, slow = _both_ways(sql, monkeypatch)
+    except vs.SqlError as e:
+        with monkeypatch.context() as m:
+            for name in bulk:
+                m.setattr(sql_parser._Parser, name, _BULK[name])
+            with pytest.raises(vs.SqlError) as info:
+                sql_parser.parse(sql, {})
+        assert (info.value.message, info.value.line, info.value.column) == \
+               (e.message, e.line, e.column)
+        return
+    assert fast == slow
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -159,19 +181,7 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
                                     for _ in range(60)) + "x"
                 + "".join(rng.choice([")", " )", "\n)", ") + 1)", ")::INT", ") * (2)"])
                           .replace(") + 1)", ") + 1") for _ in range(60)) + " AS y FROM t"]:
-        try:
-            fast, slow = _both_ways(sql, monkeypatch)
-        except vs.SqlError as e:  # then the token path must fail the same way
-            with monkeypatch.context() as m:
-                m.setattr(sql_parser._Parser, "simple_items", lambda self, items, select=False: None)
-                m.setattr(sql_parser._Parser, "_paren_run", lambda self, pattern, most: 0)
-                m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
-                with pytest.raises(vs.SqlError) as info:
-                    sql_parser.parse(sql, {})
-            assert (info.value.message, info.value.line, info.value.column) == \
-                   (e.message, e.line, e.column)
-            continue
-        assert fast == slow
+        _assert_same_tree_or_error(sql, monkeypatch, *_BULK)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -209,17 +219,7 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
                 f"SELECT COALESCE({chain(10)}, {chain(10)}) FROM t",
                 "SELECT " + ", ".join(term() + rng.choice(["", " AS c", " c", "\n"])
                                       for _ in range(40)) + " FROM t"]:
-        try:
-            fast, slow = _both_ways(sql, monkeypatch)
-        except vs.SqlError as e:
-            with monkeypatch.context() as m:
-                m.setattr(sql_parser._Parser, "simple_term", lambda self, min_prec: None)
-                with pytest.raises(vs.SqlError) as info:
-                    sql_parser.parse(sql, {})
-            assert (info.value.message, info.value.line, info.value.column) == \
-                   (e.message, e.line, e.column)
-            continue
-        assert fast == slow
+        _assert_same_tree_or_error(sql, monkeypatch, "simple_term")
 
 
 @pytest.mark.parametrize("seed", range(3))
