@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from ._lazy import pc  # imported when first used: see the module
 
 # --------------------------------------------------------------------------------------- types
 

@@ -26,8 +26,8 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ._lazy import pc  # imported when first used: see the module
 from .batch import SqlType, arrow_type_of, type_of_arrow
 from .errors import SchemaMismatch
 
@@ -210,6 +210,15 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
     unchanged (a bare column in SELECT, a GROUP BY key): the type it came in with (docs/SQL.md,
     "Types at the boundary"); None for a computed column (the engine's own type). Timestamps leave
     as epoch-ms BIGINT, the one documented way, whatever unit they came in."""
+    bounds = [b for _, b in plan.outputs]
+    ids = list(map(id, bounds))
+    seen = passthrough_by_bound(plan, fixed, dict(zip(ids, bounds)))
+    return list(map(seen.__getitem__, ids))
+
+
+def passthrough_by_bound(plan, fixed: pa.Schema, bounds: dict) -> dict:
+    """``passthrough_types`` per distinct bound item: ``bounds`` maps a key (the item's id) to
+    the bound item, and the answer maps the same key to its type (or None)."""
     from .exec.expressions import BCol
     # per input column, the type it leaves with (looked up once: a select list can be 300,000
     # items long, and Schema.names builds a new list on every call)
@@ -226,10 +235,7 @@ def passthrough_types(plan, fixed: pa.Schema) -> list[Optional[pa.DataType]]:
                 src = b.name
         return None if src is None else kept.get(src)
 
-    bounds = [b for _, b in plan.outputs]
-    ids = list(map(id, bounds))
-    seen = {k: leaves_as(b) for k, b in dict(zip(ids, bounds)).items()}
-    return list(map(seen.__getitem__, ids))
+    return {k: leaves_as(b) for k, b in bounds.items()}
 
 
 def conform(rb: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

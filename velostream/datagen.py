@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from ._lazy import pc  # imported when first used: see the module
 
 BATCH_ROWS = 65_536
 BASE_TIME_MS = 1_700_000_000_000

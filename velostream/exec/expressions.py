@@ -21,8 +21,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import pc  # imported when first used: see the module
 from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
                      SqlType, StringDict, text_to_epoch_ms)
 from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest

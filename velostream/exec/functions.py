@@ -35,8 +35,8 @@ from typing import Callable, Optional
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import pc  # imported when first used: see the module
 from ..batch import BOOL, FLOAT64, INT64, STRING, TIMESTAMP, SqlType
 from ..errors import SqlError, nearest
 from . import expressions as X

@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import pc  # imported when first used: see the module
 from ..batch import Batch, StringDict
 from ..engine import Watermark, _AnySchema, _morsels
 from ..errors import SqlError, UnsupportedError

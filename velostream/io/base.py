@@ -11,8 +11,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import pc  # imported when first used: see the module
 from ..batch import _INT64_MAX, _TS_MS, _mask, text_to_epoch_ms
 from ..errors import VelostreamError
 

@@ -49,9 +49,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from .._lazy import pc  # imported when first used: see the module
 from .base import ConfigError, Reject
 
 try:

@@ -33,9 +33,9 @@ from typing import Optional
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from .._lazy import call_function, pc  # pc: imported when first used (see the module)
 from ..batch import _mask, failing_rows, text_to_epoch_ms
 from .base import (ConfigError, FilePosition, Properties, Reject, wait_all,
                    with_event_time)
@@ -767,7 +767,7 @@ def jsonl_buffer(rb: pa.RecordBatch) -> pa.Buffer:
         ended = False
         esc = None
         if col.null_count == 0 and _is_text(col.type) and not pa.types.is_dictionary(col.type):
-            esc = _escaped_text(col.cast(pa.string()))
+            esc = _escaped_text(col if pa.types.is_string(col.type) else col.cast(pa.string()))
         if esc is not None:  # no NULL: the quotes join the literals around it (one join less)
             parts += [literal + '"', esc]
             literal = '"'
@@ -779,7 +779,9 @@ def jsonl_buffer(rb: pa.RecordBatch) -> pa.Buffer:
     parts.append(literal + ("\n" if ended else "}\n"))
     if len(parts) == 1:
         return pa.py_buffer(b"{}\n" * rb.num_rows)
-    lines = pc.binary_join_element_wise(*parts, "")
+    # by name: the one kernel every batch needs, without importing pyarrow.compute for it
+    # (velostream/_lazy.py)
+    lines = call_function("binary_join_element_wise", parts + [""])
     # The rows are contiguous in the result's value buffer: write it as it is.
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))

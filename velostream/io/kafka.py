@@ -24,8 +24,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .._lazy import pc  # imported when first used: see the module
 from ..errors import ConnectError, JobError
 from .base import ConfigError, Properties, Reject, with_event_time
 from .codecs import JsonDecoder, parse_schema

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..._lazy import pc  # imported when first used: see the module
 from ...errors import RowError
 
 

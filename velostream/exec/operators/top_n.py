@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..._lazy import pc  # imported when first used: see the module
 from .base import EVENT_TIME, INT64_MIN, HoldsRows, sort_indices, split_rows
 
 
