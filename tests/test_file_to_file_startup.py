@@ -1,0 +1,150 @@
+"""The start of ``velostream run`` for file to file jobs (docs/PERFORMANCE.md, "File to file
+start-up"): ``pyarrow.compute`` is imported only when a job calls one of its functions (25 ms of
+CPU otherwise), and the command keeps numpy's OpenBLAS from starting threads it never uses. Each
+check runs a fresh interpreter, as a user does, and each job's output is checked against DuckDB's.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import subprocess_env
+
+SQL = ("SELECT trader, symbol, COUNT(*) AS n, SUM(qty) AS total_qty, AVG(price) AS avg_price, "
+       "MIN(price) AS low FROM trades GROUP BY trader, symbol WINDOW TUMBLING (ts, INTERVAL '1' MINUTE)")
+DUCK_SQL = ("SELECT trader, symbol, COUNT(*) AS n, SUM(qty) AS total_qty, AVG(price) AS avg_price, "
+            "MIN(price) AS low FROM {src} GROUP BY trader, symbol, ts // 60000")
+
+# at exit of the job's process: whether pyarrow.compute was imported
+LIST_MODULES = ("import atexit, json, sys\n"
+                "atexit.register(lambda: print(json.dumps('pyarrow.compute' in sys.modules)))\n"
+                "sys.argv[0] = '-m'\n"  # as under python -m velostream, while the package loads
+                "import velostream\n"
+                "from velostream.cli import main\n"
+                "sys.exit(main())\n")
+
+
+def trades(rows: int, seed: int, symbols: list[str], nulls: bool) -> pa.Table:
+    """Seeded trades in time order: edge prices (some NULL if ``nulls``), quantities at the
+    int64 edges."""
+    rng = np.random.default_rng(seed)
+    price = rng.uniform(-1e6, 1e6, rows)
+    price[rng.random(rows) < 0.05] = 0.0
+    price[:4] = [1e300, -1e300, 5e-324, 100.0]
+    qty = rng.integers(-2**40, 2**40, rows)
+    qty[:3] = [0, 2**53, -2**53]
+    return pa.table({
+        "ts": pa.array(1_700_000_000_000 + np.arange(rows, dtype=np.int64) * 997),
+        "trader": pa.array(rng.choice(["T1", "T2", "T\u00e9"], rows)),
+        "symbol": pa.array(rng.choice(symbols, rows)),
+        "price": pa.array(price, mask=(rng.random(rows) < 0.1) if nulls else None),
+        "qty": pa.array(qty),
+    })
+
+
+def run_job(tmp_path: Path, table: pa.Table, out_fmt: str, partitions: int) -> tuple[bool, Path]:
+    """Runs the job through the CLI in a fresh process, over ``table`` as Parquet in row groups;
+    whether that process imported pyarrow.compute, and the output's path."""
+    src = tmp_path / "trades.parquet"
+    pq.write_table(table, src, row_group_size=700)
+    out = tmp_path / f"out_{partitions}.{out_fmt}"
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE STREAM out AS {SQL}\nWITH ('trades.type' = 'file_source', "
+                   f"'trades.path' = '{src}', 'out.type' = 'file_sink', 'out.path' = '{out}')\n")
+    p = subprocess.run([sys.executable, "-c", LIST_MODULES, "run", "-q", "--bounded",
+                        "--partitions", str(partitions), str(job)],
+                       capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1]), out
+
+
+def assert_same_as_duckdb(trades_table: pa.Table, out: Path, out_fmt: str) -> None:
+    src = f"read_parquet('{out}')" if out_fmt == "parquet" else f"read_json('{out}', format='newline_delimited')"
+    cols = "trader, symbol, n, total_qty, round(avg_price, 6), low"
+    got = duckdb.sql(f"SELECT {cols} FROM {src} ORDER BY ALL").fetchall()
+    want = duckdb.sql(f"SELECT {cols} FROM ({DUCK_SQL.format(src='trades_table')}) ORDER BY ALL").fetchall()
+    assert got == want and len(got) > 10
+
+
+def test_importing_velostream_does_not_import_pyarrow_compute():
+    p = subprocess.run([sys.executable, "-c", "import sys, velostream\n"
+                        "print('pyarrow.compute' in sys.modules)"],
+                       capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("out_fmt", ["parquet", "jsonl"])
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_a_parquet_job_runs_without_pyarrow_compute(tmp_path, out_fmt, partitions):
+    """Parquet without NULLs in, an aggregate out as Parquet or JSON lines (text needing no
+    escapes, like S3a's): the job calls no function of pyarrow.compute, so it is not imported."""
+    table = trades(5_000, seed=3, symbols=["A", "BB", "c\u00e9", "D d"], nulls=False)
+    imported, out = run_job(tmp_path, table, out_fmt, partitions)
+    assert not imported
+    assert_same_as_duckdb(table, out, out_fmt)
+
+
+@pytest.mark.parametrize("symbols, nulls", [
+    (["A", "BB", "c\u00e9", "D d"], True),  # NULL prices: the input's validity, through Arrow
+    (['e,"q"', "back\\slash", "tab\there", "plain"], False),  # the writer escapes text
+])
+@pytest.mark.parametrize("out_fmt", ["parquet", "jsonl"])
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_pyarrow_compute_is_imported_when_first_needed(tmp_path, symbols, nulls, out_fmt, partitions):
+    """NULLs in the input, or text with quotes, backslashes and a control character for the JSON
+    lines writer (on its own thread), need pyarrow.compute's functions: the first use imports
+    it, and the output is right."""
+    table = trades(5_000, seed=4, symbols=symbols, nulls=nulls)
+    imported, out = run_job(tmp_path, table, out_fmt, partitions)
+    assert imported == (nulls or out_fmt == "jsonl")
+    assert_same_as_duckdb(table, out, out_fmt)
+
+
+def test_lazy_module_behaves_as_the_module():
+    from velostream._lazy import LazyModule
+    import pyarrow.compute as pc
+    lazy = LazyModule("pyarrow.compute")
+    assert lazy.add is pc.add and lazy.CastOptions is pc.CastOptions
+    assert "add" in vars(lazy)  # copied: later look-ups are plain attribute reads
+    with pytest.raises(AttributeError):
+        lazy.no_such_function
+    assert lazy.sum(pa.array([1, None, 2])).as_py() == pc.sum(pa.array([1, None, 2])).as_py() == 3
+
+
+OPENBLAS = ("import os, sys, json\n"
+            "sys.argv[0] = {argv0!r}\n"
+            "import velostream, numpy\n"
+            "task = '/proc/self/task'\n"
+            "comm = lambda t: open(f'{{task}}/{{t}}/comm').read()\n"
+            "main = comm(os.getpid()) if os.path.isdir(task) else None\n"
+            "# OpenBLAS's threads carry the main thread's name (others, like jemalloc's, their own)\n"
+            "same = sum(comm(t) == main for t in os.listdir(task)) if main else None\n"
+            "print(json.dumps([same, os.environ.get('OPENBLAS_NUM_THREADS')]))\n")
+
+
+@pytest.mark.parametrize("argv0, user_value", [("-m", None), ("/venv/bin/velostream", None),
+                                               ("-m", "2"), ("prog.py", None)])
+def test_the_command_starts_no_blas_threads_and_leaves_the_environment_as_it_was(argv0, user_value):
+    """Under ``python -m velostream`` and the ``velostream`` command, numpy's OpenBLAS is loaded
+    with one thread (the main one); the variable that says so is gone again after the import, and
+    a value the user set is kept. A program importing velostream is left alone."""
+    env = subprocess_env()
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    if user_value is not None:
+        env["OPENBLAS_NUM_THREADS"] = user_value
+    p = subprocess.run([sys.executable, "-c", OPENBLAS.format(argv0=argv0)], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    threads, value = json.loads(p.stdout)
+    assert value == user_value
+    if argv0 != "prog.py" and user_value is None:
+        assert threads in (1, None)  # None: no /proc to count threads in (not Linux)
