@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ._core.window import running_max_before
 from .batch import Batch, Column, SqlType, StringDict, arrow_type_of, to_record_batches, type_of_arrow
-from .binding import SchemaMismatch, SourceBinder, conform, passthrough_types
+from .binding import SchemaMismatch, SourceBinder, conform, passthrough_by_bound
 from .errors import SqlError
 from .exec.operators.dedup import FirstSeen
 from .exec.columns import INT64_MIN, TIME_COL, WM_COL
@@ -176,34 +176,55 @@ class Engine:
         if getattr(self, "_partitions", None):
             self.watermark.track(*self._partitions)
         # what the operators produce, and what leaves: passthrough columns keep their input type.
-        # Each Arrow type is made once, and the output schema is the internal one unless a
-        # passthrough type differs: a select list can be 300,000 items (docs/SQL.md, "Limits").
+        # A select list can be 300,000 items (docs/SQL.md, "Limits"): each distinct bound item
+        # (they share few objects) is looked at once and the passes over the list are maps in C;
+        # the Arrow schemas are made when first asked for, or taken from the first output batch
+        # (``output_arrow``): Arrow makes a field per column, and once is enough.
         outs = self.plan.outputs
-        names = [n for n, _ in outs]
-        # each distinct SqlType object converted once, the passes over the list maps in C (a
-        # select list's items share few type objects; hashing one by value is a Python call)
-        sql_types = [b.type for _, b in outs]
-        ids = list(map(id, sql_types))
-        made: dict = {}
-        arrow_of = {k: made.get(t) or made.setdefault(t, arrow_type_of(t))
-                    for k, t in dict(zip(ids, sql_types)).items()}
-        types = list(map(arrow_of.__getitem__, ids))
-        self.internal_schema = pa.schema(list(zip(names, types)))
-        self._out_names = names
+        self._out_names = [n for n, _ in outs]
+        bounds = [b for _, b in outs]
+        ids = list(map(id, bounds))
+        distinct = dict(zip(ids, bounds))
+        made: dict = {}  # SqlType -> Arrow type (hashing a SqlType by value is a Python call)
+        internal = {k: made.get(b.type) or made.setdefault(b.type, arrow_type_of(b.type))
+                    for k, b in distinct.items()}
+        types = list(map(internal.__getitem__, ids))
+        self._internal_types = self._out_types = types
+        self._internal_schema = self._out_schema = None
         fixed = self.binder.fixed
-        self.out_schema, self._out_types = self.internal_schema, types
         if fixed is not None and not getattr(schemas.get(self.source), "open_schema", False):
-            kept = passthrough_types(self.plan, fixed)
-            if not _same_types(kept, types):
-                self._out_types = [t if k is None else k for t, k in zip(types, kept)]
-                self.out_schema = pa.schema(list(zip(names, self._out_types)))
-        self._cast_out = self.out_schema is not self.internal_schema
+            kept = passthrough_by_bound(self.plan, fixed, distinct)
+            differ = {k: t for k, t in kept.items() if t is not None and not t.equals(internal[k])}
+            if differ:
+                self._out_types = list(map({**internal, **differ}.__getitem__, ids))
+        self._cast_out = self._out_types is not types
         self._has_uint64 = fixed is not None and any(
             pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t) for t in fixed.types)
         self.pipeline = self.make_pipeline()
         from .exec.push_fast import group_step_for
-        self._fast = group_step_for(self)
+        # only an aggregate qualifies (push_fast.why_not); asking makes the output schema
+        self._fast = group_step_for(self) if self.plan.shape == "aggregate" else None
         self._fast_pipeline = self.pipeline
+
+    @property
+    def internal_schema(self) -> pa.Schema:
+        """The schema of what the operators produce (the engine's own types)."""
+        s = self._internal_schema
+        if s is None:
+            s = self._internal_schema = pa.schema(list(zip(self._out_names, self._internal_types)))
+            if not self._cast_out:
+                self._out_schema = s
+        return s
+
+    @property
+    def out_schema(self) -> pa.Schema:
+        """The schema of what leaves: passthrough columns in their input types."""
+        s = self._out_schema
+        if s is None:
+            if not self._cast_out:
+                return self.internal_schema
+            s = self._out_schema = pa.schema(list(zip(self._out_names, self._out_types)))
+        return s
 
     @property
     def fast_path(self) -> bool:
@@ -362,7 +383,7 @@ class Engine:
                     arr = made[id(c)] = c.to_arrow()
                     null_typed = null_typed or c.type.kind == "NULL"
                 arrays.append(arr)
-            same = not null_typed and _same_types(arrays, self._out_types, arrow=True)
+            same = not null_typed and _same_types(arrays, self._out_types)
         else:
             # A select list can be 300,000 items (docs/SQL.md, "Limits"): each pass over it is
             # a map in C, one Arrow array per distinct column, the types checked by Arrow
@@ -378,7 +399,14 @@ class Engine:
         elif same:
             # in the output schema object itself: nothing after compares its fields again
             # (two equal but distinct schemas cost Arrow a fingerprint of every field)
-            rb = pa.RecordBatch.from_arrays(arrays, schema=self.out_schema)
+            schema = self._out_schema
+            if schema is None:  # the first batch's schema, made by Arrow in C, is the output's
+                rb = pa.RecordBatch.from_arrays(arrays, names=names)
+                self._out_schema = schema = rb.schema
+                if not self._cast_out:
+                    self._internal_schema = schema
+            else:
+                rb = pa.RecordBatch.from_arrays(arrays, schema=schema)
         else:  # passthrough columns are conformed to the output schema later (_in_out_schema)
             rb = pa.RecordBatch.from_arrays(arrays, names=names)
         for k in keep:
@@ -423,7 +451,7 @@ class Engine:
         """The rows of ``b`` whose output row was never emitted before (SELECT DISTINCT)."""
         if self._distinct is None:
             self._distinct = FirstSeen()
-        return self._distinct.first_rows([b.columns[n] for n in self.out_schema.names], b.length)
+        return self._distinct.first_rows([b.columns[n] for n in self._out_names], b.length)
 
     def _sync_counters(self) -> None:
         p = self.pipeline
@@ -615,17 +643,11 @@ def _arrays_of_types(ids: list, arrays: dict, types: list) -> bool:
     return True
 
 
-def _same_types(got: list, want: list, arrow: bool = False) -> bool:
-    """Whether each of ``got`` (Arrow types, None for "as wanted"; with ``arrow``, Arrow arrays)
-    has the Arrow type at its place in ``want``. A select list can be 300,000 items of a few
-    distinct types and arrays: each distinct pair is compared once."""
-    if not arrow:  # types: each distinct pair once, the pairs found in C by identity
-        gids, wids = list(map(id, got)), list(map(id, want))
-        gobj, wobj = dict(zip(gids, got)), dict(zip(wids, want))
-        return all(g == w or gobj[g] is None or gobj[g].equals(wobj[w])
-                   for g, w in set(zip(gids, wids)))
+def _same_types(arrays: list, want: list) -> bool:
+    """Whether each of ``arrays`` (Arrow arrays, or None for "as wanted") has the Arrow type at
+    its place in ``want``; each distinct pair is compared once."""
     compared: dict = {}
-    for g, w in zip(got, want):
+    for g, w in zip(arrays, want):
         if g is None or g is w:
             continue
         key = (id(g), id(w))
