@@ -317,3 +317,73 @@ def test_a_row_by_row_plan_splits_only_batches_larger_than_inline_rows():
     first = small.result().to_arrow()
     assert first.equals(want.slice(0, first.num_rows))
     assert not any(w.started for w in small.exchange.workers)
+
+
+def _per_key(table: pa.Table, keys: list) -> dict:
+    out: dict = {}
+    for row in table.to_pylist():
+        out.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return out
+
+
+def _jittered(n: int, seed: int) -> pa.Table:
+    """make_table's records with event times moved back up to 3 minutes at random: some are
+    late for a 1-minute window with 30 s of allowed lateness, some not."""
+    from reference import make_table
+    table = make_table(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    ts = table.column("ts").to_numpy() - np.where(rng.random(n) < 0.05,
+                                                   rng.integers(0, 180_000, n), 0)
+    return table.set_column(table.column_names.index("ts"), "ts", pa.array(ts))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ks, ki, _WINDOW_END AS we, COUNT(*) AS n, SUM(xi) AS si, AVG(xf) AS af FROM t "
+    "GROUP BY ks, ki WINDOW TUMBLING (ts, INTERVAL '1' MINUTE) WITH ('allowed.lateness' = '30s')",
+    "SELECT ks, SUM(xi) AS si, MAX(xf) AS hi FROM t GROUP BY ks "
+    "WINDOW TUMBLING (ts, INTERVAL '1' MINUTE) EMIT CHANGES WITH ('allowed.lateness' = '30s')",
+    "SELECT ks, COUNT(*) AS n, SUM(xi) AS si, MIN(xf) AS lo FROM t GROUP BY ks",
+    "SELECT ks, xf, AVG(xf) OVER (ROWS WINDOW BUFFER 5 ROWS PARTITION BY ks ORDER BY ts) AS m FROM t",
+])
+@pytest.mark.parametrize("step_rows", [1, 3000, 1 << 30])
+def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows, monkeypatch):
+    """Batches read back to back are sent to the partitions as one step of about STEP_ROWS rows
+    (partition_threads.HashExchange._release): with every batch its own step, a few per step,
+    or all of them in one, the rows, their order per key and window end, and the late-record
+    count are those of one partition (the rows' watermark was stamped as they were read)."""
+    from reference import assert_rows_equal
+    from velostream.jobs import partition_threads
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", step_rows)
+    table = _jittered(30_000, seed=11)
+    rb = table.combine_chunks().to_batches()[0]
+    rng = np.random.default_rng(step_rows % 97)
+    batches, off = [], 0
+    while off < rb.num_rows:  # above INLINE_STEP_ROWS, so that every batch is routed
+        size = int(rng.integers(partition_threads.INLINE_STEP_ROWS + 1, 4000))
+        batches.append(rb.slice(off, size))
+        off += size
+    one = vs.Job(sql, {"t": batches}, partitions=1)
+    one.run()
+    want = one.result().to_arrow()
+    for n in (2, 4):
+        job = vs.Job(sql, {"t": batches}, partitions=n)
+        job.run()
+        got = job.result().to_arrow()
+        assert got.num_rows == want.num_rows > 0
+        assert_rows_equal(got.to_pylist(), want.to_pylist())
+        assert job.stats.records_late == one.stats.records_late
+        keys = ["ks", "ki"] if "ki" in got.column_names else ["ks"]
+        for key, rows in _per_key(got, keys).items():  # each key's rows in its input's order
+            assert_rows_equal(rows, _per_key(want, keys)[key], ordered=True)
+        if "we" in got.column_names:  # EMIT FINAL: in window-end order
+            ends = got.column("we").to_numpy()
+            assert (np.diff(ends) >= 0).all()
+        steps = job.exchange.seq
+        if step_rows == 1:
+            assert steps >= len(batches)
+        elif step_rows > rb.num_rows:
+            assert steps <= 2  # everything in one step, then the end of input
+        else:
+            assert steps < len(batches)
+    if "allowed.lateness" in sql and "EMIT CHANGES" not in sql:
+        assert one.stats.records_late > 0  # the case the test is about

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._core.route import select_rows, take_rows
-from ..batch import Batch, Column, SqlType, _take_strings
+from ..batch import Batch, Column, SqlType, _take_strings, concat_batches
 from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, SEQ_COL
 from ..exec.pipeline import Pipeline
@@ -63,13 +63,33 @@ INLINE_ROWS = 1 << 17
 INLINE_STEP_ROWS = 1024
 
 
+# Batches read back to back are sent to the partitions as one step of at least this many rows:
+# a step costs each partition a fixed ~1 ms of Python (the pipeline's calls, window emission, its
+# rows to Arrow) and the job's thread the merge of their rows, and two partitions' Python takes
+# turns at the GIL. S3a at 2 partitions with 65,536-row batches: 117 ms one step per batch, ~80 ms
+# in steps of 262,144 rows (V1: 80 ms). A step waits for more rows only while more are read
+# without waiting: when the reader has nothing, the job drains (drain(block=True)), which sends
+# what is held (docs/ARCHITECTURE.md "Exchanges").
+STEP_ROWS = 1 << 18
+
+
 @dataclass
 class _Step:
     seq: int
-    batch: Optional[Batch]
+    batch: object  # a Batch, a Routed batch, None, or a list of them (batches held together)
     watermark: Optional[int]
     flush: bool = False
-    arrow: Optional[pa.RecordBatch] = None  # the input batch, when ``batch`` has all its rows
+    arrow: object = None  # the input batch when ``batch`` has all its rows (a list likewise)
+
+
+@dataclass
+class _Held:
+    """One batch routed but not yet sent: each partition's part and Arrow input, and when it
+    arrived and the job's watermark after it."""
+    parts: list
+    arrows: list
+    arrived: float
+    watermark: Optional[int]
 
 
 class _Partition(threading.Thread):
@@ -120,18 +140,25 @@ class _Partition(threading.Thread):
     def _step(self, step: "_Step") -> tuple:
         pipeline = self.pipeline
         out = []
-        batch = step.batch
-        fast = None
-        if self.fast is not None and step.arrow is not None:
-            fast = self._compiled(batch, step.arrow)
-        if fast is not None:  # one compiled call; its rows are Arrow already
-            self.records += fast[0]
-            out += fast[1]
-        elif batch is not None:
-            if isinstance(batch, Routed):
-                batch = batch.rows_for(self.index, self.own_strings)
-            self.records += batch.length
-            out += pipeline.process(batch)
+        # a step holds one input batch, or several read back to back (HashExchange.send, STEP_ROWS)
+        pieces = step.batch if isinstance(step.batch, list) else [step.batch]
+        arrows = step.arrow if isinstance(step.arrow, list) else [step.arrow]
+        rows = []  # this partition's rows of consecutive pieces for the general path, in order
+        for batch, arrow in zip(pieces, arrows):
+            fast = None
+            if self.fast is not None and arrow is not None:
+                fast = self._compiled(batch, arrow)
+            if fast is not None:  # one compiled call; its rows are Arrow already
+                if rows:
+                    out += self._process(rows)
+                    rows = []
+                self.records += fast[0]
+                out += fast[1]
+            elif batch is not None:
+                rows.append(batch.rows_for(self.index, self.own_strings)
+                            if isinstance(batch, Routed) else batch)
+        if rows:
+            out += self._process(rows)
         if step.watermark is not None:
             out += pipeline.advance(step.watermark)
         if step.flush:
@@ -144,6 +171,13 @@ class _Partition(threading.Thread):
             dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
                     for reason, rows in dead]
         return out, pipeline.late_records, dead
+
+    def _process(self, batches: list) -> list:
+        """The general path over this partition's rows of one or more pieces, as one batch: the
+        pipeline's per-call cost is paid once per step, not once per piece."""
+        batch = batches[0] if len(batches) == 1 else concat_batches(batches)
+        self.records += batch.length
+        return self.pipeline.process(batch)
 
     def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
         """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
@@ -189,10 +223,15 @@ class HashExchange:
         self.max_depth = [0] * self.n
         self.done = False
         self.inline = False  # a row-by-row plan: small batches run in this thread (INLINE_ROWS)
+        self.held: list[_Held] = []  # batches routed but not yet sent (STEP_ROWS)
+        self.held_rows = 0
 
     # -- steps ------------------------------------------------------------------------------
     def send(self, rb: pa.RecordBatch, arrived: float) -> None:
         job, eng = self.job, self.engine
+        if self.inline and eng.plan is self.plan is not None and rb.num_rows <= INLINE_ROWS:
+            self._push_inline(rb, arrived)
+            return
         t0 = time.perf_counter()
         batch = eng.prepare(rb)
         if self.plan is not None and eng.plan is not self.plan:
@@ -210,7 +249,6 @@ class HashExchange:
             batch, parts = self._route(batch)
         job.stats.time_routing_s += time.perf_counter() - t0
         wm = eng.watermark.current if eng.plan.window is not None else None
-        self.arrivals[self.seq] = (arrived, wm, False)
         # the input as it arrived, for partitions that run the compiled step on it
         whole = rb if batch.length == rb.num_rows else None
         job.stats.batches += 1
@@ -219,16 +257,52 @@ class HashExchange:
         # only a partition given the whole batch (or its rows of a routed one) may run the
         # compiled step on the Arrow input: with ``single`` routing or slices, a partition given
         # nothing must process nothing (else a global changelog comes out N times)
-        steps = [_Step(self.seq, part, wm, arrow=whole if part is batch or isinstance(part, Routed)
-                       else None) for part in parts]
+        arrows = [whole if part is batch or isinstance(part, Routed) else None for part in parts]
         if batch.length <= (INLINE_ROWS if self.inline else INLINE_STEP_ROWS):
-            self._run_inline(steps)
+            self._release()  # the steps held so far go first
+            self.arrivals[self.seq] = (arrived, wm, False)
+            self._run_inline([_Step(self.seq, part, wm, arrow=arrow)
+                              for part, arrow in zip(parts, arrows)])
             return
+        self.held.append(_Held(parts, arrows, arrived, wm))
+        self.held_rows += batch.length
+        if self.held_rows >= STEP_ROWS:
+            self._release()
+        self.drain(block=False)
+
+    def _push_inline(self, rb: pa.RecordBatch, arrived: float) -> None:
+        """A row-by-row plan's batch the threads would not take (INLINE_ROWS): the plan keeps no
+        state, so the job's own engine runs it, exactly as at one partition (its compiled paths
+        included), once the steps before it are delivered."""
+        job, eng = self.job, self.engine
+        self.drain(block=True)
+        t0 = time.perf_counter()
+        r = eng.push(eng.source, rb)
+        job.stats.time_processing_s += time.perf_counter() - t0
+        job.stats.records_read += rb.num_rows
+        job.stats.batches += 1
+        self.workers[0].records += rb.num_rows
+        job._deliver(r, arrived)
+        if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
+            self.done = True
+
+    def _release(self) -> None:
+        """The batches held since the last step, as one step to every partition (STEP_ROWS)."""
+        held = self.held
+        if not held:
+            return
+        self.held, self.held_rows = [], 0
+        wm = held[-1].watermark  # the watermark never goes back: the last is the step's
+        self.arrivals[self.seq] = (held[0].arrived, wm, False)
         for i, w in enumerate(self.workers):
-            self._put(w, steps[i])
+            if len(held) == 1:
+                step = _Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i])
+            else:
+                step = _Step(self.seq, [h.parts[i] for h in held], wm,
+                             arrow=[h.arrows[i] for h in held])
+            self._put(w, step)
             self.max_depth[i] = max(self.max_depth[i], w.inbox.qsize())
         self.seq += 1
-        self.drain(block=False)
 
     def _start(self) -> None:
         eng = self.engine
@@ -279,6 +353,10 @@ class HashExchange:
             self.done = True
 
     def drain(self, block: bool = False) -> None:
+        """Deliver the rows of finished steps; ``block``: first send what is held, then wait
+        for every step in flight."""
+        if block:
+            self._release()
         while self.next_seq < self.seq:
             try:
                 item = self.results.get(block=block, timeout=0.05 if block else None)
@@ -306,6 +384,7 @@ class HashExchange:
     def finish(self) -> None:
         stats = self.job.stats
         if self.plan is not None:
+            self._release()
             wm = self.engine.watermark.current if self.engine.plan.window is not None else None
             self.arrivals[self.seq] = (time.perf_counter(), wm, True)
             if not any(w.started for w in self.workers):  # every step so far ran inline
