@@ -166,7 +166,13 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
              "'it''s'", "'two\nlines'", "NULL", "true", "FALSE", "x", "X", "_key", "_TIMESTAMP",
              "\"Quoted\"", "t.x", "-1", "x + 1", "f(x)", "CAST(x AS INT)", "(x)", "x::INT",
              "/* c */ x", "x -- c\n", "INTERVAL '1' MINUTE", "5s", "é", "timestamp", "名前",
-             "'😀'", "x😀", "a\u00a0"]
+             "'😀'", "x😀", "a\u00a0",
+             # column +/- integer [AS alias] (read in bulk in a select list) and near misses
+             "x + 1 AS y", "x - 22 as Yy", "x+1", "x -\t3 AS z", "_TIMESTAMP - 5 AS t",
+             "x + 1 AS select", "x + 1 y", "x + 1\nAS y", "x\n+ 1", "x + 1 * 2", "x + 1.5",
+             "x - -1", "x + 1 AS é", "now + 1", "NULL + 1", "x + 007 AS \"Q\"", "x + 1 ASC",
+             "x + 1 AS\ty", "x + 1 AS y z", "x --1", "x + 1 AS 2y", "x + 1AS y",
+             "x + 99999999999999999999 AS big", "x + 1 /* c */ AS y", "now", "x + 1 AS yé"]
     seps = [", ", ",", " , ", ",\n", ",\r\n", ",\r", ",\t", ", /* c */ ", ",  \n\n  ", ",\u00a0",
             "\u2003,\u00a0\n", ",\u2028"]
 

@@ -499,6 +499,61 @@ def new_binary(type cls, str op, left, right, tuple at):
     return obj
 
 
+cdef inline object binary_node(type cls, str op, object left, object right, tuple at):
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "op", op)
+    PyObject_GenericSetAttr(obj, "left", left)
+    PyObject_GenericSetAttr(obj, "right", right)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+cdef inline object aliased_item_node(type cls, object expr, object alias, tuple at):
+    """``cls(expr, alias, pos=at)`` (ast.SelectItem)."""
+    obj = new_node(cls)
+    PyObject_GenericSetAttr(obj, "expr", expr)
+    PyObject_GenericSetAttr(obj, "alias", alias)
+    PyObject_GenericSetAttr(obj, "pos", at)
+    return obj
+
+
+cdef inline Py_ssize_t skip_blanks(int kind, const void* data, Py_ssize_t i, Py_ssize_t n,
+                                   bint line_breaks) noexcept:
+    """The first code point at or after ``i`` that is not a blank (spaces and tabs only, or any
+    whitespace with ``line_breaks``)."""
+    cdef uint32_t c
+    while i < n:
+        c = read_cp(kind, data, i)
+        if not (c == 32 or c == 9 or (line_breaks and is_space(c))):
+            break
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t digits_end(int kind, const void* data, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """The end of the integer of at most 18 digits at ``i`` that the lexer reads as one INT token
+    (no word character, '.' or character outside ASCII right after it), or -1."""
+    cdef Py_ssize_t j = i
+    cdef uint32_t q
+    while j < n and j - i <= 18:
+        q = read_cp(kind, data, j)
+        if q >= 128 or not DIGIT[q]:
+            break
+        j += 1
+    q = at_or_0(kind, data, j, n)
+    if j == i or j - i > 18 or q >= 128 or WORDCH[q] or q == 46:
+        return -1
+    return j
+
+
+cdef inline long long digits_value(int kind, const void* data, Py_ssize_t i, Py_ssize_t j) noexcept:
+    cdef long long v = 0
+    while i < j:
+        v = v * 10 + <long long> (read_cp(kind, data, i) - 48)
+        i += 1
+    return v
+
+
 def new_column(type cls, str name, tuple at):
     """``cls(name, None, False, pos=at)`` (ast.Column, unqualified, unquoted)."""
     return column_node(cls, name, at)
@@ -519,7 +574,8 @@ def new_select_item(type cls, expr, alias, tuple at):
 
 
 def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, bint select,
-               type column, type literal, type select_item, reserved, system, list out):
+               type column, type literal, type select_item, reserved, system, list out,
+               type binary=None):
     """A run of simple list items from offset ``pos`` (on ``line``, starting at ``line_start``),
     each followed by a comma: the parser's ``simple_items`` in C. Appends to ``out`` their syntax
     tree nodes (``column`` / ``literal`` instances, in ``select_item`` ones with ``select``),
@@ -528,18 +584,25 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
     ``reserved`` other than those ends the run). In a select list the repeats of a column name
     in the run share one column node, the first (a generated select list repeats a few columns
     hundreds of thousands of times; each select item keeps its own position, and an error about
-    the column is at its first place, as when it is read token by token). Stops before the
-    first item it cannot decide
+    the column is at its first place, as when it is read token by token). With ``binary`` (the
+    ``BinaryOp`` class), a select list's items also include ``column + integer`` and ``column -
+    integer`` with ``AS alias`` or none (the commonest computed item of a generated select
+    list): the column, operator and integer on one line, the alias a plain word outside
+    ``reserved``; each such item has its own nodes, as the token-by-token path makes them.
+    Stops before the first item it cannot decide
     (a float, a longer integer, a character outside ASCII, an item without a comma after it),
-    which the caller reads with its regular expression. Returns ``(count, end, line,
-    line_start)``: ``end`` is just after the last comma's blanks, on ``line``."""
+    which the caller reads with its regular expression. Returns ``(tokens, end, line,
+    line_start)``: the tokens the run spans (commas included); ``end`` is just after the last
+    comma's blanks, on ``line``."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(sql)
     cdef int kind = PyUnicode_KIND(sql)
     cdef const void* data = PyUnicode_DATA(sql)
-    cdef Py_ssize_t i = pos, j, k, start, count = 0
+    cdef Py_ssize_t i = pos, j, k, start, tokens = 0
+    cdef Py_ssize_t op_at = 0, int_at = 0, int_end = 0, alias_at = -1, alias_end = -1
     cdef uint32_t c, q
     cdef long long v
-    cdef int doubled, what
+    cdef int doubled = 0, what
+    cdef bint shifted, shifts = select and binary is not None
     cdef dict words = {}  # word -> (0, column name) / (1, value, type) / (2,): ends the run
     while i < n:
         start = i
@@ -547,14 +610,8 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
         if c >= 128:
             break
         if DIGIT[c]:
-            j = i
-            while j < n and j - i <= 18:
-                q = read_cp(kind, data, j)
-                if q >= 128 or not DIGIT[q]:
-                    break
-                j += 1
-            q = at_or_0(kind, data, j, n)
-            if j - i > 18 or q >= 128 or WORDCH[q] or q == 46:
+            j = digits_end(kind, data, i, n)
+            if j < 0:
                 break
             what = 0
         elif c == 39:
@@ -591,18 +648,55 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
         k = j
         while k < n and is_space(read_cp(kind, data, k)):
             k += 1
-        if k >= n or read_cp(kind, data, k) != 44:
+        if k >= n:
             break
+        shifted = False
+        if read_cp(kind, data, k) != 44:
+            # ``column + integer [AS alias]``: the column, operator and integer on one line (so
+            # the integer's position is on the item's line), no comment between them
+            if not shifts or what != 2:
+                break
+            op_at = skip_blanks(kind, data, j, n, False)
+            q = at_or_0(kind, data, op_at, n)
+            if q != 43 and q != 45:  # + -
+                break
+            int_at = skip_blanks(kind, data, op_at + 1, n, False)
+            if not DIGIT[at_or_0(kind, data, int_at, n)]:  # (also ends at -- and ->)
+                break
+            int_end = digits_end(kind, data, int_at, n)
+            if int_end < 0:
+                break
+            k = skip_blanks(kind, data, int_end, n, True)
+            alias_at = alias_end = -1
+            q = at_or_0(kind, data, k, n)
+            if q == 65 or q == 97:  # AS alias
+                q = at_or_0(kind, data, k + 1, n)
+                if not (q == 83 or q == 115):
+                    break
+                alias_at = skip_blanks(kind, data, k + 2, n, True)
+                if alias_at == k + 2:
+                    break
+                q = at_or_0(kind, data, alias_at, n)
+                if q == 0 or q >= 128 or not WORDCH[q] or DIGIT[q]:
+                    break
+                alias_end = alias_at + 1
+                while alias_end < n:
+                    q = read_cp(kind, data, alias_end)
+                    if q >= 128 or not WORDCH[q]:
+                        break
+                    alias_end += 1
+                if alias_end < n and read_cp(kind, data, alias_end) >= 128:
+                    break
+                k = skip_blanks(kind, data, alias_end, n, True)
+            if at_or_0(kind, data, k, n) != 44:
+                break
+            shifted = True
         k += 1
         while k < n and is_space(read_cp(kind, data, k)):
             k += 1
         at = (line, start - line_start + 1)
         if what == 0:
-            v = 0
-            while i < j:
-                v = v * 10 + <long long> (read_cp(kind, data, i) - 48)
-                i += 1
-            e = literal_node(literal, v, "INTEGER", at)
+            e = literal_node(literal, digits_value(kind, data, i, j), "INTEGER", at)
         elif what == 1:
             value = PyUnicode_Substring(sql, start + 1, j - 1)
             if doubled:
@@ -625,6 +719,26 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
                 words[text] = rec
             if rec[0] == 2:
                 break
+            if shifted:
+                if rec[0] != 0 or rec[1] == "now" or rec[1] == "current_timestamp":
+                    break  # NULL + 1, NOW + 1 (a call): the usual path
+                alias = None
+                if alias_at >= 0:
+                    alias = PyUnicode_Substring(sql, alias_at, alias_end)
+                    if alias.upper() in reserved:  # the usual path says why
+                        break
+                    alias = alias.lower()
+                e = binary_node(binary, "+" if read_cp(kind, data, op_at) == 43 else "-",
+                                column_node(column, rec[1], at),
+                                literal_node(literal, digits_value(kind, data, int_at, int_end),
+                                             "INTEGER", (line, int_at - line_start + 1)), at)
+                out.append(aliased_item_node(select_item, e, alias, at))
+                tokens += 6 if alias is not None else 4
+                i = start
+                while i < k:  # line breaks after the integer and the blanks
+                    count_break(kind, data, i, n, &line, &line_start)
+                    i += 1
+                continue
             if rec[0] == 0:
                 if select and len(rec) == 3:  # the column's node in this run, shared
                     e = rec[2]
@@ -635,9 +749,9 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
             else:
                 e = literal_node(literal, rec[1], rec[2], at)
         out.append(item_node(select_item, e, at) if select else e)
+        tokens += 2
         i = start
         while i < k:  # line breaks in the item (a string) and the blanks
             count_break(kind, data, i, n, &line, &line_start)
             i += 1
-        count += 1
-    return count, i, line, line_start
+    return tokens, i, line, line_start

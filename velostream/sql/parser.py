@@ -1164,9 +1164,14 @@ class _Parser:
         operator, a comment, a reserved word, a number out of range) ends the run, and the
         usual parsing goes on from there. With ``select``, items are select items (no alias),
         and the repeats of a column name in the run share its first node (each item keeps its
-        own position)."""
+        own position); ``column + integer [AS alias]`` and ``column - integer [AS alias]`` are
+        read too (a generated select list's commonest computed item), each with its own
+        nodes."""
         tok = self.tok
-        if tok.kind not in _RUN_KINDS or not self.is_punct(self.peek(), ","):
+        nxt = self.peek()
+        if tok.kind not in _RUN_KINDS or not (
+                self.is_punct(nxt, ",") or (select and tok.kind == WORD and nxt.kind == OP
+                                            and (nxt.value == "+" or nxt.value == "-"))):
             return
         sql = self.sql
         at = tok.offset
@@ -1184,9 +1189,13 @@ class _Parser:
         literal, column, select_item = ast.Literal, ast.Column, ast.SelectItem
         reserved, system = RESERVED, SYSTEM_COLUMNS
         end = at
+        tokens = 0  # the run's tokens, commas included
+        binary = ast.BinaryOp if select else None  # column + integer items, in a select list
         while True:
-            _, end, line, line_start = scan(sql, end, line, line_start, select, column, literal,
-                                            select_item, reserved, system, found)
+            spanned, end, line, line_start = scan(sql, end, line, line_start, select, column,
+                                                  literal, select_item, reserved, system, found,
+                                                  binary)
+            tokens += spanned
             m = match(sql, end)
             if m is None:
                 break
@@ -1228,6 +1237,7 @@ class _Parser:
                 append(item)
             else:
                 append(e)
+            tokens += 2
             end = m.end()
             whole = m.group()
             if "\n" in whole or "\r" in whole:  # lines end at \r\n, \r or \n (as in the lexer)
@@ -1235,7 +1245,7 @@ class _Parser:
                 line_start = start + max(whole.rfind("\n"), whole.rfind("\r")) + 1
         if found:
             items.extend(found)
-            self._restart(end, line, line_start, 2 * len(found))
+            self._restart(end, line, line_start, tokens)
 
     def unary(self) -> ast.Expr:
         tok = self.tok
