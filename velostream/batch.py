@@ -215,7 +215,7 @@ class Column:
             return
         valid = None
         if arr.null_count:
-            valid = arr.is_valid().to_numpy(zero_copy_only=False)
+            valid = _valid_of(arr)
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
         if kind == "DECIMAL":
@@ -227,8 +227,8 @@ class Column:
             valid = np.zeros(len(arr), dtype=bool)
         else:
             if valid is not None:
-                arr = arr.fill_null(False if kind == "BOOL" else 0)
-            values = arr.to_numpy(zero_copy_only=False)
+                arr = arr.fill_null(_zero_of(arr.type))
+            values = _numbers_of(arr)
             dtype = self.type.numpy_dtype
             if values.dtype != dtype:
                 values = values.astype(dtype)
@@ -300,8 +300,10 @@ class Column:
             return _scaled_to_decimal(self._values, mask, self.type)
         if kind == "NULL":
             return pa.nulls(len(self._values))
-        return pa.array(self._values, type=_ARROW_TYPES.get(self.type) or arrow_type_of(self.type),
-                        mask=mask)
+        t = _ARROW_TYPES.get(self.type) or arrow_type_of(self.type)
+        if self._values.dtype == _BUFFER_DTYPES.get(t):
+            return numpy_to_arrow(self._values, self._valid, t)
+        return pa.array(self._values, type=t, mask=mask)
 
     def to_pylist(self) -> list:
         return self.to_arrow().to_pylist()
@@ -321,6 +323,131 @@ class Column:
 # as ``string``, not ``large_string`` or a dictionary, which it converts)
 _PLAIN_ARRAYS = frozenset({pa.Int64Array, pa.DoubleArray, pa.BooleanArray, pa.StringArray,
                            pa.Decimal128Array, pa.NullArray})
+
+
+# The numpy dtype of each Arrow type ``numpy_to_arrow`` makes from its buffers
+_BUFFER_DTYPES = {pa.int64(): np.dtype(np.int64), pa.float64(): np.dtype(np.float64),
+                  pa.bool_(): np.dtype(np.bool_)}
+
+
+def numpy_to_arrow(values: np.ndarray, valid: Optional[np.ndarray], t: pa.DataType) -> pa.Array:
+    """``pa.array(values, t, mask=~valid)`` for a 1-D int64, float64 or bool ``values`` of
+    ``t``'s dtype (``_BUFFER_DTYPES``), made from its buffers (zero-copy for numbers). pyarrow's
+    own conversion first looks for pandas, which imports it: a tenth of a second of a fresh
+    process's first query that never sees pandas data."""
+    n = len(values)
+    if t == _BOOL_ARROW:
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values))
+    if valid is None:
+        return pa.Array.from_buffers(t, n, [None, data], null_count=0)
+    bits = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(t, n, [bits, data], null_count=n - int(np.count_nonzero(valid)))
+
+
+_BOOL_ARROW = pa.bool_()
+
+
+def _numbers_of(arr: pa.Array) -> np.ndarray:
+    """``arr.to_numpy(zero_copy_only=False)`` for a number or bool array without NULLs, read
+    from its buffers where it can be (Arrow's conversion to numpy looks for pandas first:
+    ``numpy_to_arrow``); a number array's values are not copied."""
+    t = arr.type
+    n, offset = len(arr), arr.offset
+    if t == _BOOL_ARROW and n:
+        bits = np.unpackbits(np.frombuffer(arr.buffers()[1], dtype=np.uint8), count=offset + n,
+                             bitorder="little")
+        return bits[offset:].view(bool)
+    dtype = _NUMPY_OF_ARROW.get(t)
+    data = arr.buffers()[1] if dtype is not None else None
+    if data is None:
+        return arr.to_numpy(zero_copy_only=False)
+    return np.frombuffer(data, dtype=dtype)[offset:offset + n]
+
+
+_NUMPY_OF_ARROW = {pa.int8(): np.dtype(np.int8), pa.int16(): np.dtype(np.int16),
+                   pa.int32(): np.dtype(np.int32), pa.int64(): np.dtype(np.int64),
+                   pa.uint8(): np.dtype(np.uint8), pa.uint16(): np.dtype(np.uint16),
+                   pa.uint32(): np.dtype(np.uint32), pa.uint64(): np.dtype(np.uint64),
+                   pa.float32(): np.dtype(np.float32), pa.float64(): np.dtype(np.float64)}
+
+
+def _valid_of(arr: pa.Array) -> np.ndarray:
+    """``arr.is_valid()`` as a numpy bool array: for a plain (not dictionary, not null-typed)
+    array, unpacked from its validity bitmap, since converting Arrow's bool array to numpy
+    looks for pandas (``numpy_to_arrow``)."""
+    bitmap = arr.buffers()[0]
+    t = arr.type
+    if bitmap is None or pa.types.is_dictionary(t) or pa.types.is_null(t):
+        return arr.is_valid().to_numpy(zero_copy_only=False)
+    n, offset = len(arr), arr.offset
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=offset + n, bitorder="little")
+    return bits[offset:].view(bool)
+_ZEROS: dict = {}
+
+
+def _zero_of(t: pa.DataType) -> pa.Scalar:
+    """0 (False) as a scalar of the number (bool) type ``t``, made without pyarrow's look for
+    pandas (``numpy_to_arrow``): what a column's NULL rows hold once converted to numpy."""
+    zero = _ZEROS.get(t)
+    if zero is None:
+        if t == _BOOL_ARROW:
+            zero = numpy_to_arrow(np.zeros(1, dtype=bool), None, t)[0]
+        else:
+            zero = numpy_to_arrow(np.zeros(1, dtype=np.int64), None, pa.int64()).cast(t)[0]
+        zero = _ZEROS[t] = zero
+    return zero
+
+
+def list_to_arrow(values: list, t: Optional[pa.DataType] = None) -> pa.Array:
+    """``pa.array(values, t)`` for a list of Python ints, floats, bools or strings (one kind,
+    with Nones), without pyarrow's look for pandas (``numpy_to_arrow``); anything else, and
+    anything these would convert otherwise than pyarrow (an int beyond BIGINT, a string that
+    is not UTF-8), goes to ``pa.array``."""
+    kinds = set(map(type, values))
+    nulls = type(None) in kinds
+    kinds.discard(type(None))
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        want = _LIST_KINDS.get(kind)
+        if want is not None and (t is None or t == want):
+            try:
+                return _list_of_kind(values, kind, want, nulls)
+            except (OverflowError, UnicodeError, ValueError, TypeError):
+                pass  # pyarrow's conversion: its own answer or error
+    return pa.array(values, t)
+
+
+_LIST_KINDS = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def _list_of_kind(values: list, kind: type, t: pa.DataType, nulls: bool) -> pa.Array:
+    import operator
+    n = len(values)
+    valid = None
+    if nulls:
+        valid = np.fromiter(map(operator.is_not, values, [None] * n), dtype=bool, count=n)
+    if kind is str:
+        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+        if offsets[-1] > np.iinfo(np.int32).max:
+            raise ValueError("over 2 GiB of text: pyarrow's conversion splits it")
+        bits = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        return pa.Array.from_buffers(
+            t, n, [bits, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))],
+            null_count=0 if valid is None else n - int(np.count_nonzero(valid)))
+    dtype = _BUFFER_DTYPES[t]
+    if valid is None:
+        data = np.array(values, dtype=dtype)
+    else:
+        filled = np.array(values, dtype=object)
+        filled[~valid] = kind()
+        data = filled.astype(dtype)
+    if kind is int and data.dtype.kind != "i":
+        raise OverflowError("not an int64")
+    return numpy_to_arrow(data, valid, t)
 
 
 def _take_strings(arr, idx: np.ndarray) -> pa.Array:
@@ -609,7 +736,7 @@ def _dict_to_batch(data: dict) -> pa.RecordBatch:
         elif isinstance(v, np.ndarray) and v.dtype.kind == "M":
             arrays[k] = pa.array(v.astype("datetime64[ms]"))
         else:
-            arrays[k] = pa.array(list(v) if not isinstance(v, list) else v)
+            arrays[k] = list_to_arrow(list(v) if not isinstance(v, list) else v)
     return pa.RecordBatch.from_pydict(arrays)
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .._lazy import pc  # imported when first used: see the module
 from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
-                     SqlType, StringDict, text_to_epoch_ms)
+                     SqlType, StringDict, list_to_arrow, numpy_to_arrow, text_to_epoch_ms)
 from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest
 from ..sql import ast
 from ..sql.function_names import AGGREGATES
@@ -452,7 +452,7 @@ def _constant_runs(outputs: list) -> list:
     runs = []
     for (t, null), (positions, values) in groups.items():
         arrow_type = pa.null() if t.kind == "NULL" else _BULK_CONSTANT_KINDS[t.kind]
-        arr = pa.nulls(len(values), arrow_type) if null else pa.array(values, arrow_type)
+        arr = pa.nulls(len(values), arrow_type) if null else list_to_arrow(values, arrow_type)
         runs.append((positions, t, arr))
     return runs
 
@@ -476,6 +476,21 @@ def _shifted_runs(outputs: list) -> list:
             g[1].append(k.value)
     return [(positions, name, op, t, np.asarray(values, dtype=t.numpy_dtype))
             for (name, op, t), (positions, values) in groups.items() if len(positions) > 1]
+
+
+_INT64_ARROW = pa.int64()
+_ARROW_OF_KIND = {"INT64": pa.int64(), "FLOAT64": pa.float64()}
+
+
+def _column(t: SqlType, values, valid, arrow, strings) -> Column:
+    """``Column(t, values, valid, arrow, strings)`` for a ``valid`` already None when all rows
+    are valid (the check is a numpy call; a select list makes 100,000s of these)."""
+    c = _new_column(Column)
+    c.type, c._values, c._valid, c.arrow, c.strings = t, values, valid, arrow, strings
+    return c
+
+
+_new_column = object.__new__
 
 
 def _shifted(column: "Column", op: str, t: SqlType, consts: np.ndarray) -> Optional[np.ndarray]:
@@ -581,16 +596,26 @@ class Evaluator:
         vals = [None if r is None else cols[r] for r in refs]
         strings = self.strings
         for positions, t, values in constants if n else ():
-            piece = values.take(pa.array(np.repeat(np.arange(len(values)), n))).slice
+            repeat = np.repeat(np.arange(len(values), dtype=np.int64), n)
+            piece = values.take(numpy_to_arrow(repeat, None, _INT64_ARROW)).slice
             for i, lo in zip(positions, range(0, len(positions) * n, n)):
-                vals[i] = Column(t, None, None, piece(lo, n), strings)
+                vals[i] = _column(t, None, None, piece(lo, n), strings)
         for positions, name, op, t, consts in shifted if n else ():
             col = cols[name]
             rows = _shifted(col, op, t, consts)
             if rows is not None:
+                # each item both ways: its row of the 2-D result, and a slice of one Arrow array
+                # of them all (what leaves: one conversion, not one per item)
                 valid = col.valid
+                if rows.dtype != t.numpy_dtype:  # (never: numpy keeps the column's dtype)
+                    for j, i in enumerate(positions):
+                        vals[i] = Column(t, rows[j], valid, strings=strings)
+                    continue
+                whole = numpy_to_arrow(rows.reshape(-1), None if valid is None else
+                                       np.tile(valid, len(positions)), _ARROW_OF_KIND[t.kind])
+                piece = whole.slice
                 for j, i in enumerate(positions):
-                    vals[i] = Column(t, rows[j], valid, strings=strings)
+                    vals[i] = _column(t, rows[j], valid, piece(j * n, n), strings)
         for i in computed:
             if vals[i] is None:
                 vals[i] = self.column(outputs[i][1], batch)

@@ -13,34 +13,8 @@ import pyarrow as pa
 from ..batch import to_record_batches
 
 
-class _Remembered(type(Protocol)):
-    """A protocol whose ``isinstance`` answer for velostream's own connector classes is
-    remembered per class. typing's check looks up every member of the protocol on every call
-    (~20 µs in Python 3.11), and a job asks a dozen of them as it starts: half the fixed cost
-    of a small ``vs.query`` at 2 partitions. velostream's classes set the same members on every
-    instance, and built-in ones (a list of batches) cannot gain any, so one instance answers for
-    its class; a user's class, or one that forwards attribute lookups, is
-    checked each time (its instances may differ)."""
-
-    def __instancecheck__(cls, obj) -> bool:
-        key = (cls, type(obj))
-        known = _REMEMBERED.get(key)
-        if known is not None:
-            return known
-        answer = super().__instancecheck__(obj)
-        t = type(obj)
-        # (a wrapper that forwards attributes, coordinator's _Guarded, answers for what it wraps)
-        if ((t.__module__ == "builtins" and not hasattr(obj, "__dict__"))
-                or t.__module__.startswith("velostream.")) and getattr(t, "__getattr__", None) is None:
-            _REMEMBERED[key] = answer
-        return answer
-
-
-_REMEMBERED: dict = {}
-
-
 @runtime_checkable
-class Reader(Protocol, metaclass=_Remembered):
+class Reader(Protocol):
     def read(self) -> Optional[pa.RecordBatch]:
         """The next batch, or None when nothing is available right now (or the input ended)."""
 
@@ -57,7 +31,7 @@ class Reader(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class Writer(Protocol, metaclass=_Remembered):
+class Writer(Protocol):
     def write_batch(self, batch: pa.RecordBatch) -> None: ...
 
     def flush(self) -> None: ...
@@ -74,7 +48,7 @@ class Writer(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class ReportsRejects(Protocol, metaclass=_Remembered):
+class ReportsRejects(Protocol):
     """A reader that keeps the records it could not decode (``io.base.Reject``) instead of
     dropping them; the job counts them and routes them by its failure strategy."""
 
@@ -83,7 +57,7 @@ class ReportsRejects(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class PartitionedWatermark(Protocol, metaclass=_Remembered):
+class PartitionedWatermark(Protocol):
     """A reader whose partitions are each in event-time order but not with each other: the
     watermark is kept per partition (docs/SQL.md, "The watermark of a Kafka source")."""
 
@@ -94,7 +68,7 @@ class PartitionedWatermark(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class PartitionedSource(PartitionedWatermark, Protocol, metaclass=_Remembered):
+class PartitionedSource(PartitionedWatermark, Protocol):
     """A source whose partitions a consumer group moves between processes (Kafka): the job keeps
     state per source partition and commits read positions per partition."""
 
@@ -109,13 +83,13 @@ class PartitionedSource(PartitionedWatermark, Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class ReportsLag(Protocol, metaclass=_Remembered):
+class ReportsLag(Protocol):
     def lag(self) -> Optional[int]:
         """Messages not read yet (for the metrics), or None when it cannot tell."""
 
 
 @runtime_checkable
-class PositionedReader(Protocol, metaclass=_Remembered):
+class PositionedReader(Protocol):
     """A reader that says where it is (what ``seek`` takes back): a pipeline's checkpoint keeps
     it beside the state (jobs/pipeline_checkpoint.py)."""
 
@@ -123,7 +97,7 @@ class PositionedReader(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class CoalescingReader(Protocol, metaclass=_Remembered):
+class CoalescingReader(Protocol):
     """A reader whose ``read()`` never waits (``coalesce = True``): what it has waiting may be
     taken in one step (Job._next_input)."""
 
@@ -131,7 +105,7 @@ class CoalescingReader(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class ResendingWriter(Protocol, metaclass=_Remembered):
+class ResendingWriter(Protocol):
     """A sink whose failed flush names the undelivered messages (Kafka's ``DeliveryError``),
     which it can send again (RetryWithBackoff)."""
 
@@ -139,7 +113,7 @@ class ResendingWriter(Protocol, metaclass=_Remembered):
 
 
 @runtime_checkable
-class DeadLetterOutput(Protocol, metaclass=_Remembered):
+class DeadLetterOutput(Protocol):
     """Where bad records go, as ``Reject``s with their original bytes (a file, a topic). A
     plain ``Writer`` given as the dead-letter output gets record batches instead."""
 
