@@ -387,3 +387,26 @@ def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows,
             assert steps < len(batches)
     if "allowed.lateness" in sql and "EMIT CHANGES" not in sql:
         assert one.stats.records_late > 0  # the case the test is about
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ks, COUNT(*) AS n, SUM(xi) AS si FROM t GROUP BY ks LIMIT 7",
+    "SELECT ks, ki, COUNT(*) AS n FROM t GROUP BY ks, ki WINDOW TUMBLING (ts, INTERVAL '1' MINUTE) "
+    "LIMIT 9",
+    "SELECT ks, xf, AVG(xf) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY ks ORDER BY ts) AS m "
+    "FROM t LIMIT 11",
+    "SELECT DISTINCT ks, ki FROM t LIMIT 5",
+    "WITH a AS (SELECT ks, xi FROM t WHERE xi > 0) SELECT ks, SUM(xi) AS s FROM a GROUP BY ks LIMIT 6",
+])
+def test_limit_keeps_the_rows_one_partition_emits_first(sql):
+    """LIMIT n: the first n rows in emission order, the same rows in the same order at every
+    partition count (docs/SQL.md §5). Rows gathered from hash partitions come partition by
+    partition, so a LIMIT over per-key state runs that state in one partition."""
+    from reference import make_table
+    rb = make_table(6000, seed=21).combine_chunks().to_batches()[0]
+    batches = [rb.slice(off, 1500) for off in range(0, 6000, 1500)]
+    want = vs.query(sql, {"t": batches}, partitions=1).to_pylist()
+    assert len(want) == int(sql.rsplit("LIMIT", 1)[1])
+    for n in (2, 4):
+        assert vs.query(sql, {"t": batches}, partitions=n).to_pylist() == want
+    assert "LIMIT: its first rows" in vs.explain(sql, {"t": batches}, partitions=2)

@@ -319,3 +319,56 @@ def test_date_columns_pass_through_as_epoch_milliseconds(partitions):
                    partitions=partitions).to_pylist()
     assert sorted(agg, key=lambda r: (r["d"] is None, r["d"])) == [
         {"d": 1704067200000, "s": 4}, {"d": None, "s": 2}]
+
+
+# ------------------------------------------------- a join reads its sources through the same step
+
+JOIN = ("SELECT t.k, t.x, u.w FROM t JOIN u ON t.k = u.k "
+        "AND t.ts BETWEEN u.ts - INTERVAL '5' SECOND AND u.ts + INTERVAL '5' SECOND")
+
+
+def _join_input():
+    t1 = pa.record_batch({"k": ["a", "b", "c"], "x": pa.array([1, 2, 3], pa.int64()),
+                          "ts": pa.array([1000, 2000, 3000], pa.int64())})
+    t2 = pa.record_batch({"k": ["a", "b"], "x": pa.array([4, 5], pa.int64()),
+                          "ts": pa.array([4000, 5000], pa.int64())})
+    u = pa.record_batch({"k": ["a", "b", "d"], "w": ["p", "q", "r"],
+                         "ts": pa.array([500, 1500, 2500], pa.int64())})
+    return t1, t2, u
+
+
+@pytest.mark.parametrize("p", partition_params())
+def test_a_join_rejects_a_drifted_batch_naming_the_column_and_both_types(p):
+    """A join consumes its sources directly (no SELECT's engine in between): their batches take
+    the one binding step at the source (Dataflow.stream_rows), so a float where an integer was
+    fixed is SchemaMismatch, not an Arrow cast error from inside the join."""
+    t1, t2, u = _join_input()
+    for col, arr, got in (("x", pa.array([1.5, 2.0]), "double"), ("k", pa.array([1, 2]), "int64")):
+        bad = t2.set_column(t2.schema.get_field_index(col), col, arr)
+        with pytest.raises(SchemaMismatch) as err:
+            vs.query(JOIN, {"t": [t1, bad], "u": [u]}, partitions=p)
+        assert err.value.column == col and got in str(err.value)
+
+
+@pytest.mark.parametrize("p", partition_params())
+def test_a_join_widens_a_narrower_batch_as_a_select_does(p):
+    t1, t2, u = _join_input()
+    want = _rows(vs.query(JOIN, {"t": [t1, t2], "u": [u]}, partitions=1).to_pylist())
+    assert len(want) == 4
+    narrow = t2.set_column(1, "x", t2.column(1).cast(pa.int32()))
+    narrow = narrow.set_column(0, "k", narrow.column(0).cast(pa.large_string()))
+    got = vs.query(JOIN, {"t": [t1, narrow], "u": [u]}, partitions=p).to_pylist()
+    assert_rows_equal(_rows(got), want)
+    assert vs.query(JOIN, {"t": [t1, narrow], "u": [u]}, partitions=p).to_arrow().schema.field(
+        "x").type == pa.int64()
+
+
+@pytest.mark.parametrize("p", partition_params())
+def test_a_join_job_counts_a_drifted_batch_and_goes_on(p):
+    t1, t2, u = _join_input()
+    bad = t2.set_column(1, "x", pa.array(["4", "5"]))
+    job = vs.Job(JOIN, {"t": [t1, bad, t2], "u": [u]}, partitions=p)
+    stats = job.run()
+    assert stats.records_rejected == 2 and stats.records_failed == 2
+    want = _rows(vs.query(JOIN, {"t": [t1, t2], "u": [u]}, partitions=1).to_pylist())
+    assert_rows_equal(_rows(job.result().to_pylist()), want)

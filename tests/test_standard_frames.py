@@ -222,6 +222,37 @@ def test_rank_of_a_row_older_than_its_keys_newest_is_a_bad_record():
     assert err.value.rows is not None and err.value.rows.tolist() == [False, False, False, True]
 
 
+def test_lag_and_row_number_without_a_frame_equal_duckdb(partitions):
+    """LAG and ROW_NUMBER do not depend on the frame, so they may be written without one, as
+    Flink SQL and DuckDB users write them (docs/SQL.md §6): DuckDB's answer over the same rows,
+    beside RANK in the same OVER."""
+    t = frame_data(500, seed=17, ties=True)  # ts never decreases; ties keep arrival order
+    fns = ("LAG(x) OVER w AS l1, LAG(x, 3, -1.5) OVER w AS l3, LAG(s, 2) OVER w AS ls, "
+           "ROW_NUMBER() OVER w AS rn, RANK() OVER w AS r")
+    got = vs.query(f"SELECT id, {_ours(fns, 'PARTITION BY k ORDER BY ts')} FROM t",
+                   {"t": _batches(t, 41)}, partitions=partitions)
+    # ties: LAG and ROW_NUMBER follow arrival order (id), RANK gives peers one rank
+    ref = duck(f"SELECT id, {fns.replace('OVER w', 'OVER wa').replace('RANK() OVER wa', 'RANK() OVER w')} "
+               "FROM t WINDOW w AS (PARTITION BY k ORDER BY ts), "
+               "wa AS (PARTITION BY k ORDER BY ts, id)", t=t)
+    assert_rows_equal(got.to_pylist(), ref)
+    # without ORDER BY: arrival order
+    got = vs.query("SELECT id, LAG(id) OVER (PARTITION BY k) AS prev, ROW_NUMBER() OVER "
+                   "(PARTITION BY k) AS rn FROM t", {"t": _batches(t, 41)}, partitions=partitions)
+    ref = duck("SELECT id, LAG(id) OVER (PARTITION BY k ORDER BY id), ROW_NUMBER() OVER "
+               "(PARTITION BY k ORDER BY id) FROM t", t=t)
+    assert_rows_equal(got.to_pylist(), ref)
+
+
+def test_frameless_lag_of_a_row_older_than_its_keys_newest_is_a_bad_record():
+    t = pa.table({"k": ["a", "a", "b", "a"], "ts": [10, 20, 5, 15], "x": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(vs.errors.RowError, match="ORDER BY order") as err:
+        vs.query("SELECT LAG(x) OVER (PARTITION BY k ORDER BY ts) AS l FROM t", {"t": t})
+    assert err.value.rows is not None and err.value.rows.tolist() == [False, False, False, True]
+    with pytest.raises(SqlError, match="needs a row buffer|need a row buffer"):  # an aggregate
+        vs.query("SELECT SUM(x) OVER (PARTITION BY k ORDER BY ts) AS s FROM t", {"t": t})
+
+
 def test_range_frame_with_null_time_is_a_bad_record():
     t = pa.table({"k": ["a", "a"], "ts": pa.array([10, None], pa.int64()), "x": [1.0, 2.0]})
     with pytest.raises(vs.errors.RowError, match="NULL"):

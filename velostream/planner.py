@@ -25,7 +25,7 @@ from typing import Optional
 from .batch import BOOL, FLOAT64, INT64, SqlType
 from .errors import SqlError, UnsupportedError, VelostreamError, nearest
 from .exec import udaf as _python_aggregates
-from .exec.expressions import BCall, BCol, Bound, Scope, bind, columns_used, render
+from .exec.expressions import BCall, BCol, BConst, Bound, Scope, bind, columns_used, render
 from .sql import ast
 from .sql.function_names import AGGREGATES, ANALYTIC, PAIR_AGGREGATES, QUANTILE_AGGREGATES
 from .sql.parser import gc_paused
@@ -398,22 +398,29 @@ class _Planner:
             raise self.err(e, f"unknown analytic function {name}" + (f"; did you mean {hint}?" if hint else ""))
         over = e.over
         rank = name in ("RANK", "DENSE_RANK")
-        if over.buffer_rows is None and over.frame is None and not rank:
+        # LAG and ROW_NUMBER do not depend on the frame either (docs/SQL.md §6): written without
+        # one, as in Flink SQL and DuckDB, they count back over the key's records so far
+        frameless = over.buffer_rows is None and over.frame is None and name in ("LAG", "ROW_NUMBER")
+        if over.buffer_rows is None and over.frame is None and not rank and not frameless:
             msg = ("expected ROWS WINDOW BUFFER n ROWS in OVER (...), found ')': analytic functions "
                    "need a row buffer, OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] "
                    "[ORDER BY ...])")
-            if name == "ROW_NUMBER":
-                msg += ("; without one, ROW_NUMBER() is supported in two forms: " + TOP_N_FORMS)
+            msg += ("; the standard frames ROWS BETWEEN n PRECEDING AND CURRENT ROW, ROWS "
+                    "UNBOUNDED PRECEDING and RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW "
+                    "work too")
             raise SqlError.at(self.sql, over.close_pos, msg)
         if over.buffer_rows is not None and over.buffer_rows < 1:
             raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
         pkeys = tuple(self._bind(p, self.input_scope, self.strings) for p in over.partition_by)
         order = [self._bind(o.expr, self.input_scope, self.strings) for o in over.order_by]
-        # RANK / DENSE_RANK do not depend on the frame: they live in an UNBOUNDED spec
-        frame = "UNBOUNDED" if rank else (over.frame or "ROWS")
+        # RANK / DENSE_RANK (and LAG / ROW_NUMBER without a frame) do not depend on the frame:
+        # they live in an UNBOUNDED spec
+        frame = "UNBOUNDED" if rank or frameless else (over.frame or "ROWS")
         order_by = None
-        if rank or frame == "RANGE":
-            order_by = self._over_order(e, over, order, "RANGE frame" if not rank else name)
+        if rank or frame == "RANGE" or (frameless and over.order_by):
+            # (ORDER BY of a frameless LAG / ROW_NUMBER: each key's records must come in that
+            # order, as RANK's must: one out of order is a bad record, not a wrong answer)
+            order_by = self._over_order(e, over, order, "RANGE frame" if frame == "RANGE" else name)
         key = (frame, over.buffer_rows if frame == "ROWS" else 0, over.range_ms, order_by, pkeys)
         op = overs.get(key)
         if op is None:
@@ -693,8 +700,12 @@ class _Planner:
         # a column named again is bound once (a generated select list can be 300,000 items,
         # docs/SQL.md "Limits"); equal references (``==`` ignores positions) bind alike
         references: dict = {}
-        column, literal, originals = ast.Column, ast.Literal, self.sel.items
+        column, literal, binary, originals = ast.Column, ast.Literal, ast.BinaryOp, self.sel.items
         unchanged = items is originals  # not rewritten: a column's default name is its own
+        # ``column + integer`` / ``column - integer`` (the commonest computed item): binding one
+        # decides the type of every other of that column and operator, so the others take the
+        # first one's type and column and their own constant (what bind would make of them)
+        shifts: dict = {}
         last = last_bound = None
         for idx, item in enumerate(items):
             e = item.expr
@@ -711,9 +722,24 @@ class _Planner:
                 b, default = bound
                 last, last_bound = e, bound
             elif type(e) is literal:
-                b = bind(e, scope, self.strings)  # a constant: no steps to count (_bind)
+                # a constant: no steps to count (_bind); an integer as bind makes it
+                b = (BConst(INT64, int(e.value)) if e.type == "INTEGER"
+                     else bind(e, scope, self.strings))
                 if unchanged:
                     default = f"col{idx}"  # _default_name's, inline
+            elif (type(e) is binary and (e.op == "+" or e.op == "-") and type(e.left) is column
+                  and type(e.right) is literal and e.right.type == "INTEGER"):
+                left = e.left
+                key = (left.name, left.table, left.quoted, e.op)
+                first = shifts.get(key)
+                if first is None:
+                    b = self._bind(e, scope, self.strings)
+                    shifts[key] = (b if type(b) is BCall and len(b.args) == 2
+                                   and type(b.args[1]) is BConst else False)
+                elif first is False:
+                    b = self._bind(e, scope, self.strings)
+                else:
+                    b = BCall(first.type, first.fn, (first.args[0], BConst(INT64, int(e.right.value))))
             elif isinstance(e, ast.Star):
                 for name, t in scope.columns.items():
                     if not name.startswith("__") and name not in self.hidden:
@@ -801,6 +827,11 @@ class _Planner:
             auto = Partitioning("hash", [b for _, b in plan.outputs], "DISTINCT: equal rows meet in one partition")
         else:
             auto = Partitioning("round_robin", [], "row-by-row query: any record can go anywhere")
+        if plan.limit is not None and auto.strategy == "hash":
+            # hash partitions' rows are gathered partition by partition, which is not the order
+            # one partition emits them in: LIMIT would keep other rows at other partition counts
+            auto = Partitioning("single", [], "LIMIT: its first rows are those in the order one "
+                                "partition emits them (docs/SQL.md §5)")
         if not override:
             return auto
         o = override.strip().lower().replace("-", "_")

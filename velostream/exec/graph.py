@@ -68,7 +68,7 @@ class Node:
     time_column: Optional[str] = None  # dedup: the ORDER BY column, an event time
     join: Any = None                # a join: (ast.Join, left alias, right alias, temporal)
     qualify: Any = None             # a SELECT over a join: the sides' aliases (see _qualify)
-    binder: Any = None              # a declared table source: its SourceBinder (_table_rows)
+    binder: Any = None              # a source: its SourceBinder (stream_rows, _table_rows)
     clock: Any = None               # a source: its event-time Watermark (_source_time)
     broadcast: Optional[int] = None  # a join: its input sent whole to every partition
 
@@ -451,6 +451,32 @@ class Dataflow:
             out[EVENT_TIME] = pa.nulls(rb.num_rows, pa.int64())
         return pa.RecordBatch.from_pydict(out)
 
+    def stream_rows(self, node: Node, rb: pa.RecordBatch) -> pa.RecordBatch:
+        """A stream source's batch through the one binding step every source's batches take
+        (velostream.binding, docs/SQL.md §2 "Types at the boundary"): in the types its first
+        batch (or its declaration) fixed, widened where nothing is lost, else SchemaMismatch
+        naming the column and both types, before any node sees it. A SELECT's engine binds
+        again (a no-op for a batch already bound); a join or a union reads the batch as bound
+        here. A declared stream's columns are bound; the others (system columns such as
+        ``_TIMESTAMP``) pass as they are."""
+        if node.binder is None:
+            from ..binding import SourceBinder
+            declared = None
+            if node.declared is not None and node.declared.columns is not None:
+                from .expressions import _cast_type
+                declared = {c.name: _cast_type(c.type) for c in node.declared.columns}
+            node.binder = SourceBinder(node.name, declared)
+        bound = node.binder.bind(rb)
+        if node.declared is None or node.declared.columns is None or bound is rb:
+            return bound
+        named = {n.lower() for n in bound.schema.names}
+        extra = [i for i, n in enumerate(rb.schema.names) if n.lower() not in named]
+        if not extra:
+            return bound
+        return pa.RecordBatch.from_arrays(
+            bound.columns + [rb.column(i) for i in extra],
+            schema=pa.schema(list(bound.schema) + [rb.schema.field(i) for i in extra]))
+
     @staticmethod
     def _table_binder(node: Node):
         if node.binder is None:
@@ -634,11 +660,15 @@ class Dataflow:
         emitted: dict[Node, list[pa.RecordBatch]] = {}
         if source is not None:
             node = self.sources[source.lower()]
-            if node.schema is None:
-                self.bind_source(source, batch.schema)
             if node.declared is not None and node.table_key is not None \
                     and node.declared.columns is not None:
+                if node.schema is None:
+                    self.bind_source(source, batch.schema)
                 batch = self._table_rows(node, batch)
+            else:
+                batch = self.stream_rows(node, batch)
+                if node.schema is None:
+                    self.bind_source(source, batch.schema)
             node.watermark = max(node.watermark, self._source_time(node, batch))
             for c, port in node.consumers:
                 pending.setdefault(c, []).append((port, batch))
@@ -1084,6 +1114,8 @@ class GraphEngine:
         """The source's binding step (velostream.binding) as its first reader does it: raises
         SchemaMismatch for a batch that does not fit, before any state changes."""
         node = self.flow.sources[self.source.lower()]
+        if node.table_key is None or node.declared is None or node.declared.columns is None:
+            rb = self.flow.stream_rows(node, rb)
         if node.schema is None:
             self.flow.bind_source(node.name, rb.schema)
         for c, _ in node.consumers:

@@ -66,6 +66,11 @@ class _OverState:
         return self.plan.order_by is not None
 
 
+def _ordered(s) -> str:
+    """The functions of an OVER spec that read its ORDER BY in arrival order (for errors)."""
+    return " / ".join(dict.fromkeys(f.func for f in s.plan.functions))
+
+
 class OverAnalytics:
     """The OVER specs of a ``rows``-shaped plan, and the projection of its output rows.
 
@@ -137,9 +142,10 @@ class OverAnalytics:
             raise
 
     def _check_order(self, evaluated, slots_of) -> None:
-        """Rows a RANGE frame or RANK cannot answer, as a ``RowError`` naming them, before any
-        window state changes (docs/SQL.md §6): a NULL ORDER BY value (RANGE, RANK), and for
-        RANK a value older than its key's newest so far (ranks count only rows so far)."""
+        """Rows a RANGE frame, RANK, or a frameless LAG / ROW_NUMBER cannot answer, as a
+        ``RowError`` naming them, before any window state changes (docs/SQL.md §6): a NULL ORDER
+        BY value, and (all but RANGE) a value older than its key's newest so far: those count
+        only the rows so far, so they need each key's rows in ORDER BY order."""
         bad, why = None, ""
         for s, (_, _, _, order), slots in zip(self.overs, evaluated, slots_of):
             if order is None:
@@ -147,9 +153,9 @@ class OverAnalytics:
             valid = order.valid_mask()
             if not valid.all():
                 bad = ~valid if bad is None else bad | ~valid
-                why = why or (f"the ORDER BY value of {'a RANGE frame' if s.plan.frame == 'RANGE' else 'RANK'} "
+                why = why or (f"the ORDER BY value of {'a RANGE frame' if s.plan.frame == 'RANGE' else _ordered(s)} "
                               "is NULL")
-            if any(f.func in ("RANK", "DENSE_RANK") for f in s.plan.functions):
+            if s.plan.frame == "UNBOUNDED":  # RANK, DENSE_RANK; LAG, ROW_NUMBER without a frame
                 times = np.where(valid, order.values, 0).astype(np.int64)
                 keep = np.flatnonzero(valid)
                 late = s.window.late_rows(slots[keep], times[keep])
@@ -157,8 +163,8 @@ class OverAnalytics:
                     rows = np.zeros(len(valid), dtype=bool)
                     rows[keep[late]] = True
                     bad = rows if bad is None else bad | rows
-                    why = why or ("RANK / DENSE_RANK: a row arrived after a newer row of its key "
-                                  "(ORDER BY value older than the key's newest); ranks need each "
+                    why = why or (f"{_ordered(s)}: a row arrived after a newer row of its key "
+                                  "(ORDER BY value older than the key's newest); it needs each "
                                   "key's rows in ORDER BY order")
         if bad is not None:
             raise RowError(why, rows=bad)
