@@ -285,6 +285,16 @@ def test_text_functions(how):
     check(cases, table(4), how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_if_and_ifnull(how):
+    """Flink SQL's and DuckDB's IF and IFNULL: CASE and COALESCE, with their types unified."""
+    cases = [(e, e) for e in [
+        "IF(k > 0, s, s2)", "IF(k > 0, k, sec)", "IF(s = s2, 1, 0)", "IF(NULL, 1, 2)",
+        "IF(k IS NULL, 'none', CAST(k AS VARCHAR))", "IFNULL(s, s2)", "IFNULL(k, -1)",
+        "IFNULL(sec, k)", "IFNULL(NULL, s)", "IFNULL(IF(k > 2, NULL, k), 99)"]]
+    check(cases, table(6), how)
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

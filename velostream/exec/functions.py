@@ -1617,6 +1617,22 @@ def _bind_trim(c: Call) -> Bound:
     return BCall(STRING, c.name, args)
 
 
+def _bind_if(c: Call) -> Bound:
+    """IF(cond, a, b) (Flink SQL, DuckDB, MySQL) is CASE WHEN cond THEN a ELSE b END."""
+    c.arity(3)
+    cond, a, b = c.args
+    X._expect_bool(cond, c, c.sql)
+    rt = X._common_type([a.type, b.type])
+    return BCall(rt, "CASE", (cond, X._convert(a, rt), X._convert(b, rt)))
+
+
+def _bind_ifnull(c: Call) -> Bound:
+    """IFNULL(a, b) (Flink SQL, DuckDB, MySQL) is COALESCE(a, b)."""
+    c.arity(2)
+    rt = X._common_type([a.type for a in c.args])
+    return BCall(rt, "COALESCE", tuple(X._convert(a, rt) for a in c.args))
+
+
 S = "Text"
 T = "Date and time"
 J = "JSON"
@@ -1646,6 +1662,11 @@ FUNCTIONS: list[Function] = [
     Function("COALESCE", "COALESCE(a, b, ...) -> common type", "The first argument that is not NULL.",
              "COALESCE(NULL, 2, 3)", 2, group=G),
     Function("NULLIF", "NULLIF(a, b) -> type of a", "NULL when a = b, else a.", "NULLIF(1, 1)", None, group=G),
+    Function("IF", "IF(cond, a, b) -> common type", "a when cond is true, else b (also when cond is "
+             "NULL): CASE WHEN cond THEN a ELSE b END.", "IF(2 > 1, 'yes', 'no')", "yes", bind=_bind_if,
+             group=G),
+    Function("IFNULL", "IFNULL(a, b) -> common type", "a unless it is NULL, else b: COALESCE(a, b).",
+             "IFNULL(NULL, 7)", 7, bind=_bind_ifnull, group=G),
     Function("LEAST", "LEAST(a, b, ...) -> common type", "The smallest argument (NULLs skipped).",
              "LEAST(3, 1, 2)", 1, group=G),
     Function("GREATEST", "GREATEST(a, b, ...) -> common type", "The largest argument (NULLs skipped).",
