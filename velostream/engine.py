@@ -22,7 +22,7 @@ from .exec.pipeline import Pipeline
 from .planner import Plan, plan_statement
 from .result import Result
 from .sql import ast, parse
-from .sql.parser import gc_paused
+from .sql.parser import GC_PAUSE_CHARS, gc_paused
 
 
 class Watermark:
@@ -483,6 +483,14 @@ class Engine:
                     if self._cast_out:
                         r = Result(self.out_schema, [conform(b, self.out_schema) for b in r.batches])
                     return r
+        if len(self.sql or "") >= GC_PAUSE_CHARS:
+            # a long text's select list makes 100,000s of columns and arrays a batch, which
+            # the collector would scan again and again (a third of such a query's time)
+            with gc_paused(len(self.sql)):
+                return self._push(data)
+        return self._push(data)
+
+    def _push(self, data: Any) -> Result:
         out: list[Batch] = []
         for rb in to_record_batches(data):
             batch = self.prepare(rb)
