@@ -295,6 +295,26 @@ def test_if_and_ifnull(how):
     check(cases, table(6), how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_date_format_reads_flinks_java_patterns(how):
+    """DATE_FORMAT(ts, 'yyyy-MM-dd') is Flink SQL's: a Java pattern, the same text as DuckDB's
+    STRFTIME with the matching specifiers (printed as literal text it would be a silently wrong
+    answer); with %-specifiers it is STRFTIME (MySQL's DATE_FORMAT)."""
+    pairs = [("yyyy-MM-dd HH:mm:ss", "%Y-%m-%d %H:%M:%S"), ("yy/M/d H:m:s", "%y/%-m/%-d %-H:%-M:%-S"),
+             ("EEE, d MMM yyyy h:mm a", "%a, %-d %b %Y %-I:%M %p"), ("EEEE MMMM DDD D", "%A %B %j %-j"),
+             ("yyyy''MM'T'dd", "%Y'%mT%d"), ("HH:mm:ss.SSS", "%H:%M:%S.%g"), ("%Y-%m", "%Y-%m")]
+    cases = [(f"DATE_FORMAT(ts, '{java.replace(chr(39), chr(39) * 2)}')",
+              f"STRFTIME(ts, '{fmt.replace(chr(39), chr(39) * 2)}')") for java, fmt in pairs]
+    check(cases, table(8), how)
+
+
+def test_date_format_refuses_a_java_letter_it_cannot_print():
+    for pattern in ("x-yyyy", "yyyy-MM-dd G", "SS", "'open"):
+        with pytest.raises(SqlError, match="DATE_FORMAT"):
+            vs.query(f"SELECT DATE_FORMAT(EPOCH_MS(ts), '{pattern.replace(chr(39), chr(39) * 2)}') "
+                     "AS r FROM t", {"t": {"ts": [0]}})
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -527,6 +547,9 @@ def test_documented_example_agrees_with_duckdb(f):
     expr = f.example
     if f.name == "UNIX_TIMESTAMP":  # not a DuckDB function: whole seconds of EPOCH
         expr = f"CAST(FLOOR(EPOCH({expr[len('UNIX_TIMESTAMP('):-1]})) AS BIGINT)"
+    if f.name == "DATE_FORMAT":  # Flink's, not DuckDB's: its Java pattern as STRFTIME's format
+        expr = expr.replace("DATE_FORMAT(", "STRFTIME(").replace("yyyy-MM-dd HH:mm:ss.SSS",
+                                                                   "%Y-%m-%d %H:%M:%S.%g")
     want = duckdb.connect().execute(f"SELECT {expr}").fetchone()[0]
     if isinstance(want, dt.datetime):
         want = int(want.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)

@@ -425,12 +425,61 @@ def _parse_format(c: Call, fmt: str, letters=_FORMAT_LETTERS) -> list:
     return out
 
 
+# Flink SQL's DATE_FORMAT takes a Java date pattern: letter runs -> STRFTIME specifiers
+_JAVA_LETTERS = {"y": {2: "%y"}, "M": {1: "%-m", 2: "%m", 3: "%b"}, "d": {1: "%-d", 2: "%d"},
+                 "H": {1: "%-H", 2: "%H"}, "h": {1: "%-I", 2: "%I"}, "m": {1: "%-M", 2: "%M"},
+                 "s": {1: "%-S", 2: "%S"}, "S": {3: "%g"}, "a": {1: "%p"}, "E": {3: "%a"},
+                 "D": {1: "%-j", 3: "%j"}}
+_JAVA_LONGER = {"y": "%Y", "M": "%B", "E": "%A"}  # 4 or more letters (y: 1, 3 and 4+ too)
+
+
+def _java_format(c: Call, fmt: str) -> str:
+    """A Java date pattern (``yyyy-MM-dd HH:mm:ss.SSS``, ``'quoted'`` text) as a STRFTIME format.
+    A letter run without a meaning here is an error: never printed as itself."""
+    out, i, n = [], 0, len(fmt)
+    while i < n:
+        ch = fmt[i]
+        if ch == "'":  # quoted text; '' is one quote
+            j = fmt.find("'", i + 1)
+            if j == i + 1:
+                out.append("'")
+                i += 2
+                continue
+            if j < 0:
+                raise c.error(f"{c.name}: unterminated quote in the pattern '{fmt}'")
+            out.append(fmt[i + 1:j].replace("%", "%%"))
+            i = j + 1
+            continue
+        if not ("a" <= ch <= "z" or "A" <= ch <= "Z"):
+            out.append("%%" if ch == "%" else ch)
+            i += 1
+            continue
+        j = i
+        while j < n and fmt[j] == ch:
+            j += 1
+        count = j - i
+        spec = _JAVA_LETTERS.get(ch, {}).get(count)
+        if spec is None and ch in _JAVA_LONGER and (count >= 4 or (ch == "y" and count != 2)):
+            spec = _JAVA_LONGER[ch]
+        if spec is None:
+            raise c.error(f"{c.name}: the pattern letters '{fmt[i:j]}' in '{fmt}' are not supported "
+                          "(yyyy yy MM M MMM MMMM dd d HH H hh h mm m ss s SSS a EEE EEEE DDD D, "
+                          "'quoted text'; or STRFTIME's %-specifiers)")
+        out.append(spec)
+        i = j
+    return "".join(out)
+
+
 def _bind_strftime(c: Call) -> Bound:
     c.arity(2)
     ts = c.time(0)
     fmt = c.constant_text(1, "format")
     if fmt is None:
         return BConst(STRING, None)
+    if c.name == "DATE_FORMAT" and "%" not in fmt and re.search("[A-Za-z]", fmt):
+        # Flink SQL's DATE_FORMAT(ts, 'yyyy-MM-dd'): a Java pattern (printing it as literal text,
+        # as STRFTIME would, is a silently wrong answer); with %-specifiers it is MySQL's
+        fmt = _java_format(c, fmt)
     _parse_format(c, fmt)  # checked at plan time
     return BCall(STRING, "STRFTIME", (ts, BConst(STRING, fmt)))
 
@@ -1763,8 +1812,12 @@ FUNCTIONS: list[Function] = [
              "ts as text: %Y %y %m %d %H %I %M %S %p %j, %g / %f / %n (milli-, micro-, nanoseconds), "
              "%a %A %b %B %h, %u %w %U %W %V %G, %z %Z, %x %X %c, %%; %-d etc. without padding.",
              "STRFTIME(CAST('2024-02-29 08:05:09.250' AS TIMESTAMP), '%a %-d %b %Y %H:%M:%S.%g')",
-             "Thu 29 Feb 2024 08:05:09.250", bind=_bind_strftime, evaluate=_eval_strftime, group=T,
-             aliases=("DATE_FORMAT",)),
+             "Thu 29 Feb 2024 08:05:09.250", bind=_bind_strftime, evaluate=_eval_strftime, group=T),
+    Function("DATE_FORMAT", "DATE_FORMAT(ts TIMESTAMP, format VARCHAR) -> VARCHAR",
+             "STRFTIME; a format without % is Flink SQL's Java pattern (yyyy yy MM M MMM MMMM dd d "
+             "HH H hh h mm m ss s SSS a EEE EEEE DDD D, 'quoted text').",
+             "DATE_FORMAT(CAST('2024-02-29 08:05:09.250' AS TIMESTAMP), 'yyyy-MM-dd HH:mm:ss.SSS')",
+             "2024-02-29 08:05:09.250", bind=_bind_strftime, evaluate=_eval_strftime, group=T),
     Function("STRPTIME", "STRPTIME(text VARCHAR, format VARCHAR) -> TIMESTAMP",
              "Reads text in the format (STRFTIME's specifiers; %g / %f / %n only at the end). Text "
              "that does not match fails its row (TRY_STRPTIME: NULL).",
