@@ -233,9 +233,13 @@ class _CsvDecoder:
     def _integers_past_int64(self, col, chunk: bytes, name: str) -> bool:
         """Whether Arrow inferred DOUBLE for a column of integer literals only because some are
         beyond int64: it is a BIGINT column with values out of range, not a DOUBLE one."""
-        if not pc.any(pc.greater_equal(pc.abs(col), float(1 << 63))).as_py() \
-                or not pc.all(pc.equal(col, pc.floor(col))).as_py():
-            return False  # as usual: a DOUBLE column
+        # numpy, over the values that are not NULL: the first chunk of every CSV file comes here,
+        # and pyarrow.compute would be imported for it alone (docs/PERFORMANCE.md, "File to
+        # file start-up")
+        values = _non_null_values(col)
+        with np.errstate(invalid="ignore"):  # NaN: neither past int64 nor integral
+            if not (np.abs(values) >= float(1 << 63)).any() or not (values == np.floor(values)).all():
+                return False  # as usual: a DOUBLE column
         invalid = self._invalid_rows
         text = self._read(chunk, {name: pa.string()}).column(name)
         self._invalid_rows = invalid
@@ -683,6 +687,19 @@ def _json_column(col: pa.Array) -> pa.Array:
         text = pa.array([None if v is None else orjson.dumps(v, default=str).decode()
                          for v in col.to_pylist()], pa.string())
     return pc.fill_null(text, "null")
+
+
+def _non_null_values(col) -> np.ndarray:
+    """The values of a numeric Arrow array or chunked array that are not NULL, as numpy, read
+    from its validity bitmap (without pyarrow.compute)."""
+    parts = []
+    for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
+        values = c.to_numpy(zero_copy_only=False)
+        if c.null_count:
+            bits = np.unpackbits(np.frombuffer(c.buffers()[0], dtype=np.uint8), bitorder="little")
+            values = values[bits[c.offset:c.offset + len(c)].astype(bool)]
+        parts.append(values)
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _is_text(t: pa.DataType) -> bool:
