@@ -1636,6 +1636,9 @@ _KERNELS: dict = {
     "SPLIT_PART": _split_part, "LPAD": _pad("left"), "RPAD": _pad("right"),
     "LEFT": _left, "RIGHT": _right, "STRPOS": _strpos, "REVERSE": lambda: pc.utf8_reverse,
     "STARTS_WITH": lambda prefix: (lambda arr: pc.starts_with(arr, prefix)),
+    "CONTAINS": lambda part: (lambda arr: pc.match_substring(arr, part)),
+    "REPEAT": lambda times: (lambda arr: pc.binary_repeat(arr, max(times, 0))),
+    "ASCII": lambda: _ascii,
     "ENDS_WITH": lambda suffix: (lambda arr: pc.ends_with(arr, suffix)),
     "REGEXP_MATCHES": _regexp_matches, "REGEXP_REPLACE": _regexp_replace,
     "REGEXP_EXTRACT": _regexp_extract,
@@ -1664,6 +1667,76 @@ def _bind_trim(c: Call) -> Bound:
     c.arity(1, 2)
     args = (c.text(0),) + ((c.text(1),) if len(c.args) > 1 else (BConst(STRING, " "),))
     return BCall(STRING, c.name, args)
+
+
+# ------------------------------------------------------------------------- more numbers
+# DOUBLE in, DOUBLE out, NaN / infinity outside the domain as DuckDB gives them (no error)
+_FLOAT1 = {"SIN": np.sin, "COS": np.cos, "TAN": np.tan, "COT": lambda x: 1.0 / np.tan(x),
+           "ASIN": np.arcsin, "ACOS": np.arccos, "ATAN": np.arctan, "CBRT": np.cbrt,
+           "DEGREES": np.degrees, "RADIANS": np.radians, "LOG2": np.log2}
+
+
+def _bind_float1(c: Call) -> Bound:
+    c.arity(1)
+    return BCall(FLOAT64, c.name, (X._convert(c.number(0), FLOAT64),))
+
+
+def _eval_float1(ev, b, batch) -> Val:
+    v, ok = _full(ev.eval(b.args[0], batch), batch.length, np.float64)
+    with np.errstate(all="ignore"):
+        return Val(_FLOAT1[b.fn](v), ok, FLOAT64)
+
+
+def _bind_float2(c: Call) -> Bound:
+    c.arity(2)
+    return BCall(FLOAT64, c.name, tuple(X._convert(c.number(i), FLOAT64) for i in range(2)))
+
+
+def _eval_float2(ev, b, batch) -> Val:
+    n = batch.length
+    (y, ok1), (x, ok2) = (_full(ev.eval(a, batch), n, np.float64) for a in b.args)
+    with np.errstate(all="ignore"):
+        out = np.arctan2(y, x) if b.fn == "ATAN2" else np.log(x) / np.log(y)  # LOG(base, x)
+    return Val(out, _norm_valid(_and_valid(ok1, ok2)), FLOAT64)
+
+
+def _bind_log(c: Call) -> Bound:
+    """LOG(x) is LOG10(x), as in DuckDB; LOG(b, x) the logarithm of x to base b."""
+    c.arity(1, 2)
+    if len(c.args) == 1:
+        return BCall(FLOAT64, "LOG10", (X._convert(c.number(0), FLOAT64),))
+    return _bind_float2(c)
+
+
+def _bind_pi(c: Call) -> Bound:
+    c.arity(0)
+    return BConst(FLOAT64, math.pi)
+
+
+def _bind_trunc(c: Call) -> Bound:
+    """TRUNC(x): toward zero; an integer stays itself, a DECIMAL is FLOOR or CEIL by its sign
+    (their DECIMAL handling), a DOUBLE numpy's trunc."""
+    c.arity(1)
+    x = c.number(0)
+    if x.type.kind in ("INT64", "BOOL"):
+        return X._convert(x, INT64)
+    if x.type.kind == "DECIMAL":
+        negative = BCall(BOOL, "<", (x, X._convert(BConst(INT64, 0), x.type)))
+        return BCall(x.type, "CASE", (negative, BCall(x.type, "CEIL", (x,)),
+                                      BCall(x.type, "FLOOR", (x,))))
+    return BCall(FLOAT64, "TRUNC", (X._convert(x, FLOAT64),))
+
+
+def _eval_trunc(ev, b, batch) -> Val:
+    v, ok = _full(ev.eval(b.args[0], batch), batch.length, np.float64)
+    return Val(np.trunc(v), ok, FLOAT64)
+
+
+def _ascii(arr: pa.Array) -> pa.Array:
+    """The code point of each string's first character (0 for '', as DuckDB), per distinct
+    string (_memo_map)."""
+    return pa.array([None if s is None else (ord(s[0]) if s else 0) for s in arr.to_pylist()],
+                    pa.int64())
 
 
 def _bind_if(c: Call) -> Bound:
@@ -1707,6 +1780,35 @@ FUNCTIONS: list[Function] = [
     Function("EXP", "EXP(x) -> DOUBLE", "e raised to the power x.", "EXP(0)", 1.0),
     Function("LN", "LN(x) -> DOUBLE", "Natural logarithm.", "LN(1)", 0.0),
     Function("LOG10", "LOG10(x) -> DOUBLE", "Base-10 logarithm.", "LOG10(1000)", 3.0),
+    Function("LOG", "LOG(x) or LOG(base, x) -> DOUBLE", "LOG10(x); with a base, the logarithm "
+             "of x to that base.", "LOG(2, 1024)", 10.0, bind=_bind_log, evaluate=_eval_float2),
+    Function("LOG2", "LOG2(x) -> DOUBLE", "Base-2 logarithm.", "LOG2(8)", 3.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("CBRT", "CBRT(x) -> DOUBLE", "Cube root.", "CBRT(-8)", -2.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("TRUNC", "TRUNC(x) -> same type", "x with its fraction cut off (toward zero).",
+             "TRUNC(-2.7)", -2.0, bind=_bind_trunc, evaluate=_eval_trunc),
+    Function("PI", "PI() -> DOUBLE", "π.", "PI()", math.pi, bind=_bind_pi),
+    Function("DEGREES", "DEGREES(x) -> DOUBLE", "Radians to degrees.", "DEGREES(PI())", 180.0,
+             bind=_bind_float1, evaluate=_eval_float1),
+    Function("RADIANS", "RADIANS(x) -> DOUBLE", "Degrees to radians.", "RADIANS(180)", math.pi,
+             bind=_bind_float1, evaluate=_eval_float1),
+    Function("SIN", "SIN(x) -> DOUBLE", "Sine (radians).", "SIN(0)", 0.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("COS", "COS(x) -> DOUBLE", "Cosine (radians).", "COS(0)", 1.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("TAN", "TAN(x) -> DOUBLE", "Tangent (radians).", "TAN(0)", 0.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("COT", "COT(x) -> DOUBLE", "Cotangent (radians).", "COT(1)", 1.0 / math.tan(1),
+             bind=_bind_float1, evaluate=_eval_float1),
+    Function("ASIN", "ASIN(x) -> DOUBLE", "Arcsine (NaN outside [-1, 1]).", "ASIN(1)", math.pi / 2,
+             bind=_bind_float1, evaluate=_eval_float1),
+    Function("ACOS", "ACOS(x) -> DOUBLE", "Arccosine (NaN outside [-1, 1]).", "ACOS(1)", 0.0,
+             bind=_bind_float1, evaluate=_eval_float1),
+    Function("ATAN", "ATAN(x) -> DOUBLE", "Arctangent.", "ATAN(0)", 0.0, bind=_bind_float1,
+             evaluate=_eval_float1),
+    Function("ATAN2", "ATAN2(y, x) -> DOUBLE", "The angle of the point (x, y).", "ATAN2(1, 0)",
+             math.pi / 2, bind=_bind_float2, evaluate=_eval_float2),
     # -- conditional
     Function("COALESCE", "COALESCE(a, b, ...) -> common type", "The first argument that is not NULL.",
              "COALESCE(NULL, 2, 3)", 2, group=G),
@@ -1765,6 +1867,13 @@ FUNCTIONS: list[Function] = [
              evaluate=_text_eval, group=S, aliases=("INSTR",)),
     Function("REVERSE", "REVERSE(s) -> VARCHAR", "The characters in reverse order.", "REVERSE('abc')",
              "cba", bind=_text_fn(), evaluate=_text_eval, group=S),
+    Function("CONTAINS", "CONTAINS(s, part VARCHAR) -> BOOLEAN", "Whether part occurs in s.",
+             "CONTAINS('velostream', 'ost')", True, bind=_text_fn("text", returns=BOOL),
+             evaluate=_text_eval, group=S),
+    Function("REPEAT", "REPEAT(s, n INTEGER) -> VARCHAR", "s written n times ('' for n <= 0).",
+             "REPEAT('ab', 3)", "ababab", bind=_text_fn("int"), evaluate=_text_eval, group=S),
+    Function("ASCII", "ASCII(s) -> BIGINT", "The code point of the first character (0 for '').",
+             "ASCII('é')", 233, bind=_text_fn(returns=INT64), evaluate=_text_eval, group=S),
     Function("STARTS_WITH", "STARTS_WITH(s, prefix VARCHAR) -> BOOLEAN", "Whether s begins with prefix.",
              "STARTS_WITH('velostream', 'velo')", True, bind=_text_fn("text", returns=BOOL),
              evaluate=_text_eval, group=S,
