@@ -656,3 +656,27 @@ def test_iso_8601_event_time_text_with_and_without_zone(partitions):
                     "WINDOW TUMBLING(t, 1m)", {"s": data}, partitions=partitions).to_pylist()
     base = 1_704_067_200_000  # 2024-01-01T00:00:00Z
     assert rows == [{"k": "a", "n": 1, "ws": base}, {"k": "a", "n": 2, "ws": base + 60_000}]
+
+
+def test_is_distinct_from_equals_duckdb(partitions):
+    """``a IS [NOT] DISTINCT FROM b``: equality where NULL equals NULL and never NULL itself (as
+    DuckDB, NaN equals NaN), in the select list and in WHERE, over numbers and text."""
+    import duckdb
+    import numpy as np
+    rng = np.random.default_rng(23)
+    n = 400
+    t = pa.table({
+        "a": pa.array(rng.integers(0, 4, n), mask=rng.random(n) < 0.3),
+        "b": pa.array(rng.integers(0, 4, n).astype(float), mask=rng.random(n) < 0.3),
+        "f": pa.array(np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n).astype(float))),
+        "s": pa.array(rng.choice(["x", "y"], n).tolist(), mask=rng.random(n) < 0.3),
+        "u": pa.array(rng.choice(["x", "y"], n).tolist(), mask=rng.random(n) < 0.3)})
+    sql = ("SELECT a, b, s, u, a IS DISTINCT FROM b AS d1, a IS NOT DISTINCT FROM b AS d2, "
+           "f IS NOT DISTINCT FROM b AS d3, s IS DISTINCT FROM u AS d4, "
+           "s IS NOT DISTINCT FROM 'x' AS d5 FROM t WHERE a IS NOT DISTINCT FROM 2 OR s IS DISTINCT FROM u")
+    con = duckdb.connect()
+    con.register("t", t)
+    want = [tuple(r) for r in con.execute(sql).fetchall()]
+    got = [tuple(r.values()) for r in vs.query(sql, {"t": t.to_batches(max_chunksize=90)},
+                                               partitions=partitions).to_pylist()]
+    assert sorted(got, key=repr) == sorted(want, key=repr) and len(got) > 50

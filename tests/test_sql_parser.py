@@ -734,7 +734,7 @@ def test_comments_case_and_layout_do_not_matter():
     ("SELECT a FROM t WHERE a IN ()", 1, 29, "expected an expression, found ')'"),
     ("SELECT a FROM t WHERE a IN (1, 2", 1, 33, "expected ',' or ')', found end of input"),
     ("SELECT a FROM t WHERE a BETWEEN 1 OR 2", 1, 35, "expected AND in BETWEEN"),
-    ("SELECT a FROM t WHERE a IS 5", 1, 28, "expected NULL or NOT NULL after IS"),
+    ("SELECT a FROM t WHERE a IS 5", 1, 28, "expected NULL, NOT NULL or [NOT] DISTINCT FROM after IS"),
     ("SELECT CASE a END FROM t", 1, 15, "expected WHEN, found 'END'"),
     ("SELECT CASE WHEN a THEN 1 FROM t", 1, 27, "expected WHEN, ELSE or END, found 'FROM'"),
     ("SELECT CASE WHEN a 1 END FROM t", 1, 20, "expected THEN, found '1'"),

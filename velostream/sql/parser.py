@@ -1083,8 +1083,11 @@ class _Parser:
         first word. Leaves in self.height the height of its operands other than ``left``."""
         if tok.upper == "IS":
             negated = bool(self.accept_kw("NOT"))
+            if self.accept_kw("DISTINCT"):
+                self.expect_kw("FROM", "FROM in IS [NOT] DISTINCT FROM")
+                return _distinct_from(left, self.binary(_CONCAT), negated)
             if not self.accept_kw("NULL"):
-                raise self.expected("NULL or NOT NULL after IS")
+                raise self.expected("NULL, NOT NULL or [NOT] DISTINCT FROM after IS")
             self.height = 0  # no operand but ``left``
             return ast.IsNull(left, negated, pos=left.pos)
         negated = tok.upper == "NOT"
@@ -1800,6 +1803,17 @@ _OP_PREC = {"=": _CMP, "!=": _CMP, "<": _CMP, "<=": _CMP, ">": _CMP, ">=": _CMP,
             "->": _CONCAT, "->>": _CONCAT, "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL}
 # JSON's operators are calls (docs/FUNCTIONS.md): j -> '$.a' is JSON_EXTRACT, ->> the text
 _JSON_OPS = {"->": "JSON_EXTRACT", "->>": "JSON_EXTRACT_STRING"}
+def _distinct_from(left: ast.Expr, right: ast.Expr, negated: bool) -> ast.Expr:
+    """``left IS [NOT] DISTINCT FROM right`` (standard SQL, Flink, DuckDB): equality in which
+    NULL equals NULL and never gives NULL, written as ``COALESCE(left = right, left IS NULL AND
+    right IS NULL)``; ``IS DISTINCT FROM`` (``negated`` False) is its NOT."""
+    pos = left.pos
+    same = ast.FunctionCall("COALESCE", (
+        ast.BinaryOp("=", left, right, pos=pos),
+        ast.BinaryOp("AND", ast.IsNull(left, pos=pos), ast.IsNull(right, pos=pos), pos=pos)), pos=pos)
+    return same if negated else ast.UnaryOp("NOT", same, pos=pos)
+
+
 _WORD_PREC = {"OR": _OR, "AND": _AND, "IS": _CMP, "IN": _CMP, "BETWEEN": _CMP, "LIKE": _CMP,
               "ILIKE": _CMP, "NOT": _CMP}
 
