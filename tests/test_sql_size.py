@@ -614,3 +614,107 @@ def test_a_run_of_column_plus_constant_items_equals_duckdb_and_overflows_alike(s
     with pytest.raises(vs.VelostreamError) as many:
         vs.query("SELECT a + 1 AS y, a + 20 AS x, a - 5 AS z FROM t", {"t": big})
     assert str(many.value) == str(one.value)
+
+
+def test_column_plus_integer_items_bind_as_each_alone():
+    """The planner binds the first ``column +/- integer`` item of each column and operator and
+    makes the others from it: every item's bound expression equals what binding it alone makes,
+    for every column type, and a type that takes no ``+`` is the error binding it alone gives,
+    at the first such item."""
+    from velostream.batch import DECIMAL, SqlType
+    from velostream.exec.expressions import Scope, bind
+    from velostream.planner import plan_statement
+
+    schema = {"i": SqlType("INT64"), "f": SqlType("FLOAT64"), "d": DECIMAL(10, 2),
+              "ts": SqlType("TIMESTAMP"), "n": SqlType("NULL"), "s": SqlType("STRING")}
+    rng = random.Random(5)
+    items = [f"{rng.choice('ifd')}{'' if rng.random() < 0.5 else 's'} {rng.choice('+-')} "
+             f"{rng.choice([0, 1, 7, 9223372036854775807])}" for _ in range(300)]
+    items = [it.replace("is ", "ts ").replace("fs ", "n ").replace("ds ", "d ") for it in items]
+    sql = "SELECT " + ", ".join(f"{it} AS c{k}" for k, it in enumerate(items)) + " FROM t"
+    stmt = sql_parser.parse(sql, {})
+    plan = plan_statement(stmt, {"t": schema})
+    scope = Scope(stmt.sql, schema)
+    alone = [bind(item.expr, scope, None) for item in stmt.select.items]
+    assert [b for _, b in plan.outputs] == alone
+    assert [n for n, _ in plan.outputs] == [f"c{k}" for k in range(len(items))]
+    bad = "SELECT i + 1 AS a, s + 1 AS b, i - 2 AS c, s + 2 AS d FROM t"
+    with pytest.raises(vs.SqlError) as many:
+        plan_statement(sql_parser.parse(bad, {}), {"t": schema})
+    with pytest.raises(vs.SqlError) as one:
+        plan_statement(sql_parser.parse("SELECT i + 1 AS a, s + 1 AS b FROM t", {}),
+                       {"t": schema})
+    assert (many.value.message, many.value.line, many.value.column) == \
+           (one.value.message, one.value.line, one.value.column)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conversions_without_pandas_give_what_pyarrow_gives(seed):
+    """A query's own conversions (a dict of Python lists, a computed column, NULLs and values
+    of an input column) are made from buffers rather than by pa.array / to_numpy, which import
+    pandas: the same arrays and numpy values as pyarrow's, the same error for what they do not
+    take (an int beyond BIGINT, text that is not UTF-8)."""
+    import numpy as np
+    import pyarrow as pa
+    from velostream import batch as vb
+
+    rng = random.Random(seed)
+    pools = [
+        [0, 1, -1, 2 ** 63 - 1, -2 ** 63, 12345],
+        [0.0, -0.0, 1.5, float("inf"), float("-inf"), float("nan"), 1e308],
+        ["", "a", "é😀", "it's", "x" * 50],
+        [True, False],
+        [1, 2.5], [True, 1], [2 ** 63], [-2 ** 63 - 1], ["\ud800"], [np.int64(3)], [],
+    ]
+    for pool in pools:
+        for _ in range(5):
+            n = rng.randint(0, 40)
+            values = [None if pool == [] or rng.random() < 0.2 else rng.choice(pool)
+                      for _ in range(n)] if pool else []
+            try:
+                want = pa.array(values)
+            except Exception as e:  # noqa: BLE001 - the same error, whatever it is
+                with pytest.raises(type(e)):
+                    vb.list_to_arrow(values)
+                continue
+            got = vb.list_to_arrow(values)
+            got.validate(full=True)
+            assert got.type == want.type
+            assert got.to_pylist().__repr__() == want.to_pylist().__repr__()  # NaN alike
+    for dtype, t in [(np.int64, pa.int64()), (np.float64, pa.float64()), (np.bool_, pa.bool_())]:
+        n = rng.randint(1, 70)
+        values = (np.array([rng.randint(-99, 99) for _ in range(n)]) % (2 if dtype is np.bool_
+                                                                          else 1000)).astype(dtype)
+        for valid in [None, np.array([rng.random() < 0.7 for _ in range(n)])]:
+            got = vb.numpy_to_arrow(values, valid, t)
+            got.validate(full=True)
+            want = pa.array(values, t, mask=None if valid is None else ~valid)
+            assert got.equals(want) and got.null_count == want.null_count
+            for lo in range(0, n, 7):  # back to numpy, from an offset
+                part = want.slice(lo, rng.randint(0, n))
+                assert np.array_equal(vb._valid_of(part) if part.null_count else
+                                      np.ones(len(part), bool),
+                                      part.is_valid().to_numpy(zero_copy_only=False))
+                filled = part.fill_null(vb._zero_of(t))
+                assert np.array_equal(vb._numbers_of(filled),
+                                      filled.to_numpy(zero_copy_only=False))
+
+
+def test_a_fresh_process_runs_a_query_of_python_lists_without_importing_pandas():
+    """pyarrow imports pandas the first time it converts a Python or numpy value (0.1-0.2 s of a
+    fresh process's first query); a query's own conversions do without, so a program that never
+    uses pandas does not pay for it."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys, velostream as vs",
+        "t = {'a': [1, 2, None], 'b': ['s1', 'x', None], 'f': [0.5, None, 2.0]}",
+        "for sql in ['SELECT a, a + 1 AS c1, a - 2 AS c2, 5, b, f FROM t',",
+        "            \"SELECT a FROM t WHERE a = 1 OR b = 's1' OR a = 2 OR b = 'x'\",",
+        "            'SELECT a FROM t WHERE a IN (1, 2, 3)', 'SELECT b FROM t WHERE a > 1']:",
+        "    vs.query(sql, {'t': t}).to_pylist()",
+        "print('pandas' in sys.modules)",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

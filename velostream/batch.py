@@ -151,7 +151,7 @@ class StringDict:
         its rows ``rows`` (int64) only."""
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+        valid = _valid_of(arr) if arr.null_count else None
         if valid is not None and rows is not None:
             valid = valid[rows]
         if pa.types.is_dictionary(arr.type):
@@ -276,7 +276,7 @@ class Column:
 
     def filter(self, mask: np.ndarray) -> "Column":
         if self._values is None:
-            return Column(self.type, arrow=self.arrow.filter(pa.array(mask)), strings=self.strings)
+            return Column(self.type, arrow=self.arrow.filter(_bool_arrow(mask)), strings=self.strings)
         valid = None if self._valid is None else self._valid[mask]
         return Column(self.type, self._values[mask], valid, strings=self.strings)
 
@@ -347,6 +347,13 @@ def numpy_to_arrow(values: np.ndarray, valid: Optional[np.ndarray], t: pa.DataTy
 
 
 _BOOL_ARROW = pa.bool_()
+
+
+def _bool_arrow(mask) -> pa.Array:
+    """``pa.array(mask)`` for a numpy bool mask (``numpy_to_arrow``)."""
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.ndim == 1:
+        return numpy_to_arrow(mask, None, _BOOL_ARROW)
+    return pa.array(mask)
 
 
 def _numbers_of(arr: pa.Array) -> np.ndarray:

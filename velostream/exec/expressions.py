@@ -978,7 +978,7 @@ def _chain_memberships(ev: Evaluator, fn: str, terms: list) -> tuple[list, list]
         grouped.update(i for i, _ in items)
         values = [v for _, v in items if v is not None]
         if column.type.kind == "STRING":
-            keys = ev.strings.encode_arrow(pa.array(values, pa.string()))[0].astype(np.int64)
+            keys = ev.strings.encode_arrow(list_to_arrow(values, pa.string()))[0].astype(np.int64)
         else:
             keys = np.array([int(v) for v in values], dtype=np.int64)
         memberships.append((column, np.unique(keys), len(values) < len(items)))
@@ -1065,7 +1065,7 @@ def _in_constants(ev, b, a: Val, batch) -> Optional[np.ndarray]:
         return None
     if a.type.kind == "STRING" and all(x.type.kind == "STRING" for x in b.args[1:]):
         # interned all at once (one by one, a megabyte of strings takes a second)
-        texts = pa.array([x.value for x in b.args[1:]], pa.string())
+        texts = list_to_arrow([x.value for x in b.args[1:]], pa.string())
         return ev.strings.encode_arrow(texts)[0]
     kinds = {x.type.kind for x in b.args[1:]}
     if a.type.kind == "INT64" and kinds == {"INT64"}:
@@ -1237,7 +1237,7 @@ def _case_lookup(ev, b) -> Optional[_CaseLookup]:
         consts.append(k)
     named = [(i, k.value) for i, k in enumerate(consts) if k.value is not None]
     if column.type.kind == "STRING":  # interned all at once, as IN's constants
-        codes = ev.strings.encode_arrow(pa.array([v for _, v in named], pa.string()))[0]
+        codes = ev.strings.encode_arrow(list_to_arrow([v for _, v in named], pa.string()))[0]
         keys = np.asarray(codes, dtype=np.int64)
     else:
         keys = np.array([int(v) for _, v in named], dtype=np.int64)
@@ -1253,7 +1253,8 @@ def _case_lookup(ev, b) -> Optional[_CaseLookup]:
     if held:
         at = np.array([j for j, _ in held], dtype=np.int64)
         if t.kind == "STRING":
-            values[at] = ev.strings.encode_arrow(pa.array([v for _, v in held], pa.string()))[0]
+            values[at] = ev.strings.encode_arrow(list_to_arrow([v for _, v in held],
+                                                                pa.string()))[0]
         else:
             values[at] = np.array([v for _, v in held], dtype=t.numpy_dtype)
         valid[at] = True
