@@ -7,7 +7,7 @@ compare equal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional, Union
 
 Pos = Optional[tuple[int, int]]
@@ -17,8 +17,26 @@ def _pos():
     return field(default=None, compare=False, repr=False)
 
 
+def _node(cls):
+    """``dataclass(frozen=True)`` with the repr it would generate made here from shared code:
+    dataclass compiles each method it generates from source, and creating the node classes is
+    a part of importing velostream (at every ``velostream run``). ``==`` and the hash stay
+    dataclass's own: the planner compares and hashes nodes, and compiled per class they are
+    the fastest."""
+    cls = dataclass(frozen=True, repr=False)(cls)
+    shown = tuple(f.name for f in fields(cls) if f.repr)
+
+    def __repr__(self):
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
+    cls.__repr__ = __repr__
+    return cls
+
+
 # ----------------------------------------------------------------------------------------- types
-@dataclass(frozen=True)
+@_node
 class TypeName:
     """A SQL type in CAST: name is upper case (INTEGER, BIGINT, DOUBLE, FLOAT, DECIMAL, VARCHAR,
     STRING, BOOLEAN, TIMESTAMP); params are DECIMAL's (precision, scale), else ()."""
@@ -27,7 +45,7 @@ class TypeName:
 
 
 # ----------------------------------------------------------------------------------- expressions
-@dataclass(frozen=True)
+@_node
 class Column:
     """A column reference. ``name`` is lower-cased unless ``quoted`` (double quotes keep case).
     System columns keep their canonical upper-case names: _TIMESTAMP, _PARTITION, _OFFSET, _KEY,
@@ -38,7 +56,7 @@ class Column:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Literal:
     """A constant. ``type`` is one of INTEGER (int), DOUBLE (float), STRING (str), BOOLEAN (bool),
     NULL (value None), DECIMAL (value is the literal text, e.g. '12.50', only from CAST folding)."""
@@ -47,21 +65,21 @@ class Literal:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class IntervalLiteral:
     """``INTERVAL '5' MINUTE`` or a shorthand duration (``5m``) as milliseconds."""
     millis: int
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Star:
     """``*`` or ``t.*`` in a select list, and the argument of ``COUNT(*)``."""
     table: Optional[str] = None
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class UnaryOp:
     """op: '-', '+', 'NOT'."""
     op: str
@@ -69,7 +87,7 @@ class UnaryOp:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class BinaryOp:
     """op: '+', '-', '*', '/', '%', '||', '=', '!=' ('<>' is normalised to '!='), '<', '<=', '>',
     '>=', 'AND', 'OR'."""
@@ -79,14 +97,14 @@ class BinaryOp:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class IsNull:
     operand: "Expr"
     negated: bool = False
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class InList:
     operand: "Expr"
     items: tuple["Expr", ...]
@@ -94,7 +112,7 @@ class InList:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Between:
     operand: "Expr"
     low: "Expr"
@@ -103,7 +121,7 @@ class Between:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Like:
     """``x [NOT] LIKE pattern [ESCAPE c]`` (``%`` and ``_`` wildcards; no escape character
     unless ``escape`` names one); ``case_insensitive`` for ILIKE."""
@@ -115,7 +133,7 @@ class Like:
     escape: Optional["Expr"] = None
 
 
-@dataclass(frozen=True)
+@_node
 class Case:
     """``CASE [operand] WHEN w THEN t ... [ELSE e] END``; ``operand`` None for the searched form."""
     operand: Optional["Expr"]
@@ -124,7 +142,7 @@ class Case:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Cast:
     """``CAST(x AS type)``, or ``TRY_CAST`` (``try_``: a value that does not convert is NULL)."""
     operand: "Expr"
@@ -133,13 +151,13 @@ class Cast:
     try_: bool = False
 
 
-@dataclass(frozen=True)
+@_node
 class OrderItem:
     expr: "Expr"
     descending: bool = False
 
 
-@dataclass(frozen=True)
+@_node
 class RowsOver:
     """``OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] [ORDER BY ...])`` (docs/SQL.md §6)."""
     buffer_rows: Optional[int]  # None: not given (only ROW_NUMBER's forms of docs/SQL.md §8)
@@ -153,7 +171,7 @@ class RowsOver:
     range_ms: int = 0
 
 
-@dataclass(frozen=True)
+@_node
 class FunctionCall:
     """A scalar, aggregate or analytic call. ``name`` is upper case. ``COUNT(*)`` has
     ``args == (Star(),)``; ``COUNT(DISTINCT x)`` has ``distinct=True``; analytic calls carry
@@ -171,14 +189,14 @@ Expr = Union[Column, Literal, IntervalLiteral, Star, UnaryOp, BinaryOp, IsNull, 
 
 
 # ------------------------------------------------------------------------------------ statements
-@dataclass(frozen=True)
+@_node
 class SelectItem:
     expr: Expr
     alias: Optional[str] = None  # lower-cased unless quoted
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class TableRef:
     """A FROM item: a relation's name, or a subquery ``(query) [AS] alias`` (docs/SQL.md §8),
     whose ``name`` is then its alias."""
@@ -190,7 +208,7 @@ class TableRef:
     as_of: Optional["Expr"] = None  # JOIN t FOR SYSTEM_TIME AS OF expr (§9)
 
 
-@dataclass(frozen=True)
+@_node
 class Join:
     """``[INNER | LEFT | RIGHT | FULL] JOIN right ON on [WITHIN duration]`` (docs/SQL.md §9)."""
     kind: str  # 'INNER' | 'LEFT' | 'RIGHT' | 'FULL'
@@ -200,7 +218,7 @@ class Join:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class WindowSpec:
     """``WINDOW TUMBLING|SLIDING|SESSION (...)``. ``time_column`` None means ``_TIMESTAMP``.
     TUMBLING: size_ms. SLIDING: size_ms and advance_ms. CUMULATE (Flink's window table function
@@ -214,7 +232,7 @@ class WindowSpec:
     grace_ms: Optional[int] = None  # ksqlDB's GRACE PERIOD: the allowed lateness of this window
 
 
-@dataclass(frozen=True)
+@_node
 class Select:
     items: tuple[SelectItem, ...]
     source: TableRef
@@ -230,7 +248,7 @@ class Select:
     joins: tuple[Join, ...] = ()           # docs/SQL.md §9
 
 
-@dataclass(frozen=True)
+@_node
 class Query:
     """``SELECT ... [UNION ALL SELECT ...]`` with its CTEs (``WITH name AS (...)``)."""
     select: Select
@@ -239,14 +257,14 @@ class Query:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Cte:
     name: str
     query: Query
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class ColumnDef:
     """A column of a declared source: ``CREATE STREAM name (col TYPE, ...)``."""
     name: str
@@ -254,7 +272,7 @@ class ColumnDef:
     pos: Pos = _pos()
 
 
-@dataclass(frozen=True)
+@_node
 class Statement:
     """A whole statement: an optional ``CREATE STREAM|TABLE name AS``, the SELECT, and the
     ``WITH (...)`` properties (keys and values as written, after ``${VAR}`` substitution).
