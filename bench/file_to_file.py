@@ -20,13 +20,15 @@ fast or faster.
 ``--repeat N`` (on a shared machine): each pair N rounds of (DuckDB, velostream p1, p2), one
 after the other so that both see the same load; the table gives the best and the median of
 each, velostream's of a round being the better of p1 and p2, and the ratio of the bests and of
-the medians.
+the medians; and the median CPU time (user + system, all threads) of each side, which the load of
+other work on the machine moves less than the wall-clock time.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,13 +78,17 @@ def env() -> dict:
     return e
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, str]:
+def timed(argv: list[str], cwd: Path) -> tuple[float, str, float]:
+    """(wall-clock time, stderr, CPU time: user + system of the process and its threads)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(argv, cwd=cwd, env=env(), capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr}")
-    return elapsed, p.stderr
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return elapsed, p.stderr, cpu
 
 
 def check(out: Path, fmt: str) -> tuple[int, int]:
@@ -91,7 +97,7 @@ def check(out: Path, fmt: str) -> tuple[int, int]:
     return duckdb.sql(f"SELECT COUNT(*), SUM(trade_count) FROM {src}").fetchall()[0]
 
 
-def run_velostream(d: Path, src: Path, out_fmt: str, partitions: int) -> tuple[float, tuple]:
+def run_velostream(d: Path, src: Path, out_fmt: str, partitions: int) -> tuple:
     out = d / f"vs_out.{out_fmt}"
     job = d / "job.sql"
     job.write_text(f"CREATE STREAM s3a_out AS {SQL}\nWITH ('market_data.type' = 'file_source', "
@@ -99,19 +105,19 @@ def run_velostream(d: Path, src: Path, out_fmt: str, partitions: int) -> tuple[f
                    f"'s3a_out.path' = '{out}')")
     # without -q: the last line says how long the job itself ran (the rest is the process
     # starting, importing and planning, and ending)
-    t, err = timed([sys.executable, "-m", "velostream", "run", "--progress-interval", "3600",
-                    "--bounded", "--partitions", str(partitions), str(job)], d)
+    t, err, cpu = timed([sys.executable, "-m", "velostream", "run", "--progress-interval", "3600",
+                         "--bounded", "--partitions", str(partitions), str(job)], d)
     m = re.search(r"done: .* in ([0-9.]+) s", err)
-    return t, float(m.group(1)) if m else float("nan"), check(out, out_fmt)
+    return t, float(m.group(1)) if m else float("nan"), check(out, out_fmt), cpu
 
 
-def run_duckdb(d: Path, src: Path, src_fmt: str, out_fmt: str) -> tuple[float, tuple]:
+def run_duckdb(d: Path, src: Path, src_fmt: str, out_fmt: str) -> tuple:
     out = d / f"duck_out.{out_fmt}"
     reader = f"read_parquet('{src}')" if src_fmt == "parquet" else f"read_csv('{src}')"
     fmt = "PARQUET" if out_fmt == "parquet" else "JSON"
     copy = f"COPY ({DUCK_SQL.format(src=reader)}) TO '{out}' (FORMAT {fmt})"
-    t, _ = timed([sys.executable, "-c", f"import duckdb; duckdb.sql({copy!r})"], d)
-    return t, check(out, out_fmt)
+    t, _, cpu = timed([sys.executable, "-c", f"import duckdb; duckdb.sql({copy!r})"], d)
+    return t, check(out, out_fmt), cpu
 
 
 def main() -> None:
@@ -135,25 +141,26 @@ def main() -> None:
                  f"{args.repeat} rounds; time of a fresh process (best / median), velostream's "
                  f"the better of 1 and 2 partitions in each round",
                  "", "| source -> sink | velostream (s) | of which the job (s) | DuckDB (s) "
-                 "| ratio of the bests | ratio of the medians |",
-                 "|---|---|---|---|---|---|"]
+                 "| ratio of the bests | ratio of the medians | CPU, median (s): velostream / DuckDB |",
+                 "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="velostream-file-to-file-") as tmp:
         d = Path(tmp)
         inputs = write_inputs(d, args.records)
         compile_velostream()
         for src_fmt, out_fmt in pairs:
-            rounds = []  # (DuckDB, {p: velostream}, {p: the job})
+            # (DuckDB, {p: velostream}, {p: the job}, DuckDB's CPU, {p: velostream's CPU})
+            rounds = []
             for _ in range(args.repeat):
-                duck_t, want = run_duckdb(d, inputs[src_fmt], src_fmt, out_fmt)
-                times, job_times = {}, {}
+                duck_t, want, duck_cpu = run_duckdb(d, inputs[src_fmt], src_fmt, out_fmt)
+                times, job_times, cpus = {}, {}, {}
                 for p in (1, 2):
-                    times[p], job_times[p], got = run_velostream(d, inputs[src_fmt], out_fmt, p)
+                    times[p], job_times[p], got, cpus[p] = run_velostream(d, inputs[src_fmt], out_fmt, p)
                     if got != want:
                         raise AssertionError(f"{src_fmt} -> {out_fmt} at {p} partitions: velostream "
                                              f"wrote {got} (rows, trades), DuckDB {want}")
-                rounds.append((duck_t, times, job_times))
+                rounds.append((duck_t, times, job_times, duck_cpu, cpus))
             if args.repeat == 1:
-                duck_t, times, job_times = rounds[0]
+                duck_t, times, job_times = rounds[0][:3]
                 best_p = min(times, key=times.get)
                 best = times[best_p]
                 lines.append(f"| {src_fmt} -> {out_fmt} | {times[1]:.2f} | {times[2]:.2f} | "
@@ -162,9 +169,12 @@ def main() -> None:
                 duck = [r[0] for r in rounds]
                 vs = [min(r[1].values()) for r in rounds]
                 job = [r[2][min(r[1], key=r[1].get)] for r in rounds]
+                # CPU time moves less than wall-clock time with the load of a shared machine
+                cpu = [r[4][min(r[1], key=r[1].get)] for r in rounds]
                 lines.append(f"| {src_fmt} -> {out_fmt} | {min(vs):.2f} / {median(vs):.2f} | "
                              f"{min(job):.2f} / {median(job):.2f} | {min(duck):.2f} / {median(duck):.2f} | "
-                             f"{min(duck) / min(vs):.2f}x | {median(duck) / median(vs):.2f}x |")
+                             f"{min(duck) / min(vs):.2f}x | {median(duck) / median(vs):.2f}x | "
+                             f"{median(cpu):.2f} / {median(r[3] for r in rounds):.2f} |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print()
