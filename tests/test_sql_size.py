@@ -718,3 +718,38 @@ def test_a_fresh_process_runs_a_query_of_python_lists_without_importing_pandas()
     ])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_of_a_select_list_planned_at_once_name_and_bind_as_one_by_one(seed, monkeypatch):
+    """The planner names and binds a run of one repeated column, or of integer constants, at
+    once (planner._runs): the same names (duplicates numbered, clashes with aliases and with
+    other items' default names) and the same bound items as planning them one by one."""
+    from velostream import planner as planner_module
+    from velostream.batch import SqlType
+
+    rng = random.Random(seed)
+    schema = {"a": SqlType("INT64"), "b": SqlType("FLOAT64"), "a_3": SqlType("INT64")}
+    pool = ["a", "b", "a_3", "7", "-1", "9223372036854775807", "a AS col45", "1 AS a_3",
+            "b AS a_1", "2.5", "'s'", "NULL", "a + 1", "a AS a", "col7", "3 AS col2"]
+
+    def select_list():
+        out = []
+        while len(out) < 400:
+            item = rng.choice(pool)
+            if item == "col7":
+                continue  # not a column of t
+            out += [item] * rng.choice([1, 1, 2, 15, 16, 40])
+        return out
+
+    runs = 0
+    for _ in range(4):
+        sql = f"SELECT {', '.join(select_list())} FROM t"
+        stmt = sql_parser.parse(sql, {})
+        at_once = planner_module.plan_statement(stmt, {"t": schema}).outputs
+        with monkeypatch.context() as m:
+            m.setattr(planner_module, "_runs", lambda items: [(0, len(items), None)])
+            one_by_one = planner_module.plan_statement(stmt, {"t": schema}).outputs
+        assert at_once == one_by_one
+        runs += sum(run is not None for _, _, run in planner_module._runs(stmt.select.items))
+    assert runs  # the runs were there to plan at once

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Optional
 
 from .batch import BOOL, FLOAT64, INT64, SqlType
@@ -707,54 +709,83 @@ class _Planner:
         # first one's type and column and their own constant (what bind would make of them)
         shifts: dict = {}
         last = last_bound = None
-        for idx, item in enumerate(items):
-            e = item.expr
-            default = None
-            if e is last:  # the parser shares a repeated column's node (sql_lex.scan_items)
-                b, default = last_bound
-            elif type(e) is column:
-                key = (e.name, e.table, e.quoted)  # a tuple: hashed and compared in C
-                bound = references.get(key)
-                if bound is None:
-                    b = self._bind(e, scope, self.strings)
-                    bound = references[key] = (b, self._default_name(e, b, idx) if unchanged
-                                               else None)
-                b, default = bound
-                last, last_bound = e, bound
-            elif type(e) is literal:
-                # a constant: no steps to count (_bind); an integer as bind makes it
-                b = (BConst(INT64, int(e.value)) if e.type == "INTEGER"
-                     else bind(e, scope, self.strings))
-                if unchanged:
-                    default = f"col{idx}"  # _default_name's, inline
-            elif (type(e) is binary and (e.op == "+" or e.op == "-") and type(e.left) is column
-                  and type(e.right) is literal and e.right.type == "INTEGER"):
-                left = e.left
-                key = (left.name, left.table, left.quoted, e.op)
-                first = shifts.get(key)
-                if first is None:
-                    b = self._bind(e, scope, self.strings)
-                    shifts[key] = (b if type(b) is BCall and len(b.args) == 2
-                                   and type(b.args[1]) is BConst else False)
-                elif first is False:
-                    b = self._bind(e, scope, self.strings)
+        for lo, hi, run in _runs(items) if unchanged else ((0, len(items), None),):
+            if run is not None:  # a run of items named and bound alike, at once
+                if type(run) is column:  # one column, repeated
+                    key = (run.name, run.table, run.quoted)
+                    bound = references.get(key)
+                    if bound is None:
+                        b = self._bind(run, scope, self.strings)
+                        bound = references[key] = (b, self._default_name(run, b, lo))
+                    b, base = bound
+                    last, last_bound = run, bound
+                    # named as one by one: the base name if unused, then base_1, base_2, ...
+                    k = used.get(base)
+                    if k is None:
+                        names = [base] + [f"{base}_{j}" for j in range(1, hi - lo)]
+                        used[base] = hi - lo - 1
+                    else:
+                        names = [f"{base}_{j}" for j in range(k + 1, k + 1 + hi - lo)]
+                        used[base] = k + hi - lo
+                    out.extend(zip(names, [b] * (hi - lo)))
+                else:  # integer constants (``run``: their values), named col<place>
+                    names = [f"col{idx}" for idx in range(lo, hi)]
+                    if not used.keys().isdisjoint(names):
+                        run = None  # another item took such a name: one by one below
+                    else:
+                        used.update(dict.fromkeys(names, 0))
+                        out.extend(zip(names, map(BConst, [INT64] * (hi - lo), map(int, run))))
+                if run is not None:
+                    continue
+            for idx in range(lo, hi):
+                item = items[idx]
+                e = item.expr
+                default = None
+                if e is last:  # the parser shares a repeated column's node (sql_lex.scan_items)
+                    b, default = last_bound
+                elif type(e) is column:
+                    key = (e.name, e.table, e.quoted)  # a tuple: hashed and compared in C
+                    bound = references.get(key)
+                    if bound is None:
+                        b = self._bind(e, scope, self.strings)
+                        bound = references[key] = (b, self._default_name(e, b, idx) if unchanged
+                                                   else None)
+                    b, default = bound
+                    last, last_bound = e, bound
+                elif type(e) is literal:
+                    # a constant: no steps to count (_bind); an integer as bind makes it
+                    b = (BConst(INT64, int(e.value)) if e.type == "INTEGER"
+                         else bind(e, scope, self.strings))
+                    if unchanged:
+                        default = f"col{idx}"  # _default_name's, inline
+                elif (type(e) is binary and (e.op == "+" or e.op == "-") and type(e.left) is column
+                      and type(e.right) is literal and e.right.type == "INTEGER"):
+                    left = e.left
+                    key = (left.name, left.table, left.quoted, e.op)
+                    first = shifts.get(key)
+                    if first is None:
+                        b = self._bind(e, scope, self.strings)
+                        shifts[key] = (b if type(b) is BCall and len(b.args) == 2
+                                       and type(b.args[1]) is BConst else False)
+                    elif first is False:
+                        b = self._bind(e, scope, self.strings)
+                    else:
+                        b = BCall(first.type, first.fn, (first.args[0], BConst(INT64, int(e.right.value))))
+                elif isinstance(e, ast.Star):
+                    for name, t in scope.columns.items():
+                        if not name.startswith("__") and name not in self.hidden:
+                            out.append((self._unique(name, used), BCol(t, name)))
+                    continue
                 else:
-                    b = BCall(first.type, first.fn, (first.args[0], BConst(INT64, int(e.right.value))))
-            elif isinstance(e, ast.Star):
-                for name, t in scope.columns.items():
-                    if not name.startswith("__") and name not in self.hidden:
-                        out.append((self._unique(name, used), BCol(t, name)))
-                continue
-            else:
-                b = self._bind(e, scope, self.strings)
-            name = item.alias or default or self._default_name(originals[idx].expr, b, idx)
-            k = used.get(name)  # _unique, inline
-            if k is None:
-                used[name] = 0
-            else:
-                used[name] = k = k + 1
-                name = f"{name}_{k}"
-            out.append((name, b))
+                    b = self._bind(e, scope, self.strings)
+                name = item.alias or default or self._default_name(originals[idx].expr, b, idx)
+                k = used.get(name)  # _unique, inline
+                if k is None:
+                    used[name] = 0
+                else:
+                    used[name] = k = k + 1
+                    name = f"{name}_{k}"
+                out.append((name, b))
         return out
 
     @staticmethod
@@ -847,6 +878,57 @@ class _Planner:
                                 "source partition (input must be keyed by the GROUP BY columns)")
         raise SqlError(f"partitioning.strategy '{override}' would give wrong results for this query "
                        f"(it needs {auto.strategy}: {auto.reason})", self.sql)
+
+
+# A select list's runs of at least this many alike items are named and bound at once (_runs)
+BULK_RUN = 16
+_EXPR, _ALIAS = attrgetter("expr"), attrgetter("alias")
+_TYPE, _VALUE = attrgetter("type"), attrgetter("value")
+
+
+def _runs(items) -> list:
+    """A select list cut into stretches ``(lo, hi, run)``: ``run`` None for items to plan one
+    by one; a column node for a run of that one node repeated (the parser shares a repeated
+    column's node, sql_lex.scan_items); a list of values for a run of integer constants; both
+    runs without aliases and at least BULK_RUN long. A generated select list can be 300,000
+    items (docs/SQL.md, "Limits"): the cuts are found by passes in C (maps, groupby, counts)."""
+    n = len(items)
+    if n < 4 * BULK_RUN:
+        return [(0, n, None)]
+    exprs = list(map(_EXPR, items))
+    aliases = list(map(_ALIAS, items))
+    out, lo, at = [], 0, 0
+    column, literal = ast.Column, ast.Literal
+    for kind, group in groupby(map(type, exprs)):
+        m = len(list(group))
+        if m >= BULK_RUN and (kind is column or kind is literal):
+            if kind is literal:
+                part = exprs[at:at + m]
+                if (list(map(_TYPE, part)).count("INTEGER") == m
+                        and aliases[at:at + m].count(None) == m):
+                    pieces = [(at, at + m, list(map(_VALUE, part)))]
+                else:
+                    pieces = []
+            else:  # runs of one node (equal nodes plan alike: == ignores positions)
+                part = exprs[at:at + m]
+                if part.count(part[0]) == m:  # the whole stretch: one count, in C
+                    sizes = [m]
+                else:
+                    sizes = [len(list(same)) for _, same in groupby(part, key=id)]
+                pieces, start = [], at
+                for size in sizes:
+                    if size >= BULK_RUN and aliases[start:start + size].count(None) == size:
+                        pieces.append((start, start + size, exprs[start]))
+                    start += size
+            for a, b, run in pieces:
+                if lo < a:
+                    out.append((lo, a, None))
+                out.append((a, b, run))
+                lo = b
+        at += m
+    if lo < n:
+        out.append((lo, n, None))
+    return out
 
 
 _FIELD_NAMES: dict = {}  # node class -> its field names (dataclasses.fields is slow per node)
