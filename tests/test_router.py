@@ -264,6 +264,18 @@ def test_merge_by_end_is_a_stable_merge_in_window_end_order(n_ends):
         assert got.to_pylist() == want.to_pylist()
 
 
+def _job_rows(sql: str, batches: list, n: int, want: pa.Table):
+    """A job of ``sql`` over ``batches`` at ``n`` partitions, and its rows, checked to be
+    ``want``'s (as multisets)."""
+    from reference import assert_rows_equal
+    job = vs.Job(sql, {"t": batches}, partitions=n)
+    job.run()
+    got = job.result().to_arrow()
+    assert got.num_rows == want.num_rows > 0
+    assert_rows_equal(got.to_pylist(), want.to_pylist())
+    return job, got
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT ks, COUNT(*) AS n, SUM(xi) AS si, MAX(xf) AS hi FROM t GROUP BY ks",
     "SELECT ks, ki, COUNT(*) AS n, AVG(xf) AS af FROM t GROUP BY ks, ki "
@@ -288,11 +300,7 @@ def test_small_steps_in_the_jobs_thread_and_large_ones_on_partition_threads_agre
         off += size
     want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
     for n in (2, 4):
-        job = vs.Job(sql, {"t": batches}, partitions=n)
-        job.run()
-        got = job.result().to_arrow()
-        assert got.num_rows == want.num_rows > 0
-        assert_rows_equal(got.to_pylist(), want.to_pylist())
+        job, got = _job_rows(sql, batches, n, want)
         if "GROUP BY" in sql:  # the large steps went to the threads
             assert all(w.started for w in job.exchange.workers)
 
@@ -366,11 +374,7 @@ def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows,
     one.run()
     want = one.result().to_arrow()
     for n in (2, 4):
-        job = vs.Job(sql, {"t": batches}, partitions=n)
-        job.run()
-        got = job.result().to_arrow()
-        assert got.num_rows == want.num_rows > 0
-        assert_rows_equal(got.to_pylist(), want.to_pylist())
+        job, got = _job_rows(sql, batches, n, want)
         assert job.stats.records_late == one.stats.records_late
         keys = ["ks", "ki"] if "ki" in got.column_names else ["ks"]
         for key, rows in _per_key(got, keys).items():  # each key's rows in its input's order
