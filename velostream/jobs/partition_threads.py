@@ -69,7 +69,7 @@ INLINE_STEP_ROWS = 1024
 # turns at the GIL. S3a at 2 partitions with 65,536-row batches: 117 ms one step per batch, ~80 ms
 # in steps of 262,144 rows (V1: 80 ms). A step waits for more rows only while more are read
 # without waiting: when the reader has nothing, the job drains (drain(block=True)), which sends
-# what is held (docs/ARCHITECTURE.md "Exchanges").
+# what is held (docs/ARCHITECTURE.md "Jobs"; measured in docs/PERFORMANCE.md "Session 9").
 STEP_ROWS = 1 << 18
 
 
