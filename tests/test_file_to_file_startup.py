@@ -5,6 +5,7 @@ check runs a fresh interpreter, as a user does, and each job's output is checked
 """
 from __future__ import annotations
 
+import decimal
 import json
 import subprocess
 import sys
@@ -24,9 +25,11 @@ SQL = ("SELECT trader, symbol, COUNT(*) AS n, SUM(qty) AS total_qty, AVG(price) 
 DUCK_SQL = ("SELECT trader, symbol, COUNT(*) AS n, SUM(qty) AS total_qty, AVG(price) AS avg_price, "
             "MIN(price) AS low FROM {src} GROUP BY trader, symbol, ts // 60000")
 
-# at exit of the job's process: whether pyarrow.compute was imported
+# at exit of the job's process: whether pyarrow.compute was imported, and pyarrow.parquet (with
+# pyarrow.fs, its S3 and TLS support)
 LIST_MODULES = ("import atexit, json, sys\n"
-                "atexit.register(lambda: print(json.dumps('pyarrow.compute' in sys.modules)))\n"
+                "atexit.register(lambda: print(json.dumps(['pyarrow.compute' in sys.modules,\n"
+                "    'pyarrow.parquet' in sys.modules or 'pyarrow.fs' in sys.modules])))\n"
                 "sys.argv[0] = '-m'\n"  # as under python -m velostream, while the package loads
                 "import velostream\n"
                 "from velostream.cli import main\n"
@@ -52,9 +55,10 @@ def trades(rows: int, seed: int, symbols: list[str], nulls: bool) -> pa.Table:
 
 
 def run_job(tmp_path: Path, table: pa.Table, out_fmt: str, partitions: int,
-            src_fmt: str = "parquet", sql: str = SQL) -> tuple[bool, Path, str]:
+            src_fmt: str = "parquet", sql: str = SQL) -> tuple[list, Path, str]:
     """Runs the job through the CLI in a fresh process, over ``table`` as Parquet in row groups
-    (or as CSV); whether that process imported pyarrow.compute, the output's path, and stderr."""
+    (or as CSV); whether that process imported pyarrow.compute and pyarrow.parquet, the output's
+    path, and stderr."""
     src = tmp_path / f"trades.{src_fmt}"
     if src_fmt == "parquet":
         pq.write_table(table, src, row_group_size=700)
@@ -94,10 +98,12 @@ def test_a_parquet_job_runs_without_pyarrow_compute(tmp_path, out_fmt, partition
     """Parquet without NULLs in, an aggregate out as Parquet or JSON lines (text needing no
     escapes, like S3a's): at one partition the job calls no function of pyarrow.compute, so it
     is not imported. (With several, putting the partitions' rows of a window end in order takes
-    rows with Arrow's ``take``, which may import it.)"""
+    rows with Arrow's ``take``, which may import it.) The local files are read and written
+    without pyarrow.parquet and pyarrow.fs."""
     table = trades(5_000, seed=3, symbols=["A", "BB", "c\u00e9", "D d"], nulls=False)
-    imported, out, _ = run_job(tmp_path, table, out_fmt, partitions)
-    assert not imported or partitions > 1
+    (compute, parquet), out, _ = run_job(tmp_path, table, out_fmt, partitions)
+    assert not compute or partitions > 1
+    assert not parquet
     assert_same_as_duckdb(table, out, out_fmt)
 
 
@@ -108,8 +114,8 @@ def test_a_csv_job_runs_without_pyarrow_compute(tmp_path, out_fmt, partitions):
     literals past int64 is made with numpy, and at one partition nothing else needs
     pyarrow.compute."""
     table = trades(5_000, seed=5, symbols=["A", "BB", "c\u00e9", "D d"], nulls=False)
-    imported, out, _ = run_job(tmp_path, table, out_fmt, partitions, src_fmt="csv")
-    assert not imported or partitions > 1
+    (compute, _), out, _ = run_job(tmp_path, table, out_fmt, partitions, src_fmt="csv")
+    assert not compute or partitions > 1
     assert_same_as_duckdb(table, out, out_fmt)
 
 
@@ -168,8 +174,8 @@ def test_pyarrow_compute_is_imported_when_first_needed(tmp_path, symbols, nulls,
     lines writer (on its own thread), need pyarrow.compute's functions: the first use imports
     it, and the output is right."""
     table = trades(5_000, seed=4, symbols=symbols, nulls=nulls)
-    imported, out, _ = run_job(tmp_path, table, out_fmt, partitions)
-    assert imported == (nulls or out_fmt == "jsonl")
+    (compute, _), out, _ = run_job(tmp_path, table, out_fmt, partitions)
+    assert compute == (nulls or out_fmt == "jsonl")
     assert_same_as_duckdb(table, out, out_fmt)
 
 
@@ -212,3 +218,77 @@ def test_the_command_starts_no_blas_threads_and_leaves_the_environment_as_it_was
     assert value == user_value
     if argv0 != "prog.py" and user_value is None:
         assert threads in (1, None)  # None: no /proc to count threads in (not Linux)
+
+
+def typed_table(rows: int, seed: int, nested: bool) -> pa.Table:
+    """Seeded columns of many Arrow types, with NULLs, NaN and the edges of their ranges."""
+    rng = np.random.default_rng(seed)
+    cols = {
+        "i8": pa.array(rng.integers(-128, 128, rows), pa.int8()),
+        "u64": pa.array(rng.integers(0, 2**63, rows, dtype=np.uint64) * 2, pa.uint64()),
+        "i": pa.array(np.r_[[-2**63, 2**63 - 1], rng.integers(-2**62, 2**62, rows - 2)],
+                      mask=rng.random(rows) < 0.1),
+        "f": pa.array(np.where(rng.random(rows) < 0.05, np.nan, rng.normal(size=rows) * 1e300)),
+        "s": pa.array(rng.choice(["a", "bb", "\u00e9", "", 'q"'], rows), mask=rng.random(rows) < 0.1),
+        "b": pa.array(rng.random(rows) < 0.5, mask=rng.random(rows) < 0.1),
+        "ts": pa.array(rng.integers(0, 2**40, rows), pa.timestamp("us", tz="UTC")),
+        "d": pa.array(rng.integers(0, 20_000, rows).astype("int32"), pa.date32()),
+        "dec": pa.array([decimal.Decimal(int(x)).scaleb(-2) for x in rng.integers(-10**17, 10**17, rows)],
+                        pa.decimal128(18, 2)),
+        "dict": pa.array(rng.choice(["x", "y"], rows)).dictionary_encode(),
+    }
+    if hasattr(pa, "uuid"):  # an extension type: read back as one, as ParquetFile does
+        cols["id"] = pa.ExtensionArray.from_storage(
+            pa.uuid(), pa.array([rng.bytes(16) for _ in range(rows)], pa.binary(16)))
+    if nested:
+        cols["lst"] = pa.array([[int(x)] * (int(x) % 3) for x in rng.integers(0, 10, rows)],
+                               pa.list_(pa.int64()))
+        cols["st"] = pa.array([{"a": int(x), "b": str(x)} for x in rng.integers(0, 10, rows)])
+    return pa.table(cols)
+
+
+@pytest.mark.parametrize("use_dictionary, compression", [(True, "snappy"), (["i", "s"], None),
+                                                         (False, "zstd")])
+def test_the_local_parquet_writer_writes_the_bytes_pyarrow_parquet_writes(tmp_path, use_dictionary,
+                                                                         compression):
+    """The compiled writer with ParquetWriter's arguments (parquet_local) writes byte for byte
+    the file pyarrow.parquet.ParquetWriter writes: a pyarrow changing its defaults fails here."""
+    from velostream.io.parquet_local import open_writer
+    table = typed_table(1_000, seed=7, nested=True)
+    ours, theirs = tmp_path / "ours.parquet", tmp_path / "theirs.parquet"
+    writer = open_writer(str(ours), table.schema, use_dictionary=use_dictionary, compression=compression)
+    assert writer is not None  # this pyarrow's compiled writer takes ParquetWriter's arguments
+    reference = pq.ParquetWriter(theirs, table.schema, use_dictionary=use_dictionary,
+                                 compression=compression)
+    for w in (writer, reference):
+        w.write_table(table.slice(0, 600))  # two row groups, as the sink writes them
+        w.write_table(table.slice(600))
+        w.close()
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert pq.read_metadata(ours).num_rows == table.num_rows
+
+
+def test_the_local_parquet_reader_reads_what_parquetfile_reads(tmp_path):
+    """Schema (extension types included), metadata and the batches of some columns in another
+    order and some row groups, as pyarrow.parquet.ParquetFile gives them; a file with nested
+    columns is left to ParquetFile (None)."""
+    from velostream.io.parquet_local import open_file
+    flat, nested = tmp_path / "flat.parquet", tmp_path / "nested.parquet"
+    pq.write_table(typed_table(2_000, seed=8, nested=False), flat, row_group_size=300)
+    pq.write_table(typed_table(100, seed=9, nested=True), nested)
+    ours, theirs = open_file(str(flat)), pq.ParquetFile(flat)
+    assert ours is not None
+    assert ours.schema_arrow.equals(theirs.schema_arrow, check_metadata=True)
+    assert ours.num_row_groups == theirs.num_row_groups == 7
+    assert ours.metadata.equals(theirs.metadata)
+    columns = ["s", "dec", "i", "f"] + (["id"] if hasattr(pa, "uuid") else [])
+    got = list(ours.iter_batches(128, row_groups=[1, 6], columns=columns))
+    want = list(theirs.iter_batches(128, row_groups=[1, 6], columns=columns))
+    assert len(got) == len(want) and sum(b.num_rows for b in got) == 300 + 200
+    # as IPC bytes: a NaN equals itself there (not in RecordBatch.equals)
+    assert all(g.schema.equals(w.schema) and g.serialize().equals(w.serialize())
+               for g, w in zip(got, want))
+    assert open_file(str(nested)) is None
+    with pytest.raises((pa.ArrowInvalid, OSError)):  # not Parquet: what ParquetFile raises
+        (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+        open_file(str(tmp_path / "bad.parquet"))

@@ -48,6 +48,7 @@ import pyarrow as pa
 
 from .base import ConfigError, Properties, wait_all
 from .object_store import ObjectStore
+from .parquet_local import open_writer
 
 __all__ = ["ColumnarFileSink"]
 
@@ -255,15 +256,20 @@ class ColumnarFileSink:
         out = path if self.store.local else self.store.open_write(path)
         try:
             if self.format == "parquet":
-                import pyarrow.parquet as pq
                 # No dictionary for floating-point columns: their values seldom repeat, and the
                 # writer would build one per row group before falling back to plain values
                 # (a third of the time of writing S3a's output); text and integers keep theirs.
                 flat = all(not pa.types.is_nested(t) for t in self.schema.types)
                 dictionary = ([f.name for f in self.schema if not pa.types.is_floating(f.type)]
                               if flat else True)
-                writer = pq.ParquetWriter(out, self.schema, use_dictionary=dictionary,
-                                          compression=None if self.compression == "none" else self.compression)
+                compression = None if self.compression == "none" else self.compression
+                # a local file without importing pyarrow.parquet (parquet_local), else as usual
+                writer = (open_writer(out, self.schema, use_dictionary=dictionary,
+                                      compression=compression) if out is path else None)
+                if writer is None:
+                    import pyarrow.parquet as pq
+                    writer = pq.ParquetWriter(out, self.schema, use_dictionary=dictionary,
+                                              compression=compression)
             else:
                 import pyarrow.ipc as ipc
                 writer = ipc.new_file(out, self.schema)

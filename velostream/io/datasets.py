@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from .base import ConfigError, FilePosition, Properties, Reject, with_event_time
 from .object_store import ObjectStore
+from .parquet_local import open_file
 
 __all__ = ["DatasetSource", "file_format", "columns_needed", "FORMAT_OF_EXTENSION"]
 
@@ -200,14 +201,12 @@ class DatasetSource(FilePosition):
         return ds.ParquetFileFormat() if self.format == "parquet" else ds.IpcFileFormat()
 
     def _first_readable(self) -> Optional[int]:
-        if self._plain:
-            import pyarrow.parquet as pq
-        else:
+        if not self._plain:
             fmt = self._ds_format()
         for i, f in enumerate(self.files):
             try:
                 if self._plain:
-                    self._first_schema = pq.ParquetFile(f).schema_arrow
+                    self._first_schema = _parquet_file(f).schema_arrow
                 else:
                     fmt.inspect(f, filesystem=self.store.fs)
                 return i
@@ -313,8 +312,7 @@ class DatasetSource(FilePosition):
         Arrow file: the file as one)."""
         frag = self._fragments.get(path)
         if self._plain:
-            import pyarrow.parquet as pq
-            f = pq.ParquetFile(path)
+            f = _parquet_file(path)
             names = self.columns if self.columns is not None else self.schema.names
             if _same_columns(f.schema_arrow, self.schema, names):
                 return [(f.metadata.row_group(k).num_rows,
@@ -334,8 +332,7 @@ class DatasetSource(FilePosition):
                 for part in parts]
 
     def _parquet_batches(self, f, k: int, names: list[str]) -> Iterator[pa.RecordBatch]:
-        for rb in f.iter_batches(batch_size=self.batch_size, row_groups=[k], columns=names,
-                                 use_threads=True):
+        for rb in f.iter_batches(self.batch_size, row_groups=[k], columns=names, use_threads=True):
             yield rb if rb.schema.names == names else rb.select(names)
 
     def _deliver(self, rb: pa.RecordBatch, path: str, first_row: int):
@@ -355,6 +352,16 @@ class DatasetSource(FilePosition):
         if rb.num_rows == 0 and n:
             return None, n, rejects
         return rb, n, rejects
+
+
+def _parquet_file(path: str):
+    """A local Parquet file to read: without importing pyarrow.parquet where it can be
+    (``parquet_local``)."""
+    f = open_file(path)
+    if f is None:
+        import pyarrow.parquet as pq
+        f = pq.ParquetFile(path)
+    return f
 
 
 def _partition_keys(files: list[str], base: Optional[str]) -> bool:
