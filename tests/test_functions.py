@@ -308,6 +308,25 @@ def test_date_format_reads_flinks_java_patterns(how):
     check(cases, table(8), how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_to_timestamp_of_text_as_flink_writes_it(how):
+    """Flink SQL's TO_TIMESTAMP(text [, pattern]): DuckDB's CAST(text AS TIMESTAMP), and its
+    STRPTIME with the pattern's specifiers; TO_TIMESTAMP(seconds) is unchanged."""
+    rng = random.Random(5)
+    stamps = [None if rng.random() < 0.1 else dt.datetime(2024, 1, 1) + dt.timedelta(
+        seconds=rng.randint(-10**8, 10**8)) for _ in range(N_ROWS)]
+    data = table(10).append_column("t1", pa.array(
+        [None if x is None else x.strftime("%Y-%m-%d %H:%M:%S") for x in stamps]))
+    data = data.append_column("t2", pa.array(
+        [None if x is None else x.strftime("%d/%m/%Y %H:%M") for x in stamps]))
+    check([("EPOCH_MS(TO_TIMESTAMP(t1))", "EPOCH_MS(CAST(t1 AS TIMESTAMP))"),
+           ("EPOCH_MS(TO_TIMESTAMP(t2, 'dd/MM/yyyy HH:mm'))",
+            "EPOCH_MS(STRPTIME(t2, '%d/%m/%Y %H:%M'))"),
+           ("EPOCH_MS(TO_TIMESTAMP(t2, '%d/%m/%Y %H:%M'))",
+            "EPOCH_MS(STRPTIME(t2, '%d/%m/%Y %H:%M'))"),
+           ("EPOCH_MS(TO_TIMESTAMP(sec))", "EPOCH_MS(TO_TIMESTAMP(sec))")], data, how)
+
+
 def test_date_format_refuses_a_java_letter_it_cannot_print():
     for pattern in ("x-yyyy", "yyyy-MM-dd G", "SS", "'open"):
         with pytest.raises(SqlError, match="DATE_FORMAT"):
@@ -425,7 +444,7 @@ def test_invalid_json_is_null(how):
     ("STRFTIME(ts, '%Q')", "unsupported format specifier %Q"),
     ("STRFTIME(ts)", "STRFTIME takes 2 argument"),
     ("STRPTIME(s, '%S.%f %Y')", "must end the format"),
-    ("TO_TIMESTAMP(s)", "needs a number"),
+    ("TO_TIMESTAMP(s, s2)", "must be a constant string"),
     ("EPOCH_MS(s)", "EPOCH_MS takes a TIMESTAMP or an integer"),
     ("DATEDIFF('day', ts)", "DATEDIFF takes 3 argument"),
     ("NOW(1)", "NOW takes 0 argument"),

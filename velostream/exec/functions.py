@@ -719,6 +719,18 @@ def _strptime_kernel(fmt: str):
 
 
 def _bind_to_timestamp(c: Call) -> Bound:
+    """TO_TIMESTAMP(epoch seconds) as DuckDB; Flink SQL's TO_TIMESTAMP(text [, pattern]) reads
+    text as CAST(text AS TIMESTAMP) does, or in a Java pattern (DATE_FORMAT's) as STRPTIME."""
+    if c.args and c.args[0].type.kind == "STRING":
+        c.arity(1, 2)
+        if len(c.args) == 1:
+            return X._convert(c.args[0], TIMESTAMP, explicit=True)
+        pattern = c.constant_text(1, "pattern")
+        if pattern is None:
+            return BConst(TIMESTAMP, None)
+        fmt = pattern if "%" in pattern else _java_format(c, pattern)
+        _strptime_plan(c, fmt)
+        return BCall(TIMESTAMP, "STRPTIME", (c.args[0], BConst(STRING, fmt)))
     c.arity(1)
     return BCall(TIMESTAMP, "TO_TIMESTAMP", (X._convert(c.number(0), FLOAT64),))
 
@@ -1936,8 +1948,11 @@ FUNCTIONS: list[Function] = [
              "As STRPTIME, NULL for text that does not match.",
              "TRY_STRPTIME('not a date', '%Y-%m-%d')", None,
              bind=_bind_strptime, evaluate=_eval_strptime, group=T),
-    Function("TO_TIMESTAMP", "TO_TIMESTAMP(seconds DOUBLE) -> TIMESTAMP",
-             "The time the given seconds after 1970-01-01 00:00 UTC (negative: before).",
+    Function("TO_TIMESTAMP", "TO_TIMESTAMP(seconds DOUBLE) or TO_TIMESTAMP(text [, pattern]) -> TIMESTAMP",
+             "The time the given seconds after 1970-01-01 00:00 UTC (negative: before). Text (Flink "
+             "SQL's form) is read as CAST(text AS TIMESTAMP), or with a pattern (a Java one as "
+             "DATE_FORMAT's, or STRPTIME's %-specifiers) as STRPTIME: text that does not match "
+             "fails its row.",
              "EPOCH_MS(TO_TIMESTAMP(-1.5))", -1500, bind=_bind_to_timestamp, evaluate=_eval_to_timestamp,
              group=T, aliases=("FROM_UNIXTIME",)),
     Function("EPOCH_MS", "EPOCH_MS(ts TIMESTAMP) -> BIGINT; EPOCH_MS(ms BIGINT) -> TIMESTAMP",
