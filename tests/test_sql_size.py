@@ -130,7 +130,8 @@ def _select_columns_unplaced(node):
 # the parser's bulk readings, each turned off by a stand-in that reads nothing
 _BULK = {"simple_items": lambda self, items, select=False: None,
          "_paren_run": lambda self, pattern, most: 0,
-         "simple_term": lambda self, min_prec: None}
+         "simple_term": lambda self, min_prec: None,
+         "chain_terms": lambda self, word, terms: 0}
 
 
 def _both_ways(sql: str, monkeypatch):
@@ -190,7 +191,7 @@ def test_bulk_reading_gives_the_tree_of_the_token_path(seed, monkeypatch):
         _assert_same_tree_or_error(sql, monkeypatch, *_BULK)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypatch):
     """AND / OR chains whose terms are read in one step when they are ``x op y`` (simple_term),
     mixed with terms that are not (tighter operators after them, signs, casts, calls, qualified
@@ -200,11 +201,12 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
     operands = ["a", "b", "X", "_key", "1", "007", "1.5", "'s'", "'it''s'", "TRUE", "null", "é",
                 "9223372036854775807", "-1", "\"Q\"", "t.a", "f(a)", "a::INT", "NOW",
                 "current_timestamp", "5s", "(a)", "CASE WHEN a = 1 THEN 2 END",
-                "INTERVAL '1' MINUTE", "exists"]
+                "INTERVAL '1' MINUTE", "exists", "'two\nlines'", "x😀", "'😀'", "''", "b''"]
     ops = ["=", "!=", "<>", "<", "<=", ">", ">=", "==", "+", "-", "*", "/", "%", "||", "->", "->>"]
     tails = [" IS NULL", " IS NOT NULL", " || 'x'", " + 1", "::INT", " NOT IN (1, 2)",
              " BETWEEN 1 AND 2", " LIKE 'x%'"]
-    wrong = ["9223372036854775808", " AS c", " garbage", " = = 2", "SELECT"]  # errors, rarely
+    wrong = ["9223372036854775808", " AS c", " garbage", " = = 2", "SELECT", " <=> 1",
+             " =- 1"]  # errors, rarely
     seps = [" ", "\n", " /* c */ ", "\r\n  "]
 
     def term():
@@ -216,8 +218,9 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
         return t + (rng.choice(wrong) if rng.random() < 0.004 else "")
 
     def chain(n):
-        return "".join(term() + rng.choice([" OR ", " AND ", "\nOR ", " or "]) for _ in range(n)) \
-            + term()
+        return "".join(term() + rng.choice([" OR ", " AND ", "\nOR ", " or ", "\tOr\t", " OR/* c */",
+                                            " OR\r\n\n ", " AnD\n", " ORx ", " OR"])
+                       for _ in range(n)) + term()
 
     for sql in [f"SELECT a FROM t WHERE {chain(40)}",
                 f"SELECT ({chain(30)}) AS c, a FROM t WHERE ({chain(5)}) AND a = 1",
@@ -225,7 +228,50 @@ def test_chain_terms_read_at_once_give_the_tree_of_the_token_path(seed, monkeypa
                 f"SELECT COALESCE({chain(10)}, {chain(10)}) FROM t",
                 "SELECT " + ", ".join(term() + rng.choice(["", " AS c", " c", "\n"])
                                       for _ in range(40)) + " FROM t"]:
-        _assert_same_tree_or_error(sql, monkeypatch, "simple_term")
+        _assert_same_tree_or_error(sql, monkeypatch, "simple_term", "chain_terms")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_runs_of_comparison_terms_read_in_c_give_the_tree_of_the_token_path(seed, monkeypatch):
+    """Long AND / OR chains of ``operand comparison operand`` terms, read in runs without tokens
+    (chain_terms, sql_lex.scan_terms), with near misses among them (another operator, a line
+    break or comment inside a term, a float, NOW, a qualified name, a word glued to the chain's
+    word, a string over two lines): the same tree, positions included, or the same error; and
+    most terms are read in runs."""
+    rng = random.Random(seed)
+    plain = ["a", "b", "_key", "X", "1", "007", "'s'", "'it''s'", "''", "TRUE", "null",
+             "123456789012345678"]
+    odd = ["1.5", "NOW", "t.a", "é", "'two\nlines'", "1234567890123456789", "a + 1", "f(a)"]
+    ops = ["=", "==", "!=", "<>", "<", "<=", ">", ">="]
+    read = []
+    original = sql_parser._Parser.chain_terms
+    monkeypatch.setattr(sql_parser._Parser, "chain_terms",
+                        lambda self, word, terms: read.append(original(self, word, terms))
+                        or read[-1])
+
+    def term():
+        left, right = rng.choice(plain), rng.choice(plain)
+        if rng.random() < 0.05:
+            left = rng.choice(odd)
+        if rng.random() < 0.05:
+            right = rng.choice(odd)
+        blank = rng.choice([" "] * 12 + ["", "\t", "\n", " /* c */ "])
+        return f"{left}{blank}{rng.choice(ops)}{blank}{right}"
+
+    def chain(n, word):
+        glue = [f" {word} ", f"\n{word.lower()}\t", f" {word}\r\n  ", f" {word}/* c */ ",
+                f" {word}("]
+        out = term()
+        for _ in range(n):
+            g = rng.choice(glue[:4] * 10 + glue[4:])
+            out += g + (term() + ")" if g.endswith("(") else term())
+        return out
+
+    for sql in [f"SELECT a FROM t WHERE {chain(300, 'OR')}",
+                f"SELECT a FROM t WHERE ({chain(100, 'AND')}) OR ({chain(100, 'OR')})",
+                f"SELECT CASE WHEN {chain(50, 'AND')} THEN 1 END AS c FROM t"]:
+        _assert_same_tree_or_error(sql, monkeypatch, "chain_terms")
+    assert sum(read) > 200
 
 
 @pytest.mark.parametrize("seed", range(3))

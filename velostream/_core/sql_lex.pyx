@@ -755,3 +755,159 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
             count_break(kind, data, i, n, &line, &line_start)
             i += 1
     return tokens, i, line, line_start
+
+
+cdef inline Py_ssize_t leaf_end(int kind, const void* data, Py_ssize_t i, Py_ssize_t n,
+                                int* what, int* doubled) noexcept:
+    """The end of the operand at ``i`` of a chain term (``scan_terms``): a word (``what`` 2), an
+    integer of at most 18 digits (0) or a 'string' on one line (1, ``doubled`` when it holds
+    ''); -1 for anything else."""
+    cdef uint32_t c = at_or_0(kind, data, i, n), q
+    cdef Py_ssize_t j
+    doubled[0] = 0
+    if c == 0 or c >= 128:
+        return -1
+    if DIGIT[c]:
+        what[0] = 0
+        return digits_end(kind, data, i, n)
+    if c == 39:
+        what[0] = 1
+        j = i + 1
+        while True:
+            while j < n:
+                q = read_cp(kind, data, j)
+                if q == 39 or q == 10 or q == 13:
+                    break
+                j += 1
+            if j >= n or read_cp(kind, data, j) != 39:
+                return -1  # unterminated, or a line break inside: the usual path
+            if at_or_0(kind, data, j + 1, n) == 39:
+                doubled[0] = 1
+                j += 2
+                continue
+            return j + 1
+    if WORDCH[c]:
+        what[0] = 2
+        j = i + 1
+        while j < n:
+            q = read_cp(kind, data, j)
+            if q >= 128 or not WORDCH[q]:
+                break
+            j += 1
+        if j < n and read_cp(kind, data, j) >= 128:
+            return -1
+        return j
+    return -1
+
+
+cdef object leaf_node(str sql, int kind, const void* data, Py_ssize_t i, Py_ssize_t j, int what,
+                      int doubled, tuple at, type column, type literal, reserved, system):
+    """The node ``_leaf`` makes of the operand at ``i:j`` (``leaf_end``), or None where it makes
+    none (a reserved word but NULL, TRUE, FALSE; NOW and CURRENT_TIMESTAMP, which are calls)."""
+    if what == 0:
+        return literal_node(literal, digits_value(kind, data, i, j), "INTEGER", at)
+    if what == 1:
+        value = PyUnicode_Substring(sql, i + 1, j - 1)
+        if doubled:
+            value = value.replace("''", "'")
+        return literal_node(literal, value, "STRING", at)
+    text = PyUnicode_Substring(sql, i, j)
+    upper = text.upper()
+    if upper in reserved:
+        if upper == "NULL":
+            return literal_node(literal, None, "NULL", at)
+        if upper == "TRUE" or upper == "FALSE":
+            return literal_node(literal, upper == "TRUE", "BOOLEAN", at)
+        return None
+    if upper == "CURRENT_TIMESTAMP" or upper == "NOW":
+        return None
+    return column_node(column, upper if upper in system else text.lower(), at)
+
+
+def scan_terms(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, str word,
+               type column, type literal, type binary, reserved, system, list out):
+    """A run of the terms of an AND / OR chain from offset ``pos`` (on ``line``, starting at
+    ``line_start``), each followed by the chain's ``word`` (``OR`` or ``AND``): the parser's
+    ``simple_term`` in C, for the terms it reads most (a megabyte of ``a = 1 OR b = 's2' OR
+    ...``, docs/SQL.md "Limits"). A term here is ``operand comparison operand`` on one line
+    (``=``, ``==``, ``!=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``), its operands column names,
+    integers of at most 18 digits, 'strings', NULL, TRUE or FALSE; ``out`` gets its
+    ``binary`` node (``BinaryOp``) as ``simple_term`` makes it. Stops before the first term it
+    cannot read or that is not followed by ``word`` (blanks around it, no comment), which the
+    parser reads as usual. Returns ``(count, end, line, line_start)``: ``end`` is where the term
+    after the last word read starts, on ``line``."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(sql)
+    cdef int kind = PyUnicode_KIND(sql)
+    cdef const void* data = PyUnicode_DATA(sql)
+    cdef Py_ssize_t i = pos, start, left_end, op_at, op_end, right_at, right_end, k, w, count = 0
+    cdef Py_ssize_t words = PyUnicode_GET_LENGTH(word)
+    cdef int left_what = 0, right_what = 0, left_doubled = 0, right_doubled = 0
+    cdef uint32_t c, q
+    cdef uint32_t lower[8]  # the word in lower case (ASCII)
+    if words > 8:
+        return 0, pos, line, line_start
+    for k in range(words):
+        lower[k] = ord(word[k].lower())
+    while i < n:
+        start = i
+        left_end = leaf_end(kind, data, start, n, &left_what, &left_doubled)
+        if left_end < 0:
+            break
+        op_at = skip_blanks(kind, data, left_end, n, False)
+        c = at_or_0(kind, data, op_at, n)
+        q = at_or_0(kind, data, op_at + 1, n)
+        op_end = op_at + 1
+        if c == 61:  # = ==
+            op = "="
+            if q == 61:
+                op_end += 1
+        elif c == 33 and q == 61:  # !=
+            op, op_end = "!=", op_at + 2
+        elif c == 60:  # < <= <>
+            op = "<"
+            if q == 61:
+                op, op_end = "<=", op_at + 2
+            elif q == 62:
+                op, op_end = "!=", op_at + 2
+        elif c == 62:  # > >=
+            op = ">"
+            if q == 61:
+                op, op_end = ">=", op_at + 2
+        else:
+            break
+        right_at = skip_blanks(kind, data, op_end, n, False)
+        right_end = leaf_end(kind, data, right_at, n, &right_what, &right_doubled)
+        if right_end < 0:
+            break
+        # the chain's word after the term, then the next term's start
+        w = skip_blanks(kind, data, right_end, n, True)
+        if w == right_end and at_or_0(kind, data, w, n) != 0:
+            break  # no blank between (x = 'a'OR ...): the usual path
+        if w + words > n:
+            break
+        k = 0
+        while k < words and (read_cp(kind, data, w + k) | 32) == lower[k]:
+            k += 1
+        if k != words:
+            break
+        q = at_or_0(kind, data, w + words, n)
+        if q == 0 or q >= 128 or WORDCH[q]:
+            break
+        k = skip_blanks(kind, data, w + words, n, True)
+        if k >= n:
+            break
+        left = leaf_node(sql, kind, data, start, left_end, left_what, left_doubled,
+                         (line, start - line_start + 1), column, literal, reserved, system)
+        if left is None:
+            break
+        right = leaf_node(sql, kind, data, right_at, right_end, right_what, right_doubled,
+                          (line, right_at - line_start + 1), column, literal, reserved, system)
+        if right is None:
+            break
+        out.append(binary_node(binary, op, left, right, (line, start - line_start + 1)))
+        count += 1
+        i = start
+        while i < k:  # the line breaks around the word
+            count_break(kind, data, i, n, &line, &line_start)
+            i += 1
+    return count, i, line, line_start

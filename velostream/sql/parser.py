@@ -1011,6 +1011,8 @@ class _Parser:
                     if not (t.kind == WORD and t.upper == word):
                         break
                     self.advance()
+                    if self.chain_terms(word, terms):  # a run of them, read in C
+                        height = height if height > 2 else 2
                     term = simple_term(prec + 1)
                     terms.append(self.binary(prec + 1) if term is None else term)
                     if self.height > height:
@@ -1033,6 +1035,26 @@ class _Parser:
             else:
                 left = self._comparison_word(tok, left)
             height = (height if height > self.height else self.height) + 1
+
+    def chain_terms(self, word: str, terms: list) -> int:
+        """Append to ``terms`` the run of chain terms that starts at the current token, each
+        followed by ``word`` (the chain's OR or AND, consumed): ``simple_term``'s terms of
+        comparisons, read from the text without making tokens (velostream._core.sql_lex.
+        scan_terms: a megabyte of ``a = 1 OR b = 's2' OR ...`` in a fraction of a second,
+        docs/SQL.md "Limits"). The term after the last word is left to the caller; returns
+        how many were read."""
+        tok = self.tok
+        if tok.kind not in _RUN_KINDS or self.peek().kind != OP:
+            return 0
+        found: list = []
+        count, end, line, line_start = _sql_lex.scan_terms(
+            self.sql, tok.offset, tok.line, tok.offset - tok.column + 1, word, ast.Column,
+            ast.Literal, ast.BinaryOp, RESERVED, SYSTEM_COLUMNS, found)
+        if count:
+            terms.extend(found)
+            self.links += count  # simple_term's link per term
+            self._restart(end, line, line_start, 4 * count)
+        return count
 
     def simple_term(self, min_prec: int) -> Optional[ast.Expr]:
         """``binary(min_prec)`` (min_prec at most _CMP) for the commonest term of a long AND /
