@@ -327,6 +327,32 @@ def test_to_timestamp_of_text_as_flink_writes_it(how):
            ("EPOCH_MS(TO_TIMESTAMP(sec))", "EPOCH_MS(TO_TIMESTAMP(sec))")], data, how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_date_sub_and_timestampdiff_count_whole_units_as_duckdb(how):
+    """DATE_SUB (DuckDB) and TIMESTAMPDIFF (Flink SQL, unit as a bare word): whole units from ts to
+    ts2, both ways, months by the calendar with DuckDB's end-of-month rule; pairs near month
+    ends (Jan 31, Feb 29) and a day apart are mixed in with random ones."""
+    data = table(11)
+    rng = random.Random(11)
+    month_ends = [dt.datetime(2024, m, d, h) for m, d in ((1, 31), (2, 29), (3, 31), (4, 30), (2, 28))
+                  for h in (0, 10)]
+    t1 = data["ts"].to_pylist()
+    t2 = data["ts2"].to_pylist()
+    for i in range(0, N_ROWS, 5):  # every fifth row: two month-end times
+        t1[i], t2[i] = rng.choice(month_ends), rng.choice(month_ends)
+    for i in range(1, N_ROWS, 5):  # and a pair less than a day apart
+        if t1[i] is not None:
+            t2[i] = t1[i] + dt.timedelta(hours=rng.randint(-30, 30), minutes=rng.randint(-59, 59))
+    data = data.set_column(data.schema.get_field_index("ts"), "ts", pa.array(t1, pa.timestamp("ms")))
+    data = data.set_column(data.schema.get_field_index("ts2"), "ts2", pa.array(t2, pa.timestamp("ms")))
+    units = ["millennium", "century", "decade", "year", "quarter", "month", "week", "day", "hour",
+             "minute", "second", "millisecond"]
+    cases = [(f"DATE_SUB('{u}', ts, ts2)", f"DATE_SUB('{u}', ts, ts2)") for u in units]
+    cases += [(f"TIMESTAMPDIFF({u.upper()}, ts2, ts)", f"DATE_SUB('{u}', ts2, ts)")
+              for u in ("year", "month", "day", "hour", "second")]
+    check(cases, data, how)
+
+
 def test_date_format_refuses_a_java_letter_it_cannot_print():
     for pattern in ("x-yyyy", "yyyy-MM-dd G", "SS", "'open"):
         with pytest.raises(SqlError, match="DATE_FORMAT"):
@@ -588,6 +614,8 @@ def test_documented_example_agrees_with_duckdb(f):
     expr = f.example
     if f.name == "UNIX_TIMESTAMP":  # not a DuckDB function: whole seconds of EPOCH
         expr = f"CAST(FLOOR(EPOCH({expr[len('UNIX_TIMESTAMP('):-1]})) AS BIGINT)"
+    if f.name == "TIMESTAMPDIFF":  # Flink's, not DuckDB's: its DATE_SUB
+        expr = expr.replace("TIMESTAMPDIFF(HOUR,", "DATE_SUB('hour',")
     if f.name == "DATE_FORMAT":  # Flink's, not DuckDB's: its Java pattern as STRFTIME's format
         expr = expr.replace("DATE_FORMAT(", "STRFTIME(").replace("yyyy-MM-dd HH:mm:ss.SSS",
                                                                    "%Y-%m-%d %H:%M:%S.%g")

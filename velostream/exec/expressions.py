@@ -316,7 +316,12 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
             raise SqlError.at(sql, e.pos, f"aggregate {name} is not allowed here")
         hint = nearest(name, sorted(set(FUNCTIONS) | set(AGGREGATES)))
         raise SqlError.at(sql, e.pos, f"unknown function {name}" + (f"; did you mean {hint}?" if hint else ""))
-    args = tuple(bind(a, scope, strings) for a in e.args)
+    args = e.args
+    if name in UNIT_WORD_FIRST and args and isinstance(args[0], ast.Column) \
+            and args[0].table is None and not args[0].quoted:
+        # TIMESTAMPDIFF(SECOND, a, b): Flink SQL writes the unit as a word, not as text
+        args = (ast.Literal(args[0].name, "STRING", pos=args[0].pos),) + tuple(args[1:])
+    args = tuple(bind(a, scope, strings) for a in args)
     bound = BIND_CALL[0](name, args, sql, e.pos, strings)
     if bound is not None:
         return bound
@@ -1715,6 +1720,8 @@ _OPS: dict[str, Callable] = {
 # this module, which it builds on, never imports it.
 FUNCTIONS: dict = {}
 BIND_CALL: list[Callable] = []
+# functions whose first argument, a time unit, may be written as a bare word (Flink SQL)
+UNIT_WORD_FIRST = {"TIMESTAMPDIFF"}
 # A function whose whole-column result can stay in Arrow form (a projected JSON extraction: its
 # strings then reach the output without entering the string dictionary) plugs in here:
 # ``fn(evaluator, bcall, batch) -> Column | None`` (None: evaluate it as usual).

@@ -391,6 +391,58 @@ def _eval_datediff(ev, b, batch):
         return Val(_diff(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
+def _bind_date_sub(c: Call) -> Bound:
+    """DuckDB's DATE_SUB(part, a, b) and Flink SQL's TIMESTAMPDIFF(unit, a, b): the number of
+    whole units from a to b (TIMESTAMPDIFF's unit may be a bare word: SECOND)."""
+    c.arity(3)
+    unit = _unit(c, 0, _UNITS, allowed=("millennium", "century", "decade", "year", "quarter",
+                                        "month", "week", "day", "hour", "minute", "second",
+                                        "millisecond", "microsecond"))
+    x, y = c.time(1), c.time(2)
+    if unit is None:
+        return BConst(INT64, None)
+    return BCall(INT64, "DATE_SUB", (BConst(STRING, unit), x, y))
+
+
+_MONTHS_IN = {"month": 1, "quarter": 3, "year": 12, "decade": 120, "century": 1200,
+              "millennium": 12000}
+
+
+def _whole_units(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
+    """DuckDB's date_sub: whole units elapsed from a to b, toward zero. Months: calendar months,
+    with b on the last day of its month counting as any later day of a (Jan 31 to Feb 29 is one
+    month), as DuckDB's MonthOperator does."""
+    fixed = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY,
+             "week": 7 * _DAY}
+    if unit == "microsecond":
+        return (b - a) * 1000
+    if unit in fixed:
+        d = b - a
+        return np.sign(d) * (np.abs(d) // fixed[unit])
+    swap = a > b
+    s, e = np.where(swap, b, a), np.where(swap, a, b)
+    cs, ce = _Civil(s), _Civil(e)
+    e_day = ce.day
+    month_e = ce._d.astype("datetime64[M]")
+    end_days = ((month_e + 1).astype("datetime64[D]") - month_e.astype("datetime64[D]")).astype(np.int64)
+    s_day = cs.day
+    s_day = np.where((e_day == end_days) & (s_day > end_days), end_days, s_day)
+    months = ce.month_index - cs.month_index
+    months -= (e_day < s_day) | ((e_day == s_day) & (ce.tod < cs.tod))
+    months = np.where(swap, -months, months)
+    per = _MONTHS_IN[unit]
+    return np.sign(months) * (np.abs(months) // per)
+
+
+def _eval_date_sub(ev, b, batch):
+    n = batch.length
+    x, y = ev.eval(b.args[1], batch), ev.eval(b.args[2], batch)
+    xv, xok = _full(x, n, np.int64)
+    yv, yok = _full(y, n, np.int64)
+    with np.errstate(all="ignore"):
+        return Val(_whole_units(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
+
+
 # strftime: DuckDB's specifiers (docs/FUNCTIONS.md lists them). The names are Python tuples, made
 # Arrow arrays where used: an Arrow array built at import would make pyarrow import pandas (a third
 # of the CLI's start-up, docs/PERFORMANCE.md, "File to file")
@@ -1970,6 +2022,16 @@ FUNCTIONS: list[Function] = [
              "dates); negative when end is before start.",
              "DATEDIFF('month', CAST('2024-01-31' AS TIMESTAMP), CAST('2024-02-01' AS TIMESTAMP))", 1,
              bind=_bind_datediff, evaluate=_eval_datediff, group=T, aliases=("DATE_DIFF",)),
+    Function("DATE_SUB", "DATE_SUB(unit VARCHAR, start TIMESTAMP, end TIMESTAMP) -> BIGINT",
+             "How many whole units elapsed from start to end, toward zero (months: calendar "
+             "months, end on the last day of its month counting as any later day of start).",
+             "DATE_SUB('month', CAST('2024-01-31' AS TIMESTAMP), CAST('2024-02-29' AS TIMESTAMP))", 1,
+             bind=_bind_date_sub, evaluate=_eval_date_sub, group=T, aliases=("DATESUB",)),
+    Function("TIMESTAMPDIFF", "TIMESTAMPDIFF(unit, start TIMESTAMP, end TIMESTAMP) -> BIGINT",
+             "Flink SQL's: DATE_SUB, with the unit a word (SECOND, MINUTE, HOUR, DAY, MONTH, ...) "
+             "or text.",
+             "TIMESTAMPDIFF(HOUR, CAST('2024-01-01 10:30' AS TIMESTAMP), CAST('2024-01-01 12:29' AS TIMESTAMP))",
+             1, bind=_bind_date_sub, evaluate=_eval_date_sub, group=T),
     Function("NOW", "NOW() -> TIMESTAMP",
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
