@@ -414,3 +414,20 @@ def test_limit_keeps_the_rows_one_partition_emits_first(sql):
     for n in (2, 4):
         assert vs.query(sql, {"t": batches}, partitions=n).to_pylist() == want
     assert "LIMIT: its first rows" in vs.explain(sql, {"t": batches}, partitions=2)
+
+
+@pytest.mark.parametrize("hold_s", [0.0, 3600.0])
+def test_batches_are_held_at_most_step_hold_s(hold_s, monkeypatch):
+    """A stream read without pause (a Kafka backlog) is held into larger steps for at most
+    STEP_HOLD_S after its first batch arrived: with none, every batch is its own step even
+    below STEP_ROWS; with a long one, batches gather up to STEP_ROWS rows."""
+    from velostream.jobs import partition_threads
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", 1 << 30)
+    monkeypatch.setattr(partition_threads, "STEP_HOLD_S", hold_s)
+    rb = _jittered(12_000, seed=5).combine_chunks().to_batches()[0]
+    batches = [rb.slice(off, 2000) for off in range(0, 12_000, 2000)]
+    sql = "SELECT ks, COUNT(*) AS n FROM t GROUP BY ks"
+    want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    job, _ = _job_rows(sql, batches, 2, want)
+    steps = job.exchange.seq  # steps sent, the end of input's included
+    assert steps >= len(batches) if hold_s == 0.0 else steps <= 2

@@ -66,11 +66,13 @@ INLINE_STEP_ROWS = 1024
 # Batches read back to back are sent to the partitions as one step of at least this many rows:
 # a step costs each partition a fixed ~1 ms of Python (the pipeline's calls, window emission, its
 # rows to Arrow) and the job's thread the merge of their rows, and two partitions' Python takes
-# turns at the GIL. S3a at 2 partitions with 65,536-row batches: 117 ms one step per batch, ~80 ms
-# in steps of 262,144 rows (V1: 80 ms). A step waits for more rows only while more are read
-# without waiting: when the reader has nothing, the job drains (drain(block=True)), which sends
-# what is held (docs/ARCHITECTURE.md "Jobs"; measured in docs/PERFORMANCE.md "Session 9").
+# turns at the GIL (docs/PERFORMANCE.md "Session 9" has the measurements). A step waits for more
+# rows only while more are read without waiting, and at most STEP_HOLD_S after its first batch
+# arrived: when the reader has nothing, the job drains (drain(block=True)), which sends what is
+# held; a stream read without pause (a Kafka backlog) adds at most STEP_HOLD_S to its latency
+# (docs/ARCHITECTURE.md "Jobs").
 STEP_ROWS = 1 << 18
+STEP_HOLD_S = 0.01
 
 
 @dataclass
@@ -266,7 +268,7 @@ class HashExchange:
             return
         self.held.append(_Held(parts, arrows, arrived, wm))
         self.held_rows += batch.length
-        if self.held_rows >= STEP_ROWS:
+        if self.held_rows >= STEP_ROWS or time.perf_counter() - self.held[0].arrived >= STEP_HOLD_S:
             self._release()
         self.drain(block=False)
 
