@@ -183,6 +183,28 @@ def test_order_by_sorts_the_rows_of_each_input_batch():
         assert [r["qty"] for r in got] == [r["qty"] for r in want]
 
 
+def test_limit_after_order_by_keeps_the_first_sorted_rows(partitions):
+    """ORDER BY ... LIMIT n: the first n rows of the sorted emissions (docs/SQL.md §5, §8), not n
+    rows taken before sorting: the top 3 groups at the end of input, as DuckDB's ORDER BY
+    LIMIT; the first window's top rows; the first input batch's largest values."""
+    t = trades(n=900, seed=3)
+    sql = "SELECT sym, SUM(qty) AS vol FROM trades GROUP BY sym ORDER BY vol DESC, sym LIMIT 3 EMIT FINAL"
+    got = vs.query(sql, {"trades": split(t, 5)}, partitions=partitions).to_pylist()
+    ref = duck("SELECT sym, SUM(qty) AS vol FROM t GROUP BY sym ORDER BY vol DESC, sym LIMIT 3", t=t)
+    assert_rows_equal(got, ref, ordered=True)
+    sql = ("SELECT sym, SUM(qty) AS vol, _WINDOW_START AS ws FROM trades GROUP BY sym "
+           "WINDOW TUMBLING(5m) ORDER BY vol DESC, sym LIMIT 4")
+    got = vs.query(sql, {"trades": split(t, 5)}, partitions=partitions).to_pylist()
+    ref = duck("SELECT sym, SUM(qty) AS vol, (_TIMESTAMP // 300000) * 300000 AS ws FROM t "
+               "GROUP BY sym, ws ORDER BY ws, vol DESC, sym LIMIT 4", t=t)
+    assert_rows_equal(got, ref, ordered=True)
+    batches = split(t, 4)
+    got = vs.query("SELECT sym, qty FROM trades ORDER BY qty DESC LIMIT 5",
+                   {"trades": batches}, partitions=partitions).to_pylist()
+    first = sorted(batches[0].to_pylist(), key=lambda r: -r["qty"])[:5]
+    assert [r["qty"] for r in got] == [r["qty"] for r in first]
+
+
 TOP_N = """
 CREATE STREAM vol AS
   SELECT sym, SUM(qty) AS v, _WINDOW_START AS ws FROM trades GROUP BY sym WINDOW TUMBLING(5m) {emit};

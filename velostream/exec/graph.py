@@ -192,12 +192,8 @@ class Dataflow:
                               inputs=branches, pos=q.pos, ready=True))
         if order:
             node = self._sort(node, order, [], last.pos)
-        if limit is not None:  # the union's first rows: a SELECT * ... LIMIT over it
-            star = ast.Select(items=(ast.SelectItem(ast.Star(), pos=last.pos),),
-                              source=ast.TableRef(_rel_id(node), pos=last.pos), limit=limit,
-                              pos=last.pos)
-            node.name, name = "", node.name
-            node = self._stage(star, node, name)
+        if limit is not None:  # the union's first rows
+            node = self._first_rows(node, limit, last.pos)
         return node
 
     def _input(self, ref: ast.TableRef, ctes: dict) -> Node:
@@ -255,7 +251,10 @@ class Dataflow:
 
     def _stage(self, sel: ast.Select, inp: Node, name: str) -> Node:
         order = sel.order_by
-        sel = dataclasses.replace(sel, order_by=(),
+        # with ORDER BY, LIMIT keeps the first rows of the sorted emissions: it comes after the
+        # sort, as a SELECT * ... LIMIT over it (as a UNION ALL's does), not inside the stage
+        limit = sel.limit if order else None
+        sel = dataclasses.replace(sel, order_by=(), limit=None if order else sel.limit,
                                   source=dataclasses.replace(sel.source, name=_rel_id(inp),
                                                              query=None))
         stmt = ast.Statement(select=sel, properties=tuple(self.properties.items()), sql=self.sql,
@@ -282,7 +281,16 @@ class Dataflow:
             node.table_key = kept  # a filter / projection of a table keeps its key when it can
         if order:
             node = self._sort(node, order, sel.items, sel.pos)
+            if limit is not None:
+                node = self._first_rows(node, limit, sel.pos)
         return node
+
+    def _first_rows(self, node: Node, limit, pos) -> Node:
+        """``SELECT * FROM node LIMIT n``, under node's name: the first rows of what it emits."""
+        star = ast.Select(items=(ast.SelectItem(ast.Star(), pos=pos),),
+                          source=ast.TableRef(_rel_id(node), pos=pos), limit=limit, pos=pos)
+        node.name, name = "", node.name
+        return self._stage(star, node, name)
 
     def _sort(self, node: Node, order, items, pos) -> Node:
         keys = []
