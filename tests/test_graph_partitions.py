@@ -91,6 +91,29 @@ def test_each_partition_holds_the_state_of_its_own_keys():
     assert sum(held) == len({r["k"] for r in out})
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT k, COUNT(*) AS n, SUM(v) AS s FROM t GROUP BY k",
+    "SELECT k, MAX(v) AS hi FROM t GROUP BY k WINDOW TUMBLING (_TIMESTAMP, INTERVAL '1' SECOND)",
+    "SELECT k, v, AVG(v) OVER (ROWS WINDOW BUFFER 3 ROWS PARTITION BY k) AS m FROM t",
+    "SELECT k, v * 2 AS w FROM t WHERE v > 0",
+])
+@pytest.mark.parametrize("n", [2, 4])
+def test_one_statement_engine_over_partitions_pushes_the_rows_of_one(sql, n):
+    """vs.Engine(sql, partitions=N) of one SELECT: its keyed part over N partitions (a graph of
+    one stage), push by push the rows, per key in order, and the counters of one partition."""
+    batches = [events(700, seed) for seed in range(5)]
+    one, many = vs.Engine(sql), vs.Engine(sql, partitions=n)
+    try:
+        for rb in batches:
+            want, got = one.push("t", rb).to_pylist(), many.push("t", rb).to_pylist()
+            assert_rows_equal(got, want)
+            assert [r for r in got if r["k"] == "k1"] == [r for r in want if r["k"] == "k1"]
+        assert_rows_equal(many.flush().to_pylist(), one.flush().to_pylist())
+        assert {k: many.stats[k] for k in one.stats} == dict(one.stats)
+    finally:
+        many.close()
+
+
 JOINS = {
     "interval_full": ("SELECT a.k, a.v, b.v AS w FROM a FULL JOIN b ON a.k = b.k "
                       "AND b._TIMESTAMP BETWEEN a._TIMESTAMP - 5000 AND a._TIMESTAMP + 5000",

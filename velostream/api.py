@@ -42,12 +42,11 @@ class Engine(_engine.Engine):
             raise ValueError("partitions must be >= 1")
         if statement is None:
             statements = parse_script(sql, env)
-            if needs_graph(statements):  # several statements, CTEs, ... (docs/SQL.md §8)
-                # its keyed nodes run on ``partitions`` threads each (docs/ARCHITECTURE.md)
+            if needs_graph(statements) or partitions != 1:
+                # several statements, CTEs, ... (docs/SQL.md §8), or one statement over several
+                # partitions: a graph, whose keyed nodes run on ``partitions`` threads each
+                # (docs/ARCHITECTURE.md); one SELECT is a graph of one stage
                 return GraphEngine(statements, statements[0].sql, schemas, partitions)
-            if partitions != 1:
-                raise ValueError("vs.Engine runs one statement in one partition; for more, run "
-                                 "it as a job (vs.query(..., partitions=N) or vs.Job)")
             obj = super().__new__(cls)
             obj._parsed = statements[0]  # parsed once: Engine.__init__ takes it
             return obj
