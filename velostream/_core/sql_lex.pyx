@@ -481,22 +481,13 @@ cdef inline object literal_node(type cls, object value, str type_name, tuple at)
 
 cdef inline object item_node(type cls, object expr, tuple at):
     """``cls(expr, None, pos=at)`` (ast.SelectItem)."""
-    obj = new_node(cls)
-    PyObject_GenericSetAttr(obj, "expr", expr)
-    PyObject_GenericSetAttr(obj, "alias", None)
-    PyObject_GenericSetAttr(obj, "pos", at)
-    return obj
+    return aliased_item_node(cls, expr, None, at)
 
 
 def new_binary(type cls, str op, left, right, tuple at):
     """``cls(op, left, right, pos=at)`` (ast.BinaryOp) without a Python call per field: the
     parser makes one per operator of a megabyte of expressions."""
-    obj = new_node(cls)
-    PyObject_GenericSetAttr(obj, "op", op)
-    PyObject_GenericSetAttr(obj, "left", left)
-    PyObject_GenericSetAttr(obj, "right", right)
-    PyObject_GenericSetAttr(obj, "pos", at)
-    return obj
+    return binary_node(cls, op, left, right, at)
 
 
 cdef inline object binary_node(type cls, str op, object left, object right, tuple at):
@@ -528,6 +519,20 @@ cdef inline Py_ssize_t skip_blanks(int kind, const void* data, Py_ssize_t i, Py_
             break
         i += 1
     return i
+
+
+cdef inline Py_ssize_t word_end(int kind, const void* data, Py_ssize_t j, Py_ssize_t n) noexcept:
+    """The end of the ASCII word going on at ``j`` (WORDCH characters), or -1 when a non-ASCII
+    character follows it: such a word is left to the token path."""
+    cdef uint32_t q
+    while j < n:
+        q = read_cp(kind, data, j)
+        if q >= 128 or not WORDCH[q]:
+            break
+        j += 1
+    if j < n and read_cp(kind, data, j) >= 128:
+        return -1
+    return j
 
 
 cdef inline Py_ssize_t digits_end(int kind, const void* data, Py_ssize_t i, Py_ssize_t n) noexcept:
@@ -632,13 +637,8 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
             j += 1
             what = 1
         elif WORDCH[c]:
-            j = i + 1
-            while j < n:
-                q = read_cp(kind, data, j)
-                if q >= 128 or not WORDCH[q]:
-                    break
-                j += 1
-            if j < n and read_cp(kind, data, j) >= 128:
+            j = word_end(kind, data, i + 1, n)
+            if j < 0:
                 break
             what = 2
         else:
@@ -679,13 +679,8 @@ def scan_items(str sql, Py_ssize_t pos, Py_ssize_t line, Py_ssize_t line_start, 
                 q = at_or_0(kind, data, alias_at, n)
                 if q == 0 or q >= 128 or not WORDCH[q] or DIGIT[q]:
                     break
-                alias_end = alias_at + 1
-                while alias_end < n:
-                    q = read_cp(kind, data, alias_end)
-                    if q >= 128 or not WORDCH[q]:
-                        break
-                    alias_end += 1
-                if alias_end < n and read_cp(kind, data, alias_end) >= 128:
+                alias_end = word_end(kind, data, alias_at + 1, n)
+                if alias_end < 0:
                     break
                 k = skip_blanks(kind, data, alias_end, n, True)
             if at_or_0(kind, data, k, n) != 44:
@@ -788,15 +783,7 @@ cdef inline Py_ssize_t leaf_end(int kind, const void* data, Py_ssize_t i, Py_ssi
             return j + 1
     if WORDCH[c]:
         what[0] = 2
-        j = i + 1
-        while j < n:
-            q = read_cp(kind, data, j)
-            if q >= 128 or not WORDCH[q]:
-                break
-            j += 1
-        if j < n and read_cp(kind, data, j) >= 128:
-            return -1
-        return j
+        return word_end(kind, data, i + 1, n)
     return -1
 
 

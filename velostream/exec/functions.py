@@ -383,12 +383,14 @@ def _diff(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
 
 
 def _eval_datediff(ev, b, batch):
+    """DATEDIFF (unit boundaries crossed) and DATE_SUB / TIMESTAMPDIFF (whole units elapsed)."""
     n = batch.length
     x, y = ev.eval(b.args[1], batch), ev.eval(b.args[2], batch)
     xv, xok = _full(x, n, np.int64)
     yv, yok = _full(y, n, np.int64)
+    count = _diff if b.fn == "DATEDIFF" else _whole_units
     with np.errstate(all="ignore"):
-        return Val(_diff(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
+        return Val(count(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
 def _bind_date_sub(c: Call) -> Bound:
@@ -433,14 +435,6 @@ def _whole_units(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
     per = _MONTHS_IN[unit]
     return np.sign(months) * (np.abs(months) // per)
 
-
-def _eval_date_sub(ev, b, batch):
-    n = batch.length
-    x, y = ev.eval(b.args[1], batch), ev.eval(b.args[2], batch)
-    xv, xok = _full(x, n, np.int64)
-    yv, yok = _full(y, n, np.int64)
-    with np.errstate(all="ignore"):
-        return Val(_whole_units(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
 # strftime: DuckDB's specifiers (docs/FUNCTIONS.md lists them). The names are Python tuples, made
@@ -2026,12 +2020,12 @@ FUNCTIONS: list[Function] = [
              "How many whole units elapsed from start to end, toward zero (months: calendar "
              "months, end on the last day of its month counting as any later day of start).",
              "DATE_SUB('month', CAST('2024-01-31' AS TIMESTAMP), CAST('2024-02-29' AS TIMESTAMP))", 1,
-             bind=_bind_date_sub, evaluate=_eval_date_sub, group=T, aliases=("DATESUB",)),
+             bind=_bind_date_sub, evaluate=_eval_datediff, group=T, aliases=("DATESUB",)),
     Function("TIMESTAMPDIFF", "TIMESTAMPDIFF(unit, start TIMESTAMP, end TIMESTAMP) -> BIGINT",
              "Flink SQL's: DATE_SUB, with the unit a word (SECOND, MINUTE, HOUR, DAY, MONTH, ...) "
              "or text.",
              "TIMESTAMPDIFF(HOUR, CAST('2024-01-01 10:30' AS TIMESTAMP), CAST('2024-01-01 12:29' AS TIMESTAMP))",
-             1, bind=_bind_date_sub, evaluate=_eval_date_sub, group=T),
+             1, bind=_bind_date_sub, evaluate=_eval_datediff, group=T),
     Function("NOW", "NOW() -> TIMESTAMP",
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
