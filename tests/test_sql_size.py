@@ -762,7 +762,10 @@ def test_a_fresh_process_runs_a_query_of_python_lists_without_importing_pandas()
         "    vs.query(sql, {'t': t}).to_pylist()",
         "print('pandas' in sys.modules)",
     ])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from conftest import subprocess_env  # the installed package, never the checkout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
 
