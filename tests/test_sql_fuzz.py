@@ -19,6 +19,8 @@ partitions 1 (V1 engine) and 2 (V2 job server) over a small table cut into three
   invalid for DuckDB, so the list cannot drift into a dialect difference.
 * Overflow: BIGINT arithmetic and SUM over the INT64 extremes raise OutOfRangeError exactly where
   DuckDB says "Out of Range" (or its HUGEINT SUM leaves BIGINT), and give DuckDB's rows elsewhere.
+* ORDER BY ... LIMIT: a generated aggregate read by ``SELECT * FROM q ORDER BY <all> LIMIT n``
+  gives DuckDB's first n rows in order.
 * TLP: for a random predicate p, ``WHERE p``, ``WHERE NOT p`` and ``WHERE (p) IS NULL`` give
   every row exactly once (counts add up, and the three row multisets together are the table);
   COUNT, SUM, MIN and MAX over the three parts combine to the totals, globally and per group; the
@@ -435,3 +437,38 @@ def test_overflow_raises_where_duckdb_does(partitions):
             failures.append(f"seed {seed}: {sql}\n  {err}")
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:8])
     assert outcomes[True] >= 10 and outcomes[False] >= 10, outcomes  # both outcomes are exercised
+
+
+# ------------------------------------------------------------- ORDER BY ... LIMIT over aggregates
+
+
+@pytest.mark.parametrize("first", [0, 100])
+def test_order_by_limit_over_generated_aggregates_matches_duckdb(first):
+    """A generated GROUP BY or global aggregate (EMIT FINAL: one emission at the end of input)
+    read by ``SELECT * FROM q ORDER BY <every column> LIMIT n``: DuckDB's first n rows in its
+    order, at 1 and 2 partitions. (ORDER BY ... LIMIT once took the n rows before sorting.)"""
+    checked, failures = 0, []
+    for seed in range(first, first + 100):
+        q = sqlgen.random_query(seed)
+        if q.shape not in ("group_by", "global") or q.duck is None or "CHANGES" in q.eng:
+            continue
+        want_all = duck(q.duck, t=TABLES[False])
+        if not want_all:
+            continue
+        width = len(want_all[0])
+        order = ", ".join(str(i) for i in range(1, width + 1))
+        n = 1 + seed % 4
+        want = duck(f"SELECT * FROM ({q.duck}) ORDER BY {order} NULLS LAST LIMIT {n}", t=TABLES[False])
+        sql = f"WITH q AS ({q.eng}) SELECT * FROM q ORDER BY {order} LIMIT {n}"
+        for p in PARTITIONS:
+            try:
+                got = engine(sql, TABLES[False], p, seed)
+            except SqlError:  # the generated query itself rejected: the main test counts these
+                break
+            try:
+                assert_rows_equal(got, want, ordered=True, what=f"seed {seed} p{p}")
+            except AssertionError as err:
+                failures.append(f"seed {seed} p{p}: {sql}\n  {err}")
+        checked += 1
+    assert not failures, "\n\n".join(failures[:3])
+    assert checked >= 20
