@@ -353,6 +353,25 @@ def test_date_sub_and_timestampdiff_count_whole_units_as_duckdb(how):
     check(cases, data, how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_timestampadd_moves_as_duckdb_adds_intervals(how):
+    """Flink SQL's TIMESTAMPADD(unit, n, ts), the unit a bare word or text: DuckDB's
+    ``ts + to_<unit>s(n)``, months by the calendar with a day past the month's end clamped;
+    month-end times and NULL counts mixed in with random ones."""
+    data = table(12)
+    rng = random.Random(12)
+    t1 = data["ts"].to_pylist()
+    for i in range(0, N_ROWS, 4):  # month ends, where the clamping shows
+        t1[i] = dt.datetime(2024, rng.choice([1, 3, 5, 8, 10, 12]), 31, rng.randrange(24))
+    data = data.set_column(data.schema.get_field_index("ts"), "ts", pa.array(t1, pa.timestamp("ms")))
+    units = {"millisecond": "to_milliseconds", "second": "to_seconds", "minute": "to_minutes",
+             "hour": "to_hours", "day": "to_days", "week": "to_weeks", "month": "to_months",
+             "quarter": "to_quarters", "year": "to_years", "decade": "to_decades"}
+    cases = [(f"EPOCH_MS(TIMESTAMPADD({u.upper() if i % 2 else repr(u)}, k, ts))",
+              f"EPOCH_MS(ts + {fn}(k))") for i, (u, fn) in enumerate(units.items())]
+    check(cases, data, how)
+
+
 def test_date_format_refuses_a_java_letter_it_cannot_print():
     for pattern in ("x-yyyy", "yyyy-MM-dd G", "SS", "'open"):
         with pytest.raises(SqlError, match="DATE_FORMAT"):
@@ -616,6 +635,8 @@ def test_documented_example_agrees_with_duckdb(f):
         expr = f"CAST(FLOOR(EPOCH({expr[len('UNIX_TIMESTAMP('):-1]})) AS BIGINT)"
     if f.name == "TIMESTAMPDIFF":  # Flink's, not DuckDB's: its DATE_SUB
         expr = expr.replace("TIMESTAMPDIFF(HOUR,", "DATE_SUB('hour',")
+    if f.name == "TIMESTAMPADD":  # Flink's, not DuckDB's: its + to_months
+        expr = "CAST('2024-01-31 10:00' AS TIMESTAMP) + to_months(1)"
     if f.name == "DATE_FORMAT":  # Flink's, not DuckDB's: its Java pattern as STRFTIME's format
         expr = expr.replace("DATE_FORMAT(", "STRFTIME(").replace("yyyy-MM-dd HH:mm:ss.SSS",
                                                                    "%Y-%m-%d %H:%M:%S.%g")

@@ -1721,7 +1721,7 @@ _OPS: dict[str, Callable] = {
 FUNCTIONS: dict = {}
 BIND_CALL: list[Callable] = []
 # functions whose first argument, a time unit, may be written as a bare word (Flink SQL)
-UNIT_WORD_FIRST = {"TIMESTAMPDIFF"}
+UNIT_WORD_FIRST = {"TIMESTAMPDIFF", "TIMESTAMPADD"}
 # A function whose whole-column result can stay in Arrow form (a projected JSON extraction: its
 # strings then reach the output without entering the string dictionary) plugs in here:
 # ``fn(evaluator, bcall, batch) -> Column | None`` (None: evaluate it as usual).

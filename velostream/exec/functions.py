@@ -393,6 +393,51 @@ def _eval_datediff(ev, b, batch):
         return Val(count(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
+def _bind_timestampadd(c: Call) -> Bound:
+    """Flink SQL's TIMESTAMPADD(unit, n, ts): ts moved by n units (the unit a bare word or
+    text); months by the calendar, a day past the new month's end clamped to it, as DuckDB's
+    ``ts + to_months(n)``."""
+    c.arity(3)
+    unit = _unit(c, 0, _UNITS, allowed=("millennium", "century", "decade", "year", "quarter",
+                                        "month", "week", "day", "hour", "minute", "second",
+                                        "millisecond"))
+    n, ts = c.integer(1), c.time(2)
+    if unit is None:
+        return BConst(TIMESTAMP, None)
+    return BCall(TIMESTAMP, "TIMESTAMPADD", (BConst(STRING, unit), n, ts))
+
+
+def _eval_timestampadd(ev, b, batch):
+    rows = batch.length
+    n, nok = _full(ev.eval(b.args[1], batch), rows, np.int64)
+    t, tok = _full(ev.eval(b.args[2], batch), rows, np.int64)
+    ok = _and_valid(nok, tok)
+    unit = b.args[0].value
+    fixed = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY,
+             "week": 7 * _DAY}
+    if unit in fixed:
+        step = fixed[unit]
+        with np.errstate(all="ignore"):
+            out = t + n * step
+        # a result past the TIMESTAMP range fails its row (as CAST out of range does)
+        bad = (np.abs(n) > (2 ** 62) // step) | ((n > 0) & (out < t)) | ((n < 0) & (out > t))
+    else:
+        per = _MONTHS_IN[unit]
+        bad = np.abs(n) > (12 * 290_000) // per  # past DuckDB's TIMESTAMP range either way
+        c = _Civil(t)
+        months = c.month_index + np.where(bad, 0, n) * per
+        first = months.astype("datetime64[M]")
+        days_in = ((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(np.int64)
+        day = np.minimum(c.day, days_in)
+        out = (first.astype("datetime64[D]").astype(np.int64) + day - 1) * _DAY + c.tod
+    ev.check(bad, ok, rows, lambda i: f"Out of Range Error: TIMESTAMPADD({unit}, {n[i]}) leaves the "
+                                      "TIMESTAMP range")
+    if bad.any():
+        ok = _and_valid(ok, ~bad)
+        out = np.where(bad, 0, out)
+    return Val(out.astype(np.int64), ok, TIMESTAMP)
+
+
 def _bind_date_sub(c: Call) -> Bound:
     """DuckDB's DATE_SUB(part, a, b) and Flink SQL's TIMESTAMPDIFF(unit, a, b): the number of
     whole units from a to b (TIMESTAMPDIFF's unit may be a bare word: SECOND)."""
@@ -2026,6 +2071,12 @@ FUNCTIONS: list[Function] = [
              "or text.",
              "TIMESTAMPDIFF(HOUR, CAST('2024-01-01 10:30' AS TIMESTAMP), CAST('2024-01-01 12:29' AS TIMESTAMP))",
              1, bind=_bind_date_sub, evaluate=_eval_datediff, group=T),
+    Function("TIMESTAMPADD", "TIMESTAMPADD(unit, n BIGINT, ts TIMESTAMP) -> TIMESTAMP",
+             "Flink SQL's: ts moved by n units (SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, YEAR, ...; "
+             "a word or text); months by the calendar, a day past the new month's end becoming "
+             "its last day.",
+             "TIMESTAMPADD(MONTH, 1, CAST('2024-01-31 10:00' AS TIMESTAMP))", 1709200800000,
+             bind=_bind_timestampadd, evaluate=_eval_timestampadd, group=T),
     Function("NOW", "NOW() -> TIMESTAMP",
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
