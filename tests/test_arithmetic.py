@@ -637,3 +637,31 @@ def test_round_of_doubles_is_duckdbs_bit_for_bit(digits, partitions):
     want = [r[0] for r in duck_rows(f"SELECT round(x, {digits}) FROM t", t)]
     bad = [(x, g, w) for x, g, w in zip(xs, got, want) if g != w]
     assert not bad, bad[:5]
+
+
+def test_integer_division_matches_duckdb_or_raises(partitions):
+    """``x // y`` (DuckDB's integer division): the quotient toward zero where DuckDB computes
+    one, NULL for a zero divisor (as ``%``: DuckDB raises there unless told not to), and
+    OutOfRangeError for INT64_MIN // -1, the one quotient past BIGINT; a DOUBLE operand makes it
+    DOUBLE division, as in DuckDB."""
+    table = int_pairs()
+    want = duck_outcomes("x // y", table)
+    ys = table["y"].to_pylist()
+    xs = table["x"].to_pylist()
+    overflow = np.array([x == I64_MIN and y == -1 for x, y in zip(xs, ys)])
+    assert overflow.any() and any(y == 0 for y in ys)
+    rows = table.filter(pa.array(~overflow))
+    got = vs.query("SELECT i, x // y AS r FROM t", {"t": rows.to_batches(max_chunksize=37)},
+                   partitions=partitions).to_pylist()
+    by_i = {r["i"]: r["r"] for r in got}
+    for i in np.flatnonzero(~overflow):
+        expected = None if ys[i] == 0 else want[i]
+        assert not isinstance(expected, Exception), (xs[i], ys[i], expected)
+        assert by_i[i] == expected, (xs[i], ys[i], by_i[i], expected)
+    with pytest.raises(OutOfRangeError, match="Overflow in division"):
+        vs.query("SELECT x // y AS r FROM t", {"t": table.filter(pa.array(overflow))},
+                 partitions=partitions)
+    d = duck_rows("SELECT i, x // 2.0, 7.5 // 2 FROM t", rows)
+    got = vs.query("SELECT i, x // 2.0 AS a, 7.5 // 2 AS b FROM t", {"t": rows},
+                   partitions=partitions).to_pylist()
+    assert [(r["i"], r["a"], r["b"]) for r in got] == [(i, a, float(b)) for i, a, b in d]

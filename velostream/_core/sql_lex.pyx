@@ -75,8 +75,9 @@ cdef struct Tok:
     long long ival    # K_INT
 
 # operators as written, and their values ('<>' is '!=', '==' is '=')
-OPS = ("->>", "->", "<>", "!=", "<=", ">=", "==", "||", "-", "+", "*", "/", "%", "<", ">", "=")
-OP_VALUES = ("->>", "->", "!=", "!=", "<=", ">=", "=", "||", "-", "+", "*", "/", "%", "<", ">", "=")
+OPS = ("->>", "->", "<>", "!=", "<=", ">=", "==", "||", "-", "+", "*", "/", "%", "<", ">", "=", "//")
+OP_VALUES = ("->>", "->", "!=", "!=", "<=", ">=", "=", "||", "-", "+", "*", "/", "%", "<", ">", "=",
+             "//")
 PUNCTS = ("::", "(", ")", ",", ".", ";")
 cdef enum OpCode:
     O_ARROW2 = 0
@@ -95,6 +96,7 @@ cdef enum OpCode:
     O_LT = 13
     O_GT = 14
     O_EQ = 15
+    O_DSLASH = 16  # // (DuckDB's integer division)
 cdef enum PunctCode:
     P_CAST = 0
     P_OPEN = 1
@@ -340,7 +342,11 @@ cdef Py_ssize_t scan_block(int kind, const void* data, Py_ssize_t n, State* st, 
             elif c == 42:
                 out[count].code = O_STAR
             elif c == 47:
-                out[count].code = O_SLASH
+                if d == 47:
+                    out[count].code = O_DSLASH
+                    j = i + 2
+                else:
+                    out[count].code = O_SLASH
             elif c == 37:
                 out[count].code = O_PERCENT
             else:

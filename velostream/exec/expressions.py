@@ -201,6 +201,9 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             return BCall(STRING, "CONCAT_STRICT", (_to_string(a), _to_string(b)))
         _expect_numeric(a, e.left, sql, op)
         _expect_numeric(b, e.right, sql, op)
+        if op == "//":  # DuckDB's: integers divide toward zero, anything else is DOUBLE division
+            ints = {a.type.kind, b.type.kind} <= {"INT64", "BOOL", "NULL"}
+            return BCall(INT64 if ints else FLOAT64, op, (a, b))
         return BCall(_numeric_result(a.type, b.type, op), op, (a, b))
     if isinstance(e, ast.IsNull):
         return BCall(BOOL, "IS_NOT_NULL" if e.negated else "IS_NULL", (bind(e.operand, scope, strings),))
@@ -809,10 +812,12 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
     t, op = b.type, b.fn
     ok = _and_valid(a.ok, c.ok)
     with np.errstate(all="ignore"):
-        if op == "/":
+        if op == "/" or (op == "//" and t.kind == "FLOAT64"):
             x, y = _num(a, FLOAT64), _num(c, FLOAT64)
             return Val(np.true_divide(x, y), ok, t)
         n = batch.length
+        if op == "//":
+            return _int_divide(ev, _num(a, t), _num(c, t), ok, n, t)
         if t.kind == "DECIMAL" and op == "*":
             x = _num(a, DECIMAL(18, a.type.scale if a.type.kind == "DECIMAL" else 0))
             y = _num(c, DECIMAL(18, c.type.scale if c.type.kind == "DECIMAL" else 0))
@@ -856,6 +861,20 @@ def _arith(ev: Evaluator, b: BCall, batch: Batch) -> Val:
                 ok = _and_valid(ok, ~zero if np.ndim(zero) else (not bool(zero)))
             return Val(r, ok, t)
     raise AssertionError(op)
+
+
+def _int_divide(ev: "Evaluator", x, y, ok, n: int, t: SqlType) -> Val:
+    """BIGINT ``x // y``: the quotient toward zero, as DuckDB; by zero NULL (as ``%``), and
+    INT64_MIN // -1, which leaves BIGINT, an error."""
+    ev.check((x == _INT64_MIN) & (y == -1), ok, n, _overflow("division", "//", x, y, t))
+    zero = np.equal(y, 0)
+    safe = np.where(zero | (y == -1), 1, y)  # (-1 apart: numpy's INT64_MIN // -1 traps)
+    q = np.floor_divide(x, safe)
+    q = np.where((q * safe != x) & ((x < 0) != (safe < 0)), q + 1, q)  # floor -> toward zero
+    q = np.where(np.equal(y, -1), np.negative(np.where(x == _INT64_MIN, 0, x)), q)
+    if np.any(zero):
+        ok = _and_valid(ok, ~zero if np.ndim(zero) else (not bool(zero)))
+    return Val(q, ok, t)
 
 
 _COMPARISONS = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
@@ -1701,7 +1720,7 @@ def _nullif(ev, b, batch):
 
 
 _OPS: dict[str, Callable] = {
-    "+": _arith, "-": _arith, "*": _arith, "/": _arith, "%": _arith,
+    "+": _arith, "-": _arith, "*": _arith, "/": _arith, "//": _arith, "%": _arith,
     "=": _compare, "!=": _compare, "<": _compare, "<=": _compare, ">": _compare, ">=": _compare,
     "AND": _and_or, "OR": _and_or, "NOT": _not, "NEG": _neg,
     "IS_NULL": _is_null, "IS_NOT_NULL": _is_null, "IN": _in, "LIKE": _like, "ILIKE": _like,
@@ -1746,6 +1765,6 @@ def render(b: Bound) -> str:
         return b.name
     if isinstance(b, BConst):
         return "NULL" if b.value is None else repr(b.value)
-    if b.fn in ("+", "-", "*", "/", "%", "=", "!=", "<", "<=", ">", ">=", "AND", "OR"):
+    if b.fn in ("+", "-", "*", "/", "//", "%", "=", "!=", "<", "<=", ">", ">=", "AND", "OR"):
         return f"({render(b.args[0])} {b.fn} {render(b.args[1])})"
     return f"{b.fn}({', '.join(render(a) for a in b.args)})"

@@ -58,7 +58,7 @@ _MASTER = re.compile(r"""\s*(?:
   | (?P<qident>"[^"]*(?:""[^"]*)*")
   | (?P<unterminated>['"])
   | (?P<punct2>::)
-  | (?P<op>->>|->|<>|!=|<=|>=|==|\|\||[-+*/%<>=])
+  | (?P<op>->>|->|<>|!=|<=|>=|==|\|\||//|[-+*/%<>=])
   | (?P<punct>[(),.;])
   | (?P<other>\S)
 )""", re.VERBOSE | re.IGNORECASE | re.DOTALL)

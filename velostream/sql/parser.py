@@ -1822,7 +1822,7 @@ _OPERAND_KINDS = (INT, FLOAT, STRING, QIDENT, DURATION)
 # IN / BETWEEN / LIKE / ILIKE) < || -> ->> < + - < * / %; 0: not a binary operator.
 _OR, _AND, _NOT, _CMP, _CONCAT, _ADD, _MUL = 1, 2, 3, 4, 5, 6, 7
 _OP_PREC = {"=": _CMP, "!=": _CMP, "<": _CMP, "<=": _CMP, ">": _CMP, ">=": _CMP, "||": _CONCAT,
-            "->": _CONCAT, "->>": _CONCAT, "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "%": _MUL}
+            "->": _CONCAT, "->>": _CONCAT, "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "//": _MUL, "%": _MUL}
 # JSON's operators are calls (docs/FUNCTIONS.md): j -> '$.a' is JSON_EXTRACT, ->> the text
 _JSON_OPS = {"->": "JSON_EXTRACT", "->>": "JSON_EXTRACT_STRING"}
 def _distinct_from(left: ast.Expr, right: ast.Expr, negated: bool) -> ast.Expr:
