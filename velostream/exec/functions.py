@@ -393,14 +393,25 @@ def _eval_datediff(ev, b, batch):
         return Val(count(xv, yv, b.args[0].value), _and_valid(xok, yok), INT64)
 
 
+# the units DATE_SUB / TIMESTAMPDIFF count and TIMESTAMPADD moves by: fixed ones in milliseconds,
+# calendar ones in months
+_UNIT_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY,
+            "week": 7 * _DAY}
+_MONTHS_IN = {"month": 1, "quarter": 3, "year": 12, "decade": 120, "century": 1200,
+              "millennium": 12000}
+
+
+def _days_in_month(months: np.ndarray) -> np.ndarray:
+    """The number of days of each month (``datetime64[M]``)."""
+    return ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+
+
 def _bind_timestampadd(c: Call) -> Bound:
     """Flink SQL's TIMESTAMPADD(unit, n, ts): ts moved by n units (the unit a bare word or
     text); months by the calendar, a day past the new month's end clamped to it, as DuckDB's
     ``ts + to_months(n)``."""
     c.arity(3)
-    unit = _unit(c, 0, _UNITS, allowed=("millennium", "century", "decade", "year", "quarter",
-                                        "month", "week", "day", "hour", "minute", "second",
-                                        "millisecond"))
+    unit = _unit(c, 0, _UNITS, allowed=(*_UNIT_MS, *_MONTHS_IN))
     n, ts = c.integer(1), c.time(2)
     if unit is None:
         return BConst(TIMESTAMP, None)
@@ -413,10 +424,8 @@ def _eval_timestampadd(ev, b, batch):
     t, tok = _full(ev.eval(b.args[2], batch), rows, np.int64)
     ok = _and_valid(nok, tok)
     unit = b.args[0].value
-    fixed = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY,
-             "week": 7 * _DAY}
-    if unit in fixed:
-        step = fixed[unit]
+    if unit in _UNIT_MS:
+        step = _UNIT_MS[unit]
         with np.errstate(all="ignore"):
             out = t + n * step
         # a result past the TIMESTAMP range fails its row (as CAST out of range does)
@@ -427,8 +436,7 @@ def _eval_timestampadd(ev, b, batch):
         c = _Civil(t)
         months = c.month_index + np.where(bad, 0, n) * per
         first = months.astype("datetime64[M]")
-        days_in = ((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(np.int64)
-        day = np.minimum(c.day, days_in)
+        day = np.minimum(c.day, _days_in_month(first))
         out = (first.astype("datetime64[D]").astype(np.int64) + day - 1) * _DAY + c.tod
     ev.check(bad, ok, rows, lambda i: f"Out of Range Error: TIMESTAMPADD({unit}, {n[i]}) leaves the "
                                       "TIMESTAMP range")
@@ -442,36 +450,28 @@ def _bind_date_sub(c: Call) -> Bound:
     """DuckDB's DATE_SUB(part, a, b) and Flink SQL's TIMESTAMPDIFF(unit, a, b): the number of
     whole units from a to b (TIMESTAMPDIFF's unit may be a bare word: SECOND)."""
     c.arity(3)
-    unit = _unit(c, 0, _UNITS, allowed=("millennium", "century", "decade", "year", "quarter",
-                                        "month", "week", "day", "hour", "minute", "second",
-                                        "millisecond", "microsecond"))
+    unit = _unit(c, 0, _UNITS, allowed=(*_UNIT_MS, "microsecond", *_MONTHS_IN))
     x, y = c.time(1), c.time(2)
     if unit is None:
         return BConst(INT64, None)
     return BCall(INT64, "DATE_SUB", (BConst(STRING, unit), x, y))
 
 
-_MONTHS_IN = {"month": 1, "quarter": 3, "year": 12, "decade": 120, "century": 1200,
-              "millennium": 12000}
-
 
 def _whole_units(a: np.ndarray, b: np.ndarray, unit: str) -> np.ndarray:
     """DuckDB's date_sub: whole units elapsed from a to b, toward zero. Months: calendar months,
     with b on the last day of its month counting as any later day of a (Jan 31 to Feb 29 is one
     month), as DuckDB's MonthOperator does."""
-    fixed = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000, "day": _DAY,
-             "week": 7 * _DAY}
     if unit == "microsecond":
         return (b - a) * 1000
-    if unit in fixed:
+    if unit in _UNIT_MS:
         d = b - a
-        return np.sign(d) * (np.abs(d) // fixed[unit])
+        return np.sign(d) * (np.abs(d) // _UNIT_MS[unit])
     swap = a > b
     s, e = np.where(swap, b, a), np.where(swap, a, b)
     cs, ce = _Civil(s), _Civil(e)
     e_day = ce.day
-    month_e = ce._d.astype("datetime64[M]")
-    end_days = ((month_e + 1).astype("datetime64[D]") - month_e.astype("datetime64[D]")).astype(np.int64)
+    end_days = _days_in_month(ce._d.astype("datetime64[M]"))
     s_day = cs.day
     s_day = np.where((e_day == end_days) & (s_day > end_days), end_days, s_day)
     months = ce.month_index - cs.month_index
