@@ -205,6 +205,49 @@ def test_limit_after_order_by_keeps_the_first_sorted_rows(partitions):
     assert [r["qty"] for r in got] == [r["qty"] for r in first]
 
 
+@pytest.mark.parametrize("order", [
+    "sym NULLS FIRST, px DESC NULLS FIRST, qty",
+    "sym DESC NULLS LAST, px NULLS FIRST, qty DESC",
+    "px DESC NULLS LAST, sym NULLS FIRST, qty",
+    "sym DESC, px ASC NULLS LAST, qty NULLS FIRST",
+])
+def test_order_by_nulls_first_and_last_as_duckdb(partitions, order):
+    """NULLS FIRST / NULLS LAST per ORDER BY key (docs/SQL.md §8): the groups at the end of input
+    in DuckDB's order, whatever the NULLs' placement of the other keys."""
+    t = trades(n=1500, seed=11)
+    sql = (f"SELECT sym, MIN(px) AS px, SUM(qty) AS qty FROM trades GROUP BY sym, qty % 7 "
+           f"ORDER BY {order} EMIT FINAL")
+    got = vs.query(sql, {"trades": split(t, 8)}, partitions=partitions).to_pylist()
+    ref = duck(f"SELECT sym, MIN(px) AS px, SUM(qty) AS qty FROM t GROUP BY sym, qty % 7 "
+               f"ORDER BY {order}", t=t)
+    assert_rows_equal(got, ref, ordered=True)
+
+
+def test_nulls_first_sorts_alike_on_pyarrow_without_per_key_placement(monkeypatch):
+    """pyarrow before 25 places NULLs for all keys at once: the emulation (a validity key before
+    each NULLS FIRST key) gives the same order as per-key placement."""
+    from velostream.exec.operators import base
+    rng = np.random.default_rng(5)
+    n = 500
+    table = pa.table({"a": pa.array(rng.integers(0, 4, n), mask=rng.random(n) < 0.2),
+                      "b": pa.array(rng.random(n), mask=rng.random(n) < 0.3),
+                      "r": pa.array(np.arange(n))})
+    keys = [("a", "descending", "at_start"), ("b", "ascending", "at_end")]
+    native = base.sort_indices(table, keys).to_pylist()
+    monkeypatch.setattr(base, "_PER_KEY_NULLS", False)
+    assert base.sort_indices(table, keys).to_pylist() == native
+    want = duck("SELECT r FROM t ORDER BY a DESC NULLS FIRST, b NULLS LAST, r", t=table)
+    assert native == [r[0] for r in want]
+
+
+def test_nulls_first_last_errors_point_at_the_text():
+    with pytest.raises(SqlError, match="FIRST or LAST after NULLS"):
+        vs.query("SELECT sym FROM trades ORDER BY sym NULLS", {"trades": trades(n=10)})
+    with pytest.raises(SqlError, match=r"not supported in OVER"):
+        vs.query("SELECT sym, LAG(qty) OVER (PARTITION BY sym ORDER BY qty NULLS FIRST) AS l "
+                 "FROM trades", {"trades": trades(n=10)})
+
+
 TOP_N = """
 CREATE STREAM vol AS
   SELECT sym, SUM(qty) AS v, _WINDOW_START AS ws FROM trades GROUP BY sym WINDOW TUMBLING(5m) {emit};

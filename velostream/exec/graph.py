@@ -293,9 +293,7 @@ class Dataflow:
         return self._stage(star, node, name)
 
     def _sort(self, node: Node, order, items, pos) -> Node:
-        keys = []
-        for o in order:
-            keys.append((o.expr, o.descending))
+        keys = [(o.expr, o.descending, o.nulls_first) for o in order]
         out = self._add(Node(node.name, "sort", SortEmission([], node.windowed), inputs=[node],
                              pos=pos))
         out.windowed = node.windowed
@@ -561,7 +559,8 @@ class Dataflow:
         elif node.kind == "sort":
             node.schema, node.hidden = src.schema, src.hidden
             keys_ast, items = node.sort_spec
-            node.op.keys = [(_order_name(e, items, src, self.sql), d) for e, d in keys_ast]
+            node.op.keys = [(_order_name(e, items, src, self.sql), d, nf)
+                            for e, d, nf in keys_ast]
         elif node.kind in ("top_n", "dedup"):
             idx, n_items, star_before, star_after = node.rn_place
             names = [n for n in src.schema.names if n not in src.hidden]

@@ -155,6 +155,7 @@ class Cast:
 class OrderItem:
     expr: "Expr"
     descending: bool = False
+    nulls_first: bool = False  # NULLS FIRST; NULLs sort last otherwise, as in DuckDB
 
 
 @_node

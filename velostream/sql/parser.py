@@ -1677,10 +1677,10 @@ class _Parser:
                     raise self.error(tok, "duplicate ORDER BY in OVER (...)")
                 self.advance()
                 self.expect_kw("BY", "BY after ORDER")
-                order = [self.order_item()]
+                order = [self.order_item(in_over=True)]
                 height = max(height, self.height)
                 while self.accept_punct(","):
-                    order.append(self.order_item())
+                    order.append(self.order_item(in_over=True))
                     height = max(height, self.height)
                 order_by = tuple(order)
             elif self.is_kw(tok, "RANGE"):
@@ -1755,15 +1755,21 @@ class _Parser:
                                 f"{MAX_BUFFER_ROWS:,} rows per key")
         return n.value + 1
 
-    def order_item(self) -> ast.OrderItem:
+    def order_item(self, in_over: bool = False) -> ast.OrderItem:
         e = self.expr()
         self.height += 1  # the OrderItem's own level
         descending = False
         if self.at_kw("ASC", "DESC"):
             descending = self.advance().upper == "DESC"
+        nulls_first = False
         if self.at_kw("NULLS"):
-            raise self.unsupported(self.tok, "NULLS FIRST/LAST is not supported in OVER (...)")
-        return ast.OrderItem(e, descending)
+            if in_over:
+                raise self.unsupported(self.tok, "NULLS FIRST/LAST is not supported in OVER (...)")
+            self.advance()
+            if not self.at_kw("FIRST", "LAST"):
+                raise self.expected("FIRST or LAST after NULLS")
+            nulls_first = self.advance().upper == "FIRST"
+        return ast.OrderItem(e, descending, nulls_first)
 
 
 # ------------------------------------------------------------------ window table functions

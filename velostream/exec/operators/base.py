@@ -114,9 +114,24 @@ def sql_schema(schema: pa.Schema, hidden=()) -> RelationSchema:
 _PER_KEY_NULLS = int(pa.__version__.split(".")[0]) >= 25
 
 
-def sort_indices(table: pa.Table, keys: list[tuple[str, str]]) -> pa.Array:
-    """Row order by ``keys`` ((column, 'ascending' | 'descending')), NULLs last as in DuckDB,
-    stable."""
+def sort_indices(table: pa.Table, keys: list[tuple]) -> pa.Array:
+    """Row order by ``keys`` ((column, 'ascending' | 'descending'[, 'at_start' | 'at_end'])),
+    stable; NULLs last (as in DuckDB) unless a key says 'at_start' (NULLS FIRST)."""
+    keys = [k if len(k) == 3 else (*k, "at_end") for k in keys]
     if _PER_KEY_NULLS:  # pyarrow 25 takes the NULL placement per key
-        return pc.sort_indices(table, sort_keys=[(n, o, "at_end") for n, o in keys])
-    return pc.sort_indices(table, sort_keys=keys, null_placement="at_end")
+        return pc.sort_indices(table, sort_keys=keys)
+    if all(p == "at_end" for _, _, p in keys):
+        return pc.sort_indices(table, sort_keys=[(n, o) for n, o, _ in keys],
+                               null_placement="at_end")
+    # older pyarrow places NULLs for all keys at once: a NULLS FIRST key is sorted by whether
+    # it is valid first (NULLs, False, before values), then by itself
+    cols, sort_keys = {}, []
+    for i, (name, order, placement) in enumerate(keys):
+        if placement == "at_start":
+            flag = f"\x00valid{i}"
+            cols[flag] = pc.is_valid(table.column(name))
+            sort_keys.append((flag, "ascending"))
+        sort_keys.append((name, order))
+    for flag, col in cols.items():
+        table = table.append_column(flag, col)
+    return pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
