@@ -372,6 +372,49 @@ def test_timestampadd_moves_as_duckdb_adds_intervals(how):
     check(cases, data, how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_calendar_intervals_move_timestamps_as_duckdb(how):
+    """``ts +/- INTERVAL 'n' MONTH`` (QUARTER, YEAR, WEEK; also ``INTERVAL + ts`` and the unit
+    inside the text), by the calendar with a day past the month's end clamped, as DuckDB adds
+    intervals; month ends, leap days and NULL times mixed in with random ones."""
+    data = table(13)
+    rng = random.Random(13)
+    t1 = data["ts"].to_pylist()
+    for i in range(0, N_ROWS, 3):  # month ends and leap days, where the clamping shows
+        t1[i] = dt.datetime(rng.choice([2023, 2024]), rng.choice([1, 2, 3, 5, 8, 12]), 28,
+                            rng.randrange(24))
+        t1[i] += dt.timedelta(days=rng.randrange(4))  # the 28th to the 31st (or the next 1st-3rd)
+    data = data.set_column(data.schema.get_field_index("ts"), "ts", pa.array(t1, pa.timestamp("ms")))
+    intervals = ["INTERVAL '1' MONTH", "INTERVAL '-13' MONTHS", "INTERVAL 2 QUARTER",
+                 "INTERVAL '1' YEAR", "INTERVAL '4 years'", "INTERVAL '3' WEEK", "INTERVAL '1 month'"]
+    cases = [(f"EPOCH_MS(ts + {i})", f"EPOCH_MS(ts + {i})") for i in intervals]
+    cases += [(f"EPOCH_MS(ts - {i})", f"EPOCH_MS(ts - {i})") for i in intervals]
+    cases += [("EPOCH_MS(INTERVAL '5' MONTH + ts)", "EPOCH_MS(INTERVAL '5' MONTH + ts)"),
+              ("EPOCH_MS(ts + INTERVAL '1' MONTH - INTERVAL '1' DAY)",
+               "EPOCH_MS(ts + INTERVAL '1' MONTH - INTERVAL '1' DAY)"),
+              ("EPOCH_MS(ts + -INTERVAL '1' YEAR)", "EPOCH_MS(ts + -INTERVAL '1' YEAR)")]
+    check(cases, data, how)
+
+
+@pytest.mark.parametrize("sql, match", [
+    ("SELECT k + INTERVAL '1' MONTH AS r FROM t", "added to a TIMESTAMP, found"),
+    ("SELECT INTERVAL '1' MONTH AS r FROM t", "no fixed length"),
+    ("SELECT INTERVAL '1' MONTH - ts AS r FROM t", "no fixed length"),
+    ("SELECT ts FROM t WHERE ts > INTERVAL '1' YEAR", "no fixed length"),
+    ("SELECT ts + (INTERVAL '1' MONTH + INTERVAL '1' MONTH) AS r FROM t", "no fixed length"),
+    ("SELECT ts + INTERVAL '1.5' MONTH AS r FROM t", "not a whole number of months"),
+    ("SELECT ts + INTERVAL '99999999' YEAR AS r FROM t", "out of range"),
+    ("SELECT COUNT(*) AS c FROM t WINDOW TUMBLING(ts, INTERVAL '1' MONTH)", "no fixed length"),
+    ("SELECT k, SUM(k) OVER (PARTITION BY s ORDER BY ts RANGE BETWEEN INTERVAL '1' MONTH "
+     "PRECEDING AND CURRENT ROW) AS r FROM t", "no fixed length"),
+])
+def test_calendar_interval_misuse_is_an_error_at_the_text(sql, match):
+    data = {"t": pa.table({"ts": pa.array([0], pa.timestamp("ms")), "k": [1], "s": ["a"]})}
+    with pytest.raises(SqlError, match=match) as err:
+        vs.query(sql, data)
+    assert "line 1, column" in str(err.value)
+
+
 def test_date_format_refuses_a_java_letter_it_cannot_print():
     for pattern in ("x-yyyy", "yyyy-MM-dd G", "SS", "'open"):
         with pytest.raises(SqlError, match="DATE_FORMAT"):

@@ -305,10 +305,23 @@ def test_interval_literals(text, millis):
     assert ex(text) == ast.IntervalLiteral(millis)
 
 
+@pytest.mark.parametrize("text,millis,months", [
+    ("INTERVAL '2' WEEK", 2 * 7 * 86_400_000, 0),
+    ("INTERVAL '3 weeks'", 3 * 7 * 86_400_000, 0),
+    ("INTERVAL '14' MONTHS", 0, 14),
+    ("INTERVAL 2 QUARTER", 0, 6),
+    ("INTERVAL '-1 year'", 0, -12),
+    ("-INTERVAL '1' YEAR", 0, -12),
+])
+def test_week_and_calendar_interval_literals(text, millis, months):
+    assert ex(text) == ast.IntervalLiteral(millis, months=months)
+
+
 @pytest.mark.parametrize("sql,line,column,part", [
     ("SELECT INTERVAL '5' FORTNIGHT FROM t", 1, 21, "expected an interval unit"),
     ("SELECT INTERVAL 'five' MINUTE FROM t", 1, 17, "invalid interval"),
-    ("SELECT INTERVAL '5 weeks' FROM t", 1, 17, "invalid interval unit 'weeks'"),
+    ("SELECT INTERVAL '5 fortnights' FROM t", 1, 17, "invalid interval unit 'fortnights'"),
+    ("SELECT INTERVAL '1.5' YEAR FROM t", 1, 17, "not a whole number of years"),
     ("SELECT INTERVAL '1.0001' SECOND FROM t", 1, 17, "not a whole number of milliseconds"),
     ("SELECT INTERVAL FROM t", 1, 17, "expected an interval amount"),
     ("SELECT INTERVAL '5 minutes' MINUTE FROM t", 1, 29, "unit is already in the string"),

@@ -177,6 +177,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             return BConst(DECIMAL(18, scale), int(round(float(text) * 10 ** scale)))
         return BConst(NULLTYPE, None)
     if isinstance(e, ast.IntervalLiteral):
+        if e.months:
+            raise SqlError.at(sql, e.pos, _CALENDAR_ONLY)
         return BConst(INT64, int(e.millis))
     if isinstance(e, ast.Star):
         raise SqlError.at(sql, e.pos, "'*' is only allowed in the select list and in COUNT(*)")
@@ -188,6 +190,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         _expect_numeric(a, e.operand, sql, e.op)
         return a if e.op == "+" else BCall(a.type if a.type.kind != "BOOL" else INT64, "NEG", (a,))
     if isinstance(e, ast.BinaryOp):
+        if _is_calendar(e.left) or _is_calendar(e.right):
+            return _bind_calendar_step(e, bind, scope, strings, sql)
         a, b = bind(e.left, scope, strings), bind(e.right, scope, strings)
         op = e.op
         if op in ("AND", "OR"):
@@ -273,6 +277,33 @@ def _like_escape(esc: Bound, e, sql) -> BConst:
 def _expect_bool(b: Bound, e, sql):
     if b.type.kind not in ("BOOL", "NULL"):
         raise SqlError.at(sql, getattr(e, "pos", None), f"expected a boolean condition, found {b.type}")
+
+
+_CALENDAR_ONLY = ("a MONTH, QUARTER or YEAR interval has no fixed length: it can only be added "
+                  "to or subtracted from a TIMESTAMP (ts + INTERVAL '1' MONTH)")
+
+
+def _is_calendar(e) -> bool:
+    return isinstance(e, ast.IntervalLiteral) and e.months != 0
+
+
+def _bind_calendar_step(e: "ast.BinaryOp", bind, scope, strings, sql) -> Bound:
+    """``ts + INTERVAL 'n' MONTH``, ``INTERVAL 'n' MONTH + ts`` and ``ts - INTERVAL 'n' MONTH``:
+    TIMESTAMPADD(MONTH, ±n, ts), by the calendar with a day past the new month's end clamped to
+    it, as DuckDB adds months (docs/SQL.md §2). Anything else a calendar interval meets is an
+    error: DuckDB's INTERVAL type has no counterpart among velostream's types."""
+    if e.op == "+" and _is_calendar(e.left) and not _is_calendar(e.right):
+        months, ts_expr = e.left.months, e.right
+    elif e.op in ("+", "-") and _is_calendar(e.right) and not _is_calendar(e.left):
+        months, ts_expr = (e.right.months if e.op == "+" else -e.right.months), e.left
+    else:
+        raise SqlError.at(sql, e.pos, _CALENDAR_ONLY)
+    ts = bind(ts_expr, scope, strings)
+    if ts.type.kind not in ("TIMESTAMP", "NULL"):
+        raise SqlError.at(sql, getattr(ts_expr, "pos", e.pos),
+                          f"a MONTH, QUARTER or YEAR interval is added to a TIMESTAMP, found "
+                          f"{ts.type}")
+    return BCall(TIMESTAMP, "TIMESTAMPADD", (BConst(STRING, "month"), BConst(INT64, months), ts))
 
 
 def _expect_numeric(b: Bound, e, sql, op):

@@ -152,7 +152,7 @@ def _term(e, sides: _Sides) -> Optional[tuple[int, str, int]]:
         return side, name, 0
     if isinstance(e, ast.BinaryOp) and e.op in "+-" and isinstance(e.left, ast.Column):
         c = e.right
-        if isinstance(c, ast.IntervalLiteral):
+        if isinstance(c, ast.IntervalLiteral) and not c.months:  # a month has no fixed length
             ms = c.millis
         elif isinstance(c, ast.Literal) and c.type == "INTEGER":
             ms = int(c.value)

@@ -67,9 +67,12 @@ class Literal:
 
 @_node
 class IntervalLiteral:
-    """``INTERVAL '5' MINUTE`` or a shorthand duration (``5m``) as milliseconds."""
+    """``INTERVAL '5' MINUTE`` or a shorthand duration (``5m``) as milliseconds; a calendar
+    interval (``INTERVAL '1' MONTH``, QUARTER, YEAR) as months, its ``millis`` 0: a month has no
+    fixed length, so it is only added to or subtracted from a TIMESTAMP (docs/SQL.md §2)."""
     millis: int
     pos: Pos = _pos()
+    months: int = 0
 
 
 @_node

@@ -150,7 +150,14 @@ INTERVAL_UNITS_MS = {
     "MINUTE": 60_000, "MINUTES": 60_000,
     "HOUR": 3_600_000, "HOURS": 3_600_000,
     "DAY": 86_400_000, "DAYS": 86_400_000,
+    "WEEK": 7 * 86_400_000, "WEEKS": 7 * 86_400_000,
 }
+# calendar units: a number of months, added by the calendar (INTERVAL '1' MONTH)
+INTERVAL_UNITS_MONTHS = {"MONTH": 1, "MONTHS": 1, "QUARTER": 3, "QUARTERS": 3,
+                         "YEAR": 12, "YEARS": 12}
+# DuckDB's TIMESTAMP spans about 290,000 years either way; a calendar interval beyond that
+# could only leave the range
+MAX_INTERVAL_MONTHS = 12 * 290_000
 _SHORTHAND_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 # CAST type names: spelling -> canonical name (ast.TypeName)
@@ -823,16 +830,21 @@ class _Parser:
             return self.interval().millis, tok
         raise self.expected("a duration (INTERVAL '1' MINUTE or 500ms, 30s, 1m, 2h, 1d)")
 
-    def interval(self) -> ast.IntervalLiteral:
-        """``INTERVAL 'n' UNIT``, ``INTERVAL n UNIT``, ``INTERVAL 'n unit'``, ``INTERVAL '1m'``."""
+    def interval(self, calendar: bool = False) -> ast.IntervalLiteral:
+        """``INTERVAL 'n' UNIT``, ``INTERVAL n UNIT``, ``INTERVAL 'n unit'``, ``INTERVAL '1m'``.
+        With ``calendar`` (an interval in an expression) the unit may also be MONTH, QUARTER or
+        YEAR; a window's size or a frame needs a fixed length."""
         start = self.expect_kw("INTERVAL")
         tok = self.tok
-        units = "MILLISECOND, SECOND, MINUTE, HOUR or DAY"
+        units = "MILLISECOND, SECOND, MINUTE, HOUR, DAY or WEEK"
+        if calendar:
+            units = "MILLISECOND, SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR"
+        known = {**INTERVAL_UNITS_MS, **INTERVAL_UNITS_MONTHS}
         if tok.kind in (INT, FLOAT):
             self.advance()
             amount_text = tok.text
             unit_tok = self.tok
-            if unit_tok.kind != WORD or unit_tok.upper not in INTERVAL_UNITS_MS:
+            if unit_tok.kind != WORD or unit_tok.upper not in known:
                 raise self.expected(f"an interval unit ({units})")
             self.advance()
             unit = unit_tok.upper
@@ -845,7 +857,7 @@ class _Parser:
                                       f"e.g. INTERVAL '5' MINUTE")
             amount_text, inner_unit = m.group(1), m.group(2)
             if inner_unit:
-                if inner_unit.upper() in INTERVAL_UNITS_MS:
+                if inner_unit.upper() in known:
                     unit = inner_unit.upper()
                 elif inner_unit.lower() in _SHORTHAND_MS and re.fullmatch(r"\d+", amount_text):
                     return ast.IntervalLiteral(int(amount_text) * _SHORTHAND_MS[inner_unit.lower()],
@@ -853,16 +865,18 @@ class _Parser:
                 else:
                     raise self.error(tok, f"invalid interval unit '{inner_unit}' in {tok.text}, "
                                           f"expected {units}")
-                if self.is_kw(self.tok, *INTERVAL_UNITS_MS):
+                if self.is_kw(self.tok, *known):
                     raise self.expected("end of interval (the unit is already in the string)")
             else:
                 unit_tok = self.tok
-                if unit_tok.kind != WORD or unit_tok.upper not in INTERVAL_UNITS_MS:
+                if unit_tok.kind != WORD or unit_tok.upper not in known:
                     raise self.expected(f"an interval unit ({units})")
                 self.advance()
                 unit = unit_tok.upper
         else:
             raise self.expected("an interval amount, e.g. INTERVAL '5' MINUTE")
+        if unit in INTERVAL_UNITS_MONTHS:
+            return self.calendar_interval(start, tok, amount_text, unit, calendar)
         scale = INTERVAL_UNITS_MS[unit]
         # Decimal, not int/float: exact, and no limit on the digits a text may have (Python's
         # int() refuses more than 4300); the range is checked before anything large is built
@@ -880,6 +894,23 @@ class _Parser:
             raise self.error(tok, f"interval {_clip(amount_text)} {unit} is not a whole number "
                                   f"of milliseconds")
         return ast.IntervalLiteral(int(exact), pos=start.pos)
+
+    def calendar_interval(self, start: Token, tok: Token, amount_text: str, unit: str,
+                          allowed: bool) -> ast.IntervalLiteral:
+        """``INTERVAL 'n' MONTH`` (QUARTER, YEAR): a whole number of months."""
+        if not allowed:
+            raise self.error(tok, f"a {unit.rstrip('S')} has no fixed length: a window's size, "
+                                  f"advance or gap and a RANGE frame take MILLISECOND to WEEK "
+                                  f"units (e.g. INTERVAL '30' DAY)")
+        if not re.fullmatch(r"[-+]?\d+", amount_text):
+            raise self.error(tok, f"interval {_clip(amount_text)} {unit} is not a whole number "
+                                  f"of {unit.rstrip('S').lower()}s")
+        months = int(amount_text[:40]) * INTERVAL_UNITS_MONTHS[unit] if len(amount_text) <= 40 \
+            else MAX_INTERVAL_MONTHS + 1
+        if abs(months) > MAX_INTERVAL_MONTHS:
+            raise self.error(tok, f"interval {_clip(amount_text)} {unit} is out of range (at most "
+                                  f"{MAX_INTERVAL_MONTHS} months)")
+        return ast.IntervalLiteral(0, pos=start.pos, months=months)
 
     # ------------------------------------------------------------------------------------- WITH
     def properties(self) -> tuple[tuple[str, str], ...]:
@@ -1298,8 +1329,9 @@ class _Parser:
                     raise self.error(tok, f"integer {value} is out of range for BIGINT")
                 operand = ast.Literal(value, operand.type, pos=tok.pos)
             elif isinstance(operand, ast.IntervalLiteral):
-                millis = -operand.millis if tok.value == "-" else operand.millis
-                operand = ast.IntervalLiteral(millis, pos=tok.pos)
+                sign = -1 if tok.value == "-" else 1
+                operand = ast.IntervalLiteral(sign * operand.millis, pos=tok.pos,
+                                              months=sign * operand.months)
             else:
                 operand = ast.UnaryOp(tok.value, operand, pos=tok.pos)
         return operand
@@ -1355,7 +1387,7 @@ class _Parser:
             if u == "CASE":
                 return self.case()
             if u == "INTERVAL":
-                return self.interval()
+                return self.interval(calendar=True)
             if u in ("CURRENT_TIMESTAMP", "NOW") and not (nxt.kind == PUNCT and nxt.value == "("):
                 self.advance()  # the SQL standard's bare CURRENT_TIMESTAMP: NOW()
                 return ast.FunctionCall("NOW", (), pos=tok.pos)
