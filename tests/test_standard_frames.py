@@ -223,12 +223,14 @@ def test_rank_of_a_row_older_than_its_keys_newest_is_a_bad_record():
 
 
 def test_lag_and_row_number_without_a_frame_equal_duckdb(partitions):
-    """LAG and ROW_NUMBER do not depend on the frame, so they may be written without one, as
+    """LAG, ROW_NUMBER and FIRST_VALUE do not depend on where the frame ends, so they may be
+    written without one, as
     Flink SQL and DuckDB users write them (docs/SQL.md §6): DuckDB's answer over the same rows,
     beside RANK in the same OVER."""
     t = frame_data(500, seed=17, ties=True)  # ts never decreases; ties keep arrival order
     fns = ("LAG(x) OVER w AS l1, LAG(x, 3, -1.5) OVER w AS l3, LAG(s, 2) OVER w AS ls, "
-           "ROW_NUMBER() OVER w AS rn, RANK() OVER w AS r")
+           "ROW_NUMBER() OVER w AS rn, RANK() OVER w AS r, FIRST_VALUE(x) OVER w AS fx, "
+           "FIRST_VALUE(s) OVER w AS fs")
     got = vs.query(f"SELECT id, {_ours(fns, 'PARTITION BY k ORDER BY ts')} FROM t",
                    {"t": _batches(t, 41)}, partitions=partitions)
     # ties: LAG and ROW_NUMBER follow arrival order (id), RANK gives peers one rank
@@ -238,9 +240,11 @@ def test_lag_and_row_number_without_a_frame_equal_duckdb(partitions):
     assert_rows_equal(got.to_pylist(), ref)
     # without ORDER BY: arrival order
     got = vs.query("SELECT id, LAG(id) OVER (PARTITION BY k) AS prev, ROW_NUMBER() OVER "
-                   "(PARTITION BY k) AS rn FROM t", {"t": _batches(t, 41)}, partitions=partitions)
+                   "(PARTITION BY k) AS rn, FIRST_VALUE(x) OVER (PARTITION BY k) AS f FROM t",
+                   {"t": _batches(t, 41)}, partitions=partitions)
     ref = duck("SELECT id, LAG(id) OVER (PARTITION BY k ORDER BY id), ROW_NUMBER() OVER "
-               "(PARTITION BY k ORDER BY id) FROM t", t=t)
+               "(PARTITION BY k ORDER BY id), FIRST_VALUE(x) OVER (PARTITION BY k ORDER BY id) "
+               "FROM t", t=t)
     assert_rows_equal(got.to_pylist(), ref)
 
 

@@ -400,9 +400,11 @@ class _Planner:
             raise self.err(e, f"unknown analytic function {name}" + (f"; did you mean {hint}?" if hint else ""))
         over = e.over
         rank = name in ("RANK", "DENSE_RANK")
-        # LAG and ROW_NUMBER do not depend on the frame either (docs/SQL.md §6): written without
-        # one, as in Flink SQL and DuckDB, they count back over the key's records so far
-        frameless = over.buffer_rows is None and over.frame is None and name in ("LAG", "ROW_NUMBER")
+        # LAG and ROW_NUMBER do not depend on the frame either, nor does FIRST_VALUE on where the
+        # default frame ends (docs/SQL.md §6): written without one, as in Flink SQL and DuckDB,
+        # they look back over the key's records so far
+        frameless = over.buffer_rows is None and over.frame is None and name in (
+            "LAG", "ROW_NUMBER", "FIRST_VALUE")
         if over.buffer_rows is None and over.frame is None and not rank and not frameless:
             msg = ("expected ROWS WINDOW BUFFER n ROWS in OVER (...), found ')': analytic functions "
                    "need a row buffer, OVER (ROWS WINDOW BUFFER n ROWS [PARTITION BY ...] "
@@ -415,13 +417,14 @@ class _Planner:
             raise self.err(over, "ROWS WINDOW BUFFER needs at least 1 row")
         pkeys = tuple(self._bind(p, self.input_scope, self.strings) for p in over.partition_by)
         order = [self._bind(o.expr, self.input_scope, self.strings) for o in over.order_by]
-        # RANK / DENSE_RANK (and LAG / ROW_NUMBER without a frame) do not depend on the frame:
-        # they live in an UNBOUNDED spec
+        # RANK / DENSE_RANK (and LAG / ROW_NUMBER / FIRST_VALUE without a frame) live in an
+        # UNBOUNDED spec
         frame = "UNBOUNDED" if rank or frameless else (over.frame or "ROWS")
         order_by = None
         if rank or frame == "RANGE" or (frameless and over.order_by):
-            # (ORDER BY of a frameless LAG / ROW_NUMBER: each key's records must come in that
-            # order, as RANK's must: one out of order is a bad record, not a wrong answer)
+            # (ORDER BY of a frameless LAG / ROW_NUMBER / FIRST_VALUE: each key's records must
+            # come in that order, as RANK's must: one out of order is a bad record, not a wrong
+            # answer)
             order_by = self._over_order(e, over, order, "RANGE frame" if frame == "RANGE" else name)
         key = (frame, over.buffer_rows if frame == "ROWS" else 0, over.range_ms, order_by, pkeys)
         op = overs.get(key)
