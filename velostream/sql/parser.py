@@ -202,6 +202,9 @@ class _Parser:
         # the height of the expression tree the last expression-level method returned (an upper
         # bound: folding a sign into a literal can make the tree lower); see expr
         self.height = 0
+        # calls to Flink's group window functions (TUMBLE, TUMBLE_START, ...) read so far: a
+        # SELECT that read none skips looking for them (see _group_window)
+        self.group_window_calls = 0
 
     # ---------------------------------------------------------------------------- token helpers
     def _read_to(self, j: int) -> None:
@@ -452,6 +455,7 @@ class _Parser:
 
     def select(self, nested: bool = False) -> tuple[ast.Select, tuple[tuple[str, str], ...]]:
         select_tok = self.expect_kw("SELECT")
+        group_window_calls = self.group_window_calls
         distinct = bool(self.accept_kw("DISTINCT"))
         if not distinct:
             self.accept_kw("ALL")
@@ -513,6 +517,8 @@ class _Parser:
                                           f"{tok.describe()} (did you mean {hint}?)")
             raise self.expected("')' to close the query" if nested else "end of statement")
 
+        if self.group_window_calls != group_window_calls:  # GROUP BY TUMBLE(ts, size), ...
+            items, clauses = _group_window(self.sql, items, clauses, source.window, joins)
         if source.window is not None:
             if "WINDOW" in clauses:
                 raise self.error(select_tok, "a window table function in FROM and a WINDOW "
@@ -1576,6 +1582,8 @@ class _Parser:
     def function_call(self) -> ast.FunctionCall:
         name_tok = self.advance()
         name = name_tok.upper
+        if name in _GROUP_WINDOW_NAMES:
+            self.group_window_calls += 1
         self.expect_punct("(")
         distinct = False
         args: list[ast.Expr] = []
@@ -1850,6 +1858,209 @@ def _window_columns(items, clauses):
             clauses[name] = (tuple(rewrite(x) for x in clauses[name]) if name == "ORDER BY"
                              else rewrite(clauses[name]))
     return new_items, clauses
+
+
+# ------------------------------------------------------------ Flink's group window functions
+# GROUP BY TUMBLE(ts, size) / HOP(ts, slide, size) / SESSION(ts, gap): the native window kind
+# each means and the durations it takes after its time column (docs/SQL.md §10)
+_GROUP_WINDOWS = {"TUMBLE": ("TUMBLING", ("size",)), "HOP": ("SLIDING", ("slide", "size")),
+                  "SESSION": ("SESSION", ("gap",))}
+# their auxiliary functions (TUMBLE_START, HOP_END, SESSION_ROWTIME, ...): window, part
+_GROUP_WINDOW_AUX = {f"{w}_{part}": (w, part) for w in _GROUP_WINDOWS
+                     for part in ("START", "END", "ROWTIME", "PROCTIME")}
+_GROUP_WINDOW_NAMES = frozenset(_GROUP_WINDOWS) | frozenset(_GROUP_WINDOW_AUX)
+_DURATION_UNITS = (("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000),
+                   ("SECOND", 1000), ("MILLISECOND", 1))
+
+
+def _group_window(sql: str, items, clauses, tvf_window, joins):
+    """Flink's group window functions (docs/SQL.md §10): ``GROUP BY TUMBLE(ts, size), k`` is
+    ``GROUP BY k WINDOW TUMBLING(ts, size)``, ``HOP(ts, slide, size)`` is ``SLIDING(ts, size,
+    slide)`` and ``SESSION(ts, gap)`` is ``SESSION(ts, gap)``: the same WindowSpec the WINDOW
+    clause builds, so planning and emission are the WINDOW clause's. In the select list, HAVING
+    and ORDER BY, ``TUMBLE_START`` / ``_END`` / ``_ROWTIME`` (with the group window's arguments)
+    are ``_WINDOW_START``, ``_WINDOW_END`` and ``_WINDOW_END - 1``. Anywhere else these
+    functions are an error."""
+    group_by = clauses.get("GROUP BY", ())
+    calls = [g for g in group_by if isinstance(g, ast.FunctionCall) and g.name in _GROUP_WINDOWS]
+    window_call = calls[0] if calls else None
+    if window_call is not None:
+        if len(calls) > 1:
+            raise SqlError.at(sql, calls[1].pos, f"a second group window {calls[1].name}(...) in "
+                                                 f"GROUP BY: a query has one window")
+        if tvf_window is not None:
+            raise SqlError.at(sql, window_call.pos, f"a window table function in FROM and the "
+                                                    f"group window {window_call.name}(...) in "
+                                                    f"GROUP BY: give the window once")
+        if "WINDOW" in clauses:
+            raise SqlError.at(sql, window_call.pos, f"the group window {window_call.name}(...) "
+                                                    f"in GROUP BY and a WINDOW clause: give the "
+                                                    f"window once")
+        window = _group_window_spec(sql, window_call)
+
+    def replace(e, where):
+        """The window column a TUMBLE_START(...) call names (None: look inside ``e``)."""
+        if type(e) is not ast.FunctionCall:
+            return None
+        if e.name in _GROUP_WINDOWS:
+            raise SqlError.at(sql, e.pos, f"{e.name}(...) is a group window: it stands alone in "
+                                          f"GROUP BY (GROUP BY {e.name}(...), k), and "
+                                          f"{e.name}_START(...) / {e.name}_END(...) select its "
+                                          f"bounds")
+        if e.name not in _GROUP_WINDOW_AUX:
+            return None
+        family, part = _GROUP_WINDOW_AUX[e.name]
+        if e.distinct or e.filter is not None or e.over is not None:
+            raise SqlError.at(sql, e.pos, f"{e.name}(...) takes no DISTINCT, FILTER or OVER")
+        if part == "PROCTIME":
+            raise UnsupportedError.at(sql, e.pos, f"{e.name}: processing time is not supported; "
+                                                  f"windows run on event time (docs/SQL.md §3): "
+                                                  f"select {family}_ROWTIME(...) or "
+                                                  f"{family}_END(...)")
+        if where is not None:
+            raise SqlError.at(sql, e.pos, f"{e.name}(...) is not allowed in {where}: it names "
+                                          f"the window of an emitted row (select list, HAVING, "
+                                          f"ORDER BY)")
+        if window_call is None:
+            raise SqlError.at(sql, e.pos, f"{e.name}(...) needs the group window {family}(...) "
+                                          f"in GROUP BY, with the same arguments (with a WINDOW "
+                                          f"clause, select _WINDOW_START / _WINDOW_END)")
+        _check_same_window(sql, e, family, window_call)
+        end = ast.Column("_WINDOW_END", pos=e.pos)
+        if part == "START":
+            return ast.Column("_WINDOW_START", pos=e.pos)
+        if part == "END":
+            return end
+        # Flink's rowtime: the last millisecond inside the window (an emitted row's event time)
+        return ast.BinaryOp("-", end, ast.Literal(1, "INTEGER", pos=e.pos), pos=e.pos)
+
+    def rewrite(e, where=None):
+        return _replace_nodes(e, lambda n: replace(n, where))
+
+    new_items = []
+    for item in items:
+        alias = item.alias
+        if (alias is None and type(item.expr) is ast.FunctionCall
+                and item.expr.name in _GROUP_WINDOW_AUX):
+            alias = item.expr.name.lower()  # as window_start is named (a TVF's column)
+        new_items.append(dataclasses.replace(item, expr=rewrite(item.expr), alias=alias))
+    clauses = dict(clauses)
+    for name in ("WHERE", "HAVING", "ORDER BY"):
+        if name in clauses:
+            clauses[name] = rewrite(clauses[name], "WHERE" if name == "WHERE" else None)
+    for join in joins:
+        rewrite(join.on, "a JOIN condition")
+    for g in group_by:
+        if g is not window_call:
+            rewrite(g, "GROUP BY")
+    if window_call is not None:
+        clauses["GROUP BY"] = tuple(g for g in group_by if g is not window_call)
+        clauses["WINDOW"] = window
+    return new_items, clauses
+
+
+def _group_window_spec(sql: str, call: ast.FunctionCall) -> ast.WindowSpec:
+    """The WindowSpec of ``TUMBLE(ts, size)``, ``HOP(ts, slide, size)`` or ``SESSION(ts, gap)``
+    in GROUP BY; the time column is a column, as in a window table function's DESCRIPTOR."""
+    kind, durations = _GROUP_WINDOWS[call.name]
+    shape = f"{call.name}(time column, {', '.join(durations)})"
+    if call.distinct or call.filter is not None or call.over is not None:
+        raise SqlError.at(sql, call.pos, f"{shape} takes no DISTINCT, FILTER or OVER")
+    if len(call.args) != 1 + len(durations):
+        raise SqlError.at(sql, call.pos, f"{shape} takes {1 + len(durations)} arguments, got "
+                                         f"{len(call.args)}")
+    time_column = call.args[0]
+    if type(time_column) is not ast.Column:
+        at = getattr(time_column, "pos", None) or call.pos
+        if type(time_column) is ast.FunctionCall and time_column.name == "PROCTIME":
+            raise UnsupportedError.at(sql, at, f"{call.name}(PROCTIME(), ...): processing time "
+                                               f"is not supported; windows run on event time: "
+                                               f"name the event-time column (docs/SQL.md §3)")
+        raise SqlError.at(sql, at, f"the first argument of {shape} must be the event-time column "
+                                   f"(a column name), not an expression")
+    ms = []
+    for arg, what in zip(call.args[1:], durations):
+        at = getattr(arg, "pos", None) or call.pos
+        if type(arg) is not ast.IntervalLiteral:
+            raise SqlError.at(sql, at, f"the {what} of {shape} must be an interval, e.g. "
+                                       f"INTERVAL '1' MINUTE")
+        if getattr(arg, "months", 0):
+            raise SqlError.at(sql, at, f"the {what} of {shape} must have a fixed length "
+                                       f"(MILLISECOND to DAY), not a number of months")
+        if arg.millis <= 0 or arg.millis > MAX_WINDOW_MS:
+            raise SqlError.at(sql, at, f"a window duration must be between 1 ms and 36,500 days, "
+                                       f"got {arg.millis} ms")
+        ms.append(arg.millis)
+    if call.name == "TUMBLE":
+        return ast.WindowSpec(kind, time_column, size_ms=ms[0], pos=call.pos)
+    if call.name == "HOP":
+        slide, size = ms
+        if slide > size:
+            raise SqlError.at(sql, call.args[2].pos or call.pos, f"HOP's slide ({slide} ms) must "
+                                                                 f"not exceed its size ({size} ms)")
+        return ast.WindowSpec(kind, time_column, size_ms=size, advance_ms=slide, pos=call.pos)
+    return ast.WindowSpec(kind, time_column, gap_ms=ms[0], pos=call.pos)
+
+
+def _check_same_window(sql: str, aux: ast.FunctionCall, family: str,
+                       window_call: ast.FunctionCall) -> None:
+    """Flink requires TUMBLE_START(...) and its kin to repeat the group window's own call: the
+    same function, time column and durations (an interval may be spelt another way)."""
+    line, column = window_call.pos or (1, 1)
+    written = f"GROUP BY {_call_text(window_call)} (line {line}, column {column})"
+    if family != window_call.name:
+        raise SqlError.at(sql, aux.pos, f"{aux.name}(...) belongs to a {family}(...) window, but "
+                                        f"the group window is {written}")
+    if len(aux.args) != len(window_call.args):
+        raise SqlError.at(sql, aux.pos, f"{aux.name}(...) must repeat the arguments of "
+                                        f"{written}, got {len(aux.args)} argument(s)")
+    names = ("time column",) + _GROUP_WINDOWS[family][1]
+    for a, w, what in zip(aux.args, window_call.args, names):
+        if not _same_window_arg(a, w):
+            raise SqlError.at(sql, getattr(a, "pos", None) or aux.pos,
+                              f"the {what} of {aux.name}(...) must be the one of {written}")
+
+
+def _same_window_arg(a, w) -> bool:
+    if type(w) is ast.Column:  # ts and t.ts name the same column
+        return (type(a) is ast.Column and a.name == w.name and a.quoted == w.quoted
+                and (a.table is None or w.table is None or a.table == w.table))
+    return a == w  # IntervalLiteral: equal milliseconds, however written
+
+
+def _call_text(call: ast.FunctionCall) -> str:
+    """``TUMBLE(ts, INTERVAL '1' MINUTE)``: a group window call as SQL, for messages."""
+    args = []
+    for a in call.args:
+        if type(a) is ast.Column:
+            args.append(f"{a.table}.{a.name}" if a.table else a.name)
+        elif type(a) is ast.IntervalLiteral:
+            unit, scale = next((u, s) for u, s in _DURATION_UNITS if a.millis % s == 0)
+            args.append(f"INTERVAL '{a.millis // scale}' {unit}")
+        else:
+            args.append("...")
+    return f"{call.name}({', '.join(args)})"
+
+
+def _replace_nodes(e, replace):
+    """``e`` (a node or a tuple of them) with each node for which ``replace`` returns a node
+    replaced by it; where it returns None the node's children are visited (CASE's pairs too)."""
+    if isinstance(e, tuple):
+        new = tuple(_replace_nodes(x, replace) for x in e)
+        return e if all(a is b for a, b in zip(new, e)) else new
+    new = replace(e)
+    if new is not None:
+        return new
+    if not hasattr(e, "__dataclass_fields__") or type(e) in (ast.Star, ast.TypeName):
+        return e
+    changes = {}
+    for name in e.__dataclass_fields__:
+        v = getattr(e, name)
+        if isinstance(v, tuple) or hasattr(v, "__dataclass_fields__"):
+            nv = _replace_nodes(v, replace)
+            if nv is not v:
+                changes[name] = nv
+    return dataclasses.replace(e, **changes) if changes else e
 
 
 # ------------------------------------------------------------------------------------ depth
