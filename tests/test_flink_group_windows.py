@@ -124,6 +124,14 @@ def test_having_and_order_by_name_the_window():
     assert parse(flink) == parse(native)
 
 
+def test_with_a_join_and_a_qualified_time_column():
+    flink = ("SELECT u.name, TUMBLE_START(t.ts, 1m) AS ws, SUM(t.v) AS s FROM t "
+             "JOIN u ON t.k = u.k WITHIN 5 SECONDS GROUP BY TUMBLE(t.ts, 1m), u.name")
+    native = ("SELECT u.name, _WINDOW_START AS ws, SUM(t.v) AS s FROM t "
+              "JOIN u ON t.k = u.k WITHIN 5 SECONDS GROUP BY u.name WINDOW TUMBLING(t.ts, 1m)")
+    assert parse(flink) == parse(native)
+
+
 def test_emit_changes_is_the_native_changelog(partitions):
     t = data(600, seed=5)
     flink = ("SELECT ks, HOP_START(ts, 5s, 15s) AS ws, SUM(xi) AS s, COUNT(*) AS n FROM t "
@@ -218,6 +226,9 @@ G = "GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE)"
      "TUMBLE_START", r"with a WINDOW clause, select _WINDOW_START / _WINDOW_END"),
     (f"SELECT COUNT(*) AS n FROM t WHERE TUMBLE_START(ts, INTERVAL '1' MINUTE) > 0 {G}",
      SqlError, "TUMBLE_START", r"TUMBLE_START\(...\) is not allowed in WHERE"),
+    ("SELECT COUNT(*) AS n FROM t JOIN u ON TUMBLE_START(t.ts, 1m) = u.ts "
+     "GROUP BY TUMBLE(t.ts, 1m)", SqlError, "TUMBLE_START",
+     r"TUMBLE_START\(...\) is not allowed in a JOIN condition"),
     (f"SELECT COUNT(*) AS n FROM t {G}, TUMBLE_END(ts, INTERVAL '1' MINUTE)", SqlError,
      "TUMBLE_END", r"TUMBLE_END\(...\) is not allowed in GROUP BY"),
     (f"SELECT TUMBLE(ts, INTERVAL '1' MINUTE) AS w, COUNT(*) AS n FROM t {G}", SqlError,
