@@ -31,7 +31,8 @@ if _blas_threads:
 try:
     from . import _malloc  # noqa: F401  (allocator thresholds: see the module)
     from .api import Engine, explain, query
-    from .errors import JobError, SchemaMismatch, SqlError, UnsupportedError, VelostreamError
+    from .errors import (DroppedRowsWarning, JobError, SchemaMismatch, SqlError, UnsupportedError,
+                         VelostreamError)
     from .jobs import (FailBatch, Job, JobStats, LogAndContinue, MemoryReader, MemoryWriter,
                        RetryWithBackoff, SendToDLQ)
     from .result import Result
@@ -44,7 +45,7 @@ finally:
         _gc.enable()
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
+__all__ = ["DroppedRowsWarning", "Engine", "FailBatch", "Job", "JobError", "JobStats", "LogAndContinue", "MemoryReader",
            "MemoryWriter", "Result", "RetryWithBackoff", "SchemaMismatch", "SendToDLQ", "SqlError",
            "UnsupportedError", "VelostreamError", "explain", "query", "udaf", "udf",
            "__version__"]

@@ -7,6 +7,7 @@ partition. Everything below this module builds on those and never on it.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Optional
 
 import pyarrow as pa
@@ -15,9 +16,10 @@ from . import engine as _engine
 from .batch import SqlType, StringDict, to_record_batches
 from .binding import conform
 from .engine import _morsels, _pick_source, explain_plan, schema_of
+from .errors import DroppedRowsWarning
 from .exec.graph import Dataflow, GraphEngine, needs_graph, rows_known, run_query
 from .jobs import run_partitioned
-from .result import Result
+from .result import Result, query_stats
 from .sql import ast
 from .sql.parser import parse_script
 
@@ -74,7 +76,19 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     ...          GROUP BY symbol WINDOW TUMBLING(1m)'''
     >>> vs.query(sql, {"trades": trades}).to_pylist()
     [{'symbol': 'A', 'avg_price': 10.0, 'ws': 0}, {'symbol': 'B', 'avg_price': 20.0, 'ws': 0}, {'symbol': 'A', 'avg_price': 30.0, 'ws': 60000}]
+
+    Rows the query sets aside (no event time, a value that does not fit, late) are not in the
+    result: they are in ``result.dead_letters``, counted in ``result.stats``, and one
+    ``DroppedRowsWarning`` says how many and why (docs/PYTHON_API.md, "vs.query").
     """
+    result = _query(sql, sources, partitions, processor, env)
+    _warn_set_aside(result)
+    return result
+
+
+def _query(sql: str, sources: Mapping[str, Any], partitions: int, processor: Optional[str],
+           env: Optional[Mapping[str, str]]) -> Result:
+    """``vs.query``'s rows, with ``dead_letters`` and ``stats`` set by whichever runs it."""
     statements = parse_script(sql, env)
     if needs_graph(statements):
         # a pipeline (docs/SQL.md §8): its keyed nodes run on ``partitions`` threads each
@@ -92,7 +106,9 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     data = _pick_source(eng, sources)
     result = Result(pa.schema([]))
     first = True
+    read = 0  # rows read from the source, set-aside ones included (Result.stats)
     for rb in _morsels(to_record_batches(data)):
+        read += rb.num_rows
         r = eng.push(eng.source, rb)
         r.batches  # rows the fast path holds compiled become Arrow now: the input can go
         if first:
@@ -108,7 +124,41 @@ def query(sql: str, sources: Mapping[str, Any], *, partitions: int = 1,
     result.schema = eng.out_schema
     # rows emitted before a NULL-typed column got its type (velostream.binding) join the final types
     result.batches = [conform(rb, eng.out_schema) for rb in result.batches]
+    result.dead_letters = eng.dead_letters
+    result.stats = query_stats(read, len(result), eng.stats["late_records"],
+                               eng.stats["failed_records"])
     return result
+
+
+# the reasons the engine gives late rows and rows out of range (engine.py, Pipeline._late)
+_LATE = "late"
+
+
+def _warn_set_aside(result: Result) -> None:
+    """One ``DroppedRowsWarning`` when ``vs.query`` set rows aside: a one-shot call that quietly
+    returns fewer rows than it was given is easy to mistake for a complete answer.
+
+    Late rows warn too. Dropping them is the documented streaming rule (docs/SQL.md, "Late
+    data"), but over a finite table nothing else tells the caller that rows are missing, and
+    the fix (``allowed.lateness``) is one WITH option away: the warning names it."""
+    dead = result.dead_letters
+    if not dead:
+        return
+    counts: dict[str, int] = {}  # reason -> rows, in the order first found
+    for reason, rows in dead:
+        counts[reason] = counts.get(reason, 0) + rows.num_rows
+    total = sum(counts.values())
+    parts = []
+    for reason, n in counts.items():
+        part = f"{n} {reason!r}"
+        if reason == _LATE:
+            part += (" (their windows had closed when they arrived, docs/SQL.md \"Late data\"; "
+                     "to keep rows up to a minute late, add WITH ('allowed.lateness' = '1m'))")
+        parts.append(part)
+    warnings.warn(
+        f"vs.query set {total} row{'s' if total != 1 else ''} aside, not in the result: "
+        f"{'; '.join(parts)}. The rows are in Result.dead_letters, the counts in Result.stats.",
+        DroppedRowsWarning, stacklevel=3)
 
 
 def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,

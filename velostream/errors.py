@@ -107,6 +107,15 @@ class JobError(VelostreamError, RuntimeError):
     """A job failed at run time (bad records under FailBatch, a failing sink, a crashed partition)."""
 
 
+class DroppedRowsWarning(UserWarning):
+    """``vs.query`` set rows aside instead of putting them into the result: rows without an event
+    time, values that do not fit (a uint64 above 2^63-1), late rows (docs/SQL.md, "Late data").
+    One warning per call says how many and why; the rows themselves are in the result's
+    ``dead_letters`` and the counts in its ``stats`` (docs/PYTHON_API.md, "vs.query").
+    ``warnings.simplefilter("ignore", vs.DroppedRowsWarning)`` silences it,
+    ``"error"`` makes it raise."""
+
+
 def nearest(name: str, candidates: Iterable[str]) -> Optional[str]:
     """The closest valid name to ``name`` (case-insensitive), for 'did you mean' hints."""
     cands = list(candidates)

@@ -18,14 +18,51 @@ class Result:
     A result may hold some of its rows in a compiled form (what the fast path of ``Engine.push``
     computed, see ``velostream._core.group_step``) until Arrow is asked for: ``len()`` is cheap,
     and ``batches`` (and everything built on it) converts them, once.
+
+    ``vs.query``'s result also says what the query set aside rather than return
+    (docs/PYTHON_API.md, "vs.query"): ``dead_letters``, ``[(reason, pyarrow.RecordBatch)]``, and
+    ``stats``, ``{records_in, records_out, late_records, failed_records}``. A result of
+    ``Engine.push`` / ``flush`` has neither (``[]`` and None): the engine keeps them
+    (``engine.dead_letters``, ``engine.stats``).
     """
 
-    # _parts: record batches, or lazy parts (objects with ``num_rows`` and ``to_batch()``)
-    __slots__ = ("schema", "_parts")
+    # _parts: record batches, or lazy parts (objects with ``num_rows`` and ``to_batch()``).
+    # _dead, _stats: set by vs.query only. Left unset otherwise, so the Result of every
+    # Engine.push (the hot path) costs nothing more to make; the properties give the defaults.
+    __slots__ = ("schema", "_parts", "_dead", "_stats")
 
     def __init__(self, schema: pa.Schema, batches: list[pa.RecordBatch] | None = None):
         self.schema = schema
         self._parts = [b for b in (batches or []) if b.num_rows]
+
+    @property
+    def dead_letters(self) -> list[tuple[str, pa.RecordBatch]]:
+        """The rows ``vs.query`` set aside, as ``(reason, rows)`` in the order they were found:
+        ``'NULL event time'``, ``'late'``, a value out of range (the reasons of
+        ``Engine.dead_letters``). Empty when nothing was set aside, and for a result of
+        ``Engine.push`` (the engine keeps them)."""
+        try:
+            return self._dead
+        except AttributeError:
+            return []
+
+    @dead_letters.setter
+    def dead_letters(self, value: list[tuple[str, pa.RecordBatch]]) -> None:
+        self._dead = list(value)
+
+    @property
+    def stats(self) -> dict | None:
+        """``vs.query``'s counters: ``records_in`` (rows read from the sources), ``records_out``
+        (rows in this result), ``late_records`` and ``failed_records`` (rows set aside, see
+        ``dead_letters``). None for a result of ``Engine.push`` (see ``engine.stats``)."""
+        try:
+            return self._stats
+        except AttributeError:
+            return None
+
+    @stats.setter
+    def stats(self, value: dict | None) -> None:
+        self._stats = value
 
     @property
     def batches(self) -> list[pa.RecordBatch]:
@@ -41,6 +78,9 @@ class Result:
         self._parts = list(value)
 
     def __reduce__(self):  # pickles as Arrow (compiled parts are converted first)
+        extra = {k: getattr(self, k) for k in ("_dead", "_stats") if hasattr(self, k)}
+        if extra:  # (None, slots): how pickle restores the slots of an object without __dict__
+            return (Result, (self.schema, self.batches), (None, extra))
         return (Result, (self.schema, self.batches))
 
     def __len__(self) -> int:
@@ -93,3 +133,12 @@ class Result:
     def extend(self, other: "Result") -> None:
         """Append ``other``'s rows (lazy parts stay lazy)."""
         self._parts.extend(p for p in other._parts if p.num_rows)
+
+
+def query_stats(records_in: int, records_out: int, late: int, failed: int) -> dict:
+    """``Result.stats`` of ``vs.query``: the same four counters whichever path runs the query
+    (one engine, the job server, a pipeline's graph), read as keys or attributes as
+    ``engine.stats`` is."""
+    from .engine import EngineStats  # (engine.py imports this module)
+    return EngineStats(records_in=int(records_in), records_out=int(records_out),
+                       late_records=int(late), failed_records=int(failed))

@@ -1179,7 +1179,8 @@ def rows_known(data) -> Optional[int]:
 
 def _run(flow: Dataflow, sql: str, sources) -> "Any":
     from ..batch import to_record_batches
-    from ..result import Result
+    from ..binding import conform
+    from ..result import Result, query_stats
     given = {k.lower(): v for k, v in sources.items()}
     for key, node in flow.sources.items():
         if key not in given:
@@ -1189,11 +1190,13 @@ def _run(flow: Dataflow, sql: str, sources) -> "Any":
         if rows is not None:
             flow.source_rows[key] = rows
     full: list[pa.RecordBatch] = []  # the result relation's rows, hidden columns too
+    read = 0  # rows read from the sources, set-aside ones included (Result.stats)
     # tables first, each read to its end (docs/SQL.md §9): then its watermark is past every time
     tables = flow.table_sources()
     for key, node in flow.sources.items():
         if key in tables:
             for rb in _morsels(to_record_batches(given[key])):
+                read += rb.num_rows
                 full += flow.step(node.name, rb).get(flow.result, [])
             node.watermark = INT64_MAX
     # the streams interleaved by time, as they would arrive live: a join or a union keeps only
@@ -1208,6 +1211,7 @@ def _run(flow: Dataflow, sql: str, sources) -> "Any":
         if not live:
             break
         head = min(live, key=lambda h: _first_time(h[2]))
+        read += head[2].num_rows
         full += flow.step(head[0].name, head[2]).get(flow.result, [])
         head[2] = next(head[1], None)
     full += flow.step(None, None, final=True).get(flow.result, [])
@@ -1217,4 +1221,22 @@ def _run(flow: Dataflow, sql: str, sources) -> "Any":
         if res.windowed and not res.window_columns and EVENT_TIME in res.schema.names:
             key.append(EVENT_TIME)  # the window tells a key's versions apart
         full = final_state(full, res.schema, key)
-    return Result(flow.result_schema(), visible(full, res.hidden))
+    schema = flow.result_schema()
+    # passthrough columns back in the types they came in with (a uint64 column the stages held
+    # as BIGINT), as one engine's vs.query and a job's result() give them (binding.conform)
+    result = Result(schema, [conform(rb, schema) for rb in visible(full, res.hidden)])
+    # what the SELECT stages set aside (rows without event time, out of range, late), each row
+    # once: a stage split over partitions gathers its partitions' rows (PartitionedPipeline)
+    late = failed = 0
+    dead: list[tuple[str, pa.RecordBatch]] = []
+    for node in flow.nodes:
+        eng = node.op.engine if node.kind == "select" and node.op is not None else None
+        if eng is None or eng.plan is None:
+            continue
+        eng._sync_counters()
+        late += eng.stats["late_records"]
+        failed += eng.stats["failed_records"]
+        dead += eng.dead_letters
+    result.dead_letters = dead
+    result.stats = query_stats(read, len(result), late, failed)
+    return result

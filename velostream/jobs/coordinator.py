@@ -27,7 +27,7 @@ from ..exec.graph import GraphEngine, needs_graph
 from ..sql.parser import parse_script
 from ..errors import JobError, SqlError, VelostreamError
 from ..io.base import Reject
-from ..result import Result
+from ..result import Result, query_stats
 from .exchange import Exchange, InlineExchange
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .partition_threads import HashExchange
@@ -669,7 +669,17 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     job.strict_input = True
     job.engine.dead_letter_bad_rows = False  # an out-of-range value raises, as at one partition
     job.run()
-    return job.result()
+    result = job.result()
+    # what the job set aside (no dead-letter output: kept in job.dead_letters), each row once:
+    # the job's thread binds and stamps every row, and the partitions' late rows reach
+    # job.dead_letters once each when their step is merged (HashExchange._merge_step)
+    result.dead_letters = job.dead_letters
+    reader = job.reader  # vs.query's input: a MemoryReader; the rows of the batches it gave
+    read = (sum(rb.num_rows for rb in reader._batches[:reader.position])
+            if isinstance(reader, MemoryReader) else job.stats.records_read)
+    result.stats = query_stats(read, len(result), job.stats.records_late,
+                               job.stats.records_failed)
+    return result
 
 
 def _rows_as_rejects(source: str, reason: str, rb: pa.RecordBatch) -> list[Reject]:
