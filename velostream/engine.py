@@ -323,6 +323,8 @@ class Engine:
         self.stats["batches"] += 1
         w = self.plan.window
         if w is None:
+            if self.carries_arrival and WM_COL not in batch.columns:
+                self._stamp_arrival(batch)
             return batch
         tcol = self.pipeline.ev.column(w.time, batch)
         had_time = tcol.valid
@@ -337,12 +339,39 @@ class Engine:
             tcol = tcol.filter(tcol.valid)
         t = np.ascontiguousarray(tcol.values, dtype=np.int64)
         batch.columns[TIME_COL] = Column(_INT, t)
-        wm = self.watermark.stamp(t, self._source_partitions(batch))
+        arrival = batch.columns.get(WM_COL)
+        if arrival is not None and hasattr(self.watermark, "stamp_arrival"):
+            # a derived stream's rows carry the watermark their input had just before each of
+            # them (docs/SQL.md §8): judged against it, as the one-statement query judges them
+            wm = self.watermark.stamp_arrival(arrival.values)
+        else:
+            wm = self.watermark.stamp(t, self._source_partitions(batch))
         batch.columns[WM_COL] = Column(_INT, wm)
         # for offset tracking (velostream.jobs.tasks): which rows had an event time, their time
         # and the watermark each was judged against
         self.last_stamp = (had_time, t, wm)
         return batch
+
+    # set for the stages of a pipeline (exec/operators/stage.py): rows of a query without a
+    # window carry the watermark just before each of them (``__wm``) to the stages reading them
+    carries_arrival = False
+
+    def _stamp_arrival(self, batch: Batch) -> None:
+        """Each row's watermark just before it, over its event time (``_TIMESTAMP``), as a
+        windowed query stamps its rows: a window reading these rows downstream judges them as
+        the one-statement query would (docs/SQL.md §8). A row without event time does not move
+        the watermark."""
+        name = batch.resolve("_TIMESTAMP")
+        if name is None:
+            return
+        col = batch.columns[name]
+        if col.type.kind not in ("TIMESTAMP", "INT64"):
+            return
+        t = np.ascontiguousarray(col.values, dtype=np.int64)
+        if col.valid is not None:
+            t = np.where(col.valid, t, INT64_MIN)
+        wm = self.watermark.stamp(t, self._source_partitions(batch))
+        batch.columns[WM_COL] = Column(_INT, wm)
 
     def source_partitions(self, active, idle=()) -> None:
         """The source's partitions (see ``Watermark.track``), updated as they are assigned."""

@@ -113,6 +113,9 @@ class GroupAggregate(EvaluatesFirst):
             cols[spec.name] = emitted_column(spec, out, out_ok, self.strings)
         for i, c in enumerate(keycols):
             cols[f"__k{i}"] = c if rows is None else c.take(rows)
+        arrival = batch.columns.get(WM_COL)  # a change keeps its input row's watermark: a
+        if arrival is not None:              # pipeline's window downstream judges it by that
+            cols[WM_COL] = arrival if rows is None else arrival.take(rows)
         if self.windows is not None:
             cols["_WINDOW_START"] = Column(_INT, self.windows.start_of(ww))
             cols["_WINDOW_END"] = Column(_INT, self.windows.end_of(ww))

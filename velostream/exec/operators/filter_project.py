@@ -9,7 +9,7 @@ import numpy as np
 
 from ...batch import Batch, Column
 from ...planner import Plan
-from ..columns import END_COL
+from ..columns import END_COL, WM_COL
 
 
 class Filter:
@@ -32,8 +32,14 @@ class Project:
         self.ev = ev
 
     def rows(self, batch: Batch) -> Batch:
-        """The select list over ``batch``'s rows."""
-        return Batch(self.ev.columns(self.outputs, batch), batch.length)
+        """The select list over ``batch``'s rows. A row keeps the watermark it arrived with
+        (``__wm``, unselected): a pipeline's window downstream judges it by that (docs/SQL.md
+        §8)."""
+        out = Batch(self.ev.columns(self.outputs, batch), batch.length)
+        wm: Optional[Column] = batch.columns.get(WM_COL)
+        if wm is not None:
+            out.columns[WM_COL] = wm
+        return out
 
     def groups(self, batches: list) -> list[Batch]:
         """HAVING and the select list over an aggregate's group rows. An EMIT FINAL row keeps
@@ -44,7 +50,7 @@ class Project:
                 gb = gb.filter(self.ev.mask(self.having, gb))
                 if gb.length == 0:
                     continue
-            rows = self.rows(gb)
+            rows = self.rows(gb)  # an EMIT CHANGES row keeps its input row's watermark too
             end: Optional[Column] = gb.columns.get(END_COL)
             if end is not None:
                 rows.columns[END_COL] = end

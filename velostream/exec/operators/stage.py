@@ -5,7 +5,12 @@ A stage reading a source judges its records' time itself, as a one-statement que
 reading a derived stream takes its input's watermark instead (docs/SQL.md §8: "a derived
 stream's watermark follows its input's"): its rows are never late against their own arrival
 order, only against the upstream progress, so a window's changes arriving out of order are not
-dropped.
+dropped. A row that passed through a filter, projection or EMIT CHANGES aggregate upstream
+carries the watermark its source had just before it (``__wm``) and is judged by that, exactly
+as the one-statement query judges it, whatever the batches; rows a window emits when it closes
+are judged by the watermark before the step. A derived stream whose rows have no event time
+(its source has no ``_TIMESTAMP``) has no watermark to follow: a window over it judges its own
+time column, as over a source.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from ...engine import Engine
 from ...sql import ast
 from ..expressions import render
 from ..partitioned import Parallel, PartitionedPipeline, splits
-from .base import INT64_MIN
+from .base import EVENT_TIME, INT64_MIN
 
 
 class UpstreamWatermark:
@@ -41,6 +46,11 @@ class UpstreamWatermark:
     def stamp(self, times: np.ndarray, partitions: Optional[np.ndarray] = None) -> np.ndarray:
         return np.full(len(times), self.max_time, dtype=np.int64)
 
+    def stamp_arrival(self, arrival: np.ndarray) -> np.ndarray:
+        """Rows that carry the watermark their input had just before them (``__wm``): that
+        one, never below this stage's own (a window it closed stays closed)."""
+        return np.maximum(arrival, self.max_time)
+
     def track(self, active, idle=()) -> None:
         pass
 
@@ -48,6 +58,8 @@ class UpstreamWatermark:
 class StageEngine(Engine):
     """A stage's engine: one binding, one clock, one DISTINCT and LIMIT, and its pipeline split
     over the job's partitions when the plan keeps state per key (exec/partitioned.py)."""
+
+    carries_arrival = True  # its rows carry their watermark to the stages reading them
 
     def __init__(self, statement: ast.Statement, schemas, strings, parallel: Parallel):
         self.parallel = parallel  # before Engine.__init__: it may bind (make_pipeline) at once
@@ -87,12 +99,17 @@ class SelectStage:
         self.watermark = INT64_MIN
         # every reader is another stage sharing the strings: emit engine batches, not Arrow
         self.rows_out = False
+        # the stage judges its rows' time with its own clock: it reads a source, or a derived
+        # stream without event time (known at binding)
+        self.own_clock = not derived_input
 
     # -- binding ----------------------------------------------------------------------------
     def bind(self, input_schema, strings=None) -> pa.Schema:
         """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
         returns the output schema (None until bound)."""
         schemas = None if input_schema is None else {self.input_name: input_schema}
+        if self.derived_input and input_schema is not None:
+            self.own_clock = EVENT_TIME not in input_schema
         eng = StageEngine(self.statement, schemas, strings, self.parallel)
         self.engine = eng
         if eng.plan is not None:
@@ -100,7 +117,7 @@ class SelectStage:
         return self.schema
 
     def _bound(self) -> None:
-        if self.derived_input:
+        if not self.own_clock:
             self.engine.watermark = UpstreamWatermark()
 
     @property
@@ -118,6 +135,9 @@ class SelectStage:
         Rows out: engine batches when ``rows_out``, else Arrow batches."""
         eng = self.engine
         unbound = eng.plan is None
+        if unbound and self.derived_input:  # bound at its first batch: has it event time?
+            names = batch.schema.names if isinstance(batch, pa.RecordBatch) else batch.columns
+            self.own_clock = EVENT_TIME not in names
         if self.rows_out or not isinstance(batch, pa.RecordBatch):
             out = eng.push_rows(batch)
             if not self.rows_out:
@@ -126,7 +146,7 @@ class SelectStage:
             out = eng.push(self.input_name, batch).batches
         if unbound and eng.plan is not None:
             self._bound()
-        if not self.derived_input and eng.plan is not None and eng.plan.window is not None:
+        if self.own_clock and eng.plan is not None and eng.plan.window is not None:
             self.watermark = max(self.watermark, eng.watermark.current)
         return out
 
@@ -138,7 +158,7 @@ class SelectStage:
         eng = self.engine
         if eng.plan is None:
             return []
-        if not self.derived_input:
+        if self.own_clock:
             # a windowed stage over a source keeps its own clock (the window's time column)
             if eng.plan.window is None:
                 self.watermark = max(self.watermark, watermark)
@@ -167,7 +187,7 @@ class SelectStage:
     def restore(self, state) -> None:
         if state["engine"] is not None:
             self.engine.restore(state["engine"])
-            if self.derived_input:  # the engine rebuilt its clock: the input's it is
+            if not self.own_clock:  # the engine rebuilt its clock: the input's it is
                 kept = self.engine.watermark.max_time
                 self._bound()
                 self.engine.watermark.advance(kept)
