@@ -45,6 +45,11 @@ def events(n=3000, seed=3):
      "INTERVAL '1' MINUTE, INTERVAL '3' MINUTES)) GROUP BY window_start, window_end, k",
      "SELECT _WINDOW_START AS window_start, k, MAX(v) AS m, _WINDOW_END - 1 AS window_time FROM t "
      "GROUP BY k WINDOW SLIDING(ts, 3m, 1m)"),
+    ("SELECT k, CASE WHEN window_start % 120000 = 0 THEN window_time ELSE -window_end END AS w, "
+     "COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) "
+     "GROUP BY k, window_start, window_end",
+     "SELECT k, CASE WHEN _WINDOW_START % 120000 = 0 THEN _WINDOW_END - 1 ELSE -_WINDOW_END END "
+     "AS w, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(ts, 1m)"),
     ("SELECT k, COUNT(*) AS n, window_start FROM TABLE(SESSION(TABLE t PARTITION BY k, "
      "DESCRIPTOR(ts), INTERVAL '15' SECOND)) GROUP BY k, window_start, window_end",
      "SELECT k, COUNT(*) AS n, _WINDOW_START AS window_start FROM t GROUP BY k "

@@ -422,6 +422,13 @@ def test_bad_registrations_are_refused():
     with pytest.raises(ValueError, match="Python scalar function"):
         vs.udf("scalar_only", lambda x: x)
         vs.udaf("scalar_only", GeoMean)
+    # Flink's group window functions are read as the statement's window (docs/SQL.md §10): a
+    # Python function of that name would never run, or be replaced by the window's start
+    for name in ("tumble_start", "HOP", "session_rowtime", "Tumble_End"):
+        with pytest.raises(ValueError, match="group window function"):
+            vs.udf(name, lambda x: x)
+        with pytest.raises(ValueError, match="group window function"):
+            vs.udaf(name, GeoMean)
 
 
 def test_a_job_file_loads_aggregates_and_dead_letters_their_failures(tmp_path):

@@ -28,6 +28,7 @@ from .errors import SqlError, UserFunctionError
 from .exec import expressions as X
 from .exec import functions as F
 from .exec import udaf as U
+from .sql.function_names import GROUP_WINDOW_NAMES
 from .sql import ast
 
 _LOCK = threading.Lock()
@@ -41,6 +42,15 @@ class PythonFunction:
 
 
 _REGISTRY: dict[str, PythonFunction] = {}
+
+
+def _not_a_group_window(key: str) -> None:
+    """The parser reads Flink's group window functions (TUMBLE, TUMBLE_START, ...) as the
+    statement's window (docs/SQL.md §10): a Python function of such a name would never be
+    called, or be silently replaced by the window's start or end."""
+    if key in GROUP_WINDOW_NAMES:
+        raise ValueError(f"{key} is a group window function (GROUP BY TUMBLE(ts, size) and its "
+                         f"_START / _END / _ROWTIME); give the Python function another name")
 
 
 def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
@@ -62,6 +72,7 @@ def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
     if key in planner.AGGREGATES or key in planner.ANALYTIC or key == "COUNT_DISTINCT":
         # the planner reads these names as aggregates: a scalar function of that name is never called
         raise ValueError(f"{key} is a built-in aggregate; give the Python function another name")
+    _not_a_group_window(key)
     t = _type(returns)
     entry = PythonFunction(key, fn, t)
     with _LOCK:
@@ -103,6 +114,7 @@ def udaf(name: str, cls, returns: str = "DOUBLE"):
     if key in _REGISTRY:
         raise ValueError(f"{key} is a Python scalar function (vs.udf); give the aggregate "
                          "another name")
+    _not_a_group_window(key)
     obj = cls() if isinstance(cls, type) else cls
     missing = [m for m in ("init", "update", "merge", "finish")
                if not callable(getattr(obj, m, None))]

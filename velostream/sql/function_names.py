@@ -22,3 +22,9 @@ ANALYTIC = {
     "VAR_SAMP", "VAR_POP", "LAG", "ROW_NUMBER", "FIRST_VALUE", "LAST_VALUE", "RANK",
     "DENSE_RANK",
 }
+# Flink's group window functions (GROUP BY TUMBLE(ts, size), TUMBLE_START(...), ...): the parser
+# reads them as the statement's window (docs/SQL.md §10), so no Python function may take these names
+GROUP_WINDOWS = ("TUMBLE", "HOP", "SESSION")
+GROUP_WINDOW_AUX_PARTS = ("START", "END", "ROWTIME", "PROCTIME")
+GROUP_WINDOW_NAMES = frozenset(GROUP_WINDOWS) | frozenset(
+    f"{w}_{part}" for w in GROUP_WINDOWS for part in GROUP_WINDOW_AUX_PARTS)

@@ -25,6 +25,7 @@ from typing import Mapping, Optional
 from .._core import sql_lex as _sql_lex
 from ..errors import SqlError, UnsupportedError, nearest
 from . import ast
+from .function_names import GROUP_WINDOW_AUX_PARTS, GROUP_WINDOW_NAMES
 from .lexer import DURATION, EOF, FLOAT, INT, OP, PUNCT, QIDENT, STRING, WORD, Token, iter_tokens
 
 __all__ = ["parse", "substitute_env"]
@@ -1823,26 +1824,16 @@ def _window_columns(items, clauses):
         return (isinstance(e, ast.Column) and not e.quoted
                 and e.name.lower() in (*_TVF_COLUMNS, "window_time"))
 
+    def window_column(e):
+        if not tvf_name(e):
+            return None  # its children are visited (CASE's WHEN / THEN pairs too)
+        if e.name.lower() == "window_time":
+            return ast.BinaryOp("-", ast.Column("_WINDOW_END", pos=e.pos),
+                                ast.Literal(1, "INTEGER", pos=e.pos), pos=e.pos)
+        return ast.Column(_TVF_COLUMNS[e.name.lower()], pos=e.pos)
+
     def rewrite(e):
-        if tvf_name(e):
-            if e.name.lower() == "window_time":
-                return ast.BinaryOp("-", ast.Column("_WINDOW_END", pos=e.pos),
-                                    ast.Literal(1, "INTEGER", pos=e.pos), pos=e.pos)
-            return ast.Column(_TVF_COLUMNS[e.name.lower()], pos=e.pos)
-        if dataclasses.is_dataclass(e) and not isinstance(e, ast.Star):
-            changes = {}
-            for f in dataclasses.fields(e):
-                v = getattr(e, f.name)
-                if dataclasses.is_dataclass(v):
-                    nv = rewrite(v)
-                    if nv is not v:
-                        changes[f.name] = nv
-                elif isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]):
-                    nv = tuple(rewrite(x) for x in v)
-                    if any(a is not b for a, b in zip(nv, v)):
-                        changes[f.name] = nv
-            return dataclasses.replace(e, **changes) if changes else e
-        return e
+        return _replace_nodes(e, window_column)
 
     new_items = []
     for item in items:
@@ -1867,8 +1858,8 @@ _GROUP_WINDOWS = {"TUMBLE": ("TUMBLING", ("size",)), "HOP": ("SLIDING", ("slide"
                   "SESSION": ("SESSION", ("gap",))}
 # their auxiliary functions (TUMBLE_START, HOP_END, SESSION_ROWTIME, ...): window, part
 _GROUP_WINDOW_AUX = {f"{w}_{part}": (w, part) for w in _GROUP_WINDOWS
-                     for part in ("START", "END", "ROWTIME", "PROCTIME")}
-_GROUP_WINDOW_NAMES = frozenset(_GROUP_WINDOWS) | frozenset(_GROUP_WINDOW_AUX)
+                     for part in GROUP_WINDOW_AUX_PARTS}
+_GROUP_WINDOW_NAMES = GROUP_WINDOW_NAMES
 _DURATION_UNITS = (("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000),
                    ("SECOND", 1000), ("MILLISECOND", 1))
 
