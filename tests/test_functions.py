@@ -431,7 +431,8 @@ def test_more_numbers_and_text_against_duckdb(how):
              "ATAN(sec)", "ATAN2(sec, k)", "CBRT(k)", "DEGREES(k)", "RADIANS(sec)", "LOG2(k)",
              "LOG(k)", "LOG(2, sec)", "LOG(k, 8)", "TRUNC(sec)", "TRUNC(k)", "PI() * k",
              "TRUNC(CAST(sec AS DECIMAL(18, 3)))", "CONTAINS(s, 'a')", "CONTAINS(s, s2)",
-             "REPEAT(s, 2)", "REPEAT(s2, k)", "ASCII(s)", "ASCII(s2)"]
+             "REPEAT(s, 2)", "REPEAT(s2, k)", "ASCII(s)", "ASCII(s2)", "ISNAN(ACOS(k / 3))",
+             "ISINF(LOG(k))", "ISFINITE(sec / k)", "ISNAN(k)", "ISINF(k)"]
     data = table(9)
     want = _duck(exprs, data)
     got = _ours(exprs, data, how)

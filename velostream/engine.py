@@ -258,25 +258,29 @@ class Engine:
     def bind_input(self, rb: pa.RecordBatch) -> pa.RecordBatch:
         """The one binding step every input batch takes before anything else sees it
         (``velostream.binding``): ``rb`` in the source's fixed schema, the plan bound at the first
-        batch, rows that do not fit (a uint64 above 2^63-1) counted and dead-lettered. Raises
-        ``SchemaMismatch`` for a batch that does not fit; then nothing has changed."""
+        batch, rows that do not fit (a uint64 above 2^63-1, a decimal of more than 18 digits)
+        counted and dead-lettered. Raises ``SchemaMismatch`` for a batch that does not fit, and
+        ``SqlError`` when the query reads a column of a type the engine does not take (binding
+        leaves such a column out); then nothing has changed."""
         binder = self.binder
         before = binder.fixed
         try:
             rb = binder.bind(rb)
             if self.plan is None:
+                if binder.left_out:  # a column of a type the engine does not take: unread?
+                    from .binding import check_left_out
+                    check_left_out(self.sql, [self.statement], self.source, binder.left_out)
                 self._bind({self.source: binder.sql_schema()})
             elif binder.learned:
                 self._learned_types(binder.learned)
         except BaseException:
             binder.fixed = before
             raise
-        if self._has_uint64:
+        if binder.checks_rows:
             bad = binder.bad_rows(rb)
             if bad is not None:
                 n = int(bad.sum())
-                self._dead_letter("value out of range: a uint64 above 2^63-1 does not fit BIGINT",
-                                  rb.filter(pa.array(bad)))
+                self._dead_letter(binder.bad_reason, rb.filter(pa.array(bad)))
                 self.stats["failed_records"] += n
                 rb = rb.filter(pa.array(~bad))
         return rb

@@ -1790,6 +1790,20 @@ def _eval_float1(ev, b, batch) -> Val:
         return Val(_FLOAT1[b.fn](v), ok, FLOAT64)
 
 
+# DuckDB's tests of a number's kind (BOOLEAN; NULL for NULL; a BIGINT is never NaN or infinite)
+_FLOAT_TESTS = {"ISNAN": np.isnan, "ISINF": np.isinf, "ISFINITE": np.isfinite}
+
+
+def _bind_float_test(c: Call) -> Bound:
+    c.arity(1)
+    return BCall(BOOL, c.name, (X._convert(c.number(0), FLOAT64),))
+
+
+def _eval_float_test(ev, b, batch) -> Val:
+    v, ok = _full(ev.eval(b.args[0], batch), batch.length, np.float64)
+    return Val(_FLOAT_TESTS[b.fn](v), ok, BOOL)
+
+
 def _bind_float2(c: Call) -> Bound:
     c.arity(2)
     return BCall(FLOAT64, c.name, tuple(X._convert(c.number(i), FLOAT64) for i in range(2)))
@@ -1892,6 +1906,12 @@ FUNCTIONS: list[Function] = [
     Function("TRUNC", "TRUNC(x) -> same type", "x with its fraction cut off (toward zero).",
              "TRUNC(-2.7)", -2.0, bind=_bind_trunc, evaluate=_eval_trunc),
     Function("PI", "PI() -> DOUBLE", "π.", "PI()", math.pi, bind=_bind_pi),
+    Function("ISNAN", "ISNAN(x) -> BOOLEAN", "Whether x is NaN.", "ISNAN(CAST('NaN' AS DOUBLE))",
+             True, bind=_bind_float_test, evaluate=_eval_float_test),
+    Function("ISINF", "ISINF(x) -> BOOLEAN", "Whether x is infinite (either sign).",
+             "ISINF(-1e999)", True, bind=_bind_float_test, evaluate=_eval_float_test),
+    Function("ISFINITE", "ISFINITE(x) -> BOOLEAN", "Whether x is neither NaN nor infinite.",
+             "ISFINITE(1.5)", True, bind=_bind_float_test, evaluate=_eval_float_test),
     Function("DEGREES", "DEGREES(x) -> DOUBLE", "Radians to degrees.", "DEGREES(PI())", 180.0,
              bind=_bind_float1, evaluate=_eval_float1),
     Function("RADIANS", "RADIANS(x) -> DOUBLE", "Degrees to radians.", "RADIANS(180)", math.pi,

@@ -61,9 +61,19 @@ class StageEngine(Engine):
 
     carries_arrival = True  # its rows carry their watermark to the stages reading them
 
-    def __init__(self, statement: ast.Statement, schemas, strings, parallel: Parallel):
+    def __init__(self, statement: ast.Statement, schemas, strings, parallel: Parallel,
+                 input_arrow: Optional[pa.Schema] = None):
         self.parallel = parallel  # before Engine.__init__: it may bind (make_pipeline) at once
+        # the Arrow types of the derived relation read, so that a column passing through leaves
+        # in the type it came in with, as in the one-statement query (docs/SQL.md, "Types at
+        # the boundary"), not in the engine's own type its SQL type maps to
+        self.input_arrow = input_arrow
         super().__init__(statement.sql, schemas, statement=statement, strings=strings)
+
+    def _bind(self, schemas: dict) -> None:
+        if self.input_arrow is not None and self.plan is None:
+            self.binder.fixed = self.input_arrow
+        super()._bind(schemas)
 
     def make_pipeline(self):
         if self.parallel.n > 1 and splits(self.plan):
@@ -104,13 +114,15 @@ class SelectStage:
         self.own_clock = not derived_input
 
     # -- binding ----------------------------------------------------------------------------
-    def bind(self, input_schema, strings=None) -> pa.Schema:
-        """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch);
-        returns the output schema (None until bound)."""
+    def bind(self, input_schema, strings=None, input_arrow: Optional[pa.Schema] = None
+             ) -> pa.Schema:
+        """Plan against ``input_schema`` (a RelationSchema, or None to bind at the first batch;
+        ``input_arrow``: a derived relation's Arrow schema); returns the output schema (None
+        until bound)."""
         schemas = None if input_schema is None else {self.input_name: input_schema}
         if self.derived_input and input_schema is not None:
             self.own_clock = EVENT_TIME not in input_schema
-        eng = StageEngine(self.statement, schemas, strings, self.parallel)
+        eng = StageEngine(self.statement, schemas, strings, self.parallel, input_arrow)
         self.engine = eng
         if eng.plan is not None:
             self._bound()
