@@ -90,8 +90,12 @@ def type_of_arrow(t: pa.DataType) -> SqlType:
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return TIMESTAMP
     if pa.types.is_decimal(t):
-        if t.precision > 18:
-            raise TypeError(f"DECIMAL({t.precision},{t.scale}) exceeds 18 digits (int64 scaled)")
+        if t.scale > 18:
+            raise TypeError(f"DECIMAL({t.precision},{t.scale}) has more than 18 digits after the "
+                            f"point (DECIMAL is int64 scaled)")
+        # a wider decimal (DuckDB and Spark write DECIMAL(38, s)) is held as DECIMAL(18, s): a
+        # value that needs more digits is a bad record, taken out by the binding step
+        # (velostream.binding, docs/SQL.md "Types at the boundary")
         return DECIMAL(t.precision, t.scale)
     if pa.types.is_null(t):
         return NULLTYPE

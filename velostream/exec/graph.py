@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .._lazy import pc  # imported when first used: see the module
 from ..batch import Batch, StringDict
+from ..binding import conform_types
 from ..engine import Watermark, _AnySchema, _morsels
 from ..errors import SqlError, UnsupportedError
 from ..sql import ast
@@ -472,7 +473,16 @@ class Dataflow:
                 from .expressions import _cast_type
                 declared = {c.name: _cast_type(c.type) for c in node.declared.columns}
             node.binder = SourceBinder(node.name, declared)
-        bound = node.binder.bind(rb)
+        binder = node.binder
+        first = binder.fixed is None
+        bound = binder.bind(rb)
+        if first and binder.left_out:  # a column of a type the engine does not take: unread?
+            from ..binding import check_left_out
+            try:
+                check_left_out(self.sql, self.statements, node.name, binder.left_out)
+            except BaseException:
+                binder.fixed = None
+                raise
         if node.declared is None or node.declared.columns is None or bound is rb:
             return bound
         named = {n.lower() for n in bound.schema.names}
@@ -544,7 +554,11 @@ class Dataflow:
                     from .expressions import _cast_type
                     declared = RelationSchema({c.name: _cast_type(c.type)
                                                for c in src.declared.columns})
-                stage.bind(declared if declared is not None else schema, self.strings)
+                # a derived relation's columns in their Arrow types: one passing through
+                # leaves in the type it came in with (velostream.binding, docs/SQL.md "Types
+                # at the boundary"), as in the one-statement query
+                stage.bind(declared if declared is not None else schema, self.strings,
+                           src.schema if src.kind != "source" else None)
             eng = stage.engine
             eng.dead_letter_bad_rows = self.dead_letter_bad_rows
             if eng.pipeline is not None:
@@ -701,6 +715,13 @@ class Dataflow:
                 if node.schema is not None:
                     self._bind_ready()  # its readers can be built now
             out = [rb for rb in out if len(rb)]
+            schema = node.op.schema if node.kind == "select" else node.schema
+            if schema is not None:
+                # every node's rows in its one output schema, whatever path made them (engine
+                # batches between stages stay as they are): a column passing through keeps the
+                # Arrow type it came in with (docs/SQL.md, "Types at the boundary")
+                out = [conform_types(rb, schema) if isinstance(rb, pa.RecordBatch) else rb
+                       for rb in out]
             emitted[node] = out
             for c, port in node.consumers:
                 if out:  # engine batches get a column dict per reader: a reader adds columns
@@ -743,9 +764,12 @@ class Dataflow:
 
     def result_schema(self) -> pa.Schema:
         node = self.result
-        if node.schema is None:
+        # a stage's schema as it is now (a column typed NULL so far may have got its type)
+        schema = node.op.schema if node.kind == "select" else None
+        schema = schema if schema is not None else node.schema
+        if schema is None:
             return pa.schema([])
-        return pa.schema([f for f in node.schema if f.name not in node.hidden])
+        return pa.schema([f for f in schema if f.name not in node.hidden])
 
     # ------------------------------------------------------------------------------ explain
     def explain(self) -> str:
