@@ -477,8 +477,11 @@ class Engine:
         return out
 
     def _in_out_schema(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """Output rows in the output schema (passthrough columns in their input types)."""
-        return [conform(rb, self.out_schema) if self._cast_out else rb for rb in batches]
+        """Output rows in the output schema (passthrough columns in their input types). A
+        batch already in it costs one check (``output_arrow`` gives it that schema object); one
+        that is not (a passthrough TIMESTAMP still in the Arrow type it came in with, which
+        leaves as epoch-ms BIGINT) is conformed (docs/SQL.md, "Types at the boundary")."""
+        return [conform(rb, self.out_schema) for rb in batches]
 
     def _first_occurrences(self, b: Batch) -> np.ndarray:
         """The rows of ``b`` whose output row was never emitted before (SELECT DISTINCT)."""
