@@ -11,4 +11,7 @@ TIME_COL = "__time"
 WM_COL = "__wm"
 SEQ_COL = "__seq"   # the record's position in the job's input (V2 two-phase FIRST/LAST order)
 END_COL = "__end"   # window end of an EMIT FINAL row, for ordering rows across partitions
+# a windowed row's position in the batch it was split from (or in the job's routed input): a row
+# a partition sets aside (late) is given back whole, every input column, where it was split
+ROW_COL = "__row"
 INT64_MIN = int(np.iinfo(np.int64).min)

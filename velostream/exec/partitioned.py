@@ -34,16 +34,18 @@ import pyarrow as pa
 
 from .._core.route import KeyRouter, select_rows
 from .._core.strings import string_buffers
-from ..batch import Batch, concat_batches
+from ..batch import Batch, Column, SqlType, concat_batches
 from ..errors import RowError
 from ..planner import Plan
-from .columns import END_COL
+from .columns import END_COL, ROW_COL
 from . import snapshots
 from .expressions import Evaluator
 from .pipeline import Pipeline, set_aside
 from .router import Routed
 from .snapshots import PARTITIONS_META, key_from_arrow
 
+
+_INT = SqlType("INT64")
 
 # A batch of at most this many rows runs its partitions in the calling thread, one after
 # another: handing work to the pool and back costs about 35 us, more than such a batch's work
@@ -122,20 +124,37 @@ class PartitionedPipeline:
         # shared dictionary in one pass, so each partition moves codes, not strings, and the
         # partitions never take turns at the dictionary's lock.
         used = self.plan.input_columns_used
+        whole = batch
         batch = Batch({k: c for k, c in batch.columns.items()
                        if k in used or k.startswith("__")}, batch.length)
         for c in batch.columns.values():
             c.values
+        if self.plan.window is not None:  # a late row is set aside whole (_whole_rows)
+            batch.columns[ROW_COL] = Column(_INT, np.arange(batch.length, dtype=np.int64))
+        dead = len(self.dead_letters)
         batch, part = self._route(batch)
         if part is None:
-            return self._gather([])
-        routed = Routed(batch, part)
+            out = self._gather([])
+        else:
+            routed = Routed(batch, part)
 
-        def one(i: int) -> list:
-            rows = routed.rows_for(i)
-            return self.parts[i].process(rows) if rows.length else []
-        return self._gather(self.parallel.run(one, list(range(len(self.parts))),
-                                              inline=batch.length <= INLINE_ROWS))
+            def one(i: int) -> list:
+                rows = routed.rows_for(i)
+                return self.parts[i].process(rows) if rows.length else []
+            out = self._gather(self.parallel.run(one, list(range(len(self.parts))),
+                                                 inline=batch.length <= INLINE_ROWS))
+        self._whole_rows(whole, dead)
+        return out
+
+    def _whole_rows(self, whole: Batch, start: int) -> None:
+        """The rows set aside since ``dead_letters[start]`` as they reached the stage, every
+        column (only the columns the plan reads travel to the partitions): as one pipeline
+        sets them aside, whatever the partition count."""
+        dead = self.dead_letters
+        for i in range(start, len(dead)):
+            reason, rows = dead[i]
+            if ROW_COL in rows.columns:
+                dead[i] = (reason, whole.take(np.asarray(rows.columns[ROW_COL].values)))
 
     def _route(self, batch: Batch) -> tuple[Batch, Optional[np.ndarray]]:
         """The batch and each row's partition (None: no row left). A row whose key fails to

@@ -40,7 +40,7 @@ import pyarrow as pa
 from .._core.route import select_rows, take_rows
 from ..batch import Batch, Column, SqlType, _take_strings, concat_batches
 from ..errors import JobError, RowError, VelostreamError
-from ..exec.columns import END_COL, SEQ_COL
+from ..exec.columns import END_COL, ROW_COL, SEQ_COL
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from ..exec.router import Routed, Router, own_dictionary
@@ -170,7 +170,8 @@ class _Partition(threading.Thread):
         if self.convert:
             out = [self.engine.output_arrow(b, keep=(END_COL,)) if isinstance(b, Batch) else b
                    for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
-            dead = [(reason, rows.to_arrow([c for c in rows.columns if not c.startswith("__")]))
+            dead = [(reason, rows.to_arrow([c for c in rows.columns
+                                            if not c.startswith("__") or c == ROW_COL]))
                     for reason, rows in dead]
         return out, pipeline.late_records, dead
 
@@ -227,6 +228,12 @@ class HashExchange:
         self.inline = False  # a row-by-row plan: small batches run in this thread (INLINE_ROWS)
         self.held: list[_Held] = []  # batches routed but not yet sent (STEP_ROWS)
         self.held_rows = 0
+        # a windowed plan's routed batches, whole (every column), until their step is merged:
+        # a row a partition sets aside (late) comes back as its position (ROW_COL) and goes
+        # to the dead letters whole, as at one partition (_whole_rows)
+        self.routed_rows = 0  # rows routed so far: the next ROW_COL position
+        self.wholes: list[tuple[int, Batch]] = []  # (position of its first row, batch)
+        self.step_ends: dict[int, int] = {}  # step -> routed_rows once it was sent
 
     # -- steps ------------------------------------------------------------------------------
     def send(self, rb: pa.RecordBatch, arrived: float) -> None:
@@ -263,6 +270,7 @@ class HashExchange:
         if batch.length <= (INLINE_ROWS if self.inline else INLINE_STEP_ROWS):
             self._release()  # the steps held so far go first
             self.arrivals[self.seq] = (arrived, wm, False)
+            self.step_ends[self.seq] = self.routed_rows
             self._run_inline([_Step(self.seq, part, wm, arrow=arrow)
                               for part, arrow in zip(parts, arrows)])
             return
@@ -296,6 +304,7 @@ class HashExchange:
         self.held, self.held_rows = [], 0
         wm = held[-1].watermark  # the watermark never goes back: the last is the step's
         self.arrivals[self.seq] = (held[0].arrived, wm, False)
+        self.step_ends[self.seq] = self.routed_rows
         for i, w in enumerate(self.workers):
             if len(held) == 1:
                 step = _Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i])
@@ -465,7 +474,25 @@ class HashExchange:
                 c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
+        if self.plan.window is not None:  # a late row is set aside whole (_whole_rows)
+            base = self.routed_rows
+            cols[ROW_COL] = Column(_INT, np.arange(base, base + batch.length, dtype=np.int64))
+            self.wholes.append((base, batch))
+            self.routed_rows += batch.length
         return Batch(cols, batch.length)
+
+    def _whole_rows(self, rows: pa.RecordBatch) -> list[pa.RecordBatch]:
+        """Rows a partition set aside (only the columns the plan reads travel there) as they
+        were routed, every column, by their positions (ROW_COL)."""
+        at = rows.column(ROW_COL).to_numpy()
+        firsts = np.array([first for first, _ in self.wholes], dtype=np.int64)
+        which = np.searchsorted(firsts, at, side="right") - 1
+        out = []
+        for w in np.unique(which):
+            first, whole = self.wholes[w]
+            taken = whole.take(at[which == w] - first)
+            out.append(taken.to_arrow([c for c in taken.columns if not c.startswith("__")]))
+        return out
 
     def _merge_step(self, parts: dict, wm: Optional[int], flush: bool, arrived: float) -> None:
         """One step's rows from every partition, in partition order (each key lives in one
@@ -478,16 +505,24 @@ class HashExchange:
             late += p_late
             for reason, rows in dead:
                 if isinstance(rows, Batch):  # two-phase partitions share the engine's strings
-                    rows = rows.to_arrow([c for c in rows.columns if not c.startswith("__")])
+                    rows = rows.to_arrow([c for c in rows.columns
+                                          if not c.startswith("__") or c == ROW_COL])
                 if reason != "late":  # a bad record (late records are counted apart)
                     job.stats.records_failed += rows.num_rows
-                eng._dead_letter(reason, rows)
+                for whole in (self._whole_rows(rows) if ROW_COL in rows.schema.names
+                              else [rows]):
+                    eng._dead_letter(reason, whole)
             if merger is not None:
                 for partial in out:
                     merger.absorb(partial)
             else:
                 outs += out
         job.stats.records_late = late
+        # (steps merge in order: this one is next_seq) its routed batches are no longer needed
+        end = self.step_ends.pop(self.next_seq, None)
+        if end is not None:
+            while self.wholes and self.wholes[0][0] + self.wholes[0][1].length <= end:
+                self.wholes.pop(0)
         if merger is not None:
             merged: list[Batch] = []
             if wm is not None:

@@ -1,0 +1,204 @@
+"""``vs.query`` never drops input rows silently (docs/PYTHON_API.md, "vs.query"; SEMANTICS §7):
+rows without an event time, uint64 values above 2^63-1 and late rows are set aside into
+``Result.dead_letters`` (as they came in, once each), counted in ``Result.stats``, and one
+``vs.DroppedRowsWarning`` says how many and why. The same at 1, 2 and 4 partitions and through
+a pipeline, over seeded data split into batches; the result is DuckDB's over the rows kept.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from reference import assert_rows_equal, duck, split_batches
+
+WINDOW_MS = 60_000
+
+
+def _engine_reason_for_uint64() -> str:
+    """The reason ``Engine.dead_letters`` gives a uint64 above 2^63-1 (vs.query uses the same)."""
+    eng = vs.Engine("SELECT u FROM t")
+    eng.push("t", pa.record_batch({"u": pa.array([2**64 - 1], pa.uint64())}))
+    [(reason, _)] = eng.dead_letters
+    return reason
+
+
+UINT64_REASON = _engine_reason_for_uint64()
+
+
+def _data(seed: int, n: int = 240) -> pa.Table:
+    """Rows with a unique ``id`` (a column no query reads), NULL keys, values and event times,
+    times mostly rising with jumps back (late rows once a window has closed), and a uint64
+    column with values above 2^63-1."""
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(["a", "b", "c", None], n, p=[0.4, 0.3, 0.2, 0.1]).tolist()
+    v = [None if rng.random() < 0.1 else float(rng.integers(-50, 50)) for _ in range(n)]
+    t = np.cumsum(rng.integers(0, 4_000, n))
+    back = rng.random(n) < 0.12  # out of order: up to three windows back
+    t = np.where(back, np.maximum(t - rng.integers(0, 3 * WINDOW_MS, n), 0), t)
+    times = [None if rng.random() < 0.06 else int(x) for x in t]
+    u = [None if rng.random() < 0.1 else
+         int(rng.integers(2**63, 2**64 - 1, dtype=np.uint64)) if rng.random() < 0.08 else
+         int(rng.integers(0, 1000)) for _ in range(n)]
+    return pa.table({"id": pa.array(np.arange(n), pa.int64()), "k": pa.array(keys, pa.string()),
+                     "v": pa.array(v, pa.float64()), "u": pa.array(u, pa.uint64()),
+                     "_TIMESTAMP": pa.array(times, pa.int64())})
+
+
+def _expected_set_aside(table: pa.Table, windowed: bool) -> dict[int, str]:
+    """id -> reason of every row the engine sets aside, computed row by row (docs/SQL.md §4 and
+    "Late data"): a uint64 above 2^63-1 fails at binding (and moves no clock); with a window, a
+    row without event time fails, and a row whose tumbling window ends at or before the
+    watermark (the largest event time before it; no lateness allowed) is late."""
+    out, watermark = {}, None
+    for row in table.to_pylist():
+        if row["u"] is not None and row["u"] > 2**63 - 1:
+            out[row["id"]] = UINT64_REASON
+            continue
+        if not windowed:
+            continue
+        t = row["_TIMESTAMP"]
+        if t is None:
+            out[row["id"]] = "NULL event time"
+            continue
+        if watermark is not None and (t // WINDOW_MS) * WINDOW_MS + WINDOW_MS <= watermark:
+            out[row["id"]] = "late"
+        watermark = t if watermark is None else max(watermark, t)
+    return out
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(sorted(row.items()))
+
+
+def _dead_rows(result) -> Counter:
+    """(reason, row) of every dead letter, as a multiset (each row must appear once)."""
+    return Counter((reason, _row_key(row)) for reason, rb in result.dead_letters
+                   for row in rb.to_pylist())
+
+
+def _run(sql: str, batches, partitions: int):
+    with pytest.warns(vs.DroppedRowsWarning) as caught:
+        result = vs.query(sql, {"t": batches}, partitions=partitions)
+    dropped = [w for w in caught if issubclass(w.category, vs.DroppedRowsWarning)]
+    assert len(dropped) == 1, [str(w.message) for w in dropped]
+    return result, str(dropped[0].message)
+
+
+WINDOWED = ("SELECT k, COUNT(*) AS c, SUM(v) AS s, _WINDOW_START AS ws FROM t "
+            "GROUP BY k WINDOW TUMBLING(1m)")
+WINDOWED_DUCK = ("SELECT k, COUNT(*) AS c, SUM(v) AS s, (_TIMESTAMP // 60000) * 60000 AS ws "
+                 "FROM kept GROUP BY k, ws")
+# no key: one group per window (the job server's two-phase aggregate, partials merged)
+GLOBAL = "SELECT COUNT(*) AS c, SUM(v) AS s, _WINDOW_START AS ws FROM t WINDOW TUMBLING(1m)"
+GLOBAL_DUCK = ("SELECT COUNT(*) AS c, SUM(v) AS s, (_TIMESTAMP // 60000) * 60000 AS ws "
+               "FROM kept GROUP BY ws")
+# a pipeline whose windowed stage reads the source, and a stage reading that one
+PIPELINE = f"WITH w AS ({WINDOWED}) SELECT k, c, s, ws FROM w WHERE c > 0"
+PROJECTION = "SELECT id, k, u, v * 2 AS v2 FROM t WHERE v > 0"
+PROJECTION_DUCK = "SELECT id, k, u, v * 2 AS v2 FROM kept WHERE v > 0"
+PROJECTION_PIPELINE = "CREATE STREAM s AS SELECT id, k, u, v FROM t WHERE v > 0; " \
+                      "SELECT id, k, u, v * 2 AS v2 FROM s"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("sql,duck_sql,windowed", [
+    pytest.param(WINDOWED, WINDOWED_DUCK, True, id="window"),
+    pytest.param(PIPELINE, WINDOWED_DUCK, True, id="window-pipeline"),
+    pytest.param(GLOBAL, GLOBAL_DUCK, True, id="window-no-key"),
+    pytest.param(PROJECTION, PROJECTION_DUCK, False, id="uint64"),
+    pytest.param(PROJECTION_PIPELINE, PROJECTION_DUCK, False, id="uint64-pipeline"),
+])
+def test_set_aside_rows_are_reported(sql, duck_sql, windowed, seed, partitions):
+    table = _data(seed)
+    batches = split_batches(table, [7, 31, 64], seed=seed)
+    expected = _expected_set_aside(table, windowed)
+    assert len(set(expected.values())) == (3 if windowed else 1)  # every reason occurs
+
+    result, message = _run(sql, batches, partitions)
+
+    # the result: DuckDB's over the rows not set aside
+    by_id = {row["id"]: row for row in table.to_pylist()}
+    kept = table.filter(pa.array([i not in expected for i in table.column("id").to_pylist()]))
+    assert_rows_equal(result.to_pylist(), duck(duck_sql, kept=kept))
+    # the rows set aside: each once, whole (every input column), under its reason
+    want = Counter((reason, _row_key(by_id[i])) for i, reason in expected.items())
+    assert _dead_rows(result) == want
+    # the counts
+    failed = sum(1 for r in expected.values() if r != "late")
+    late = sum(1 for r in expected.values() if r == "late")
+    assert dict(result.stats) == {"records_in": table.num_rows, "records_out": len(result),
+                                  "late_records": late, "failed_records": failed}
+    # the warning: how many, per reason, where to look; late rows say how to keep them
+    assert f"set {len(expected)} rows aside" in message
+    for reason, n in Counter(expected.values()).items():
+        assert f"{n} {reason!r}" in message
+    assert "Result.dead_letters" in message
+    assert ("allowed.lateness" in message) == windowed
+
+
+def test_the_example_of_the_report(partitions):
+    """The two calls of the report: a uint64 above 2^63-1; a row without event time and a row
+    later than a closed window."""
+    t1 = pa.table({"k": ["a", "b", "a"], "u": pa.array([1, 2**64 - 1, None], pa.uint64())})
+    r, message = _run("SELECT k, u FROM t", t1, partitions)
+    assert sorted(r.to_pylist(), key=repr) == [{"k": "a", "u": 1}, {"k": "a", "u": None}]
+    assert [(reason, rb.to_pylist()) for reason, rb in r.dead_letters] == \
+        [(UINT64_REASON, [{"k": "b", "u": 2**64 - 1}])]
+    assert r.stats.failed_records == 1 and r.stats.records_in == 3
+    assert "set 1 row aside" in message
+
+    t2 = pa.table({"k": ["a", "b", "a", "a"], "_TIMESTAMP": pa.array([0, None, 120000, 1000])})
+    r, message = _run("SELECT k, COUNT(*) AS c FROM t GROUP BY k WINDOW TUMBLING(1m)",
+                      t2, partitions)
+    assert r.to_pylist() == [{"k": "a", "c": 1}, {"k": "a", "c": 1}]
+    assert sorted((reason, rb.to_pylist()) for reason, rb in r.dead_letters) == [
+        ("NULL event time", [{"k": "b", "_TIMESTAMP": None}]),
+        ("late", [{"k": "a", "_TIMESTAMP": 1000}])]
+    assert (r.stats.late_records, r.stats.failed_records) == (1, 1)
+
+
+def test_allowed_lateness_keeps_late_rows(partitions):
+    """The warning's advice works: with enough lateness allowed, nothing is late."""
+    t2 = pa.table({"k": ["a", "a", "a"], "_TIMESTAMP": pa.array([0, 120000, 1000])})
+    sql = "SELECT k, COUNT(*) AS c FROM t GROUP BY k WINDOW TUMBLING(1m)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", vs.DroppedRowsWarning)
+        r = vs.query(sql + " WITH ('allowed.lateness' = '2m')", {"t": t2}, partitions=partitions)
+    assert sorted(row["c"] for row in r) == [1, 2]
+    assert r.dead_letters == [] and r.stats.late_records == 0
+
+
+@pytest.mark.parametrize("sql", [WINDOWED, PIPELINE, PROJECTION, PROJECTION_PIPELINE])
+def test_no_warning_when_nothing_is_set_aside(sql, partitions):
+    table = _data(3)
+    clean = pa.table({
+        "id": table.column("id"), "k": table.column("k"), "v": table.column("v"),
+        "u": pa.array(np.arange(table.num_rows), pa.uint64()),
+        "_TIMESTAMP": pa.array(np.arange(table.num_rows) * 1_000, pa.int64())})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", vs.DroppedRowsWarning)
+        r = vs.query(sql, {"t": split_batches(clean, [16, 50], seed=3)}, partitions=partitions)
+    assert r.dead_letters == []
+    assert r.stats == {"records_in": clean.num_rows, "records_out": len(r),
+                       "late_records": 0, "failed_records": 0}
+    assert len(r) > 0
+
+
+def test_engine_push_result_is_unchanged():
+    """``Engine.push`` keeps what it set aside on the engine, not in the Result it returns."""
+    eng = vs.Engine("SELECT k, COUNT(*) AS c FROM t GROUP BY k WINDOW TUMBLING(1m)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", vs.DroppedRowsWarning)
+        r = eng.push("t", {"k": ["a", "b"], "_TIMESTAMP": [None, 5]})
+    assert r.dead_letters == [] and r.stats is None
+    assert [reason for reason, _ in eng.dead_letters] == ["NULL event time"]
+
+
+def test_evaluation_errors_still_raise(partitions):
+    with pytest.raises(vs.errors.OutOfRangeError):
+        vs.query("SELECT x + x AS y FROM t", {"t": {"x": [1, 2**62]}}, partitions=partitions)
