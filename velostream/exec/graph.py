@@ -110,6 +110,9 @@ class Dataflow:
         self._waiting: dict = {}  # rows for a node not built yet: delivered once it is
         # set by a job (see GraphEngine): given to every stage's engine as it is built
         self.dead_letter_bad_rows = False
+        # source rows whose values do not fit (stream_rows): their count and (reason, rows)
+        self.failed_records = 0
+        self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
         self.watermark_by = None
         self.partitions = None
         self._merge_properties()
@@ -483,6 +486,18 @@ class Dataflow:
             except BaseException:
                 binder.fixed = None
                 raise
+        if binder.checks_rows:
+            # values that do not fit the type the engine holds them in (a uint64 above 2^63-1,
+            # a decimal of more than 18 digits): bad records, counted and dead-lettered once
+            # here, before any node (a join, a union, every stage reading the source) sees them
+            bad = binder.bad_rows(bound)
+            if bad is not None:
+                self.failed_records += int(bad.sum())
+                self.dead_letters.append((binder.bad_reason, bound.filter(pa.array(bad))))
+                keep = pa.array(~bad)
+                same = bound is rb
+                bound = bound.filter(keep)
+                rb = bound if same else rb.filter(keep)
         if node.declared is None or node.declared.columns is None or bound is rb:
             return bound
         named = {n.lower() for n in bound.schema.names}
@@ -978,7 +993,8 @@ class GraphEngine:
         engines = self._engines()
         return {**self.counts,
                 "late_records": sum(e.stats["late_records"] for e in engines),
-                "failed_records": sum(e.stats["failed_records"] for e in engines)}
+                "failed_records": self.flow.failed_records
+                + sum(e.stats["failed_records"] for e in engines)}
 
     def push(self, source: str, data: Any):
         from ..batch import to_record_batches
@@ -1089,6 +1105,8 @@ class GraphEngine:
             node = self.flow.named_outputs[name.lower()]
             for rb in visible(emitted.get(node, []), node.hidden):
                 writer.write_batch(rb)
+        while self.flow.dead_letters:  # source rows whose values do not fit (stream_rows)
+            self.dead_letters.append(self.flow.dead_letters.pop(0))
         for eng in self._engines():  # late records, rows without event time, failed rows
             if eng.plan is not None:
                 eng._sync_counters()
@@ -1251,8 +1269,8 @@ def _run(flow: Dataflow, sql: str, sources) -> "Any":
     result = Result(schema, [conform(rb, schema) for rb in visible(full, res.hidden)])
     # what the SELECT stages set aside (rows without event time, out of range, late), each row
     # once: a stage split over partitions gathers its partitions' rows (PartitionedPipeline)
-    late = failed = 0
-    dead: list[tuple[str, pa.RecordBatch]] = []
+    late, failed = 0, flow.failed_records
+    dead: list[tuple[str, pa.RecordBatch]] = list(flow.dead_letters)  # rows that do not fit
     for node in flow.nodes:
         eng = node.op.engine if node.kind == "select" and node.op is not None else None
         if eng is None or eng.plan is None:
