@@ -105,7 +105,13 @@ PROJECTION_PIPELINE = "CREATE STREAM s AS SELECT id, k, u, v FROM t WHERE v > 0;
                       "SELECT id, k, u, v * 2 AS v2 FROM s"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed,rows,sizes", [
+    pytest.param(1, 240, [7, 31, 64], id="small-1"),
+    pytest.param(2, 240, [7, 31, 64], id="small-2"),
+    # batches above the sizes run inline (partition_threads.INLINE_STEP_ROWS, partitioned.
+    # INLINE_ROWS): steps of several batches on the partitions' threads
+    pytest.param(3, 9_000, [1_500, 2_600, 4_000], id="large"),
+])
 @pytest.mark.parametrize("sql,duck_sql,windowed", [
     pytest.param(WINDOWED, WINDOWED_DUCK, True, id="window"),
     pytest.param(PIPELINE, WINDOWED_DUCK, True, id="window-pipeline"),
@@ -113,9 +119,9 @@ PROJECTION_PIPELINE = "CREATE STREAM s AS SELECT id, k, u, v FROM t WHERE v > 0;
     pytest.param(PROJECTION, PROJECTION_DUCK, False, id="uint64"),
     pytest.param(PROJECTION_PIPELINE, PROJECTION_DUCK, False, id="uint64-pipeline"),
 ])
-def test_set_aside_rows_are_reported(sql, duck_sql, windowed, seed, partitions):
-    table = _data(seed)
-    batches = split_batches(table, [7, 31, 64], seed=seed)
+def test_set_aside_rows_are_reported(sql, duck_sql, windowed, seed, rows, sizes, partitions):
+    table = _data(seed, rows)
+    batches = split_batches(table, sizes, seed=seed)
     expected = _expected_set_aside(table, windowed)
     assert len(set(expected.values())) == (3 if windowed else 1)  # every reason occurs
 

@@ -15,3 +15,11 @@ END_COL = "__end"   # window end of an EMIT FINAL row, for ordering rows across 
 # a partition sets aside (late) is given back whole, every input column, where it was split
 ROW_COL = "__row"
 INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+def may_be_late(batch) -> bool:
+    """Whether a row of a stamped batch can be late: every window holding a time ``t`` ends
+    after ``t``, so only a row whose time is below its watermark can find them all closed. One
+    vectorised compare; a batch in time order (the usual stream) never needs ROW_COL."""
+    t, wm = batch.columns.get(TIME_COL), batch.columns.get(WM_COL)
+    return t is not None and wm is not None and bool((t.values < wm.values).any())

@@ -37,7 +37,7 @@ from .._core.strings import string_buffers
 from ..batch import Batch, Column, SqlType, concat_batches
 from ..errors import RowError
 from ..planner import Plan
-from .columns import END_COL, ROW_COL
+from .columns import END_COL, ROW_COL, may_be_late
 from . import snapshots
 from .expressions import Evaluator
 from .pipeline import Pipeline, set_aside
@@ -129,7 +129,7 @@ class PartitionedPipeline:
                        if k in used or k.startswith("__")}, batch.length)
         for c in batch.columns.values():
             c.values
-        if self.plan.window is not None:  # a late row is set aside whole (_whole_rows)
+        if self.plan.window is not None and may_be_late(batch):  # set aside whole (_whole_rows)
             batch.columns[ROW_COL] = Column(_INT, np.arange(batch.length, dtype=np.int64))
         dead = len(self.dead_letters)
         batch, part = self._route(batch)

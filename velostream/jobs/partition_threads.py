@@ -40,7 +40,7 @@ import pyarrow as pa
 from .._core.route import select_rows, take_rows
 from ..batch import Batch, Column, SqlType, _take_strings, concat_batches
 from ..errors import JobError, RowError, VelostreamError
-from ..exec.columns import END_COL, ROW_COL, SEQ_COL
+from ..exec.columns import END_COL, ROW_COL, SEQ_COL, may_be_late
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from ..exec.router import Routed, Router, own_dictionary
@@ -233,7 +233,8 @@ class HashExchange:
         # to the dead letters whole, as at one partition (_whole_rows)
         self.routed_rows = 0  # rows routed so far: the next ROW_COL position
         self.wholes: list[tuple[int, Batch]] = []  # (position of its first row, batch)
-        self.step_ends: dict[int, int] = {}  # step -> routed_rows once it was sent
+        self.step_ends: dict[int, int] = {}  # step -> the positions below this are its or before
+        self.held_end = 0
 
     # -- steps ------------------------------------------------------------------------------
     def send(self, rb: pa.RecordBatch, arrived: float) -> None:
@@ -276,6 +277,7 @@ class HashExchange:
             return
         self.held.append(_Held(parts, arrows, arrived, wm))
         self.held_rows += batch.length
+        self.held_end = self.routed_rows  # (the held batches' rows: positions below this)
         if self.held_rows >= STEP_ROWS or time.perf_counter() - self.held[0].arrived >= STEP_HOLD_S:
             self._release()
         self.drain(block=False)
@@ -304,7 +306,7 @@ class HashExchange:
         self.held, self.held_rows = [], 0
         wm = held[-1].watermark  # the watermark never goes back: the last is the step's
         self.arrivals[self.seq] = (held[0].arrived, wm, False)
-        self.step_ends[self.seq] = self.routed_rows
+        self.step_ends[self.seq] = self.held_end
         for i, w in enumerate(self.workers):
             if len(held) == 1:
                 step = _Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i])
@@ -474,7 +476,7 @@ class HashExchange:
                 c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
-        if self.plan.window is not None:  # a late row is set aside whole (_whole_rows)
+        if self.plan.window is not None and may_be_late(batch):  # set aside whole (_whole_rows)
             base = self.routed_rows
             cols[ROW_COL] = Column(_INT, np.arange(base, base + batch.length, dtype=np.int64))
             self.wholes.append((base, batch))
