@@ -152,8 +152,8 @@ def _warn_set_aside(result: Result) -> None:
     for reason, n in counts.items():
         part = f"{n} {reason!r}"
         if reason == _LATE:
-            part += (" (their windows had closed when they arrived, docs/SQL.md \"Late data\"; "
-                     "to keep rows up to a minute late, add WITH ('allowed.lateness' = '1m'))")
+            part += (" (their windows had closed when they arrived; WITH ('allowed.lateness' "
+                     "= '1m') keeps rows up to a minute late)")
         parts.append(part)
     warnings.warn(
         f"vs.query set {total} row{'s' if total != 1 else ''} aside, not in the result: "
