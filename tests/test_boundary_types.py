@@ -401,3 +401,30 @@ def test_a_wide_decimal_through_vs_engine_binds_later_batches_the_same_way():
                              "_TIMESTAMP": pa.array([10 ** 6], pa.int64())})
     with pytest.raises(vs.SchemaMismatch, match="more digits than the fixed decimal holds"):
         eng.push("t", wider)
+
+
+def test_a_parquet_job_reads_only_the_supported_columns_it_needs(tmp_path):
+    """A Parquet file with a list column through the job API: a query that never reads it
+    decodes only its own columns and gives DuckDB's rows; ``SELECT *`` is not narrowed to the
+    supported columns (that would drop the list column silently) but is the clear error."""
+    import pyarrow.parquet as pq
+    from velostream.io import open_source
+    from velostream.jobs.spec import JobSpec
+
+    base = _table(pa.int64(), seed=37)
+    full = base.append_column("tags", _unsupported_column(pa.list_(pa.int64()), base.num_rows))
+    pq.write_table(full, tmp_path / "t.parquet", row_group_size=10)
+    where = f" WITH ('t.type' = 'file_source', 't.path' = '{tmp_path}/t.parquet')"
+    src = open_source(JobSpec.from_sql("SELECT k, v FROM t" + where))
+    assert src.columns == ["k", "v", "_TIMESTAMP"]  # not "tags"
+    job = vs.Job("SELECT k, v FROM t", {"t": src})
+    job.run()
+    src.close()
+    want = duckdb.sql(f"SELECT k, v FROM read_parquet('{tmp_path}/t.parquet')").fetchall()
+    assert sorted(map(repr, [(r["k"], r["v"]) for r in job.result().to_pylist()])) == \
+        sorted(map(repr, want))
+    src = open_source(JobSpec.from_sql("SELECT * FROM t" + where))
+    assert src.columns is None  # every column: the job reports the error itself
+    with pytest.raises((vs.SqlError, vs.JobError), match="'tags'.*does not take this type"):
+        vs.Job("SELECT * FROM t", {"t": src}).run()
+    src.close()

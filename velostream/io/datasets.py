@@ -95,12 +95,16 @@ def columns_needed(spec, schema: pa.Schema) -> Optional[set[str]]:
     job then reports the error as it would without projection)."""
     if spec.script is not None:
         return None
-    from ..binding import SourceBinder
+    from ..binding import SourceBinder, check_left_out
     from ..planner import plan_statement
     try:
         fields = [f for f in schema if f.name != "_TIMESTAMP"] + [pa.field("_TIMESTAMP", pa.int64())]
         binder = SourceBinder(spec.source_name)
         binder.bind(pa.RecordBatch.from_pylist([], schema=pa.schema(fields)))
+        # a column of a type velostream does not take is left out of the plan: when the query
+        # reads it (by name or *), every column is read, and the job reports the error
+        check_left_out(spec.statement.sql, [spec.statement], spec.statement.select.source.name,
+                       binder.left_out)
         plan = plan_statement(spec.statement, {spec.statement.select.source.name: binder.sql_schema()})
         return set(plan.input_columns_used)
     except Exception:  # noqa: BLE001 - read every column; the job reports the error itself
