@@ -6,6 +6,7 @@ a pipeline, over seeded data split into batches; the result is DuckDB's over the
 """
 from __future__ import annotations
 
+import decimal
 import warnings
 from collections import Counter
 
@@ -208,3 +209,38 @@ def test_engine_push_result_is_unchanged():
 def test_evaluation_errors_still_raise(partitions):
     with pytest.raises(vs.errors.OutOfRangeError):
         vs.query("SELECT x + x AS y FROM t", {"t": {"x": [1, 2**62]}}, partitions=partitions)
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["statement", "pipeline"])
+def test_rows_set_aside_keep_their_input_types(pipeline, partitions):
+    """A dead letter holds the rows in the input's own Arrow types (a timestamp time column, a
+    date, int8, float32, large_string, uint64, decimal), late rows as rows without event time,
+    not in the engine's (BIGINT, DOUBLE)."""
+    rng = np.random.default_rng(7)
+    n = 300
+    t = np.maximum(np.cumsum(rng.integers(0, 3_000, n)) - np.where(rng.random(n) < 0.15,
+                                                                  rng.integers(0, 150_000, n), 0), 0)
+    table = pa.table({
+        "id": pa.array(np.arange(n), pa.int64()),
+        "k": pa.array(rng.choice(["a", "b", "c"], n).tolist(), pa.large_string()),
+        "ts": pa.array([None if rng.random() < 0.05 else int(x) for x in t], pa.timestamp("ms")),
+        "d": pa.array(rng.integers(0, 20_000, n).astype("int32"), pa.date32()),
+        "i8": pa.array(rng.integers(-100, 100, n).astype("int8"), pa.int8()),
+        "f4": pa.array(rng.random(n).astype("float32"), pa.float32()),
+        "u": pa.array(rng.integers(0, 1_000, n).astype("uint64"), pa.uint64()),
+        "dec": pa.array([decimal.Decimal(int(x)) / 100 for x in rng.integers(0, 10**6, n)],
+                        pa.decimal128(10, 2))})
+    stmt = "SELECT k, COUNT(*) AS c FROM t GROUP BY k WINDOW TUMBLING(ts, INTERVAL '1' MINUTE)"
+    sql = f"WITH w AS ({stmt}) SELECT * FROM w" if pipeline else stmt
+    result, _ = _run(sql, split_batches(table, [20, 45], seed=7), partitions)
+    reasons = set()
+    for reason, rb in result.dead_letters:
+        assert rb.schema.equals(table.schema), (reason, rb.schema)
+        reasons.add(reason)
+    assert reasons == {"NULL event time", "late"}
+    by_id = {row["id"]: row for row in table.to_pylist()}
+    for reason, rb in result.dead_letters:
+        for row in rb.to_pylist():
+            assert row == by_id[row["id"]]
+    ids = [row["id"] for _, rb in result.dead_letters for row in rb.to_pylist()]
+    assert len(ids) == len(set(ids)) == result.stats.late_records + result.stats.failed_records

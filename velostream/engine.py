@@ -104,7 +104,11 @@ class Watermark:
 
 
 def schema_of(rb: pa.RecordBatch) -> dict[str, SqlType]:
-    return {name: type_of_arrow(t) for name, t in zip(rb.schema.names, rb.schema.types)}
+    """The SQL types of ``rb``'s columns as binding its first batch fixes them (a column of a
+    type velostream does not take left out: velostream.binding)."""
+    binder = SourceBinder("")
+    binder.bind(rb.slice(0, 0))
+    return binder.sql_schema()
 
 
 class EngineStats(dict):
@@ -496,8 +500,19 @@ class Engine:
         p.failed_records = 0
         while p.dead_letters:
             reason, rows = p.dead_letters.pop(0)
-            names = [n for n in rows.columns if not n.startswith("__")]
-            self._dead_letter(reason, rows.to_arrow(names))
+            self._dead_letter(reason, self.rows_as_input(rows))
+
+    def rows_as_input(self, rows: Batch) -> pa.RecordBatch:
+        """Rows the engine holds (a dead letter) in Arrow as they came in: the input's columns
+        in the types its first batch fixed (binding.conform), not the engine's own (a uint64 or
+        a date held as BIGINT), so a late row reads the same as a row without event time, at
+        every partition count."""
+        names = [n for n in rows.columns if not n.startswith("__")]
+        rb = rows.to_arrow(names)
+        fixed = self.binder.fixed
+        if fixed is None or not all(n in fixed.names for n in names):
+            return rb  # (rows of a derived stream: the engine's types are theirs)
+        return conform(rb, pa.schema([fixed.field(n) for n in names]))
 
     # -- public API --------------------------------------------------------------------
     def push(self, source: str, data: Any) -> Result:

@@ -492,8 +492,7 @@ class HashExchange:
         out = []
         for w in np.unique(which):
             first, whole = self.wholes[w]
-            taken = whole.take(at[which == w] - first)
-            out.append(taken.to_arrow([c for c in taken.columns if not c.startswith("__")]))
+            out.append(self.engine.rows_as_input(whole.take(at[which == w] - first)))
         return out
 
     def _merge_step(self, parts: dict, wm: Optional[int], flush: bool, arrived: float) -> None:
