@@ -244,3 +244,42 @@ def test_rows_set_aside_keep_their_input_types(pipeline, partitions):
             assert row == by_id[row["id"]]
     ids = [row["id"] for _, rb in result.dead_letters for row in rb.to_pylist()]
     assert len(ids) == len(set(ids)) == result.stats.late_records + result.stats.failed_records
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT k, COUNT(*) AS c, SUM(v) AS s FROM t GROUP BY k WINDOW SESSION(20s)",
+    "SELECT k, COUNT(*) AS c FROM t GROUP BY k WINDOW SLIDING(2m, 1m)",
+], ids=["session", "hopping"])
+def test_other_windows_set_aside_the_same_rows_at_every_partition_count(sql):
+    """Sessions and hopping windows (whose late rule the reference above does not model): the
+    same rows set aside, whole and once, with the same counts, at 1, 2 and 4 partitions, as
+    one engine fed batch by batch sets aside."""
+    table = _data(4, 3_000)
+    batches = split_batches(table, [40, 700, 1_500], seed=4)
+    eng = vs.Engine(sql)
+    for rb in batches:
+        eng.push("t", rb)
+    eng.flush()
+    want = Counter((reason, _row_key(row)) for reason, rb in eng.dead_letters
+                   for row in rb.to_pylist())
+    assert {reason for reason, _ in want} >= {"NULL event time", "late"}
+    for p in (1, 2, 4):
+        result, _ = _run(sql, batches, p)
+        assert _dead_rows(result) == want, p
+        assert (result.stats.late_records, result.stats.failed_records) == \
+            (eng.stats["late_records"], eng.stats["failed_records"])
+
+
+def test_the_job_server_at_one_partition():
+    """``processor="v2"`` runs one partition as a job: the same rows set aside and counts."""
+    table = _data(5)
+    batches = split_batches(table, [7, 31, 64], seed=5)
+    expected = _expected_set_aside(table, True)
+    result, _ = _run(WINDOWED, batches, 1)
+    again = None
+    with pytest.warns(vs.DroppedRowsWarning):
+        again = vs.query(WINDOWED, {"t": batches}, processor="v2")
+    assert _dead_rows(again) == _dead_rows(result)
+    assert len(list(_dead_rows(again).elements())) == len(expected)
+    assert again.stats == result.stats
+    assert_rows_equal(again.to_pylist(), result.to_pylist())
