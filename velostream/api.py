@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from . import engine as _engine
 from .batch import SqlType, StringDict, to_record_batches
-from .binding import conform
-from .engine import _morsels, _pick_source, explain_plan, schema_of
+from .binding import SourceBinder, check_left_out, conform
+from .engine import _morsels, _pick_source, explain_plan
 from .errors import DroppedRowsWarning
 from .exec.graph import Dataflow, GraphEngine, needs_graph, rows_known, run_query
 from .jobs import run_partitioned
@@ -130,7 +130,7 @@ def _query(sql: str, sources: Mapping[str, Any], partitions: int, processor: Opt
     return result
 
 
-# the reasons the engine gives late rows and rows out of range (engine.py, Pipeline._late)
+# the reason the engine gives a late row (exec/pipeline.py, Pipeline._late)
 _LATE = "late"
 
 
@@ -196,5 +196,10 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
         for name, data in sources.items():
             rb = next(iter(to_record_batches(data)), None)
             if rb is not None:
-                schemas[name] = schema_of(rb)
+                # bound as the query binds its first batch (velostream.binding): a column of a
+                # type velostream does not take is left out, or the clear error if it is read
+                binder = SourceBinder(name)
+                binder.bind(rb.slice(0, 0))
+                check_left_out(statements[0].sql, statements, name, binder.left_out)
+                schemas[name] = binder.sql_schema()
     return explain_plan(statements[0], schemas)

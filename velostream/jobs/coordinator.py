@@ -674,7 +674,9 @@ def run_partitioned(sql: str, sources: Mapping[str, Any], *, partitions: int,
     # the job's thread binds and stamps every row, and the partitions' late rows reach
     # job.dead_letters once each when their step is merged (HashExchange._merge_step)
     result.dead_letters = job.dead_letters
-    reader = job.reader  # vs.query's input: a MemoryReader; the rows of the batches it gave
+    # rows read, set-aside ones included: the batches the MemoryReader gave (records_read
+    # counts the rows past the binding step, less a uint64 above 2^63-1, as engine.stats does)
+    reader = job.reader
     read = (sum(rb.num_rows for rb in reader._batches[:reader.position])
             if isinstance(reader, MemoryReader) else job.stats.records_read)
     result.stats = query_stats(read, len(result), job.stats.records_late,
