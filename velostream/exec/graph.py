@@ -429,6 +429,14 @@ class Dataflow:
                     node.schema = OPEN
                     node.ready = True
                 else:
+                    if given is not None and node.declared is None:
+                        # bound as its first batch would be (velostream.binding): a column of a
+                        # type velostream does not take is left out, or the error if read
+                        from ..binding import SourceBinder, check_left_out
+                        binder = SourceBinder(node.name)
+                        binder.bind(pa.RecordBatch.from_pylist([], schema=given))
+                        check_left_out(self.sql, self.statements, node.name, binder.left_out)
+                        given = binder.fixed
                     self.bind_source(node.name, given)
         self._bind_ready()
 
