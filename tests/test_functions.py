@@ -550,6 +550,29 @@ def test_invalid_json_is_null(how):
     ("SPLIT_PART(s, ',')", "SPLIT_PART takes 3 argument"),
     ("REGEXP_EXTRAKT(s, 'a')", "unknown function REGEXP_EXTRAKT; did you mean REGEXP_EXTRACT"),
     ("DATE_TRUNK('day', ts)", "did you mean DATE_TRUNC"),
+    ("YEAR(ts, ts)", "YEAR takes 1 argument"),
+    ("HOUR(k)", "HOUR needs a TIMESTAMP, found INT64 (EPOCH_MS(x)"),
+    ("DAYOFWEEK('nope')", "DAYOFWEEK: cannot read 'nope' as a TIMESTAMP"),
+    ("MILLISECOND()", "MILLISECOND takes 1 argument"),
+    ("TO_TIMESTAMP_LTZ(k, 6)", "precision must be the constant 0 (epoch seconds) or 3"),
+    ("TO_TIMESTAMP_LTZ(k, k)", "precision must be the constant 0"),
+    ("TO_TIMESTAMP_LTZ(ts)", "TO_TIMESTAMP_LTZ needs a number, found TIMESTAMP"),
+    ("TO_TIMESTAMP_LTZ(k, 3, 1)", "TO_TIMESTAMP_LTZ takes 1 to 2 argument"),
+    ("SPLIT_INDEX(s, ',')", "SPLIT_INDEX takes 3 argument"),
+    ("SPLIT_INDEX(s, ',', 1.5)", "SPLIT_INDEX needs an integer"),
+    ("LOCATE('a')", "LOCATE takes 2 to 3 argument"),
+    ("LOCATE('a', s, 'x')", "LOCATE needs an integer"),
+    ("REGEXP(s, '(')", "invalid regular expression"),
+    ("INITCAP(s, s)", "INITCAP takes 1 argument"),
+    ("CHR(1.5)", "CHR needs an integer"),
+    ("CHR(s)", "CHR needs an integer"),
+    ("TRANSLATE(s, 'a')", "TRANSLATE takes 3 argument"),
+    ("TYPEOF()", "TYPEOF takes 1 argument"),
+    ("RANDOM(1)", "RANDOM takes 0 argument"),
+    ("RAND(7)", "RAND takes 0 argument"),
+    ("UUID(s)", "UUID takes 0 argument"),
+    ("GEN_RANDOM_UUID(1)", "GEN_RANDOM_UUID takes 0 argument"),
+    ("SPLIT_INDX(s, ',', 1)", "did you mean SPLIT_INDEX"),
 ])
 def test_wrong_calls_are_sql_errors(expr, message):
     with pytest.raises(SqlError, match=re.escape(message)) as info:
@@ -684,6 +707,13 @@ def test_documented_example_agrees_with_duckdb(f):
     if f.name == "DATE_FORMAT":  # Flink's, not DuckDB's: its Java pattern as STRFTIME's format
         expr = expr.replace("DATE_FORMAT(", "STRFTIME(").replace("yyyy-MM-dd HH:mm:ss.SSS",
                                                                    "%Y-%m-%d %H:%M:%S.%g")
+    # Flink's functions, not DuckDB's: what they equal in DuckDB, or the Python reference
+    flink = {"TO_TIMESTAMP_LTZ": "epoch_ms(to_timestamp(1709200800))",
+             "SPLIT_INDEX": "split_part('a,b,c', ',', 2)",
+             "LOCATE": "instr(substr('héllo', 4), 'l') + 3",
+             "INITCAP": f"'{_initcap_reference('hello wORLD 2nd-tIME')}'",
+             "UUID": "length(CAST(uuid() AS VARCHAR))"}  # DuckDB's UUID is a type of its own
+    expr = flink.get(f.name, expr)
     want = duckdb.connect().execute(f"SELECT {expr}").fetchone()[0]
     if isinstance(want, dt.datetime):
         want = int(want.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
@@ -719,3 +749,315 @@ def test_json_arrow_operators_are_the_extract_functions():
     assert got == con.sql(sql).fetchall()
     assert vs.query("SELECT 5-3 AS d, 5 - -3 AS e FROM t", {"t": t}).to_pylist()[0] == \
         {"d": 2, "e": 8}
+
+
+# --------------------------------------------------------------------------- Flink SQL's and DuckDB's everyday spellings
+
+_PART_FUNCTIONS = ["YEAR", "QUARTER", "MONTH", "WEEK", "WEEKOFYEAR", "DAY", "DAYOFMONTH", "DAYOFWEEK",
+                   "WEEKDAY", "ISODOW", "DAYOFYEAR", "HOUR", "MINUTE", "SECOND", "MILLISECOND",
+                   "MICROSECOND", "ISOYEAR", "YEARWEEK"]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_date_part_functions_as_duckdb(how):
+    cases = [(f"{f}(ts)", f"{f.lower()}(ts)") for f in _PART_FUNCTIONS]
+    cases += [(f"{f}(ts2)", f"{f.lower()}(ts2)") for f in ("DAYOFWEEK", "WEEK", "MILLISECOND")]
+    cases += [("DAY('2024-02-29 10:00')", "day(TIMESTAMP '2024-02-29 10:00')"),
+              ("HOUR(EPOCH_MS(ms))", "hour(epoch_ms(ms))")]
+    check(cases, table(21), how)
+
+
+def test_date_part_functions_far_from_now():
+    rng = random.Random(22)
+    lo, hi = -156_850_000_000_000, 32_535_000_000_000  # about -3000-01-01 and 3000-12-31
+    n = 300
+    data = pa.table({"i": pa.array(range(n), pa.int64()),
+                     "ts": pa.array([rng.randint(lo, hi) for _ in range(n)], pa.timestamp("ms")),
+                     "s": pa.array([None] * n, pa.string())})
+    check([(f"{f}(ts)", f"{f.lower()}(ts)") for f in _PART_FUNCTIONS], data, 1)
+
+
+def test_date_part_functions_are_date_part():
+    """One implementation: each is DATE_PART of its part, on window bounds too."""
+    data = table(23)
+    parts = {"YEAR": "year", "WEEK": "week", "DAYOFWEEK": "dow", "DAYOFYEAR": "doy",
+             "MILLISECOND": "millisecond", "SECOND": "second"}
+    got = _ours([f"{f}(ts)" for f in parts] + [f"DATE_PART('{p}', ts)" for p in parts.values()], data, 1)
+    assert got[:len(parts)] == got[len(parts):]
+    rows = vs.query("SELECT HOUR(window_start) AS h, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, "
+                    "DESCRIPTOR(ts), INTERVAL '1' HOUR)) GROUP BY window_start, window_end",
+                    {"t": {"ts": [3_600_000 * 5 + 1, 3_600_000 * 7]}}).to_pylist()
+    assert sorted(r["h"] for r in rows) == [5, 7]
+
+
+_LITERALS = ["2024-02-29 23:59:59.999", "1968-02-29", "1970-01-01 00:00:00", "2021-01-03T10:00:00",
+             "2024-01-01 10:00:00Z", "1900-03-01 12:00:00.5", "2099-12-31 23:59:59"]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_timestamp_literals_as_duckdb(how):
+    cases = [(f"EPOCH_MS(TIMESTAMP '{t}')", f"epoch_ms(TIMESTAMP '{t}')") for t in _LITERALS]
+    cases += [("ts < TIMESTAMP '1970-01-01 00:00:00'", "ts < TIMESTAMP '1970-01-01 00:00:00'"),
+              ("DATEDIFF('day', TIMESTAMP '2000-02-29', ts)", "datediff('day', TIMESTAMP '2000-02-29', ts)"),
+              ("YEAR(TIMESTAMP '2024-02-29 10:00')", "year(TIMESTAMP '2024-02-29 10:00')"),
+              ("EPOCH_MS(DATETIME '2024-02-29 10:00')", "epoch_ms(DATETIME '2024-02-29 10:00')"),
+              ("TIMESTAMP '2024-02-29' = CAST('2024-02-29' AS TIMESTAMP)", "true")]
+    check(cases, table(24), how)
+
+
+def test_a_timestamp_literal_is_read_when_planned(monkeypatch):
+    from velostream.exec import expressions as X
+
+    with pytest.raises(SqlError, match="cannot read 'x' as a TIMESTAMP") as info:
+        vs.query("SELECT TIMESTAMP 'x' AS r FROM t", {"t": {"x": pa.array([], pa.int64())}})
+    assert info.value.column == 8  # with no row at all: when the query is planned
+    # a constant: no CAST is evaluated for the batches
+    monkeypatch.setitem(X._OPS, "CAST", lambda *a: pytest.fail("a CAST was evaluated per batch"))
+    got = vs.query("SELECT TIMESTAMP '2024-02-29 10:00:00' AS r FROM t", {"t": {"x": [1, 2]}})
+    assert got.to_pylist() == [{"r": _ms("2024-02-29 10:00:00")}] * 2
+
+
+@pytest.mark.parametrize("sql, column, message", [
+    ("SELECT TIMESTAMP '2024-13-01' AS r FROM t", 8, "cannot read '2024-13-01' as a TIMESTAMP"),
+    ("SELECT x FROM t WHERE x > 1 AND ts < TIMESTAMP 'yesterday'", 38, "cannot read 'yesterday'"),
+    ("SELECT TIMESTAMP '1700000000000' AS r FROM t", 8, "EPOCH_MS(n) reads epoch milliseconds"),
+    ("SELECT TIMESTAMP '' AS r FROM t", 8, "cannot read '' as a TIMESTAMP"),
+    ("SELECT DATE '2024-01-01' AS r FROM t", 8, "velostream has no DATE type"),
+    ("SELECT  TIME '10:00:00' AS r FROM t", 9, "velostream has no TIME type"),
+    ("SELECT TRIM(LEADING 'x' s) AS r FROM t", 25, "expected FROM in TRIM(LEADING"),
+    ("SELECT TRIM(BOTH 'x' FROM) AS r FROM t", 26, "expected an expression"),
+])
+def test_literal_and_trim_syntax_errors_point_at_the_text(sql, column, message):
+    with pytest.raises(SqlError, match=re.escape(message)) as info:
+        vs.query(sql, {"t": {"x": [1], "ts": pa.array([0], pa.timestamp("ms"))}})
+    assert (info.value.line, info.value.column) == (1, column)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_trim_standard_syntax_as_duckdb(how):
+    cases = [(e, e) for e in ["TRIM(BOTH 'xa' FROM s)", "TRIM(LEADING 'x' FROM s)", "TRIM(TRAILING 'é,' FROM s)",
+                              "TRIM('ab ' FROM s)", "TRIM(FROM s)", "TRIM(BOTH FROM s)", "TRIM(LEADING FROM s)",
+                              "TRIM(TRAILING FROM s)", "TRIM(LEADING s2 FROM s)", "TRIM(s2 FROM s)",
+                              "TRIM(s, 'a,')", "LTRIM(s, s2)", "RTRIM(s, '🙂 ')",
+                              "TRIM(BOTH 'x' FROM UPPER(s)) || '|'"]]
+    check(cases, table(25), how)
+
+
+def test_trim_words_stay_column_names():
+    data = {"t": {"both": ["  a ", "xbx"], "leading": [" q", "q "], "trailing": ["x", "y"]}}
+    sql = ("SELECT TRIM(both) AS a, TRIM(both, 'x') AS b, LTRIM(leading) AS c, "
+           "TRIM(leading || ' ') AS d, TRIM(trailing FROM both) AS e FROM t")
+    got = vs.query(sql, data).to_pylist()
+    con = duckdb.connect()
+    con.register("t", pa.table(data["t"]))
+    # (DuckDB reads these words as keywords only; quoted, they are its columns. TRAILING before
+    # FROM is the keyword, as in the standard)
+    want = con.execute("""SELECT TRIM("both") AS a, TRIM("both", 'x') AS b, LTRIM("leading") AS c,
+                          TRIM("leading" || ' ') AS d, RTRIM("both") AS e FROM t""").fetchall()
+    assert [tuple(r.values()) for r in got] == want
+
+
+# Flink's: references in Python (Flink's own code, as its documentation and source describe it)
+
+_JAVA_WS = set(map(chr, [9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0x1680, 0x2028, 0x2029, 0x205F, 0x3000,
+                         *range(0x2000, 0x2007), *range(0x2008, 0x200B)]))
+
+
+def _split_index_reference(s, sep, i):
+    """commons-lang's splitByWholeSeparatorPreserveAllTokens, part i (Flink's SPLIT_INDEX)."""
+    if s is None or sep is None or i is None or i < 0 or s == "":
+        return None
+    if sep == "":  # at each whitespace character (Java's Character.isWhitespace)
+        parts, cur = [], ""
+        for ch in s:
+            if ch in _JAVA_WS:
+                parts.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        parts.append(cur)
+    else:
+        parts = s.split(sep)
+    return parts[i] if i < len(parts) else None
+
+
+def _locate_reference(needle, s, start=1):
+    """Flink's BinaryStringData.indexOf(needle, start - 1) + 1, in characters."""
+    if needle is None or s is None or start is None:
+        return None
+    if needle == "":
+        return 1
+    return s.find(needle, max(start - 1, 0)) + 1
+
+
+def _initcap_reference(s):
+    """Calcite's SqlFunctions.initcap, which Flink's INITCAP is."""
+    if s is None:
+        return None
+    out, start = [], True
+    for ch in s:
+        c = ord(ch)
+        digit, upper, lower = 48 <= c <= 57, 65 <= c <= 90, 97 <= c <= 122
+        if start:
+            if digit or upper or lower:
+                start = False
+                if lower:
+                    ch = chr(c - 32)
+        elif upper:
+            ch = chr(c + 32)
+        elif not (digit or lower):
+            start = True
+        out.append(ch)
+    return "".join(out)
+
+
+def _ltz_reference(v, precision):
+    """Flink's DateTimeUtils.toTimestampData(v, precision) as epoch ms: NULL outside years 0 to
+    9999, a fraction of a millisecond cut off."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    per = 1000 if precision == 0 else 1
+    lo, hi = -62_167_219_200_000 // per, 253_402_300_799_999 // per
+    if not lo <= v <= hi:
+        return None
+    return int(math.trunc(v * per)) if not isinstance(v, int) else v * per
+
+
+def _flink_data(seed: int) -> pa.Table:
+    data = table(seed)
+    rng = random.Random(seed)
+    n = data.num_rows
+    extra = ["a\u00a0b c", "a\u2007b\u2003c", " lead", "trail ", "x\u3000y\u0085z", "2nd-tIME", "ab,,c,",
+             "hello wORLD", "ÉCOLE élève", "o'NEIL mc-DONALD", "🙂a🙂bc", ""]
+    s = data["s"].to_pylist()
+    for i in range(0, n, 5):
+        s[i] = rng.choice(extra)
+    seps = [None if rng.random() < 0.05 else rng.choice([",", "a", "", "é", "ab", " ", "🙂", ",,"])
+            for _ in range(n)]
+    big = [None if rng.random() < 0.05 else rng.choice(
+        [rng.randint(-10**13, 10**13), 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_000,
+         -62_167_219_200_001, 253_402_300_799, 253_402_300_800, -62_167_219_200, -62_167_219_201])
+        for _ in range(n)]
+    return (data.set_column(data.schema.get_field_index("s"), "s", pa.array(s, pa.string()))
+            .append_column("sep", pa.array(seps, pa.string())).append_column("big", pa.array(big, pa.int64())))
+
+
+def _check_reference(exprs: list, reference, data: pa.Table, how) -> None:
+    got = _ours(exprs, data, how)
+    rows = data.to_pylist()
+    for n, e in enumerate(exprs):
+        want = [reference[n](r) for r in sorted(rows, key=lambda r: r["i"])]
+        bad = [(i, x, y) for i, (x, y) in enumerate(zip(got[n], want)) if not _same(x, y)]
+        assert not bad, f"{e} differs on rows (i, ours, reference): {bad[:5]}"
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_flink_text_functions_against_a_reference(how):
+    data = _flink_data(26)
+    cases = {
+        "SPLIT_INDEX(s, ',', 0)": lambda r: _split_index_reference(r["s"], ",", 0),
+        "SPLIT_INDEX(s, ',', 2)": lambda r: _split_index_reference(r["s"], ",", 2),
+        "SPLIT_INDEX(s, '', 1)": lambda r: _split_index_reference(r["s"], "", 1),
+        "SPLIT_INDEX(s, sep, k)": lambda r: _split_index_reference(r["s"], r["sep"], r["k"]),
+        "SPLIT_INDEX(s, 'ab', -1)": lambda r: _split_index_reference(r["s"], "ab", -1),
+        "LOCATE(s2, s)": lambda r: _locate_reference(r["s2"], r["s"]),
+        "LOCATE(s2, s, k)": lambda r: _locate_reference(r["s2"], r["s"], r["k"]),
+        "LOCATE('a', s, 3)": lambda r: _locate_reference("a", r["s"], 3),
+        "LOCATE('🙂', s, 2)": lambda r: _locate_reference("🙂", r["s"], 2),
+        "LOCATE(sep, s, -2)": lambda r: _locate_reference(r["sep"], r["s"], -2),
+        "INITCAP(s)": lambda r: _initcap_reference(r["s"]),
+        "INITCAP(UPPER(s2))": lambda r: _initcap_reference(None if r["s2"] is None else r["s2"].upper()),
+    }
+    _check_reference(list(cases), list(cases.values()), data, how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_to_timestamp_ltz_against_a_reference(how):
+    from decimal import Decimal
+
+    data = _flink_data(27)
+    dec = lambda v: None if v is None else Decimal(repr(v)).quantize(Decimal("0.001"))  # noqa: E731
+    cases = {
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(big, 3))": lambda r: _ltz_reference(r["big"], 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(big))": lambda r: _ltz_reference(r["big"], 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(big, 0))": lambda r: _ltz_reference(r["big"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(k, 0))": lambda r: _ltz_reference(r["k"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(ms, 3))": lambda r: _ltz_reference(r["ms"], 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(sec, 0))": lambda r: _ltz_reference(r["sec"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(sec * 1000, 3))": lambda r: _ltz_reference(
+            None if r["sec"] is None else r["sec"] * 1000, 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(CAST(sec AS DECIMAL(18, 3)), 0))": lambda r: (
+            None if r["sec"] is None else _ltz_reference(dec(r["sec"]), 0)),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(CAST(sec AS DECIMAL(18, 3)), 3))": lambda r: (
+            None if r["sec"] is None else _ltz_reference(dec(r["sec"]), 3)),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(CAST(ts AS VARCHAR)))": lambda r: (
+            None if r["ts"] is None else _ms(str(r["ts"]))) if r["ts"] is None or r["ts"].year > 0 else None,
+    }
+    _check_reference(list(cases), list(cases.values()), data, how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_regexp_is_regexp_matches(how):
+    cases = [("REGEXP(s, '[a-z]+')", "regexp_matches(s, '[a-z]+')"),
+             ("REGEXP(s, s2)", "regexp_matches(s, s2)"),
+             ("REGEXP(s, '^é|,$')", "regexp_matches(s, '^é|,$')")]
+    check(cases, table(28), how)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_chr_translate_typeof_as_duckdb(how):
+    data = table(29)
+    cases = [("CHR(k + 60)", "chr(CAST(k + 60 AS INTEGER))"),
+             ("CHR(ABS(ms) % 55295)", "chr(CAST(abs(ms) % 55295 AS INTEGER))"),
+             ("CHR(ABS(ms) % 1048576 + 57344)", "chr(CAST(abs(ms) % 1048576 + 57344 AS INTEGER))"),
+             ("CHR(ABS(ms) % 128) || CHR(ABS(ms) % 2048)", "chr(CAST(abs(ms) % 128 AS INTEGER)) || "
+                                                          "chr(CAST(abs(ms) % 2048 AS INTEGER))"),
+             ("TRANSLATE(s, 'aé,🙂', 'xy')", "translate(s, 'aé,🙂', 'xy')"),
+             ("TRANSLATE(s, 'ab', '')", "translate(s, 'ab', '')"),
+             ("TRANSLATE(s, 'aab', 'xyz')", "translate(s, 'aab', 'xyz')"),
+             ("TRANSLATE(s, '', 'x')", "translate(s, '', 'x')"),
+             ("TRANSLATE(s, s2, '🙂')", "translate(s, s2, '🙂')"),
+             ("TRANSLATE(s, 'x', s2)", "translate(s, 'x', s2)"),
+             ("TYPEOF(i)", "typeof(i)"), ("TYPEOF(sec)", "typeof(sec)"), ("TYPEOF(s)", "typeof(s)"),
+             ("TYPEOF(ts)", "typeof(ts)"), ("TYPEOF(i > k)", "typeof(i > k)"),
+             ("TYPEOF(CAST(sec AS DECIMAL(18, 3)))", "typeof(CAST(sec AS DECIMAL(18, 3)))"),
+             ("TYPEOF(i + sec)", "typeof(i + sec)"), ("TYPEOF(CONCAT(s, i))", "typeof(concat(s, i))")]
+    check(cases, data, how)
+
+
+def test_chr_of_a_non_character_fails_the_row():
+    for bad in (-1, 0xD800, 0x110000):
+        with pytest.raises(VelostreamError, match=f"Invalid UTF8 Codepoint {bad}") as info:
+            vs.Engine("SELECT CHR(c) AS r FROM t").push("t", pa.record_batch({"c": [65, bad, None]}))
+        assert info.value.rows.tolist() == [False, True, False]
+    got = vs.query("SELECT CHR(c) AS r FROM t", {"t": {"c": [0, 65, None, 0x10FFFF]}}).to_pylist()
+    assert [r["r"] for r in got] == ["\x00", "A", None, "\U0010ffff"]
+
+
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def test_random_and_uuid_are_new_every_row(partitions):
+    import uuid
+
+    n = 500
+    sql = ("SELECT i, RANDOM() AS r, RAND() AS r2, UUID() AS u, GEN_RANDOM_UUID() AS g, "
+           "UPPER(UUID()) AS up, TYPEOF(RANDOM()) AS t FROM t WHERE RANDOM() < 1")
+    rows = vs.query(sql, {"t": {"i": list(range(n))}}, partitions=partitions).to_pylist()
+    assert sorted(r["i"] for r in rows) == list(range(n))  # RANDOM() < 1 keeps every row
+    values = [r["r"] for r in rows] + [r["r2"] for r in rows]
+    assert all(isinstance(v, float) and 0.0 <= v < 1.0 for v in values)
+    assert len(set(values)) == 2 * n  # a fresh value per row and per call
+    assert 0.3 < sum(values) / len(values) < 0.7
+    texts = [r["u"] for r in rows] + [r["g"] for r in rows] + [r["up"].lower() for r in rows]
+    assert all(isinstance(u, str) and _UUID4.match(u) and uuid.UUID(u).version == 4 for u in texts)
+    assert len(set(texts)) == 3 * n
+    assert {r["t"] for r in rows} == {"DOUBLE"}
+
+
+def test_random_and_uuid_differ_between_batches():
+    eng = vs.Engine("SELECT RANDOM() AS r, UUID() AS u FROM t")
+    batch = pa.record_batch({"x": list(range(50))})
+    a, b = eng.push("t", batch).to_pylist(), eng.push("t", batch).to_pylist()
+    assert not {r["r"] for r in a} & {r["r"] for r in b}
+    assert not {r["u"] for r in a} & {r["u"] for r in b}

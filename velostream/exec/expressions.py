@@ -156,6 +156,19 @@ def parse_timestamp_ms(text: str) -> Optional[int]:
     return int(arr.cast(pa.int64())[0].as_py())
 
 
+def _timestamp_literal(e: "ast.Literal", sql: str) -> int:
+    """The epoch ms of a ``TIMESTAMP '...'`` literal: ISO-8601 text as CAST(text AS TIMESTAMP)
+    reads it (no zone means UTC); anything else, epoch digits too (as DuckDB), is an error at the
+    literal."""
+    text = str(e.value)
+    ms, bad = text_to_epoch_ms(pa.array([text], pa.string()))
+    if len(bad) or ms[0].as_py() is None or text.strip().lstrip("+-").isdigit():
+        raise SqlError.at(sql, e.pos, f"cannot read '{text}' as a TIMESTAMP: TIMESTAMP '...' takes "
+                                      "ISO-8601 text such as '2024-01-01 10:00:00' (EPOCH_MS(n) "
+                                      "reads epoch milliseconds)")
+    return int(ms[0].as_py())
+
+
 def bind(e, scope: Scope, strings: StringDict) -> Bound:
     """Resolve names and types of a scalar expression (aggregates must be rewritten away first)."""
     sql = scope.sql
@@ -175,6 +188,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             text = str(e.value)
             scale = len(text.split(".")[1]) if "." in text else 0
             return BConst(DECIMAL(18, scale), int(round(float(text) * 10 ** scale)))
+        if e.type == "TIMESTAMP":  # TIMESTAMP '...': read as CAST reads text, once, here
+            return BConst(TIMESTAMP, _timestamp_literal(e, sql))
         return BConst(NULLTYPE, None)
     if isinstance(e, ast.IntervalLiteral):
         if e.months:

@@ -1872,6 +1872,307 @@ def _bind_ifnull(c: Call) -> Bound:
     return BCall(rt, "COALESCE", tuple(X._convert(a, rt) for a in c.args))
 
 
+# ------------------------------------------------------------------ more Flink SQL and DuckDB
+
+
+def _bind_date_part_of(part: str):
+    """YEAR(ts), HOUR(ts), ...: DATE_PART('part', ts), one implementation (_date_part)."""
+    def bind(c: Call) -> Bound:
+        c.arity(1)
+        return BCall(INT64, "DATE_PART", (BConst(STRING, part), c.time(0)))
+    return bind
+
+
+# Flink's epoch range for TO_TIMESTAMP_LTZ: 0000-01-01 00:00:00 to 9999-12-31 23:59:59.999 UTC;
+# outside it Flink gives NULL
+_LTZ_MIN_MS, _LTZ_MAX_MS = -62_167_219_200_000, 253_402_300_799_999
+
+
+def _bind_to_timestamp_ltz(c: Call) -> Bound:
+    """Flink SQL's TO_TIMESTAMP_LTZ(n [, precision]): n epoch seconds (precision 0) or
+    milliseconds (3, the default); text is read as TO_TIMESTAMP reads it (UTC)."""
+    if c.args and c.args[0].type.kind == "STRING":
+        return _bind_to_timestamp(c)
+    c.arity(1, 2)
+    x = c.number(0)
+    precision = 3
+    if len(c.args) > 1:
+        p = c.args[1]
+        if not (isinstance(p, BConst) and p.type.kind == "INT64") or p.value not in (0, 3):
+            raise c.error("TO_TIMESTAMP_LTZ's precision must be the constant 0 (epoch seconds) or "
+                          "3 (epoch milliseconds)")
+        precision = p.value
+    if x.type.kind == "BOOL":
+        x = X._convert(x, INT64)
+    return BCall(TIMESTAMP, "TO_TIMESTAMP_LTZ", (x, BConst(INT64, precision)))
+
+
+def _eval_to_timestamp_ltz(ev, b, batch):
+    """As Flink's DateTimeUtils.toTimestampData: a fraction of a millisecond is cut off (toward
+    zero), a DECIMAL is converted exactly, and a time outside years 0 to 9999 is NULL."""
+    n = batch.length
+    a = ev.eval(b.args[0], batch)
+    per = 1000 if b.args[1].value == 0 else 1  # milliseconds per unit of n
+    kind = a.type.kind
+    if kind == "FLOAT64":
+        v, ok = _full(a, n, np.float64)
+        with np.errstate(all="ignore"):
+            ms_f = np.trunc(v * per)
+            inside = (ms_f >= _LTZ_MIN_MS) & (ms_f <= _LTZ_MAX_MS)  # NaN is outside
+        ms = np.where(inside, ms_f, 0).astype(np.int64)
+    else:
+        v, ok = _full(a, n, np.int64)
+        scale = a.type.scale if kind == "DECIMAL" else 0
+        if scale:  # n * per / 10**scale, toward zero, in integers
+            f = 10 ** scale
+            whole, rest = np.abs(v) // f, np.abs(v) % f
+            ms = np.sign(v) * (whole * per + rest * per // f)
+        else:
+            ms = np.where(np.abs(v) <= _LTZ_MAX_MS, v, 0) * per
+        limit = _LTZ_MAX_MS // per + 1
+        inside = (np.abs(v) // 10 ** scale < limit) & (ms >= _LTZ_MIN_MS) & (ms <= _LTZ_MAX_MS)
+        ms = np.where(inside, ms, 0)
+    return Val(ms, _and_valid(_norm_valid(ok), inside), TIMESTAMP)
+
+
+# Java's Character.isWhitespace: what Flink's SPLIT_INDEX splits at when the separator is ''
+_JAVA_WHITESPACE = ("[\t\n\x0b\f\r\x1c-\x1f \u1680\u2000-\u2006\u2008-\u200a\u2028\u2029"
+                    "\u205f\u3000]")
+
+
+def _split_index(sep: str, index: int):
+    """Flink's SPLIT_INDEX: part ``index`` (0-based) of s split at sep (commons-lang's
+    splitByWholeSeparatorPreserveAllTokens: '' splits at whitespace); NULL for a negative index,
+    one past the parts, and for '' (which has no parts)."""
+    def kernel(arr: pa.Array):
+        if index < 0:
+            return pa.nulls(len(arr), pa.string())
+        parts = pc.split_pattern_regex(arr, _JAVA_WHITESPACE) if sep == "" else pc.split_pattern(arr, sep)
+        if isinstance(parts, pa.ChunkedArray):
+            parts = parts.combine_chunks()
+        lengths = pc.list_value_length(parts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        nonempty = pc.fill_null(pc.greater(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False)
+        inside = (index < lengths) & nonempty
+        offsets = parts.offsets.to_numpy(zero_copy_only=False)[:-1].astype(np.int64)
+        values = parts.values
+        if len(values) == 0 or not inside.any():
+            return pa.nulls(len(arr), pa.string())
+        picked = values.take(pa.array(np.where(inside, offsets + index, 0)))
+        return pc.if_else(pa.array(inside), picked, pa.scalar(None, pa.string()))
+    return kernel
+
+
+def _bind_locate(c: Call) -> Bound:
+    """Flink SQL's LOCATE(needle, s [, from]): STRPOS from character ``from`` on."""
+    c.arity(2, 3)
+    start = c.integer(2) if len(c.args) > 2 else BConst(INT64, 1)
+    return BCall(INT64, "LOCATE", (c.text(1), c.text(0), start))
+
+
+def _locate(needle: str, start: int):
+    """Flink's BinaryStringData.indexOf(needle, start - 1) + 1: an empty needle is at 1, a start
+    below 1 searches from the beginning, one past the end finds nothing (0)."""
+    skip = min(max(start - 1, 0), 2 ** 31)
+    find = _strpos(needle)
+
+    def kernel(arr: pa.Array):
+        if needle == "":
+            return pc.if_else(arr.is_valid(), pa.scalar(1, pa.int64()), pa.scalar(None, pa.int64()))
+        at = find(pc.utf8_slice_codeunits(arr, skip) if skip else arr)
+        return pc.if_else(pc.equal(at, 0), at, pc.add(at, skip))
+    return kernel
+
+
+def _string_buffers(arr: pa.Array) -> tuple:
+    """(offsets from 0, UTF-8 bytes) of a string array, without copying."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64) \
+        if off_buf is not None else np.zeros(n + 1, dtype=np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = data[offsets[0]:offsets[-1]]
+    return arr, offsets - offsets[0], data
+
+
+def _string_array(arr: Optional[pa.Array], offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A string array of the given offsets and bytes, NULL where ``arr`` is (None: no NULLs)."""
+    validity, nulls = None, 0
+    if arr is not None and arr.null_count:
+        nulls = arr.null_count
+        validity = arr.buffers()[0]
+        if arr.offset:  # the bitmap of a slice: rebuilt from 0
+            validity = pa.py_buffer(np.packbits(arr.is_valid().to_numpy(zero_copy_only=False),
+                                                bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), len(offsets) - 1, [validity, pa.py_buffer(
+        offsets.astype(np.int32)), pa.py_buffer(np.ascontiguousarray(data, dtype=np.uint8))],
+        null_count=nulls)
+
+
+def _code_points(arr: pa.Array) -> tuple:
+    """Each string's characters as code points (UTF-8 decoded with numpy): (arr, code points,
+    the row of each)."""
+    arr, offsets, data = _string_buffers(arr)
+    starts = np.flatnonzero((data & 0xC0) != 0x80)  # the first byte of each character
+    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int64)
+    b0, b1, b2, b3 = (padded[starts + k] for k in range(4))
+    width = 1 + (b0 >= 0xC0) + (b0 >= 0xE0) + (b0 >= 0xF0)
+    cont = lambda x: x & 0x3F  # noqa: E731
+    cp = np.select([width == 1, width == 2, width == 3],
+                   [b0, ((b0 & 0x1F) << 6) | cont(b1), ((b0 & 0x0F) << 12) | (cont(b1) << 6) | cont(b2)],
+                   ((b0 & 0x07) << 18) | (cont(b1) << 12) | (cont(b2) << 6) | cont(b3))
+    rows = np.searchsorted(offsets, starts, side="right") - 1
+    return arr, cp, rows
+
+
+def _utf8_bytes(cp: np.ndarray) -> tuple:
+    """Code points (valid ones) as UTF-8: (bytes, the end of each character in them)."""
+    cp = cp.astype(np.int64)
+    width = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+    ends = np.cumsum(width)
+    starts = ends - width
+    out = np.zeros(int(ends[-1]) if len(ends) else 0, dtype=np.uint8)
+    lead = np.select([width == 1, width == 2, width == 3],
+                     [cp, 0xC0 | (cp >> 6), 0xE0 | (cp >> 12)], 0xF0 | (cp >> 18))
+    out[starts] = lead
+    for k in (1, 2, 3):  # continuation byte k of the characters at least k + 1 bytes wide
+        m = width > k
+        out[starts[m] + k] = 0x80 | ((cp[m] >> (6 * (width[m] - 1 - k))) & 0x3F)
+    return out, ends
+
+
+def _from_code_points(arr: pa.Array, cp: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """Strings made of the code points ``cp`` (in row order; ``rows``: the row of each)."""
+    data, ends = _utf8_bytes(cp)
+    counts = np.bincount(rows, minlength=len(arr)) if len(rows) else np.zeros(len(arr), np.int64)
+    last = np.cumsum(counts)  # characters up to the end of each row
+    offsets = np.zeros(len(arr) + 1, dtype=np.int64)
+    offsets[1:] = np.concatenate([[0], ends])[last]
+    return _string_array(arr, offsets, data)
+
+
+def _translate(old: str, new: str):
+    """DuckDB's TRANSLATE: each character of ``old`` becomes the one at its place in ``new`` (the
+    first place when it occurs twice), or is removed when ``new`` is shorter; code points mapped
+    with numpy."""
+    mapping: dict = {}
+    for i, ch in enumerate(old):
+        mapping.setdefault(ord(ch), ord(new[i]) if i < len(new) else -1)
+    keys = np.array(sorted(mapping), dtype=np.int64)
+    values = np.array([mapping[k] for k in keys.tolist()], dtype=np.int64)
+
+    def kernel(arr: pa.Array):
+        if not len(keys):
+            return arr
+        arr, cp, rows = _code_points(arr)
+        at = np.minimum(np.searchsorted(keys, cp), len(keys) - 1)
+        hit = keys[at] == cp
+        cp = np.where(hit, values[at], cp)
+        keep = cp >= 0
+        return _from_code_points(arr, cp[keep], rows[keep])
+    return kernel
+
+
+def _initcap(arr: pa.Array) -> pa.Array:
+    """Flink's INITCAP (Calcite's): a word is a run of ASCII letters and digits; its first letter
+    upper case, its other letters lower case; other characters (non-ASCII ones too) unchanged.
+    On the UTF-8 bytes with numpy: no byte of a multi-byte character is ASCII."""
+    arr, offsets, data = _string_buffers(pc.ascii_lower(arr))
+    lower = (data >= 0x61) & (data <= 0x7A)
+    alnum = lower | ((data >= 0x30) & (data <= 0x39)) | ((data >= 0x41) & (data <= 0x5A))
+    after_alnum = np.zeros(len(data), dtype=bool)
+    after_alnum[1:] = alnum[:-1]
+    after_alnum[offsets[:-1][offsets[:-1] < len(data)]] = False  # each string starts a word
+    data = np.where(lower & ~after_alnum, data - 32, data).astype(np.uint8)
+    return _string_array(arr, offsets, data)
+
+
+def _bind_chr(c: Call) -> Bound:
+    c.arity(1)
+    return BCall(STRING, "CHR", (c.integer(0),))
+
+
+def _eval_chr(ev, b, batch):
+    """DuckDB's CHR: the character of a code point; one that is not a character (negative,
+    past U+10FFFF, a surrogate) fails its row."""
+    n = batch.length
+    v, ok = _full(ev.eval(b.args[0], batch), n, np.int64)
+    if ok is False:
+        return _null(STRING, n)
+    bad = (v < 0) | (v > 0x10FFFF) | ((v >= 0xD800) & (v <= 0xDFFF))
+    ev.check(bad, ok, n, lambda i: f"Invalid Input Error: Invalid UTF8 Codepoint {v[i]}")
+    cp = np.where(bad, 0, v)
+    distinct, inverse = np.unique(cp, return_inverse=True)  # one string per distinct character
+    data, ends = _utf8_bytes(distinct)
+    offsets = np.concatenate([[0], ends])
+    text = _string_array(None, offsets, data)
+    codes, _ = ev.strings.encode_arrow(text)
+    return Val(codes[inverse.reshape(-1)], _and_valid(ok, ~bad) if bad.any() else ok, STRING)
+
+
+# TYPEOF: each type by the name velostream's SQL gives it (docs/SQL.md §2)
+_TYPE_NAMES = {"INT64": "BIGINT", "FLOAT64": "DOUBLE", "STRING": "VARCHAR", "BOOL": "BOOLEAN",
+               "TIMESTAMP": "TIMESTAMP", "NULL": "NULL"}
+
+
+def _bind_typeof(c: Call) -> Bound:
+    c.arity(1)
+    t = c.args[0].type
+    return BConst(STRING, _TYPE_NAMES.get(t.kind, str(t)))  # DECIMAL(p,s) as DuckDB names it
+
+
+def _bind_no_args(fn: str, t: SqlType):
+    def bind(c: Call) -> Bound:
+        c.arity(0)
+        return BCall(t, fn, ())
+    return bind
+
+
+def _eval_random(ev, b, batch):
+    # a generator seeded from the OS per batch: fresh values in every partition and process
+    # (a module-level generator would repeat its sequence in forked processes)
+    return Val(np.random.default_rng().random(batch.length), None, FLOAT64)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# where the 32 hex digits go in the 36 characters of 8-4-4-4-12
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _uuids(n: int) -> pa.Array:
+    """n random (version 4) UUIDs as text, formatted with numpy over all rows at once."""
+    raw = np.frombuffer(np.random.default_rng().bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_DIGITS] = digits
+    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int64)
+    return _string_array(None, offsets, text.reshape(-1))
+
+
+def _eval_uuid(ev, b, batch):
+    return ev.from_arrow_strings(_uuids(batch.length))
+
+
+def _uuid_column(ev, b, batch):
+    """UUID() as a whole output column stays in Arrow form: each value is new, and entering
+    every one in the job's string dictionary would grow it by a row's worth per row."""
+    from ..batch import Column
+
+    return Column(STRING, arrow=_uuids(batch.length), strings=ev.strings)
+
+
+X.COLUMN_OPS["UUID"] = _uuid_column
+_KERNELS.update({"SPLIT_INDEX": _split_index, "LOCATE": _locate, "TRANSLATE": _translate,
+                 "INITCAP": lambda: _initcap})
+
+
 S = "Text"
 T = "Date and time"
 J = "JSON"
@@ -1932,6 +2233,13 @@ FUNCTIONS: list[Function] = [
              evaluate=_eval_float1),
     Function("ATAN2", "ATAN2(y, x) -> DOUBLE", "The angle of the point (x, y).", "ATAN2(1, 0)",
              math.pi / 2, bind=_bind_float2, evaluate=_eval_float2),
+    Function("RANDOM", "RANDOM() -> DOUBLE",
+             "A random number in [0, 1), a new one for every row.", "RANDOM() < 1", True,
+             bind=_bind_no_args("RANDOM", FLOAT64), evaluate=_eval_random, aliases=("RAND",)),
+    Function("TYPEOF", "TYPEOF(x) -> VARCHAR",
+             "The name of x's SQL type: BIGINT, DOUBLE, DECIMAL(p,s), VARCHAR, BOOLEAN, "
+             "TIMESTAMP, or NULL for an untyped NULL.", "TYPEOF(CAST(2.5 AS DOUBLE))", "DOUBLE",
+             bind=_bind_typeof, group="Other"),
     # -- conditional
     Function("COALESCE", "COALESCE(a, b, ...) -> common type", "The first argument that is not NULL.",
              "COALESCE(NULL, 2, 3)", 2, group=G),
@@ -2010,13 +2318,14 @@ FUNCTIONS: list[Function] = [
              "CONCAT_WS('-', 'a', NULL, 'b')", "a-b", bind=_bind_concat_ws, evaluate=_eval_concat_ws,
              group=S),
     Function("REGEXP_MATCHES", "REGEXP_MATCHES(s, pattern [, options]) -> BOOLEAN",
-             "Whether the RE2 pattern matches anywhere in s. Options (all REGEXP functions): 'i' "
+             "Whether the RE2 pattern matches anywhere in s (REGEXP is Flink SQL's spelling). "
+             "Options (all REGEXP functions): 'i' "
              "ignore case, 'c' respect case, 's' '.' matches a line break, 'm' / 'n' / 'p' it does "
              "not (the default).",
              "REGEXP_MATCHES('order-42', '[0-9]+$')", True,
              bind=_text_fn("text", "text", returns=BOOL, lo=2, defaults=(BConst(STRING, ""),)),
              evaluate=_text_eval, group=S,
-             aliases=("REGEXP_LIKE",)),
+             aliases=("REGEXP_LIKE", "REGEXP")),
     Function("REGEXP_REPLACE", "REGEXP_REPLACE(s, pattern, replacement [, options]) -> VARCHAR",
              "The first match (every match with option 'g') replaced; \\1 names a group.",
              "REGEXP_REPLACE('a1b22', '[0-9]+', '#', 'g')", "a#b#",
@@ -2027,6 +2336,31 @@ FUNCTIONS: list[Function] = [
              "REGEXP_EXTRACT('id=42;', 'id=([0-9]+)', 1)", "42",
              bind=_text_fn("text", "int", "text", lo=2, defaults=(BConst(INT64, 0), BConst(STRING, ""))),
              evaluate=_text_eval, group=S),
+    Function("SPLIT_INDEX", "SPLIT_INDEX(s, separator VARCHAR, index BIGINT) -> VARCHAR",
+             "Flink SQL's: part index (0-based) of s split at separator (at whitespace when the "
+             "separator is ''); NULL for a negative index, one past the last part, and for ''.",
+             "SPLIT_INDEX('a,b,c', ',', 1)", "b", bind=_text_fn("text", "int"),
+             evaluate=_text_eval, group=S),
+    Function("LOCATE", "LOCATE(needle VARCHAR, s [, from BIGINT]) -> BIGINT",
+             "Flink SQL's: the position (1-based, in characters) of the first needle in s at or "
+             "after character from (default 1); 0 when absent; 1 for an empty needle.",
+             "LOCATE('l', 'héllo', 4)", 4, bind=_bind_locate, evaluate=_text_eval, group=S),
+    Function("INITCAP", "INITCAP(s) -> VARCHAR",
+             "Flink SQL's: each word (a run of ASCII letters and digits) with its first letter in "
+             "upper case and its other letters in lower case; other characters unchanged.",
+             "INITCAP('hello wORLD 2nd-tIME')", "Hello World 2nd-Time", bind=_text_fn(),
+             evaluate=_text_eval, group=S),
+    Function("TRANSLATE", "TRANSLATE(s, from VARCHAR, to VARCHAR) -> VARCHAR",
+             "Each character of from in s replaced by the character at its place in to, or "
+             "removed when to is shorter.", "TRANSLATE('12-34', '-3', '.')", "12.4",
+             bind=_text_fn("text", "text"), evaluate=_text_eval, group=S),
+    Function("CHR", "CHR(code BIGINT) -> VARCHAR",
+             "The character of a Unicode code point (one that is no character fails its row).",
+             "CHR(233)", "é", bind=_bind_chr, evaluate=_eval_chr, group=S),
+    Function("UUID", "UUID() -> VARCHAR",
+             "A random (version 4) UUID as text, a new one for every row.",
+             "LENGTH(UUID())", 36, bind=_bind_no_args("UUID", STRING), evaluate=_eval_uuid,
+             group=S, aliases=("GEN_RANDOM_UUID",)),
     # -- date and time
     Function("DATE_TRUNC", "DATE_TRUNC(unit VARCHAR, ts TIMESTAMP) -> TIMESTAMP",
              "ts truncated to the unit: millennium, century, decade, year, quarter, month, week "
@@ -2097,6 +2431,59 @@ FUNCTIONS: list[Function] = [
              "its last day.",
              "TIMESTAMPADD(MONTH, 1, CAST('2024-01-31 10:00' AS TIMESTAMP))", 1709200800000,
              bind=_bind_timestampadd, evaluate=_eval_timestampadd, group=T),
+    Function("YEAR", "YEAR(ts TIMESTAMP) -> BIGINT",
+             "The year. DATE_PART('year', ts).",
+             "YEAR(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 2024, bind=_bind_date_part_of("year"), group=T),
+    Function("QUARTER", "QUARTER(ts TIMESTAMP) -> BIGINT",
+             "The quarter of the year, 1 to 4. DATE_PART('quarter', ts).",
+             "QUARTER(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 1, bind=_bind_date_part_of("quarter"), group=T),
+    Function("MONTH", "MONTH(ts TIMESTAMP) -> BIGINT",
+             "The month, 1 to 12. DATE_PART('month', ts).",
+             "MONTH(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 2, bind=_bind_date_part_of("month"), group=T),
+    Function("WEEK", "WEEK(ts TIMESTAMP) -> BIGINT",
+             "The ISO week of the year, 1 to 53 (weeks start on Monday; week 1 holds the year's first Thursday). DATE_PART('week', ts).",
+             "WEEK(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 9, bind=_bind_date_part_of("week"), group=T, aliases=('WEEKOFYEAR',)),
+    Function("DAY", "DAY(ts TIMESTAMP) -> BIGINT",
+             "The day of the month, 1 to 31. DATE_PART('day', ts).",
+             "DAY(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 29, bind=_bind_date_part_of("day"), group=T, aliases=('DAYOFMONTH',)),
+    Function("DAYOFWEEK", "DAYOFWEEK(ts TIMESTAMP) -> BIGINT",
+             "The day of the week, Sunday 0 to Saturday 6, as DuckDB (Flink SQL's DAYOFWEEK counts Sunday 1 to Saturday 7: add 1). DATE_PART('dow', ts).",
+             "DAYOFWEEK(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 4, bind=_bind_date_part_of("dow"), group=T, aliases=('WEEKDAY',)),
+    Function("ISODOW", "ISODOW(ts TIMESTAMP) -> BIGINT",
+             "The ISO day of the week, Monday 1 to Sunday 7. DATE_PART('isodow', ts).",
+             "ISODOW(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 4, bind=_bind_date_part_of("isodow"), group=T),
+    Function("DAYOFYEAR", "DAYOFYEAR(ts TIMESTAMP) -> BIGINT",
+             "The day of the year, 1 to 366. DATE_PART('doy', ts).",
+             "DAYOFYEAR(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 60, bind=_bind_date_part_of("doy"), group=T),
+    Function("HOUR", "HOUR(ts TIMESTAMP) -> BIGINT",
+             "The hour, 0 to 23. DATE_PART('hour', ts).",
+             "HOUR(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 13, bind=_bind_date_part_of("hour"), group=T),
+    Function("MINUTE", "MINUTE(ts TIMESTAMP) -> BIGINT",
+             "The minute, 0 to 59. DATE_PART('minute', ts).",
+             "MINUTE(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 45, bind=_bind_date_part_of("minute"), group=T),
+    Function("SECOND", "SECOND(ts TIMESTAMP) -> BIGINT",
+             "The whole seconds, 0 to 59. DATE_PART('second', ts).",
+             "SECOND(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 12, bind=_bind_date_part_of("second"), group=T),
+    Function("MILLISECOND", "MILLISECOND(ts TIMESTAMP) -> BIGINT",
+             "The seconds and milliseconds in milliseconds, 0 to 59999 (DuckDB's: 12.250 seconds is 12250). DATE_PART('millisecond', ts).",
+             "MILLISECOND(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 12250, bind=_bind_date_part_of("millisecond"), group=T),
+    Function("MICROSECOND", "MICROSECOND(ts TIMESTAMP) -> BIGINT",
+             "The seconds and their fraction in microseconds, 0 to 59999999. DATE_PART('microsecond', ts).",
+             "MICROSECOND(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 12250000, bind=_bind_date_part_of("microsecond"), group=T),
+    Function("ISOYEAR", "ISOYEAR(ts TIMESTAMP) -> BIGINT",
+             "The year of the ISO week. DATE_PART('isoyear', ts).",
+             "ISOYEAR(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 2024, bind=_bind_date_part_of("isoyear"), group=T),
+    Function("YEARWEEK", "YEARWEEK(ts TIMESTAMP) -> BIGINT",
+             "The ISO year times 100 plus the ISO week. DATE_PART('yearweek', ts).",
+             "YEARWEEK(CAST('2024-02-29 13:45:12.250' AS TIMESTAMP))", 202409, bind=_bind_date_part_of("yearweek"), group=T),
+    Function("TO_TIMESTAMP_LTZ", "TO_TIMESTAMP_LTZ(n [, precision INTEGER]) -> TIMESTAMP",
+             "Flink SQL's: the time n epoch seconds (precision 0) or milliseconds (3, the "
+             "default) after 1970-01-01 00:00 UTC; a fraction of a millisecond is cut off, and "
+             "a time outside the years 0 to 9999 is NULL (as in Flink). Text is read as "
+             "TO_TIMESTAMP reads it. velostream's TIMESTAMP is UTC, so this is Flink's "
+             "TIMESTAMP_LTZ in a UTC session.",
+             "EPOCH_MS(TO_TIMESTAMP_LTZ(1709200800, 0))", 1709200800000,
+             bind=_bind_to_timestamp_ltz, evaluate=_eval_to_timestamp_ltz, group=T),
     Function("NOW", "NOW() -> TIMESTAMP",
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
@@ -2151,7 +2538,7 @@ X.BIND_CALL[:] = [bind_call]
 
 # ------------------------------------------------------------------------------ reference page
 
-_GROUPS = ("Date and time", "Text", "JSON", "Numbers", "Conditional")
+_GROUPS = ("Date and time", "Text", "JSON", "Numbers", "Conditional", "Other")
 
 
 def reference_markdown() -> str:
@@ -2208,6 +2595,16 @@ def reference_markdown() -> str:
         "- The standard spellings are read as DuckDB reads them: `EXTRACT(part FROM ts)` is",
         "  DATE_PART, `POSITION(a IN b)` is STRPOS(b, a), a bare `CURRENT_TIMESTAMP` is NOW(),",
         "  `j -> path` is JSON_EXTRACT and `j ->> path` JSON_EXTRACT_STRING.",
+        "  `TRIM([BOTH | LEADING | TRAILING] [characters] FROM s)` is TRIM, LTRIM or RTRIM(s,",
+        "  characters). `TIMESTAMP '2024-01-01 10:00:00'` is `CAST('2024-01-01 10:00:00' AS",
+        "  TIMESTAMP)`, read when the query is planned: text that is no timestamp is an error there.",
+        "  `DATE '...'` and `TIME '...'` are errors: velostream has no DATE or TIME type.",
+        "- Flink SQL's functions (TO_TIMESTAMP_LTZ, SPLIT_INDEX, LOCATE, INITCAP, REGEXP, DATE_FORMAT,",
+        "  TIMESTAMPADD, TIMESTAMPDIFF) are not DuckDB's: they follow Flink. REGEXP takes RE2",
+        "  patterns (as REGEXP_MATCHES), not Java ones. DAYOFWEEK is DuckDB's (Sunday 0); Flink's",
+        "  counts Sunday as 1.",
+        "- TYPEOF names velostream's types: an integer constant is a BIGINT (DuckDB: INTEGER), a",
+        "  decimal constant a DOUBLE, an untyped NULL `NULL` (DuckDB: `\"NULL\"`).",
         "",
         "## Python functions",
         "",

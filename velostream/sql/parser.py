@@ -1395,6 +1395,15 @@ class _Parser:
                 return self.case()
             if u == "INTERVAL":
                 return self.interval(calendar=True)
+            if nxt.kind == STRING and u in ("TIMESTAMP", "DATETIME", "DATE", "TIME"):
+                # a typed literal: TIMESTAMP '2024-01-01 10:00:00' is CAST('...' AS TIMESTAMP),
+                # folded when bound (docs/SQL.md §2); there is no DATE or TIME type to make
+                if u in ("DATE", "TIME"):
+                    raise self.unsupported(tok, f"{u} '...' literals are not supported: velostream "
+                                                f"has no {u} type (TIMESTAMP '2024-01-01 00:00:00' "
+                                                "is a TIMESTAMP)")
+                self.advance()
+                return ast.Literal(self.advance().value, "TIMESTAMP", pos=tok.pos)
             if u in ("CURRENT_TIMESTAMP", "NOW") and not (nxt.kind == PUNCT and nxt.value == "("):
                 self.advance()  # the SQL standard's bare CURRENT_TIMESTAMP: NOW()
                 return ast.FunctionCall("NOW", (), pos=tok.pos)
@@ -1600,15 +1609,28 @@ class _Parser:
                 distinct = True
             elif self.at_kw("ALL") and not (self.peek().kind in (PUNCT, OP)):
                 self.advance()
+            trim_height = 0
             if name == "POSITION":  # POSITION(needle IN text): STRPOS(text, needle)
                 needle = self.binary(_CONCAT)
                 self.expect_kw("IN", "IN after POSITION's first argument")
                 args.append(self.expr())
                 args.append(needle)
                 name = "STRPOS"
+            elif name == "TRIM" and (self.at_kw("FROM") or self._at_trim_side()):
+                # TRIM([BOTH | LEADING | TRAILING] [chars] FROM s): TRIM, LTRIM or RTRIM(s, chars)
+                side = "BOTH" if self.at_kw("FROM") else self.advance().upper
+                chars = None
+                if not self.at_kw("FROM"):
+                    chars = self.expr()
+                    trim_height = self.height
+                self.expect_kw("FROM", f"FROM in TRIM({side} characters FROM text)")
+                args.append(self.expr())
+                if chars is not None:
+                    args.append(chars)
+                name = {"BOTH": "TRIM", "LEADING": "LTRIM", "TRAILING": "RTRIM"}[side]
             else:
                 args.append(self.expr())
-            height = self.height
+            height = max(self.height, trim_height)
             if name == "EXTRACT" and self.at_kw("FROM"):
                 # EXTRACT(part FROM ts): DATE_PART('part', ts) (docs/FUNCTIONS.md)
                 part = args[0]
@@ -1618,6 +1640,11 @@ class _Parser:
                 args = [part, self.expr()]
                 height = max(height, self.height)
                 name = "DATE_PART"
+            elif name == "TRIM" and self.at_kw("FROM"):
+                # TRIM(chars FROM s): TRIM(s, chars)
+                self.advance()
+                args = [self.expr(), args[0]]
+                height = max(height, self.height)
             elif name == "SUBSTRING" and self.at_kw("FROM"):
                 self.advance()
                 args.append(self.expr())
@@ -1664,6 +1691,17 @@ class _Parser:
             height = max(height, self.height)
         self.height = height + 1
         return ast.FunctionCall(name, tuple(args), distinct, over, pos=name_tok.pos, filter=filt)
+
+    def _at_trim_side(self) -> bool:
+        """At BOTH, LEADING or TRAILING as TRIM's keyword, not a column of that name: a
+        column would be followed by ',', ')' or an operator, the keyword by FROM or the
+        characters to trim."""
+        if not self.at_kw("BOTH", "LEADING", "TRAILING"):
+            return False
+        nxt = self.peek()
+        if nxt.kind == WORD:
+            return nxt.upper not in _WORD_PREC
+        return nxt.kind in (STRING, INT, FLOAT, QIDENT) or (nxt.kind == PUNCT and nxt.value == "(")
 
     def over(self) -> ast.RowsOver:
         over_tok = self.advance()
