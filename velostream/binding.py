@@ -137,6 +137,7 @@ class SourceBinder:
     def __init__(self, source: str, declared: Optional[dict[str, SqlType]] = None):
         self.source = source
         self.fixed: Optional[pa.Schema] = None
+        self.checks_rows = False
         # columns of the null type whose type a later batch has just fixed (the plan rebinds)
         self.learned: list[str] = []
         # columns of the first batch of a type the engine does not take: name -> Arrow type
@@ -145,21 +146,17 @@ class SourceBinder:
         # why the rows ``bad_rows`` last found do not fit (the dead-letter reason)
         self.bad_reason = ""
         if declared is not None:  # TIMESTAMP is declared as time, whatever it leaves as
-            self.fixed = pa.schema([(n, pa.timestamp("ms") if t.kind == "TIMESTAMP" else arrow_type_of(t))
-                                    for n, t in declared.items()])
+            self._fix(pa.schema([(n, pa.timestamp("ms") if t.kind == "TIMESTAMP" else arrow_type_of(t))
+                                    for n, t in declared.items()]))
 
-    @property
-    def fixed(self) -> Optional[pa.Schema]:
-        return self._fixed
-
-    @fixed.setter
-    def fixed(self, schema: Optional[pa.Schema]) -> None:
-        self._fixed = schema
-        # the columns whose values may not fit the type the engine holds them in, looked up
-        # once per schema rather than per batch (bad_rows)
-        self.checks_rows = schema is not None and any(
-            pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t)
-            or is_wide_decimal(t) for t in schema.types)
+    def _fix(self, schema: pa.Schema) -> None:
+        """``fixed`` (a plain attribute: read on every batch) and ``checks_rows``: whether a
+        column's values may not fit the type the engine holds them in (bad_rows), decided once
+        per schema rather than per batch. A schema set from outside (a stage reading a derived
+        relation: rows already checked at their source) keeps the flag it had."""
+        self.fixed = schema
+        self.checks_rows = any(pa.types.is_uint64(t.value_type if pa.types.is_dictionary(t) else t)
+                               or is_wide_decimal(t) for t in schema.types)
 
     def sql_schema(self) -> dict[str, SqlType]:
         return {f.name: type_of_arrow(f.type) for f in self.fixed}
@@ -183,11 +180,11 @@ class SourceBinder:
         self.left_out = {f.name: f.type for f in schema if kind_of(f.type) == "other"}
         views = any(pa.types.is_string_view(t) for t in schema.types)
         if not self.left_out and not views:
-            self.fixed = schema
+            self._fix(schema)
             return rb
-        self.fixed = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type)
-                                else f for f in schema if f.name not in self.left_out],
-                               metadata=schema.metadata)
+        self._fix(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type)
+                             else f for f in schema if f.name not in self.left_out],
+                            metadata=schema.metadata))
         return self._conform(rb)
 
     def _conform(self, rb: pa.RecordBatch) -> pa.RecordBatch:
@@ -223,7 +220,7 @@ class SourceBinder:
             arrays.append(arr)
             fields.append(f)
         if learned:
-            self.fixed = pa.schema(fields, metadata=self.fixed.metadata)
+            self._fix(pa.schema(fields, metadata=self.fixed.metadata))
             self.learned = learned
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=rb.schema.metadata))
 
