@@ -440,3 +440,23 @@ def test_explain_binds_the_sources_as_a_query_does(sql):
     assert "v DECIMAL(18,2)" in text and "bad" not in text
     with pytest.raises(vs.SqlError, match="'bad'.*does not take this type"):
         vs.explain(sql.replace("k, v", "k, bad"), {"t": full})
+
+
+@pytest.mark.parametrize("join", ["JOIN b ON a.k = b.k WITHIN 1 HOUR",
+                                  "LEFT JOIN b FOR SYSTEM_TIME AS OF a._TIMESTAMP ON a.k = b.k"],
+                         ids=["interval", "temporal"])
+def test_a_join_keeps_both_sides_passthrough_types(join, partitions):
+    """The SELECT over a join binds to the join's Arrow types: each side's passthrough column
+    leaves in its own type (int8, large_string, uint16), with DuckDB's rows."""
+    a = _table(pa.int8(), seed=43).rename_columns(["k", "v", "_TIMESTAMP"])
+    a = a.append_column("s", _column(pa.large_string(), _rng(44)))
+    b = pa.table({"k": ["a", "b", "c"], "w": pa.array([10, None, 30], pa.uint16()),
+                  "_TIMESTAMP": pa.array([0, 0, 0], pa.int64())})
+    got = vs.query(f"SELECT a.k, a.v, a.s, b.w FROM a {join}", {"a": _split(a), "b": b},
+                   partitions=partitions).to_arrow()
+    assert [f.type for f in got.schema] == [pa.string(), pa.int8(), pa.large_string(),
+                                            pa.uint16()]
+    kind = "LEFT JOIN" if join.startswith("LEFT") else "JOIN"
+    want = duckdb.sql(f"SELECT a.k, a.v, a.s, b.w FROM a {kind} b ON a.k = b.k").fetchall()
+    assert sorted(map(repr, [tuple(r.values()) for r in got.to_pylist()])) == \
+        sorted(map(repr, want))
