@@ -912,18 +912,17 @@ def _initcap_reference(s):
 
 
 def _ltz_reference(v, precision):
-    """Flink's DateTimeUtils.toTimestampData(v, precision) as epoch ms: NULL outside years 0 to
-    9999, a fraction of a millisecond cut off."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """Flink's DateTimeUtils.toTimestampData(v, precision) as epoch ms: a fraction of a
+    millisecond cut off (toward zero), NULL outside years 0 to 9999."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return None
-    per = 1000 if precision == 0 else 1
-    lo, hi = -62_167_219_200_000 // per, 253_402_300_799_999 // per
-    if not lo <= v <= hi:
-        return None
-    return int(math.trunc(v * per)) if not isinstance(v, int) else v * per
+    ms = math.trunc(v * (1000 if precision == 0 else 1))  # exact for int and Decimal
+    return ms if -62_167_219_200_000 <= ms <= 253_402_300_799_999 else None
 
 
 def _flink_data(seed: int) -> pa.Table:
+    from decimal import Decimal
+
     data = table(seed)
     rng = random.Random(seed)
     n = data.num_rows
@@ -936,10 +935,27 @@ def _flink_data(seed: int) -> pa.Table:
             for _ in range(n)]
     big = [None if rng.random() < 0.05 else rng.choice(
         [rng.randint(-10**13, 10**13), 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_000,
-         -62_167_219_200_001, 253_402_300_799, 253_402_300_800, -62_167_219_200, -62_167_219_201])
+         -62_167_219_200_001, 253_402_300_799, 253_402_300_800, -62_167_219_200, -62_167_219_201,
+         -2 ** 63, 2 ** 63 - 1])
         for _ in range(n)]
+    fsec = [None if rng.random() < 0.05 else rng.choice(
+        [rng.uniform(-7e10, 3e11), 253_402_300_799.9994, 253_402_300_800.0, -62_167_219_200.0,
+         -62_167_219_200.0005, math.nan, math.inf, -math.inf, -0.0004, 1.0005, -1.5, 1e300])
+        for _ in range(n)]
+    # DECIMALs (as integers of their last digit): fractions of a second, the range's ends, the
+    # largest 18 digits
+    d16 = [None if rng.random() < 0.05 else rng.choice(
+        [rng.randint(-10**17, 10**17), 5 * 10**12, -5 * 10**12, 10**16 + 9999, -(10**16 + 9999), 1, -1])
+        for _ in range(n)]
+    d0 = [None if rng.random() < 0.05 else rng.choice(
+        [rng.randint(-10**13, 10**13), 253_402_300_799, 253_402_300_800, -62_167_219_200, -62_167_219_201,
+         253_402_300_799_999, 253_402_300_800_000, 10**18 - 1, -(10**18 - 1)]) for _ in range(n)]
     return (data.set_column(data.schema.get_field_index("s"), "s", pa.array(s, pa.string()))
-            .append_column("sep", pa.array(seps, pa.string())).append_column("big", pa.array(big, pa.int64())))
+            .append_column("sep", pa.array(seps, pa.string())).append_column("big", pa.array(big, pa.int64()))
+            .append_column("fsec", pa.array(fsec, pa.float64()))
+            .append_column("d16", pa.array([None if x is None else Decimal(x).scaleb(-16) for x in d16],
+                                            pa.decimal128(18, 16)))
+            .append_column("d0", pa.array([None if x is None else Decimal(x) for x in d0], pa.decimal128(18, 0))))
 
 
 def _check_reference(exprs: list, reference, data: pa.Table, how) -> None:
@@ -984,6 +1000,13 @@ def test_to_timestamp_ltz_against_a_reference(how):
         "EPOCH_MS(TO_TIMESTAMP_LTZ(k, 0))": lambda r: _ltz_reference(r["k"], 0),
         "EPOCH_MS(TO_TIMESTAMP_LTZ(ms, 3))": lambda r: _ltz_reference(r["ms"], 3),
         "EPOCH_MS(TO_TIMESTAMP_LTZ(sec, 0))": lambda r: _ltz_reference(r["sec"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(fsec, 0))": lambda r: _ltz_reference(r["fsec"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(fsec * 1000, 3))": lambda r: _ltz_reference(
+            None if r["fsec"] is None else r["fsec"] * 1000, 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(d16, 0))": lambda r: _ltz_reference(r["d16"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(d16, 3))": lambda r: _ltz_reference(r["d16"], 3),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(d0, 0))": lambda r: _ltz_reference(r["d0"], 0),
+        "EPOCH_MS(TO_TIMESTAMP_LTZ(d0, 3))": lambda r: _ltz_reference(r["d0"], 3),
         "EPOCH_MS(TO_TIMESTAMP_LTZ(sec * 1000, 3))": lambda r: _ltz_reference(
             None if r["sec"] is None else r["sec"] * 1000, 3),
         "EPOCH_MS(TO_TIMESTAMP_LTZ(CAST(sec AS DECIMAL(18, 3)), 0))": lambda r: (

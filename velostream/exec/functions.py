@@ -1913,26 +1913,27 @@ def _eval_to_timestamp_ltz(ev, b, batch):
     n = batch.length
     a = ev.eval(b.args[0], batch)
     per = 1000 if b.args[1].value == 0 else 1  # milliseconds per unit of n
+    lo, hi = _LTZ_MIN_MS, _LTZ_MAX_MS
     kind = a.type.kind
     if kind == "FLOAT64":
         v, ok = _full(a, n, np.float64)
         with np.errstate(all="ignore"):
             ms_f = np.trunc(v * per)
-            inside = (ms_f >= _LTZ_MIN_MS) & (ms_f <= _LTZ_MAX_MS)  # NaN is outside
+        inside = (ms_f >= lo) & (ms_f <= hi)  # NaN and infinities are outside
         ms = np.where(inside, ms_f, 0).astype(np.int64)
-    else:
+    elif kind == "DECIMAL":  # n * per / 10**scale toward zero, in integers (|n| < 10**18)
         v, ok = _full(a, n, np.int64)
-        scale = a.type.scale if kind == "DECIMAL" else 0
-        if scale:  # n * per / 10**scale, toward zero, in integers
-            f = 10 ** scale
-            whole, rest = np.abs(v) // f, np.abs(v) % f
-            ms = np.sign(v) * (whole * per + rest * per // f)
-        else:
-            ms = np.where(np.abs(v) <= _LTZ_MAX_MS, v, 0) * per
-        limit = _LTZ_MAX_MS // per + 1
-        inside = (np.abs(v) // 10 ** scale < limit) & (ms >= _LTZ_MIN_MS) & (ms <= _LTZ_MAX_MS)
-        ms = np.where(inside, ms, 0)
-    return Val(ms, _and_valid(_norm_valid(ok), inside), TIMESTAMP)
+        f = 10 ** a.type.scale
+        whole, rest = np.abs(v) // f, np.abs(v) % f
+        part = rest // (f // per) if f >= per else rest * per // f
+        # (a whole past the range is clamped to just past it: never an int64 overflow)
+        ms = np.sign(v) * (np.minimum(whole, hi // per + 1) * per + part)
+        inside = (ms >= lo) & (ms <= hi)
+    else:  # compared before multiplying: no int64 overflow
+        v, ok = _full(a, n, np.int64)
+        inside = (v >= lo // per) & (v <= hi // per)
+        ms = np.where(inside, v, 0) * per
+    return Val(np.where(inside, ms, 0), _and_valid(_norm_valid(ok), inside), TIMESTAMP)
 
 
 # Java's Character.isWhitespace: what Flink's SPLIT_INDEX splits at when the separator is ''
