@@ -1630,7 +1630,9 @@ class _Parser:
                 name = {"BOTH": "TRIM", "LEADING": "LTRIM", "TRAILING": "RTRIM"}[side]
             else:
                 args.append(self.expr())
-            height = max(self.height, trim_height)
+            height = self.height
+            if trim_height > height:  # TRIM's characters, taller than its text
+                height = trim_height
             if name == "EXTRACT" and self.at_kw("FROM"):
                 # EXTRACT(part FROM ts): DATE_PART('part', ts) (docs/FUNCTIONS.md)
                 part = args[0]
