@@ -396,6 +396,40 @@ def test_calendar_intervals_move_timestamps_as_duckdb(how):
     check(cases, data, how)
 
 
+@pytest.mark.parametrize("how", HOW)
+def test_timestamps_as_text_are_duckdbs_whether_a_column_or_computed(how):
+    """CAST(... AS VARCHAR), || and CONCAT write a TIMESTAMP as DuckDB does, a column's and a
+    computed one's alike (``ts + INTERVAL`` is a TIMESTAMP): no fraction for a whole second,
+    trailing zeros cut, negative epochs, and years before 1 and after 9999 ('(BC)')."""
+    data = table(14)
+    rng = random.Random(14)
+    t1 = data["ts"].cast(pa.int64()).to_pylist()
+    for i in range(0, N_ROWS, 7):  # whole seconds, tenths, negative epochs, far years
+        t1[i] = rng.choice([0, 1000, 1500, -1500, 1704101405120, -62135596800000,
+                            253402300799999, 10 ** 15, -10 ** 14, -62135596800001])
+    data = data.set_column(data.schema.get_field_index("ts"), "ts",
+                           pa.array(t1, pa.int64()).cast(pa.timestamp("ms")))
+    cases = [("CAST(ts AS VARCHAR)", "CAST(ts AS VARCHAR)"),
+             ("CAST(ts + INTERVAL '1' SECOND AS VARCHAR)", "CAST(ts + INTERVAL '1' SECOND AS VARCHAR)"),
+             ("(ts - INTERVAL '250' MILLISECOND) || '|'", "(ts - INTERVAL '250' MILLISECOND) || '|'"),
+             ("CONCAT(EPOCH_MS(ms), '')", "CONCAT(EPOCH_MS(ms), '')"),
+             ("CAST(ts + INTERVAL '1' MONTH AS VARCHAR)", "CAST(ts + INTERVAL '1' MONTH AS VARCHAR)")]
+    check(cases, data, how)
+
+
+def test_a_cast_to_bigint_double_or_varchar_leaves_in_that_type():
+    """A written CAST is no passthrough: CAST(int8_col AS BIGINT) is BIGINT (int64), as in
+    DuckDB, though the bare column leaves as the int8 it came in as."""
+    t = pa.table({"i8": pa.array([1, None, -3], pa.int8()), "f32": pa.array([1.5, None, 2], pa.float32()),
+                  "ls": pa.array(["a", None, "b"], pa.large_string())})
+    sql = ("SELECT i8, CAST(i8 AS BIGINT) AS b, CAST(f32 AS DOUBLE) AS d, CAST(ls AS VARCHAR) AS v "
+           "FROM t")
+    for p in (1, 2):
+        got = vs.query(sql, {"t": t}, partitions=p).to_arrow()
+        assert [f.type for f in got.schema] == [pa.int8(), pa.int64(), pa.float64(), pa.string()]
+        assert got.to_pylist() == duckdb.sql(sql).to_arrow_table().to_pylist()
+
+
 @pytest.mark.parametrize("sql, match", [
     ("SELECT k + INTERVAL '1' MONTH AS r FROM t", "added to a TIMESTAMP, found"),
     ("SELECT INTERVAL '1' MONTH AS r FROM t", "no fixed length"),

@@ -20,7 +20,7 @@ from .exec.operators.dedup import FirstSeen
 from .exec.columns import INT64_MIN, TIME_COL, WM_COL
 from .exec.pipeline import Pipeline
 from .planner import Plan, plan_statement
-from .result import Result
+from .result import EngineStats, Result
 from .sql import ast, parse
 from .sql.parser import GC_PAUSE_CHARS, gc_paused
 
@@ -109,16 +109,6 @@ def schema_of(rb: pa.RecordBatch) -> dict[str, SqlType]:
     binder = SourceBinder("")
     binder.bind(rb.slice(0, 0))
     return binder.sql_schema()
-
-
-class EngineStats(dict):
-    """Counters of one engine: records_in, records_out, late_records, failed_records, batches."""
-
-    def __getattr__(self, k):
-        try:
-            return self[k]
-        except KeyError:
-            raise AttributeError(k) from None
 
 
 class Engine:

@@ -135,10 +135,20 @@ class Result:
         self._parts.extend(p for p in other._parts if p.num_rows)
 
 
+class EngineStats(dict):
+    """Counters of one engine (records_in, records_out, late_records, failed_records, batches),
+    and of ``vs.query`` (``Result.stats``): keys, or attributes."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
 def query_stats(records_in: int, records_out: int, late: int, failed: int) -> dict:
     """``Result.stats`` of ``vs.query``: the same four counters whichever path runs the query
     (one engine, the job server, a pipeline's graph), read as keys or attributes as
     ``engine.stats`` is."""
-    from .engine import EngineStats  # (engine.py imports this module)
     return EngineStats(records_in=int(records_in), records_out=int(records_out),
                        late_records=int(late), failed_records=int(failed))

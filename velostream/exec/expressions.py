@@ -93,6 +93,11 @@ def _numeric_result(a: SqlType, b: SqlType, op: str) -> SqlType:
     kinds = {a.kind, b.kind}
     if op == "/":
         return FLOAT64
+    if op in ("+", "-") and a.kind == "TIMESTAMP" and b.kind in ("INT64", "BOOL", "NULL") or (
+            op == "+" and b.kind == "TIMESTAMP" and a.kind in ("INT64", "BOOL", "NULL")):
+        # ts + INTERVAL '1' SECOND (milliseconds, a BIGINT) moves a TIMESTAMP: it is one still
+        # (docs/SQL.md §2, Intervals); ts - ts is their distance in milliseconds
+        return TIMESTAMP
     if "FLOAT64" in kinds:
         return FLOAT64
     if "DECIMAL" in kinds:
@@ -274,6 +279,10 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         t = _cast_type(e.type)
         if e.try_ and a.type != t and a.type.kind != "NULL":
             return BCall(t, "TRY_CAST", (a,))
+        if a.type == t and isinstance(a, BCol):
+            # a written CAST of a column to its own SQL type leaves in that type (an int8 column
+            # CAST AS BIGINT is BIGINT, as in DuckDB), not in the column's own Arrow type
+            return BCall(t, "CAST", (a,))
         return _convert(a, t, explicit=True)
     if isinstance(e, ast.FunctionCall):
         return _bind_function(e, scope, strings)
@@ -1381,17 +1390,49 @@ def _doubles_as_text(values: np.ndarray, valid) -> pa.Array:
     return arr
 
 
+# the TIMESTAMPs Arrow's strftime writes right: years 1 to 9999 (beyond, it writes garbage)
+_STRFTIME_MS = (-62135596800000, 253402300799999)
+
+
+def _timestamps_as_text(values: np.ndarray, valid) -> pa.Array:
+    """TIMESTAMP -> VARCHAR as DuckDB writes it: ``2024-01-01 09:30:05``, the fraction of a
+    second only when there is one and without trailing zeros (``...:05.5``); a year before 1
+    as ``1200-02-15 (BC) 14:13:20``. Every TIMESTAMP, a column's or a computed one, is written
+    the same way."""
+    ms = np.ascontiguousarray(values, dtype=np.int64)
+    mask = None if valid is None else ~np.asarray(valid, dtype=bool)
+    present = ms if mask is None else ms[~mask]
+    if len(present) == 0 or (present.min() >= _STRFTIME_MS[0] and present.max() <= _STRFTIME_MS[1]):
+        text = pc.strftime(pa.array(ms, pa.timestamp("ms"), mask=mask), format="%Y-%m-%d %H:%M:%S")
+    else:  # numpy's calendar spans every int64 millisecond; ISO years (0 is 1 BC, -1 is 2 BC)
+        iso = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms").astype(object)
+        for i in np.flatnonzero(np.char.startswith(iso.astype(str), "-") |
+                                np.char.startswith(iso.astype(str), "0000")):
+            # years before 1, a handful of rows at most: DuckDB names them BC
+            year, rest = iso[i].rsplit("-", 2)[0], iso[i][len(iso[i].rsplit("-", 2)[0]):]
+            date, clock = rest[1:].split("T")
+            iso[i] = f"{1 - int(year):04d}-{date} (BC)T{clock}"
+        text = pa.array(iso, pa.string(), mask=mask)
+        text = pc.replace_substring(text, pattern="T", replacement=" ")
+    return pc.replace_substring_regex(text, pattern=r"\.0+$|(\.[0-9]*[1-9])0+$",
+                                      replacement=r"\1")
+
+
 def _cast(ev, b, batch):
     a = ev.eval(b.args[0], batch)
     src, dst = a.type, b.type
     n = batch.length
     try_ = b.fn == "TRY_CAST"
+    if src == dst:  # a column CAST to its own type (its output type is no longer its input's)
+        return a
     if dst.kind == "STRING":
         if src.kind == "STRING":
             return a
         col = ev.column(b.args[0], batch)
         if src.kind == "FLOAT64":
             return ev.from_arrow_strings(_doubles_as_text(col.values, col.valid))
+        if src.kind == "TIMESTAMP":
+            return ev.from_arrow_strings(_timestamps_as_text(col.values, col.valid))
         arr = col.to_arrow()
         if src.kind == "BOOL":
             arr = pc.if_else(arr, "true", "false")
