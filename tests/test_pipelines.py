@@ -205,6 +205,45 @@ def test_limit_after_order_by_keeps_the_first_sorted_rows(partitions):
     assert [r["qty"] for r in got] == [r["qty"] for r in first]
 
 
+def test_offset_skips_the_first_rows_emitted(partitions):
+    """OFFSET m (with or without LIMIT n, either first): the rows emitted after the first m
+    (docs/SQL.md §5, §8); over the groups at the end of input, DuckDB's ORDER BY ... LIMIT ...
+    OFFSET; over a UNION ALL, the union's rows; row by row, the rows after the first m in input
+    order whatever the batches."""
+    t = trades(n=900, seed=4)
+    for tail in ("LIMIT 3 OFFSET 2", "OFFSET 4", "OFFSET 1 LIMIT 2", "LIMIT 2 OFFSET 100"):
+        sql = f"SELECT sym, SUM(qty) AS vol FROM trades GROUP BY sym ORDER BY vol DESC, sym {tail} EMIT FINAL"
+        got = vs.query(sql, {"trades": split(t, 5)}, partitions=partitions).to_pylist()
+        ref = duck(f"SELECT sym, SUM(qty) AS vol FROM t GROUP BY sym ORDER BY vol DESC, sym {tail}", t=t)
+        assert_rows_equal(got, ref, ordered=True)
+    rows = t.to_pylist()
+    for tail, lo, hi in (("LIMIT 7 OFFSET 10", 10, 17), ("OFFSET 895", 895, 900)):
+        got = vs.query(f"SELECT qty, _TIMESTAMP AS ts FROM trades {tail}", {"trades": split(t, 3)},
+                       partitions=partitions).to_pylist()
+        assert [(r["qty"], r["ts"]) for r in got] == [(r["qty"], r["_TIMESTAMP"]) for r in rows[lo:hi]]
+    batches = split(t, 3)  # a union emits each input batch's rows from both sides in turn
+    both = [r["qty"] for rb in batches for r in rb.to_pylist() + rb.to_pylist()]
+    got = vs.query("SELECT qty FROM trades UNION ALL SELECT qty FROM trades LIMIT 5 OFFSET 898",
+                   {"trades": batches}, partitions=partitions).to_pylist()
+    assert [r["qty"] for r in got] == both[898:903]
+
+
+def test_offset_survives_a_snapshot_and_is_an_error_when_not_a_count():
+    t = trades(n=60, seed=2, nulls=False)
+    sql = "SELECT qty FROM trades LIMIT 10 OFFSET 25"
+    first = vs.Engine(sql)
+    got = first.push("trades", t.slice(0, 20)).to_pylist()
+    again = vs.Engine(sql)
+    again.restore(first.snapshot())
+    got += again.push("trades", t.slice(20)).to_pylist()
+    assert [r["qty"] for r in got] == t["qty"].to_pylist()[25:35]
+    for bad, match in (("OFFSET -1", "non-negative integer after OFFSET"),
+                       ("OFFSET 1 OFFSET 2", "duplicate OFFSET"),
+                       ("OFFSET 1 WHERE qty > 0", "WHERE must come before OFFSET")):
+        with pytest.raises(SqlError, match=match):
+            vs.query(f"SELECT qty FROM trades {bad}", {"trades": t})
+
+
 @pytest.mark.parametrize("order", [
     "sym NULLS FIRST, px DESC NULLS FIRST, qty",
     "sym DESC NULLS LAST, px NULLS FIRST, qty DESC",

@@ -141,6 +141,7 @@ class Engine:
                                  batches=0)
         self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
         self._emitted = 0
+        self._skipped = 0  # rows OFFSET has skipped so far
         self._distinct = None
         self._flushed = False
         # a column naming each row's independently ordered source partition (set by the job
@@ -455,9 +456,16 @@ class Engine:
         return Result(self.out_schema, self._in_out_schema(self._within_limit(batches)))
 
     def _within_limit(self, batches: list) -> list:
-        """The rows (Arrow or engine batches) LIMIT lets out, in emission order, counted."""
+        """The rows (Arrow or engine batches) OFFSET and LIMIT let out, in emission order,
+        counted: the first ``offset`` rows emitted are skipped, then ``limit`` rows go out."""
         out = []
         for b in batches:
+            if self._skipped < self.plan.offset:
+                skip = min(self.plan.offset - self._skipped, len(b))
+                self._skipped += skip
+                # (an Arrow batch slices by offset and length, an engine Batch by lo and hi)
+                b = b.slice(skip, len(b) - skip) if isinstance(b, pa.RecordBatch) \
+                    else b.slice(skip, len(b))
             if self.plan.limit is not None:
                 room = self.plan.limit - self._emitted
                 if room <= 0:
@@ -606,7 +614,8 @@ class Engine:
             table = pa.table({})
         meta: dict = {"format": self.SNAPSHOT_FORMAT, "sql": self.sql, "bound": self.plan is not None,
                       "stats": {k: int(v) for k, v in self.stats.items()},
-                      "emitted": int(self._emitted), "flushed": bool(self._flushed)}
+                      "emitted": int(self._emitted), "flushed": bool(self._flushed),
+                      "skipped": int(self._skipped)}
         if self.plan is not None:
             meta["input_schema"] = [[name, t.kind, t.scale, t.precision]
                                     for name, t in self.plan.input_schema.items()]
@@ -658,6 +667,7 @@ class Engine:
                 self.watermark.idle = {int(k) for k in w["idle"]}
         self.stats.update({k: int(v) for k, v in meta["stats"].items()})
         self._emitted = int(meta["emitted"])
+        self._skipped = int(meta.get("skipped", 0))
         self._flushed = bool(meta["flushed"])
 
 

@@ -168,6 +168,7 @@ class Plan:
     overs: list[OverPlan] = field(default_factory=list)
     distinct: bool = False
     limit: Optional[int] = None
+    offset: int = 0                              # OFFSET: emitted rows skipped before LIMIT's
     lateness_ms: int = 0
     partitioning: Optional[Partitioning] = None
     properties: dict[str, str] = field(default_factory=dict)
@@ -219,8 +220,9 @@ class Plan:
                     lines.append(f"  {f.name} = {f.func}({arg})")
         if self.distinct:
             lines.append("Distinct: first occurrence of each row")
-        if self.limit is not None:
-            lines.append(f"Limit: {self.limit}")
+        if self.limit is not None or self.offset:
+            lines.append(f"Limit: {'all' if self.limit is None else self.limit}"
+                         + (f", after the first {self.offset} rows" if self.offset else ""))
         words: dict = {}  # each type written once (a select list can be 300,000 items)
         lines.append("Output: " + ", ".join(
             [n + " " + (words.get(b.type) or words.setdefault(b.type, str(b.type)))
@@ -333,6 +335,7 @@ class _Planner:
         plan.where = self._bind_condition(sel.where, self.input_scope) if sel.where is not None else None
         plan.distinct = sel.distinct
         plan.limit = sel.limit
+        plan.offset = sel.offset
 
         # leaves hold no calls (most of a generated select list of 300,000 items)
         calls = [i.expr for i in sel.items if type(i.expr) not in _LEAF_NODES]
@@ -861,7 +864,7 @@ class _Planner:
             auto = Partitioning("hash", [b for _, b in plan.outputs], "DISTINCT: equal rows meet in one partition")
         else:
             auto = Partitioning("round_robin", [], "row-by-row query: any record can go anywhere")
-        if plan.limit is not None and auto.strategy == "hash":
+        if (plan.limit is not None or plan.offset) and auto.strategy == "hash":
             # hash partitions' rows are gathered partition by partition, which is not the order
             # one partition emits them in: LIMIT would keep other rows at other partition counts
             auto = Partitioning("single", [], "LIMIT: its first rows are those in the order one "

@@ -186,18 +186,18 @@ class Dataflow:
         selects = [q.select] + list(q.union_all)
         if len(selects) == 1:
             return self._select(q.select, ctes, name)
-        # ORDER BY and LIMIT after the last SELECT of a UNION ALL apply to the whole union
+        # ORDER BY, LIMIT and OFFSET after the last SELECT of a UNION ALL apply to the whole union
         last = selects[-1]
-        order, limit = last.order_by, last.limit
-        selects[-1] = dataclasses.replace(last, order_by=(), limit=None)
+        order, limit, offset = last.order_by, last.limit, last.offset
+        selects[-1] = dataclasses.replace(last, order_by=(), limit=None, offset=0)
         branches = [self._select(s, ctes, "") for s in selects]
         node = self._add(Node(name, "union", UnionAll(self.sql, [s.pos for s in selects],
                                                        len(branches)),
                               inputs=branches, pos=q.pos, ready=True))
         if order:
             node = self._sort(node, order, [], last.pos)
-        if limit is not None:  # the union's first rows
-            node = self._first_rows(node, limit, last.pos)
+        if limit is not None or offset:  # the union's first rows
+            node = self._first_rows(node, limit, offset, last.pos)
         return node
 
     def _input(self, ref: ast.TableRef, ctes: dict) -> Node:
@@ -255,10 +255,12 @@ class Dataflow:
 
     def _stage(self, sel: ast.Select, inp: Node, name: str) -> Node:
         order = sel.order_by
-        # with ORDER BY, LIMIT keeps the first rows of the sorted emissions: it comes after the
-        # sort, as a SELECT * ... LIMIT over it (as a UNION ALL's does), not inside the stage
-        limit = sel.limit if order else None
+        # with ORDER BY, LIMIT (and OFFSET) keeps the first rows of the sorted emissions: it
+        # comes after the sort, as a SELECT * ... LIMIT over it (as a UNION ALL's does), not
+        # inside the stage
+        limit, offset = (sel.limit, sel.offset) if order else (None, 0)
         sel = dataclasses.replace(sel, order_by=(), limit=None if order else sel.limit,
+                                  offset=0 if order else sel.offset,
                                   source=dataclasses.replace(sel.source, name=_rel_id(inp),
                                                              query=None))
         stmt = ast.Statement(select=sel, properties=tuple(self.properties.items()), sql=self.sql,
@@ -285,14 +287,16 @@ class Dataflow:
             node.table_key = kept  # a filter / projection of a table keeps its key when it can
         if order:
             node = self._sort(node, order, sel.items, sel.pos)
-            if limit is not None:
-                node = self._first_rows(node, limit, sel.pos)
+            if limit is not None or offset:
+                node = self._first_rows(node, limit, offset, sel.pos)
         return node
 
-    def _first_rows(self, node: Node, limit, pos) -> Node:
-        """``SELECT * FROM node LIMIT n``, under node's name: the first rows of what it emits."""
+    def _first_rows(self, node: Node, limit, offset: int, pos) -> Node:
+        """``SELECT * FROM node LIMIT n OFFSET m``, under node's name: the rows it emits after
+        its first m, n of them."""
         star = ast.Select(items=(ast.SelectItem(ast.Star(), pos=pos),),
-                          source=ast.TableRef(_rel_id(node), pos=pos), limit=limit, pos=pos)
+                          source=ast.TableRef(_rel_id(node), pos=pos), limit=limit, pos=pos,
+                          offset=offset)
         node.name, name = "", node.name
         return self._stage(star, node, name)
 

@@ -37,7 +37,7 @@ def why_not(plan, pipeline) -> Optional[str]:
     if plan.shape != "aggregate":
         return f"a {plan.shape} plan"
     for what, value in (("WINDOW", plan.window), ("WHERE", plan.where), ("HAVING", plan.having),
-                        ("LIMIT", plan.limit)):
+                        ("LIMIT", plan.limit), ("OFFSET", plan.offset or None)):
         if value is not None:
             return f"{what} is not compiled"
     if plan.distinct:

@@ -94,7 +94,7 @@ class SourcePartitionTask:
             raise UnsupportedError("this query's state (non-windowed GROUP BY, SESSION windows or "
                                    "ROWS buffers) cannot be rebuilt by replay: give a "
                                    "'checkpoint.dir' for its snapshots")
-        if plan.limit is not None or plan.distinct:
+        if plan.limit is not None or plan.offset or plan.distinct:
             raise UnsupportedError("LIMIT and DISTINCT need the whole input in one place; with "
                                    "partition-scoped state they would apply per partition "
                                    "(set 'fault.tolerance' = 'none' to run them in one process)")

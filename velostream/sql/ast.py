@@ -250,6 +250,7 @@ class Select:
     pos: Pos = _pos()
     order_by: tuple[OrderItem, ...] = ()  # sorts the rows of each emission (docs/SQL.md §8)
     joins: tuple[Join, ...] = ()           # docs/SQL.md §9
+    offset: int = 0  # OFFSET m: the first m rows emitted are skipped (before LIMIT's n)
 
 
 @_node

@@ -138,7 +138,8 @@ RESERVED = {
     "CAST",
 }
 # Clause and join words that cannot be an alias written without AS.
-CLAUSE_WORDS = {"FROM", "WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH", "ORDER"}
+CLAUSE_WORDS = {"FROM", "WHERE", "GROUP", "WINDOW", "HAVING", "LIMIT", "OFFSET", "EMIT", "WITH",
+                "ORDER"}
 JOIN_WORDS = {"JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "OUTER", "NATURAL", "ON", "UNION",
               "USING", "WITHIN", "FOR"}
 NO_IMPLICIT_ALIAS = RESERVED | CLAUSE_WORDS | JOIN_WORDS
@@ -178,8 +179,8 @@ DECIMAL_MAX_PRECISION = 38
 
 # clause -> rank: a clause may not follow one of a higher rank (GROUP BY, WINDOW, HAVING share one)
 _CLAUSE_RANK = {"WHERE": 1, "GROUP BY": 2, "WINDOW": 2, "HAVING": 2, "ORDER BY": 3, "LIMIT": 4,
-                "EMIT": 4, "WITH": 5}
-_CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, ORDER BY, LIMIT, EMIT, WITH"
+                "OFFSET": 4, "EMIT": 4, "WITH": 5}
+_CLAUSE_LIST = "WHERE, GROUP BY, WINDOW, HAVING, ORDER BY, LIMIT, OFFSET, EMIT, WITH"
 
 
 # ----------------------------------------------------------------------------------------- parser
@@ -484,7 +485,7 @@ class _Parser:
                 name = "GROUP BY"
             elif self.is_kw(tok, "ORDER") and self.is_kw(self.peek(), "BY"):
                 name = "ORDER BY"
-            elif self.is_kw(tok, "WHERE", "WINDOW", "HAVING", "LIMIT", "EMIT", "WITH"):
+            elif self.is_kw(tok, "WHERE", "WINDOW", "HAVING", "LIMIT", "OFFSET", "EMIT", "WITH"):
                 name = tok.upper
             elif self.is_kw(tok, "GROUP"):
                 self.advance()
@@ -512,7 +513,7 @@ class _Parser:
                                             "keys (docs/SQL.md §9)")
             if tok.kind == WORD and tok.upper not in RESERVED:
                 hint = nearest(tok.text, ["WHERE", "GROUP", "WINDOW", "HAVING", "ORDER", "LIMIT",
-                                          "EMIT", "WITH"])
+                                          "OFFSET", "EMIT", "WITH"])
                 if hint:
                     raise self.error(tok, f"expected {_CLAUSE_LIST} or end of statement, found "
                                           f"{tok.describe()} (did you mean {hint}?)")
@@ -531,7 +532,8 @@ class _Parser:
             where=clauses.get("WHERE"), group_by=clauses.get("GROUP BY", ()),
             window=clauses.get("WINDOW"), having=clauses.get("HAVING"),
             limit=clauses.get("LIMIT"), emit=clauses.get("EMIT"), pos=select_tok.pos,
-            order_by=clauses.get("ORDER BY", ()), joins=tuple(joins))
+            order_by=clauses.get("ORDER BY", ()), joins=tuple(joins),
+            offset=clauses.get("OFFSET", 0))
         return select, clauses.get("WITH", ())
 
     def clause(self, name: str):
@@ -554,12 +556,12 @@ class _Parser:
             return self.window_spec()
         if name == "HAVING":
             return self.expr()
-        if name == "LIMIT":
+        if name in ("LIMIT", "OFFSET"):
             tok = self.tok
             if tok.kind != INT:
-                raise self.expected("a non-negative integer after LIMIT")
+                raise self.expected(f"a non-negative integer after {name}")
             if tok.value > INT64_MAX:
-                raise self.error(tok, f"LIMIT must be at most {INT64_MAX}, got {tok.text}")
+                raise self.error(tok, f"{name} must be at most {INT64_MAX}, got {tok.text}")
             self.advance()
             return tok.value
         if name == "EMIT":
