@@ -89,6 +89,25 @@ def test_an_unbounded_join_of_two_streams_is_refused():
     assert info.value.line == 1
 
 
+def test_a_month_bound_is_refused_and_a_month_filter_beside_a_day_bound_runs(partitions):
+    """A join keeps each side's rows as long as its time bound reaches, so the bound needs a
+    fixed length: a MONTH bound is an error at the interval (it was "an unbounded join"). A
+    MONTH condition beside a bound in days is an INNER join's filter: DuckDB's rows."""
+    day = 86_400_000
+    a, b = stream(200, 21, span=120 * day), stream(200, 22, span=120 * day, col="w")
+    a, b = (t.set_column(2, "ts", t["ts"].cast(pa.timestamp("ms"))) for t in (a, b))
+    bounded_by_a_month = ("SELECT a.v FROM a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND "
+                          "a.ts + INTERVAL '1' MONTH")
+    with pytest.raises(UnsupportedError, match="no fixed length") as info:
+        vs.query(bounded_by_a_month, {"a": a, "b": b})
+    assert info.value.column == bounded_by_a_month.index("INTERVAL") + 1
+    sql = ("SELECT a.v, b.w FROM a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + "
+           "INTERVAL '31' DAY AND b.ts <= a.ts + INTERVAL '1' MONTH")
+    got = vs.query(sql, {"a": batches(a, 3), "b": batches(b, 4)}, partitions=partitions)
+    assert len(got) > 20
+    assert_rows_equal(got.to_pylist(), duck(sql, a=a, b=b))
+
+
 # --------------------------------------------------------------------------- temporal joins
 def instruments(seed=5):
     rng = np.random.default_rng(seed)

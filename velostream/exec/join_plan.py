@@ -29,6 +29,11 @@ UNBOUNDED = ("an unbounded join of two streams would keep every row forever: bou
              "INTERVAL '5' SECOND, or ON a.k = b.k WITHIN 5 SECONDS (or join a TABLE)")
 
 
+CALENDAR_BOUND = ("a MONTH, QUARTER or YEAR interval has no fixed length, and a join keeps each "
+                  "side's rows for as long as its time bound reaches: give the bound in DAYs "
+                  "(INTERVAL '31' DAY)")
+
+
 def _conjuncts(e) -> list:
     if isinstance(e, ast.BinaryOp) and e.op == "AND":
         return _conjuncts(e.left) + _conjuncts(e.right)
@@ -57,6 +62,7 @@ class _Sides:
         self.relations = relations
         self.aliases = tuple(r.alias for r in relations)
         self.schemas = schemas
+        self.calendar_pos = None  # where ON compared times across a MONTH / YEAR interval
 
     @classmethod
     def of_join(cls, sql, la: str, ra: str, left, right) -> "_Sides":
@@ -152,7 +158,12 @@ def _term(e, sides: _Sides) -> Optional[tuple[int, str, int]]:
         return side, name, 0
     if isinstance(e, ast.BinaryOp) and e.op in "+-" and isinstance(e.left, ast.Column):
         c = e.right
-        if isinstance(c, ast.IntervalLiteral) and not c.months:  # a month has no fixed length
+        if isinstance(c, ast.IntervalLiteral) and c.months:
+            # no time bound: a join keeps each side's rows as long as its bound reaches, so the
+            # bound needs a fixed length (plan_join says so if there is no other bound)
+            sides.calendar_pos = c.pos
+            return None
+        if isinstance(c, ast.IntervalLiteral):
             ms = c.millis
         elif isinstance(c, ast.Literal) and c.type == "INTEGER":
             ms = int(c.value)
@@ -264,6 +275,8 @@ def plan_join(sql: str, j: ast.Join, la: str, ra: str, temporal: bool, left, rig
             bound(">=", -j.within_ms, (EVENT_TIME, EVENT_TIME))
             bound("<=", j.within_ms, (EVENT_TIME, EVENT_TIME))
         if lo is None or hi is None:
+            if sides.calendar_pos is not None:
+                raise UnsupportedError.at(sql, sides.calendar_pos, CALENDAR_BOUND)
             raise UnsupportedError.at(sql, j.pos, UNBOUNDED)
         if lo > hi:
             raise SqlError.at(sql, j.pos, f"the join's time bound is empty ({lo} ms to {hi} ms)")
