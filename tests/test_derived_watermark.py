@@ -145,3 +145,17 @@ def test_a_cascade_of_changes_keeps_the_changes_its_first_stage_accepted():
     ref = duck("SELECT k, MAX(n) AS top, (ws // 300000) * 300000 AS ws5 FROM c GROUP BY k, ws5",
                c=changes)
     assert_rows_equal(got, ref)
+
+
+@pytest.mark.parametrize("window", ["WINDOW SLIDING(2m, 30s)", "WINDOW SESSION(20s)",
+                                    "WINDOW SESSION(20s) EMIT CHANGES"])
+@pytest.mark.parametrize("lateness", ["", " WITH ('allowed.lateness' = '30s')"])
+def test_sliding_and_session_windows_over_a_derived_stream_equal_the_direct_query(
+        window, lateness, partitions):
+    t = readings(1000, seed=4)
+    q = f"SELECT k, COUNT(*) AS n, SUM(x) AS s, _WINDOW_START AS ws FROM {{}} GROUP BY k {window}"
+    want = vs.query(q.format("t") + lateness, {"t": t}).to_pylist()
+    for derived in ("WITH w AS (SELECT k, x, _TIMESTAMP FROM t WHERE TRUE) " + q.format("w"),
+                    q.format("(SELECT * FROM t) AS w")):
+        got = vs.query(derived + lateness, {"t": split(t, 3)}, partitions=partitions).to_pylist()
+        assert_rows_equal(got, want)
