@@ -161,3 +161,29 @@ def test_demo_of_100000_records_leaves_at_most_10_mb(tmp_path):
     assert "100,000 records in" in r.stdout
     left = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     assert left <= 10_000_000, sorted(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_a_job_without_a_dead_letter_output_keeps_no_failed_rows(tmp_path, caplog, partitions):
+    """`velostream run` without dead.letter.path: late rows and rows without event time are
+    counted and each kind logged once, but kept nowhere (docs/CLI.md), so a long run does not
+    hold every late row it ever saw."""
+    n = 3000
+    ts = [i * 1000 - (90_000 if i % 7 == 3 else 0) for i in range(n)]  # every 7th row is late
+    lines = ["sensor,temp,ts"] + [f"s{i % 3},{i % 40},{'' if i % 11 == 5 else t}"
+                                  for i, t in enumerate(ts)]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    spec = JobSpec.from_sql(
+        "SELECT sensor, COUNT(*) AS n FROM r GROUP BY sensor WINDOW TUMBLING(1m)\nWITH ("
+        f"'r.type' = 'file_source', 'r.path' = '{tmp_path / 'r.csv'}', 'r.schema' = 'ts BIGINT', "
+        "'r.event.time.field' = 'ts', 'r.batch.size' = '256', 'failure.strategy' = 'LogAndContinue')",
+        env={})
+    job = cli.build_job(spec, partitions=partitions, bounded=True)
+    with caplog.at_level("WARNING", logger="velostream"):
+        stats = job.run()
+    cli._close_connectors(job)
+    assert stats.records_late > 100 and stats.records_failed > 100
+    assert job.dead_letters == [] and job.engine.dead_letters == []
+    set_aside = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(set_aside) == 2, set_aside  # one per kind: late, no event time
+    assert any("late" in m for m in set_aside) and any("event time" in m for m in set_aside)

@@ -154,6 +154,8 @@ def build_job(spec, *, partitions: int, bounded: bool, reset: bool = False):
         raise
     if side:
         job.engine.side_outputs = side
+    if dead is None:  # nobody reads job.dead_letters of a job the command runs: log, count
+        job.keep_dead_letters = False
     return job
 
 

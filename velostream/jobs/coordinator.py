@@ -202,6 +202,12 @@ class Job:
         self.queue_depth = queue_depth
         self.stats = JobStats(partitions=self.partitions, processor=processor)
         self.dead_letters: list[tuple[str, pa.RecordBatch]] = []
+        # without a dead-letter output, failed rows are kept in dead_letters for the caller to
+        # read (vs.Job, vs.query); a job nobody reads them from (velostream run) sets this False:
+        # each kind is logged once and counted, and none is kept (a long run would keep every
+        # late row it ever saw)
+        self.keep_dead_letters = True
+        self._logged_kinds: set = set()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
@@ -488,8 +494,11 @@ class Job:
         if isinstance(self.failure, FailBatch):
             raise JobError(f"bad input record at {first.position}: {first.error} "
                            f"(failure strategy FailBatch; {len(rejects)} bad record(s) in this read)")
-        log.warning("%d bad input record(s) sent to the dead-letter output; first at %s: %s",
-                    len(rejects), first.position, first.error)
+        where = ("sent to the dead-letter output" if self.dead_letter is not None else
+                 "kept in job.dead_letters" if self.keep_dead_letters else
+                 "set aside (give 'dead.letter.path' to keep them)")
+        log.warning("%d bad input record(s) %s; first at %s: %s",
+                    len(rejects), where, first.position, first.error)
         self._send_dead(rejects, None)
 
     def _send_dead(self, rejects: list[Reject], rows: Optional[tuple[str, pa.RecordBatch]]) -> None:
@@ -503,14 +512,28 @@ class Job:
             self._dead.write_batch(rows[1] if rows is not None else Reject.to_arrow(rejects))
             self._dead.flush()
             self._dead.commit()
-        else:
+        elif self.keep_dead_letters:
             self.dead_letters.append(rows if rows is not None else
                                      ("bad input record", Reject.to_arrow(rejects)))
+        elif rows is not None:  # (bad input records were logged where they were read)
+            self._log_set_aside(*rows)
+
+    def _log_set_aside(self, reason: str, rows: pa.RecordBatch) -> None:
+        """Rows set aside with no dead-letter output to take them and nobody to read them: the
+        first of each kind is logged (the summary counts them all), none is kept."""
+        kind = reason.split(":")[0]
+        if kind in self._logged_kinds:
+            return
+        self._logged_kinds.add(kind)
+        first = rows.slice(0, 1).to_pylist()[0] if rows.num_rows else {}
+        log.warning("%d row(s) set aside (%s), the first %s; give 'dead.letter.path' to keep "
+                    "them (further ones of this kind are only counted)", rows.num_rows, reason,
+                    first)
 
     def _drain_engine_dead_letters(self) -> None:
         """Late records and rows without event time, as the engine finds them."""
         eng = self.engine
-        if self.dead_letter is None or not eng.dead_letters:
+        if not eng.dead_letters or (self.dead_letter is None and self.keep_dead_letters):
             return
         while eng.dead_letters:
             self._send_dead([], eng.dead_letters.pop(0))
@@ -636,7 +659,7 @@ class Job:
         log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
         self.stats.records_failed += rb.num_rows
         reason = f"sink write failed: {exc}"
-        if isinstance(self.dead_letter, DeadLetterOutput):
+        if isinstance(self.dead_letter, DeadLetterOutput) or not self.keep_dead_letters:
             self._send_dead([], (reason, rb))
             return False
         self.dead_letters.append((reason, rb))
@@ -653,7 +676,12 @@ class Job:
             self.stats.batches = eng.stats["batches"]
             self.stats.records_late = eng.stats["late_records"]
         self.stats.records_failed += eng.stats["failed_records"]
-        self.dead_letters = eng.dead_letters + self.dead_letters
+        if self.keep_dead_letters:
+            self.dead_letters = eng.dead_letters + self.dead_letters
+        else:
+            for reason, rows in eng.dead_letters:
+                self._log_set_aside(reason, rows)
+            eng.dead_letters.clear()
         q = self.latency_quantiles()
         if q:
             self.stats.latency_ms = {f"p{k[2:]}": v * 1000 for k, v in q.items()}
