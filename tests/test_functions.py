@@ -157,15 +157,19 @@ def test_date_trunc_and_date_part(how):
     check(cases, table(1), how)
 
 
+def far_times(seed: int, n: int = 300) -> pa.Table:
+    """Times between about -3000-01-01 and 3000-12-31."""
+    rng = random.Random(seed)
+    lo, hi = -156_850_000_000_000, 32_535_000_000_000
+    return pa.table({"i": pa.array(range(n), pa.int64()),
+                     "ts": pa.array([rng.randint(lo, hi) for _ in range(n)], pa.timestamp("ms")),
+                     "s": pa.array([None] * n, pa.string())})
+
+
 def test_dates_far_from_now():
     # years -3000 to 3000 (DuckDB counts a year 0, as numpy does): decades, centuries and
     # millennia truncate toward zero, a year before 0 is not padded, yearweek takes its sign
-    rng = random.Random(13)
-    lo, hi = -156_850_000_000_000, 32_535_000_000_000  # about -3000-01-01 and 3000-12-31
-    n = 300
-    data = pa.table({"i": pa.array(range(n), pa.int64()),
-                     "ts": pa.array([rng.randint(lo, hi) for _ in range(n)], pa.timestamp("ms")),
-                     "s": pa.array([None] * n, pa.string())})
+    data = far_times(13)
     cases = [(f"DATE_PART('{p}', ts)", f"date_part('{p}', ts)") for p in _PARTS]
     cases += [(f"DATE_TRUNC('{u}', ts)", f"epoch_ms(date_trunc('{u}', ts))") for u in _UNITS]
     cases += [("STRFTIME(ts, '%Y|%y|%m|%d|%j|%a|%U|%W|%V|%G|%u')",
@@ -802,13 +806,7 @@ def test_date_part_functions_as_duckdb(how):
 
 
 def test_date_part_functions_far_from_now():
-    rng = random.Random(22)
-    lo, hi = -156_850_000_000_000, 32_535_000_000_000  # about -3000-01-01 and 3000-12-31
-    n = 300
-    data = pa.table({"i": pa.array(range(n), pa.int64()),
-                     "ts": pa.array([rng.randint(lo, hi) for _ in range(n)], pa.timestamp("ms")),
-                     "s": pa.array([None] * n, pa.string())})
-    check([(f"{f}(ts)", f"{f.lower()}(ts)") for f in _PART_FUNCTIONS], data, 1)
+    check([(f"{f}(ts)", f"{f.lower()}(ts)") for f in _PART_FUNCTIONS], far_times(22), 1)
 
 
 def test_date_part_functions_are_date_part():

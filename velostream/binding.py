@@ -224,6 +224,18 @@ class SourceBinder:
             self.learned = learned
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=rb.schema.metadata))
 
+    def set_aside(self, rb: pa.RecordBatch) -> tuple:
+        """``rb`` (a batch this binder bound) split into (the rows that fit, the rows that do not
+        or None, the mask of the rows kept or None): what a source's binding step dead-letters
+        (with ``bad_reason``) before anything reads the batch."""
+        if not self.checks_rows:
+            return rb, None, None
+        bad = self.bad_rows(rb)
+        if bad is None:
+            return rb, None, None
+        keep = pa.array(~bad)
+        return rb.filter(keep), rb.filter(pa.array(bad)), keep
+
     def bad_rows(self, rb: pa.RecordBatch) -> Optional[np.ndarray]:
         """Rows that cannot be held as the engine holds their column, as a bool mask, or None
         when every row fits (``bad_reason`` then says why they do not): a uint64 above 2^63-1

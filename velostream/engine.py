@@ -271,13 +271,10 @@ class Engine:
         except BaseException:
             binder.fixed = before
             raise
-        if binder.checks_rows:
-            bad = binder.bad_rows(rb)
-            if bad is not None:
-                n = int(bad.sum())
-                self._dead_letter(binder.bad_reason, rb.filter(pa.array(bad)))
-                self.stats["failed_records"] += n
-                rb = rb.filter(pa.array(~bad))
+        rb, rejected, _ = binder.set_aside(rb)
+        if rejected is not None:
+            self._dead_letter(binder.bad_reason, rejected)
+            self.stats["failed_records"] += rejected.num_rows
         return rb
 
     def _learned_types(self, columns: list) -> None:

@@ -498,18 +498,15 @@ class Dataflow:
             except BaseException:
                 binder.fixed = None
                 raise
-        if binder.checks_rows:
-            # values that do not fit the type the engine holds them in (a uint64 above 2^63-1,
-            # a decimal of more than 18 digits): bad records, counted and dead-lettered once
-            # here, before any node (a join, a union, every stage reading the source) sees them
-            bad = binder.bad_rows(bound)
-            if bad is not None:
-                self.failed_records += int(bad.sum())
-                self.dead_letters.append((binder.bad_reason, bound.filter(pa.array(bad))))
-                keep = pa.array(~bad)
-                same = bound is rb
-                bound = bound.filter(keep)
-                rb = bound if same else rb.filter(keep)
+        # values that do not fit the type the engine holds them in (a uint64 above 2^63-1, a
+        # decimal of more than 18 digits): bad records, counted and dead-lettered once here,
+        # before any node (a join, a union, every stage reading the source) sees them
+        kept, rejected, keep = binder.set_aside(bound)
+        if rejected is not None:
+            self.failed_records += rejected.num_rows
+            self.dead_letters.append((binder.bad_reason, rejected))
+            rb = kept if bound is rb else rb.filter(keep)
+            bound = kept
         if node.declared is None or node.declared.columns is None or bound is rb:
             return bound
         named = {n.lower() for n in bound.schema.names}
