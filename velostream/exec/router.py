@@ -22,9 +22,10 @@ from typing import Optional
 
 import numpy as np
 
+from .._core.gather import take_segments
 from .._core.route import KeyRouter, select_rows, take_rows
 from .._core.strings import string_buffers
-from ..batch import Batch, Column, StringDict
+from ..batch import Batch, Column, StringDict, concat_batches
 from .expressions import BCol, Evaluator
 from .keys import KeyCodec
 from ..planner import Plan
@@ -109,6 +110,60 @@ class Routed:
                                     None if c.valid is None else taken[id(c.valid)],
                                     strings=c.strings)
         return Batch(cols, len(rows))
+
+
+def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -> Batch:
+    """Partition ``p``'s rows of several routed batches (a step's batches held together), as
+    one batch: each value is written once, into its place (a gather per piece and then a
+    concatenation would copy every value twice). ``strings`` as for ``Routed.rows_for``.
+    Pieces whose columns differ (one carries ``__row``, the next not) are gathered one by one
+    and concatenated."""
+    names = list(pieces[0].batch.columns)
+    if any(list(r.batch.columns) != names for r in pieces[1:]) or any(
+            not _segmentable([r.batch.columns[n] for r in pieces], strings) for n in names):
+        return concat_batches([r.rows_for(p, strings) for r in pieces])
+    rows = [select_rows(r.part, p) for r in pieces]
+    total = sum(len(x) for x in rows)
+    cols = {}
+    for name in names:
+        parts = [r.batch.columns[name] for r in pieces]
+        c = parts[0]
+        if c.type.kind == "STRING" and strings is not None:
+            codes = np.empty(total, dtype=np.int32)
+            valid = None
+            at = 0
+            for part, sel in zip(parts, rows):
+                if part.strings is strings:  # (already this dictionary's codes)
+                    piece_codes, piece_valid = take_rows([part.values], sel)[0], (
+                        None if part.valid is None else part.valid[sel])
+                else:
+                    piece_codes, piece_valid = strings.encode_arrow(part.to_arrow(), sel)
+                codes[at:at + len(sel)] = piece_codes
+                if piece_valid is not None:
+                    if valid is None:
+                        valid = np.ones(total, dtype=bool)
+                    valid[at:at + len(sel)] = piece_valid
+                at += len(sel)
+            cols[name] = Column(c.type, codes, valid, strings=strings)
+            continue
+        values = take_segments([x.values for x in parts], rows)
+        valid = None
+        if any(x.valid is not None for x in parts):
+            valid = take_segments([x.valid_mask() for x in parts], rows)
+        cols[name] = Column(c.type, values, valid, strings=c.strings)
+    return Batch(cols, total)
+
+
+def _segmentable(parts: list, strings: Optional[StringDict]) -> bool:
+    """Whether ``rows_of_pieces`` gathers this column of every piece by itself: text interned
+    into the partition's dictionary, or 1-D arrays of one fixed-width dtype."""
+    if parts[0].type.kind == "STRING" and strings is not None:
+        return True
+    if any(c._values is None and c.type.kind == "STRING" for c in parts):
+        return False  # (un-interned text, no dictionary to intern it into: Column.take)
+    dtypes = {c.values.dtype for c in parts}
+    return len(dtypes) == 1 and all(c.values.ndim == 1 for c in parts) \
+        and not parts[0].values.dtype.hasobject
 
 
 def _raw_key(c: Column) -> tuple:

@@ -37,13 +37,14 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from .._core.route import select_rows, take_rows
-from ..batch import Batch, Column, SqlType, _take_strings, concat_batches
+from .._core.gather import merge_order, take_interleaved, take_strings_interleaved
+from .._core.route import select_rows
+from ..batch import Batch, Column, SqlType, concat_batches
 from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, ROW_COL, SEQ_COL, may_be_late
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
-from ..exec.router import Routed, Router, own_dictionary
+from ..exec.router import Routed, Router, own_dictionary, rows_of_pieces
 
 _INT = SqlType("INT64")
 _STOP = object()
@@ -145,7 +146,7 @@ class _Partition(threading.Thread):
         # a step holds one input batch, or several read back to back (HashExchange.send, STEP_ROWS)
         pieces = step.batch if isinstance(step.batch, list) else [step.batch]
         arrows = step.arrow if isinstance(step.arrow, list) else [step.arrow]
-        rows = []  # this partition's rows of consecutive pieces for the general path, in order
+        rows = []  # consecutive pieces for the general path, in order
         for batch, arrow in zip(pieces, arrows):
             fast = None
             if self.fast is not None and arrow is not None:
@@ -157,8 +158,7 @@ class _Partition(threading.Thread):
                 self.records += fast[0]
                 out += fast[1]
             elif batch is not None:
-                rows.append(batch.rows_for(self.index, self.own_strings)
-                            if isinstance(batch, Routed) else batch)
+                rows.append(batch)
         if rows:
             out += self._process(rows)
         if step.watermark is not None:
@@ -175,10 +175,17 @@ class _Partition(threading.Thread):
                     for reason, rows in dead]
         return out, pipeline.late_records, dead
 
-    def _process(self, batches: list) -> list:
-        """The general path over this partition's rows of one or more pieces, as one batch: the
-        pipeline's per-call cost is paid once per step, not once per piece."""
-        batch = batches[0] if len(batches) == 1 else concat_batches(batches)
+    def _process(self, pieces: list) -> list:
+        """The general path over this partition's rows of one or more pieces (batches, or
+        routed batches it takes its rows from), as one batch: the pipeline's per-call cost is
+        paid once per step, not once per piece, and routed pieces' rows are gathered straight
+        into one batch (``rows_of_pieces``: each value written once)."""
+        if all(isinstance(b, Routed) for b in pieces):
+            batch = rows_of_pieces(pieces, self.index, self.own_strings)
+        else:
+            parts = [b.rows_for(self.index, self.own_strings) if isinstance(b, Routed) else b
+                     for b in pieces]
+            batch = parts[0] if len(parts) == 1 else concat_batches(parts)
         self.records += batch.length
         return self.pipeline.process(batch)
 
@@ -537,7 +544,7 @@ class HashExchange:
 
 
 # _merge_by_end hands out at most this many slices; more (a flush closing many windows at once)
-# are merged into one batch by a sort instead
+# are merged into one batch (merge_order and the gathers of _core.gather)
 MAX_MERGE_SLICES = 64
 
 
@@ -546,8 +553,8 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     one end), without the end column. Each partition's rows are already in end order, so the
     result is slices of them, nothing copied: as they are when one partition's last end is at
     most the next one's first (a step closes one window: the usual case), else per end, each
-    partition's rows of that end. Past MAX_MERGE_SLICES slices, a stable sort merges the runs;
-    strings move by the compiled gather, numbers by take_rows."""
+    partition's rows of that end. Past MAX_MERGE_SLICES slices, the runs are merged by one
+    compiled pass (``merge_order``) and each column written once into its merged place."""
     outs = [rb for rb in outs if rb.num_rows]
     if not outs:
         return []
@@ -563,25 +570,34 @@ def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
                   for e in ends]
         return [rb.slice(lo[k], hi[k] - lo[k]) for k in range(len(distinct))
                 for rb, (lo, hi) in zip(outs, bounds) if hi[k] > lo[k]]
-    order = np.argsort(np.concatenate(ends), kind="stable")
-    whole = pa.RecordBatch.from_arrays(
-        [pa.concat_arrays([rb.column(name) for rb in outs]) for name in names], names=names)
-    return [_take_rows(whole, order, names)]
+    which, rows = merge_order(ends)
+    schema = outs[0].schema
+    return [pa.RecordBatch.from_arrays(
+        [_interleave([rb.column(i) for rb in outs], which, rows) for i in range(len(names))],
+        schema=schema)]
 
 
-def _take_rows(rb: pa.RecordBatch, rows: np.ndarray, names: list) -> pa.RecordBatch:
-    """Columns ``names`` of ``rb`` at ``rows`` (int64): strings by the compiled gather, numbers
-    by ``take_rows`` (Arrow's generic take costs more on large batches; on a few rows, less: its
-    one call beats three)."""
-    if len(rows) < SMALL_ROUTED_BATCH:
-        return rb.select(names).take(pa.array(rows))
-    arrays = []
-    for name in names:
-        arr = rb.column(name)
-        if pa.types.is_string(arr.type):
-            arrays.append(_take_strings(arr, rows))
-        elif arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-            arrays.append(pa.array(take_rows([arr.to_numpy()], rows)[0], type=arr.type))
-        else:
-            arrays.append(arr.take(pa.array(rows)))
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([rb.schema.field(n) for n in names]))
+def _interleave(arrays: list[pa.Array], which: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """Row ``rows[i]`` of ``arrays[which[i]]`` for each i, as one array: text and fixed-width
+    values (numbers, timestamps, decimals) by the compiled gathers, anything else by Arrow."""
+    t = arrays[0].type
+    if pa.types.is_string(t):
+        return take_strings_interleaved(arrays, which, rows)
+    width = t.bit_width if pa.types.is_primitive(t) or pa.types.is_decimal(t) else 0
+    if width < 8 or width % 8 or any(not a.type.equals(t) for a in arrays):
+        whole = pa.concat_arrays(arrays)
+        starts = np.cumsum([0] + [len(a) for a in arrays[:-1]]).astype(np.int64)
+        return whole.take(pa.array(starts[which] + rows))
+    size = width // 8
+    values = take_interleaved([np.frombuffer(a.buffers()[1], dtype=np.uint8)[
+        a.offset * size:(a.offset + len(a)) * size].view(f"V{size}") if size not in (1, 2, 4, 8)
+        else np.frombuffer(a.buffers()[1], dtype=f"u{size}", count=a.offset + len(a))[a.offset:]
+        for a in arrays], which, rows)
+    validity, nulls = None, 0
+    if any(a.null_count for a in arrays):
+        valid = take_interleaved([a.is_valid().to_numpy(zero_copy_only=False).view(np.uint8)
+                                  for a in arrays], which, rows).view(bool)
+        nulls = int(len(valid) - np.count_nonzero(valid))
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(t, len(values), [validity, pa.py_buffer(values)],
+                                 null_count=nulls)
