@@ -125,6 +125,16 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
     rows = [select_rows(r.part, p) for r in pieces]
     total = sum(len(x) for x in rows)
     cols = {}
+    taken: dict = {}  # arrays gathered so far, by the memory they came from: a column that
+    #                   shares its memory with another (event time is often an input column
+    #                   as well) is gathered once
+
+    def segments(arrays: list) -> np.ndarray:
+        key = tuple((a.__array_interface__["data"][0], a.strides, a.shape, a.dtype.str)
+                    for a in arrays)
+        if key not in taken:
+            taken[key] = take_segments(arrays, rows)
+        return taken[key]
     for name in names:
         parts = [r.batch.columns[name] for r in pieces]
         c = parts[0]
@@ -146,10 +156,10 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
                 at += len(sel)
             cols[name] = Column(c.type, codes, valid, strings=strings)
             continue
-        values = take_segments([x.values for x in parts], rows)
+        values = segments([x.values for x in parts])
         valid = None
         if any(x.valid is not None for x in parts):
-            valid = take_segments([x.valid_mask() for x in parts], rows)
+            valid = segments([x.valid_mask() for x in parts])
         cols[name] = Column(c.type, values, valid, strings=c.strings)
     return Batch(cols, total)
 
