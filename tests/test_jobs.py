@@ -280,8 +280,8 @@ def test_v2_partition_takes_the_compiled_step_for_whole_batches():
     # its rows of every batch take the compiled step too; same rows per key
     two = vs.Job(sql, {src: batches}, partitions=2)
     two.run()
-    assert two.exchange.raw and all(w.fast.batches == len(batches) for w in two.exchange.workers)
-    assert two.exchange.workers[0].pipeline.strings is not two.exchange.workers[1].pipeline.strings
+    assert two.exchange.raw and all(w.fast.batches == len(batches) for w in two.exchange.parts)
+    assert two.exchange.parts[0].pipeline.strings is not two.exchange.parts[1].pipeline.strings
     assert _by_key(_rows(two.result())) == _by_key(_rows(job.result()))
 
 
@@ -295,8 +295,8 @@ def test_v2_small_routed_batches_take_the_compiled_step():
     for partitions in (2, 4):
         job = vs.Job(sql, {src: small}, partitions=partitions)
         job.run()
-        assert all(w.fast is not None and w.fast.batches > 0 for w in job.exchange.workers)
-        assert sum(w.records for w in job.exchange.workers) == 20_000
+        assert all(w.fast is not None and w.fast.batches > 0 for w in job.exchange.parts)
+        assert sum(w.records for w in job.exchange.parts) == 20_000
         assert _by_key(_rows(job.result())) == _by_key(v1)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -206,7 +207,7 @@ def test_partitions_own_dictionaries_keep_the_plans_literals(partitions):
     job = vs.Job(sql, {"t": batches}, partitions=partitions)
     job.run()
     assert job.exchange.raw
-    dicts = {id(w.pipeline.strings) for w in job.exchange.workers}
+    dicts = {id(w.pipeline.strings) for w in job.exchange.parts}
     assert len(dicts) == partitions and id(job.engine.strings) not in dicts
     v2 = [tuple(r.values()) for r in job.result().to_pylist()]
     by1, by2 = collections.defaultdict(list), collections.defaultdict(list)
@@ -302,7 +303,37 @@ def test_small_steps_in_the_jobs_thread_and_large_ones_on_partition_threads_agre
     for n in (2, 4):
         job, got = _job_rows(sql, batches, n, want)
         if "GROUP BY" in sql:  # the large steps went to the threads
-            assert all(w.started for w in job.exchange.workers)
+            assert all(w.started for w in job.exchange.threads)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ks, ki, COUNT(*) AS n, AVG(xf) AS af FROM t GROUP BY ks, ki "
+    "WINDOW TUMBLING (ts, INTERVAL '1' MINUTE)",
+    "SELECT ks, SUM(xi) AS si FROM t GROUP BY ks",
+])
+def test_more_partitions_than_cores_share_threads_and_keep_their_own_state(sql, monkeypatch):
+    """A job of more partitions than cores runs them on one thread per core (a thread takes
+    its partitions' steps in turn): each partition still owns its keys and its rows, the
+    result is one partition's, at 3, 4 and 8 partitions on 1, 2 and 3 threads."""
+    from reference import make_table
+    from velostream.jobs import partition_threads
+    table = make_table(30_000, seed=12)
+    batches = table.combine_chunks().to_batches(max_chunksize=4096)
+    want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    for cores, n in ((1, 3), (2, 4), (3, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity",
+                            lambda pid, c=cores: set(range(c)))
+        job, _ = _job_rows(sql, batches, n, want)
+        threads = job.exchange.threads
+        assert len(threads) == cores == partition_threads.thread_count(n)
+        assert sorted(p.index for t in threads for p in t.parts) == list(range(n))
+        assert all(t.started for t in threads)
+        records = job.stats.partition_records
+        assert len(records) == n and sum(records) == table.num_rows
+        assert sum(1 for r in records if r) >= 2  # the keys are spread over the partitions
+    assert partition_threads.thread_count(2) == 2  # never more threads than partitions
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert partition_threads.thread_count(2) == 2 and partition_threads.thread_count(5) == 5
 
 
 def test_a_row_by_row_plan_splits_only_batches_larger_than_inline_rows():
@@ -319,12 +350,12 @@ def test_a_row_by_row_plan_splits_only_batches_larger_than_inline_rows():
     job = vs.Job(sql, {"t": batches}, partitions=2)
     job.run()
     assert job.result().to_arrow().equals(want)
-    assert all(w.started for w in job.exchange.workers)
+    assert all(w.started for w in job.exchange.threads)
     small = vs.Job(sql, {"t": batches[:1]}, partitions=2)
     small.run()
     first = small.result().to_arrow()
     assert first.equals(want.slice(0, first.num_rows))
-    assert not any(w.started for w in small.exchange.workers)
+    assert not any(w.started for w in small.exchange.threads)
 
 
 def _per_key(table: pa.Table, keys: list) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -53,8 +54,22 @@ _INT = SqlType("INT64")
 INLINE_ROWS = 2048
 
 
+def thread_count(partitions: int) -> int:
+    """Threads for a job of ``partitions`` partitions: one per partition, at most one per core
+    this process may run on. More threads than cores would take turns at the cores and at the
+    GIL, each turn a stall for the others (docs/PERFORMANCE.md, "Session 11"); the partition
+    count stays what the user asked for (each key's state in one partition), as Kafka Streams
+    runs its tasks on fewer stream threads."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (not Linux)
+        cores = os.cpu_count() or 1
+    return max(1, min(partitions, cores))
+
+
 class Parallel:
-    """The job's partitions: how many, and the threads that run a node's instances."""
+    """The job's partitions: how many, and the threads that run a node's instances (at most
+    one per core: ``thread_count``)."""
 
     def __init__(self, n: int):
         self.n = n
@@ -67,7 +82,8 @@ class Parallel:
             return [fn(x) for x in items]
         if self._pool is None:  # (imported here: a one-partition job's start never needs it)
             from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="velostream-partition")
+            self._pool = ThreadPoolExecutor(thread_count(self.n),
+                                            thread_name_prefix="velostream-partition")
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:

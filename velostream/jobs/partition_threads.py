@@ -1,16 +1,18 @@
-"""The hash exchange: N partitions on native threads behind the router (V2).
+"""The hash exchange: N partitions behind the router, on native threads (V2).
 
 Data path::
 
     reader -> Engine.prepare (decode, event time, job watermark)
       -> Router (Cython key-group routing on the key columns' own values, nogil)
-      -> bounded queue -> partition thread i: its own rows (select; strings interned into its
-         own dictionary, numbers gathered by one compiled call), Pipeline.process (or the
-         compiled GROUP BY step on its rows in place, GroupStep.push_rows) + advance(watermark),
-         rows to Arrow -> results queue
+      -> bounded queue -> the thread of partition i (one thread per core at most: a thread
+         takes its partitions' steps in turn): its own rows of the step's batches gathered
+         straight into one batch (strings interned into its own dictionary, numbers by one
+         compiled pass, exec.router.rows_of_pieces), Pipeline.process (or the compiled GROUP BY
+         step on its rows in place, GroupStep.push_rows) + advance(watermark), rows to Arrow
+         -> results queue
       -> the job's thread: reorder by step, merge partitions' rows (window-end order for EMIT
-         FINAL; a two-phase plan's partial state merged by a ``final`` pipeline), DISTINCT /
-         LIMIT -> writer
+         FINAL, one compiled merge pass; a two-phase plan's partial state merged by a
+         ``final`` pipeline), DISTINCT / LIMIT -> writer
 
 Small steps skip the threads: a step of at most INLINE_STEP_ROWS rows (and a row-by-row plan's
 batch of at most INLINE_ROWS, unsplit) runs in the job's thread on each partition's pipeline in
@@ -42,6 +44,7 @@ from .._core.route import select_rows
 from ..batch import Batch, Column, SqlType, concat_batches
 from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, ROW_COL, SEQ_COL, may_be_late
+from ..exec.partitioned import thread_count
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from ..exec.router import Routed, Router, own_dictionary, rows_of_pieces
@@ -95,17 +98,14 @@ class _Held:
     watermark: Optional[int]
 
 
-class _Partition(threading.Thread):
-    """One partition: its own pipeline, fed by its own bounded queue. It hands back its rows
-    already in Arrow (``convert``), so the job's thread only merges and writes."""
+class _Partition:
+    """One partition: its own pipeline. It hands back its rows already in Arrow (``convert``),
+    so the job's thread only merges and writes. A ``_Worker`` thread runs it."""
 
-    def __init__(self, index: int, pipeline: Pipeline, results: "queue.Queue", depth: int,
-                 engine, convert: bool, own_strings: bool = False):
-        super().__init__(name=f"velostream-partition-{index}", daemon=True)
+    def __init__(self, index: int, pipeline: Pipeline, engine, convert: bool,
+                 own_strings: bool = False):
         self.index = index
         self.pipeline = pipeline
-        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
-        self.results = results
         self.engine = engine
         self.convert = convert
         # the pipeline's dictionary is this partition's alone (raw routing): routed batches' string
@@ -117,28 +117,9 @@ class _Partition(threading.Thread):
                              engine.internal_schema) if convert else None
         self.records = 0
         self.busy_s = 0.0
-        self.cpu_s = 0.0  # this thread's CPU time in steps (busy_s less waiting for the GIL/cores)
+        self.cpu_s = 0.0  # CPU time in steps (busy_s less waiting for the GIL/cores)
         self.failed = False
 
-    @property
-    def started(self) -> bool:
-        return self.ident is not None
-
-    def run(self) -> None:
-        while True:
-            step = self.inbox.get()
-            if step is _STOP:
-                return
-            if self.failed:  # keep draining so the job's thread never blocks on a dead partition
-                continue
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                self.results.put((step.seq, self.index, *self._step(step), None))
-            except BaseException as exc:  # reported to the job's thread, raised from run()/join()
-                self.failed = True
-                self.results.put((step.seq, self.index, None, 0, [], (exc, traceback.format_exc())))
-            self.busy_s += time.perf_counter() - t0
-            self.cpu_s += time.thread_time() - c0
 
     def _step(self, step: "_Step") -> tuple:
         pipeline = self.pipeline
@@ -210,17 +191,56 @@ class _Partition(threading.Thread):
         return None if r is None else (arrow.num_rows, r.batches)
 
 
+class _Worker(threading.Thread):
+    """A native thread that runs the steps of one or more partitions (``parts``), fed by its
+    own bounded queue: a job has ``partitions`` partitions, each key's state in one of them,
+    and at most as many threads as the machine has cores (``thread_count``). More threads than
+    cores would take turns at the cores and at the GIL, each turn a stall for the others
+    (docs/PERFORMANCE.md, "Session 11"); the partition count stays what the user asked for,
+    so state, metrics and snapshots are the same whatever the threads."""
+
+    def __init__(self, index: int, parts: list, results: "queue.Queue", depth: int):
+        super().__init__(name=f"velostream-partition-{index}", daemon=True)
+        self.index = index
+        self.parts = parts
+        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.results = results
+
+    @property
+    def started(self) -> bool:
+        return self.ident is not None
+
+    def run(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item is _STOP:
+                return
+            for part, step in item:  # a step of each of this thread's partitions, in order
+                if part.failed:  # keep draining so the job's thread never blocks on it
+                    continue
+                t0, c0 = time.perf_counter(), time.thread_time()
+                try:
+                    self.results.put((step.seq, part.index, *part._step(step), None))
+                except BaseException as exc:  # reported to the job's thread (drain)
+                    part.failed = True
+                    self.results.put((step.seq, part.index, None, 0, [],
+                                      (exc, traceback.format_exc())))
+                part.busy_s += time.perf_counter() - t0
+                part.cpu_s += time.thread_time() - c0
+
+
 class HashExchange:
-    """``job.partitions`` partition threads, started at the first batch (when the plan is bound)
-    and started again if a later batch binds a new plan (a column typed NULL so far got its
-    type, while no partition holds state: ``Engine._learned_types``)."""
+    """``job.partitions`` partitions on ``thread_count`` threads, made at the first batch (when
+    the plan is bound) and made again if a later batch binds a new plan (a column typed NULL so
+    far got its type, while no partition holds state: ``Engine._learned_types``)."""
 
     def __init__(self, job):  # the Job it serves, as a weak proxy (Job._exchange)
         self.job = job
         self.engine = job.engine
         self.n = job.partitions
         self.results: "queue.Queue" = queue.Queue()
-        self.workers: list[_Partition] = []
+        self.parts: list[_Partition] = []
+        self.threads: list[_Worker] = []  # partition i runs on thread i % len(threads)
         self.plan = None  # the plan the partitions run
         self.router: Optional[Router] = None
         self.merger: Optional[Pipeline] = None  # a two-phase plan's final aggregate
@@ -300,7 +320,7 @@ class HashExchange:
         job.stats.time_processing_s += time.perf_counter() - t0
         job.stats.records_read += rb.num_rows
         job.stats.batches += 1
-        self.workers[0].records += rb.num_rows
+        self.parts[0].records += rb.num_rows
         job._deliver(r, arrived)
         if eng.plan.limit is not None and eng._emitted >= eng.plan.limit:
             self.done = True
@@ -314,14 +334,14 @@ class HashExchange:
         wm = held[-1].watermark  # the watermark never goes back: the last is the step's
         self.arrivals[self.seq] = (held[0].arrived, wm, False)
         self.step_ends[self.seq] = self.held_end
-        for i, w in enumerate(self.workers):
+        steps = []
+        for i in range(self.n):
             if len(held) == 1:
-                step = _Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i])
+                steps.append(_Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i]))
             else:
-                step = _Step(self.seq, [h.parts[i] for h in held], wm,
-                             arrow=[h.arrows[i] for h in held])
-            self._put(w, step)
-            self.max_depth[i] = max(self.max_depth[i], w.inbox.qsize())
+                steps.append(_Step(self.seq, [h.parts[i] for h in held], wm,
+                                   arrow=[h.arrows[i] for h in held]))
+        self._send_steps(steps)
         self.seq += 1
 
     def _start(self) -> None:
@@ -334,14 +354,16 @@ class HashExchange:
         self.raw = self.router.raw
         # raw routing leaves the strings to the partitions: each interns its own rows into its
         # own dictionary; otherwise they share the job's
-        self.workers = [
+        self.parts = [
             _Partition(i, Pipeline(plan, own_dictionary(eng.strings) if self.raw else eng.strings,
                                    role=role),
-                       self.results, self.job.queue_depth, eng, convert=role == "full",
-                       own_strings=self.raw)
+                       eng, convert=role == "full", own_strings=self.raw)
             for i in range(self.n)]
-        for w in self.workers:  # each thread starts with its first step (_put)
-            w.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
+        for part in self.parts:
+            part.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
+        t = thread_count(self.n)  # each thread starts with its first step (_put)
+        self.threads = [_Worker(i, self.parts[i::t], self.results, self.job.queue_depth)
+                        for i in range(t)]
         self.used = plan.input_columns_used
         self.inline = self.router.strategy == "round_robin"
 
@@ -351,7 +373,7 @@ class HashExchange:
         are idle): INLINE_ROWS, INLINE_STEP_ROWS."""
         self.drain(block=True)
         parts = {}
-        for w, step in zip(self.workers, steps):
+        for w, step in zip(self.parts, steps):
             if step.batch is None and step.watermark is None and not step.flush:
                 parts[w.index] = ([], w.pipeline.late_records, [])  # nothing to do
                 continue
@@ -381,7 +403,7 @@ class HashExchange:
             try:
                 item = self.results.get(block=block, timeout=0.05 if block else None)
             except queue.Empty:
-                if any(w.started and not w.is_alive() for w in self.workers):
+                if any(w.started and not w.is_alive() for w in self.threads):
                     raise JobError("a partition thread exited unexpectedly")
                 if not block:
                     return
@@ -407,25 +429,28 @@ class HashExchange:
             self._release()
             wm = self.engine.watermark.current if self.engine.plan.window is not None else None
             self.arrivals[self.seq] = (time.perf_counter(), wm, True)
-            if not any(w.started for w in self.workers):  # every step so far ran inline
+            if not any(w.started for w in self.threads):  # every step so far ran inline
                 self._run_inline([_Step(self.seq, None, None, flush=True)] * self.n)
             else:
-                for w in self.workers:
-                    self._put(w, _Step(self.seq, None, None, flush=True))
+                self._send_steps([_Step(self.seq, None, None, flush=True)] * self.n)
                 self.seq += 1
             self.drain(block=True)
             stats.partition_records = self.partition_records()
-            stats.time_processing_s = sum(w.busy_s for w in self.workers)
+            stats.time_processing_s = sum(w.busy_s for w in self.parts)
         stats.max_queue_depths = self.max_depth
 
     def partition_records(self) -> list[int]:
-        return [w.records for w in self.workers]
+        return [w.records for w in self.parts]
 
     def queue_depths(self) -> list[int]:
-        return [w.inbox.qsize() for w in self.workers]
+        """Steps waiting for each partition (its thread's queue)."""
+        return [self._thread_of(i).inbox.qsize() for i in range(len(self.parts))]
+
+    def _thread_of(self, partition: int) -> _Worker:
+        return self.threads[partition % len(self.threads)]
 
     def close(self) -> None:
-        for w in self.workers:
+        for w in self.threads:
             while w.started and w.is_alive():
                 try:
                     w.inbox.put(_STOP, timeout=0.1)
@@ -435,7 +460,7 @@ class HashExchange:
                         w.inbox.get_nowait()
                     except queue.Empty:
                         pass
-        for w in self.workers:
+        for w in self.threads:
             if w.started:
                 w.join(timeout=10)
 
@@ -459,17 +484,25 @@ class HashExchange:
                 batch = batch.filter(~rows)
         return batch, [None] * self.n
 
-    def _put(self, worker: _Partition, step: _Step) -> None:
-        """Blocking put (backpressure) that notices a failed partition instead of hanging."""
+    def _send_steps(self, steps: list) -> None:
+        """One step of every partition (``steps[i]``: partition i's) to the partitions' threads:
+        each thread gets its partitions' steps as one item."""
+        for w in self.threads:
+            self._put(w, [(part, steps[part.index]) for part in w.parts])
+            for part in w.parts:
+                self.max_depth[part.index] = max(self.max_depth[part.index], w.inbox.qsize())
+
+    def _put(self, worker: _Worker, item: list) -> None:
+        """Blocking put (backpressure) that notices a dead thread instead of hanging."""
         if not worker.started:
             worker.start()
         while True:
             try:
-                worker.inbox.put(step, timeout=0.1)
+                worker.inbox.put(item, timeout=0.1)
                 return
             except queue.Full:
                 if not worker.is_alive():
-                    raise JobError(f"partition {worker.index} stopped")
+                    raise JobError(f"partition thread {worker.index} stopped")
 
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
