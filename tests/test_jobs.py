@@ -353,3 +353,62 @@ def test_a_coalescing_reader_has_waiting_batches_taken_in_one_step(processor, pa
     expected = _rows(vs.query(sql, {src: stream}))
     assert _by_key(_rows(job.result())) == _by_key(expected)
     assert COALESCE_ROWS >= 1_000
+
+
+def test_implements_answers_as_isinstance_for_every_connector_and_capability():
+    """``protocols.implements`` (the job's capability checks, members listed once) gives what
+    ``isinstance`` gives, for every reader and writer class velostream ships and objects that
+    have a capability's members only as instance attributes, or with a method set to None."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import velostream.io
+    from velostream.jobs import protocols as P
+    capabilities = [P.Reader, P.Writer, P.ReportsRejects, P.PartitionedWatermark,
+                    P.PartitionedSource, P.ReportsLag, P.PositionedReader, P.CoalescingReader,
+                    P.ResendingWriter, P.DeadLetterOutput]
+    classes = {P.MemoryReader, P.MemoryWriter, P.FanOutWriter, P.MergedReader}
+    for mod in pkgutil.walk_packages(velostream.io.__path__, "velostream.io."):
+        try:
+            m = importlib.import_module(mod.name)
+        except ImportError:  # an optional dependency
+            continue
+        classes.update(c for _, c in inspect.getmembers(m, inspect.isclass)
+                       if c.__module__.startswith("velostream")
+                       and not issubclass(c, BaseException))
+    assert len(classes) > 10
+
+    class Loose:  # members as instance attributes
+        def __init__(self):
+            self.coalesce = True
+            self.position = 3
+            self.watermark_by = "_PARTITION"
+
+    class NoneMethod:
+        rejects = None
+        def lag(self):
+            return 0
+
+    objects = [Loose(), NoneMethod(), object(), [], {}]
+    for c in classes:
+        try:
+            objects.append(object.__new__(c))
+        except TypeError:  # (a builtin-based class: not a connector)
+            continue
+    checked = 0
+    for obj in objects:
+        for cap in capabilities:
+            assert P.implements(obj, cap) == isinstance(obj, cap), (type(obj), cap)
+            checked += 1
+    class Partitioned(Loose):  # the base protocol's members too
+        key_columns = None
+        def watermark_partitions(self): ...
+        def set_rebalance_listener(self, on_assign, on_revoke): ...
+        def positions(self): ...
+        def commit_offsets(self, offsets): ...
+    assert P.implements(Partitioned(), P.PartitionedSource) and isinstance(Partitioned(),
+                                                                           P.PartitionedSource)
+    assert not P.implements(Loose(), P.PartitionedSource)
+    assert P.implements(Loose(), P.CoalescingReader) and not P.implements(NoneMethod(),
+                                                                          P.ReportsRejects)

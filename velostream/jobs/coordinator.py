@@ -32,6 +32,7 @@ from .exchange import Exchange, InlineExchange
 from .failure import FailBatch, RetryWithBackoff, SendToDLQ, parse_strategy
 from .partition_threads import HashExchange
 from .protocols import (CoalescingReader, DeadLetterOutput, MemoryReader, MemoryWriter, MergedReader,
+                        implements,
                         PartitionedSource, PartitionedWatermark, Reader, ReportsLag,
                         ReportsRejects, ResendingWriter, Writer)
 
@@ -158,7 +159,7 @@ class Job:
                        else Engine(sql, env=env, statement=statements[0]))
         self.reader = self._reader_for(sources)
         self.engine.watermark_by = (self.reader.watermark_by
-                                    if isinstance(self.reader, PartitionedWatermark) else None)
+                                    if implements(self.reader, PartitionedWatermark) else None)
         self.sink = sink if sink is not None else MemoryWriter()
         if fault_tolerance not in ("at_least_once", "none"):
             raise ValueError("fault_tolerance is 'at_least_once' or 'none'")
@@ -168,7 +169,7 @@ class Job:
         if pipeline:
             readers = (dict(self.reader.readers) if isinstance(self.reader, MergedReader)
                        else {self.engine.source: self.reader})
-            kafka = any(isinstance(r, PartitionedSource) for r in readers.values())
+            kafka = any(implements(r, PartitionedSource) for r in readers.values())
             if fault_tolerance != "none" and kafka:
                 if checkpoint_dir is None:
                     # a restart would resume the offsets without the graph's open windows
@@ -179,7 +180,7 @@ class Job:
                 from .pipeline_checkpoint import PipelineCheckpoint
                 self._pipeline_ckpt = PipelineCheckpoint(checkpoint_dir, self.engine.sql, readers)
             processor = "v1"
-        elif fault_tolerance != "none" and isinstance(self.reader, PartitionedSource):
+        elif fault_tolerance != "none" and implements(self.reader, PartitionedSource):
             processor = "tasks"
         # (a pipeline's graph: stepped inline, its keyed nodes on ``partitions`` threads)
         self.partitions = partitions if processor != "v1" or pipeline else 1
@@ -216,7 +217,7 @@ class Job:
         # (as one engine does) rather than being a bad input record of a connector
         self.strict_input = False
         # gathering what a never-waiting reader has waiting into one step (see _next_input)
-        self._coalesce = isinstance(self.reader, CoalescingReader) and bool(self.reader.coalesce)
+        self._coalesce = implements(self.reader, CoalescingReader) and bool(self.reader.coalesce)
         self._held: Optional[pa.RecordBatch] = None
         self._held_at = 0.0
         self.read_at = 0.0
@@ -244,12 +245,12 @@ class Job:
                 if v is None:
                     raise SqlError(f"no input for source '{name}' (given: "
                                    f"{', '.join(sources) or 'none'})", self.engine.sql)
-                readers[name] = (v if isinstance(v, Reader) and not isinstance(v, (list, dict))
+                readers[name] = (v if implements(v, Reader) and not isinstance(v, (list, dict))
                                  else MemoryReader(v))
             return MergedReader(readers, self.engine.flow.table_sources())
         # a FROM name with no input is the SqlError vs.query raises at 1 partition too
         v = _pick_source(self.engine, sources)
-        return v if isinstance(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
+        return v if implements(v, Reader) and not isinstance(v, (list, dict)) else MemoryReader(v)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> JobStats:
@@ -290,7 +291,7 @@ class Job:
     # -- live views, for metrics and progress ---------------------------------------------------
     def lag(self) -> Optional[int]:
         """Messages the source has not read yet (Kafka), or None when the source cannot tell."""
-        if not isinstance(self.reader, ReportsLag):
+        if not implements(self.reader, ReportsLag):
             return None
         try:
             return self._in.lag()
@@ -416,9 +417,9 @@ class Job:
             # the job-wide watermark over source partitions; tasks keep a watermark each instead
             self._reader_hooks = (
                 self._in.read,
-                self._in.rejects if isinstance(self.reader, ReportsRejects) else None,
+                self._in.rejects if implements(self.reader, ReportsRejects) else None,
                 self._in.watermark_partitions
-                if isinstance(self.reader, PartitionedWatermark) and self.runner is None else None)
+                if implements(self.reader, PartitionedWatermark) and self.runner is None else None)
         pause = 0.00005
         while not self._stop.is_set():
             rb, t0 = self._read_once()
@@ -504,7 +505,7 @@ class Job:
     def _send_dead(self, rejects: list[Reject], rows: Optional[tuple[str, pa.RecordBatch]]) -> None:
         """To the dead-letter output if there is one, else kept in ``dead_letters``."""
         dl = self.dead_letter
-        if isinstance(dl, DeadLetterOutput):
+        if implements(dl, DeadLetterOutput):
             if rows is not None:
                 rejects = _rows_as_rejects(self.engine.source, *rows)
             self._dead.write(rejects)
@@ -552,7 +553,7 @@ class Job:
         self._drain_engine_dead_letters()
         self._flush_sink()
         self._commit_sink()
-        if isinstance(self.dead_letter, DeadLetterOutput):
+        if implements(self.dead_letter, DeadLetterOutput):
             self._dead.flush()
         if self._pipeline_ckpt is not None:  # the state and the positions it has read to
             self._pipeline_ckpt.save(self.engine)
@@ -579,7 +580,7 @@ class Job:
         report such as Kafka's ``DeliveryError``: a full disk, a closed file) fails the job under
         every strategy: rows it had accepted may be lost, and counting them as written (or as
         failed) would be a guess."""
-        if isinstance(self.failure, RetryWithBackoff) and isinstance(self.sink, ResendingWriter):
+        if isinstance(self.failure, RetryWithBackoff) and implements(self.sink, ResendingWriter):
             for delay in self.failure.delays():
                 log.warning("sink flush failed (%s); resending in %.3fs", exc, delay)
                 time.sleep(delay)
@@ -659,7 +660,7 @@ class Job:
         log.error("sink write failed, %d rows sent to the dead-letter output: %s", rb.num_rows, exc)
         self.stats.records_failed += rb.num_rows
         reason = f"sink write failed: {exc}"
-        if isinstance(self.dead_letter, DeadLetterOutput) or not self.keep_dead_letters:
+        if implements(self.dead_letter, DeadLetterOutput) or not self.keep_dead_letters:
             self._send_dead([], (reason, rb))
             return False
         self.dead_letters.append((reason, rb))

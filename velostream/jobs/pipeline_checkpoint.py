@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import JobError
-from .protocols import PartitionedSource, PositionedReader
+from .protocols import PartitionedSource, PositionedReader, implements
 
 FORMAT = 1
 
@@ -51,7 +51,7 @@ class PipelineCheckpoint:
             engine.restore(state["graph"])
         for name, reader in self.readers.items():
             pos = self._positions.get(name)
-            if isinstance(reader, PartitionedSource):
+            if implements(reader, PartitionedSource):
                 reader.set_rebalance_listener(self._on_assign(pos), self._on_revoke)
             elif pos is not None:
                 reader.seek(pos)
@@ -81,8 +81,8 @@ class PipelineCheckpoint:
         """The engine's state and the readers' positions, replacing the last checkpoint
         atomically (written aside, then renamed)."""
         state = {"format": FORMAT, "graph": engine.snapshot(), "positions": {
-            name: (r.positions() if isinstance(r, PartitionedSource)
-                   else r.position if isinstance(r, PositionedReader) else None)
+            name: (r.positions() if implements(r, PartitionedSource)
+                   else r.position if implements(r, PositionedReader) else None)
             for name, r in self.readers.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
