@@ -462,3 +462,42 @@ def test_batches_are_held_at_most_step_hold_s(hold_s, monkeypatch):
     job, _ = _job_rows(sql, batches, 2, want)
     steps = job.exchange.seq  # steps sent, the end of input's included
     assert steps >= len(batches) if hold_s == 0.0 else steps <= 2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rows_of_pieces_equals_each_piece_gathered_then_concatenated(seed):
+    """A partition's rows of a step's batches, gathered straight into one batch
+    (router.rows_of_pieces), equal each batch's rows (Routed.rows_for) concatenated: text
+    interned into the partition's own dictionary, numbers with and without NULLs in some
+    pieces, a column sharing its memory with another, and pieces whose columns differ."""
+    from velostream.batch import Batch, StringDict, concat_batches
+    from velostream.exec.router import Routed, rows_of_pieces
+    rng = np.random.default_rng(seed)
+
+    def piece(n: int, extra: bool) -> Routed:
+        words = pa.array([None if rng.random() < 0.1 else f"k{rng.integers(0, 30)}"
+                          for _ in range(n)])
+        x = pa.array(rng.integers(-5, 5, n), mask=rng.random(n) < (0.2 if n % 2 else 0.0))
+        cols = {"s": words, "x": x, "f": pa.array(rng.normal(size=n))}
+        if extra:
+            cols["e"] = pa.array(np.arange(n))
+        b = Batch.from_arrow(pa.record_batch(cols), StringDict())
+        b.columns["x"].values
+        b.columns["f"].values
+        b.columns["t"] = b.columns["x"]  # (event time is often an input column as well)
+        return Routed(b, rng.integers(0, 3, n).astype(np.int8))
+
+    def rows(b: Batch) -> list:
+        return [tuple(None if c.valid is not None and not c.valid[i] else
+                      (c.strings.values_of([c.values[i]])[0] if c.type.kind == "STRING"
+                       else c.values[i].item()) for c in b.columns.values())
+                for i in range(b.length)]
+
+    for extra in (False, True):
+        pieces = [piece(int(rng.integers(0, 3000)), extra and i == 1) for i in range(4)]
+        for p in range(3):
+            got = rows_of_pieces(pieces, p, StringDict())
+            own = StringDict()  # (the partition's one dictionary)
+            want = concat_batches([r.rows_for(p, own) for r in pieces])
+            assert list(got.columns) == list(want.columns) and got.length == want.length
+            assert rows(got) == rows(want)
