@@ -120,7 +120,6 @@ class _Partition:
         self.cpu_s = 0.0  # CPU time in steps (busy_s less waiting for the GIL/cores)
         self.failed = False
 
-
     def _step(self, step: "_Step") -> tuple:
         pipeline = self.pipeline
         out = []
