@@ -12,6 +12,7 @@ DECIMAL     int64 scaled by 10**scale (exact sums)
 STRING      int32 codes into the job's ``StringDict`` (stable for the job)
 BOOL        bool
 TIMESTAMP   int64 epoch milliseconds
+DATE        int64 epoch milliseconds of a UTC midnight (leaves as Arrow date32)
 ==========  ===============================================================
 
 Columns arriving from Arrow convert lazily: a column the query never touches is never decoded, and
@@ -38,7 +39,7 @@ from ._lazy import pc  # imported when first used: see the module
 class SqlType:
     """A column's logical type. ``scale``/``precision`` only for DECIMAL. TIMESTAMP values are
     epoch milliseconds and go out as int64 (as ``_WINDOW_START`` does)."""
-    kind: str  # INT64 FLOAT64 DECIMAL STRING BOOL TIMESTAMP NULL
+    kind: str  # INT64 FLOAT64 DECIMAL STRING BOOL TIMESTAMP DATE NULL
     scale: int = 0
     precision: int = 18
 
@@ -61,6 +62,12 @@ FLOAT64 = SqlType("FLOAT64")
 STRING = SqlType("STRING")
 BOOL = SqlType("BOOL")
 TIMESTAMP = SqlType("TIMESTAMP")
+# a calendar day: held as TIMESTAMP is (epoch ms, always a UTC midnight), leaves as Arrow date32
+# (docs/SQL.md §2). A source's date32/date64 column is a TIMESTAMP (velostream.binding fixes it
+# as one); only a DATE the engine made (CAST(ts AS DATE), DATE '...', CURRENT_DATE), and a
+# derived relation's date32 column that was one, is a DATE.
+DATE = SqlType("DATE")
+MS_PER_DAY = 86_400_000
 NULLTYPE = SqlType("NULL")
 
 
@@ -71,7 +78,7 @@ def DECIMAL(precision: int = 18, scale: int = 0) -> SqlType:
 _NUMPY_DTYPE = {
     "INT64": np.dtype(np.int64), "FLOAT64": np.dtype(np.float64), "DECIMAL": np.dtype(np.int64),
     "STRING": np.dtype(np.int32), "BOOL": np.dtype(np.bool_), "TIMESTAMP": np.dtype(np.int64),
-    "NULL": np.dtype(np.int64),
+    "DATE": np.dtype(np.int64), "NULL": np.dtype(np.int64),
 }
 
 
@@ -87,8 +94,12 @@ def type_of_arrow(t: pa.DataType) -> SqlType:
         return BOOL
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return STRING
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+    if pa.types.is_timestamp(t):
         return TIMESTAMP
+    if pa.types.is_date(t):
+        # only a relation the engine made carries a date column this far: a source's is fixed as
+        # timestamp[ms] by its binding step (velostream.binding.SourceBinder)
+        return DATE
     if pa.types.is_decimal(t):
         if t.scale > 18:
             raise TypeError(f"DECIMAL({t.precision},{t.scale}) has more than 18 digits after the "
@@ -105,12 +116,12 @@ def type_of_arrow(t: pa.DataType) -> SqlType:
 def arrow_type_of(t: SqlType) -> pa.DataType:
     return {
         "INT64": pa.int64(), "FLOAT64": pa.float64(), "STRING": pa.string(), "BOOL": pa.bool_(),
-        "TIMESTAMP": pa.int64(), "NULL": pa.null(),
+        "TIMESTAMP": pa.int64(), "DATE": pa.date32(), "NULL": pa.null(),
     }.get(t.kind) or pa.decimal128(max(t.precision, t.scale, 1), t.scale)
 
 
 _SCHEMA_TYPES: dict = {}
-_ARROW_TYPES = {t: arrow_type_of(t) for t in (INT64, FLOAT64, STRING, BOOL, TIMESTAMP)}
+_ARROW_TYPES = {t: arrow_type_of(t) for t in (INT64, FLOAT64, STRING, BOOL, TIMESTAMP, DATE)}
 
 # ---------------------------------------------------------------------------- string dictionary
 
@@ -224,7 +235,7 @@ class Column:
             arr = arr.dictionary_decode()
         if kind == "DECIMAL":
             values = _decimal_to_scaled(arr, self.type.scale)
-        elif kind == "TIMESTAMP":
+        elif kind == "TIMESTAMP" or kind == "DATE":
             values = _timestamp_to_ms(arr)
         elif kind == "NULL":
             values = np.zeros(len(arr), dtype=np.int64)
@@ -304,6 +315,8 @@ class Column:
             return _scaled_to_decimal(self._values, mask, self.type)
         if kind == "NULL":
             return pa.nulls(len(self._values))
+        if kind == "DATE":
+            return dates_to_arrow(self._values, self._valid)
         t = _ARROW_TYPES.get(self.type) or arrow_type_of(self.type)
         if self._values.dtype == _BUFFER_DTYPES.get(t):
             return numpy_to_arrow(self._values, self._valid, t)
@@ -326,7 +339,16 @@ class Column:
 # Arrow array classes ``Column.to_arrow`` hands back as they are: every kind's own class (text
 # as ``string``, not ``large_string`` or a dictionary, which it converts)
 _PLAIN_ARRAYS = frozenset({pa.Int64Array, pa.DoubleArray, pa.BooleanArray, pa.StringArray,
-                           pa.Decimal128Array, pa.NullArray})
+                           pa.Decimal128Array, pa.NullArray, pa.Date32Array})
+
+
+def dates_to_arrow(ms: np.ndarray, valid: Optional[np.ndarray]) -> pa.Array:
+    """DATE values (epoch ms of UTC midnights) as Arrow date32 (days since the epoch). Floor
+    division: a day before 1970 is a negative day number, not one rounded toward zero."""
+    days = np.floor_divide(np.asarray(ms, dtype=np.int64), MS_PER_DAY).astype(np.int32)
+    return pa.Array.from_buffers(pa.date32(), len(days), [
+        None if valid is None else _bool_arrow(valid).buffers()[1], pa.py_buffer(days)],
+        null_count=-1 if valid is not None else 0)
 
 
 # The numpy dtype of each Arrow type ``numpy_to_arrow`` makes from its buffers

@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from .._lazy import pc  # imported when first used: see the module
-from ..batch import (BOOL, DECIMAL, FLOAT64, INT64, NULLTYPE, STRING, TIMESTAMP, Batch, Column,
-                     SqlType, StringDict, list_to_arrow, numpy_to_arrow, text_to_epoch_ms)
+from ..batch import (BOOL, DATE, DECIMAL, FLOAT64, INT64, MS_PER_DAY, NULLTYPE, STRING, TIMESTAMP,
+                     Batch, Column, SqlType, StringDict, list_to_arrow, numpy_to_arrow,
+                     text_to_epoch_ms)
 from ..errors import OutOfRangeError, SqlError, UnsupportedError, nearest
 from ..sql import ast
 from ..sql.function_names import AGGREGATES
@@ -126,6 +127,11 @@ def _common_type(types: list[SqlType]) -> SqlType:
         return DECIMAL(18, max(t.scale for t in ts if t.kind == "DECIMAL"))
     if kinds <= {"INT64", "TIMESTAMP", "BOOL"}:
         return INT64
+    if kinds == {"DATE", "TIMESTAMP"}:  # a DATE meeting a TIMESTAMP is its midnight (DuckDB)
+        return TIMESTAMP
+    if "DATE" in kinds:
+        # DuckDB mixes a DATE with no number: an explicit CAST is needed (_convert says so)
+        return DATE
     return ts[0]
 
 
@@ -146,6 +152,8 @@ def _cast_type(t: ast.TypeName) -> SqlType:
         return BOOL
     if n in ("TIMESTAMP", "DATETIME"):
         return TIMESTAMP
+    if n == "DATE":
+        return DATE
     raise UnsupportedError(f"unsupported type {n} in CAST")
 
 
@@ -174,6 +182,87 @@ def _timestamp_literal(e: "ast.Literal", sql: str) -> int:
     return int(ms[0].as_py())
 
 
+def _date_literal(e: "ast.Literal", sql: str) -> int:
+    """The epoch ms of a ``DATE '...'`` literal's midnight, read as CAST(text AS DATE) reads
+    it; text that is no date is an error at the literal."""
+    text = str(e.value)
+    ms, converts = text_to_date_ms(pa.array([text], pa.string()))
+    if not converts[0]:
+        raise SqlError.at(sql, e.pos, f"cannot read '{text}' as a DATE: DATE '...' takes a date "
+                                      "such as '2024-03-05' (YYYY-MM-DD)")
+    return int(ms[0])
+
+
+# DATE values: whole days in epoch milliseconds, within DuckDB's DATE range (what date32 holds)
+_DATE_DAYS = (-(2 ** 31) + 2, 2 ** 31 - 2)
+# text CAST reads as a DATE (DuckDB): an ISO date, its year of 4 or more digits and maybe
+# signed (0 is 1 BC), month and day of 1 or 2 digits, then maybe a time part after ' ' or 'T'
+_DATE_TEXT = (r"^\s*(?P<y>[-+]?[0-9]{1,7})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})"
+              r"(?P<rest>[ T].*?)?\s*$")
+
+
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of proleptic Gregorian dates (astronomical years: 0 is 1 BC),
+    element-wise on int64 arrays (H. Hinnant's days_from_civil)."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def text_to_date_ms(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Text -> DATE as DuckDB's CAST reads it: (epoch ms of each row's midnight, whether the
+    row converts). The date is the one written, a time part after it (which must itself be a
+    valid time: the whole text a TIMESTAMP) does not move it, whatever its zone offset."""
+    n = len(arr)
+    parts = pc.extract_regex(arr, pattern=_DATE_TEXT)
+    matched = parts.is_valid().to_numpy(zero_copy_only=False) & \
+        arr.is_valid().to_numpy(zero_copy_only=False)
+    ms = np.zeros(n, dtype=np.int64)
+    if not matched.any():
+        return ms, matched
+    fields = {}
+    for name in ("y", "m", "d"):
+        f = pc.fill_null(pc.struct_field(parts, name), "0")
+        fields[name] = pc.cast(pc.utf8_ltrim(f, characters="+"), pa.int64()).to_numpy(
+            zero_copy_only=False)
+    y, m, d = fields["y"], fields["m"], fields["d"]
+    ok = matched & (m >= 1) & (m <= 12) & (d >= 1)
+    mm = np.where(ok, m, 1)
+    days = _days_from_civil(y, mm, 1)  # the month's first day
+    next_month = _days_from_civil(y + (mm == 12), np.where(mm == 12, 1, mm + 1), 1)
+    ok &= d <= next_month - days
+    days = days + np.where(ok, d, 1) - 1
+    ok &= (days >= _DATE_DAYS[0]) & (days <= _DATE_DAYS[1])
+    rest = pc.struct_field(parts, "rest")
+    timed = ok & pc.fill_null(pc.greater(pc.utf8_length(rest), 0), False).to_numpy(
+        zero_copy_only=False)
+    if timed.any():  # the time part is checked as CAST(text AS TIMESTAMP) checks it
+        rows = np.flatnonzero(timed)
+        _, bad = text_to_epoch_ms(arr.take(pa.array(rows)))
+        ok[rows[np.asarray(bad, dtype=np.int64)]] = False
+    return np.where(ok, days * MS_PER_DAY, 0), ok
+
+
+def dates_as_text(values: np.ndarray, valid) -> pa.Array:
+    """DATE -> VARCHAR as DuckDB writes it: ``2024-03-05``; a year before 1 as
+    ``0002-03-05 (BC)``, one past 9999 with its digits (``12345-01-01``)."""
+    days = np.floor_divide(np.ascontiguousarray(values, dtype=np.int64), MS_PER_DAY)
+    mask = None if valid is None else ~np.asarray(valid, dtype=bool)
+    text = np.datetime_as_string(days.astype("datetime64[D]"), unit="D")
+    odd = np.flatnonzero(np.char.startswith(text, "-") | np.char.startswith(text, "0000")
+                         | np.char.startswith(text, "+"))
+    if len(odd):  # a handful of rows at most: years before 1 (DuckDB names them BC), after 9999
+        text = text.astype(object)
+        for i in odd:
+            year, md = text[i][:-6], text[i][-6:]
+            y = int(year)
+            text[i] = f"{1 - y:04d}{md} (BC)" if y <= 0 else f"{y}{md}"
+    return pa.array(text, pa.string(), mask=mask)
+
+
 def bind(e, scope: Scope, strings: StringDict) -> Bound:
     """Resolve names and types of a scalar expression (aggregates must be rewritten away first)."""
     sql = scope.sql
@@ -195,6 +284,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             return BConst(DECIMAL(18, scale), int(round(float(text) * 10 ** scale)))
         if e.type == "TIMESTAMP":  # TIMESTAMP '...': read as CAST reads text, once, here
             return BConst(TIMESTAMP, _timestamp_literal(e, sql))
+        if e.type == "DATE":  # DATE '...': likewise, as CAST(text AS DATE)
+            return BConst(DATE, _date_literal(e, sql))
         return BConst(NULLTYPE, None)
     if isinstance(e, ast.IntervalLiteral):
         if e.months:
@@ -223,6 +314,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
             return BCall(BOOL, op, (a, b))
         if op == "||":
             return BCall(STRING, "CONCAT_STRICT", (_to_string(a), _to_string(b)))
+        if a.type.kind == "DATE" or b.type.kind == "DATE":
+            return _bind_date_arith(e, a, b, sql)
         _expect_numeric(a, e.left, sql, op)
         _expect_numeric(b, e.right, sql, op)
         if op == "//":  # DuckDB's: integers divide toward zero, anything else is DOUBLE division
@@ -277,6 +370,12 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
     if isinstance(e, ast.Cast):
         a = bind(e.operand, scope, strings)
         t = _cast_type(e.type)
+        if (t.kind == "DATE") != (a.type.kind == "DATE") and not _casts_with_date(a.type, t):
+            # as DuckDB: a DATE is no number of days (DATE '1970-01-01' + n is)
+            raise SqlError.at(sql, e.pos, f"cannot CAST {_sql_name(a.type)} to {_sql_name(t)}: "
+                                          "a DATE converts only "
+                                          "to and from TIMESTAMP and text (DATE '1970-01-01' + n "
+                                          "is the date n days after 1970-01-01)")
         if e.try_ and a.type != t and a.type.kind != "NULL":
             return BCall(t, "TRY_CAST", (a,))
         if a.type == t and isinstance(a, BCol):
@@ -287,6 +386,45 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
     if isinstance(e, ast.FunctionCall):
         return _bind_function(e, scope, strings)
     raise SqlError.at(sql, getattr(e, "pos", None), f"unsupported expression {type(e).__name__}")
+
+
+def _sql_name(t: SqlType) -> str:
+    """A type as SQL names it (TYPEOF's names) in a message."""
+    return {"INT64": "BIGINT", "FLOAT64": "DOUBLE", "STRING": "VARCHAR",
+            "BOOL": "BOOLEAN"}.get(t.kind, str(t))
+
+
+def _casts_with_date(a: SqlType, t: SqlType) -> bool:
+    """Whether CAST converts between these types when one is DATE (DuckDB: TIMESTAMP and text
+    both ways, an untyped NULL to anything)."""
+    return {a.kind, t.kind} - {"DATE"} <= {"TIMESTAMP", "STRING", "NULL"}
+
+
+def _bind_date_arith(e: "ast.BinaryOp", a: Bound, b: Bound, sql) -> Bound:
+    """DuckDB's DATE arithmetic (docs/SQL.md §2): DATE ± BIGINT days and BIGINT + DATE are a
+    DATE, DATE - DATE the days between (BIGINT), DATE ± INTERVAL a TIMESTAMP (the DATE's
+    midnight moved). An INTERVAL is bound as its milliseconds, so the interval is told by the
+    written operand."""
+    op = e.op
+    ka, kb = a.type.kind, b.type.kind
+    if op in ("+", "-") and (isinstance(e.right, ast.IntervalLiteral)
+                             or (op == "+" and isinstance(e.left, ast.IntervalLiteral))):
+        a = _convert(a, TIMESTAMP) if ka == "DATE" else a
+        b = _convert(b, TIMESTAMP) if kb == "DATE" else b
+        return BCall(TIMESTAMP, op, (a, b))
+    days = ("INT64", "BOOL", "NULL")
+    if op == "-" and ka == "DATE" and kb in ("DATE", "NULL") and not (
+            kb == "NULL" and isinstance(b, BConst)):
+        return BCall(INT64, "DATE_DIFF_DAYS", (a, _convert(b, DATE)))
+    if op in ("+", "-") and ka == "DATE" and kb in days:
+        return BCall(DATE, "DATE_ADD_DAYS", (a, _convert(b, INT64),
+                                             BConst(INT64, 1 if op == "+" else -1)))
+    if op == "+" and kb == "DATE" and ka in days:
+        return BCall(DATE, "DATE_ADD_DAYS", (b, _convert(a, INT64), BConst(INT64, 1)))
+    raise SqlError.at(sql, e.pos, f"operator '{op}' does not take {_sql_name(a.type)} and "
+                                  f"{_sql_name(b.type)}: a DATE "
+                                  "takes + and - of a number of days or an INTERVAL, and - of "
+                                  "a DATE")
 
 
 def _like_escape(esc: Bound, e, sql) -> BConst:
@@ -323,6 +461,8 @@ def _bind_calendar_step(e: "ast.BinaryOp", bind, scope, strings, sql) -> Bound:
     else:
         raise SqlError.at(sql, e.pos, _CALENDAR_ONLY)
     ts = bind(ts_expr, scope, strings)
+    if ts.type.kind == "DATE":  # DATE + INTERVAL '1' MONTH: its midnight moved (DuckDB)
+        ts = _convert(ts, TIMESTAMP)
     if ts.type.kind not in ("TIMESTAMP", "NULL"):
         raise SqlError.at(sql, getattr(ts_expr, "pos", e.pos),
                           f"a MONTH, QUARTER or YEAR interval is added to a TIMESTAMP, found "
@@ -340,6 +480,16 @@ def _coerce_compare(a: Bound, b: Bound, e, sql) -> tuple[Bound, Bound]:
     ka, kb = a.type.kind, b.type.kind
     if ka == kb and ka != "DECIMAL" or "NULL" in (ka, kb):
         return a, b
+    if {ka, kb} == {"DATE", "TIMESTAMP"}:  # compared as timestamps: the DATE's midnight
+        return _convert(a, TIMESTAMP), _convert(b, TIMESTAMP)
+    # a date compared with text: the text is read as a DATE, once, at plan time (DuckDB)
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        if x.type.kind == "DATE" and isinstance(y, BConst) and y.type.kind == "STRING":
+            ms, converts = text_to_date_ms(pa.array([y.value], pa.string()))
+            if not converts[0]:
+                raise SqlError.at(sql, e.pos, f"cannot compare DATE with '{y.value}' (not a date)")
+            y = BConst(DATE, int(ms[0]))
+            return (y, x) if swap else (x, y)
     # a timestamp compared with ISO text: convert the text once, at plan time
     for x, y, swap in ((a, b, False), (b, a, True)):
         if x.type.kind in ("TIMESTAMP", "INT64") and isinstance(y, BConst) and y.type.kind == "STRING":
@@ -360,6 +510,9 @@ def _convert(b: Bound, t: SqlType, explicit: bool = False) -> Bound:
         return b
     if b.type.kind == "NULL":
         return BConst(t, None)
+    if (t.kind == "DATE") != (b.type.kind == "DATE") and not _casts_with_date(b.type, t):
+        raise UnsupportedError(f"cannot mix {_sql_name(b.type)} and {_sql_name(t)}: CAST one side (a DATE converts only "
+                               "to and from TIMESTAMP and text)")
     return BCall(t, "CAST", (b,))
 
 
@@ -1433,10 +1586,27 @@ def _cast(ev, b, batch):
             return ev.from_arrow_strings(_doubles_as_text(col.values, col.valid))
         if src.kind == "TIMESTAMP":
             return ev.from_arrow_strings(_timestamps_as_text(col.values, col.valid))
+        if src.kind == "DATE":
+            return ev.from_arrow_strings(dates_as_text(col.values, col.valid))
         arr = col.to_arrow()
         if src.kind == "BOOL":
             arr = pc.if_else(arr, "true", "false")
         return ev.from_arrow_strings(arr.cast(pa.string()))
+    if dst.kind == "DATE":
+        if src.kind == "STRING":
+            ms, converts = text_to_date_ms(ev.to_arrow_strings(a, n))
+            ok = a.ok
+            bad = ~converts & (np.ones(n, dtype=bool) if ok is None or ok is True else
+                               np.zeros(n, dtype=bool) if ok is False else ok)
+            if bad.any():
+                arr = ev.to_arrow_strings(a, n)
+                ok = _cast_failed(ev, bad, ok, n, try_, lambda i: (
+                    f"Conversion Error: Could not convert string '{arr[i].as_py()}' to DATE"))
+            return Val(ms if np.ndim(a.v) else ms[0], ok, dst)
+        # a TIMESTAMP's day: floor, so that a time before 1970 is in the day it is in
+        return Val(np.floor_divide(a.v, MS_PER_DAY) * MS_PER_DAY, a.ok, dst)
+    if src.kind == "DATE":  # to TIMESTAMP (the binder allows no other): its midnight
+        return Val(a.v, a.ok, dst)
     if src.kind == "STRING":
         arr = ev.to_arrow_strings(a, n)
         if dst.kind not in _NUMBER_KINDS:
@@ -1806,7 +1976,34 @@ def _nullif(ev, b, batch):
     return Val(v, base & ~eq, b.type)
 
 
+def _date_add_days(ev, b, batch):
+    """DATE ± n days (``b.args[2]``: the sign), a DATE still: beyond DuckDB's DATE range the
+    row fails (an error, a bad record in a job), as DuckDB's 'date out of range'."""
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    ok = _and_valid(a.ok, c.ok)
+    sign = int(b.args[2].value)
+    days = np.floor_divide(a.v, MS_PER_DAY)
+    steps = np.asarray(c.v, dtype=np.int64)
+    # a step beyond the range would wrap: clipped first (its row fails anyway)
+    r = days + np.clip(steps, -2 ** 33, 2 ** 33) * sign
+    bad = (r < _DATE_DAYS[0]) | (r > _DATE_DAYS[1])
+    if np.any(bad):
+        n = batch.length
+        ev.check(np.broadcast_to(bad, (n,)), ok, n, lambda i: (
+            f"Out of Range Error: the date {_at(days, i)} days after 1970-01-01 moved by "
+            f"{_at(steps, i) * sign} days leaves the DATE range"))
+    return Val(np.where(bad, 0, r) * MS_PER_DAY, ok, b.type)
+
+
+def _date_diff_days(ev, b, batch):
+    """DATE - DATE: the days between (BIGINT)."""
+    a, c = ev.eval(b.args[0], batch), ev.eval(b.args[1], batch)
+    return Val(np.floor_divide(a.v, MS_PER_DAY) - np.floor_divide(c.v, MS_PER_DAY),
+               _and_valid(a.ok, c.ok), INT64)
+
+
 _OPS: dict[str, Callable] = {
+    "DATE_ADD_DAYS": _date_add_days, "DATE_DIFF_DAYS": _date_diff_days,
     "+": _arith, "-": _arith, "*": _arith, "/": _arith, "//": _arith, "%": _arith,
     "=": _compare, "!=": _compare, "<": _compare, "<=": _compare, ">": _compare, ">=": _compare,
     "AND": _and_or, "OR": _and_or, "NOT": _not, "NEG": _neg,

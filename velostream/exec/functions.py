@@ -37,7 +37,7 @@ import orjson
 import pyarrow as pa
 
 from .._lazy import pc  # imported when first used: see the module
-from ..batch import BOOL, FLOAT64, INT64, STRING, TIMESTAMP, SqlType
+from ..batch import BOOL, DATE, FLOAT64, INT64, MS_PER_DAY, STRING, TIMESTAMP, SqlType
 from ..errors import SqlError, nearest
 from . import expressions as X
 from .expressions import BCall, BConst, Bound, Val, _and_valid, _norm_valid
@@ -84,7 +84,9 @@ class Call:
 
     def time(self, i: int) -> Bound:
         a = self.args[i]
-        if a.type.kind in ("TIMESTAMP", "NULL"):
+        if a.type.kind in ("TIMESTAMP", "NULL", "DATE"):
+            # a DATE is its midnight: YEAR, DATE_PART, STRFTIME, DATEDIFF... of it are DuckDB's
+            # of a DATE, DATE_TRUNC a TIMESTAMP as in DuckDB
             return X._convert(a, TIMESTAMP)
         used = X.columns_used(a) if a.type.kind == "INT64" else set()
         if used and used <= set(_WINDOW_BOUNDS):
@@ -845,8 +847,8 @@ def _eval_to_timestamp(ev, b, batch):
 def _bind_epoch_ms(c: Call) -> Bound:
     c.arity(1)
     a = c.args[0]
-    if a.type.kind == "TIMESTAMP":
-        return BCall(INT64, "EPOCH_MS", (a,))
+    if a.type.kind in ("TIMESTAMP", "DATE"):
+        return BCall(INT64, "EPOCH_MS", (X._convert(a, TIMESTAMP),))
     if a.type.kind in ("INT64", "BOOL", "NULL"):
         return BCall(TIMESTAMP, "EPOCH_MS", (X._convert(a, INT64),))
     raise c.error(f"EPOCH_MS takes a TIMESTAMP or an integer (milliseconds), found {a.type}")
@@ -881,6 +883,11 @@ def _bind_now(c: Call) -> Bound:
 def _eval_now(ev, b, batch):
     # processing time: one value per batch (each batch is evaluated at once)
     return Val(np.int64(time.time_ns() // 1_000_000), True, TIMESTAMP)
+
+
+def _eval_current_date(ev, b, batch):
+    # processing time's UTC day, one value per batch as NOW()
+    return Val(np.int64(time.time_ns() // 1_000_000 // MS_PER_DAY * MS_PER_DAY), True, DATE)
 
 
 # ------------------------------------------------------------------------------ text
@@ -2116,7 +2123,7 @@ def _eval_chr(ev, b, batch):
 
 # TYPEOF: each type by the name velostream's SQL gives it (docs/SQL.md §2)
 _TYPE_NAMES = {"INT64": "BIGINT", "FLOAT64": "DOUBLE", "STRING": "VARCHAR", "BOOL": "BOOLEAN",
-               "TIMESTAMP": "TIMESTAMP", "NULL": "NULL"}
+               "TIMESTAMP": "TIMESTAMP", "DATE": "DATE", "NULL": "NULL"}
 
 
 def _bind_typeof(c: Call) -> Bound:
@@ -2239,7 +2246,7 @@ FUNCTIONS: list[Function] = [
              bind=_bind_no_args("RANDOM", FLOAT64), evaluate=_eval_random, aliases=("RAND",)),
     Function("TYPEOF", "TYPEOF(x) -> VARCHAR",
              "The name of x's SQL type: BIGINT, DOUBLE, DECIMAL(p,s), VARCHAR, BOOLEAN, "
-             "TIMESTAMP, or NULL for an untyped NULL.", "TYPEOF(CAST(2.5 AS DOUBLE))", "DOUBLE",
+             "TIMESTAMP, DATE, or NULL for an untyped NULL.", "TYPEOF(CAST(2.5 AS DOUBLE))", "DOUBLE",
              bind=_bind_typeof, group="Other"),
     # -- conditional
     Function("COALESCE", "COALESCE(a, b, ...) -> common type", "The first argument that is not NULL.",
@@ -2489,6 +2496,11 @@ FUNCTIONS: list[Function] = [
              "Processing time: the wall clock when the batch is evaluated (one value per batch).",
              "NOW() > CAST('2024-01-01' AS TIMESTAMP)", True, bind=_bind_now, evaluate=_eval_now,
              group=T, aliases=("CURRENT_TIMESTAMP", "GET_CURRENT_TIMESTAMP")),
+    Function("CURRENT_DATE", "CURRENT_DATE -> DATE",
+             "Processing time's UTC date (a bare `CURRENT_DATE` or `CURRENT_DATE()`), one value "
+             "per batch as NOW().",
+             "CURRENT_DATE >= DATE '2024-01-01'", True, bind=_bind_no_args("CURRENT_DATE", DATE),
+             evaluate=_eval_current_date, group=T, aliases=("TODAY",)),
     # -- JSON
     Function("JSON_EXTRACT", "JSON_EXTRACT(json VARCHAR, path VARCHAR) -> VARCHAR (JSON text)",
              "The JSON at path ('$.a.b[0]', '$[#-1]', '/a/0'), as JSON text; NULL when absent or "
@@ -2599,7 +2611,7 @@ def reference_markdown() -> str:
         "  `TRIM([BOTH | LEADING | TRAILING] [characters] FROM s)` is TRIM, LTRIM or RTRIM(s,",
         "  characters). `TIMESTAMP '2024-01-01 10:00:00'` is `CAST('2024-01-01 10:00:00' AS",
         "  TIMESTAMP)`, read when the query is planned: text that is no timestamp is an error there.",
-        "  `DATE '...'` and `TIME '...'` are errors: velostream has no DATE or TIME type.",
+        "  `DATE '2024-03-05'` is a DATE; `TIME '...'` is an error: velostream has no TIME type.",
         "- Flink SQL's functions (TO_TIMESTAMP_LTZ, SPLIT_INDEX, LOCATE, INITCAP, REGEXP, DATE_FORMAT,",
         "  TIMESTAMPADD, TIMESTAMPDIFF) are not DuckDB's: they follow Flink. REGEXP takes RE2",
         "  patterns (as REGEXP_MATCHES), not Java ones. DAYOFWEEK is DuckDB's (Sunday 0); Flink's",

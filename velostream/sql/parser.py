@@ -173,6 +173,7 @@ TYPE_NAMES = {
     "STRING": "STRING",
     "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN",
     "TIMESTAMP": "TIMESTAMP", "DATETIME": "TIMESTAMP",
+    "DATE": "DATE",
 }
 DECIMAL_DEFAULT = (18, 3)  # DuckDB's DECIMAL without parameters
 DECIMAL_MAX_PRECISION = 38
@@ -1399,16 +1400,20 @@ class _Parser:
                 return self.interval(calendar=True)
             if nxt.kind == STRING and u in ("TIMESTAMP", "DATETIME", "DATE", "TIME"):
                 # a typed literal: TIMESTAMP '2024-01-01 10:00:00' is CAST('...' AS TIMESTAMP),
-                # folded when bound (docs/SQL.md §2); there is no DATE or TIME type to make
-                if u in ("DATE", "TIME"):
-                    raise self.unsupported(tok, f"{u} '...' literals are not supported: velostream "
-                                                f"has no {u} type (TIMESTAMP '2024-01-01 00:00:00' "
+                # DATE '2024-03-05' a DATE, folded when bound (docs/SQL.md §2); there is no TIME
+                # type to make
+                if u == "TIME":
+                    raise self.unsupported(tok, "TIME '...' literals are not supported: velostream "
+                                                "has no TIME type (TIMESTAMP '2024-01-01 00:00:00' "
                                                 "is a TIMESTAMP)")
                 self.advance()
-                return ast.Literal(self.advance().value, "TIMESTAMP", pos=tok.pos)
-            if u in ("CURRENT_TIMESTAMP", "NOW") and not (nxt.kind == PUNCT and nxt.value == "("):
+                return ast.Literal(self.advance().value, "DATE" if u == "DATE" else "TIMESTAMP",
+                                   pos=tok.pos)
+            if u in ("CURRENT_TIMESTAMP", "NOW", "CURRENT_DATE") \
+                    and not (nxt.kind == PUNCT and nxt.value == "("):
                 self.advance()  # the SQL standard's bare CURRENT_TIMESTAMP: NOW()
-                return ast.FunctionCall("NOW", (), pos=tok.pos)
+                return ast.FunctionCall("CURRENT_DATE" if u == "CURRENT_DATE" else "NOW", (),
+                                        pos=tok.pos)
             if u in ("CAST", "TRY_CAST") and nxt.kind == PUNCT and nxt.value == "(":
                 return self.cast()
             if u == "EXISTS" and nxt.kind == PUNCT and nxt.value == "(":
@@ -1556,7 +1561,7 @@ class _Parser:
         if tok.kind != WORD or tok.upper not in TYPE_NAMES:
             raise self.expected("a type name (" + ", ".join(
                 ["INTEGER", "BIGINT", "DOUBLE", "FLOAT", "DECIMAL(p, s)", "VARCHAR", "STRING",
-                 "BOOLEAN", "TIMESTAMP"]) + ")")
+                 "BOOLEAN", "TIMESTAMP", "DATE"]) + ")")
         self.advance()
         name = TYPE_NAMES[tok.upper]
         if tok.upper == "DOUBLE":
@@ -2151,8 +2156,8 @@ def _leaf(tok: Token) -> Optional[ast.Expr]:
             if u == "TRUE" or u == "FALSE":
                 return _new_literal(ast.Literal, u == "TRUE", "BOOLEAN", (tok.line, tok.column))
             return None
-        if u == "CURRENT_TIMESTAMP" or u == "NOW":
-            return None  # NOW()
+        if u == "CURRENT_TIMESTAMP" or u == "NOW" or u == "CURRENT_DATE":
+            return None  # NOW(), CURRENT_DATE()
         return _new_column(ast.Column, u if u in SYSTEM_COLUMNS else tok.text.lower(),
                            (tok.line, tok.column))
     if k == INT:

@@ -16,6 +16,14 @@ from ..expressions import _common_type
 from .base import EVENT_TIME, HoldsRows
 
 
+def _conform(col, t: pa.DataType):
+    """An input's column in the union's type; a DATE (date32) meeting a TIMESTAMP is its
+    midnight in epoch ms (Arrow has no direct date -> integer cast)."""
+    if pa.types.is_date(col.type) and pa.types.is_integer(t):
+        return col.cast(pa.timestamp("ms")).cast(t)
+    return col.cast(t)
+
+
 class UnionAll(HoldsRows):
     def __init__(self, sql: str, positions: list, n_inputs: int):
         self.sql = sql
@@ -52,6 +60,16 @@ class UnionAll(HoldsRows):
                                   f"UNION ALL: column {j + 1} ('{f.name}') is a TIMESTAMP in one "
                                   f"query and {', '.join(sorted(kinds - {'TIMESTAMP'}))} in "
                                   f"another; CAST one side")
+            if "DATE" in kinds and len(kinds) > 1:
+                if kinds != {"DATE", "INT64"}:
+                    raise SqlError.at(self.sql, self.positions[0],
+                                      f"UNION ALL: column {j + 1} ('{f.name}') is a DATE in one "
+                                      f"query and {', '.join(sorted(kinds - {'DATE'}))} in "
+                                      f"another; CAST one side")
+                # a TIMESTAMP leaves its query as epoch-ms BIGINT: DATE with TIMESTAMP is a
+                # TIMESTAMP (DuckDB), the DATE's midnight (push converts)
+                fields.append(pa.field(f.name, pa.int64()))
+                continue
             fields.append(pa.field(f.name, arrow_type_of(_common_type(sql_types))))
         if self.keep_time:
             fields.append(pa.field(EVENT_TIME, pa.int64()))
@@ -74,7 +92,7 @@ class UnionAll(HoldsRows):
         shown = [c for c, name in zip(batch.columns, batch.schema.names) if name not in hidden]
         if self.keep_time:
             shown.append(batch.column(EVENT_TIME))
-        cols = [c if c.type.equals(f.type) else c.cast(f.type)
+        cols = [c if c.type.equals(f.type) else _conform(c, f.type)
                 for c, f in zip(shown, self.schema)]
         out.append(pa.RecordBatch.from_arrays(cols, schema=self.schema))
         return out
