@@ -195,10 +195,13 @@ def _date_literal(e: "ast.Literal", sql: str) -> int:
 
 # DATE values: whole days in epoch milliseconds, within DuckDB's DATE range (what date32 holds)
 _DATE_DAYS = (-(2 ** 31) + 2, 2 ** 31 - 2)
-# text CAST reads as a DATE (DuckDB): an ISO date, its year of 4 or more digits and maybe
-# signed (0 is 1 BC), month and day of 1 or 2 digits, then maybe a time part after ' ' or 'T'
-_DATE_TEXT = (r"^\s*(?P<y>[-+]?[0-9]{1,7})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})"
-              r"(?P<rest>[ T].*?)?\s*$")
+# text CAST reads as a DATE (DuckDB): an ISO date, its year of 1 to 7 digits and maybe negative
+# (0 is 1 BC), month and day of 1 or 2 digits (separated by '-', or all by '/' or ' ': those are
+# made '-' first), maybe ' (BC)', then maybe a time part after 'T' or spaces
+_DATE_TEXT = (r"^\s*(?P<y>-?[0-9]{1,7})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})(?P<bc> \(BC\))?"
+              r"(?P<rest>(?:T|\s)\s*[0-9].*?)?\s*$")
+_DATE_OTHER_SEPARATORS = (r"^(\s*-?[0-9]{1,7})/([0-9]{1,2})/([0-9]{1,2})",
+                          r"^(\s*-?[0-9]{1,7}) ([0-9]{1,2}) ([0-9]{1,2})")
 
 
 def _days_from_civil(y, m, d):
@@ -212,24 +215,31 @@ def _days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 
+def _column_of(arr: pa.Array) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
 def text_to_date_ms(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Text -> DATE as DuckDB's CAST reads it: (epoch ms of each row's midnight, whether the
-    row converts). The date is the one written, a time part after it (which must itself be a
-    valid time: the whole text a TIMESTAMP) does not move it, whatever its zone offset."""
+    row converts). The date is the one written; a time part after it (which must be a time
+    CAST(text AS TIMESTAMP) reads, with a ':') does not move it, whatever its zone offset."""
     n = len(arr)
+    for pattern in _DATE_OTHER_SEPARATORS:
+        arr = pc.replace_substring_regex(arr, pattern=pattern, replacement=r"\1-\2-\3")
     parts = pc.extract_regex(arr, pattern=_DATE_TEXT)
-    matched = parts.is_valid().to_numpy(zero_copy_only=False) & \
-        arr.is_valid().to_numpy(zero_copy_only=False)
+    matched = _column_of(parts.is_valid()) & _column_of(arr.is_valid())
     ms = np.zeros(n, dtype=np.int64)
     if not matched.any():
         return ms, matched
     fields = {}
     for name in ("y", "m", "d"):
         f = pc.fill_null(pc.struct_field(parts, name), "0")
-        fields[name] = pc.cast(pc.utf8_ltrim(f, characters="+"), pa.int64()).to_numpy(
-            zero_copy_only=False)
+        fields[name] = _column_of(pc.cast(f, pa.int64()))
     y, m, d = fields["y"], fields["m"], fields["d"]
-    ok = matched & (m >= 1) & (m <= 12) & (d >= 1)
+    bc = _column_of(pc.fill_null(pc.greater(pc.utf8_length(pc.struct_field(parts, "bc")), 0),
+                                 False))
+    ok = matched & (m >= 1) & (m <= 12) & (d >= 1) & ~(bc & (y <= 0))
+    y = np.where(bc, 1 - y, y)  # 2 BC is the astronomical year -1
     mm = np.where(ok, m, 1)
     days = _days_from_civil(y, mm, 1)  # the month's first day
     next_month = _days_from_civil(y + (mm == 12), np.where(mm == 12, 1, mm + 1), 1)
@@ -237,12 +247,15 @@ def text_to_date_ms(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     days = days + np.where(ok, d, 1) - 1
     ok &= (days >= _DATE_DAYS[0]) & (days <= _DATE_DAYS[1])
     rest = pc.struct_field(parts, "rest")
-    timed = ok & pc.fill_null(pc.greater(pc.utf8_length(rest), 0), False).to_numpy(
-        zero_copy_only=False)
+    timed = ok & _column_of(pc.fill_null(pc.greater(pc.utf8_length(rest), 0), False))
     if timed.any():  # the time part is checked as CAST(text AS TIMESTAMP) checks it
         rows = np.flatnonzero(timed)
-        _, bad = text_to_epoch_ms(arr.take(pa.array(rows)))
-        ok[rows[np.asarray(bad, dtype=np.int64)]] = False
+        clock = pc.utf8_ltrim(rest.take(pa.array(rows)), characters="T \t\n\r")
+        _, bad = text_to_epoch_ms(pc.binary_join_element_wise("1970-01-01 ", clock, ""))
+        bad_rows = np.zeros(len(rows), dtype=bool)
+        bad_rows[np.asarray(bad, dtype=np.int64)] = True
+        bad_rows |= ~_column_of(pc.match_substring(clock, ":"))
+        ok[rows[bad_rows]] = False
     return np.where(ok, days * MS_PER_DAY, 0), ok
 
 
@@ -501,7 +514,7 @@ def _coerce_compare(a: Bound, b: Bound, e, sql) -> tuple[Bound, Bound]:
     if a.type.is_numeric and b.type.is_numeric:
         t = _common_type([a.type, b.type])
         return _convert(a, t), _convert(b, t)
-    raise SqlError.at(sql, e.pos, f"cannot compare {a.type} with {b.type}")
+    raise SqlError.at(sql, e.pos, f"cannot compare {_sql_name(a.type)} with {_sql_name(b.type)}")
 
 
 def _convert(b: Bound, t: SqlType, explicit: bool = False) -> Bound:
