@@ -219,7 +219,9 @@ def test_cte_and_stream_keep_a_date(partitions):
                 f"CREATE STREAM c AS SELECT {D} AS d, x FROM t; "
                 "SELECT d, x, d + 1 AS d1, TYPEOF(d) AS ty FROM c WHERE d >= DATE '1970-01-01'",
                 f"CREATE STREAM c AS SELECT {D} AS d, COUNT(*) AS n, MAX(x) AS x FROM t GROUP BY {D}; "
-                "SELECT d, x, d + 1 AS d1, TYPEOF(d) AS ty FROM c WHERE d >= DATE '1970-01-01'"]:
+                "SELECT d, x, d + 1 AS d1, TYPEOF(d) AS ty FROM c WHERE d >= DATE '1970-01-01'",
+                f"WITH c AS (SELECT {D} AS d, x FROM t) SELECT d, MAX(x) AS x, MIN(d + 1) AS d1, "
+                "TYPEOF(d) AS ty FROM c WHERE d >= DATE '1970-01-01' GROUP BY d"]:
         got = run(sql, t, partitions)
         assert got.schema.field("d").type == pa.date32() == got.schema.field("d1").type, sql
         assert set(got.column("ty").to_pylist()) == {"DATE"}, sql
@@ -237,6 +239,13 @@ def test_a_source_date_column_stays_a_timestamp(partitions):
     assert got.column("d").to_pylist() == [_ms("2024-03-05 00:00:00"), None, -DAY]
     assert set(got.column("ty").to_pylist()) == {"TIMESTAMP"}
     assert got.column("dd").to_pylist() == d.to_pylist()
+    # read through a stream and a CTE, it is still the source's TIMESTAMP
+    for sql in ["CREATE STREAM s AS SELECT d, TYPEOF(d) AS ty FROM t; SELECT d, ty, TYPEOF(d) AS ty2 FROM s",
+                "WITH s AS (SELECT d, TYPEOF(d) AS ty FROM t) SELECT d, ty, TYPEOF(d) AS ty2 FROM s"]:
+        got = vs.query(sql, {"t": pa.table({"d": d})}, partitions=partitions).to_arrow()
+        assert got.schema.types == [pa.int64(), pa.string(), pa.string()], sql
+        assert got.to_pylist() == [{"d": v, "ty": "TIMESTAMP", "ty2": "TIMESTAMP"}
+                                   for v in (_ms("2024-03-05 00:00:00"), None, -DAY)], sql
 
 
 def test_current_date_is_todays_utc_date(partitions):
@@ -351,3 +360,49 @@ def test_file_sink_writes_dates(tmp_path, fmt, partitions):
         got = [(int(i), d or None, dx or None) for i, d, dx in (line.split(",") for line in text[1:])]
     assert len(got) == t.num_rows
     assert_rows_equal(got, want)
+
+
+@pytest.mark.parametrize("agg", ["SUM", "AVG", "MEDIAN", "STDDEV", "VAR_SAMP",
+                                 "PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY"])
+def test_numeric_aggregates_of_a_date_are_refused(agg):
+    call = f"{agg} {D})" if "(" in agg else f"{agg}({D})"
+    with pytest.raises(SqlError, match="of a DATE is not supported"):
+        vs.query(f"SELECT k, {call} AS r FROM t GROUP BY k", {"t": table(12, 10)})
+
+
+def test_min_max_over_rows_windows_of_a_date(partitions):
+    t = table(13)
+    got = run(f"SELECT id, MIN({D}) OVER (PARTITION BY k ORDER BY id ROWS BETWEEN 2 PRECEDING "
+              f"AND CURRENT ROW) AS lo, MAX({D}) OVER (PARTITION BY k ORDER BY id ROWS BETWEEN "
+              "3 PRECEDING AND CURRENT ROW) AS hi FROM t", t, partitions)
+    assert got.schema.types[1:] == [pa.date32(), pa.date32()]
+    want = duck(f"SELECT id, {days(f'MIN({D}) OVER (PARTITION BY k ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)')}, "
+                f"{days(f'MAX({D}) OVER (PARTITION BY k ORDER BY id ROWS BETWEEN 3 PRECEDING AND CURRENT ROW)')} "
+                "FROM t", t=dk(t))
+    assert_rows_equal(rows(got), want)
+
+
+def test_kafka_codecs_write_and_read_a_date():
+    """A DATE column as a Kafka sink writes it: JSON text 'YYYY-MM-DD' (what the JSON decoder
+    reads back as a date for a DATE field), and Avro's int with logicalType date."""
+    from types import SimpleNamespace
+
+    from velostream.io.avro import AvroCodec
+    from velostream.io.codecs import JsonDecoder, parse_schema
+    from velostream.io.kafka import KafkaSink
+    out = vs.query(f"SELECT id, {D} AS d FROM t WHERE ts BETWEEN TIMESTAMP '0001-01-01 00:00:00' "
+                   "AND TIMESTAMP '9999-12-31 00:00:00' OR ts IS NULL", {"t": table(14, 60)})
+    rb = out.to_arrow().combine_chunks().to_batches()[0]
+    assert rb.schema.field("d").type == pa.date32()
+    values = KafkaSink._values(SimpleNamespace(_avro=None), rb)  # the sink's JSON encoding
+    want = [(r["id"], None if r["d"] is None else r["d"].isoformat()) for r in rb.to_pylist()]
+    assert [(m["id"], m["d"]) for m in map(json.loads, values)] == want
+    decoded, rejects = JsonDecoder("t", schema=parse_schema("id BIGINT, d DATE")).decode(
+        values, str)[:2]
+    assert not rejects and decoded.column(decoded.schema.get_field_index("d")).equals(
+        rb.column(1))
+    codec = AvroCodec.from_arrow(rb.schema)
+    assert ({"type": "int", "logicalType": "date"} in
+            next(f["type"] for f in codec.schema["fields"] if f["name"] == "d"))
+    back = codec.decode(codec.encode(rb), str)[0]
+    assert back.column(1).equals(rb.column(1))

@@ -63,9 +63,9 @@ STRING = SqlType("STRING")
 BOOL = SqlType("BOOL")
 TIMESTAMP = SqlType("TIMESTAMP")
 # a calendar day: held as TIMESTAMP is (epoch ms, always a UTC midnight), leaves as Arrow date32
-# (docs/SQL.md §2). A source's date32/date64 column is a TIMESTAMP (velostream.binding fixes it
-# as one); only a DATE the engine made (CAST(ts AS DATE), DATE '...', CURRENT_DATE), and a
-# derived relation's date32 column that was one, is a DATE.
+# (docs/SQL.md §2). A source's date32/date64 column is a TIMESTAMP (its midnight), as it always
+# was; only a DATE the engine made (CAST(ts AS DATE), DATE '...', CURRENT_DATE) is a DATE, and so
+# is the date32 column it leaves as when a stream or CTE reads it (``type_of_arrow(t, dates=True)``).
 DATE = SqlType("DATE")
 MS_PER_DAY = 86_400_000
 NULLTYPE = SqlType("NULL")
@@ -82,8 +82,10 @@ _NUMPY_DTYPE = {
 }
 
 
-def type_of_arrow(t: pa.DataType) -> SqlType:
-    """The SQL type an Arrow column maps to (raises TypeError for types we do not take)."""
+def type_of_arrow(t: pa.DataType, dates: bool = False) -> SqlType:
+    """The SQL type an Arrow column maps to (raises TypeError for types we do not take). A date
+    is a TIMESTAMP (a source's), or with ``dates`` a DATE (a relation the engine made: a DATE
+    leaves as date32)."""
     if pa.types.is_dictionary(t):
         return type_of_arrow(t.value_type)
     if pa.types.is_integer(t):
@@ -97,9 +99,7 @@ def type_of_arrow(t: pa.DataType) -> SqlType:
     if pa.types.is_timestamp(t):
         return TIMESTAMP
     if pa.types.is_date(t):
-        # only a relation the engine made carries a date column this far: a source's is fixed as
-        # timestamp[ms] by its binding step (velostream.binding.SourceBinder)
-        return DATE
+        return DATE if dates else TIMESTAMP
     if pa.types.is_decimal(t):
         if t.scale > 18:
             raise TypeError(f"DECIMAL({t.precision},{t.scale}) has more than 18 digits after the "
@@ -697,11 +697,14 @@ class Batch:
         return Batch({k: c.filter(mask) for k, c in self.columns.items()}, n)
 
     @classmethod
-    def from_arrow(cls, rb: pa.RecordBatch, strings: StringDict) -> "Batch":
+    def from_arrow(cls, rb: pa.RecordBatch, strings: StringDict, dates: bool = False) -> "Batch":
+        """``rb`` as engine columns; ``dates``: its date columns are DATEs (a derived relation's,
+        ``type_of_arrow``), else TIMESTAMPs (a source's)."""
         schema = rb.schema
-        types = _SCHEMA_TYPES.get(schema)
+        types = _SCHEMA_TYPES.get((schema, dates))
         if types is None:  # a stream repeats one schema: map it once
-            types = _SCHEMA_TYPES[schema] = [(n, type_of_arrow(t)) for n, t in zip(schema.names, schema.types)]
+            types = _SCHEMA_TYPES[(schema, dates)] = [(n, type_of_arrow(t, dates))
+                                                      for n, t in zip(schema.names, schema.types)]
         cols = {name: Column(t, arrow=arr, strings=strings) for (name, t), arr in zip(types, rb.columns)}
         return cls(cols, rb.num_rows)
 

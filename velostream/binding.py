@@ -45,7 +45,7 @@ INT64_MAX = np.iinfo(np.int64).max
 
 
 _KINDS = {"INT64": "int", "FLOAT64": "float", "BOOL": "bool", "STRING": "text",
-          "TIMESTAMP": "time", "DATE": "time", "DECIMAL": "decimal", "NULL": "null"}
+          "TIMESTAMP": "time", "DECIMAL": "decimal", "NULL": "null"}
 
 
 def kind_of(t: pa.DataType) -> str:
@@ -179,15 +179,10 @@ class SourceBinder:
         schema = rb.schema
         self.left_out = {f.name: f.type for f in schema if kind_of(f.type) == "other"}
         views = any(pa.types.is_string_view(t) for t in schema.types)
-        # a source's date32/date64 column is a TIMESTAMP (midnight), as it always was: fixed as
-        # timestamp[ms], so that only a DATE the engine made reaches a reader as date32
-        # (velostream.batch.type_of_arrow, docs/SQL.md §2)
-        dates = any(pa.types.is_date(t) for t in schema.types)
-        if not self.left_out and not views and not dates:
+        if not self.left_out and not views:
             self._fix(schema)
             return rb
         self._fix(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type)
-                             else pa.field(f.name, pa.timestamp("ms")) if pa.types.is_date(f.type)
                              else f for f in schema if f.name not in self.left_out],
                             metadata=schema.metadata))
         return self._conform(rb)

@@ -151,6 +151,7 @@ class Engine:
         self._fast = None
         self._fast_pipeline = None
         self._source_ok = None  # the last source name push accepted
+        self._dates_in = False  # date32 input columns are DATEs (set when bound: _bind_plan)
         declared = None
         if schemas is not None:
             declared = next((dict(v) for k, v in schemas.items() if k.lower() == self.source.lower()),
@@ -167,6 +168,10 @@ class Engine:
 
     def _bind_plan(self, schemas: dict) -> None:
         self.plan = plan_statement(self.statement, schemas, self.strings)
+        # the input's date32 columns are DATEs when it was bound with DATEs: a stream or CTE that
+        # made them, or a declared DATE column (a source's own date is a TIMESTAMP)
+        self._dates_in = any(t.kind == "DATE" for t in next(
+            (v for k, v in schemas.items() if k.lower() == self.source.lower()), {}).values())
         self.watermark = Watermark(self.plan.lateness_ms)
         if getattr(self, "_partitions", None):
             self.watermark.track(*self._partitions)
@@ -310,7 +315,7 @@ class Engine:
         """Arrow batch -> engine batch, stamped with event time and watermark when windowed.
         Rows without an event time are failed records (counted, dead-lettered)."""
         rb = self.bind_input(rb)
-        return self._stamped(Batch.from_arrow(rb, self.strings), rb)
+        return self._stamped(Batch.from_arrow(rb, self.strings, self._dates_in), rb)
 
     def _stamped(self, batch: Batch, rb: Optional[pa.RecordBatch]) -> Batch:
         """``batch`` counted, and stamped with event time and watermark when windowed (``rb``:

@@ -500,6 +500,12 @@ class _Planner:
         if b.type.kind == "STRING" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
                                                 "VAR_POP", "MEDIAN"):
             raise self.err(e, f"{func} needs a number, found STRING")
+        if b.type.kind == "DATE" and func in ("SUM", "AVG", "STDDEV", "STDDEV_POP", "VARIANCE",
+                                              "VAR_POP", "MEDIAN", "PERCENTILE_CONT"):
+            # a DATE is held as epoch ms: summing or averaging those would be silently wrong
+            # (DuckDB has no SUM of a DATE; its AVG and MEDIAN are TIMESTAMPs)
+            raise self.err(e, f"{func} of a DATE is not supported (MIN, MAX, COUNT and "
+                              "PERCENTILE_DISC are; DATE - DATE '1970-01-01' is its day number)")
         if func in ("COUNT_IF", "BOOL_AND", "BOOL_OR") and b.type.kind not in ("BOOL", "NULL"):
             raise self.err(e, f"{func} needs a boolean, found {b.type}")
         return b

@@ -563,7 +563,7 @@ class Dataflow:
             if src.kind == "select" and src.op.rows_out:  # engine batches: the engine's types
                 schema = RelationSchema(dict(src.op.plan.output_schema), src.hidden)
             else:
-                schema = sql_schema(src.schema, src.hidden)
+                schema = sql_schema(src.schema, src.hidden, dates=src.kind != "source")
             stage.rows_out = (bool(node.consumers) and node is not self.result
                               and all(c.kind == "select" for c, _ in node.consumers)
                               and node.name.lower() not in self.written)

@@ -105,9 +105,11 @@ def visible(batches: list[pa.RecordBatch], hidden) -> list[pa.RecordBatch]:
     return out
 
 
-def sql_schema(schema: pa.Schema, hidden=()) -> RelationSchema:
+def sql_schema(schema: pa.Schema, hidden=(), dates: bool = False) -> RelationSchema:
+    """``dates``: a relation the engine made, whose date32 columns are DATEs (a source's date
+    column is a TIMESTAMP: velostream.batch.type_of_arrow)."""
     from ...batch import type_of_arrow
-    return RelationSchema({f.name: type_of_arrow(f.type) for f in schema}, hidden)
+    return RelationSchema({f.name: type_of_arrow(f.type, dates) for f in schema}, hidden)
 
 
 

@@ -53,7 +53,8 @@ class UnionAll(HoldsRows):
             if all(t.equals(types[0]) for t in types):
                 fields.append(pa.field(f.name, types[0]))
                 continue
-            sql_types = [type_of_arrow(t) for t in types]
+            # a union's inputs are relations the engine made: a date32 column is a DATE
+            sql_types = [type_of_arrow(t, dates=True) for t in types]
             kinds = {t.kind for t in sql_types if t.kind != "NULL"}
             if "TIMESTAMP" in kinds and len(kinds) > 1:
                 raise SqlError.at(self.sql, self.positions[0],
