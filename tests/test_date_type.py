@@ -406,3 +406,23 @@ def test_kafka_codecs_write_and_read_a_date():
             next(f["type"] for f in codec.schema["fields"] if f["name"] == "d"))
     back = codec.decode(codec.encode(rb), str)[0]
     assert back.column(1).equals(rb.column(1))
+
+
+def test_join_on_a_date_key(partitions):
+    """Two streams joined on a DATE each makes (the partitions' exchange routes date keys)."""
+    rng = random.Random(15)
+    a = pa.table({"_TIMESTAMP": pa.array(sorted(rng.randint(-3 * DAY, 3 * DAY) for _ in range(60))),
+                  "x": pa.array(range(60), pa.int64())})
+    b = pa.table({"_TIMESTAMP": pa.array(sorted(rng.randint(-3 * DAY, 3 * DAY) for _ in range(40))),
+                  "y": pa.array(range(40), pa.int64())})
+    sql = ("WITH l AS (SELECT CAST(EPOCH_MS(_TIMESTAMP) AS DATE) AS d, x FROM a), "
+           "r AS (SELECT CAST(EPOCH_MS(_TIMESTAMP) AS DATE) AS d, y FROM b) "
+           "SELECT l.d, x, y FROM l JOIN r ON l.d = r.d WITHIN 10 DAYS")
+    got = vs.query(sql, {"a": split_batches(a, 7), "b": split_batches(b, 5)},
+                   partitions=partitions).to_arrow()
+    assert got.schema.field("d").type == pa.date32()
+    want = duck("SELECT (CAST(epoch_ms(a._TIMESTAMP) AS DATE) - DATE '1970-01-01'), x, y FROM a "
+                "JOIN b ON CAST(epoch_ms(a._TIMESTAMP) AS DATE) = CAST(epoch_ms(b._TIMESTAMP) AS DATE)",
+                a=a, b=b)
+    assert len(want) > 50
+    assert_rows_equal(rows(got), want)

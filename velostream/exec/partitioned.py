@@ -463,8 +463,10 @@ def _raw_arrow(col, as_type: Optional[pa.DataType]) -> tuple:
         col = col.combine_chunks()
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()
+    if pa.types.is_date(col.type):  # a day as epoch ms, as the engine holds it (Arrow has no
+        col = col.cast(pa.timestamp("ms"))  # date -> int64 cast)
     if as_type is not None and not col.type.equals(as_type):
-        col = col.cast(as_type)
+        col = col.cast(pa.timestamp("ms") if pa.types.is_date(as_type) else as_type)
     valid = (col.is_valid().to_numpy(zero_copy_only=False).view(np.uint8)
              if col.null_count else None)
     t = col.type
