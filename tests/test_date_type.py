@@ -426,3 +426,37 @@ def test_join_on_a_date_key(partitions):
                 a=a, b=b)
     assert len(want) > 50
     assert_rows_equal(rows(got), want)
+
+
+def test_python_functions_take_and_return_dates(partitions):
+    """vs.udf and vs.udaf see a DATE as date32 (as it leaves a query) and may return one."""
+    import pyarrow.compute as pc
+
+    class LatestDay:
+        def init(self):
+            return None
+
+        def update(self, s, d):
+            assert d.type == pa.date32()
+            m = pc.max(d).as_py() if len(d) else None
+            return m if s is None or (m is not None and m > s) else s
+
+        def merge(self, a, b):
+            return a if b is None or (a is not None and a > b) else b
+
+        def finish(self, s):
+            return s
+
+    vs.udf("date_type_next_day", lambda d: pc.add(d.cast(pa.timestamp("ms")), pa.scalar(
+        DAY, pa.duration("ms"))).cast(pa.date32()), returns="DATE")
+    vs.udaf("date_type_latest", LatestDay, returns="DATE")
+    t = table(16).filter(pa.compute.is_valid(pa.compute.cast(table(16)["ts"], pa.int64())))
+    t = t.filter(pa.compute.and_(pa.compute.greater(t["ts"], pa.scalar(-10 ** 13, pa.timestamp("ms"))),
+                                 pa.compute.less(t["ts"], pa.scalar(10 ** 13, pa.timestamp("ms")))))
+    got = run(f"SELECT id, DATE_TYPE_NEXT_DAY({D}) AS n FROM t", t, partitions)
+    assert got.schema.field("n").type == pa.date32()
+    assert_rows_equal(rows(got), duck(f"SELECT id, {days(f'{D} + 1')} FROM t", t=dk(t)))
+    got = run(f"SELECT k, DATE_TYPE_LATEST({D}) AS m FROM t GROUP BY k", t, partitions)
+    assert got.schema.field("m").type == pa.date32()
+    assert_rows_equal(last_per_key(rows(got), [0]),
+                      duck(f"SELECT k, {days(f'MAX({D})')} FROM t GROUP BY k", t=dk(t)))

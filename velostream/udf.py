@@ -178,6 +178,9 @@ def _arrow(ev, b, val, n: int) -> pa.Array:
     if t.kind == "TIMESTAMP":
         return pa.array(np.asarray(v, dtype=np.int64), pa.int64(), mask=mask).cast(
             pa.timestamp("ms"))
+    if t.kind == "DATE":  # as it leaves a query: date32
+        from .batch import dates_to_arrow
+        return dates_to_arrow(np.asarray(v, dtype=np.int64), None if mask is None else ~mask)
     if t.kind == "DECIMAL":
         from .batch import _scaled_to_decimal
         return _scaled_to_decimal(np.asarray(v, dtype=np.int64), mask, t)
@@ -205,6 +208,8 @@ def _result(ev, entry: PythonFunction, out, n: int) -> X.Val:
     valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
     if t.kind == "TIMESTAMP":
         arr = arr.cast(pa.int64())
+    if t.kind == "DATE":  # held as its midnight's epoch ms
+        arr = arr.cast(pa.timestamp("ms")).cast(pa.int64())
     if t.kind == "DECIMAL":
         from .batch import _decimal_to_scaled
         values = _decimal_to_scaled(arr, t.scale)

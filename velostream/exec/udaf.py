@@ -91,6 +91,9 @@ def _arrow(col: Column) -> pa.Array:
     if kind == "TIMESTAMP":
         return pa.array(values.astype(np.int64, copy=False), pa.int64(), mask=mask).cast(
             pa.timestamp("ms"))
+    if kind == "DATE":  # as it leaves a query: date32
+        from ..batch import dates_to_arrow
+        return dates_to_arrow(values, valid)
     dtype = {"FLOAT64": pa.float64(), "BOOL": pa.bool_()}.get(kind, pa.int64())
     return pa.array(values, dtype, mask=mask)
 
@@ -460,6 +463,8 @@ class PythonAggregator:
             return _decimal_to_scaled(arr, t.scale).astype(np.int64), ok
         if kind == "TIMESTAMP":
             arr = arr.cast(pa.int64())
+        elif kind == "DATE":  # held as its midnight's epoch ms
+            arr = arr.cast(pa.timestamp("ms")).cast(pa.int64())
         elif kind == "BOOL":
             arr = arr.cast(pa.int64())
         filled = arr.fill_null(0) if arr.null_count else arr
