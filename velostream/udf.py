@@ -3,7 +3,7 @@
 ``vs.udf("name", fn, returns="DOUBLE")`` makes ``NAME(...)`` callable from SQL in ``vs.query``,
 ``vs.Engine`` and job files (``'udf.modules' = 'my_pkg.functions'`` imports modules that register
 their functions). ``fn`` is called once per batch with one Arrow array per argument (TEXT as
-strings, TIMESTAMP as ``timestamp[ms]``, constants broadcast) and returns an Arrow array (or
+strings, TIMESTAMP as ``timestamp[ms]``, DATE as ``date32``, constants broadcast) and returns an Arrow array (or
 anything ``pyarrow.array`` takes) of the same length, cast to ``returns``.
 
 An exception inside ``fn`` is a bad record, not a dead job: the batch's rows are tried one by one
@@ -55,7 +55,7 @@ def _not_a_group_window(key: str) -> None:
 
 def udf(name: str, fn: Callable, returns: str = "DOUBLE") -> Callable:
     """Register ``fn`` as the scalar SQL function ``name`` (case-insensitive) returning
-    ``returns`` (a SQL type name: BIGINT, DOUBLE, VARCHAR, BOOLEAN, TIMESTAMP, DECIMAL(p, s)).
+    ``returns`` (a SQL type name: BIGINT, DOUBLE, VARCHAR, BOOLEAN, TIMESTAMP, DATE, DECIMAL(p, s)).
 
     >>> import velostream as vs, pyarrow.compute as pc
     >>> _ = vs.udf("double_it", lambda x: pc.multiply(x, 2), returns="BIGINT")

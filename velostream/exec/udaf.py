@@ -78,7 +78,7 @@ def _fail(entry: PythonAggregate, method: str, exc: BaseException, rows=None) ->
 
 def _arrow(col: Column) -> pa.Array:
     """A column as the Arrow array the user's ``update`` sees: text as strings, TIMESTAMP as
-    ``timestamp[ms]``, DECIMAL as decimal128, numbers as int64 / float64 (as ``vs.udf``)."""
+    ``timestamp[ms]``, DATE as ``date32``, DECIMAL as decimal128, numbers as int64 / float64 (as ``vs.udf``)."""
     kind = col.type.kind
     if kind == "STRING":
         return col.to_arrow()
