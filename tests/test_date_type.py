@@ -460,3 +460,10 @@ def test_python_functions_take_and_return_dates(partitions):
     assert got.schema.field("m").type == pa.date32()
     assert_rows_equal(last_per_key(rows(got), [0]),
                       duck(f"SELECT k, {days(f'MAX({D})')} FROM t GROUP BY k", t=dk(t)))
+
+
+def test_explain_shows_dates_as_dates():
+    plan = vs.explain(f"SELECT {D} + 2 AS d FROM t WHERE {D} >= '2024-01-01' "
+                      "AND CURRENT_DATE - DATE '2000-02-29' > 3", {"t": table(17, 5)})
+    assert "DATE '2024-01-01'" in plan and "(CURRENT_DATE() - DATE '2000-02-29')" in plan
+    assert "d DATE" in plan

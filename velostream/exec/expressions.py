@@ -2061,7 +2061,14 @@ def render(b: Bound) -> str:
     if isinstance(b, BCol):
         return b.name
     if isinstance(b, BConst):
+        if b.type.kind == "DATE" and b.value is not None:
+            return f"DATE '{dates_as_text(np.array([b.value]), None)[0].as_py()}'"
         return "NULL" if b.value is None else repr(b.value)
+    if b.fn == "DATE_ADD_DAYS":  # date ± days
+        sign = "+" if b.args[2].value > 0 else "-"
+        return f"({render(b.args[0])} {sign} {render(b.args[1])})"
+    if b.fn == "DATE_DIFF_DAYS":
+        return f"({render(b.args[0])} - {render(b.args[1])})"
     if b.fn in ("+", "-", "*", "/", "//", "%", "=", "!=", "<", "<=", ">", ">=", "AND", "OR"):
         return f"({render(b.args[0])} {b.fn} {render(b.args[1])})"
     return f"{b.fn}({', '.join(render(a) for a in b.args)})"
