@@ -701,10 +701,11 @@ class Batch:
         """``rb`` as engine columns; ``dates``: its date columns are DATEs (a derived relation's,
         ``type_of_arrow``), else TIMESTAMPs (a source's)."""
         schema = rb.schema
-        types = _SCHEMA_TYPES.get((schema, dates))
+        key = (schema, True) if dates else schema  # the usual case: no tuple made per batch
+        types = _SCHEMA_TYPES.get(key)
         if types is None:  # a stream repeats one schema: map it once
-            types = _SCHEMA_TYPES[(schema, dates)] = [(n, type_of_arrow(t, dates))
-                                                      for n, t in zip(schema.names, schema.types)]
+            types = _SCHEMA_TYPES[key] = [(n, type_of_arrow(t, dates))
+                                          for n, t in zip(schema.names, schema.types)]
         cols = {name: Column(t, arrow=arr, strings=strings) for (name, t), arr in zip(types, rb.columns)}
         return cls(cols, rb.num_rows)
 
