@@ -297,7 +297,7 @@ def test_union_all_typing_as_duckdb(partitions):
 
 @pytest.mark.parametrize("sql, column, message", [
     ("SELECT CAST(x AS DATE) AS d FROM t", 8, "cannot CAST BIGINT to DATE"),
-    ("SELECT TRY_CAST(1.5 AS DATE) AS d FROM t", 8, "cannot CAST DOUBLE to DATE"),
+    ("SELECT CAST(1.5 AS DATE) AS d FROM t", 8, "cannot CAST DOUBLE to DATE"),
     ("SELECT CAST(DATE '2024-01-01' AS BIGINT) AS d FROM t", 8, "cannot CAST DATE to BIGINT"),
     ("SELECT DATE '2024-02-30' AS d FROM t", 8, "cannot read '2024-02-30' as a DATE"),
     ("SELECT DATE '2024-01-01' * 2 AS d FROM t", 8, "operator '*' does not take DATE and BIGINT"),
@@ -311,7 +311,16 @@ def test_refused_date_operations_are_sql_errors(sql, column, message):
     assert (info.value.line, info.value.column) == (1, column)
 
 
-def test_date_range_overflow_is_an_error_and_try_cast_null():
+def test_try_cast_that_does_not_exist_is_null_as_duckdb():
+    sql = ("SELECT TRY_CAST(x AS DATE) AS a, TRY_CAST(DATE '2024-01-01' AS BIGINT) AS b, "
+           "TRY_CAST(x > 0 AS DATE) AS c FROM t")
+    got = vs.query(sql, {"t": {"x": [1, None]}}).to_arrow()
+    assert got.schema.types == [pa.date32(), pa.int64(), pa.date32()]
+    assert got.to_pylist() == [{"a": None, "b": None, "c": None}] * 2
+    assert duck(sql, t={"x": [1, None]}) == [(None, None, None)] * 2
+
+
+def test_date_range_overflow_is_an_error():
     with pytest.raises(VelostreamError, match="leaves the DATE range"):
         vs.query("SELECT DATE '2024-01-01' + x AS d FROM t", {"t": {"x": [1, 3_000_000_000]}})
 

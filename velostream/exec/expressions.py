@@ -384,7 +384,10 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         a = bind(e.operand, scope, strings)
         t = _cast_type(e.type)
         if (t.kind == "DATE") != (a.type.kind == "DATE") and not _casts_with_date(a.type, t):
-            # as DuckDB: a DATE is no number of days (DATE '1970-01-01' + n is)
+            # as DuckDB: a DATE is no number of days (DATE '1970-01-01' + n is); TRY_CAST of a
+            # cast that does not exist is NULL
+            if e.try_:
+                return BConst(t, None)
             raise SqlError.at(sql, e.pos, f"cannot CAST {_sql_name(a.type)} to {_sql_name(t)}: "
                                           "a DATE converts only "
                                           "to and from TIMESTAMP and text (DATE '1970-01-01' + n "
