@@ -304,6 +304,9 @@ def test_union_all_typing_as_duckdb(partitions):
     ("SELECT x FROM t WHERE DATE '2024-01-01' > x", 23, "cannot compare DATE with BIGINT"),
     ("SELECT x FROM t WHERE DATE '2024-01-01' > 'soon'", 23, "cannot compare DATE with 'soon'"),
     ("SELECT  TIME '10:00:00' AS r FROM t", 9, "velostream has no TIME type"),
+    ("SELECT CASE WHEN x > 0 THEN DATE '2024-01-01' ELSE 5 END AS r FROM t", 8,
+     "cannot mix BIGINT and DATE"),
+    ("SELECT x, COALESCE(DATE '2024-01-01', x) AS r FROM t", 11, "cannot mix BIGINT and DATE"),
 ])
 def test_refused_date_operations_are_sql_errors(sql, column, message):
     with pytest.raises(SqlError, match=re.escape(message)) as info:

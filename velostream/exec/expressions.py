@@ -377,8 +377,8 @@ def bind(e, scope: Scope, strings: StringDict) -> Bound:
         rt = _common_type([t.type for _, t in whens] + [els.type])
         args = []
         for c, t in whens:
-            args += [c, _convert(t, rt)]
-        args.append(_convert(els, rt))
+            args += [c, _convert_at(t, rt, e, sql)]
+        args.append(_convert_at(els, rt, e, sql))
         return BCall(rt, "CASE", tuple(args))
     if isinstance(e, ast.Cast):
         a = bind(e.operand, scope, strings)
@@ -532,6 +532,15 @@ def _convert(b: Bound, t: SqlType, explicit: bool = False) -> Bound:
     return BCall(t, "CAST", (b,))
 
 
+def _convert_at(b: Bound, t: SqlType, e, sql) -> Bound:
+    """``_convert`` of an operand of ``e`` (CASE, COALESCE...): a mix it refuses (a DATE and a
+    number) is an error at ``e``'s text."""
+    try:
+        return _convert(b, t)
+    except UnsupportedError as exc:
+        raise SqlError.at(sql, getattr(e, "pos", None), str(exc)) from None
+
+
 def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bound:
     sql, name = scope.sql, e.name
     if e.over is not None:
@@ -623,7 +632,7 @@ def _bind_function(e: ast.FunctionCall, scope: Scope, strings: StringDict) -> Bo
     if name in ("COALESCE", "LEAST", "GREATEST"):
         arity(1, 64)
         t = _common_type([a.type for a in args])
-        return BCall(t, name, tuple(_convert(a, t) for a in args))
+        return BCall(t, name, tuple(_convert_at(a, t, e, sql) for a in args))
     if name == "NULLIF":
         arity(2)
         a, b = _coerce_compare(args[0], args[1], e, sql)
