@@ -9,7 +9,7 @@ silent, DuckDB is the reference). The two texts differ only where the dialects d
 * ``EMIT FINAL`` (velostream) is a plain ``GROUP BY`` in DuckDB;
 * ``FIRST_VALUE``/``LAST_VALUE`` (arrival order) are ``first(x ORDER BY id)``/``last(x ORDER BY id)``.
 
-Typed expression trees (INT, FLOAT, TEXT, BOOL) are built from the table's columns, literals with
+Typed expression trees (INT, FLOAT, TEXT, BOOL; DATE inside them) are built from the table's columns, literals with
 edge values (0, -1, empty and non-ASCII text, NULL of every type), operators, CASE, CAST, COALESCE,
 NULLIF, IN, BETWEEN, LIKE, IS NULL and the scalar functions of docs/SQL.md. Integer expressions carry
 a bound on their magnitude and ``+ - *`` are only generated while the result stays below 2^31, so no
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 INT, FLOAT, TEXT, BOOL = "INT", "FLOAT", "TEXT", "BOOL"
+DATE = "DATE"  # only inside expressions (date_expr): the table has no DATE column
 NUMERIC = (INT, FLOAT)
 INT_SAFE = 2 ** 31 - 1  # DuckDB types small integer literals INTEGER: keep every int below this
 I64_MAX = 2 ** 63 - 1
@@ -40,6 +41,10 @@ TEXT_VALUES = ["", "a", "abc", "ABC", "Abc", " pad ", "a_b", "x%y", "é", "ÉTÉ
                "9223372036854775808"]
 FLOAT_VALUES = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.25, -3.75, 10.125, 1e6, -1e6 + 0.5, 3.0, 7.5]
 KEYS = ["k0", "k1", "k2", "k3"]
+# DATE literals: month and year ends, leap days, the epoch and the day before it
+DATE_LITERALS = ["2024-02-29", "1970-01-01", "1969-12-31", "2000-03-01", "1999-12-31", "1900-02-28",
+                 "2100-12-31", "2023-01-31"]
+DATE_SPAN_DAYS = 200_000  # a generated DATE stays within this many days of its literal
 
 
 def make_fuzz_table(n: int = 200, seed: int = 0, *, nan: bool = False, null_frac: float = 0.12) -> pa.Table:
@@ -256,6 +261,13 @@ class Gen:
             # NUMBER_SPELLINGS compare every such spelling with DuckDB
             a = self.expr(self.choice([TEXT, FLOAT]), d - 1)
             return a.wrap("TRY_CAST({} AS BIGINT)", INT, None)
+        if self.chance(0.5):  # a DATE's day count or part
+            a = self.date_expr(d - 1)
+            if self.chance(0.4):
+                b = self.date_expr(d - 1)
+                return _join("({} - {})", [a, b], INT, 2 * DATE_SPAN_DAYS)
+            return a.wrap(self.choice(["YEAR({})", "MONTH({})", "DAY({})", "DAYOFWEEK({})",
+                                       "EXTRACT(DOY FROM {})"]), INT, 3000)
         return self.leaf(INT)
 
     def number(self, d: int) -> Expr:
@@ -350,6 +362,8 @@ class Gen:
             xs = [self.expr(TEXT, d - 1) for _ in range(self.r.randint(2, 3))]
             fn = self.choice(["LEAST", "GREATEST"])
             return _join(fn + "(" + ", ".join(["{}"] * len(xs)) + ")", xs, TEXT)
+        if self.chance(0.4):  # a DATE as text, as DuckDB writes it
+            return self.date_expr(d - 1).wrap("CAST({} AS VARCHAR)", TEXT)
         return self.leaf(TEXT)
 
     def comparable_pair(self, d: int) -> tuple[Expr, Expr]:
@@ -393,7 +407,42 @@ class Gen:
             return self.case(BOOL, d)
         if k == 10:
             return self.coalesce(BOOL, d)
+        if self.chance(0.4):  # DATEs compared
+            a, b = self.date_expr(d - 1), self.date_expr(d - 1)
+            if self.chance(0.25):
+                return _join("({} BETWEEN {} AND {})", [a, b, self.date_expr(d - 1)], BOOL)
+            op = self.choice(["=", "<>", "<", "<=", ">", ">="])
+            return _join("({} %s {})" % op, [a, b], BOOL)
         return self.leaf(BOOL)
+
+    def date_expr(self, d: int) -> Expr:
+        """A DATE (docs/SQL.md §2): a literal, a literal moved by a bounded number of days, or
+        COALESCE / LEAST / GREATEST / CASE of DATEs (within DATE_SPAN_DAYS of 2000-01-01)."""
+        k = self.r.randrange(6)
+        if k == 0 or d <= 0:
+            if self.chance(0.1):
+                return Expr("CAST(NULL AS DATE)", "CAST(NULL AS DATE)", DATE)
+            q = "DATE " + _quote(self.choice(DATE_LITERALS))
+            return Expr(q, q, DATE)
+        if k <= 2:
+            n = self.arith_int(d - 1)
+            if n.bound is None or n.bound > DATE_SPAN_DAYS // 2:
+                n = self.leaf(INT) if self.chance(0.5) else self.literal(INT)
+                if n.bound is None or n.bound > DATE_SPAN_DAYS // 2:
+                    n = Expr("j", "j", INT, 5)
+            base = "DATE " + _quote(self.choice(DATE_LITERALS))
+            op = self.choice(["+", "-"])
+            # (DuckDB adds only an INTEGER to a DATE; every velostream integer is a BIGINT)
+            return Expr(f"({base} {op} {n.eng})", f"({base} {op} CAST({n.duck} AS INTEGER))", DATE,
+                        None, n.is_agg)
+        if k == 3:
+            a, b = self.date_expr(d - 1), self.date_expr(d - 1)
+            return _join("COALESCE({}, {})", [a, b], DATE)
+        if k == 4:
+            a, b = self.date_expr(d - 1), self.date_expr(d - 1)
+            return _join(self.choice(["LEAST", "GREATEST"]) + "({}, {})", [a, b], DATE)
+        a, b = self.date_expr(d - 1), self.date_expr(d - 1)
+        return _join("CASE WHEN {} THEN {} ELSE {} END", [self.expr(BOOL, d - 1), a, b], DATE)
 
     def case(self, t: str, d: int) -> Expr:
         parts: list[Expr] = []
