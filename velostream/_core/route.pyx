@@ -17,6 +17,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+from .gather cimport _take
+
 cnp.import_array()
 
 
@@ -431,20 +433,3 @@ def take_rows(list arrays, rows_in):
             _take(s, d, rp, m, size)
         out.append(dst)
     return out
-
-
-cdef void _take(const char* s, char* d, const int64_t* rows, Py_ssize_t m, int size) noexcept nogil:
-    cdef Py_ssize_t i
-    if size == 8:
-        for i in range(m):
-            (<int64_t*>d)[i] = (<const int64_t*>s)[rows[i]]
-    elif size == 4:
-        for i in range(m):
-            (<int32_t*>d)[i] = (<const int32_t*>s)[rows[i]]
-    elif size == 2:
-        for i in range(m):
-            (<short*>d)[i] = (<const short*>s)[rows[i]]
-    else:
-        for i in range(m):
-            (<uint8_t*>d)[i] = (<const uint8_t*>s)[rows[i]]
-

@@ -204,15 +204,10 @@ _DATE_OTHER_SEPARATORS = (r"^(\s*-?[0-9]{1,7})/([0-9]{1,2})/([0-9]{1,2})",
                           r"^(\s*-?[0-9]{1,7}) ([0-9]{1,2}) ([0-9]{1,2})")
 
 
-def _days_from_civil(y, m, d):
-    """Days since 1970-01-01 of proleptic Gregorian dates (astronomical years: 0 is 1 BC),
-    element-wise on int64 arrays (H. Hinnant's days_from_civil)."""
-    y = y - (m <= 2)
-    era = np.floor_divide(y, 400)
-    yoe = y - era * 400
-    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+def _month_start_days(month_index: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of the first day of each month, counted in months since January
+    1970 (proleptic Gregorian, astronomical years)."""
+    return month_index.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 
 
 def _column_of(arr: pa.Array) -> np.ndarray:
@@ -241,8 +236,9 @@ def text_to_date_ms(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     ok = matched & (m >= 1) & (m <= 12) & (d >= 1) & ~(bc & (y <= 0))
     y = np.where(bc, 1 - y, y)  # 2 BC is the astronomical year -1
     mm = np.where(ok, m, 1)
-    days = _days_from_civil(y, mm, 1)  # the month's first day
-    next_month = _days_from_civil(y + (mm == 12), np.where(mm == 12, 1, mm + 1), 1)
+    month = (y - 1970) * 12 + mm - 1
+    days = _month_start_days(month)  # the month's first day
+    next_month = _month_start_days(month + 1)
     ok &= d <= next_month - days
     days = days + np.where(ok, d, 1) - 1
     ok &= (days >= _DATE_DAYS[0]) & (days <= _DATE_DAYS[1])

@@ -40,7 +40,7 @@ from .._lazy import pc  # imported when first used: see the module
 from ..batch import BOOL, DATE, FLOAT64, INT64, MS_PER_DAY, STRING, TIMESTAMP, SqlType
 from ..errors import SqlError, nearest
 from . import expressions as X
-from .expressions import BCall, BConst, Bound, Val, _and_valid, _norm_valid
+from .expressions import BCall, BConst, Bound, Val, _and_valid, _month_start_days, _norm_valid
 
 
 @dataclass(frozen=True)
@@ -214,10 +214,6 @@ def _years_in(year: np.ndarray, step: int) -> np.ndarray:
 
 def _year_start_days(year: np.ndarray) -> np.ndarray:
     return (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
-
-
-def _month_start_days(month_index: np.ndarray) -> np.ndarray:
-    return month_index.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ date and time

@@ -143,11 +143,7 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
             valid = None
             at = 0
             for part, sel in zip(parts, rows):
-                if part.strings is strings:  # (already this dictionary's codes)
-                    piece_codes, piece_valid = take_rows([part.values], sel)[0], (
-                        None if part.valid is None else part.valid[sel])
-                else:
-                    piece_codes, piece_valid = strings.encode_arrow(part.to_arrow(), sel)
+                piece_codes, piece_valid = strings.encode_arrow(part.to_arrow(), sel)
                 codes[at:at + len(sel)] = piece_codes
                 if piece_valid is not None:
                     if valid is None:
