@@ -9,7 +9,7 @@ import pytest
 
 from velostream._core.gather import (merge_order, take_interleaved, take_segments,
                                      take_strings_interleaved)
-from velostream.jobs.partition_threads import END_COL, _merge_by_end
+from velostream.jobs.partition_threads import END_COL, ROW_COL, _merge_by
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.float32, np.int64, np.float64, "V16"])
@@ -100,7 +100,7 @@ def test_merge_by_end_equals_a_stable_sort_by_end(seed):
     rng = np.random.default_rng(seed)
     k = int(rng.integers(2, 5))
     outs = [_final_rows(rng, int(rng.integers(0, 400)), np.arange(100)) for _ in range(k)]
-    got = pa.Table.from_batches(_merge_by_end(outs)) if any(o.num_rows for o in outs) else None
+    got = pa.Table.from_batches(_merge_by(outs, END_COL)) if any(o.num_rows for o in outs) else None
     whole = pa.Table.from_batches(outs)
     want = whole.take(pa.array(np.argsort(whole.column(END_COL).to_numpy(), kind="stable")))
     want = want.drop_columns([END_COL])

@@ -94,12 +94,21 @@ def test_hot_key_skew():
     data = pa.table({"k": keys, "x": rng.integers(0, 100, n), "_TIMESTAMP": np.arange(n) * 10})
     sql = "SELECT k, COUNT(*) AS n, SUM(x) AS s FROM t GROUP BY k WINDOW TUMBLING(10s)"
     v1 = collections.Counter(_rows(vs.query(sql, {"t": data})))
-    job = vs.Job(sql, {"t": data}, partitions=4)
+    # read as a live stream (batches of 5 s, inside a window): routed by key
+    job = vs.Job(sql, {"t": data.to_batches(max_chunksize=500)}, partitions=4)
     stats = job.run()
+    assert stats.strategy == "hash"
     assert collections.Counter(_rows(job.result())) == v1
     assert sum(stats.partition_records) == n
     # the hot key lives in one partition; key groups balance the other keys around it
     assert max(stats.partition_records) >= int((keys == "HOT").sum())
+    # read whole (a batch over 40 windows): routed by window, the hot key's windows spread
+    job = vs.Job(sql, {"t": data}, partitions=4)
+    stats = job.run()
+    assert stats.strategy == "window"
+    assert collections.Counter(_rows(job.result())) == v1
+    assert sum(stats.partition_records) == n
+    assert max(stats.partition_records) < int((keys == "HOT").sum())
 
 
 def test_partitions_without_records_still_close_windows():

@@ -252,14 +252,14 @@ def _partition_outputs(rng, n_parts: int, n_ends: int) -> list:
 @pytest.mark.parametrize("n_ends", [1, 3, 200])  # one window; a few (slices); many (the sort)
 def test_merge_by_end_is_a_stable_merge_in_window_end_order(n_ends):
     from velostream.exec.columns import END_COL
-    from velostream.jobs.partition_threads import _merge_by_end
+    from velostream.jobs.partition_threads import _merge_by
     rng = np.random.default_rng(n_ends)
     for _ in range(30):
         outs = _partition_outputs(rng, int(rng.integers(1, 5)), n_ends)
         whole = pa.Table.from_batches(outs)
         order = np.argsort(whole.column(END_COL).to_numpy(), kind="stable")
         want = whole.take(pa.array(order)).drop_columns([END_COL])
-        merged = _merge_by_end(outs)
+        merged = _merge_by(outs, END_COL)
         got = pa.Table.from_batches(merged, schema=want.schema) if merged else want.slice(0, 0)
         assert END_COL not in got.column_names
         assert got.to_pylist() == want.to_pylist()

@@ -231,6 +231,10 @@ class Plan:
             p = self.partitioning
             keys = f"({', '.join(render(k) for k in p.keys)})" if p.keys else ""
             lines.append(f"Partitioning: {p.strategy}{keys}: {p.reason}")
+            if (p.strategy == "hash" and self.shape == "aggregate" and self.window is not None
+                    and self.window.kind in ("TUMBLING", "CUMULATE")):
+                lines.append("  or window: runs of whole windows dealt to the partitions, when "
+                             "the job's first batch spans many windows (docs/ARCHITECTURE.md)")
         return "\n".join(lines)
 
 

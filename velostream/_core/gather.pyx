@@ -85,16 +85,25 @@ cdef bint _take_checked(const char* s, Py_ssize_t n, char* d, const int64_t* row
                         int size) noexcept nogil:
     # The range check rides along the gather (no extra pass over memory): each block of rows
     # is checked, while in cache, before it is copied.
+    # A block of consecutive rows (a partition's rows of a batch routed by window,
+    # exec/router.py) is one memcpy.
     cdef Py_ssize_t lo = 0, hi, i
-    cdef bint ok
+    cdef bint ok, consecutive
+    cdef int64_t first
     while lo < m:
         hi = lo + 4096 if lo + 4096 < m else m
         ok = True
+        consecutive = True
+        first = rows[lo]
         for i in range(lo, hi):
             ok &= (rows[i] >= 0) & (rows[i] < n)
+            consecutive &= rows[i] == first + (i - lo)
         if not ok:
             return False
-        _take(s, d + lo * size, rows + lo, hi - lo, size)
+        if consecutive:
+            memcpy(d + lo * size, s + first * size, (hi - lo) * size)
+        else:
+            _take(s, d + lo * size, rows + lo, hi - lo, size)
         lo = hi
     return True
 

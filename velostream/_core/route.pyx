@@ -433,3 +433,42 @@ def take_rows(list arrays, rows_in):
             _take(s, d, rp, m, size)
         out.append(dst)
     return out
+
+
+def route_by_time(const int64_t[::1] t, int64_t run_ms, int n_parts, int8_t[::1] out):
+    """Each row's partition when rows are routed by event time (``exec.router``, strategy
+    ``window``): time is cut into runs of ``run_ms`` from the epoch (floor division, so a
+    negative time falls in the run before zero), and the runs are dealt to the partitions in
+    turn: ``out[i] = (t[i] // run_ms) % n_parts``.
+
+    >>> import numpy as np
+    >>> out = np.empty(6, dtype=np.int8)
+    >>> route_by_time(np.array([0, 9, 10, 25, 31, -1]), 10, 2, out)
+    >>> out.tolist()
+    [0, 0, 1, 0, 1, 1]
+    """
+    cdef Py_ssize_t i, n = t.shape[0]
+    cdef int64_t q, lo = 0, r
+    cdef int8_t cur = 0
+    cdef bint have = False
+    cdef int64_t INT64_MIN_ = -0x7FFFFFFFFFFFFFFF - 1
+    if run_ms <= 0:
+        raise ValueError("run_ms must be positive")
+    if n_parts < 1 or n_parts > MAX_PARTS:
+        raise ValueError(f"n_parts must be in 1..{MAX_PARTS}")
+    if out.shape[0] != n:
+        raise ValueError("out must have one entry per row")
+    with nogil:
+        for i in range(n):
+            # Event time mostly moves forward: a row usually falls in the previous row's run,
+            # which two compares decide without a division.
+            if not (have and t[i] >= lo and <uint64_t>t[i] - <uint64_t>lo < <uint64_t>run_ms):
+                q = t[i] / run_ms  # C division truncates: step down for negative non-multiples
+                if t[i] < 0 and q * run_ms != t[i]:
+                    q -= 1
+                lo = q * run_ms
+                r = q % n_parts
+                cur = <int8_t>(r + n_parts if r < 0 else r)
+                # (q * run_ms cannot wrap below the smallest time by less than a run)
+                have = t[i] >= INT64_MIN_ + run_ms
+            out[i] = cur

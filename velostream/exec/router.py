@@ -12,6 +12,17 @@ and no partition shares state with another. Keys computed by expressions are eva
 coordinator, interned into the job's dictionary and routed on their codes (``KeyCodec`` words);
 the partitions then share that dictionary.
 
+``window`` (chosen at run time for a TUMBLING or CUMULATE GROUP BY): every window of a row lies in
+one *period* of the window size from the epoch, and the window is part of each group's key, so
+routing a row by its period keeps each group of each window in one partition as routing by key
+does. Time is cut into runs of whole periods, dealt to the partitions in turn
+(``_core.route.route_by_time``). The router takes it when the job's first batch spans at least
+WINDOW_RUNS runs per partition (a replay, a backfill, a file): partitions then share every key
+and split time, a hot key cannot overload one partition, and a step's EMIT FINAL rows come back
+as a few runs of whole windows, merged by slicing. A batch spanning few periods (a live stream)
+keeps ``hash`` routing, which spreads one window's rows over the partitions. Each partition
+interns its own rows into its own dictionary, as raw routing does.
+
 ``sticky`` keeps records in their source partition (``_PARTITION``); ``round_robin`` and
 ``two_phase`` cut the batch into contiguous slices (any row may go anywhere); ``single`` sends
 everything to partition 0.
@@ -23,24 +34,37 @@ from typing import Optional
 import numpy as np
 
 from .._core.gather import take_segments
-from .._core.route import KeyRouter, select_rows, take_rows
+from .._core.route import KeyRouter, route_by_time, select_rows, take_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict, concat_batches
+from .columns import TIME_COL
 from .expressions import BCol, Evaluator
 from .keys import KeyCodec
 from ..planner import Plan
 
+# The first batch must span at least this many runs of whole periods per partition for ``window``
+# routing (each partition then gets two runs of each batch like it: enough to balance them)
+WINDOW_RUNS = 2
+
 
 class Router:
-    def __init__(self, plan: Plan, n_partitions: int, evaluator: Evaluator):
+    def __init__(self, plan: Plan, n_partitions: int, evaluator: Evaluator,
+                 first: Optional[Batch] = None):
+        """``first``: the job's first stamped batch, which decides ``window`` routing."""
         self.n = n_partitions
         self.strategy = plan.partitioning.strategy
         self.keys = list(plan.partitioning.keys)
         self.ev = evaluator
         self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
+        # route by time: the run length in ms (see the module docstring), or None
+        self.run_ms = window_run_ms(plan, n_partitions, first)
+        if self.run_ms is not None:
+            self.strategy = "window"
         self.key_router = KeyRouter(n_partitions) if self.strategy == "hash" and n_partitions > 1 else None
-        # route on the key columns' own values (see the module docstring)
-        self.raw = self.key_router is not None and all(isinstance(k, BCol) for k in self.keys)
+        # route on the key columns' own values (see the module docstring); routing by time
+        # leaves the strings to the partitions likewise
+        self.raw = self.run_ms is not None or (
+            self.key_router is not None and all(isinstance(k, BCol) for k in self.keys))
 
     def split(self, batch: Batch) -> list:
         """Per partition: a Batch, the ``Routed`` batch every partition takes its rows from, or
@@ -50,6 +74,10 @@ class Router:
             return [batch]
         if self.strategy == "single":
             return [batch] + [None] * (n - 1)
+        if self.strategy == "window":
+            part = np.empty(batch.length, dtype=np.int8)
+            route_by_time(batch.columns[TIME_COL].values, self.run_ms, n, part)
+            return [Routed(batch, part)] * n
         if self.strategy == "hash":
             part = np.empty(batch.length, dtype=np.int8)
             if self.raw:
@@ -66,6 +94,21 @@ class Router:
         bounds = np.linspace(0, batch.length, n + 1).astype(np.int64)
         return [batch.slice(bounds[i], bounds[i + 1]) if bounds[i + 1] > bounds[i] else None
                 for i in range(n)]
+
+
+def window_run_ms(plan: Plan, n: int, first: Optional[Batch]) -> Optional[int]:
+    """The run length (ms, whole periods of the window size) for ``window`` routing of ``plan``
+    at ``n`` partitions, decided on the job's first batch; None: route as the plan says."""
+    w = plan.window
+    if (n < 2 or first is None or plan.partitioning.strategy != "hash" or plan.shape != "aggregate"
+            or w is None or w.kind not in ("TUMBLING", "CUMULATE") or not w.size_ms
+            or TIME_COL not in first.columns or first.length == 0):
+        return None
+    t = first.columns[TIME_COL].values
+    periods = int(t.max()) // w.size_ms - int(t.min()) // w.size_ms + 1
+    if periods < WINDOW_RUNS * n:
+        return None
+    return min(w.size_ms * (periods // (WINDOW_RUNS * n)), 1 << 62)
 
 
 class Routed:

@@ -148,7 +148,7 @@ class _Partition:
         dead = pipeline.dead_letters
         pipeline.dead_letters = []
         if self.convert:
-            out = [self.engine.output_arrow(b, keep=(END_COL,)) if isinstance(b, Batch) else b
+            out = [self.engine.output_arrow(b, keep=(END_COL, ROW_COL)) if isinstance(b, Batch) else b
                    for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
             dead = [(reason, rows.to_arrow([c for c in rows.columns
                                             if not c.startswith("__") or c == ROW_COL]))
@@ -261,6 +261,7 @@ class HashExchange:
         self.wholes: list[tuple[int, Batch]] = []  # (position of its first row, batch)
         self.step_ends: dict[int, int] = {}  # step -> the positions below this are its or before
         self.held_end = 0
+        self.by_position = False  # merge partitions' rows by ROW_COL (_start)
 
     # -- steps ------------------------------------------------------------------------------
     def send(self, rb: pa.RecordBatch, arrived: float) -> None:
@@ -275,7 +276,7 @@ class HashExchange:
             self.close()
             self.plan = None
         if self.plan is None:
-            self._start()
+            self._start(batch)
         job.stats.records_read += rb.num_rows
         if self.inline and batch.length <= INLINE_ROWS:
             parts = None  # the whole batch, in this thread (no routing, no columns converted)
@@ -343,13 +344,18 @@ class HashExchange:
         self._send_steps(steps)
         self.seq += 1
 
-    def _start(self) -> None:
+    def _start(self, first: Batch) -> None:
+        """Partitions for the engine's plan; ``first`` (the first batch, stamped) decides
+        whether the router routes by window (exec/router.py)."""
         eng = self.engine
         plan = self.plan = eng.plan
-        self.job.stats.strategy = plan.partitioning.strategy
         role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
         self.merger = Pipeline(plan, eng.strings, role="final") if role == "partial" else None
-        self.router = Router(plan, self.n, eng.pipeline.ev)
+        self.router = Router(plan, self.n, eng.pipeline.ev, first)
+        self.job.stats.strategy = self.router.strategy
+        # routed by window, one key's changes come from several partitions: they are merged
+        # back into input order by each row's position (ROW_COL), which every routed row carries
+        self.by_position = self.router.strategy == "window" and plan.emit == "CHANGES"
         self.raw = self.router.raw
         # raw routing leaves the strings to the partitions: each interns its own rows into its
         # own dictionary; otherwise they share the job's
@@ -360,6 +366,8 @@ class HashExchange:
             for i in range(self.n)]
         for part in self.parts:
             part.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
+            if self.by_position:
+                part.pipeline.stateful.keep_positions = True
         t = thread_count(self.n)  # each thread starts with its first step (_put)
         self.threads = [_Worker(i, self.parts[i::t], self.results, self.job.queue_depth)
                         for i in range(t)]
@@ -515,7 +523,8 @@ class HashExchange:
                 c.values
         if seq_base is not None:  # two-phase FIRST/LAST need the job-wide arrival order
             cols[SEQ_COL] = Column(_INT, np.arange(seq_base, seq_base + batch.length, dtype=np.int64))
-        if self.plan.window is not None and may_be_late(batch):  # set aside whole (_whole_rows)
+        if self.plan.window is not None and (self.by_position or may_be_late(batch)):
+            # set aside whole (_whole_rows); merged by position (by_position)
             base = self.routed_rows
             cols[ROW_COL] = Column(_INT, np.arange(base, base + batch.length, dtype=np.int64))
             self.wholes.append((base, batch))
@@ -570,39 +579,44 @@ class HashExchange:
             if flush:
                 merged += merger.flush()
             outs = [eng.output_arrow(b, keep=(END_COL,)) for b in merged if b.length]
-        if any(END_COL in rb.schema.names for rb in outs):
-            outs = _merge_by_end(outs)
+        for col in (END_COL, ROW_COL):
+            if any(col in rb.schema.names for rb in outs):
+                outs = _merge_by(outs, col)
+                break
         job._deliver(eng.finish_arrow(outs), arrived)
 
 
-# _merge_by_end hands out at most this many slices; more (a flush closing many windows at once)
-# are merged into one batch (merge_order and the gathers of _core.gather)
+# _merge_by hands out at most this many slices; more (a flush closing many windows at once, each
+# with rows in several partitions) are merged into one batch (merge_order and the gathers of
+# _core.gather)
 MAX_MERGE_SLICES = 64
 
 
-def _merge_by_end(outs: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-    """EMIT FINAL rows of every partition in window-end order (stable: partition order within
-    one end), without the end column. Each partition's rows are already in end order, so the
-    result is slices of them, nothing copied: as they are when one partition's last end is at
-    most the next one's first (a step closes one window: the usual case), else per end, each
-    partition's rows of that end. Past MAX_MERGE_SLICES slices, the runs are merged by one
-    compiled pass (``merge_order``) and each column written once into its merged place."""
+def _merge_by(outs: list[pa.RecordBatch], col: str) -> list[pa.RecordBatch]:
+    """Every partition's rows in the order of ``col``, stable (partition order within one
+    value), without ``col``: END_COL, the window end of EMIT FINAL rows (windows close in
+    order); or ROW_COL, the input position of EMIT CHANGES rows of a job routing by window (each
+    key's changes in input order). Each partition's rows are already in that order, so the
+    merged order is runs of them (``merge_order``, one compiled pass over the ``col`` values):
+    handed out as slices, nothing copied, when there are at most MAX_MERGE_SLICES (one run per
+    partition and step, or a few runs of whole windows when routing by window), else each
+    column written once into its merged place."""
     outs = [rb for rb in outs if rb.num_rows]
     if not outs:
         return []
-    ends = [rb.column(END_COL).to_numpy() for rb in outs]
-    names = [n for n in outs[0].schema.names if n != END_COL]
+    if any(col not in rb.schema.names for rb in outs):
+        raise JobError(f"internal: a partition's rows lack {col}, which orders them")
+    keys = [rb.column(col).to_numpy() for rb in outs]
+    names = [n for n in outs[0].schema.names if n not in (END_COL, ROW_COL)]
     outs = [rb.select(names) for rb in outs]
-    if all(ends[i][-1] <= ends[i + 1][0] for i in range(len(outs) - 1)):
+    if all(keys[i][-1] <= keys[i + 1][0] for i in range(len(outs) - 1)):
         return outs
-    firsts = [np.r_[True, e[1:] != e[:-1]] for e in ends]  # each partition's first row per end
-    if sum(int(np.count_nonzero(f)) for f in firsts) <= MAX_MERGE_SLICES:  # one slice per end
-        distinct = np.unique(np.concatenate([e[f] for e, f in zip(ends, firsts)]))
-        bounds = [(np.searchsorted(e, distinct, "left"), np.searchsorted(e, distinct, "right"))
-                  for e in ends]
-        return [rb.slice(lo[k], hi[k] - lo[k]) for k in range(len(distinct))
-                for rb, (lo, hi) in zip(outs, bounds) if hi[k] > lo[k]]
-    which, rows = merge_order(ends)
+    which, rows = merge_order(keys)
+    cuts = np.flatnonzero(which[1:] != which[:-1]) + 1  # where the next run starts
+    if len(cuts) < MAX_MERGE_SLICES:  # (a run is one partition's consecutive rows)
+        starts = [0, *cuts.tolist()]
+        stops = [*cuts.tolist(), len(which)]
+        return [outs[which[a]].slice(rows[a], b - a) for a, b in zip(starts, stops)]
     schema = outs[0].schema
     return [pa.RecordBatch.from_arrays(
         [_interleave([rb.column(i) for rb in outs], which, rows) for i in range(len(names))],

@@ -26,7 +26,7 @@ from ...batch import Batch, Column, SqlType, StringDict
 from ...planner import Plan
 from ..aggregators import (emitted_column, evaluate_arguments, export_states, imported_state,
                            kernel_input, make_aggregator, restore_next_seq, result_column)
-from ..columns import END_COL, SEQ_COL, TIME_COL, WM_COL
+from ..columns import END_COL, ROW_COL, SEQ_COL, TIME_COL, WM_COL
 from ..keys import KeyCodec
 from ..snapshots import column, key_from_arrow, key_to_arrow
 from ..udaf import update_all  # the kernels' update_all, taking Python aggregates too
@@ -61,6 +61,9 @@ class GroupAggregate(EvaluatesFirst):
         self.codec = KeyCodec([k.type for k in plan.keys])
         self.min_open_end = _NO_END  # no window can close before the watermark reaches this
         self.flushed = False
+        # an EMIT CHANGES row keeps its input row's position (ROW_COL): a V2 job routing by
+        # window merges its partitions' changes back into input order by it (exec/router.py)
+        self.keep_positions = False
         self.table = GroupTable(self.codec.n_words + (1 if self.windows is not None else 0))
 
     # -- input -------------------------------------------------------------------------------
@@ -116,6 +119,9 @@ class GroupAggregate(EvaluatesFirst):
         arrival = batch.columns.get(WM_COL)  # a change keeps its input row's watermark: a
         if arrival is not None:              # pipeline's window downstream judges it by that
             cols[WM_COL] = arrival if rows is None else arrival.take(rows)
+        position = batch.columns.get(ROW_COL) if self.keep_positions else None
+        if position is not None:
+            cols[ROW_COL] = position if rows is None else position.take(rows)
         if self.windows is not None:
             cols["_WINDOW_START"] = Column(_INT, self.windows.start_of(ww))
             cols["_WINDOW_END"] = Column(_INT, self.windows.end_of(ww))

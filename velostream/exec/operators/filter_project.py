@@ -9,7 +9,7 @@ import numpy as np
 
 from ...batch import Batch, Column
 from ...planner import Plan
-from ..columns import END_COL, WM_COL
+from ..columns import END_COL, ROW_COL, WM_COL
 
 
 class Filter:
@@ -43,7 +43,8 @@ class Project:
 
     def groups(self, batches: list) -> list[Batch]:
         """HAVING and the select list over an aggregate's group rows. An EMIT FINAL row keeps
-        its window end (``__end``, unselected) for ordering rows across partitions."""
+        its window end (``__end``, unselected) for ordering rows across partitions, and an EMIT
+        CHANGES row the input position the aggregate kept for it (``__row``), likewise."""
         out = []
         for gb in batches:
             if self.having is not None:
@@ -51,8 +52,9 @@ class Project:
                 if gb.length == 0:
                     continue
             rows = self.rows(gb)  # an EMIT CHANGES row keeps its input row's watermark too
-            end: Optional[Column] = gb.columns.get(END_COL)
-            if end is not None:
-                rows.columns[END_COL] = end
+            for name in (END_COL, ROW_COL):
+                kept: Optional[Column] = gb.columns.get(name)
+                if kept is not None:
+                    rows.columns[name] = kept
             out.append(rows)
         return out
