@@ -87,7 +87,7 @@ def test_scenarios_same_at_every_partition_count(partitions):
         assert collections.Counter(map(_norm, v1)) == collections.Counter(map(_norm, v2)), name
 
 
-def test_hot_key_skew():
+def test_hot_key_skew(monkeypatch):
     rng = np.random.default_rng(7)
     n = 40_000
     keys = np.where(rng.random(n) < 0.9, "HOT", np.char.add("K", (rng.integers(0, 50, n)).astype(str)))
@@ -102,7 +102,10 @@ def test_hot_key_skew():
     assert sum(stats.partition_records) == n
     # the hot key lives in one partition; key groups balance the other keys around it
     assert max(stats.partition_records) >= int((keys == "HOT").sum())
-    # read whole (a batch over 40 windows): routed by window, the hot key's windows spread
+    # read whole (a batch over 40 windows): routed by window, in runs of about a step (made
+    # 4,096 rows here), the hot key's windows spread over the partitions
+    from velostream.jobs import partition_threads
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", 4096)
     job = vs.Job(sql, {"t": data}, partitions=4)
     stats = job.run()
     assert stats.strategy == "window"

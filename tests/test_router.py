@@ -320,6 +320,9 @@ def test_more_partitions_than_cores_share_threads_and_keep_their_own_state(sql, 
     table = make_table(30_000, seed=12)
     batches = table.combine_chunks().to_batches(max_chunksize=4096)
     want = vs.query(sql, {"t": batches}, partitions=1).to_arrow()
+    # steps of two batches: a windowed query is routed by window in runs of about a step, so
+    # its 30,000 rows make several runs over the partitions
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", 8192)
     for cores, n in ((1, 3), (2, 4), (3, 8)):
         monkeypatch.setattr(os, "sched_getaffinity",
                             lambda pid, c=cores: set(range(c)))

@@ -1,6 +1,8 @@
 """V2 routing by window (exec/router.py, strategy ``window``): a TUMBLING or CUMULATE GROUP BY whose
-first batch spans many windows is routed by event time, runs of whole windows dealt to the
-partitions in turn, so each group of each window still lives in one partition.
+first batch shows windows of at most half a step's rows is routed by event time, runs of whole
+windows of about a step's rows dealt to the partitions in turn, so each group of each window still
+lives in one partition. Most tests here make steps (and so runs) small, so that a few thousand
+rows make many runs over every partition; one runs at the default step size.
 
 Checked here: the same rows as one partition (and as DuckDB) at 2, 3 and 4 partitions, with NULL
 keys, out-of-order and late rows, allowed lateness, order-sensitive aggregates, HAVING and batch
@@ -16,11 +18,22 @@ import pytest
 import velostream as vs
 from velostream._core.route import route_by_time
 from velostream.exec.columns import END_COL, ROW_COL
+from velostream.jobs import partition_threads
 from velostream.jobs.partition_threads import _merge_by
 
 from reference import assert_rows_equal, duck, make_table, split_batches
 
 pytestmark = pytest.mark.timeout(180)
+
+
+DEFAULT_STEP_ROWS = partition_threads.STEP_ROWS
+
+
+@pytest.fixture(autouse=True)
+def small_steps(monkeypatch):
+    """Steps (and runs of windows) of about 1,500 rows: batches up to INLINE_STEP_ROWS (1,024)
+    run in the job's thread, larger ones on the partition threads, a step of several."""
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", 1500)
 
 
 def _shuffled(table: pa.Table, seed: int, late: int = 40) -> pa.Table:
@@ -74,10 +87,10 @@ def _key_rows(table: pa.Table, keys: list) -> dict:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_routed_by_window_gives_one_partitions_rows_in_its_order(name, n, seed):
     sql = QUERIES[name]
-    table = _shuffled(make_table(3000, seed, max_step_ms=400), seed)
+    table = _shuffled(make_table(8000, seed, max_step_ms=400), seed)
     # (the first batch decides the routing: it spans many windows)
-    batches = [table.slice(0, 900).combine_chunks().to_batches()[0],
-               *split_batches(table.slice(900), [700, 1, 333, 1200], seed)]
+    batches = [table.slice(0, 1100).combine_chunks().to_batches()[0],
+               *split_batches(table.slice(1100), [700, 1, 333, 1200, 2600], seed)]
     want, one = _run(sql, batches, 1)
     got, job = _run(sql, batches, n)
     assert job.stats.strategy == "window"
@@ -115,6 +128,35 @@ def test_routed_by_window_equals_duckdb(n):
                 "epoch_ms(time_bucket(INTERVAL '5 seconds', epoch_ms(ts))) FROM t GROUP BY ALL",
                 t=table)
     assert_rows_equal(got.to_pylist(), want)
+
+
+@pytest.mark.parametrize("emit", ["", "EMIT CHANGES"])
+def test_a_replay_at_the_default_step_size_takes_whole_steps_in_turn(emit, monkeypatch):
+    """300,000 trades in 65,536-row batches, one per second, 1-minute windows: runs of about a
+    step's rows, each partition taking whole batches (nothing copied) in turn."""
+    from velostream.datagen import market_data
+    monkeypatch.setattr(partition_threads, "STEP_ROWS", DEFAULT_STEP_ROWS)
+    batches = market_data(300_000)
+    sql = ("SELECT trader_id, symbol, COUNT(*) AS n, SUM(quantity) AS q, AVG(price) AS p, "
+           f"_WINDOW_START AS ws FROM t GROUP BY trader_id, symbol WINDOW TUMBLING(1m) {emit}")
+    want, _ = _run(sql, batches, 1)
+    for n in (2, 4):
+        got, job = _run(sql, batches, n)
+        assert job.stats.strategy == "window"
+        assert sum(1 for r in job.stats.partition_records if r) >= 2
+        # the same rows, each key's in the same order (its changes in input order; its
+        # windows' rows in window order), compared whole by Arrow (the same sums in the same
+        # order: equal floats)
+        assert _by_key(got).equals(_by_key(want))
+        if not emit:  # windows close in order
+            assert (np.diff(got.column("ws").to_numpy()) >= 0).all()
+
+
+def _by_key(t: pa.Table) -> pa.Table:
+    """``t``'s rows sorted by key, each key's rows in their order in ``t``."""
+    t = t.append_column("_at", pa.array(np.arange(t.num_rows)))
+    return t.sort_by([("trader_id", "ascending"), ("symbol", "ascending"),
+                      ("_at", "ascending")]).drop_columns(["_at"])
 
 
 def test_a_batch_inside_one_window_keeps_routing_by_key():

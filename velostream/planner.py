@@ -234,7 +234,7 @@ class Plan:
             if (p.strategy == "hash" and self.shape == "aggregate" and self.window is not None
                     and self.window.kind in ("TUMBLING", "CUMULATE")):
                 lines.append("  or window: runs of whole windows dealt to the partitions, when "
-                             "the job's first batch spans many windows (docs/ARCHITECTURE.md)")
+                             "the job's first batch shows many windows (docs/ARCHITECTURE.md)")
         return "\n".join(lines)
 
 

@@ -472,3 +472,40 @@ def route_by_time(const int64_t[::1] t, int64_t run_ms, int n_parts, int8_t[::1]
                 # (q * run_ms cannot wrap below the smallest time by less than a run)
                 have = t[i] >= INT64_MIN_ + run_ms
             out[i] = cur
+
+
+def select_runs(const int8_t[::1] part, int p, Py_ssize_t max_runs):
+    """The rows whose partition is ``p`` as runs of consecutive rows, ``(starts, stops)`` (int64
+    arrays, ascending), or None when they make more than ``max_runs`` runs (then take them row
+    by row: ``select_rows``). A partition's rows of a batch routed by window are a few runs.
+
+    >>> import numpy as np
+    >>> [a.tolist() for a in select_runs(np.array([1, 1, 0, 1, 0, 0, 1], dtype=np.int8), 1, 4)]
+    [[0, 3, 6], [2, 4, 7]]
+    >>> select_runs(np.array([1, 0, 1, 0, 1], dtype=np.int8), 1, 2) is None
+    True
+    """
+    cdef Py_ssize_t n = part.shape[0], i = 0, k = 0
+    cdef int8_t want = <int8_t>p
+    starts_arr = np.empty(max_runs + 1, dtype=np.int64)
+    stops_arr = np.empty(max_runs + 1, dtype=np.int64)
+    cdef int64_t[::1] starts = starts_arr, stops = stops_arr
+    if max_runs < 0:
+        raise ValueError("max_runs must be >= 0")
+    with nogil:
+        while i < n:
+            while i < n and part[i] != want:
+                i += 1
+            if i == n:
+                break
+            if k == max_runs:
+                k = -1
+                break
+            starts[k] = i
+            while i < n and part[i] == want:
+                i += 1
+            stops[k] = i
+            k += 1
+    if k < 0:
+        return None
+    return starts_arr[:k], stops_arr[:k]

@@ -14,14 +14,16 @@ the partitions then share that dictionary.
 
 ``window`` (chosen at run time for a TUMBLING or CUMULATE GROUP BY): every window of a row lies in
 one *period* of the window size from the epoch, and the window is part of each group's key, so
-routing a row by its period keeps each group of each window in one partition as routing by key
-does. Time is cut into runs of whole periods, dealt to the partitions in turn
-(``_core.route.route_by_time``). The router takes it when the job's first batch spans at least
-WINDOW_RUNS runs per partition (a replay, a backfill, a file): partitions then share every key
-and split time, a hot key cannot overload one partition, and a step's EMIT FINAL rows come back
-as a few runs of whole windows, merged by slicing. A batch spanning few periods (a live stream)
-keeps ``hash`` routing, which spreads one window's rows over the partitions. Each partition
-interns its own rows into its own dictionary, as raw routing does.
+routing a row by its period keeps each group of each window in one partition, as routing by key
+does. Time is cut into runs of whole periods of about a step's rows each (``run_rows``), dealt to
+the partitions in turn (``_core.route.route_by_time``): each partition takes whole steps in turn,
+its batches as they are (nothing copied, its text interned by its own pipeline as at one
+partition), while the next partition works on the next step; a hot key no longer loads one
+partition, and no key is hashed. The router routes by window when the job's first batch shows at
+most half a step's rows per window (a replay, a backfill, a file). A stream whose window holds
+more rows than that (a live stream, a batch inside a window) keeps ``hash`` routing, which
+spreads one window's rows over the partitions. Each partition interns its own rows into its own
+dictionary, as raw routing does.
 
 ``sticky`` keeps records in their source partition (``_PARTITION``); ``round_robin`` and
 ``two_phase`` cut the batch into contiguous slices (any row may go anywhere); ``single`` sends
@@ -34,7 +36,7 @@ from typing import Optional
 import numpy as np
 
 from .._core.gather import take_segments
-from .._core.route import KeyRouter, route_by_time, select_rows, take_rows
+from .._core.route import KeyRouter, route_by_time, select_rows, select_runs, take_rows
 from .._core.strings import string_buffers
 from ..batch import Batch, Column, StringDict, concat_batches
 from .columns import TIME_COL
@@ -42,22 +44,23 @@ from .expressions import BCol, Evaluator
 from .keys import KeyCodec
 from ..planner import Plan
 
-# The first batch must span at least this many runs of whole periods per partition for ``window``
-# routing (each partition then gets two runs of each batch like it: enough to balance them)
-WINDOW_RUNS = 2
-
+# A partition's rows of a routed batch are taken as runs of consecutive rows when they make at
+# most one run per this many rows (routed by window: a few runs per batch): each column is then
+# copied a slice at a time and its text interned a slice at a time, no row numbers made or read
+RUN_ROWS = 256
 
 class Router:
     def __init__(self, plan: Plan, n_partitions: int, evaluator: Evaluator,
-                 first: Optional[Batch] = None):
-        """``first``: the job's first stamped batch, which decides ``window`` routing."""
+                 first: Optional[Batch] = None, run_rows: int = 0):
+        """``first``: the job's first stamped batch, which decides ``window`` routing, with runs
+        of about ``run_rows`` rows (none: never by window)."""
         self.n = n_partitions
         self.strategy = plan.partitioning.strategy
         self.keys = list(plan.partitioning.keys)
         self.ev = evaluator
         self.codec = KeyCodec([k.type for k in self.keys]) if self.keys else None
         # route by time: the run length in ms (see the module docstring), or None
-        self.run_ms = window_run_ms(plan, n_partitions, first)
+        self.run_ms = window_run_ms(plan, n_partitions, first, run_rows)
         if self.run_ms is not None:
             self.strategy = "window"
         self.key_router = KeyRouter(n_partitions) if self.strategy == "hash" and n_partitions > 1 else None
@@ -96,19 +99,21 @@ class Router:
                 for i in range(n)]
 
 
-def window_run_ms(plan: Plan, n: int, first: Optional[Batch]) -> Optional[int]:
-    """The run length (ms, whole periods of the window size) for ``window`` routing of ``plan``
-    at ``n`` partitions, decided on the job's first batch; None: route as the plan says."""
+def window_run_ms(plan: Plan, n: int, first: Optional[Batch], run_rows: int) -> Optional[int]:
+    """The run length (ms, whole periods of the window size, about ``run_rows`` rows at the
+    first batch's rate) for ``window`` routing of ``plan`` at ``n`` partitions; None: route as
+    the plan says (a window holds more than half a run, or the batch is inside one window)."""
     w = plan.window
     if (n < 2 or first is None or plan.partitioning.strategy != "hash" or plan.shape != "aggregate"
             or w is None or w.kind not in ("TUMBLING", "CUMULATE") or not w.size_ms
-            or TIME_COL not in first.columns or first.length == 0):
+            or TIME_COL not in first.columns or first.length == 0 or run_rows < 2):
         return None
     t = first.columns[TIME_COL].values
     periods = int(t.max()) // w.size_ms - int(t.min()) // w.size_ms + 1
-    if periods < WINDOW_RUNS * n:
+    per_period = first.length / periods
+    if periods < 2 or 2 * per_period > run_rows:
         return None
-    return min(w.size_ms * (periods // (WINDOW_RUNS * n)), 1 << 62)
+    return min(w.size_ms * max(1, int(run_rows / per_period)), 1 << 62)
 
 
 class Routed:
@@ -165,6 +170,9 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
     if any(list(r.batch.columns) != names for r in pieces[1:]) or any(
             not _segmentable([r.batch.columns[n] for r in pieces], strings) for n in names):
         return concat_batches([r.rows_for(p, strings) for r in pieces])
+    runs = [select_runs(r.part, p, max(1, r.length // RUN_ROWS)) for r in pieces]
+    if all(x is not None for x in runs):
+        return _rows_of_runs(pieces, names, runs, strings)
     rows = [select_rows(r.part, p) for r in pieces]
     total = sum(len(x) for x in rows)
     cols = {}
@@ -199,6 +207,49 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
         valid = None
         if any(x.valid is not None for x in parts):
             valid = segments([x.valid_mask() for x in parts])
+        cols[name] = Column(c.type, values, valid, strings=c.strings)
+    return Batch(cols, total)
+
+
+def _rows_of_runs(pieces: list, names: list, runs: list, strings: Optional[StringDict]) -> Batch:
+    """``rows_of_pieces`` when each piece's rows are a few runs of consecutive rows (``runs``:
+    per piece, ``(starts, stops)``): numbers copied slice by slice, text interned slice by
+    slice (each array once, as there)."""
+    spans = [list(zip(starts.tolist(), stops.tolist())) for starts, stops in runs]
+    total = sum(b - a for piece in spans for a, b in piece)
+    cols = {}
+    taken: dict = {}  # arrays copied so far, by the memory they came from (rows_of_pieces)
+
+    def sliced(arrays: list) -> np.ndarray:
+        key = tuple((a.__array_interface__["data"][0], a.strides, a.shape, a.dtype.str)
+                    for a in arrays)
+        if key not in taken:
+            taken[key] = np.concatenate([a[lo:hi] for a, piece in zip(arrays, spans)
+                                         for lo, hi in piece]) if total else arrays[0][:0].copy()
+        return taken[key]
+    for name in names:
+        parts = [r.batch.columns[name] for r in pieces]
+        c = parts[0]
+        if c.type.kind == "STRING" and strings is not None:
+            codes = np.empty(total, dtype=np.int32)
+            valid = None
+            at = 0
+            for part, piece in zip(parts, spans):
+                arr = part.to_arrow()
+                for lo, hi in piece:
+                    piece_codes, piece_valid = strings.encode_arrow(arr.slice(lo, hi - lo))
+                    codes[at:at + hi - lo] = piece_codes
+                    if piece_valid is not None:
+                        if valid is None:
+                            valid = np.ones(total, dtype=bool)
+                        valid[at:at + hi - lo] = piece_valid
+                    at += hi - lo
+            cols[name] = Column(c.type, codes, valid, strings=strings)
+            continue
+        values = sliced([x.values for x in parts])
+        valid = None
+        if any(x.valid is not None for x in parts):
+            valid = sliced([x.valid_mask() for x in parts])
         cols[name] = Column(c.type, values, valid, strings=c.strings)
     return Batch(cols, total)
 

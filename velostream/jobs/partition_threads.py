@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from .._core.gather import merge_order, take_interleaved, take_strings_interleaved
-from .._core.route import select_rows
-from ..batch import Batch, Column, SqlType, concat_batches
+from .._core.route import select_rows, select_runs
+from ..batch import Batch, Column, SqlType, StringDict, concat_batches
 from ..errors import JobError, RowError, VelostreamError
 from ..exec.columns import END_COL, ROW_COL, SEQ_COL, may_be_late
 from ..exec.partitioned import thread_count
@@ -86,6 +86,7 @@ class _Step:
     watermark: Optional[int]
     flush: bool = False
     arrow: object = None  # the input batch when ``batch`` has all its rows (a list likewise)
+    watermarks: Optional[list] = None  # the job's watermark after each batch (held together)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class _Partition:
         # routed ones as _compiled says
         self.fast = step_for(engine.plan, pipeline, pipeline.strings, collections.Counter(),
                              engine.internal_schema) if convert else None
+        self.by_runs = False  # routed by window (HashExchange._start, _process_runs)
         self.records = 0
         self.busy_s = 0.0
         self.cpu_s = 0.0  # CPU time in steps (busy_s less waiting for the GIL/cores)
@@ -127,6 +129,9 @@ class _Partition:
         pieces = step.batch if isinstance(step.batch, list) else [step.batch]
         arrows = step.arrow if isinstance(step.arrow, list) else [step.arrow]
         rows = []  # consecutive pieces for the general path, in order
+        if self.by_runs:  # routed by window
+            out += self._process_runs(pieces, step.watermarks or [None] * len(pieces))
+            pieces = arrows = ()
         for batch, arrow in zip(pieces, arrows):
             fast = None
             if self.fast is not None and arrow is not None:
@@ -160,6 +165,8 @@ class _Partition:
         routed batches it takes its rows from), as one batch: the pipeline's per-call cost is
         paid once per step, not once per piece, and routed pieces' rows are gathered straight
         into one batch (``rows_of_pieces``: each value written once)."""
+        if self.by_runs and all(isinstance(b, Routed) for b in pieces):
+            return self._process_runs(pieces)
         if all(isinstance(b, Routed) for b in pieces):
             batch = rows_of_pieces(pieces, self.index, self.own_strings)
         else:
@@ -168,6 +175,33 @@ class _Partition:
             batch = parts[0] if len(parts) == 1 else concat_batches(parts)
         self.records += batch.length
         return self.pipeline.process(batch)
+
+    def _process_runs(self, pieces: list, watermarks: list) -> list:
+        """The pieces of a step routed by window (exec/router.py), each with the job's
+        watermark after it: this partition's rows of each are a few runs, usually all of it or
+        none. A run goes through the pipeline as it is, a slice of the piece, nothing copied
+        (its text interned by the pipeline into this partition's dictionary, as at one
+        partition); rows in several runs (out of order) are gathered first. Windows close after
+        each piece, as at one partition, so the pipeline's state holds a batch's windows, not a
+        step's."""
+        out = []
+        for piece, wm in zip(pieces, watermarks):
+            if piece is None:
+                continue
+            runs = select_runs(piece.part, self.index, 1)
+            if runs is not None and len(runs[0]) == 0:
+                continue
+            if runs is not None:
+                lo, hi = int(runs[0][0]), int(runs[1][0])
+                batch = piece.batch if hi - lo == piece.length else piece.batch.slice(lo, hi)
+                batch = _own_strings(batch, self.own_strings)
+            else:
+                batch = rows_of_pieces([piece], self.index, self.own_strings)
+            self.records += batch.length
+            out += self.pipeline.process(batch)
+            if wm is not None:
+                out += self.pipeline.advance(wm)
+        return out
 
     def _compiled(self, batch, arrow: pa.RecordBatch) -> Optional[tuple]:
         """This partition's rows of ``arrow`` through the compiled GROUP BY step, as (rows in,
@@ -188,6 +222,16 @@ class _Partition:
             return None if r is None else (len(rows), r.batches)
         r = self.fast.push(arrow)
         return None if r is None else (arrow.num_rows, r.batches)
+
+
+def _own_strings(batch: Batch, strings: Optional[StringDict]) -> Batch:
+    """``batch`` as it is, its text columns to be interned into ``strings`` (a partition's own
+    dictionary) when first read."""
+    if strings is None:
+        return batch
+    return Batch({name: Column(c.type, arrow=c.to_arrow(), strings=strings)
+                  if c.type.kind == "STRING" and c.strings is not strings else c
+                  for name, c in batch.columns.items()}, batch.length)
 
 
 class _Worker(threading.Thread):
@@ -335,12 +379,14 @@ class HashExchange:
         self.arrivals[self.seq] = (held[0].arrived, wm, False)
         self.step_ends[self.seq] = self.held_end
         steps = []
+        marks = [h.watermark for h in held]
         for i in range(self.n):
             if len(held) == 1:
-                steps.append(_Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i]))
+                steps.append(_Step(self.seq, held[0].parts[i], wm, arrow=held[0].arrows[i],
+                                   watermarks=marks))
             else:
                 steps.append(_Step(self.seq, [h.parts[i] for h in held], wm,
-                                   arrow=[h.arrows[i] for h in held]))
+                                   arrow=[h.arrows[i] for h in held], watermarks=marks))
         self._send_steps(steps)
         self.seq += 1
 
@@ -351,7 +397,7 @@ class HashExchange:
         plan = self.plan = eng.plan
         role = "partial" if plan.partitioning.strategy == "two_phase" else "full"
         self.merger = Pipeline(plan, eng.strings, role="final") if role == "partial" else None
-        self.router = Router(plan, self.n, eng.pipeline.ev, first)
+        self.router = Router(plan, self.n, eng.pipeline.ev, first, run_rows=STEP_ROWS)
         self.job.stats.strategy = self.router.strategy
         # routed by window, one key's changes come from several partitions: they are merged
         # back into input order by each row's position (ROW_COL), which every routed row carries
@@ -366,6 +412,7 @@ class HashExchange:
             for i in range(self.n)]
         for part in self.parts:
             part.pipeline.dead_letter_bad_rows = eng.dead_letter_bad_rows
+            part.by_runs = self.router.strategy == "window"
             if self.by_position:
                 part.pipeline.stateful.keep_positions = True
         t = thread_count(self.n)  # each thread starts with its first step (_put)
