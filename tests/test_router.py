@@ -361,6 +361,48 @@ def test_a_row_by_row_plan_splits_only_batches_larger_than_inline_rows():
     assert not any(w.started for w in small.exchange.threads)
 
 
+@pytest.mark.parametrize("shape", ["list", "table"])
+def test_vs_query_runs_a_row_by_row_query_over_small_batches_as_one_partition(shape, monkeypatch):
+    """vs.query at several partitions of a plain SELECT over in-memory batches no larger than
+    INLINE_ROWS (each of which the job would push through its own engine in its own thread)
+    runs it as one partition: the same rows, dead letters and counts, the first batch's
+    set-aside row (a uint64 above 2^63-1) set aside once; no job is made. A batch larger than
+    INLINE_ROWS, a stateful plan or a stream of batches takes the job."""
+    import warnings
+    from velostream.jobs import coordinator
+    rbs = [pa.record_batch({"u": pa.array([1, 2 ** 63 + 5, 3], pa.uint64()),
+                            "x": pa.array([1.5, None, -2.0])}),
+           pa.record_batch({"u": pa.array([7, 8], pa.uint64()), "x": pa.array([None, 4.0])})]
+    data = rbs if shape == "list" else pa.Table.from_batches(rbs)
+    sql = "SELECT u, x * 2 AS y FROM t WHERE x IS NOT NULL OR u > 7"
+    made = []
+    real_job = coordinator.Job
+
+    class CountedJob(real_job):
+        def __init__(self, *a, **k):
+            made.append(1)
+            super().__init__(*a, **k)
+    monkeypatch.setattr(coordinator, "Job", CountedJob)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", vs.DroppedRowsWarning)
+        one = vs.query(sql, {"t": data}, partitions=1)
+        for n in (2, 4):
+            got = vs.query(sql, {"t": data}, partitions=n)
+            assert got.to_arrow().equals(one.to_arrow())
+            assert got.stats == one.stats and got.stats["failed_records"] == 1
+            assert [(r, b.to_pylist()) for r, b in got.dead_letters] == \
+                [(r, b.to_pylist()) for r, b in one.dead_letters]
+            assert len(got.dead_letters) == 1
+        assert made == []
+        # a stateful plan takes the job
+        agg = vs.query("SELECT u, COUNT(*) AS n FROM t GROUP BY u", {"t": data}, partitions=2)
+        assert made == [1] and agg.stats == vs.query(
+            "SELECT u, COUNT(*) AS n FROM t GROUP BY u", {"t": data}).stats
+        # a stream of batches (read once) takes the job
+        got = vs.query(sql, {"t": iter(rbs)}, partitions=2)
+        assert made == [1, 1] and got.to_arrow().equals(one.to_arrow())
+
+
 def _per_key(table: pa.Table, keys: list) -> dict:
     out: dict = {}
     for row in table.to_pylist():

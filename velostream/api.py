@@ -19,6 +19,7 @@ from .engine import _morsels, _pick_source, explain_plan
 from .errors import DroppedRowsWarning
 from .exec.graph import Dataflow, GraphEngine, needs_graph, rows_known, run_query
 from .jobs import run_partitioned
+from .jobs.partition_threads import INLINE_ROWS
 from .result import Result, query_stats
 from .sql import ast
 from .sql.parser import parse_script
@@ -96,13 +97,18 @@ def _query(sql: str, sources: Mapping[str, Any], partitions: int, processor: Opt
             raise ValueError("partitions must be >= 1")
         return run_query(statements, statements[0].sql, sources, partitions)
     processor = processor or ("v2" if partitions > 1 else "v1")
+    eng = None
+    if processor == "v2":
+        eng = _as_one_partition(statements[0], sources, env)
+        if eng is not None:
+            processor, partitions = "v1", 1
     if processor == "v2":
         return run_partitioned(sql, sources, partitions=partitions, env=env, statements=statements)
     if processor != "v1":
         raise ValueError("processor is 'v1' (one engine in this thread) or 'v2' (the job server)")
     if partitions != 1:
         raise ValueError("the V1 processor runs one partition; use processor='v2'")
-    eng = _engine.Engine(sql, env=env, statement=statements[0])
+    eng = eng or _engine.Engine(sql, env=env, statement=statements[0])
     data = _pick_source(eng, sources)
     result = Result(pa.schema([]))
     first = True
@@ -128,6 +134,40 @@ def _query(sql: str, sources: Mapping[str, Any], partitions: int, processor: Opt
     result.stats = query_stats(read, len(result), eng.stats["late_records"],
                                eng.stats["failed_records"])
     return result
+
+
+def _as_one_partition(statement: ast.Statement, sources: Mapping[str, Any],
+                      env: Optional[Mapping[str, str]]) -> Optional[_engine.Engine]:
+    """The engine to run this query as one partition when the V2 job would run it exactly so: a
+    row-by-row plan (no state to partition, strategy ``round_robin``) over in-memory batches (a
+    table or a list of record batches) none larger than ``partition_threads.INLINE_ROWS``, each
+    of which the job would push through its own engine in its own thread. ``vs.query`` then
+    runs it without the job's machinery around it, which is all the job would add (S0:
+    docs/PERFORMANCE.md, "Session 12"). None: run the job. The engine returned has its plan
+    bound by the first batch and nothing else done."""
+    eng = _engine.Engine(statement.sql, env=env, statement=statement)
+    try:
+        data = _pick_source(eng, sources)
+    except Exception:  # noqa: BLE001 - the run itself reports it
+        return None
+    if isinstance(data, pa.Table):
+        batches = data.to_batches()
+    elif isinstance(data, list) and data and all(type(b) is pa.RecordBatch for b in data):
+        batches = data
+    else:
+        return None
+    if not batches or any(b.num_rows > INLINE_ROWS for b in batches):
+        return None
+    try:
+        eng.bind_input(batches[0])
+    except Exception:  # noqa: BLE001 - the run itself reports it
+        return None
+    if eng.plan.partitioning.strategy != "round_robin":
+        return None
+    # the run binds the first batch again: what binding set aside is set aside then, once
+    eng.dead_letters.clear()
+    eng.stats["failed_records"] = 0
+    return eng
 
 
 # the reason the engine gives a late row (exec/pipeline.py, Pipeline._late)
