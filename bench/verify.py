@@ -116,9 +116,13 @@ def checksum(table: pa.Table, columns) -> Checksum:
                                              hash_sum=int(hashes.sum(dtype=np.uint64)) & _MASK)
         else:
             x = _numbers(col)
+            # multiply and sum, not np.dot: a dot product of this size runs on OpenBLAS's
+            # threads, which then spin on the other cores for a while and slowed the next timed
+            # run of every engine that uses two cores (V2 at two partitions: S3a 85 -> 110 ms,
+            # docs/PERFORMANCE.md "Session 12")
             result.columns[name] = ColumnSum(
                 "number", col.null_count, total=float(np.sum(x)),
-                weighted=float(np.dot(x, weights)), magnitude=float(np.dot(np.abs(x), weights)))
+                weighted=float(np.sum(x * weights)), magnitude=float(np.sum(np.abs(x) * weights)))
     return result
 
 
