@@ -35,7 +35,15 @@ def partition_params(counts=(1, 2, 4)):
 
 @pytest.fixture(params=partition_params())
 def partitions(request) -> int:
-    """Partition count for ``vs.query(..., partitions=...)``: 1 (V1), 2 and 4 (V2)."""
+    """Partition count for ``vs.query(..., partitions=...)``: 1 (V1), 2 and 4 (V2).
+
+    At 2 partitions the job's steps are made small (64 rows): a windowed GROUP BY whose windows
+    hold at most half a step is routed by window in runs of about a step (exec/router.py), so a
+    test's few thousand rows make many runs over both partitions; larger windows are routed by
+    key. At 4 the step is the default (262,144 rows), as a user's job runs."""
+    if request.param == 2:
+        from velostream.jobs import partition_threads
+        request.getfixturevalue("monkeypatch").setattr(partition_threads, "STEP_ROWS", 64)
     return request.param
 
 
