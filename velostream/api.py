@@ -96,12 +96,12 @@ def _query(sql: str, sources: Mapping[str, Any], partitions: int, processor: Opt
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         return run_query(statements, statements[0].sql, sources, partitions)
-    processor = processor or ("v2" if partitions > 1 else "v1")
     eng = None
-    if processor == "v2":
+    if processor is None and partitions > 1:  # (processor="v2" asks for the job server itself)
         eng = _as_one_partition(statements[0], sources, env)
         if eng is not None:
             processor, partitions = "v1", 1
+    processor = processor or ("v2" if partitions > 1 else "v1")
     if processor == "v2":
         return run_partitioned(sql, sources, partitions=partitions, env=env, statements=statements)
     if processor != "v1":

@@ -165,8 +165,6 @@ class _Partition:
         routed batches it takes its rows from), as one batch: the pipeline's per-call cost is
         paid once per step, not once per piece, and routed pieces' rows are gathered straight
         into one batch (``rows_of_pieces``: each value written once)."""
-        if self.by_runs and all(isinstance(b, Routed) for b in pieces):
-            return self._process_runs(pieces)
         if all(isinstance(b, Routed) for b in pieces):
             batch = rows_of_pieces(pieces, self.index, self.own_strings)
         else:
