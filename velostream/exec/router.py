@@ -172,19 +172,36 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
         return concat_batches([r.rows_for(p, strings) for r in pieces])
     runs = [select_runs(r.part, p, max(1, r.length // RUN_ROWS)) for r in pieces]
     if all(x is not None for x in runs):
-        return _rows_of_runs(pieces, names, runs, strings)
+        # a few runs of consecutive rows per piece: copied, and their text interned, a slice at
+        # a time, no row numbers made or read
+        spans = [list(zip(starts.tolist(), stops.tolist())) for starts, stops in runs]
+        total = sum(b - a for piece in spans for a, b in piece)
+        return _rows_batch(
+            pieces, names, total, strings,
+            lambda arrays: np.concatenate([a[lo:hi] for a, piece in zip(arrays, spans)
+                                           for lo, hi in piece]) if total else arrays[0][:0].copy(),
+            lambda arr, i: [strings.encode_arrow(arr.slice(lo, hi - lo)) for lo, hi in spans[i]])
     rows = [select_rows(r.part, p) for r in pieces]
-    total = sum(len(x) for x in rows)
-    cols = {}
-    taken: dict = {}  # arrays gathered so far, by the memory they came from: a column that
-    #                   shares its memory with another (event time is often an input column
-    #                   as well) is gathered once
+    return _rows_batch(pieces, names, sum(len(x) for x in rows), strings,
+                       lambda arrays: take_segments(arrays, rows),
+                       lambda arr, i: [strings.encode_arrow(arr, rows[i])])
 
-    def segments(arrays: list) -> np.ndarray:
+
+def _rows_batch(pieces: list, names: list, total: int, strings: Optional[StringDict],
+                take, encode) -> Batch:
+    """The ``total`` rows ``rows_of_pieces`` takes of each piece, as one batch: ``take(arrays)``
+    gives one array's rows of every piece (the same arrays are taken once: a column that shares
+    its memory with another, event time and its input column, is not copied twice);
+    ``encode(arrow, i)`` gives piece i's rows of a text column as (codes, validity) parts,
+    interned into ``strings``, in order."""
+    cols = {}
+    taken: dict = {}  # arrays taken so far, by the memory they came from
+
+    def once(arrays: list) -> np.ndarray:
         key = tuple((a.__array_interface__["data"][0], a.strides, a.shape, a.dtype.str)
                     for a in arrays)
         if key not in taken:
-            taken[key] = take_segments(arrays, rows)
+            taken[key] = take(arrays)
         return taken[key]
     for name in names:
         parts = [r.batch.columns[name] for r in pieces]
@@ -193,63 +210,21 @@ def rows_of_pieces(pieces: list, p: int, strings: Optional[StringDict] = None) -
             codes = np.empty(total, dtype=np.int32)
             valid = None
             at = 0
-            for part, sel in zip(parts, rows):
-                piece_codes, piece_valid = strings.encode_arrow(part.to_arrow(), sel)
-                codes[at:at + len(sel)] = piece_codes
-                if piece_valid is not None:
-                    if valid is None:
-                        valid = np.ones(total, dtype=bool)
-                    valid[at:at + len(sel)] = piece_valid
-                at += len(sel)
-            cols[name] = Column(c.type, codes, valid, strings=strings)
-            continue
-        values = segments([x.values for x in parts])
-        valid = None
-        if any(x.valid is not None for x in parts):
-            valid = segments([x.valid_mask() for x in parts])
-        cols[name] = Column(c.type, values, valid, strings=c.strings)
-    return Batch(cols, total)
-
-
-def _rows_of_runs(pieces: list, names: list, runs: list, strings: Optional[StringDict]) -> Batch:
-    """``rows_of_pieces`` when each piece's rows are a few runs of consecutive rows (``runs``:
-    per piece, ``(starts, stops)``): numbers copied slice by slice, text interned slice by
-    slice (each array once, as there)."""
-    spans = [list(zip(starts.tolist(), stops.tolist())) for starts, stops in runs]
-    total = sum(b - a for piece in spans for a, b in piece)
-    cols = {}
-    taken: dict = {}  # arrays copied so far, by the memory they came from (rows_of_pieces)
-
-    def sliced(arrays: list) -> np.ndarray:
-        key = tuple((a.__array_interface__["data"][0], a.strides, a.shape, a.dtype.str)
-                    for a in arrays)
-        if key not in taken:
-            taken[key] = np.concatenate([a[lo:hi] for a, piece in zip(arrays, spans)
-                                         for lo, hi in piece]) if total else arrays[0][:0].copy()
-        return taken[key]
-    for name in names:
-        parts = [r.batch.columns[name] for r in pieces]
-        c = parts[0]
-        if c.type.kind == "STRING" and strings is not None:
-            codes = np.empty(total, dtype=np.int32)
-            valid = None
-            at = 0
-            for part, piece in zip(parts, spans):
-                arr = part.to_arrow()
-                for lo, hi in piece:
-                    piece_codes, piece_valid = strings.encode_arrow(arr.slice(lo, hi - lo))
-                    codes[at:at + hi - lo] = piece_codes
+            for i, part in enumerate(parts):
+                for piece_codes, piece_valid in encode(part.to_arrow(), i):
+                    m = len(piece_codes)
+                    codes[at:at + m] = piece_codes
                     if piece_valid is not None:
                         if valid is None:
                             valid = np.ones(total, dtype=bool)
-                        valid[at:at + hi - lo] = piece_valid
-                    at += hi - lo
+                        valid[at:at + m] = piece_valid
+                    at += m
             cols[name] = Column(c.type, codes, valid, strings=strings)
             continue
-        values = sliced([x.values for x in parts])
+        values = once([x.values for x in parts])
         valid = None
         if any(x.valid is not None for x in parts):
-            valid = sliced([x.valid_mask() for x in parts])
+            valid = once([x.valid_mask() for x in parts])
         cols[name] = Column(c.type, values, valid, strings=c.strings)
     return Batch(cols, total)
 
