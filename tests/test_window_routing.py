@@ -8,7 +8,7 @@ Checked here: the same rows as one partition (and as DuckDB) at 2, 3 and 4 parti
 keys, out-of-order and late rows, allowed lateness, order-sensitive aggregates, HAVING and batch
 splits; EMIT FINAL rows in window-end order and each key's EMIT CHANGES rows in input order (the
 order one partition gives them); and the choice itself: by window for a batch spanning many
-windows, by key for one inside a window (a live stream)."""
+windows, by key for one inside a window (a fast live stream)."""
 from __future__ import annotations
 
 import numpy as np
@@ -160,7 +160,7 @@ def _by_key(t: pa.Table) -> pa.Table:
 
 
 def test_a_batch_inside_one_window_keeps_routing_by_key():
-    """A live stream's batches each sit in a window or two: routing by window would put every
+    """A fast live stream's batches each sit in a window or two: routing by window would put every
     row of the window on one partition, so the job routes by key."""
     table = make_table(4000, 3, max_step_ms=5)  # 4,000 rows over about 10 s
     batches = split_batches(table, 500, 3)

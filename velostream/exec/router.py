@@ -20,9 +20,10 @@ the partitions in turn (``_core.route.route_by_time``): each partition takes who
 its batches as they are (nothing copied, its text interned by its own pipeline as at one
 partition), while the next partition works on the next step; a hot key no longer loads one
 partition, and no key is hashed. The router routes by window when the job's first batch shows at
-most half a step's rows per window (a replay, a backfill, a file). A stream whose window holds
-more rows than that (a live stream, a batch inside a window) keeps ``hash`` routing, which
-spreads one window's rows over the partitions. Each partition interns its own rows into its own
+most half a step's rows per window (a replay, a backfill, a file; or a stream slow enough that
+one partition at a time keeps up with it many times over). A faster stream, whose window holds
+more rows than that, or a first batch inside one window, keeps ``hash`` routing, which spreads
+one window's rows over the partitions. Each partition interns its own rows into its own
 dictionary, as raw routing does.
 
 ``sticky`` keeps records in their source partition (``_PARTITION``); ``round_robin`` and
