@@ -212,6 +212,14 @@ def assert_changelog_equal(actual, expected, key_idx: Sequence[int], what: str =
         assert_rows_equal(a[k], e[k], ordered=True, what=f"{what} key {k!r}")
 
 
+def rows_per_key(table, keys: Sequence[str]) -> dict:
+    """An Arrow table's rows (dicts) by their values of ``keys``, each key's in table order."""
+    out: dict = {}
+    for row in table.to_pylist():
+        out.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return out
+
+
 def last_per_key(rows: Iterable[tuple], key_idx: Sequence[int]) -> list[tuple]:
     """The last row of every key (a changelog collapsed to its final state)."""
     return [v[-1] for v in group_in_order(rows, key_idx).values()]

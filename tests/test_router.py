@@ -403,13 +403,6 @@ def test_vs_query_runs_a_row_by_row_query_over_small_batches_as_one_partition(sh
         assert made == [1, 1] and got.to_arrow().equals(one.to_arrow())
 
 
-def _per_key(table: pa.Table, keys: list) -> dict:
-    out: dict = {}
-    for row in table.to_pylist():
-        out.setdefault(tuple(row[k] for k in keys), []).append(row)
-    return out
-
-
 def _jittered(n: int, seed: int) -> pa.Table:
     """make_table's records with event times moved back up to 3 minutes at random: some are
     late for a 1-minute window with 30 s of allowed lateness, some not."""
@@ -435,7 +428,7 @@ def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows,
     (partition_threads.HashExchange._release): with every batch its own step, a few per step,
     or all of them in one, the rows, their order per key and window end, and the late-record
     count are those of one partition (the rows' watermark was stamped as they were read)."""
-    from reference import assert_rows_equal
+    from reference import assert_rows_equal, rows_per_key
     from velostream.jobs import partition_threads
     monkeypatch.setattr(partition_threads, "STEP_ROWS", step_rows)
     table = _jittered(30_000, seed=11)
@@ -453,8 +446,8 @@ def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows,
         job, got = _job_rows(sql, batches, n, want)
         assert job.stats.records_late == one.stats.records_late
         keys = ["ks", "ki"] if "ki" in got.column_names else ["ks"]
-        for key, rows in _per_key(got, keys).items():  # each key's rows in its input's order
-            assert_rows_equal(rows, _per_key(want, keys)[key], ordered=True)
+        for key, rows in rows_per_key(got, keys).items():  # each key's rows in its input's order
+            assert_rows_equal(rows, rows_per_key(want, keys)[key], ordered=True)
         if "we" in got.column_names:  # EMIT FINAL: in window-end order
             ends = got.column("we").to_numpy()
             assert (np.diff(ends) >= 0).all()

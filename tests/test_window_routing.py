@@ -21,7 +21,7 @@ from velostream.exec.columns import END_COL, ROW_COL
 from velostream.jobs import partition_threads
 from velostream.jobs.partition_threads import _merge_by
 
-from reference import assert_rows_equal, duck, make_table, split_batches
+from reference import assert_rows_equal, duck, make_table, rows_per_key, split_batches
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,14 +74,6 @@ QUERIES = {
 }
 
 
-def _key_rows(table: pa.Table, keys: list) -> dict:
-    """Each key's rows, in output order."""
-    out: dict = {}
-    for row in table.to_pylist():
-        out.setdefault(tuple(row[k] for k in keys), []).append(row)
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(QUERIES))
 @pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("seed", [1, 2])
@@ -102,7 +94,7 @@ def test_routed_by_window_gives_one_partitions_rows_in_its_order(name, n, seed):
     assert_rows_equal(got.to_pylist(), want.to_pylist())
     keys = [c for c in ("ks", "ki") if c in got.column_names]
     if "CHANGES" in sql:  # each key's changes in input order, as one partition gives them
-        mine, theirs = _key_rows(got, keys), _key_rows(want, keys)
+        mine, theirs = rows_per_key(got, keys), rows_per_key(want, keys)
         assert mine.keys() == theirs.keys()
         for k in theirs:
             assert_rows_equal(mine[k], theirs[k], ordered=True, what=f"key {k}")

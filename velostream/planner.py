@@ -197,6 +197,15 @@ class Plan:
                     used |= columns_used(f.arg)
         return {u for u in used if not u.startswith("__")}
 
+    @property
+    def routes_by_window(self) -> bool:
+        """Whether a V2 job may route this plan by window instead of by key (exec/router.py):
+        a hash-partitioned GROUP BY whose windows of a row all lie in one period of the window
+        size (TUMBLING, CUMULATE)."""
+        p, w = self.partitioning, self.window
+        return (p is not None and p.strategy == "hash" and self.shape == "aggregate"
+                and w is not None and w.kind in ("TUMBLING", "CUMULATE") and bool(w.size_ms))
+
     def explain(self) -> str:
         lines = [f"Source: {self.source}"]
         if self.where is not None:
@@ -231,8 +240,7 @@ class Plan:
             p = self.partitioning
             keys = f"({', '.join(render(k) for k in p.keys)})" if p.keys else ""
             lines.append(f"Partitioning: {p.strategy}{keys}: {p.reason}")
-            if (p.strategy == "hash" and self.shape == "aggregate" and self.window is not None
-                    and self.window.kind in ("TUMBLING", "CUMULATE")):
+            if self.routes_by_window:
                 lines.append("  or window: runs of whole windows dealt to the partitions, when "
                              "the job's first batch shows many windows (docs/ARCHITECTURE.md)")
         return "\n".join(lines)

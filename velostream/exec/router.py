@@ -104,11 +104,10 @@ def window_run_ms(plan: Plan, n: int, first: Optional[Batch], run_rows: int) -> 
     """The run length (ms, whole periods of the window size, about ``run_rows`` rows at the
     first batch's rate) for ``window`` routing of ``plan`` at ``n`` partitions; None: route as
     the plan says (a window holds more than half a run, or the batch is inside one window)."""
-    w = plan.window
-    if (n < 2 or first is None or plan.partitioning.strategy != "hash" or plan.shape != "aggregate"
-            or w is None or w.kind not in ("TUMBLING", "CUMULATE") or not w.size_ms
-            or TIME_COL not in first.columns or first.length == 0 or run_rows < 2):
+    if (n < 2 or not plan.routes_by_window or first is None or first.length == 0
+            or TIME_COL not in first.columns or run_rows < 2):
         return None
+    w = plan.window
     t = first.columns[TIME_COL].values
     periods = int(t.max()) // w.size_ms - int(t.min()) // w.size_ms + 1
     per_period = first.length / periods

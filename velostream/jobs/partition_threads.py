@@ -128,10 +128,30 @@ class _Partition:
         # a step holds one input batch, or several read back to back (HashExchange.send, STEP_ROWS)
         pieces = step.batch if isinstance(step.batch, list) else [step.batch]
         arrows = step.arrow if isinstance(step.arrow, list) else [step.arrow]
-        rows = []  # consecutive pieces for the general path, in order
         if self.by_runs:  # routed by window
             out += self._process_runs(pieces, step.watermarks or [None] * len(pieces))
-            pieces = arrows = ()
+        else:
+            out += self._process_pieces(pieces, arrows)
+        if step.watermark is not None:
+            out += pipeline.advance(step.watermark)
+        if step.flush:
+            out += pipeline.flush()
+        dead = pipeline.dead_letters
+        pipeline.dead_letters = []
+        if self.convert:
+            out = [self.engine.output_arrow(b, keep=(END_COL, ROW_COL)) if isinstance(b, Batch) else b
+                   for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
+            dead = [(reason, rows.to_arrow([c for c in rows.columns
+                                            if not c.startswith("__") or c == ROW_COL]))
+                    for reason, rows in dead]
+        return out, pipeline.late_records, dead
+
+    def _process_pieces(self, pieces: list, arrows: list) -> list:
+        """A step's pieces (with their Arrow input where whole): each through the compiled
+        GROUP BY step where it takes it, the rest through the general path, consecutive ones
+        together, in order."""
+        out = []
+        rows = []  # consecutive pieces for the general path, in order
         for batch, arrow in zip(pieces, arrows):
             fast = None
             if self.fast is not None and arrow is not None:
@@ -146,19 +166,7 @@ class _Partition:
                 rows.append(batch)
         if rows:
             out += self._process(rows)
-        if step.watermark is not None:
-            out += pipeline.advance(step.watermark)
-        if step.flush:
-            out += pipeline.flush()
-        dead = pipeline.dead_letters
-        pipeline.dead_letters = []
-        if self.convert:
-            out = [self.engine.output_arrow(b, keep=(END_COL, ROW_COL)) if isinstance(b, Batch) else b
-                   for b in out if (b.length if isinstance(b, Batch) else b.num_rows)]
-            dead = [(reason, rows.to_arrow([c for c in rows.columns
-                                            if not c.startswith("__") or c == ROW_COL]))
-                    for reason, rows in dead]
-        return out, pipeline.late_records, dead
+        return out
 
     def _process(self, pieces: list) -> list:
         """The general path over this partition's rows of one or more pieces (batches, or
