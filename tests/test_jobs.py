@@ -246,11 +246,18 @@ def test_stop_in_the_middle_of_a_long_input(processor, partitions):
     assert not any(t.name.startswith("velostream-partition") for t in threading.enumerate())
 
 
-def test_stats_and_explain_show_strategy():
+def test_stats_and_explain_show_strategy(monkeypatch):
+    from velostream.jobs import partition_scan
     data = market_data(10_000, batch_rows=2_000)
     job = vs.Job(QUERIES["group_changes"], {"market_data": data}, partitions=2)
     st = job.run().to_dict()
     assert st["records_read"] == 10_000 and st["records_emitted"] == 10_000
+    # a few symbols in the first batch: the scan split (jobs/partition_scan.py)
+    assert st["strategy"] == "scan" and st["batches"] == 5
+    assert "or scan" in vs.explain(QUERIES["group_changes"], {"market_data": data})
+    monkeypatch.setattr(partition_scan, "ENABLED", False)
+    job = vs.Job(QUERIES["group_changes"], {"market_data": data}, partitions=2)
+    st = job.run().to_dict()
     assert st["strategy"] == "hash" and st["batches"] == 5
     assert set(st["latency_ms"]) == {"p50", "p95", "p99"}
     assert st["throughput"] > 0
@@ -279,7 +286,7 @@ def test_partitions_intern_strings_concurrently():
         assert v2 == v1
 
 
-def test_v2_partition_takes_the_compiled_step_for_whole_batches():
+def test_v2_partition_takes_the_compiled_step_for_whole_batches(monkeypatch):
     # one partition runs the job's engine in the job's thread (no thread hop for an identity
     # exchange): a plain GROUP BY runs through the compiled step of Engine.push (exec.push_fast)
     src, batches = scenario_input("S2", 50_000)
@@ -288,8 +295,11 @@ def test_v2_partition_takes_the_compiled_step_for_whole_batches():
     job.run()
     assert job.engine.fast_batches == len(batches)
     assert _rows(job.result()) == _rows(vs.query(sql, {src: batches}))
-    # at two partitions each interns its own rows into its own dictionary (raw routing), so
-    # its rows of every batch take the compiled step too; same rows per key
+    # at two partitions routed by key (not the scan split, tests/test_scan_split.py), each
+    # interns its own rows into its own dictionary (raw routing), so its rows of every batch
+    # take the compiled step too; same rows per key
+    from velostream.jobs import partition_scan
+    monkeypatch.setattr(partition_scan, "ENABLED", False)
     two = vs.Job(sql, {src: batches}, partitions=2)
     two.run()
     assert two.exchange.raw and all(w.fast.batches == len(batches) for w in two.exchange.parts)

@@ -315,6 +315,8 @@ def test_more_partitions_than_cores_share_threads_and_keep_their_own_state(sql, 
     """A job of more partitions than cores runs them on one thread per core (a thread takes
     its partitions' steps in turn): each partition still owns its keys and its rows, the
     result is one partition's, at 3, 4 and 8 partitions on 1, 2 and 3 threads."""
+    from velostream.jobs import partition_scan
+    monkeypatch.setattr(partition_scan, "ENABLED", False)  # the hash exchange's steps
     from reference import make_table
     from velostream.jobs import partition_threads
     table = make_table(30_000, seed=12)
@@ -428,6 +430,8 @@ def test_batches_held_into_larger_steps_give_one_partitions_rows(sql, step_rows,
     (partition_threads.HashExchange._release): with every batch its own step, a few per step,
     or all of them in one, the rows, their order per key and window end, and the late-record
     count are those of one partition (the rows' watermark was stamped as they were read)."""
+    from velostream.jobs import partition_scan
+    monkeypatch.setattr(partition_scan, "ENABLED", False)  # the hash exchange's steps
     from reference import assert_rows_equal, rows_per_key
     from velostream.jobs import partition_threads
     monkeypatch.setattr(partition_threads, "STEP_ROWS", step_rows)
@@ -490,6 +494,8 @@ def test_batches_are_held_at_most_step_hold_s(hold_s, monkeypatch):
     """A stream read without pause (a Kafka backlog) is held into larger steps for at most
     STEP_HOLD_S after its first batch arrived: with none, every batch is its own step even
     below STEP_ROWS; with a long one, batches gather up to STEP_ROWS rows."""
+    from velostream.jobs import partition_scan
+    monkeypatch.setattr(partition_scan, "ENABLED", False)  # the hash exchange's steps
     from velostream.jobs import partition_threads
     monkeypatch.setattr(partition_threads, "STEP_ROWS", 1 << 30)
     monkeypatch.setattr(partition_threads, "STEP_HOLD_S", hold_s)

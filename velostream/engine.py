@@ -314,7 +314,10 @@ class Engine:
     def prepare(self, rb: pa.RecordBatch) -> Optional[Batch]:
         """Arrow batch -> engine batch, stamped with event time and watermark when windowed.
         Rows without an event time are failed records (counted, dead-lettered)."""
-        rb = self.bind_input(rb)
+        return self.prepare_bound(self.bind_input(rb))
+
+    def prepare_bound(self, rb: pa.RecordBatch) -> Optional[Batch]:
+        """``prepare`` of a batch ``bind_input`` already took."""
         return self._stamped(Batch.from_arrow(rb, self.strings, self._dates_in), rb)
 
     def _stamped(self, batch: Batch, rb: Optional[pa.RecordBatch]) -> Batch:
@@ -527,19 +530,38 @@ class Engine:
             self._source_ok = source
         if type(data) is pa.RecordBatch:
             data = self.bind_input(data)
-            fast = self._fast
-            if fast is not None and self._fast_pipeline is self.pipeline:
-                r = fast.push(data)
-                if r is not None:
-                    if self._cast_out:
-                        r = Result(self.out_schema, [conform(b, self.out_schema) for b in r.batches])
-                    return r
+            r = self._push_fast(data)
+            if r is not None:
+                return r
         if len(self.sql or "") >= GC_PAUSE_CHARS:
             # a long text's select list makes 100,000s of columns and arrays a batch, which
             # the collector would scan again and again (a third of such a query's time)
             with gc_paused(len(self.sql)):
                 return self._push(data)
         return self._push(data)
+
+    def _push_fast(self, rb: pa.RecordBatch) -> Optional[Result]:
+        """The compiled step's rows for a bound batch, or None: take the general path."""
+        fast = self._fast
+        if fast is None or self._fast_pipeline is not self.pipeline:
+            return None
+        r = fast.push(rb)
+        if r is not None and self._cast_out:
+            r = Result(self.out_schema, [conform(b, self.out_schema) for b in r.batches])
+        return r
+
+    def push_bound(self, rb: pa.RecordBatch) -> Result:
+        """``push`` of a record batch that ``bind_input`` already took (a job's exchange binds
+        each batch once, before it decides where the batch goes)."""
+        r = self._push_fast(rb)
+        if r is not None:
+            return r
+        batch = self.prepare_bound(rb)
+        out = self.pipeline.process(batch)
+        if self.plan.window is not None:
+            out += self.pipeline.advance(self.watermark.current)
+        self._sync_counters()
+        return self.finish(out)
 
     def _push(self, data: Any) -> Result:
         out: list[Batch] = []

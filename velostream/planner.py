@@ -206,6 +206,52 @@ class Plan:
         return (p is not None and p.strategy == "hash" and self.shape == "aggregate"
                 and w is not None and w.kind in ("TUMBLING", "CUMULATE") and bool(w.size_ms))
 
+    def why_not_compiled(self) -> Optional[str]:
+        """None when the plan is a plain streaming GROUP BY that the compiled step
+        (``_core/group_step.pyx``, exec/push_fast.py) runs, else the first reason it is not."""
+        if self.shape != "aggregate":
+            return f"a {self.shape} plan"
+        for what, value in (("WINDOW", self.window), ("WHERE", self.where),
+                            ("HAVING", self.having), ("LIMIT", self.limit),
+                            ("OFFSET", self.offset or None)):
+            if value is not None:
+                return f"{what} is not compiled"
+        if self.distinct:
+            return "DISTINCT is not compiled"
+        if self.emit != "CHANGES":
+            return f"EMIT {self.emit}"
+        for k in self.keys:
+            if not isinstance(k, BCol) or k.name.startswith("__"):
+                return "a GROUP BY key is an expression"
+            if k.type.kind not in _COMPILED_KEYS:
+                return f"a {k.type} GROUP BY key"
+        for a in self.aggs:
+            if a.func not in _COMPILED_AGGS:
+                return f"{a.func} is not compiled"
+            if a.filter is not None:
+                return "FILTER (WHERE ...) is not compiled"
+            if a.arg is None:
+                continue
+            if not isinstance(a.arg, BCol) or a.arg.name.startswith("__"):
+                return "an aggregate of an expression"
+            kinds = _COMPILED_ARGS | ({"STRING"} if a.func == "COUNT" else set())
+            if a.arg.type.kind not in kinds or a.unscale:
+                return f"{a.func} of a {a.arg.type} column"
+        for name, b in self.outputs:
+            if not isinstance(b, BCol) or not (
+                    group_row_ref(b.name, "__k", len(self.keys)) is not None
+                    or group_row_ref(b.name, "__a", len(self.aggs)) is not None):
+                return f"output column {name} is an expression"
+        return None
+
+    @property
+    def may_scan(self) -> bool:
+        """Whether a V2 job may run this plan by the scan split (jobs/partition_scan.py): a
+        compiled GROUP BY routed by key."""
+        p = self.partitioning
+        return (p is not None and p.strategy == "hash" and bool(self.keys)
+                and self.why_not_compiled() is None)
+
     def explain(self) -> str:
         lines = [f"Source: {self.source}"]
         if self.where is not None:
@@ -243,7 +289,27 @@ class Plan:
             if self.routes_by_window:
                 lines.append("  or window: runs of whole windows dealt to the partitions, when "
                              "the job's first batch shows many windows (docs/ARCHITECTURE.md)")
+            if self.may_scan:
+                lines.append("  or scan: each step in contiguous pieces, one per thread, every "
+                             "row's aggregates completed by the state before its piece, when the "
+                             "job's first batch shows few groups (docs/ARCHITECTURE.md)")
         return "\n".join(lines)
+
+
+# What the compiled GROUP BY step takes (Plan.why_not_compiled)
+_COMPILED_AGGS = {"COUNT_STAR", "COUNT", "SUM", "AVG", "MIN", "MAX"}
+_COMPILED_KEYS = {"STRING", "INT64", "FLOAT64"}
+_COMPILED_ARGS = {"INT64", "FLOAT64"}
+
+
+def group_row_ref(name: str, prefix: str, count: int) -> Optional[int]:
+    """i when ``name`` is ``<prefix><i>`` with i < count (a group row's key ``__k<i>`` or
+    aggregate ``__a<i>`` column), else None."""
+    if name.startswith(prefix) and name[len(prefix):].isdigit():
+        i = int(name[len(prefix):])
+        if i < count:
+            return i
+    return None
 
 
 # ---------------------------------------------------------------------------------- planner

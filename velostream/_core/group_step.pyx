@@ -429,6 +429,12 @@ cdef class GroupStep:
         self.schema = schema
         return True
 
+    def accepts(self, schema) -> bool:
+        """Whether batches of this Arrow schema take the compiled step."""
+        if schema is self.schema or (self.schema is not None and schema.equals(self.schema)):
+            return True
+        return self._accept(schema)
+
     # -- the step ----------------------------------------------------------------------------
     cpdef object push(self, object rb):
         """The rows ``rb`` emits as a ``Result``, or None: take the general path."""
@@ -448,6 +454,87 @@ cdef class GroupStep:
         finally:
             self.busy = False
         return self._counted(rows, n)
+
+    # -- the scan split (V2's exchange for few groups: velostream.jobs.partition_scan) ------------
+    def aggregate(self, object rb):
+        """The first pass over ``rb``, a contiguous piece of the job's input: its groups found
+        (or added) and every aggregate's state updated by its rows, nothing emitted. Returns the
+        rows (``GroupRows``: the key columns moved out of the batch, zero-copy, and each row's
+        slot) for ``emit_rows`` to fill in, or None: take the general path."""
+        cdef Py_ssize_t n = rb.num_rows
+        if n == 0 or n > self.max_rows:
+            return None
+        if self.busy:
+            raise RuntimeError("this compiled step is in use by another thread")
+        self.busy = True
+        try:
+            if not self._export(rb, n):
+                return None
+            try:
+                return self._run(rb, n, False)
+            finally:
+                self._release()
+        finally:
+            self.busy = False
+
+    def emit_rows(self, GroupRows rows not None, object rb, slot_map, list aggs):
+        """The second pass: the values of ``rows`` (``aggregate``'s of ``rb``), each aggregate
+        ``aggs[j]`` (of this step's classes, holding each group's state before the piece at
+        ``slot_map[row slot]``) updated row by row as a push updates the step's own state. The
+        same rows, NULLs and errors (OutOfRangeError) as one push over the state before."""
+        cdef const int32_t[::1] smap = slot_map
+        cdef Py_ssize_t n = rows.num_rows, i, n_map = smap.shape[0]
+        cdef int j, u
+        cdef int32_t s, top = -1
+        cdef Aggregate agg
+        cdef const void* values
+        cdef const uint8_t* m
+        if rows.row_slots == NULL or rows.step is not self:
+            raise ValueError("these rows are not this step's first pass")
+        if rb.num_rows != n:
+            raise ValueError("the batch is not the rows' batch")
+        if len(aggs) != self.n_aggs:
+            raise ValueError("one aggregate per aggregate of the step")
+        for j in range(self.n_aggs):
+            if type(aggs[j]) is not type(self.aggs[j]):
+                raise TypeError(f"aggregate {j} is a {type(aggs[j]).__name__}, "
+                                f"not a {type(self.aggs[j]).__name__}")
+        if n == 0:
+            return
+        if self.busy:
+            raise RuntimeError("this compiled step is in use by another thread")
+        self.busy = True
+        cdef bint release = n >= RELEASE_ROWS
+        cdef char* base = _out_data(rows.block)
+        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * self.n_aggs)
+        try:
+            if not self._export(rb, n):
+                raise ValueError("the batch no longer takes the compiled step")
+            try:
+                self._reserve(n)
+                self._columns(n)
+                for i in range(n):
+                    s = rows.row_slots[i]
+                    if s < 0 or s >= n_map or smap[s] < 0:
+                        raise ValueError("a row's group has no slot in the given state")
+                    self.slots[i] = smap[s]
+                    if smap[s] > top:
+                        top = smap[s]
+                for j in range(self.n_aggs):
+                    agg = <Aggregate>aggs[j]
+                    u = self.agg_col[j]
+                    if u < 0:
+                        values = <const void*>self.slots
+                        m = NULL
+                    else:
+                        values = <const void*>self.col_values[u]
+                        m = self.col_mask[u]
+                    update_emit_rows(agg, n, self.slots, top, values, m, base + 8 * n * j,
+                                     vbase + n * j, release)
+            finally:
+                self._release()
+        finally:
+            self.busy = False
 
     # -- one batch shared by partitions (V2's hash exchange) ----------------------------------
     def push_rows(self, object rb, object rows):
@@ -662,22 +749,14 @@ cdef class GroupStep:
         self.cap = cap
         return 0
 
-    cdef GroupRows _run(self, object rb, Py_ssize_t n):
-        cdef bint release = n >= RELEASE_ROWS
-        cdef int u, i, j, kind
+    cdef int _columns(self, Py_ssize_t n) except -1:
+        """The exported batch's used columns: buffer pointers at the array offset, validity as
+        bytes (NULL: no NULLs)."""
+        cdef int u
         cdef Py_ssize_t r, zeros, off
         cdef ArrowArray* ch
         cdef const uint8_t* bits
         cdef uint8_t* m
-        cdef int n_aggs = self.n_aggs
-        self._reserve(n)
-
-        # the output: per aggregate 8n bytes of values, then per aggregate n validity bytes
-        cdef GroupRows out = self._new_rows(n)
-        cdef char* base = _out_data(out.block)
-        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_aggs)
-
-        # input columns: buffer pointers at the array offset, validity as bytes (NULL: no NULLs)
         for u in range(self.n_cols):
             if self.col_index[u] >= self.c_arr.n_children:
                 raise ValueError("the exported batch has fewer columns than its schema")
@@ -695,12 +774,30 @@ cdef class GroupStep:
                     zeros += 1 - m[r]
                 if zeros:
                     self.col_mask[u] = m
-            kind = self.col_kind[u]
-            if kind == K_STRING:
+            if self.col_kind[u] == K_STRING:
                 self.col_values[u] = <const char*>(<const int32_t*>ch.buffers[1] + off)
                 self.col_data[u] = <const uint8_t*>ch.buffers[2]
             else:
                 self.col_values[u] = <const char*>ch.buffers[1] + 8 * off
+        return 0
+
+    cdef GroupRows _run(self, object rb, Py_ssize_t n, bint emit=True):
+        """The step over the exported batch: its groups, every aggregate updated, and (``emit``)
+        each row's values written; without ``emit`` (the scan split's first pass) the rows keep
+        their slots for ``emit_rows`` instead."""
+        cdef bint release = n >= RELEASE_ROWS
+        cdef int u, i, j
+        cdef ArrowArray* ch
+        cdef uint8_t* m
+        cdef int n_aggs = self.n_aggs
+        self._reserve(n)
+
+        # the output: per aggregate 8n bytes of values, then per aggregate n validity bytes
+        cdef GroupRows out = self._new_rows(n)
+        cdef char* base = _out_data(out.block)
+        cdef uint8_t* vbase = <uint8_t*>(base + 8 * n * n_aggs)
+
+        self._columns(n)
 
         # string keys: codes from the job's dictionary
         if self.any_string_key:
@@ -718,6 +815,11 @@ cdef class GroupStep:
         self._key_words(n)
         find_or_insert_rows(self.table, self.word_ptrs, n, self.slots, release)
         cdef Py_ssize_t slot_cap = self.table.st.next_slot
+        if not emit:  # the scan split's first pass: the rows' slots, for the second
+            out.row_slots = <int32_t*>malloc(max(1, n) * sizeof(int32_t))
+            if out.row_slots == NULL:
+                raise MemoryError()
+            memcpy(out.row_slots, self.slots, n * sizeof(int32_t))
 
         # aggregates, each writing its per-row output (EMIT CHANGES)
         cdef Aggregate agg
@@ -734,7 +836,7 @@ cdef class GroupStep:
                 values = <const void*>self.col_values[u]  # COUNT(x) only reads the validity
                 m = <uint8_t*>self.col_mask[u]
             update_emit_rows(agg, n, self.slots, <int32_t>(slot_cap - 1), values, m,
-                             base + 8 * n * j, vbase + n * j, release)
+                             base + 8 * n * j, vbase + n * j if emit else NULL, release)
         # the key columns, moved out of the export (zero-copy): the output's key columns
         for i in range(self.n_moved):
             ch = self.c_arr.children[self.col_index[self.moved_col[i]]]
@@ -815,6 +917,7 @@ cdef class GroupRows:
     cdef ArrowArray* keys         # step.n_moved moved key columns (release NULL once imported)
     cdef object batch             # the record batch, once built
     cdef readonly Py_ssize_t num_rows
+    cdef int32_t* row_slots       # each row's group slot (GroupStep.aggregate), or NULL
 
     def __dealloc__(self):
         cdef int i
@@ -823,6 +926,7 @@ cdef class GroupRows:
                 if self.keys[i].release != NULL:
                     self.keys[i].release(&self.keys[i])
             free(self.keys)
+        free(self.row_slots)
         _out_decref(self.block)
 
     def __len__(self):

@@ -9,6 +9,8 @@ Decided once, when the engine binds its plan. A plan qualifies when it is a plai
   INT64 or FLOAT64 (COUNT also of a STRING column);
 * every output column is a GROUP BY key or an aggregate as it is (no expression over them).
 
+(``Plan.why_not_compiled`` says which condition a plan misses.)
+
 Each batch is then checked against the Arrow types the step reads (``string``, ``int64``,
 ``float64``); a batch of other types (``int32``, dictionary or large strings...), an empty one, or
 one longer than ``GroupStep.max_rows``, goes through the general path, which shares every piece of
@@ -22,59 +24,19 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .expressions import BCol
+from ..planner import group_row_ref
 from .operators.aggregate import GroupAggregate
 
 ENABLED = os.environ.get("VELOSTREAM_PUSH_FAST", "1") != "0"
 
-_AGGS = {"COUNT_STAR", "COUNT", "SUM", "AVG", "MIN", "MAX"}
-_KEY_KINDS = {"STRING", "INT64", "FLOAT64"}
-_ARG_KINDS = {"INT64", "FLOAT64"}
-
 
 def why_not(plan, pipeline) -> Optional[str]:
     """None when the plan qualifies, else the first reason it does not."""
-    if plan.shape != "aggregate":
-        return f"a {plan.shape} plan"
-    for what, value in (("WINDOW", plan.window), ("WHERE", plan.where), ("HAVING", plan.having),
-                        ("LIMIT", plan.limit), ("OFFSET", plan.offset or None)):
-        if value is not None:
-            return f"{what} is not compiled"
-    if plan.distinct:
-        return "DISTINCT is not compiled"
-    if plan.emit != "CHANGES":
-        return f"EMIT {plan.emit}"
+    reason = plan.why_not_compiled()
+    if reason is not None:
+        return reason
     if pipeline.role != "full" or not isinstance(pipeline.stateful, GroupAggregate):
         return "not a plain pipeline"
-    for k in plan.keys:
-        if not isinstance(k, BCol) or k.name.startswith("__"):
-            return "a GROUP BY key is an expression"
-        if k.type.kind not in _KEY_KINDS:
-            return f"a {k.type} GROUP BY key"
-    for a in plan.aggs:
-        if a.func not in _AGGS:
-            return f"{a.func} is not compiled"
-        if a.filter is not None:
-            return "FILTER (WHERE ...) is not compiled"
-        if a.arg is None:
-            continue
-        if not isinstance(a.arg, BCol) or a.arg.name.startswith("__"):
-            return "an aggregate of an expression"
-        kinds = _ARG_KINDS | ({"STRING"} if a.func == "COUNT" else set())
-        if a.arg.type.kind not in kinds or a.unscale:
-            return f"{a.func} of a {a.arg.type} column"
-    for name, b in plan.outputs:
-        if not isinstance(b, BCol) or not (_ref(b.name, "__k", len(plan.keys)) is not None
-                                           or _ref(b.name, "__a", len(plan.aggs)) is not None):
-            return f"output column {name} is an expression"
-    return None
-
-
-def _ref(name: str, prefix: str, count: int) -> Optional[int]:
-    if name.startswith(prefix) and name[len(prefix):].isdigit():
-        i = int(name[len(prefix):])
-        if i < count:
-            return i
     return None
 
 
@@ -94,12 +56,18 @@ def step_for(plan, pipeline, strings, stats: dict, out_schema):
 
     agg = pipeline.stateful
     codec = agg.codec
-    outputs = []
-    for _, b in plan.outputs:
-        k = _ref(b.name, "__k", len(plan.keys))
-        outputs.append(("k", k) if k is not None else ("a", _ref(b.name, "__a", len(plan.aggs))))
     return GroupStep(
         agg.table, agg.kernels, strings, stats,
         [(k.name, k.type.kind) for k in plan.keys], list(codec.layout), list(codec.wide),
         [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
-        outputs, out_schema, Result, type_of_arrow)
+        step_outputs(plan), out_schema, Result, type_of_arrow)
+
+
+def step_outputs(plan) -> list:
+    """Per output column of a qualifying plan, what ``GroupStep`` writes there: ``("k", i)``,
+    the i-th GROUP BY key, or ``("a", j)``, the j-th aggregate."""
+    outputs = []
+    for _, b in plan.outputs:
+        k = group_row_ref(b.name, "__k", len(plan.keys))
+        outputs.append(("k", k) if k is not None else ("a", group_row_ref(b.name, "__a", len(plan.aggs))))
+    return outputs

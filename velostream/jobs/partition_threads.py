@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import queue
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -48,9 +47,10 @@ from ..exec.partitioned import thread_count
 from ..exec.pipeline import Pipeline
 from ..exec.push_fast import step_for
 from ..exec.router import Routed, Router, own_dictionary, rows_of_pieces
+from .partition_scan import ScanSplit, scan_split_for
+from .partition_worker import Worker, put_step, stop_workers
 
 _INT = SqlType("INT64")
-_STOP = object()
 # Routed batches up to this many rows take the compiled GROUP BY step in partitions that share the
 # job's dictionary (small batches: per-batch Python of the general path dominates their cost and
 # their latency); partitions with their own dictionary take it for every routed batch.
@@ -101,7 +101,7 @@ class _Held:
 
 class _Partition:
     """One partition: its own pipeline. It hands back its rows already in Arrow (``convert``),
-    so the job's thread only merges and writes. A ``_Worker`` thread runs it."""
+    so the job's thread only merges and writes. A ``Worker`` thread runs it."""
 
     def __init__(self, index: int, pipeline: Pipeline, engine, convert: bool,
                  own_strings: bool = False):
@@ -240,44 +240,6 @@ def _own_strings(batch: Batch, strings: Optional[StringDict]) -> Batch:
                   for name, c in batch.columns.items()}, batch.length)
 
 
-class _Worker(threading.Thread):
-    """A native thread that runs the steps of one or more partitions (``parts``), fed by its
-    own bounded queue: a job has ``partitions`` partitions, each key's state in one of them,
-    and at most as many threads as the machine has cores (``thread_count``). More threads than
-    cores would take turns at the cores and at the GIL, each turn a stall for the others
-    (docs/PERFORMANCE.md, "Session 11"); the partition count stays what the user asked for,
-    so state, metrics and snapshots are the same whatever the threads."""
-
-    def __init__(self, index: int, parts: list, results: "queue.Queue", depth: int):
-        super().__init__(name=f"velostream-partition-{index}", daemon=True)
-        self.index = index
-        self.parts = parts
-        self.inbox: "queue.Queue" = queue.Queue(maxsize=depth)
-        self.results = results
-
-    @property
-    def started(self) -> bool:
-        return self.ident is not None
-
-    def run(self) -> None:
-        while True:
-            item = self.inbox.get()
-            if item is _STOP:
-                return
-            for part, step in item:  # a step of each of this thread's partitions, in order
-                if part.failed:  # keep draining so the job's thread never blocks on it
-                    continue
-                t0, c0 = time.perf_counter(), time.thread_time()
-                try:
-                    self.results.put((step.seq, part.index, *part._step(step), None))
-                except BaseException as exc:  # reported to the job's thread (drain)
-                    part.failed = True
-                    self.results.put((step.seq, part.index, None, 0, [],
-                                      (exc, traceback.format_exc())))
-                part.busy_s += time.perf_counter() - t0
-                part.cpu_s += time.thread_time() - c0
-
-
 class HashExchange:
     """``job.partitions`` partitions on ``thread_count`` threads, made at the first batch (when
     the plan is bound) and made again if a later batch binds a new plan (a column typed NULL so
@@ -289,7 +251,7 @@ class HashExchange:
         self.n = job.partitions
         self.results: "queue.Queue" = queue.Queue()
         self.parts: list[_Partition] = []
-        self.threads: list[_Worker] = []  # partition i runs on thread i % len(threads)
+        self.threads: list[Worker] = []  # partition i runs on thread i % len(threads)
         self.plan = None  # the plan the partitions run
         self.router: Optional[Router] = None
         self.merger: Optional[Pipeline] = None  # a two-phase plan's final aggregate
@@ -312,15 +274,31 @@ class HashExchange:
         self.step_ends: dict[int, int] = {}  # step -> the positions below this are its or before
         self.held_end = 0
         self.by_position = False  # merge partitions' rows by ROW_COL (_start)
+        # a plain GROUP BY emitting changes over few groups: the scan split takes the job over
+        # at its first batch (partition_scan.py) and this exchange hands everything to it
+        self.scan: Optional[ScanSplit] = None
+        self.started = False
 
     # -- steps ------------------------------------------------------------------------------
     def send(self, rb: pa.RecordBatch, arrived: float) -> None:
         job, eng = self.job, self.engine
+        if self.scan is not None:
+            self.scan.send(rb, arrived)
+            return
         if self.inline and eng.plan is self.plan is not None and rb.num_rows <= INLINE_ROWS:
             self._push_inline(rb, arrived)
             return
         t0 = time.perf_counter()
-        batch = eng.prepare(rb)
+        if not self.started:  # the job's first batch: the scan split, or routing
+            self.started = True
+            rb = eng.bind_input(rb)
+            self.scan = scan_split_for(job, rb)
+            if self.scan is not None:
+                self.scan.send(rb, arrived, bound=True)
+                return
+            batch = eng.prepare_bound(rb)
+        else:
+            batch = eng.prepare(rb)
         if self.plan is not None and eng.plan is not self.plan:
             self.drain(block=True)  # a new plan: new partitions
             self.close()
@@ -422,7 +400,7 @@ class HashExchange:
             if self.by_position:
                 part.pipeline.stateful.keep_positions = True
         t = thread_count(self.n)  # each thread starts with its first step (_put)
-        self.threads = [_Worker(i, self.parts[i::t], self.results, self.job.queue_depth)
+        self.threads = [Worker(i, self.parts[i::t], self.results, self.job.queue_depth)
                         for i in range(t)]
         self.used = plan.input_columns_used
         self.inline = self.router.strategy == "round_robin"
@@ -457,6 +435,9 @@ class HashExchange:
     def drain(self, block: bool = False) -> None:
         """Deliver the rows of finished steps; ``block``: first send what is held, then wait
         for every step in flight."""
+        if self.scan is not None:
+            self.scan.drain(block)
+            return
         if block:
             self._release()
         while self.next_seq < self.seq:
@@ -484,6 +465,9 @@ class HashExchange:
                     self.done = True
 
     def finish(self) -> None:
+        if self.scan is not None:
+            self.scan.finish()
+            return
         stats = self.job.stats
         if self.plan is not None:
             self._release()
@@ -500,29 +484,23 @@ class HashExchange:
         stats.max_queue_depths = self.max_depth
 
     def partition_records(self) -> list[int]:
+        if self.scan is not None:
+            return self.scan.partition_records()
         return [w.records for w in self.parts]
 
     def queue_depths(self) -> list[int]:
         """Steps waiting for each partition (its thread's queue)."""
+        if self.scan is not None:
+            return self.scan.queue_depths()
         return [self._thread_of(i).inbox.qsize() for i in range(len(self.parts))]
 
-    def _thread_of(self, partition: int) -> _Worker:
+    def _thread_of(self, partition: int) -> Worker:
         return self.threads[partition % len(self.threads)]
 
     def close(self) -> None:
-        for w in self.threads:
-            while w.started and w.is_alive():
-                try:
-                    w.inbox.put(_STOP, timeout=0.1)
-                    break
-                except queue.Full:
-                    try:  # a wedged queue: make room, the job is over anyway
-                        w.inbox.get_nowait()
-                    except queue.Empty:
-                        pass
-        for w in self.threads:
-            if w.started:
-                w.join(timeout=10)
+        if self.scan is not None:
+            self.scan.close()
+        stop_workers(self.threads)
 
     # -- pieces --------------------------------------------------------------------------------
     def _route(self, batch: Batch) -> tuple[Batch, list]:
@@ -548,21 +526,9 @@ class HashExchange:
         """One step of every partition (``steps[i]``: partition i's) to the partitions' threads:
         each thread gets its partitions' steps as one item."""
         for w in self.threads:
-            self._put(w, [(part, steps[part.index]) for part in w.parts])
+            put_step(w, [(part, steps[part.index]) for part in w.parts])
             for part in w.parts:
                 self.max_depth[part.index] = max(self.max_depth[part.index], w.inbox.qsize())
-
-    def _put(self, worker: _Worker, item: list) -> None:
-        """Blocking put (backpressure) that notices a dead thread instead of hanging."""
-        if not worker.started:
-            worker.start()
-        while True:
-            try:
-                worker.inbox.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if not worker.is_alive():
-                    raise JobError(f"partition thread {worker.index} stopped")
 
     def _restrict(self, batch: Batch, seq_base: Optional[int]) -> Batch:
         """Only the columns the plan reads travel to the partitions."""
