@@ -40,10 +40,16 @@ def partitions(request) -> int:
     At 2 partitions the job's steps are made small (64 rows): a windowed GROUP BY whose windows
     hold at most half a step is routed by window in runs of about a step (exec/router.py), so a
     test's few thousand rows make many runs over both partitions; larger windows are routed by
-    key. At 4 the step is the default (262,144 rows), as a user's job runs."""
+    key. A compiled GROUP BY emitting changes takes the scan split (jobs/partition_scan.py)
+    when its first batch has at most one group per 2 rows, and its batches of more than 16 rows
+    go to the threads. At 4 the sizes are the defaults, as a user's job runs."""
     if request.param == 2:
-        from velostream.jobs import partition_threads
-        request.getfixturevalue("monkeypatch").setattr(partition_threads, "STEP_ROWS", 64)
+        from velostream.jobs import partition_scan, partition_threads
+        mp = request.getfixturevalue("monkeypatch")
+        mp.setattr(partition_threads, "STEP_ROWS", 64)
+        mp.setattr(partition_scan, "STEP_ROWS", 64)
+        mp.setattr(partition_scan, "INLINE_ROWS", 16)
+        mp.setattr(partition_scan, "SCAN_ROWS_PER_GROUP", 2)
     return request.param
 
 

@@ -37,6 +37,15 @@ class GroupStep:
     def push_rows(self, rb: pa.RecordBatch, rows: Any) -> Any:
         """``push`` of rows ``rows`` (int64) of ``rb`` without copying them out first (the
         output's key columns are made from the keys' codes), or None: the general path."""
+    def accepts(self, schema: pa.Schema) -> bool:
+        """Whether batches of this schema take the compiled step."""
+    def aggregate(self, rb: pa.RecordBatch) -> "GroupRows | None":
+        """The scan split's first pass: groups found, every aggregate updated, nothing emitted;
+        the rows (key columns and slots) for ``emit_rows``, or None: the general path."""
+    def emit_rows(self, rows: "GroupRows", rb: pa.RecordBatch, slot_map: Any,
+                  aggs: list[Any]) -> None:
+        """The second pass: the rows' values, updating ``aggs`` (the state before the piece,
+        at ``slot_map[row slot]``) row by row."""
 
 class GroupRows:
     """Rows one ``GroupStep.push`` emitted, held until Arrow is asked for."""
