@@ -196,3 +196,19 @@ def test_default_step_size_at_two_partitions(monkeypatch):
     job.run()
     assert job.stats.strategy == "scan"
     _same_rows(job.result().to_arrow(), one)
+
+
+def test_more_pieces_than_rows_in_a_step(monkeypatch):
+    """Four threads (as on a machine of four cores) and steps of two or three rows: pieces
+    without rows stay in the job's thread; every step is delivered, in order."""
+    monkeypatch.setattr(partition_scan, "thread_count", lambda n: min(n, 4))
+    monkeypatch.setattr(partition_scan, "STEP_ROWS", 1)
+    monkeypatch.setattr(partition_scan, "INLINE_ROWS", 1)
+    table = make_table(400, seed=11)
+    batches = [table.slice(0, 100).to_batches()[0]] + split_batches(table.slice(100), [2, 3])
+    sql = f"SELECT ks, {AGGS} FROM t GROUP BY ks"
+    one, _ = _run(sql, batches, 1)
+    got, job = _run(sql, batches, 4)
+    assert job.stats.strategy == "scan"
+    _same_rows(got, one)
+    assert sum(job.stats.partition_records) == 400

@@ -216,6 +216,7 @@ def explain(sql: str, sources: Optional[Mapping[str, Any]] = None, *,
     Emit: CHANGES
     Output: k STRING, n INT64
     Partitioning: hash(k): GROUP BY keys: each group lives in one partition
+      or scan: each step in contiguous pieces, one per thread, every row's aggregates completed by the state before its piece, when the job's first batch shows few groups (docs/ARCHITECTURE.md)
     """
     statements = parse_script(sql, env)
     if needs_graph(statements):

@@ -199,8 +199,10 @@ class _ScanPartition:
             codes, _ = self.engine.strings.encode_arrow(
                 self.strings.arrow_values().slice(known, n - known))
             self.to_job = np.concatenate([self.to_job, codes.astype(np.int32)])
-        cols = [Column(c.type, self.to_job[c.values], c.valid, strings=self.engine.strings)
-                if c.type.kind == "STRING" else c for c in cols]
+        # (no string at all: every text key is NULL, its code 0 unused)
+        cols = [Column(c.type, self.to_job[c.values] if len(self.to_job) else c.values, c.valid,
+                       strings=self.engine.strings) if c.type.kind == "STRING" else c
+                for c in cols]
         return np.stack(self.codec.encode(cols, len(live)), axis=1)
 
 
@@ -227,6 +229,7 @@ class ScanSplit:
         self.seq = 0  # steps sent
         self.next_fold = 0  # the next step whose pieces to fold into the job's state
         self.next_seq = 0  # the next step to deliver
+        self.sent: dict[int, int] = {}  # step -> its pieces sent to the partitions' threads
         self.first: dict[int, dict] = {}  # step -> partition -> its piece after the first pass
         self.final: dict[int, dict] = {}  # step -> partition -> its piece with its final rows
         self.arrivals: dict[int, float] = {}
@@ -291,7 +294,7 @@ class ScanSplit:
         seq = self.seq
         self.arrivals[seq] = self.held_since
         self.seq += 1
-        self._send(pieces[1:])
+        self.sent[seq] = self._send(pieces[1:])
         self._fold_through(seq - 1, block=True)  # the job's state as it is before this step
         t0 = time.perf_counter()
         zero = pieces[0]
@@ -299,17 +302,19 @@ class ScanSplit:
         self.records0 += sum(b.num_rows for b in zero.batches)
         self.busy0_s += time.perf_counter() - t0
         self.final.setdefault(seq, {})[0] = zero
-        if self.t == 1:  # (no other piece: nothing to fold)
-            self.next_fold = seq + 1
 
-    def _send(self, pieces: list) -> None:
-        """Pieces of partitions 1.. (None: none for it) to their threads."""
+    def _send(self, pieces: list) -> int:
+        """Pieces of partitions 1.. (None: none for it) to their threads; how many went (a
+        piece without rows stays here: a step of fewer rows than its pieces)."""
+        sent = 0
         for part, piece in zip(self.parts, pieces):
             if piece is None or not piece.batches:
                 continue
             w = self.threads[part.index - 1]
             put_step(w, [(part, piece)])
             self.max_depth[part.index] = max(self.max_depth[part.index], w.inbox.qsize())
+            sent += 1
+        return sent
 
     def _collect(self, block: bool) -> bool:
         """One result from the partitions' threads into ``first`` or ``final``; False when
@@ -339,7 +344,7 @@ class ScanSplit:
         first passes."""
         while self.next_fold <= seq:
             k = self.next_fold
-            while len(self.first.get(k, ())) < self.t - 1:
+            while len(self.first.get(k, ())) < self.sent[k]:
                 if not self._collect(block):
                     return
             pieces = self.first.pop(k, {})
@@ -403,8 +408,10 @@ class ScanSplit:
 
     def _deliver(self) -> None:
         """Steps whose pieces all have their final rows, in step order, to the writer."""
-        while len(self.final.get(self.next_seq, ())) == self.t:
+        while self.next_seq in self.sent and \
+                len(self.final.get(self.next_seq, ())) == 1 + self.sent[self.next_seq]:
             pieces = self.final.pop(self.next_seq)
+            del self.sent[self.next_seq]
             out = [rows for i in sorted(pieces) for rows in pieces[i].out]
             self.job._deliver(Result(self.engine._fast.out_schema, out),
                               self.arrivals.pop(self.next_seq))
