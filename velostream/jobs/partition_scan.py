@@ -74,7 +74,8 @@ def scan_split_for(job, first: pa.RecordBatch) -> Optional["ScanSplit"]:
     eng = job.engine
     plan = eng.plan
     n = job.partitions
-    if (not ENABLED or n < 2 or thread_count(n) < 2 or not plan.may_scan or eng._fast is None or eng._fast_pipeline is not eng.pipeline or eng._cast_out
+    if (not ENABLED or n < 2 or thread_count(n) < 2 or not plan.may_scan
+            or eng._fast is None or eng._fast_pipeline is not eng.pipeline or eng._cast_out
             or first.num_rows < SCAN_ROWS_PER_GROUP or not eng._fast.accepts(first.schema)):
         return None
     names = [k.name for k in plan.keys]
