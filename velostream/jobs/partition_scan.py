@@ -88,17 +88,19 @@ def scan_split_for(job, first: pa.RecordBatch) -> Optional["ScanSplit"]:
 
 
 # The first pass costs about 0.8 of a push per row and the second 0.65 (S2, docs/PERFORMANCE.md
-# "Session 13"): a piece of the partitions' threads costs 1.45 times a push of as many rows,
-# where piece 0 is one push in the job's thread. The pieces' shares of a step's rows even out
-# the threads' work.
+# "Session 13"): a piece of the partitions' threads costs about 1.45 times a push of as many
+# rows, where piece 0 is one push in the job's thread. That is the first step's estimate; later
+# steps use the time the threads took per row (``ScanSplit._measured``), as a core shared with
+# other work (a VM's) runs a thread slower than its twin.
 TWO_PASS_COST = 1.45
 
 
-def _shares(t: int) -> list:
-    """Each piece's share of a step's rows, ``t`` pieces: piece 0 (one pass) takes
-    TWO_PASS_COST times the share of each of the others (two passes)."""
-    other = 1.0 / (TWO_PASS_COST + t - 1)
-    return [TWO_PASS_COST * other] + [other] * (t - 1)
+def _shares(t: int, cost: float) -> list:
+    """Each piece's share of a step's rows, ``t`` pieces: piece 0 (one pass in the job's
+    thread) takes ``cost`` times the share of each of the others (a row there costs ``cost``
+    times one of piece 0), so that every thread finishes its pieces together."""
+    other = 1.0 / (cost + t - 1)
+    return [cost * other] + [other] * (t - 1)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class _Piece:
     prefix: Optional[list] = None  # their state before the piece, per aggregate (0..g-1)
     done: bool = False  # ``out`` holds the piece's final rows
     out: list = field(default_factory=list)
+    busy_s: float = 0.0  # the partition's time on it, both passes
 
 
 class _ScanPartition:
@@ -143,10 +146,12 @@ class _ScanPartition:
     def _step(self, piece: _Piece) -> tuple:
         """One pass over a piece, as ``Worker`` runs a partition's step: (the piece, late
         records, dead letters)."""
+        t0 = time.perf_counter()
         if piece.prefix is not None:
             self._emit(piece)
         else:
             self._aggregate(piece)
+        piece.busy_s += time.perf_counter() - t0
         return piece, 0, []
 
     def _aggregate(self, piece: _Piece) -> None:
@@ -239,6 +244,7 @@ class ScanSplit:
         self.held_since = 0.0
         self.max_depth = [0] * self.n
         self.done = False
+        self.cost = TWO_PASS_COST  # a row on the partitions' threads / one in the job's (_shares)
         job.stats.strategy = "scan"
 
     # -- steps ------------------------------------------------------------------------------
@@ -281,7 +287,8 @@ class ScanSplit:
         if not held:
             return
         self.held, self.held_rows = [], 0
-        bounds = np.concatenate([[0], np.cumsum(_shares(self.t)) * total]).round().astype(np.int64)
+        shares = _shares(self.t, self.cost)
+        bounds = np.concatenate([[0], np.cumsum(shares) * total]).round().astype(np.int64)
         bounds[-1] = total
         pieces = [_Piece(self.seq, []) for _ in range(self.t)]
         at = 0  # the step's row where ``rb`` starts
@@ -300,8 +307,9 @@ class ScanSplit:
         t0 = time.perf_counter()
         zero = pieces[0]
         zero.out, zero.done = self._run_here(zero.batches), True
+        zero.busy_s = time.perf_counter() - t0
         self.records0 += sum(b.num_rows for b in zero.batches)
-        self.busy0_s += time.perf_counter() - t0
+        self.busy0_s += zero.busy_s
         self.final.setdefault(seq, {})[0] = zero
 
     def _send(self, pieces: list) -> int:
@@ -413,10 +421,23 @@ class ScanSplit:
                 len(self.final.get(self.next_seq, ())) == 1 + self.sent[self.next_seq]:
             pieces = self.final.pop(self.next_seq)
             del self.sent[self.next_seq]
+            self._measured(pieces)
             out = [rows for i in sorted(pieces) for rows in pieces[i].out]
             self.job._deliver(Result(self.engine._fast.out_schema, out),
                               self.arrivals.pop(self.next_seq))
             self.next_seq += 1
+
+    def _measured(self, pieces: dict) -> None:
+        """The cost of a row on the partitions' threads over one in the job's, as this step's
+        pieces took them, into the running estimate (``_shares``)."""
+        zero = pieces[0]
+        rows0 = sum(b.num_rows for b in zero.batches)
+        others = [p for i, p in pieces.items() if i and p.busy_s > 0]
+        rows = sum(b.num_rows for p in others for b in p.batches)
+        if rows0 < 1000 or rows < 1000 or zero.busy_s <= 0:
+            return  # (too few rows to time)
+        sample = (sum(p.busy_s for p in others) / rows) / (zero.busy_s / rows0)
+        self.cost = min(8.0, max(0.5, 0.5 * self.cost + 0.5 * sample))
 
     def finish(self) -> None:
         job, eng = self.job, self.engine
