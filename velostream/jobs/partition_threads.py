@@ -399,7 +399,7 @@ class HashExchange:
             part.by_runs = self.router.strategy == "window"
             if self.by_position:
                 part.pipeline.stateful.keep_positions = True
-        t = thread_count(self.n)  # each thread starts with its first step (_put)
+        t = thread_count(self.n)  # each thread starts with its first step (put_step)
         self.threads = [Worker(i, self.parts[i::t], self.results, self.job.queue_depth)
                         for i in range(t)]
         self.used = plan.input_columns_used
