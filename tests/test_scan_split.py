@@ -212,3 +212,58 @@ def test_more_pieces_than_rows_in_a_step(monkeypatch):
     assert job.stats.strategy == "scan"
     _same_rows(got, one)
     assert sum(job.stats.partition_records) == 400
+
+
+_FUZZ_AGGS = ["COUNT(*)", "COUNT(xf)", "COUNT(s)", "SUM(xi)", "SUM(xf)", "AVG(xi)", "AVG(xf)",
+              "MIN(xi)", "MAX(xi)", "MIN(xf)", "MAX(xf)"]
+
+
+def fuzz_case(seed: int) -> tuple:
+    """A generated compiled GROUP BY (keys, aggregates, their order in the select list), its
+    input (batch sizes, NULL share) and the scan split's sizes and threads."""
+    rng = np.random.default_rng(seed)
+    keys = list(rng.choice(["ks", "ki", "kf"], int(rng.integers(1, 4)), replace=False))
+    aggs = [f"{a} AS a{i}" for i, a in enumerate(rng.choice(_FUZZ_AGGS, int(rng.integers(1, 7))))]
+    items = keys + aggs
+    rng.shuffle(items)
+    table = make_table(int(rng.integers(300, 5000)), seed=seed, nkeys=int(rng.integers(1, 12)),
+                       null_frac=float(rng.choice([0.0, 0.1, 0.5])))
+    table = table.append_column("kf", pa.compute.divide(pa.compute.cast(table["ki"], pa.float64()),
+                                                        4.0))
+    sizes = [int(x) for x in rng.choice([1, 7, 64, 300, 1000, 4000], int(rng.integers(1, 4)))]
+    knobs = dict(step=int(rng.choice([1, 50, 700, 5000])), inline=int(rng.choice([1, 16, 200])),
+                 threads=int(rng.integers(2, 5)), partitions=int(rng.integers(2, 5)))
+    sql = f"SELECT {', '.join(items)} FROM t GROUP BY {', '.join(keys)}"
+    return sql, table, sizes, knobs
+
+
+def check_fuzz_case(seed: int, monkeypatch) -> bool:
+    """One generated case: one partition's rows in order (or per key, routed by key), and
+    DuckDB's last row per group. Whether it scanned."""
+    sql, table, sizes, knobs = fuzz_case(seed)
+    monkeypatch.setattr(partition_scan, "STEP_ROWS", knobs["step"])
+    monkeypatch.setattr(partition_scan, "INLINE_ROWS", knobs["inline"])
+    monkeypatch.setattr(partition_scan, "SCAN_ROWS_PER_GROUP", 1)
+    monkeypatch.setattr(partition_scan, "thread_count", lambda n: min(n, knobs["threads"]))
+    batches = split_batches(table, sizes, seed=seed)
+    one, _ = _run(sql, batches, 1)
+    got, job = _run(sql, batches, knobs["partitions"])
+    keys = sql.split("GROUP BY ")[1].split(", ")
+    if job.stats.strategy == "scan":
+        _same_rows(got, one)
+    else:
+        _same_per_key(got, one, keys)
+    cols = ", ".join(one.column_names)
+    want = duck(f"SELECT {sql[len('SELECT '):]}", t=table)
+    last = {}
+    for row in got.select(one.column_names).to_pylist():
+        last[tuple(row[k] for k in keys)] = tuple(row.values())
+    assert_rows_equal(list(last.values()), want, what=f"seed {seed}: {sql} ({cols})")
+    return job.stats.strategy == "scan"
+
+
+def test_generated_group_bys_give_one_partitions_rows(monkeypatch):
+    """40 generated compiled GROUP BYs over generated inputs, batch splits, step sizes and 2-4
+    threads: most scan; every one gives one partition's rows and DuckDB's groups."""
+    scans = sum(check_fuzz_case(seed, monkeypatch) for seed in range(1000, 1040))
+    assert scans >= 20
