@@ -556,12 +556,15 @@ class Engine:
         r = self._push_fast(rb)
         if r is not None:
             return r
-        batch = self.prepare_bound(rb)
+        return self.finish(self._process(self.prepare_bound(rb)))
+
+    def _process(self, batch: Batch) -> list[Batch]:
+        """A prepared batch through the pipeline (and the watermark it moved): its rows."""
         out = self.pipeline.process(batch)
         if self.plan.window is not None:
             out += self.pipeline.advance(self.watermark.current)
         self._sync_counters()
-        return self.finish(out)
+        return out
 
     def _push(self, data: Any) -> Result:
         out: list[Batch] = []
@@ -584,11 +587,7 @@ class Engine:
             batch = self._stamped(data, None)
         else:
             batch = self.prepare(data)
-        out = self.pipeline.process(batch)
-        if self.plan.window is not None:
-            out += self.pipeline.advance(self.watermark.current)
-        self._sync_counters()
-        return self.finish_rows(out)
+        return self.finish_rows(self._process(batch))
 
     def finish_rows(self, batches: list[Batch]) -> list[Batch]:
         """``finish`` without the conversion to Arrow: DISTINCT, LIMIT, counters."""

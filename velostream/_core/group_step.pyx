@@ -438,29 +438,11 @@ cdef class GroupStep:
     # -- the step ----------------------------------------------------------------------------
     cpdef object push(self, object rb):
         """The rows ``rb`` emits as a ``Result``, or None: take the general path."""
-        cdef Py_ssize_t n = rb.num_rows
-        if n == 0 or n > self.max_rows:
-            return None
-        if self.busy:
-            raise RuntimeError("this engine's compiled push is in use by another thread")
-        self.busy = True
-        try:
-            if not self._export(rb, n):
-                return None
-            try:
-                rows = self._run(rb, n)
-            finally:
-                self._release()
-        finally:
-            self.busy = False
-        return self._counted(rows, n)
+        rows = self._whole(rb, True)
+        return None if rows is None else self._counted(rows, rb.num_rows)
 
-    # -- the scan split (V2's exchange for few groups: velostream.jobs.partition_scan) ------------
-    def aggregate(self, object rb):
-        """The first pass over ``rb``, a contiguous piece of the job's input: its groups found
-        (or added) and every aggregate's state updated by its rows, nothing emitted. Returns the
-        rows (``GroupRows``: the key columns moved out of the batch, zero-copy, and each row's
-        slot) for ``emit_rows`` to fill in, or None: take the general path."""
+    cdef GroupRows _whole(self, object rb, bint emit):
+        """``_run`` over all of ``rb`` (exported for the call), or None: the general path."""
         cdef Py_ssize_t n = rb.num_rows
         if n == 0 or n > self.max_rows:
             return None
@@ -471,11 +453,19 @@ cdef class GroupStep:
             if not self._export(rb, n):
                 return None
             try:
-                return self._run(rb, n, False)
+                return self._run(rb, n, emit)
             finally:
                 self._release()
         finally:
             self.busy = False
+
+    # -- the scan split (V2's exchange for few groups: velostream.jobs.partition_scan) ------------
+    def aggregate(self, object rb):
+        """The first pass over ``rb``, a contiguous piece of the job's input: its groups found
+        (or added) and every aggregate's state updated by its rows, nothing emitted. Returns the
+        rows (``GroupRows``: the key columns moved out of the batch, zero-copy, and each row's
+        slot) for ``emit_rows`` to fill in, or None: take the general path."""
+        return self._whole(rb, False)
 
     def emit_rows(self, GroupRows rows not None, object rb, slot_map, list aggs):
         """The second pass: the values of ``rows`` (``aggregate``'s of ``rb``), each aggregate
