@@ -7,7 +7,8 @@ exchange, ``drain`` what the exchange has finished to the sink, commit when due;
 
 * ``InlineExchange``: one engine (a query or a pipeline's graph) in the job's own thread;
 * ``partition_threads.HashExchange``: N partitions on native threads behind the hash router
-  (``Router``), merged back in step order (V2);
+  (``Router``), merged back in step order (V2); for a compiled GROUP BY over few groups it hands
+  the job to ``partition_scan.ScanSplit`` at the first batch (contiguous pieces of each step);
 * ``tasks.SourcePartitionExchange``: one engine per source partition of a partitioned source
   (Kafka with fault tolerance), state and commits scoped by source partition.
 """
