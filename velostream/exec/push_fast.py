@@ -50,14 +50,19 @@ def step_for(plan, pipeline, strings, stats: dict, out_schema):
     when the plan does not qualify. ``stats`` gets the step's record counts."""
     if not ENABLED or why_not(plan, pipeline) is not None:
         return None
+    agg = pipeline.stateful
+    return step_over(plan, agg.table, agg.kernels, agg.codec, strings, stats, out_schema)
+
+
+def step_over(plan, table, kernels: list, codec, strings, stats: dict, out_schema):
+    """The ``GroupStep`` of a qualifying plan over this state: its group table, aggregate
+    kernels (plan order) and key codec, interning into ``strings``."""
     from .._core.group_step import GroupStep
     from ..batch import type_of_arrow
     from ..result import Result
 
-    agg = pipeline.stateful
-    codec = agg.codec
     return GroupStep(
-        agg.table, agg.kernels, strings, stats,
+        table, kernels, strings, stats,
         [(k.name, k.type.kind) for k in plan.keys], list(codec.layout), list(codec.wide),
         [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
         step_outputs(plan), out_schema, Result, type_of_arrow)

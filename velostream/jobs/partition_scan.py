@@ -43,14 +43,13 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from .._core.group_step import GroupStep
 from .._core.group_table import GroupTable
-from ..batch import Column, type_of_arrow
+from ..batch import Column
 from ..errors import JobError, VelostreamError
 from ..exec.aggregators import make_aggregator
 from ..exec.keys import KeyCodec
 from ..exec.partitioned import thread_count
-from ..exec.push_fast import step_outputs
+from ..exec.push_fast import step_over
 from ..exec.router import own_dictionary
 from ..result import Result
 from .partition_worker import Worker, put_step, stop_workers
@@ -78,9 +77,7 @@ def scan_split_for(job, first: pa.RecordBatch) -> Optional["ScanSplit"]:
             or eng._fast is None or eng._fast_pipeline is not eng.pipeline or eng._cast_out
             or first.num_rows < SCAN_ROWS_PER_GROUP or not eng._fast.accepts(first.schema)):
         return None
-    names = [k.name for k in plan.keys]
-    if any(first.schema.get_field_index(name) < 0 for name in names):
-        return None
+    names = [k.name for k in plan.keys]  # (present and typed as the step reads: accepts)
     groups = pa.Table.from_batches([first.select(names)]).group_by(names).aggregate([]).num_rows
     if groups * SCAN_ROWS_PER_GROUP > first.num_rows:
         return None
@@ -101,6 +98,19 @@ def _shares(t: int, cost: float) -> list:
     times one of piece 0), so that every thread finishes its pieces together."""
     other = 1.0 / (cost + t - 1)
     return [cost * other] + [other] * (t - 1)
+
+
+def _copies(kernels: list, slots: np.ndarray) -> list:
+    """A copy of the state of ``slots`` per kernel, in slots 0..len(slots)-1 of new kernels of
+    the same kind (the compiled step's aggregates: numbers only)."""
+    at = np.arange(len(slots), dtype=np.int32)
+    out = []
+    for k in kernels:
+        copy = type(k)(k.dtype)
+        copy.ensure_capacity(len(slots))
+        copy.merge(at, k, slots)
+        out.append(copy)
+    return out
 
 
 @dataclass
@@ -132,12 +142,8 @@ class _ScanPartition:
         self.to_job = np.arange(len(self.strings), dtype=np.int32)  # own code -> the job's
         self.table = GroupTable(self.codec.n_words)
         self.kernels = [make_aggregator(spec, self.strings) for spec in plan.aggs]
-        self.step = GroupStep(
-            self.table, self.kernels, self.strings, collections.Counter(),
-            [(k.name, k.type.kind) for k in plan.keys], list(self.codec.layout),
-            list(self.codec.wide),
-            [None if a.arg is None else (a.arg.name, a.arg.type.kind) for a in plan.aggs],
-            step_outputs(plan), engine.internal_schema, Result, type_of_arrow)
+        self.step = step_over(plan, self.table, self.kernels, self.codec, self.strings,
+                              collections.Counter(), engine.internal_schema)
         self.records = 0
         self.busy_s = 0.0
         self.cpu_s = 0.0
@@ -165,15 +171,7 @@ class _ScanPartition:
                 return
             rows.append(r)
         live = self.table.live_slots()
-        g = len(live)
-        at = np.arange(g, dtype=np.int32)
-        states = []
-        for k in self.kernels:
-            copy = type(k)(k.dtype)
-            copy.ensure_capacity(g)
-            copy.merge(at, k, live)
-            states.append(copy)
-        piece.rows, piece.states = rows, states
+        piece.rows, piece.states = rows, _copies(self.kernels, live)
         piece.words, piece.live = self._job_words(live), live
         piece.slot_cap = self.table.slot_capacity
         self._empty(live)
@@ -390,14 +388,11 @@ class ScanSplit:
             self.table.find_or_insert(
                 [np.ascontiguousarray(piece.words[:, w]) for w in range(piece.words.shape[1])],
                 slots)
-        at = np.arange(g, dtype=np.int32)
-        prefix = []
-        for k, state in zip(self.kernels, piece.states):
+        for k in self.kernels:
             k.ensure_capacity(self.table.slot_capacity)
-            before = type(k)(k.dtype)
-            before.ensure_capacity(g)
-            before.merge(at, k, slots)
-            prefix.append(before)
+        prefix = _copies(self.kernels, slots)
+        at = np.arange(g, dtype=np.int32)
+        for k, state in zip(self.kernels, piece.states):
             k.merge(slots, state, at)
         stats = self.engine.stats
         stats["records_out"] += sum(b.num_rows for b in piece.batches)
